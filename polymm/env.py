@@ -1,0 +1,64 @@
+"""Names every part agrees on (architecture.md, "Names every part agrees on").
+
+One place for the environment variables and their defaults, so the feed, the trader, mmctl and the
+unit files cannot drift apart. Production endpoints are defaults here and nowhere else.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Polymarket production. Every one of these is overridable (env var, option or config value).
+PROD_GAMMA_URL = "https://gamma-api.polymarket.com"
+PROD_CLOB_URL = "https://clob.polymarket.com"
+PROD_WS_MARKET_URL = "wss://ws-subscriptions-clob.polymarket.com/ws/market"
+PROD_WS_USER_URL = "wss://ws-subscriptions-clob.polymarket.com/ws/user"
+
+DEFAULT_CONFIG = "/etc/polymm/config.toml"
+DEFAULT_SHM = "poly_tob_shm"
+DEFAULT_SOCKET = "/run/polymm/trader.sock"
+DEFAULT_WINDOW_S = 900
+
+# Environment variable names.
+CONFIG = "POLYMM_CONFIG"
+SHM = "POLYMM_SHM"
+SOCKET = "POLYMM_SOCKET"
+WINDOW_S = "POLYMM_WINDOW_S"
+STATE_DIR = "POLYMM_STATE_DIR"
+GAMMA_URL = "POLYMM_GAMMA_URL"
+CLOB_URL = "POLYMM_CLOB_URL"
+WS_MARKET_URL = "POLYMM_WS_MARKET_URL"
+WS_USER_URL = "POLYMM_WS_USER_URL"
+
+# Secrets: read from the environment only, never logged, never written by us.
+PK = "PK"
+BROWSER_ADDRESS = "BROWSER_ADDRESS"
+SIGNATURE_TYPE = "SIGNATURE_TYPE"
+POLY_API_KEY = "POLY_API_KEY"
+POLY_API_SECRET = "POLY_API_SECRET"
+POLY_PASSPHRASE = "POLY_PASSPHRASE"
+SECRET_NAMES = (PK, POLY_API_KEY, POLY_API_SECRET, POLY_PASSPHRASE)
+
+ENDPOINT_DEFAULTS = {
+    GAMMA_URL: PROD_GAMMA_URL,
+    CLOB_URL: PROD_CLOB_URL,
+    WS_MARKET_URL: PROD_WS_MARKET_URL,
+    WS_USER_URL: PROD_WS_USER_URL,
+}
+
+
+def get(name: str, default: str | None = None) -> str | None:
+    """An environment value, treating an empty string as unset (systemd EnvironmentFile= writes those)."""
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def state_dir() -> Path:
+    """POLYMM_STATE_DIR, else systemd's $STATE_DIRECTORY (first entry), else ~/.local/state/polymm."""
+    explicit = get(STATE_DIR)
+    if explicit:
+        return Path(explicit)
+    systemd = get("STATE_DIRECTORY")
+    if systemd:
+        return Path(systemd.split(":")[0])
+    return Path.home() / ".local" / "state" / "polymm"

@@ -1,0 +1,174 @@
+"""The trader's shared vocabulary: legs, sides, what a strategy wants, and read-only views of orders,
+positions and fills.
+
+This module is the contract between the strategies (pure functions that return `Want`s), the planner
+that turns wants into place/cancel actions, and the execution core that makes the exchange agree.
+Plain data only: no I/O, no clocks.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Leg(str, enum.Enum):
+    """One outcome token of the market."""
+
+    UP = "up"
+    DOWN = "down"
+
+    @property
+    def other(self) -> "Leg":
+        return Leg.DOWN if self is Leg.UP else Leg.UP
+
+
+class Side(str, enum.Enum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+class OrderType(str, enum.Enum):
+    GTC = "GTC"
+    GTD = "GTD"
+    FOK = "FOK"
+    FAK = "FAK"
+
+
+class OrderState(str, enum.Enum):
+    PENDING_SUBMIT = "pending_submit"  # built and signed, sent or about to be; no answer yet
+    UNKNOWN = "unknown"  # submit timed out or 5xx: outcome unknown until the exchange is asked
+    LIVE = "live"  # resting, nothing filled
+    PARTIALLY_FILLED = "partially_filled"  # resting, some filled
+    PENDING_CANCEL = "pending_cancel"  # cancel sent (or deferred until the submit is known)
+    FILLED = "filled"  # terminal
+    CANCELED = "canceled"  # terminal (also market resolved, FAK/FOK remainder killed)
+    REJECTED = "rejected"  # terminal: the exchange refused it
+
+    @property
+    def terminal(self) -> bool:
+        return self in (OrderState.FILLED, OrderState.CANCELED, OrderState.REJECTED)
+
+    @property
+    def working(self) -> bool:
+        """Counts as an order that may still fill."""
+        return not self.terminal
+
+
+class Role(str, enum.Enum):
+    """What an order is for; the planner only replaces an order with a want of the same role."""
+
+    ENTRY = "entry"
+    TAKE_PROFIT = "take_profit"
+    STOP_LOSS = "stop_loss"
+    FLATTEN = "flatten"
+
+
+@dataclass(frozen=True)
+class Want:
+    """An order a strategy wants working (resting) or sent (FAK/FOK) now.
+
+    Strategies return the full set of wants each decision; the planner diffs it against working
+    orders with tolerances, so returning the same want twice does not churn.
+    """
+
+    strategy: str  # "s1" | "s2"
+    leg: Leg
+    side: Side
+    price: float  # already on the tick (trader/ticks.py)
+    size: float  # shares, 2 decimals
+    role: Role
+    order_type: OrderType = OrderType.GTC
+    post_only: bool = False
+    reason: str = ""  # words for the order log line: "entry bid>=0.60", "tp avg+0.01", "stop bid<0.50"
+
+
+@dataclass(frozen=True)
+class OrderView:
+    """What the execution core knows of one of our orders."""
+
+    client_id: str  # ours, assigned before sending
+    order_id: str | None  # the exchange's (EIP-712 order hash); known once signed
+    strategy: str
+    leg: Leg
+    side: Side
+    price: float
+    size: float  # original size, shares
+    filled: float  # shares matched so far
+    state: OrderState
+    role: Role
+    order_type: OrderType
+    post_only: bool
+    created_at: float  # unix seconds
+    updated_at: float  # unix seconds of the last state change
+    reason: str = ""
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, round(self.size - self.filled, 6))
+
+
+@dataclass(frozen=True)
+class FillView:
+    """One of our fills (one trade id, one of our orders)."""
+
+    trade_id: str
+    order_id: str
+    client_id: str | None
+    strategy: str
+    leg: Leg
+    side: Side
+    price: float
+    size: float
+    fee: float  # pUSD; makers pay none
+    role: str  # "maker" | "taker"
+    status: str  # MATCHED | MINED | CONFIRMED | FAILED
+    ts: float  # unix seconds of the match
+
+
+@dataclass(frozen=True)
+class PositionView:
+    """Position of one strategy in one leg, from its fills."""
+
+    strategy: str
+    leg: Leg
+    shares: float = 0.0
+    avg_price: float = 0.0  # average entry price of the shares held
+    realised_pnl: float = 0.0  # pUSD, net of fees
+    fees: float = 0.0
+    first_fill_at: float | None = None  # unix seconds of the first fill of the current position
+    last_fill_at: float | None = None
+
+
+@dataclass(frozen=True)
+class MarketView:
+    """The market as a strategy sees it at one decision: from the feed's shared memory."""
+
+    window_start: int
+    window_end: int
+    condition_id: str
+    up_token: str
+    down_token: str
+    tick_size: float
+    min_order_size: float
+    fee_rate: float
+    up_bid: float
+    up_bid_size: float
+    up_ask: float
+    up_ask_size: float
+    down_bid: float
+    down_bid_size: float
+    down_ask: float
+    down_ask_size: float
+    age_ms: float  # since the feed's last data for this market
+    fresh: bool  # feed alive and data younger than risk.stale_feed_ms
+    crossed: bool = False
+    accepting_orders: bool = True
+
+    def bid(self, leg: Leg) -> float:
+        return self.up_bid if leg is Leg.UP else self.down_bid
+
+    def ask(self, leg: Leg) -> float:
+        return self.up_ask if leg is Leg.UP else self.down_ask
+
+    def token(self, leg: Leg) -> str:
+        return self.up_token if leg is Leg.UP else self.down_token
