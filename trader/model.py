@@ -172,3 +172,68 @@ class MarketView:
 
     def token(self, leg: Leg) -> str:
         return self.up_token if leg is Leg.UP else self.down_token
+
+
+# ---- execution core status and events (added by the execution core, helper D) -----------------
+class ExchangeMode(str, enum.Enum):
+    """What the exchange currently lets us do (trader/exchange_state.py decides)."""
+
+    NORMAL = "normal"
+    ENGINE_RESTARTING = "engine_restarting"  # 425: no orders at all until `until`
+    POST_ONLY = "post_only"  # after an engine restart: only post-only orders until `until`
+    CANCEL_ONLY = "cancel_only"  # 503: cancels only
+    RATE_LIMITED = "rate_limited"  # 429: nothing new until `until` (Retry-After)
+    CLOSED_ONLY = "closed_only"  # account may only close positions: we place nothing
+
+
+@dataclass(frozen=True)
+class ExchangeStatus:
+    """The execution core's health as the operator (mmctl status) and the decision loop see it."""
+
+    mode: ExchangeMode = ExchangeMode.NORMAL
+    until: float | None = None  # unix seconds the mode lasts until (None = until further notice)
+    heartbeat_ok: bool = True  # dead-man switch heartbeats are being accepted
+    user_stream_connected: bool = False
+    last_reconcile_at: float | None = None
+    blocked_legs: dict = field(default_factory=dict)  # {Leg: reason in words}
+    warnings: list = field(default_factory=list)  # list[str], in words
+
+    @property
+    def can_place(self) -> bool:
+        """New orders may be sent at all (post-only restrictions aside)."""
+        return self.heartbeat_ok and self.mode in (ExchangeMode.NORMAL, ExchangeMode.POST_ONLY)
+
+    @property
+    def post_only_required(self) -> bool:
+        return self.mode is ExchangeMode.POST_ONLY
+
+
+@dataclass(frozen=True)
+class OrderChanged:
+    """ExecutionCore.poll_events(): one of our orders changed state or fill amount."""
+
+    order: OrderView
+    previous_state: OrderState | None
+
+
+@dataclass(frozen=True)
+class FillChanged:
+    """ExecutionCore.poll_events(): a fill appeared, advanced (MINED/CONFIRMED) or was reversed (FAILED)."""
+
+    fill: FillView
+    previous_status: str | None  # None = new fill
+
+
+@dataclass(frozen=True)
+class StatusChanged:
+    """ExecutionCore.poll_events(): the exchange mode, heartbeat or blocked legs changed."""
+
+    status: ExchangeStatus
+
+
+@dataclass(frozen=True)
+class MarketResolvedEvent:
+    """ExecutionCore.poll_events(): a market we held resolved; its positions are realised."""
+
+    condition_id: str
+    winning_leg: Leg

@@ -1,0 +1,202 @@
+"""mmctl's side of the control socket: connect, send one request, read one reply, with a deadline.
+
+Every failure becomes a `CtlError` whose `str()` is the one line mmctl prints: what went wrong and what
+to do about it (start the trader, join the group, use the matching mmctl).
+"""
+from __future__ import annotations
+
+import errno
+import grp
+import os
+import socket
+import time
+from pathlib import Path
+
+import msgspec
+
+from polymm.ctl import protocol as p
+
+DEFAULT_TIMEOUT_S = 5.0
+
+
+class CtlError(Exception):
+    """A failure to show as one line. `exit_code` is what mmctl exits with."""
+
+    exit_code = 1
+
+
+class TraderNotRunning(CtlError):
+    exit_code = 3
+
+
+class PermissionDenied(CtlError):
+    exit_code = 4
+
+
+class RequestTimeout(CtlError):
+    exit_code = 5
+
+
+class ProtocolMismatch(CtlError):
+    exit_code = 6
+
+
+class ConnectionLost(CtlError):
+    exit_code = 7
+
+
+class RemoteError(CtlError):
+    """The trader answered with an ErrorReply (refused, invalid, unknown key...)."""
+
+    def __init__(self, reply: p.ErrorReply) -> None:
+        super().__init__(reply.message)
+        self.code = reply.code
+        self.key = reply.key
+        self.suggestion = reply.suggestion
+        self.reply = reply
+
+
+def not_running_message(path: str | os.PathLike, detail: str) -> str:
+    return f"is polymm-trader running? it listens on {path} ({detail})"
+
+
+def join_group_message(path: str | os.PathLike) -> str:
+    group = socket_group(Path(path))
+    return f"permission denied on {path}: join group {group} (sudo usermod -aG {group} $USER), then log in again"
+
+
+def socket_group(path: Path) -> str:
+    """The group that owns the socket (or, if it cannot be seen, the nearest existing parent directory)."""
+    for candidate in (path, *path.parents):
+        try:
+            gid = os.stat(candidate).st_gid
+        except OSError:
+            continue
+        try:
+            return grp.getgrgid(gid).gr_name
+        except KeyError:
+            return str(gid)
+    return "polymm"
+
+
+class ControlClient:
+    """One connection to the trader. Use as a context manager, or `connect()` / `close()`.
+
+    `request()` returns the trader's reply Struct, or raises CtlError (RemoteError for a refusal).
+    """
+
+    def __init__(self, path: str | os.PathLike, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._reader = p.FrameReader()
+
+    def __enter__(self) -> "ControlClient":
+        self.connect()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(str(self.path))
+        except FileNotFoundError:
+            sock.close()
+            raise TraderNotRunning(not_running_message(self.path, "no socket there")) from None
+        except ConnectionRefusedError:
+            sock.close()
+            raise TraderNotRunning(not_running_message(self.path, "stale socket file, nobody listening")) from None
+        except PermissionError:
+            sock.close()
+            raise PermissionDenied(join_group_message(self.path)) from None
+        except socket.timeout:
+            sock.close()
+            raise RequestTimeout(f"polymm-trader did not accept a connection within {self.timeout:g} s on {self.path}") from None
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.ENOTSOCK or exc.errno == errno.ENOTDIR:
+                raise TraderNotRunning(not_running_message(self.path, "not a socket")) from None
+            raise CtlError(f"cannot connect to {self.path}: {exc.strerror or exc}") from None
+        self._sock = sock
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def request(self, request: p.Request, timeout: float | None = None) -> p.Reply:
+        if self._sock is None:
+            self.connect()
+        op = type(request).__struct_config__.tag
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        try:
+            self._send(p.encode(request), deadline, op)
+            payload = self._receive(deadline, op)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close()
+            raise ConnectionLost(f"polymm-trader closed the connection during {op} (check its log)") from None
+        return self._interpret(payload, op)
+
+    # -- internals -------------------------------------------------------------------------------------
+
+    def _send(self, data: bytes, deadline: float, op: str) -> None:
+        view = memoryview(data)
+        while view:
+            self._sock.settimeout(self._remaining(deadline, op))
+            try:
+                sent = self._sock.send(view)
+            except socket.timeout:
+                raise self._timeout(op) from None
+            view = view[sent:]
+
+    def _receive(self, deadline: float, op: str) -> bytes:
+        while True:
+            self._sock.settimeout(self._remaining(deadline, op))
+            try:
+                data = self._sock.recv(65536)
+            except socket.timeout:
+                raise self._timeout(op) from None
+            if not data:
+                self.close()
+                raise ConnectionLost(f"polymm-trader closed the connection before answering {op} (check its log)")
+            try:
+                payloads = self._reader.feed(data)
+            except p.FrameTooLarge as exc:
+                self.close()
+                raise CtlError(f"the trader's reply to {op} is unreadable: {exc}") from None
+            if payloads:
+                return payloads[0]  # one request in flight, so one reply
+
+    def _interpret(self, payload: bytes, op: str) -> p.Reply:
+        try:
+            reply = p.decode_reply(payload)
+        except p.VersionMismatch as exc:
+            raise ProtocolMismatch(str(exc)) from None
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise CtlError(f"the trader's reply to {op} is malformed: {p.one_line(str(exc))}") from None
+        if isinstance(reply, p.ErrorReply):
+            if reply.code == p.E_VERSION:
+                raise ProtocolMismatch(reply.message)
+            if reply.code == p.E_FORBIDDEN:
+                raise PermissionDenied(reply.message)
+            raise RemoteError(reply)
+        return reply
+
+    def _remaining(self, deadline: float, op: str) -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise self._timeout(op)
+        return left
+
+    def _timeout(self, op: str) -> RequestTimeout:
+        self.close()  # the reply may still come: this connection is out of step now
+        return RequestTimeout(f"polymm-trader did not answer {op} within {self.timeout:g} s (socket {self.path})")
+
+
+def request(path: str | os.PathLike, message: p.Request, timeout: float = DEFAULT_TIMEOUT_S) -> p.Reply:
+    """Connect, send one request, return its reply, close."""
+    with ControlClient(path, timeout) as client:
+        return client.request(message)

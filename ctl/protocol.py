@@ -1,0 +1,485 @@
+"""The control protocol between mmctl and polymm-trader: message types and framing.
+
+Transport: a Unix stream socket (`/run/polymm/trader.sock` under systemd). Every frame is a 4-byte
+big-endian unsigned length followed by that many bytes of MessagePack (msgspec). A connection carries
+any number of request → reply exchanges, strictly in order: the client sends one request and reads one
+reply.
+
+Messages are tagged msgspec Structs. Requests are tagged by `op` ("status", "set", ...); replies by
+`kind` ("status", "changed", "error", ...). Every message carries `v`, the protocol version. Both ends
+read `v` first (`peek_version`) and refuse a version they do not speak with a clear error, before
+trying to decode the rest, so an old mmctl against a new trader says "version mismatch" instead of
+"malformed frame".
+
+Compatibility rule: `ErrorReply` keeps its shape in every version (kind "error", `code`, `message`),
+so any mmctl can print any trader's refusal.
+
+Legs, sides and states travel as plain strings ("up", "BUY", "live") so this module depends on
+nothing in the trader (architecture.md: trader → ctl.protocol, never the other way).
+"""
+from __future__ import annotations
+
+import struct
+from typing import Any, Union
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+MAX_FRAME = 1 << 20  # 1 MiB: a full status with hundreds of orders is ~100 KiB; anything bigger is a bug or an attack
+HEADER = struct.Struct(">I")  # the length prefix
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Error codes. One word each, so scripts can branch on them; the message says the rest in words.
+
+E_BAD_FRAME = "bad_frame"  # not MessagePack, or not a known request shape
+E_TOO_LARGE = "too_large"  # length prefix above MAX_FRAME (the connection is then closed)
+E_UNKNOWN_OP = "unknown_op"  # a well-formed message whose op this trader does not know
+E_VERSION = "version"  # protocol version mismatch
+E_FORBIDDEN = "forbidden"  # the peer's uid/groups are not allowed
+E_BUSY = "busy"  # too many clients
+E_BAD_REQUEST = "bad_request"  # a field value the handler cannot use (e.g. a bad `since`)
+E_UNKNOWN_KEY = "unknown_key"  # config key does not exist (`suggestion` names the nearest one)
+E_NOT_LIVE = "not_live"  # config key cannot change while running (the message says why)
+E_INVALID = "invalid_value"  # type, bounds or cross-field rule broken; nothing was applied
+E_UNAVAILABLE = "unavailable"  # the trader cannot do it now (starting, shutting down, engine restarting)
+E_INTERNAL = "internal"  # the handler raised; the trader logged the traceback
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Requests
+
+
+class Request(msgspec.Struct, tag_field="op", kw_only=True, forbid_unknown_fields=False):
+    v: int = PROTOCOL_VERSION
+
+
+class StatusRequest(Request, tag="status"):
+    pass
+
+
+class ConfigRequest(Request, tag="config"):
+    key: str | None = None  # one key, or the whole effective config
+
+
+class SetRequest(Request, tag="set"):
+    settings: dict[str, str]  # "s1.entry_threshold" -> "0.42": strings, validated by the trader's schema
+
+
+class UnsetRequest(Request, tag="unset"):
+    key: str  # drop this override: the value from the file (or the default) applies again
+
+
+class ReloadRequest(Request, tag="reload"):
+    pass
+
+
+class PauseRequest(Request, tag="pause"):
+    pass
+
+
+class ResumeRequest(Request, tag="resume"):
+    pass
+
+
+class CancelAllRequest(Request, tag="cancel_all"):
+    pass
+
+
+class FlattenRequest(Request, tag="flatten"):
+    pass
+
+
+class RestartRequest(Request, tag="restart"):
+    pass
+
+
+class OrdersRequest(Request, tag="orders"):
+    include_done: bool = False  # also filled / canceled / rejected orders still remembered
+
+
+class PositionsRequest(Request, tag="positions"):
+    pass
+
+
+class FillsRequest(Request, tag="fills"):
+    since: float | None = None  # unix seconds; None = every fill the trader remembers
+    limit: int | None = None  # the newest N
+
+
+AnyRequest = Union[
+    StatusRequest,
+    ConfigRequest,
+    SetRequest,
+    UnsetRequest,
+    ReloadRequest,
+    PauseRequest,
+    ResumeRequest,
+    CancelAllRequest,
+    FlattenRequest,
+    RestartRequest,
+    OrdersRequest,
+    PositionsRequest,
+    FillsRequest,
+]
+
+# Requests that change the trader. The server runs these one at a time (never two `set`s interleaved)
+# and logs who sent them; read-only ones run concurrently.
+MUTATING_OPS = frozenset({"set", "unset", "reload", "pause", "resume", "cancel_all", "flatten", "restart"})
+READ_ONLY_OPS = frozenset({"status", "config", "orders", "positions", "fills"})
+ALL_OPS = MUTATING_OPS | READ_ONLY_OPS
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pieces of replies
+
+
+class OrderInfo(msgspec.Struct, kw_only=True):
+    client_id: str
+    order_id: str | None
+    strategy: str  # "s1" | "s2"
+    leg: str  # "up" | "down"
+    side: str  # "BUY" | "SELL"
+    price: float
+    size: float  # original, shares
+    filled: float  # shares matched so far
+    state: str  # trader.model.OrderState value
+    role: str  # entry | take_profit | stop_loss | flatten
+    order_type: str  # GTC | GTD | FOK | FAK
+    post_only: bool
+    created_at: float  # unix seconds
+    age_s: float  # now - created_at, on the trader's clock
+    # Distance behind the top of the book on the order's own side, in price units: BUY = best bid - price,
+    # SELL = price - best ask. 0 = at the top, > 0 = queued behind it, < 0 = better than the book (crossing
+    # or alone at the top). None when that side of the book is empty.
+    distance: float | None = None
+    reason: str = ""
+
+
+class PositionInfo(msgspec.Struct, kw_only=True):
+    strategy: str
+    leg: str
+    shares: float
+    avg_price: float
+    mark: float | None = None  # price used for unrealised P&L (the leg's best bid); None when no bid
+    realised_pnl: float = 0.0  # pUSD, net of fees
+    unrealised_pnl: float = 0.0  # shares * (mark - avg_price)
+    fees: float = 0.0
+    first_fill_at: float | None = None
+    last_fill_at: float | None = None
+
+
+class FillInfo(msgspec.Struct, kw_only=True):
+    trade_id: str
+    order_id: str
+    client_id: str | None
+    strategy: str
+    leg: str
+    side: str
+    price: float
+    size: float
+    fee: float
+    role: str  # maker | taker
+    status: str  # MATCHED | MINED | CONFIRMED | FAILED
+    ts: float
+
+
+class Exposure(msgspec.Struct, kw_only=True):
+    scope: str  # "total", "s1", "s2", or "s1.up"-style
+    usd: float  # current exposure (pUSD at risk: positions at cost + working buy orders)
+    cap_usd: float | None = None  # the configured cap; None = no cap for this scope
+
+
+class ConfigEntry(msgspec.Struct, kw_only=True):
+    key: str  # dotted: "s1.entry_threshold"
+    value: Any  # effective value (secrets are "<redacted>")
+    default: Any = None
+    override: bool = False  # set with `mmctl set`, persisted in the state directory
+    live: bool = True  # may change while trading; False = needs a restart
+    pending_restart: bool = False  # changed but not in effect until the trader restarts
+
+
+class Change(msgspec.Struct, kw_only=True):
+    key: str
+    old: Any
+    new: Any
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Replies
+
+
+class Reply(msgspec.Struct, tag_field="kind", kw_only=True, forbid_unknown_fields=False):
+    v: int = PROTOCOL_VERSION
+
+
+class StatusReply(Reply, tag="status"):
+    # running | paused | stale_feed | exchange_restarting | cancel_only | post_only | rate_limited |
+    # closed_only | starting | restarting | stopping — the single word an operator reads first.
+    state: str
+    healthy: bool  # the trader's own verdict: trading normally, nothing in `warnings`
+    paused: bool = False
+    pid: int = 0
+    started_at: float = 0.0  # unix seconds the trader process started
+    now: float = 0.0  # the trader's clock when it answered
+    # The window the trader is trading (from the feed, as the trader last saw it)
+    condition_id: str = ""
+    window_start: int = 0
+    window_end: int = 0
+    feed_age_ms: float | None = None  # age of the book at the trader's last decision
+    last_decision_at: float | None = None
+    heartbeat_ok: bool = True  # the exchange dead-man-switch heartbeats are succeeding
+    balance_usd: float | None = None  # collateral available, when known
+    positions: list[PositionInfo] = []
+    orders: list[OrderInfo] = []  # working orders
+    exposure: list[Exposure] = []
+    realised_pnl: float = 0.0  # total, pUSD, net of fees
+    unrealised_pnl: float = 0.0
+    blocked_legs: dict[str, str] = {}  # leg -> reason it cannot trade now
+    warnings: list[str] = []  # in words: "feed stale for 4.2 s", "heartbeat failing since 21:04:10", ...
+    config_warnings: list[str] = []  # from the config schema (questionable but valid values)
+    pending_restart: list[str] = []  # config keys changed that take effect only after a restart
+
+
+class ConfigReply(Reply, tag="config"):
+    entries: list[ConfigEntry]
+    source: str | None = None  # the config file path
+    overrides_path: str | None = None  # where `mmctl set` persists overrides
+    warnings: list[str] = []
+
+
+class ChangeReply(Reply, tag="changed"):
+    """Reply to set, unset and reload: what changed (old → new), all of it applied."""
+
+    changes: list[Change] = []
+    warnings: list[str] = []
+    pending_restart: list[str] = []  # keys whose new value waits for a restart
+    message: str = ""  # e.g. "applied at the next decision; persisted to /var/lib/polymm/overrides.toml"
+
+
+class DoneReply(Reply, tag="done"):
+    """Reply to pause, resume, cancel_all, flatten, restart: what was done, in words."""
+
+    message: str
+    count: int | None = None  # orders cancelled / flatten orders sent, when it applies
+    warnings: list[str] = []
+
+
+class OrdersReply(Reply, tag="orders"):
+    orders: list[OrderInfo]
+    now: float = 0.0
+
+
+class PositionsReply(Reply, tag="positions"):
+    positions: list[PositionInfo]
+    realised_pnl: float = 0.0
+    unrealised_pnl: float = 0.0
+    now: float = 0.0
+
+
+class FillsReply(Reply, tag="fills"):
+    fills: list[FillInfo]
+    now: float = 0.0
+
+
+class ErrorReply(Reply, tag="error"):
+    """The one reply shape every version keeps: any mmctl can print any trader's refusal."""
+
+    code: str  # one of the E_* codes
+    message: str  # one line, for a human
+    key: str | None = None  # the config key concerned, when there is one
+    suggestion: str | None = None  # nearest valid key for E_UNKNOWN_KEY
+
+
+AnyReply = Union[
+    StatusReply,
+    ConfigReply,
+    ChangeReply,
+    DoneReply,
+    OrdersReply,
+    PositionsReply,
+    FillsReply,
+    ErrorReply,
+]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Errors
+
+
+class ControlError(Exception):
+    """A request refused with a code and a one-line message.
+
+    The trader-side handler raises it to answer with an ErrorReply; the client raises it when the trader
+    answered with one. `str(err)` is the line to show.
+    """
+
+    def __init__(self, code: str, message: str, *, key: str | None = None, suggestion: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.key = key
+        self.suggestion = suggestion
+
+    def to_reply(self) -> ErrorReply:
+        return ErrorReply(code=self.code, message=one_line(self.message), key=self.key, suggestion=self.suggestion)
+
+    @classmethod
+    def from_reply(cls, reply: ErrorReply) -> "ControlError":
+        return cls(reply.code, reply.message, key=reply.key, suggestion=reply.suggestion)
+
+
+class FrameTooLarge(Exception):
+    def __init__(self, size: int, limit: int = MAX_FRAME) -> None:
+        super().__init__(f"frame of {size} bytes is larger than the {limit}-byte limit")
+        self.size = size
+        self.limit = limit
+
+
+class VersionMismatch(Exception):
+    def __init__(self, theirs: int | None, ours: int = PROTOCOL_VERSION) -> None:
+        super().__init__(version_mismatch_message(theirs, ours))
+        self.theirs = theirs
+        self.ours = ours
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """Messages cross the socket as one line: a multi-line exception text would break tables and logs."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def version_mismatch_message(theirs: int | None, ours: int = PROTOCOL_VERSION) -> str:
+    seen = "no version" if theirs is None else f"version {theirs}"
+    return f"control protocol mismatch: got {seen}, this side speaks version {ours}; use the mmctl installed with this polymm-trader"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Encoding
+
+
+_encoder = msgspec.msgpack.Encoder()
+_request_decoder = msgspec.msgpack.Decoder(AnyRequest)
+_reply_decoder = msgspec.msgpack.Decoder(AnyReply)
+
+
+class _Envelope(msgspec.Struct, forbid_unknown_fields=False):
+    """Only what every version agrees on: the version, and which message it is."""
+
+    v: int | None = None
+    op: str | None = None
+    kind: str | None = None
+
+
+_envelope_decoder = msgspec.msgpack.Decoder(_Envelope)
+
+
+def frame(payload: bytes) -> bytes:
+    if len(payload) > MAX_FRAME:
+        raise FrameTooLarge(len(payload))
+    return HEADER.pack(len(payload)) + payload
+
+
+def encode(message: Request | Reply) -> bytes:
+    """A whole frame (length prefix + MessagePack) for one message."""
+    return frame(_encoder.encode(message))
+
+
+def peek(payload: bytes) -> _Envelope:
+    """The version and tag of a payload, without decoding the rest. msgspec.DecodeError if not a map."""
+    return _envelope_decoder.decode(payload)
+
+
+def decode_request(payload: bytes) -> AnyRequest:
+    """One request from one frame's payload.
+
+    Raises ControlError with E_VERSION, E_UNKNOWN_OP or E_BAD_FRAME — exactly the reply to send back.
+    """
+    try:
+        envelope = peek(payload)
+    except msgspec.DecodeError as exc:
+        raise ControlError(E_BAD_FRAME, f"malformed frame: not a MessagePack map ({one_line(str(exc))})") from None
+    if envelope.v != PROTOCOL_VERSION:
+        raise ControlError(E_VERSION, version_mismatch_message(envelope.v))
+    if envelope.op is None:
+        raise ControlError(E_BAD_FRAME, "malformed request: no `op` field")
+    if envelope.op not in ALL_OPS:
+        raise ControlError(E_UNKNOWN_OP, f"unknown request {envelope.op!r}; known: {', '.join(sorted(ALL_OPS))}")
+    try:
+        return _request_decoder.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ControlError(E_BAD_FRAME, f"malformed {envelope.op!r} request: {one_line(str(exc))}") from None
+
+
+def decode_reply(payload: bytes) -> AnyReply:
+    """One reply from one frame's payload. VersionMismatch, or msgspec.DecodeError/ValidationError if garbled.
+
+    An ErrorReply is decoded whatever its version (its shape never changes), so a trader refusing our
+    version can say so itself.
+    """
+    envelope = peek(payload)
+    if envelope.kind == "error":
+        return msgspec.msgpack.decode(payload, type=ErrorReply)
+    if envelope.v != PROTOCOL_VERSION:
+        raise VersionMismatch(envelope.v)
+    return _reply_decoder.decode(payload)
+
+
+class FrameReader:
+    """Incremental frame splitter for a byte stream (pure: no sockets).
+
+    `feed(data)` returns the complete payloads now available. A length prefix above `max_frame` raises
+    FrameTooLarge at once — before the body arrives — so an oversized frame never costs memory.
+    `pending` is how many bytes are buffered (a partial frame).
+    """
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        self._buf = bytearray()
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buf += data
+        payloads: list[bytes] = []
+        while len(self._buf) >= HEADER.size:
+            (size,) = HEADER.unpack_from(self._buf)
+            if size > self.max_frame:
+                raise FrameTooLarge(size, self.max_frame)
+            end = HEADER.size + size
+            if len(self._buf) < end:
+                break
+            payloads.append(bytes(self._buf[HEADER.size : end]))
+            del self._buf[:end]
+        return payloads
+
+
+def to_builtins(message: msgspec.Struct) -> Any:
+    """A message as plain dicts/lists (for `--json`); NaN becomes None as in JSON."""
+    return msgspec.json.decode(msgspec.json.encode(message))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Secrets. The trader's handler redacts before answering; mmctl redacts again before printing, so a
+# handler bug still cannot put a key on an operator's screen or in a script's log.
+
+REDACTED = "<redacted>"
+_SECRET_PARTS = frozenset(
+    {"pk", "private_key", "privkey", "secret", "api_secret", "passphrase", "api_passphrase", "api_key", "password",
+     "poly_api_key", "poly_api_secret", "poly_passphrase", "mnemonic", "seed"}
+)
+_SECRET_SUFFIXES = ("_secret", "_passphrase", "_password", "_private_key", "_api_key")
+
+
+def is_secret_key(key: str) -> bool:
+    """True for config/env keys that hold a secret ("pk", "auth.api_secret", "POLY_PASSPHRASE")."""
+    for part in key.lower().split("."):
+        if part in _SECRET_PARTS or part.endswith(_SECRET_SUFFIXES):
+            return True
+    return False
+
+
+def redact(key: str, value: Any) -> Any:
+    return REDACTED if is_secret_key(key) and value not in (None, "") else value

@@ -1,0 +1,250 @@
+"""What `mmctl status` says: feed health from the shared-memory snapshot plus the trader's own status,
+reduced to warnings in words and one healthy/unhealthy verdict (the exit code).
+
+Pure: the caller reads shared memory and the socket and passes what it got (or why it got nothing) and
+the time. Nothing here touches a clock, a socket or a segment.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from polymm.ctl import protocol as p
+from polymm.ctl import render
+
+# The feed refreshes its heartbeat even when the market is quiet, so a few seconds of silence means it is
+# hung or gone. Book data can legitimately pause a little longer; the trader judges staleness with its own
+# configured threshold and says so in its warnings.
+HEARTBEAT_LATE_S = 3.0
+BOOK_STALE_S = 5.0
+WINDOW_OVERDUE_S = 10.0  # the feed should have rotated to the next window by now
+
+
+@dataclass(frozen=True)
+class LegQuote:
+    bid: float | None
+    bid_size: float | None
+    ask: float | None
+    ask_size: float | None
+    last_trade: float | None
+
+
+@dataclass(frozen=True)
+class FeedHealth:
+    available: bool  # a snapshot was read
+    problem: str | None = None  # why not (segment missing, layout unknown), in words
+    status: str = ""
+    writer_pid: int = 0
+    condition_id: str = ""
+    window_start: int = 0
+    window_end: int = 0
+    time_left_s: float | None = None
+    book_age_s: float | None = None
+    heartbeat_age_s: float | None = None
+    updates_per_s: float | None = None
+    updates_total: int = 0
+    reconnects: int = 0
+    crossed: bool = False
+    up: LegQuote | None = None
+    down: LegQuote | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+
+
+def _quote(leg: Any) -> LegQuote:
+    return LegQuote(
+        bid=_finite(leg.bid), bid_size=_finite(leg.bid_size), ask=_finite(leg.ask), ask_size=_finite(leg.ask_size),
+        last_trade=_finite(leg.last_trade),
+    )
+
+
+def feed_health(snapshot: Any | None, now: float, *, problem: str | None = None,
+                book_stale_s: float = BOOK_STALE_S, heartbeat_late_s: float = HEARTBEAT_LATE_S) -> FeedHealth:
+    """Feed health from a `polymm.feed.shm.Snapshot` (contract 1), or from why there is none."""
+    if snapshot is None:
+        why = problem or "feed shared memory not readable"
+        return FeedHealth(available=False, problem=why, warnings=[f"feed: {why}"])
+    warnings: list[str] = []
+    heartbeat_age = snapshot.heartbeat_age_s(now)
+    book_age = snapshot.data_age_s(now)
+    if snapshot.status == "stopped":
+        warnings.append(f"feed stopped (polymm-feed pid {snapshot.writer_pid} exited cleanly); no market data")
+    elif heartbeat_age > heartbeat_late_s:
+        warnings.append(
+            f"feed heartbeat {render.duration(heartbeat_age)} old: polymm-feed (pid {snapshot.writer_pid}) is hung or not running"
+        )
+    if snapshot.status in ("stale", "starting"):
+        warnings.append(f"feed status is {snapshot.status}")
+    if snapshot.status not in ("stopped", "starting") and not math.isnan(book_age) and book_age > book_stale_s:
+        warnings.append(f"feed book is {render.duration(book_age)} old (stale after {render.duration(book_stale_s)})")
+    time_left = snapshot.window_end - now if snapshot.window_end else None
+    if time_left is not None and time_left < -WINDOW_OVERDUE_S and snapshot.status != "stopped":
+        warnings.append(f"window ended {render.duration(-time_left)} ago and the feed has not moved to the next one")
+    if snapshot.crossed:
+        warnings.append("feed reports a crossed book (bid >= ask) for this market")
+    return FeedHealth(
+        available=True,
+        status=snapshot.status,
+        writer_pid=snapshot.writer_pid,
+        condition_id=snapshot.condition_id,
+        window_start=snapshot.window_start,
+        window_end=snapshot.window_end,
+        time_left_s=time_left,
+        book_age_s=_finite(book_age),
+        heartbeat_age_s=_finite(heartbeat_age),
+        updates_per_s=_finite(snapshot.updates_per_s),
+        updates_total=snapshot.updates_total,
+        reconnects=snapshot.reconnects,
+        crossed=snapshot.crossed,
+        up=_quote(snapshot.up),
+        down=_quote(snapshot.down),
+        warnings=warnings,
+    )
+
+
+@dataclass(frozen=True)
+class StatusView:
+    feed: FeedHealth
+    trader: p.StatusReply | None
+    trader_problem: str | None  # why there is no trader status (not running, permission, timeout)
+    warnings: list[str]
+    healthy: bool
+
+
+def trader_warnings(trader: p.StatusReply) -> list[str]:
+    """The trader's warnings, plus the conditions it reports as fields but might not have put in words."""
+    words = list(trader.warnings)
+    text = " ".join(words).lower()
+    if not trader.heartbeat_ok and "heartbeat" not in text:
+        words.append("exchange heartbeat failing: the exchange will cancel every order if it keeps failing")
+    if trader.paused and "pause" not in text:
+        words.append("trader is paused (mmctl resume to trade again)")
+    if trader.pending_restart and "restart" not in text:
+        words.append("config change pending restart: " + ", ".join(trader.pending_restart))
+    for leg, reason in sorted(trader.blocked_legs.items()):
+        if reason.lower() not in text:
+            words.append(f"leg {leg} blocked: {reason}")
+    return words
+
+
+def build_status(feed: FeedHealth, trader: p.StatusReply | None, trader_problem: str | None) -> StatusView:
+    warnings = list(feed.warnings)
+    if trader is None:
+        warnings.append(f"trader not running or unreachable: {trader_problem or 'no reply'}")
+        healthy = False
+    else:
+        warnings.extend(trader_warnings(trader))
+        healthy = trader.healthy
+    unique = list(dict.fromkeys(warnings))
+    return StatusView(feed=feed, trader=trader, trader_problem=trader_problem, warnings=unique,
+                      healthy=healthy and not unique)
+
+
+def status_json(view: StatusView) -> dict[str, Any]:
+    return {
+        "healthy": view.healthy,
+        "warnings": view.warnings,
+        "feed": asdict(view.feed),
+        "trader": p.to_builtins(view.trader) if view.trader is not None else None,
+        "trader_problem": view.trader_problem,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Text
+
+
+def render_status(view: StatusView, now: float) -> str:
+    blocks = [_feed_block(view.feed), _trader_block(view.trader, view.trader_problem, now)]
+    trader = view.trader
+    if trader is not None:
+        blocks.append(render.heading("positions") + "\n" + positions_table(trader.positions))
+        blocks.append(render.heading("open orders") + "\n" + orders_table(trader.orders))
+        if trader.exposure:
+            blocks.append(render.heading("exposure") + "\n" + exposure_table(trader.exposure))
+        if trader.config_warnings:
+            blocks.append(render.heading("config warnings") + "\n" + render.bullets(trader.config_warnings))
+    verdict = "HEALTHY" if view.healthy else f"UNHEALTHY ({len(view.warnings)} warning{'s' * (len(view.warnings) != 1)})"
+    tail = verdict if not view.warnings else verdict + "\n" + render.bullets(view.warnings)
+    blocks.append(tail)
+    return "\n\n".join(blocks)
+
+
+def _feed_block(feed: FeedHealth) -> str:
+    if not feed.available:
+        return "FEED    not available: " + (feed.problem or "unknown")
+    rows = [
+        ("FEED", feed.status, f"pid {feed.writer_pid}", f"heartbeat {render.duration(feed.heartbeat_age_s)} ago",
+         f"book age {render.duration(feed.book_age_s)}", f"{render.number(feed.updates_per_s, 1)} updates/s",
+         f"{feed.reconnects} reconnects"),
+        ("market", render.short_id(feed.condition_id, 10),
+         f"window {render.clock(feed.window_start)}-{render.clock(feed.window_end)} UTC",
+         "ends in " + render.duration(feed.time_left_s) if (feed.time_left_s or 0) >= 0 else
+         "ended " + render.duration(-(feed.time_left_s or 0)) + " ago"),
+    ]
+    for name, quote in (("up", feed.up), ("down", feed.down)):
+        if quote is not None:
+            rows.append((name, f"bid {render.price(quote.bid)} x {render.number(quote.bid_size)}",
+                         f"ask {render.price(quote.ask)} x {render.number(quote.ask_size)}",
+                         f"last {render.price(quote.last_trade)}"))
+    return render.table(None, rows)
+
+
+def _trader_block(trader: p.StatusReply | None, problem: str | None, now: float) -> str:
+    if trader is None:
+        return "TRADER  not running or unreachable: " + (problem or "no reply")
+    uptime = render.duration(trader.now - trader.started_at) if trader.started_at else render.EMPTY
+    last = (render.duration(trader.now - trader.last_decision_at) + " ago") if trader.last_decision_at else "none yet"
+    rows = [
+        ("TRADER", trader.state, f"pid {trader.pid}", f"up {uptime}", f"last decision {last}",
+         "heartbeat ok" if trader.heartbeat_ok else "heartbeat FAILING"),
+        ("window", render.short_id(trader.condition_id, 10),
+         f"{render.clock(trader.window_start)}-{render.clock(trader.window_end)} UTC",
+         f"feed age at decision {render.number(trader.feed_age_ms, 0)}ms" if trader.feed_age_ms is not None else ""),
+        ("P&L", f"realised {render.money(trader.realised_pnl, signed=True)}",
+         f"unrealised {render.money(trader.unrealised_pnl, signed=True)}",
+         f"balance {render.money(trader.balance_usd)}"),
+    ]
+    return render.table(None, rows)
+
+
+def positions_table(positions: list[p.PositionInfo]) -> str:
+    rows = [
+        (pos.strategy, pos.leg, render.number(pos.shares, 2), render.number(pos.avg_price, 4), render.price(pos.mark),
+         render.money(pos.unrealised_pnl, signed=True), render.money(pos.realised_pnl, signed=True),
+         render.money(pos.fees), render.clock(pos.last_fill_at))
+        for pos in positions
+    ]
+    return render.table(("strategy", "leg", "shares", "avg", "mark", "unrealised", "realised", "fees", "last fill"), rows)
+
+
+def orders_table(orders: list[p.OrderInfo]) -> str:
+    rows = [
+        (o.strategy, o.leg, o.side, render.price(o.price), render.number(o.size, 2), render.number(o.filled, 2),
+         o.order_type + (" post" if o.post_only else ""), o.role, o.state, render.duration(o.age_s),
+         render.price(o.distance), render.short_id(o.order_id or o.client_id, 8), o.reason)
+        for o in orders
+    ]
+    return render.table(("strategy", "leg", "side", "price", "size", "filled", "type", "role", "state", "age",
+                         "behind", "id", "reason"), rows)
+
+
+def exposure_table(exposure: list[p.Exposure]) -> str:
+    rows = []
+    for e in exposure:
+        used = f"{100 * e.usd / e.cap_usd:.0f}%" if e.cap_usd else render.EMPTY
+        rows.append((e.scope, render.money(e.usd), render.money(e.cap_usd), used))
+    return render.table(("scope", "usd", "cap", "used"), rows)
+
+
+def fills_table(fills: list[p.FillInfo]) -> str:
+    rows = [
+        (render.clock(f.ts, with_date=True), f.strategy, f.leg, f.side, render.price(f.price), render.number(f.size, 2),
+         render.money(f.fee), f.role, f.status, render.short_id(f.trade_id, 8))
+        for f in fills
+    ]
+    return render.table(("time (UTC)", "strategy", "leg", "side", "price", "size", "fee", "role", "status", "trade"), rows)

@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# Install (or remove) polymm as two systemd services on a Debian-like host. Run as root. Idempotent.
+#
+#   deploy/install.sh                      install from this source tree (pip fetches the dependencies)
+#   deploy/install.sh --wheels DIR         install offline from a wheel directory (pip wheel -w DIR .)
+#   deploy/install.sh --uninstall          stop and remove units, venv, mmctl link and the polymm user;
+#                                          keeps /etc/polymm and /var/lib/polymm
+#   deploy/install.sh --uninstall --purge  ... and removes /etc/polymm and /var/lib/polymm too
+#
+# What it sets up:
+#   user/group polymm (system user, no login, no home)    /opt/polymm            venv with polymm
+#   /etc/polymm/config.toml   root:polymm 0640 (example)   /usr/local/bin/mmctl   -> /opt/polymm/bin/mmctl
+#   /etc/polymm/polymm.env    root:root   0600 (secrets)   /etc/systemd/system/polymm-{feed,trader}.service, enabled
+# Existing /etc/polymm files are never overwritten. The services are not started: fill in polymm.env first.
+set -euo pipefail
+
+PREFIX=/opt/polymm
+ETC=/etc/polymm
+STATE=/var/lib/polymm
+UNIT_DIR=/etc/systemd/system
+UNITS=(polymm-feed.service polymm-trader.service)
+USER_NAME=polymm
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+SOURCE="$(dirname "$HERE")"
+
+say() { printf 'install: %s\n' "$*"; }
+die() { printf 'install: error: %s\n' "$*" >&2; exit 1; }
+
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+
+WHEELS="" UNINSTALL=0 PURGE=0 ENABLE=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --wheels) [ $# -ge 2 ] || die "--wheels needs a directory"; WHEELS="$2"; shift 2 ;;
+        --wheels=*) WHEELS="${1#*=}"; shift ;;
+        --source) [ $# -ge 2 ] || die "--source needs a directory"; SOURCE="$2"; shift 2 ;;
+        --source=*) SOURCE="${1#*=}"; shift ;;
+        --no-enable) ENABLE=0; shift ;;
+        --uninstall) UNINSTALL=1; shift ;;
+        --purge) PURGE=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument: $1" ;;
+    esac
+done
+[ "$PURGE" = 0 ] || [ "$UNINSTALL" = 1 ] || die "--purge only goes with --uninstall"
+[ "$(id -u)" = 0 ] || die "run as root (it creates a system user and installs systemd units)"
+
+# systemctl talks to a running systemd only when there is one (not in a chroot or an image build).
+systemd_running() { [ -d /run/systemd/system ]; }
+
+# ------------------------------------------------------------------------------------------------ uninstall
+
+uninstall() {
+    if systemd_running; then
+        # The trader first: its SIGTERM path cancels our open orders while the feed still runs.
+        for unit in polymm-trader.service polymm-feed.service; do
+            if [ -e "$UNIT_DIR/$unit" ]; then
+                systemctl disable --now "$unit" >/dev/null 2>&1 || true
+                say "stopped and disabled $unit"
+            fi
+        done
+    fi
+    for unit in "${UNITS[@]}"; do
+        [ -e "$UNIT_DIR/$unit" ] && { rm -f "$UNIT_DIR/$unit"; say "removed $UNIT_DIR/$unit"; }
+        if [ "$PURGE" = 1 ] && [ -d "$UNIT_DIR/$unit.d" ]; then
+            rm -rf "$UNIT_DIR/$unit.d"; say "removed drop-ins $UNIT_DIR/$unit.d"
+        fi
+    done
+    if systemd_running; then
+        systemctl daemon-reload
+        systemctl reset-failed "${UNITS[@]}" >/dev/null 2>&1 || true
+    fi
+    if [ -L /usr/local/bin/mmctl ] && [ "$(readlink /usr/local/bin/mmctl)" = "$PREFIX/bin/mmctl" ]; then
+        rm -f /usr/local/bin/mmctl; say "removed /usr/local/bin/mmctl"
+    fi
+    [ -d "$PREFIX" ] && { rm -rf "$PREFIX"; say "removed $PREFIX"; }
+    # The feed's segment is runtime state of a user about to disappear; a reinstall creates it afresh.
+    [ -e /dev/shm/poly_tob_shm ] && { rm -f /dev/shm/poly_tob_shm; say "removed /dev/shm/poly_tob_shm"; }
+    if getent passwd "$USER_NAME" >/dev/null; then userdel "$USER_NAME"; say "removed user $USER_NAME"; fi
+    if getent group "$USER_NAME" >/dev/null; then groupdel "$USER_NAME"; say "removed group $USER_NAME"; fi
+    if [ "$PURGE" = 1 ]; then
+        rm -rf "$ETC" "$STATE" /run/polymm
+        say "purged $ETC and $STATE"
+    else
+        [ -d "$ETC" ] && say "kept $ETC (config, secrets) and $STATE (overrides, state): --purge removes them"
+    fi
+    say "uninstalled"
+}
+
+if [ "$UNINSTALL" = 1 ]; then
+    uninstall
+    exit 0
+fi
+
+# ------------------------------------------------------------------------------------------------ install
+
+for unit in "${UNITS[@]}"; do
+    [ -f "$HERE/systemd/$unit" ] || die "missing $HERE/systemd/$unit (run the script from the polymm source tree)"
+done
+command -v python3 >/dev/null || die "python3 not found (apt-get install python3 python3-venv)"
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || die "python3 is $(python3 -V 2>&1 | cut -d' ' -f2); polymm needs 3.11 or newer"
+if [ -n "$WHEELS" ]; then
+    [ -d "$WHEELS" ] || die "--wheels $WHEELS: no such directory"
+    ls "$WHEELS"/polymm-*.whl >/dev/null 2>&1 || die "--wheels $WHEELS has no polymm-*.whl (build: pip wheel -w $WHEELS .)"
+else
+    [ -f "$SOURCE/pyproject.toml" ] || die "no pyproject.toml in $SOURCE: use --wheels DIR or --source DIR"
+fi
+
+# 1. user and group: a system user (uid below 1000) — logind's RemoveIPC= never touches those, so the feed's
+#    shared-memory segment is not deleted behind our back.
+if ! getent group "$USER_NAME" >/dev/null; then
+    groupadd --system "$USER_NAME"; say "created group $USER_NAME"
+fi
+if ! getent passwd "$USER_NAME" >/dev/null; then
+    useradd --system --gid "$USER_NAME" --home-dir "$STATE" --no-create-home --shell /usr/sbin/nologin \
+        --comment "polymm market maker" "$USER_NAME"
+    say "created system user $USER_NAME"
+fi
+
+# 2. the venv, owned by root: the services can run it but not modify it.
+if [ ! -x "$PREFIX/bin/python" ] || ! "$PREFIX/bin/python" -c 'import sys' 2>/dev/null; then
+    python3 -m venv --clear "$PREFIX" || die "python3 -m venv failed (apt-get install python3-venv)"
+    say "created venv $PREFIX"
+fi
+PIP=("$PREFIX/bin/python" -m pip --disable-pip-version-check --no-input -q)
+if [ -n "$WHEELS" ]; then
+    "${PIP[@]}" install --no-index --find-links "$WHEELS" polymm
+    # Same version number, new build (a redeploy): reinstall polymm itself so the venv runs what DIR holds.
+    "${PIP[@]}" install --no-index --find-links "$WHEELS" --no-deps --force-reinstall polymm
+    say "installed polymm from wheels in $WHEELS"
+else
+    # Build from a copy: pip builds in the source directory, which may be read-only or someone's checkout.
+    build="$(mktemp -d)"
+    trap 'rm -rf "$build"' EXIT
+    tar -C "$SOURCE" --exclude=./.venv --exclude=./.git --exclude=./build --exclude='*.egg-info' -cf - . \
+        | tar -C "$build" -xf -
+    "${PIP[@]}" install "$build"
+    say "installed polymm from source $SOURCE"
+fi
+version="$("$PREFIX/bin/python" -c 'from importlib.metadata import version; print(version("polymm"))')"
+say "polymm $version in $PREFIX"
+
+# 3. mmctl on the PATH.
+ln -sfn "$PREFIX/bin/mmctl" /usr/local/bin/mmctl
+
+# 4. /etc/polymm: config readable by the service group, secrets by root only. Never overwrite an operator's file.
+install -d -m 0750 -o root -g "$USER_NAME" "$ETC"
+if [ ! -e "$ETC/config.toml" ]; then
+    tmp="$(mktemp "$ETC/.config.toml.XXXXXX")"
+    if "$PREFIX/bin/python" -m polymm.trader.config --example-toml >"$tmp" 2>/dev/null && [ -s "$tmp" ]; then
+        say "wrote $ETC/config.toml (every key with its default; edit, then: systemctl reload polymm-trader)"
+    else
+        # Fallback when this build cannot print the example: an empty file means "all defaults".
+        cat >"$tmp" <<'EOF'
+# polymm trader configuration (TOML). Every key is optional; missing keys take their defaults.
+# All keys, defaults and bounds: /opt/polymm/bin/python -m polymm.trader.config --markdown-reference
+# Live changes: `mmctl set s1.entry_threshold=0.42` (kept in /var/lib/polymm, this file is never rewritten).
+EOF
+        say "wrote $ETC/config.toml (defaults only: this build has no --example-toml)"
+    fi
+    chown root:"$USER_NAME" "$tmp"; chmod 0640 "$tmp"; mv "$tmp" "$ETC/config.toml"
+else
+    say "kept existing $ETC/config.toml"
+fi
+if [ ! -e "$ETC/polymm.env" ]; then
+    tmp="$(mktemp "$ETC/.polymm.env.XXXXXX")"   # mktemp: 0600 from the start, the secrets are never readable
+    cat >"$tmp" <<'EOF'
+# polymm environment: the wallet secrets and endpoint overrides, read by systemd (as root) for both services.
+# Keep this file root:root 0600. The feed never sees the secrets (UnsetEnvironment= in its unit).
+# After editing: systemctl restart polymm-trader  (a reload does not re-read this file)
+
+# Required by the trader (uncomment and fill in):
+# the signing key of the wallet, hex
+#PK=0x<64 hex digits>
+# the funder wallet that holds USDC and shares: your Polymarket proxy/deposit wallet, or the PK's own address
+#BROWSER_ADDRESS=0x<40 hex digits>
+# 0 = EOA (BROWSER_ADDRESS is the PK's address), 1 = email/Magic proxy, 2 = browser wallet proxy (Gnosis Safe),
+# 3 = deposit wallet
+#SIGNATURE_TYPE=0
+
+# CLOB API credentials. Optional: derived from PK at start when absent.
+#POLY_API_KEY=
+#POLY_API_SECRET=
+#POLY_PASSPHRASE=
+
+# Endpoints: Polymarket production when unset. Point all four at a polymm-sim to rehearse without money.
+#POLYMM_GAMMA_URL=https://gamma-api.polymarket.com
+#POLYMM_CLOB_URL=https://clob.polymarket.com
+#POLYMM_WS_MARKET_URL=wss://ws-subscriptions-clob.polymarket.com/ws/market
+#POLYMM_WS_USER_URL=wss://ws-subscriptions-clob.polymarket.com/ws/user
+EOF
+    chown root:root "$tmp"; chmod 0600 "$tmp"; mv "$tmp" "$ETC/polymm.env"
+    say "wrote $ETC/polymm.env (fill in PK, BROWSER_ADDRESS, SIGNATURE_TYPE before starting the trader)"
+else
+    say "kept existing $ETC/polymm.env"
+    mode="$(stat -c %a "$ETC/polymm.env")"
+    [ "$mode" = 600 ] || [ "$mode" = 400 ] \
+        || say "WARNING: $ETC/polymm.env is mode $mode; it holds secrets: chmod 0600 $ETC/polymm.env"
+fi
+
+# 5. units.
+changed=0
+for unit in "${UNITS[@]}"; do
+    if ! cmp -s "$HERE/systemd/$unit" "$UNIT_DIR/$unit"; then
+        install -m 0644 "$HERE/systemd/$unit" "$UNIT_DIR/$unit"
+        changed=1
+        say "installed $UNIT_DIR/$unit"
+    fi
+done
+if systemd_running; then
+    systemctl daemon-reload
+fi
+if [ "$ENABLE" = 1 ]; then
+    systemctl enable "${UNITS[@]}" >/dev/null 2>&1 || systemctl enable "${UNITS[@]}"
+    say "enabled ${UNITS[*]} (they start at boot)"
+fi
+
+# 6. what next.
+running=()
+if systemd_running; then
+    for unit in "${UNITS[@]}"; do systemctl is-active --quiet "$unit" && running+=("${unit%.service}"); done
+fi
+if [ "${#running[@]}" -gt 0 ]; then
+    [ "$changed" = 0 ] || say "units changed: systemctl restart ${running[*]} to apply them"
+    say "running services keep the code they started with until: systemctl restart ${running[*]}"
+else
+    say "next: fill in $ETC/polymm.env, then: systemctl start polymm-feed polymm-trader; mmctl status"
+fi

@@ -1,0 +1,273 @@
+"""Gamma (market discovery) as Polymarket serves it for the BTC Up/Down windows.
+
+Field names, types and the JSON-string quirks follow the recorded real market
+(tests/fixtures/polymarket-recorded/nautilus-rust/test_data/gamma_market.json) plus the V2-era fields of
+polymarket-protocol.md section 3 (`feeSchedule`, `version`, event `eventMetadata.priceToBeat`).
+The rendering functions are pure: the server hands them a spec and the live prices.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from eth_hash.auto import keccak
+
+from polymm.sim.engine import MarketSpec
+
+try:  # Titles are in US Eastern time, as production writes them.
+    from zoneinfo import ZoneInfo
+
+    _EASTERN = ZoneInfo("America/New_York")
+except Exception:  # no tz database on the host: UTC titles are still unambiguous
+    _EASTERN = timezone.utc
+
+SLUG_PREFIX = "btc-updown-15m-"
+SERIES_SLUG = "btc-up-or-down-15m"
+IMAGE = "https://polymarket-upload.s3.us-east-2.amazonaws.com/BTC+fullsize.png"
+RESOLUTION_SOURCE = "https://data.chain.link/streams/btc-usd"
+DESCRIPTION = (
+    "This market will resolve to \"Up\" if the Bitcoin price at the end of the time range specified in the title is "
+    "greater than or equal to the price at the beginning of that range. Otherwise, it will resolve to \"Down\".\n"
+    "The resolution source for this market is information from Chainlink, specifically the BTC/USD data stream "
+    "available at https://data.chain.link/streams/btc-usd.\nPlease note that this market is about the price "
+    "according to Chainlink data stream BTC/USD, not according to other sources or spot markets."
+)
+# Gamma's 404 body. The exact production text is not recorded in our fixtures; the status code is what
+# clients branch on.
+NOT_FOUND = {"type": "not found error", "error": "not found"}
+
+
+def slug_for(window_start: int) -> str:
+    return f"{SLUG_PREFIX}{window_start}"
+
+
+def window_of_slug(slug: str) -> int | None:
+    """The window start in a `btc-updown-15m-{T}` slug, or None for any other slug."""
+    if not slug.startswith(SLUG_PREFIX):
+        return None
+    tail = slug[len(SLUG_PREFIX):]
+    if not tail.isdigit() or len(tail) > 12:
+        return None
+    return int(tail)
+
+
+@dataclass(frozen=True)
+class LivePrices:
+    best_bid: Decimal | None = None  # Up token
+    best_ask: Decimal | None = None
+    last_trade: Decimal | None = None
+    price_to_beat: float | None = None  # BTC at window open, when known
+
+
+def _iso(ts: float, micros: bool = False) -> str:
+    moment = datetime.fromtimestamp(ts, timezone.utc)
+    if micros:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _clock(moment: datetime) -> str:
+    return moment.strftime("%I:%M%p").lstrip("0")
+
+
+def title(spec: MarketSpec) -> str:
+    start = datetime.fromtimestamp(spec.window_start, _EASTERN)
+    end = datetime.fromtimestamp(spec.window_end, _EASTERN)
+    zone = "ET" if _EASTERN is not timezone.utc else "UTC"
+    return f"Bitcoin Up or Down - {start.strftime('%B')} {start.day}, {_clock(start)}-{_clock(end)} {zone}"
+
+
+def _number_id(text: str, modulo: int) -> str:
+    return str(int.from_bytes(keccak(text.encode())[:8], "big") % modulo + 1_000_000)
+
+
+def _f(value: Decimal | None, default: float) -> float:
+    return float(value) if value is not None else default
+
+
+def _outcome_prices(spec: MarketSpec, live: LivePrices) -> list[str]:
+    if spec.winning_token is not None:
+        return ["1", "0"] if spec.winning_token == spec.up_token else ["0", "1"]
+    if live.best_bid is not None and live.best_ask is not None:
+        up = (live.best_bid + live.best_ask) / 2
+    elif live.last_trade is not None:
+        up = live.last_trade
+    else:
+        up = Decimal("0.5")
+    up = up.quantize(Decimal("0.001"))
+    return [str(up.normalize()), str((1 - up).normalize())]
+
+
+def market_json(spec: MarketSpec, live: LivePrices, now: float, listed_at: float,
+                with_events: bool = True) -> dict:
+    """One Gamma market object. `listed_at` is when the market was created (Gamma's `startDate`)."""
+    accepting = bool(spec.accepting_orders and not spec.closed and now < spec.window_end)
+    closed = bool(spec.closed)
+    bid = _f(live.best_bid, 0.0)
+    ask = _f(live.best_ask, 1.0)
+    question = title(spec)
+    market = {
+        "id": _number_id(spec.condition_id, 10_000_000),
+        "question": question,
+        "conditionId": spec.condition_id,
+        "slug": spec.slug,
+        "resolutionSource": RESOLUTION_SOURCE,
+        "endDate": _iso(spec.window_end),
+        "liquidity": "20000",
+        "startDate": _iso(listed_at, micros=True),
+        "image": IMAGE,
+        "icon": IMAGE,
+        "description": DESCRIPTION,
+        # Quirk: these three are JSON *strings* holding arrays, not arrays.
+        "outcomes": json.dumps(["Up", "Down"], separators=(", ", ": ")),
+        "outcomePrices": json.dumps(_outcome_prices(spec, live), separators=(", ", ": ")),
+        "volume": "0",
+        "active": True,
+        "closed": closed,
+        "marketMakerAddress": "",
+        "createdAt": _iso(listed_at - 4, micros=True),
+        "updatedAt": _iso(now, micros=True),
+        "new": False,
+        "featured": False,
+        "archived": False,
+        "restricted": True,
+        "groupItemThreshold": "0",
+        "questionID": "0x" + keccak(("question:" + spec.condition_id).encode()).hex(),
+        "enableOrderBook": True,
+        "orderPriceMinTickSize": float(spec.tick_size),
+        "orderMinSize": float(spec.min_size) if spec.min_size != spec.min_size.to_integral() else int(spec.min_size),
+        "volumeNum": 0.0,
+        "liquidityNum": 20000.0,
+        "endDateIso": _iso(spec.window_end)[:10],
+        "startDateIso": _iso(listed_at)[:10],
+        "hasReviewedDates": True,
+        "volume24hr": 0.0,
+        "volume1wk": 0.0,
+        "volume1mo": 0.0,
+        "volume1yr": 0.0,
+        "clobTokenIds": json.dumps([spec.up_token, spec.down_token], separators=(", ", ": ")),
+        "volume24hrClob": 0.0,
+        "volume1wkClob": 0.0,
+        "volume1moClob": 0.0,
+        "volume1yrClob": 0.0,
+        "volumeClob": 0.0,
+        "liquidityClob": 20000.0,
+        # Legacy base fees: production still shows 1000 here; the real schedule is feeSchedule.
+        "makerBaseFee": 1000,
+        "takerBaseFee": 1000,
+        "acceptingOrders": accepting,
+        "negRisk": False,
+        "ready": False,
+        "funded": False,
+        "acceptingOrdersTimestamp": _iso(listed_at),
+        "cyom": False,
+        "competitive": 0.99,
+        "pagerDutyNotificationEnabled": False,
+        "approved": True,
+        "rewardsMinSize": 50,
+        "rewardsMaxSpread": 4.5,
+        "spread": round(max(ask - bid, 0.0), 6),
+        "lastTradePrice": _f(live.last_trade, 0.0),
+        "bestBid": bid,
+        "bestAsk": ask,
+        "automaticallyActive": True,
+        "clearBookOnStart": False,
+        "showGmpSeries": False,
+        "showGmpOutcome": False,
+        "manualActivation": False,
+        "negRiskOther": False,
+        "umaResolutionStatuses": "[]",
+        "pendingDeployment": False,
+        "deploying": False,
+        "rfqEnabled": False,
+        "eventStartTime": _iso(spec.window_start),
+        "holdingRewardsEnabled": False,
+        "feesEnabled": True,
+        "requiresTranslation": False,
+        "makerRebatesFeeShareBps": 10000,
+        "feeType": "crypto_fees_v2",
+        "feeSchedule": {"exponent": 1, "rate": float(spec.fee_rate), "takerOnly": True, "rebateRate": 0.2},
+        "version": "v1",  # CTF market: sign with exchange domain "2" and use clobTokenIds
+    }
+    if with_events:
+        market["events"] = [event_json(spec, live, now, listed_at, with_markets=False)]
+    return market
+
+
+def event_json(spec: MarketSpec, live: LivePrices, now: float, listed_at: float, with_markets: bool = True) -> dict:
+    question = title(spec)
+    closed = bool(spec.closed)
+    event = {
+        "id": _number_id("event:" + spec.condition_id, 1_000_000),
+        "ticker": spec.slug,
+        "slug": spec.slug,
+        "title": question,
+        "description": DESCRIPTION,
+        "resolutionSource": RESOLUTION_SOURCE,
+        "startDate": _iso(listed_at + 36, micros=True),
+        "creationDate": _iso(listed_at + 36, micros=True),
+        "endDate": _iso(spec.window_end),
+        "image": IMAGE,
+        "icon": IMAGE,
+        "active": True,
+        "closed": closed,
+        "archived": False,
+        "new": False,
+        "featured": False,
+        "restricted": True,
+        "liquidity": 20000.0,
+        "volume": 0.0,
+        "openInterest": 0,
+        "createdAt": _iso(listed_at - 4, micros=True),
+        "updatedAt": _iso(now, micros=True),
+        "competitive": 0.99,
+        "volume24hr": 0.0,
+        "volume1wk": 0.0,
+        "volume1mo": 0.0,
+        "volume1yr": 0.0,
+        "enableOrderBook": True,
+        "liquidityClob": 20000.0,
+        "negRisk": False,
+        "commentCount": 0,
+        "series": [{
+            "id": "10192",
+            "ticker": SERIES_SLUG,
+            "slug": SERIES_SLUG,
+            "title": "BTC Up or Down 15m",
+            "seriesType": "single",
+            "recurrence": "15m",
+            "image": "",
+            "icon": "",
+            "active": True,
+            "closed": False,
+            "archived": False,
+            "featured": False,
+            "restricted": True,
+            "createdAt": "2025-11-21T21:46:22.201627Z",
+            "updatedAt": _iso(now, micros=True),
+            "volume24hr": 0.0,
+            "volume": 0.0,
+            "liquidity": 0.0,
+            "commentCount": 0,
+            "requiresTranslation": False,
+        }],
+        "cyom": False,
+        "showAllOutcomes": True,
+        "showMarketImages": True,
+        "enableNegRisk": False,
+        "automaticallyActive": True,
+        "startTime": _iso(spec.window_start),
+        "seriesSlug": SERIES_SLUG,
+        "negRiskAugmented": False,
+        "pendingDeployment": False,
+        "deploying": False,
+        "requiresTranslation": False,
+    }
+    if live.price_to_beat is not None:
+        # [3rd-party] production fills this with the window-open reference price.
+        event["eventMetadata"] = {"priceToBeat": live.price_to_beat}
+    if with_markets:
+        event["markets"] = [market_json(spec, live, now, listed_at, with_events=False)]
+    return event

@@ -1,0 +1,324 @@
+"""A synthetic "Bitcoin Up or Down" market for polymm-sim: the window calendar, a seeded BTC random walk,
+each window's fair P(Up), and background liquidity and takers trading around it in the engine.
+
+Determinism: everything runs on a fixed time grid (`step_s`, default 0.25 s) anchored at the first
+`step(now)`. The BTC path depends only on the seed and the number of grid steps elapsed; quotes and
+background takers are decided on the same grid from their own seeded generators, so how often `step()`
+is called does not change the market. Engine calls made while catching up on the grid carry the grid
+time of the step they belong to.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
+from .engine import BACKGROUND, Engine, MarketSpec, SimOrder
+
+ONE = Decimal(1)
+COARSE_TICK = Decimal("0.01")
+FINE_TICK = Decimal("0.001")
+# Production switches the tick to 0.001 when the book trades above 0.96 or below 0.04, and back.
+FINE_ABOVE = 0.96
+FINE_BELOW = 0.04
+# Hysteresis for switching back so a fair value hovering at 0.96 does not flap the tick.
+COARSE_BETWEEN = (0.05, 0.95)
+
+
+def _digest(*parts: object) -> bytes:
+    return hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+
+
+class MarketCalendar:
+    """Which window is live at a time, and the deterministic identity of each window's market."""
+
+    def __init__(self, seed: int, window_s: int) -> None:
+        if window_s <= 0:
+            raise ValueError(f"window_s must be positive, got {window_s}")
+        self.seed = seed
+        self.window_s = int(window_s)
+
+    def window_start(self, now: float) -> int:
+        return int(now // self.window_s) * self.window_s
+
+    def spec_for(self, window_start: int) -> MarketSpec:
+        """A fresh MarketSpec for the window starting at `window_start` (ids derived from seed and T).
+
+        Token ids are uint256 decimal strings like production's `clobTokenIds`; Up is outcome 0."""
+        t = int(window_start)
+        if t % self.window_s:
+            raise ValueError(f"{t} is not a window start (multiple of {self.window_s})")
+        condition_id = "0x" + _digest(self.seed, t, "condition").hex()
+        up_token = str(int.from_bytes(_digest(self.seed, t, "up"), "big"))
+        down_token = str(int.from_bytes(_digest(self.seed, t, "down"), "big"))
+        return MarketSpec(condition_id=condition_id, slug=f"btc-updown-15m-{t}", up_token=up_token,
+                          down_token=down_token, window_start=t, window_end=t + self.window_s)
+
+
+def fair_up_probability(btc: float, open_price: float, seconds_left: float, vol_per_sqrt_s: float,
+                        clamp: float = 0.002) -> float:
+    """P(BTC at the window end >= open) for a driftless log-normal walk, clamped to [clamp, 1-clamp]."""
+    log_return = math.log(btc / open_price)
+    spread = vol_per_sqrt_s * math.sqrt(max(seconds_left, 0.0))
+    if spread <= 0.0:
+        p = 1.0 if log_return >= 0 else 0.0
+    else:
+        p = 0.5 * (1.0 + math.erf(log_return / (spread * math.sqrt(2.0))))
+    return min(max(p, clamp), 1.0 - clamp)
+
+
+@dataclass
+class _Window:
+    spec: MarketSpec
+    open_price: float | None = None
+    close_price: float | None = None
+    fair: float = 0.5
+    resolved: bool = False
+    quote_center: Decimal | None = None  # the fair value the ladder was built around
+    last_requote: float = -math.inf
+    target: dict[tuple[str, Decimal], Decimal] = field(default_factory=dict)  # the ladder being kept
+
+
+class SyntheticMarket:
+    """Drives the engine: lists windows ahead, moves BTC, quotes and trades as background, resolves."""
+
+    def __init__(self, engine: Engine, calendar: MarketCalendar, seed: int, *, listed_ahead: int = 4,
+                 step_s: float = 0.25, btc_start: float = 95_000.0, vol_per_sqrt_s: float = 1.2e-4,
+                 levels: int = 5, level_size: float = 60.0, requote_move: float = 0.01,
+                 min_requote_s: float = 1.0, refill_below: float = 0.4, taker_rate_per_s: float = 0.5,
+                 taker_size: tuple[float, float] = (5.0, 60.0), resolve_delay_s: float = 0.0) -> None:
+        self.engine = engine
+        self.calendar = calendar
+        self.seed = seed
+        self.listed_ahead = listed_ahead
+        self.step_s = step_s
+        self.vol_per_sqrt_s = vol_per_sqrt_s
+        self.levels = levels
+        self.level_size = level_size
+        self.requote_move = Decimal(repr(requote_move))
+        self.min_requote_s = min_requote_s
+        self.refill_below = refill_below
+        self.taker_rate_per_s = taker_rate_per_s
+        self.taker_size = taker_size
+        self.resolve_delay_s = resolve_delay_s
+        # Separate generators: the BTC path must not depend on how much trading happened.
+        self._btc_rng = random.Random(f"{seed}:btc")
+        self._taker_rng = random.Random(f"{seed}:takers")
+        self._btc = btc_start
+        self._origin: float | None = None
+        self._steps_done = 0  # grid steps processed (the next one is _steps_done)
+        self._windows: dict[int, _Window] = {}
+        self._by_condition: dict[str, _Window] = {}
+        self._ladders: dict[str, dict[tuple[str, Decimal], list[str]]] = {}  # cid -> (side, up price) -> ids
+        self._bg_seq = 0
+
+    # ---- read side (tests, demo, admin) ----------------------------------------------------------
+    def btc_price(self) -> float:
+        return self._btc
+
+    def window_open_price(self, window_start: int) -> float | None:
+        w = self._windows.get(window_start)
+        return w.open_price if w else None
+
+    def fair(self, condition_id: str) -> float | None:
+        w = self._by_condition.get(condition_id)
+        return w.fair if w else None
+
+    def grid_time(self) -> float | None:
+        """Time of the last processed grid step."""
+        if self._origin is None:
+            return None
+        return self._origin + (self._steps_done - 1) * self.step_s
+
+    # ---- driving ---------------------------------------------------------------------------------
+    def step(self, now: float) -> None:
+        """Catch up on every grid step up to `now`, then let the engine's timers run."""
+        if self._origin is None:
+            self._origin = math.floor(now / self.step_s) * self.step_s
+        while True:
+            t = self._origin + self._steps_done * self.step_s
+            if t > now:
+                break
+            if self._steps_done > 0:
+                self._walk()
+            self._steps_done += 1
+            self._on_grid(t)
+        self.engine.advance(now)
+
+    def _walk(self) -> None:
+        z = self._btc_rng.gauss(0.0, 1.0)
+        self._btc *= math.exp(self.vol_per_sqrt_s * math.sqrt(self.step_s) * z)
+
+    def _on_grid(self, t: float) -> None:
+        self.engine.advance(t)
+        live_start = self.calendar.window_start(t)
+        self._list_windows(live_start)
+        for start in sorted(self._windows):
+            w = self._windows[start]
+            if w.resolved:
+                continue
+            if t >= w.spec.window_end:
+                self._close(w, t)
+            elif t >= start:
+                if w.open_price is None:
+                    # The first grid price at/after T is the window's open (when the sim starts
+                    # mid-window, the price at start stands in for it).
+                    w.open_price = self._btc
+                w.fair = fair_up_probability(self._btc, w.open_price, w.spec.window_end - t, self.vol_per_sqrt_s)
+                self._maybe_switch_tick(w, t)
+                self._quote(w, t)
+            else:
+                self._quote(w, t)  # listed ahead: quoted around 0.5, no takers yet
+        self._background_taker(live_start, t)
+
+    def _list_windows(self, live_start: int) -> None:
+        for i in range(self.listed_ahead + 1):
+            start = live_start + i * self.calendar.window_s
+            if start in self._windows:
+                continue
+            spec = self.calendar.spec_for(start)
+            self.engine.add_market(spec)
+            spec = self.engine.market(spec.condition_id) or spec  # the engine's own (mutable) copy
+            w = _Window(spec)
+            self._windows[start] = w
+            self._by_condition[spec.condition_id] = w
+            self._ladders[spec.condition_id] = {}
+
+    def _close(self, w: _Window, t: float) -> None:
+        cid = w.spec.condition_id
+        if w.close_price is None:
+            w.close_price = self._btc
+            if w.open_price is None:  # never live while we ran: resolve on the flat path
+                w.open_price = w.close_price
+            self.engine.stop_accepting(cid, t)
+            self._ladders[cid] = {}
+        if t >= w.spec.window_end + self.resolve_delay_s:
+            up_wins = w.close_price >= w.open_price
+            self.engine.resolve(cid, w.spec.up_token if up_wins else w.spec.down_token, t)
+            w.fair = 1.0 if up_wins else 0.0
+            w.resolved = True
+
+    def _maybe_switch_tick(self, w: _Window, t: float) -> None:
+        tick = w.spec.tick_size
+        if tick == COARSE_TICK and (w.fair > FINE_ABOVE or w.fair < FINE_BELOW):
+            self.engine.set_tick_size(w.spec.condition_id, FINE_TICK, t)
+            w.quote_center = None  # re-quote on the new grid
+        elif tick == FINE_TICK and COARSE_BETWEEN[0] <= w.fair <= COARSE_BETWEEN[1]:
+            self.engine.set_tick_size(w.spec.condition_id, COARSE_TICK, t)
+            w.quote_center = None
+
+    # ---- background liquidity --------------------------------------------------------------------
+    def _target_ladder(self, w: _Window) -> dict[tuple[str, Decimal], Decimal]:
+        """(side, Up price) -> size: `levels` bids below and asks above fair, one tick either side."""
+        tick = w.spec.tick_size
+        fair = Decimal(repr(w.fair))
+        best_bid = ((fair - tick / 2) / tick).to_integral_value(ROUND_FLOOR) * tick
+        best_ask = ((fair + tick / 2) / tick).to_integral_value(ROUND_CEILING) * tick
+        if best_ask - best_bid < 2 * tick:
+            best_bid = best_ask - 2 * tick
+        target: dict[tuple[str, Decimal], Decimal] = {}
+        for i in range(self.levels):
+            for side, price in (("BUY", best_bid - i * tick), ("SELL", best_ask + i * tick)):
+                if tick <= price <= ONE - tick:
+                    target[(side, price)] = self._level_size(w, side, price, i)
+        return target
+
+    def _level_size(self, w: _Window, side: str, price: Decimal, depth: int) -> Decimal:
+        # Stable per price (a hash, not a generator draw) so re-quotes do not shuffle sizes.
+        jitter = int.from_bytes(_digest(self.seed, w.spec.condition_id, side, price)[:4], "big") / 2**32
+        size = self.level_size * (1.0 + 0.5 * depth) * (0.75 + 0.5 * jitter)
+        return Decimal(int(size))
+
+    def _quote(self, w: _Window, t: float) -> None:
+        if not w.spec.accepting_orders:
+            return
+        cid = w.spec.condition_id
+        tick = w.spec.tick_size
+        fair = Decimal(repr(w.fair))
+        # Re-centre only when fair moved a cent (not a fine tick): production books do not re-quote on
+        # every wiggle, and each re-quote is several price_change messages.
+        moved = w.quote_center is None or abs(fair - w.quote_center) >= max(self.requote_move, tick)
+        if moved and t - w.last_requote >= self.min_requote_s:
+            w.quote_center = fair
+            w.last_requote = t
+            self._requote(w, t, self._target_ladder(w))
+        elif w.quote_center is not None:
+            self._refill(w, t)
+        self._ladders[cid] = {k: v for k, v in self._ladders[cid].items() if v}
+
+    def _requote(self, w: _Window, t: float, target: dict[tuple[str, Decimal], Decimal]) -> None:
+        ladder = self._ladders[w.spec.condition_id]
+        # Cancel first: a new bid must not trade against our own stale ask.
+        for key in [k for k in ladder if k not in target]:
+            for order_id in ladder.pop(key):
+                self.engine.cancel(order_id, BACKGROUND, t)
+        w.target = target
+        for key, size in target.items():
+            self._top_up(w, key, size, t)
+
+    def _refill(self, w: _Window, t: float) -> None:
+        for key, size in w.target.items():
+            self._top_up(w, key, size, t)
+
+    def _top_up(self, w: _Window, key: tuple[str, Decimal], size: Decimal, t: float) -> None:
+        """Bring the background's size at one level back to target once takers ate most of it."""
+        ladder = self._ladders[w.spec.condition_id]
+        ids = [oid for oid in ladder.get(key, []) if self._live(oid)]
+        resting = sum((self.engine.get_order(oid).remaining for oid in ids), Decimal(0))
+        if resting >= size * Decimal(repr(self.refill_below)) and ids:
+            ladder[key] = ids
+            return
+        side, up_price = key
+        order_id = self._submit_background(w, w.spec.up_token, side, up_price, size - resting, "GTC", t)
+        if order_id is not None and self._live(order_id):
+            ids.append(order_id)
+        ladder[key] = ids
+
+    def _live(self, order_id: str) -> bool:
+        order = self.engine.get_order(order_id)
+        return order is not None and order.status == "LIVE"
+
+    def _submit_background(self, w: _Window, token: str, side: str, price: Decimal, size: Decimal,
+                           order_type: str, t: float) -> str | None:
+        self._bg_seq += 1
+        order_id = "0x" + _digest(self.seed, "background", self._bg_seq).hex()
+        order = SimOrder(order_id=order_id, owner=BACKGROUND, maker_address=BACKGROUND,
+                         market=w.spec.condition_id, token_id=token, side=side, price=price,  # type: ignore[arg-type]
+                         original_size=size, order_type=order_type, created_at=t)  # type: ignore[arg-type]
+        result = self.engine.submit(order, t)
+        return order_id if result.ok else None
+
+    # ---- background takers -----------------------------------------------------------------------
+    def _background_taker(self, live_start: int, t: float) -> None:
+        # Always draw the same numbers per step, traded or not, so the generator's position depends
+        # on the grid only.
+        rng = self._taker_rng
+        arrives = rng.random() < self.taker_rate_per_s * self.step_s
+        buys_up_space = rng.random() < 0.5
+        via_down = rng.random() < 0.5
+        lo, hi = self.taker_size
+        size = Decimal(int(lo + (hi - lo) * rng.random()))
+        through_ticks = 1 + int(rng.random() * 2)
+        w = self._windows.get(live_start)
+        if not arrives or w is None or not w.spec.accepting_orders or w.open_price is None:
+            return
+        tick = w.spec.tick_size
+        bids, asks = self.engine.book(w.spec.up_token)
+        if buys_up_space:
+            if not asks:
+                return
+            limit = min(asks[0][0] + through_ticks * tick, ONE - tick)
+        else:
+            if not bids:
+                return
+            limit = max(bids[0][0] - through_ticks * tick, tick)
+        # Up-space buy = BUY Up or SELL Down; Up-space sell = SELL Up or BUY Down (mint with Up bids).
+        if via_down:
+            token, price = w.spec.down_token, ONE - limit
+            side = "SELL" if buys_up_space else "BUY"
+        else:
+            token, price = w.spec.up_token, limit
+            side = "BUY" if buys_up_space else "SELL"
+        self._submit_background(w, token, side, price, size, "FAK", t)

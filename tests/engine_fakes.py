@@ -1,0 +1,165 @@
+"""Small fakes for driving trader/engine.py without processes: a shm reader, an execution core, a pipeline."""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field, replace
+
+from polymm.feed.shm import Leg as ShmLeg
+from polymm.feed.shm import Snapshot
+from polymm.trader.model import Leg, OrderState, OrderType, OrderView, PositionView, Role, Side, Want
+
+WINDOW_START = 1_800_000_000
+CONDITION = "0x" + "ab" * 32
+
+
+def shm_leg(bid=0.6, ask=0.61, *, t: float, seq: int = 1) -> ShmLeg:
+    return ShmLeg(bid=bid, bid_size=100.0, ask=ask, ask_size=100.0, last_trade=math.nan, exchange_ts=t,
+                  recv_ts=t, publish_ts=t, seq=seq)
+
+
+def snapshot(*, now: float, window_start: int = WINDOW_START, window_s: int = 60, seq: int = 1,
+             status: str = "connected", up_bid: float = 0.6, up_ask: float = 0.61, crossed: bool = False,
+             data_t: float | None = None, heartbeat: float | None = None, condition: str | None = None) -> Snapshot:
+    data_t = now if data_t is None else data_t
+    return Snapshot(
+        magic=1, version=1, writer_pid=1, writer_start=now - 100, heartbeat=now if heartbeat is None else heartbeat,
+        status=status, window_start=window_start, window_end=window_start + window_s,
+        condition_id=condition or f"{CONDITION[:-4]}{window_start % 10000:04d}",
+        up_token=f"{window_start}1", down_token=f"{window_start}2", tick_size=0.01, min_order_size=5.0,
+        fee_rate=0.07, crossed=crossed, seq=seq, updates_total=seq, updates_per_s=10.0, reconnects=0,
+        disagreements=0, up=shm_leg(up_bid, up_ask, t=data_t, seq=seq),
+        down=shm_leg(round(1 - up_ask, 2), round(1 - up_bid, 2), t=data_t, seq=seq),
+    )
+
+
+class FakeReader:
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+        self.closed = False
+
+    def snapshot(self) -> Snapshot:
+        return self.snap
+
+    def seq(self) -> int:
+        return self.snap.seq
+
+    def wait_update(self, last_seq: int, timeout_s: float) -> int:
+        if self.snap.seq == last_seq:
+            time.sleep(min(timeout_s, 0.001))
+        return self.snap.seq
+
+    def publish(self, **changes) -> None:
+        self.snap = replace(self.snap, seq=self.snap.seq + 1, **changes)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class FakeCore:
+    """Records what the engine asks; orders/positions are whatever the test puts in."""
+
+    working: list[OrderView] = field(default_factory=list)
+    held: dict = field(default_factory=dict)
+    placed: list[Want] = field(default_factory=list)
+    cancelled: list[tuple[str, str]] = field(default_factory=list)
+    cancel_alls: list[str] = field(default_factory=list)
+    markets: list = field(default_factory=list)
+    reconciles: list[str] = field(default_factory=list)
+    wake: threading.Event = field(default_factory=threading.Event)
+
+    def start(self, market) -> None:
+        self.markets.append(market)
+
+    def set_market(self, market) -> None:
+        self.markets.append(market)
+
+    def place(self, want: Want) -> str:
+        self.placed.append(want)
+        return f"c{len(self.placed)}"
+
+    def cancel(self, client_id: str, reason: str) -> None:
+        self.cancelled.append((client_id, reason))
+
+    def cancel_all(self, reason: str) -> None:
+        self.cancel_alls.append(reason)
+        self.working = []
+
+    def orders(self, working_only: bool = True) -> list[OrderView]:
+        return list(self.working)
+
+    def positions(self) -> dict:
+        return dict(self.held)
+
+    def fills(self, since=None):
+        return []
+
+    def pnl(self) -> dict:
+        return {}
+
+    def state(self):
+        return None
+
+    def poll_events(self) -> list:
+        return []
+
+    def reconcile(self, reason: str) -> None:
+        self.reconciles.append(reason)
+
+    def stop(self, cancel_orders: bool = True) -> None:
+        pass
+
+
+@dataclass
+class Decision:
+    actions: list
+    state: object
+    notes: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Place:
+    want: Want
+
+
+@dataclass(frozen=True)
+class Cancel:
+    client_id: str
+    reason: str
+
+
+class RecordingPipeline:
+    """Stands in for trader/decide.py: records its inputs, returns the actions a test queues."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+        self.next_actions: list = []
+        self.states_created = 0
+
+    def new_state(self, market) -> dict:
+        self.states_created += 1
+        return {"window_start": market.window_start}
+
+    def __call__(self, market, orders, positions, cfg, state, now, *, paused=False, flatten=False, blocked_legs=None):
+        self.calls.append(dict(market=market, orders=orders, positions=positions, cfg=cfg, state=state, now=now,
+                               paused=paused, flatten=flatten))
+        actions, self.next_actions = self.next_actions, []
+        return Decision(actions=actions, state=state)
+
+
+def want(leg: Leg = Leg.UP, side: Side = Side.BUY, price: float = 0.6, size: float = 6.0,
+         role: Role = Role.ENTRY) -> Want:
+    return Want(strategy="s1", leg=leg, side=side, price=price, size=size, role=role, post_only=True, reason="test")
+
+
+def order(client_id: str = "c1", *, leg: Leg = Leg.UP, side: Side = Side.BUY, price: float = 0.6) -> OrderView:
+    now = time.time()
+    return OrderView(client_id=client_id, order_id="0x01", strategy="s1", leg=leg, side=side, price=price, size=6.0,
+                     filled=0.0, state=OrderState.LIVE, role=Role.ENTRY, order_type=OrderType.GTC, post_only=True,
+                     created_at=now, updated_at=now)
+
+
+def position(shares: float, leg: Leg = Leg.UP, avg: float = 0.6) -> dict:
+    return {("s1", leg): PositionView(strategy="s1", leg=leg, shares=shares, avg_price=avg)}

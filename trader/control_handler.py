@@ -1,0 +1,523 @@
+"""What mmctl talks to: the ControlHandler (trader/control.py) backed by the decision loop.
+
+Handlers run on the control server's worker threads, never the trading thread. Reads use what the loop
+publishes (`Engine.status`, an immutable object swapped whole) and the execution core's thread-safe
+getters; changes are handed to the loop as commands (`Engine.submit`) and take effect at its next decision,
+so an operator command never lands half-way through a decision.
+
+Config changes go through `ConfigStore`: validated as a whole by the schema (`apply_settings`), persisted
+atomically as overrides in the state directory (never the operator's file), then handed to the loop.
+Nothing is persisted or applied unless everything validated.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from polymm.ctl import protocol as p
+from polymm.trader.model import Leg, Side
+
+log = logging.getLogger("polymm.trader.control")
+
+# How long a control request waits for the loop to apply a command (it decides every few ms; this only
+# matters when the loop is stuck, and then the operator should hear it rather than wait forever).
+APPLY_WAIT_S = 5.0
+# The loop decides at least every 50 ms; silence for this long is worth a warning in status.
+LOOP_SILENT_WARN_S = 2.0
+
+
+def _cfgmod():
+    from polymm.trader import config
+
+    return config
+
+
+# ---- config store ----------------------------------------------------------------------------------
+
+
+class ConfigStore:
+    """The operator's file + persisted overrides (+ endpoints from the environment/options), and the
+    effective config built from them.
+
+    `overrides.json` in the state directory holds {"s1.entry_threshold": "0.42", ...} as the operator typed
+    them; it is written atomically (temp file, fsync, rename) so a crash never leaves half a file.
+    Mutations are serialised by a lock (the control server already runs them one at a time; SIGHUP reloads
+    come from the loop thread).
+    """
+
+    def __init__(self, path: str | Path | None, overrides_path: str | Path, base: dict[str, str] | None = None) -> None:
+        self.path = Path(path) if path else None
+        self.overrides_path = Path(overrides_path)
+        self.base = dict(base or {})  # endpoints from env/options: not persisted, not shown as overrides
+        self.overrides: dict[str, str] = {}
+        self.current = None  # effective Config
+        self.pending_restart: dict[str, Any] = {}  # key -> value waiting for a restart
+        self._lock = threading.RLock()
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def _read_overrides(self) -> dict[str, str]:
+        try:
+            text = self.overrides_path.read_text()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise _cfgmod().ConfigError("", f"cannot read overrides: {exc.strerror or exc}", str(self.overrides_path)) from None
+        try:
+            data = json.loads(text) if text.strip() else {}
+        except ValueError as exc:
+            raise _cfgmod().ConfigError("", f"overrides file is not valid JSON: {exc}", str(self.overrides_path)) from None
+        if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+            raise _cfgmod().ConfigError("", "overrides file must be a JSON object of key -> value", str(self.overrides_path))
+        return {k: str(v) for k, v in data.items()}
+
+    def _build(self, overrides: dict[str, str]):
+        return _cfgmod().load_config(self.path, {**self.base, **overrides})
+
+    def load(self):
+        """At start: file + overrides. ConfigError (key and reason) when either is bad."""
+        with self._lock:
+            overrides = self._read_overrides()
+            cfg = self._build(overrides)
+            self.overrides, self.current, self.pending_restart = overrides, cfg, {}
+            return cfg
+
+    # -- writing -------------------------------------------------------------------------------------
+
+    def _persist(self, overrides: dict[str, str]) -> None:
+        self.overrides_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".overrides.", suffix=".tmp", dir=self.overrides_path.parent)
+        try:
+            with os.fdopen(fd, "w") as out:
+                json.dump(overrides, out, indent=2, sort_keys=True)
+                out.write("\n")
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.overrides_path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+
+    def check_keys(self, keys) -> None:
+        """Unknown keys (with the nearest valid one) and keys that cannot change live: ControlError."""
+        cfg = _cfgmod()
+        known = cfg.flatten(self.current)
+        live = cfg.live_keys()
+        for key in keys:
+            if key not in known:
+                suggestion = cfg.suggest_key(key)
+                hint = f"; did you mean {suggestion}?" if suggestion else ""
+                raise p.ControlError(p.E_UNKNOWN_KEY, f"unknown config key {key!r}{hint}", key=key, suggestion=suggestion)
+            if key not in live:
+                why = next((k.why_not_live for k in cfg.schema() if k.key == key), "") or "restart the trader"
+                raise p.ControlError(p.E_NOT_LIVE, f"{key} cannot change while the trader runs: {why}", key=key)
+
+    def set(self, settings: dict[str, str]):
+        """Validate all settings together, persist, return (old, new, warnings). Nothing changes on error."""
+        with self._lock:
+            self.check_keys(settings)
+            cfg = _cfgmod()
+            try:
+                new, warnings = cfg.apply_settings(self.current, dict(settings))
+            except cfg.ConfigError as exc:
+                raise p.ControlError(p.E_INVALID, f"nothing changed: {exc}", key=exc.key or None) from None
+            overrides = {**self.overrides, **{k: str(v) for k, v in settings.items()}}
+            self._persist(overrides)
+            old = self.current
+            self.overrides, self.current = overrides, new
+            return old, new, list(warnings)
+
+    def unset(self, key: str):
+        """Drop one override: the file's value (or the default) applies again. (old, new, warnings)."""
+        with self._lock:
+            if key not in self.overrides:
+                self.check_keys([key])
+                raise p.ControlError(p.E_BAD_REQUEST, f"{key} is not overridden (nothing to unset)", key=key)
+            remaining = {k: v for k, v in self.overrides.items() if k != key}
+            return self._rebuild(remaining, persist=True)
+
+    def reload(self):
+        """Re-read file + overrides. On any error the old config stays (ConfigError propagates)."""
+        with self._lock:
+            return self._rebuild(self._read_overrides(), persist=False)
+
+    def _rebuild(self, overrides: dict[str, str], *, persist: bool):
+        cfg = _cfgmod()
+        try:
+            loaded = self._build(overrides)
+        except cfg.ConfigError as exc:
+            raise p.ControlError(p.E_INVALID, f"old config kept: {exc}", key=exc.key or None) from None
+        # Keys that cannot change live keep their running value until a restart; say so rather than pretend.
+        new, pending = keep_not_live(self.current, loaded)
+        if persist:
+            self._persist(overrides)
+        old = self.current
+        self.overrides, self.current, self.pending_restart = overrides, new, pending
+        return old, new, cfg.warnings(new)
+
+
+def _replace_key(cfg, key: str, value):
+    head, _, rest = key.partition(".")
+    child = getattr(cfg, head)
+    if not rest:
+        return msgspec.structs.replace(cfg, **{head: value})
+    return msgspec.structs.replace(cfg, **{head: _replace_key(child, rest, value)})
+
+
+def keep_not_live(running, loaded):
+    """`loaded` with every non-live key that differs from `running` put back to the running value.
+
+    Returns (config, {key: new value waiting for a restart})."""
+    cfg = _cfgmod()
+    if running is None:
+        return loaded, {}
+    live = cfg.live_keys()
+    before, after = cfg.flatten(running), cfg.flatten(loaded)
+    pending = {k: v for k, v in after.items() if k not in live and before.get(k) != v}
+    result = loaded
+    for key in pending:
+        result = _replace_key(result, key, cfg.get_key(running, key))
+    return result, pending
+
+
+def changes_between(old, new) -> list[p.Change]:
+    cfg = _cfgmod()
+    a, b = cfg.flatten(old), cfg.flatten(new)
+    return [p.Change(key=k, old=p.redact(k, _plain(a.get(k))), new=p.redact(k, _plain(b[k])))
+            for k in b if a.get(k) != b[k]]
+
+
+def _plain(value):
+    """Config values as the wire can carry them (tuples, enums, Structs → builtins)."""
+    return msgspec.to_builtins(value)
+
+
+# ---- the handler ----------------------------------------------------------------------------------
+
+
+class TraderControlHandler:
+    """ControlHandler (trader/control.py) for one running trader."""
+
+    def __init__(self, engine, core, store: ConfigStore, *, started_at: float | None = None,
+                 clock=time.time, restart_hint: str = "") -> None:
+        self.engine = engine
+        self.core = core
+        self.store = store
+        self.started_at = started_at if started_at is not None else time.time()
+        self.clock = clock
+        self.stopping = False
+
+    # -- helpers ---------------------------------------------------------------------------------------
+
+    def _command(self, kind: str, payload: Any = None):
+        if self.stopping:
+            raise p.ControlError(p.E_UNAVAILABLE, "the trader is shutting down")
+        cmd = self.engine.submit(kind, payload, wait_s=APPLY_WAIT_S)
+        if not cmd.done.is_set():
+            raise p.ControlError(
+                p.E_UNAVAILABLE,
+                f"the decision loop did not take the {kind.replace('_', '-')} within {APPLY_WAIT_S:.0f} s; "
+                "it is queued and will apply at the next decision",
+            )
+        if cmd.error:
+            raise p.ControlError(p.E_INTERNAL, f"{kind.replace('_', '-')} failed: {cmd.error}")
+        return cmd
+
+    def _book(self):
+        return self.engine.status.market_view
+
+    def _order_info(self, order, view, now: float) -> p.OrderInfo:
+        distance = None
+        if view is not None:
+            if order.side is Side.BUY:
+                best = view.bid(order.leg)
+                distance = None if not _finite(best) else round(best - order.price, 6)
+            else:
+                best = view.ask(order.leg)
+                distance = None if not _finite(best) else round(order.price - best, 6)
+        return p.OrderInfo(
+            client_id=order.client_id, order_id=order.order_id, strategy=order.strategy, leg=_s(order.leg),
+            side=_s(order.side), price=order.price, size=order.size, filled=order.filled, state=_s(order.state),
+            role=_s(order.role), order_type=_s(order.order_type), post_only=order.post_only,
+            created_at=order.created_at, age_s=round(max(0.0, now - order.created_at), 3), distance=distance,
+            reason=order.reason,
+        )
+
+    def _position_infos(self, view) -> list[p.PositionInfo]:
+        infos = []
+        for (strategy, leg), pos in sorted(self.core.positions().items(), key=lambda kv: (kv[0][0], _s(kv[0][1]))):
+            if pos.shares == 0 and pos.realised_pnl == 0 and pos.fees == 0:
+                continue
+            mark = view.bid(leg) if view is not None else None
+            mark = mark if _finite(mark) else None
+            unrealised = round(pos.shares * (mark - pos.avg_price), 6) if mark is not None and pos.shares else 0.0
+            infos.append(p.PositionInfo(
+                strategy=strategy, leg=_s(leg), shares=pos.shares, avg_price=pos.avg_price, mark=mark,
+                realised_pnl=pos.realised_pnl, unrealised_pnl=unrealised, fees=pos.fees,
+                first_fill_at=pos.first_fill_at, last_fill_at=pos.last_fill_at,
+            ))
+        return infos
+
+    def _realised_total(self, infos: list[p.PositionInfo]) -> float:
+        """Realised P&L across every market (resolution payouts included) from the core; positions as fallback."""
+        pnl = _safe(self.core.pnl, {}) or {}
+        total = pnl.get("total") if isinstance(pnl, dict) else None
+        if isinstance(total, dict):
+            total = total.get("realised", total.get("realised_pnl"))
+        if isinstance(total, (int, float)):
+            return float(total)
+        for key in ("realised", "realised_pnl"):
+            if isinstance(pnl.get(key), (int, float)):
+                return float(pnl[key])
+        return round(sum(i.realised_pnl for i in infos), 6)
+
+    def _exposure(self, view, orders, positions, cfg) -> list[p.Exposure]:
+        if view is None:
+            return []
+        try:
+            from polymm.trader import risk
+
+            rows = risk.exposure_report(view, orders, positions, cfg)
+        except Exception:  # status must answer even if a report cannot be computed
+            log.exception("exposure report failed")
+            return []
+        return [p.Exposure(scope=scope, usd=round(usd, 4), cap_usd=cap) for scope, usd, cap in rows]
+
+    # -- read-only --------------------------------------------------------------------------------------
+
+    def status(self, request: p.StatusRequest) -> p.StatusReply:
+        now = self.clock()
+        es = self.engine.status
+        view = es.market_view
+        exchange = _safe(self.core.state, None)
+        orders = _safe(lambda: self.core.orders(working_only=True), [])
+        positions = _safe(self.core.positions, {})
+        infos = self._position_infos(view)
+        state = self._state_word(es, exchange)
+        warnings = self._warnings(es, exchange, now)
+        cfg = _cfgmod()
+        blocked = {_s(k): str(v) for k, v in (getattr(exchange, "blocked_legs", None) or {}).items()}
+        market = es.market
+        return p.StatusReply(
+            state=state,
+            healthy=state == "running" and not warnings,
+            paused=es.paused,
+            pid=os.getpid(),
+            started_at=self.started_at,
+            now=now,
+            condition_id=getattr(market, "condition_id", "") or "",
+            window_start=int(getattr(market, "window_start", 0) or 0),
+            window_end=int(getattr(market, "window_end", 0) or 0),
+            feed_age_ms=None if view is None else round(view.age_ms, 1),
+            last_decision_at=es.last_decision_at or None,
+            heartbeat_ok=bool(getattr(exchange, "heartbeat_ok", True)),
+            balance_usd=_balance(exchange),
+            positions=infos,
+            orders=[self._order_info(o, view, now) for o in orders],
+            exposure=self._exposure(view, orders, positions, es.config),
+            realised_pnl=self._realised_total(infos),
+            unrealised_pnl=round(sum(i.unrealised_pnl for i in infos), 6),
+            blocked_legs=blocked,
+            warnings=warnings,
+            config_warnings=list(cfg.warnings(self.store.current)),
+            pending_restart=sorted(self.store.pending_restart),
+        )
+
+    def _state_word(self, es, exchange) -> str:
+        if self.stopping:
+            return "stopping"
+        if es.restarting:
+            return "restarting"
+        if es.state == "starting":
+            return "starting"
+        word = _exchange_word(exchange)
+        if es.flattening or es.paused:
+            return "paused"
+        if word in ("exchange_restarting", "cancel_only", "post_only", "rate_limited", "closed_only"):
+            return word
+        if es.state in ("stale_feed", "crossed_book", "waiting_for_feed"):
+            return "stale_feed"
+        return "running"
+
+    def _warnings(self, es, exchange, now: float) -> list[str]:
+        out: list[str] = []
+        if es.problem:
+            out.append(f"not trading: {es.problem}")
+        if es.last_decision_at and now - es.last_decision_at > LOOP_SILENT_WARN_S:
+            out.append(f"decision loop silent for {now - es.last_decision_at:.1f} s")
+        if exchange is not None and not getattr(exchange, "heartbeat_ok", True):
+            out.append("exchange heartbeat failing: the exchange may cancel our orders")
+        for w in getattr(exchange, "warnings", None) or []:
+            if w not in out:
+                out.append(str(w))
+        if self.store.pending_restart:
+            out.append("config change pending restart: " + ", ".join(sorted(self.store.pending_restart)))
+        if es.flattening:
+            out.append("flattening: selling every position; trader paused")
+        return out
+
+    def config(self, request: p.ConfigRequest) -> p.ConfigReply:
+        cfg = _cfgmod()
+        current = self.store.current
+        values = cfg.flatten(current)
+        defaults = cfg.flatten(_default_config())
+        live = cfg.live_keys()
+        keys = list(values)
+        if request.key is not None:
+            if request.key not in values:
+                suggestion = cfg.suggest_key(request.key)
+                hint = f"; did you mean {suggestion}?" if suggestion else ""
+                raise p.ControlError(p.E_UNKNOWN_KEY, f"unknown config key {request.key!r}{hint}",
+                                     key=request.key, suggestion=suggestion)
+            keys = [request.key]
+        entries = [
+            p.ConfigEntry(
+                key=k, value=p.redact(k, _plain(values[k])), default=p.redact(k, _plain(defaults.get(k))),
+                override=k in self.store.overrides, live=k in live, pending_restart=k in self.store.pending_restart,
+            )
+            for k in keys
+        ]
+        return p.ConfigReply(
+            entries=entries, source=str(self.store.path) if self.store.path else None,
+            overrides_path=str(self.store.overrides_path), warnings=list(cfg.warnings(current)),
+        )
+
+    def orders(self, request: p.OrdersRequest) -> p.OrdersReply:
+        now = self.clock()
+        view = self._book()
+        orders = self.core.orders(working_only=not request.include_done)
+        return p.OrdersReply(orders=[self._order_info(o, view, now) for o in orders], now=now)
+
+    def positions(self, request: p.PositionsRequest) -> p.PositionsReply:
+        infos = self._position_infos(self._book())
+        return p.PositionsReply(
+            positions=infos, realised_pnl=self._realised_total(infos),
+            unrealised_pnl=round(sum(i.unrealised_pnl for i in infos), 6), now=self.clock(),
+        )
+
+    def fills(self, request: p.FillsRequest) -> p.FillsReply:
+        if request.since is not None and not _finite(request.since):
+            raise p.ControlError(p.E_BAD_REQUEST, "since must be a unix time in seconds")
+        if request.limit is not None and request.limit < 0:
+            raise p.ControlError(p.E_BAD_REQUEST, "limit must be >= 0")
+        fills = sorted(self.core.fills(since=request.since), key=lambda f: f.ts)
+        if request.limit is not None:
+            fills = fills[-request.limit:] if request.limit else []
+        return p.FillsReply(fills=[
+            p.FillInfo(trade_id=f.trade_id, order_id=f.order_id, client_id=f.client_id, strategy=f.strategy,
+                       leg=_s(f.leg), side=_s(f.side), price=f.price, size=f.size, fee=f.fee, role=f.role,
+                       status=f.status, ts=f.ts)
+            for f in fills
+        ], now=self.clock())
+
+    # -- changes --------------------------------------------------------------------------------------
+
+    def _hand_over(self, old, new, warnings, message: str) -> p.ChangeReply:
+        changes = changes_between(old, new)
+        if changes:
+            self._command("set_config", new)
+        return p.ChangeReply(
+            changes=changes, warnings=list(warnings), pending_restart=sorted(self.store.pending_restart),
+            message=message if changes else "no change",
+        )
+
+    def set(self, request: p.SetRequest) -> p.ChangeReply:
+        if not request.settings:
+            raise p.ControlError(p.E_BAD_REQUEST, "nothing to set: give KEY=VALUE")
+        old, new, warnings = self.store.set(request.settings)
+        log.info("config set: %s", ", ".join(f"{c.key}: {c.old} -> {c.new}" for c in changes_between(old, new)) or "no change")
+        return self._hand_over(old, new, warnings,
+                               f"applied at the next decision; persisted to {self.store.overrides_path}")
+
+    def unset(self, request: p.UnsetRequest) -> p.ChangeReply:
+        old, new, warnings = self.store.unset(request.key)
+        return self._hand_over(old, new, warnings,
+                               f"override of {request.key} removed from {self.store.overrides_path}; applied at the next decision")
+
+    def reload(self, request: p.ReloadRequest) -> p.ChangeReply:
+        try:
+            old, new, warnings = self.store.reload()
+        except p.ControlError as err:
+            log.error("reload failed, old config kept: %s", err.message)
+            raise
+        return self._hand_over(old, new, warnings, "file and overrides re-read; applied at the next decision")
+
+    def pause(self, request: p.PauseRequest) -> p.DoneReply:
+        return p.DoneReply(message=self._command("pause").result)
+
+    def resume(self, request: p.ResumeRequest) -> p.DoneReply:
+        return p.DoneReply(message=self._command("resume").result)
+
+    def cancel_all(self, request: p.CancelAllRequest) -> p.DoneReply:
+        return p.DoneReply(message=self._command("cancel_all").result)
+
+    def flatten(self, request: p.FlattenRequest) -> p.DoneReply:
+        return p.DoneReply(message=self._command("flatten").result)
+
+    def restart(self, request: p.RestartRequest) -> p.DoneReply:
+        return p.DoneReply(message=self._command("restart").result)
+
+
+# ---- small helpers ---------------------------------------------------------------------------------
+
+
+def _default_config():
+    return _cfgmod().load_config(None, {})
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _s(value) -> str:
+    return value.value if hasattr(value, "value") else str(value)
+
+
+def _safe(fn, default):
+    try:
+        return fn()
+    except Exception:  # status must answer even when one part of the trader cannot
+        log.exception("control: %s failed", getattr(fn, "__name__", "call"))
+        return default
+
+
+def _exchange_word(exchange) -> str:
+    if exchange is None:
+        return "normal"
+    word = getattr(exchange, "state", None) or getattr(exchange, "kind", None) or getattr(exchange, "mode", None)
+    word = _s(word) if word is not None else "normal"
+    return {"engine_restarting": "exchange_restarting"}.get(word, word)
+
+
+def _balance(exchange) -> float | None:
+    for name in ("balance_usd", "balance"):
+        value = getattr(exchange, name, None)
+        if isinstance(value, (int, float)):
+            return float(value)
+    return None
+
+
+def summary_line(handler: TraderControlHandler) -> str:
+    """STATUS= for systemd: window, state, exposure, P&L on one line."""
+    reply = handler.status(p.StatusRequest())
+    t = lambda s: time.strftime("%H:%M", time.gmtime(s))  # noqa: E731
+    window = f"window {t(reply.window_start)}-{t(reply.window_end)}" if reply.window_start else "no window"
+    total = next((e for e in reply.exposure if e.scope == "total"), None)
+    exposure = f"exposure ${total.usd:.2f}/{total.cap_usd:g}" if total and total.cap_usd else (
+        f"exposure ${total.usd:.2f}" if total else "exposure ?")
+    line = f"{reply.state} {window} {exposure} pnl {reply.realised_pnl + reply.unrealised_pnl:+.2f}"
+    if reply.warnings:
+        line += f" | {reply.warnings[0]}"
+    return line

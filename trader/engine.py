@@ -1,0 +1,539 @@
+"""The trader's decision loop: shared-memory book in, orders out.
+
+One thread owns the loop. It wakes as soon as the feed publishes a new top of book (the shm sequence) or the
+execution core reports an order/fill event (`ExecutionCore.wake`), and otherwise at least every
+`DECIDE_EVERY_S` so time-driven rules (exit delays, cancel-before-end, stale-feed guard) fire without a tick.
+Each decision:
+
+1. applies operator commands queued by the control thread (pause, resume, flatten, cancel-all, new config,
+   in-process restart) — so a command never races a decision half-way through;
+2. reads one consistent shm snapshot and refuses to trade on it when it is not the market the execution core
+   trades (wrong window), crossed, or stale; follows the feed to the next window at rotation;
+3. runs the pure pipeline of `trader/decide.py` (S1, S2, risk gate, planner) on (market, our orders, our
+   positions, config, clock) and executes the resulting Place/Cancel actions through the execution core;
+4. pets the systemd watchdog and publishes an immutable `EngineStatus` that the control thread reads.
+
+Everything the loop decides from is passed in explicitly, so tests drive `Engine.step()` with fakes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from polymm.trader.model import MarketView
+
+log = logging.getLogger("polymm.trader.engine")
+
+# Time-driven rules need a decision even on a quiet book; 50 ms is far below any of their thresholds
+# (exit_delay_s, exit_retry_s, cancel_before_end_s are seconds) and costs nothing measurable.
+DECIDE_EVERY_S = 0.05
+# Waking on the shm sequence: the feed offers no OS-level signal (a seqlocked segment), so the loop polls the
+# sequence word (one 8-byte read) between short sleeps. On this kind of VM time.sleep(50 us) really sleeps
+# ~130 us at ~19 % of a core, 150 us ~230 us at ~10 %: so the loop polls fast for a while after a tick (ticks
+# come in bursts) and slower when the book is quiet. Both keep tick-to-decision far below the original bot's
+# 1 ms sleep. (Reader.wait_update spins 50 us per call, too costly when called every ~100 us on 2 cores.)
+POLL_HOT_S = 50e-6
+POLL_COLD_S = 150e-6
+HOT_AFTER_TICK_S = 0.25
+# Feed statuses under which the book in shm describes a live market we may trade.
+TRADABLE_FEED_STATUS = ("connected",)
+
+
+# ---- commands from the control thread ---------------------------------------------------------------
+
+
+@dataclass
+class Command:
+    """One operator command, applied by the loop at its next decision.
+
+    The control thread enqueues it and waits on `done`; the loop sets `result` (words for the operator) or
+    `error` and then `done`.
+    """
+
+    kind: str  # pause | resume | flatten | cancel_all | set_config | restart
+    payload: Any = None
+    done: threading.Event = field(default_factory=threading.Event)
+    result: str = ""
+    error: str | None = None
+
+    def wait(self, timeout_s: float) -> bool:
+        return self.done.wait(timeout_s)
+
+
+# ---- what the loop publishes --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """What the loop last saw and decided; replaced as a whole after every decision (readers never see a
+    half-updated one)."""
+
+    state: str  # starting | running | paused | flattening | stale feed | wrong window | crossed book | ...
+    paused: bool
+    flattening: bool
+    market: Any  # MarketIdentity being traded, or None before start
+    market_view: MarketView | None  # the book of the last decision (None when it could not be built)
+    problem: str | None  # why the loop is not trading, in words (None when it is)
+    decisions: int
+    last_decision_at: float  # unix seconds
+    last_actions: int  # Place/Cancel actions of the last decision
+    config: Any  # the Config the last decision used
+    decision_notes: tuple[str, ...] = ()  # warnings/notes from the pipeline, in words
+    restarting: bool = False
+
+
+# ---- pure helpers ----------------------------------------------------------------------------------
+
+
+def _num(x: float) -> float:
+    """shm uses NaN for an empty side; the strategies want NaN too (comparisons with NaN are False)."""
+    return float(x) if x is not None else math.nan
+
+
+def market_view(snap, *, now: float, stale_feed_ms: float, accepting_orders: bool = True) -> MarketView:
+    """The strategies' view of one shm snapshot.
+
+    `fresh` = the feed is alive (status connected, heartbeat recent) AND its data is recent: the socket can
+    freeze silently while the feed process still beats, so data age matters as much as the heartbeat.
+    """
+    age_ms = snap.data_age_s(now) * 1000.0
+    heartbeat_ms = snap.heartbeat_age_s(now) * 1000.0
+    fresh = (
+        snap.status in TRADABLE_FEED_STATUS
+        and heartbeat_ms <= stale_feed_ms
+        and age_ms <= stale_feed_ms
+    )
+    return MarketView(
+        window_start=int(snap.window_start),
+        window_end=int(snap.window_end),
+        condition_id=snap.condition_id,
+        up_token=snap.up_token,
+        down_token=snap.down_token,
+        tick_size=float(snap.tick_size),
+        min_order_size=float(snap.min_order_size),
+        fee_rate=float(snap.fee_rate),
+        up_bid=_num(snap.up.bid),
+        up_bid_size=_num(snap.up.bid_size),
+        up_ask=_num(snap.up.ask),
+        up_ask_size=_num(snap.up.ask_size),
+        down_bid=_num(snap.down.bid),
+        down_bid_size=_num(snap.down.bid_size),
+        down_ask=_num(snap.down.ask),
+        down_ask_size=_num(snap.down.ask_size),
+        age_ms=age_ms,
+        fresh=fresh,
+        crossed=bool(snap.crossed),
+        accepting_orders=accepting_orders and now < snap.window_end,
+    )
+
+
+def feed_problem(snap, *, now: float, stale_feed_ms: float) -> str | None:
+    """Why this snapshot must not be traded on, in words; None when it is fine."""
+    if snap.status not in TRADABLE_FEED_STATUS:
+        return f"feed status is {snap.status}"
+    hb = snap.heartbeat_age_s(now) * 1000.0
+    if hb > stale_feed_ms:
+        return f"feed heartbeat {hb / 1000:.1f} s old (stale after {stale_feed_ms / 1000:.1f} s)"
+    age = snap.data_age_s(now) * 1000.0
+    if age > stale_feed_ms:
+        return f"book data {age / 1000:.1f} s old (stale after {stale_feed_ms / 1000:.1f} s)"
+    if snap.crossed:
+        return "book crossed"
+    return None
+
+
+def identity_of(snap):
+    """The MarketIdentity the execution core trades, from the market the feed publishes."""
+    from polymm.trader.execution import MarketIdentity
+
+    return MarketIdentity(
+        condition_id=snap.condition_id,
+        up_token=snap.up_token,
+        down_token=snap.down_token,
+        window_start=int(snap.window_start),
+        window_end=int(snap.window_end),
+        tick_size=float(snap.tick_size),
+        min_order_size=float(snap.min_order_size),
+        fee_rate=float(snap.fee_rate),
+    )
+
+
+def window_words(window_start: int, window_end: int) -> str:
+    fmt = lambda t: time.strftime("%H:%M:%S", time.gmtime(t))  # noqa: E731
+    return f"{fmt(window_start)}–{fmt(window_end)} UTC"
+
+
+# ---- the loop -------------------------------------------------------------------------------------------
+
+
+class Engine:
+    """The decision loop around one execution core and one shm reader.
+
+    Threads: `run()` (or `step()` in tests) on one thread; `submit()` and `status` from any thread. The only
+    state shared with other threads is the command queue, `status` (an immutable object swapped as a
+    whole) and `config` (likewise immutable and swapped whole, only by the loop).
+    """
+
+    def __init__(
+        self,
+        reader,
+        core,
+        config,
+        *,
+        notifier=None,
+        clock: Callable[[], float] = time.time,
+        reconfigure: Callable[[], Any] | None = None,
+        reconnect_reader: Callable[[], Any] | None = None,
+        on_decision: Callable[[Any, float, float], None] | None = None,
+        pipeline: Callable[..., Any] | None = None,
+        new_state: Callable[[MarketView], Any] | None = None,
+    ) -> None:
+        self.reader = reader
+        self.core = core
+        self.config = config
+        self.notifier = notifier
+        self.clock = clock
+        # restart path: re-read config (returns a new Config or raises) and re-attach shm; given by the service
+        self._reconfigure = reconfigure
+        self._reconnect_reader = reconnect_reader
+        # benchmark hook: (snapshot, decided_at, actions_sent_at) for decisions triggered by a new shm seq
+        self._on_decision = on_decision
+        # E's pure pipeline (trader/decide.py) unless a test gives another with the same signature
+        self._pipeline = pipeline
+        self._new_state = new_state
+        self.market = None  # MarketIdentity the core trades
+        self.paused = False
+        self.flattening = False
+        self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        self._last_seq = -1
+        self._last_decision_mono = 0.0
+        self._last_tick_mono = 0.0
+        self._decisions = 0
+        self._pipeline_state = None  # decide.py's per-window state, reset at rotation
+        self._problem: str | None = None
+        self._problem_since: float | None = None
+        self._cancelled_for_problem = False
+        self._notes: tuple[str, ...] = ()
+        self._decided_at = 0.0
+        self._hang = threading.Event()  # test hook (POLYMM_TEST_HOOKS): block the loop so the watchdog fires
+        self.status = EngineStatus(
+            state="starting", paused=False, flattening=False, market=None, market_view=None, problem=None,
+            decisions=0, last_decision_at=0.0, last_actions=0, config=config,
+        )
+
+    # -- control thread side --------------------------------------------------------------------------
+
+    def submit(self, kind: str, payload: Any = None, *, wait_s: float = 5.0) -> Command:
+        """Queue a command for the next decision and wait up to wait_s for it to be applied.
+
+        Returns the command; `cmd.done.is_set()` tells whether it was applied in time (if not, it still will
+        be, at the next decision)."""
+        cmd = Command(kind, payload)
+        self._commands.put(cmd)
+        cmd.wait(wait_s)
+        return cmd
+
+    def hang_for_test(self) -> None:
+        """Make the loop block forever at its next iteration (systemd watchdog test; POLYMM_TEST_HOOKS=1)."""
+        self._hang.set()
+
+    # -- startup ------------------------------------------------------------------------------------
+
+    def attach_market(self, wait_s: float, stop: threading.Event | None = None) -> Any:
+        """Wait until the feed publishes a live market and return its identity (not yet given to the core)."""
+        deadline = time.monotonic() + wait_s
+        last_reason = "no snapshot yet"
+        while True:
+            snap = self.reader.snapshot()
+            now = self.clock()
+            if snap.status in TRADABLE_FEED_STATUS and snap.condition_id and now < snap.window_end:
+                return identity_of(snap)
+            last_reason = f"feed status {snap.status!r}, window ends {snap.window_end}"
+            if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
+                raise TimeoutError(f"the feed did not publish a live market within {wait_s:.0f} s ({last_reason})")
+            self.reader.wait_update(snap.seq, 0.2)
+
+    def start(self, market) -> None:
+        """Start the execution core on `market`: it reconciles with the exchange before any new order."""
+        self.market = market
+        self.core.start(market)
+        self._pipeline_state = None
+
+    # -- the loop -----------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, reload: threading.Event | None = None,
+            on_reload: Callable[[], None] | None = None, on_decision: Callable[[], None] | None = None) -> None:
+        """Decide until `stop` is set. `reload` (SIGHUP) is handed to `on_reload` from this thread;
+        `on_decision` runs after every decision (the service's STATUS= line; must be cheap)."""
+        while not stop.is_set():
+            if self._hang.is_set():
+                log.warning("test hook: decision loop blocked on purpose (POLYMM_TEST_HOOKS=1, SIGUSR2)")
+                threading.Event().wait()  # forever: the systemd watchdog must notice
+            if reload is not None and reload.is_set():
+                reload.clear()
+                if on_reload is not None:
+                    on_reload()
+            if self._wait_for_work():
+                self.step()
+                if on_decision is not None:
+                    on_decision()
+
+    def _wait_for_work(self) -> bool:
+        """Sleep a few tens of microseconds unless there is already something to decide on; True when a
+        decision is due (new shm sequence, an order/fill event, an operator command, or the periodic one)."""
+        if self.reader.seq() != self._last_seq:
+            return True
+        wake = getattr(self.core, "wake", None)
+        if (wake is not None and wake.is_set()) or not self._commands.empty():
+            return True
+        now = time.monotonic()
+        if now - self._last_decision_mono >= DECIDE_EVERY_S:
+            return True
+        time.sleep(POLL_HOT_S if now - self._last_tick_mono < HOT_AFTER_TICK_S else POLL_COLD_S)
+        return self.reader.seq() != self._last_seq
+
+    def step(self) -> int:
+        """One decision. Returns the number of Place/Cancel actions executed."""
+        self._last_decision_mono = time.monotonic()
+        wake = getattr(self.core, "wake", None)
+        if wake is not None:
+            wake.clear()  # before reading state: an event arriving during this decision wakes the next one
+        self._apply_commands()
+        snap = self.reader.snapshot()
+        new_tick = snap.seq != self._last_seq
+        if new_tick:
+            self._last_tick_mono = self._last_decision_mono
+        self._last_seq = snap.seq
+        now = self.clock()
+        self.core.poll_events()  # drains the core's queue; orders()/positions() below are the state that matters
+        self._follow_rotation(snap, now)
+        stale_ms = float(self.config.risk.stale_feed_ms)
+        problem = self._market_problem(snap, now, stale_ms)
+        view = None
+        actions = 0
+        if problem is None or problem.startswith(("feed", "book")):
+            # stale/crossed books still go through the pipeline: its risk gate cancels entries and refuses new
+            # ones on a book that is not fresh (MarketView.fresh / crossed carry the verdict).
+            view = market_view(snap, now=now, stale_feed_ms=stale_ms)
+            actions = self._decide_and_execute(view, now)
+        else:
+            self._refuse(problem, now)
+        self._set_problem(problem, now)
+        if new_tick and view is not None and self._on_decision is not None:
+            self._on_decision(snap, self._decided_at, self.clock())
+        self._decisions += 1
+        if self.notifier is not None:
+            self.notifier.watchdog()
+        self._publish(view, now, actions)
+        return actions
+
+    # -- market checks and rotation -------------------------------------------------------------------
+
+    def _follow_rotation(self, snap, now: float) -> None:
+        """At the window boundary the feed publishes the next market: hand it to the core and start afresh.
+
+        Only forward in time, and only once the feed is connected on it: a feed that restarts and briefly
+        shows an older window must not drag the trader back."""
+        if self.market is None or snap.condition_id == self.market.condition_id:
+            return
+        if snap.status not in TRADABLE_FEED_STATUS or int(snap.window_start) <= int(self.market.window_start):
+            return
+        if now >= snap.window_end:
+            return
+        new_market = identity_of(snap)
+        old = self.market
+        log.info(
+            "window rotation: %s (%s) -> %s (%s); positions of the old window are kept until it resolves",
+            window_words(old.window_start, old.window_end), old.condition_id[:12],
+            window_words(new_market.window_start, new_market.window_end), new_market.condition_id[:12],
+        )
+        self.core.set_market(new_market)
+        self.market = new_market
+        self._pipeline_state = None
+        self.flattening = False if not self._has_sellable_position() else self.flattening
+
+    def _market_problem(self, snap, now: float, stale_ms: float) -> str | None:
+        """Why the shm book cannot be traded on as our market; words starting "feed"/"book" mean the pipeline
+        still runs (with fresh=False) so its risk gate can cancel entries."""
+        if self.market is None:
+            return "not started"
+        if snap.condition_id != self.market.condition_id or int(snap.window_start) != int(self.market.window_start):
+            return (
+                f"wrong window: feed shows {window_words(snap.window_start, snap.window_end)} "
+                f"({(snap.condition_id or '?')[:12]}), trading {window_words(self.market.window_start, self.market.window_end)}"
+            )
+        if now >= self.market.window_end:
+            return f"window {window_words(self.market.window_start, self.market.window_end)} has ended; waiting for the feed to rotate"
+        return feed_problem(snap, now=now, stale_feed_ms=stale_ms)
+
+    def _refuse(self, problem: str, now: float) -> None:
+        """No book for our market: cancel what we have working once, then wait."""
+        if not self._cancelled_for_problem:
+            self._cancelled_for_problem = True
+            working = self.core.orders(working_only=True)
+            if working:
+                log.warning("not trading (%s): cancelling %d working order(s)", problem, len(working))
+                self.core.cancel_all(reason=problem)
+
+    def _set_problem(self, problem: str | None, now: float) -> None:
+        if problem != self._problem:
+            if problem is None:
+                log.info("trading again (was: %s)", self._problem)
+            else:
+                log.warning("not trading normally: %s", problem)
+            self._problem = problem
+            self._problem_since = now if problem else None
+        if problem is None or problem.startswith(("feed", "book")):
+            self._cancelled_for_problem = False
+
+    def _has_sellable_position(self) -> bool:
+        min_size = float(self.market.min_order_size) if self.market is not None else 0.0
+        return any(p.shares >= max(min_size, 1e-9) for p in self.core.positions().values())
+
+    # -- the pipeline -------------------------------------------------------------------------------
+
+    def _decide_and_execute(self, view: MarketView, now: float) -> int:
+        if self._pipeline is None:
+            from polymm.trader import decide  # S1, S2, risk gate, planner
+
+            self._pipeline = decide.decide
+            self._new_state = decide.new_state
+        if self._pipeline_state is None:
+            self._pipeline_state = self._new_state(view)
+        orders = self.core.orders(working_only=True)
+        positions = self.core.positions()
+        decision = self._pipeline(
+            view, orders, positions, self.config, self._pipeline_state, now,
+            paused=self.paused and not self.flattening, flatten=self.flattening,
+            blocked_legs=self._blocked_legs(),
+        )
+        self._pipeline_state = decision.state
+        self._notes = tuple(decision.notes)
+        self._decided_at = self.clock()
+        for action in decision.actions:
+            self._execute(action)
+        if self.flattening and not self._has_sellable_position():
+            log.info("flatten done: no sellable position left; trader stays paused (mmctl resume to trade again)")
+            self.flattening = False
+        return len(decision.actions)
+
+    def _execute(self, action) -> None:
+        """planner.Place (has `.want`) or planner.Cancel (has `.client_id`, `.reason`)."""
+        want = getattr(action, "want", None)
+        if want is not None:
+            self.core.place(want)
+        elif getattr(action, "client_id", None) is not None:
+            self.core.cancel(action.client_id, action.reason)
+        else:  # a new action type the loop does not know must not be dropped silently
+            log.error("decision returned an unknown action %r; ignored", action)
+
+    def _blocked_legs(self) -> dict:
+        try:
+            return dict(self.core.state().blocked_legs or {})
+        except Exception:  # the status of the exchange must never stop a decision
+            log.exception("execution core state() failed")
+            return {}
+
+    # -- commands -------------------------------------------------------------------------------------
+
+    def _apply_commands(self) -> None:
+        while True:
+            try:
+                cmd = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                cmd.result = self._apply(cmd)
+            except Exception as exc:  # a failed command is reported to the operator, the loop carries on
+                log.exception("command %s failed", cmd.kind)
+                cmd.error = f"{type(exc).__name__}: {exc}"
+            finally:
+                cmd.done.set()
+
+    def _apply(self, cmd: Command) -> str:
+        kind = cmd.kind
+        if kind == "pause":
+            was = self.paused
+            self.paused = True
+            n = len(self.core.orders(working_only=True))
+            self.core.cancel_all(reason="paused by operator")
+            log.warning("paused by operator: %d working order(s) cancelled, positions kept", n)
+            return f"paused{' (already paused)' if was else ''}: {n} working order(s) cancelled, positions kept"
+        if kind == "resume":
+            was_paused, was_flattening = self.paused, self.flattening
+            self.paused = False
+            self.flattening = False
+            log.warning("resumed by operator")
+            if not was_paused and not was_flattening:
+                return "running (was not paused)"
+            return "running: strategies trade again from the next decision"
+        if kind == "cancel_all":
+            n = len(self.core.orders(working_only=True))
+            self.core.cancel_all(reason="operator cancel-all")
+            log.warning("cancel-all by operator: %d working order(s)", n)
+            return f"{n} working order(s) cancelled; strategies may quote again at the next decision" + (
+                "" if not self.paused else " (paused: they will not)")
+        if kind == "flatten":
+            self.paused = True
+            self.flattening = True
+            n = len(self.core.orders(working_only=True))
+            self.core.cancel_all(reason="flatten by operator")
+            log.warning("flatten by operator: %d working order(s) cancelled, selling every sellable position; paused", n)
+            return (f"flattening: {n} working order(s) cancelled, every sellable position sold with fill-and-kill "
+                    "orders; the trader stays paused (mmctl resume to trade again)")
+        if kind == "set_config":
+            self.config = cmd.payload
+            return "applied"
+        if kind == "restart":
+            return self._restart()
+        raise ValueError(f"unknown command {kind!r}")
+
+    def _restart(self) -> str:
+        """In-process restart: cancel, reconnect, reconcile, re-read config. Paused/flatten, the strategies'
+        window state and the core's fill store survive (a restart never doubles a position)."""
+        log.warning("in-process restart: cancelling orders, reconnecting, reconciling, re-reading config")
+        self.status = dataclasses.replace(self.status, state="restarting", restarting=True)
+        notes = []
+        if self._reconfigure is not None:
+            try:
+                self.config = self._reconfigure()
+                notes.append("config re-read")
+            except Exception as exc:  # keep the old config: a broken file must not stop trading
+                notes.append(f"config NOT re-read, old config kept: {exc}")
+                log.error("restart: config re-read failed, old config kept: %s", exc)
+        if self._reconnect_reader is not None:
+            self.reader = self._reconnect_reader()
+            self._last_seq = -1
+            notes.append("feed re-attached")
+        restart = getattr(self.core, "restart", None)
+        if restart is not None:
+            restart("operator restart")
+        else:
+            self.core.cancel_all(reason="operator restart")
+            self.core.reconcile("operator restart")
+        notes.append("orders cancelled, exchange reconciled")
+        return "restarted: " + "; ".join(notes)
+
+    # -- status -------------------------------------------------------------------------------------
+
+    def _publish(self, view: MarketView | None, now: float, actions: int) -> None:
+        if self.flattening:
+            state = "flattening"
+        elif self.paused:
+            state = "paused"
+        elif self._problem is not None:
+            state = "stale_feed" if self._problem.startswith(("feed", "book data")) else (
+                "crossed_book" if self._problem.startswith("book crossed") else "waiting_for_feed")
+        else:
+            state = "running"
+        self.status = EngineStatus(
+            state=state, paused=self.paused, flattening=self.flattening, market=self.market, market_view=view,
+            problem=self._problem, decisions=self._decisions, last_decision_at=now, last_actions=actions,
+            config=self.config, decision_notes=self._notes,
+        )

@@ -1,0 +1,212 @@
+"""Our fills: one store keyed by trade id (and our order id), fed by user-channel `trade` events and by
+REST `/data/trades` after any gap. Pure: no I/O, no clock.
+
+Exchange quirks handled here:
+- The same trade id is re-sent on every status change (MATCHED -> MINED -> CONFIRMED, or RETRYING ->
+  FAILED), possibly duplicated and out of order. Statuses only move forward by rank, so a replayed
+  MATCHED after CONFIRMED, or any duplicate, changes nothing.
+- FAILED reverses the fill: it stays in the store (so a late MATCHED cannot resurrect it) but counts zero.
+- The top-level `size`/`price`/`side` of a trade describe the *taker*. As a maker our fill is the entry
+  in `maker_orders` whose `order_id` is ours; one trade can hold several of our maker orders, and a
+  maker entry can be on the *other* token (our BUY Down rests opposite a BUY Up taker: the exchange
+  mints a pair), so the leg comes from the maker entry's own `asset_id`, never from the trade's.
+- Older maker entries carry no `side`; then our own order says which side it was.
+- Taker fees: `shares * rate * p * (1 - p)` in pUSD (makers pay none). The rate is the trade's
+  `fee_rate_bps` when non-zero, else the market's published fee rate.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from .model import FillView, Leg, Side
+
+STATUS_RANK = {"MATCHED": 0, "RETRYING": 1, "MINED": 2, "CONFIRMED": 3, "FAILED": 4}
+
+
+def normalise_trade_status(raw: str) -> str:
+    """`TRADE_STATUS_CONFIRMED` (REST) / `confirmed` / `MATCHED_NOT_BROADCASTED` -> the bare upper-case status."""
+    s = (raw or "").strip().upper()
+    if s.startswith("TRADE_STATUS_"):
+        s = s[len("TRADE_STATUS_"):]
+    if s.startswith("MATCHED"):
+        return "MATCHED"
+    return s
+
+
+@dataclass(frozen=True)
+class MakerLeg:
+    order_id: str
+    owner: str
+    maker_address: str
+    asset_id: str
+    price: float
+    matched_amount: float
+    side: str | None  # BUY/SELL, absent in older messages
+
+
+@dataclass(frozen=True)
+class TradeReport:
+    """One trade as the exchange reports it (WS or REST), already decoded and normalised."""
+
+    trade_id: str
+    status: str  # normalised
+    market: str
+    asset_id: str  # the taker's token
+    side: str  # the taker's side
+    size: float  # the taker's size
+    price: float  # the taker's price
+    fee_rate_bps: float
+    match_time: float  # unix seconds
+    taker_order_id: str
+    trader_side: str  # MAKER | TAKER (our role, as the exchange says)
+    owner: str  # api key of the trade's owner
+    maker_address: str
+    maker_orders: tuple[MakerLeg, ...] = ()
+
+
+@dataclass(frozen=True)
+class OrderInfo:
+    """What we know of one of our orders (from the order book or the journal)."""
+
+    client_id: str | None
+    strategy: str
+    leg: Leg
+    side: Side
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    condition_id: str
+    leg: Leg
+    fee_rate: float
+
+
+EXTERNAL = "external"  # strategy name for fills of our account whose order we never placed
+
+
+def taker_fee(shares: float, price: float, rate: float) -> float:
+    return round(shares * rate * price * (1.0 - price), 5)
+
+
+@dataclass
+class _Fill:
+    view: FillView
+    condition_id: str
+    rank: int
+
+
+class FillStore:
+    """All our fills. `lookup_order(order_id) -> OrderInfo | None`, `lookup_token(token_id) -> TokenInfo | None`,
+    `our_owner` is our API key and `our_address` our funder (to recognise fills of orders we do not know)."""
+
+    def __init__(self, lookup_order: Callable[[str], OrderInfo | None],
+                 lookup_token: Callable[[str], TokenInfo | None], our_owner: str = "", our_address: str = "") -> None:
+        self._lookup_order = lookup_order
+        self._lookup_token = lookup_token
+        self._owner = our_owner
+        self._address = our_address.lower()
+        self._fills: dict[tuple[str, str], _Fill] = {}
+        self.ignored: list[str] = []  # trades we could not attribute, in words (for logs/tests)
+
+    def set_identity(self, our_owner: str, our_address: str) -> None:
+        self._owner = our_owner
+        self._address = our_address.lower()
+
+    # ---- input ------------------------------------------------------------------------------------
+    def apply(self, trade: TradeReport) -> list[tuple[FillView, str | None]]:
+        """Add or advance our fills of one trade report. Returns [(fill, previous_status)] for each
+        fill that is new (previous None) or whose status moved; duplicates and stale reports return []."""
+        rank = STATUS_RANK.get(trade.status)
+        if rank is None:
+            self.ignored.append(f"trade {trade.trade_id}: unknown status {trade.status!r}")
+            return []
+        changes = []
+        for order_id, info, token, side, price, size, role in self._our_parts(trade):
+            key = (trade.trade_id, order_id)
+            current = self._fills.get(key)
+            if current is None:
+                fee = 0.0
+                if role == "taker":
+                    rate = trade.fee_rate_bps / 10_000 if trade.fee_rate_bps > 0 else token.fee_rate
+                    fee = taker_fee(size, price, rate)
+                view = FillView(
+                    trade_id=trade.trade_id, order_id=order_id, client_id=info.client_id if info else None,
+                    strategy=info.strategy if info else EXTERNAL, leg=token.leg, side=side, price=price,
+                    size=size, fee=fee, role=role, status=trade.status, ts=trade.match_time,
+                )
+                self._fills[key] = _Fill(view, token.condition_id, rank)
+                changes.append((view, None))
+            elif rank > current.rank:
+                previous = current.view.status
+                current.view = replace(current.view, status=trade.status)
+                current.rank = rank
+                changes.append((current.view, previous))
+        return changes
+
+    def attribute(self, order_id: str, info: OrderInfo) -> list[FillView]:
+        """An order we did not know when its fills arrived turned out to be ours (journal / reconcile)."""
+        out = []
+        for (_, oid), fill in self._fills.items():
+            if oid == order_id and fill.view.strategy == EXTERNAL:
+                fill.view = replace(fill.view, client_id=info.client_id, strategy=info.strategy)
+                out.append(fill.view)
+        return out
+
+    def _our_parts(self, trade: TradeReport):
+        seen: set[str] = set()
+        if trade.taker_order_id:
+            info = self._lookup_order(trade.taker_order_id)
+            if info is not None or (trade.trader_side == "TAKER" and self._is_ours(trade.owner, trade.maker_address)):
+                token = self._lookup_token(trade.asset_id)
+                if token is None:
+                    self.ignored.append(f"trade {trade.trade_id}: token {trade.asset_id} of no market we trade")
+                else:
+                    seen.add(trade.taker_order_id)
+                    side = info.side if info else Side(trade.side.upper())
+                    yield trade.taker_order_id, info, token, side, trade.price, trade.size, "taker"
+        for leg in trade.maker_orders:
+            if leg.order_id in seen:
+                continue
+            info = self._lookup_order(leg.order_id)
+            if info is None and not self._is_ours(leg.owner, leg.maker_address):
+                continue
+            token = self._lookup_token(leg.asset_id)
+            if token is None:
+                self.ignored.append(f"trade {trade.trade_id}: maker token {leg.asset_id} of no market we trade")
+                continue
+            seen.add(leg.order_id)
+            if info is not None:
+                side = info.side
+            elif leg.side:
+                side = Side(leg.side.upper())
+            else:
+                self.ignored.append(f"trade {trade.trade_id}: maker order {leg.order_id} has no side and is unknown")
+                continue
+            yield leg.order_id, info, token, side, leg.price, leg.matched_amount, "maker"
+
+    def _is_ours(self, owner: str, address: str) -> bool:
+        return bool(self._owner and owner == self._owner) or bool(self._address and address.lower() == self._address)
+
+    # ---- output -----------------------------------------------------------------------------------
+    def fills(self, since: float | None = None, condition_id: str | None = None) -> list[FillView]:
+        out = [f.view for f in self._fills.values()
+               if (since is None or f.view.ts >= since) and (condition_id is None or f.condition_id == condition_id)]
+        out.sort(key=lambda v: (v.ts, v.trade_id, v.order_id))
+        return out
+
+    def fills_with_market(self) -> list[tuple[str, FillView]]:
+        out = [(f.condition_id, f.view) for f in self._fills.values()]
+        out.sort(key=lambda cv: (cv[1].ts, cv[1].trade_id, cv[1].order_id))
+        return out
+
+    def matched_shares(self, order_id: str) -> float:
+        """Shares of one of our orders matched in trades that have not failed."""
+        return round(sum(f.view.size for (_, oid), f in self._fills.items()
+                         if oid == order_id and f.view.status != "FAILED"), 6)
+
+    def latest_match_time(self) -> float | None:
+        return max((f.view.ts for f in self._fills.values()), default=None)
+
+    def __len__(self) -> int:
+        return len(self._fills)

@@ -1,0 +1,319 @@
+"""`polymm-trader`: the trading service.
+
+Start-up order (systemd Type=notify; READY=1 only when really ready):
+  config file + persisted overrides -> shared memory attached and a live market published by the feed ->
+  exchange gateway (secrets from the environment only) -> execution core started on that market (it answers,
+  and reconciles our orders and fills before any new order) -> control socket -> READY=1.
+Then the decision loop runs on the main thread and pets the watchdog (WATCHDOG=1) itself, so a hung loop gets
+the service restarted. SIGHUP (systemctl reload) re-reads file + overrides (RELOADING=1 ... READY=1; on error
+the old config stays). SIGTERM/SIGINT: STOPPING=1, cancel our open orders, stop.
+
+Exit codes: 0 clean stop; 2 a problem the operator must fix (bad config, missing secrets, a second trader on
+the same wallet, socket in use); 1 anything else.
+
+Test-only hook: with POLYMM_TEST_HOOKS=1 in the environment, SIGUSR2 makes the decision loop block forever
+so the systemd watchdog test can see the service killed and restarted. Never set it in production.
+"""
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import grp
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from polymm import env, logs
+from polymm.notify import Notifier
+from polymm.signals import Signals
+
+log = logging.getLogger("polymm.trader")
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+TEST_HOOKS = "POLYMM_TEST_HOOKS"
+STATUS_EVERY_S = 2.0
+
+# Endpoint options/env -> config keys. Set ones override the config file (architecture.md: options and
+# POLYMM_* variables override config values); they are not persisted as overrides.
+_ENDPOINTS = (
+    ("gamma_url", env.GAMMA_URL, "endpoints.gamma_url"),
+    ("clob_url", env.CLOB_URL, "endpoints.clob_url"),
+    ("ws_market_url", env.WS_MARKET_URL, "endpoints.ws_market_url"),
+    ("ws_user_url", env.WS_USER_URL, "endpoints.ws_user_url"),
+)
+
+
+class StartupError(Exception):
+    """A reason not to start that the operator must fix; printed as one line, exit code 2."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="polymm-trader",
+        description="Trade Polymarket's BTC Up/Down markets from the feed's shared memory (S1, S2, risk). "
+        "Secrets (PK, BROWSER_ADDRESS, SIGNATURE_TYPE, optional POLY_API_KEY/SECRET/PASSPHRASE) come from the "
+        "environment only.",
+    )
+    ap.add_argument("--config", default=env.get(env.CONFIG),
+                    help=f"TOML config file (env {env.CONFIG}; default {env.DEFAULT_CONFIG} when it exists)")
+    ap.add_argument("--shm", default=env.get(env.SHM, env.DEFAULT_SHM),
+                    help=f"feed shared-memory name (env {env.SHM}; default {env.DEFAULT_SHM})")
+    ap.add_argument("--socket", default=env.get(env.SOCKET, env.DEFAULT_SOCKET),
+                    help=f"control socket path (env {env.SOCKET}; default {env.DEFAULT_SOCKET})")
+    ap.add_argument("--state-dir", default=None,
+                    help=f"where overrides.json lives (env {env.STATE_DIR}, else $STATE_DIRECTORY, else ~/.local/state/polymm)")
+    ap.add_argument("--socket-group", default=None,
+                    help="group allowed to use the control socket (default: the service's own group)")
+    for name, var, _key in _ENDPOINTS:
+        ap.add_argument(f"--{name.replace('_', '-')}", default=env.get(var), help=f"endpoint (env {var}; default: config, else production)")
+    ap.add_argument("--feed-wait-s", type=float, default=120.0,
+                    help="how long to wait at start for the feed to publish a live market (default 120)")
+    ap.add_argument("--log-level", default=env.get("POLYMM_LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING (default INFO)")
+    return ap.parse_args(argv)
+
+
+def config_path(arg: str | None) -> Path | None:
+    """The config file to read: explicit (must exist), else the default path when it exists, else none."""
+    if arg:
+        return Path(arg)
+    default = Path(env.DEFAULT_CONFIG)
+    return default if default.exists() else None
+
+
+def endpoint_settings(args: argparse.Namespace) -> dict[str, str]:
+    return {key: getattr(args, name) for name, _var, key in _ENDPOINTS if getattr(args, name)}
+
+
+def _socket_gid(name: str | None) -> int | None:
+    if not name:
+        return None
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise StartupError(f"--socket-group {name}: no such group") from None
+
+
+# ---- building the parts (each raises StartupError with words) ------------------------------------------------
+
+
+def load_store(args: argparse.Namespace):
+    from polymm.trader.config import ConfigError
+    from polymm.trader.control_handler import ConfigStore
+
+    state_dir = Path(args.state_dir) if args.state_dir else env.state_dir()
+    path = config_path(args.config)
+    store = ConfigStore(path, state_dir / "overrides.json", base=endpoint_settings(args))
+    try:
+        store.load()
+    except ConfigError as exc:
+        raise StartupError(f"bad configuration: {exc}") from None
+    if path is None:
+        log.warning("no config file (%s does not exist): running on defaults + overrides", env.DEFAULT_CONFIG)
+    return store
+
+
+def attach_feed(name: str, wait_s: float, stop: threading.Event):
+    from polymm.feed import shm
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return shm.Reader(name, wait_s=min(1.0, wait_s))
+        except shm.LayoutError as exc:
+            raise StartupError(str(exc)) from None
+        except shm.ShmMissing as exc:
+            if stop.is_set() or time.monotonic() >= deadline:
+                raise StartupError(f"{exc} (waited {wait_s:.0f} s)") from None
+
+
+def build_core(cfg):
+    """The exchange gateway (secrets from the environment) and the execution core over it."""
+    from polymm.trader import execution, gateway
+
+    try:
+        gw = gateway.Gateway.from_env(clob_url=cfg.endpoints.clob_url)
+    except gateway.ConfigError as exc:  # missing/bad secrets: the message names the variable, never its value
+        raise StartupError(str(exc)) from None
+    return execution.ExecutionCore(gw, ws_user_url=cfg.endpoints.ws_user_url, heartbeat=cfg.risk.heartbeat)
+
+
+# ---- the service ----------------------------------------------------------------------------------------------
+
+
+class TraderService:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.signals = Signals(reload=True)
+        self.notifier = Notifier()
+        self.store = None
+        self.engine = None
+        self.core = None
+        self.handler = None
+        self.server = None
+        self._last_status = 0.0
+
+    def run(self) -> int:
+        try:
+            self._start()
+        except StartupError as exc:
+            log.error("not starting: %s", exc)
+            self._shutdown()
+            return EXIT_CONFIG
+        if self.signals.stop.is_set():
+            self._shutdown()
+            return EXIT_OK
+        try:
+            self.engine.run(self.signals.stop, self.signals.reload, self._on_reload, self._on_iteration)
+        finally:
+            self._shutdown()
+        return EXIT_OK
+
+    def _start(self) -> None:
+        from polymm.trader.control import ControlServer, ControlServerError
+        from polymm.trader.control_handler import TraderControlHandler
+        from polymm.trader.engine import Engine
+
+        args = self.args
+        self.store = self.store or load_store(args)
+        cfg = self.store.current
+        for warning in __import__("polymm.trader.config", fromlist=["warnings"]).warnings(cfg):
+            log.warning("config: %s", warning)
+        gid = _socket_gid(args.socket_group)
+
+        self.notifier.status("waiting for the feed's shared memory")
+        reader = attach_feed(args.shm, args.feed_wait_s, self.signals.stop)
+        self.engine = Engine(
+            reader, None, cfg, notifier=self.notifier,
+            reconfigure=self._reconfigure_for_restart,
+            reconnect_reader=lambda: self._reattach_feed(),
+        )
+        self.notifier.status("waiting for the feed to publish a live market")
+        try:
+            market = self.engine.attach_market(args.feed_wait_s, self.signals.stop)
+        except TimeoutError as exc:
+            raise StartupError(str(exc)) from None
+        if self.signals.stop.is_set():
+            return
+
+        self.notifier.status("connecting to the exchange and reconciling")
+        self.core = build_core(cfg)
+        self.engine.core = self.core
+        try:
+            self.engine.start(market)  # reconciles before any new order
+        except Exception as exc:
+            if _is_wallet_lock_error(exc):
+                raise StartupError(str(exc)) from None
+            raise
+
+        self.handler = TraderControlHandler(self.engine, self.core, self.store)
+        try:
+            self.server = ControlServer(args.socket, self.handler, allowed_gid=gid)
+            self.server.start()
+        except ControlServerError as exc:
+            raise StartupError(str(exc)) from None
+
+        if os.environ.get(TEST_HOOKS) == "1":
+            log.warning("%s=1: SIGUSR2 blocks the decision loop (systemd watchdog test only)", TEST_HOOKS)
+            signal.signal(signal.SIGUSR2, lambda *_: self.engine.hang_for_test())
+
+        self.engine.step()  # one decision before READY, so status has a book and the watchdog is fed
+        summary = self._summary()
+        log.info("ready: %s; control socket %s", summary, args.socket)
+        self.notifier.ready(summary)
+
+    def _reattach_feed(self):
+        old = self.engine.reader
+        reader = attach_feed(self.args.shm, 10.0, self.signals.stop)
+        try:
+            old.close()
+        except Exception:  # the old mapping may already be gone; the new one is what matters
+            pass
+        return reader
+
+    def _reconfigure_for_restart(self):
+        """`mmctl restart` re-reads the config: file + overrides, keeping the old one on error."""
+        _old, new, _warnings = self.store.reload()
+        return new
+
+    def _on_reload(self) -> None:
+        """SIGHUP / systemctl reload: called on the loop thread between decisions."""
+        from polymm.ctl.protocol import ControlError
+        from polymm.trader.control_handler import changes_between
+
+        self.notifier.reloading()
+        try:
+            old, new, warnings = self.store.reload()
+        except ControlError as exc:
+            log.error("reload failed, old config kept: %s", exc.message)
+            self.notifier.reloaded(self._summary())
+            return
+        self.engine.config = new
+        changes = changes_between(old, new)
+        log.info("reloaded config: %s", ", ".join(f"{c.key}: {c.old} -> {c.new}" for c in changes) or "no change")
+        for warning in warnings:
+            log.warning("config: %s", warning)
+        if self.store.pending_restart:
+            log.warning("config change pending restart: %s", ", ".join(sorted(self.store.pending_restart)))
+        self.notifier.reloaded(self._summary())
+
+    def _on_iteration(self) -> None:
+        now = time.monotonic()
+        if now - self._last_status >= STATUS_EVERY_S:
+            self._last_status = now
+            self.notifier.status(self._summary(), min_interval_s=0.0)
+
+    def _summary(self) -> str:
+        from polymm.trader.control_handler import summary_line
+
+        if self.handler is None:
+            return "starting"
+        try:
+            return summary_line(self.handler)
+        except Exception:  # a status line must never take the loop down
+            log.exception("status summary failed")
+            return "running (status summary failed; see log)"
+
+    def _shutdown(self) -> None:
+        self.notifier.stopping()
+        if self.handler is not None:
+            self.handler.stopping = True
+        if self.signals.received:
+            log.info("%s received: cancelling our open orders and stopping", self.signals.received)
+        if self.core is not None:
+            try:
+                self.core.stop(cancel_orders=True)
+            except Exception:
+                log.exception("stopping the execution core failed; check the exchange for open orders")
+        if self.server is not None:
+            self.server.stop()
+        if self.engine is not None and self.engine.reader is not None:
+            self.engine.reader.close()
+        log.info("stopped")
+
+
+def _is_wallet_lock_error(exc: Exception) -> bool:
+    """The execution core's "another trader already trades this wallet" refusal."""
+    name = type(exc).__name__.lower()
+    return "lock" in name or "already" in str(exc).lower()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logs.setup("polymm.trader", args.log_level)
+    # systemd's watchdog kills a hung trader with SIGABRT: the journal then gets every thread's traceback.
+    faulthandler.enable()
+    try:
+        return TraderService(args).run()
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except Exception:
+        log.exception("polymm-trader failed")
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
