@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -23,7 +24,7 @@ from polymm import env
 from polymm.ctl import protocol as p
 from polymm.ctl import render
 from polymm.ctl import status as status_view
-from polymm.ctl.client import DEFAULT_TIMEOUT_S, ControlClient, CtlError, RemoteError
+from polymm.ctl.client import DEFAULT_TIMEOUT_S, ControlClient, CtlError, RemoteError, socket_group
 
 # Exit codes (documented in the epilog).
 EXIT_OK = 0
@@ -124,6 +125,11 @@ def read_feed(shm_name: str, now: Callable[[], float] = time.time) -> status_vie
             None, now(), problem=f"no shared-memory segment {shm_name!r}: is polymm-feed running?")
     except shm.LayoutError as exc:
         return status_view.feed_health(None, now(), problem=p.one_line(str(exc)))
+    except PermissionError:
+        group = socket_group(Path("/dev/shm") / shm_name)
+        return status_view.feed_health(None, now(), problem=(
+            f"permission denied reading shared memory {shm_name!r}: join group {group} "
+            f"(sudo usermod -aG {group} $USER)"))
     except OSError as exc:
         return status_view.feed_health(None, now(), problem=f"cannot read shared memory {shm_name!r}: {exc.strerror or exc}")
     try:
@@ -151,7 +157,11 @@ def gather_status(settings: Settings) -> status_view.StatusView:
 @json_option
 @click.pass_obj
 def status(settings: Settings, as_json_flag: bool) -> None:
-    """Health of the feed and the trader; exit code 0 only when healthy."""
+    """Feed and trader health; exit 0 when healthy.
+
+    The feed part is read straight from shared memory, so it works while the trader is down. Warnings say
+    what is wrong in words; the exit code is 0 only when there are none.
+    """
     view = gather_status(settings)
     if as_json_flag:
         emit_json(status_view.status_json(view))
@@ -218,7 +228,11 @@ def redacted_entries(entries: list[p.ConfigEntry]) -> list[p.ConfigEntry]:
 @json_option
 @click.pass_obj
 def config(settings: Settings, key: str | None, as_json_flag: bool) -> None:
-    """The effective config (or one KEY); overrides set with `mmctl set` are marked."""
+    """Show the effective config (or one KEY).
+
+    Secrets are redacted; values set with `mmctl set` are marked "override"; keys that only change with a
+    restart are marked "restart-only".
+    """
     reply = settings.ask(p.ConfigRequest(key=key))
     assert isinstance(reply, p.ConfigReply)
     reply = msgspec.structs.replace(reply, entries=redacted_entries(reply.entries))
@@ -277,7 +291,14 @@ def show_change(reply: p.ChangeReply, as_json_flag: bool) -> None:
 @json_option
 @click.pass_obj
 def set_(settings: Settings, assignments: tuple[str, ...], as_json_flag: bool) -> None:
-    """Change config keys live: validated together, applied all or none, persisted as overrides."""
+    """Change config keys live (all or none).
+
+    The values are validated together against the schema (types, bounds, cross-field rules) and applied
+    all or none at the next decision, then persisted as overrides that survive a restart.
+
+    \b
+    Example: mmctl set s1.entry_threshold=0.62 risk.max_exposure_usd=80
+    """
     reply = settings.ask(p.SetRequest(settings=parse_assignments(assignments)))
     assert isinstance(reply, p.ChangeReply)
     show_change(reply, as_json_flag)
@@ -288,7 +309,10 @@ def set_(settings: Settings, assignments: tuple[str, ...], as_json_flag: bool) -
 @json_option
 @click.pass_obj
 def unset(settings: Settings, key: str, as_json_flag: bool) -> None:
-    """Drop the override of KEY: the file's value (or the default) applies again."""
+    """Drop an override set with `mmctl set`.
+
+    The file's value (or the default) applies again.
+    """
     reply = settings.ask(p.UnsetRequest(key=key))
     assert isinstance(reply, p.ChangeReply)
     show_change(reply, as_json_flag)
@@ -298,7 +322,10 @@ def unset(settings: Settings, key: str, as_json_flag: bool) -> None:
 @json_option
 @click.pass_obj
 def reload(settings: Settings, as_json_flag: bool) -> None:
-    """Re-read the config file and overrides; on any error the old config stays."""
+    """Re-read the config file and overrides.
+
+    On any error the old config stays in force and the error is shown.
+    """
     reply = settings.ask(p.ReloadRequest(), SLOW_TIMEOUT_S)
     assert isinstance(reply, p.ChangeReply)
     show_change(reply, as_json_flag)
@@ -322,7 +349,10 @@ def show_done(reply: p.Reply, as_json_flag: bool) -> None:
 @json_option
 @click.pass_obj
 def pause(settings: Settings, as_json_flag: bool) -> None:
-    """Kill switch: stop placing orders (working orders are cancelled by the trader)."""
+    """Kill switch: stop placing orders.
+
+    The trader cancels its working orders and places no new ones until `mmctl resume`.
+    """
     show_done(settings.ask(p.PauseRequest()), as_json_flag)
 
 
@@ -338,7 +368,10 @@ def resume(settings: Settings, as_json_flag: bool) -> None:
 @json_option
 @click.pass_obj
 def cancel_all(settings: Settings, as_json_flag: bool) -> None:
-    """Cancel every working order now (strategies may place new ones unless paused)."""
+    """Cancel every working order now.
+
+    Strategies may place new orders at the next decision unless the trader is paused.
+    """
     show_done(settings.ask(p.CancelAllRequest(), SLOW_TIMEOUT_S), as_json_flag)
 
 
@@ -391,7 +424,11 @@ def restart_services(which: str) -> list[str]:
 @json_option
 @click.pass_obj
 def restart(settings: Settings, service: str | None, as_json_flag: bool) -> None:
-    """Restart the trading engine in-process (cancel, reconnect, reconcile, re-read config), keeping state."""
+    """Restart the trading engine (or a service).
+
+    Without --service: in-process restart of the engine (cancel, reconnect, reconcile, re-read config)
+    keeping its state. With --service feed|trader|all: `systemctl restart` of the unit(s).
+    """
     if service is None:
         show_done(settings.ask(p.RestartRequest(), SLOW_TIMEOUT_S), as_json_flag)
         return
@@ -411,7 +448,11 @@ def restart(settings: Settings, service: str | None, as_json_flag: bool) -> None
 @json_option
 @click.pass_obj
 def orders(settings: Settings, include_done: bool, as_json_flag: bool) -> None:
-    """The trader's orders (working ones unless --all), with age and distance behind the book."""
+    """Our orders, with age and distance from the book.
+
+    Working orders unless --all. "behind" is how far the price is behind the top of the book on the
+    order's side (0 = at the top).
+    """
     reply = settings.ask(p.OrdersRequest(include_done=include_done))
     assert isinstance(reply, p.OrdersReply)
     if as_json_flag:
@@ -424,7 +465,7 @@ def orders(settings: Settings, include_done: bool, as_json_flag: bool) -> None:
 @json_option
 @click.pass_obj
 def positions(settings: Settings, as_json_flag: bool) -> None:
-    """Position per strategy and leg: shares, average price, realised and unrealised P&L."""
+    """Positions per strategy and leg, with P&L."""
     reply = settings.ask(p.PositionsRequest())
     assert isinstance(reply, p.PositionsReply)
     if as_json_flag:

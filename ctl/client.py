@@ -9,6 +9,7 @@ import errno
 import grp
 import os
 import socket
+import stat
 import time
 from pathlib import Path
 
@@ -79,6 +80,15 @@ def socket_group(path: Path) -> str:
     return "polymm"
 
 
+def _refused_detail(path: Path) -> str:
+    # Linux answers ECONNREFUSED both for a socket nobody listens on and for a path that is not a socket.
+    try:
+        is_socket = stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        is_socket = True
+    return "stale socket file, nobody listening" if is_socket else "that path is not a socket"
+
+
 class ControlClient:
     """One connection to the trader. Use as a context manager, or `connect()` / `close()`.
 
@@ -90,6 +100,7 @@ class ControlClient:
         self.timeout = timeout
         self._sock: socket.socket | None = None
         self._reader = p.FrameReader()
+        self._waiting_s = timeout
 
     def __enter__(self) -> "ControlClient":
         self.connect()
@@ -108,7 +119,7 @@ class ControlClient:
             raise TraderNotRunning(not_running_message(self.path, "no socket there")) from None
         except ConnectionRefusedError:
             sock.close()
-            raise TraderNotRunning(not_running_message(self.path, "stale socket file, nobody listening")) from None
+            raise TraderNotRunning(not_running_message(self.path, _refused_detail(self.path))) from None
         except PermissionError:
             sock.close()
             raise PermissionDenied(join_group_message(self.path)) from None
@@ -131,9 +142,15 @@ class ControlClient:
         if self._sock is None:
             self.connect()
         op = type(request).__struct_config__.tag
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        self._waiting_s = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + self._waiting_s
         try:
-            self._send(p.encode(request), deadline, op)
+            try:
+                self._send(p.encode(request), deadline, op)
+            except (BrokenPipeError, ConnectionResetError):
+                # The server may have answered and closed before reading our request (a refusal: forbidden,
+                # busy). That answer is still in our receive buffer; it says more than "broken pipe".
+                pass
             payload = self._receive(deadline, op)
         except (BrokenPipeError, ConnectionResetError):
             self.close()
@@ -193,7 +210,7 @@ class ControlClient:
 
     def _timeout(self, op: str) -> RequestTimeout:
         self.close()  # the reply may still come: this connection is out of step now
-        return RequestTimeout(f"polymm-trader did not answer {op} within {self.timeout:g} s (socket {self.path})")
+        return RequestTimeout(f"polymm-trader did not answer {op} within {self._waiting_s:g} s (socket {self.path})")
 
 
 def request(path: str | os.PathLike, message: p.Request, timeout: float = DEFAULT_TIMEOUT_S) -> p.Reply:

@@ -90,6 +90,8 @@ def duration(seconds: float | None) -> str:
     """Compact human duration: 850ms, 4.2s, 7m12s, 2h03m, 3d04h."""
     if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
         return EMPTY
+    if math.isinf(seconds):
+        return "never" if seconds > 0 else EMPTY
     sign = "-" if seconds < 0 else ""
     s = abs(seconds)
     if s < 1:

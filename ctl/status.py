@@ -77,10 +77,13 @@ def feed_health(snapshot: Any | None, now: float, *, problem: str | None = None,
         warnings.append(
             f"feed heartbeat {render.duration(heartbeat_age)} old: polymm-feed (pid {snapshot.writer_pid}) is hung or not running"
         )
-    if snapshot.status in ("stale", "starting"):
-        warnings.append(f"feed status is {snapshot.status}")
+    if snapshot.status not in ("connected", "rotating", "stopped"):
+        warnings.append(f"feed status is {snapshot.status}")  # stale, starting, or a status this mmctl does not know
     if snapshot.status not in ("stopped", "starting") and not math.isnan(book_age) and book_age > book_stale_s:
-        warnings.append(f"feed book is {render.duration(book_age)} old (stale after {render.duration(book_stale_s)})")
+        if math.isinf(book_age):
+            warnings.append("feed has no book for this window yet")
+        else:
+            warnings.append(f"feed book is {render.duration(book_age)} old (stale after {render.duration(book_stale_s)})")
     time_left = snapshot.window_end - now if snapshot.window_end else None
     if time_left is not None and time_left < -WINDOW_OVERDUE_S and snapshot.status != "stopped":
         warnings.append(f"window ended {render.duration(-time_left)} ago and the feed has not moved to the next one")
@@ -94,8 +97,8 @@ def feed_health(snapshot: Any | None, now: float, *, problem: str | None = None,
         window_start=snapshot.window_start,
         window_end=snapshot.window_end,
         time_left_s=time_left,
-        book_age_s=_finite(book_age),
-        heartbeat_age_s=_finite(heartbeat_age),
+        book_age_s=book_age if math.isfinite(book_age) else None,
+        heartbeat_age_s=heartbeat_age if math.isfinite(heartbeat_age) else None,
         updates_per_s=_finite(snapshot.updates_per_s),
         updates_total=snapshot.updates_total,
         reconnects=snapshot.reconnects,
@@ -128,6 +131,8 @@ def trader_warnings(trader: p.StatusReply) -> list[str]:
     for leg, reason in sorted(trader.blocked_legs.items()):
         if reason.lower() not in text:
             words.append(f"leg {leg} blocked: {reason}")
+    if not trader.healthy and not words:
+        words.append(f"trader reports itself unhealthy (state {trader.state})")
     return words
 
 

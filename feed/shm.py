@@ -262,8 +262,7 @@ _STATE_END = _STATE_OFF + _STATE.size
 _TOP_OFF = HEADER.fields["top"][1]
 _SEQ_OFF = _TOP_OFF + TOP.fields["seq"][1]
 _STATUS_OFF = _TOP_OFF + TOP.fields["status"][1]
-_TOP_HEAD, _, _ = _packer(TOP, "seq", "disagreements")  # the TOP fields before the legs
-_LEG = struct.Struct("<" + _packer(LEG, "bid", "seq")[0].format[1:])
+_TOP, _, _ = _packer(TOP, "seq", "down.seq")  # TOP in one pack (25 values)
 _UP_OFF = TOP.fields["up"][1]
 _DOWN_OFF = TOP.fields["down"][1]
 _LIVE, _LIVE_OFF, _ = _packer(HEADER, "heartbeat", "reconnects")
@@ -274,9 +273,10 @@ _SEQ_END_OFF = RING_ENTRY.fields["seq_end"][1]
 
 assert _TOP_OFF + TOP.itemsize == HEADER.itemsize == _STATE_END  # TOP ends the header
 assert _ENTRY.size == RING_ENTRY.itemsize == TOP.itemsize + 8
-assert _UP_OFF == _TOP_HEAD.size and _DOWN_OFF == _UP_OFF + LEG.itemsize
+assert _TOP.size == TOP.itemsize and _DOWN_OFF == _UP_OFF + LEG.itemsize
 
 _NAN_LEG = (math.nan,) * 8 + (0,)
+_NAN_TOP = (math.nan,) * 7  # a leg as publish() takes it
 
 
 def _ring_offset() -> int:
@@ -318,9 +318,9 @@ class Writer:
     """The feed's side of the segment. Thread-safe: every write holds `self.lock`.
 
     The service's main loop (heartbeat, status, market identity) and the WebSocket thread (book publishes)
-    both write; the lock keeps their seqlock sections from interleaving. The writer keeps a private image
-    of TOP (`_img`): a publish updates the image, then copies it into the header (inside the seqlock) and
-    into the next ring slot (between its two sequence guards).
+    both write; the lock keeps their seqlock sections from interleaving. The writer keeps TOP's values
+    in Python: a publish packs them into the header in one call (inside the seqlock), then copies those
+    bytes into the next ring slot (between its two sequence guards).
     """
 
     def __init__(
@@ -362,9 +362,7 @@ class Writer:
         self._disagreements = 0
         self._updates_per_s = 0.0
         self._reconnects = 0
-        self._img = bytearray(TOP.itemsize)
-        _LEG.pack_into(self._img, _UP_OFF, *_NAN_LEG)
-        _LEG.pack_into(self._img, _DOWN_OFF, *_NAN_LEG)
+        self._clear_legs()
         now = clock()
         with self.lock:
             self._begin()
@@ -446,22 +444,26 @@ class Writer:
         self._lockword += 1
         _U64.pack_into(self._buf, _LOCK_OFF, self._lockword)
 
+    def _clear_legs(self) -> None:
+        self._up, self._up_pub, self._up_seq = _NAN_TOP, math.nan, 0
+        self._down, self._down_pub, self._down_seq = _NAN_TOP, math.nan, 0
+
     def _commit_locked(self) -> int:
-        """With the seqlock already odd (`_begin`): next sequence number, TOP image -> header, seqlock even,
-        TOP image -> ring. Caller holds `self.lock`."""
+        """With the seqlock already odd (`_begin`): next sequence number, TOP -> header, seqlock even,
+        header TOP -> ring. Caller holds `self.lock`. (publish() inlines the same steps.)"""
         seq = self._seq + 1
         self._seq = seq
-        img, buf = self._img, self._buf
-        _TOP_HEAD.pack_into(
-            img, 0, seq, self._window_start, self._status, self._crossed, self._tick,
+        buf = self._buf
+        _TOP.pack_into(
+            buf, _TOP_OFF, seq, self._window_start, self._status, self._crossed, self._tick,
             self._updates_total, self._disagreements,
+            *self._up, self._up_pub, self._up_seq, *self._down, self._down_pub, self._down_seq,
         )
-        buf[_TOP_OFF:_STATE_END] = img
         self._lockword += 1
         _U64.pack_into(buf, _LOCK_OFF, self._lockword)
         off = self._ring_off + (seq % self.ring_capacity) * self._entry_size
         _U64.pack_into(buf, off, seq)  # guard 1: the slot now belongs to `seq` (body may be half-written)
-        buf[off : off + _SEQ_END_OFF] = img
+        buf[off : off + _SEQ_END_OFF] = buf[_TOP_OFF:_STATE_END]
         _U64.pack_into(buf, off + _SEQ_END_OFF, seq)  # guard 2: body complete
         return seq
 
@@ -504,8 +506,7 @@ class Writer:
             self._tick = float(tick_size)
             self._status = code
             self._crossed = 0
-            _LEG.pack_into(self._img, _UP_OFF, *_NAN_LEG)
-            _LEG.pack_into(self._img, _DOWN_OFF, *_NAN_LEG)
+            self._clear_legs()
             self._begin()
             _MARKET.pack_into(self._buf, _MARKET_OFF, *identity)
             return self._commit_locked()
@@ -568,30 +569,64 @@ class Writer:
         updates_total: int = 0,
         disagreements: int = 0,
         status: str | None = None,
+        tick_size: float | None = None,
     ) -> int:
         """Publish the top of book (the hot path).
 
         `up`/`down`: (bid, bid_size, ask, ask_size, last_trade, exchange_ts, recv_ts), or None when that leg
-        did not change. Returns the new sequence number, or 0 (nothing written) when `window_start` is not
-        the segment's current window: a book is never published under the wrong window."""
+        did not change. `tick_size`: a new tick (tick_size_change), published with the book in one step.
+        Returns the new sequence number, or 0 (nothing written) when `window_start` is not the segment's
+        current window: a book is never published under the wrong window."""
         with self.lock:
-            if window_start != self._window_start or self._closed:
-                return 0
-            seq = self._seq + 1
-            now = self._clock()
-            img = self._img
-            if up is not None:
-                _LEG.pack_into(img, _UP_OFF, *up, now, seq)
-            if down is not None:
-                _LEG.pack_into(img, _DOWN_OFF, *down, now, seq)
-            if status is not None:
-                self._status = STATUS_CODE[status]
-            self._crossed = 1 if crossed else 0
-            self._updates_total = updates_total
-            self._disagreements = disagreements
-            self._lockword += 1
-            _U64.pack_into(self._buf, _LOCK_OFF, self._lockword)
-            return self._commit_locked()
+            return self.publish_locked(
+                window_start, up, down, crossed, updates_total, disagreements, status, tick_size
+            )
+
+    def publish_locked(
+        self,
+        window_start: int,
+        up: tuple | None,
+        down: tuple | None,
+        crossed: bool,
+        updates_total: int,
+        disagreements: int,
+        status: str | None,
+        tick_size: float | None = None,
+    ) -> int:
+        """`publish` for a caller that already holds `self.lock` (the stream, which applies the book
+        update under the same lock so that one lock per message suffices)."""
+        if window_start != self._window_start or self._closed:
+            return 0
+        if tick_size is not None:
+            self._tick = float(tick_size)
+        seq = self._seq + 1
+        self._seq = seq
+        now = self._clock()
+        if up is not None:
+            self._up, self._up_pub, self._up_seq = up, now, seq
+        if down is not None:
+            self._down, self._down_pub, self._down_seq = down, now, seq
+        if status is not None:
+            self._status = STATUS_CODE[status]
+        self._crossed = crossed = 1 if crossed else 0
+        self._updates_total = updates_total
+        self._disagreements = disagreements
+        buf = self._buf
+        # the seqlocked header write (the steps of _commit_locked, inlined: this is the hot path)
+        lockword = self._lockword + 1
+        _U64.pack_into(buf, _LOCK_OFF, lockword)
+        _TOP.pack_into(
+            buf, _TOP_OFF, seq, window_start, self._status, crossed, self._tick, updates_total, disagreements,
+            *self._up, self._up_pub, self._up_seq, *self._down, self._down_pub, self._down_seq,
+        )
+        lockword += 1
+        _U64.pack_into(buf, _LOCK_OFF, lockword)
+        self._lockword = lockword
+        off = self._ring_off + (seq % self.ring_capacity) * self._entry_size
+        _U64.pack_into(buf, off, seq)
+        buf[off : off + _SEQ_END_OFF] = buf[_TOP_OFF:_STATE_END]
+        _U64.pack_into(buf, off + _SEQ_END_OFF, seq)
+        return seq
 
     def close(self) -> None:
         """Mark the segment stopped, release ownership, unmap. Never unlinks (see module docstring)."""

@@ -23,7 +23,7 @@ from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 
 from polymm.sim import auth, faults as faults_mod, orders
-from polymm.sim.engine import MSG_NOT_READY, SimOrder, Trade
+from polymm.sim.engine import BACKGROUND, MSG_NOT_READY, SimOrder, Trade
 
 if TYPE_CHECKING:
     from polymm.sim.server import Sim
@@ -107,11 +107,25 @@ def order_json(order: SimOrder, associate_trades: list[str]) -> dict:
     }
 
 
+# The synthetic liquidity is one engine account called BACKGROUND; on the wire it looks like any other
+# participant (a uuid owner and an address), as other people's orders do in production messages.
+BACKGROUND_OWNER = "6d2c1f3e-5b1a-4c8e-9f3d-2a7b8c9d0e1f"
+BACKGROUND_ADDRESS = "0x5E7a9b3C2D1F0E4A6b8C7D9e0F1A2B3C4d5E6f70"
+
+
+def wire_owner(owner: str) -> str:
+    return BACKGROUND_OWNER if owner == BACKGROUND else owner
+
+
+def wire_address(address: str) -> str:
+    return BACKGROUND_ADDRESS if address == BACKGROUND else address
+
+
 def maker_orders_json(trade: Trade) -> list[dict]:
     return [{
         "order_id": f.order_id,
-        "owner": f.owner,
-        "maker_address": f.maker_address,
+        "owner": wire_owner(f.owner),
+        "maker_address": wire_address(f.maker_address),
         "matched_amount": num(f.matched_amount),
         "price": num(f.price),
         "fee_rate_bps": "0",  # makers pay no fee
@@ -139,7 +153,7 @@ def trade_json(trade: Trade, viewer_owner: str) -> dict:
         "outcome": trade.outcome,
         "bucket_index": 0,
         "owner": viewer_owner,
-        "maker_address": trade.taker_address,
+        "maker_address": wire_address(trade.taker_address),
         "transaction_hash": trade_tx_hash(trade),
         "maker_orders": maker_orders_json(trade),
         "trader_side": "TAKER" if trade.taker_owner == viewer_owner else "MAKER",

@@ -69,6 +69,7 @@ MSG_BALANCE = "not enough balance / allowance"
 MSG_POST_ONLY_CROSSES = "invalid post-only order: order crosses book"
 MSG_FOK = "order couldn't be fully filled. FOK orders are fully filled or killed."
 MSG_FAK = "no orders found to match with FAK order. FAK orders are partially filled or killed if no match is found."
+MSG_POST_ONLY_TYPE = "invalid post-only order: only GTC and GTD orders can be post-only"
 MSG_INVALID_EXPIRATION = "invalid expiration"
 MSG_INVALID_PAYLOAD = "Invalid order payload"
 # Cancel failures (`not_canceled` values); production uses one text for unknown, cancelled and matched.
@@ -475,11 +476,15 @@ class Engine:
         if rests:
             self._rest(m, order, is_bid, limit)
             touched.add((is_bid, limit))
+            # PLACEMENT = the order works on the book; when part of it matched on entry an UPDATE
+            # follows with the same cumulative size_matched, so consumers that track fills from
+            # UPDATEs see every match.
             self._order_event("PLACEMENT", order, now)
+            if trade is not None:
+                self._order_event("UPDATE", order, now)
         else:
             # Filled, or the FAK/FOK remainder is killed: the order is done (no CANCELLATION event:
-            # it was never working on the book). A resting remainder is announced by PLACEMENT alone,
-            # whose size_matched already shows what matched on entry.
+            # it never worked on the book, as production).
             order.status = "MATCHED"
             self._order_event("UPDATE", order, now)
             self._forget_if_background(order)
@@ -497,7 +502,8 @@ class Engine:
         return result
 
     def cancel(self, order_id: str, owner: str, now: float) -> str | None:
-        """None when cancelled; else the reason for not_canceled ("order not found", "order already matched"...)."""
+        """None when cancelled; else the reason for not_canceled. Production answers one text for an
+        unknown, already cancelled, already matched or someone else's order (MSG_CANCEL_GONE)."""
         order = self._resting.get(order_id)
         if order is None or order.owner != owner:
             return MSG_CANCEL_GONE
@@ -512,7 +518,13 @@ class Engine:
 
     def cancel_market(self, owner: str, now: float, market: str | None = None,
                       asset_id: str | None = None) -> tuple[list[str], dict[str, str]]:
-        targets = self.open_orders(owner, market, asset_id)
+        # The live order objects, not open_orders()' copies: ending a copy would leave the stored
+        # order LIVE and GET /data/order/{id} would keep saying so after a cancel-all.
+        targets = sorted(
+            (o for o in self._resting_by_owner.get(owner, {}).values()
+             if (market is None or o.market == market) and (asset_id is None or o.token_id == asset_id)),
+            key=lambda o: o.created_at,
+        )
         canceled: list[str] = []
         by_market: dict[str, set[tuple[bool, Decimal]]] = {}
         for order in targets:
@@ -571,6 +583,10 @@ class Engine:
         trade = self._trades.get(trade_id)
         if trade is None or trade.status in ("FAILED", "CONFIRMED"):
             raise ValueError(f"trade {trade_id} cannot fail (unknown or final)")
+        market = self._markets.get(trade.market)
+        if market is None or market.spec.closed:
+            # Resolution already paid the positions out; reversing now would resurrect shares.
+            raise ValueError(f"trade {trade_id} cannot fail: its market is resolved")
         s = self._settlements.pop(trade_id)
         for address, delta in s.pusd:
             self._pusd[address] = self._pusd.get(address, ZERO) - delta
@@ -597,6 +613,30 @@ class Engine:
         trade.status = "FAILED"
         trade.last_update = now
         self.events.append(TradeEvent(copy.copy(trade), now))
+
+    def prune(self, before: float) -> int:
+        """Forget finished orders created before `before` and final trades matched before it (a sim
+        running for days must not grow without bound). Returns how many records went. A pruned
+        order id is no longer reported as a duplicate: ids carry a timestamp, so a true resubmit
+        arrives within seconds, not hours."""
+        gone = 0
+        for order_id in [oid for oid, o in self._orders.items()
+                         if o.created_at < before and oid not in self._resting]:
+            del self._orders[order_id]
+            gone += 1
+        old_trades = {tid for tid, t in self._trades.items()
+                      if t.match_time < before and t.status in ("CONFIRMED", "FAILED")}
+        for tid in old_trades:
+            del self._trades[tid]
+            self._settlements.pop(tid, None)
+        if old_trades:
+            for address, tids in list(self._trades_by_address.items()):
+                kept = [tid for tid in tids if tid not in old_trades]
+                if kept:
+                    self._trades_by_address[address] = kept
+                else:
+                    del self._trades_by_address[address]
+        return gone + len(old_trades)
 
     def book(self, token_id: str) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
         """(bids, asks) aggregated by price, each best FIRST (the server reorders for the wire)."""
@@ -662,8 +702,9 @@ class Engine:
         if order.side not in ("BUY", "SELL") or order.order_type not in ("GTC", "GTD", "FOK", "FAK"):
             return MSG_INVALID_PAYLOAD
         if order.post_only and order.order_type not in ("GTC", "GTD"):
-            # Production: postOnly is only valid with GTC/GTD.
-            return "invalid post-only order: post-only orders must be GTC or GTD"
+            # Production rejects postOnly with FOK/FAK; its exact text is not documented, so this
+            # wording is ours (same prefix as the crossing rejection).
+            return MSG_POST_ONLY_TYPE
         tick = spec.tick_size
         price = order.price
         if price % tick != 0 or price < tick or price > ONE - tick:

@@ -8,10 +8,12 @@ The rendering functions are pure: the server hands them a spec and the live pric
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 
+from aiohttp import web
 from eth_hash.auto import keccak
 
 from polymm.sim.engine import MarketSpec
@@ -271,3 +273,78 @@ def event_json(spec: MarketSpec, live: LivePrices, now: float, listed_at: float,
     if with_markets:
         event["markets"] = [market_json(spec, live, now, listed_at, with_events=False)]
     return event
+
+
+# ---- routes ------------------------------------------------------------------------------------------
+class GammaApi:
+    """`/events/slug/{slug}`, `/events?slug=`, `/markets/slug/{slug}`, `/markets?slug=` for the sim's windows.
+
+    Listed: the live window and `listed_ahead` future ones (production lists a day ahead; the sim's
+    synthetic market quotes only these). Past windows answer closed; later ones do not exist yet (404)."""
+
+    def __init__(self, sim) -> None:
+        self.sim = sim
+
+    def routes(self):
+        return [
+            web.get("/events/slug/{slug}", self.event_by_slug),
+            web.get("/events", self.events),
+            web.get("/markets/slug/{slug}", self.market_by_slug),
+            web.get("/markets", self.markets),
+        ]
+
+    def lookup(self, slug: str, now: float) -> tuple[MarketSpec, LivePrices, float] | None:
+        start = window_of_slug(slug)
+        calendar = self.sim.calendar
+        if start is None or start % calendar.window_s:
+            return None
+        listed_until = calendar.window_start(now) + self.sim.listed_ahead * calendar.window_s
+        if start > listed_until:
+            return None
+        fresh = calendar.spec_for(start)
+        spec = self.sim.engine.market(fresh.condition_id)
+        if spec is None:
+            # A window that ended before the sim started, or one the engine has since forgotten.
+            spec = fresh
+            spec.accepting_orders = False
+            spec.closed = True
+            spec.winning_token = self.sim.winner_of(fresh)
+        if self.sim.faults.stop_accepting and spec.accepting_orders:
+            spec = replace(spec, accepting_orders=False)  # a copy: the engine's spec is not the fault's to change
+        live = LivePrices(price_to_beat=self.sim.market.window_open_price(start))
+        if not spec.closed:
+            bids, asks = self.sim.engine.book(spec.up_token)
+            live = LivePrices(best_bid=bids[0][0] if bids else None, best_ask=asks[0][0] if asks else None,
+                              last_trade=self.sim.last_trade.get(spec.up_token), price_to_beat=live.price_to_beat)
+        listed_at = start - self.sim.listed_ahead * calendar.window_s
+        return spec, live, listed_at
+
+    async def event_by_slug(self, request):
+        now = time.time()
+        found = self.lookup(request.match_info["slug"], now)
+        if found is None:
+            return _json(NOT_FOUND, 404)
+        spec, live, listed_at = found
+        return _json(event_json(spec, live, now, listed_at))
+
+    async def events(self, request):
+        now = time.time()
+        found = [self.lookup(slug, now) for slug in request.query.getall("slug", [])]
+        return _json([event_json(s, live, now, at) for s, live, at in (f for f in found if f is not None)])
+
+    async def market_by_slug(self, request):
+        now = time.time()
+        found = self.lookup(request.match_info["slug"], now)
+        if found is None:
+            return _json(NOT_FOUND, 404)
+        spec, live, listed_at = found
+        return _json(market_json(spec, live, now, listed_at))
+
+    async def markets(self, request):
+        now = time.time()
+        found = [self.lookup(slug, now) for slug in request.query.getall("slug", [])]
+        return _json([market_json(s, live, now, at) for s, live, at in (f for f in found if f is not None)])
+
+
+def _json(body, status: int = 200):
+    return web.Response(text=json.dumps(body), status=status, content_type="application/json")

@@ -78,6 +78,7 @@ class _Window:
     resolved: bool = False
     quote_center: Decimal | None = None  # the fair value the ladder was built around
     last_requote: float = -math.inf
+    last_refill: float = -math.inf
     target: dict[tuple[str, Decimal], Decimal] = field(default_factory=dict)  # the ladder being kept
 
 
@@ -88,7 +89,8 @@ class SyntheticMarket:
                  step_s: float = 0.25, btc_start: float = 95_000.0, vol_per_sqrt_s: float = 1.2e-4,
                  levels: int = 5, level_size: float = 60.0, requote_move: float = 0.01,
                  min_requote_s: float = 1.0, refill_below: float = 0.4, taker_rate_per_s: float = 0.5,
-                 taker_size: tuple[float, float] = (5.0, 60.0), resolve_delay_s: float = 0.0) -> None:
+                 taker_size: tuple[float, float] = (5.0, 60.0), resolve_delay_s: float = 0.0,
+                 retain_s: float = 3600.0) -> None:
         self.engine = engine
         self.calendar = calendar
         self.seed = seed
@@ -103,6 +105,7 @@ class SyntheticMarket:
         self.taker_rate_per_s = taker_rate_per_s
         self.taker_size = taker_size
         self.resolve_delay_s = resolve_delay_s
+        self.retain_s = retain_s  # finished orders/trades older than this are forgotten at each resolution
         # Separate generators: the BTC path must not depend on how much trading happened.
         self._btc_rng = random.Random(f"{seed}:btc")
         self._taker_rng = random.Random(f"{seed}:takers")
@@ -156,10 +159,10 @@ class SyntheticMarket:
         live_start = self.calendar.window_start(t)
         self._list_windows(live_start)
         for start in sorted(self._windows):
-            w = self._windows[start]
-            if w.resolved:
+            w = self._windows.get(start)  # resolving one window may forget much older ones
+            if w is None or w.resolved:
                 continue
-            if t >= w.spec.window_end:
+            if t >= w.spec.window_end or w.spec.closed:
                 self._close(w, t)
             elif t >= start:
                 if w.open_price is None:
@@ -188,6 +191,11 @@ class SyntheticMarket:
 
     def _close(self, w: _Window, t: float) -> None:
         cid = w.spec.condition_id
+        if w.spec.closed:  # resolved early from outside (the admin's resolve_now): keep its verdict
+            w.close_price = w.close_price or self._btc
+            w.fair = 1.0 if w.spec.winning_token == w.spec.up_token else 0.0
+            w.resolved = True
+            return
         if w.close_price is None:
             w.close_price = self._btc
             if w.open_price is None:  # never live while we ran: resolve on the flat path
@@ -199,6 +207,14 @@ class SyntheticMarket:
             self.engine.resolve(cid, w.spec.up_token if up_wins else w.spec.down_token, t)
             w.fair = 1.0 if up_wins else 0.0
             w.resolved = True
+            self.engine.prune(t - self.retain_s)
+            self._forget_windows_before(t - self.retain_s)
+
+    def _forget_windows_before(self, horizon: float) -> None:
+        for start in [s for s, w in self._windows.items() if w.resolved and w.spec.window_end < horizon]:
+            w = self._windows.pop(start)
+            self._by_condition.pop(w.spec.condition_id, None)
+            self._ladders.pop(w.spec.condition_id, None)
 
     def _maybe_switch_tick(self, w: _Window, t: float) -> None:
         tick = w.spec.tick_size
@@ -244,19 +260,32 @@ class SyntheticMarket:
             w.quote_center = fair
             w.last_requote = t
             self._requote(w, t, self._target_ladder(w))
-        elif w.quote_center is not None:
+        elif w.quote_center is not None and t - w.last_refill >= self.min_requote_s:
+            w.last_refill = t
             self._refill(w, t)
         self._ladders[cid] = {k: v for k, v in self._ladders[cid].items() if v}
 
     def _requote(self, w: _Window, t: float, target: dict[tuple[str, Decimal], Decimal]) -> None:
         ladder = self._ladders[w.spec.condition_id]
         # Cancel first: a new bid must not trade against our own stale ask.
-        for key in [k for k in ladder if k not in target]:
+        for key in [k for k in ladder if k not in target and not self._may_linger(w, k, target)]:
             for order_id in ladder.pop(key):
                 self.engine.cancel(order_id, BACKGROUND, t)
         w.target = target
         for key, size in target.items():
             self._top_up(w, key, size, t)
+
+    def _may_linger(self, w: _Window, key: tuple[str, Decimal], target: dict[tuple[str, Decimal], Decimal]) -> bool:
+        """An old level left behind the new ladder (a bid below its bottom, an ask above its top) may
+        stay for a couple of ticks: dropping it at every move would double the price_change traffic."""
+        side, price = key
+        same_side = [p for s, p in target if s == side]
+        if not same_side or price % w.spec.tick_size:
+            return False  # levels off the current tick (left from a finer tick) always go
+        slack = 2 * w.spec.tick_size
+        if side == "BUY":
+            return min(same_side) - slack <= price < max(same_side)
+        return min(same_side) < price <= max(same_side) + slack
 
     def _refill(self, w: _Window, t: float) -> None:
         for key, size in w.target.items():

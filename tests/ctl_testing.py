@@ -6,7 +6,9 @@ path and shm name; `serve(...)` works with any ControlHandler.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -269,29 +271,24 @@ class TradingThread:
 # ---------------------------------------------------------------------------------------------------------
 # Raw socket access (for misbehaving-client tests) and running code as another user.
 
-import json as _json
-import socket as _socket
 
-from polymm.ctl import protocol as _p
-
-
-def raw_client(path: Path | str, timeout: float = 5.0) -> _socket.socket:
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+def raw_client(path: Path | str, timeout: float = 5.0) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     sock.connect(str(path))
     return sock
 
 
-def read_reply(sock: _socket.socket) -> _p.Reply | None:
+def read_reply(sock: socket.socket) -> p.Reply | None:
     """The next reply on a raw socket, or None when the server closed it."""
-    reader = _p.FrameReader()
+    reader = p.FrameReader()
     while True:
         data = sock.recv(65536)
         if not data:
             return None
         payloads = reader.feed(data)
         if payloads:
-            return _p.decode_reply(payloads[0])
+            return p.decode_reply(payloads[0])
 
 
 def run_as(uid: int, gid: int, groups: list[int], fn) -> object:
@@ -311,13 +308,47 @@ def run_as(uid: int, gid: int, groups: list[int], fn) -> object:
         except BaseException as exc:  # noqa: BLE001 - reported to the parent
             result = {"error": f"{type(exc).__name__}: {exc}"}
         with os.fdopen(write_fd, "w") as out:
-            out.write(_json.dumps(result))
+            out.write(json.dumps(result))
         os._exit(0)
     os.close(write_fd)
     with os.fdopen(read_fd) as inp:
         text = inp.read()
     os.waitpid(pid, 0)
-    result = _json.loads(text)
+    result = json.loads(text)
     if "error" in result:
         raise AssertionError(f"child failed: {result['error']}")
     return result["ok"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A real feed segment (contract 1), written the way polymm-feed writes it.
+
+UP_TOKEN = "1" * 70
+DOWN_TOKEN = "2" * 70
+CONDITION_ID = "0x" + "c0" * 32
+
+
+@contextlib.contextmanager
+def feed_segment(name: str, *, window_s: int = 900, book_age_s: float = 0.05, heartbeat_age_s: float = 0.1,
+                 status: str = "connected", crossed: bool = False, updates_per_s: float = 12.5) -> Iterator[object]:
+    """A live-looking feed segment: current window, a book `book_age_s` old, heartbeat `heartbeat_age_s` old.
+
+    Yields the Writer; the segment is closed and unlinked afterwards.
+    """
+    from polymm.feed import shm
+
+    now = time.time()
+    window_start = int(now // window_s * window_s)
+    writer = shm.Writer(name)
+    try:
+        writer.set_market(window_start=window_start, window_end=window_start + window_s, condition_id=CONDITION_ID,
+                          up_token=UP_TOKEN, down_token=DOWN_TOKEN, tick_size=0.01, min_order_size=5.0, fee_rate=0.07)
+        recv = now - book_age_s
+        writer.publish(window_start, up=(0.52, 120.0, 0.54, 80.0, 0.53, recv, recv),
+                       down=(0.46, 90.0, 0.48, 50.0, 0.47, recv, recv), crossed=crossed, updates_total=1234,
+                       status=status)
+        writer.heartbeat(now - heartbeat_age_s, updates_per_s=updates_per_s, reconnects=1)
+        yield writer
+    finally:
+        writer.close()
+        writer.unlink()

@@ -69,6 +69,8 @@ class FakeCore:
     markets: list = field(default_factory=list)
     reconciles: list[str] = field(default_factory=list)
     wake: threading.Event = field(default_factory=threading.Event)
+    exchange: object = None  # model.ExchangeStatus, or None for "normal"
+    awaiting: list = field(default_factory=list)  # pending_resolution(): [(market, {(strategy, leg): position})]
 
     def start(self, market) -> None:
         self.markets.append(market)
@@ -100,7 +102,10 @@ class FakeCore:
         return {}
 
     def state(self):
-        return None
+        return self.exchange
+
+    def pending_resolution(self) -> list:
+        return list(self.awaiting)
 
     def poll_events(self) -> list:
         return []
@@ -117,6 +122,7 @@ class Decision:
     actions: list
     state: object
     notes: list = field(default_factory=list)
+    flat: bool = True
 
 
 @dataclass(frozen=True)
@@ -142,11 +148,12 @@ class RecordingPipeline:
         self.states_created += 1
         return {"window_start": market.window_start}
 
-    def __call__(self, market, orders, positions, cfg, state, now, *, paused=False, flatten=False, blocked_legs=None):
+    def __call__(self, market, orders, positions, cfg, state, now, *, paused=False, flatten=False, **exchange):
         self.calls.append(dict(market=market, orders=orders, positions=positions, cfg=cfg, state=state, now=now,
-                               paused=paused, flatten=flatten))
+                               paused=paused, flatten=flatten, **exchange))
         actions, self.next_actions = self.next_actions, []
-        return Decision(actions=actions, state=state)
+        flat = not any(p.shares >= market.min_order_size for p in positions.values())
+        return Decision(actions=actions, state=state, flat=flat)
 
 
 def want(leg: Leg = Leg.UP, side: Side = Side.BUY, price: float = 0.6, size: float = 6.0,

@@ -1,6 +1,7 @@
 """Our fast order signer must produce exactly the SDK's signed orders (and the same POST body)."""
 from __future__ import annotations
 
+import math
 import random
 from unittest import mock
 
@@ -114,3 +115,26 @@ def test_bad_private_key_error_does_not_echo_the_key():
     with pytest.raises(ValueError) as err:
         OrderSigner("0xnothexnothexsecret")
     assert "secret" not in str(err.value)
+
+
+def test_exchange_safe_size_keeps_marketable_buy_notional_to_cents_and_others_to_4_decimals():
+    from polymm.trader.signing import exchange_safe_size
+    assert exchange_safe_size(Side.BUY, 0.51, 6.55, 0.01, marketable=True) == 6.0  # 3.06 pUSD
+    assert exchange_safe_size(Side.BUY, 0.51, 6.55, 0.01, marketable=False) == 6.55  # 3.3405: fine for a limit
+    assert exchange_safe_size(Side.BUY, 0.962, 5.51, 0.001, marketable=False) == 5.5  # 5.291
+    assert exchange_safe_size(Side.SELL, 0.5, 7.777, 0.01, marketable=True) == 7.77
+    rng = random.Random(3)
+    for _ in range(500):
+        tick = rng.choice(TICKS)
+        dp = {"0.1": 1, "0.01": 2, "0.005": 3, "0.0025": 4, "0.001": 3, "0.0001": 4}[tick]
+        price = round(rng.randint(1, round(1 / float(tick)) - 1) * float(tick), dp)
+        size = rng.randint(500, 100000) / 100
+        for side, marketable, max_dp in ((Side.BUY, True, 2), (Side.BUY, False, 4), (Side.SELL, True, 4)):
+            safe = exchange_safe_size(side, price, size, tick, marketable)
+            assert 0 <= safe <= size
+            maker, taker = order_amounts(side, safe, price, ROUNDING[tick])
+            shares, pusd = (taker, maker) if side is Side.BUY else (maker, taker)
+            assert pusd % 10 ** (6 - max_dp) == 0 and shares == round(safe * 1e6), (tick, price, size, safe)
+            step = 10 ** max(0, dp + 2 - max_dp)
+            smallest = step // math.gcd(round(price * 10**dp), step)  # size units of the smallest valid size
+            assert (safe > 0) == (round(size * 100) >= smallest), (tick, price, size, side, marketable)

@@ -166,8 +166,9 @@ def test_partially_filled_gtc_rests_its_remainder_and_reports_matched_part():
     assert result.status == "matched"
     assert result.order.size_matched == D(6) and result.order.status == "LIVE"
     assert engine.book(UP) == ([(D("0.55"), D(4))], [])
-    placement = [e for e in events_of(engine, OrderEvent) if e.kind == "PLACEMENT" and e.order.owner == "key-bob"]
-    assert placement[0].order.size_matched == D(6)
+    bob_events = [(e.kind, e.order.size_matched, e.order.status) for e in events_of(engine, OrderEvent)
+                  if e.order.owner == "key-bob"]
+    assert bob_events == [("PLACEMENT", D(6), "LIVE"), ("UPDATE", D(6), "LIVE")]
     # The rest reserves only what is still working.
     assert engine.free_balance("bob") == engine.balance("bob") - D("0.55") * 4
 
@@ -447,3 +448,52 @@ def test_background_trades_without_balance_and_sends_no_order_events():
     owners = {e.order.maker_address for e in events_of(engine, OrderEvent)}
     assert owners == {"alice"}
     assert len(engine.trades("alice")) == 1
+
+
+def test_prune_forgets_finished_orders_and_final_trades_but_keeps_working_ones():
+    engine = make_engine(mined_after_s=1, confirmed_after_s=2)
+    working = place(engine, UP, "BUY", "0.30", "10", who="alice").order.order_id
+    place(engine, UP, "BUY", "0.40", "10", who="alice")
+    filled = place(engine, DOWN, "BUY", "0.60", "10", who="bob").order.order_id
+    engine.advance(T0 + 5)
+    assert engine.prune(T0 + 10) == 3  # two filled orders and their trade
+    assert engine.get_order(filled) is None and engine.trades("bob") == []
+    assert engine.get_order(working).status == "LIVE"
+    assert engine.position("bob", DOWN) == D(10)
+
+
+def test_taker_filled_on_entry_gets_one_update_and_no_placement():
+    engine = make_engine()
+    place(engine, UP, "BUY", "0.40", "10", who="alice")
+    place(engine, DOWN, "BUY", "0.60", "10", who="bob")
+    bob_events = [(e.kind, e.order.size_matched, e.order.status) for e in events_of(engine, OrderEvent)
+                  if e.order.owner == "key-bob"]
+    assert bob_events == [("UPDATE", D(10), "MATCHED")]
+
+
+def test_fee_is_rounded_to_five_decimals():
+    engine = make_engine()
+    place(engine, UP, "BUY", "0.33", "7.77", who="alice")
+    trade = place(engine, DOWN, "BUY", "0.67", "7.77", who="bob").trades[0]
+    # 7.77 * 0.07 * 0.67 * 0.33 = 0.120256... (the taker's own price is 0.67)
+    assert trade.taker_fee == D("0.12026")
+
+
+def test_cancel_all_ends_the_stored_order_not_a_copy():
+    """GET /data/order/{id} after DELETE /cancel-all (and the dead-man switch) must not say LIVE."""
+    from decimal import Decimal as D
+
+    from polymm.sim.engine import Engine, MarketSpec, SimOrder
+
+    engine = Engine()
+    spec = MarketSpec(condition_id="0x" + "ab" * 32, slug="btc-updown-15m-900", up_token="1", down_token="2",
+                      window_start=900, window_end=1800)
+    engine.add_market(spec)
+    engine.ensure_account("0xmaker")
+    order = SimOrder(order_id="0x" + "01" * 32, owner="k", maker_address="0xmaker", market=spec.condition_id,
+                     token_id="1", side="BUY", price=D("0.40"), original_size=D("10"), created_at=1000.0)
+    assert engine.submit(order, 1000.0).ok
+    canceled, _ = engine.cancel_all("k", 1001.0)
+    assert canceled == [order.order_id]
+    assert engine.get_order(order.order_id).status == "CANCELED"
+    assert engine.open_orders("k") == []

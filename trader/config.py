@@ -235,9 +235,9 @@ def _describe_type(t: Any) -> str:
     if isinstance(t, it.BoolType):
         return "bool"
     if isinstance(t, it.LiteralType):
-        return " \\| ".join(f"`{v}`" for v in t.values)
+        return " | ".join(f"`{v}`" for v in t.values)
     if isinstance(t, (it.VarTupleType, it.ListType)):
-        return "cap windows `start-end:usd,...`"
+        return "cap windows"
     if isinstance(t, it.StrType):
         return "URL"
     if isinstance(t, (it.IntType, it.FloatType)):
@@ -637,7 +637,8 @@ def markdown_reference() -> str:
         legacy = f"`{k.legacy}`" if k.legacy else ""
         default = f"`{_toml_value(k.default)}`"
         meaning = k.meaning.replace("|", "\\|")
-        lines.append(f"| `{k.key}` | {default} | {k.type_text} | {live} | {legacy} | {meaning} |")
+        type_text = k.type_text.replace("|", "\\|")
+        lines.append(f"| `{k.key}` | {default} | {type_text} | {live} | {legacy} | {meaning} |")
     return "\n".join(lines) + "\n"
 
 

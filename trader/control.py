@@ -96,7 +96,7 @@ class Peer:
     pid: int
     uid: int
     gid: int
-    groups: frozenset[int] = frozenset()  # supplementary groups, from /proc/<pid>/status
+    groups: frozenset[int] = frozenset()  # supplementary groups (SO_PEERGROUPS, else /proc/<pid>/status)
 
     def describe(self) -> str:
         return f"uid={self.uid}({user_name(self.uid)}) pid={self.pid}"
@@ -130,8 +130,33 @@ def group_name(gid: int) -> str:
         return str(gid)
 
 
+# SO_PEERGROUPS (Linux >= 4.13) has no constant in Python's socket module. 59 on x86, arm and most
+# architectures; the odd ones out are listed so a port there does not silently read the wrong option.
+_SO_PEERGROUPS = {"parisc": 0x4034, "sparc": 0x003D, "sparc64": 0x003D}.get(os.uname().machine, 59)
+
+
+def peer_groups(sock: socket.socket) -> frozenset[int] | None:
+    """The peer's supplementary groups from the socket itself (SO_PEERGROUPS), or None if unsupported.
+
+    Preferred over /proc: the hardened unit runs with ProtectProc=invisible, which hides other users'
+    /proc/<pid>, and the socket option is race-free (no pid reuse between connect and the check).
+    """
+    size = 4 * 64
+    for _ in range(4):
+        try:
+            raw = sock.getsockopt(socket.SOL_SOCKET, _SO_PEERGROUPS, size)
+        except OSError as exc:
+            if exc.errno == errno.ERANGE:  # more groups than the buffer holds: the kernel wants a bigger one
+                size *= 4
+                continue
+            return None
+        count = len(raw) // 4
+        return frozenset(struct.unpack(f"={count}I", raw[: count * 4]))
+    return None
+
+
 def supplementary_groups(pid: int) -> frozenset[int]:
-    """The peer process's supplementary groups as the kernel sees them (/proc/<pid>/status `Groups:`).
+    """The peer process's supplementary groups as /proc/<pid>/status `Groups:` shows them (fallback).
 
     Empty when the process is gone or /proc is unreadable: the check then falls back to uid and primary gid,
     which only ever refuses more, never less.
@@ -148,7 +173,10 @@ def supplementary_groups(pid: int) -> frozenset[int]:
 
 def read_peer(sock: socket.socket) -> Peer:
     pid, uid, gid = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
-    return Peer(pid=pid, uid=uid, gid=gid, groups=supplementary_groups(pid))
+    groups = peer_groups(sock)
+    if groups is None:
+        groups = supplementary_groups(pid)
+    return Peer(pid=pid, uid=uid, gid=gid, groups=groups)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -226,6 +254,7 @@ class ControlServer:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._mutate_lock = threading.Lock()
+        self._accept_paused_until = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -363,8 +392,11 @@ class ControlServer:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                # EMFILE and friends: log and keep serving the clients we have.
-                log.warning("control socket accept failed: %s", exc)
+                # EMFILE and friends: keep serving the clients we have, and stop polling the listener for a
+                # moment (it stays readable, so polling it now would spin and flood the log).
+                log.warning("control socket accept failed: %s; not accepting for 1 s", exc)
+                self._selector.unregister(self._listener)
+                self._accept_paused_until = time.monotonic() + 1.0
                 return
             sock.setblocking(False)
             try:
@@ -383,13 +415,26 @@ class ControlServer:
                             peer.describe(), group_name(self.allowed_gid))
                 self._reply_and_close(conn, p.ErrorReply(code=p.E_FORBIDDEN,
                                                          message=refusal_message(peer, self.allowed_gid)))
-            elif len(self._conns) > self.max_clients:
+            elif len(self._conns) > self.max_clients and not self._evict_idle(now):
                 self.stats.refused += 1
                 log.warning("control: refused %s: %d clients already connected", peer.describe(), self.max_clients)
                 self._reply_and_close(conn, p.ErrorReply(
                     code=p.E_BUSY, message=f"too many mmctl clients ({self.max_clients}); try again shortly"))
             else:
                 self._set_events(conn, selectors.EVENT_READ)
+
+    def _evict_idle(self, now: float) -> bool:
+        """At the client limit, make room by closing the connection silent the longest (at least 1 s), so
+        a pile of forgotten or hostile idle connections cannot lock operators out."""
+        idle = [c for c in self._conns.values()
+                if not c.busy and not c.outbuf and not c.close_after_flush and now - max(c.last_recv, c.last_send) >= 1.0]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda c: max(c.last_recv, c.last_send))
+        log.info("control: closing %s (idle the longest) to admit a new client", oldest.peer.describe())
+        self.stats.closed_bad += 1
+        self._close(oldest)
+        return True
 
     def _on_readable(self, conn: _Connection) -> None:
         # Bounded per wake-up so one fire-hose client cannot starve the others.
@@ -555,6 +600,9 @@ class ControlServer:
 
     def _sweep(self, now: float) -> None:
         """Close connections that stopped making progress: they hold a descriptor and a client slot."""
+        if self._accept_paused_until and now >= self._accept_paused_until:
+            self._accept_paused_until = 0.0
+            self._selector.register(self._listener, selectors.EVENT_READ, "listen")
         for conn in list(self._conns.values()):
             if conn.outbuf and now - conn.last_send > self.write_timeout_s:
                 reason = f"not reading its reply for {self.write_timeout_s:g} s"
@@ -608,6 +656,11 @@ class ControlServer:
     @property
     def client_count(self) -> int:
         return len(self._conns)
+
+    @property
+    def running(self) -> bool:
+        """The I/O thread is alive (the trader can report "control socket down" in its status if not)."""
+        return self._thread is not None and self._thread.is_alive()
 
 
 def _socket_answers(path: Path) -> bool:

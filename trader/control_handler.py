@@ -283,17 +283,27 @@ class TraderControlHandler:
                 return float(pnl[key])
         return round(sum(i.realised_pnl for i in infos), 6)
 
-    def _exposure(self, view, orders, positions, cfg) -> list[p.Exposure]:
+    def _exposure(self, view, orders, positions, cfg, now: float) -> list[p.Exposure]:
+        """Total against risk.max_exposure_usd, and each (strategy, leg) against its cap now: S1's cap
+        schedule at the current second of the window, S2's target_usd. One computation: risk.exposure."""
         if view is None:
             return []
-        try:
-            from polymm.trader import risk
+        from polymm.trader import config as config_mod
+        from polymm.trader import risk
 
-            rows = risk.exposure_report(view, orders, positions, cfg)
-        except Exception:  # status must answer even if a report cannot be computed
-            log.exception("exposure report failed")
-            return []
-        return [p.Exposure(scope=scope, usd=round(usd, 4), cap_usd=cap) for scope, usd, cap in rows]
+        unresolved = float(getattr(self.engine, "_unresolved_usd", 0.0))
+        exposure = risk.exposure(view, orders, positions, unresolved)
+        rows = [p.Exposure(scope="total", usd=round(exposure.total_usd, 4), cap_usd=cfg.risk.max_exposure_usd)]
+        s1_cap = config_mod.cap_at(cfg.s1.cap_schedule, now - view.window_start)
+        caps = {"s1": s1_cap if cfg.s1.enabled else None, "s2": cfg.s2.target_usd if cfg.s2.enabled else None}
+        for strategy in ("s1", "s2"):
+            for leg in (Leg.UP, Leg.DOWN):
+                usd = exposure.by_leg.get((strategy, leg), 0.0)
+                if usd or caps[strategy] is not None:
+                    rows.append(p.Exposure(scope=f"{strategy}.{leg.value}", usd=round(usd, 4), cap_usd=caps[strategy]))
+        if unresolved:
+            rows.append(p.Exposure(scope="awaiting resolution", usd=round(unresolved, 4)))
+        return rows
 
     # -- read-only --------------------------------------------------------------------------------------
 
@@ -326,7 +336,7 @@ class TraderControlHandler:
             balance_usd=_balance(exchange),
             positions=infos,
             orders=[self._order_info(o, view, now) for o in orders],
-            exposure=self._exposure(view, orders, positions, es.config),
+            exposure=_safe(lambda: self._exposure(view, orders, positions, es.config, now), []),
             realised_pnl=self._realised_total(infos),
             unrealised_pnl=round(sum(i.unrealised_pnl for i in infos), 6),
             blocked_legs=blocked,

@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import math
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ DECIDE_EVERY_S = 0.05
 POLL_HOT_S = 50e-6
 POLL_COLD_S = 150e-6
 HOT_AFTER_TICK_S = 0.25
+# Consecutive failed decisions after which the loop gives up (the service exits non-zero, systemd restarts it).
+MAX_FAILED_DECISIONS = 100
 # Feed statuses under which the book in shm describes a live market we may trade.
 TRADABLE_FEED_STATUS = ("connected",)
 
@@ -164,6 +167,21 @@ def identity_of(snap):
     )
 
 
+def _problem_kind(problem: str | None) -> str | None:
+    """A problem without its numbers: "book data 3.1 s old" and "book data 3.2 s old" are one problem, logged once."""
+    return None if problem is None else re.sub(r"[0-9.]+", "#", problem)
+
+
+def halt_reason(exchange) -> str:
+    """Words for "the exchange takes no new orders now" (cancel-only, closed-only, engine restart, rate limit,
+    failing heartbeats), or "" when it does."""
+    if exchange is None or getattr(exchange, "can_place", True):
+        return ""
+    warnings = list(getattr(exchange, "warnings", None) or [])
+    mode = getattr(exchange, "mode", None)
+    return warnings[0] if warnings else f"exchange mode {getattr(mode, 'value', mode)}: no new orders"
+
+
 def window_words(window_start: int, window_end: int) -> str:
     fmt = lambda t: time.strftime("%H:%M:%S", time.gmtime(t))  # noqa: E731
     return f"{fmt(window_start)}–{fmt(window_end)} UTC"
@@ -193,10 +211,14 @@ class Engine:
         on_decision: Callable[[Any, float, float], None] | None = None,
         pipeline: Callable[..., Any] | None = None,
         new_state: Callable[[MarketView], Any] | None = None,
+        config_source: Callable[[], Any] | None = None,
     ) -> None:
         self.reader = reader
         self.core = core
         self.config = config
+        # The one place the effective config lives (the service's ConfigStore.current): read at every decision,
+        # so `mmctl set`, `mmctl reload` and SIGHUP all reach the next decision through one path, never racing.
+        self._config_source = config_source
         self.notifier = notifier
         self.clock = clock
         # restart path: re-read config (returns a new Config or raises) and re-attach shm; given by the service
@@ -221,6 +243,12 @@ class Engine:
         self._cancelled_for_problem = False
         self._notes: tuple[str, ...] = ()
         self._decided_at = 0.0
+        self._failures = 0
+        self._unresolved_usd = 0.0
+        self._unresolved_at = -1e9
+        # called (old market, new market) on the loop thread at rotation: the service starts watching the old
+        # market's resolution
+        self.on_rotation: Callable[[Any, Any], None] | None = None
         self._hang = threading.Event()  # test hook (POLYMM_TEST_HOOKS): block the loop so the watchdog fires
         self.status = EngineStatus(
             state="starting", paused=False, flattening=False, market=None, market_view=None, problem=None,
@@ -280,7 +308,20 @@ class Engine:
                 if on_reload is not None:
                     on_reload()
             if self._wait_for_work():
-                self.step()
+                try:
+                    self.step()
+                    self._failures = 0
+                except Exception:
+                    # One bad decision (a bug, an unexpected exchange answer) must not stop a trader that holds
+                    # positions; a run of them means something is really broken: give up, let systemd restart us
+                    # (SIGTERM path cancels our orders).
+                    self._failures += 1
+                    if self._failures == 1 or self._failures % 20 == 0:
+                        log.exception("decision failed (%d in a row)", self._failures)
+                    if self._failures >= MAX_FAILED_DECISIONS:
+                        raise
+                    time.sleep(0.01)
+                    continue
                 if on_decision is not None:
                     on_decision()
 
@@ -305,14 +346,19 @@ class Engine:
         if wake is not None:
             wake.clear()  # before reading state: an event arriving during this decision wakes the next one
         self._apply_commands()
+        if self._config_source is not None:
+            self.config = self._config_source()
         snap = self.reader.snapshot()
         new_tick = snap.seq != self._last_seq
         if new_tick:
             self._last_tick_mono = self._last_decision_mono
         self._last_seq = snap.seq
         now = self.clock()
-        self.core.poll_events()  # drains the core's queue; orders()/positions() below are the state that matters
-        self._follow_rotation(snap, now)
+        # Drain the core's events: orders()/positions() below are the state that matters, events only say
+        # that something changed (and a resolution or fill changes what awaits resolution).
+        events = self.core.poll_events()
+        rotated = self._follow_rotation(snap, now)
+        self._refresh_unresolved(self._last_decision_mono, bool(events) or rotated)
         stale_ms = float(self.config.risk.stale_feed_ms)
         problem = self._market_problem(snap, now, stale_ms)
         view = None
@@ -335,17 +381,17 @@ class Engine:
 
     # -- market checks and rotation -------------------------------------------------------------------
 
-    def _follow_rotation(self, snap, now: float) -> None:
+    def _follow_rotation(self, snap, now: float) -> bool:
         """At the window boundary the feed publishes the next market: hand it to the core and start afresh.
 
         Only forward in time, and only once the feed is connected on it: a feed that restarts and briefly
         shows an older window must not drag the trader back."""
         if self.market is None or snap.condition_id == self.market.condition_id:
-            return
+            return False
         if snap.status not in TRADABLE_FEED_STATUS or int(snap.window_start) <= int(self.market.window_start):
-            return
+            return False
         if now >= snap.window_end:
-            return
+            return False
         new_market = identity_of(snap)
         old = self.market
         log.info(
@@ -356,7 +402,9 @@ class Engine:
         self.core.set_market(new_market)
         self.market = new_market
         self._pipeline_state = None
-        self.flattening = False if not self._has_sellable_position() else self.flattening
+        if self.on_rotation is not None:
+            self.on_rotation(old, new_market)
+        return True
 
     def _market_problem(self, snap, now: float, stale_ms: float) -> str | None:
         """Why the shm book cannot be traded on as our market; words starting "feed"/"book" mean the pipeline
@@ -382,19 +430,15 @@ class Engine:
                 self.core.cancel_all(reason=problem)
 
     def _set_problem(self, problem: str | None, now: float) -> None:
-        if problem != self._problem:
+        if _problem_kind(problem) != _problem_kind(self._problem):
             if problem is None:
                 log.info("trading again (was: %s)", self._problem)
             else:
                 log.warning("not trading normally: %s", problem)
-            self._problem = problem
             self._problem_since = now if problem else None
+        self._problem = problem
         if problem is None or problem.startswith(("feed", "book")):
             self._cancelled_for_problem = False
-
-    def _has_sellable_position(self) -> bool:
-        min_size = float(self.market.min_order_size) if self.market is not None else 0.0
-        return any(p.shares >= max(min_size, 1e-9) for p in self.core.positions().values())
 
     # -- the pipeline -------------------------------------------------------------------------------
 
@@ -408,20 +452,47 @@ class Engine:
             self._pipeline_state = self._new_state(view)
         orders = self.core.orders(working_only=True)
         positions = self.core.positions()
+        exchange = self._exchange_status()
         decision = self._pipeline(
             view, orders, positions, self.config, self._pipeline_state, now,
             paused=self.paused and not self.flattening, flatten=self.flattening,
-            blocked_legs=self._blocked_legs(),
+            blocked_legs=dict(getattr(exchange, "blocked_legs", None) or {}),
+            halt_reason=halt_reason(exchange),
+            post_only_only=bool(getattr(exchange, "post_only_required", False)),
+            unresolved_usd=self._unresolved_usd,
         )
         self._pipeline_state = decision.state
         self._notes = tuple(decision.notes)
         self._decided_at = self.clock()
         for action in decision.actions:
             self._execute(action)
-        if self.flattening and not self._has_sellable_position():
+        if self.flattening and getattr(decision, "flat", False):
             log.info("flatten done: no sellable position left; trader stays paused (mmctl resume to trade again)")
             self.flattening = False
         return len(decision.actions)
+
+    def _exchange_status(self):
+        try:
+            return self.core.state()
+        except Exception:  # the exchange's status must never stop a decision
+            log.exception("execution core state() failed")
+            return None
+
+    def _refresh_unresolved(self, now_mono: float, changed: bool) -> None:
+        """Exposure of earlier windows' positions awaiting resolution (counts against the total cap).
+        Folding every fill is cheap but not free: only after core events, a rotation, or once a second."""
+        if not changed and now_mono - self._unresolved_at < 1.0:
+            return
+        self._unresolved_at = now_mono
+        pending = getattr(self.core, "pending_resolution", None)
+        if pending is None:
+            return
+        try:
+            held = [p for _market, positions in pending() for p in positions.values()]
+        except Exception:
+            log.exception("pending_resolution() failed")
+            return
+        self._unresolved_usd = sum(p.shares * p.avg_price for p in held if p.shares > 1e-9 and math.isfinite(p.avg_price))
 
     def _execute(self, action) -> None:
         """planner.Place (has `.want`) or planner.Cancel (has `.client_id`, `.reason`)."""
@@ -432,13 +503,6 @@ class Engine:
             self.core.cancel(action.client_id, action.reason)
         else:  # a new action type the loop does not know must not be dropped silently
             log.error("decision returned an unknown action %r; ignored", action)
-
-    def _blocked_legs(self) -> dict:
-        try:
-            return dict(self.core.state().blocked_legs or {})
-        except Exception:  # the status of the exchange must never stop a decision
-            log.exception("execution core state() failed")
-            return {}
 
     # -- commands -------------------------------------------------------------------------------------
 
@@ -488,7 +552,7 @@ class Engine:
             return (f"flattening: {n} working order(s) cancelled, every sellable position sold with fill-and-kill "
                     "orders; the trader stays paused (mmctl resume to trade again)")
         if kind == "set_config":
-            self.config = cmd.payload
+            self.config = self._config_source() if self._config_source is not None else cmd.payload
             return "applied"
         if kind == "restart":
             return self._restart()
@@ -502,7 +566,8 @@ class Engine:
         notes = []
         if self._reconfigure is not None:
             try:
-                self.config = self._reconfigure()
+                new = self._reconfigure()
+                self.config = self._config_source() if self._config_source is not None else new
                 notes.append("config re-read")
             except Exception as exc:  # keep the old config: a broken file must not stop trading
                 notes.append(f"config NOT re-read, old config kept: {exc}")

@@ -167,10 +167,15 @@ class Gateway:
         """Derive (or create) the API key when none was configured. Raises ExchangeError."""
         if self._creds is not None:
             return
+        # Derive first: the SDK's create-then-derive logs an ERROR for every restart (create refuses a key
+        # that exists); create only when there is nothing to derive.
         try:
-            sdk_creds = self._sdk.create_or_derive_api_key()
-        except Exception as exc:  # noqa: BLE001 - every SDK failure becomes a typed error
-            raise from_sdk_exception(exc) from None
+            sdk_creds = self._sdk.derive_api_key()
+        except Exception:  # noqa: BLE001 - no key yet (or a transient failure): try creating one
+            try:
+                sdk_creds = self._sdk.create_api_key()
+            except Exception as exc:  # noqa: BLE001 - every SDK failure becomes a typed error
+                raise from_sdk_exception(exc) from None
         if not sdk_creds or not sdk_creds.api_key:
             raise Rejected(None, "the exchange returned no API key for this signer")
         self._creds = ApiCredentials(sdk_creds.api_key, sdk_creds.api_secret, sdk_creds.api_passphrase)

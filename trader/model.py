@@ -200,7 +200,8 @@ class ExchangeStatus:
 
     @property
     def can_place(self) -> bool:
-        """New orders may be sent at all (post-only restrictions aside)."""
+        """New orders may be sent (post-only restrictions aside). False in closed-only mode, where only
+        closing SELLs are accepted by the core (place() refuses the rest with the reason)."""
         return self.heartbeat_ok and self.mode in (ExchangeMode.NORMAL, ExchangeMode.POST_ONLY)
 
     @property

@@ -51,6 +51,10 @@ class StartupError(Exception):
     """A reason not to start that the operator must fix; printed as one line, exit code 2."""
 
 
+class StartupFailure(Exception):
+    """Could not start for a reason that may pass (exchange unreachable); one line, exit code 1 (systemd retries)."""
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         prog="polymm-trader",
@@ -130,15 +134,16 @@ def attach_feed(name: str, wait_s: float, stop: threading.Event):
                 raise StartupError(f"{exc} (waited {wait_s:.0f} s)") from None
 
 
-def build_core(cfg):
-    """The exchange gateway (secrets from the environment) and the execution core over it."""
+def build_core(cfg, state_dir: Path, **kw):
+    """The exchange gateway (secrets from the environment) and the execution core over it. The core locks the
+    wallet under `state_dir` (one trader per wallet) and journals its orders there."""
     from polymm.trader import execution, gateway
 
     try:
         gw = gateway.Gateway.from_env(clob_url=cfg.endpoints.clob_url)
     except gateway.ConfigError as exc:  # missing/bad secrets: the message names the variable, never its value
         raise StartupError(str(exc)) from None
-    return execution.ExecutionCore(gw, ws_user_url=cfg.endpoints.ws_user_url, heartbeat=cfg.risk.heartbeat)
+    return execution.ExecutionCore(gw, ws_user_url=cfg.endpoints.ws_user_url, state_dir=state_dir, **kw)
 
 
 # ---- the service ----------------------------------------------------------------------------------------------
@@ -154,6 +159,7 @@ class TraderService:
         self.core = None
         self.handler = None
         self.server = None
+        self.resolutions = None
         self._last_status = 0.0
 
     def run(self) -> int:
@@ -163,6 +169,10 @@ class TraderService:
             log.error("not starting: %s", exc)
             self._shutdown()
             return EXIT_CONFIG
+        except StartupFailure as exc:
+            log.error("could not start: %s", exc)
+            self._shutdown()
+            return EXIT_FAILURE
         if self.signals.stop.is_set():
             self._shutdown()
             return EXIT_OK
@@ -179,19 +189,23 @@ class TraderService:
 
         args = self.args
         self.store = self.store or load_store(args)
+        self.state_dir = self.store.overrides_path.parent
         cfg = self.store.current
         for warning in __import__("polymm.trader.config", fromlist=["warnings"]).warnings(cfg):
             log.warning("config: %s", warning)
         gid = _socket_gid(args.socket_group)
+        # Secrets are checked before waiting for anything, so a missing key fails at once (no network yet).
+        self.core = build_core(cfg, self.state_dir)
 
-        self.notifier.status("waiting for the feed's shared memory")
+        self.notifier.status("waiting for the feed's shared memory", min_interval_s=0.0)
         reader = attach_feed(args.shm, args.feed_wait_s, self.signals.stop)
         self.engine = Engine(
             reader, None, cfg, notifier=self.notifier,
             reconfigure=self._reconfigure_for_restart,
             reconnect_reader=lambda: self._reattach_feed(),
+            config_source=lambda: self.store.current,
         )
-        self.notifier.status("waiting for the feed to publish a live market")
+        self.notifier.status("waiting for the feed to publish a live market", min_interval_s=0.0)
         try:
             market = self.engine.attach_market(args.feed_wait_s, self.signals.stop)
         except TimeoutError as exc:
@@ -199,15 +213,22 @@ class TraderService:
         if self.signals.stop.is_set():
             return
 
-        self.notifier.status("connecting to the exchange and reconciling")
-        self.core = build_core(cfg)
+        self.notifier.status("connecting to the exchange and reconciling", min_interval_s=0.0)
         self.engine.core = self.core
         try:
             self.engine.start(market)  # reconciles before any new order
         except Exception as exc:
             if _is_wallet_lock_error(exc):
+                self.core = None  # it holds nothing: do not cancel the other trader's orders on the way out
                 raise StartupError(str(exc)) from None
+            if _is_exchange_error(exc):
+                raise StartupFailure(f"the exchange at {cfg.endpoints.clob_url} did not answer: {exc}") from None
             raise
+
+        from polymm.trader.resolution import ResolutionWatcher
+
+        self.resolutions = ResolutionWatcher(self.core, cfg.endpoints.gamma_url)
+        self.resolutions.start()
 
         self.handler = TraderControlHandler(self.engine, self.core, self.store)
         try:
@@ -251,8 +272,7 @@ class TraderService:
             log.error("reload failed, old config kept: %s", exc.message)
             self.notifier.reloaded(self._summary())
             return
-        self.engine.config = new
-        changes = changes_between(old, new)
+        changes = changes_between(old, new)  # the loop reads store.current at its next decision
         log.info("reloaded config: %s", ", ".join(f"{c.key}: {c.old} -> {c.new}" for c in changes) or "no change")
         for warning in warnings:
             log.warning("config: %s", warning)
@@ -288,6 +308,8 @@ class TraderService:
                 self.core.stop(cancel_orders=True)
             except Exception:
                 log.exception("stopping the execution core failed; check the exchange for open orders")
+        if self.resolutions is not None:
+            self.resolutions.stop()
         if self.server is not None:
             self.server.stop()
         if self.engine is not None and self.engine.reader is not None:
@@ -297,8 +319,15 @@ class TraderService:
 
 def _is_wallet_lock_error(exc: Exception) -> bool:
     """The execution core's "another trader already trades this wallet" refusal."""
-    name = type(exc).__name__.lower()
-    return "lock" in name or "already" in str(exc).lower()
+    from polymm.trader.wallet_lock import WalletLocked
+
+    return isinstance(exc, WalletLocked)
+
+
+def _is_exchange_error(exc: Exception) -> bool:
+    from polymm.trader.exchange_state import ExchangeError
+
+    return isinstance(exc, ExchangeError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ Nothing here imports py_clob_client_v2 (only trader/gateway.py does).
 """
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -334,3 +335,43 @@ def _checksum(addr_hex: str) -> str:
 def address_of(private_key: str) -> str:
     """Checksummed address of a private key (hex)."""
     return OrderSigner(private_key).address
+
+
+def exchange_safe_size(side: Side, price: float, size: float, tick: float | str, marketable: bool) -> float:
+    """The largest size <= `size` (2 decimals) whose notional price*size the exchange accepts.
+
+    The exchange checks amount precision beyond what the SDK rounds to: a marketable BUY (FOK/FAK) is
+    refused unless its pUSD amount has at most 2 decimals ("the market buy orders maker amount supports
+    a max accuracy of 2 decimals, taker amount a max of 4 decimals"), and other orders need the pUSD
+    amount within 4 decimals - which a 0.001-tick price times a 2-decimal size can exceed
+    (py-clob-client-v2 issue #99, py-clob-client #305). Signing stays byte-identical to the SDK; this
+    only chooses the size handed to it.
+    """
+    rc = ROUNDING[tick_key(tick)]
+    side = Side(side)
+    max_dp = 2 if (marketable and side is Side.BUY) else 4
+    modulus = 10 ** (6 - max_dp)  # pUSD base units per allowed decimal
+    size_units = int(Decimal(repr(size)) * 100)  # floor to 2 decimals
+    # Judge each candidate by the amounts that will really be signed (the SDK's float rounding can shave
+    # a cent off a size, e.g. 574.3 -> 574.29), so what passes here is exactly what the exchange gets.
+    price_dp = tick_decimals_of(tick)
+    price_units = round(price * 10**price_dp)
+    # price_units * units is the notional in 10^-(price_dp+2) pUSD; it must be a multiple of this:
+    step = 10 ** max(0, price_dp + 2 - max_dp)
+    # Valid sizes are exactly the multiples of q size units; take the largest, falling back a multiple
+    # when the SDK's float rounding would sign something else for it.
+    q = step // math.gcd(price_units, step) if price_units > 0 else 1
+    units = size_units // q * q
+    for _ in range(4):
+        if units <= 0:
+            break
+        maker, taker = order_amounts(side, units / 100, price, rc)
+        shares, pusd = (taker, maker) if side is Side.BUY else (maker, taker)
+        if shares == units * 10_000 and pusd % modulus == 0:
+            return units / 100
+        units -= q
+    return 0.0
+
+
+def tick_decimals_of(tick: float | str) -> int:
+    return max(0, -Decimal(tick_key(tick)).as_tuple().exponent)

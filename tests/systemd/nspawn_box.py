@@ -127,6 +127,19 @@ def _kill_and_remove_cgroup(path: Path) -> list[str]:
     return problems
 
 
+def reap_stale(prefix: str = "polymm-e2e-") -> list[str]:
+    """Containers of earlier runs whose test process died without cleaning up (SIGKILL, power loss): their
+    cgroups are named polymm-e2e-<pid>-..., so a dead <pid> means nobody will stop them. Kill and remove."""
+    reaped = []
+    for root in _cgroup_roots():
+        for cg in root.glob(prefix + "*"):
+            owner = cg.name[len(prefix):].split("-", 1)[0]
+            if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+                _kill_and_remove_cgroup(cg)
+                reaped.append(str(cg))
+    return reaped
+
+
 def _rmdir_cgroup(path: Path) -> list[str]:
     for _ in range(50):
         try:
@@ -177,6 +190,8 @@ class Container:
     # -- lifecycle
 
     def boot(self, timeout_s: float = 60.0) -> "Container":
+        for cg in reap_stale():
+            print(f"note: removed a container left over by a dead test run: {cg}", file=sys.stderr)
         self._cgroups = [root / self.name for root in _cgroup_roots()]
         for cg in self._cgroups:
             cg.mkdir()

@@ -39,7 +39,8 @@ Decisions taken here where strategies.md is silent (documented in the README too
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import msgspec
+from msgspec.structs import replace
 from typing import Mapping, Sequence
 
 from polymm.trader.config import S1Params, cap_at
@@ -64,8 +65,7 @@ STRATEGY = "s1"
 NEVER = float("-inf")
 
 
-@dataclass(frozen=True)
-class S1LegState:
+class S1LegState(msgspec.Struct, frozen=True):
     stopped: bool = False  # stopped out in this window: no normal entries any more
     stop_late: bool = False  # the last stop-out happened in the late window (re-entry possible)
     stopping: bool = False  # stop in progress: FAK sells until no sellable position remains
@@ -74,15 +74,15 @@ class S1LegState:
     reentries: int = 0
     last_exit_at: float = NEVER  # last exit action (TP placed/repriced, stop or take sent)
     prev_shares: float = 0.0  # position at the previous decision (detects the first fill of a re-entry)
-    note: str = ""  # what S1 is doing on this leg, in words (status, cancel reasons)
+    note: str = ""  # what S1 does with the leg's position now, in words (status, cancel reasons of exits)
+    entry_note: str = ""  # why the leg's entry is (not) working now, in words (cancel reasons of entries)
 
 
-@dataclass(frozen=True)
-class S1State:
+class S1State(msgspec.Struct, frozen=True):
     """S1's memory within one window; a new window starts from `S1State(window_start=...)`."""
 
     window_start: int = 0
-    legs: Mapping[Leg, S1LegState] = field(default_factory=lambda: {Leg.UP: S1LegState(), Leg.DOWN: S1LegState()})
+    legs: Mapping[Leg, S1LegState] = msgspec.field(default_factory=lambda: {Leg.UP: S1LegState(), Leg.DOWN: S1LegState()})
     notes: tuple[str, ...] = ()  # dust and other facts worth showing, in words
 
 
@@ -100,7 +100,8 @@ def stop_trigger(params: S1Params, avg_price: float, hold: bool) -> float:
 
 def take_profit_price(params: S1Params, avg_price: float, tick: float) -> float:
     """tp = min(avg_entry + tp_increment, max_tp_price), rounded up to the tick."""
-    return round_price(min(avg_price + params.tp_increment, params.max_tp_price), tick, "up")
+    # Rounded to 9 dp first: an average of 0.62 that is 0.6200000000001 in binary must give 0.63, not 0.64.
+    return round_price(round(min(avg_price + params.tp_increment, params.max_tp_price), 9), tick, "up")
 
 
 def decide_s1(
@@ -130,10 +131,10 @@ def decide_s1(
     for leg in LEGS:
         pos = positions.get(leg)
         shares = pos.shares if pos is not None else 0.0
-        ls = _advance(legs[leg], pos, shares, market, params, late, now)
+        ls = _advance(leg, replace(legs[leg], note="", entry_note=""), shares, market, params, late)
         leg_wants, ls = _exits(leg, ls, pos, shares, market, params, orders, now)
         wants += leg_wants
-        if 0 < shares + EPS < market.min_order_size or (0 < shares and not sellable(shares, market)):
+        if shares > EPS and not sellable(shares, market):
             notes.append(f"s1 {leg.value}: dust {shares:.2f} shares (< market minimum {market.min_order_size:g}) held to resolution")
         kind = _entry_kind(ls, shares, market, params, late, leg)
         if kind:
@@ -147,8 +148,8 @@ def decide_s1(
         existing = working_role(orders, STRATEGY, leg, Role.ENTRY)
         ls = legs[leg]
         if leg not in allowed or ls.stopping:
-            if existing is not None:
-                legs[leg] = replace(ls, note=ls.note or _why_no_entry(ls, market, params, late, leg, candidates))
+            why = ls.note if ls.stopping else _why_no_entry(ls, market, params, late, leg, candidates)
+            legs[leg] = replace(ls, entry_note=why if existing is not None else "")
             continue
         pos = positions.get(leg)
         shares = pos.shares if pos is not None else 0.0
@@ -160,19 +161,20 @@ def decide_s1(
         threshold = params.late_hold_threshold if kind == "reentry" else params.entry_threshold
         reason = f"{'late re-entry' if kind == 'reentry' else 'entry'} bid {bid:g}>={threshold:g} cap ${cap:g}"
         leg_wants, what = entry_decision(rule, market, leg, existing, size, now, reason)
+        if not leg_wants and size + EPS < min_size <= entry_size(cap - shares * bid, bid) + EPS:
+            what = f"no entry: total exposure is at risk.max_exposure_usd (room ${max(room_left, 0):.2f})"
+            notes.append(f"s1 {leg.value}: {what}")
         wants += leg_wants
         for w in leg_wants:
             if existing is None or w.price != existing.price:
                 room_left -= w.size * bid
-        legs[leg] = replace(ls, note=what)
+        legs[leg] = replace(ls, entry_note=what)
     return wants, S1State(window_start=state.window_start, legs=legs, notes=tuple(notes))
 
 
-def _advance(
-    ls: S1LegState, pos: PositionView | None, shares: float, market: MarketView, params: S1Params, late: bool, now: float
-) -> S1LegState:
+def _advance(leg: Leg, ls: S1LegState, shares: float, market: MarketView, params: S1Params, late: bool) -> S1LegState:
     """State transitions from what happened since the last decision: fills, stop completion, late hold."""
-    bid = market.bid(leg_of(pos)) if pos is not None else float("nan")
+    bid = market.bid(leg)
     has_position = sellable(shares, market)
     # First fill of a late re-entry: count it; the position is held from the start.
     if ls.stopped and ls.stop_late and not ls.stopping and not ls.in_reentry and shares > ls.prev_shares + EPS:
@@ -186,10 +188,6 @@ def _advance(
     if late and has_position and not ls.stopping and not ls.hold and finite(bid) and bid + EPS >= params.late_hold_threshold:
         ls = replace(ls, hold=True)
     return replace(ls, prev_shares=shares)
-
-
-def leg_of(pos: PositionView) -> Leg:
-    return pos.leg
 
 
 def _exits(
@@ -226,8 +224,13 @@ def _exits(
         return [want], replace(ls, note=note)
     if ls.hold:
         return [], replace(ls, note=f"late hold to resolution (stop at bid < {trigger:g})")
+    if not pos.avg_price > 0:
+        # A position whose entry price is unknown (should not happen: reconciliation rebuilds it from fills)
+        # must not get a take-profit computed from 0; only the stop at sl_floor protects it.
+        return [], replace(ls, note="average entry price unknown: no take-profit")
     first_fill = pos.first_fill_at
-    if first_fill is None or now - first_fill + EPS < params.exit_delay_s:
+    # No first-fill time (a position rebuilt at a restart): the exit delay has long passed.
+    if first_fill is not None and now - first_fill + EPS < params.exit_delay_s:
         return [], replace(ls, note="waiting exit_delay_s before the take-profit")
     return _take_profit(leg, ls, pos, shares, market, params, sells, now)
 
@@ -254,7 +257,7 @@ def _take_profit(
             return [mirror(taking[0])], replace(ls, note=note)
         if not can_act:
             return [], replace(ls, note=note)
-        want = Want(STRATEGY, leg, Side.SELL, round_price(bid, tick, "down"), size, Role.TAKE_PROFIT, OrderType.FAK, False, note)
+        want = Want(STRATEGY, leg, Side.SELL, round_price(round(bid, 9), tick, "down"), size, Role.TAKE_PROFIT, OrderType.FAK, False, note)
         if not sells:
             ls = replace(ls, last_exit_at=now)
         return [want], replace(ls, note=note)
@@ -262,7 +265,7 @@ def _take_profit(
     floor_price = tp
     if finite(bid) and bid + EPS >= tp:
         # Resting at tp would cross the bid (post-only rejection); rest just above it, still never below tp.
-        floor_price = round_price(bid + tick, tick, "up")
+        floor_price = round_price(round(bid + tick, 9), tick, "up")
     if existing is None:
         if any(o.state.working for o in sells) or not can_act:
             return [], replace(ls, note="take-profit waiting")
@@ -273,7 +276,7 @@ def _take_profit(
     if existing.price < floor_price - EPS:
         target = floor_price  # tp moved up (new average) or the bid came up to it
     elif finite(ask) and abs(ask - existing.price) + EPS >= params.exit_drift:
-        target = max(floor_price, round_price(ask, tick, "up"))  # follow the ask, never below tp
+        target = max(floor_price, round_price(round(ask, 9), tick, "up"))  # follow the ask, never below tp
     if (size_changed or abs(target - existing.price) > EPS) and can_act:
         want = _tp_want(leg, target, size, f"tp reprice {existing.price:g}->{target:g} size {size:g}")
         return [want], replace(ls, last_exit_at=now, note=f"take-profit repriced to {target:g}")

@@ -1,0 +1,210 @@
+"""Feed hot path, per message: decode -> book update -> shared-memory publish, in microseconds.
+
+Inputs are the recorded market-channel messages under tests/fixtures/polymarket-recorded:
+  book            nautilus-python/ws_messages/book.json (real, 76 bids / 86 asks, best level last)
+  price_change    nautilus-python/ws_messages/price_change_v2.json (current schema, 3 entries, one token)
+  price_change 2-leg  the same message with its first two entries put on the Up and Down tokens (one
+                  change per leg, the shape production sends when an order moves both mirrored books)
+  price_change old    nautilus-python/ws_messages/price_change.json (pre-2025-09 single-level schema)
+Each is measured through `MarketStream.on_frame` (exactly the code the WebSocket thread runs), next to a
+naive baseline in the same run: json.loads, dict walking with float() per field, best price by max/min
+over the side, and the same fields written into a segment through numpy structured-array item writes
+under the same seqlock. Prints figures; asserts nothing about time.
+
+Run: .venv/bin/python bench/bench_feed.py [--n 20000]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import json
+import math
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from polymm.feed import shm
+from polymm.feed.discovery import MarketInfo
+from polymm.feed.stream import MarketStream
+
+ROOT = Path(__file__).resolve().parent.parent
+WS = ROOT / "tests/fixtures/polymarket-recorded/nautilus-python/ws_messages"
+WINDOW = 1_800_000_000
+
+
+def load(name: str) -> dict:
+    return json.loads((WS / name).read_text())
+
+
+def inputs() -> tuple[str, str, dict[str, bytes]]:
+    book = load("book.json")
+    pc = load("price_change_v2.json")
+    old = load("price_change.json")
+    up = pc["price_changes"][0]["asset_id"]
+    down = book["asset_id"]  # a second real token id
+    book_up = dict(book, asset_id=up)
+    two = copy.deepcopy(pc)
+    two["price_changes"] = [dict(pc["price_changes"][0]), dict(pc["price_changes"][1], asset_id=down)]
+    two["price_changes"][1].update(side="SELL", price="0.7", best_bid="", best_ask="0.7")
+    old_up = dict(old, asset_id=up)
+    frames = {
+        "book (162 levels)": json.dumps(book_up).encode(),
+        "price_change 1-leg x3": json.dumps(pc).encode(),
+        "price_change 2-leg": json.dumps(two).encode(),
+        "price_change old schema": json.dumps(old_up).encode(),
+    }
+    return up, down, frames
+
+
+# ----------------------------------------------------------------------------------------------------
+# the real path
+
+
+def make_stream(up: str, down: str, writer: shm.Writer, frames: dict[str, bytes]) -> MarketStream:
+    info = MarketInfo(slug="bench", condition_id="0x01", up_token=up, down_token=down, window_start=WINDOW,
+                      window_end=WINDOW + 900, tick_size=0.001, min_order_size=5, fee_rate=0.07)
+    stream = MarketStream("ws://unused", info, writer)
+    stream.connected = True
+    stream.live = True
+    # both legs need a snapshot before anything is published
+    book = json.loads(frames["book (162 levels)"])
+    stream.on_frame(json.dumps(book).encode(), time.time())
+    stream.on_frame(json.dumps(dict(book, asset_id=down)).encode(), time.time())
+    return stream
+
+
+# ----------------------------------------------------------------------------------------------------
+# the naive baseline: what one would write first
+
+
+class NaiveFeed:
+    def __init__(self, up: str, down: str, name: str) -> None:
+        self.writer = shm.Writer(name, ring_capacity=64)  # owns the segment; we write it the naive way
+        self.writer.set_market(window_start=WINDOW, window_end=WINDOW + 900, condition_id="0x01", up_token=up,
+                               down_token=down, tick_size=0.001, min_order_size=5, fee_rate=0.07)
+        self.arr = np.ndarray((1,), dtype=shm.HEADER, buffer=self.writer._shm.buf)  # noqa: SLF001
+        self.books = {up: ({}, {}), down: ({}, {})}
+        self.leg_of = {up: "up", down: "down"}
+        self.seq = 0
+
+    def on_frame(self, data: bytes, recv_ts: float) -> None:
+        doc = json.loads(data)
+        events = doc if isinstance(doc, list) else [doc]
+        touched = set()
+        for ev in events:
+            kind = ev.get("event_type")
+            if kind == "book":
+                bids, asks = self.books[ev["asset_id"]]
+                bids.clear()
+                asks.clear()
+                for lv in ev["bids"]:
+                    bids[float(lv["price"])] = float(lv["size"])
+                for lv in ev["asks"]:
+                    asks[float(lv["price"])] = float(lv["size"])
+                touched.add(ev["asset_id"])
+            elif kind == "price_change":
+                changes = ev.get("price_changes") or [ev]
+                for ch in changes:
+                    bids, asks = self.books[ch["asset_id"]]
+                    side = bids if ch["side"] == "BUY" else asks
+                    price, size = float(ch["price"]), float(ch["size"])
+                    if size == 0:
+                        side.pop(price, None)
+                    else:
+                        side[price] = size
+                    touched.add(ch["asset_id"])
+        ts = float(events[0].get("timestamp", 0)) / 1000
+        now = time.time()
+        rec = self.arr[0]
+        self.seq += 1
+        rec["lock"] += 1
+        for token in touched:
+            bids, asks = self.books[token]
+            leg = rec["top"][self.leg_of[token]]
+            bb = max(bids) if bids else math.nan
+            ba = min(asks) if asks else math.nan
+            leg["bid"] = bb
+            leg["bid_size"] = bids[bb] if bids else math.nan
+            leg["ask"] = ba
+            leg["ask_size"] = asks[ba] if asks else math.nan
+            leg["exchange_ts"] = ts
+            leg["recv_ts"] = recv_ts
+            leg["publish_ts"] = now
+            leg["seq"] = self.seq
+        rec["top"]["seq"] = self.seq
+        rec["lock"] += 1
+
+    def close(self) -> None:
+        del self.arr
+        self.writer.close()
+        self.writer.unlink()
+
+
+# ----------------------------------------------------------------------------------------------------
+
+
+def measure(fn, frame: bytes, n: int) -> list[float]:
+    for _ in range(min(2000, n)):
+        fn(frame, 1.0)
+    samples = [0.0] * n
+    clock = time.perf_counter_ns
+    for i in range(n):
+        t0 = clock()
+        fn(frame, 1.0)
+        samples[i] = (clock() - t0) / 1000.0
+    return samples
+
+
+def stats(samples: list[float]) -> tuple[float, float]:
+    s = sorted(samples)
+    return statistics.median(s), s[min(len(s) - 1, int(len(s) * 0.99))]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--n", type=int, default=20000, help="messages per measurement")
+    args = p.parse_args()
+    up, down, frames = inputs()
+    tag = f"polymm_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    writer = shm.Writer(tag + "_fast", ring_capacity=4096)
+    writer.set_market(window_start=WINDOW, window_end=WINDOW + 900, condition_id="0x01", up_token=up,
+                      down_token=down, tick_size=0.001, min_order_size=5, fee_rate=0.07)
+    stream = make_stream(up, down, writer, frames)
+    naive = NaiveFeed(up, down, tag + "_naive")
+    naive.on_frame(json.dumps(dict(json.loads(frames["book (162 levels)"]), asset_id=down)).encode(), 1.0)
+    try:
+        print(f"feed hot path per message (decode -> book -> shm publish), n={args.n}, "
+              f"python {sys.version.split()[0]}, gc {'on' if gc.isenabled() else 'off'}")
+        print(f"{'message':26} {'polymm median':>14} {'p99':>8} {'naive median':>13} {'p99':>8} {'speed-up':>9}")
+        for name, frame in frames.items():
+            fast = stats(measure(stream.on_frame, frame, args.n))
+            slow = stats(measure(naive.on_frame, frame, args.n))
+            print(f"{name:26} {fast[0]:11.2f} us {fast[1]:8.2f} {slow[0]:10.2f} us {slow[1]:8.2f} {slow[0] / fast[0]:8.1f}x")
+        # where the time goes for the two-leg change
+        frame = frames["price_change 2-leg"]
+        decoder = stream.decoder
+        events = decoder.decode(frame)
+        book = stream.book
+        dec = stats(measure(lambda f, t: decoder.decode(f), frame, args.n))
+        app = stats(measure(lambda f, t: [book.apply(e, t) for e in events], frame, args.n))
+        up_top, down_top = book.up.top(), book.down.top()
+        pub = stats(measure(lambda f, t: writer.publish(WINDOW, up_top, down_top, False, 1, 0, None), frame, args.n))
+        tops = stats(measure(lambda f, t: (book.up.top(), book.down.top(), book.crossed()), frame, args.n))
+        print("two-leg price_change breakdown (median / p99 us): "
+              f"decode {dec[0]:.2f}/{dec[1]:.2f}, book apply {app[0]:.2f}/{app[1]:.2f}, "
+              f"tops+crossed {tops[0]:.2f}/{tops[1]:.2f}, shm publish {pub[0]:.2f}/{pub[1]:.2f}")
+    finally:
+        naive.close()
+        writer.close()
+        writer.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Place-and-cancel round trip against a local polymm-sim (started here on a free port).
+
+Two figures, each over --n orders (median and p99, milliseconds):
+- gateway: sign + POST /order (post-only, resting) answered, then DELETE /order answered - the raw
+  exchange round trip from this process, one after the other;
+- core: ExecutionCore.place() -> the order is LIVE in the core's view, then cancel() -> CANCELED,
+  i.e. including the worker hand-off and the state machine (what the decision loop experiences).
+
+    .venv/bin/python bench/bench_roundtrip.py [--n 200]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from polymm.sim.testing import new_wallet, run_sim
+from polymm.trader.execution import ExecutionCore, MarketIdentity
+from polymm.trader.gateway import Gateway
+from polymm.trader.model import Leg, OrderState, OrderType, Role, Side, Want
+
+
+def pct(samples: list[float], q: float) -> float:
+    s = sorted(samples)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def report(name: str, samples: list[float]) -> None:
+    print(f"{name:44s} {statistics.median(samples):8.2f} {pct(samples, 0.99):8.2f} {statistics.fmean(samples):8.2f}")
+
+
+def market_of(sim) -> MarketIdentity:
+    m = sim.admin.live_market()
+    return MarketIdentity(m["condition_id"], m["up_token"], m["down_token"], int(m["window_start"]),
+                          int(m["window_end"]), float(m["tick_size"]), 5.0, 0.07)
+
+
+def state(core: ExecutionCore, client_id: str) -> OrderState:
+    for o in core.orders(working_only=False):
+        if o.client_id == client_id:
+            return o.state
+    raise KeyError(client_id)
+
+
+def wait_state(core: ExecutionCore, client_id: str, wanted: OrderState, timeout_s: float = 5.0) -> None:
+    deadline = time.perf_counter() + timeout_s
+    while state(core, client_id) is not wanted:
+        core.wake.wait(0.001)
+        core.wake.clear()
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"{client_id} not {wanted.value} after {timeout_s} s")
+
+
+def run(n: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp, run_sim(Path(tmp), seed=11, window_s=3600,
+                                                       extra_args=("--log-level", "WARNING")) as sim:
+        m = market_of(sim)
+        price = 0.20  # far below the book: rests, never fills
+        gw = Gateway(sim.urls["clob_url"], new_wallet()[0])
+        gw.connect()
+        place_ms, cancel_ms = [], []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            order = gw.signer.build(m.up_token, Side.BUY, price, 5, m.tick_size)
+            gw.post_order(order, "GTC", True)
+            t1 = time.perf_counter()
+            gw.cancel_order(order.order_hash)
+            t2 = time.perf_counter()
+            place_ms.append((t1 - t0) * 1000)
+            cancel_ms.append((t2 - t1) * 1000)
+        gw.close()
+
+        core = ExecutionCore(Gateway(sim.urls["clob_url"], new_wallet()[0]), ws_user_url=sim.urls["ws_user_url"],
+                             state_dir=Path(tmp) / "state")
+        core.start(m)
+        live_ms, canceled_ms = [], []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            cid = core.place(Want("s1", Leg.UP, Side.BUY, price, 5, Role.ENTRY, OrderType.GTC, True, "bench"))
+            wait_state(core, cid, OrderState.LIVE)
+            t1 = time.perf_counter()
+            core.cancel(cid, "bench")
+            wait_state(core, cid, OrderState.CANCELED)
+            t2 = time.perf_counter()
+            live_ms.append((t1 - t0) * 1000)
+            canceled_ms.append((t2 - t1) * 1000)
+            core.poll_events()
+        core.stop()
+
+    print(f"place-and-cancel round trip against a local polymm-sim, {n} orders each (milliseconds)")
+    print(f"{'step':44s} {'median':>8s} {'p99':>8s} {'mean':>8s}")
+    report("gateway: sign + POST /order answered", place_ms)
+    report("gateway: DELETE /order answered", cancel_ms)
+    report("gateway: place + cancel", [a + b for a, b in zip(place_ms, cancel_ms)])
+    report("core: place() -> LIVE", live_ms)
+    report("core: cancel() -> CANCELED", canceled_ms)
+    report("core: place + cancel", [a + b for a, b in zip(live_ms, canceled_ms)])
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200)
+    run(parser.parse_args().n)
+    sys.exit(0)

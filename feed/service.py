@@ -1,0 +1,314 @@
+"""polymm-feed: discovers the current window's market, streams its book into shared memory, rotates at
+every window boundary, and tells systemd how it is doing.
+
+Threads: this module's main loop owns the clock-driven work (window rotation, heartbeat, watchdog,
+STATUS=, readiness); each market's WebSocket thread (stream.py) applies and publishes book updates; the
+discovery thread (discovery.py) talks to Gamma; the optional recorder thread follows the ring.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+
+from polymm import env, logs
+from polymm.feed import discovery as disc
+from polymm.feed import shm
+from polymm.feed.record import Recorder
+from polymm.feed.stream import Backoff, MarketStream
+from polymm.notify import Notifier
+from polymm.signals import Signals
+
+log = logging.getLogger("polymm.feed")
+
+LOOP_S = 0.2  # heartbeat / watchdog / rotation check period
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"polymm-feed: {name}={raw!r} is not an integer") from None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="polymm-feed",
+        description="Polymarket BTC Up/Down market data -> shared memory (top of book of both legs).",
+    )
+    p.add_argument("--gamma-url", default=env.get(env.GAMMA_URL, env.PROD_GAMMA_URL), help="Gamma API (POLYMM_GAMMA_URL)")
+    p.add_argument(
+        "--ws-market-url",
+        default=env.get(env.WS_MARKET_URL, env.PROD_WS_MARKET_URL),
+        help="market-channel WebSocket (POLYMM_WS_MARKET_URL)",
+    )
+    p.add_argument("--shm", default=env.get(env.SHM, env.DEFAULT_SHM), help="shared-memory segment name (POLYMM_SHM)")
+    p.add_argument(
+        "--window-s",
+        type=int,
+        default=_env_int(env.WINDOW_S, env.DEFAULT_WINDOW_S),
+        help="market window length in seconds (POLYMM_WINDOW_S; 900 in production)",
+    )
+    p.add_argument(
+        "--stale-after-s",
+        type=float,
+        default=15.0,
+        help="reconnect when an asset has had no data for this long (the socket can freeze with PONGs going on)",
+    )
+    p.add_argument(
+        "--preconnect-s",
+        type=float,
+        default=None,
+        help="connect to the next window's market this long before its start (default min(30, window/4))",
+    )
+    p.add_argument("--ring-capacity", type=int, default=shm.DEFAULT_RING_CAPACITY, help="updates kept in the ring")
+    p.add_argument("--record", metavar="FILE", default=None, help="append every published top of book to FILE (JSON lines)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = p.parse_args(argv)
+    if args.window_s <= 0:
+        p.error(f"--window-s must be positive, got {args.window_s}")
+    if args.stale_after_s <= 0:
+        p.error(f"--stale-after-s must be positive, got {args.stale_after_s}")
+    if args.preconnect_s is None:
+        args.preconnect_s = min(30.0, args.window_s / 4)
+    if not 0 <= args.preconnect_s < args.window_s:
+        p.error(f"--preconnect-s must be in [0, window_s), got {args.preconnect_s}")
+    return args
+
+
+class FeedService:
+    """The main loop's state. `step(now)` is one iteration; `run()` loops until a stop signal."""
+
+    def __init__(self, args: argparse.Namespace, writer: shm.Writer, discoverer: disc.Discoverer, notifier: Notifier) -> None:
+        self.args = args
+        self.window_s = args.window_s
+        self.writer = writer
+        self.discoverer = discoverer
+        self.notifier = notifier
+        self.active: MarketStream | None = None
+        self.shadow: MarketStream | None = None  # the next window's stream, connected ahead of its start
+        self.retired_updates = 0
+        self.retired_disagreements = 0
+        self.retired_reconnects = 0
+        self.ready_sent = False
+        self.waiting_since: float | None = None  # current window unknown to Gamma since
+        self._rate_t = time.monotonic()
+        self._rate_n = 0
+        self.updates_per_s = 0.0
+
+    # -- streams ------------------------------------------------------------------------------------------
+
+    def _new_stream(self, info: disc.MarketInfo) -> MarketStream:
+        return MarketStream(
+            self.args.ws_market_url,
+            info,
+            self.writer,
+            stale_after_s=self.args.stale_after_s,
+            backoff=Backoff(),
+        ).start()
+
+    def _retire(self, stream: MarketStream | None) -> None:
+        if stream is None:
+            return
+        stream.live = False
+        self.retired_updates += stream.book.applied
+        self.retired_disagreements += stream.book.disagreements
+        self.retired_reconnects += stream.reconnects
+        stream.stop(timeout_s=1.0)
+
+    def _switch_to(self, info: disc.MarketInfo) -> None:
+        old = self.active
+        stream = self.shadow if self.shadow is not None and self.shadow.window_start == info.window_start else None
+        if stream is None:
+            if self.shadow is not None:
+                self._retire(self.shadow)
+            stream = self._new_stream(info)
+        self.shadow = None
+        self.writer.set_market(
+            window_start=info.window_start,
+            window_end=info.window_end,
+            condition_id=info.condition_id,
+            up_token=info.up_token,
+            down_token=info.down_token,
+            tick_size=info.tick_size,
+            min_order_size=info.min_order_size,
+            fee_rate=info.fee_rate,
+            status="rotating" if old is not None or self.ready_sent else "starting",
+        )
+        if old is not None:
+            old.live = False
+        stream.updates_base = self.retired_updates + (old.book.applied if old else 0)
+        stream.disagreements_base = self.retired_disagreements + (old.book.disagreements if old else 0)
+        stream.activate()
+        self.active = stream
+        log.info(
+            "window %d-%d: market %s (condition %s); book %s",
+            info.window_start, info.window_end, info.slug, info.condition_id,
+            "published" if stream.first_publish.is_set() else "awaiting its snapshot",
+        )
+        self._retire(old)
+
+    def _end_window_without_successor(self, now: float) -> None:
+        """The active window is over and Gamma has not given us the next one: stop publishing the old book
+        (status rotating, legs cleared) and keep looking."""
+        old = self.active
+        self.active = None
+        info = old.market
+        self.writer.set_market(
+            window_start=info.window_start,
+            window_end=info.window_end,
+            condition_id=info.condition_id,
+            up_token=info.up_token,
+            down_token=info.down_token,
+            tick_size=old.book.tick_size,
+            min_order_size=info.min_order_size,
+            fee_rate=info.fee_rate,
+            status="rotating",
+        )
+        self._retire(old)
+        log.warning("window %d-%d ended; the next market is not known yet (%s)", info.window_start, info.window_end,
+                    self.discoverer.describe(disc.window_start_for(now, self.window_s)))
+
+    # -- one iteration ------------------------------------------------------------------------------------
+
+    def step(self, now: float) -> None:
+        w = disc.window_start_for(now, self.window_s)
+        nxt = w + self.window_s
+        self.discoverer.want(w)
+        self.discoverer.want(nxt)
+        self.discoverer.forget_before(w)
+
+        if self.active is None or self.active.window_start != w:
+            info = self.discoverer.get(w)
+            if info is not None:
+                self.waiting_since = None
+                self._switch_to(info)
+            else:
+                if self.active is not None and self.active.window_start < w:
+                    self._end_window_without_successor(now)
+                if self.waiting_since is None:
+                    self.waiting_since = now
+        if self.shadow is None and now >= nxt - self.args.preconnect_s:
+            info = self.discoverer.get(nxt)
+            if info is not None:
+                log.info("connecting to the next window's market %s ahead of its start", info.slug)
+                self.shadow = self._new_stream(info)
+
+        if not self.ready_sent and self.active is not None and self.active.first_publish.is_set():
+            self.ready_sent = True
+            self.notifier.ready(self.status_line(now))
+            log.info("ready: first book published for %s", self.active.market.slug)
+
+        self._update_rate()
+        self.writer.heartbeat(now, updates_per_s=self.updates_per_s, reconnects=self.reconnects)
+        self.notifier.watchdog()
+        self.notifier.status(self.status_line(now))
+
+    @property
+    def reconnects(self) -> int:
+        return self.retired_reconnects + (self.active.reconnects if self.active else 0)
+
+    def updates_total(self) -> int:
+        return self.retired_updates + (self.active.book.applied if self.active else 0) + (
+            self.shadow.book.applied if self.shadow else 0
+        )
+
+    def _update_rate(self) -> None:
+        t = time.monotonic()
+        if t - self._rate_t >= 1.0:
+            n = self.updates_total()
+            rate = (n - self._rate_n) / (t - self._rate_t)
+            self.updates_per_s = rate if self.updates_per_s == 0 else 0.5 * self.updates_per_s + 0.5 * rate
+            self._rate_t, self._rate_n = t, n
+
+    def status_line(self, now: float) -> str:
+        w = disc.window_start_for(now, self.window_s)
+        if self.active is None or self.active.window_start != w:
+            return f"waiting for market {disc.slug_for(w)}: {self.discoverer.describe(w)}"
+        s = self.active
+        age = s.data_age_s(now)
+        up, down = s.book.up, s.book.down
+        state = self.writer.status()
+        parts = [
+            f"{s.market.slug} {state}",
+            f"age {age:.1f}s" if math.isfinite(age) else "no data yet",
+            f"{self.updates_per_s:.1f} upd/s",
+            f"up {up.bids.best:g}/{up.asks.best:g} down {down.bids.best:g}/{down.asks.best:g}",
+            f"reconnects {self.reconnects}",
+        ]
+        if s.last_error and state != "connected":
+            parts.append(s.last_error)
+        next_state = self.discoverer.describe(w + self.window_s)
+        if next_state not in ("found", "not requested"):
+            parts.append(f"next window: {next_state}")
+        return ", ".join(parts)
+
+    def sleep_s(self, now: float) -> float:
+        """Until the next loop tick, but wake exactly at the window boundary (no gap at rotation)."""
+        to_boundary = disc.window_start_for(now, self.window_s) + self.window_s - now
+        return max(0.001, min(LOOP_S, to_boundary + 0.0005))
+
+    def shutdown(self) -> None:
+        for stream in (self.shadow, self.active):
+            if stream is not None:
+                stream.live = False
+                stream.stop(timeout_s=2.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logs.setup("polymm.feed", args.log_level)
+    signals = Signals()
+    notifier = Notifier()
+    try:
+        writer = shm.Writer(args.shm, ring_capacity=args.ring_capacity)
+    except shm.WriterConflict as e:
+        log.error("%s", e)
+        return 2
+    except (OSError, ValueError) as e:
+        log.error("cannot open shared memory %r: %s", args.shm, e)
+        return 2
+    log.info(
+        "polymm-feed started: shm %s, window %ds, gamma %s, market ws %s, stale after %gs",
+        args.shm, args.window_s, args.gamma_url, args.ws_market_url, args.stale_after_s,
+    )
+    client = disc.GammaClient(args.gamma_url, args.window_s)
+    # The next window is looked up a whole window ahead: patient retries are fine until it starts.
+    discoverer = disc.Discoverer(client.fetch, backoff_max_s=min(10.0, args.window_s / 4)).start()
+    recorder = None
+    service = FeedService(args, writer, discoverer, notifier)
+    code = 0
+    try:
+        if args.record:
+            try:
+                recorder = Recorder(args.record, args.shm).start()
+            except OSError as e:
+                log.error("cannot record to %s: %s", args.record, e)
+                return 2
+            log.info("recording top of book to %s", args.record)
+        while not signals.stop.is_set():
+            now = time.time()
+            service.step(now)
+            signals.stop.wait(service.sleep_s(time.time()))
+        log.info("%s received: stopping", signals.received or "stop")
+    except Exception:  # noqa: BLE001 - log it in one line and exit non-zero; systemd restarts us
+        log.exception("polymm-feed failed")
+        code = 1
+    finally:
+        notifier.stopping()
+        service.shutdown()
+        discoverer.stop()
+        if recorder is not None:
+            recorder.stop()
+        writer.close()  # status "stopped"; the segment stays (readers never see it vanish)
+        log.info("polymm-feed stopped")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

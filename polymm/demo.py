@@ -1,0 +1,326 @@
+"""`make demo`: the whole system on the local sim, one command, no keys, no systemd.
+
+Starts polymm-sim (a throw-away wallet, fast windows), polymm-feed and polymm-trader as subprocesses with a
+temporary state directory, control socket and shared-memory name; prints how to run `mmctl status` against
+them; prints a compact status line every few seconds while they trade; and on Ctrl-C, SIGTERM or after
+`--duration` stops everything cleanly: the trader cancels its orders, every process exits, the shared-memory
+segment and the temporary directory are removed.
+
+`Stack` is the same launcher for the live tests and the tick-to-decision benchmark.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from polymm import env
+
+# A 60 s window: the strategies' time-based rules scaled down from 900 s so a demo shows entries, exits
+# and a rotation within a couple of minutes. Thresholds low enough that the synthetic market trades.
+DEMO_CONFIG = """\
+# polymm demo config (60 s windows on the local sim). Not for real money.
+[market]
+window_s = {window_s}
+
+[s1]
+entry_threshold = {entry_threshold}
+cap_schedule = "{cap_schedule}"
+late_window_s = {late_window_s}
+late_hold_threshold = 0.9
+late_sl_trigger = 0.7
+exit_delay_s = 1
+exit_retry_s = 1
+requote_wait_s = 1
+
+[risk]
+max_exposure_usd = 50
+cancel_before_end_s = {cancel_before_end_s}
+"""
+
+
+def demo_config(window_s: int = 60, entry_threshold: float = 0.55, extra: str = "") -> str:
+    third = window_s / 3
+    fmt = lambda x: f"{x:g}"  # noqa: E731
+    caps = f"0-{fmt(third)}:4,{fmt(third)}-{fmt(2 * third)}:5,{fmt(2 * third)}-{window_s}:6"
+    text = DEMO_CONFIG.format(
+        window_s=window_s, entry_threshold=entry_threshold, cap_schedule=caps,
+        late_window_s=max(1, round(window_s * 120 / 900)), cancel_before_end_s=max(1, round(window_s * 5 / 900 + 1)),
+    )
+    return text + extra
+
+
+def _python_main(module: str) -> list[str]:
+    """Run a service's main() with this interpreter (works without the console scripts on PATH)."""
+    return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
+
+
+class Stack:
+    """sim + feed + trader as real processes, with everything in `workdir`.
+
+    Use as a context manager; `close()` stops the trader first (it cancels its orders), then the feed,
+    then the sim, and removes the shared-memory segment.
+    """
+
+    def __init__(self, workdir: Path, *, window_s: int = 60, seed: int = 1, fund: float = 1000.0,
+                 config_text: str | None = None, shm_name: str | None = None, sim_args: tuple = (),
+                 log_level: str = "INFO") -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.window_s = window_s
+        self.seed = seed
+        self.fund = fund
+        self.sim_args = tuple(sim_args)
+        self.log_level = log_level
+        self.shm = shm_name or f"polymm_demo_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        self.socket = self.workdir / "trader.sock"
+        self.state_dir = self.workdir / "state"
+        self.config_path = self.workdir / "config.toml"
+        self.config_path.write_text(config_text if config_text is not None else demo_config(window_s))
+        self.sim = None
+        self.feed: subprocess.Popen | None = None
+        self.trader: subprocess.Popen | None = None
+        self.pk = self.address = None
+        self._exit = contextlib.ExitStack()
+        self._logs: list = []
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def __enter__(self) -> "Stack":
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+    def start(self, trader: bool = True) -> None:
+        self.start_sim()
+        self.start_feed()
+        if trader:
+            self.start_trader()
+
+    def start_sim(self) -> None:
+        from polymm.sim import testing
+
+        self.sim = self._exit.enter_context(
+            testing.run_sim(self.workdir / "sim", seed=self.seed, window_s=self.window_s, fund=self.fund,
+                            extra_args=self.sim_args))
+        self.pk, self.address = testing.new_wallet()
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment of the feed and trader: sim endpoints, our names, the throw-away wallet."""
+        out = {k: v for k, v in os.environ.items() if not k.startswith("POLYMM_") and k not in env.SECRET_NAMES
+               and k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM", env.BROWSER_ADDRESS,
+                             env.SIGNATURE_TYPE)}
+        out.update(self.sim.env())
+        out.update({
+            env.SHM: self.shm, env.SOCKET: str(self.socket), env.STATE_DIR: str(self.state_dir),
+            env.CONFIG: str(self.config_path), env.WINDOW_S: str(self.window_s), "POLYMM_LOG_LEVEL": self.log_level,
+            env.PK: self.pk, env.SIGNATURE_TYPE: "0",
+        })
+        out.update(extra)
+        return out
+
+    def _log(self, name: str):
+        f = open(self.workdir / f"{name}.log", "ab")
+        self._logs.append(f)
+        return f
+
+    def start_feed(self, wait_s: float = 60.0) -> None:
+        log = self._log("feed")
+        self.feed = subprocess.Popen(_python_main("polymm.feed.service"), env=self.env(), stdout=log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.wait_feed(wait_s)
+
+    def wait_feed(self, wait_s: float = 60.0) -> None:
+        from polymm.feed import shm
+
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if self.feed.poll() is not None:
+                raise RuntimeError(f"polymm-feed exited with {self.feed.returncode}; see {self.workdir / 'feed.log'}")
+            try:
+                with shm.Reader(self.shm) as reader:
+                    snap = reader.snapshot()
+                    if snap.status == "connected" and snap.condition_id:
+                        return
+            except shm.ShmMissing:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"polymm-feed did not publish a market within {wait_s:.0f} s; see {self.workdir / 'feed.log'}")
+
+    def trader_command(self, *args: str) -> list[str]:
+        return _python_main("polymm.trader.service") + list(args)
+
+    def start_trader(self, wait_s: float = 60.0, extra_env: dict | None = None, args: tuple = ()) -> subprocess.Popen:
+        log = self._log("trader")
+        self.trader = subprocess.Popen(self.trader_command(*args), env=self.env(**(extra_env or {})), stdout=log,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if wait_s:
+            self.wait_trader(wait_s)
+        return self.trader
+
+    def wait_trader(self, wait_s: float = 60.0) -> None:
+        from polymm.ctl import client, protocol
+
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if self.trader.poll() is not None:
+                raise RuntimeError(
+                    f"polymm-trader exited with {self.trader.returncode}; see {self.workdir / 'trader.log'}")
+            try:
+                client.request(self.socket, protocol.StatusRequest(), timeout=2.0)
+                return
+            except client.CtlError:
+                time.sleep(0.1)
+        raise TimeoutError(f"polymm-trader did not answer on {self.socket} within {wait_s:.0f} s")
+
+    def stop_trader(self, timeout_s: float = 30.0) -> int | None:
+        return _stop(self.trader, timeout_s)
+
+    def stop_feed(self, timeout_s: float = 10.0) -> int | None:
+        return _stop(self.feed, timeout_s)
+
+    def close(self) -> None:
+        self.stop_trader()
+        self.stop_feed()
+        self._exit.close()
+        for f in self._logs:
+            f.close()
+        with contextlib.suppress(Exception):
+            from polymm.feed import shm
+
+            shm.unlink(self.shm)
+
+    # -- looking at it -------------------------------------------------------------------------------------
+
+    def status(self, timeout: float = 5.0):
+        from polymm.ctl import client, protocol
+
+        return client.request(self.socket, protocol.StatusRequest(), timeout=timeout)
+
+    def ask(self, request, timeout: float = 10.0):
+        from polymm.ctl import client
+
+        return client.request(self.socket, request, timeout=timeout)
+
+    def open_orders_on_sim(self) -> list:
+        return list(self.sim.admin.open_orders(self.address))
+
+    def mmctl_hint(self) -> str:
+        mmctl = Path(sys.executable).parent / "mmctl"
+        exe = str(mmctl) if mmctl.exists() else "mmctl"
+        return f"{exe} --socket {self.socket} --shm {self.shm} status"
+
+
+def _stop(proc: subprocess.Popen | None, timeout_s: float) -> int | None:
+    if proc is None or proc.poll() is not None:
+        return None if proc is None else proc.returncode
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(5)
+
+
+# ---- the demo itself --------------------------------------------------------------------------------------
+
+
+def status_line(stack: Stack) -> str:
+    """window, book, positions, orders, P&L on one line."""
+    from polymm.ctl.client import CtlError
+    from polymm.feed import shm
+
+    try:
+        with shm.Reader(stack.shm) as reader:
+            snap = reader.snapshot()
+        left = snap.window_end - time.time()
+        book = (f"up {snap.up.bid:.2f}/{snap.up.ask:.2f} down {snap.down.bid:.2f}/{snap.down.ask:.2f}"
+                .replace("nan", " -- "))
+        feed = f"window {time.strftime('%H:%M:%S', time.gmtime(snap.window_start))} ({left:4.0f}s left) {book}"
+    except Exception as exc:  # the demo keeps printing even if the feed is restarting
+        feed = f"feed: {exc}"
+    try:
+        st = stack.status(timeout=2.0)
+    except CtlError as exc:
+        return f"{feed} | trader: {exc}"
+    pos = " ".join(f"{p.strategy}.{p.leg} {p.shares:g}@{p.avg_price:.2f}" for p in st.positions if p.shares) or "flat"
+    orders = " ".join(f"{o.side[0]}{o.leg} {o.size - o.filled:g}@{o.price:.2f}" for o in st.orders) or "none"
+    return (f"{feed} | {st.state} | pos {pos} | orders {orders} | "
+            f"pnl realised {st.realised_pnl:+.2f} open {st.unrealised_pnl:+.2f}")
+
+
+def run_demo(duration_s: float | None, window_s: int, every_s: float, keep: bool) -> int:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    workdir = Path(tempfile.mkdtemp(prefix="polymm-demo-"))
+    print(f"polymm demo: sim + feed + trader on {window_s} s windows; files in {workdir}", flush=True)
+    stack = Stack(workdir, window_s=window_s)
+    code = 0
+    try:
+        print("starting the sim (throw-away wallet) ...", flush=True)
+        stack.start_sim()
+        print("starting polymm-feed ...", flush=True)
+        stack.start_feed()
+        print("starting polymm-trader ...", flush=True)
+        stack.start_trader()
+        print("\nThe trader is up. In another terminal:\n"
+              f"    {stack.mmctl_hint()}\n"
+              f"or  export {env.SOCKET}={stack.socket} {env.SHM}={stack.shm}; mmctl status\n"
+              f"logs: {workdir / 'trader.log'}  {workdir / 'feed.log'}\n"
+              "Ctrl-C stops everything (orders are cancelled first).\n", flush=True)
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            print(time.strftime("%H:%M:%S ") + status_line(stack), flush=True)
+            if stack.trader.poll() is not None:
+                print(f"polymm-trader exited with {stack.trader.returncode}; see {workdir / 'trader.log'}")
+                code = 1
+                break
+            stop.wait(every_s if deadline is None else max(0.0, min(every_s, deadline - time.monotonic())))
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        print("\nstopping: trader (cancels its orders), feed, sim ...", flush=True)
+        trader_rc = stack.stop_trader()
+        left = None
+        with contextlib.suppress(Exception):
+            if stack.sim is not None and stack.address:
+                left = len(stack.open_orders_on_sim())
+        stack.close()
+        print(f"trader exit code {trader_rc}; open orders left on the sim: "
+              f"{'unknown' if left is None else left}; shared memory {stack.shm} removed", flush=True)
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"kept {workdir}")
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m polymm.demo", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
+    ap.add_argument("--window-s", type=int, default=60, help="market window length on the sim (default 60)")
+    ap.add_argument("--every", type=float, default=3.0, metavar="S", help="status line interval (default 3 s)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, config) at the end")
+    args = ap.parse_args(argv)
+    return run_demo(args.duration, args.window_s, args.every, args.keep)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

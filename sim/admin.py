@@ -1,0 +1,322 @@
+"""The sim's admin endpoint (`/_sim/...`): faults, funding, state and shortcuts for tests.
+
+Not part of Polymarket's API; `polymm-sim --no-admin` turns it off. Every route answers JSON; a bad
+request gets 400 with the reason in words.
+
+    GET  /_sim/state                      market, BTC, faults, stats, connections
+    POST /_sim/fault    {"name": ..., ...} see FAULTS below
+    POST /_sim/fund     {"address", "amount"}
+    GET  /_sim/balance?address=           pUSD (total, free) and positions in listed markets
+    GET  /_sim/orders?address=            open orders whose maker is that address
+    GET  /_sim/trades?address=            trades that address took part in
+    POST /_sim/resolve_now {"condition_id"?, "winner"?: "Up"|"Down"}   end a window early
+"""
+from __future__ import annotations
+
+import math
+import time
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, Callable
+
+import msgspec
+from aiohttp import web
+from eth_utils import is_address, to_checksum_address
+
+from polymm.sim.clob import num, order_json, trade_json
+
+if TYPE_CHECKING:
+    from polymm.sim.server import Sim
+
+
+# Production's tick sizes (polymarket-protocol.md section 5).
+ALLOWED_TICKS = {Decimal("0.1"), Decimal("0.01"), Decimal("0.005"), Decimal("0.0025"), Decimal("0.001"),
+                 Decimal("0.0001")}
+
+
+class AdminError(Exception):
+    pass
+
+
+def _bool(params: dict, name: str, default: bool = True) -> bool:
+    value = params.get(name, default)
+    if not isinstance(value, bool):
+        raise AdminError(f"{name} must be true or false")
+    return value
+
+
+def _number(params: dict, name: str, default: float | None = None, minimum: float = 0.0) -> float:
+    value = params.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < minimum:
+        raise AdminError(f"{name} must be a number >= {minimum}")
+    return float(value)
+
+
+def _count(params: dict, name: str = "count", default: int = 1) -> int:
+    value = params.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise AdminError(f"{name} must be a positive integer")
+    return value
+
+
+def _address(value: Any) -> str:
+    if not isinstance(value, str) or not is_address(value):
+        raise AdminError(f"not an address: {value!r}")
+    return to_checksum_address(value)
+
+
+class AdminApi:
+    def __init__(self, sim: "Sim") -> None:
+        self.sim = sim
+        self.faults: dict[str, Callable[[dict], dict]] = {
+            "drop_ws": self._drop_ws,
+            "freeze_market_ws": self._freeze,
+            "ws_delay": self._delay,
+            "duplicate": self._duplicate,
+            "reorder": self._reorder,
+            "wrap_in_list": self._wrap,
+            "post_status": self._post_status,
+            "fail_next_trade": self._fail_next_trade,
+            "stop_accepting": self._stop_accepting,
+            "post_only_mode": self._post_only_mode,
+            "closed_only": self._closed_only,
+            "tick_size": self._tick_size,
+            "clear": self._clear,
+        }
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/_sim/state", self.state),
+            web.post("/_sim/fault", self.fault),
+            web.post("/_sim/fund", self.fund),
+            web.get("/_sim/balance", self.balance),
+            web.get("/_sim/orders", self.orders),
+            web.get("/_sim/trades", self.trades),
+            web.post("/_sim/resolve_now", self.resolve_now),
+        ]
+
+    async def _params(self, request: web.Request) -> dict:
+        body = await request.read()
+        if not body:
+            return {}
+        try:
+            params = msgspec.json.decode(body)
+        except msgspec.DecodeError as exc:
+            raise AdminError(f"body is not JSON: {exc}") from None
+        if not isinstance(params, dict):
+            raise AdminError("body must be a JSON object")
+        return params
+
+    async def _answer(self, work) -> web.Response:
+        try:
+            return web.json_response(await work)
+        except AdminError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+
+    # ---- state -----------------------------------------------------------------------------------
+    async def state(self, request: web.Request) -> web.Response:
+        sim = self.sim
+        now = time.time()
+        markets = []
+        for spec in sorted(sim.engine.markets(), key=lambda s: s.window_start):
+            up_bids, up_asks = sim.engine.book(spec.up_token)
+            markets.append({
+                "slug": spec.slug, "condition_id": spec.condition_id, "up_token": spec.up_token,
+                "down_token": spec.down_token, "window_start": spec.window_start, "window_end": spec.window_end,
+                "accepting_orders": spec.accepting_orders, "closed": spec.closed, "tick_size": num(spec.tick_size),
+                "min_size": num(spec.min_size), "fee_rate": num(spec.fee_rate),
+                "winning_token": spec.winning_token, "fair_up": sim.market.fair(spec.condition_id),
+                "up_best_bid": num(up_bids[0][0]) if up_bids else None,
+                "up_best_ask": num(up_asks[0][0]) if up_asks else None,
+                "open_price": sim.market.window_open_price(spec.window_start),
+            })
+        live = sim.calendar.window_start(now)
+        return web.json_response({
+            "now": now, "started_at": sim.started_at, "window_s": sim.calendar.window_s, "live_window_start": live,
+            "live_slug": f"btc-updown-15m-{live}", "btc": sim.market.btc_price(), "markets": markets,
+            "faults": sim.faults.describe(), "stats": dict(sim.stats),
+            "heartbeats_age_s": sim.heartbeats.describe(now),
+            "connections": {"market": len(sim.market_ch.conns), "user": len(sim.user_ch.conns)},
+            "fees_collected": num(sim.engine.fees_collected),
+        })
+
+    # ---- faults ----------------------------------------------------------------------------------
+    async def fault(self, request: web.Request) -> web.Response:
+        async def work():
+            params = await self._params(request)
+            name = params.pop("name", None)
+            handler = self.faults.get(name) if isinstance(name, str) else None
+            if handler is None:
+                raise AdminError(f"unknown fault {name!r}; known: {', '.join(sorted(self.faults))}")
+            result = handler(params)
+            return {"fault": name, **result, "faults": self.sim.faults.describe()}
+        return await self._answer(work())
+
+    def _drop_ws(self, params: dict) -> dict:
+        channel = params.get("channel", "all")
+        if channel not in ("all", "market", "user"):
+            raise AdminError("channel must be all, market or user")
+        dropped = 0
+        if channel in ("all", "market"):
+            dropped += self.sim.market_ch.drop_all()
+        if channel in ("all", "user"):
+            dropped += self.sim.user_ch.drop_all()
+        return {"dropped": dropped}
+
+    def _freeze(self, params: dict) -> dict:
+        self.sim.faults.freeze_market_ws = _bool(params, "on")
+        return {}
+
+    def _delay(self, params: dict) -> dict:
+        self.sim.faults.ws_delay_s = _number(params, "seconds", 0.0)
+        return {}
+
+    def _duplicate(self, params: dict) -> dict:
+        self.sim.faults.duplicate_next = _count(params)
+        return {}
+
+    def _reorder(self, params: dict) -> dict:
+        self.sim.faults.reorder_next = _count(params)
+        return {}
+
+    def _wrap(self, params: dict) -> dict:
+        self.sim.faults.wrap_in_list = _bool(params, "on")
+        return {}
+
+    def _post_status(self, params: dict) -> dict:
+        status = params.get("status")
+        try:
+            self.sim.faults.add_post_faults(int(status) if isinstance(status, int) else -1, _count(params),
+                                            _number(params, "retry_after_s", 1.0))
+        except ValueError as exc:
+            raise AdminError(str(exc)) from None
+        return {}
+
+    def _fail_next_trade(self, params: dict) -> dict:
+        self.sim.faults.fail_next_trades = _count(params)
+        address = params.get("address")
+        self.sim.faults.fail_trades_of = _address(address) if address is not None else None
+        return {}
+
+    def _stop_accepting(self, params: dict) -> dict:
+        self.sim.faults.stop_accepting = _bool(params, "on")
+        return {}
+
+    def _post_only_mode(self, params: dict) -> dict:
+        self.sim.faults.post_only_until = time.time() + _number(params, "seconds", 120.0)
+        return {}
+
+    def _closed_only(self, params: dict) -> dict:
+        address = _address(params.get("address")).lower()
+        if _bool(params, "on"):
+            self.sim.faults.closed_only.add(address)
+        else:
+            self.sim.faults.closed_only.discard(address)
+        return {}
+
+    def _tick_size(self, params: dict) -> dict:
+        """Change a market's tick now (tick_size_change frames go out). The synthetic market switches the
+        LIVE window's tick back to 0.01 on its next step unless the fair value is beyond 0.96/0.04, so a
+        change that must stick should target a window listed ahead."""
+        sim = self.sim
+        now = time.time()
+        try:
+            tick = Decimal(str(params.get("tick")))
+        except InvalidOperation:
+            raise AdminError("tick must be a number") from None
+        if tick not in ALLOWED_TICKS:
+            raise AdminError(f"tick must be one of {', '.join(str(t) for t in sorted(ALLOWED_TICKS))}")
+        condition_id = params.get("condition_id")
+        if condition_id is None:
+            condition_id = sim.calendar.spec_for(sim.calendar.window_start(now)).condition_id
+        spec = sim.engine.market(condition_id) if isinstance(condition_id, str) else None
+        if spec is None:
+            raise AdminError(f"no such market: {condition_id!r}")
+        old = spec.tick_size
+        sim.engine.set_tick_size(condition_id, tick, now)
+        sim.drain(now)
+        return {"condition_id": condition_id, "old_tick": num(old), "new_tick": num(tick)}
+
+    def _clear(self, params: dict) -> dict:
+        self.sim.faults.clear()
+        return {}
+
+    # ---- accounts --------------------------------------------------------------------------------
+    async def fund(self, request: web.Request) -> web.Response:
+        async def work():
+            params = await self._params(request)
+            address = _address(params.get("address"))
+            try:
+                amount = Decimal(str(params.get("amount")))
+            except InvalidOperation:
+                raise AdminError("amount must be a number") from None
+            if not amount.is_finite():
+                raise AdminError("amount must be finite")
+            self.sim.engine.fund(address, amount)
+            return {"address": address, "balance": num(self.sim.engine.balance(address))}
+        return await self._answer(work())
+
+    async def balance(self, request: web.Request) -> web.Response:
+        async def work():
+            address = _address(request.query.get("address"))
+            engine = self.sim.engine
+            positions = {}
+            for spec in engine.markets():
+                for token in (spec.up_token, spec.down_token):
+                    held = engine.position(address, token)
+                    if held:
+                        positions[token] = num(held)
+            return {"address": address, "pusd": num(engine.balance(address)),
+                    "free_pusd": num(engine.free_balance(address)), "positions": positions}
+        return await self._answer(work())
+
+    async def orders(self, request: web.Request) -> web.Response:
+        async def work():
+            address = _address(request.query.get("address"))
+            found = []
+            for key in self._owners_of(address):
+                found += [order_json(o, self.sim.associate_trades.get(o.order_id, ()))
+                          for o in self.sim.engine.open_orders(key) if o.maker_address == address]
+            return {"address": address, "orders": found}
+        return await self._answer(work())
+
+    async def trades(self, request: web.Request) -> web.Response:
+        async def work():
+            address = _address(request.query.get("address"))
+            trades = self.sim.engine.trades(address)
+            viewer = next(iter(self._owners_of(address)), "")
+            return {"address": address, "trades": [trade_json(t, viewer) for t in trades]}
+        return await self._answer(work())
+
+    def _owners_of(self, address: str) -> list[str]:
+        sim = self.sim
+        owners = [k.key for k in sim.keys.by_address(address)]
+        owners += [key for key, funders in sim._funders.items() if address in funders.values()]
+        return list(dict.fromkeys(owners))
+
+    # ---- market shortcuts ------------------------------------------------------------------------
+    async def resolve_now(self, request: web.Request) -> web.Response:
+        async def work():
+            params = await self._params(request)
+            sim = self.sim
+            now = time.time()
+            condition_id = params.get("condition_id")
+            if condition_id is None:
+                condition_id = sim.calendar.spec_for(sim.calendar.window_start(now)).condition_id
+            spec = sim.engine.market(condition_id) if isinstance(condition_id, str) else None
+            if spec is None:
+                raise AdminError(f"no such market: {condition_id!r}")
+            if spec.closed:
+                raise AdminError(f"market {condition_id} is already resolved")
+            winner = params.get("winner")
+            if winner is None:
+                fair = sim.market.fair(condition_id)
+                winner = "Up" if fair is None or fair >= 0.5 else "Down"
+            if winner not in ("Up", "Down"):
+                raise AdminError("winner must be Up or Down")
+            token = spec.up_token if winner == "Up" else spec.down_token
+            # Stops the book (open orders end CANCELED_MARKET_RESOLVED) and pays the winner; the synthetic
+            # market sees the market closed and leaves it alone at its scheduled end.
+            sim.engine.resolve(condition_id, token, now)
+            sim.drain(now)
+            return {"condition_id": condition_id, "winner": winner, "winning_token": token}
+        return await self._answer(work())

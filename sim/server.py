@@ -1,0 +1,382 @@
+"""polymm-sim: a local Polymarket (Gamma, CLOB REST, market and user WebSockets) on one port.
+
+    polymm-sim --host 127.0.0.1 --port 0 --seed 1 --window-s 60 --ready-file /tmp/sim.json
+
+`--port 0` picks a free port; the ready file (written atomically once the sim serves, removed on exit)
+holds {"gamma_url", "clob_url", "ws_market_url", "ws_user_url", "admin_url"}.
+
+One asyncio loop owns everything: HTTP handlers call the engine directly (it is not thread-safe and
+needs no lock this way), and a periodic task steps the synthetic market, runs the dead-man switch and
+turns engine events into WebSocket frames.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+from aiohttp import web
+
+from polymm import logs
+from polymm.sim import auth, ws
+from polymm.sim.admin import AdminApi
+from polymm.sim.clob import ClobApi, Heartbeats, error
+from polymm.sim.engine import (BACKGROUND, Engine, LastTrade, LevelChange, MarketResolved, MarketSpec, OrderEvent,
+                               TickSizeChange, TradeEvent)
+from polymm.sim.faults import Faults
+from polymm.sim.gamma import GammaApi
+from polymm.sim.market import MarketCalendar, SyntheticMarket
+
+log = logging.getLogger("polymm.sim")
+
+MAX_BODY = 1024 * 1024  # bigger request bodies get 413
+
+
+class Sim:
+    """All sim state, owned by the event loop."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.engine = Engine(default_fund=Decimal(str(args.fund)), mined_after_s=args.mined_after_s,
+                             confirmed_after_s=args.confirmed_after_s)
+        self.calendar = MarketCalendar(args.seed, args.window_s)
+        self.listed_ahead = args.listed_ahead
+        self.market = SyntheticMarket(self.engine, self.calendar, args.seed, listed_ahead=args.listed_ahead)
+        self.keys = auth.ApiKeys(hashlib.sha256(f"polymm-sim:{args.seed}".encode()).digest())
+        self.faults = Faults()
+        self.heartbeats = Heartbeats(args.heartbeat_timeout_s)
+        self.page_size = args.page_size
+        self.stats = {"orders_accepted": 0, "ws_messages": 0, "ticks": 0, "tick_errors": 0}
+        self.started_at = time.time()
+        self.market_ch = ws.MarketChannel(self, args.ws_subscribe_timeout_s, args.ws_idle_timeout_s)
+        self.user_ch = ws.UserChannel(self, args.ws_subscribe_timeout_s, args.ws_idle_timeout_s)
+        self.last_trade: dict[str, Decimal] = {}
+        self.last_trade_side: dict[str, str] = {}
+        self.associate_trades: dict[str, list[str]] = {}  # order id -> trade ids (real accounts only)
+        self._funders: dict[str, dict[int, str]] = {}  # api key -> signature type -> maker address
+        self._winners: dict[str, str] = {}  # condition id -> winning token, kept after the engine forgets
+        self._known_markets: set[str] = set()
+        self._pending_failures: list[tuple[float, str]] = []
+        self._level_seq = 0
+        self._best_seen: dict[str, tuple[Decimal | None, Decimal | None]] = {}
+
+    # ---- accounts of an API key ------------------------------------------------------------------
+    def remember_funder(self, key: auth.ApiKey, signature_type: int, maker: str) -> None:
+        self._funders.setdefault(key.key, {})[signature_type] = maker
+
+    def funder_of(self, key: auth.ApiKey, signature_type: int) -> str:
+        """Whose balance /balance-allowance reports. Production derives the proxy/Safe/deposit wallet from
+        the EOA; the sim cannot, so it uses the maker of the key's last order of that signature type."""
+        if signature_type == 0:
+            return key.address
+        return self._funders.get(key.key, {}).get(signature_type, key.address)
+
+    def addresses_of(self, key: auth.ApiKey) -> list[str]:
+        return list(dict.fromkeys([key.address, *self._funders.get(key.key, {}).values()]))
+
+    def winner_of(self, spec: MarketSpec) -> str:
+        won = self._winners.get(spec.condition_id)
+        if won is not None:
+            return won
+        # A window from before the sim started: a stable pretend outcome (its BTC path was never simulated).
+        return spec.up_token if int(spec.condition_id[2:4], 16) % 2 == 0 else spec.down_token
+
+    # ---- the periodic work -----------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            started = time.time()
+            try:
+                self.tick(started)
+            except Exception:
+                self.stats["tick_errors"] += 1
+                log.exception("sim tick failed (the sim keeps serving)")
+            self.stats["ticks"] += 1
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=max(0.0, self.args.tick_s - (time.time() - started)))
+            except asyncio.TimeoutError:
+                pass
+
+    def tick(self, now: float) -> None:
+        self.market.step(now)
+        self._announce_new_markets(now)
+        for owner in self.heartbeats.expired(now):
+            canceled, _ = self.engine.cancel_all(owner, now)
+            log.warning("dead-man switch: no heartbeat for %.1f s from key %s..., cancelled %d orders",
+                        self.heartbeats.timeout_s, owner[:8], len(canceled))
+        self._run_trade_failures(now)
+        self.drain(now)
+        self.market_ch.flush_held()
+        self.user_ch.flush_held()
+        self._forget_old_markets(now)
+
+    def after_engine_call(self) -> None:
+        """REST handlers call this after changing the engine so WS frames go out at once."""
+        self.drain(time.time())
+
+    def _announce_new_markets(self, now: float) -> None:
+        for spec in self.engine.markets():
+            if spec.condition_id not in self._known_markets:
+                self._known_markets.add(spec.condition_id)
+                self.market_ch.publish_custom(ws.new_market_msg(spec, now))
+
+    def _forget_old_markets(self, now: float) -> None:
+        # Resolved books are dropped a few windows later so hours of 60 s windows stay flat in memory;
+        # Gamma still answers for them (closed, with the remembered winner).
+        horizon = now - 3 * self.calendar.window_s
+        for spec in self.engine.markets():
+            if spec.closed and spec.window_end < horizon:
+                if spec.winning_token:
+                    self._winners[spec.condition_id] = spec.winning_token
+                self.engine.forget_market(spec.condition_id)
+                self._known_markets.discard(spec.condition_id)
+                for token in (spec.up_token, spec.down_token):
+                    self.last_trade.pop(token, None)
+                    self.last_trade_side.pop(token, None)
+                    self._best_seen.pop(token, None)
+
+    def _run_trade_failures(self, now: float) -> None:
+        due = [tid for at, tid in self._pending_failures if at <= now]
+        self._pending_failures = [(at, tid) for at, tid in self._pending_failures if at > now]
+        for trade_id in due:
+            try:
+                self.engine.fail_trade(trade_id, now)
+                log.warning("fault: trade %s turned FAILED", trade_id)
+            except ValueError as exc:
+                log.warning("fault: could not fail trade %s: %s", trade_id, exc)
+
+    # ---- engine events -> WebSocket frames -------------------------------------------------------
+    def drain(self, now: float) -> None:
+        events, self.engine.events = self.engine.events, []
+        if not events:
+            return
+        # Trades first: an order UPDATE emitted just before its trade must already list it.
+        for event in events:
+            if isinstance(event, TradeEvent) and event.trade.status == "MATCHED":
+                self._associate(event.trade)
+        run: list[LevelChange] = []
+        books_after: dict[str, float] = {}
+        for event in events:
+            if isinstance(event, LevelChange):
+                run.append(event)
+                continue
+            if run:
+                self._publish_levels(run)
+                run = []
+            if isinstance(event, OrderEvent):
+                order = event.order
+                if order.owner != BACKGROUND:
+                    self.user_ch.publish(order.owner, order.market,
+                                         ws.order_msg(event, self.associate_trades.get(order.order_id)))
+            elif isinstance(event, TradeEvent):
+                self._on_trade(event, now)
+            elif isinstance(event, LastTrade):
+                self.last_trade[event.token_id] = event.price
+                self.last_trade_side[event.token_id] = event.side
+                self.market_ch.publish_to_asset(event.token_id, ws.last_trade_msg(event))
+                spec = self.engine.market(event.market)
+                if spec is not None:
+                    books_after[spec.up_token] = event.ts
+                    books_after[spec.down_token] = event.ts
+            elif isinstance(event, TickSizeChange):
+                self.market_ch.publish_to_asset(event.token_id, ws.tick_size_msg(event))
+            elif isinstance(event, MarketResolved):
+                self._winners[event.market] = event.winning_token
+                spec = self.engine.market(event.market)
+                if spec is not None:
+                    self.market_ch.publish_custom(ws.market_resolved_msg(spec, event.winning_token, event.ts))
+        if run:
+            self._publish_levels(run)
+        # Production sends a fresh `book` after a trade changed it.
+        for token, ts in books_after.items():
+            self.market_ch.publish_book(token, ts)
+
+    def _publish_levels(self, run: list[LevelChange]) -> None:
+        by_market: dict[str, list[dict]] = {}
+        ts_of: dict[str, float] = {}
+        tops: dict[str, tuple[str, Decimal | None, Decimal | None, float]] = {}
+        for change in run:
+            self._level_seq += 1
+            by_market.setdefault(change.market, []).append(ws.price_change_entry(change, self._level_seq))
+            ts_of[change.market] = change.ts
+            tops[change.token_id] = (change.market, change.best_bid, change.best_ask, change.ts)
+        for market, entries in by_market.items():
+            self.market_ch.publish_price_changes(market, entries, ts_of[market])
+        for token, (market, bid, ask, ts) in tops.items():
+            if self._best_seen.get(token) != (bid, ask):
+                self._best_seen[token] = (bid, ask)
+                self.market_ch.publish_to_asset(token, ws.best_bid_ask_msg(market, token, bid, ask, ts),
+                                                custom_only=True)
+
+    def _associate(self, trade) -> None:
+        for order_id, owner in [(trade.taker_order_id, trade.taker_owner),
+                                *((f.order_id, f.owner) for f in trade.maker_fills)]:
+            if owner != BACKGROUND:
+                ids = self.associate_trades.setdefault(order_id, [])
+                if trade.trade_id not in ids:
+                    ids.append(trade.trade_id)
+
+    def _on_trade(self, event: TradeEvent, now: float) -> None:
+        trade = event.trade
+        if trade.status == "MATCHED":
+            parties = {trade.taker_address, *(f.maker_address for f in trade.maker_fills)} - {BACKGROUND}
+            if parties and self.faults.should_fail_trade(parties):
+                # After the MATCHED frame went out, as production's failed settlement would.
+                self._pending_failures.append((now + 0.3, trade.trade_id))
+        for recipient in ws.trade_recipients(trade):
+            self.user_ch.publish(recipient, trade.market, ws.trade_msg(trade, recipient, event.ts))
+
+    # ---- shutdown --------------------------------------------------------------------------------
+    async def close_sockets(self) -> None:
+        for channel in (self.market_ch, self.user_ch):
+            for conn in list(channel.conns):
+                conn.closed = True
+                try:
+                    await conn.ws.close(code=1001, message=b"server shutting down")
+                except Exception:
+                    pass
+
+
+# ---- HTTP plumbing ----------------------------------------------------------------------------------
+@web.middleware
+async def errors_as_json(request: web.Request, handler):
+    """Nothing reaches a client as a traceback: every failure is a JSON error with a production-style code."""
+    try:
+        return await handler(request)
+    except auth.AuthError as exc:
+        return error(401, exc.message)
+    except web.HTTPException as exc:
+        if exc.status == 404:
+            return error(404, "not found")
+        if exc.status == 405:
+            return error(405, "method not allowed")
+        if exc.status == 413:
+            return error(413, "request body too large")
+        if exc.status < 400:
+            raise
+        return error(exc.status, exc.reason or "bad request")
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error(500, "Internal server error")
+
+
+def build_app(sim: Sim, admin: bool = True) -> web.Application:
+    app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_BODY)
+    app.add_routes(GammaApi(sim).routes())
+    app.add_routes(ClobApi(sim).routes())
+    app.add_routes([web.get("/ws/market", sim.market_ch.handle), web.get("/ws/user", sim.user_ch.handle)])
+    if admin:
+        app.add_routes(AdminApi(sim).routes())
+    return app
+
+
+def urls(host: str, port: int) -> dict[str, str]:
+    shown = f"[{host}]" if ":" in host else host
+    base = f"http://{shown}:{port}"
+    return {"gamma_url": base, "clob_url": base, "ws_market_url": f"ws://{shown}:{port}/ws/market",
+            "ws_user_url": f"ws://{shown}:{port}/ws/user", "admin_url": f"{base}/_sim"}
+
+
+def write_ready_file(path: Path, content: dict) -> None:
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(content))
+    os.replace(tmp, path)  # readers never see a half-written file
+
+
+async def serve(args: argparse.Namespace) -> None:
+    sim = Sim(args)
+    sim.tick(time.time())  # list the windows before the first request can ask for them
+    app = build_app(sim, admin=not args.no_admin)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port, reuse_address=True)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # the real port when --port 0
+    endpoints = urls(args.host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    ticker = loop.create_task(sim.run(stop))
+    ready = Path(args.ready_file) if args.ready_file else None
+    if ready is not None:
+        write_ready_file(ready, endpoints)
+    log.info("polymm-sim serving on %s (seed=%s window_s=%s fund=%s)", endpoints["clob_url"], args.seed,
+             args.window_s, args.fund)
+    try:
+        await stop.wait()
+    finally:
+        log.info("polymm-sim stopping")
+        ticker.cancel()
+        try:
+            await ticker
+        except (asyncio.CancelledError, Exception):
+            pass
+        await sim.close_sockets()
+        await runner.cleanup()
+        if ready is not None:
+            try:
+                ready.unlink()
+            except FileNotFoundError:
+                pass
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="polymm-sim", description=__doc__.split("\n\n")[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0 picks a free port (see --ready-file)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--window-s", type=int, default=900, help="market window length (production: 900)")
+    p.add_argument("--ready-file", default=None, help="write the endpoint URLs here (JSON) once serving")
+    p.add_argument("--fund", type=float, default=1000.0, help="pUSD a new account starts with")
+    p.add_argument("--heartbeat-timeout-s", type=float, default=10.0, help="dead-man switch timeout")
+    p.add_argument("--listed-ahead", type=int, default=4, help="future windows listed besides the live one")
+    p.add_argument("--mined-after-s", type=float, default=1.0, help="trade MATCHED -> MINED delay")
+    p.add_argument("--confirmed-after-s", type=float, default=3.0, help="trade MATCHED -> CONFIRMED delay")
+    p.add_argument("--tick-s", type=float, default=0.1, help="how often the market steps and events go out")
+    p.add_argument("--page-size", type=int, default=500, help="rows per /data/orders and /data/trades page")
+    p.add_argument("--ws-subscribe-timeout-s", type=float, default=10.0,
+                   help="close sockets that do not subscribe within this time")
+    p.add_argument("--ws-idle-timeout-s", type=float, default=30.0,
+                   help="close sockets that send nothing (no PING) for this long")
+    p.add_argument("--no-admin", action="store_true", help="do not serve the /_sim admin endpoints")
+    p.add_argument("--log-level", default="INFO")
+    args = p.parse_args(argv)
+    problems = []
+    if args.window_s <= 0:
+        problems.append("--window-s must be positive")
+    if args.page_size <= 0:
+        problems.append("--page-size must be positive")
+    if args.tick_s <= 0:
+        problems.append("--tick-s must be positive")
+    if args.heartbeat_timeout_s <= 0:
+        problems.append("--heartbeat-timeout-s must be positive")
+    if args.fund < 0:
+        problems.append("--fund must not be negative")
+    if problems:
+        p.error("; ".join(problems))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logs.setup("polymm-sim", args.log_level)
+    try:
+        asyncio.run(serve(args))
+    except OSError as exc:  # port in use, bad host
+        log.error("polymm-sim cannot serve on %s:%s: %s", args.host, args.port, exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

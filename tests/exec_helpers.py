@@ -1,0 +1,53 @@
+"""Helpers for the execution-core tests against the sim (tests/test_exec_*.py)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from polymm.sim.testing import RunningSim, new_wallet
+from polymm.trader.execution import ExecutionCore, MarketIdentity
+from polymm.trader.gateway import Gateway
+from polymm.trader.model import Leg, OrderType, Role, Side, Want
+
+
+def live_market(sim: RunningSim) -> MarketIdentity:
+    m = sim.admin.live_market()
+    return MarketIdentity(
+        condition_id=m["condition_id"], up_token=m["up_token"], down_token=m["down_token"],
+        window_start=int(m["window_start"]), window_end=int(m["window_end"]), tick_size=float(m["tick_size"]),
+        min_order_size=float(m.get("min_order_size", 5)), fee_rate=float(m.get("fee_rate", 0.07)),
+    )
+
+
+def make_core(sim: RunningSim, state_dir: Path, pk: str | None = None, **kw) -> tuple[ExecutionCore, str]:
+    pk = pk or new_wallet()[0]
+    gateway = Gateway(sim.urls["clob_url"], pk)
+    kw.setdefault("reconcile_every_s", 30.0)
+    core = ExecutionCore(gateway, ws_user_url=sim.urls["ws_user_url"], state_dir=state_dir, **kw)
+    return core, pk
+
+
+def wait_for(predicate: Callable[[], object], timeout_s: float = 10.0, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def want(leg: Leg, side: Side, price: float, size: float, *, strategy: str = "s1", post_only: bool = True,
+         order_type: OrderType = OrderType.GTC, role: Role = Role.ENTRY, reason: str = "test") -> Want:
+    return Want(strategy, leg, side, price, size, role, order_type, post_only, reason)
+
+
+def book_top(sim: RunningSim, token: str) -> tuple[float, float]:
+    """(best bid, best ask) of one token from the sim's public REST book."""
+    import httpx
+
+    book = httpx.get(f"{sim.urls['clob_url']}/book", params={"token_id": token}, timeout=5).json()
+    bids = [float(level["price"]) for level in book.get("bids", [])]
+    asks = [float(level["price"]) for level in book.get("asks", [])]
+    return (max(bids) if bids else float("nan")), (min(asks) if asks else float("nan"))

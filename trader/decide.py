@@ -1,0 +1,162 @@
+"""One decision of the trader, as a pure function: the same code runs live (trader/engine.py) and in the backtest.
+
+    decide(market, orders, positions, config, state, now, *, paused=False, flatten=False, blocked_legs=None,
+           halt_reason="", post_only_only=False, unresolved_usd=0.0) -> Decision
+
+    market        MarketView of the window being traded (built from the feed's shared memory)
+    orders        our working orders in this market (OrderView, all strategies; terminal ones are ignored)
+    positions     {(strategy, leg): PositionView} in this market
+    config        Config (trader/config.py); read at every decision, so `mmctl set` acts at the next one
+    state         DecisionState from the previous decision, or None (new_state(market) is used)
+    now           unix seconds (the caller's clock; nothing here reads a clock)
+    paused        kill switch: every order cancelled, nothing placed, positions kept
+    flatten       cancel everything, sell every sellable position like a stop-loss (FAK at sl_order_price,
+                  retried every exit_retry_s); no entries. `Decision.flat` says when nothing sellable is left
+    blocked_legs  {Leg: reason}: the exchange refuses orders on these legs now (nothing placed there)
+    halt_reason   non-empty: the exchange accepts no new orders now (cancel-only, closed-only, engine restart,
+                  rate limited); cancels still go out
+    post_only_only  the exchange accepts post-only orders only: taker orders (stops) wait
+    unresolved_usd  exposure of earlier windows' positions awaiting resolution (counted against
+                  risk.max_exposure_usd; see risk.unresolved_value)
+
+    Decision.actions  [planner.Place(want) | planner.Cancel(client_id, reason)], cancels first: execute in order
+    Decision.state    pass back at the next decision (per-window memory of S1, S2 and the throttle)
+    Decision.notes    what is going on, in words (status / log), e.g. "feed stale (2.3 s old): ..."
+    Decision.wants, .exposure_usd, .phase, .flat   for status and tests
+
+Pipeline: window phase -> (paused | flatten | S1 + S2) -> risk.gate (feed guard, total exposure cap) ->
+planner.plan (no churn, never two orders per strategy/leg/side) -> risk.gate_actions (exchange state,
+blocked legs, throttle).
+
+Call it on every new top of book, every order/fill event, and at least every ~100 ms without either (the
+exit delay, retries, requote waits and cancel-before-end are time rules).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+from msgspec.structs import replace
+from typing import Mapping, Sequence
+
+from polymm.trader import planner, risk
+from polymm.trader.config import Config
+from polymm.trader.model import Leg, MarketView, OrderView, PositionView, Role, Want
+from polymm.trader.planner import Cancel, Place
+from polymm.trader.strategy.s1 import S1State, decide_s1, new_s1_state
+from polymm.trader.strategy.s2 import S2State, decide_s2, new_s2_state
+
+
+class DecisionState(msgspec.Struct, frozen=True):
+    window_start: int
+    s1: S1State
+    s2: S2State
+    risk: risk.RiskState = msgspec.field(default_factory=risk.RiskState)
+
+
+@dataclass(frozen=True)
+class Decision:
+    actions: list[Place | Cancel]
+    state: DecisionState
+    notes: list[str]
+    wants: list[Want]
+    exposure_usd: float
+    phase: str  # before | open | closing | ended
+    flat: bool  # no sellable position left (meaningful for flatten)
+    leg_notes: Mapping[str, str] = field(default_factory=dict)  # "s1 up" -> what S1 does on Up, in words
+
+
+def new_state(market: MarketView | None = None) -> DecisionState:
+    ws = market.window_start if market is not None else 0
+    return DecisionState(window_start=ws, s1=new_s1_state(ws), s2=new_s2_state(ws))
+
+
+def decide(
+    market: MarketView,
+    orders: Sequence[OrderView],
+    positions: Mapping[tuple[str, Leg], PositionView],
+    config: Config,
+    state: DecisionState | None,
+    now: float,
+    *,
+    paused: bool = False,
+    flatten: bool = False,
+    blocked_legs: Mapping[Leg, str] | None = None,
+    halt_reason: str = "",
+    post_only_only: bool = False,
+    unresolved_usd: float = 0.0,
+) -> Decision:
+    if state is None or state.window_start != market.window_start:
+        # Window rotation: nothing carries over but the throttle (it limits orders per minute, not per window).
+        fresh = new_state(market)
+        state = fresh if state is None else replace(fresh, risk=state.risk)
+    orders = [o for o in orders if o.state.working]
+    positions = dict(positions)
+    notes: list[str] = []
+    reasons: dict[tuple, str] = {}  # (strategy, leg) or (strategy, leg, role) -> words
+    default_reason = "no longer wanted"
+    wants: list[Want] = []
+    flat = not any(_sellable(p, market) for p in positions.values())
+    expo = risk.exposure(market, orders, positions, unresolved_usd).total_usd  # before this decision's actions
+
+    phase, phase_words = risk.window_phase(market, config, now)
+    if phase != "open":
+        notes.append(phase_words)
+        default_reason = phase_words
+    elif flatten:
+        wants, risk_state, flat = risk.flatten_wants(market, orders, positions, config, state.risk, now)
+        state = replace(state, risk=risk_state)
+        default_reason = "flatten by operator"
+        notes.append("flattening: selling every sellable position" if not flat else "flatten done: nothing sellable left")
+    elif paused:
+        notes.append("paused: no orders, positions kept")
+        default_reason = "paused by operator"
+    else:
+        wants, state = _strategies(market, orders, positions, config, state, now, config.risk.max_exposure_usd - expo)
+        for name, st in (("s1", state.s1), ("s2", state.s2)):
+            notes += list(st.notes)
+            for leg, ls in st.legs.items():
+                if ls.note:
+                    reasons[(name, leg)] = ls.note
+                if ls.entry_note:
+                    reasons[(name, leg, Role.ENTRY)] = ls.entry_note
+        wants, gate_notes = risk.gate(wants, market, orders, positions, config, unresolved_usd, committed_usd=expo)
+        notes += gate_notes
+        problem = risk.feed_problem(market, config)
+        if problem is not None:
+            default_reason = problem
+            for name in ("s1", "s2"):
+                for leg in Leg:
+                    reasons[(name, leg, Role.ENTRY)] = problem
+
+    actions = planner.plan(wants, orders, market.tick_size, reasons=reasons, default_reason=default_reason)
+    actions, risk_state, action_notes = risk.gate_actions(
+        actions, market, config, state.risk, now,
+        blocked_legs=blocked_legs, halt_reason=halt_reason, post_only_only=post_only_only,
+    )
+    notes += action_notes
+    state = replace(state, risk=risk_state)
+    leg_notes = {" ".join(str(getattr(k, "value", k)) for k in key): why for key, why in reasons.items()}
+    return Decision(
+        actions=actions, state=state, notes=notes, wants=wants, exposure_usd=expo, phase=phase, flat=flat, leg_notes=leg_notes
+    )
+
+
+def _strategies(
+    market: MarketView,
+    orders: Sequence[OrderView],
+    positions: Mapping[tuple[str, Leg], PositionView],
+    config: Config,
+    state: DecisionState,
+    now: float,
+    room: float,
+) -> tuple[list[Want], DecisionState]:
+    s1_pos = {leg: p for (s, leg), p in positions.items() if s == "s1"}
+    s2_pos = {leg: p for (s, leg), p in positions.items() if s == "s2"}
+    w1, s1_state = decide_s1(market, orders, s1_pos, config.s1, state.s1, now, room)
+    w2, s2_state = decide_s2(market, orders, s2_pos, config.s2, state.s2, now, room)
+    return w1 + w2, replace(state, s1=s1_state, s2=s2_state)
+
+
+def _sellable(p: PositionView, market: MarketView) -> bool:
+    return p.shares > 1e-9 and p.shares + 1e-9 >= market.min_order_size

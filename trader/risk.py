@@ -1,0 +1,222 @@
+"""Risk rules and the window lifecycle, both strategies (strategies.md, "Risk and window lifecycle"). Pure.
+
+- `window_phase`: before the window, open, closing (`risk.cancel_before_end_s` before the end: every order of
+  the window cancelled, nothing placed after that), ended.
+- `exposure`: the one computation of exposure: (shares held + shares on open buys) x best bid per leg and
+  strategy, plus what positions of earlier windows awaiting resolution tie up (`unresolved_usd`, valued by the
+  caller at cost: those markets have no book any more).
+- `feed_problem`: stale feed (MarketView.fresh false or older than `risk.stale_feed_ms`) or crossed book.
+- `gate`: what of the strategies' wants may stand: on a bad feed no entry (the planner then cancels resting
+  entries); new buys trimmed or dropped so the total stays within `risk.max_exposure_usd`. An order a want
+  merely keeps is never trimmed (no churn); it counts against the cap.
+- `flatten_wants`: sell every sellable position like a stop-loss (fill-and-kill at the owning strategy's
+  sl_order_price, every exit_retry_s), nothing else.
+- `gate_actions`: what may actually be sent now: nothing while the exchange or the market refuses new orders,
+  no taker order while the exchange is post-only, nothing on a blocked leg, and at most
+  `risk.max_orders_per_min` new orders per rolling minute (stops first, then take-profits, then entries).
+  Cancels are never held back.
+Paused is handled by the caller (decide.py): no wants at all, so every order is cancelled; positions are kept.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import replace as replace_want
+
+import msgspec
+from msgspec.structs import replace
+from typing import Mapping, Sequence
+
+from polymm.trader.config import Config
+from polymm.trader.model import Leg, MarketView, OrderType, OrderView, PositionView, Role, Side, Want
+from polymm.trader.planner import Cancel, Place, kept_orders
+from polymm.trader.strategy.common import EPS, entry_size, finite, mark_price, mirror, sellable, stop_want
+
+THROTTLE_WINDOW_S = 60.0
+_PRIORITY = {Role.STOP_LOSS: 0, Role.FLATTEN: 0, Role.TAKE_PROFIT: 1, Role.ENTRY: 2}
+
+
+class RiskState(msgspec.Struct, frozen=True):
+    place_times: tuple[float, ...] = ()  # when each order of the last minute was placed (throttle)
+    last_flatten_at: dict = msgspec.field(default_factory=dict)  # (strategy, leg) -> unix s
+
+
+def window_phase(market: MarketView, config: Config, now: float) -> tuple[str, str]:
+    """("before" | "open" | "closing" | "ended", words)."""
+    if now < market.window_start:
+        return "before", f"window starts in {market.window_start - now:.1f} s: no orders yet"
+    if now >= market.window_end:
+        return "ended", "window ended: no orders; positions held to resolution"
+    if market.window_end - now <= config.risk.cancel_before_end_s + EPS:
+        return "closing", (
+            f"window ends in {market.window_end - now:.1f} s: all orders cancelled, nothing placed "
+            f"(risk.cancel_before_end_s {config.risk.cancel_before_end_s:g})"
+        )
+    return "open", ""
+
+
+def feed_problem(market: MarketView, config: Config) -> str | None:
+    if not market.fresh or market.age_ms > config.risk.stale_feed_ms:
+        return f"feed stale ({market.age_ms / 1000:.1f} s old): resting entries cancelled, no new entries"
+    if market.crossed:
+        return "book crossed: resting entries cancelled, no new entries"
+    return None
+
+
+@dataclass(frozen=True)
+class Exposure:
+    total_usd: float  # everything below plus unresolved_usd
+    by_leg: Mapping[tuple[str, Leg], float]  # (strategy, leg) -> (held + open buys) x best bid
+    unresolved_usd: float = 0.0
+
+
+def exposure(
+    market: MarketView,
+    orders: Sequence[OrderView],
+    positions: Mapping[tuple[str, Leg], PositionView],
+    unresolved_usd: float = 0.0,
+) -> Exposure:
+    by_leg: dict[tuple[str, Leg], float] = {}
+    for (strategy, leg), pos in positions.items():
+        if pos.shares > EPS:
+            by_leg[(strategy, leg)] = by_leg.get((strategy, leg), 0.0) + pos.shares * mark_price(market, leg, pos.avg_price)
+    for o in orders:
+        if o.state.working and o.side is Side.BUY and o.remaining > EPS:
+            key = (o.strategy, o.leg)
+            by_leg[key] = by_leg.get(key, 0.0) + o.remaining * mark_price(market, o.leg, o.price)
+    return Exposure(total_usd=sum(by_leg.values()) + unresolved_usd, by_leg=by_leg, unresolved_usd=unresolved_usd)
+
+
+def gate(
+    wants: Sequence[Want],
+    market: MarketView,
+    orders: Sequence[OrderView],
+    positions: Mapping[tuple[str, Leg], PositionView],
+    config: Config,
+    unresolved_usd: float = 0.0,
+    committed_usd: float | None = None,
+) -> tuple[list[Want], list[str]]:
+    """The wants that may stand (see the module docstring), and notes in words. `committed_usd`: the exposure
+    of `orders` and `positions` when the caller has it already (else computed here)."""
+    notes: list[str] = []
+    problem = feed_problem(market, config)
+    if problem is not None:
+        if any(w.role is Role.ENTRY for w in wants) or any(o.role is Role.ENTRY and o.state.working for o in orders):
+            notes.append(problem)
+        wants = [w for w in wants if w.role is not Role.ENTRY]
+    kept = kept_orders(wants, orders, market.tick_size)
+    committed = exposure(market, orders, positions, unresolved_usd).total_usd if committed_usd is None else committed_usd
+    room = config.risk.max_exposure_usd - committed
+    out: list[Want] = []
+    for i, w in enumerate(wants):
+        if w.side is not Side.BUY or i in kept:
+            out.append(w)
+            continue
+        mark = mark_price(market, w.leg, w.price)
+        value = w.size * mark
+        if value <= room + EPS:
+            room -= value
+            out.append(w)
+            continue
+        size = entry_size(room, mark)
+        min_size = market.min_order_size
+        if w.strategy == "s1":
+            min_size = max(min_size, config.s1.min_order_size)
+        if size + EPS >= min_size:
+            room -= size * mark
+            out.append(replace_want(w, size=size, reason=f"{w.reason}; trimmed to risk.max_exposure_usd {config.risk.max_exposure_usd:g}"))
+            notes.append(f"{w.strategy} {w.leg.value}: entry trimmed {w.size:g} -> {size:g} shares by risk.max_exposure_usd")
+        else:
+            notes.append(
+                f"{w.strategy} {w.leg.value}: no entry, total exposure ${committed:.2f} is at risk.max_exposure_usd "
+                f"{config.risk.max_exposure_usd:g}"
+            )
+    return out, notes
+
+
+def flatten_wants(
+    market: MarketView,
+    orders: Sequence[OrderView],
+    positions: Mapping[tuple[str, Leg], PositionView],
+    config: Config,
+    state: RiskState,
+    now: float,
+) -> tuple[list[Want], RiskState, bool]:
+    """Sell every sellable position like a stop-loss. Returns (wants, state, done) where done means nothing
+    sellable is left (dust stays, held to resolution)."""
+    wants: list[Want] = []
+    last = dict(state.last_flatten_at)
+    done = True
+    for (strategy, leg), pos in sorted(positions.items(), key=lambda kv: (kv[0][0], kv[0][1].value)):
+        if not sellable(pos.shares, market):
+            continue
+        done = False
+        params = config.s2 if strategy == "s2" else config.s1
+        sells = [o for o in orders if o.strategy == strategy and o.leg is leg and o.side is Side.SELL and o.state.working]
+        pending = [o for o in sells if o.role is Role.FLATTEN]
+        if pending:
+            wants.append(mirror(pending[0]))
+            continue
+        if now - last.get((strategy, leg), float("-inf")) + EPS < params.exit_retry_s:
+            continue
+        wants.append(stop_want(strategy, leg, pos.shares, params.sl_order_price, market.tick_size, "flatten by operator", Role.FLATTEN))
+        if not sells:
+            last[(strategy, leg)] = now
+    return wants, replace(state, last_flatten_at=last), done
+
+
+def gate_actions(
+    actions: Sequence[Place | Cancel],
+    market: MarketView,
+    config: Config,
+    state: RiskState,
+    now: float,
+    *,
+    blocked_legs: Mapping[Leg, str] | None = None,
+    halt_reason: str = "",
+    post_only_only: bool = False,
+) -> tuple[list[Place | Cancel], RiskState, list[str]]:
+    """Hold back places the exchange would refuse or the throttle forbids; cancels always pass."""
+    notes: list[str] = []
+    cancels = [a for a in actions if isinstance(a, Cancel)]
+    places = sorted((a for a in actions if isinstance(a, Place)), key=lambda p: _PRIORITY.get(p.want.role, 3))
+    recent = tuple(t for t in state.place_times if now - t < THROTTLE_WINDOW_S)
+    allowed: list[Place | Cancel] = []
+    # Callers may key legs by Leg or by its value ("up"); Leg's hash is not the string's, so normalise.
+    blocked_legs = {Leg(k): v for k, v in (blocked_legs or {}).items()}
+    for p in places:
+        w = p.want
+        why = ""
+        if halt_reason:
+            why = halt_reason
+        elif not market.accepting_orders:
+            why = "market not accepting orders"
+        elif w.leg in blocked_legs:
+            why = f"{w.leg.value} blocked: {blocked_legs[w.leg]}"
+        elif post_only_only and (not w.post_only or w.order_type in (OrderType.FAK, OrderType.FOK)):
+            why = "exchange accepts post-only orders only"
+        elif len(recent) >= config.risk.max_orders_per_min:
+            why = f"throttled: {len(recent)} orders in the last minute (risk.max_orders_per_min {config.risk.max_orders_per_min})"
+        if why:
+            notes.append(f"not placing {w.strategy} {w.leg.value} {w.side.value} {w.size:g} @ {w.price:g} ({w.role.value}): {why}")
+            continue
+        recent = recent + (now,)
+        allowed.append(p)
+    return cancels + allowed, replace(state, place_times=recent), notes
+
+
+def unresolved_value(positions: Sequence[PositionView]) -> float:
+    """What positions of ended windows awaiting resolution tie up, at cost (their books are gone)."""
+    return sum(p.shares * p.avg_price for p in positions if p.shares > EPS and finite(p.avg_price))
+
+
+__all__ = [
+    "Exposure",
+    "RiskState",
+    "exposure",
+    "feed_problem",
+    "flatten_wants",
+    "gate",
+    "gate_actions",
+    "unresolved_value",
+    "window_phase",
+]
