@@ -18,6 +18,7 @@ Usage: .venv/bin/python bench/bench_tick_to_decision.py [--seconds 40] [--window
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -42,7 +43,28 @@ def describe(name: str, samples_s: list[float]) -> str:
             f"max {max(us):8.1f} us")
 
 
+class _TimedPlaces:
+    """The execution core, with each place() remembered against the tick that caused it (if any)."""
+
+    def __init__(self, core, engine_box, tick_of_order, lock) -> None:
+        self._core, self._engine, self._ticks, self._lock = core, engine_box, tick_of_order, lock
+
+    def place(self, want):
+        client_id = self._core.place(want)
+        tick = self._engine[0].tick_publish_ts
+        if tick is not None:
+            with self._lock:
+                self._ticks[client_id] = tick
+        return client_id
+
+    def __getattr__(self, name):
+        return getattr(self._core, name)
+
+
 def run(seconds: float, window_s: int) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.ERROR)  # the trader's order lines would drown the figures
     from polymm import demo, env
     from polymm.feed import shm
     from polymm.trader import service
@@ -51,48 +73,42 @@ def run(seconds: float, window_s: int) -> int:
 
     decisions: list[float] = []
     sends: list[float] = []
-    publish_of_client: dict[str, float] = {}
     lock = threading.Lock()
 
     with tempfile.TemporaryDirectory(prefix="polymm-bench-") as tmp:
+        # entry_threshold 0.05: S1 always wants an entry, so requotes keep orders flowing for the send figure.
         stack = demo.Stack(Path(tmp), window_s=window_s,
                            config_text=demo.demo_config(window_s, entry_threshold=0.05))
         with stack:
-            pass_env = stack.env()
             stack.start(trader=False)
-            pass_env = stack.env()
-            store = ConfigStore(stack.config_path, Path(tmp) / "state" / "overrides.json",
-                                base={"endpoints.clob_url": pass_env[env.CLOB_URL],
-                                      "endpoints.ws_user_url": pass_env[env.WS_USER_URL]})
+            trader_env = stack.env()
+            # This process is the trader: the same environment polymm-trader would get (secrets included).
+            for name in (env.PK, env.SIGNATURE_TYPE):
+                os.environ[name] = trader_env[name]
+            store = ConfigStore(stack.config_path, stack.state_dir / "overrides.json",
+                                base={"endpoints.clob_url": trader_env[env.CLOB_URL],
+                                      "endpoints.ws_user_url": trader_env[env.WS_USER_URL],
+                                      "endpoints.gamma_url": trader_env[env.GAMMA_URL]})
             store.load()
             reader = shm.Reader(stack.shm, wait_s=10)
-            import os
+            tick_of_order: dict[str, float] = {}
+            engine_box: list[Engine] = []
 
-            saved = dict(os.environ)
-            os.environ.update({k: v for k, v in pass_env.items() if k in (env.PK, env.SIGNATURE_TYPE, env.STATE_DIR)})
-            try:
-                core = service.build_core(store.current)
-            finally:
-                os.environ.clear()
-                os.environ.update(saved)
-
-            last_publish = {"t": 0.0}
-
-            def on_decision(snap, decided_at: float, sent_at: float) -> None:
-                publish = max(snap.up.publish_ts, snap.down.publish_ts)
-                last_publish["t"] = publish
+            def on_decision(snap, decided_at: float, _sent_at: float) -> None:
                 with lock:
-                    decisions.append(decided_at - publish)
+                    decisions.append(decided_at - engine_box[0].tick_publish_ts)
 
             def on_submit_sent(client_id: str, t: float) -> None:
+                # Orders leave from the core's worker threads; only those a new tick caused are timed.
                 with lock:
-                    if last_publish["t"]:
-                        sends.append(t - last_publish["t"])
+                    tick = tick_of_order.pop(client_id, None)
+                    if tick is not None:
+                        sends.append(t - tick)
 
-            if hasattr(core, "on_submit_sent"):
-                core.on_submit_sent = on_submit_sent
-            engine = Engine(reader, core, store.current, on_decision=on_decision,
-                            config_source=lambda: store.current)
+            core = service.build_core(store.current, stack.state_dir, on_submit_sent=on_submit_sent)
+            engine = Engine(reader, _TimedPlaces(core, engine_box, tick_of_order, lock), store.current,
+                            on_decision=on_decision, config_source=lambda: store.current)
+            engine_box.append(engine)
             engine.start(engine.attach_market(30))
             stop = threading.Event()
             thread = threading.Thread(target=engine.run, args=(stop,), daemon=True)

@@ -162,6 +162,10 @@ EOF
     chown root:"$USER_NAME" "$tmp"; chmod 0640 "$tmp"; mv "$tmp" "$ETC/config.toml"
 else
     say "kept existing $ETC/config.toml"
+    # After an uninstall + reinstall the group may be a new gid: the trader must still be able to read the file.
+    if [ "$(stat -c %G "$ETC/config.toml")" != "$USER_NAME" ]; then
+        chgrp "$USER_NAME" "$ETC/config.toml"; say "gave $ETC/config.toml to group $USER_NAME (the trader reads it)"
+    fi
 fi
 if [ ! -e "$ETC/polymm.env" ]; then
     tmp="$(mktemp "$ETC/.polymm.env.XXXXXX")"   # mktemp: 0600 from the start, the secrets are never readable

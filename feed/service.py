@@ -199,6 +199,20 @@ class FeedService:
                 log.info("connecting to the next window's market %s ahead of its start", info.slug)
                 self.shadow = self._new_stream(info)
 
+        for stream in (self.active, self.shadow):
+            if stream is not None and not stream.is_alive():
+                # Its thread catches everything it expects; if it died anyway, replace it rather than sit on
+                # a dead book (the heartbeat alone would look healthy).
+                log.error("market ws thread for %s died (%s); starting a new one", stream.market.slug,
+                          stream.last_error or "no error recorded")
+                fresh = self._new_stream(stream.market)
+                fresh.updates_base, fresh.disagreements_base = stream.updates_base, stream.disagreements_base
+                if stream is self.active:
+                    self.active = fresh
+                    self.writer.set_status("stale", fresh.window_start)
+                    fresh.activate()
+                else:
+                    self.shadow = fresh
         if not self.ready_sent and self.active is not None and self.active.first_publish.is_set():
             self.ready_sent = True
             self.notifier.ready(self.status_line(now))

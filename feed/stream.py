@@ -97,6 +97,7 @@ class MarketStream:
         self.live = False
         self.connected = False
         self.connected_at = math.nan
+        self._age_baseline = math.nan  # data age is counted from here when a leg has had no data since
         self.reconnects = 0  # connections after the first
         self.connections = 0
         self.pongs = 0
@@ -122,6 +123,8 @@ class MarketStream:
         """Start publishing (at the window boundary): the current book goes out at once if complete."""
         with self._lock:
             self.live = True
+            # The market was not live until now and may have been quiet: measure silence from here.
+            self._age_baseline = self.clock()
             if self.book.ready() and self.connected:
                 self._publish(bk.UP | bk.DOWN, "connected")
 
@@ -152,11 +155,13 @@ class MarketStream:
         return now - oldest if oldest == oldest else math.inf
 
     def _leg_last(self, leg: bk.LegBook) -> float:
-        connected_at = self.connected_at
+        """When this leg last had data, counting the connection (or going live) as a start: silence is
+        measured from the later of the leg's last data and that baseline."""
+        baseline = self._age_baseline
         recv = leg.recv_ts
-        if recv == recv and (connected_at != connected_at or recv >= connected_at):
+        if recv == recv and (baseline != baseline or recv >= baseline):
             return recv
-        return connected_at
+        return baseline
 
     # -- the hot path (stream thread) ------------------------------------------------------------------
 
@@ -250,7 +255,7 @@ class MarketStream:
             with self._lock:
                 self.book.reset()  # no replay: the snapshot of this connection rebuilds the book
                 self.connected = True
-                self.connected_at = self.clock()
+                self.connected_at = self._age_baseline = self.clock()
             log.info(
                 "market ws %s connected to %s; subscribed up=%s.. down=%s..",
                 self.market.slug, self.url, self.market.up_token[:12], self.market.down_token[:12],
@@ -309,6 +314,10 @@ class MarketStream:
         return "stopped"
 
     def _health_problem(self, now: float) -> str:
+        if not self.live:
+            # A shadow stream's market has not started: it may legitimately be silent for long. Its data
+            # age is judged from the moment it goes live (a frozen socket is then caught as usual).
+            return ""
         for name, leg in (("up", self.book.up), ("down", self.book.down)):
             age = now - self._leg_last(leg)
             if age > self.stale_after_s:

@@ -142,7 +142,7 @@ class Stack:
     def start_feed(self, wait_s: float = 60.0) -> None:
         log = self._log("feed")
         self.feed = subprocess.Popen(_python_main("polymm.feed.service"), env=self.env(), stdout=log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         self.wait_feed(wait_s)
 
     def wait_feed(self, wait_s: float = 60.0) -> None:
@@ -167,8 +167,10 @@ class Stack:
 
     def start_trader(self, wait_s: float = 60.0, extra_env: dict | None = None, args: tuple = ()) -> subprocess.Popen:
         log = self._log("trader")
+        # Own session: a Ctrl-C at the terminal reaches the demo only, which then stops the trader first (it must
+        # cancel its orders while the sim still answers), then the feed, then the sim.
         self.trader = subprocess.Popen(self.trader_command(*args), env=self.env(**(extra_env or {})), stdout=log,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         if wait_s:
             self.wait_trader(wait_s)
         return self.trader

@@ -14,7 +14,7 @@ import logging
 import math
 import time
 import uuid
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -22,7 +22,7 @@ from aiohttp import web
 from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 
-from polymm.sim import auth, faults as faults_mod, orders
+from polymm.sim import auth, faults as faults_mod, gamma, orders
 from polymm.sim.engine import BACKGROUND, MSG_NOT_READY, SimOrder, Trade
 
 if TYPE_CHECKING:
@@ -183,6 +183,39 @@ def book_json(sim: "Sim", token_id: str, now: float) -> dict | None:
     return body
 
 
+def clob_market_json(spec, up_top: tuple[Decimal | None, Decimal | None]) -> dict:
+    bid, ask = up_top
+    if spec.winning_token is not None:
+        up_price = Decimal(1) if spec.winning_token == spec.up_token else Decimal(0)
+    elif bid is not None and ask is not None:
+        up_price = (bid + ask) / 2
+    else:
+        up_price = Decimal("0.5")
+    question = gamma.title(spec)
+    return {
+        "enable_order_book": True, "active": True, "closed": bool(spec.closed), "archived": False,
+        "accepting_orders": bool(spec.accepting_orders and not spec.closed),
+        "accepting_order_timestamp": None,
+        "minimum_order_size": int(spec.min_size) if spec.min_size == spec.min_size.to_integral() else float(spec.min_size),
+        "minimum_tick_size": float(spec.tick_size), "condition_id": spec.condition_id,
+        "question_id": "0x" + keccak(("question:" + spec.condition_id).encode()).hex(), "question": question,
+        "description": gamma.DESCRIPTION, "market_slug": spec.slug,
+        "end_date_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(spec.window_end)),
+        "game_start_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(spec.window_start)),
+        "seconds_delay": 0, "fpmm": "", "maker_base_fee": 1000, "taker_base_fee": 1000,
+        "notifications_enabled": False, "neg_risk": False, "neg_risk_market_id": "", "neg_risk_request_id": "",
+        "icon": gamma.IMAGE, "image": gamma.IMAGE, "rewards": {"rates": [], "min_size": 50, "max_spread": 4.5},
+        "is_50_50_outcome": False,
+        "tokens": [
+            {"token_id": spec.up_token, "outcome": "Up", "price": float(up_price),
+             "winner": spec.winning_token == spec.up_token},
+            {"token_id": spec.down_token, "outcome": "Down", "price": float(1 - up_price),
+             "winner": spec.winning_token == spec.down_token},
+        ],
+        "tags": ["Crypto", "Bitcoin", "Up or Down", "Crypto Prices", "Recurring", "15M"],
+    }
+
+
 def paginate(rows: list[dict], cursor: str, page_size: int) -> dict | None:
     """Production's cursor: base64 of the offset; "MA==" starts, "LTE=" (base64 "-1") means done."""
     try:
@@ -219,6 +252,7 @@ class ClobApi:
             web.get("/last-trade-price", self.get_last_trade_price),
             web.get("/markets-by-token/{token_id}", self.get_market_by_token),
             web.get("/clob-markets/{condition_id}", self.get_clob_market),
+            web.get("/markets/{condition_id}", self.get_market),
             web.post("/auth/api-key", self.create_api_key),
             web.get("/auth/derive-api-key", self.derive_api_key),
             web.get("/auth/api-keys", self.get_api_keys),
@@ -399,6 +433,14 @@ class ClobApi:
             "sd": 0,
             "itode": False,
         })
+
+    async def get_market(self, request: web.Request) -> web.Response:
+        """The SDK's get_market (CLOB market object, http_responses/market.json). Shares the port with
+        Gamma, whose `/markets?slug=` and `/markets/slug/{slug}` routes keep their meaning."""
+        spec = self.sim.engine.market(request.match_info["condition_id"])
+        if spec is None:
+            return error(404, "market not found")
+        return ok(clob_market_json(spec, self._top(spec.up_token)))
 
     # ---- orders ----------------------------------------------------------------------------------
     async def post_order(self, request: web.Request) -> web.Response:

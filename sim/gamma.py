@@ -81,7 +81,7 @@ def title(spec: MarketSpec) -> str:
     return f"Bitcoin Up or Down - {start.strftime('%B')} {start.day}, {_clock(start)}-{_clock(end)} {zone}"
 
 
-def _number_id(text: str, modulo: int) -> str:
+def number_id(text: str, modulo: int) -> str:
     return str(int.from_bytes(keccak(text.encode())[:8], "big") % modulo + 1_000_000)
 
 
@@ -111,7 +111,7 @@ def market_json(spec: MarketSpec, live: LivePrices, now: float, listed_at: float
     ask = _f(live.best_ask, 1.0)
     question = title(spec)
     market = {
-        "id": _number_id(spec.condition_id, 10_000_000),
+        "id": number_id(spec.condition_id, 10_000_000),
         "question": question,
         "conditionId": spec.condition_id,
         "slug": spec.slug,
@@ -202,7 +202,7 @@ def event_json(spec: MarketSpec, live: LivePrices, now: float, listed_at: float,
     question = title(spec)
     closed = bool(spec.closed)
     event = {
-        "id": _number_id("event:" + spec.condition_id, 1_000_000),
+        "id": number_id("event:" + spec.condition_id, 1_000_000),
         "ticker": spec.slug,
         "slug": spec.slug,
         "title": question,

@@ -93,11 +93,7 @@ class Sim:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             started = time.time()
-            try:
-                self.tick(started)
-            except Exception:
-                self.stats["tick_errors"] += 1
-                log.exception("sim tick failed (the sim keeps serving)")
+            self.tick(started)
             self.stats["ticks"] += 1
             try:
                 await asyncio.wait_for(stop.wait(), timeout=max(0.0, self.args.tick_s - (time.time() - started)))
@@ -105,17 +101,25 @@ class Sim:
                 pass
 
     def tick(self, now: float) -> None:
-        self.market.step(now)
-        self._announce_new_markets(now)
+        # Each step is guarded on its own: a failing market step must not stop the dead-man switch or
+        # the event fan-out.
+        for step in (self.market.step, self._announce_new_markets, self._dead_man_switch, self._run_trade_failures,
+                     self.drain, self._flush_held, self._forget_old_markets):
+            try:
+                step(now)
+            except Exception:
+                self.stats["tick_errors"] += 1
+                log.exception("sim tick step %s failed (the sim keeps serving)", getattr(step, "__name__", step))
+
+    def _dead_man_switch(self, now: float) -> None:
         for owner in self.heartbeats.expired(now):
             canceled, _ = self.engine.cancel_all(owner, now)
             log.warning("dead-man switch: no heartbeat for %.1f s from key %s..., cancelled %d orders",
                         self.heartbeats.timeout_s, owner[:8], len(canceled))
-        self._run_trade_failures(now)
-        self.drain(now)
+
+    def _flush_held(self, now: float) -> None:
         self.market_ch.flush_held()
         self.user_ch.flush_held()
-        self._forget_old_markets(now)
 
     def after_engine_call(self) -> None:
         """REST handlers call this after changing the engine so WS frames go out at once."""
@@ -307,6 +311,8 @@ async def serve(args: argparse.Namespace) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     ticker = loop.create_task(sim.run(stop))
+    if args.exit_after_s > 0:
+        loop.call_later(args.exit_after_s, stop.set)
     ready = Path(args.ready_file) if args.ready_file else None
     if ready is not None:
         write_ready_file(ready, endpoints)
@@ -349,6 +355,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ws-idle-timeout-s", type=float, default=30.0,
                    help="close sockets that send nothing (no PING) for this long")
     p.add_argument("--no-admin", action="store_true", help="do not serve the /_sim admin endpoints")
+    p.add_argument("--exit-after-s", type=float, default=0.0,
+                   help="stop by itself after this long (0 = never): a guard for unattended soaks")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     problems = []
@@ -360,6 +368,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         problems.append("--tick-s must be positive")
     if args.heartbeat_timeout_s <= 0:
         problems.append("--heartbeat-timeout-s must be positive")
+    if args.exit_after_s < 0:
+        problems.append("--exit-after-s must not be negative")
     if args.fund < 0:
         problems.append("--fund must not be negative")
     if problems:

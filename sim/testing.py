@@ -152,7 +152,10 @@ def run_sim(tmp_path: Path | str, seed: int = 1, window_s: int = 60, fund: float
                "--seed", str(seed), "--window-s", str(window_s), "--fund", str(fund),
                "--ready-file", str(ready_file), *extra_args]
     log_file = open(log_path, "wb")
-    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    # Its own session: a terminal's Ctrl-C (SIGINT to the foreground group) must not kill the sim before the
+    # processes using it have cleaned up (cancelled orders); the finally below stops it with SIGTERM.
+    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               start_new_session=True)
     log_file.close()  # the child holds its own descriptor
     try:
         urls = _wait_ready(process, ready_file, log_path)

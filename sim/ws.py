@@ -27,8 +27,7 @@ from aiohttp import WSMsgType, web
 
 from polymm.sim import gamma
 from polymm.sim.clob import book_json, maker_orders_json, ms, num, secs, trade_tx_hash, wire_address, wire_owner
-from polymm.sim.engine import (BACKGROUND, LastTrade, LevelChange, MarketResolved, MarketSpec, OrderEvent,
-                               TickSizeChange, Trade)
+from polymm.sim.engine import BACKGROUND, LastTrade, LevelChange, MarketSpec, OrderEvent, TickSizeChange, Trade
 from polymm.sim.faults import Faults
 
 if TYPE_CHECKING:
@@ -88,7 +87,7 @@ def best_bid_ask_msg(market: str, token_id: str, bid: Decimal | None, ask: Decim
 
 
 def _market_id(spec: MarketSpec) -> str:
-    return gamma._number_id(spec.condition_id, 10_000_000)
+    return gamma.number_id(spec.condition_id, 10_000_000)
 
 
 def new_market_msg(spec: MarketSpec, ts: float) -> dict:
@@ -97,7 +96,7 @@ def new_market_msg(spec: MarketSpec, ts: float) -> dict:
     return {
         "event_type": "new_market", "id": _market_id(spec), "question": question, "market": spec.condition_id,
         "slug": spec.slug, "description": gamma.DESCRIPTION, "assets_ids": tokens, "outcomes": ["Up", "Down"],
-        "event_message": {"id": gamma._number_id("event:" + spec.condition_id, 1_000_000), "ticker": spec.slug,
+        "event_message": {"id": gamma.number_id("event:" + spec.condition_id, 1_000_000), "ticker": spec.slug,
                           "slug": spec.slug, "title": question, "description": gamma.DESCRIPTION},
         "timestamp": ms(ts), "tags": ["crypto", "bitcoin", "up-or-down", "15M"],
         "condition_id": spec.condition_id, "active": True, "clob_token_ids": tokens,
@@ -480,8 +479,3 @@ class UserChannel(_Channel):
 def trade_recipients(trade: Trade) -> list[str]:
     owners = [trade.taker_owner, *(f.owner for f in trade.maker_fills)]
     return [o for o in dict.fromkeys(owners) if o != BACKGROUND]
-
-
-__all__ = ["MarketChannel", "UserChannel", "Conn", "book_msg", "price_change_entry", "price_change_msg",
-           "last_trade_msg", "tick_size_msg", "best_bid_ask_msg", "new_market_msg", "market_resolved_msg",
-           "order_msg", "trade_msg", "trade_recipients", "encode", "MarketResolved", "LevelChange"]

@@ -340,8 +340,15 @@ def test_property_no_placement_breaks_caps_tick_bounds_min_size_or_end_cutoff(li
             assert leg_exposure <= cap_at(cfg.s1.cap_schedule, p["ts"] - p["window_start"]) + 1e-6, p
         else:
             assert leg_exposure <= cfg.s2.target_usd + 1e-6, p
-    # Nothing stays open past the window: the exchange had nothing left to expire.
-    assert [e for e in result.events if e["action"] == "expired"] == []
+    # Nothing stays open past the window: the exchange had nothing left to expire; nothing was refused.
+    assert [e for e in result.events if e["action"] in ("expired", "rejected")] == []
+    # P&L is exactly the fills' cash flows plus the resolution payouts.
+    for win in result.windows:
+        for strategy, pnl in win["pnl"].items():
+            fills = [f for f in win["fills"] if f["strategy"] == strategy]
+            cash = sum((f["price"] * f["size"]) * (1 if f["side"] == "SELL" else -1) - f["fee"] for f in fills)
+            payout = sum(p["payout"] for p in win["positions"] if p["strategy"] == strategy)
+            assert pnl["net"] == pytest.approx(cash + payout, abs=1e-5)
     assert all(math.isfinite(v) for v in result.pnl().values())
 
 

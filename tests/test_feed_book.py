@@ -196,3 +196,29 @@ def test_reset_forgets_the_books_until_the_next_snapshot():
     assert not m.ready() and math.isnan(m.up.top()[0])
     apply(m, price_change(change(UP, "BUY", 0.49, 10)))
     assert math.isnan(m.up.top()[0])  # deltas alone never make a publishable book
+
+
+def test_a_change_without_exchange_best_prices_does_not_confirm_a_leg_after_a_tick_change():
+    m = two_leg_book()
+    apply(m, {"event_type": "tick_size_change", "asset_id": UP, "new_tick_size": "0.001", "timestamp": "1"})
+    # the pre-2025-09 single-level schema carries no best_bid/best_ask: nothing to confirm against
+    apply(m, {"event_type": "price_change", "asset_id": UP, "price": "0.47", "size": "9", "side": "BUY",
+              "timestamp": "2"})
+    assert math.isnan(m.up.top()[0])
+
+
+def test_best_bid_ask_event_confirms_or_counts_a_disagreement():
+    m = two_leg_book()
+    apply(m, {"event_type": "best_bid_ask", "asset_id": UP, "best_bid": "0.48", "best_ask": "0.52", "timestamp": "1"})
+    assert m.disagreements == 0
+    apply(m, {"event_type": "best_bid_ask", "asset_id": UP, "best_bid": "0.40", "best_ask": "0.52", "timestamp": "2"})
+    assert m.disagreements == 1
+
+
+def test_market_resolved_for_this_market_is_reported():
+    m = bk.MarketBook(UP, DOWN, condition_id="0xm")
+    bits = apply(m, {"event_type": "market_resolved", "market": "0xm", "assets_ids": [UP, DOWN],
+                     "winning_asset_id": UP, "winning_outcome": "Up", "timestamp": "1"})
+    assert bits & bk.RESOLVED and m.resolved_winner == UP
+    assert apply(m, {"event_type": "market_resolved", "market": "0xother", "assets_ids": ["7", "8"],
+                     "winning_asset_id": "7", "timestamp": "1"}) == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -91,7 +92,8 @@ def leg_top(leg: shm.Leg) -> tuple[float, float, float, float]:
 def sim_feed(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("feed_sim")
     with run_sim(tmp_path, seed=7, window_s=WINDOW_S) as sim:
-        feed = Feed(sim, tmp_path, WINDOW_S, "--stale-after-s", "2")
+        # short enough for the freeze test; the sim's quiet spells can also trip it (a reconnect, harmless)
+        feed = Feed(sim, tmp_path, WINDOW_S, "--stale-after-s", "4")
         try:
             feed.wait(lambda: feed.snapshot().status == "connected", what="the feed to connect")
             yield sim, feed
@@ -142,10 +144,10 @@ def test_silent_freeze_is_detected_from_data_age_and_recovered(sim_feed):
     sim.admin.fault("freeze_market_ws", on=True)  # data stops, PONGs go on
     try:
         snap = feed.wait(lambda: (s := feed.snapshot()).status == "stale" and s, timeout_s=15, what="stale flag")
-        assert snap.data_age_s() > 2  # the trader can see it too
+        assert snap.data_age_s() > 4  # the trader can see it too
     finally:
         sim.admin.fault("freeze_market_ws", on=False)
-    feed.wait(lambda: (s := feed.snapshot()).status == "connected" and s.reconnects > reconnects and s.data_age_s() < 2,
+    feed.wait(lambda: (s := feed.snapshot()).status == "connected" and s.reconnects > reconnects and s.data_age_s() < 4,
               timeout_s=30, what="recovery after the freeze")
     assert "no data for" in feed.log_text() and "socket may be frozen" in feed.log_text()
 
@@ -178,13 +180,16 @@ def test_rotation_across_two_windows_without_a_book_under_the_wrong_window(sim_f
             continue
         published = max(u.up.publish_ts, u.down.publish_ts)
         assert u.window_start <= published < u.window_start + WINDOW_S, u
-        assert not (math.isnan(u.up.bid) and math.isnan(u.up.ask))
     for w in (first + WINDOW_S, first + 2 * WINDOW_S):
         firsts = [max(u.up.publish_ts, u.down.publish_ts) for u in updates
                   if u.window_start == w and u.status == "connected"]
         assert min(firsts) - w < 1.0, f"window {w}: first book {min(firsts) - w:.3f}s after the boundary"
     log = feed.log_text()
     assert f"connecting to the next window's market btc-updown-15m-{first + WINDOW_S} ahead of its start" in log
+    # A shadow stream's pre-window quiet is not held against it when it goes live: every silence detection
+    # fires on time (~stale-after), never with the pre-connect period added.
+    ages = [float(m) for m in re.findall(r"no data for \w+ leg for ([0-9.]+)s", log)]
+    assert all(age < 4 + 0.8 for age in ages), ages
 
 
 def test_gamma_not_knowing_the_next_market_is_retried_and_the_feed_catches_up(tmp_path):

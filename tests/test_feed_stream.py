@@ -186,3 +186,15 @@ def test_malformed_and_unknown_frames_are_skipped_and_the_stream_goes_on(fake, w
     finally:
         stream.stop()
         reader.close()
+
+
+def test_reconnect_backoff_grows_with_jitter_up_to_its_cap_and_resets():
+    import random
+
+    backoff = Backoff(0.25, 4.0, rng=random.Random(3))
+    delays = [backoff.next_delay() for _ in range(8)]
+    caps = [min(4.0, 0.25 * 2**i) for i in range(8)]
+    assert all(cap / 2 <= d <= cap for d, cap in zip(delays, caps))
+    assert len(set(delays)) == len(delays)  # jittered, not lockstep
+    backoff.reset()
+    assert backoff.next_delay() <= 0.25

@@ -17,8 +17,8 @@ import pytest
 import websocket
 from conftest import load_fixture
 from py_clob_client_v2.clob_types import (ApiCreds, BalanceAllowanceParams, CreateOrderOptions, OpenOrderParams,
-                                          OrderArgs, OrderPayload, OrderType, PartialCreateOrderOptions,
-                                          PostOrdersV2Args, RequestArgs, TradeParams)
+                                          OrderArgs, OrderMarketCancelParams, OrderPayload, PostOrdersV2Args,
+                                          RequestArgs, TradeParams)
 from py_clob_client_v2.exceptions import PolyApiException
 from py_clob_client_v2.headers.headers import create_level_2_headers
 from py_clob_client_v2.order_utils.model.order_data_v2 import order_to_json_v2
@@ -336,8 +336,6 @@ def test_cancel_market_orders_only_cancels_that_token(sim):
     m = market_ahead(sim)
     up = post(client, m["up_token"], 0.2, 5, post_only=True)["orderID"]
     down = post(client, m["down_token"], 0.2, 5, post_only=True)["orderID"]
-    from py_clob_client_v2.clob_types import OrderMarketCancelParams
-
     assert client.cancel_market_orders(OrderMarketCancelParams(asset_id=m["up_token"]))["canceled"] == [up]
     assert [o["id"] for o in client.get_open_orders()] == [down]
     assert client.cancel_orders([down, "0x" + "00" * 32])["canceled"] == [down]

@@ -12,7 +12,7 @@ import pytest
 from conftest import load_fixture
 
 from polymm.sim import gamma, ws
-from polymm.sim.clob import book_json, order_json, trade_json
+from polymm.sim.clob import book_json, clob_market_json, order_json, trade_json
 from polymm.sim.engine import Engine, LastTrade, LevelChange, OrderEvent, SimOrder, TickSizeChange, TradeEvent
 from polymm.sim.market import MarketCalendar
 from polymm.sim.testing import shape_diff
@@ -207,3 +207,10 @@ def test_shape_diff_names_missing_extra_and_mistyped_keys():
         "$.a: ours is int (1), recorded is str ('1')",
         "$.nested[0].z: extra (recorded lacks it)",
     ]
+
+
+def test_clob_market_object_matches_the_recording(exchange):
+    market = clob_market_json(exchange.spec, (Decimal("0.47"), Decimal("0.49")))
+    assert shape_diff(market, load_fixture("nautilus-python/http_responses/market.json")) == []
+    assert [t["outcome"] for t in market["tokens"]] == ["Up", "Down"]
+    assert market["tokens"][0]["price"] == 0.48

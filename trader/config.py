@@ -415,7 +415,18 @@ def _error_from_msgspec(err: msgspec.ValidationError, source: str) -> ConfigErro
         key = f"{key}.{field}" if key else field
         hint = suggest_key(key)
         return ConfigError(key, f"unknown key{f' (did you mean {hint}?)' if hint else ''} - {text}", source)
-    return ConfigError(key, text, source)
+    return ConfigError(key, text + _hint(key, text), source)
+
+
+def _hint(key: str, text: str) -> str:
+    """msgspec's words plus what the operator may write instead."""
+    if text.startswith("Expected `bool`"):
+        return " (write true or false)"
+    if text.startswith("Invalid enum value"):
+        info = next((k for k in schema() if k.key == key), None)
+        if info is not None:
+            return f" (one of {info.type_text.replace('`', '')})"
+    return ""
 
 
 def _normalise_raw(raw: dict[str, Any], source: str) -> dict[str, Any]:

@@ -243,6 +243,7 @@ class Engine:
         self._cancelled_for_problem = False
         self._notes: tuple[str, ...] = ()
         self._decided_at = 0.0
+        self.tick_publish_ts: float | None = None
         self._failures = 0
         self._unresolved_usd = 0.0
         self._unresolved_at = -1e9
@@ -350,6 +351,10 @@ class Engine:
             self.config = self._config_source()
         snap = self.reader.snapshot()
         new_tick = snap.seq != self._last_seq
+        # The feed's publish time when this decision was woken by a new top of book (not by a status-only
+        # sequence step, an order event or the clock): what tick-to-decision is measured from.
+        self.tick_publish_ts = (max(snap.up.publish_ts, snap.down.publish_ts)
+                                if new_tick and max(snap.up.seq, snap.down.seq) == snap.seq else None)
         if new_tick:
             self._last_tick_mono = self._last_decision_mono
         self._last_seq = snap.seq
@@ -371,7 +376,7 @@ class Engine:
         else:
             self._refuse(problem, now)
         self._set_problem(problem, now)
-        if new_tick and view is not None and self._on_decision is not None:
+        if self.tick_publish_ts is not None and view is not None and self._on_decision is not None:
             self._on_decision(snap, self._decided_at, self.clock())
         self._decisions += 1
         if self.notifier is not None:

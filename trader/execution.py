@@ -22,7 +22,13 @@ Answers to the integrator (H), as promised:
    stop() + start() on the same instance is also supported.
 4. on_submit_sent(client_id, unix_s) is called in the worker right before the POST is written.
 5. start() raises wallet_lock.WalletLocked (message names the lock file and holder pid) when another
-   trader holds the wallet (only when a state_dir is given - the service passes polymm.env.state_dir()).
+   trader holds the wallet (only when a state_dir is given - the service passes polymm.env.state_dir()),
+   and exchange_state.ExchangeError when the exchange cannot be reached or the first reconciliation
+   fails (never trades on an unchecked state; start() may be called again).
+7. place() never raises for exchange reasons: refused orders end `rejected` with the reason logged
+   (exchange state, blocked leg, min size, core not running during a restart). It raises RuntimeError only
+   before the first start(). The core may lower a size to what the exchange's amount precision accepts
+   (logged as `order resize`), and rounds an off-tick price to the current tick (BUY down, SELL up).
 6. Gateway.from_env(clob_url=...) raises gateway.ConfigError (a ValueError; never contains a secret).
 
 Every order action is logged as one line:
@@ -503,13 +509,18 @@ class ExecutionCore:
             return
         now = self.clock()
         with self._lock:
+            if result.order_id and result.order_id.lower() != signed.order_hash.lower():
+                # Believed never to happen (the id is the EIP-712 digest), but unverified for V2 in
+                # production: follow the exchange's id rather than lose track of the order.
+                self._book.alias(client_id, result.order_id)
+                self._journal_order(order)
             filled = result.taking_amount if side is Side.BUY else result.making_amount
             # Amounts in the answer are decimal shares; guard against a base-unit (x1e6) answer.
             if filled > size * 1.0001:
                 filled = filled / 1e6
             t = self._book.on_submit_accepted(client_id, result.status, filled, now)
             self._xstate.on_order_accepted(now)
-            t2 = self._book.on_fill(signed.order_hash, self._fills.matched_shares(signed.order_hash), now)
+            t2 = self._book.on_fill(order.order_id, self._fills.matched_shares(order.order_id), now)
             self._order_event(t)
             if t2 is not None:
                 self._order_event(t2)
@@ -744,8 +755,10 @@ class ExecutionCore:
             if due:
                 self._send_cancels(due)
             if not res.differences:
-                log.info("reconcile (%s): in agreement (%d open orders, %d trades)", reason, len(open_reports),
-                         len(trade_reports))
+                # The periodic pass is routine: keep it out of the journal unless asked for.
+                log.log(logging.DEBUG if reason == "periodic" else logging.INFO,
+                        "reconcile (%s): in agreement (%d open orders, %d trades)", reason, len(open_reports),
+                        len(trade_reports))
             self._last_reconcile_mono = time.monotonic()
             self.wake.set()
             return True
@@ -828,6 +841,8 @@ class ExecutionCore:
                 known = set(self._book.by_client)
                 for cid in [c for c in self._last_cancel_sent if c not in known]:
                     del self._last_cancel_sent[cid]
+                for oid in [o for o in self._last_lookup if o not in self._book.by_exchange]:
+                    del self._last_lookup[oid]
         if wanted is None and mono - self._last_reconcile_mono >= self.reconcile_every_s:
             wanted = "periodic"
         if wanted is not None:

@@ -136,6 +136,13 @@ class OrderBook:
         order.order_id = order_id
         self.by_exchange[order_id] = order
 
+    def alias(self, client_id: str, order_id: str) -> None:
+        """The exchange answered with an order id other than our hash: its id is authoritative from now
+        on (cancels, lookups); the hash stays a second key so early events still find the order."""
+        order = self.by_client[client_id]
+        order.order_id = order_id
+        self.by_exchange[order_id] = order
+
     def get(self, key: str) -> Order | None:
         """By client id or exchange id."""
         return self.by_client.get(key) or self.by_exchange.get(key)
@@ -163,6 +170,8 @@ class OrderBook:
         order.filled = max(order.filled, min(order.size, filled))
         s = normalise_order_status(status)
         if order.state.terminal and not order.rejected_by_inference:
+            if order.state is OrderState.CANCELED and order.remaining <= _SIZE_EPS:
+                order.state = OrderState.FILLED  # the cancel event raced the fill report
             return self._done(order, before, now)
         order.rejected_by_inference = False
         if order.remaining <= _SIZE_EPS:

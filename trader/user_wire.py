@@ -91,12 +91,12 @@ class WireOrder(msgspec.Struct, frozen=True, tag_field="event_type", tag="order"
     associate_trades: list[str] | None = None
 
 
-class RestTrade(WireTrade, frozen=True, tag=None):
-    pass
+class RestTrade(WireTrade, frozen=True, tag=False):
+    """A REST /data/trades row: the same shape, no event_type (ignored if present)."""
 
 
-class RestOrder(WireOrder, frozen=True, tag=None):
-    pass
+class RestOrder(WireOrder, frozen=True, tag=False):
+    """A REST /data/order(s) row: the same shape, no event_type (ignored if present)."""
 
 
 UserEvent = Union[WireOrder, WireTrade]
@@ -160,7 +160,7 @@ def decode_rest_trades(rows: list) -> tuple[list[TradeReport], list[str]]:
     out, bad = [], []
     for row in rows:
         try:
-            out.append(trade_report(msgspec.convert(_strip_tag(row), RestTrade)))
+            out.append(trade_report(msgspec.convert(row, RestTrade)))
         except (msgspec.ValidationError, ValueError, TypeError) as exc:
             bad.append(f"malformed trade row ({exc}): {str(row)[:120]}")
     return out, bad
@@ -170,20 +170,14 @@ def decode_rest_orders(rows: list) -> tuple[list[OrderReport], list[str]]:
     out, bad = [], []
     for row in rows:
         try:
-            out.append(order_report(msgspec.convert(_strip_tag(row), RestOrder), kind="REST"))
+            out.append(order_report(msgspec.convert(row, RestOrder), kind="REST"))
         except (msgspec.ValidationError, ValueError, TypeError) as exc:
             bad.append(f"malformed order row ({exc}): {str(row)[:120]}")
     return out, bad
 
 
 def decode_rest_order(row: dict) -> OrderReport:
-    return order_report(msgspec.convert(_strip_tag(row), RestOrder), kind="REST")
-
-
-def _strip_tag(row):
-    if isinstance(row, dict) and "event_type" in row:
-        row = {k: v for k, v in row.items() if k != "event_type"}
-    return row
+    return order_report(msgspec.convert(row, RestOrder), kind="REST")
 
 
 def trade_report(t: WireTrade) -> TradeReport:

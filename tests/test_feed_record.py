@@ -1,0 +1,43 @@
+"""`polymm-feed --record FILE` lines (contract 2), from ring entries."""
+from __future__ import annotations
+
+import json
+import math
+
+from polymm.feed import record, shm
+
+
+def update(status="connected", up_bid=0.48, window_start=1_800_000_000) -> shm.Update:
+    up = shm.Leg(up_bid, 10.0, 0.52, 20.0, math.nan, 1.0, 2.0, 100.0, 5)
+    down = shm.Leg(math.nan, math.nan, 0.53, 7.0, 0.5, 1.0, 2.0, 101.0, 5)
+    return shm.Update(seq=5, window_start=window_start, status=status, crossed=False, tick_size=0.01, up=up, down=down)
+
+
+def test_tick_line_has_contract_fields_with_null_for_empty_sides():
+    line = record.tick_line(update(), None)
+    assert line == {
+        "ts": 101.0, "window_start": 1_800_000_000, "up_bid": 0.48, "up_ask": 0.52, "down_bid": None,
+        "down_ask": 0.53, "up_bid_size": 10.0, "up_ask_size": 20.0, "down_bid_size": None, "down_ask_size": 7.0,
+        "tick_size": 0.01,
+    }
+    json.dumps(line, allow_nan=False)  # strict JSON: no NaN anywhere
+
+
+def test_tick_line_adds_market_parameters_of_the_same_window_only():
+    snap_fields = dict(window_start=1_800_000_000, window_end=1_800_000_900, min_order_size=5.0, fee_rate=0.07)
+
+    class Snap:
+        pass
+
+    snap = Snap()
+    snap.__dict__.update(snap_fields)
+    line = record.tick_line(update(), snap)
+    assert (line["window_end"], line["min_order_size"], line["fee_rate"]) == (1_800_000_900, 5.0, 0.07)
+    snap.window_start = 1_800_000_900
+    assert "window_end" not in record.tick_line(update(), snap)
+
+
+def test_entries_without_a_live_book_are_not_recorded():
+    assert record.tick_line(update(status="rotating"), None) is None
+    assert record.tick_line(update(status="stale"), None) is None
+    assert record.tick_line(update(window_start=0), None) is None
