@@ -30,7 +30,7 @@ bench: $(STAMP)
 
 # The config reference in README.md is generated from the schema so it cannot drift.
 docs: $(STAMP)
-	$(PY) -m polymm.trader.config --markdown-reference > /dev/null
+	$(PY) tools/readme_config.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis

@@ -53,11 +53,14 @@ def inputs() -> tuple[str, str, dict[str, bytes]]:
     two["price_changes"] = [dict(pc["price_changes"][0]), dict(pc["price_changes"][1], asset_id=down)]
     two["price_changes"][1].update(side="SELL", price="0.7", best_bid="", best_ask="0.7")
     old_up = dict(old, asset_id=up)
+    def wire(doc: dict) -> bytes:  # compact, key order kept, as the venue (and the sim) send them
+        return json.dumps(doc, separators=(",", ":")).encode()
+
     frames = {
-        "book (162 levels)": json.dumps(book_up).encode(),
-        "price_change 1-leg x3": json.dumps(pc).encode(),
-        "price_change 2-leg": json.dumps(two).encode(),
-        "price_change old schema": json.dumps(old_up).encode(),
+        "book (162 levels)": wire(book_up),
+        "price_change 1-leg x3": wire(pc),
+        "price_change 2-leg": wire(two),
+        "price_change old schema": wire(old_up),
     }
     return up, down, frames
 
@@ -149,6 +152,34 @@ class NaiveFeed:
 # ----------------------------------------------------------------------------------------------------
 
 
+def websocket_receive_us(payload: bytes, n: int) -> float:
+    """What websocket-client itself costs per text frame before our code runs (socketpair, frames already
+    buffered, so no network wait is counted): context for the end-to-end figure."""
+    import socket
+    import struct
+    import threading
+
+    import websocket
+
+    size = len(payload)
+    header = bytes([0x81]) + (bytes([size]) if size < 126 else bytes([126]) + struct.pack(">H", size))
+    data = (header + payload) * n
+    server, client = socket.socketpair()
+    ws = websocket.WebSocket(skip_utf8_validation=True)
+    ws.sock = client
+    ws.connected = True
+    sender = threading.Thread(target=server.sendall, args=(data,), daemon=True)
+    sender.start()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        ws.recv_data()
+    elapsed = time.perf_counter() - t0
+    sender.join()
+    server.close()
+    client.close()
+    return elapsed / n * 1e6
+
+
 def measure(fn, frame: bytes, n: int) -> list[float]:
     for _ in range(min(2000, n)):
         fn(frame, 1.0)
@@ -191,7 +222,7 @@ def main() -> int:
         decoder = stream.decoder
         events = decoder.decode(frame)
         book = stream.book
-        dec = stats(measure(lambda f, t: decoder.decode(f), frame, args.n))
+        dec = stats(measure(lambda f, t: decoder.fast(f), frame, args.n))
         app = stats(measure(lambda f, t: [book.apply(e, t) for e in events], frame, args.n))
         up_top, down_top = book.up.top(), book.down.top()
         pub = stats(measure(lambda f, t: writer.publish(WINDOW, up_top, down_top, False, 1, 0, None), frame, args.n))
@@ -199,6 +230,8 @@ def main() -> int:
         print("two-leg price_change breakdown (median / p99 us): "
               f"decode {dec[0]:.2f}/{dec[1]:.2f}, book apply {app[0]:.2f}/{app[1]:.2f}, "
               f"tops+crossed {tops[0]:.2f}/{tops[1]:.2f}, shm publish {pub[0]:.2f}/{pub[1]:.2f}")
+        print(f"for context, websocket-client's own receive of that frame (before on_frame): "
+              f"{websocket_receive_us(frame, args.n):.2f} us mean")
     finally:
         naive.close()
         writer.close()

@@ -4,7 +4,9 @@ Two figures, each over --n orders (median and p99, milliseconds):
 - gateway: sign + POST /order (post-only, resting) answered, then DELETE /order answered - the raw
   exchange round trip from this process, one after the other;
 - core: ExecutionCore.place() -> the order is LIVE in the core's view, then cancel() -> CANCELED,
-  i.e. including the worker hand-off and the state machine (what the decision loop experiences).
+  i.e. including the worker hand-off, the state machine and the user channel running alongside (the sim
+  fans each order event out to our user socket before answering, which the gateway-only run does not
+  pay); plus what the decision loop itself pays: the place() and cancel() calls return at once.
 
     .venv/bin/python bench/bench_roundtrip.py [--n 200]
 """
@@ -76,13 +78,15 @@ def run(n: int) -> None:
         core = ExecutionCore(Gateway(sim.urls["clob_url"], new_wallet()[0]), ws_user_url=sim.urls["ws_user_url"],
                              state_dir=Path(tmp) / "state")
         core.start(m)
-        live_ms, canceled_ms = [], []
+        live_ms, canceled_ms, place_call_ms, cancel_call_ms = [], [], [], []
         for _ in range(n):
             t0 = time.perf_counter()
             cid = core.place(Want("s1", Leg.UP, Side.BUY, price, 5, Role.ENTRY, OrderType.GTC, True, "bench"))
+            place_call_ms.append((time.perf_counter() - t0) * 1000)
             wait_state(core, cid, OrderState.LIVE)
             t1 = time.perf_counter()
             core.cancel(cid, "bench")
+            cancel_call_ms.append((time.perf_counter() - t1) * 1000)
             wait_state(core, cid, OrderState.CANCELED)
             t2 = time.perf_counter()
             live_ms.append((t1 - t0) * 1000)
@@ -98,6 +102,8 @@ def run(n: int) -> None:
     report("core: place() -> LIVE", live_ms)
     report("core: cancel() -> CANCELED", canceled_ms)
     report("core: place + cancel", [a + b for a, b in zip(live_ms, canceled_ms)])
+    report("core: the place() call itself (loop's cost)", place_call_ms)
+    report("core: the cancel() call itself (loop's cost)", cancel_call_ms)
 
 
 if __name__ == "__main__":

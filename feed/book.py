@@ -40,6 +40,8 @@ SNAPSHOT = 32  # a full `book` snapshot was applied
 
 DISAGREE_RESYNC_AFTER = 3  # consecutive disagreeing messages on one leg before we ask for a resync
 _EPS = 1e-9
+CROSS_SUM_BIDS = 1.0 - _EPS  # up_bid + down_bid at/above this: a BUY Up and a BUY Down that should have minted
+CROSS_SUM_ASKS = 1.0 + _EPS  # up_ask + down_ask at/below this: a SELL Up and a SELL Down that should have merged
 
 
 class Side:
@@ -384,13 +386,8 @@ class MarketBook:
         complements; the engine mints on BUY Up p + BUY Down >= 1-p and merges on SELL Up p + SELL Down
         <= 1-p): up_bid + down_bid >= 1 or up_ask + down_ask <= 1."""
         ub, ua, db, da = self.up.bids.best, self.up.asks.best, self.down.bids.best, self.down.asks.best
-        # NaN comparisons are False, so an empty side never reads as crossed
-        return (
-            ub >= ua
-            or db >= da
-            or ub + db >= 1.0 - _EPS
-            or ua + da <= 1.0 + _EPS
-        )
+        # NaN comparisons are False, so an empty side never reads as crossed. (stream.on_frame inlines this.)
+        return ub >= ua or db >= da or ub + db >= CROSS_SUM_BIDS or ua + da <= CROSS_SUM_ASKS
 
     def ready(self) -> bool:
         """Both legs have a snapshot (the first complete book of this market)."""

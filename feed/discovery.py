@@ -298,6 +298,7 @@ class Discoverer:
             info = self._fetch(lookup.window_start)
         except DiscoveryError as e:
             with self._cond:
+                repeated = str(e) == lookup.last_error
                 lookup.attempts += 1
                 now = self._clock()
                 cap = self.backoff_max_s if now < lookup.window_start else min(self.urgent_max_s, self.backoff_max_s)
@@ -307,8 +308,10 @@ class Discoverer:
                     delay = lookup.window_start - now + 0.05  # markets may be listed right at their start
                 lookup.next_try = now + delay
                 lookup.last_error = str(e)
-            level = logging.INFO if isinstance(e, NotListedYet) and lookup.attempts < 3 else logging.WARNING
-            log.log(level, "market %s not available: %s; retry %d in %.1fs", slug, e, lookup.attempts + 1, delay)
+            # A long outage retries every second: say so at first, when the reason changes, then every 30th try.
+            if not repeated or lookup.attempts <= 3 or lookup.attempts % 30 == 0:
+                level = logging.INFO if isinstance(e, NotListedYet) and lookup.attempts < 3 else logging.WARNING
+                log.log(level, "market %s not available: %s; retry %d in %.1fs", slug, e, lookup.attempts + 1, delay)
             return
         except Exception as e:  # a bug or an unexpected library error must not kill discovery
             with self._cond:

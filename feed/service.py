@@ -74,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--window-s must be positive, got {args.window_s}")
     if args.stale_after_s <= 0:
         p.error(f"--stale-after-s must be positive, got {args.stale_after_s}")
+    if args.ring_capacity < 16:
+        p.error(f"--ring-capacity must be at least 16, got {args.ring_capacity}")
     if args.preconnect_s is None:
         args.preconnect_s = min(30.0, args.window_s / 4)
     if not 0 <= args.preconnect_s < args.window_s:
@@ -96,7 +98,6 @@ class FeedService:
         self.retired_disagreements = 0
         self.retired_reconnects = 0
         self.ready_sent = False
-        self.waiting_since: float | None = None  # current window unknown to Gamma since
         self._rate_t = time.monotonic()
         self._rate_n = 0
         self.updates_per_s = 0.0
@@ -186,27 +187,25 @@ class FeedService:
         if self.active is None or self.active.window_start != w:
             info = self.discoverer.get(w)
             if info is not None:
-                self.waiting_since = None
                 self._switch_to(info)
-            else:
-                if self.active is not None and self.active.window_start < w:
-                    self._end_window_without_successor(now)
-                if self.waiting_since is None:
-                    self.waiting_since = now
+            elif self.active is not None and self.active.window_start < w:
+                self._end_window_without_successor(now)
         if self.shadow is None and now >= nxt - self.args.preconnect_s:
             info = self.discoverer.get(nxt)
             if info is not None:
                 log.info("connecting to the next window's market %s ahead of its start", info.slug)
                 self.shadow = self._new_stream(info)
 
+        self._check_active_stream(now)
         for stream in (self.active, self.shadow):
             if stream is not None and not stream.is_alive():
                 # Its thread catches everything it expects; if it died anyway, replace it rather than sit on
                 # a dead book (the heartbeat alone would look healthy).
                 log.error("market ws thread for %s died (%s); starting a new one", stream.market.slug,
                           stream.last_error or "no error recorded")
+                self._retire(stream)
                 fresh = self._new_stream(stream.market)
-                fresh.updates_base, fresh.disagreements_base = stream.updates_base, stream.disagreements_base
+                fresh.updates_base, fresh.disagreements_base = self.retired_updates, self.retired_disagreements
                 if stream is self.active:
                     self.active = fresh
                     self.writer.set_status("stale", fresh.window_start)
@@ -222,6 +221,23 @@ class FeedService:
         self.writer.heartbeat(now, updates_per_s=self.updates_per_s, reconnects=self.reconnects)
         self.notifier.watchdog()
         self.notifier.status(self.status_line(now))
+
+    def _check_active_stream(self, now: float) -> None:
+        """The stream thread judges its own data age; if it has not acted long after it should have, the
+        thread is stuck (not the market quiet): say so in the segment and start a fresh one."""
+        s = self.active
+        if s is None or not s.live or not s.connected:
+            return
+        age = s.data_age_s(now)
+        if age > 2 * self.args.stale_after_s + 1.0:
+            log.error("market ws thread for %s is not responding (no data for %.1fs, stale after %gs); replacing it",
+                      s.market.slug, age, self.args.stale_after_s)
+            self.writer.set_status("stale", s.window_start)
+            self._retire(s)
+            fresh = self._new_stream(s.market)
+            fresh.updates_base, fresh.disagreements_base = self.retired_updates, self.retired_disagreements
+            self.active = fresh
+            fresh.activate()
 
     @property
     def reconnects(self) -> int:

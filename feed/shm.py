@@ -441,6 +441,8 @@ class Writer:
     # -- seqlock and commit ------------------------------------------------------------------------------
 
     def _begin(self) -> None:
+        if self._buf is None:
+            raise ValueError(f"shm writer {self.name!r} is closed")
         self._lockword += 1
         _U64.pack_into(self._buf, _LOCK_OFF, self._lockword)
 
@@ -502,12 +504,12 @@ class Writer:
         )
         code = STATUS_CODE[status]
         with self.lock:
+            self._begin()
             self._window_start = int(window_start)
             self._tick = float(tick_size)
             self._status = code
             self._crossed = 0
             self._clear_legs()
-            self._begin()
             _MARKET.pack_into(self._buf, _MARKET_OFF, *identity)
             return self._commit_locked()
 
@@ -517,8 +519,8 @@ class Writer:
         with self.lock:
             if window_start != self._window_start:
                 return 0
-            self._tick = float(tick_size)
             self._begin()
+            self._tick = float(tick_size)
             return self._commit_locked()
 
     def set_status(self, status: str, window_start: int | None = None) -> int:
@@ -531,8 +533,8 @@ class Writer:
                 return 0
             if code == self._status:
                 return self._seq
-            self._status = code
             self._begin()
+            self._status = code
             return self._commit_locked()
 
     def status(self) -> str:
@@ -595,7 +597,7 @@ class Writer:
     ) -> int:
         """`publish` for a caller that already holds `self.lock` (the stream, which applies the book
         update under the same lock so that one lock per message suffices)."""
-        if window_start != self._window_start or self._closed:
+        if window_start != self._window_start:  # (close() sets it to -1: nothing is written after close)
             return 0
         if tick_size is not None:
             self._tick = float(tick_size)
@@ -636,6 +638,7 @@ class Writer:
         self.heartbeat()
         with self.lock:
             self._closed = True
+            self._window_start = -1
             self._buf = None
             self._shm.close()
             os.close(self._lock_fd)
@@ -661,6 +664,17 @@ def unlink(name: str) -> None:
 
 # ---------------------------------------------------------------------------------------------------
 # Reader
+
+
+_LEG_NAMES = tuple(f for f in Leg.__dataclass_fields__)
+
+
+def _leg_of(values) -> Leg:
+    """Leg(*values) without the frozen dataclass's per-field object.__setattr__ (a reader builds two per
+    snapshot on the trader's hot path). The result is an ordinary, equal, immutable-by-convention Leg."""
+    leg = object.__new__(Leg)
+    leg.__dict__.update(zip(_LEG_NAMES, values))
+    return leg
 
 
 def _status_name(code: int) -> str:
@@ -767,30 +781,34 @@ class Reader:
         # v follows _STATE_NAMES: writer_pid, writer_start, heartbeat, updates_per_s, reconnects, window_end,
         # min_order_size, fee_rate, condition_id, up_token, down_token, then TOP: seq, window_start, status,
         # crossed, tick_size, updates_total, disagreements, up (9), down (9).
-        return Snapshot(
+        # Built without the frozen dataclass __init__ (22 object.__setattr__ calls, ~5 us): this runs on every
+        # trader tick. The result is a normal Snapshot (equality, repr, frozen against assignment).
+        snap = object.__new__(Snapshot)
+        snap.__dict__.update(
             magic=self.magic,
             version=self.version,
             writer_pid=v[0],
             writer_start=v[1],
             heartbeat=v[2],
-            updates_per_s=v[3],
-            reconnects=v[4],
+            status=_status_name(v[13]),
+            window_start=v[12],
             window_end=v[5],
-            min_order_size=v[6],
-            fee_rate=v[7],
             condition_id=v[8].rstrip(b"\0").decode("ascii"),
             up_token=v[9].rstrip(b"\0").decode("ascii"),
             down_token=v[10].rstrip(b"\0").decode("ascii"),
-            seq=v[11],
-            window_start=v[12],
-            status=_status_name(v[13]),
-            crossed=bool(v[14]),
             tick_size=v[15],
+            min_order_size=v[6],
+            fee_rate=v[7],
+            crossed=bool(v[14]),
+            seq=v[11],
             updates_total=v[16],
+            updates_per_s=v[3],
+            reconnects=v[4],
             disagreements=v[17],
-            up=Leg(*v[18 : 18 + _N_LEG]),
-            down=Leg(*v[18 + _N_LEG : 18 + 2 * _N_LEG]),
+            up=_leg_of(v[18 : 18 + _N_LEG]),
+            down=_leg_of(v[18 + _N_LEG : 18 + 2 * _N_LEG]),
         )
+        return snap
 
     def _dead_writer_snapshot(self) -> Snapshot:
         # The writer died inside its critical section: the legs may be torn. Report the identity but no
@@ -866,8 +884,8 @@ class Reader:
                         status=_status_name(v[2]),
                         crossed=bool(v[3]),
                         tick_size=v[4],
-                        up=Leg(*v[7 : 7 + _N_LEG]),
-                        down=Leg(*v[7 + _N_LEG : 7 + 2 * _N_LEG]),
+                        up=_leg_of(v[7 : 7 + _N_LEG]),
+                        down=_leg_of(v[7 + _N_LEG : 7 + 2 * _N_LEG]),
                     )
                 )
             expect += 1

@@ -35,6 +35,7 @@ from polymm.feed.wire import FrameDecoder
 log = logging.getLogger("polymm.feed.stream")
 
 PING_INTERVAL_S = 10.0
+RECV_TIMEOUT_S = 0.25
 _PUBLISH_BITS = bk.UP | bk.DOWN | bk.TICK
 
 
@@ -92,6 +93,7 @@ class MarketStream:
         self.clock = clock
         self.book = bk.MarketBook(market.up_token, market.down_token, market.condition_id, market.tick_size)
         self.decoder = FrameDecoder()
+        self._decode_fast = self.decoder.fast
         self.updates_base = updates_base
         self.disagreements_base = disagreements_base
         self.live = False
@@ -173,15 +175,19 @@ class MarketStream:
         if data == b"PONG":
             self.pongs += 1
             return 0
-        events = self.decoder.decode(data)
-        if not events:
-            return 0
-        bits = 0
+        try:
+            decoded = self._decode_fast(data)
+        except FrameDecoder.FAST_ERRORS:
+            decoded = self.decoder.slow(data)  # unknown type or malformed item somewhere: sort it out slowly
         book = self.book
         dispatch = book.dispatch
         with self._lock:
-            for event in events:
-                bits |= dispatch[type(event)](event, recv_ts)
+            if type(decoded) is list:
+                bits = 0
+                for event in decoded:
+                    bits |= dispatch[type(event)](event, recv_ts)
+            else:
+                bits = dispatch[type(decoded)](decoded, recv_ts)
             if bits & _PUBLISH_BITS and self.live:
                 up, down = book.up, book.down
                 ready = up.has_snapshot and down.has_snapshot and self.connected
@@ -189,7 +195,10 @@ class MarketStream:
                     self.window_start,
                     up.top() if bits & bk.UP else None,
                     down.top() if bits & bk.DOWN else None,
-                    book.crossed(),
+                    # book.crossed(), written out here (a call less per message)
+                    (up.bids.best >= up.asks.best or down.bids.best >= down.asks.best
+                     or up.bids.best + down.bids.best >= bk.CROSS_SUM_BIDS
+                     or up.asks.best + down.asks.best <= bk.CROSS_SUM_ASKS),
                     self.updates_base + book.applied,
                     self.disagreements_base + book.disagreements,
                     "connected" if ready else None,
@@ -274,11 +283,16 @@ class MarketStream:
                 pass
 
     def _receive(self, ws: websocket.WebSocket) -> str:
-        next_ping = time.monotonic() + self.ping_interval_s
+        monotonic = time.monotonic
+        next_ping = monotonic() + self.ping_interval_s
+        next_check = 0.0
         clock = self.clock
+        on_frame = self.on_frame
         healthy = False
+        # One receive timeout for the connection's life (setting it per frame costs ~2.5 us a frame): it
+        # bounds how late a PING, a staleness check or a stop request can be.
+        ws.settimeout(RECV_TIMEOUT_S)
         while not self._stop.is_set():
-            ws.settimeout(max(0.01, min(0.5, next_ping - time.monotonic())))
             try:
                 opcode, data = ws.recv_data()
             except websocket.WebSocketTimeoutException:
@@ -290,21 +304,28 @@ class MarketStream:
                 self.last_error = "server sent close"
                 return self.last_error
             if data:
-                bits = self.on_frame(data, clock())
-                if bits & bk.RESYNC:
-                    self.last_error = (
-                        f"book disagrees with the exchange's best bid/ask {bk.DISAGREE_RESYNC_AFTER} times in a row"
-                    )
-                    return self.last_error + "; resyncing from a fresh snapshot"
-                if bits & bk.RESOLVED:
-                    log.info("market %s resolved: winning token %s", self.market.slug, self.book.resolved_winner or "?")
-                if not healthy and self.book.ready():
-                    healthy = True
-                    self.backoff.reset()
-                self._log_disagreements()
-            if time.monotonic() >= next_ping:
+                bits = on_frame(data, clock())
+                if bits & (bk.RESYNC | bk.RESOLVED | bk.SNAPSHOT):
+                    if bits & bk.RESYNC:
+                        self.last_error = (
+                            f"book disagrees with the exchange's best bid/ask {bk.DISAGREE_RESYNC_AFTER} times in a row"
+                        )
+                        return self.last_error + "; resyncing from a fresh snapshot"
+                    if bits & bk.RESOLVED:
+                        log.info("market %s resolved: winning token %s", self.market.slug,
+                                 self.book.resolved_winner or "?")
+                    if not healthy and self.book.ready():
+                        healthy = True
+                        self.backoff.reset()
+            # The clock-driven chores run at most every 100 ms, not per frame.
+            now_m = monotonic()
+            if now_m < next_check:
+                continue
+            next_check = now_m + 0.1
+            if now_m >= next_ping:
                 ws.send("PING")
-                next_ping = time.monotonic() + self.ping_interval_s
+                next_ping = now_m + self.ping_interval_s
+            self._log_disagreements()
             problem = self._health_problem(clock())
             if problem:
                 self.last_error = problem

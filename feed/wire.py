@@ -134,35 +134,38 @@ class FrameDecoder:
     item, so one bad item in a list does not lose its good neighbours.
     """
 
-    __slots__ = ("_typed", "_generic", "frames", "unknown", "malformed", "last_error")
+    __slots__ = ("fast", "_generic", "unknown", "malformed", "last_error")
+
+    # What `fast` raises for a frame the slow path must look at.
+    FAST_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
 
     def __init__(self) -> None:
-        self._typed = msgspec.json.Decoder(Union[Event, list[Event]], strict=False)
+        # `fast(frame)` -> one event or a list of events; raises FAST_ERRORS. The stream calls it directly
+        # (one call less per message) and hands a frame that raised to `slow`.
+        self.fast = msgspec.json.Decoder(Union[Event, list[Event]], strict=False).decode
         self._generic = msgspec.json.Decoder()
-        self.frames = 0
         self.unknown = 0  # items with an event_type we do not know
         self.malformed = 0  # frames or items that are not valid market-channel events
         self.last_error = ""
 
     def decode(self, frame: bytes | str) -> list:
-        self.frames += 1
         try:
-            out = self._typed.decode(frame)
-        except msgspec.ValidationError:
-            return self._slow(frame)
+            out = self.fast(frame)
+        except self.FAST_ERRORS:
+            return self.slow(frame)
+        return out if type(out) is list else [out]
+
+    def slow(self, frame: bytes | str) -> list:
+        """The events of a frame the typed pass refused, item by item; counts and remembers the rest."""
+        try:
+            doc = self._generic.decode(frame)
         except msgspec.DecodeError as e:
             self.malformed += 1
             self.last_error = f"not JSON: {e}"
             return []
-        return out if type(out) is list else [out]
+        return self._items(doc)
 
-    def _slow(self, frame: bytes | str) -> list:
-        try:
-            doc = self._generic.decode(frame)
-        except msgspec.DecodeError as e:  # pragma: no cover - the typed pass would have said so
-            self.malformed += 1
-            self.last_error = f"not JSON: {e}"
-            return []
+    def _items(self, doc) -> list:
         items = doc if isinstance(doc, list) else [doc]
         out = []
         for item in items:

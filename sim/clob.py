@@ -64,7 +64,7 @@ def tx_hash(trade_id: str) -> str:
 
 def trade_tx_hash(trade: Trade) -> str:
     # Production learns the hash when the operator's transaction is mined; until then it is empty. The
-    # SDK's post_order polls /data/trades for exactly this (see post_order_response).
+    # SDK's post_order polls /data/trades for exactly this (see ClobApi.place).
     return tx_hash(trade.trade_id) if trade.status in ("MINED", "CONFIRMED", "RETRYING") else ""
 
 

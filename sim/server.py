@@ -49,7 +49,11 @@ class Sim:
                              confirmed_after_s=args.confirmed_after_s)
         self.calendar = MarketCalendar(args.seed, args.window_s)
         self.listed_ahead = args.listed_ahead
-        self.market = SyntheticMarket(self.engine, self.calendar, args.seed, listed_ahead=args.listed_ahead)
+        market_options = {}
+        if args.btc_vol is not None:
+            market_options["vol_per_sqrt_s"] = args.btc_vol
+        self.market = SyntheticMarket(self.engine, self.calendar, args.seed, listed_ahead=args.listed_ahead,
+                                      **market_options)
         self.keys = auth.ApiKeys(hashlib.sha256(f"polymm-sim:{args.seed}".encode()).digest())
         self.faults = Faults()
         self.heartbeats = Heartbeats(args.heartbeat_timeout_s)
@@ -96,9 +100,18 @@ class Sim:
             self.tick(started)
             self.stats["ticks"] += 1
             try:
-                await asyncio.wait_for(stop.wait(), timeout=max(0.0, self.args.tick_s - (time.time() - started)))
+                await asyncio.wait_for(stop.wait(), timeout=self._until_next_tick(time.time()))
             except asyncio.TimeoutError:
                 pass
+
+    def _until_next_tick(self, now: float) -> float:
+        """Wake at most every --tick-s, and just after the synthetic market's next grid step, so what the
+        background does reaches the WebSockets without waiting for the next tick."""
+        wait = self.args.tick_s
+        grid = self.market.grid_time()
+        if grid is not None:
+            wait = min(wait, grid + self.market.step_s - now + 0.001)
+        return max(0.0, wait)
 
     def tick(self, now: float) -> None:
         # Each step is guarded on its own: a failing market step must not stop the dead-man switch or
@@ -354,6 +367,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="close sockets that do not subscribe within this time")
     p.add_argument("--ws-idle-timeout-s", type=float, default=30.0,
                    help="close sockets that send nothing (no PING) for this long")
+    p.add_argument("--btc-vol", type=float, default=None,
+                   help="synthetic BTC volatility per sqrt(second) (default: the market's realistic 1.2e-4); "
+                        "short windows move P(Up) fast, a smaller value calms them")
     p.add_argument("--no-admin", action="store_true", help="do not serve the /_sim admin endpoints")
     p.add_argument("--exit-after-s", type=float, default=0.0,
                    help="stop by itself after this long (0 = never): a guard for unattended soaks")
@@ -368,6 +384,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         problems.append("--tick-s must be positive")
     if args.heartbeat_timeout_s <= 0:
         problems.append("--heartbeat-timeout-s must be positive")
+    if args.btc_vol is not None and not args.btc_vol > 0:
+        problems.append("--btc-vol must be positive")
     if args.exit_after_s < 0:
         problems.append("--exit-after-s must not be negative")
     if args.fund < 0:

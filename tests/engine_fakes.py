@@ -51,7 +51,11 @@ class FakeReader:
         return self.snap.seq
 
     def publish(self, **changes) -> None:
-        self.snap = replace(self.snap, seq=self.snap.seq + 1, **changes)
+        """A new top of book: the next sequence number, both legs stamped with it and the publish time now."""
+        seq, now = self.snap.seq + 1, time.time()
+        up = replace(changes.pop("up", self.snap.up), seq=seq, publish_ts=now, recv_ts=now)
+        down = replace(changes.pop("down", self.snap.down), seq=seq, publish_ts=now, recv_ts=now)
+        self.snap = replace(self.snap, seq=seq, up=up, down=down, **changes)
 
     def close(self) -> None:
         self.closed = True
@@ -70,7 +74,8 @@ class FakeCore:
     reconciles: list[str] = field(default_factory=list)
     wake: threading.Event = field(default_factory=threading.Event)
     exchange: object = None  # model.ExchangeStatus, or None for "normal"
-    awaiting: list = field(default_factory=list)  # pending_resolution(): [(market, {(strategy, leg): position})]
+    awaiting: list = field(default_factory=list)
+    ticks: list = field(default_factory=list)  # on_tick_size calls  # pending_resolution(): [(market, {(strategy, leg): position})]
 
     def start(self, market) -> None:
         self.markets.append(market)
@@ -109,6 +114,9 @@ class FakeCore:
 
     def poll_events(self) -> list:
         return []
+
+    def on_tick_size(self, token_id: str, tick: float) -> None:
+        self.ticks.append((token_id, tick))
 
     def reconcile(self, reason: str) -> None:
         self.reconciles.append(reason)

@@ -191,3 +191,65 @@ def _command_from_thread(engine: Engine, kind: str, payload=None):
     t.join(1)
     engine.step()
     return result["cmd"]
+
+
+def test_exchange_that_takes_no_orders_halts_placing_in_words():
+    from polymm.trader.model import ExchangeMode, ExchangeStatus
+
+    engine, _, core, pipeline, _ = started_engine()
+    core.exchange = ExchangeStatus(mode=ExchangeMode.CANCEL_ONLY)
+    engine.step()
+    assert "cancel-only" in pipeline.calls[-1]["halt_reason"]
+    core.exchange = ExchangeStatus(mode=ExchangeMode.POST_ONLY)
+    engine.step()
+    assert pipeline.calls[-1]["halt_reason"] == "" and pipeline.calls[-1]["post_only_only"] is True
+
+
+def test_positions_awaiting_resolution_count_as_exposure_in_the_next_decisions():
+    engine, _, core, pipeline, _ = started_engine()
+    held = position(10.0, avg=0.6)
+    core.awaiting = [(engine.market, held)]
+    core.poll_events = lambda: ["fill"]  # something changed: the loop refreshes what awaits resolution
+    engine.step()
+    engine.step()
+    assert pipeline.calls[-1]["unresolved_usd"] == 6.0
+
+
+def test_a_status_only_sequence_step_is_not_a_tick():
+    engine, reader, _, _, _ = started_engine()
+    engine.step()
+    reader.snap = reader.snap.__class__(**{**reader.snap.__dict__, "seq": reader.snap.seq + 1})  # no leg stamped
+    engine.step()
+    assert engine.tick_publish_ts is None
+    reader.publish()
+    engine.step()
+    assert engine.tick_publish_ts == reader.snap.up.publish_ts
+
+
+def test_a_tick_size_change_in_shm_reaches_the_execution_core_once():
+    engine, reader, core, pipeline, _ = started_engine()
+    engine.step()
+    engine.step()
+    assert core.ticks == [(reader.snap.up_token, 0.01), (reader.snap.down_token, 0.01)]
+    reader.publish(tick_size=0.001)
+    engine.step()
+    assert core.ticks[2:] == [(reader.snap.up_token, 0.001), (reader.snap.down_token, 0.001)]
+    assert pipeline.calls[-1]["market"].tick_size == 0.001
+
+
+def test_a_rejected_order_puts_its_slot_on_a_back_off_instead_of_a_retry_storm():
+    import dataclasses as dc
+
+    from polymm.trader.model import Leg, OrderChanged, OrderState, Role, Side
+
+    engine, _, core, pipeline, _ = started_engine()
+    rejected = dc.replace(order("c1"), state=OrderState.REJECTED)
+    core.poll_events = lambda: [OrderChanged(order=rejected, previous_state=OrderState.PENDING_SUBMIT)]
+    engine.step()
+    core.poll_events = lambda: []
+    engine.step()
+    cooling = pipeline.calls[-1]["cooling"]
+    assert list(cooling) == [("s1", Leg.UP, Side.BUY, Role.ENTRY)] and "rejected" in cooling[("s1", Leg.UP, Side.BUY, Role.ENTRY)]
+    engine.clock = lambda: time.time() + 3  # after requote_wait_s (2 s) the slot may be placed again
+    engine.step()
+    assert pipeline.calls[-1]["cooling"] == {}

@@ -131,19 +131,16 @@ def test_stopped_heartbeats_get_our_orders_cancelled_by_the_exchange_and_we_noti
 def test_failing_heartbeats_stop_placing_cancel_and_resync(sim, core, monkeypatch):
     cid = core.place(want(Leg.UP, Side.BUY, deep_bid(sim, core), 5))
     wait_for(lambda: state_of(core, cid) is OrderState.LIVE, what="live")
-    real = core.gateway.heartbeat
-
     def broken(heartbeat_id):
         raise NetworkError(None, "POST /v1/heartbeats timed out (drill)")
 
     monkeypatch.setattr(core.gateway, "heartbeat", broken)
-    core._heart._send = broken  # the heartbeat thread holds the bound method
     wait_for(lambda: not core.state().heartbeat_ok, timeout_s=10, what="heartbeats tripped")
     assert any("heartbeats failing" in w for w in core.state().warnings)
     wait_for(lambda: state_of(core, cid) is OrderState.CANCELED, what="our orders cancelled")
     refused = core.place(want(Leg.UP, Side.BUY, deep_bid(sim, core), 5))
     assert state_of(core, refused) is OrderState.REJECTED
-    core._heart._send = real
+    monkeypatch.undo()
     wait_for(lambda: core.state().heartbeat_ok, timeout_s=10, what="heartbeats recovered")
     ok = core.place(want(Leg.UP, Side.BUY, deep_bid(sim, core), 5))
     wait_for(lambda: state_of(core, ok) is OrderState.LIVE, what="placing again")

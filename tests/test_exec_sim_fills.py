@@ -3,12 +3,13 @@ maker fill on the opposite token, and fills made while the user socket was down 
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
 from exec_helpers import book_top, live_market, make_core, wait_for, want
 from polymm.sim.testing import new_wallet, run_sim
-from polymm.trader.model import FillChanged, Leg, OrderState, OrderType, Side
+from polymm.trader.model import FillChanged, Leg, OrderState, OrderType, Side, StatusChanged
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -125,13 +126,12 @@ def take_sell_after_buying(sim, token: str, price: float) -> dict:
 
 def test_pings_keep_the_user_socket_alive(tmp_path):
     with run_sim(tmp_path / "sim", seed=6, window_s=900, extra_args=("--ws-idle-timeout-s", "1.5")) as sim:
-        c, _ = make_core(sim, tmp_path / "state")
+        c, _ = make_core(sim, tmp_path / "state", ws_ping_every_s=0.5)
         c.start(live_market(sim))
         try:
-            c._stream.ping_every_s = 0.5
-            stream = c._stream
-            import time
-            time.sleep(4)
-            assert stream.connects == 1 and c.state().user_stream_connected
+            time.sleep(4)  # the sim drops a socket silent for 1.5 s
+            assert c.state().user_stream_connected
+            assert not any(isinstance(e, StatusChanged) and not e.status.user_stream_connected
+                           for e in c.poll_events())
         finally:
             c.stop()

@@ -3,6 +3,7 @@ with open orders and positions, shutdown cancels."""
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -167,3 +168,59 @@ def test_gateway_posts_batches_and_reads_back(sim, core):
     cancelled = gw.cancel_market(market=m.condition_id)
     assert set(cancelled.canceled) == {o.order_hash for o in orders}
     assert int(gw.balance_allowance()["balance"]) > 0
+
+
+def test_gtd_expires_at_window_end_and_submit_sent_callback_fires(sim, tmp_path):
+    sim.admin.fault("clear")
+    m = live_market(sim)
+    sent = []
+    c, _ = make_core(sim, tmp_path / "state", on_submit_sent=lambda cid, t: sent.append((cid, t)))
+    c.start(m)
+    try:
+        bid, _ = book_top(sim, m.up_token)
+        cid = c.place(want(Leg.UP, Side.BUY, round(bid - 0.05, 2), 5, order_type=OrderType.GTD))
+        wait_for(lambda: order(c, cid).state is OrderState.LIVE, what="GTD live")
+        (row,) = sim.admin.open_orders(c.gateway.funder)
+        left = m.window_end + 60 - sent[0][1]  # the exchange expires GTD 60 s early: this dies at the close
+        if order(c, cid).order_type is OrderType.GTD:
+            assert int(row["expiration"]) == m.window_end + 60 and left >= 180
+        else:  # too late in the window for a GTD (needs 3 min): sent as GTC, cancelled explicitly at the close
+            assert int(row["expiration"]) == 0 and left < 186
+        assert [s[0] for s in sent] == [cid] and abs(sent[0][1] - time.time()) < 5
+    finally:
+        c.stop()
+
+
+def test_cancel_of_an_order_with_unknown_outcome_waits_for_the_lookup_then_cancels(sim, core, caplog):
+    m = live_market(sim)
+    bid, _ = book_top(sim, m.up_token)
+    sim.admin.fault("post_status", status=500, count=1)  # placed, but the answer is an error
+    sim.admin.fault("ws_delay", seconds=3)  # and the user channel is slow to tell
+    with caplog.at_level(logging.INFO, logger="polymm.trader.execution"):
+        cid = core.place(want(Leg.UP, Side.BUY, round(bid - 0.04, 2), 5))
+        wait_for(lambda: order(core, cid).state is OrderState.UNKNOWN, what="outcome unknown")
+        core.cancel(cid, "replace")  # the first lookup is ~1 s away: this cancel must wait for it
+        wait_for(lambda: order(core, cid).state is OrderState.CANCELED, what="cancelled once known")
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("order unknown") for line in lines)
+    assert any(line.startswith("order cancel-deferred") for line in lines)
+    assert sim.admin.open_orders(core.gateway.funder) == []
+
+
+@pytest.mark.parametrize("signature_type", [0, 1, 2, 3])
+def test_the_sim_accepts_our_signed_orders_for_every_signature_type(sim, signature_type):
+    from eth_account import Account
+    from polymm.sim.testing import new_wallet
+
+    m = live_market(sim)
+    pk, _ = new_wallet()
+    funder = None if signature_type == 0 else Account.create().address
+    gw = Gateway(sim.urls["clob_url"], pk, signature_type=signature_type, funder=funder)
+    try:
+        gw.connect()
+        bid, _ = book_top(sim, m.down_token)
+        signed = gw.signer.build(m.down_token, Side.BUY, round(bid - 0.05, 2), 5, m.tick_size)
+        assert gw.post_order(signed, "GTC", True).status == "live"
+        assert gw.cancel_order(signed.order_hash).canceled == (signed.order_hash,)
+    finally:
+        gw.close()

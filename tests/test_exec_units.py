@@ -149,6 +149,8 @@ def test_gateway_from_env_errors_name_the_variable_never_the_secret():
     with pytest.raises(ConfigError) as err:
         Gateway.from_env("http://127.0.0.1:9", environ={"PK": "0xdeadsecretbeef"})
     assert "deadsecret" not in str(err.value)
+    with pytest.raises(ConfigError, match="SIGNATURE_TYPE=0"):
+        Gateway.from_env("http://127.0.0.1:9", environ={"PK": PK, "BROWSER_ADDRESS": "0x" + "12" * 20})
 
 
 def test_gateway_repr_and_credentials_repr_hide_secrets():
@@ -190,3 +192,29 @@ def test_journal_round_trip_skips_torn_lines_and_drops_old_entries(tmp_path):
     assert set(contents.orders) == {"0xa"} and contents.markets["cond"].window_end == 1800
     assert contents.resolutions == {"cond": "up"}
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+
+
+def test_heartbeater_adopts_the_id_the_exchange_expects_and_trips_on_repeated_failures():
+    from polymm.trader.gateway import HeartbeatRejected
+    from polymm.trader.heartbeat import Heartbeater
+
+    sent, tripped, recovered = [], [], []
+    expected = {"id": "chain-7"}
+    down = {"on": False}
+
+    def send(heartbeat_id):
+        sent.append(heartbeat_id)
+        if down["on"]:
+            raise NetworkError(None, "timed out")
+        if heartbeat_id != expected["id"]:
+            raise HeartbeatRejected(400, "Invalid Heartbeat ID", expected["id"])
+        expected["id"] = f"next-{len(sent)}"
+        return expected["id"]
+
+    hb = Heartbeater(send, tripped.append, lambda: recovered.append(True), clock=lambda: 0.0, max_failures=2)
+    assert hb.beat_once() and sent == ["", "chain-7"] and hb.state.heartbeat_id == expected["id"]
+    down["on"] = True
+    assert not hb.beat_once() and tripped == []
+    assert not hb.beat_once() and len(tripped) == 1 and not hb.state.ok
+    down["on"] = False
+    assert hb.beat_once() and recovered == [True] and hb.state.ok

@@ -236,3 +236,20 @@ def test_bad_options_are_refused_with_a_clear_message():
     out = subprocess.run([sys.executable, "-m", "polymm.feed.service"], env={**os.environ, "POLYMM_WINDOW_S": "abc"},
                          capture_output=True, text=True, timeout=30)
     assert out.returncode != 0 and "POLYMM_WINDOW_S='abc' is not an integer" in out.stderr
+
+
+def test_under_journald_lines_carry_syslog_priorities_and_no_timestamp(segment, tmp_path):
+    env = {**os.environ, "JOURNAL_STREAM": "8:12345", "POLYMM_GAMMA_URL": "http://127.0.0.1:9",
+           "POLYMM_WS_MARKET_URL": "ws://127.0.0.1:9/ws", "POLYMM_SHM": segment}
+    env.pop("NOTIFY_SOCKET", None)
+    proc = subprocess.Popen([sys.executable, "-m", "polymm.feed.service"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(1.5)  # long enough to fail a Gamma lookup (connection refused) at least once
+    finally:
+        assert stop_feed(proc) == 0
+    lines = proc.stdout.read().splitlines()
+    assert lines and all(line[:3] in ("<6>", "<4>", "<3>") for line in lines), lines
+    assert any(line.startswith("<4>polymm.feed.discovery: market btc-updown-15m-") and "Gamma unreachable" in line
+               for line in lines)
+    assert any(line.startswith("<6>polymm.feed: SIGTERM received") for line in lines)

@@ -198,3 +198,22 @@ def test_reconnect_backoff_grows_with_jitter_up_to_its_cap_and_resets():
     assert len(set(delays)) == len(delays)  # jittered, not lockstep
     backoff.reset()
     assert backoff.next_delay() <= 0.25
+
+
+def test_crossed_book_is_flagged_in_the_segment_and_cleared_when_it_uncrosses(fake, writer, shm_name):
+    stream = make_stream(fake, writer)
+    stream.activate()
+    stream.start()
+    reader = shm.Reader(shm_name)
+    try:
+        assert stream.first_publish.wait(10)
+        assert not reader.snapshot().crossed
+        fake.push({"event_type": "price_change", "market": "0xm", "timestamp": "1", "price_changes": [
+            {"asset_id": DOWN, "price": "0.53", "size": "4", "side": "BUY"}]})  # Up bid 0.48 + Down bid 0.53 > 1
+        wait_for(lambda: reader.snapshot().crossed, what="crossed flag")
+        fake.push({"event_type": "price_change", "market": "0xm", "timestamp": "2", "price_changes": [
+            {"asset_id": DOWN, "price": "0.53", "size": "0", "side": "BUY"}]})
+        wait_for(lambda: not reader.snapshot().crossed, what="crossed flag cleared")
+    finally:
+        stream.stop()
+        reader.close()

@@ -117,3 +117,11 @@ def test_order_status_spellings_are_normalised():
     assert normalise_order_status("ORDER_STATUS_LIVE") == "LIVE"
     assert normalise_order_status("CANCELED_MARKET_RESOLVED") == "CANCELED"
     assert normalise_order_status("live") == "LIVE"
+
+
+def test_cancel_before_the_order_is_sent_cancels_it_without_sending():
+    book = OrderBook()
+    o = book.new(want(), "tok", "cond", now=1.0)
+    assert book.request_cancel(o.client_id, "never mind", 1.5)[0] == "deferred"
+    t = book.on_cancelled_before_send(o.client_id, 2.0)
+    assert t.after.state is OrderState.CANCELED and o.order_id is None

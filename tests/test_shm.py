@@ -287,3 +287,67 @@ def test_market_and_status_changes_are_in_the_ring_too(writer, shm_name):
 def test_too_long_identity_strings_are_refused_not_truncated(writer):
     with pytest.raises(ValueError, match="up_token is 81 characters"):
         market(writer, up_token="9" * 81)
+
+
+def test_writer_killed_outright_leaves_a_segment_a_new_writer_takes_over_with_increasing_seq(shm_name):
+    code = textwrap.dedent(
+        f"""
+        import math, time
+        from polymm.feed import shm
+        w = shm.Writer({shm_name!r}, ring_capacity=64)
+        w.set_market(window_start=1, window_end=901, condition_id="0x01", up_token="1", down_token="2",
+                     tick_size=0.01, min_order_size=5, fee_rate=0.07, status="connected")
+        print("READY", flush=True)
+        while True:
+            w.publish(1, (0.4, 1.0, 0.6, 1.0, math.nan, 1.0, 1.0), None)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "READY"
+        reader = shm.Reader(shm_name)
+        reader.wait_update(reader.seq(), 2.0)
+        proc.kill()  # SIGKILL: no cleanup at all, maybe in the middle of a write
+        proc.wait(10)
+        seq_before = reader.seq()
+        snap = reader.snapshot()  # never hangs, even if the kill left the seqlock odd
+        assert snap.writer_pid == proc.pid
+        w2 = shm.Writer(shm_name, ring_capacity=64)  # the kernel released the dead writer's lock
+        try:
+            snap2 = reader.snapshot()
+            assert snap2.writer_pid == os.getpid() and snap2.seq > seq_before and snap2.status == "starting"
+        finally:
+            w2.close()
+        reader.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        shm.unlink(shm_name)
+
+
+def test_reader_reports_stopped_without_a_book_when_a_dead_writer_left_the_seqlock_odd(writer, shm_name):
+    market(writer, status="connected")
+    writer.publish(1_800_000_000, leg(0.4, 0.6), leg(0.4, 0.6))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    # what a SIGKILL in the middle of a publish leaves behind: an odd seqlock word and a dead writer pid
+    struct.pack_into("<q", writer._buf, shm.HEADER.fields["writer_pid"][1], dead_pid)
+    struct.pack_into("<Q", writer._buf, shm._LOCK_OFF, writer._lockword + 1)
+    t0 = time.monotonic()
+    snap = shm.Reader(shm_name).snapshot()
+    assert time.monotonic() - t0 < 5
+    assert snap.status == "stopped" and math.isnan(snap.up.bid) and math.isnan(snap.down.ask)
+    struct.pack_into("<Q", writer._buf, shm._LOCK_OFF, writer._lockword)  # let the fixture close cleanly
+
+
+def test_writes_after_close_publish_nothing_or_say_the_writer_is_closed(shm_name):
+    w = shm.Writer(shm_name, ring_capacity=64)
+    market(w)
+    w.close()
+    try:
+        assert w.publish(1_800_000_000, leg(0.4, 0.6), None) == 0
+        w.heartbeat()  # the service loop may race its own shutdown: harmless
+        with pytest.raises(ValueError, match="is closed"):
+            market(w)
+    finally:
+        shm.unlink(shm_name)

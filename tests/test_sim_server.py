@@ -28,6 +28,7 @@ from polymm.sim.testing import SimError, new_wallet, run_sim, shape_diff
 pytestmark = pytest.mark.slow
 
 FEE_RATE = Decimal("0.07")
+HTTP = httpx.Client(timeout=10)  # one client: httpx.request() builds a new SSL context (~30 ms) per call
 
 
 # ---- fixtures and helpers ---------------------------------------------------------------------------------
@@ -83,8 +84,8 @@ def raw(sim, client, method: str, path: str, body=None, params: dict | None = No
     text = json.dumps(body, separators=(",", ":")) if body is not None else None
     headers = create_level_2_headers(client.signer, client.creds,
                                      RequestArgs(method=method, request_path=path, body=body, serialized_body=text))
-    return httpx.request(method, sim.urls["clob_url"] + path, headers={**headers, "Content-Type": "application/json"},
-                         content=text.encode() if text else None, params=params, timeout=10)
+    return HTTP.request(method, sim.urls["clob_url"] + path, headers={**headers, "Content-Type": "application/json"},
+                        content=text.encode() if text else None, params=params)
 
 
 def usd(client) -> Decimal:
@@ -360,17 +361,18 @@ def test_closed_only_status_reads_false_for_a_fresh_account(sim):
 def test_gamma_lists_the_live_and_next_windows_with_production_shapes(sim):
     state = sim.admin.state()
     live, step = state["live_window_start"], state["window_s"]
+    live_market = next(m for m in state["markets"] if m["window_start"] == live)
     gamma = sim.urls["gamma_url"]
-    event = httpx.get(f"{gamma}/events/slug/btc-updown-15m-{live}").json()
+    event = HTTP.get(f"{gamma}/events/slug/btc-updown-15m-{live}").json()
     market = event["markets"][0]
-    assert json.loads(market["clobTokenIds"]) == [state["markets"][0]["up_token"], state["markets"][0]["down_token"]]
+    assert json.loads(market["clobTokenIds"]) == [live_market["up_token"], live_market["down_token"]]
     assert market["acceptingOrders"] is True and market["closed"] is False
     recorded = load_fixture("nautilus-rust/test_data/gamma_market.json")
     allowed = {"feeSchedule", "version", "eventMetadata", "markets"}
     assert shape_diff(market, recorded, allow_extra=allowed) == [f"$.events: missing (recorded has it)"]
-    listed = httpx.get(f"{gamma}/events", params={"slug": f"btc-updown-15m-{live + step}"}).json()
+    listed = HTTP.get(f"{gamma}/events", params={"slug": f"btc-updown-15m-{live + step}"}).json()
     assert [e["slug"] for e in listed] == [f"btc-updown-15m-{live + step}"]
-    by_market = httpx.get(f"{gamma}/markets/slug/btc-updown-15m-{live + step}").json()
+    by_market = HTTP.get(f"{gamma}/markets/slug/btc-updown-15m-{live + step}").json()
     assert shape_diff(by_market, recorded, allow_extra=allowed) == []
 
 
@@ -378,13 +380,13 @@ def test_gamma_past_windows_are_closed_and_unknown_slugs_are_404(sim):
     state = sim.admin.state()
     live, step = state["live_window_start"], state["window_s"]
     gamma = sim.urls["gamma_url"]
-    past = httpx.get(f"{gamma}/markets/slug/btc-updown-15m-{live - 10 * step}").json()
+    past = HTTP.get(f"{gamma}/markets/slug/btc-updown-15m-{live - 10 * step}").json()
     assert (past["closed"], past["acceptingOrders"]) == (True, False)
     assert sorted(json.loads(past["outcomePrices"])) == ["0", "1"]
-    assert httpx.get(f"{gamma}/events/slug/btc-updown-15m-{live + 100 * step}").status_code == 404
-    assert httpx.get(f"{gamma}/events/slug/btc-updown-15m-{live + 1}").status_code == 404
-    assert httpx.get(f"{gamma}/events/slug/eth-updown-15m-{live}").status_code == 404
-    assert httpx.get(f"{gamma}/events", params={"slug": "nope"}).json() == []
+    assert HTTP.get(f"{gamma}/events/slug/btc-updown-15m-{live + 100 * step}").status_code == 404
+    assert HTTP.get(f"{gamma}/events/slug/btc-updown-15m-{live + 1}").status_code == 404
+    assert HTTP.get(f"{gamma}/events/slug/eth-updown-15m-{live}").status_code == 404
+    assert HTTP.get(f"{gamma}/events", params={"slug": "nope"}).json() == []
 
 
 # ---- WebSockets ---------------------------------------------------------------------------------------------
@@ -494,7 +496,7 @@ def test_oversized_websocket_frame_closes_that_socket_only(sim):
     listener.next_text()
     listener.ws.send("x" * (300 * 1024))
     assert listener.closed.wait(5)
-    assert httpx.get(sim.urls["clob_url"] + "/ok").status_code == 200
+    assert HTTP.get(sim.urls["clob_url"] + "/ok").status_code == 200
 
 
 def test_socket_that_never_subscribes_is_closed(fast_sim):
@@ -715,7 +717,7 @@ def test_fault_stop_accepting_refuses_orders_and_gamma_says_so(sim):
     sim.admin.fault("stop_accepting", on=True)
     assert error_of(lambda: post(client, m["up_token"], 0.2, 5)) == (
         400, {"error": "the market is not yet ready to process new orders"})
-    gamma = httpx.get(f"{sim.urls['gamma_url']}/markets/slug/{m['slug']}").json()
+    gamma = HTTP.get(f"{sim.urls['gamma_url']}/markets/slug/{m['slug']}").json()
     assert gamma["acceptingOrders"] is False
 
 
@@ -745,17 +747,17 @@ def test_bad_requests_get_json_errors_and_never_break_the_sim(sim):
     assert raw(sim, client, "POST", "/order", None).json() == {"error": "Invalid order payload"}
     assert raw(sim, client, "POST", "/order", {"order": {}, "owner": "x"}).status_code == 400
     assert raw(sim, client, "DELETE", "/order", ["not", "an", "object"]).status_code == 400
-    unsigned = httpx.post(base + "/order", content=b"{}", headers={"Content-Type": "application/json"})
+    unsigned = HTTP.post(base + "/order", content=b"{}", headers={"Content-Type": "application/json"})
     assert (unsigned.status_code, unsigned.json()) == (401, {"error": "Unauthorized/Invalid api key"})
-    assert httpx.get(base + "/auth/derive-api-key").json() == {"error": "Invalid L1 Request headers"}
-    assert httpx.get(base + "/no/such/route").status_code == 404
-    assert httpx.put(base + "/order").status_code == 405
-    huge = httpx.post(base + "/order", content=b"x" * (2 * 1024 * 1024))
+    assert HTTP.get(base + "/auth/derive-api-key").json() == {"error": "Invalid L1 Request headers"}
+    assert HTTP.get(base + "/no/such/route").status_code == 404
+    assert HTTP.put(base + "/order").status_code == 405
+    huge = HTTP.post(base + "/order", content=b"x" * (2 * 1024 * 1024))
     assert (huge.status_code, huge.json()) == (413, {"error": "request body too large"})
-    assert httpx.get(base + "/book", params={"token_id": "123"}).status_code == 404
+    assert HTTP.get(base + "/book", params={"token_id": "123"}).status_code == 404
     cursor = raw(sim, client, "GET", "/data/orders", params={"next_cursor": "%%%"})
     assert (cursor.status_code, cursor.json()) == (400, {"error": "invalid next_cursor"})
-    assert httpx.get(base + "/ok").status_code == 200
+    assert HTTP.get(base + "/ok").status_code == 200
     assert "Traceback" not in sim.log_tail(200)
 
 
@@ -787,3 +789,51 @@ def test_sigterm_stops_the_sim_cleanly(tmp_path):
     assert listener.closed.wait(5)
     assert not list(tmp_path.glob("*.ready.json"))  # the ready file goes with the process
     assert "Traceback" not in running.log_tail(200)
+
+
+def test_market_orders_from_the_sdk_fill_fok_buy_and_fak_sell(sim):
+    from py_clob_client_v2.clob_types import MarketOrderArgs, OrderType
+
+    client, _ = trader(sim)
+    m = market_ahead(sim)
+    bought = client.create_and_post_market_order(MarketOrderArgs(token_id=m["up_token"], amount=10, side="BUY"),
+                                                 order_type=OrderType.FOK, defer_exec=True)
+    assert bought["status"] == "matched" and Decimal(bought["makingAmount"]) <= 10
+    sold = client.create_and_post_market_order(MarketOrderArgs(token_id=m["up_token"], amount=5, side="SELL"),
+                                               order_type=OrderType.FAK, defer_exec=True)
+    assert sold["status"] == "matched" and sold["makingAmount"] == "5"
+    held = client.get_balance_allowance(BalanceAllowanceParams(asset_type="CONDITIONAL", token_id=m["up_token"]))
+    assert Decimal(held["balance"]) == (Decimal(bought["takingAmount"]) - 5) * 10**6
+
+
+def test_junk_on_every_route_gets_json_4xx_never_a_5xx_or_a_traceback(sim):
+    import random
+
+    rng = random.Random(7)
+    client, _ = trader(sim)
+    routes = [("GET", "/book"), ("GET", "/tick-size"), ("POST", "/order"), ("POST", "/orders"), ("DELETE", "/order"),
+              ("DELETE", "/orders"), ("DELETE", "/cancel-market-orders"), ("GET", "/data/orders"),
+              ("GET", "/data/order/0x12"), ("GET", "/data/trades"), ("GET", "/balance-allowance"),
+              ("POST", "/v1/heartbeats"), ("POST", "/books"), ("GET", "/price"), ("GET", "/events"),
+              ("GET", "/markets/0x12"), ("GET", "/auth/derive-api-key"), ("POST", "/auth/api-key"),
+              ("GET", "/_sim/balance"), ("POST", "/_sim/fund")]
+    bodies = [b"", b"{", b"null", b"[]", b"[1,2]", b'{"a":1}', b"\x00\xff", b'{"order":{"salt":-1},"owner":""}',
+              b'"text"', b"1e999", b'{"heartbeat_id": 5}', b'{"orderID": 5}', b'{"address":"0x1","amount":"NaN"}',
+              b'{"condition_id":5}', json.dumps([{"token_id": "1"}] * 3).encode()]
+    params = [None, {"token_id": "1"}, {"token_id": "9" * 90}, {"next_cursor": "LTE="}, {"side": "SELL", "token_id": "x"},
+              {"slug": "btc-updown-15m-0"}, {"address": "0xzz"}, {"asset_type": "CONDITIONAL"},
+              {"signature_type": "abc"}, {"after": "nan"}]
+    for _ in range(250):
+        method, path = rng.choice(routes)
+        body = rng.choice(bodies)
+        headers = {}
+        if rng.random() < 0.6:  # correctly signed junk reaches the handlers behind the auth check
+            text = body.decode("utf-8", "replace")
+            headers = create_level_2_headers(client.signer, client.creds,
+                                             RequestArgs(method=method, request_path=path, body=text,
+                                                         serialized_body=text))
+        answer = HTTP.request(method, sim.urls["clob_url"] + path, content=body, params=rng.choice(params),
+                              headers=headers)
+        assert answer.status_code < 500, (method, path, body, answer.text)
+        answer.json()  # always JSON
+    assert "Traceback" not in sim.log_tail(2000)

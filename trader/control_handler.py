@@ -31,6 +31,7 @@ log = logging.getLogger("polymm.trader.control")
 # How long a control request waits for the loop to apply a command (it decides every few ms; this only
 # matters when the loop is stuck, and then the operator should hear it rather than wait forever).
 APPLY_WAIT_S = 5.0
+RESTART_WAIT_S = 25.0
 # The loop decides at least every 50 ms; silence for this long is worth a warning in status.
 LOOP_SILENT_WARN_S = 2.0
 
@@ -200,8 +201,14 @@ def changes_between(old, new) -> list[p.Change]:
 
 
 def _plain(value):
-    """Config values as the wire can carry them (tuples, enums, Structs → builtins)."""
-    return msgspec.to_builtins(value)
+    """Config values as the wire can carry them (tuples, enums, Structs → builtins), with any credentials
+    embedded in an endpoint URL (https://user:token@host) redacted."""
+    value = msgspec.to_builtins(value)
+    if isinstance(value, str) and "://" in value and "@" in value.split("://", 1)[1].split("/", 1)[0]:
+        scheme, rest = value.split("://", 1)
+        host = rest.split("@", 1)[1]
+        return f"{scheme}://{p.REDACTED}@{host}"
+    return value
 
 
 # ---- the handler ----------------------------------------------------------------------------------
@@ -211,8 +218,9 @@ class TraderControlHandler:
     """ControlHandler (trader/control.py) for one running trader."""
 
     def __init__(self, engine, core, store: ConfigStore, *, started_at: float | None = None,
-                 clock=time.time, restart_hint: str = "") -> None:
+                 clock=time.time, balance=None) -> None:
         self.engine = engine
+        self.balance = balance  # trader/balance.BalanceWatcher, or None
         self.core = core
         self.store = store
         self.started_at = started_at if started_at is not None else time.time()
@@ -221,14 +229,14 @@ class TraderControlHandler:
 
     # -- helpers ---------------------------------------------------------------------------------------
 
-    def _command(self, kind: str, payload: Any = None):
+    def _command(self, kind: str, payload: Any = None, wait_s: float = APPLY_WAIT_S):
         if self.stopping:
             raise p.ControlError(p.E_UNAVAILABLE, "the trader is shutting down")
-        cmd = self.engine.submit(kind, payload, wait_s=APPLY_WAIT_S)
+        cmd = self.engine.submit(kind, payload, wait_s=wait_s)
         if not cmd.done.is_set():
             raise p.ControlError(
                 p.E_UNAVAILABLE,
-                f"the decision loop did not take the {kind.replace('_', '-')} within {APPLY_WAIT_S:.0f} s; "
+                f"the decision loop did not take the {kind.replace('_', '-')} within {wait_s:.0f} s; "
                 "it is queued and will apply at the next decision",
             )
         if cmd.error:
@@ -333,7 +341,7 @@ class TraderControlHandler:
             feed_age_ms=None if view is None else round(view.age_ms, 1),
             last_decision_at=es.last_decision_at or None,
             heartbeat_ok=bool(getattr(exchange, "heartbeat_ok", True)),
-            balance_usd=_balance(exchange),
+            balance_usd=getattr(self.balance, "balance_usd", None),
             positions=infos,
             orders=[self._order_info(o, view, now) for o in orders],
             exposure=_safe(lambda: self._exposure(view, orders, positions, es.config, now), []),
@@ -364,7 +372,8 @@ class TraderControlHandler:
     def _warnings(self, es, exchange, now: float) -> list[str]:
         out: list[str] = []
         if es.problem:
-            out.append(f"not trading: {es.problem}")
+            since = f" for {now - es.problem_since:.1f} s" if es.problem_since else ""
+            out.append(f"not trading{since}: {es.problem}")
         if es.last_decision_at and now - es.last_decision_at > LOOP_SILENT_WARN_S:
             out.append(f"decision loop silent for {now - es.last_decision_at:.1f} s")
         if exchange is not None and not getattr(exchange, "heartbeat_ok", True):
@@ -372,8 +381,18 @@ class TraderControlHandler:
         for w in getattr(exchange, "warnings", None) or []:
             if w not in out:
                 out.append(str(w))
+        if self.balance is not None and es.config is not None:
+            from polymm.trader.balance import balance_warnings
+
+            out += balance_warnings(self.balance.balance_usd, self.balance.allowance_ok, es.config.risk.max_exposure_usd)
         if self.store.pending_restart:
             out.append("config change pending restart: " + ", ".join(sorted(self.store.pending_restart)))
+        market, cfg = es.market, es.config
+        if market is not None and cfg is not None:
+            length = int(market.window_end) - int(market.window_start)
+            if length != cfg.market.window_s:
+                out.append(f"the feed's window is {length} s but market.window_s is {cfg.market.window_s} s: "
+                           "time rules (cap schedule, late window) assume the wrong length")
         if es.flattening:
             out.append("flattening: selling every position; trader paused")
         return out
@@ -477,7 +496,8 @@ class TraderControlHandler:
         return p.DoneReply(message=self._command("flatten").result)
 
     def restart(self, request: p.RestartRequest) -> p.DoneReply:
-        return p.DoneReply(message=self._command("restart").result)
+        # Cancels (up to 5 s for unanswered submits), reconnects the user channel (up to 5 s) and reconciles.
+        return p.DoneReply(message=self._command("restart", wait_s=RESTART_WAIT_S).result)
 
 
 # ---- small helpers ---------------------------------------------------------------------------------
@@ -509,14 +529,6 @@ def _exchange_word(exchange) -> str:
     word = getattr(exchange, "state", None) or getattr(exchange, "kind", None) or getattr(exchange, "mode", None)
     word = _s(word) if word is not None else "normal"
     return {"engine_restarting": "exchange_restarting"}.get(word, word)
-
-
-def _balance(exchange) -> float | None:
-    for name in ("balance_usd", "balance"):
-        value = getattr(exchange, name, None)
-        if isinstance(value, (int, float)):
-            return float(value)
-    return None
 
 
 def summary_line(handler: TraderControlHandler) -> str:

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from polymm.trader.model import MarketView
+from polymm.trader.model import MarketView, OrderState, Role
 
 log = logging.getLogger("polymm.trader.engine")
 
@@ -37,11 +37,14 @@ DECIDE_EVERY_S = 0.05
 # Waking on the shm sequence: the feed offers no OS-level signal (a seqlocked segment), so the loop polls the
 # sequence word (one 8-byte read) between short sleeps. On this kind of VM time.sleep(50 us) really sleeps
 # ~130 us at ~19 % of a core, 150 us ~230 us at ~10 %: so the loop polls fast for a while after a tick (ticks
-# come in bursts) and slower when the book is quiet. Both keep tick-to-decision far below the original bot's
-# 1 ms sleep. (Reader.wait_update spins 50 us per call, too costly when called every ~100 us on 2 cores.)
+# come in bursts) and slower when the book is quiet; a new book is seen ~0.1-0.25 ms after it is published,
+# against up to 1 ms (+ scheduling) for the original bot's 1 ms sleep. (Reader.wait_update spins 50 us per call,
+# too costly when called every ~100 us on 2 cores.) bench/bench_tick_to_decision.py measures it.
 POLL_HOT_S = 50e-6
 POLL_COLD_S = 150e-6
 HOT_AFTER_TICK_S = 0.25
+# Shortest back-off of an order slot after the exchange rejected its order.
+MIN_REJECT_BACKOFF_S = 0.5
 # Consecutive failed decisions after which the loop gives up (the service exits non-zero, systemd restarts it).
 MAX_FAILED_DECISIONS = 100
 # Feed statuses under which the book in shm describes a live market we may trade.
@@ -89,6 +92,7 @@ class EngineStatus:
     config: Any  # the Config the last decision used
     decision_notes: tuple[str, ...] = ()  # warnings/notes from the pipeline, in words
     restarting: bool = False
+    problem_since: float | None = None  # unix seconds the current problem started
 
 
 # ---- pure helpers ----------------------------------------------------------------------------------
@@ -179,7 +183,11 @@ def halt_reason(exchange) -> str:
         return ""
     warnings = list(getattr(exchange, "warnings", None) or [])
     mode = getattr(exchange, "mode", None)
-    return warnings[0] if warnings else f"exchange mode {getattr(mode, 'value', mode)}: no new orders"
+    if warnings:
+        return warnings[0]
+    if not getattr(exchange, "heartbeat_ok", True):
+        return "heartbeats failing: no new orders"
+    return f"exchange is {str(getattr(mode, 'value', mode)).replace('_', '-')}: no new orders"
 
 
 def window_words(window_start: int, window_end: int) -> str:
@@ -224,7 +232,7 @@ class Engine:
         # restart path: re-read config (returns a new Config or raises) and re-attach shm; given by the service
         self._reconfigure = reconfigure
         self._reconnect_reader = reconnect_reader
-        # benchmark hook: (snapshot, decided_at, actions_sent_at) for decisions triggered by a new shm seq
+        # benchmark hook: (snapshot, decided_at, actions_done_at) for decisions woken by a new top of book
         self._on_decision = on_decision
         # E's pure pipeline (trader/decide.py) unless a test gives another with the same signature
         self._pipeline = pipeline
@@ -244,12 +252,13 @@ class Engine:
         self._notes: tuple[str, ...] = ()
         self._decided_at = 0.0
         self.tick_publish_ts: float | None = None
+        self.snapshot_at = 0.0
+        self._decide_again = False
+        self._tick_size: float | None = None  # last tick handed to the core for the current market
+        self._cooling: dict[tuple, tuple[float, str]] = {}  # slot -> (until, words) after a rejection
         self._failures = 0
         self._unresolved_usd = 0.0
         self._unresolved_at = -1e9
-        # called (old market, new market) on the loop thread at rotation: the service starts watching the old
-        # market's resolution
-        self.on_rotation: Callable[[Any, Any], None] | None = None
         self._hang = threading.Event()  # test hook (POLYMM_TEST_HOOKS): block the loop so the watchdog fires
         self.status = EngineStatus(
             state="starting", paused=False, flattening=False, market=None, market_view=None, problem=None,
@@ -329,7 +338,7 @@ class Engine:
     def _wait_for_work(self) -> bool:
         """Sleep a few tens of microseconds unless there is already something to decide on; True when a
         decision is due (new shm sequence, an order/fill event, an operator command, or the periodic one)."""
-        if self.reader.seq() != self._last_seq:
+        if self.reader.seq() != self._last_seq or self._decide_again:
             return True
         wake = getattr(self.core, "wake", None)
         if (wake is not None and wake.is_set()) or not self._commands.empty():
@@ -350,6 +359,7 @@ class Engine:
         if self._config_source is not None:
             self.config = self._config_source()
         snap = self.reader.snapshot()
+        self.snapshot_at = self.clock()  # for the tick-to-decision benchmark: when the loop read this book
         new_tick = snap.seq != self._last_seq
         # The feed's publish time when this decision was woken by a new top of book (not by a status-only
         # sequence step, an order event or the clock): what tick-to-decision is measured from.
@@ -359,25 +369,31 @@ class Engine:
             self._last_tick_mono = self._last_decision_mono
         self._last_seq = snap.seq
         now = self.clock()
-        # Drain the core's events: orders()/positions() below are the state that matters, events only say
-        # that something changed (and a resolution or fill changes what awaits resolution).
-        events = self.core.poll_events()
         rotated = self._follow_rotation(snap, now)
-        self._refresh_unresolved(self._last_decision_mono, bool(events) or rotated)
+        if rotated:
+            self._refresh_unresolved(self._last_decision_mono, True)
         stale_ms = float(self.config.risk.stale_feed_ms)
         problem = self._market_problem(snap, now, stale_ms)
         view = None
         actions = 0
         if problem is None or problem.startswith(("feed", "book")):
+            self._follow_tick_size(snap)
             # stale/crossed books still go through the pipeline: its risk gate cancels entries and refuses new
             # ones on a book that is not fresh (MarketView.fresh / crossed carry the verdict).
             view = market_view(snap, now=now, stale_feed_ms=stale_ms)
             actions = self._decide_and_execute(view, now)
         else:
             self._refuse(problem, now)
-        self._set_problem(problem, now)
         if self.tick_publish_ts is not None and view is not None and self._on_decision is not None:
             self._on_decision(snap, self._decided_at, self.clock())
+        # Bookkeeping after the orders are out (the hot path is snapshot -> decide -> execute). The core's events
+        # only say that something changed — orders()/positions() are the state the decision used — but one
+        # that arrived during this decision may not have been seen by it: decide again at once.
+        events = self.core.poll_events()
+        self._decide_again = bool(events)
+        self._note_rejections(events, now)
+        self._refresh_unresolved(self._last_decision_mono, bool(events))
+        self._set_problem(problem, now)
         self._decisions += 1
         if self.notifier is not None:
             self.notifier.watchdog()
@@ -407,9 +423,19 @@ class Engine:
         self.core.set_market(new_market)
         self.market = new_market
         self._pipeline_state = None
-        if self.on_rotation is not None:
-            self.on_rotation(old, new_market)
+        self._tick_size = None
         return True
+
+    def _follow_tick_size(self, snap) -> None:
+        """Exchange quirk: the tick changes mid-window (0.01 -> 0.001 near 0 and 1, `tick_size_change`); the feed
+        publishes it in shm and the execution core must round to it (the SDK's own tick cache never expires)."""
+        tick = float(snap.tick_size)
+        if tick > 0 and tick != self._tick_size:
+            if self._tick_size is not None:
+                log.info("tick size of %s: %g -> %g", snap.condition_id[:12], self._tick_size, tick)
+            self._tick_size = tick
+            self.core.on_tick_size(snap.up_token, tick)
+            self.core.on_tick_size(snap.down_token, tick)
 
     def _market_problem(self, snap, now: float, stale_ms: float) -> str | None:
         """Why the shm book cannot be traded on as our market; words starting "feed"/"book" mean the pipeline
@@ -465,6 +491,7 @@ class Engine:
             halt_reason=halt_reason(exchange),
             post_only_only=bool(getattr(exchange, "post_only_required", False)),
             unresolved_usd=self._unresolved_usd,
+            cooling=self._cooling_now(now),
         )
         self._pipeline_state = decision.state
         self._notes = tuple(decision.notes)
@@ -475,6 +502,31 @@ class Engine:
             log.info("flatten done: no sellable position left; trader stays paused (mmctl resume to trade again)")
             self.flattening = False
         return len(decision.actions)
+
+    def _note_rejections(self, events, now: float) -> None:
+        """An order the exchange rejected puts its (strategy, leg, side, role) slot on a back-off: the next
+        decisions, milliseconds later, would only repeat the rejection (e.g. post-only "crosses book" while the
+        book moves) and burn the order throttle that stop-losses need."""
+        for event in events:
+            order = getattr(event, "order", None)
+            if order is None or getattr(order, "state", None) is not OrderState.REJECTED:
+                continue
+            if getattr(event, "previous_state", None) is OrderState.REJECTED:
+                continue
+            params = getattr(self.config, order.strategy, None)
+            if order.role is Role.ENTRY:
+                wait = getattr(params, "requote_wait_s", 1.0)
+            else:
+                wait = getattr(params, "exit_retry_s", 1.0)
+            wait = max(MIN_REJECT_BACKOFF_S, float(wait))
+            key = (order.strategy, order.leg, order.side, order.role)
+            self._cooling[key] = (now + wait, f"the exchange rejected the last one; retrying after {wait:g} s")
+
+    def _cooling_now(self, now: float) -> dict:
+        if not self._cooling:
+            return {}
+        self._cooling = {k: v for k, v in self._cooling.items() if v[0] > now}
+        return {k: words for k, (_until, words) in self._cooling.items()}
 
     def _exchange_status(self):
         try:
@@ -605,5 +657,5 @@ class Engine:
         self.status = EngineStatus(
             state=state, paused=self.paused, flattening=self.flattening, market=self.market, market_view=view,
             problem=self._problem, decisions=self._decisions, last_decision_at=now, last_actions=actions,
-            config=self.config, decision_notes=self._notes,
+            config=self.config, decision_notes=self._notes, problem_since=self._problem_since,
         )

@@ -16,7 +16,9 @@ Answers to the integrator (H), as promised:
    `condition_id` is given; fills() covers all markets unless one is given. Older markets whose
    positions await resolution: pending_resolution(). pnl() covers every market, payouts included.
    Resolution: call resolve_market(condition_id, winning_leg) when the feed sees `market_resolved`;
-   orders the exchange cancels at resolution end `canceled`.
+   orders the exchange cancels at resolution end `canceled`. Tick changes: call on_tick_size(token, tick).
+   Orders found on our wallet in our markets that this trader did not place (journal lost) are tracked
+   with strategy "external": cancel_all()/stop() cancel them too (an unmanaged resting order is risk).
 2. Every public method is thread-safe (one RLock; views are frozen copies).
 3. restart(reason): cancel our orders, reconnect user WS + heartbeats, reconcile - keeps fills/positions.
    stop() + start() on the same instance is also supported.
@@ -25,11 +27,14 @@ Answers to the integrator (H), as promised:
    trader holds the wallet (only when a state_dir is given - the service passes polymm.env.state_dir()),
    and exchange_state.ExchangeError when the exchange cannot be reached or the first reconciliation
    fails (never trades on an unchecked state; start() may be called again).
+6. Gateway.from_env(clob_url=...) raises gateway.ConfigError (a ValueError; never contains a secret).
 7. place() never raises for exchange reasons: refused orders end `rejected` with the reason logged
    (exchange state, blocked leg, min size, core not running during a restart). It raises RuntimeError only
    before the first start(). The core may lower a size to what the exchange's amount precision accepts
    (logged as `order resize`), and rounds an off-tick price to the current tick (BUY down, SELL up).
-6. Gateway.from_env(clob_url=...) raises gateway.ConfigError (a ValueError; never contains a secret).
+8. (21:24 race report) orders() + positions() never under-count: shares the exchange reports matched on
+   an order (order UPDATE / POST answer) before the trade report arrives count as a provisional position
+   at the order's price (see _holdings); the trade replaces it, a FAILED trade still reverses it.
 
 Every order action is logged as one line:
 `order <action> id=<order_id|client_id> strategy=s1 leg=up side=BUY price=0.61 size=6.55 type=GTC post_only=1 reason=<words>`
@@ -47,7 +52,7 @@ from typing import Callable
 
 from . import reconcile as reconcile_mod
 from .exchange_state import ExchangeError, ExchangeState
-from .fills import FillStore, OrderInfo, TokenInfo
+from .fills import FillStore, OrderInfo, TokenInfo, taker_fee
 from .gateway import Gateway
 from .heartbeat import Heartbeater
 from .model import (ExchangeStatus, FillChanged, FillView, Leg, MarketResolvedEvent, OrderChanged, OrderState,
@@ -68,8 +73,9 @@ MAX_QUEUED_EVENTS = 10_000
 CANCEL_RESEND_EVERY_S = 1.0
 KEEP_DONE_ORDERS_S = 3600.0
 TRACK_AFTER_END_S = 3600.0
-GTD_MIN_LIFETIME_S = 180  # the exchange refuses GTD expirations closer than ~3 minutes
-GTD_EARLY_EXPIRY_S = 60  # ...and expires GTD orders 60 s before their stated expiration
+GTD_MIN_LIFETIME_S = 180  # the exchange refuses GTD expirations closer than 3 minutes...
+GTD_EARLY_EXPIRY_S = 60  # ...and expires GTD orders 60 s before their stated expiration,
+GTD_CLOCK_MARGIN_S = 5  # so expiration = window_end + 60 dies at the close; GTD impossible in the last ~2 min
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,7 @@ class ExecutionCore:
                  heartbeat_interval_s: float = 5.0, heartbeat_max_failures: int = 2,
                  unknown_lookup_every_s: float = 1.0, unknown_max_lookups: int = 5,
                  on_submit_sent: Callable[[str, float], None] | None = None,
-                 ws_connect_wait_s: float = 5.0, ws_backoff_s: float = 0.5,
+                 ws_connect_wait_s: float = 5.0, ws_backoff_s: float = 0.5, ws_ping_every_s: float = 10.0,
                  post_only_after_restart_s: float = 120.0) -> None:
         self.gateway = gateway
         self.clock = clock
@@ -127,6 +133,7 @@ class ExecutionCore:
         self._fills = FillStore(self._order_info, self._tokens.get)
         self._xstate = ExchangeState(post_only_after_restart_s=post_only_after_restart_s)
         self._ws_backoff_s = ws_backoff_s
+        self._ws_ping_every_s = ws_ping_every_s
         self._last_status: ExchangeStatus | None = None
         self._journal: OrderJournal | None = None
         self._wallet_lock: WalletLock | None = None
@@ -177,13 +184,13 @@ class ExecutionCore:
                 self._ws_connected.clear()
                 self._stream = UserStream(self.ws_user_url, self.gateway.ws_auth, self._tracked_markets,
                                           self._on_ws_events, self._on_ws_connected, self._on_ws_disconnected,
-                                          backoff_initial_s=self._ws_backoff_s)
+                                          backoff_initial_s=self._ws_backoff_s, ping_every_s=self._ws_ping_every_s)
                 self._stream.start()
                 if not self._ws_connected.wait(self.ws_connect_wait_s):
                     log.warning("user channel not connected after %.0f s; reconciling from REST and retrying",
                                 self.ws_connect_wait_s)
             # Arm the dead-man switch before anything can rest on the book.
-            self._heart = Heartbeater(self.gateway.heartbeat, self._on_heartbeat_tripped,
+            self._heart = Heartbeater(lambda heartbeat_id: self.gateway.heartbeat(heartbeat_id), self._on_heartbeat_tripped,
                                       self._on_heartbeat_recovered, clock=self.clock,
                                       interval_s=self._heartbeat_interval_s, max_failures=self._heartbeat_max_failures)
             self._heart.beat_once()
@@ -395,20 +402,47 @@ class ExecutionCore:
             return [o.view() for o in self._book.by_client.values() if not working_only or not o.state.terminal]
 
     def positions(self, condition_id: str | None = None) -> dict[tuple[str, Leg], PositionView]:
+        """Positions of the current market (or `condition_id`), including *provisional* shares: matched
+        according to the exchange's order report, with the trade report not in yet (see _holdings)."""
         with self._lock:
             cond = condition_id or (self._current.condition_id if self._current else None)
-            folded = fold(self._fills.fills_with_market(), self._resolutions)
+            folded = fold(self._holdings(), self._resolutions)
         return {(s, leg): p for (c, s, leg), p in folded.items() if c == cond}
 
     def all_positions(self) -> dict[tuple[str, str, Leg], PositionView]:
         """(condition_id, strategy, leg) -> position, every market we have fills in."""
         with self._lock:
-            return fold(self._fills.fills_with_market(), self._resolutions)
+            return fold(self._holdings(), self._resolutions)
+
+    def _holdings(self) -> list[tuple[str, FillView]]:
+        """The fill store's fills plus a provisional fill per order whose exchange-reported matched size
+        exceeds what its trade reports cover.
+
+        Why: the user channel can deliver an order's UPDATE (size_matched) a few ms before the trade. In
+        between, the order is no longer working and the fill store has no fill yet; a decision made then
+        would see neither and buy again (seen live on the sim). Orders + positions must never under-count
+        what we hold. The provisional fill is priced at the order's price (a taker may do better) and
+        charged the taker fee unless the order was post-only; the real trade replaces it, and a FAILED
+        trade still reverses (it covers the shares too)."""
+        out = self._fills.fills_with_market()
+        for order in self._book.by_client.values():
+            if not order.order_id or order.filled <= 0:
+                continue
+            gap = round(order.filled - self._fills.covered_shares(order.order_id), 6)
+            if gap <= 1e-9:
+                continue
+            token = self._tokens.get(order.token_id)
+            fee = 0.0 if order.post_only or token is None else taker_fee(gap, order.price, token.fee_rate)
+            out.append((order.condition_id, FillView(
+                trade_id=f"pending:{order.order_id}", order_id=order.order_id, client_id=order.client_id,
+                strategy=order.strategy, leg=order.leg, side=order.side, price=order.price, size=gap, fee=fee,
+                role="pending", status="MATCHED", ts=order.updated_at)))
+        return out
 
     def pending_resolution(self) -> list[tuple[MarketIdentity, dict[tuple[str, Leg], PositionView]]]:
         """Older markets (not the current one) with shares still held and no resolution yet."""
         with self._lock:
-            folded = fold(self._fills.fills_with_market(), self._resolutions)
+            folded = fold(self._holdings(), self._resolutions)
             current = self._current.condition_id if self._current else None
             out: dict[str, dict] = {}
             for (c, s, leg), p in folded.items():
@@ -422,7 +456,7 @@ class ExecutionCore:
 
     def pnl(self) -> dict:
         with self._lock:
-            return pnl_summary(fold(self._fills.fills_with_market(), self._resolutions), self._resolutions)
+            return pnl_summary(fold(self._holdings(), self._resolutions), self._resolutions)
 
     def state(self) -> ExchangeStatus:
         with self._lock:
@@ -466,6 +500,10 @@ class ExecutionCore:
         now = self.clock()
         with self._lock:
             order = self._book.by_client[client_id]
+            if order.cancel_reason is not None:
+                self._order_event(self._book.on_cancelled_before_send(client_id, now))
+                self._log_order("canceled", order, f"{order.cancel_reason} (before it was sent)")
+                return
             market = self._markets[order.condition_id]
             tick = self._ticks.get(order.token_id, market.tick_size)
             # The tick may have changed between the decision and now: round towards the safe side.
@@ -488,14 +526,20 @@ class ExecutionCore:
             expiration = 0
             if order_type is OrderType.GTD:
                 expiration = int(market.window_end) + GTD_EARLY_EXPIRY_S
-                if expiration - now < GTD_MIN_LIFETIME_S + GTD_EARLY_EXPIRY_S:
+                if expiration - now < GTD_MIN_LIFETIME_S + GTD_CLOCK_MARGIN_S:
                     # Too close to the end for a GTD; a GTC is cancelled explicitly before the close.
                     order_type = OrderType.GTC
                     order.order_type = OrderType.GTC
                     expiration = 0
             side, price, size, token = order.side, order.price, order.size, order.token_id
-        signed = self.gateway.signer.build(token, side, price, size, tick, neg_risk=market.neg_risk,
-                                           expiration=expiration)
+        try:
+            signed = self.gateway.signer.build(token, side, price, size, tick, neg_risk=market.neg_risk,
+                                               expiration=expiration)
+        except ValueError as err:  # invalid price/tick: refused before anything is sent
+            with self._lock:
+                self._order_event(self._book.on_submit_rejected(client_id, str(err), self.clock()))
+                self._log_order("refused", order, str(err), logging.WARNING)
+            return
         with self._lock:
             self._book.signed(client_id, signed.order_hash)
             self._journal_order(order)
@@ -538,6 +582,8 @@ class ExecutionCore:
             order = self._book.by_client[client_id]
             if err.outcome_unknown:
                 t = self._book.on_submit_unknown(client_id, str(err), now)
+                # First lookup after one interval: give the exchange a moment to finish what timed out.
+                self._last_lookup[order.order_id] = time.monotonic()
                 self._log_order("unknown", order, f"{err}; looking the order up on the exchange", logging.WARNING)
             else:
                 t = self._book.on_submit_rejected(client_id, str(err), now)

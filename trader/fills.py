@@ -205,6 +205,11 @@ class FillStore:
         return round(sum(f.view.size for (_, oid), f in self._fills.items()
                          if oid == order_id and f.view.status != "FAILED"), 6)
 
+    def covered_shares(self, order_id: str) -> float:
+        """Shares of one of our orders that some trade report covers, whatever its status (FAILED
+        included): what an order's exchange-reported matched size may exceed only until its trade arrives."""
+        return round(sum(f.view.size for (_, oid), f in self._fills.items() if oid == order_id), 6)
+
     def latest_match_time(self) -> float | None:
         return max((f.view.ts for f in self._fills.values()), default=None)
 

@@ -154,9 +154,17 @@ class Gateway:
         creds = ApiCredentials(*triple) if all(triple) else None
         url = clob_url or get(env.CLOB_URL) or env.PROD_CLOB_URL
         try:
-            return cls(url, pk, funder=funder, signature_type=sig, creds=creds, **kw)
+            gateway = cls(url, pk, funder=funder, signature_type=sig, creds=creds, **kw)
         except ValueError as exc:  # OrderSigner's message never contains the key
             raise ConfigError(f"{env.PK}: {exc}") from None
+        if sig == 0 and funder is not None and funder.lower() != gateway.address.lower():
+            # Type 0 (EOA) orders need maker == signer; the exchange would refuse every order.
+            gateway.close()
+            raise ConfigError(f"{env.BROWSER_ADDRESS} {funder} is not the address of {env.PK} ({gateway.address}), "
+                              f"but {env.SIGNATURE_TYPE}=0 (EOA) trades from the key's own address; set "
+                              f"{env.SIGNATURE_TYPE} to 1 (proxy), 2 (Safe) or 3 (deposit wallet), or unset "
+                              f"{env.BROWSER_ADDRESS}")
+        return gateway
 
     def __repr__(self) -> str:
         return f"Gateway(clob_url={self.clob_url!r}, address={self.address}, funder={self.funder}, " \

@@ -195,6 +195,15 @@ class OrderBook:
             order.error = message
         return self._done(order, before, now)
 
+    def on_cancelled_before_send(self, client_id: str, now: float) -> Transition:
+        """The cancel came before the worker sent the order: it is never sent."""
+        order = self.by_client[client_id]
+        before = order.view()
+        if order.state is OrderState.PENDING_SUBMIT and order.order_id is None:
+            order.state = OrderState.CANCELED
+            order.error = "cancelled before it was sent"
+        return self._done(order, before, now)
+
     def on_submit_unknown(self, client_id: str, why: str, now: float) -> Transition:
         """Timeout, 5xx or network error: the order may or may not rest on the exchange."""
         order = self.by_client[client_id]

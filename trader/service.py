@@ -74,6 +74,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="group allowed to use the control socket (default: the service's own group)")
     for name, var, _key in _ENDPOINTS:
         ap.add_argument(f"--{name.replace('_', '-')}", default=env.get(var), help=f"endpoint (env {var}; default: config, else production)")
+    ap.add_argument("--window-s", type=int, default=_int_env(env.WINDOW_S),
+                    help=f"market window length in seconds (env {env.WINDOW_S}; overrides market.window_s of the config)")
     ap.add_argument("--feed-wait-s", type=float, default=120.0,
                     help="how long to wait at start for the feed to publish a live market (default 120)")
     ap.add_argument("--log-level", default=env.get("POLYMM_LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING (default INFO)")
@@ -88,8 +90,20 @@ def config_path(arg: str | None) -> Path | None:
     return default if default.exists() else None
 
 
+def _int_env(name: str) -> int | None:
+    value = env.get(name)
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None  # load_store reports it with the variable's name
+
+
 def endpoint_settings(args: argparse.Namespace) -> dict[str, str]:
-    return {key: getattr(args, name) for name, _var, key in _ENDPOINTS if getattr(args, name)}
+    """Settings from options/environment that override the file (never persisted as overrides)."""
+    out = {key: getattr(args, name) for name, _var, key in _ENDPOINTS if getattr(args, name)}
+    if args.window_s:
+        out["market.window_s"] = str(args.window_s)
+    return out
 
 
 def _socket_gid(name: str | None) -> int | None:
@@ -108,6 +122,9 @@ def load_store(args: argparse.Namespace):
     from polymm.trader.config import ConfigError
     from polymm.trader.control_handler import ConfigStore
 
+    raw_window = env.get(env.WINDOW_S)
+    if raw_window and not args.window_s:
+        raise StartupError(f"{env.WINDOW_S}={raw_window!r} is not a whole number of seconds")
     state_dir = Path(args.state_dir) if args.state_dir else env.state_dir()
     path = config_path(args.config)
     store = ConfigStore(path, state_dir / "overrides.json", base=endpoint_settings(args))
@@ -160,6 +177,7 @@ class TraderService:
         self.handler = None
         self.server = None
         self.resolutions = None
+        self.balance = None
         self._last_status = 0.0
 
     def run(self) -> int:
@@ -212,6 +230,10 @@ class TraderService:
             raise StartupError(str(exc)) from None
         if self.signals.stop.is_set():
             return
+        if market.window_end - market.window_start != cfg.market.window_s:
+            log.warning("the feed's window is %d s but market.window_s is %d s: the cap schedule and late window "
+                        "assume the wrong length (set POLYMM_WINDOW_S or market.window_s)",
+                        market.window_end - market.window_start, cfg.market.window_s)
 
         self.notifier.status("connecting to the exchange and reconciling", min_interval_s=0.0)
         self.engine.core = self.core
@@ -229,8 +251,12 @@ class TraderService:
 
         self.resolutions = ResolutionWatcher(self.core, cfg.endpoints.gamma_url)
         self.resolutions.start()
+        from polymm.trader.balance import BalanceWatcher
 
-        self.handler = TraderControlHandler(self.engine, self.core, self.store)
+        self.balance = BalanceWatcher(self.core.gateway)
+        self.balance.start()
+
+        self.handler = TraderControlHandler(self.engine, self.core, self.store, balance=self.balance)
         try:
             self.server = ControlServer(args.socket, self.handler, allowed_gid=gid)
             self.server.start()
@@ -308,8 +334,9 @@ class TraderService:
                 self.core.stop(cancel_orders=True)
             except Exception:
                 log.exception("stopping the execution core failed; check the exchange for open orders")
-        if self.resolutions is not None:
-            self.resolutions.stop()
+        for watcher in (self.resolutions, self.balance):
+            if watcher is not None:
+                watcher.stop()
         if self.server is not None:
             self.server.stop()
         if self.engine is not None and self.engine.reader is not None:

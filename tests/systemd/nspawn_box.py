@@ -40,6 +40,16 @@ class BoxError(Exception):
     """The container could not be built, booted or driven; the message says which step and why."""
 
 
+def _host_path() -> str:
+    """PATH with the sbin directories: a CI PATH may lack them, and debootstrap (and the chroot it runs) live there."""
+    return os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+
+
+def tool(name: str) -> str | None:
+    """Full path of a host tool, or None."""
+    return shutil.which(name, path=_host_path())
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("POLYMM_E2E_CACHE") or DEFAULT_CACHE)
 
@@ -48,7 +58,7 @@ def why_unusable() -> str | None:
     """None if this machine can run the container, else the precise reason (for pytest.skip)."""
     if os.geteuid() != 0:
         return "needs root (systemd-nspawn, cgroups, nsenter); CI runs it as root"
-    missing = [t for t in ("systemd-nspawn", "debootstrap", "nsenter") if shutil.which(t) is None]
+    missing = [t for t in ("systemd-nspawn", "debootstrap", "nsenter") if tool(t) is None]
     if missing:
         return (f"missing {', '.join(missing)}: apt-get install --no-install-recommends systemd-container "
                 "debootstrap util-linux (.ci/run does this)")
@@ -83,10 +93,12 @@ def ensure_rootfs(cache: Path | None = None, log=print) -> Path:
         tmp = cache / f"rootfs.build-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         mirror = recipe.split()[-1]
-        cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(tmp), mirror]
+        cmd = [tool("debootstrap") or "debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
+               SUITE, str(tmp), mirror]
         log(f"building the rootfs (cached afterwards in {rootfs}): {shlex.join(cmd)}")
         t0 = time.monotonic()
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              env={**os.environ, "PATH": _host_path()})
         if proc.returncode != 0:
             shutil.rmtree(tmp, ignore_errors=True)
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
@@ -186,6 +198,7 @@ class Container:
     init_pid: int | None = None
     _cgroups: list[Path] = field(default_factory=list)
     _log_file: object = None
+    _own_log: bool = False
 
     # -- lifecycle
 
@@ -196,12 +209,14 @@ class Container:
         for cg in self._cgroups:
             cg.mkdir()
         cmd = [
-            "systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "-M", self.name, "-D", str(self.rootfs),
+            tool("systemd-nspawn") or "systemd-nspawn", "--quiet", "--register=no", "--keep-unit",
+            "-M", self.name, "-D", str(self.rootfs),
             "--boot", "--console=read-only", "--volatile=overlay",
         ] + [f"--bind-ro={host}:{inside}" for host, inside in self.binds_ro.items()]
         # The shell moves itself into our cgroup, then becomes nspawn: the container's cgroups land below ours.
         join = "".join(f'echo $$ > {shlex.quote(str(cg / "cgroup.procs"))} || exit 97; ' for cg in self._cgroups)
-        self.log_path = self.log_path or Path(f"/tmp/{self.name}.console.log")
+        if self.log_path is None:  # ours to delete at stop(); errors raised before carry its tail
+            self.log_path, self._own_log = Path(f"/tmp/{self.name}.console.log"), True
         self._log_file = open(self.log_path, "wb")
         self.nspawn = subprocess.Popen(["sh", "-c", join + "exec " + shlex.join(cmd)], stdin=subprocess.DEVNULL,
                                        stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True)
@@ -257,10 +272,16 @@ class Container:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+        if self._own_log and self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)
         return problems
 
     def __enter__(self) -> "Container":
-        return self.boot()
+        try:
+            return self.boot()
+        except BaseException:
+            self.stop()  # a half-booted container and its cgroups must not outlive the error
+            raise
 
     def __exit__(self, *exc) -> None:
         for p in self.stop():
@@ -278,7 +299,7 @@ class Container:
         envs = [f"PATH={CONTAINER_PATH}", "LANG=C.UTF-8", "SYSTEMD_COLORS=0", "SYSTEMD_PAGER=cat", "TERM=dumb"]
         envs += [f"{k}={v}" for k, v in (env or {}).items()]
         inner = list(argv) if user is None else ["runuser", "-u", user, "--"] + list(argv)
-        cmd = ["nsenter", "-t", str(self.init_pid), "--all", "env", "-i"] + envs + inner
+        cmd = [tool("nsenter") or "nsenter", "-t", str(self.init_pid), "--all", "env", "-i"] + envs + inner
         try:
             proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout,
                                   stdin=None if input is not None else subprocess.DEVNULL)
