@@ -24,13 +24,13 @@ from polymm import env
 from polymm.ctl import protocol as p
 from polymm.ctl import render
 from polymm.ctl import status as status_view
-from polymm.ctl.client import DEFAULT_TIMEOUT_S, ControlClient, CtlError, RemoteError, socket_group
+from polymm.ctl.client import DEFAULT_TIMEOUT_S, ControlClient, CtlError, RemoteError, socket_group, timeout_for
 
 # Exit codes (documented in the epilog).
 EXIT_OK = 0
 EXIT_UNHEALTHY = 1  # status/watch: something needs attention; other commands: the trader refused or failed
 EXIT_USAGE = 2  # click's own
-SLOW_TIMEOUT_S = 30.0  # flatten, restart, cancel-all, reload wait for the exchange
+PAUSED_AFTER_FLATTEN = "trader paused after flatten; `mmctl resume` to trade again"
 
 EPILOG = """\b
 Environment: POLYMM_SOCKET (control socket, default /run/polymm/trader.sock), POLYMM_SHM (feed shared
@@ -59,8 +59,9 @@ class Settings:
         self.shm_name = shm_name
         self.timeout = timeout
 
-    def ask(self, request: p.Request, timeout: float | None = None) -> p.Reply:
-        with ControlClient(self.socket_path, timeout or self.timeout) as client:
+    def ask(self, request: p.Request) -> p.Reply:
+        """One request; slow ones (restart, flatten, ...) wait at least their minimum (client.MIN_TIMEOUT_S)."""
+        with ControlClient(self.socket_path, timeout_for(request, self.timeout)) as client:
             return client.request(request)
 
 
@@ -101,7 +102,8 @@ json_option = click.option("--json", "as_json_flag", is_flag=True, help="Machine
 @click.option("--shm", "shm_name", envvar=env.SHM, default=env.DEFAULT_SHM, show_default=True,
               help="The feed's shared-memory segment [env POLYMM_SHM].")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT_S, show_default=True,
-              help="Seconds to wait for the trader's reply.")
+              help="Seconds to wait for the trader's reply; at least 35 for restart, 15 for flatten, "
+                   "cancel-all and pause, 10 for set, unset, reload and resume.")
 @click.pass_context
 def cli(ctx: click.Context, socket_path: str, shm_name: str, timeout: float) -> None:
     """Inspect and steer polymm: the feed (shared memory) and the trader (control socket)."""
@@ -326,7 +328,7 @@ def reload(settings: Settings, as_json_flag: bool) -> None:
 
     On any error the old config stays in force and the error is shown.
     """
-    reply = settings.ask(p.ReloadRequest(), SLOW_TIMEOUT_S)
+    reply = settings.ask(p.ReloadRequest())
     assert isinstance(reply, p.ChangeReply)
     show_change(reply, as_json_flag)
 
@@ -335,14 +337,26 @@ def reload(settings: Settings, as_json_flag: bool) -> None:
 # actions
 
 
-def show_done(reply: p.Reply, as_json_flag: bool) -> None:
+def show_done(reply: p.Reply, as_json_flag: bool, after: str | None = None) -> None:
     assert isinstance(reply, p.DoneReply)
     if as_json_flag:
         emit_json(as_json(reply))
         return
     click.echo(reply.message)
+    if after:
+        click.echo(after)
     if reply.warnings:
         click.echo(render.heading("warnings") + "\n" + render.bullets(reply.warnings))
+
+
+def paused_after(reply: p.Reply) -> bool:
+    """Whether the trader says it is paused after this command: the `paused` field, or for a trader that
+    does not fill it, its message ("... the trader stays paused (mmctl resume to trade again)")."""
+    if not isinstance(reply, p.DoneReply):
+        return False
+    if reply.paused is not None:
+        return reply.paused
+    return "stays paused" in reply.message.lower()
 
 
 @cli.command()
@@ -372,7 +386,7 @@ def cancel_all(settings: Settings, as_json_flag: bool) -> None:
 
     Strategies may place new orders at the next decision unless the trader is paused.
     """
-    show_done(settings.ask(p.CancelAllRequest(), SLOW_TIMEOUT_S), as_json_flag)
+    show_done(settings.ask(p.CancelAllRequest()), as_json_flag)
 
 
 def stdin_is_tty() -> bool:
@@ -390,7 +404,8 @@ def flatten(settings: Settings, yes: bool, as_json_flag: bool) -> None:
             fail("flatten sells every position: confirm with --yes (no terminal to ask on)", EXIT_USAGE)
         if not click.confirm("Flatten: cancel all orders and sell every position now?", default=False):
             fail("flatten not confirmed; nothing done", EXIT_UNHEALTHY)
-    show_done(settings.ask(p.FlattenRequest(), SLOW_TIMEOUT_S), as_json_flag)
+    reply = settings.ask(p.FlattenRequest())
+    show_done(reply, as_json_flag, after=PAUSED_AFTER_FLATTEN if paused_after(reply) else None)
 
 
 def under_systemd() -> bool:
@@ -430,7 +445,7 @@ def restart(settings: Settings, service: str | None, as_json_flag: bool) -> None
     keeping its state. With --service feed|trader|all: `systemctl restart` of the unit(s).
     """
     if service is None:
-        show_done(settings.ask(p.RestartRequest(), SLOW_TIMEOUT_S), as_json_flag)
+        show_done(settings.ask(p.RestartRequest()), as_json_flag)
         return
     units = restart_services(service)
     if as_json_flag:
@@ -458,7 +473,7 @@ def orders(settings: Settings, include_done: bool, as_json_flag: bool) -> None:
     if as_json_flag:
         emit_json(as_json(reply))
     else:
-        click.echo(status_view.orders_table(reply.orders))
+        click.echo(status_view.orders_table(reply.orders, reply.now or None))
 
 
 @cli.command()

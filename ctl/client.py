@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import grp
 import os
+import pwd
 import socket
 import stat
 import time
@@ -61,9 +62,60 @@ def not_running_message(path: str | os.PathLike, detail: str) -> str:
     return f"is polymm-trader running? it listens on {path} ({detail})"
 
 
-def join_group_message(path: str | os.PathLike) -> str:
+def own_user_name() -> str | None:
+    """This process's login name, for the "join group" advice (None when the uid has no passwd entry).
+
+    Worded here, not by the trader: under the unit's PrivateUsers=yes the trader sees every other user as
+    uid 65534 and cannot know who we are. $USER is not trusted: sudo -u and setuid keep the caller's."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return None
+
+
+def _group_gid(group: str) -> int | None:
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        return int(group) if group.isdigit() else None
+
+
+def group_advice(group: str, user: str | None) -> str:
+    """What to do about a refusal, given the group that is allowed in.
+
+    Three cases an operator hits: not in the group (join it); added to it but still in a login session
+    started before (groups are read at login); or in it here and refused anyway (then the trader allows
+    another group than this one, and its log says which).
+    """
+    gid = _group_gid(group)
+    in_session = gid is not None and gid in (os.getgroups() + [os.getgid()])
+    if in_session:
+        return f"this session is in group {group} but the trader refused it; see its log (journalctl -u polymm-trader)"
+    try:
+        entry = grp.getgrnam(group)
+        listed = user is not None and (user in entry.gr_mem or pwd.getpwnam(user).pw_gid == entry.gr_gid)
+    except KeyError:
+        listed = False
+    if listed:
+        return f"user {user} is in group {group} but this login session predates it: log in again (or run `newgrp {group}`)"
+    return f"join group {group} (sudo usermod -aG {group} {user or '$USER'}) and log in again"
+
+
+def _who(user: str | None) -> str:
+    return f"user {user}" if user else f"uid {os.getuid()}"
+
+
+def forbidden_message(group: str, user: str | None = None) -> str:
+    """The one line for a trader's E_FORBIDDEN refusal, worded from this process's own identity."""
+    user = user or own_user_name()
+    return f"permission denied: {_who(user)} may not control polymm-trader; {group_advice(group, user)}"
+
+
+def join_group_message(path: str | os.PathLike, user: str | None = None) -> str:
+    """The one line for EACCES on connect: the socket file's mode keeps us out before the trader sees us."""
+    user = user or own_user_name()
     group = socket_group(Path(path))
-    return f"permission denied on {path}: join group {group} (sudo usermod -aG {group} $USER), then log in again"
+    return f"permission denied on {path}: {group_advice(group, user)}"
 
 
 def socket_group(path: Path) -> str:
@@ -198,7 +250,9 @@ class ControlClient:
             if reply.code == p.E_VERSION:
                 raise ProtocolMismatch(reply.message)
             if reply.code == p.E_FORBIDDEN:
-                raise PermissionDenied(reply.message)
+                # A trader that names the group lets us word the line with our own name (it may not know
+                # it); an older one's own wording is shown as it is.
+                raise PermissionDenied(forbidden_message(reply.group) if reply.group else reply.message)
             raise RemoteError(reply)
         return reply
 
@@ -210,7 +264,32 @@ class ControlClient:
 
     def _timeout(self, op: str) -> RequestTimeout:
         self.close()  # the reply may still come: this connection is out of step now
-        return RequestTimeout(f"polymm-trader did not answer {op} within {self._waiting_s:g} s (socket {self.path})")
+        line = f"polymm-trader did not answer {op} within {self._waiting_s:g} s (socket {self.path})"
+        if op in p.MUTATING_OPS:
+            # The trader got the request and may still carry it out: "timeout" must not read as "not done".
+            line += f"; the {op.replace('_', '-')} may still take effect: check `mmctl status`"
+        return RequestTimeout(line)
+
+
+# The least time mmctl waits for each slow request, whatever --timeout says: the trader answers these only
+# once its decision loop has applied them (the handler waits up to 5 s for the loop, 25 s for an
+# in-process restart: cancel, reconnect, reconcile), and cancels/flatten wait for the exchange. A shorter
+# wait would report "timeout" for a command that then succeeds.
+MIN_TIMEOUT_S = {
+    "restart": 35.0,
+    "flatten": 15.0,
+    "cancel_all": 15.0,
+    "pause": 15.0,
+    "reload": 10.0,
+    "set": 10.0,
+    "unset": 10.0,
+    "resume": 10.0,
+}
+
+
+def timeout_for(request: p.Request, timeout: float) -> float:
+    """`timeout` (mmctl --timeout), raised to the request's minimum."""
+    return max(timeout, MIN_TIMEOUT_S.get(type(request).__struct_config__.tag, 0.0))
 
 
 def request(path: str | os.PathLike, message: p.Request, timeout: float = DEFAULT_TIMEOUT_S) -> p.Reply:

@@ -12,7 +12,9 @@ trying to decode the rest, so an old mmctl against a new trader says "version mi
 "malformed frame".
 
 Compatibility rule: `ErrorReply` keeps its shape in every version (kind "error", `code`, `message`),
-so any mmctl can print any trader's refusal.
+so any mmctl can print any trader's refusal. Within a version, fields are only ever added with a default
+(both ends ignore fields they do not know), so a newer trader's extras never break an older mmctl, and
+mmctl renders a missing optional value as "-".
 
 Legs, sides and states travel as plain strings ("up", "BUY", "live") so this module depends on
 nothing in the trader (architecture.md: trader → ctl.protocol, never the other way).
@@ -148,12 +150,12 @@ class OrderInfo(msgspec.Struct, kw_only=True):
     order_type: str  # GTC | GTD | FOK | FAK
     post_only: bool
     created_at: float  # unix seconds
-    age_s: float  # now - created_at, on the trader's clock
+    age_s: float | None = None  # now - created_at, on the trader's clock (None: the trader did not say)
     # Distance behind the top of the book on the order's own side, in price units: BUY = best bid - price,
     # SELL = price - best ask. 0 = at the top, > 0 = queued behind it, < 0 = better than the book (crossing
     # or alone at the top). None when that side of the book is empty.
     distance: float | None = None
-    reason: str = ""
+    reason: str | None = ""  # why the strategy placed it ("entry bid>=0.60"); None/"" when not recorded
 
 
 class PositionInfo(msgspec.Struct, kw_only=True):
@@ -263,6 +265,9 @@ class DoneReply(Reply, tag="done"):
     message: str
     count: int | None = None  # orders cancelled / flatten orders sent, when it applies
     warnings: list[str] = []
+    # The trader's pause state after the command, when the handler says (None: not reported). flatten
+    # leaves the trader paused; mmctl then says how to trade again.
+    paused: bool | None = None
 
 
 class OrdersReply(Reply, tag="orders"):
@@ -289,6 +294,9 @@ class ErrorReply(Reply, tag="error"):
     message: str  # one line, for a human
     key: str | None = None  # the config key concerned, when there is one
     suggestion: str | None = None  # nearest valid key for E_UNKNOWN_KEY
+    # E_FORBIDDEN: the group to join. mmctl words the refusal with its own user name: a trader running
+    # with PrivateUsers=yes sees every other user as uid 65534 and cannot name the operator.
+    group: str | None = None
 
 
 AnyReply = Union[
@@ -314,19 +322,22 @@ class ControlError(Exception):
     answered with one. `str(err)` is the line to show.
     """
 
-    def __init__(self, code: str, message: str, *, key: str | None = None, suggestion: str | None = None) -> None:
+    def __init__(self, code: str, message: str, *, key: str | None = None, suggestion: str | None = None,
+                 group: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.key = key
         self.suggestion = suggestion
+        self.group = group
 
     def to_reply(self) -> ErrorReply:
-        return ErrorReply(code=self.code, message=one_line(self.message), key=self.key, suggestion=self.suggestion)
+        return ErrorReply(code=self.code, message=one_line(self.message), key=self.key, suggestion=self.suggestion,
+                          group=self.group)
 
     @classmethod
     def from_reply(cls, reply: ErrorReply) -> "ControlError":
-        return cls(reply.code, reply.message, key=reply.key, suggestion=reply.suggestion)
+        return cls(reply.code, reply.message, key=reply.key, suggestion=reply.suggestion, group=reply.group)
 
 
 class FrameTooLarge(Exception):

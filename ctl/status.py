@@ -168,7 +168,7 @@ def render_status(view: StatusView, now: float) -> str:
     trader = view.trader
     if trader is not None:
         blocks.append(render.heading("positions") + "\n" + positions_table(trader.positions))
-        blocks.append(render.heading("open orders") + "\n" + orders_table(trader.orders))
+        blocks.append(render.heading("open orders") + "\n" + orders_table(trader.orders, trader.now or None))
         if trader.exposure:
             blocks.append(render.heading("exposure") + "\n" + exposure_table(trader.exposure))
         if trader.config_warnings:
@@ -202,10 +202,15 @@ def _feed_block(feed: FeedHealth) -> str:
 def _trader_block(trader: p.StatusReply | None, problem: str | None, now: float) -> str:
     if trader is None:
         return "TRADER  not running or unreachable: " + (problem or "no reply")
-    uptime = render.duration(trader.now - trader.started_at) if trader.started_at else render.EMPTY
-    last = (render.duration(trader.now - trader.last_decision_at) + " ago") if trader.last_decision_at else "none yet"
+    uptime = render.duration(trader.now - trader.started_at) if trader.started_at and trader.now else render.EMPTY
+    if not trader.last_decision_at:
+        last = "none yet"
+    elif trader.now:
+        last = render.duration(trader.now - trader.last_decision_at) + " ago"
+    else:
+        last = "at " + render.clock(trader.last_decision_at)
     rows = [
-        ("TRADER", trader.state, f"pid {trader.pid}", f"up {uptime}", f"last decision {last}",
+        ("TRADER", trader.state, f"pid {trader.pid or render.EMPTY}", f"up {uptime}", f"last decision {last}",
          "heartbeat ok" if trader.heartbeat_ok else "heartbeat FAILING"),
         ("window", render.short_id(trader.condition_id, 10),
          f"{render.clock(trader.window_start)}-{render.clock(trader.window_end)} UTC",
@@ -227,21 +232,38 @@ def positions_table(positions: list[p.PositionInfo]) -> str:
     return render.table(("strategy", "leg", "shares", "avg", "mark", "unrealised", "realised", "fees", "last fill"), rows)
 
 
-def orders_table(orders: list[p.OrderInfo]) -> str:
+def orders_table(orders: list[p.OrderInfo], now: float | None = None) -> str:
+    """Orders with age and distance from the book. A value the trader did not report shows as "-"; the age
+    falls back to `now - created_at` when the reply carries the trader's clock but no age."""
     rows = [
         (o.strategy, o.leg, o.side, render.price(o.price), render.number(o.size, 2), render.number(o.filled, 2),
-         o.order_type + (" post" if o.post_only else ""), o.role, o.state, render.duration(o.age_s),
-         render.price(o.distance), render.short_id(o.order_id or o.client_id, 8), o.reason)
+         _order_type(o), o.role or None, o.state, render.duration(_age(o, now)), render.price(o.distance),
+         render.short_id(o.order_id or o.client_id, 8), o.reason or None)
         for o in orders
     ]
     return render.table(("strategy", "leg", "side", "price", "size", "filled", "type", "role", "state", "age",
                          "behind", "id", "reason"), rows)
 
 
+def _order_type(order: p.OrderInfo) -> str | None:
+    if not order.order_type:
+        return "post" if order.post_only else None
+    return order.order_type + (" post" if order.post_only else "")
+
+
+def _age(order: p.OrderInfo, now: float | None) -> float | None:
+    if order.age_s is not None:
+        return order.age_s
+    if now and order.created_at:
+        return max(0.0, now - order.created_at)
+    return None
+
+
 def exposure_table(exposure: list[p.Exposure]) -> str:
     rows = []
     for e in exposure:
-        used = f"{100 * e.usd / e.cap_usd:.0f}%" if e.cap_usd else render.EMPTY
+        usable = _finite(e.usd) is not None and _finite(e.cap_usd) is not None and e.cap_usd > 0
+        used = f"{100 * e.usd / e.cap_usd:.0f}%" if usable else render.EMPTY
         rows.append((e.scope, render.money(e.usd), render.money(e.cap_usd), used))
     return render.table(("scope", "usd", "cap", "used"), rows)
 

@@ -6,6 +6,7 @@
 #   deploy/install.sh --uninstall          stop and remove units, venv, mmctl link and the polymm user;
 #                                          keeps /etc/polymm and /var/lib/polymm
 #   deploy/install.sh --uninstall --purge  ... and removes /etc/polymm and /var/lib/polymm too
+# Options: --source DIR (another source tree), --no-enable (do not enable the units for boot).
 #
 # What it sets up:
 #   user/group polymm (system user, no login, no home)    /opt/polymm            venv with polymm
@@ -26,7 +27,7 @@ SOURCE="$(dirname "$HERE")"
 say() { printf 'install: %s\n' "$*"; }
 die() { printf 'install: error: %s\n' "$*" >&2; exit 1; }
 
-usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | grep '^#' | sed 's/^# \{0,1\}//'; }
 
 WHEELS="" UNINSTALL=0 PURGE=0 ENABLE=1
 while [ $# -gt 0 ]; do
@@ -44,6 +45,10 @@ while [ $# -gt 0 ]; do
 done
 [ "$PURGE" = 0 ] || [ "$UNINSTALL" = 1 ] || die "--purge only goes with --uninstall"
 [ "$(id -u)" = 0 ] || die "run as root (it creates a system user and installs systemd units)"
+
+# Temporary files and directories, removed however the script ends.
+cleanup=()
+trap 'rm -rf "${cleanup[@]}"' EXIT
 
 # systemctl talks to a running systemd only when there is one (not in a chroot or an image build).
 systemd_running() { [ -d /run/systemd/system ]; }
@@ -125,14 +130,15 @@ if [ ! -x "$PREFIX/bin/python" ] || ! "$PREFIX/bin/python" -c 'import sys' 2>/de
 fi
 PIP=("$PREFIX/bin/python" -m pip --disable-pip-version-check --no-input -q)
 if [ -n "$WHEELS" ]; then
-    "${PIP[@]}" install --no-index --find-links "$WHEELS" polymm
+    # --upgrade: a newer polymm in DIR brings its new or newer dependencies along.
+    "${PIP[@]}" install --upgrade --no-index --find-links "$WHEELS" polymm
     # Same version number, new build (a redeploy): reinstall polymm itself so the venv runs what DIR holds.
     "${PIP[@]}" install --no-index --find-links "$WHEELS" --no-deps --force-reinstall polymm
     say "installed polymm from wheels in $WHEELS"
 else
     # Build from a copy: pip builds in the source directory, which may be read-only or someone's checkout.
     build="$(mktemp -d)"
-    trap 'rm -rf "$build"' EXIT
+    cleanup+=("$build")
     tar -C "$SOURCE" --exclude=./.venv --exclude=./.git --exclude=./build --exclude='*.egg-info' -cf - . \
         | tar -C "$build" -xf -
     "${PIP[@]}" install "$build"
@@ -147,7 +153,7 @@ ln -sfn "$PREFIX/bin/mmctl" /usr/local/bin/mmctl
 # 4. /etc/polymm: config readable by the service group, secrets by root only. Never overwrite an operator's file.
 install -d -m 0750 -o root -g "$USER_NAME" "$ETC"
 if [ ! -e "$ETC/config.toml" ]; then
-    tmp="$(mktemp "$ETC/.config.toml.XXXXXX")"
+    tmp="$(mktemp "$ETC/.config.toml.XXXXXX")"; cleanup+=("$tmp")
     if "$PREFIX/bin/python" -m polymm.trader.config --example-toml >"$tmp" 2>/dev/null && [ -s "$tmp" ]; then
         say "wrote $ETC/config.toml (every key with its default; edit, then: systemctl reload polymm-trader)"
     else
@@ -168,7 +174,7 @@ else
     fi
 fi
 if [ ! -e "$ETC/polymm.env" ]; then
-    tmp="$(mktemp "$ETC/.polymm.env.XXXXXX")"   # mktemp: 0600 from the start, the secrets are never readable
+    tmp="$(mktemp "$ETC/.polymm.env.XXXXXX")"; cleanup+=("$tmp")  # 0600 from the start: never readable
     cat >"$tmp" <<'EOF'
 # polymm environment: the wallet secrets and endpoint overrides, read by systemd (as root) for both services.
 # Keep this file root:root 0600. The feed never sees the secrets (UnsetEnvironment= in its unit).

@@ -174,6 +174,13 @@ class Sim:
         events, self.engine.events = self.engine.events, []
         if not events:
             return
+        self.user_ch.begin_batch()
+        try:
+            self._dispatch(events, now)
+        finally:
+            self.user_ch.end_batch()
+
+    def _dispatch(self, events: list, now: float) -> None:
         # Trades first: an order UPDATE emitted just before its trade must already list it.
         for event in events:
             if isinstance(event, TradeEvent) and event.trade.status == "MATCHED":

@@ -425,7 +425,22 @@ class MarketChannel(_Channel):
 
 
 class UserChannel(_Channel):
+    """Frames produced by one engine operation for one socket go out together: one object when there is
+    one, else one JSON array (production batches user messages this way at times, nautilus PR #2963)."""
+
     channel = "user"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._batch: dict[Conn, list[str]] | None = None
+
+    def begin_batch(self) -> None:
+        self._batch = {}
+
+    def end_batch(self) -> None:
+        batch, self._batch = self._batch, None
+        for conn, texts in (batch or {}).items():
+            conn.send_data(texts[0] if len(texts) == 1 else "[" + ",".join(texts) + "]")
 
     def _on_message(self, conn: Conn, text: str) -> None:
         message = _decode_object(text)
@@ -470,7 +485,10 @@ class UserChannel(_Channel):
         for conn in self.conns:
             if conn.subscribed and conn.owner == owner and (not conn.markets or market in conn.markets):
                 text = text or encode(message)
-                conn.send_data(text)
+                if self._batch is not None:
+                    self._batch.setdefault(conn, []).append(text)
+                else:
+                    conn.send_data(text)
 
     def has_owner(self, owner: str) -> bool:
         return any(c.owner == owner for c in self.conns)

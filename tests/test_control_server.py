@@ -135,6 +135,24 @@ def test_mutating_requests_never_run_concurrently(sock_path):
     assert Counting.most == 1
 
 
+def test_a_change_queued_behind_a_long_one_is_refused_as_busy_not_left_hanging(sock_path):
+    """A pause sent during a long flatten/restart gets a clear "try again" well before mmctl stops waiting."""
+    handler = FakeHandler()
+    handler.block.set()
+    with serve(sock_path, handler, mutate_wait_s=0.2):
+        flattening = threading.Thread(target=lambda: ControlClient(sock_path, timeout=10).request(p.FlattenRequest()))
+        flattening.start()
+        try:
+            assert wait_until(lambda: "flatten" in handler.calls)
+            with pytest.raises(RemoteError) as caught, ControlClient(sock_path, timeout=5) as client:
+                client.request(p.PauseRequest())
+            assert caught.value.code == p.E_BUSY and "try again" in str(caught.value)
+            assert "pause" not in handler.calls
+        finally:
+            handler.release.set()
+            flattening.join(10)
+
+
 def test_slow_handler_call_does_not_delay_another_clients_status(sock_path):
     handler = FakeHandler()
     handler.block.set()
@@ -404,8 +422,51 @@ def test_stranger_is_refused_by_peer_credentials_even_when_the_socket_mode_is_wr
         os.chmod(path, 0o666)  # a mistake the file mode alone would not survive
         message = run_as(STRANGER, STRANGER, [], _refusal_as_child(path))
         assert server.stats.refused == 1
-    assert "join group" in message and "usermod -aG" in message
+    assert message == (f"permission denied: user nobody may not control polymm-trader; "
+                       f"join group {OPERATORS_GID} (sudo usermod -aG {OPERATORS_GID} nobody) and log in again")
     assert "status" not in handler.calls
+
+
+def _raw_refusal_as_child(path):
+    def ask():
+        sock = raw_client(path)
+        try:
+            reply = read_reply(sock)  # the refusal comes at accept, before any request
+        finally:
+            sock.close()
+        return p.to_builtins(reply)
+    return ask
+
+
+def test_refusal_names_the_group_and_words_no_name_the_trader_cannot_know(public_dir):
+    """Under PrivateUsers=yes every operator is uid 65534 to the trader: the reply carries the group, and
+    mmctl (not the trader) names the user."""
+    path = public_dir / "trader.sock"
+    with serve(path, allowed_gid=OPERATORS_GID):
+        os.chmod(path, 0o666)
+        reply = run_as(STRANGER, STRANGER, [], _raw_refusal_as_child(path))
+    assert reply["kind"] == "error" and reply["code"] == p.E_FORBIDDEN
+    assert reply["group"] == str(OPERATORS_GID)
+    assert "nobody" not in reply["message"] and "$USER" in reply["message"]
+
+
+def test_refused_uid_65534_is_logged_as_outside_the_units_user_namespace(public_dir, caplog):
+    path = public_dir / "trader.sock"
+    with caplog.at_level(logging.WARNING, logger="polymm.trader.control"):
+        with serve(path, allowed_gid=OPERATORS_GID):
+            os.chmod(path, 0o666)
+            run_as(STRANGER, STRANGER, [], _refusal_as_child(path))
+    refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert refusals and "uid 65534 (outside the unit's user namespace)" in refusals[0]
+
+
+def test_refused_user_without_a_passwd_entry_is_named_by_uid(public_dir):
+    path = public_dir / "trader.sock"
+    with serve(path, allowed_gid=OPERATORS_GID):
+        os.chmod(path, 0o666)
+        message = run_as(4242, 4242, [], _refusal_as_child(path))
+    assert message.startswith("permission denied: uid 4242 may not control polymm-trader")
+    assert f"sudo usermod -aG {OPERATORS_GID} $USER" in message
 
 
 def test_stranger_without_file_access_is_told_which_group_to_join(public_dir):
@@ -413,7 +474,7 @@ def test_stranger_without_file_access_is_told_which_group_to_join(public_dir):
     with serve(path, allowed_gid=OPERATORS_GID):
         message = run_as(STRANGER, STRANGER, [], _refusal_as_child(path))
     assert message.startswith(f"permission denied on {path}: join group")
-    assert "sudo usermod -aG" in message
+    assert "sudo usermod -aG" in message and message.endswith(" nobody) and log in again")
 
 
 def test_member_of_the_allowed_group_through_supplementary_groups_is_served(public_dir):

@@ -106,6 +106,35 @@ def test_wrong_field_type_is_a_bad_frame_naming_the_field():
     assert "settings" in caught.value.message
 
 
+def test_forbidden_reply_carries_the_group_to_join():
+    reply = p.decode_reply(payload_of(p.encode(p.ErrorReply(code=p.E_FORBIDDEN, message="no", group="polymm"))))
+    assert isinstance(reply, p.ErrorReply) and reply.group == "polymm"
+
+
+def test_an_error_reply_without_a_group_still_decodes():
+    """What an older trader sends: no `group` field."""
+    reply = p.decode_reply(raw_payload(v=p.PROTOCOL_VERSION, kind="error", code=p.E_FORBIDDEN, message="join group x"))
+    assert isinstance(reply, p.ErrorReply) and reply.group is None and reply.message == "join group x"
+
+
+def test_an_order_without_age_distance_or_reason_decodes_with_them_unknown():
+    fields = dict(client_id="c-1", order_id=None, strategy="s1", leg="up", side="BUY", price=0.6, size=5.0,
+                  filled=0.0, state="live", role="entry", order_type="GTC", post_only=True, created_at=1.0)
+    payload = raw_payload(v=p.PROTOCOL_VERSION, kind="orders", orders=[fields])
+    reply = p.decode_reply(payload)
+    assert isinstance(reply, p.OrdersReply)
+    (order,) = reply.orders
+    assert (order.age_s, order.distance, order.reason) == (None, None, "")
+    with_none = raw_payload(v=p.PROTOCOL_VERSION, kind="orders", orders=[{**fields, "reason": None}])
+    assert p.decode_reply(with_none).orders[0].reason is None
+
+
+def test_done_reply_paused_is_unknown_unless_the_trader_says():
+    assert p.decode_reply(raw_payload(v=p.PROTOCOL_VERSION, kind="done", message="ok")).paused is None
+    reply = p.decode_reply(payload_of(p.encode(p.DoneReply(message="flattening", paused=True))))
+    assert reply.paused is True
+
+
 def test_reply_of_another_version_raises_version_mismatch():
     with pytest.raises(p.VersionMismatch):
         p.decode_reply(raw_payload(v=2, kind="status", state="running", healthy=True))

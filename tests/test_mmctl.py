@@ -14,6 +14,7 @@ import msgspec
 import pytest
 
 from polymm.ctl import cli as cli_module
+from polymm.ctl import client as client_module
 from polymm.ctl import protocol as p
 from polymm.ctl import render
 from polymm.ctl.cli import parse_since
@@ -316,6 +317,76 @@ def test_restart_in_process_prints_what_the_trader_did(sock_path):
     assert doc["kind"] == "done" and handler.calls == ["restart", "restart"]
 
 
+class FlattenSays(FakeHandler):
+    def __init__(self, reply: p.DoneReply) -> None:
+        super().__init__()
+        self.reply = reply
+
+    def flatten(self, request):
+        self._record("flatten")
+        return self.reply
+
+
+@pytest.mark.parametrize("reply, says_paused", [
+    (p.DoneReply(message="flattening: 2 working order(s) cancelled", paused=True), True),
+    (p.DoneReply(message="flattening: 2 working order(s) cancelled; the trader stays paused (mmctl resume to "
+                         "trade again)"), True),  # a trader that does not fill `paused`: its words decide
+    (p.DoneReply(message="flattening: the trader stays paused", paused=False), False),  # the field wins
+    (p.DoneReply(message="flatten: cancelled 2 orders, sent 2 sell orders"), False),
+])
+def test_flatten_says_the_trader_is_paused_when_the_reply_says_so(sock_path, reply, says_paused):
+    with serve(sock_path, FlattenSays(reply)):
+        run = mmctl(sock_path, "flatten", "--yes")
+        doc = json.loads(mmctl(sock_path, "flatten", "--yes", "--json").stdout)
+    assert run.exit_code == 0 and reply.message in run.stdout
+    assert (cli_module.PAUSED_AFTER_FLATTEN in run.stdout) is says_paused
+    assert doc["paused"] == reply.paused  # --json passes the field through as the trader sent it
+
+
+def test_slow_commands_wait_at_least_their_minimum_whatever_timeout_says(sock_path):
+    """The real trader answers restart after cancel + reconnect + reconcile (10+ s); --timeout is for
+    quick requests and must not turn a successful restart into "timeout"."""
+    class SlowRestart(FakeHandler):
+        def restart(self, request):
+            self._record("restart")
+            time.sleep(0.6)
+            return p.DoneReply(message="engine restarted")
+
+    with serve(sock_path, SlowRestart()):
+        run = mmctl(sock_path, "--timeout", "0.2", "restart")
+    assert run.exit_code == 0 and "engine restarted" in run.stdout, run.stderr
+
+
+@pytest.mark.parametrize("request_, given, expected", [
+    (p.RestartRequest(), 5.0, 35.0),
+    (p.RestartRequest(), 60.0, 60.0),
+    (p.FlattenRequest(), 5.0, 15.0),
+    (p.CancelAllRequest(), 5.0, 15.0),
+    (p.PauseRequest(), 5.0, 15.0),
+    (p.ReloadRequest(), 5.0, 10.0),
+    (p.SetRequest(settings={"a": "1"}), 5.0, 10.0),
+    (p.UnsetRequest(key="a"), 5.0, 10.0),
+    (p.StatusRequest(), 5.0, 5.0),
+    (p.PositionsRequest(), 0.3, 0.3),
+])
+def test_timeout_for_each_request_is_the_larger_of_its_minimum_and_the_option(request_, given, expected):
+    assert client_module.timeout_for(request_, given) == expected
+
+
+def test_a_timed_out_change_says_it_may_still_take_effect(sock_path):
+    mute = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    mute.bind(str(sock_path))
+    mute.listen(1)
+    try:
+        with pytest.raises(client_module.RequestTimeout) as caught:
+            with client_module.ControlClient(sock_path, timeout=0.2) as client:
+                client.request(p.PauseRequest())
+    finally:
+        mute.close()
+    assert "did not answer pause within 0.2 s" in str(caught.value)
+    assert "may still take effect: check `mmctl status`" in str(caught.value)
+
+
 def test_restart_failure_inside_the_trader_is_one_line(trader, sock_path):
     run = mmctl(sock_path, "restart")
     assert_one_error_line(run, "restart failed inside the trader", "engine exploded")
@@ -452,6 +523,115 @@ def test_a_trader_speaking_another_protocol_version_is_named(sock_path):
     listener.close()
     assert_one_error_line(run, "protocol mismatch", "version 2", f"speaks version {p.PROTOCOL_VERSION}")
     assert run.exit_code == 6
+
+
+def _answer_once(sock_path, reply: p.Reply) -> threading.Thread:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock_path))
+    listener.listen(1)
+
+    def answer():
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(p.encode(reply))
+        conn.close()
+        listener.close()
+
+    t = threading.Thread(target=answer)
+    t.start()
+    return t
+
+
+def test_permission_denied_is_worded_with_mmctls_own_user_and_the_traders_group(sock_path):
+    """Under PrivateUsers=yes the trader sees uid 65534 and cannot name us: mmctl names itself."""
+    import pwd
+
+    me = pwd.getpwuid(os.getuid()).pw_name
+    t = _answer_once(sock_path, p.ErrorReply(code=p.E_FORBIDDEN, message="permission denied: this user ...",
+                                             group="polymm_no_such_group"))
+    run = mmctl(sock_path, "pause")
+    t.join(5)
+    assert_one_error_line(run)
+    assert run.stderr.strip() == (
+        f"mmctl: permission denied: user {me} may not control polymm-trader; join group polymm_no_such_group "
+        f"(sudo usermod -aG polymm_no_such_group {me}) and log in again")
+    assert run.exit_code == 4
+
+
+def test_permission_denied_from_a_trader_that_names_no_group_shows_its_own_words(sock_path):
+    t = _answer_once(sock_path, p.ErrorReply(code=p.E_FORBIDDEN, message="permission denied: join group ops"))
+    run = mmctl(sock_path, "status")
+    t.join(5)
+    assert "permission denied: join group ops" in run.stdout  # status shows the trader as unreachable
+    assert run.exit_code == 1
+
+
+class _Group:
+    def __init__(self, name, gid, members):
+        self.gr_name, self.gr_gid, self.gr_mem = name, gid, members
+
+
+@pytest.fixture
+def ops_group(monkeypatch):
+    import grp
+
+    group = _Group("ops", 70001, [])
+    real = grp.getgrnam
+    monkeypatch.setattr(grp, "getgrnam", lambda name: group if name == "ops" else real(name))
+    return group
+
+
+def test_advice_for_a_user_added_to_the_group_after_logging_in_is_to_log_in_again(ops_group, monkeypatch):
+    ops_group.gr_mem.append("mallory")
+    monkeypatch.setattr(os, "getgroups", lambda: [1000])
+    advice = client_module.group_advice("ops", "mallory")
+    assert "log in again" in advice and "newgrp ops" in advice and "usermod" not in advice
+
+
+def test_advice_for_a_session_already_in_the_group_points_at_the_traders_log(ops_group, monkeypatch):
+    monkeypatch.setattr(os, "getgroups", lambda: [1000, ops_group.gr_gid])
+    advice = client_module.group_advice("ops", "mallory")
+    assert "journalctl -u polymm-trader" in advice and "usermod" not in advice
+
+
+def test_advice_for_a_stranger_is_to_join_the_group(ops_group, monkeypatch):
+    monkeypatch.setattr(os, "getgroups", lambda: [1000])
+    assert client_module.forbidden_message("ops", "mallory") == (
+        "permission denied: user mallory may not control polymm-trader; "
+        "join group ops (sudo usermod -aG ops mallory) and log in again")
+
+
+def test_status_renders_missing_optional_trader_data_as_dashes():
+    """A trader that leaves optional fields unset (no age, no distance, no caps, no marks, no balance)
+    still gets a full status screen: "-" where a value is unknown, never a crash."""
+    from polymm.ctl import status as status_view
+
+    bare_order = p.OrderInfo(client_id="c-9", order_id=None, strategy="s2", leg="down", side="BUY", price=0.3,
+                             size=5.0, filled=0.0, state="live", role="", order_type="", post_only=False,
+                             created_at=0.0, age_s=None, distance=None, reason=None)
+    reply = p.StatusReply(
+        state="running", healthy=True, orders=[bare_order],
+        positions=[p.PositionInfo(strategy="s2", leg="down", shares=5.0, avg_price=float("nan"), mark=None)],
+        exposure=[p.Exposure(scope="total", usd=3.0, cap_usd=None), p.Exposure(scope="s2", usd=float("nan"), cap_usd=0.0)],
+    )
+    feed = status_view.feed_health(None, NOW, problem="no segment")
+    text = status_view.render_status(status_view.build_status(feed, reply, None), NOW)
+    orders_line = next(line for line in text.splitlines() if line.startswith("s2") and "BUY" in line)
+    # strategy leg side price size filled type role state age behind id reason
+    assert orders_line.split() == ["s2", "down", "BUY", "0.30", "5.00", "0.00", "-", "-", "live", "-", "-", "c-9", "-"]
+    assert "balance -" in text and "up -" in text and "last decision none yet" in text
+    exposure = text.split("EXPOSURE")[1]
+    assert "total" in exposure and "s2" in exposure
+
+
+def test_order_age_comes_from_the_replys_clock_when_the_trader_sends_none():
+    from polymm.ctl import status as status_view
+
+    order_ = p.OrderInfo(client_id="c-1", order_id=None, strategy="s1", leg="up", side="BUY", price=0.6, size=5.0,
+                         filled=0.0, state="live", role="entry", order_type="GTC", post_only=False,
+                         created_at=NOW - 12.0)
+    assert status_view.orders_table([order_], NOW).splitlines()[1].split()[9] == "12.0s"
+    assert status_view.orders_table([order_]).splitlines()[1].split()[9] == "-"  # no clock: unknown, not a guess
 
 
 def test_secrets_never_appear_in_any_command_output(trader, sock_path, shm_name):

@@ -103,6 +103,7 @@ class Listener:
         self.ws = websocket.create_connection(url, timeout=10)
         self.texts: queue.Queue[str] = queue.Queue()
         self.seen: list[dict] = []
+        self.arrays = 0  # frames that were JSON arrays of messages
         self.closed = threading.Event()
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -167,6 +168,7 @@ class Listener:
             self.seen.append({"text": text})
             return [{"text": text}]
         value = json.loads(text)
+        self.arrays += isinstance(value, list)
         items = value if isinstance(value, list) else [value]
         self.seen += items
         return items
@@ -454,6 +456,8 @@ def test_user_channel_reports_our_orders_and_trades_as_taker_and_maker(sim):
         cancel = maker_feed.wait_for(event("order", type="CANCELLATION"))
         assert (cancel["status"], cancel["size_matched"]) == ("CANCELED", "6")
         assert taken["orderID"] in {m_["taker_order_id"] for m_ in taker_feed.seen if m_.get("event_type") == "trade"}
+        # The maker's UPDATE and its trade come from one match: production-style, one JSON array.
+        assert maker_feed.arrays >= 1
     finally:
         maker_feed.close()
         taker_feed.close()

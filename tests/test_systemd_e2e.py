@@ -62,8 +62,9 @@ class Deployment:
     Each test states its own precondition (ensure_running), so any single test can be run alone with -k.
     """
 
-    def __init__(self, box: nspawn_box.Container, sim, pk: str, address: str) -> None:
+    def __init__(self, box: nspawn_box.Container, sim, pk: str, address: str, wheels: Path) -> None:
         self.box = box
+        self.wheels = wheels  # host side of /wheels (read-only inside; the host may add an upgrade)
         self.sim = sim
         self.pk = pk
         self.address = address
@@ -190,7 +191,7 @@ def dep(tmp_path_factory):
                                    log_path=work / "console.log")
         try:
             box.boot()
-            deployment = Deployment(box, sim, pk, address)
+            deployment = Deployment(box, sim, pk, address, wheels)
             deployment.first_install = install(box)
             deployment.installed_manifest = deployment.sh(MANIFEST).stdout
             configure_for_the_sim(deployment)
@@ -418,6 +419,32 @@ def test_systemctl_stop_leaves_no_open_orders_on_the_sim(dep):
     assert dep.sim.admin.open_orders(dep.address) == []
     assert dep.prop(TRADER, "Result") == "success", dep.diagnostics()
     assert dep.prop(TRADER, "ExecMainStatus") == "0"
+
+
+def test_upgrade_in_place_keeps_config_and_takes_effect_on_restart(dep):
+    """The operator's upgrade: new wheels, the same install.sh, then a restart of the services."""
+    dep.ensure_running()
+    trade_readily(dep)
+    new = wheelhouse.current_version() + "+e2e.upgrade"
+    wheelhouse.build_polymm_wheel(dep.wheels, new)
+    pids = {unit: dep.main_pid(unit) for unit in (FEED, TRADER)}
+    out = install(dep.box)
+    assert f"polymm {new} in /opt/polymm" in out, out
+    # install.sh does not restart anything by itself (a trader restart cancels orders): it says what to run.
+    assert "systemctl restart polymm-feed polymm-trader" in out, out
+    assert {unit: dep.main_pid(unit) for unit in (FEED, TRADER)} == pids
+    assert installed_version(dep) == new
+    r = dep.systemctl("restart", FEED, TRADER, check=False)
+    assert r.returncode == 0, f"{r.describe()}\n{dep.diagnostics()}"
+    # New processes, started after the install: they run the new code.
+    assert all(dep.main_pid(unit) not in (0, pids[unit]) for unit in (FEED, TRADER))
+    dep.wait_for("mmctl status healthy after the upgrade", lambda: dep.mmctl("status").returncode == 0, 30)
+    assert entry_threshold(dep) == 0.42, "the mmctl overrides survive an upgrade"
+
+
+def installed_version(dep: Deployment) -> str:
+    return dep.sh("/opt/polymm/bin/python -c 'from importlib.metadata import version; print(version(\"polymm\"))'"
+                  ).stdout.strip()
 
 
 def test_uninstall_stops_everything_keeps_config_and_a_reinstall_runs_again(dep):

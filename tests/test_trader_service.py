@@ -195,3 +195,14 @@ def test_the_trader_log_never_contains_the_private_key(stack):
     text = (stack.workdir / "trader.log").read_text()
     assert text and stack.pk not in text and stack.pk[2:] not in text
     assert order_lines(stack.workdir / "trader.log"), "no order line was logged at all"
+
+
+def test_no_feed_exits_1_so_systemd_retries_with_the_reason_in_words(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POLYMM_")}
+    env.update(POLYMM_STATE_DIR=str(tmp_path / "state"), POLYMM_CONFIG=str(tmp_path / "c.toml"),
+               POLYMM_SHM=f"polymm_test_missing_{os.getpid()}", PK="0x" + "11" * 32)
+    (tmp_path / "c.toml").write_text("")
+    run = subprocess.run(_python_main("polymm.trader.service") + ["--feed-wait-s", "1"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert "is polymm-feed running?" in run.stderr and "Traceback" not in run.stderr

@@ -180,7 +180,7 @@ class RiskParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     cancel_before_end_s: Annotated[
         float, _m("cancel every open order of the window this long before it ends; place nothing after", **_SECONDS)
     ] = 5.0
-    max_orders_per_min: Annotated[int, _m("hard throttle on new orders (cancels are never throttled)", ge=1, le=100_000)] = 120
+    max_orders_per_min: Annotated[int, _m("hard throttle on new entries and take-profits per rolling minute; stop-losses and flattens are exempt (they only sell what is held), cancels are never throttled", ge=1, le=100_000)] = 120
     heartbeat: Annotated[
         bool,
         _m(

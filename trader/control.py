@@ -8,7 +8,9 @@ Requests that change the trader (MUTATING_OPS) are run one at a time: two `set`s
 Who may talk: root, the service's own uid, and members of the allowed group (the service's gid by
 default). The socket file is mode 0660 with that group, and every connection's SO_PEERCRED is checked as
 well (file modes alone do not protect an already-open descriptor passed around, and a mis-set umask or
-group must not open the door). A refused peer gets an ErrorReply saying which group to join, then EOF.
+group must not open the door). A refused peer gets an E_FORBIDDEN ErrorReply naming the group to join,
+then EOF; mmctl words the line with its own user name, because under the unit's PrivateUsers=yes every
+user but root and the service's is uid 65534 here and the trader cannot know who connected.
 
 Bad input costs the client, never the trader: a frame that is not MessagePack or not a known request gets
 an ErrorReply and the connection stays usable; a length prefix above MAX_FRAME gets an ErrorReply and the
@@ -99,7 +101,21 @@ class Peer:
     groups: frozenset[int] = frozenset()  # supplementary groups (SO_PEERGROUPS, else /proc/<pid>/status)
 
     def describe(self) -> str:
+        if self.uid == OVERFLOW_UID:
+            return f"uid {self.uid} (outside the unit's user namespace) pid={self.pid}"
         return f"uid={self.uid}({user_name(self.uid)}) pid={self.pid}"
+
+
+def _overflow_uid() -> int:
+    """The uid the kernel shows for a user not mapped into our user namespace (PrivateUsers=yes)."""
+    try:
+        with open("/proc/sys/kernel/overflowuid") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 65534
+
+
+OVERFLOW_UID = _overflow_uid()
 
 
 def peer_allowed(peer: Peer, *, service_uid: int, allowed_gid: int) -> bool:
@@ -107,13 +123,18 @@ def peer_allowed(peer: Peer, *, service_uid: int, allowed_gid: int) -> bool:
     return peer.uid == 0 or peer.uid == service_uid or peer.gid == allowed_gid or allowed_gid in peer.groups
 
 
-def refusal_message(peer: Peer, allowed_gid: int) -> str:
+def refusal_reply(peer: Peer, allowed_gid: int) -> p.ErrorReply:
+    """E_FORBIDDEN with the group to join. mmctl words its line from its own identity (`group` set); the
+    message is for clients that do not: it names the user only when the uid means something here."""
     group = group_name(allowed_gid)
-    user = user_name(peer.uid)
-    return (
-        f"permission denied: user {user} (uid {peer.uid}) may not control polymm-trader; "
-        f"join group {group} (sudo usermod -aG {group} {user}) and log in again"
-    )
+    if peer.uid == OVERFLOW_UID:
+        who, user = "this user", "$USER"
+    else:
+        user = user_name(peer.uid)
+        who = f"user {user} (uid {peer.uid})"
+    message = (f"permission denied: {who} may not control polymm-trader; "
+               f"join group {group} (sudo usermod -aG {group} {user}) and log in again")
+    return p.ErrorReply(code=p.E_FORBIDDEN, message=message, group=group)
 
 
 def user_name(uid: int) -> str:
@@ -227,7 +248,10 @@ class ControlServer:
         idle_timeout_s: float = 300.0,
         partial_frame_timeout_s: float = 10.0,
         write_timeout_s: float = 10.0,
-        mutate_wait_s: float = 10.0,
+        # A change queued behind another (a 25 s in-process restart) gets "busy, try again" after this; it
+        # plus the handler's own 5 s wait for the decision loop stays under mmctl's 10 s minimum for quick
+        # changes, so the operator reads a refusal rather than an ambiguous timeout.
+        mutate_wait_s: float = 4.0,
         max_pipelined: int = 8,
     ) -> None:
         self.path = Path(path)
@@ -413,8 +437,7 @@ class ControlServer:
                 self.stats.refused += 1
                 log.warning("control: refused %s (not root, not the service user, not in group %s)",
                             peer.describe(), group_name(self.allowed_gid))
-                self._reply_and_close(conn, p.ErrorReply(code=p.E_FORBIDDEN,
-                                                         message=refusal_message(peer, self.allowed_gid)))
+                self._reply_and_close(conn, refusal_reply(peer, self.allowed_gid))
             elif len(self._conns) > self.max_clients and not self._evict_idle(now):
                 self.stats.refused += 1
                 log.warning("control: refused %s: %d clients already connected", peer.describe(), self.max_clients)

@@ -19,16 +19,26 @@
     unresolved_usd  exposure of earlier windows' positions awaiting resolution (counted against
                   risk.max_exposure_usd; see risk.unresolved_value)
     cooling       {(strategy, leg, side, role): words}: slots whose last order the exchange rejected moments ago;
-                  no new order is placed for them (the loop lifts it after a back-off) — added by H
+                  no new order is placed for them (the loop lifts it after a back-off) — added by H. The
+                  pipeline's own back-off (risk.py, "Back-off per slot") covers the same case from the
+                  placements it remembers, so callers need not pass it.
 
     Decision.actions  [planner.Place(want) | planner.Cancel(client_id, reason)], cancels first: execute in order
     Decision.state    pass back at the next decision (per-window memory of S1, S2 and the throttle)
-    Decision.notes    what is going on, in words (status / log), e.g. "feed stale (2.3 s old): ..."
+    Decision.notes    what is going on, in words (status / log), e.g. "feed stale (2.3 s old): ...",
+                      "s1 up entry: retry in 1.4 s after a rejected/vanished order (s1.requote_wait_s 2 s)"
     Decision.wants, .exposure_usd, .phase, .flat   for status and tests
 
 Pipeline: window phase -> (paused | flatten | S1 + S2) -> risk.gate (feed guard, total exposure cap) ->
 planner.plan (no churn, never two orders per strategy/leg/side) -> risk.gate_actions (exchange state,
-blocked legs, throttle).
+blocked legs, per-slot back-off after a place whose order is gone, throttle; stops and flattens exempt from the
+throttle).
+
+An exit (stop-loss, take-profit, flatten) the gate holds back was not sent: the strategy's exit clock
+(last_exit_at / last_flatten_at), which it set when it asked for the order, is reset so the exit goes out at the
+first decision the gate lets it through, instead of exit_retry_s later. Its cadence is still kept: the strategy
+only asked because exit_retry_s had passed since the last exit it really sent, and the back-off counts from
+that placement.
 
 Call it on every new top of book, every order/fill event, and at least every ~100 ms without either (the
 exit delay, retries, requote waits and cancel-before-end are time rules).
@@ -90,9 +100,10 @@ def decide(
     cooling: Mapping[tuple, str] | None = None,
 ) -> Decision:
     if state is None or state.window_start != market.window_start:
-        # Window rotation: nothing carries over but the throttle (it limits orders per minute, not per window).
+        # Window rotation: nothing carries over but the throttle (it limits orders per minute, not per window);
+        # slot back-offs and flatten clocks belong to the old market's orders and positions.
         fresh = new_state(market)
-        state = fresh if state is None else replace(fresh, risk=state.risk)
+        state = fresh if state is None else replace(fresh, risk=risk.RiskState(place_times=state.risk.place_times))
     orders = [o for o in orders if o.state.working]
     positions = dict(positions)
     notes: list[str] = []
@@ -133,6 +144,7 @@ def decide(
                     reasons[(name, leg, Role.ENTRY)] = problem
 
     actions = planner.plan(wants, orders, market.tick_size, reasons=reasons, default_reason=default_reason)
+    held: list[tuple[Place, str]] = []
     if cooling:
         # (H) The exchange just rejected an order for this (strategy, leg, side, role): re-placing it at the next
         # decision (ms later) would repeat the rejection and fill the throttle. Dropped before the throttle
@@ -143,18 +155,47 @@ def decide(
             if key in cooling:
                 notes.append(f"not placing {a.want.strategy} {a.want.leg.value} {a.want.side.value} "
                              f"({a.want.role.value}): {cooling[key]}")
+                held.append((a, cooling[key]))
                 continue
             kept.append(a)
         actions = kept
-    actions, risk_state, action_notes = risk.gate_actions(
+    actions, risk_state, action_notes, gate_held = risk.gate_actions(
         actions, market, config, state.risk, now,
         blocked_legs=blocked_legs, halt_reason=halt_reason, post_only_only=post_only_only,
+        orders=orders, positions=positions,
     )
+    held += gate_held
     notes += action_notes
-    state = replace(state, risk=risk_state)
+    state = _unsend_held_exits(replace(state, risk=risk_state), [p for p, _ in held], now)
+    for p, why in held:
+        w = p.want
+        reasons[(w.strategy, w.leg, w.role)] = f"not placed: {why}"
     leg_notes = {" ".join(str(getattr(k, "value", k)) for k in key): why for key, why in reasons.items()}
     return Decision(
         actions=actions, state=state, notes=notes, wants=wants, exposure_usd=expo, phase=phase, flat=flat, leg_notes=leg_notes
+    )
+
+
+def _unsend_held_exits(state: DecisionState, held: Sequence[Place], now: float) -> DecisionState:
+    """Reset the exit clock a strategy (or flatten) set at `now` for an exit the gate did not let out (see the
+    module docstring). A clock set earlier is left alone: that exit was sent."""
+    never = float("-inf")
+    s1_legs, s2_legs, flat_at = dict(state.s1.legs), dict(state.s2.legs), dict(state.risk.last_flatten_at)
+    for p in held:
+        w = p.want
+        if w.role is Role.FLATTEN:
+            if flat_at.get((w.strategy, w.leg)) == now:
+                del flat_at[(w.strategy, w.leg)]
+        elif w.role in (Role.STOP_LOSS, Role.TAKE_PROFIT):
+            legs = s1_legs if w.strategy == "s1" else s2_legs if w.strategy == "s2" else {}
+            ls = legs.get(w.leg)
+            if ls is not None and ls.last_exit_at == now:
+                legs[w.leg] = replace(ls, last_exit_at=never)
+    return replace(
+        state,
+        s1=replace(state.s1, legs=s1_legs),
+        s2=replace(state.s2, legs=s2_legs),
+        risk=replace(state.risk, last_flatten_at=flat_at),
     )
 
 

@@ -12,9 +12,26 @@
 - `flatten_wants`: sell every sellable position like a stop-loss (fill-and-kill at the owning strategy's
   sl_order_price, every exit_retry_s), nothing else.
 - `gate_actions`: what may actually be sent now: nothing while the exchange or the market refuses new orders,
-  no taker order while the exchange is post-only, nothing on a blocked leg, and at most
-  `risk.max_orders_per_min` new orders per rolling minute (stops first, then take-profits, then entries).
-  Cancels are never held back.
+  no taker order while the exchange is post-only, nothing on a blocked leg, no slot placed again within its
+  back-off (below), and at most `risk.max_orders_per_min` new entries and take-profits per rolling minute
+  (take-profits before entries). Cancels are never held back.
+
+Back-off per slot. A slot is (strategy, leg, side, role). After a place for a slot, that slot is not placed
+again for `<strategy>.requote_wait_s` (entries) or `<strategy>.exit_retry_s` (take-profits, stop-losses,
+flattens) unless one of these holds: an order of that slot is still working (then the planner, not the back-off,
+decides), or the strategy's position on that leg moved the way the order would move it since it was placed
+(it filled: it did its job rather than vanish). What remains is the case the back-off exists for: the order was
+rejected (e.g. post-only "crosses book" after the book moved) or vanished, and the strategies, deciding again
+milliseconds later, want the very same order again. Without the back-off each decision re-sent it (live: 120
+rejected orders in a second, then the throttle starved everything, stop-losses included). The wait is never
+below MIN_SLOT_RETRY_S whatever the config says: a protective order is exempt from the throttle, so this floor
+is what bounds its rate when the exchange keeps rejecting it. For stops it equals their own cadence
+(strategies.md: retried every exit_retry_s), measured from the same instant, so it never slows them further.
+
+Throttle exemption. Stop-loss and flatten places are exempt from `risk.max_orders_per_min` (they still count
+towards it): they only reduce risk (a fill-and-kill SELL of shares held, which cannot rest or add exposure), and
+a throttle filled by entries or rejections must never keep a position from being sold. Their rate is bounded
+anyway: one per slot per exit_retry_s (and MIN_SLOT_RETRY_S), and only while a sellable position exists.
 Paused is handled by the caller (decide.py): no wants at all, so every order is cancelled; positions are kept.
 """
 from __future__ import annotations
@@ -33,11 +50,62 @@ from polymm.trader.strategy.common import EPS, entry_size, finite, mark_price, m
 
 THROTTLE_WINDOW_S = 60.0
 _PRIORITY = {Role.STOP_LOSS: 0, Role.FLATTEN: 0, Role.TAKE_PROFIT: 1, Role.ENTRY: 2}
+PROTECTIVE_ROLES = (Role.STOP_LOSS, Role.FLATTEN)  # exempt from risk.max_orders_per_min (module docstring)
+MIN_SLOT_RETRY_S = 0.25  # a slot is never placed more often than this, whatever requote_wait_s/exit_retry_s say
+ROLE_WORDS = {Role.ENTRY: "entry", Role.TAKE_PROFIT: "take-profit", Role.STOP_LOSS: "stop-loss", Role.FLATTEN: "flatten"}
+
+
+class Placement(msgspec.Struct, frozen=True):
+    """The last place of one slot (strategy, leg, side, role)."""
+
+    at: float  # unix s of the decision that placed it
+    shares: float  # the strategy's position on that leg just before: a fill since then moves it
 
 
 class RiskState(msgspec.Struct, frozen=True):
     place_times: tuple[float, ...] = ()  # when each order of the last minute was placed (throttle)
     last_flatten_at: dict = msgspec.field(default_factory=dict)  # (strategy, leg) -> unix s
+    placed: dict = msgspec.field(default_factory=dict)  # (strategy, leg, side, role) -> Placement (back-off)
+
+
+def slot_of(want: Want) -> tuple[str, Leg, Side, Role]:
+    return (want.strategy, want.leg, want.side, want.role)
+
+
+def slot_wait(config: Config, strategy: str, role: Role) -> tuple[float, str]:
+    """(seconds, the config key it comes from) a slot waits after a place before placing again."""
+    params = {"s1": config.s1, "s2": config.s2}.get(strategy)
+    key = "requote_wait_s" if role is Role.ENTRY else "exit_retry_s"
+    value = float(getattr(params, key, 0.0)) if params is not None else 0.0
+    return max(MIN_SLOT_RETRY_S, value), f"{strategy}.{key}"
+
+
+def backoff_left(
+    want: Want,
+    state: RiskState,
+    config: Config,
+    orders: Sequence[OrderView],
+    positions: Mapping[tuple[str, Leg], PositionView],
+    now: float,
+) -> float:
+    """Seconds the want's slot must still wait before it may be placed again (0: it may go now)."""
+    last = state.placed.get(slot_of(want))
+    if last is None:
+        return 0.0
+    if any(
+        o.state.working and o.strategy == want.strategy and o.leg is want.leg and o.side is want.side and o.role is want.role
+        for o in orders
+    ):
+        return 0.0
+    held = positions.get((want.strategy, want.leg))
+    shares = held.shares if held is not None else 0.0
+    if (want.side is Side.BUY and shares > last.shares + EPS) or (want.side is Side.SELL and shares < last.shares - EPS):
+        return 0.0  # it (or a sibling) filled since: not a rejected or vanished order
+    wait, _key = slot_wait(config, want.strategy, want.role)
+    # Same comparison as the strategies' own clocks (now - last + EPS >= wait), so a stop the strategy asks for
+    # exactly exit_retry_s after the last one is not held back by a hair.
+    left = last.at + wait - now
+    return left if left > EPS else 0.0
 
 
 def window_phase(market: MarketView, config: Config, now: float) -> tuple[str, str]:
@@ -174,12 +242,19 @@ def gate_actions(
     blocked_legs: Mapping[Leg, str] | None = None,
     halt_reason: str = "",
     post_only_only: bool = False,
-) -> tuple[list[Place | Cancel], RiskState, list[str]]:
-    """Hold back places the exchange would refuse or the throttle forbids; cancels always pass."""
+    orders: Sequence[OrderView] = (),
+    positions: Mapping[tuple[str, Leg], PositionView] | None = None,
+) -> tuple[list[Place | Cancel], RiskState, list[str], list[tuple[Place, str]]]:
+    """Hold back places the exchange would refuse, the slot back-off or the throttle forbids; cancels always
+    pass. `orders`/`positions`: our working orders and positions in this market (for the back-off).
+    Returns (actions to send, new state, notes in words, [(held place, why in words)])."""
     notes: list[str] = []
+    held: list[tuple[Place, str]] = []
+    positions = positions or {}
     cancels = [a for a in actions if isinstance(a, Cancel)]
     places = sorted((a for a in actions if isinstance(a, Place)), key=lambda p: _PRIORITY.get(p.want.role, 3))
     recent = tuple(t for t in state.place_times if now - t < THROTTLE_WINDOW_S)
+    placed = dict(state.placed)
     allowed: list[Place | Cancel] = []
     # Callers may key legs by Leg or by its value ("up"); Leg's hash is not the string's, so normalise.
     blocked_legs = {Leg(k): v for k, v in (blocked_legs or {}).items()}
@@ -194,14 +269,23 @@ def gate_actions(
             why = f"{w.leg.value} blocked: {blocked_legs[w.leg]}"
         elif post_only_only and (not w.post_only or w.order_type in (OrderType.FAK, OrderType.FOK)):
             why = "exchange accepts post-only orders only"
-        elif len(recent) >= config.risk.max_orders_per_min:
+        elif (left := backoff_left(w, state, config, orders, positions, now)) > 0:
+            wait, key = slot_wait(config, w.strategy, w.role)
+            words = f"retry in {left:.1f} s after a rejected/vanished order ({key} {wait:g} s)"
+            notes.append(f"{w.strategy} {w.leg.value} {ROLE_WORDS.get(w.role, w.role.value)}: {words}")
+            held.append((p, words))
+            continue
+        elif w.role not in PROTECTIVE_ROLES and len(recent) >= config.risk.max_orders_per_min:
             why = f"throttled: {len(recent)} orders in the last minute (risk.max_orders_per_min {config.risk.max_orders_per_min})"
         if why:
             notes.append(f"not placing {w.strategy} {w.leg.value} {w.side.value} {w.size:g} @ {w.price:g} ({w.role.value}): {why}")
+            held.append((p, why))
             continue
         recent = recent + (now,)
+        pos = positions.get((w.strategy, w.leg))
+        placed[slot_of(w)] = Placement(at=now, shares=pos.shares if pos is not None else 0.0)
         allowed.append(p)
-    return cancels + allowed, replace(state, place_times=recent), notes
+    return cancels + allowed, replace(state, place_times=recent, placed=placed), notes, held
 
 
 def unresolved_value(positions: Sequence[PositionView]) -> float:
@@ -211,12 +295,18 @@ def unresolved_value(positions: Sequence[PositionView]) -> float:
 
 __all__ = [
     "Exposure",
+    "MIN_SLOT_RETRY_S",
+    "PROTECTIVE_ROLES",
+    "Placement",
     "RiskState",
+    "backoff_left",
     "exposure",
     "feed_problem",
     "flatten_wants",
     "gate",
     "gate_actions",
+    "slot_of",
+    "slot_wait",
     "unresolved_value",
     "window_phase",
 ]

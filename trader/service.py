@@ -9,7 +9,8 @@ the service restarted. SIGHUP (systemctl reload) re-reads file + overrides (RELO
 the old config stays). SIGTERM/SIGINT: STOPPING=1, cancel our open orders, stop.
 
 Exit codes: 0 clean stop; 2 a problem the operator must fix (bad config, missing secrets, a second trader on
-the same wallet, socket in use); 1 anything else.
+the same wallet, socket in use, a shared-memory layout this version does not read) — systemd should not retry
+(RestartPreventExitStatus=2); 1 anything that may pass (no feed yet, exchange unreachable, a crash).
 
 Test-only hook: with POLYMM_TEST_HOOKS=1 in the environment, SIGUSR2 makes the decision loop block forever
 so the systemd watchdog test can see the service killed and restarted. Never set it in production.
@@ -76,8 +77,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.add_argument(f"--{name.replace('_', '-')}", default=env.get(var), help=f"endpoint (env {var}; default: config, else production)")
     ap.add_argument("--window-s", type=int, default=_int_env(env.WINDOW_S),
                     help=f"market window length in seconds (env {env.WINDOW_S}; overrides market.window_s of the config)")
-    ap.add_argument("--feed-wait-s", type=float, default=120.0,
-                    help="how long to wait at start for the feed to publish a live market (default 120)")
+    # Below the unit's TimeoutStartSec=120, so the trader says why it gives up before systemd kills it.
+    ap.add_argument("--feed-wait-s", type=float, default=90.0,
+                    help="how long to wait at start for the feed to publish a live market (default 90)")
     ap.add_argument("--log-level", default=env.get("POLYMM_LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING (default INFO)")
     return ap.parse_args(argv)
 
@@ -148,7 +150,8 @@ def attach_feed(name: str, wait_s: float, stop: threading.Event):
             raise StartupError(str(exc)) from None
         except shm.ShmMissing as exc:
             if stop.is_set() or time.monotonic() >= deadline:
-                raise StartupError(f"{exc} (waited {wait_s:.0f} s)") from None
+                # Transient (the feed may be starting or restarting): exit 1 so systemd tries again.
+                raise StartupFailure(f"{exc} (waited {wait_s:.0f} s)") from None
 
 
 def build_core(cfg, state_dir: Path, **kw):
@@ -178,7 +181,6 @@ class TraderService:
         self.server = None
         self.resolutions = None
         self.balance = None
-        self._last_status = 0.0
 
     def run(self) -> int:
         try:
@@ -188,14 +190,22 @@ class TraderService:
             self._shutdown()
             return EXIT_CONFIG
         except StartupFailure as exc:
+            self._shutdown()
+            if self.signals.stop.is_set():  # told to stop while still starting: not a failure
+                return EXIT_OK
             log.error("could not start: %s", exc)
+            return EXIT_FAILURE
+        except Exception:
+            log.exception("start-up failed")
             self._shutdown()
             return EXIT_FAILURE
         if self.signals.stop.is_set():
             self._shutdown()
             return EXIT_OK
         try:
-            self.engine.run(self.signals.stop, self.signals.reload, self._on_reload, self._on_iteration)
+            status_thread = threading.Thread(target=self._status_loop, name="polymm-status", daemon=True)
+            status_thread.start()
+            self.engine.run(self.signals.stop, self.signals.reload, self._on_reload)
         finally:
             self._shutdown()
         return EXIT_OK
@@ -216,6 +226,7 @@ class TraderService:
         self.core = build_core(cfg, self.state_dir)
 
         self.notifier.status("waiting for the feed's shared memory", min_interval_s=0.0)
+        feed_deadline = time.monotonic() + args.feed_wait_s  # one budget for the segment and a live market
         reader = attach_feed(args.shm, args.feed_wait_s, self.signals.stop)
         self.engine = Engine(
             reader, None, cfg, notifier=self.notifier,
@@ -225,9 +236,9 @@ class TraderService:
         )
         self.notifier.status("waiting for the feed to publish a live market", min_interval_s=0.0)
         try:
-            market = self.engine.attach_market(args.feed_wait_s, self.signals.stop)
+            market = self.engine.attach_market(max(1.0, feed_deadline - time.monotonic()), self.signals.stop)
         except TimeoutError as exc:
-            raise StartupError(str(exc)) from None
+            raise StartupFailure(str(exc)) from None
         if self.signals.stop.is_set():
             return
         if market.window_end - market.window_start != cfg.market.window_s:
@@ -306,10 +317,10 @@ class TraderService:
             log.warning("config change pending restart: %s", ", ".join(sorted(self.store.pending_restart)))
         self.notifier.reloaded(self._summary())
 
-    def _on_iteration(self) -> None:
-        now = time.monotonic()
-        if now - self._last_status >= STATUS_EVERY_S:
-            self._last_status = now
+    def _status_loop(self) -> None:
+        """STATUS= every few seconds from its own thread: the summary reads the core and builds a status reply,
+        work the decision loop should not do between ticks. (WATCHDOG=1 stays with the loop.)"""
+        while not self.signals.stop.wait(STATUS_EVERY_S):
             self.notifier.status(self._summary(), min_interval_s=0.0)
 
     def _summary(self) -> str:
