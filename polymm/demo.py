@@ -28,7 +28,7 @@ from polymm import env
 # A 60 s window: the strategies' time-based rules scaled down from 900 s so a demo shows entries, exits
 # and a rotation within a couple of minutes. Thresholds low enough that the synthetic market trades.
 DEMO_CONFIG = """\
-# polymm demo config (60 s windows on the local sim). Not for real money.
+# polymm demo config ({window_s} s windows on the local sim). Not for real money.
 [market]
 window_s = {window_s}
 
@@ -48,13 +48,15 @@ cancel_before_end_s = {cancel_before_end_s}
 """
 
 
-def demo_config(window_s: int = 60, entry_threshold: float = 0.55, extra: str = "") -> str:
+def demo_config(window_s: int = 60, entry_threshold: float = 0.55, cancel_before_end_s: float | None = None,
+                extra: str = "") -> str:
     third = window_s / 3
     fmt = lambda x: f"{x:g}"  # noqa: E731
     caps = f"0-{fmt(third)}:4,{fmt(third)}-{fmt(2 * third)}:5,{fmt(2 * third)}-{window_s}:6"
     text = DEMO_CONFIG.format(
         window_s=window_s, entry_threshold=entry_threshold, cap_schedule=caps,
-        late_window_s=max(1, round(window_s * 120 / 900)), cancel_before_end_s=max(1, round(window_s * 5 / 900 + 1)),
+        late_window_s=max(1, round(window_s * 120 / 900)),
+        cancel_before_end_s=cancel_before_end_s if cancel_before_end_s is not None else max(1, round(window_s * 5 / 900 + 1)),
     )
     return text + extra
 

@@ -10,14 +10,10 @@ from pathlib import Path
 from polymm.demo import Stack, demo_config
 
 WINDOW_S = 30
-# Fast windows and thresholds the synthetic market crosses often, so entries, exits and stops all happen
-# within a few windows. cancel_before_end_s leaves a clear gap to observe before each window ends.
-LIVE_CONFIG_EXTRA = ""
-
-
 def live_config(window_s: int = WINDOW_S, entry_threshold: float = 0.55) -> str:
-    text = demo_config(window_s, entry_threshold=entry_threshold)
-    return text.replace("cancel_before_end_s = 1\n", "cancel_before_end_s = 3\n")
+    """Fast windows and thresholds the synthetic market crosses often, so entries, exits and stops all happen
+    within a few windows; cancel_before_end_s = 3 leaves a clear gap to observe before each window ends."""
+    return demo_config(window_s, entry_threshold=entry_threshold, cancel_before_end_s=3)
 
 
 def start_stack(workdir: Path, window_s: int = WINDOW_S, config_text: str | None = None, seed: int = 7) -> Stack:
@@ -82,7 +78,3 @@ def order_lines(log_path: Path, since: float = 0.0) -> list[OrderLine]:
                              side=m["side"], price=float(m["price"]), size=float(m["size"]), type=m["type"],
                              reason=m["reason"]))
     return out
-
-
-def our_open_orders(stack: Stack) -> list[dict]:
-    return stack.open_orders_on_sim()

@@ -8,7 +8,7 @@ import time
 import msgspec
 
 from engine_fakes import (
-    WINDOW_START, Cancel, FakeCore, FakeReader, Place, RecordingPipeline, order, position, snapshot, want,
+    Cancel, FakeCore, FakeReader, Place, RecordingPipeline, order, position, snapshot, want,
 )
 from polymm.trader.config import Config
 from polymm.trader.engine import Engine, identity_of

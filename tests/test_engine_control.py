@@ -156,3 +156,22 @@ def test_status_shows_orders_with_distance_from_the_book_and_positions_with_pnl(
     assert (pos.leg, pos.shares, pos.mark) == ("up", 10.0, 0.6)
     assert pos.unrealised_pnl == pytest.approx(1.0)
     assert st.state == "running" and st.condition_id == engine.market.condition_id
+
+
+def test_endpoints_from_the_environment_override_the_file_but_are_not_persisted_as_overrides(tmp_path):
+    cfg_file = tmp_path / "config.toml"
+    cfg_file.write_text('[endpoints]\nclob_url = "http://file.example"\n')
+    store = ConfigStore(cfg_file, tmp_path / "state" / "overrides.json", base={"endpoints.clob_url": "http://127.0.0.1:9"})
+    store.load()
+    assert store.current.endpoints.clob_url == "http://127.0.0.1:9"
+    store.set({"s1.tp_increment": "0.02"})
+    assert json.loads(store.overrides_path.read_text()) == {"s1.tp_increment": "0.02"}
+    assert "endpoints.clob_url" not in store.overrides
+
+
+def test_credentials_in_an_endpoint_url_are_redacted_in_config_output(trader):
+    handler, _, _, _, store, _ = trader
+    store.base["endpoints.gamma_url"] = "https://user:s3cr3t@gamma.example"
+    store.current = store._build(store.overrides)
+    entry = handler.config(p.ConfigRequest(key="endpoints.gamma_url")).entries[0]
+    assert "s3cr3t" not in str(entry.value) and entry.value == "https://<redacted>@gamma.example"
