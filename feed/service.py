@@ -122,6 +122,20 @@ class FeedService:
         self.retired_reconnects += stream.reconnects
         stream.stop(timeout_s=1.0)
 
+    def _publish_identity(self, info: disc.MarketInfo, tick_size: float, status: str) -> None:
+        """Write the market identity (both legs cleared until that market's first book)."""
+        self.writer.set_market(
+            window_start=info.window_start,
+            window_end=info.window_end,
+            condition_id=info.condition_id,
+            up_token=info.up_token,
+            down_token=info.down_token,
+            tick_size=tick_size,
+            min_order_size=info.min_order_size,
+            fee_rate=info.fee_rate,
+            status=status,
+        )
+
     def _switch_to(self, info: disc.MarketInfo) -> None:
         old = self.active
         stream = self.shadow if self.shadow is not None and self.shadow.window_start == info.window_start else None
@@ -130,17 +144,7 @@ class FeedService:
                 self._retire(self.shadow)
             stream = self._new_stream(info)
         self.shadow = None
-        self.writer.set_market(
-            window_start=info.window_start,
-            window_end=info.window_end,
-            condition_id=info.condition_id,
-            up_token=info.up_token,
-            down_token=info.down_token,
-            tick_size=info.tick_size,
-            min_order_size=info.min_order_size,
-            fee_rate=info.fee_rate,
-            status="rotating" if old is not None or self.ready_sent else "starting",
-        )
+        self._publish_identity(info, info.tick_size, "rotating" if old is not None or self.ready_sent else "starting")
         if old is not None:
             old.live = False
         stream.updates_base = self.retired_updates + (old.book.applied if old else 0)
@@ -160,17 +164,7 @@ class FeedService:
         old = self.active
         self.active = None
         info = old.market
-        self.writer.set_market(
-            window_start=info.window_start,
-            window_end=info.window_end,
-            condition_id=info.condition_id,
-            up_token=info.up_token,
-            down_token=info.down_token,
-            tick_size=old.book.tick_size,
-            min_order_size=info.min_order_size,
-            fee_rate=info.fee_rate,
-            status="rotating",
-        )
+        self._publish_identity(info, old.book.tick_size, "rotating")
         self._retire(old)
         log.warning("window %d-%d ended; the next market is not known yet (%s)", info.window_start, info.window_end,
                     self.discoverer.describe(disc.window_start_for(now, self.window_s)))

@@ -1,14 +1,13 @@
 """Helpers for the execution-core tests against the sim (tests/test_exec_*.py)."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Callable
 
 from polymm.sim.testing import RunningSim, new_wallet
 from polymm.trader.execution import ExecutionCore, MarketIdentity
 from polymm.trader.gateway import Gateway
 from polymm.trader.model import Leg, OrderType, Role, Side, Want
+from waiting import wait_for  # noqa: F401 - re-exported for the exec suites
 
 
 def live_market(sim: RunningSim) -> MarketIdentity:
@@ -28,14 +27,6 @@ def make_core(sim: RunningSim, state_dir: Path, pk: str | None = None, **kw) -> 
     return core, pk
 
 
-def wait_for(predicate: Callable[[], object], timeout_s: float = 10.0, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def want(leg: Leg, side: Side, price: float, size: float, *, strategy: str = "s1", post_only: bool = True,

@@ -303,6 +303,36 @@ def books(draw):
     return lines
 
 
+@st.composite
+def books_with_a_tick_change(draw):
+    """As `books`, but mid-window the market's tick changes 0.01 -> 0.001 (Polymarket's `tick_size_change` when
+    the book trades above 0.96 or below 0.04): from then on lines carry tick_size 0.001 and prices in thousandths,
+    near the high end where S1 holds and S2 enters."""
+    t = draw(st.floats(min_value=0, max_value=60))
+    change_t = draw(st.floats(min_value=t + 1, max_value=110))
+    bid = draw(st.integers(min_value=55, max_value=97)) * 10  # thousandths, on the 0.01 tick
+    lines = []
+    while True:
+        t += draw(st.sampled_from([0.3, 1.0, 1.0, 3.0, 8.0]))
+        if t >= 120:
+            break
+        fine = t >= change_t
+        if fine:
+            bid = min(998, max(1, bid + draw(st.integers(min_value=-40, max_value=40))))
+            spread = draw(st.integers(min_value=1, max_value=20))
+        else:
+            bid = min(980, max(10, bid + 10 * draw(st.integers(min_value=-8, max_value=8))))
+            spread = 10 * draw(st.integers(min_value=1, max_value=3))
+        ask = min(999, bid + spread)
+        size = draw(st.sampled_from([None, 4.0, 20.0, 500.0]))
+        lines.append(TickLine(
+            ts=WS + t, window_start=WS, up_bid=bid / 1000, up_ask=ask / 1000, down_bid=(1000 - ask) / 1000,
+            down_ask=(1000 - bid) / 1000, up_bid_size=size, up_ask_size=size, down_bid_size=size, down_ask_size=size,
+            tick_size=0.001 if fine else None,
+        ))
+    return lines
+
+
 # A short window (as on the sim) so every example runs through entries, late rules and the end of the window.
 PROPERTY_CONFIG = load_config(None, {
     "market.window_s": 120, "s1.cap_schedule": "0-40:3,40-80:4,80-120:5", "s1.late_window_s": 30,
@@ -315,6 +345,21 @@ PROPERTY_CONFIG = load_config(None, {
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lines=books())
 def test_property_no_placement_breaks_caps_tick_bounds_min_size_or_end_cutoff(lines):
+    check_every_placement(lines)
+
+
+@pytest.mark.slow
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines=books_with_a_tick_change())
+def test_property_holds_when_the_tick_changes_mid_window_from_0_01_to_0_001(lines):
+    result = check_every_placement(lines)
+    # Placements after the change are judged against the finer tick (and those before it against 0.01).
+    change = next(line.ts for line in lines if line.tick_size == 0.001)
+    assert all(p["tick"] == (0.001 if p["ts"] >= change else 0.01) for p in result.placements)
+
+
+def check_every_placement(lines):
+    """Replay `lines` through the production pipeline and check every placement and the P&L; returns the result."""
     cfg = PROPERTY_CONFIG
     bt = Backtest(cfg, step_s=0.25)
     result = bt.run(lines)
@@ -350,6 +395,7 @@ def test_property_no_placement_breaks_caps_tick_bounds_min_size_or_end_cutoff(li
             payout = sum(p["payout"] for p in win["positions"] if p["strategy"] == strategy)
             assert pnl["net"] == pytest.approx(cash + payout, abs=1e-5)
     assert all(math.isfinite(v) for v in result.pnl().values())
+    return result
 
 
 
@@ -372,3 +418,21 @@ def test_backtest_accepts_empty_book_sides(tmp_path):
     rows = segment(300, 305, 0.61, 0.62) + segment(305, 310, None, None) + segment(310, 320, 0.61, 0.62)
     result = backtest(tmp_path, rows)
     assert len(result["windows"]) == 1 and placed(result, role="entry")
+
+
+def test_property_config_trades_at_thousandths_after_a_tick_change():
+    """The tick-change property is not vacuous: after 0.01 -> 0.001 the pipeline places orders priced in
+    thousandths (on the new tick), and none are refused by the simulated exchange."""
+    rng = random.Random(11)
+    bid, lines = 650, []
+    for i in range(400):
+        t = i * 0.3
+        fine = t >= 30
+        bid = min(760, max(620, bid + (rng.choice([-3, -1, 0, 1, 3]) if fine else 10 * rng.choice([-1, 0, 1]))))
+        ask = bid + (2 if fine else 10)
+        lines.append(TickLine(ts=WS + t, window_start=WS, up_bid=bid / 1000, up_ask=ask / 1000,
+                              down_bid=(1000 - ask) / 1000, down_ask=(1000 - bid) / 1000,
+                              tick_size=0.001 if fine else None))
+    result = check_every_placement(lines)
+    thousandths = [p for p in result.placements if p["tick"] == 0.001 and round(p["want"]["price"], 2) != p["want"]["price"]]
+    assert len(thousandths) >= 3, [p["want"] for p in result.placements]

@@ -235,21 +235,3 @@ def test_a_tick_size_change_in_shm_reaches_the_execution_core_once():
     engine.step()
     assert core.ticks[2:] == [(reader.snap.up_token, 0.001), (reader.snap.down_token, 0.001)]
     assert pipeline.calls[-1]["market"].tick_size == 0.001
-
-
-def test_a_rejected_order_puts_its_slot_on_a_back_off_instead_of_a_retry_storm():
-    import dataclasses as dc
-
-    from polymm.trader.model import Leg, OrderChanged, OrderState, Role, Side
-
-    engine, _, core, pipeline, _ = started_engine()
-    rejected = dc.replace(order("c1"), state=OrderState.REJECTED)
-    core.poll_events = lambda: [OrderChanged(order=rejected, previous_state=OrderState.PENDING_SUBMIT)]
-    engine.step()
-    core.poll_events = lambda: []
-    engine.step()
-    cooling = pipeline.calls[-1]["cooling"]
-    assert list(cooling) == [("s1", Leg.UP, Side.BUY, Role.ENTRY)] and "rejected" in cooling[("s1", Leg.UP, Side.BUY, Role.ENTRY)]
-    engine.clock = lambda: time.time() + 3  # after requote_wait_s (2 s) the slot may be placed again
-    engine.step()
-    assert pipeline.calls[-1]["cooling"] == {}

@@ -15,7 +15,8 @@ from polymm.trader.exchange_state import (CancelOnly, ClosedOnly, EngineRestarti
 from polymm.trader.gateway import ConfigError, Gateway
 from polymm.trader.heartbeat import HeartbeatState
 from polymm.trader.model import ExchangeMode, Leg, Side
-from polymm.trader.order_journal import JournalMarket, JournalOrder, OrderJournal
+from polymm.trader.model import MarketIdentity
+from polymm.trader.order_journal import JournalOrder, OrderJournal
 from polymm.trader.user_wire import WireOrder, WireTrade, WireError, decode_user_frame
 from polymm.trader.wallet_lock import WalletLock, WalletLocked
 
@@ -183,13 +184,15 @@ def test_journal_round_trip_skips_torn_lines_and_drops_old_entries(tmp_path):
     j.load(now=1000)
     j.order(JournalOrder("0xa", "c1", "s1", "up", "BUY", 0.5, 10, "entry", "GTC", True, "r", "tok", "cond", 990))
     j.order(JournalOrder("0xold", "c0", "s1", "up", "BUY", 0.5, 10, "entry", "GTC", True, "r", "tok", "cond", 800))
-    j.market(JournalMarket("cond", "u", "d", 900, 1800, 0.01, 5, 0.07), now=995)
+    j.market(MarketIdentity("cond", "u", "d", 900, 1800, 0.01, 5, 0.07), now=995)
     j.resolved("cond", "up", now=999)
     j.close()
     with open(path, "a") as f:
         f.write('{"kind":"order","ts":99')  # torn
     contents = OrderJournal(path, keep_s=100).load(now=1001)
-    assert set(contents.orders) == {"0xa"} and contents.markets["cond"].window_end == 1800
+    assert set(contents.orders) == {"0xa"}
+    # the journal stores and returns the same MarketIdentity the core trades (one type, no copy)
+    assert contents.markets["cond"] == MarketIdentity("cond", "u", "d", 900, 1800, 0.01, 5, 0.07)
     assert contents.resolutions == {"cond": "up"}
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
 

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+import waiting
 from feed_fakes import FakePolymarket
 
 from polymm.feed import discovery as disc
@@ -52,13 +53,9 @@ def loop(shm_name, monkeypatch):
     shm.unlink(shm_name)
 
 
+
 def wait_for(predicate, timeout_s: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return waiting.wait_for(predicate, timeout_s, what, every_s=0.02)
 
 
 @pytest.mark.slow

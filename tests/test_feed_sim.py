@@ -13,11 +13,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 
 import pytest
+import waiting
 
 from polymm.feed import shm
 from polymm.sim.testing import run_sim
@@ -28,16 +28,11 @@ WINDOW_S = 20
 
 
 def wait_for(predicate, timeout_s: float = 30.0, what: str = "condition", log=None):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    tail = ""
-    if log is not None and os.path.exists(log):
-        tail = "\n--- feed log ---\n" + "\n".join(open(log).read().splitlines()[-30:])
-    raise AssertionError(f"timed out waiting for {what}{tail}")
+    def log_tail() -> str:
+        if log is None or not os.path.exists(log):
+            return ""
+        return "\n--- feed log ---\n" + "\n".join(open(log).read().splitlines()[-30:])
+    return waiting.wait_for(predicate, timeout_s, what, detail=log_tail)
 
 
 class Feed:

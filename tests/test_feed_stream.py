@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
+import waiting
 from feed_fakes import FakePolymarket
 
 from polymm.feed import shm
@@ -22,14 +22,9 @@ def info(window_start: int = WINDOW) -> MarketInfo:
     )
 
 
+
 def wait_for(predicate, timeout_s: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    return waiting.wait_for(predicate, timeout_s, what, every_s=0.02)
 
 
 @pytest.fixture

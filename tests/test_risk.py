@@ -6,7 +6,7 @@ from strategy_helpers import WE, WS, book, config, order, pos
 
 from polymm.trader import risk
 from polymm.trader.decide import decide
-from polymm.trader.model import Leg, OrderType, Role, Side
+from polymm.trader.model import Leg, OrderType, Role, Side, Want
 from polymm.trader.planner import Cancel, Place
 
 CFG = config()
@@ -54,6 +54,31 @@ def test_total_cap_never_trims_an_order_it_merely_keeps():
     entry = order(Leg.UP, Side.BUY, 0.61, 8.19, Role.ENTRY, created_at=WS + 690)
     d = decide(book(0.62), [entry], {}, cfg, None, WS + 700)  # 8.19 x 0.62 = 5.08 > 5, but it is resting
     assert d.actions == []
+
+
+def test_total_cap_lets_a_requote_use_the_room_of_the_entry_it_replaces():
+    # $4.26 of the $5 total is the resting entry (6.55 at bid 0.65); its requote at 0.65 (6.15 shares, $4.00) goes
+    # out only once that entry is cancelled, so it is neither trimmed nor dropped.
+    cfg = config(**{"risk.max_exposure_usd": 5})
+    entry = order(Leg.UP, Side.BUY, 0.61, 6.55, Role.ENTRY, created_at=WS + 300)
+    d = decide(book(0.65), [entry], {}, cfg, None, WS + 305)
+    assert [(w.price, w.size) for w in d.wants if w.role is Role.ENTRY] == [(0.65, 6.15)]
+    assert not any("risk.max_exposure_usd" in n for n in d.notes)
+    assert cancelled(d) == [entry.client_id] and places(d) == []
+
+
+def test_room_an_entry_frees_by_its_requote_is_not_given_to_another_leg():
+    # Up's resting entry ($4.26 at bid 0.65) is being replaced; a Down entry could go out while that cancel is in
+    # flight, so it may only use what is free now: $7 - $4.26 = $2.74 -> 3.91 shares < 5, none.
+    cfg = config(**{"risk.max_exposure_usd": 7})
+    market = book(0.65, down_bid=0.70, down_ask=0.71)
+    entry = order(Leg.UP, Side.BUY, 0.61, 6.55, Role.ENTRY, created_at=WS + 300)
+    up = Want("s1", Leg.UP, Side.BUY, 0.65, 6.15, Role.ENTRY, OrderType.GTC, True, "requote")
+    down = Want("s1", Leg.DOWN, Side.BUY, 0.70, 5.0, Role.ENTRY, OrderType.GTC, True, "entry")
+    for wants in ([up, down], [down, up]):
+        allowed, notes = risk.gate(wants, market, [entry], {}, cfg)
+        assert [(w.leg, w.size) for w in allowed] == [(Leg.UP, 6.15)]
+        assert any("down: no entry" in n for n in notes)
 
 
 def test_stale_feed_cancels_resting_entries_and_places_none():

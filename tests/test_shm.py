@@ -7,6 +7,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -77,7 +78,10 @@ def test_reader_sees_published_top_of_book_with_market_identity(writer, shm_name
     assert (snap.up.bid, snap.up.ask, snap.up.bid_size, snap.up.ask_size) == (0.48, 0.52, 10.0, 20.0)
     assert math.isnan(snap.up.last_trade) and snap.down.last_trade == 0.5
     assert snap.up.seq == snap.down.seq == seq
-    assert snap.data_age_s() < 5 and snap.heartbeat_age_s() < 5
+    # ages are plain differences against the caller's clock (no wall-clock assertion)
+    newest = max(snap.up.recv_ts, snap.down.recv_ts)
+    assert snap.data_age_s(now=newest + 2.5) == pytest.approx(2.5)
+    assert snap.heartbeat_age_s(now=snap.heartbeat + 4.0) == pytest.approx(4.0)
 
 
 def test_new_market_clears_both_legs_until_its_first_book(writer, shm_name):
@@ -165,11 +169,41 @@ def test_restart_with_another_ring_size_replaces_the_segment_and_readers_follow(
         shm.unlink(shm_name)
 
 
-def test_reader_waits_for_the_segment_then_gives_up_with_shm_missing(shm_name):
-    t0 = time.monotonic()
+class FakeTime:
+    """Stands in for the `time` module inside shm: sleeping advances the clock, so waits are checked
+    by what the reader did (how long it slept, how often it looked) instead of by wall-clock timing."""
+
+    def __init__(self, on_sleep=None):
+        self.t = 1000.0
+        self.slept = 0.0
+        self.sleeps = 0
+        self.on_sleep = on_sleep
+
+    def monotonic(self):
+        return self.t
+
+    def perf_counter(self):
+        self.t += 1e-5  # a busy spin must still see time pass
+        return self.t
+
+    def time(self):
+        return 1_800_000_000.0 + self.t
+
+    def sleep(self, s):
+        self.t += s
+        self.slept += s
+        self.sleeps += 1
+        if self.on_sleep is not None:
+            self.on_sleep(self)
+
+
+def test_reader_waits_for_the_segment_then_gives_up_with_shm_missing(shm_name, monkeypatch):
+    fake = FakeTime()
+    monkeypatch.setattr(shm, "time", fake)
     with pytest.raises(shm.ShmMissing, match="does not exist"):
         shm.Reader(shm_name, wait_s=0.3)
-    assert time.monotonic() - t0 >= 0.3
+    # it kept looking (several short sleeps) for the whole wait, not one look and give up
+    assert fake.slept >= 0.3 and fake.sleeps >= 3
 
 
 def test_reader_attaches_when_the_segment_appears_during_its_wait(shm_name):
@@ -243,15 +277,23 @@ def test_heartbeat_refreshes_without_waking_readers(writer, shm_name):
     assert snap.heartbeat_age_s() < -4
 
 
-def test_wait_update_returns_on_publish_or_after_timeout(writer, shm_name):
+def test_wait_update_returns_on_publish_or_after_timeout(writer, shm_name, monkeypatch):
     market(writer)
     reader = shm.Reader(shm_name)
     seq = reader.seq()
-    t0 = time.monotonic()
-    assert reader.wait_update(seq, 0.2) == seq
-    assert time.monotonic() - t0 >= 0.2
-    new = writer.publish(1_800_000_000, leg(0.4, 0.6), None)
-    assert reader.wait_update(seq, 5.0) == new
+    fake = FakeTime()
+    monkeypatch.setattr(shm, "time", fake)
+    assert reader.wait_update(seq, 0.2) == seq  # nothing published: returns the old seq at the timeout
+    assert fake.t - 1000.0 >= 0.2 and fake.sleeps >= 2
+    published = []
+    fake2 = FakeTime(on_sleep=lambda f: published.append(writer.publish(1_800_000_000, leg(0.4, 0.6), None))
+                     if f.sleeps == 3 else None)
+    monkeypatch.setattr(shm, "time", fake2)
+    # a publish during the wait is returned at the next look, long before the (huge) timeout
+    assert reader.wait_update(seq, 3600.0) == published[0] != seq
+    assert fake2.sleeps == 3
+    monkeypatch.undo()
+    assert reader.wait_update(seq, 5.0) == published[0]  # already changed: returns at once
 
 
 def test_updates_since_returns_every_update_in_order_and_only_what_the_ring_still_holds(writer, shm_name):
@@ -333,9 +375,12 @@ def test_reader_reports_stopped_without_a_book_when_a_dead_writer_left_the_seqlo
     # what a SIGKILL in the middle of a publish leaves behind: an odd seqlock word and a dead writer pid
     struct.pack_into("<q", writer._buf, shm.HEADER.fields["writer_pid"][1], dead_pid)
     struct.pack_into("<Q", writer._buf, shm._LOCK_OFF, writer._lockword + 1)
-    t0 = time.monotonic()
-    snap = shm.Reader(shm_name).snapshot()
-    assert time.monotonic() - t0 < 5
+    result = []
+    t = threading.Thread(target=lambda: result.append(shm.Reader(shm_name).snapshot()), daemon=True)
+    t.start()
+    t.join(60)  # generous: the snapshot must give up on the dead writer's lock, not retry forever
+    assert not t.is_alive(), "snapshot() kept retrying on a seqlock left odd by a dead writer"
+    (snap,) = result
     assert snap.status == "stopped" and math.isnan(snap.up.bid) and math.isnan(snap.down.ask)
     struct.pack_into("<Q", writer._buf, shm._LOCK_OFF, writer._lockword)  # let the fixture close cleanly
 

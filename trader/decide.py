@@ -18,10 +18,6 @@
     post_only_only  the exchange accepts post-only orders only: taker orders (stops) wait
     unresolved_usd  exposure of earlier windows' positions awaiting resolution (counted against
                   risk.max_exposure_usd; see risk.unresolved_value)
-    cooling       {(strategy, leg, side, role): words}: slots whose last order the exchange rejected moments ago;
-                  no new order is placed for them (the loop lifts it after a back-off) — added by H. The
-                  pipeline's own back-off (risk.py, "Back-off per slot") covers the same case from the
-                  placements it remembers, so callers need not pass it.
 
     Decision.actions  [planner.Place(want) | planner.Cancel(client_id, reason)], cancels first: execute in order
     Decision.state    pass back at the next decision (per-window memory of S1, S2 and the throttle)
@@ -97,7 +93,6 @@ def decide(
     halt_reason: str = "",
     post_only_only: bool = False,
     unresolved_usd: float = 0.0,
-    cooling: Mapping[tuple, str] | None = None,
 ) -> Decision:
     if state is None or state.window_start != market.window_start:
         # Window rotation: nothing carries over but the throttle (it limits orders per minute, not per window);
@@ -145,20 +140,6 @@ def decide(
 
     actions = planner.plan(wants, orders, market.tick_size, reasons=reasons, default_reason=default_reason)
     held: list[tuple[Place, str]] = []
-    if cooling:
-        # (H) The exchange just rejected an order for this (strategy, leg, side, role): re-placing it at the next
-        # decision (ms later) would repeat the rejection and fill the throttle. Dropped before the throttle
-        # counts them; cancels still go out.
-        kept = []
-        for a in actions:
-            key = (a.want.strategy, a.want.leg, a.want.side, a.want.role) if isinstance(a, Place) else None
-            if key in cooling:
-                notes.append(f"not placing {a.want.strategy} {a.want.leg.value} {a.want.side.value} "
-                             f"({a.want.role.value}): {cooling[key]}")
-                held.append((a, cooling[key]))
-                continue
-            kept.append(a)
-        actions = kept
     actions, risk_state, action_notes, gate_held = risk.gate_actions(
         actions, market, config, state.risk, now,
         blocked_legs=blocked_legs, halt_reason=halt_reason, post_only_only=post_only_only,

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from polymm.trader.model import MarketView, OrderState, Role
+from polymm.trader.model import MarketView
 
 log = logging.getLogger("polymm.trader.engine")
 
@@ -43,8 +43,6 @@ DECIDE_EVERY_S = 0.05
 POLL_HOT_S = 50e-6
 POLL_COLD_S = 150e-6
 HOT_AFTER_TICK_S = 0.25
-# Shortest back-off of an order slot after the exchange rejected its order.
-MIN_REJECT_BACKOFF_S = 0.5
 # Consecutive failed decisions after which the loop gives up (the service exits non-zero, systemd restarts it).
 MAX_FAILED_DECISIONS = 100
 # Feed statuses under which the book in shm describes a live market we may trade.
@@ -255,7 +253,6 @@ class Engine:
         self.snapshot_at = 0.0
         self._decide_again = False
         self._tick_size: float | None = None  # last tick handed to the core for the current market
-        self._cooling: dict[tuple, tuple[float, str]] = {}  # slot -> (until, words) after a rejection
         self._failures = 0
         self._unresolved_usd = 0.0
         self._unresolved_at = -1e9
@@ -391,7 +388,6 @@ class Engine:
         # that arrived during this decision may not have been seen by it: decide again at once.
         events = self.core.poll_events()
         self._decide_again = bool(events)
-        self._note_rejections(events, now)
         self._refresh_unresolved(self._last_decision_mono, bool(events))
         self._set_problem(problem, now)
         self._decisions += 1
@@ -491,7 +487,6 @@ class Engine:
             halt_reason=halt_reason(exchange),
             post_only_only=bool(getattr(exchange, "post_only_required", False)),
             unresolved_usd=self._unresolved_usd,
-            cooling=self._cooling_now(now),
         )
         self._pipeline_state = decision.state
         self._notes = tuple(decision.notes)
@@ -502,31 +497,6 @@ class Engine:
             log.info("flatten done: no sellable position left; trader stays paused (mmctl resume to trade again)")
             self.flattening = False
         return len(decision.actions)
-
-    def _note_rejections(self, events, now: float) -> None:
-        """An order the exchange rejected puts its (strategy, leg, side, role) slot on a back-off: the next
-        decisions, milliseconds later, would only repeat the rejection (e.g. post-only "crosses book" while the
-        book moves) and burn the order throttle that stop-losses need."""
-        for event in events:
-            order = getattr(event, "order", None)
-            if order is None or getattr(order, "state", None) is not OrderState.REJECTED:
-                continue
-            if getattr(event, "previous_state", None) is OrderState.REJECTED:
-                continue
-            params = getattr(self.config, order.strategy, None)
-            if order.role is Role.ENTRY:
-                wait = getattr(params, "requote_wait_s", 1.0)
-            else:
-                wait = getattr(params, "exit_retry_s", 1.0)
-            wait = max(MIN_REJECT_BACKOFF_S, float(wait))
-            key = (order.strategy, order.leg, order.side, order.role)
-            self._cooling[key] = (now + wait, f"the exchange rejected the last one; retrying after {wait:g} s")
-
-    def _cooling_now(self, now: float) -> dict:
-        if not self._cooling:
-            return {}
-        self._cooling = {k: v for k, v in self._cooling.items() if v[0] > now}
-        return {k: words for k, (_until, words) in self._cooling.items()}
 
     def _exchange_status(self):
         try:

@@ -46,7 +46,6 @@ import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -55,9 +54,9 @@ from .exchange_state import ExchangeError, ExchangeState
 from .fills import FillStore, OrderInfo, TokenInfo, taker_fee
 from .gateway import Gateway
 from .heartbeat import Heartbeater
-from .model import (ExchangeStatus, FillChanged, FillView, Leg, MarketResolvedEvent, OrderChanged, OrderState,
-                    OrderType, OrderView, PositionView, Side, StatusChanged, Want)
-from .order_journal import JournalMarket, JournalOrder, OrderJournal
+from .model import (ExchangeStatus, FillChanged, FillView, Leg, MarketIdentity, MarketResolvedEvent, OrderChanged,
+                    OrderState, OrderType, OrderView, PositionView, Side, StatusChanged, Want)
+from .order_journal import JournalOrder, OrderJournal
 from .orders import Order, OrderBook, Transition
 from .positions import fold, pnl_summary
 from .signing import exchange_safe_size
@@ -66,6 +65,8 @@ from .user_stream import UserStream
 from .user_wire import WireOrder, WireTrade, decode_rest_order, decode_rest_orders, decode_rest_trades, order_report, trade_report
 from .wallet_lock import WalletLock
 
+__all__ = ["ExecutionCore", "MarketIdentity"]  # MarketIdentity lives in model; re-exported for callers
+
 log = logging.getLogger("polymm.trader.execution")
 
 _TICK_RULE = re.compile(r"minimum tick size rule:\s*([0-9]*\.?[0-9]+)")
@@ -73,25 +74,15 @@ MAX_QUEUED_EVENTS = 10_000
 CANCEL_RESEND_EVERY_S = 1.0
 KEEP_DONE_ORDERS_S = 3600.0
 TRACK_AFTER_END_S = 3600.0
+# A market whose window ended this long ago, with no working order and nothing left to settle (resolved,
+# or flat), is folded into a P&L summary and its fills, orders and journal entries are dropped: memory and
+# the per-decision positions() cost stay bounded over weeks of 15-minute windows. mmctl fills shows a day.
+FORGET_MARKET_AFTER_S = 86400.0
+PRUNE_EVERY_S = 60.0
+COMPACT_JOURNAL_EVERY_S = 6 * 3600.0
 GTD_MIN_LIFETIME_S = 180  # the exchange refuses GTD expirations closer than 3 minutes...
 GTD_EARLY_EXPIRY_S = 60  # ...and expires GTD orders 60 s before their stated expiration,
 GTD_CLOCK_MARGIN_S = 5  # so expiration = window_end + 60 dies at the close; GTD impossible in the last ~2 min
-
-
-@dataclass(frozen=True)
-class MarketIdentity:
-    condition_id: str
-    up_token: str
-    down_token: str
-    window_start: int
-    window_end: int
-    tick_size: float
-    min_order_size: float
-    fee_rate: float
-    neg_risk: bool = False
-
-    def token(self, leg: Leg) -> str:
-        return self.up_token if leg is Leg.UP else self.down_token
 
 
 def _fmt(x: float) -> str:
@@ -148,6 +139,12 @@ class ExecutionCore:
         self._last_lookup: dict[str, float] = {}
         self._last_cancel_sent: dict[str, float] = {}  # client id -> monotonic time of the last re-send
         self._last_prune_mono = time.monotonic()
+        self._last_compact_mono = time.monotonic()
+        # P&L of markets forgotten by prune(): (condition_id, strategy, leg) -> final position (flat)
+        self._settled: dict[tuple[str, str, Leg], PositionView] = {}
+        # Unresolved markets with journaled orders, found at load: the first reconciliation reads their trades
+        # even when their window ended long ago, so a restart never loses a position awaiting resolution.
+        self._backfill: set[str] = set()
         self._needs_lookup: set[str] = set()  # orders whose cancel was refused: ask the exchange
         self._last_reconcile_error: ExchangeError | None = None
         self._running = False
@@ -226,6 +223,11 @@ class ExecutionCore:
         """SIGTERM path: cancel our open orders (waiting briefly for unanswered submits), stop threads."""
         if cancel_orders and self._pool is not None:
             self._cancel_everything("shutdown", wait_s=5.0)
+            with self._lock:
+                left = [o for o in self._book.working() if o.order_id]
+            if left:
+                # One trader per wallet (the lock): everything on it is ours. Leave nothing resting unwatched.
+                self._cancel_all_on_exchange(f"shutdown with {len(left)} order(s) unconfirmed")
         self._shutdown_threads()
         if self._journal is not None:
             self._journal.close()
@@ -285,7 +287,13 @@ class ExecutionCore:
                 self._order_event(Transition(None, t.after))
                 return order.client_id
             self._order_event(Transition(None, order.view()))
-        pool.submit(self._submit, order.client_id)
+        try:
+            pool.submit(self._submit, order.client_id)
+        except RuntimeError:  # stop()/restart() shut the pool between our check and now: never sent
+            with self._lock:
+                why = "execution core stopping: the order was not sent"
+                self._order_event(self._book.on_submit_rejected(order.client_id, why, self.clock()))
+                self._log_order("refused", order, why, logging.WARNING)
         return order.client_id
 
     def _local_refusal(self, order: Order, market: MarketIdentity, now: float) -> str | None:
@@ -322,7 +330,7 @@ class ExecutionCore:
             if pool is None:
                 order.cancel_sent = False  # not running: the maintenance pass sends it once started
                 return
-        pool.submit(self._send_cancels, [order.client_id])
+        self._submit_cancels(pool, [order.client_id])
 
     def cancel_all(self, reason: str) -> None:
         """Cancel every working order of ours (all markets); unanswered submits are cancelled once known."""
@@ -345,7 +353,17 @@ class ExecutionCore:
                     self._book.by_client[cid].cancel_sent = False  # sent by the maintenance pass once started
                 return
         if to_send:
-            pool.submit(self._send_cancels, to_send)
+            self._submit_cancels(pool, to_send)
+
+    def _submit_cancels(self, pool: ThreadPoolExecutor, client_ids: list[str]) -> None:
+        try:
+            pool.submit(self._send_cancels, client_ids)
+        except RuntimeError:  # the pool is shutting down: leave the cancels to be (re)sent, never drop them
+            with self._lock:
+                for cid in client_ids:
+                    order = self._book.by_client.get(cid)
+                    if order is not None:
+                        order.cancel_sent = False
 
     def on_tick_size(self, token_id: str, tick: float) -> None:
         """`tick_size_change` from the market channel: new orders on this token use `tick` (the SDK's
@@ -406,7 +424,9 @@ class ExecutionCore:
         according to the exchange's order report, with the trade report not in yet (see _holdings)."""
         with self._lock:
             cond = condition_id or (self._current.condition_id if self._current else None)
-            folded = fold(self._holdings(), self._resolutions)
+            if cond is None:
+                return {}
+            folded = fold(self._holdings(cond), self._resolutions)
         return {(s, leg): p for (c, s, leg), p in folded.items() if c == cond}
 
     def all_positions(self) -> dict[tuple[str, str, Leg], PositionView]:
@@ -414,7 +434,7 @@ class ExecutionCore:
         with self._lock:
             return fold(self._holdings(), self._resolutions)
 
-    def _holdings(self) -> list[tuple[str, FillView]]:
+    def _holdings(self, condition_id: str | None = None) -> list[tuple[str, FillView]]:
         """The fill store's fills plus a provisional fill per order whose exchange-reported matched size
         exceeds what its trade reports cover.
 
@@ -424,9 +444,11 @@ class ExecutionCore:
         what we hold. The provisional fill is priced at the order's price (a taker may do better) and
         charged the taker fee unless the order was post-only; the real trade replaces it, and a FAILED
         trade still reverses (it covers the shares too)."""
-        out = self._fills.fills_with_market()
+        out = self._fills.fills_with_market(condition_id)
         for order in self._book.by_client.values():
             if not order.order_id or order.filled <= 0:
+                continue
+            if condition_id is not None and order.condition_id != condition_id:
                 continue
             gap = round(order.filled - self._fills.covered_shares(order.order_id), 6)
             if gap <= 1e-9:
@@ -456,7 +478,7 @@ class ExecutionCore:
 
     def pnl(self) -> dict:
         with self._lock:
-            return pnl_summary(fold(self._holdings(), self._resolutions), self._resolutions)
+            return pnl_summary({**self._settled, **fold(self._holdings(), self._resolutions)}, self._resolutions)
 
     def state(self) -> ExchangeStatus:
         with self._lock:
@@ -541,6 +563,11 @@ class ExecutionCore:
                 self._log_order("refused", order, str(err), logging.WARNING)
             return
         with self._lock:
+            if order.cancel_reason is not None:
+                # Cancelled while we were signing: still unsent, so it is never sent.
+                self._order_event(self._book.on_cancelled_before_send(client_id, self.clock()))
+                self._log_order("canceled", order, f"{order.cancel_reason} (before it was sent)")
+                return
             self._book.signed(client_id, signed.order_hash)
             self._journal_order(order)
             self._log_order("submit", order, order.reason)
@@ -617,19 +644,29 @@ class ExecutionCore:
             return
         try:
             result = self.gateway.cancel_order(ids[0]) if len(ids) == 1 else self.gateway.cancel_orders(ids)
-        except ExchangeError as err:
-            now = self.clock()
-            with self._lock:
-                for oid in ids:
-                    t = self._book.on_cancel_result(oid, False, str(err), now)
-                    if t is not None:
-                        order = self._book.by_exchange[oid]
-                        self._log_order("cancel-failed", order, f"{err}; will retry", logging.WARNING)
-                        self._order_event(t)
-                self._xstate.on_error(err, now)
-                self._emit_status_locked()
+        except Exception as exc:  # noqa: BLE001 - an exchange error or a bug: either way the cancels are re-sent
+            if isinstance(exc, ExchangeError):
+                self._cancels_failed(ids, exc)
+            else:
+                log.exception("cancel of %s crashed; will retry", ", ".join(ids))
+                self._cancels_failed(ids, None, f"internal error: {type(exc).__name__}: {exc}")
             return
         self._apply_cancel_result(ids, result.canceled, result.not_canceled)
+
+    def _cancels_failed(self, ids: list[str], err: ExchangeError | None, message: str = "") -> None:
+        """The cancel request got no answer we can use: the orders stay working, cancel re-sent later."""
+        now = self.clock()
+        why = str(err) if err is not None else message
+        with self._lock:
+            for oid in ids:
+                t = self._book.on_cancel_result(oid, False, why, now)
+                if t is not None:
+                    order = self._book.by_exchange[oid]
+                    self._log_order("cancel-failed", order, f"{why}; will retry", logging.WARNING)
+                    self._order_event(t)
+            if err is not None:
+                self._xstate.on_error(err, now)
+            self._emit_status_locked()
 
     def _apply_cancel_result(self, ids: list[str], canceled, not_canceled: dict[str, str]) -> None:
         now = self.clock()
@@ -741,7 +778,10 @@ class ExecutionCore:
         self.cancel_all(f"heartbeats failing: {why}")
         pool = self._pool
         if pool is not None:
-            pool.submit(self._cancel_all_on_exchange, "heartbeats failing")
+            try:
+                pool.submit(self._cancel_all_on_exchange, "heartbeats failing")
+            except RuntimeError:  # shutting down: stop() cancels, and the exchange's switch fires anyway
+                pass
 
     def _cancel_all_on_exchange(self, reason: str) -> None:
         try:
@@ -768,7 +808,9 @@ class ExecutionCore:
         exchange could not be read (a retry is scheduled)."""
         with self._reconcile_lock:
             with self._lock:
-                markets = {c: self._markets[c] for c in self._tracked_markets()}
+                tracked = self._tracked_markets()
+                backfill = [c for c in self._backfill if c in self._markets and c not in tracked]
+                markets = {c: self._markets[c] for c in [*tracked, *backfill]}
             open_rows, trade_rows = [], []
             try:
                 for cond, m in markets.items():
@@ -792,6 +834,7 @@ class ExecutionCore:
                 for fill, previous in res.fill_changes:
                     self._fill_event(fill, previous, log_it=False)
                 self._xstate.last_reconcile_at = now
+                self._backfill.difference_update(markets)
             for diff in res.differences:
                 log.warning("reconcile (%s): %s", reason, diff)
             for order_id in res.need_lookup:
@@ -819,10 +862,10 @@ class ExecutionCore:
             return
         now = self.clock()
         with self._lock:
+            self._needs_lookup.discard(order_id)
             order = self._book.by_exchange.get(order_id)
             if order is None:
                 return
-            self._needs_lookup.discard(order_id)
             if row is None:
                 if order.state is OrderState.UNKNOWN:
                     t = self._book.on_lookup_missing(order.client_id, self.unknown_max_lookups, now)
@@ -879,20 +922,57 @@ class ExecutionCore:
             for order in resend:
                 self._log_order("cancel", order, f"{order.cancel_reason} (re-sent)")
             self._send_cancels([o.client_id for o in resend])
-        if mono - self._last_prune_mono >= 60.0:
+        if mono - self._last_prune_mono >= PRUNE_EVERY_S:
             self._last_prune_mono = mono
-            with self._lock:
-                # Done orders stay visible for an hour (mmctl orders --all); their fills stay in the store.
-                self._book.prune(KEEP_DONE_ORDERS_S, self.clock())
-                known = set(self._book.by_client)
-                for cid in [c for c in self._last_cancel_sent if c not in known]:
-                    del self._last_cancel_sent[cid]
-                for oid in [o for o in self._last_lookup if o not in self._book.by_exchange]:
-                    del self._last_lookup[oid]
+            self.prune(self.clock())
+        if self._journal is not None and mono - self._last_compact_mono >= COMPACT_JOURNAL_EVERY_S:
+            self._last_compact_mono = mono
+            self._journal.compact(self.clock())
         if wanted is None and mono - self._last_reconcile_mono >= self.reconcile_every_s:
             wanted = "periodic"
         if wanted is not None:
             self.reconcile(wanted)
+
+    def prune(self, now: float) -> list[str]:
+        """Bound memory over days of windows (run every minute by the maintenance thread): done orders are
+        kept an hour (mmctl orders --all); a market over for FORGET_MARKET_AFTER_S with no working order and
+        nothing left to settle (resolved, or every position flat) is folded into a P&L summary (pnl() keeps
+        counting it) and its fills, orders, journal attributions and tick/token entries are dropped.
+        Returns the condition ids forgotten."""
+        forgotten = []
+        with self._lock:
+            self._book.prune(KEEP_DONE_ORDERS_S, now)
+            current = self._current.condition_id if self._current else None
+            working = {o.condition_id for o in self._book.working()}
+            for cond, m in list(self._markets.items()):
+                if cond == current or cond in working or now - m.window_end < FORGET_MARKET_AFTER_S:
+                    continue
+                folded = fold(self._holdings(cond), self._resolutions)
+                if cond not in self._resolutions and any(abs(p.shares) > 1e-9 for p in folded.values()):
+                    continue  # shares still held: pending_resolution() must keep showing them
+                self._settled.update(folded)
+                self._fills.forget_market(cond)
+                for order in [o for o in self._book.by_client.values() if o.condition_id == cond]:
+                    del self._book.by_client[order.client_id]
+                for oid in [oid for oid, o in self._book.by_exchange.items() if o.condition_id == cond]:
+                    del self._book.by_exchange[oid]
+                for oid in [oid for oid, j in self._journal_orders.items() if j.condition_id == cond]:
+                    del self._journal_orders[oid]
+                for token in (m.up_token, m.down_token):
+                    self._tokens.pop(token, None)
+                    self._ticks.pop(token, None)
+                del self._markets[cond]
+                self._backfill.discard(cond)
+                forgotten.append(cond)
+            known = set(self._book.by_client)
+            for cid in [c for c in self._last_cancel_sent if c not in known]:
+                del self._last_cancel_sent[cid]
+            for oid in [o for o in self._last_lookup if o not in self._book.by_exchange]:
+                del self._last_lookup[oid]
+            self._needs_lookup &= set(self._book.by_exchange)
+        if forgotten:
+            log.info("forgot %d settled market(s) (P&L kept in the summary): %s", len(forgotten), ", ".join(forgotten))
+        return forgotten
 
     # ================================================================================================
     # helpers
@@ -906,24 +986,24 @@ class ExecutionCore:
             self._ticks.setdefault(market.up_token, market.tick_size)
             self._ticks.setdefault(market.down_token, market.tick_size)
         if not known and self._journal is not None:
-            self._journal.market(JournalMarket(market.condition_id, market.up_token, market.down_token,
-                                               market.window_start, market.window_end, market.tick_size,
-                                               market.min_order_size, market.fee_rate, market.neg_risk), now)
+            self._journal.market(market, now)
 
     def _load_journal(self, journal: OrderJournal, now: float) -> None:
         contents = journal.load(now)
         with self._lock:
             self._journal_orders = contents.orders
             for m in contents.markets.values():
-                self._register_market(MarketIdentity(m.condition_id, m.up_token, m.down_token, m.window_start,
-                                                     m.window_end, m.tick_size, m.min_order_size, m.fee_rate,
-                                                     m.neg_risk), now)
+                self._register_market(m, now)
             for cond, leg in contents.resolutions.items():
                 self._resolutions[cond] = Leg(leg)
             # Only markets that may still matter are reconciled: unresolved ones and the last day.
             for cond, m in list(self._markets.items()):
                 if cond in self._resolutions and now - m.window_end > 3600:
                     del self._markets[cond]
+            # Unresolved markets we placed orders in may hold shares however long ago they ended: the first
+            # reconciliation reads their trades too (later ones only follow the recent markets).
+            ordered = {j.condition_id for j in self._journal_orders.values()}
+            self._backfill = {c for c in self._markets if c in ordered and c not in self._resolutions}
         log.info("order journal: %d orders, %d markets, %d resolutions", len(contents.orders),
                  len(contents.markets), len(contents.resolutions))
 

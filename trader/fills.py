@@ -107,6 +107,9 @@ class FillStore:
         self._owner = our_owner
         self._address = our_address.lower()
         self._fills: dict[tuple[str, str], _Fill] = {}
+        # order id -> its fills: positions() runs on every decision and asks this per order, so it must
+        # not scan every fill of the day
+        self._by_order: dict[str, list[_Fill]] = {}
         self.ignored: list[str] = []  # trades we could not attribute, in words (for logs/tests)
 
     def set_identity(self, our_owner: str, our_address: str) -> None:
@@ -135,7 +138,9 @@ class FillStore:
                     strategy=info.strategy if info else EXTERNAL, leg=token.leg, side=side, price=price,
                     size=size, fee=fee, role=role, status=trade.status, ts=trade.match_time,
                 )
-                self._fills[key] = _Fill(view, token.condition_id, rank)
+                fill = _Fill(view, token.condition_id, rank)
+                self._fills[key] = fill
+                self._by_order.setdefault(order_id, []).append(fill)
                 changes.append((view, None))
             elif rank > current.rank:
                 previous = current.view.status
@@ -147,8 +152,8 @@ class FillStore:
     def attribute(self, order_id: str, info: OrderInfo) -> list[FillView]:
         """An order we did not know when its fills arrived turned out to be ours (journal / reconcile)."""
         out = []
-        for (_, oid), fill in self._fills.items():
-            if oid == order_id and fill.view.strategy == EXTERNAL:
+        for fill in self._by_order.get(order_id, ()):
+            if fill.view.strategy == EXTERNAL:
                 fill.view = replace(fill.view, client_id=info.client_id, strategy=info.strategy)
                 out.append(fill.view)
         return out
@@ -195,20 +200,37 @@ class FillStore:
         out.sort(key=lambda v: (v.ts, v.trade_id, v.order_id))
         return out
 
-    def fills_with_market(self) -> list[tuple[str, FillView]]:
-        out = [(f.condition_id, f.view) for f in self._fills.values()]
+    def fills_with_market(self, condition_id: str | None = None) -> list[tuple[str, FillView]]:
+        out = [(f.condition_id, f.view) for f in self._fills.values()
+               if condition_id is None or f.condition_id == condition_id]
         out.sort(key=lambda cv: (cv[1].ts, cv[1].trade_id, cv[1].order_id))
         return out
 
     def matched_shares(self, order_id: str) -> float:
         """Shares of one of our orders matched in trades that have not failed."""
-        return round(sum(f.view.size for (_, oid), f in self._fills.items()
-                         if oid == order_id and f.view.status != "FAILED"), 6)
+        return round(sum(f.view.size for f in self._by_order.get(order_id, ()) if f.view.status != "FAILED"), 6)
 
     def covered_shares(self, order_id: str) -> float:
         """Shares of one of our orders that some trade report covers, whatever its status (FAILED
         included): what an order's exchange-reported matched size may exceed only until its trade arrives."""
-        return round(sum(f.view.size for (_, oid), f in self._fills.items() if oid == order_id), 6)
+        return round(sum(f.view.size for f in self._by_order.get(order_id, ())), 6)
+
+    def markets(self) -> set[str]:
+        return {f.condition_id for f in self._fills.values()}
+
+    def forget_market(self, condition_id: str) -> int:
+        """Drop every fill of one settled market (its P&L was folded by the caller). Returns how many.
+        A late report of a forgotten trade would be added again, so only markets long over are forgotten."""
+        keys = [k for k, f in self._fills.items() if f.condition_id == condition_id]
+        for key in keys:
+            del self._fills[key]
+            order_id = key[1]
+            left = [f for f in self._by_order.get(order_id, ()) if f.condition_id != condition_id]
+            if left:
+                self._by_order[order_id] = left
+            else:
+                self._by_order.pop(order_id, None)
+        return len(keys)
 
     def latest_match_time(self) -> float | None:
         return max((f.view.ts for f in self._fills.values()), default=None)

@@ -17,6 +17,8 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .model import MarketIdentity
+
 log = logging.getLogger("polymm.trader.journal")
 
 
@@ -38,23 +40,10 @@ class JournalOrder:
     created_at: float
 
 
-@dataclass(frozen=True)
-class JournalMarket:
-    condition_id: str
-    up_token: str
-    down_token: str
-    window_start: int
-    window_end: int
-    tick_size: float
-    min_order_size: float
-    fee_rate: float
-    neg_risk: bool = False
-
-
 @dataclass
 class JournalContents:
     orders: dict[str, JournalOrder]
-    markets: dict[str, JournalMarket]
+    markets: dict[str, MarketIdentity]
     resolutions: dict[str, str]  # condition_id -> winning leg value
 
 
@@ -87,7 +76,7 @@ class OrderJournal:
                         o = JournalOrder(**rec)
                         contents.orders[o.order_id] = o
                     elif kind == "market":
-                        m = JournalMarket(**rec)
+                        m = MarketIdentity(**rec)
                         contents.markets[m.condition_id] = m
                     elif kind == "resolved":
                         contents.resolutions[rec["condition_id"]] = rec["winning_leg"]
@@ -115,7 +104,7 @@ class OrderJournal:
     def order(self, entry: JournalOrder) -> None:
         self._append("order", entry.created_at, asdict(entry))
 
-    def market(self, entry: JournalMarket, now: float) -> None:
+    def market(self, entry: MarketIdentity, now: float) -> None:
         self._append("market", now, asdict(entry))
 
     def resolved(self, condition_id: str, winning_leg: str, now: float) -> None:

@@ -46,7 +46,7 @@ from typing import Mapping, Sequence
 from polymm.trader.config import Config
 from polymm.trader.model import Leg, MarketView, OrderType, OrderView, PositionView, Role, Side, Want
 from polymm.trader.planner import Cancel, Place, kept_orders
-from polymm.trader.strategy.common import EPS, entry_size, finite, mark_price, mirror, sellable, stop_want
+from polymm.trader.strategy.common import EPS, entry_size, finite, mark_price, repeated_sell, sellable
 
 THROTTLE_WINDOW_S = 60.0
 _PRIORITY = {Role.STOP_LOSS: 0, Role.FLATTEN: 0, Role.TAKE_PROFIT: 1, Role.ENTRY: 2}
@@ -174,23 +174,31 @@ def gate(
     kept = kept_orders(wants, orders, market.tick_size)
     committed = exposure(market, orders, positions, unresolved_usd).total_usd if committed_usd is None else committed_usd
     room = config.risk.max_exposure_usd - committed
+    kept_ids = {o.client_id for o in kept.values()}
     out: list[Want] = []
     for i, w in enumerate(wants):
         if w.side is not Side.BUY or i in kept:
             out.append(w)
             continue
+        # A requote: the planner places this buy only once the working buys of its (strategy, leg) it replaces
+        # are gone, so their exposure is room for it. Never for other wants: those may go while it is cancelling.
+        released = sum(
+            o.remaining * mark_price(market, o.leg, o.price)
+            for o in orders
+            if o.state.working and o.side is Side.BUY and o.strategy == w.strategy and o.leg is w.leg and o.client_id not in kept_ids
+        )
         mark = mark_price(market, w.leg, w.price)
         value = w.size * mark
-        if value <= room + EPS:
-            room -= value
+        if value <= room + released + EPS:
+            room -= max(0.0, value - released)
             out.append(w)
             continue
-        size = entry_size(room, mark)
+        size = entry_size(room + released, mark)
         min_size = market.min_order_size
         if w.strategy == "s1":
             min_size = max(min_size, config.s1.min_order_size)
         if size + EPS >= min_size:
-            room -= size * mark
+            room -= max(0.0, size * mark - released)
             out.append(replace_want(w, size=size, reason=f"{w.reason}; trimmed to risk.max_exposure_usd {config.risk.max_exposure_usd:g}"))
             notes.append(f"{w.strategy} {w.leg.value}: entry trimmed {w.size:g} -> {size:g} shares by risk.max_exposure_usd")
         else:
@@ -220,15 +228,13 @@ def flatten_wants(
         done = False
         params = config.s2 if strategy == "s2" else config.s1
         sells = [o for o in orders if o.strategy == strategy and o.leg is leg and o.side is Side.SELL and o.state.working]
-        pending = [o for o in sells if o.role is Role.FLATTEN]
-        if pending:
-            wants.append(mirror(pending[0]))
-            continue
-        if now - last.get((strategy, leg), float("-inf")) + EPS < params.exit_retry_s:
-            continue
-        wants.append(stop_want(strategy, leg, pos.shares, params.sl_order_price, market.tick_size, "flatten by operator", Role.FLATTEN))
-        if not sells:
-            last[(strategy, leg)] = now
+        leg_wants, last_at = repeated_sell(
+            strategy, leg, Role.FLATTEN, pos.shares, sells, last.get((strategy, leg), float("-inf")), params.exit_retry_s,
+            params.sl_order_price, market.tick_size, now, "flatten by operator",
+        )
+        wants += leg_wants
+        if last_at != float("-inf"):
+            last[(strategy, leg)] = last_at
     return wants, replace(state, last_flatten_at=last), done
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 from polymm.trader.model import Leg, MarketView, OrderType, OrderView, PositionView, Role, Side, Want
 from polymm.trader.ticks import floor_size, round_price
@@ -107,6 +107,38 @@ def stop_want(strategy: str, leg: Leg, shares: float, order_price: float, tick: 
         post_only=False,
         reason=reason,
     )
+
+
+def repeated_sell(
+    strategy: str,
+    leg: Leg,
+    role: Role,
+    shares: float,
+    sells: Sequence[OrderView],
+    last_at: float,
+    retry_s: float,
+    order_price: float,
+    tick: float,
+    now: float,
+    reason: str,
+) -> tuple[list[Want], float]:
+    """One step of a stop-loss or flatten: sell the whole position fill-and-kill, again every `retry_s` while a
+    sellable position remains. `sells`: the strategy's working sells on the leg; `last_at`: when the last such
+    sell went out. Returns (wants, new last_at).
+
+    A sell of this role still in flight is kept (its outcome decides what remains). The retry clock starts only
+    when the new sell can go at once, i.e. no other sell of the leg is working: the planner holds it back until
+    those are gone (a resting sell locks the shares), and it must then go at the first decision, not retry_s later.
+    """
+    pending = [o for o in sells if o.role is role]
+    if pending:
+        return [mirror(pending[0])], last_at
+    if now - last_at + EPS < retry_s:
+        return [], last_at
+    want = stop_want(strategy, leg, shares, order_price, tick, reason, role)
+    if not any(o.role is not role for o in sells):
+        last_at = now
+    return [want], last_at
 
 
 def entry_want(strategy: str, leg: Leg, bid: float, size: float, tick: float, reason: str) -> Want:

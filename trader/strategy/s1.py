@@ -54,8 +54,8 @@ from polymm.trader.strategy.common import (
     finite,
     mirror,
     net_sell_price,
+    repeated_sell,
     sellable,
-    stop_want,
     working,
     working_role,
 )
@@ -212,16 +212,10 @@ def _exits(
         ls = replace(ls, stopping=True, stopped=True, stop_late=late, in_reentry=False, last_exit_at=NEVER)
     if ls.stopping:
         note = f"stop: bid {bid:g} < trigger {trigger:g}" if finite(bid) else "stop in progress"
-        pending = [o for o in sells if o.role is Role.STOP_LOSS]
-        if pending:  # a stop sell is in flight: keep it, wait for its outcome
-            return [mirror(pending[0])], replace(ls, note=note)
-        if now - ls.last_exit_at + EPS < params.exit_retry_s:
-            return [], replace(ls, note=note)
-        want = stop_want(STRATEGY, leg, shares, params.sl_order_price, tick, note)
-        # Placed only once the leg's other sells are gone (planner); the retry clock starts when it can go.
-        if not any(o.role is not Role.STOP_LOSS for o in sells):
-            ls = replace(ls, last_exit_at=now)
-        return [want], replace(ls, note=note)
+        wants, last_at = repeated_sell(
+            STRATEGY, leg, Role.STOP_LOSS, shares, sells, ls.last_exit_at, params.exit_retry_s, params.sl_order_price, tick, now, note
+        )
+        return wants, replace(ls, last_exit_at=last_at, note=note)
     if ls.hold:
         return [], replace(ls, note=f"late hold to resolution (stop at bid < {trigger:g})")
     if not pos.avg_price > 0:

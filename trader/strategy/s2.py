@@ -27,9 +27,8 @@ from polymm.trader.strategy.common import (
     EntryRule,
     entry_decision,
     finite,
-    mirror,
+    repeated_sell,
     sellable,
-    stop_want,
     working,
     working_role,
 )
@@ -134,15 +133,11 @@ def _stop(
     bid = market.bid(leg)
     note = f"stop: bid {bid:g} <= {params.sl_price:g}" if finite(bid) else "stop in progress"
     sells = working(orders, STRATEGY, leg, Side.SELL)
-    pending = [o for o in sells if o.role is Role.STOP_LOSS]
-    if pending:
-        return [mirror(pending[0])], replace(ls, note=note)
-    if now - ls.last_exit_at + EPS < params.exit_retry_s:
-        return [], replace(ls, note=note)
-    want = stop_want(STRATEGY, leg, shares, params.sl_order_price, market.tick_size, note)
-    if not sells:
-        ls = replace(ls, last_exit_at=now)
-    return [want], replace(ls, note=note)
+    wants, last_at = repeated_sell(
+        STRATEGY, leg, Role.STOP_LOSS, shares, sells, ls.last_exit_at, params.exit_retry_s, params.sl_order_price,
+        market.tick_size, now, note,
+    )
+    return wants, replace(ls, last_exit_at=last_at, note=note)
 
 
 def _why_not(params: S2Params, ls: S2LegState, in_window: bool, ask: float) -> str:
