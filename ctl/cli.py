@@ -235,9 +235,17 @@ def config(settings: Settings, key: str | None, as_json_flag: bool) -> None:
     Secrets are redacted; values set with `mmctl set` are marked "override"; keys that only change with a
     restart are marked "restart-only".
     """
-    reply = settings.ask(p.ConfigRequest(key=key))
+    # A bare section name (`mmctl config s1`) shows that section's keys; the trader only knows full keys.
+    section = key if key is not None and "." not in key else None
+    reply = settings.ask(p.ConfigRequest(key=None if section else key))
     assert isinstance(reply, p.ConfigReply)
-    reply = msgspec.structs.replace(reply, entries=redacted_entries(reply.entries))
+    entries = reply.entries
+    if section is not None:
+        entries = [e for e in entries if e.key.startswith(section + ".")]
+        if not entries:
+            sections = sorted({e.key.split(".", 1)[0] for e in reply.entries})
+            fail(f"mmctl: unknown config section {section!r}; sections: {', '.join(sections)}")
+    reply = msgspec.structs.replace(reply, entries=redacted_entries(entries))
     if as_json_flag:
         emit_json(as_json(reply))
         return
@@ -282,7 +290,7 @@ def show_change(reply: p.ChangeReply, as_json_flag: bool) -> None:
         click.echo("no change")
     if reply.pending_restart:
         click.echo("pending restart (takes effect when the trader restarts): " + ", ".join(reply.pending_restart))
-    if reply.message:
+    if reply.message and reply.message != "no change":  # the trader's own "no change" was just said
         click.echo(reply.message)
     if reply.warnings:
         click.echo(render.heading("warnings") + "\n" + render.bullets(reply.warnings))

@@ -1,6 +1,8 @@
 """Helpers for the execution-core tests against the sim (tests/test_exec_*.py)."""
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from polymm.sim.testing import RunningSim, new_wallet
@@ -17,6 +19,18 @@ def live_market(sim: RunningSim) -> MarketIdentity:
         window_start=int(m["window_start"]), window_end=int(m["window_end"]), tick_size=float(m["tick_size"]),
         min_order_size=float(m.get("min_order_size", 5)), fee_rate=float(m.get("fee_rate", 0.07)),
     )
+
+
+@contextlib.contextmanager
+def running_core(sim: RunningSim, state_dir: Path, **kw) -> Iterator[ExecutionCore]:
+    """A started core on the sim's live market (faults cleared first); stopped afterwards."""
+    sim.admin.fault("clear")
+    core, _ = make_core(sim, state_dir, **kw)
+    core.start(live_market(sim))
+    try:
+        yield core
+    finally:
+        core.stop()
 
 
 def make_core(sim: RunningSim, state_dir: Path, pk: str | None = None, **kw) -> tuple[ExecutionCore, str]:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from exec_helpers import book_top, live_market, make_core, wait_for, want
+from exec_helpers import book_top, live_market, running_core, wait_for, want
 from polymm.sim.testing import run_sim
 from polymm.trader.exchange_state import NetworkError
 from polymm.trader.model import ExchangeMode, Leg, OrderState, Side, StatusChanged
@@ -24,11 +24,8 @@ def sim(tmp_path_factory):
 
 @pytest.fixture
 def core(sim, tmp_path):
-    sim.admin.fault("clear")
-    c, _ = make_core(sim, tmp_path / "state", post_only_after_restart_s=1.5, heartbeat_interval_s=0.5)
-    c.start(live_market(sim))
-    yield c
-    c.stop()
+    with running_core(sim, tmp_path / "state", post_only_after_restart_s=1.5, heartbeat_interval_s=0.5) as c:
+        yield c
 
 
 def state_of(core, cid):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from exec_helpers import book_top, live_market, make_core, wait_for, want
+from exec_helpers import book_top, live_market, make_core, running_core, wait_for, want
 from polymm.sim.testing import new_wallet, run_sim
 from polymm.trader.model import FillChanged, Leg, OrderState, OrderType, Side, StatusChanged
 
@@ -23,11 +23,8 @@ def sim(tmp_path_factory):
 
 @pytest.fixture
 def core(sim, tmp_path):
-    sim.admin.fault("clear")
-    c, _ = make_core(sim, tmp_path / "state", ws_backoff_s=2.0, reconcile_every_s=600)
-    c.start(live_market(sim))
-    yield c
-    c.stop()
+    with running_core(sim, tmp_path / "state", ws_backoff_s=2.0, reconcile_every_s=600) as c:
+        yield c
 
 
 def take(sim, token: str, price: float, size: float, side: str = "BUY") -> dict:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from exec_helpers import book_top, live_market, make_core, wait_for, want
+from exec_helpers import book_top, live_market, make_core, running_core, wait_for, want
 from polymm.sim.testing import run_sim
 from polymm.trader.execution import ExecutionCore
 from polymm.trader.gateway import Gateway
@@ -25,11 +25,8 @@ def sim(tmp_path_factory):
 
 @pytest.fixture
 def core(sim, tmp_path):
-    sim.admin.fault("clear")
-    c, _ = make_core(sim, tmp_path / "state")
-    c.start(live_market(sim))
-    yield c
-    c.stop()
+    with running_core(sim, tmp_path / "state") as c:
+        yield c
 
 
 def order(core: ExecutionCore, client_id: str):

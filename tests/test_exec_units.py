@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -14,8 +15,7 @@ from polymm.trader.exchange_state import (CancelOnly, ClosedOnly, EngineRestarti
                                           NetworkError, PostOnlyMode, RateLimited, Rejected, ServerError, classify)
 from polymm.trader.gateway import ConfigError, Gateway
 from polymm.trader.heartbeat import HeartbeatState
-from polymm.trader.model import ExchangeMode, Leg, Side
-from polymm.trader.model import MarketIdentity
+from polymm.trader.model import ExchangeMode, Leg, MarketIdentity, Side
 from polymm.trader.order_journal import JournalOrder, OrderJournal
 from polymm.trader.user_wire import WireOrder, WireTrade, WireError, decode_user_frame
 from polymm.trader.wallet_lock import WalletLock, WalletLocked
@@ -221,3 +221,100 @@ def test_heartbeater_adopts_the_id_the_exchange_expects_and_trips_on_repeated_fa
     assert not hb.beat_once() and len(tripped) == 1 and not hb.state.ok
     down["on"] = False
     assert hb.beat_once() and recovered == [True] and hb.state.ok
+
+
+def test_heartbeat_thread_survives_a_crash_in_its_pass_and_trips_instead_of_dying_silently():
+    from polymm.trader.heartbeat import Heartbeater
+
+    tripped = []
+
+    def send(heartbeat_id):
+        raise RuntimeError("bug in the gateway")  # not an ExchangeError: used to kill the thread
+
+    hb = Heartbeater(send, tripped.append, lambda: None, clock=time.monotonic, interval_s=0.01, max_failures=2)
+    hb.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not tripped and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert tripped and "heartbeat crashed: RuntimeError" in tripped[0], "a crashing heartbeat must trip the switch"
+        assert hb._thread.is_alive() and not hb.state.ok
+    finally:
+        hb.stop()
+
+
+def test_journal_compaction_drops_old_entries_and_keeps_appending(tmp_path):
+    path = tmp_path / "orders.jsonl"
+    j = OrderJournal(path, keep_s=100)
+    j.load(now=1000)
+    j.order(JournalOrder("0xold", "c0", "s1", "up", "BUY", 0.5, 10, "entry", "GTC", True, "r", "tok", "cond", 950))
+    j.order(JournalOrder("0xa", "c1", "s1", "up", "BUY", 0.5, 10, "entry", "GTC", True, "r", "tok", "cond", 1040))
+    j.compact(now=1070)  # 0xold is now 120 s old
+    j.order(JournalOrder("0xb", "c2", "s1", "up", "BUY", 0.5, 10, "entry", "GTC", True, "r", "tok", "cond", 1080))
+    j.close()
+    assert [json.loads(line)["order_id"] for line in path.read_text().splitlines()] == ["0xa", "0xb"]
+    assert set(OrderJournal(path, keep_s=100).load(now=1090).orders) == {"0xa", "0xb"}
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+
+
+def gateway_over(handler) -> Gateway:
+    """A Gateway whose HTTP goes to `handler` (no sockets), with API credentials already set."""
+    import httpx
+
+    from polymm.trader.gateway import ApiCredentials
+
+    gw = Gateway("http://clob.invalid", "0x" + "5a" * 32, creds=ApiCredentials("key-1", "c2VjcmV0", "pass"))
+    gw._http = httpx.Client(transport=httpx.MockTransport(handler))
+    return gw
+
+
+def test_post_order_that_matches_is_one_request_never_the_sdks_30_s_trade_polling():
+    import httpx
+
+    seen = []
+
+    def handler(request):
+        seen.append((request.method, request.url.path, json.loads(request.content) if request.content else None))
+        return httpx.Response(200, json={"success": True, "orderID": "0xid", "status": "matched",
+                                         "makingAmount": "3.1", "takingAmount": "5", "errorMsg": ""})
+
+    gw = gateway_over(handler)
+    signed = gw.signer.build("123", Side.BUY, 0.62, 5, 0.01)
+    result = gw.post_order(signed, "FAK", False)
+    assert (result.status, result.taking_amount) == ("matched", 5.0)
+    assert [(m, p) for m, p, _ in seen] == [("POST", "/order")]  # no GET /data/trades polling afterwards
+    assert seen[0][2]["deferExec"] is False and seen[0][2]["orderType"] == "FAK"
+
+
+def test_post_order_timeout_or_5xx_is_an_unknown_outcome_and_4xx_a_rejection():
+    import httpx
+
+    from polymm.trader.exchange_state import ExchangeError
+
+    answers = iter([httpx.ReadTimeout("slow"), httpx.Response(502, text="bad gateway"),
+                    httpx.Response(400, json={"error": "invalid order"})])
+
+    def handler(request):
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    gw = gateway_over(handler)
+    signed = gw.signer.build("123", Side.BUY, 0.62, 5, 0.01)
+    outcomes = []
+    for _ in range(3):
+        with pytest.raises(ExchangeError) as err:
+            gw.post_order(signed)
+        outcomes.append(err.value.outcome_unknown)
+    assert outcomes == [True, True, False]
+
+
+def test_malformed_rest_rows_are_reported_by_id_without_our_api_key():
+    from polymm.trader.user_wire import decode_rest_orders, decode_rest_trades
+
+    _, bad_trades = decode_rest_trades([{"id": "t-1", "owner": "our-secret-api-key", "size": "lots"}, [1]])
+    _, bad_orders = decode_rest_orders([{"id": "0xo", "owner": "our-secret-api-key", "price": {}}])
+    assert len(bad_trades) == 2 and len(bad_orders) == 1
+    assert "t-1" in bad_trades[0] and "0xo" in bad_orders[0]
+    assert not any("our-secret-api-key" in line for line in bad_trades + bad_orders)

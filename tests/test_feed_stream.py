@@ -1,6 +1,7 @@
 """The market-channel stream (feed/stream.py) against a scripted fake server: protocol details exactly."""
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -20,7 +21,6 @@ def info(window_start: int = WINDOW) -> MarketInfo:
         slug=f"btc-updown-15m-{window_start}", condition_id="0x01", up_token=UP, down_token=DOWN,
         window_start=window_start, window_end=window_start + 900, tick_size=0.01, min_order_size=5, fee_rate=0.07,
     )
-
 
 
 def wait_for(predicate, timeout_s: float = 10.0, what: str = "condition"):
@@ -52,6 +52,20 @@ def make_stream(fake, writer, **kw) -> MarketStream:
     return MarketStream(fake.ws_url, info(), writer, backoff=Backoff(0.05, 0.2), **kw)
 
 
+@contextlib.contextmanager
+def live_stream(fake, writer, shm_name, **kw):
+    """A started, publishing stream and a reader of its segment; both closed afterwards."""
+    stream = make_stream(fake, writer, **kw)
+    stream.activate()
+    stream.start()
+    reader = shm.Reader(shm_name)
+    try:
+        yield stream, reader
+    finally:
+        stream.stop()
+        reader.close()
+
+
 def test_subscription_is_the_first_frame_and_pings_follow(fake, writer):
     stream = make_stream(fake, writer).start()
     try:
@@ -66,11 +80,7 @@ def test_subscription_is_the_first_frame_and_pings_follow(fake, writer):
 
 
 def test_live_stream_publishes_the_snapshot_then_each_change(fake, writer, shm_name):
-    stream = make_stream(fake, writer)
-    stream.activate()
-    stream.start()
-    reader = shm.Reader(shm_name)
-    try:
+    with live_stream(fake, writer, shm_name) as (stream, reader):
         assert stream.first_publish.wait(10)
         snap = reader.snapshot()
         assert snap.status == "connected"
@@ -85,9 +95,6 @@ def test_live_stream_publishes_the_snapshot_then_each_change(fake, writer, shm_n
         snap = wait_for(lambda: (s := reader.snapshot()).up.bid == 0.49 and s, what="the change")
         assert (snap.up.bid_size, snap.down.ask, snap.down.ask_size) == (7, 0.53, 5)
         assert snap.up.exchange_ts == 5.0 and snap.up.seq == snap.down.seq and snap.disagreements == 0
-    finally:
-        stream.stop()
-        reader.close()
 
 
 def test_shadow_stream_keeps_its_book_without_publishing_until_activated(fake, writer, shm_name):
@@ -105,11 +112,7 @@ def test_shadow_stream_keeps_its_book_without_publishing_until_activated(fake, w
 
 
 def test_dropped_connection_flags_stale_then_resubscribes_and_rebuilds_from_the_new_snapshot(fake, writer, shm_name):
-    stream = make_stream(fake, writer)
-    stream.activate()
-    stream.start()
-    reader = shm.Reader(shm_name)
-    try:
+    with live_stream(fake, writer, shm_name) as (stream, reader):
         assert stream.first_publish.wait(10)
         start = reader.seq()
         fake.books[UP] = ([(0.40, 9)], [(0.45, 9)])  # the book moved while we were away
@@ -121,17 +124,10 @@ def test_dropped_connection_flags_stale_then_resubscribes_and_rebuilds_from_the_
         assert json.loads(fake.received[1][0])["assets_ids"] == [UP, DOWN]
         snap = reader.snapshot()
         assert (snap.up.bid, snap.up.ask) == (0.40, 0.45) and stream.reconnects == 1
-    finally:
-        stream.stop()
-        reader.close()
 
 
 def test_silent_freeze_with_pongs_still_flowing_is_detected_from_data_age(fake, writer, shm_name):
-    stream = make_stream(fake, writer, stale_after_s=0.8, ping_interval_s=0.2)
-    stream.activate()
-    stream.start()
-    reader = shm.Reader(shm_name)
-    try:
+    with live_stream(fake, writer, shm_name, stale_after_s=0.8, ping_interval_s=0.2) as (stream, reader):
         assert stream.first_publish.wait(10)
         start = reader.seq()
         fake.frozen = True
@@ -141,17 +137,10 @@ def test_silent_freeze_with_pongs_still_flowing_is_detected_from_data_age(fake, 
         wait_for(lambda: reader.snapshot().status == "connected", what="recovery")
         assert [u.status for u in reader.updates_since(start)][-1] == "connected"
         assert stream.reconnects >= 1 and fake.connections() >= 2
-    finally:
-        stream.stop()
-        reader.close()
 
 
 def test_tick_size_change_reaches_the_segment(fake, writer, shm_name):
-    stream = make_stream(fake, writer)
-    stream.activate()
-    stream.start()
-    reader = shm.Reader(shm_name)
-    try:
+    with live_stream(fake, writer, shm_name) as (stream, reader):
         assert stream.first_publish.wait(10)
         fake.push([{"event_type": "tick_size_change", "asset_id": UP, "market": "0xm", "old_tick_size": "0.01",
                     "new_tick_size": "0.001", "timestamp": "7000"}])
@@ -161,26 +150,16 @@ def test_tick_size_change_reaches_the_segment(fake, writer, shm_name):
             {"asset_id": UP, "price": "0.485", "size": "3", "side": "BUY", "best_bid": "0.485", "best_ask": "0.52"}]})
         snap = wait_for(lambda: (s := reader.snapshot()).up.bid == 0.485 and s, what="re-verified leg")
         assert snap.tick_size == 0.001
-    finally:
-        stream.stop()
-        reader.close()
 
 
 def test_malformed_and_unknown_frames_are_skipped_and_the_stream_goes_on(fake, writer, shm_name):
-    stream = make_stream(fake, writer)
-    stream.activate()
-    stream.start()
-    reader = shm.Reader(shm_name)
-    try:
+    with live_stream(fake, writer, shm_name) as (stream, reader):
         assert stream.first_publish.wait(10)
         fake.push({"event_type": "brand_new_thing"})
         fake.push({"event_type": "book"})
         fake.push({"event_type": "last_trade_price", "asset_id": UP, "price": "0.5", "timestamp": "9000"})
         wait_for(lambda: reader.snapshot().up.last_trade == 0.5, what="trade after junk")
         assert stream.decoder.unknown == 1 and stream.decoder.malformed == 1 and stream.reconnects == 0
-    finally:
-        stream.stop()
-        reader.close()
 
 
 def test_reconnect_backoff_grows_with_jitter_up_to_its_cap_and_resets():
@@ -196,11 +175,7 @@ def test_reconnect_backoff_grows_with_jitter_up_to_its_cap_and_resets():
 
 
 def test_crossed_book_is_flagged_in_the_segment_and_cleared_when_it_uncrosses(fake, writer, shm_name):
-    stream = make_stream(fake, writer)
-    stream.activate()
-    stream.start()
-    reader = shm.Reader(shm_name)
-    try:
+    with live_stream(fake, writer, shm_name) as (stream, reader):
         assert stream.first_publish.wait(10)
         assert not reader.snapshot().crossed
         fake.push({"event_type": "price_change", "market": "0xm", "timestamp": "1", "price_changes": [
@@ -209,6 +184,3 @@ def test_crossed_book_is_flagged_in_the_segment_and_cleared_when_it_uncrosses(fa
         fake.push({"event_type": "price_change", "market": "0xm", "timestamp": "2", "price_changes": [
             {"asset_id": DOWN, "price": "0.53", "size": "0", "side": "BUY"}]})
         wait_for(lambda: not reader.snapshot().crossed, what="crossed flag cleared")
-    finally:
-        stream.stop()
-        reader.close()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import FIXTURES, load_fixture
 
 from polymm.feed import wire
@@ -110,3 +112,29 @@ def test_empty_best_price_text_does_not_reject_the_change():
     frame = b'{"event_type":"price_change","timestamp":"1","price_changes":[{"asset_id":"1","price":"0.5","size":"0","side":"SELL","best_bid":"","best_ask":""}]}'
     (ev,) = wire.FrameDecoder().decode(frame)
     assert ev.price_changes[0].size == 0.0 and ev.price_changes[0].best_ask == ""
+
+
+RECORDED_MARKET_CHANNEL = [
+    (PY_WS + "book.json", wire.Book),
+    (PY_WS + "price_change.json", wire.PriceChange),
+    (PY_WS + "price_change_v2.json", wire.PriceChange),
+    (PY_WS + "tick_size_change.json", wire.TickSizeChange),
+    (PY_WS + "last_trade_price.json", wire.LastTradePrice),
+    (RS + "ws_market_book_msg.json", wire.Book),
+    (RS + "ws_market_price_change_msg.json", wire.PriceChange),
+    (RS + "ws_market_tick_size_msg.json", wire.TickSizeChange),
+    (RS + "ws_market_last_trade_msg.json", wire.LastTradePrice),
+    (RS + "ws_market_best_bid_ask_msg.json", wire.BestBidAsk),
+    (RS + "ws_market_new_market_msg.json", wire.NewMarket),
+    (RS + "ws_market_resolved_msg.json", wire.MarketResolved),
+]
+
+
+@pytest.mark.parametrize("relpath,kind", RECORDED_MARKET_CHANNEL, ids=[p.split("/")[-1] for p, _ in RECORDED_MARKET_CHANNEL])
+def test_every_recorded_market_channel_message_decodes_to_its_type_alone_and_list_wrapped(relpath, kind):
+    doc = load_fixture(relpath)
+    single = decode_one(relpath)
+    assert isinstance(single, kind) and kind.__struct_config__.tag == doc["event_type"]
+    decoder = wire.FrameDecoder()
+    wrapped = decoder.decode(b"[" + raw(relpath) + b"]")
+    assert wrapped == [single] and decoder.malformed == decoder.unknown == 0

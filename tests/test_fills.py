@@ -156,3 +156,26 @@ def test_positions_average_cost_fees_and_resolution_payout():
     assert summary["markets"][COND]["resolved"] == "up"
     assert abs(summary["total"]["realised"] - (1.0 + 7.5 - fees_up - 3.0 - fee(10, 0.3))) < 1e-6
     assert set(summary["by_strategy"]) == {"s1", "s2"}
+
+
+def test_forgetting_a_settled_market_drops_only_its_fills_and_their_order_index():
+    other_cond, other_up = "0xother", "777"
+    tokens = {UP: TokenInfo(COND, Leg.UP, 0.07), DOWN: TokenInfo(COND, Leg.DOWN, 0.07),
+              other_up: TokenInfo(other_cond, Leg.UP, 0.07)}
+    fills = FillStore({OUR_UP_ORDER: s1(Leg.UP), "0xo": s1(Leg.UP, cid="o")}.get, tokens.get)
+    fills.apply(ws_trade("user_trade1.json"))
+    fills.apply(replace(ws_trade("user_trade1.json"), trade_id="t-other", market=other_cond, asset_id=other_up,
+                        taker_order_id="0xo", maker_orders=()))
+    assert fills.markets() == {COND, other_cond} and fills.matched_shares(OUR_UP_ORDER) == 5.0
+    assert fills.forget_market(COND) == 1
+    assert fills.markets() == {other_cond} and fills.matched_shares(OUR_UP_ORDER) == 0.0
+    assert fills.covered_shares(OUR_UP_ORDER) == 0.0 and fills.matched_shares("0xo") > 0
+    assert [f.trade_id for f in fills.fills()] == ["t-other"]
+    assert [c for c, _ in fills.fills_with_market(other_cond)] == [other_cond] and fills.fills_with_market(COND) == []
+
+
+def test_unattributable_trades_keep_only_the_latest_reasons():
+    fills = store({})
+    for n in range(250):
+        fills.apply(replace(ws_trade("user_trade1.json"), trade_id=f"t{n}", status="WEIRD"))
+    assert len(fills.ignored) == 100 and "t249" in fills.ignored[-1]

@@ -216,6 +216,16 @@ def test_config_of_one_key(trader, sock_path):
     assert [e["key"] for e in json.loads(run.stdout)["entries"]] == ["s1.size_usd"]
 
 
+def test_config_of_a_section_shows_only_its_keys(trader, sock_path):
+    keys = [e["key"] for e in json.loads(mmctl(sock_path, "config", "s1", "--json").stdout)["entries"]]
+    assert keys and all(k.startswith("s1.") for k in keys)
+
+
+def test_config_of_an_unknown_section_lists_the_sections(trader, sock_path):
+    run = mmctl(sock_path, "config", "s9")
+    assert_one_error_line(run, "unknown config section 's9'", "s1")
+
+
 def test_config_of_an_unknown_key_suggests_the_nearest(trader, sock_path):
     run = mmctl(sock_path, "config", "s1.entry_treshold")
     assert_one_error_line(run, "unknown config key 's1.entry_treshold'", "did you mean s1.entry_threshold?")

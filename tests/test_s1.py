@@ -7,7 +7,7 @@ from strategy_helpers import WE, WS, book, config, down_book, order, order_from,
 from polymm.trader.decide import decide
 from polymm.trader.model import Leg, OrderState, OrderType, Role, Side
 from polymm.trader.planner import Cancel, Place
-from polymm.trader.strategy.s1 import S1State, decide_s1, stop_trigger, take_profit_price
+from polymm.trader.strategy.s1 import S1LegState, S1State, decide_s1, stop_trigger, take_profit_price
 
 CFG = config()
 
@@ -48,6 +48,14 @@ def test_entry_at_300s_rests_post_only_buy_of_6_55_up_at_the_bid_under_the_4_dol
     w = wants[0]
     assert (w.leg, w.side, w.price, w.size, w.role, w.order_type, w.post_only) == (
         Leg.UP, Side.BUY, 0.61, 6.55, Role.ENTRY, OrderType.GTC, True)
+
+
+def test_entry_is_never_below_the_markets_own_minimum_size():
+    # The market's minimum (10) is above s1.min_order_size (5): 8.19 shares under the $5 cap is too small.
+    wants, state = s1(book(0.61, min_size=10), now=WS + 700)
+    assert wants == [] and "8.19 < 10" in state.legs[Leg.UP].entry_note
+    cfg = config(**{"s1.cap_schedule": "0-900:10"})
+    assert [w.size for w in s1(book(0.61, min_size=10), now=WS + 700, cfg=cfg)[0]] == [16.39]
 
 
 def test_cap_schedule_changes_the_entry_size_by_seconds_since_window_start():
@@ -183,6 +191,16 @@ def test_take_profit_is_repriced_when_the_position_grows():
     assert [(w.price, w.size) for w in sells] == [(0.63, 9.0)]
 
 
+def test_take_profit_is_repriced_at_most_every_exit_retry_s():
+    tp = order(Leg.UP, Side.SELL, 0.63, 6.55, Role.TAKE_PROFIT, created_at=WS + 401)
+    position = {Leg.UP: pos(Leg.UP, 9.0, 0.615, first_fill_at=WS + 400)}
+    state = S1State(window_start=WS, legs={Leg.UP: S1LegState(last_exit_at=WS + 409.5), Leg.DOWN: S1LegState()})
+    wants, state = s1(book(0.61, 0.63), [tp], position, now=WS + 410, state=state)
+    assert [(w.price, w.size) for w in wants if w.side is Side.SELL] == [(0.63, 6.55)]  # kept: 0.5 s < 1 s
+    wants, _ = s1(book(0.61, 0.63), [tp], position, now=WS + 410.5, state=state)
+    assert [(w.price, w.size) for w in wants if w.side is Side.SELL] == [(0.63, 9.0)]
+
+
 def test_take_profit_follows_the_ask_when_it_drifts_but_never_below_tp():
     tp = order(Leg.UP, Side.SELL, 0.70, 6.55, Role.TAKE_PROFIT, created_at=WS + 401)
     position = {Leg.UP: pos(Leg.UP, 6.55, 0.62, first_fill_at=WS + 400)}
@@ -314,6 +332,24 @@ def test_late_position_with_high_bid_cancels_take_profit_holds_then_stops_reente
     assert d.actions == []
 
 
+def test_max_late_reentries_counts_reentries_per_leg():
+    cfg = config(**{"s1.max_late_reentries": 2})
+    t = WE - 100
+    held = {Leg.UP: pos(Leg.UP, 5.49, 0.91, first_fill_at=WE - 200)}
+    _, state = s1(book(0.93, 0.94), positions=held, now=t, cfg=cfg)
+    assert state.legs[Leg.UP].hold
+    for n in (1, 2):
+        t += 10
+        wants, state = s1(book(0.69, 0.70), positions=held, now=t, state=state, cfg=cfg)  # late stop
+        assert [w.role for w in wants] == [Role.STOP_LOSS]
+        wants, state = s1(book(0.91, 0.92), positions={}, now=t + 1, state=state, cfg=cfg)  # flat, bid back
+        assert [(w.role, w.price) for w in wants] == [(Role.ENTRY, 0.91)], n
+        _, state = s1(book(0.93, 0.94), positions=held, now=t + 2, state=state, cfg=cfg)  # re-entry filled
+        assert state.legs[Leg.UP].reentries == n and state.legs[Leg.UP].hold
+    _, state = s1(book(0.69, 0.70), positions=held, now=t + 10, state=state, cfg=cfg)
+    assert s1(book(0.95, 0.96), positions={}, now=t + 11, state=state, cfg=cfg)[0] == []
+
+
 def test_late_position_below_hold_threshold_keeps_normal_take_profit_and_stop():
     p = pos(Leg.UP, 6.0, 0.80, first_fill_at=WE - 300)
     tp = order(Leg.UP, Side.SELL, 0.81, 6.0, Role.TAKE_PROFIT, created_at=WE - 299)
@@ -345,6 +381,15 @@ def test_dust_position_gets_no_exit_orders_and_is_reported():
     assert any("dust 3.20" in n for n in state.notes)
     wants, _ = s1(book(0.66), positions=dust, now=WS + 500)  # would take profit if it could
     assert [w for w in wants if w.side is Side.SELL] == []
+
+
+def test_take_profit_that_partly_filled_down_to_dust_is_kept_not_cancelled():
+    # 6.55 offered, 3.00 sold: 3.55 shares left (< the market minimum 5). No new exit order may be placed for it,
+    # but the resting one is valid and may sell the rest at tp.
+    tp = order(Leg.UP, Side.SELL, 0.63, 6.55, Role.TAKE_PROFIT, created_at=WS + 401, filled=3.0)
+    position = {("s1", Leg.UP): pos(Leg.UP, 3.55, 0.62, first_fill_at=WS + 400)}
+    d = decide(book(0.61, 0.63), [tp], position, CFG, None, WS + 420)
+    assert d.actions == []
 
 
 def test_position_without_a_first_fill_time_gets_its_take_profit_at_once():

@@ -271,10 +271,11 @@ def test_heartbeat_refreshes_without_waking_readers(writer, shm_name):
     market(writer)
     reader = shm.Reader(shm_name)
     seq = reader.seq()
-    writer.heartbeat(now=time.time() + 5, updates_per_s=12.5, reconnects=2)
+    beat = 1_800_000_123.25
+    writer.heartbeat(now=beat, updates_per_s=12.5, reconnects=2)
     snap = reader.snapshot()
     assert snap.seq == seq and snap.updates_per_s == 12.5 and snap.reconnects == 2
-    assert snap.heartbeat_age_s() < -4
+    assert snap.heartbeat == beat and snap.heartbeat_age_s(now=beat + 1.5) == 1.5
 
 
 def test_wait_update_returns_on_publish_or_after_timeout(writer, shm_name, monkeypatch):

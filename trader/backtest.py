@@ -33,6 +33,9 @@ Resolution: a line may carry `winner` ("up" or "down"); the last such value of a
 leg whose last best bid in the window is higher wins (the book near the end says which outcome is near 1). Equal
 or missing bids: undetermined, and held shares are valued at that leg's last mid price (0.5 if unknown). Winning
 shares pay 1, losing 0. P&L = sells - buys - fees + resolution payouts, per strategy; all numbers in pUSD.
+A window resolves at its end here, so its positions do not count against `risk.max_exposure_usd` in the next
+window; live they do until the market resolves (usually minutes later), so live can enter less than a backtest
+in the first minutes of a window.
 """
 from __future__ import annotations
 
@@ -54,6 +57,7 @@ from polymm.trader.strategy.common import taker_fee
 from polymm.trader.ticks import on_tick
 
 DEFAULT_TICK = 0.01
+TICK_SIZES = (0.1, 0.01, 0.005, 0.0025, 0.001, 0.0001)  # the exchange's tick sizes (py_clob_client_v2 TickSize)
 DEFAULT_MIN_SIZE = 5.0
 DEFAULT_FEE = 0.07
 EPS = 1e-9
@@ -123,8 +127,8 @@ def _check_line(line: TickLine, path: str | Path, n: int) -> None:
             raise BadTicks(f"{path} line {n}: {name} {v} must be a size >= 0")
     if line.window_end is not None and line.window_end <= line.window_start:
         raise BadTicks(f"{path} line {n}: window_end {line.window_end} is not after window_start {line.window_start}")
-    if line.tick_size is not None and not (0 < line.tick_size < 1):
-        raise BadTicks(f"{path} line {n}: tick_size {line.tick_size} is outside (0, 1)")
+    if line.tick_size is not None and line.tick_size not in TICK_SIZES:
+        raise BadTicks(f"{path} line {n}: tick_size {line.tick_size} is not a Polymarket tick (one of {', '.join(map(str, TICK_SIZES))})")
     if line.min_order_size is not None and not line.min_order_size > 0:
         raise BadTicks(f"{path} line {n}: min_order_size must be > 0")
     if line.fee_rate is not None and not 0 <= line.fee_rate < 1:

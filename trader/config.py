@@ -604,7 +604,7 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
     if overrides:
         for key, value in overrides.items():
             _set_raw(raw, key, value, "override")
-    return _convert(raw, strict=False, source=source or "config")
+    return _convert(raw, strict=False, source=source)
 
 
 def apply_settings(cfg: Config, settings: dict[str, str]) -> tuple[Config, list[str]]:

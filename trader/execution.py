@@ -21,7 +21,9 @@ Answers to the integrator (H), as promised:
    with strategy "external": cancel_all()/stop() cancel them too (an unmanaged resting order is risk).
 2. Every public method is thread-safe (one RLock; views are frozen copies).
 3. restart(reason): cancel our orders, reconnect user WS + heartbeats, reconcile - keeps fills/positions.
-   stop() + start() on the same instance is also supported.
+   stop() + start() on the same instance is also supported. When the exchange cannot be reached, restart()
+   raises ExchangeError AND keeps retrying start() every RESTART_RETRY_S in the background (status warns),
+   so the core is never left silently stopped.
 4. on_submit_sent(client_id, unix_s) is called in the worker right before the POST is written.
 5. start() raises wallet_lock.WalletLocked (message names the lock file and holder pid) when another
    trader holds the wallet (only when a state_dir is given - the service passes polymm.env.state_dir()),
@@ -35,6 +37,12 @@ Answers to the integrator (H), as promised:
 8. (21:24 race report) orders() + positions() never under-count: shares the exchange reports matched on
    an order (order UPDATE / POST answer) before the trade report arrives count as a provisional position
    at the order's price (see _holdings); the trade replaces it, a FAILED trade still reverses it.
+
+9. Memory stays bounded over weeks: done orders are kept an hour; a market over for a day with nothing left
+   to settle (resolved or flat, no working order) is folded into pnl() and its fills, orders and journal
+   attributions are dropped (prune(), every minute); the journal file is compacted every 6 h. positions()
+   folds only the current market's fills. After a restart, unresolved markets with journaled orders have
+   their trades read once however long ago they ended (a held position is never lost).
 
 Every order action is logged as one line:
 `order <action> id=<order_id|client_id> strategy=s1 leg=up side=BUY price=0.61 size=6.55 type=GTC post_only=1 reason=<words>`
@@ -80,6 +88,7 @@ TRACK_AFTER_END_S = 3600.0
 FORGET_MARKET_AFTER_S = 86400.0
 PRUNE_EVERY_S = 60.0
 COMPACT_JOURNAL_EVERY_S = 6 * 3600.0
+RESTART_RETRY_S = 5.0
 GTD_MIN_LIFETIME_S = 180  # the exchange refuses GTD expirations closer than 3 minutes...
 GTD_EARLY_EXPIRY_S = 60  # ...and expires GTD orders 60 s before their stated expiration,
 GTD_CLOCK_MARGIN_S = 5  # so expiration = window_end + 60 dies at the close; GTD impossible in the last ~2 min
@@ -148,6 +157,8 @@ class ExecutionCore:
         self._needs_lookup: set[str] = set()  # orders whose cancel was refused: ask the exchange
         self._last_reconcile_error: ExchangeError | None = None
         self._running = False
+        self._retrier: threading.Thread | None = None  # retries start() after a failed restart()
+        self._retry_stop = threading.Event()
 
     # ================================================================================================
     # life cycle
@@ -198,6 +209,8 @@ class ExecutionCore:
             self._maint = threading.Thread(target=self._maintenance, name="polymm-exec-maint", daemon=True)
             self._maint.start()
             self._running = True
+            with self._lock:
+                self._xstate.extra_warnings.pop("core", None)
             self._emit_status()
         except BaseException:
             self._shutdown_threads()
@@ -221,6 +234,10 @@ class ExecutionCore:
 
     def stop(self, cancel_orders: bool = True) -> None:
         """SIGTERM path: cancel our open orders (waiting briefly for unanswered submits), stop threads."""
+        self._retry_stop.set()
+        retrier = self._retrier
+        if retrier is not None and retrier is not threading.current_thread():
+            retrier.join(timeout=30)
         if cancel_orders and self._pool is not None:
             self._cancel_everything("shutdown", wait_s=5.0)
             with self._lock:
@@ -246,7 +263,41 @@ class ExecutionCore:
             raise RuntimeError("restart before start")
         self._cancel_everything(f"restart: {reason}", wait_s=5.0)
         self._shutdown_threads()
-        self.start(market)
+        try:
+            self.start(market)
+        except ExchangeError as err:
+            # Never left silently stopped (every order refused, nobody retrying): keep trying in the
+            # background, say so in status, and let the caller report the failure.
+            log.error("restart: exchange not reachable (%s); no orders until a retry succeeds (every %.0f s)",
+                      err, RESTART_RETRY_S)
+            self._retry_start(market)
+            raise
+
+    def _retry_start(self, market: MarketIdentity) -> None:
+        with self._lock:
+            self._xstate.extra_warnings["core"] = "execution core stopped after a failed restart; retrying"
+            if self._retrier is not None and self._retrier.is_alive():
+                return
+            self._retry_stop.clear()
+            self._retrier = threading.Thread(target=self._retry_loop, args=(market,), name="polymm-exec-restart",
+                                             daemon=True)
+            self._retrier.start()
+        self._emit_status()
+
+    def _retry_loop(self, market: MarketIdentity) -> None:
+        while not self._retry_stop.wait(RESTART_RETRY_S):
+            if self._running:
+                return
+            try:
+                self.start(self._current or market)
+            except ExchangeError as err:
+                log.warning("restart retry: exchange still not reachable (%s)", err)
+                continue
+            except Exception:  # noqa: BLE001 - keep retrying; a dead retrier would leave the core stopped
+                log.exception("restart retry failed")
+                continue
+            log.warning("restart retry: execution core running again")
+            return
 
     def _shutdown_threads(self) -> None:
         self._running = False
@@ -792,6 +843,8 @@ class ExecutionCore:
             self._apply_cancel_result(ids, ids, {})
         except ExchangeError as err:
             log.warning("cancel-all (%s) failed: %s", reason, err)
+        except Exception:  # noqa: BLE001 - runs in a pool worker: an exception there would vanish unseen
+            log.exception("cancel-all (%s) crashed", reason)
 
     def _on_heartbeat_recovered(self) -> None:
         with self._lock:

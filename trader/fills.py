@@ -16,6 +16,7 @@ Exchange quirks handled here:
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -110,7 +111,8 @@ class FillStore:
         # order id -> its fills: positions() runs on every decision and asks this per order, so it must
         # not scan every fill of the day
         self._by_order: dict[str, list[_Fill]] = {}
-        self.ignored: list[str] = []  # trades we could not attribute, in words (for logs/tests)
+        # trades we could not attribute, in words (for logs/tests); the last few only, never growing
+        self.ignored: deque[str] = deque(maxlen=100)
 
     def set_identity(self, our_owner: str, our_address: str) -> None:
         self._owner = our_owner

@@ -188,7 +188,7 @@ class Gateway:
             raise Rejected(None, "the exchange returned no API key for this signer")
         self._creds = ApiCredentials(sdk_creds.api_key, sdk_creds.api_secret, sdk_creds.api_passphrase)
         self._sdk.set_api_creds(sdk_creds)
-        log.info("api key derived for signer %s (key id %s...)", self.address, sdk_creds.api_key[:8])
+        log.info("api key derived for signer %s", self.address)  # the key itself is a secret: never logged
 
     @property
     def api_key(self) -> str:

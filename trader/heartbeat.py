@@ -110,7 +110,14 @@ class Heartbeater:
         while not self._stop.is_set():
             started = self._clock()
             if not self._paused.is_set():
-                self.beat_once()
+                try:
+                    self.beat_once()
+                except Exception as exc:  # noqa: BLE001 - a dead heartbeat thread = every order cancelled, silently
+                    log.exception("heartbeat pass crashed")
+                    try:
+                        self._failed(f"heartbeat crashed: {type(exc).__name__}: {exc}")
+                    except Exception:  # noqa: BLE001 - the trip callback itself failed: keep beating
+                        log.exception("heartbeat failure handling crashed")
             # After a failure retry sooner: the exchange's window is only ~10 s.
             wait = self.interval_s if self.state.failures == 0 else min(1.0, self.interval_s)
             self._stop.wait(max(0.0, wait - (self._clock() - started)))

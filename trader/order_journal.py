@@ -56,6 +56,24 @@ class OrderJournal:
 
     def load(self, now: float) -> JournalContents:
         """Read, drop old entries, rewrite compacted, and open for appending."""
+        with self._lock:
+            contents, kept = self._read(now)
+            self._rewrite(kept)
+        return contents
+
+    def compact(self, now: float) -> None:
+        """Drop entries older than keep_s from a journal that is being appended to (a trader running for
+        weeks must not grow it without bound). Atomic: a crash leaves the old or the new file, whole."""
+        with self._lock:
+            if self._file is None:
+                return
+            self._file.flush()
+            _, kept = self._read(now)
+            self._file.close()
+            self._file = None
+            self._rewrite(kept)
+
+    def _read(self, now: float) -> tuple[JournalContents, list[str]]:
         contents = JournalContents({}, {}, {})
         kept: list[str] = []
         if self.path.exists():
@@ -86,13 +104,16 @@ class OrderJournal:
                     log.warning("order journal %s line %d has an unexpected shape; skipped", self.path, n)
                     continue
                 kept.append(line)
+        return contents, kept
+
+    def _rewrite(self, kept: list[str]) -> None:
+        """Replace the file with `kept` and open it for appending (caller holds the lock)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text("".join(f"{line}\n" for line in kept))
         os.chmod(tmp, 0o600)
         os.replace(tmp, self.path)
         self._file = open(self.path, "a", buffering=1)
-        return contents
 
     def _append(self, kind: str, ts: float, record: dict) -> None:
         line = json.dumps({"kind": kind, "ts": ts, **record}, separators=(",", ":"))

@@ -140,6 +140,10 @@ class UserStream:
         except websocket.WebSocketConnectionClosedException:
             return f"closed by server after {time.monotonic() - started:.1f} s"
         except Exception as exc:  # noqa: BLE001 - any socket error means: reconnect
+            if not isinstance(exc, (websocket.WebSocketException, OSError)):
+                # A bug in event handling, not the network: say where (the reconnect's reconciliation then
+                # repairs whatever the lost frame carried).
+                log.exception("user channel: unexpected error handling a frame")
             return f"{type(exc).__name__}: {exc}"
         finally:
             self.connected = False

@@ -156,13 +156,18 @@ def decode_user_frame(frame: bytes | str) -> tuple[list[UserEvent], list[str]]:
     return events, skipped
 
 
+def _row_id(row: object) -> str:
+    """What a log line may say about a bad REST row: its id, never the row (rows carry `owner`, our API key)."""
+    return f"id={row.get('id')!r}" if isinstance(row, dict) else f"a {type(row).__name__}, not an object"
+
+
 def decode_rest_trades(rows: list) -> tuple[list[TradeReport], list[str]]:
     out, bad = [], []
     for row in rows:
         try:
             out.append(trade_report(msgspec.convert(row, RestTrade)))
         except (msgspec.ValidationError, ValueError, TypeError) as exc:
-            bad.append(f"malformed trade row ({exc}): {str(row)[:120]}")
+            bad.append(f"malformed trade row ({exc}): {_row_id(row)}")
     return out, bad
 
 
@@ -172,7 +177,7 @@ def decode_rest_orders(rows: list) -> tuple[list[OrderReport], list[str]]:
         try:
             out.append(order_report(msgspec.convert(row, RestOrder), kind="REST"))
         except (msgspec.ValidationError, ValueError, TypeError) as exc:
-            bad.append(f"malformed order row ({exc}): {str(row)[:120]}")
+            bad.append(f"malformed order row ({exc}): {_row_id(row)}")
     return out, bad
 
 

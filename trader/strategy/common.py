@@ -13,6 +13,7 @@ from polymm.trader.ticks import floor_size, round_price
 
 EPS = 1e-9
 LEGS = (Leg.UP, Leg.DOWN)
+NEVER = float("-inf")  # "no exit action yet" for the strategies' exit clocks
 
 
 def finite(x: float | None) -> bool:
@@ -154,6 +155,12 @@ def entry_want(strategy: str, leg: Leg, bid: float, size: float, tick: float, re
         post_only=True,
         reason=reason,
     )
+
+
+def new_buy_usd(wants: Iterable[Want], existing: OrderView | None, bid: float) -> float:
+    """What an entry decision's wants add to the exposure: a want that keeps the existing entry adds nothing; a
+    new or replacing order adds its size at the bid (the replaced one was already credited as room)."""
+    return sum(w.size * bid for w in wants if existing is None or w.price != existing.price)
 
 
 @dataclass(frozen=True)

@@ -48,12 +48,14 @@ from polymm.trader.model import Leg, MarketView, OrderType, OrderView, PositionV
 from polymm.trader.strategy.common import (
     EPS,
     LEGS,
+    NEVER,
     EntryRule,
     entry_decision,
     entry_size,
     finite,
     mirror,
     net_sell_price,
+    new_buy_usd,
     repeated_sell,
     sellable,
     working,
@@ -62,7 +64,6 @@ from polymm.trader.strategy.common import (
 from polymm.trader.ticks import floor_size, round_price
 
 STRATEGY = "s1"
-NEVER = float("-inf")
 
 
 class S1LegState(msgspec.Struct, frozen=True):
@@ -165,9 +166,7 @@ def decide_s1(
             what = f"no entry: total exposure is at risk.max_exposure_usd (room ${max(room_left, 0):.2f})"
             notes.append(f"s1 {leg.value}: {what}")
         wants += leg_wants
-        for w in leg_wants:
-            if existing is None or w.price != existing.price:
-                room_left -= w.size * bid
+        room_left -= new_buy_usd(leg_wants, existing, bid)
         legs[leg] = replace(ls, entry_note=what)
     return wants, S1State(window_start=state.window_start, legs=legs, notes=tuple(notes))
 
@@ -202,6 +201,11 @@ def _exits(
 ) -> tuple[list[Want], S1LegState]:
     """Stop-loss, take-profit and hold for one leg."""
     if pos is None or not sellable(shares, market):
+        # Dust gets no new exit order, but a take-profit that partly filled down to it is still a valid order on
+        # the exchange (the minimum size applies when placing) and may sell the rest at tp: keep it, not cancel it.
+        resting_tp = [o for o in working_tps(orders, leg) if shares > EPS and abs(o.remaining - shares) <= 0.005]
+        if resting_tp:
+            return [mirror(resting_tp[0])], replace(ls, note=f"dust {shares:g}: the resting take-profit may still sell it")
         return [], ls
     bid = market.bid(leg)
     tick = market.tick_size
@@ -255,7 +259,7 @@ def _take_profit(
         if not sells:
             ls = replace(ls, last_exit_at=now)
         return [want], replace(ls, note=note)
-    existing = next((o for o in sells if o.role is Role.TAKE_PROFIT and o.order_type not in (OrderType.FAK, OrderType.FOK)), None)
+    existing = next(iter(working_tps(sells, leg)), None)
     floor_price = tp
     if finite(bid) and bid + EPS >= tp:
         # Resting at tp would cross the bid (post-only rejection); rest just above it, still never below tp.
@@ -275,6 +279,11 @@ def _take_profit(
         want = _tp_want(leg, target, size, f"tp reprice {existing.price:g}->{target:g} size {size:g}")
         return [want], replace(ls, last_exit_at=now, note=f"take-profit repriced to {target:g}")
     return [mirror(existing)], replace(ls, note=f"take-profit resting at {existing.price:g}")
+
+
+def working_tps(orders: Sequence[OrderView], leg: Leg) -> list[OrderView]:
+    """S1's resting (maker) take-profits on the leg."""
+    return [o for o in working(orders, STRATEGY, leg, Side.SELL) if o.role is Role.TAKE_PROFIT and o.order_type not in (OrderType.FAK, OrderType.FOK)]
 
 
 def _tp_want(leg: Leg, price: float, size: float, reason: str) -> Want:

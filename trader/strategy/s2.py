@@ -24,9 +24,11 @@ from polymm.trader.model import Leg, MarketView, OrderView, PositionView, Role, 
 from polymm.trader.strategy.common import (
     EPS,
     LEGS,
+    NEVER,
     EntryRule,
     entry_decision,
     finite,
+    new_buy_usd,
     repeated_sell,
     sellable,
     working,
@@ -35,7 +37,6 @@ from polymm.trader.strategy.common import (
 from polymm.trader.ticks import floor_size
 
 STRATEGY = "s2"
-NEVER = float("-inf")
 
 
 class S2LegState(msgspec.Struct, frozen=True):
@@ -120,9 +121,7 @@ def decide_s2(
         reason = f"s2 entry ask {ask:g}>={params.entry_ask_threshold:g}"
         leg_wants, what = entry_decision(rule, market, leg, existing, new_size, now, reason)
         wants += leg_wants
-        for w in leg_wants:
-            if existing is None or w.price != existing.price:
-                room_left -= w.size * bid
+        room_left -= new_buy_usd(leg_wants, existing, bid)
         legs[leg] = replace(ls, entry_note=what)
     return wants, S2State(window_start=state.window_start, legs=legs, notes=tuple(notes))
 
