@@ -13,7 +13,7 @@ How it is measured
 - The original bot polled with a 1 ms sleep, so its tick-to-decision was up to ~1 ms plus its work; the
   report says how far below 1 ms our p99 is. Figures only; nothing here asserts a timing.
 
-Usage: .venv/bin/python bench/bench_tick_to_decision.py [--seconds 40] [--window-s 60]
+Usage: .venv/bin/python bench/bench_tick_to_decision.py [--seconds 60] [--window-s 60] [--sim-tick-s 0.05]
 """
 from __future__ import annotations
 
@@ -107,8 +107,8 @@ def run(seconds: float, window_s: int, sim_tick_s: float) -> int:
         # entry_threshold 0.05: S1 always wants an entry, so requotes keep orders flowing for the send figure.
         stack = demo.Stack(Path(tmp), window_s=window_s, sim_args=("--tick-s", str(sim_tick_s)),
                            config_text=demo.demo_config(window_s, entry_threshold=0.05))
-        with stack:
-            stack.start(trader=False)
+        try:
+            stack.start(trader=False)  # sim + feed; this process is the trader
             trader_env = stack.env()
             # This process is the trader: the same environment polymm-trader would get (secrets included).
             for name in (env.PK, env.SIGNATURE_TYPE):
@@ -158,6 +158,8 @@ def run(seconds: float, window_s: int, sim_tick_s: float) -> int:
             thread.join(10)
             core.stop(cancel_orders=True)
             reader.close()
+        finally:
+            stack.close()
 
     print()
     print("tick-to-decision, feed -> shm -> trader decision loop (separate processes, local sim)")
@@ -192,7 +194,7 @@ def run(seconds: float, window_s: int, sim_tick_s: float) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, default=40.0)
+    ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--window-s", type=int, default=60)
     ap.add_argument("--sim-tick-s", type=float, default=0.05, help="how often the sim's market moves (more ticks, more samples)")
     args = ap.parse_args(argv)

@@ -69,8 +69,10 @@ def _python_main(module: str) -> list[str]:
 class Stack:
     """sim + feed + trader as real processes, with everything in `workdir`.
 
-    Use as a context manager; `close()` stops the trader first (it cancels its orders), then the feed,
-    then the sim, and removes the shared-memory segment.
+    `with Stack(...) as stack:` starts all three (or call `start(trader=False)` without `with`, then
+    `start_trader()` later); `close()` stops the trader first (it cancels its orders), then the feed, then the
+    sim, and removes the shared-memory segment. Starting twice is refused: a second sim with the same seed has
+    the same token ids but its own prices, and mixing the two goes unnoticed.
     """
 
     def __init__(self, workdir: Path, *, window_s: int = 60, seed: int = 1, fund: float = 1000.0,
@@ -109,6 +111,8 @@ class Stack:
         self.close()
 
     def start(self, trader: bool = True) -> None:
+        if self.sim is not None:
+            raise RuntimeError("this Stack is already started")
         self.start_sim()
         self.start_feed()
         if trader:
@@ -186,10 +190,11 @@ class Stack:
                 raise RuntimeError(
                     f"polymm-trader exited with {self.trader.returncode}; see {self.workdir / 'trader.log'}")
             try:
-                client.request(self.socket, protocol.StatusRequest(), timeout=2.0)
-                return
+                if client.request(self.socket, protocol.StatusRequest(), timeout=2.0).state != "starting":
+                    return
             except client.CtlError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
         raise TimeoutError(f"polymm-trader did not answer on {self.socket} within {wait_s:.0f} s")
 
     def stop_trader(self, timeout_s: float = 30.0) -> int | None:

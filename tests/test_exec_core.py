@@ -2,6 +2,7 @@
 order and trade reports, and what orders() + positions() show in between."""
 from __future__ import annotations
 
+import json
 import time
 
 import msgspec
@@ -212,6 +213,9 @@ def test_restart_reads_trades_of_an_unresolved_market_that_ended_hours_ago(tmp_p
         assert asked == [MARKET.condition_id]  # the backfill is a one-off: routine passes stay small
     finally:
         core.stop()
+    # a restart does not re-journal (and so restamp and keep forever) the markets it loaded
+    lines = [json.loads(line) for line in journal.path.read_text().splitlines()]
+    assert [r["condition_id"] for r in lines if r["kind"] == "market"].count(old.condition_id) == 1
 
 
 class SignerCancelledMidway:

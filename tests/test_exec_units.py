@@ -178,12 +178,18 @@ def test_user_frames_object_or_list_and_unknown_events_skipped():
 
 
 # ---- order journal ------------------------------------------------------------------------------------
+def journaled(order_id: str, client_id: str, created_at: float) -> JournalOrder:
+    """A journal entry of an s1 entry order (only its ids and time matter here)."""
+    return JournalOrder(order_id, client_id, "s1", "up", "BUY", 0.5, 10, "entry", "GTC", True, "r", "tok", "cond",
+                        created_at)
+
+
 def test_journal_round_trip_skips_torn_lines_and_drops_old_entries(tmp_path):
     path = tmp_path / "orders.jsonl"
     j = OrderJournal(path, keep_s=100)
     j.load(now=1000)
-    j.order(JournalOrder("0xa", "c1", "s1", "up", "BUY", 0.5, 10, "entry", "GTC", True, "r", "tok", "cond", 990))
-    j.order(JournalOrder("0xold", "c0", "s1", "up", "BUY", 0.5, 10, "entry", "GTC", True, "r", "tok", "cond", 800))
+    j.order(journaled("0xa", "c1", 990))
+    j.order(journaled("0xold", "c0", 800))
     j.market(MarketIdentity("cond", "u", "d", 900, 1800, 0.01, 5, 0.07), now=995)
     j.resolved("cond", "up", now=999)
     j.close()
@@ -247,10 +253,10 @@ def test_journal_compaction_drops_old_entries_and_keeps_appending(tmp_path):
     path = tmp_path / "orders.jsonl"
     j = OrderJournal(path, keep_s=100)
     j.load(now=1000)
-    j.order(JournalOrder("0xold", "c0", "s1", "up", "BUY", 0.5, 10, "entry", "GTC", True, "r", "tok", "cond", 950))
-    j.order(JournalOrder("0xa", "c1", "s1", "up", "BUY", 0.5, 10, "entry", "GTC", True, "r", "tok", "cond", 1040))
+    j.order(journaled("0xold", "c0", 950))
+    j.order(journaled("0xa", "c1", 1040))
     j.compact(now=1070)  # 0xold is now 120 s old
-    j.order(JournalOrder("0xb", "c2", "s1", "up", "BUY", 0.5, 10, "entry", "GTC", True, "r", "tok", "cond", 1080))
+    j.order(journaled("0xb", "c2", 1080))
     j.close()
     assert [json.loads(line)["order_id"] for line in path.read_text().splitlines()] == ["0xa", "0xb"]
     assert set(OrderJournal(path, keep_s=100).load(now=1090).orders) == {"0xa", "0xb"}

@@ -125,3 +125,19 @@ def test_cancel_before_the_order_is_sent_cancels_it_without_sending():
     assert book.request_cancel(o.client_id, "never mind", 1.5)[0] == "deferred"
     t = book.on_cancelled_before_send(o.client_id, 2.0)
     assert t.after.state is OrderState.CANCELED and o.order_id is None
+
+
+def test_prune_forgets_old_done_orders_under_every_key_and_keeps_working_and_recent_ones():
+    book = OrderBook()
+    old_done = placed(book)
+    book.alias(old_done.client_id, "0xexchange-id")  # the exchange answered with another id: two keys
+    book.on_submit_accepted(old_done.client_id, "live", 0, now=1.0)
+    book.on_cancel_result("0xexchange-id", True, "", now=2.0)
+    recent_done = placed(book)
+    book.on_submit_rejected(recent_done.client_id, "no", now=5000.0)
+    working = placed(book)
+    book.on_submit_accepted(working.client_id, "live", 0, now=2.0)
+    book.prune(keep_terminal_s=3600, now=4000.0)
+    assert set(book.by_client) == {recent_done.client_id, working.client_id}
+    assert all(o is not old_done for o in book.by_exchange.values())
+    assert book.get(working.order_id) is working and book.get(recent_done.order_id) is recent_done

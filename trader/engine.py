@@ -43,6 +43,8 @@ DECIDE_EVERY_S = 0.05
 POLL_HOT_S = 50e-6
 POLL_COLD_S = 150e-6
 HOT_AFTER_TICK_S = 0.25
+# How often the waiting loop also looks at order/fill events, operator commands and signals.
+EVENT_CHECK_S = 0.002
 # Consecutive failed decisions after which the loop gives up (the service exits non-zero, systemd restarts it).
 MAX_FAILED_DECISIONS = 100
 # Feed statuses under which the book in shm describes a live market we may trade.
@@ -333,9 +335,12 @@ class Engine:
                     on_decision()
 
     def _wait_for_work(self) -> bool:
-        """Sleep a few tens of microseconds unless there is already something to decide on; True when a
-        decision is due (new shm sequence, an order/fill event, an operator command, or the periodic one)."""
-        if self.reader.seq() != self._last_seq or self._decide_again:
+        """Wait until a decision is due: a new shm sequence (checked every few tens of microseconds), an order/
+        fill event or an operator command (checked every EVENT_CHECK_S), or the periodic decision. Returns True
+        when one is due; False only to let run() look at its stop/reload flags (at least every EVENT_CHECK_S)."""
+        last_seq = self._last_seq
+        seq = self.reader.seq
+        if seq() != last_seq or self._decide_again:
             return True
         wake = getattr(self.core, "wake", None)
         if (wake is not None and wake.is_set()) or not self._commands.empty():
@@ -343,8 +348,16 @@ class Engine:
         now = time.monotonic()
         if now - self._last_decision_mono >= DECIDE_EVERY_S:
             return True
-        time.sleep(POLL_HOT_S if now - self._last_tick_mono < HOT_AFTER_TICK_S else POLL_COLD_S)
-        return self.reader.seq() != self._last_seq
+        # The hot part: nothing but the sequence word between sleeps (each wake-up costs CPU on a 2-core box).
+        step = POLL_HOT_S if now - self._last_tick_mono < HOT_AFTER_TICK_S else POLL_COLD_S
+        until = min(now + EVENT_CHECK_S, self._last_decision_mono + DECIDE_EVERY_S)
+        sleep, monotonic = time.sleep, time.monotonic
+        while True:
+            sleep(step)
+            if seq() != last_seq:
+                return True
+            if monotonic() >= until:
+                return False
 
     def step(self) -> int:
         """One decision. Returns the number of Place/Cancel actions executed."""

@@ -1030,7 +1030,7 @@ class ExecutionCore:
     # ================================================================================================
     # helpers
     # ================================================================================================
-    def _register_market(self, market: MarketIdentity, now: float) -> None:
+    def _register_market(self, market: MarketIdentity, now: float, journal: bool = True) -> None:
         with self._lock:
             known = market.condition_id in self._markets
             self._markets[market.condition_id] = market
@@ -1038,7 +1038,7 @@ class ExecutionCore:
             self._tokens[market.down_token] = TokenInfo(market.condition_id, Leg.DOWN, market.fee_rate)
             self._ticks.setdefault(market.up_token, market.tick_size)
             self._ticks.setdefault(market.down_token, market.tick_size)
-        if not known and self._journal is not None:
+        if not known and journal and self._journal is not None:
             self._journal.market(market, now)
 
     def _load_journal(self, journal: OrderJournal, now: float) -> None:
@@ -1046,7 +1046,8 @@ class ExecutionCore:
         with self._lock:
             self._journal_orders = contents.orders
             for m in contents.markets.values():
-                self._register_market(m, now)
+                # Already in the journal: re-writing it would restamp it and keep it forever.
+                self._register_market(m, now, journal=False)
             for cond, leg in contents.resolutions.items():
                 self._resolutions[cond] = Leg(leg)
             # Only markets that may still matter are reconciled: unresolved ones and the last day.

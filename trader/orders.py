@@ -155,11 +155,15 @@ class OrderBook:
 
     def prune(self, keep_terminal_s: float, now: float) -> None:
         """Forget terminal orders older than keep_terminal_s (their fills stay in the fill store)."""
+        gone = set()
         for order in list(self.by_client.values()):
             if order.state.terminal and now - order.updated_at > keep_terminal_s:
                 del self.by_client[order.client_id]
-                if order.order_id:
-                    self.by_exchange.pop(order.order_id, None)
+                gone.add(id(order))
+        if gone:
+            # Every key of a pruned order goes, the order hash of an aliased order included.
+            for key in [k for k, o in self.by_exchange.items() if id(o) in gone]:
+                del self.by_exchange[key]
 
     # ---- submit outcome ---------------------------------------------------------------------------
     def on_submit_accepted(self, client_id: str, status: str, filled: float, now: float) -> Transition:

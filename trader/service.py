@@ -267,6 +267,7 @@ class TraderService:
         self.balance = BalanceWatcher(self.core.gateway)
         self.balance.start()
 
+        self.engine.step()  # one decision before the socket and READY: status has a book from the first answer
         self.handler = TraderControlHandler(self.engine, self.core, self.store, balance=self.balance)
         try:
             self.server = ControlServer(args.socket, self.handler, allowed_gid=gid)
@@ -278,7 +279,6 @@ class TraderService:
             log.warning("%s=1: SIGUSR2 blocks the decision loop (systemd watchdog test only)", TEST_HOOKS)
             signal.signal(signal.SIGUSR2, lambda *_: self.engine.hang_for_test())
 
-        self.engine.step()  # one decision before READY, so status has a book and the watchdog is fed
         summary = self._summary()
         log.info("ready: %s; control socket %s", summary, args.socket)
         self.notifier.ready(summary)
