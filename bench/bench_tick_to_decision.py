@@ -85,6 +85,8 @@ class _TimedPlaces:
 
 
 def run(seconds: float, window_s: int, sim_tick_s: float) -> int:
+    if os.environ.get("H_SWITCH"):
+        sys.setswitchinterval(float(os.environ["H_SWITCH"]))
     import logging
 
     logging.basicConfig(level=logging.ERROR)  # the trader's order lines would drown the figures
