@@ -23,7 +23,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m 'not slow and not systemd' $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(PY) -m polymm.demo
+	$(PY) -m polymm.demo $(DEMO_ARGS)
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done

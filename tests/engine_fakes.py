@@ -104,7 +104,8 @@ class FakeCore:
         return []
 
     def pnl(self) -> dict:
-        return {}
+        """ExecutionCore.pnl()'s shape (trader/positions.pnl_summary), the part status reads."""
+        return {"total": {"realised": round(sum(p.realised_pnl for p in self.held.values()), 6)}}
 
     def state(self):
         return self.exchange

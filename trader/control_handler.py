@@ -278,18 +278,10 @@ class TraderControlHandler:
             ))
         return infos
 
-    def _realised_total(self, infos: list[p.PositionInfo]) -> float:
-        """Realised P&L across every market (resolution payouts included) from the core; positions as fallback."""
-        pnl = _safe(self.core.pnl, {}) or {}
-        total = pnl.get("total") if isinstance(pnl, dict) else None
-        if isinstance(total, dict):
-            total = total.get("realised", total.get("realised_pnl"))
-        if isinstance(total, (int, float)):
-            return float(total)
-        for key in ("realised", "realised_pnl"):
-            if isinstance(pnl.get(key), (int, float)):
-                return float(pnl[key])
-        return round(sum(i.realised_pnl for i in infos), 6)
+    def _realised_total(self) -> float:
+        """Realised P&L net of fees across every market we traded, resolution payouts included
+        (ExecutionCore.pnl()["total"]["realised"])."""
+        return float(self.core.pnl()["total"]["realised"])
 
     def _exposure(self, view, orders, positions, cfg, now: float) -> list[p.Exposure]:
         """Total against risk.max_exposure_usd, and each (strategy, leg) against its cap now: S1's cap
@@ -345,7 +337,7 @@ class TraderControlHandler:
             positions=infos,
             orders=[self._order_info(o, view, now) for o in orders],
             exposure=_safe(lambda: self._exposure(view, orders, positions, es.config, now), []),
-            realised_pnl=self._realised_total(infos),
+            realised_pnl=_safe(self._realised_total, 0.0),
             unrealised_pnl=round(sum(i.unrealised_pnl for i in infos), 6),
             blocked_legs=blocked,
             warnings=warnings,
@@ -432,7 +424,7 @@ class TraderControlHandler:
     def positions(self, request: p.PositionsRequest) -> p.PositionsReply:
         infos = self._position_infos(self._book())
         return p.PositionsReply(
-            positions=infos, realised_pnl=self._realised_total(infos),
+            positions=infos, realised_pnl=_safe(self._realised_total, 0.0),
             unrealised_pnl=round(sum(i.unrealised_pnl for i in infos), 6), now=self.clock(),
         )
 
