@@ -169,6 +169,11 @@ class PositionInfo(msgspec.Struct, kw_only=True):
     fees: float = 0.0
     first_fill_at: float | None = None
     last_fill_at: float | None = None
+    # The window (unix start) the position was bought in, when the trader says; None from older traders.
+    window_start: int | None = None
+    # True for a position of an ended window the exchange has not resolved yet (held to resolution): it has no
+    # book (mark None) and is paid out at 1 or 0 when the market resolves.
+    awaiting_resolution: bool = False
 
 
 class FillInfo(msgspec.Struct, kw_only=True):
@@ -241,6 +246,7 @@ class StatusReply(Reply, tag="status"):
     warnings: list[str] = []  # in words: "feed stale for 4.2 s", "heartbeat failing since 21:04:10", ...
     config_warnings: list[str] = []  # from the config schema (questionable but valid values)
     pending_restart: list[str] = []  # config keys changed that take effect only after a restart
+    decisions: int | None = None  # decisions made since the trader started (None from older traders)
 
 
 class ConfigReply(Reply, tag="config"):

@@ -19,6 +19,10 @@ from polymm.ctl import render
 HEARTBEAT_LATE_S = 3.0
 BOOK_STALE_S = 5.0
 WINDOW_OVERDUE_S = 10.0  # the feed should have rotated to the next window by now
+# The trader's own words for failing dead-man-switch heartbeats (trader/exchange_state.py says exactly this);
+# used only for a trader that reports heartbeat_ok=False without any heartbeat warning, so one condition
+# always reads the same.
+HEARTBEATS_FAILING = "heartbeats failing: not placing orders; the exchange may cancel ours (dead-man switch)"
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,7 @@ def trader_warnings(trader: p.StatusReply) -> list[str]:
     words = list(trader.warnings)
     text = " ".join(words).lower()
     if not trader.heartbeat_ok and "heartbeat" not in text:
-        words.append("exchange heartbeat failing: the exchange will cancel every order if it keeps failing")
+        words.append(HEARTBEATS_FAILING)
     if trader.paused and "pause" not in text:
         words.append("trader is paused (mmctl resume to trade again)")
     if trader.pending_restart and "restart" not in text:
@@ -223,13 +227,38 @@ def _trader_block(trader: p.StatusReply | None, problem: str | None, now: float)
 
 
 def positions_table(positions: list[p.PositionInfo]) -> str:
+    """The current window's positions; then, when there are any, positions of ended windows still awaiting
+    resolution in their own block, with the window they were bought in (they have no book, so no mark)."""
+    current = [pos for pos in positions if not pos.awaiting_resolution]
+    awaiting = [pos for pos in positions if pos.awaiting_resolution]
     rows = [
         (pos.strategy, pos.leg, render.number(pos.shares, 2), render.number(pos.avg_price, 4), render.price(pos.mark),
          render.money(pos.unrealised_pnl, signed=True), render.money(pos.realised_pnl, signed=True),
          render.money(pos.fees), render.clock(pos.last_fill_at))
-        for pos in positions
+        for pos in current
     ]
-    return render.table(("strategy", "leg", "shares", "avg", "mark", "unrealised", "realised", "fees", "last fill"), rows)
+    text = render.table(("strategy", "leg", "shares", "avg", "mark", "unrealised", "realised", "fees", "last fill"),
+                        rows)
+    if awaiting:
+        old = [
+            (_window(pos.window_start), pos.strategy, pos.leg, render.number(pos.shares, 2),
+             render.number(pos.avg_price, 4), render.money(_at_cost(pos)), render.money(pos.realised_pnl, signed=True),
+             render.money(pos.fees), render.clock(pos.last_fill_at))
+            for pos in awaiting
+        ]
+        text += ("\n\n" + render.heading("awaiting resolution") + " (ended windows; each share pays 1 or 0 when the "
+                 "market resolves)\n" + render.table(("window (UTC)", "strategy", "leg", "shares", "avg", "at cost",
+                                                      "realised", "fees", "last fill"), old))
+    return text
+
+
+def _window(window_start: int | None) -> str:
+    return f"{render.clock(window_start)} start" if window_start else render.EMPTY
+
+
+def _at_cost(pos: p.PositionInfo) -> float | None:
+    value = pos.shares * pos.avg_price
+    return value if math.isfinite(value) else None
 
 
 def orders_table(orders: list[p.OrderInfo], now: float | None = None) -> str:

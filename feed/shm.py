@@ -26,6 +26,18 @@ writer fails with ``WriterConflict`` naming the live pid. On shutdown the writer
 "stopped" and does NOT unlink it: a reader mid-read never sees it vanish, and a restarted feed resumes
 the same segment (sequence numbers keep increasing, so readers need not re-attach).
 
+Wake-up (``features`` bit ``FEATURE_FUTEX_WAKE``). After every new sequence number (book publish, market or
+status change; not heartbeats) the writer issues a Linux ``FUTEX_WAKE`` on the low 32 bits of ``top.seq``
+(a shared futex: the kernel keys it by the segment's inode and offset, so it works across processes, user
+and IPC namespaces, e.g. the two systemd units, and on a reader's read-only mapping). A reader may block in
+``FUTEX_WAIT`` on that word with the value it last saw: the kernel compares and sleeps atomically, so a
+publish between the reader's look and its sleep is never lost, and a new top of book wakes it within
+microseconds without polling. The wake is best effort and never blocks or fails a publish; it costs the
+writer one syscall (~1 us) whether or not anyone waits. Readers that do not use it are unaffected (the
+layout is unchanged: ``features`` was padding, zero in older segments). ``Reader.wait_update`` uses it
+when the owning writer sets the bit and falls back to spin-then-sleep polling otherwise (older writer,
+futex unavailable or filtered by seccomp). A writer that cannot issue the wake clears the bit.
+
 Readers attach read-only (``O_RDONLY`` + ``PROT_READ``), never unlink, and never touch Python's
 ``resource_tracker``. ``multiprocessing.shared_memory.SharedMemory`` on Python 3.11 would (a) open the
 object read-write, which a member of the service group with read-only access cannot do, and (b) register
@@ -35,12 +47,15 @@ tracker immediately for the same reason.
 """
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import math
 import mmap
 import os
+import platform
 import struct
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -102,7 +117,7 @@ HEADER = np.dtype(
         ("ring_offset", "<u4"),  # byte offset of the ring
         ("ring_capacity", "<u4"),  # number of ring entries
         ("ring_entry_size", "<u4"),  # RING_ENTRY.itemsize
-        ("_pad0", "<u4"),
+        ("features", "<u4"),  # FEATURE_* bits of the writer that owns the segment (rewritten at take-over)
         # ---- the seqlock word: odd while the writer is writing the fields below
         ("lock", "<u8"),
         # ---- seqlocked from here on. The writer:
@@ -255,7 +270,9 @@ def _packer(dtype: np.dtype, first: str, last: str) -> tuple[struct.Struct, int,
 
 
 _U64 = struct.Struct("<Q")
-_HDR_CONST, _HDR_CONST_OFF, _ = _packer(HEADER, "magic", "_pad0")  # magic..ring_entry_size
+_U32 = struct.Struct("<I")
+_HDR_CONST, _HDR_CONST_OFF, _ = _packer(HEADER, "magic", "features")  # magic..features
+_FEATURES_OFF = HEADER.fields["features"][1]
 _LOCK_OFF = HEADER.fields["lock"][1]
 _STATE, _STATE_OFF, _STATE_NAMES = _packer(HEADER, "writer_pid", "top.down.seq")  # everything seqlocked
 _STATE_END = _STATE_OFF + _STATE.size
@@ -276,6 +293,46 @@ assert _ENTRY.size == RING_ENTRY.itemsize == TOP.itemsize + 8
 assert _TOP.size == TOP.itemsize and _DOWN_OFF == _UP_OFF + LEG.itemsize
 
 _NAN_LEG = (math.nan,) * 8 + (0,)
+
+FEATURE_FUTEX_WAKE = 1  # `features` bit: the writer FUTEX_WAKEs the seq word after every new sequence number
+
+
+# ---------------------------------------------------------------------------------------------------
+# futex wake-up (Linux): the raw syscall through libc's syscall(2); Python has no binding of its own.
+
+_SYS_FUTEX = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98}.get(platform.machine().lower())
+_FUTEX_WAIT = 0  # without FUTEX_PRIVATE_FLAG: the futex is shared between processes
+_FUTEX_WAKE = 1
+_WAKE_ALL = 0x7FFFFFFF
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def _load_futex():
+    """libc's syscall() set up for futex(2), or None where there is none (not Linux, unknown arch)."""
+    if _SYS_FUTEX is None or not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).syscall
+    except (OSError, AttributeError):
+        return None
+    fn.restype = ctypes.c_long
+    # syscall(SYS_futex, uaddr, op, val, timeout, uaddr2, val3); ctypes releases the GIL for the call.
+    fn.argtypes = [ctypes.c_long, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p,
+                   ctypes.c_void_p, ctypes.c_uint]
+    return fn
+
+
+_futex = _load_futex()
+
+
+def _address_of(buffer, offset: int) -> int:
+    """Address of byte `offset` of a (read-only or writable) buffer. The temporary numpy view is dropped at
+    once so it never pins the mapping (mmap.close() refuses while a buffer export is alive); the address is
+    used only while the mapping is open."""
+    return int(np.frombuffer(buffer, dtype=np.uint8, count=1, offset=offset).ctypes.data)
 _NAN_TOP = (math.nan,) * 7  # a leg as publish() takes it
 
 
@@ -341,6 +398,11 @@ class Writer:
         self._closed = False
         self._shm, self._lock_fd, resumed = self._open(ring_capacity, mode)
         self._buf = self._shm.buf
+        self._seq_addr = _address_of(self._buf, _SEQ_OFF)
+        # One wake at start-up tells whether the kernel (and a seccomp filter) lets us: if not, the segment
+        # says so (features = 0) and readers poll.
+        self._wake = _futex is not None and _futex(_SYS_FUTEX, self._seq_addr, _FUTEX_WAKE, _WAKE_ALL, None, None, 0) >= 0
+        self._features = FEATURE_FUTEX_WAKE if self._wake else 0
         self.ring_capacity = ring_capacity
         self._ring_off = _ring_offset()
         self._entry_size = RING_ENTRY.itemsize
@@ -373,8 +435,11 @@ class Writer:
         if not resumed:
             # magic last: a reader that sees it sees a fully initialised segment
             _HDR_CONST.pack_into(
-                self._buf, 0, MAGIC, VERSION, HEADER.itemsize, self._ring_off, ring_capacity, RING_ENTRY.itemsize
+                self._buf, 0, MAGIC, VERSION, HEADER.itemsize, self._ring_off, ring_capacity, RING_ENTRY.itemsize,
+                self._features,
             )
+        else:
+            _U32.pack_into(self._buf, _FEATURES_OFF, self._features)  # what *this* writer does
 
     # -- opening / ownership --------------------------------------------------------------------------
 
@@ -427,7 +492,7 @@ class Writer:
     def _layout_matches(shm, ring_capacity: int) -> bool:
         if shm.size < HEADER.itemsize:
             return False
-        magic, version, hsize, roff, cap, esize = _HDR_CONST.unpack_from(shm.buf, 0)
+        magic, version, hsize, roff, cap, esize, _features = _HDR_CONST.unpack_from(shm.buf, 0)
         return (
             magic == MAGIC
             and version == VERSION
@@ -467,6 +532,8 @@ class Writer:
         _U64.pack_into(buf, off, seq)  # guard 1: the slot now belongs to `seq` (body may be half-written)
         buf[off : off + _SEQ_END_OFF] = buf[_TOP_OFF:_STATE_END]
         _U64.pack_into(buf, off + _SEQ_END_OFF, seq)  # guard 2: body complete
+        if self._wake:
+            _futex(_SYS_FUTEX, self._seq_addr, _FUTEX_WAKE, _WAKE_ALL, None, None, 0)  # best effort
         return seq
 
     # -- public writes ----------------------------------------------------------------------------------
@@ -628,6 +695,8 @@ class Writer:
         _U64.pack_into(buf, off, seq)
         buf[off : off + _SEQ_END_OFF] = buf[_TOP_OFF:_STATE_END]
         _U64.pack_into(buf, off + _SEQ_END_OFF, seq)
+        if self._wake:  # readers blocked in wait_update (best effort: a failed wake only costs them latency)
+            _futex(_SYS_FUTEX, self._seq_addr, _FUTEX_WAKE, _WAKE_ALL, None, None, 0)
         return seq
 
     def close(self) -> None:
@@ -713,7 +782,7 @@ class Reader:
             mm = mmap.mmap(fd, st.st_size, mmap.MAP_SHARED, mmap.PROT_READ)
         finally:
             os.close(fd)
-        magic, version, hsize, roff, cap, esize = _HDR_CONST.unpack_from(mm, 0)
+        magic, version, hsize, roff, cap, esize, _features = _HDR_CONST.unpack_from(mm, 0)
         if magic == 0:
             mm.close()
             raise ShmMissing(f"shared memory {self.name!r} exists but is not initialised yet")
@@ -735,6 +804,8 @@ class Reader:
             raise LayoutError(f"shared memory {self.name!r} is {st.st_size} B, smaller than its ring needs")
         self._mm = mm
         self._buf = memoryview(mm)
+        self._seq_addr = _address_of(mm, _SEQ_OFF) if _futex is not None else 0
+        self._timeout = _Timespec()  # FUTEX_WAIT's relative timeout, reused (a Reader is used by one thread)
         self._ino = (st.st_dev, st.st_ino)
         self.magic, self.version = magic, version
         self._ring_off, self._cap, self._esize = roff, cap, esize
@@ -823,11 +894,13 @@ class Reader:
         """The current publish sequence (one aligned 8-byte read, no lock needed)."""
         return _U64.unpack_from(self._buf, _SEQ_OFF)[0]
 
-    def wait_update(self, last_seq: int, timeout_s: float) -> int:
+    def wait_update(self, last_seq: int, timeout_s: float, *, spin_s: float = 50e-6) -> int:
         """Return the current sequence as soon as it differs from `last_seq`, or after `timeout_s`.
 
-        Spins for ~50 us (an update usually follows closely), then sleeps in short steps growing to 1 ms:
-        worst-case added latency ~1 ms at ~1000 cheap wake-ups per second when the market is quiet."""
+        Spins for up to `spin_s` (an update often follows closely), then blocks in FUTEX_WAIT on the sequence
+        word when the writer posts wake-ups (module docstring): woken by the kernel within microseconds of
+        a publish, no CPU used while the book is quiet. Otherwise (older writer, no futex) it sleeps in short
+        steps growing to 1 ms: worst-case added latency ~1 ms at ~1000 cheap wake-ups per second."""
         buf = self._buf
         unpack = _U64.unpack_from
         seq = unpack(buf, _SEQ_OFF)[0]
@@ -835,7 +908,7 @@ class Reader:
             return seq
         t0 = time.perf_counter()
         deadline = t0 + timeout_s
-        spin_until = t0 + min(50e-6, timeout_s)
+        spin_until = t0 + min(spin_s, timeout_s)
         while True:
             now = time.perf_counter()
             seq = unpack(buf, _SEQ_OFF)[0]
@@ -843,6 +916,10 @@ class Reader:
                 return seq
             if now >= spin_until:
                 break
+        if self._seq_addr and _U32.unpack_from(buf, _FEATURES_OFF)[0] & FEATURE_FUTEX_WAKE:
+            seq = self._futex_wait(last_seq, deadline)
+            if seq is not None:
+                return seq
         delay = 0.0001
         while True:
             time.sleep(min(delay, max(0.0, deadline - time.perf_counter())))
@@ -850,6 +927,28 @@ class Reader:
             if seq != last_seq or time.perf_counter() >= deadline:
                 return seq
             delay = min(delay * 2, 0.001)
+
+    def _futex_wait(self, last_seq: int, deadline: float) -> int | None:
+        """Block until the sequence moves or `deadline` (perf_counter) passes; the sequence then, or None
+        when the futex cannot be used (the caller polls instead)."""
+        buf, unpack, ts, addr = self._buf, _U64.unpack_from, self._timeout, self._seq_addr
+        expected = last_seq & 0xFFFFFFFF  # the futex word is the low half of the little-endian u64
+        while True:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return unpack(buf, _SEQ_OFF)[0]
+            sec = int(remaining)
+            ts.tv_sec, ts.tv_nsec = sec, int((remaining - sec) * 1e9)
+            # Returns at once (EAGAIN) if the word is no longer `expected`: no publish is missed between the
+            # caller's look and this sleep. Also returns on a wake, the timeout, or a signal (EINTR).
+            if _futex(_SYS_FUTEX, addr, _FUTEX_WAIT, expected, ctypes.byref(ts), None, 0) < 0:
+                err = ctypes.get_errno()
+                if err not in (errno.EAGAIN, errno.ETIMEDOUT, errno.EINTR):
+                    self._seq_addr = 0  # e.g. EPERM from a seccomp filter, ENOSYS: poll from now on
+                    return None
+            seq = unpack(buf, _SEQ_OFF)[0]
+            if seq != last_seq:
+                return seq
 
     def updates_since(self, seq: int) -> list[Update]:
         """Every ring entry with a sequence number > `seq`, oldest first (what is still in the ring).

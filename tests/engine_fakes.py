@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from polymm.feed.shm import Leg as ShmLeg
 from polymm.feed.shm import Snapshot
 from polymm.trader.model import Leg, OrderState, OrderType, OrderView, PositionView, Role, Side, Want
+from polymm.trader.planner import Cancel, Place  # noqa: F401 - the real actions, re-exported for tests
 
 WINDOW_START = 1_800_000_000
 CONDITION = "0x" + "ab" * 32
@@ -45,7 +46,7 @@ class FakeReader:
     def seq(self) -> int:
         return self.snap.seq
 
-    def wait_update(self, last_seq: int, timeout_s: float) -> int:
+    def wait_update(self, last_seq: int, timeout_s: float, *, spin_s: float = 0.0) -> int:
         if self.snap.seq == last_seq:
             time.sleep(min(timeout_s, 0.001))
         return self.snap.seq
@@ -132,17 +133,6 @@ class Decision:
     state: object
     notes: list = field(default_factory=list)
     flat: bool = True
-
-
-@dataclass(frozen=True)
-class Place:
-    want: Want
-
-
-@dataclass(frozen=True)
-class Cancel:
-    client_id: str
-    reason: str
 
 
 class RecordingPipeline:

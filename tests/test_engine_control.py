@@ -175,3 +175,95 @@ def test_credentials_in_an_endpoint_url_are_redacted_in_config_output(trader):
     store.current = store._build(store.overrides)
     entry = handler.config(p.ConfigRequest(key="endpoints.gamma_url")).entries[0]
     assert "s3cr3t" not in str(entry.value) and entry.value == "https://<redacted>@gamma.example"
+
+
+def _wait_for_a_book(engine) -> None:
+    deadline = time.monotonic() + 2
+    while engine.status.market_view is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_positions_awaiting_resolution_are_listed_with_their_window(trader):
+    from polymm.trader.execution import MarketIdentity
+    from polymm.trader.model import Leg
+
+    handler, engine, core, _, _, _ = trader
+    _wait_for_a_book(engine)
+    old = MarketIdentity("0xold", "o1", "o2", engine.market.window_start - 900, engine.market.window_start, 0.01, 5,
+                         0.07)
+    core.held = position(10.0, avg=0.5)
+    core.awaiting = [(old, position(8.0, leg=Leg.DOWN, avg=0.55))]
+    for infos in (handler.status(p.StatusRequest()).positions, handler.positions(p.PositionsRequest()).positions):
+        assert [(i.leg, i.shares, i.window_start, i.awaiting_resolution) for i in infos] == [
+            ("up", 10.0, engine.market.window_start, False), ("down", 8.0, old.window_start, True)]
+        assert infos[1].mark is None and infos[1].unrealised_pnl == 0.0
+
+
+def test_done_replies_carry_the_count_and_the_pause_state_after_the_command(trader):
+    handler, engine, core, _, _, _ = trader
+    core.working = [order("c1"), order("c2")]
+    paused = handler.pause(p.PauseRequest())
+    assert (paused.count, paused.paused) == (2, True)
+    resumed = handler.resume(p.ResumeRequest())
+    assert resumed.paused is False
+    core.working = [order("c3")]
+    cancelled = handler.cancel_all(p.CancelAllRequest())
+    assert (cancelled.count, cancelled.paused) == (1, False)
+    core.working = [order("c4"), order("c5"), order("c6")]
+    core.held = position(10.0)
+    flattened = handler.flatten(p.FlattenRequest())
+    assert (flattened.count, flattened.paused) == (3, True)  # flatten leaves the trader paused
+    assert "stays paused" in flattened.message
+
+
+def test_status_while_starting_answers_without_logging_a_traceback(tmp_path, caplog):
+    """mmctl watch asks every second and STATUS= every 2 s: a trader still starting (no config, no book yet)
+    must answer quietly, not log a traceback each time."""
+    store = ConfigStore(None, tmp_path / "overrides.json")
+    store.load()
+    now = time.time()
+    reader = FakeReader(snapshot(now=now, window_start=int(now) - 10, window_s=900))
+    engine = Engine(reader, FakeCore(), None)  # as the service builds it before the first decision
+    handler = TraderControlHandler(engine, engine.core or FakeCore(), store)
+    with caplog.at_level("ERROR", logger="polymm.trader.control"):
+        for _ in range(3):
+            reply = handler.status(p.StatusRequest())
+    assert reply.state == "starting" and reply.exposure == []
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
+
+
+def test_a_failing_heartbeat_is_one_warning_in_the_execution_cores_words(trader):
+    from polymm.trader.exchange_state import HEARTBEATS_FAILING, ExchangeState
+
+    handler, _, core, _, _, _ = trader
+    state = ExchangeState()
+    state.heartbeat_ok = False
+    core.exchange = state.status()
+    warnings = handler.status(p.StatusRequest()).warnings
+    assert [w for w in warnings if "heartbeat" in w] == [HEARTBEATS_FAILING]
+
+
+def test_status_counts_decisions(trader):
+    handler, engine, _, _, _, _ = trader
+    first = handler.status(p.StatusRequest()).decisions
+    deadline = time.monotonic() + 5
+    while handler.status(p.StatusRequest()).decisions <= first and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert handler.status(p.StatusRequest()).decisions > first
+
+
+def test_a_restart_that_fails_says_the_core_keeps_retrying(trader):
+    from polymm.trader.exchange_state import NetworkError
+    from polymm.trader.model import ExchangeStatus
+
+    handler, _, core, _, _, _ = trader
+
+    def restart(reason):
+        # what ExecutionCore.restart does when the exchange is unreachable: start retrying, then raise
+        core.exchange = ExchangeStatus(warnings=["execution core stopped after a failed restart; retrying"])
+        raise NetworkError(None, "GET /data/orders timed out")
+
+    core.restart = restart
+    err = refused(p.E_UNAVAILABLE, handler.restart, p.RestartRequest())
+    assert "timed out" in err.message and "retries the restart" in err.message
+    assert "places no orders until it succeeds" in err.message

@@ -351,3 +351,42 @@ def test_a_restart_that_cannot_reach_the_exchange_keeps_retrying_instead_of_stay
         wait_for(lambda: core.orders() and core.orders()[0].state is OrderState.LIVE, what="orders placed again")
     finally:
         core.stop()
+
+
+def test_risk_heartbeat_false_never_arms_the_dead_man_switch_and_says_so():
+    """risk.heartbeat = false (start-time config, passed as heartbeat=False) must really stop the heartbeats,
+    and status must say in words what that means; the default arms the switch at start."""
+    from polymm.trader.execution import DEAD_MAN_SWITCH_OFF
+
+    class CountingExchange(ScriptedExchange):
+        def __init__(self) -> None:
+            super().__init__()
+            self.heartbeats = 0
+
+        def heartbeat(self, heartbeat_id):
+            self.heartbeats += 1
+            return "hb"
+
+    off = CountingExchange()
+    core = ExecutionCore(off, reconcile_every_s=3600, heartbeat_interval_s=0.01, heartbeat=False)
+    core.start(MARKET)
+    try:
+        core.place(want(Leg.UP, Side.BUY, 0.40, 10))
+        wait_for(lambda: core.orders() and core.orders()[0].state is OrderState.LIVE, what="the order resting")
+        status = core.state()
+        assert off.heartbeats == 0
+        assert DEAD_MAN_SWITCH_OFF in status.warnings and status.heartbeat_ok and status.can_place
+        assert DEAD_MAN_SWITCH_OFF == ("dead-man switch disabled (risk.heartbeat=false): if the trader dies its "
+                                       "orders stay on the exchange")
+    finally:
+        core.stop()
+    assert off.heartbeats == 0
+
+    on = CountingExchange()
+    core = ExecutionCore(on, reconcile_every_s=3600, heartbeat_interval_s=0.01)
+    core.start(MARKET)
+    try:
+        wait_for(lambda: on.heartbeats >= 3, what="heartbeats sent by default")
+        assert not any("dead-man switch" in w for w in core.state().warnings)
+    finally:
+        core.stop()

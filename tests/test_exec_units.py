@@ -117,23 +117,62 @@ def test_heartbeat_state_trips_after_consecutive_failures_and_recovers():
 
 
 # ---- wallet lock ------------------------------------------------------------------------------------
-def test_second_trader_on_the_same_wallet_is_refused_naming_the_holder(tmp_path):
+def _random_address() -> str:
+    """The wallet lock is machine-wide (an abstract socket): tests running in parallel must not share a wallet."""
+    return "0x" + os.urandom(20).hex()
+
+
+def _hold_lock_in_a_child(state_dir, address: str) -> subprocess.Popen:
     code = ("import sys,time; from polymm.trader.wallet_lock import WalletLock; "
-            f"l=WalletLock({str(tmp_path)!r}, '0xAbC0000000000000000000000000000000000001'); l.acquire(); "
+            f"l=WalletLock({str(state_dir)!r}, {address!r}); l.acquire(); "
             "print('held', flush=True); sys.stdin.readline()")
     holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_second_trader_on_the_same_wallet_is_refused_naming_the_holder(tmp_path):
+    address = _random_address()
+    holder = _hold_lock_in_a_child(tmp_path, address.upper().replace("0X", "0x"))
     try:
-        assert holder.stdout.readline().strip() == "held"
         with pytest.raises(WalletLocked) as err:
-            WalletLock(tmp_path, "0xabc0000000000000000000000000000000000001").acquire()
+            WalletLock(tmp_path, address).acquire()
         assert f"pid {holder.pid}" in str(err.value) and "refusing" in str(err.value)
     finally:
         holder.stdin.close()
         holder.wait(timeout=10)
-    with WalletLock(tmp_path, "0xabc0000000000000000000000000000000000001") as lock:  # free again after exit
+    with WalletLock(tmp_path, address) as lock:  # free again after exit
         assert lock.held
-    with WalletLock(tmp_path, "0xabc0000000000000000000000000000000000002"):  # another wallet: independent
+    with WalletLock(tmp_path, _random_address()):  # another wallet: independent
         pass
+
+
+def test_the_wallet_lock_holds_across_different_state_directories(tmp_path):
+    """POLYMM_STATE_DIR differs between the two traders: the lock files are different, the wallet is not."""
+    address = _random_address()
+    holder = _hold_lock_in_a_child(tmp_path / "a", address)
+    try:
+        with pytest.raises(WalletLocked) as err:
+            WalletLock(tmp_path / "b", address).acquire()
+        assert f"pid {holder.pid}" in str(err.value) and address in str(err.value)
+        assert not (tmp_path / "b" / f"wallet-{address}.lock").exists() or \
+            (tmp_path / "b" / f"wallet-{address}.lock").read_text() == ""
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+    with WalletLock(tmp_path / "b", address) as lock:  # the kernel freed the name when the holder exited
+        assert lock.held
+
+
+def test_a_killed_holder_leaves_no_stale_wallet_lock(tmp_path):
+    address = _random_address()
+    holder = _hold_lock_in_a_child(tmp_path, address)
+    holder.kill()
+    holder.wait(timeout=10)
+    holder.stdin.close()
+    holder.stdout.close()
+    with WalletLock(tmp_path / "elsewhere", address) as lock:
+        assert lock.held
 
 
 # ---- credentials ------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from polymm.ctl import render
 from polymm.ctl.cli import parse_since
 
 from ctl_testing import (CONDITION_ID, NOW, SECRET_API, SECRET_PK, FakeHandler, feed_segment, mmctl, mmctl_process,
-                         serve, status_reply)
+                         position, serve, status_reply)
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ def test_status_says_when_the_feed_stopped(trader, sock_path, shm_name):
 @pytest.mark.parametrize(
     "reply, warning",
     [
-        (status_reply(healthy=False, heartbeat_ok=False), "exchange heartbeat failing"),
+        (status_reply(healthy=False, heartbeat_ok=False), "heartbeats failing: not placing orders"),
         (status_reply(healthy=False, warnings=["balance low: 3.20 pUSD, below the 10.00 needed for one entry"]),
          "balance low"),
         (status_reply(pending_restart=["endpoints.clob_url"]), "config change pending restart: endpoints.clob_url"),
@@ -168,6 +168,49 @@ def test_status_surfaces_trader_trouble_as_warnings_and_fails(sock_path, shm_nam
         run = mmctl(sock_path, "status", shm=shm_name)
     assert run.exit_code == 1
     assert warning in run.stdout
+
+
+def test_a_failing_heartbeat_reads_the_same_everywhere_and_is_said_once():
+    """The execution core words it; mmctl falls back to the very same words only when a trader does not."""
+    from polymm.ctl import status as status_view
+    from polymm.trader.exchange_state import HEARTBEATS_FAILING
+
+    assert status_view.HEARTBEATS_FAILING == HEARTBEATS_FAILING
+    feed = status_view.feed_health(None, NOW, problem="no segment")
+    worded = status_reply(healthy=False, heartbeat_ok=False, warnings=[HEARTBEATS_FAILING])
+    unworded = status_reply(healthy=False, heartbeat_ok=False)
+    for reply in (worded, unworded):
+        view = status_view.build_status(feed, reply, None)
+        assert [w for w in view.warnings if "heartbeat" in w] == [HEARTBEATS_FAILING]
+
+
+def test_positions_awaiting_resolution_are_listed_with_their_window(sock_path):
+    handler = FakeHandler()
+    old_window = int(NOW) - 1800
+    awaiting = position(strategy="s1", leg="down", shares=8.0, avg_price=0.55, mark=None, unrealised_pnl=0.0,
+                        window_start=old_window, awaiting_resolution=True)
+    handler.status_now = status_reply(positions=[position(window_start=int(NOW) - 300), awaiting])
+    with serve(sock_path, handler):
+        table = mmctl(sock_path, "positions")
+        doc = json.loads(mmctl(sock_path, "positions", "--json").stdout)
+        status = mmctl(sock_path, "status")
+    assert table.exit_code == 0
+    current, _, old = table.stdout.partition("AWAITING RESOLUTION")
+    assert old, table.stdout
+    assert [line.split()[:2] for line in current.splitlines() if line.startswith(("s1", "s2"))] == [["s1", "up"]]
+    row = next(line for line in old.splitlines() if "down" in line)
+    assert row.split()[:7] == [time.strftime("%H:%M:%S", time.gmtime(old_window)), "start", "s1", "down", "8.00",
+                               "0.5500", "4.40"]
+    assert [(x["leg"], x["awaiting_resolution"], x["window_start"]) for x in doc["positions"]] == [
+        ("up", False, int(NOW) - 300), ("down", True, old_window)]
+    assert "AWAITING RESOLUTION" in status.stdout
+
+
+def test_positions_of_an_older_trader_without_window_fields_still_render(sock_path):
+    handler = FakeHandler()  # positions built without window_start / awaiting_resolution
+    with serve(sock_path, handler):
+        table = mmctl(sock_path, "positions")
+    assert table.exit_code == 0 and "AWAITING RESOLUTION" not in table.stdout
 
 
 def test_watch_refreshes_status_and_stops(trader, sock_path, shm_name, monkeypatch):

@@ -133,18 +133,36 @@ def test_sigterm_cancels_our_open_orders_before_exit(stack, notify):
     assert stack.open_orders_on_sim() == []
 
 
+def _second_trader(stack: Stack, tmp_path: Path, **env) -> tuple[int, str]:
+    second_log = tmp_path / "second.log"
+    with open(second_log, "wb") as out:
+        second = subprocess.run(
+            _python_main("polymm.trader.service"), env=stack.env(POLYMM_SOCKET=str(tmp_path / "second.sock"), **env),
+            stdout=out, stderr=subprocess.STDOUT, timeout=60)
+    return second.returncode, second_log.read_text()
+
+
 def test_a_second_trader_on_the_same_wallet_refuses_to_start(stack, notify, tmp_path):
-    start_trader(stack, notify)
+    first = start_trader(stack, notify)
     try:
-        second_log = tmp_path / "second.log"
-        with open(second_log, "wb") as out:
-            second = subprocess.run(
-                _python_main("polymm.trader.service"), env=stack.env(POLYMM_SOCKET=str(tmp_path / "second.sock")),
-                stdout=out, stderr=subprocess.STDOUT, timeout=60)
-        assert second.returncode == 2
-        text = second_log.read_text()
-        assert "another trader" in text and "refusing" in text
+        code, text = _second_trader(stack, tmp_path)
+        assert code == 2
+        assert "another trader" in text and "refusing" in text and f"pid {first.pid}" in text
         assert stack.status().state in ("running", "stale_feed")  # the first one is untouched
+    finally:
+        stack.stop_trader()
+
+
+def test_a_second_trader_with_another_state_dir_on_the_same_wallet_still_refuses(stack, notify, tmp_path):
+    """The wallet lock is machine-wide (an abstract socket named after the funder), not per state directory."""
+    first = start_trader(stack, notify)
+    try:
+        code, text = _second_trader(stack, tmp_path, POLYMM_STATE_DIR=str(tmp_path / "other-state"))
+        assert code == 2, text
+        assert f"another trader (pid {first.pid}) already trades wallet {stack.address.lower()}" in text
+        assert "Traceback" not in text
+        assert stack.status().state in ("running", "stale_feed")
+        assert stack.status().pid == first.pid
     finally:
         stack.stop_trader()
 

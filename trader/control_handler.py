@@ -264,18 +264,24 @@ class TraderControlHandler:
         )
 
     def _position_infos(self, view) -> list[p.PositionInfo]:
+        """The current window's positions (marked at the best bid), then every earlier window's positions
+        still awaiting resolution (no book any more: no mark; paid 1 or 0 at resolution)."""
+        market = self.engine.status.market
+        window = int(market.window_start) if market is not None else None
         infos = []
-        for (strategy, leg), pos in sorted(self.core.positions().items(), key=lambda kv: (kv[0][0], _s(kv[0][1]))):
+        for (strategy, leg), pos in _sorted_positions(self.core.positions()):
             if pos.shares == 0 and pos.realised_pnl == 0 and pos.fees == 0:
                 continue
             mark = view.bid(leg) if view is not None else None
             mark = mark if _finite(mark) else None
             unrealised = round(pos.shares * (mark - pos.avg_price), 6) if mark is not None and pos.shares else 0.0
-            infos.append(p.PositionInfo(
-                strategy=strategy, leg=_s(leg), shares=pos.shares, avg_price=pos.avg_price, mark=mark,
-                realised_pnl=pos.realised_pnl, unrealised_pnl=unrealised, fees=pos.fees,
-                first_fill_at=pos.first_fill_at, last_fill_at=pos.last_fill_at,
-            ))
+            infos.append(_position_info(strategy, leg, pos, mark=mark, unrealised=unrealised, window_start=window))
+        pending = getattr(self.core, "pending_resolution", None)
+        awaiting = _safe(pending, []) if pending is not None else []
+        for old, positions in sorted(awaiting, key=lambda mp: int(mp[0].window_start)):
+            for (strategy, leg), pos in _sorted_positions(positions):
+                infos.append(_position_info(strategy, leg, pos, mark=None, unrealised=0.0,
+                                            window_start=int(old.window_start), awaiting_resolution=True))
         return infos
 
     def _realised_total(self) -> float:
@@ -286,7 +292,7 @@ class TraderControlHandler:
     def _exposure(self, view, orders, positions, cfg, now: float) -> list[p.Exposure]:
         """Total against risk.max_exposure_usd, and each (strategy, leg) against its cap now: S1's cap
         schedule at the current second of the window, S2's target_usd. One computation: risk.exposure."""
-        if view is None:
+        if view is None or cfg is None:  # starting: no book or no config yet (status is asked every second)
             return []
         from polymm.trader import config as config_mod
         from polymm.trader import risk
@@ -343,6 +349,7 @@ class TraderControlHandler:
             warnings=warnings,
             config_warnings=list(cfg.warnings(self.store.current)),
             pending_restart=sorted(self.store.pending_restart),
+            decisions=es.decisions,
         )
 
     def _state_word(self, es, exchange) -> str:
@@ -368,8 +375,8 @@ class TraderControlHandler:
             out.append(f"not trading{since}: {es.problem}")
         if es.last_decision_at and now - es.last_decision_at > LOOP_SILENT_WARN_S:
             out.append(f"decision loop silent for {now - es.last_decision_at:.1f} s")
-        if exchange is not None and not getattr(exchange, "heartbeat_ok", True):
-            out.append("exchange heartbeat failing: the exchange may cancel our orders")
+        # Exchange-side problems (heartbeats failing, dead-man switch off, modes, blocked legs) in the execution
+        # core's words only: one condition, one wording (ExchangeStatus.warnings).
         for w in getattr(exchange, "warnings", None) or []:
             if w not in out:
                 out.append(str(w))
@@ -475,24 +482,59 @@ class TraderControlHandler:
             raise
         return self._hand_over(old, new, warnings, "file and overrides re-read; applied at the next decision")
 
+    @staticmethod
+    def _done(cmd) -> p.DoneReply:
+        """What the loop did: its words, the number of orders cancelled (pause, cancel-all, flatten) and the
+        pause state after the command (flatten leaves the trader paused)."""
+        return p.DoneReply(message=cmd.result, count=getattr(cmd, "count", None), paused=getattr(cmd, "paused", None))
+
     def pause(self, request: p.PauseRequest) -> p.DoneReply:
-        return p.DoneReply(message=self._command("pause").result)
+        return self._done(self._command("pause"))
 
     def resume(self, request: p.ResumeRequest) -> p.DoneReply:
-        return p.DoneReply(message=self._command("resume").result)
+        return self._done(self._command("resume"))
 
     def cancel_all(self, request: p.CancelAllRequest) -> p.DoneReply:
-        return p.DoneReply(message=self._command("cancel_all").result)
+        return self._done(self._command("cancel_all"))
 
     def flatten(self, request: p.FlattenRequest) -> p.DoneReply:
-        return p.DoneReply(message=self._command("flatten").result)
+        return self._done(self._command("flatten"))
 
     def restart(self, request: p.RestartRequest) -> p.DoneReply:
         # Cancels (up to 5 s for unanswered submits), reconnects the user channel (up to 5 s) and reconciles.
-        return p.DoneReply(message=self._command("restart", wait_s=RESTART_WAIT_S).result)
+        try:
+            return self._done(self._command("restart", wait_s=RESTART_WAIT_S))
+        except p.ControlError as err:
+            if err.code != p.E_INTERNAL:
+                raise
+            # The core could not reach the exchange and keeps retrying start() in the background
+            # (ExecutionCore.restart): say that, not just the exception.
+            exchange = _safe(self.core.state, None)
+            retrying = [w for w in (getattr(exchange, "warnings", None) or []) if "retrying" in str(w)]
+            if not retrying:
+                raise
+            raise p.ControlError(
+                p.E_UNAVAILABLE,
+                f"{err.message}; the execution core retries the restart every few seconds in the background and "
+                "places no orders until it succeeds (watch `mmctl status`)",
+            ) from None
 
 
 # ---- small helpers ---------------------------------------------------------------------------------
+
+
+def _sorted_positions(positions: dict) -> list:
+    return sorted(positions.items(), key=lambda kv: (kv[0][0], _s(kv[0][1])))
+
+
+def _position_info(strategy: str, leg, pos, *, mark, unrealised: float, window_start: int | None,
+                   awaiting_resolution: bool = False) -> p.PositionInfo:
+    return p.PositionInfo(
+        strategy=strategy, leg=_s(leg), shares=pos.shares, avg_price=pos.avg_price, mark=mark,
+        realised_pnl=pos.realised_pnl, unrealised_pnl=unrealised, fees=pos.fees,
+        first_fill_at=pos.first_fill_at, last_fill_at=pos.last_fill_at, window_start=window_start,
+        awaiting_resolution=awaiting_resolution,
+    )
 
 
 def _default_config():

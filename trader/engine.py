@@ -34,15 +34,13 @@ log = logging.getLogger("polymm.trader.engine")
 # Time-driven rules need a decision even on a quiet book; 50 ms is far below any of their thresholds
 # (exit_delay_s, exit_retry_s, cancel_before_end_s are seconds) and costs nothing measurable.
 DECIDE_EVERY_S = 0.05
-# Waking on the shm sequence: the feed offers no OS-level signal (a seqlocked segment), so the loop polls the
-# sequence word (one 8-byte read) between short sleeps. On this kind of VM time.sleep(50 us) really sleeps
-# ~130 us at ~19 % of a core, 150 us ~230 us at ~10 %: so the loop polls fast for a while after a tick (ticks
-# come in bursts) and slower when the book is quiet; a new book is seen ~0.1-0.25 ms after it is published,
-# against up to 1 ms (+ scheduling) for the original bot's 1 ms sleep. (Reader.wait_update spins 50 us per call,
-# too costly when called every ~100 us on 2 cores.) bench/bench_tick_to_decision.py measures it.
-POLL_HOT_S = 50e-6
-POLL_COLD_S = 150e-6
-HOT_AFTER_TICK_S = 0.25
+# Waking on the shm sequence: Reader.wait_update blocks in the kernel (FUTEX_WAIT on the sequence word, which
+# the feed FUTEX_WAKEs after every publish; see feed/shm.py) and returns within tens of microseconds of a publish,
+# using no CPU while the book is quiet. Earlier this loop polled the word between 50-150 us sleeps: a new book was
+# seen 0.1-0.25 ms late at 10-20 % of a core. No spinning first: on 2 shared cores a spin steals the CPU the
+# execution core's threads and the feed need, and the futex wake-up is already fast.
+# bench/bench_tick_to_decision.py measures it.
+WAKE_SPIN_S = 0.0
 # How often the waiting loop also looks at order/fill events, operator commands and signals.
 EVENT_CHECK_S = 0.002
 # Consecutive failed decisions after which the loop gives up (the service exits non-zero, systemd restarts it).
@@ -67,6 +65,8 @@ class Command:
     done: threading.Event = field(default_factory=threading.Event)
     result: str = ""
     error: str | None = None
+    count: int | None = None  # orders cancelled by pause / cancel-all / flatten
+    paused: bool | None = None  # the loop's pause state right after the command was applied
 
     def wait(self, timeout_s: float) -> bool:
         return self.done.wait(timeout_s)
@@ -243,7 +243,6 @@ class Engine:
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._last_seq = -1
         self._last_decision_mono = 0.0
-        self._last_tick_mono = 0.0
         self._decisions = 0
         self._pipeline_state = None  # decide.py's per-window state, reset at rotation
         self._problem: str | None = None
@@ -335,7 +334,7 @@ class Engine:
                     on_decision()
 
     def _wait_for_work(self) -> bool:
-        """Wait until a decision is due: a new shm sequence (checked every few tens of microseconds), an order/
+        """Wait until a decision is due: a new shm sequence (the reader wakes on the feed's publish), an order/
         fill event or an operator command (checked every EVENT_CHECK_S), or the periodic decision. Returns True
         when one is due; False only to let run() look at its stop/reload flags (at least every EVENT_CHECK_S)."""
         last_seq = self._last_seq
@@ -348,16 +347,9 @@ class Engine:
         now = time.monotonic()
         if now - self._last_decision_mono >= DECIDE_EVERY_S:
             return True
-        # The hot part: nothing but the sequence word between sleeps (each wake-up costs CPU on a 2-core box).
-        step = POLL_HOT_S if now - self._last_tick_mono < HOT_AFTER_TICK_S else POLL_COLD_S
+        # The hot part: blocked in the kernel until the feed publishes (or the event check is due).
         until = min(now + EVENT_CHECK_S, self._last_decision_mono + DECIDE_EVERY_S)
-        sleep, monotonic = time.sleep, time.monotonic
-        while True:
-            sleep(step)
-            if seq() != last_seq:
-                return True
-            if monotonic() >= until:
-                return False
+        return self.reader.wait_update(last_seq, until - now, spin_s=WAKE_SPIN_S) != last_seq
 
     def step(self) -> int:
         """One decision. Returns the number of Place/Cancel actions executed."""
@@ -375,8 +367,6 @@ class Engine:
         # sequence step, an order event or the clock): what tick-to-decision is measured from.
         self.tick_publish_ts = (max(snap.up.publish_ts, snap.down.publish_ts)
                                 if new_tick and max(snap.up.seq, snap.down.seq) == snap.seq else None)
-        if new_tick:
-            self._last_tick_mono = self._last_decision_mono
         self._last_seq = snap.seq
         now = self.clock()
         rotated = self._follow_rotation(snap, now)
@@ -532,7 +522,9 @@ class Engine:
         except Exception:
             log.exception("pending_resolution() failed")
             return
-        self._unresolved_usd = sum(p.shares * p.avg_price for p in held if p.shares > 1e-9 and math.isfinite(p.avg_price))
+        from polymm.trader import risk  # the one rule for what unresolved positions tie up
+
+        self._unresolved_usd = risk.unresolved_value(held)
 
     def _execute(self, action) -> None:
         """planner.Place (has `.want`) or planner.Cancel (has `.client_id`, `.reason`)."""
@@ -558,6 +550,7 @@ class Engine:
                 log.exception("command %s failed", cmd.kind)
                 cmd.error = f"{type(exc).__name__}: {exc}"
             finally:
+                cmd.paused = self.paused
                 cmd.done.set()
 
     def _apply(self, cmd: Command) -> str:
@@ -565,7 +558,7 @@ class Engine:
         if kind == "pause":
             was = self.paused
             self.paused = True
-            n = len(self.core.orders(working_only=True))
+            n = cmd.count = len(self.core.orders(working_only=True))
             self.core.cancel_all(reason="paused by operator")
             log.warning("paused by operator: %d working order(s) cancelled, positions kept", n)
             return f"paused{' (already paused)' if was else ''}: {n} working order(s) cancelled, positions kept"
@@ -578,7 +571,7 @@ class Engine:
                 return "running (was not paused)"
             return "running: strategies trade again from the next decision"
         if kind == "cancel_all":
-            n = len(self.core.orders(working_only=True))
+            n = cmd.count = len(self.core.orders(working_only=True))
             self.core.cancel_all(reason="operator cancel-all")
             log.warning("cancel-all by operator: %d working order(s)", n)
             return f"{n} working order(s) cancelled; strategies may quote again at the next decision" + (
@@ -586,7 +579,7 @@ class Engine:
         if kind == "flatten":
             self.paused = True
             self.flattening = True
-            n = len(self.core.orders(working_only=True))
+            n = cmd.count = len(self.core.orders(working_only=True))
             self.core.cancel_all(reason="flatten by operator")
             log.warning("flatten by operator: %d working order(s) cancelled, selling every sellable position; paused", n)
             return (f"flattening: {n} working order(s) cancelled, every sellable position sold with fill-and-kill "

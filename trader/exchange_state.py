@@ -118,6 +118,11 @@ def classify(status: int | None, message: str, body: object = None, retry_after:
     return Rejected(status, message, retry_after)
 
 
+# The one wording of "the dead-man switch heartbeats fail" (mmctl status shows it; ctl/status.py falls back to
+# the same words for a trader that only sets heartbeat_ok=False).
+HEARTBEATS_FAILING = "heartbeats failing: not placing orders; the exchange may cancel ours (dead-man switch)"
+
+
 # ---- the state machine ---------------------------------------------------------------------------
 @dataclass
 class ExchangeState:
@@ -157,7 +162,7 @@ class ExchangeState:
                 ExchangeMode.CLOSED_ONLY: "account is in closed-only mode: only closing SELL orders are sent",
             }[self.mode] + until + (f" ({self._mode_reason})" if self._mode_reason else ""))
         if not self.heartbeat_ok:
-            out.append("heartbeats failing: not placing orders; the exchange may cancel ours (dead-man switch)")
+            out.append(HEARTBEATS_FAILING)
         for leg, reason in sorted(self.blocked_legs.items(), key=lambda kv: kv[0].value):
             out.append(f"leg {leg.value} blocked: {reason}")
         out.extend(self.extra_warnings.values())

@@ -89,6 +89,8 @@ FORGET_MARKET_AFTER_S = 86400.0
 PRUNE_EVERY_S = 60.0
 COMPACT_JOURNAL_EVERY_S = 6 * 3600.0
 RESTART_RETRY_S = 5.0
+DEAD_MAN_SWITCH_OFF = ("dead-man switch disabled (risk.heartbeat=false): if the trader dies its orders stay on "
+                       "the exchange")
 GTD_MIN_LIFETIME_S = 180  # the exchange refuses GTD expirations closer than 3 minutes...
 GTD_EARLY_EXPIRY_S = 60  # ...and expires GTD orders 60 s before their stated expiration,
 GTD_CLOCK_MARGIN_S = 5  # so expiration = window_end + 60 dies at the close; GTD impossible in the last ~2 min
@@ -105,8 +107,11 @@ class ExecutionCore:
                  unknown_lookup_every_s: float = 1.0, unknown_max_lookups: int = 5,
                  on_submit_sent: Callable[[str, float], None] | None = None,
                  ws_connect_wait_s: float = 5.0, ws_backoff_s: float = 0.5, ws_ping_every_s: float = 10.0,
-                 post_only_after_restart_s: float = 120.0) -> None:
+                 post_only_after_restart_s: float = 120.0, heartbeat: bool = True) -> None:
         self.gateway = gateway
+        # risk.heartbeat (start-time config): False = never arm the exchange's dead-man switch. Said in status
+        # for as long as it holds, because a trader that dies then leaves its orders resting.
+        self.heartbeat_enabled = heartbeat
         self.clock = clock
         self.ws_user_url = ws_user_url
         self.state_dir = Path(state_dir) if state_dir is not None else None
@@ -197,15 +202,22 @@ class ExecutionCore:
                 if not self._ws_connected.wait(self.ws_connect_wait_s):
                     log.warning("user channel not connected after %.0f s; reconciling from REST and retrying",
                                 self.ws_connect_wait_s)
-            # Arm the dead-man switch before anything can rest on the book.
-            self._heart = Heartbeater(lambda heartbeat_id: self.gateway.heartbeat(heartbeat_id), self._on_heartbeat_tripped,
-                                      self._on_heartbeat_recovered, clock=self.clock,
-                                      interval_s=self._heartbeat_interval_s, max_failures=self._heartbeat_max_failures)
-            self._heart.beat_once()
+            # Arm the dead-man switch before anything can rest on the book (unless risk.heartbeat = false).
+            if self.heartbeat_enabled:
+                self._heart = Heartbeater(lambda heartbeat_id: self.gateway.heartbeat(heartbeat_id),
+                                          self._on_heartbeat_tripped, self._on_heartbeat_recovered, clock=self.clock,
+                                          interval_s=self._heartbeat_interval_s,
+                                          max_failures=self._heartbeat_max_failures)
+                self._heart.beat_once()
+            else:
+                with self._lock:
+                    self._xstate.extra_warnings["dead_man_switch"] = DEAD_MAN_SWITCH_OFF
+                log.warning("%s", DEAD_MAN_SWITCH_OFF)
             if not self.reconcile("start"):
                 # Never trade on a state we could not check against the exchange.
                 raise self._last_reconcile_error
-            self._heart.start()
+            if self._heart is not None:
+                self._heart.start()
             self._maint = threading.Thread(target=self._maintenance, name="polymm-exec-maint", daemon=True)
             self._maint.start()
             self._running = True

@@ -166,7 +166,10 @@ def build_core(cfg, state_dir: Path, **kw):
         gw = gateway.Gateway.from_env(clob_url=cfg.endpoints.clob_url)
     except gateway.ConfigError as exc:  # missing/bad secrets: the message names the variable, never its value
         raise StartupError(str(exc)) from None
-    return execution.ExecutionCore(gw, ws_user_url=cfg.endpoints.ws_user_url, state_dir=state_dir, **kw)
+    # risk.heartbeat is read here, once: it is not live (turning the switch off under resting orders would
+    # leave them unprotected), so a change waits for a restart (shown as pending in mmctl status).
+    return execution.ExecutionCore(gw, ws_user_url=cfg.endpoints.ws_user_url, state_dir=state_dir,
+                                   heartbeat=cfg.risk.heartbeat, **kw)
 
 
 # ---- the service ----------------------------------------------------------------------------------------------

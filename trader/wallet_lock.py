@@ -1,14 +1,25 @@
-"""Exactly one trader per wallet: an flock'd lock file keyed by the funder address.
+"""Exactly one trader per wallet, machine-wide: an abstract UNIX socket named after the funder address, plus
+an flock'd lock file in the state directory.
 
-Two traders on one wallet would each see the other's orders as strangers, fight over cancels and
-double the exposure. The lock lives under the state directory (`POLYMM_STATE_DIR`, systemd's
-StateDirectory) as `wallet-<address>.lock` and holds the owner's pid, so a second instance can say who
-holds it. flock is released by the kernel when the holder dies, so a crash never leaves a stale lock.
+Two traders on one wallet would each see the other's orders as strangers, fight over cancels and double the
+exposure. Two locks, because each covers what the other cannot:
+
+- The abstract-namespace socket `\\0polymm-wallet-<address>` is bound (and listened on) by the holder. Its
+  name lives in the kernel, not on a file system, so it needs no shared writable directory and holds across
+  traders with different state directories (`POLYMM_STATE_DIR`, systemd's StateDirectory, a test's tmp dir).
+  The kernel frees the name when the holder dies, so a crash never leaves a stale lock, and a second trader
+  learns the holder's pid from SO_PEERCRED by connecting to it. Scope: one network namespace (a unit with
+  PrivateNetwork=yes would get its own; the trader needs the network, so it never runs that way).
+- The lock file `wallet-<address>.lock` in the state directory holds the owner's pid in plain text, for an
+  operator looking at the files (and it keeps guarding a state directory shared across network namespaces).
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import socket
+import struct
 from pathlib import Path
 
 
@@ -16,26 +27,83 @@ class WalletLocked(RuntimeError):
     """Another live process trades this wallet."""
 
 
+def abstract_name(funder_address: str) -> bytes:
+    """The abstract socket name for a wallet (leading NUL = abstract namespace; never a file)."""
+    return b"\0polymm-wallet-" + funder_address.lower().encode()
+
+
+def holder_pid(name: bytes, timeout_s: float = 1.0) -> int | None:
+    """The pid of the process listening on abstract socket `name` (SO_PEERCRED), or None when it cannot tell
+    (nobody listens any more, or its queue is full)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(timeout_s)
+    try:
+        probe.connect(name)
+        creds = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, _uid, _gid = struct.unpack("3i", creds)
+        return pid or None
+    except OSError:
+        return None
+    finally:
+        probe.close()
+
+
 class WalletLock:
     def __init__(self, state_dir: str | Path, funder_address: str) -> None:
-        self.path = Path(state_dir) / f"wallet-{funder_address.lower()}.lock"
+        self.address = funder_address.lower()
+        self.path = Path(state_dir) / f"wallet-{self.address}.lock"
+        self.name = abstract_name(self.address)
         self._fd: int | None = None
+        self._sock: socket.socket | None = None
 
     def acquire(self) -> None:
+        self._bind_machine_wide()
+        try:
+            self._lock_file()
+        except BaseException:
+            self._unbind()
+            raise
+
+    def _bind_machine_wide(self) -> None:
+        # Python sockets are created close-on-exec: a child process never inherits (and so never holds) the name.
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(self.name)
+        except OSError as exc:
+            sock.close()
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            pid = holder_pid(self.name)
+            who = f"pid {pid}" if pid else "a process whose pid could not be read"
+            raise WalletLocked(
+                f"another trader ({who}) already trades wallet {self.address} on this machine "
+                f"(abstract socket @{self.name[1:].decode()}); refusing to start a second one"
+            ) from None
+        # Listening lets a second instance connect and read our pid with SO_PEERCRED. Nothing is ever accepted:
+        # the probe only needs the connection to be queued, and it closes at once.
+        sock.listen(8)
+        self._sock = sock
+
+    def _lock_file(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise WalletLocked(
-                f"another trader (pid {holder}) already trades wallet {self.path.name[7:-5]} "
+                f"another trader (pid {holder}) already trades wallet {self.address} "
                 f"(lock {self.path}); refusing to start a second one"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
+
+    def _unbind(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
     def release(self) -> None:
         if self._fd is not None:
@@ -44,10 +112,11 @@ class WalletLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+        self._unbind()
 
     @property
     def held(self) -> bool:
-        return self._fd is not None
+        return self._fd is not None and self._sock is not None
 
     def __enter__(self) -> "WalletLock":
         self.acquire()
