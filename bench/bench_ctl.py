@@ -70,6 +70,55 @@ def bench_round_trip(path: str, n: int) -> list[float]:
     return samples
 
 
+def bench_bare_socket(size: int, n: int) -> list[float]:
+    """Baseline: the same bytes ping-ponged over a bare AF_UNIX stream to another process (no framing, no
+    msgspec, no handler): what any control round trip costs at the least on this machine."""
+    import socket
+
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    payload = b"x" * size
+    pid = os.fork()
+    if pid == 0:
+        parent.close()
+        try:
+            while True:
+                got = child.recv(64)
+                if not got:
+                    break
+                child.sendall(payload)
+        finally:
+            os._exit(0)
+    child.close()
+    samples = []
+    try:
+        for i in range(n + 50):
+            t0 = time.perf_counter()
+            parent.sendall(b"s")
+            left = size
+            while left:
+                left -= len(parent.recv(left))
+            if i >= 50:  # the first 50 warm up
+                samples.append((time.perf_counter() - t0) * 1e6)
+    finally:
+        parent.close()
+        os.waitpid(pid, 0)
+    return samples
+
+
+def bench_bare_python(n: int) -> list[float]:
+    """Baseline for the command time: starting an interpreter that does nothing."""
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], capture_output=True)
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return samples
+
+
+def median(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
 def bench_connect_and_status(path: str, n: int) -> list[float]:
     samples = []
     for _ in range(n):
@@ -161,9 +210,19 @@ def main() -> None:
             what = "fake handler in a child process"
         size = len(p.encode(sample_status(time.time())))
         print(f"control socket bench: {what}; sample status frame {size} B")
-        print(f"status round trip, kept connection (µs):   {percentiles(bench_round_trip(path, args.n))}")
-        print(f"connect + status + close (µs):             {percentiles(bench_connect_and_status(path, args.n // 4))}")
-        print(f"`mmctl status` process start to exit (ms): {percentiles(bench_command(path, shm_name, args.commands))}")
+        bare = bench_bare_socket(size, args.n)
+        trip = bench_round_trip(path, args.n)
+        connect = bench_connect_and_status(path, args.n // 4)
+        python = bench_bare_python(args.commands)
+        command = bench_command(path, shm_name, args.commands)
+        print(f"baseline: bare AF_UNIX ping-pong of {size} B (µs): {percentiles(bare)}")
+        print(f"status round trip, kept connection (µs):   {percentiles(trip)}")
+        print(f"connect + status + close (µs):             {percentiles(connect)}")
+        print(f"baseline: `python -c pass` (ms):           {percentiles(python)}")
+        print(f"`mmctl status` process start to exit (ms): {percentiles(command)}")
+        print(f"ratios (median): round trip / bare socket {median(trip) / median(bare):.1f}x, "
+              f"connect+status / bare socket {median(connect) / median(bare):.1f}x, "
+              f"mmctl status / bare interpreter {median(command) / median(python):.1f}x")
 
 
 if __name__ == "__main__":

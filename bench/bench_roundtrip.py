@@ -61,6 +61,15 @@ def run(n: int) -> None:
                                                        extra_args=("--log-level", "WARNING")) as sim:
         m = market_of(sim)
         price = 0.20  # far below the book: rests, never fills
+        # Baseline: a bare keep-alive GET /time against the same server (no auth, no order work).
+        import httpx
+
+        baseline_ms = []
+        with httpx.Client(timeout=10) as http:
+            for _ in range(n):
+                t0 = time.perf_counter()
+                http.get(sim.urls["clob_url"] + "/time")
+                baseline_ms.append((time.perf_counter() - t0) * 1000)
         gw = Gateway(sim.urls["clob_url"], new_wallet()[0])
         gw.connect()
         place_ms, cancel_ms = [], []
@@ -96,6 +105,7 @@ def run(n: int) -> None:
 
     print(f"place-and-cancel round trip against a local polymm-sim, {n} orders each (milliseconds)")
     print(f"{'step':44s} {'median':>8s} {'p99':>8s} {'mean':>8s}")
+    report("baseline: GET /time answered", baseline_ms)
     report("gateway: sign + POST /order answered", place_ms)
     report("gateway: DELETE /order answered", cancel_ms)
     report("gateway: place + cancel", [a + b for a, b in zip(place_ms, cancel_ms)])
@@ -104,6 +114,10 @@ def run(n: int) -> None:
     report("core: place + cancel", [a + b for a, b in zip(live_ms, canceled_ms)])
     report("core: the place() call itself (loop's cost)", place_call_ms)
     report("core: the cancel() call itself (loop's cost)", cancel_call_ms)
+    base = 2 * statistics.median(baseline_ms)
+    print(f"ratios (median) against two bare GET /time: gateway place+cancel "
+          f"{statistics.median([a + b for a, b in zip(place_ms, cancel_ms)]) / base:.1f}x, core place+cancel "
+          f"{statistics.median([a + b for a, b in zip(live_ms, canceled_ms)]) / base:.1f}x")
 
 
 if __name__ == "__main__":

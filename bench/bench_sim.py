@@ -101,6 +101,19 @@ def main() -> int:
         print(f"idle synthetic market: {idle_sent / args.seconds:.0f} frames/s sent to {args.subscribers} "
               f"subscribers ({idle_frames / args.seconds / max(1, args.subscribers):.1f} frames/s each)")
 
+        # Baseline: the same client, connection and server answering GET /ok (no auth, no signature check,
+        # no matching, no fan-out): the HTTP floor the order figures are compared with.
+        with httpx.Client(timeout=30) as http:
+            ok_lat = []
+            started = time.perf_counter()
+            for _ in range(args.orders):
+                t0 = time.perf_counter()
+                http.get(url + "/ok")
+                ok_lat.append(time.perf_counter() - t0)
+            ok_rate = args.orders / (time.perf_counter() - started)
+        print(f"baseline: GET /ok, one client, sequential: {ok_rate:.0f} requests/s "
+              f"(median {statistics.median(ok_lat) * 1000:.2f} ms)")
+
         print(f"signing {args.orders} orders (client side, not timed)...", file=sys.stderr)
         bodies = signed_bodies(client, market["up_token"], args.orders)
         sent_before = sim.admin.state()["stats"]["ws_messages"]
@@ -111,6 +124,8 @@ def main() -> int:
         print(f"POST /order, one client, sequential: {args.orders / elapsed:.0f} orders/s "
               f"(median {statistics.median(latencies) * 1000:.2f} ms, p99 {latencies[int(len(latencies) * 0.99)] * 1000:.2f} ms)")
         print(f"WebSocket frames sent meanwhile: {sent / elapsed:.0f} frames/s to {args.subscribers} subscribers")
+        print(f"ratio: POST /order rate / GET /ok rate = {args.orders / elapsed / ok_rate:.2f} "
+              "(the share of the HTTP floor left after auth, EIP-712 recovery, matching and fan-out)")
         client.cancel_all()
 
         batch_bodies = signed_bodies(client, market["up_token"], 15 * (args.orders // 15))

@@ -11,7 +11,9 @@ segment and the temporary directory are removed.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -59,6 +61,34 @@ def demo_config(window_s: int = 60, entry_threshold: float = 0.55, cancel_before
         cancel_before_end_s=cancel_before_end_s if cancel_before_end_s is not None else max(1, round(window_s * 5 / 900 + 1)),
     )
     return text + extra
+
+
+_PR_SET_PDEATHSIG = 1
+try:  # loaded in the parent: the forked child must only call it (no dlopen between fork and exec)
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux: children then only die through close()/atexit
+    _prctl = None
+
+
+def die_with_launcher(launcher_pid: int) -> None:
+    """Run in a forked child before exec (subprocess preexec_fn, see _child_setup): the child gets SIGTERM when the launcher dies, even by SIGKILL (a test killed
+    by pytest-timeout, a crashed demo), so no feed or trader is ever left running on its own. SIGTERM, not
+    SIGKILL: the trader still cancels its orders on the way out.
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked the child exits: launch from a thread that lives as
+    long as the stack (the main thread, as the demo and the tests do). It survives exec (the children are not
+    set-uid). If the launcher already died between fork and prctl, the child was reparented: stop at once."""
+    if _prctl is None:
+        return
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != launcher_pid:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _child_setup():
+    """A preexec_fn binding the launcher's pid now (in the parent)."""
+    launcher = os.getpid()
+    return lambda: die_with_launcher(launcher)
 
 
 def _python_main(module: str) -> list[str]:
@@ -113,13 +143,23 @@ class Stack:
     def start(self, trader: bool = True) -> None:
         if self.sim is not None:
             raise RuntimeError("this Stack is already started")
+        self._at_exit()
         self.start_sim()
         self.start_feed()
         if trader:
             self.start_trader()
 
+    def _at_exit(self) -> None:
+        """Whatever happens to the caller short of SIGKILL (an exception, sys.exit, the end of a test session
+        that forgot close()), the children are stopped at interpreter exit. SIGKILL: die_with_launcher."""
+        if not getattr(self, "_atexit_registered", False):
+            atexit.register(self.close)
+            self._atexit_registered = True
+
     def start_sim(self) -> None:
         from polymm.sim import testing
+
+        self._at_exit()
 
         self.sim = self._exit.enter_context(
             testing.run_sim(self.workdir / "sim", seed=self.seed, window_s=self.window_s, fund=self.fund,
@@ -148,7 +188,8 @@ class Stack:
     def start_feed(self, wait_s: float = 60.0) -> None:
         log = self._log("feed")
         self.feed = subprocess.Popen(_python_main("polymm.feed.service"), env=self.env(), stdout=log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=_child_setup())
         self.wait_feed(wait_s)
 
     def wait_feed(self, wait_s: float = 60.0) -> None:
@@ -176,7 +217,8 @@ class Stack:
         # Own session: a Ctrl-C at the terminal reaches the demo only, which then stops the trader first (it must
         # cancel its orders while the sim still answers), then the feed, then the sim.
         self.trader = subprocess.Popen(self.trader_command(*args), env=self.env(**(extra_env or {})), stdout=log,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                       preexec_fn=_child_setup())
         if wait_s:
             self.wait_trader(wait_s)
         return self.trader
@@ -204,9 +246,14 @@ class Stack:
         return _stop(self.feed, timeout_s)
 
     def close(self) -> None:
-        self.stop_trader()
-        self.stop_feed()
-        self._exit.close()
+        if getattr(self, "_atexit_registered", False):
+            atexit.unregister(self.close)
+            self._atexit_registered = False
+        try:
+            self.stop_trader()
+            self.stop_feed()
+        finally:
+            self._exit.close()
         for f in self._logs:
             f.close()
         with contextlib.suppress(Exception):

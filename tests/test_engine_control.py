@@ -3,6 +3,7 @@ config changes are validated as a whole, persisted atomically, applied at the ne
 any error."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -12,7 +13,7 @@ import pytest
 from engine_fakes import FakeCore, FakeReader, RecordingPipeline, order, position, snapshot
 from polymm.ctl import protocol as p
 from polymm.trader.control_handler import ConfigStore, TraderControlHandler
-from polymm.trader.engine import Engine, identity_of
+from polymm.trader.engine import Engine, identity_of, market_view
 
 BASE_TOML = """\
 [s1]
@@ -223,8 +224,11 @@ def test_status_while_starting_answers_without_logging_a_traceback(tmp_path, cap
     store.load()
     now = time.time()
     reader = FakeReader(snapshot(now=now, window_start=int(now) - 10, window_s=900))
-    engine = Engine(reader, FakeCore(), None)  # as the service builds it before the first decision
-    handler = TraderControlHandler(engine, engine.core or FakeCore(), store)
+    engine = Engine(reader, FakeCore(), None)
+    # a book already read, no config published yet: what made _exposure raise on every call
+    view = market_view(reader.snap, now=now, stale_feed_ms=2000)
+    engine.status = dataclasses.replace(engine.status, market_view=view, config=None)
+    handler = TraderControlHandler(engine, engine.core, store)
     with caplog.at_level("ERROR", logger="polymm.trader.control"):
         for _ in range(3):
             reply = handler.status(p.StatusRequest())

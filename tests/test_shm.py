@@ -280,6 +280,8 @@ def test_heartbeat_refreshes_without_waking_readers(writer, shm_name):
 
 def test_wait_update_returns_on_publish_or_after_timeout(writer, shm_name, monkeypatch):
     market(writer)
+    # The polling path (a writer that posts no futex wake-ups; the wake-up path is in test_shm_wake.py).
+    struct.pack_into("<I", writer._buf, shm._FEATURES_OFF, 0)
     reader = shm.Reader(shm_name)
     seq = reader.seq()
     fake = FakeTime()
