@@ -13,7 +13,14 @@ How it is measured
 - The original bot polled with a 1 ms sleep, so its tick-to-decision was up to ~1 ms plus its work; the
   report says how far below 1 ms our p99 is. Figures only; nothing here asserts a timing.
 
+- A/B switches, to measure what each latency measure buys in the same conditions: `--wait poll` puts back
+  the loop's earlier wait (polling the sequence word between 50-150 us sleeps) instead of the futex wake-up;
+  `--runtime default` leaves the interpreter's GC and thread switch interval as Python ships them instead of
+  what Engine.run sets (engine.tune_runtime). Also reported: this process's CPU use while measuring (the
+  trader's loop, execution core and the bench's own bookkeeping), in % of one core.
+
 Usage: .venv/bin/python bench/bench_tick_to_decision.py [--seconds 60] [--window-s 60] [--sim-tick-s 0.05]
+       [--btc-vol 0.001] [--wait futex|poll] [--runtime tuned|default]
 """
 from __future__ import annotations
 
@@ -66,6 +73,33 @@ print(json.dumps(lat))
 """
 
 
+def _legacy_polling_wait(engine) -> bool:
+    """The decision loop's wait before the futex wake-up (for --wait poll): poll the sequence word between
+    short sleeps, 50 us for 0.25 s after a tick, 150 us otherwise."""
+    from polymm.trader import engine as engine_mod
+
+    last_seq = engine._last_seq
+    seq = engine.reader.seq
+    if seq() != last_seq or engine._decide_again:
+        return True
+    wake = getattr(engine.core, "wake", None)
+    if (wake is not None and wake.is_set()) or not engine._commands.empty():
+        return True
+    now = time.monotonic()
+    if now - engine._last_decision_mono >= engine_mod.DECIDE_EVERY_S:
+        return True
+    hot = now - getattr(engine, "_bench_last_tick", 0.0) < 0.25
+    step = 50e-6 if hot else 150e-6
+    until = min(now + engine_mod.EVENT_CHECK_S, engine._last_decision_mono + engine_mod.DECIDE_EVERY_S)
+    while True:
+        time.sleep(step)
+        if seq() != last_seq:
+            engine._bench_last_tick = time.monotonic()
+            return True
+        if time.monotonic() >= until:
+            return False
+
+
 class _TimedPlaces:
     """The execution core, with each place() remembered against the tick that caused it (if any)."""
 
@@ -84,7 +118,8 @@ class _TimedPlaces:
         return getattr(self._core, name)
 
 
-def run(seconds: float, window_s: int, sim_tick_s: float) -> int:
+def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None = None, wait: str = "futex",
+        runtime: str = "tuned", nice: int = 0) -> int:
     import logging
 
     logging.basicConfig(level=logging.ERROR)  # the trader's order lines would drown the figures
@@ -105,10 +140,15 @@ def run(seconds: float, window_s: int, sim_tick_s: float) -> int:
 
     with tempfile.TemporaryDirectory(prefix="polymm-bench-") as tmp:
         # entry_threshold 0.05: S1 always wants an entry, so requotes keep orders flowing for the send figure.
-        stack = demo.Stack(Path(tmp), window_s=window_s, sim_args=("--tick-s", str(sim_tick_s)),
+        sim_args = ("--tick-s", str(sim_tick_s)) + (("--btc-vol", str(btc_vol)) if btc_vol else ())
+        stack = demo.Stack(Path(tmp), window_s=window_s, sim_args=sim_args,
                            config_text=demo.demo_config(window_s, entry_threshold=0.05))
         try:
             stack.start(trader=False)  # sim + feed; this process is the trader
+            if nice:
+                # Linux: per thread, inherited by threads created later (the engine's and the core's) and by
+                # the 1 ms poller below, not by the sim and the feed already started. Like systemd's Nice=.
+                os.setpriority(os.PRIO_PROCESS, 0, nice)
             trader_env = stack.env()
             # This process is the trader: the same environment polymm-trader would get (secrets included).
             for name in (env.PK, env.SIGNATURE_TYPE):
@@ -145,15 +185,34 @@ def run(seconds: float, window_s: int, sim_tick_s: float) -> int:
             engine = Engine(reader, _TimedPlaces(core, engine_box, tick_of_order, lock), store.current,
                             on_decision=on_decision, config_source=lambda: store.current)
             engine_box.append(engine)
+            if wait == "poll":
+                engine._wait_for_work = lambda: _legacy_polling_wait(engine)
+            if runtime == "default":
+                engine.tune_runtime = lambda: None
             engine.start(engine.attach_market(30))
             measure_from[0] = time.time() + WARM_UP_S
+            gc_pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+            gc_started = [0.0]
+
+            def on_gc(phase: str, info: dict) -> None:
+                if phase == "start":
+                    gc_started[0] = time.perf_counter()
+                elif time.time() >= measure_from[0]:
+                    gc_pauses[info["generation"]].append(time.perf_counter() - gc_started[0])
+
+            import gc
+
+            gc.callbacks.append(on_gc)
             stop = threading.Event()
             thread = threading.Thread(target=engine.run, args=(stop,), daemon=True)
             thread.start()
             print(f"measuring for {seconds:.0f} s (sim window {window_s} s) ...", flush=True)
             time.sleep(WARM_UP_S)
+            cpu0, wall0 = time.process_time(), time.monotonic()
             baseline = subprocess.run([sys.executable, "-c", BASELINE, stack.shm, str(seconds - WARM_UP_S)],
                                       capture_output=True, text=True, timeout=seconds + 30)
+            cpu_pct = 100 * (time.process_time() - cpu0) / (time.monotonic() - wall0)
+            gc.callbacks.remove(on_gc)
             stop.set()
             thread.join(10)
             core.stop(cancel_orders=True)
@@ -163,6 +222,8 @@ def run(seconds: float, window_s: int, sim_tick_s: float) -> int:
 
     print()
     print("tick-to-decision, feed -> shm -> trader decision loop (separate processes, local sim)")
+    print(f"settings: wait={wait} runtime={runtime} nice={nice} sim tick {sim_tick_s} s btc-vol {btc_vol or 'sim default'}; "
+          f"trader process CPU while measuring {cpu_pct:.1f} % of a core")
     try:
         polled = json.loads(baseline.stdout)
     except ValueError:
@@ -173,6 +234,8 @@ def run(seconds: float, window_s: int, sim_tick_s: float) -> int:
     print(describe("publish -> order sent", sends))
     print(describe("  place() -> order sent", handoffs))
     print(describe("1 ms-sleep poller: publish -> seen", polled))
+    print("GC pauses in the trader process: " + ", ".join(
+        f"gen{g} {len(p)}x max {max(p) * 1e6:.0f} us" if p else f"gen{g} none" for g, p in gc_pauses.items()))
     if worst:
         print("slowest:", ", ".join(f"{t * 1e3:.1f} ms at {at}" for t, at in sorted(worst, reverse=True)[:5]))
     try:
@@ -198,8 +261,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--window-s", type=int, default=60)
     ap.add_argument("--sim-tick-s", type=float, default=0.05, help="how often the sim's market moves (more ticks, more samples)")
+    ap.add_argument("--btc-vol", type=float, default=None,
+                    help="the sim's BTC volatility per sqrt(s): higher moves the book more often (more samples)")
+    ap.add_argument("--wait", choices=("futex", "poll"), default="futex",
+                    help="poll: the loop's earlier sleep-polling wait, for comparison")
+    ap.add_argument("--runtime", choices=("tuned", "default"), default="tuned",
+                    help="default: leave GC and the thread switch interval as Python ships them, for comparison")
+    ap.add_argument("--nice", type=int, default=0,
+                    help="nice value for the trader side (negative needs root), like the unit's Nice=")
     args = ap.parse_args(argv)
-    return run(args.seconds, args.window_s, args.sim_tick_s)
+    return run(args.seconds, args.window_s, args.sim_tick_s, args.btc_vol, args.wait, args.runtime, args.nice)
 
 
 if __name__ == "__main__":

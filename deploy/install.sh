@@ -183,10 +183,10 @@ if [ ! -e "$ETC/polymm.env" ]; then
 # Required by the trader (uncomment and fill in):
 # the signing key of the wallet, hex
 #PK=0x<64 hex digits>
-# the funder wallet that holds USDC and shares: your Polymarket proxy/deposit wallet, or the PK's own address
+# the funder wallet that holds pUSD and shares: your Polymarket proxy/Safe/deposit wallet, or the PK's own address
 #BROWSER_ADDRESS=0x<40 hex digits>
 # 0 = EOA (BROWSER_ADDRESS is the PK's address), 1 = email/Magic proxy, 2 = browser wallet proxy (Gnosis Safe),
-# 3 = deposit wallet
+# 3 = deposit wallet (every account created since 2026-05-04; see README, "Going live")
 #SIGNATURE_TYPE=0
 
 # CLOB API credentials. Optional: derived from PK at start when absent.

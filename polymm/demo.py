@@ -15,12 +15,12 @@ import atexit
 import contextlib
 import ctypes
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -71,9 +71,9 @@ except (OSError, AttributeError):  # not Linux: children then only die through c
 
 
 def die_with_launcher(launcher_pid: int) -> None:
-    """Run in a forked child before exec (subprocess preexec_fn, see _child_setup): the child gets SIGTERM when the launcher dies, even by SIGKILL (a test killed
-    by pytest-timeout, a crashed demo), so no feed or trader is ever left running on its own. SIGTERM, not
-    SIGKILL: the trader still cancels its orders on the way out.
+    """Run in a forked child before exec (subprocess preexec_fn, see _child_setup): the child gets SIGTERM when
+    the launcher dies, even by SIGKILL (a test killed by pytest-timeout, a crashed demo), so no feed or trader
+    is ever left running on its own. SIGTERM, not SIGKILL: the trader still cancels its orders on the way out.
 
     PR_SET_PDEATHSIG fires when the *thread* that forked the child exits: launch from a thread that lives as
     long as the stack (the main thread, as the demo and the tests do). It survives exec (the children are not
@@ -277,9 +277,13 @@ class Stack:
         return list(self.sim.admin.open_orders(self.address))
 
     def mmctl_hint(self) -> str:
-        mmctl = Path(sys.executable).parent / "mmctl"
-        exe = str(mmctl) if mmctl.exists() else "mmctl"
-        return f"{exe} --socket {self.socket} --shm {self.shm} status"
+        return f"{mmctl_exe()} --socket {self.socket} --shm {self.shm} status"
+
+
+def mmctl_exe() -> str:
+    """The venv's mmctl by its path: after `make demo` the venv is not activated, so `mmctl` is not on PATH."""
+    mmctl = Path(sys.executable).parent / "mmctl"
+    return str(mmctl) if mmctl.exists() else "mmctl"
 
 
 def _stop(proc: subprocess.Popen | None, timeout_s: float) -> int | None:
@@ -320,10 +324,72 @@ def status_line(stack: Stack) -> str:
             f"pnl realised {st.realised_pnl:+.2f} open {st.unrealised_pnl:+.2f}")
 
 
+# The trader's order lines as polymm.trader.execution logs them (README, "Logs"). The status line samples the
+# state every few seconds; on a fast sim an entry, its take-profit and a stop can all happen between two samples,
+# so the demo also prints what the orders did, from the trader's own log.
+_ORDER_LINE = re.compile(
+    r"^\S+ (?P<time>\d\d:\d\d:\d\d)\S* +\S+ +polymm\.trader\.execution: order (?P<action>\S+) id=\S+ "
+    r"strategy=(?P<strategy>\S+) leg=(?P<leg>\S+) side=(?P<side>\S+) price=(?P<price>\S+) size=(?P<size>\S+) "
+    r"type=(?P<type>\S+) post_only=\d reason=(?P<reason>.*)$")
+# submit carries the strategy's reason (entry / tp / stop); the rest say what became of the order.
+_SHOWN_ACTIONS = {"submit": "placed", "cancel": "cancel", "filled": "filled", "partially_filled": "part filled",
+                  "rejected": "REJECTED", "refused": "REFUSED"}
+
+
+class OrderEvents:
+    """New order lines of the trader's log since the last call, one short line each."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = b""
+
+    def new_lines(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except OSError:
+            return []
+        self._offset += len(data)
+        *complete, self._partial = (self._partial + data).split(b"\n")
+        return [line for line in map(order_event, complete) if line]
+
+
+def order_event(raw: bytes) -> str | None:
+    m = _ORDER_LINE.match(raw.decode("utf-8", "replace"))
+    if m is None or m["action"] not in _SHOWN_ACTIONS:
+        return None
+    # A fill's reason is only where the news came from (user channel, submit answer): not worth a column.
+    why = f": {m['reason']}" if m["action"] not in ("filled", "partially_filled") else ""
+    return (f"  {m['time']}  order {_SHOWN_ACTIONS[m['action']]:<11} {m['strategy']} {m['leg']:<4} {m['side']:<4} "
+            f"{m['size']} @ {m['price']} {m['type']}{why}")
+
+
+class _StopRequested:
+    """Set by SIGINT/SIGTERM. A plain attribute, not a threading.Event: Event.set() takes the lock that Event.wait()
+    holds for a moment in this same (main) thread, so a Ctrl-C landing there deadlocked the demo for good."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, _signum, _frame) -> None:
+        self.requested = True
+
+    def is_set(self) -> bool:
+        return self.requested
+
+    def wait(self, seconds: float) -> None:
+        # time.sleep is interrupted by the signal, runs the handler, then sleeps on: slices keep Ctrl-C prompt.
+        end = time.monotonic() + seconds
+        while not self.requested and (left := end - time.monotonic()) > 0:
+            time.sleep(min(0.1, left))
+
+
 def run_demo(duration_s: float | None, window_s: int, every_s: float, keep: bool) -> int:
-    stop = threading.Event()
+    stop = _StopRequested()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, stop)
     workdir = Path(tempfile.mkdtemp(prefix="polymm-demo-"))
     print(f"polymm demo: sim + feed + trader on {window_s} s windows; files in {workdir}", flush=True)
     stack = Stack(workdir, window_s=window_s)
@@ -337,17 +403,26 @@ def run_demo(duration_s: float | None, window_s: int, every_s: float, keep: bool
         stack.start_trader()
         print("\nThe trader is up. In another terminal:\n"
               f"    {stack.mmctl_hint()}\n"
-              f"or  export {env.SOCKET}={stack.socket} {env.SHM}={stack.shm}; mmctl status\n"
+              f"or  export {env.SOCKET}={stack.socket} {env.SHM}={stack.shm}; {mmctl_exe()} status\n"
               f"logs: {workdir / 'trader.log'}  {workdir / 'feed.log'}\n"
               "Ctrl-C stops everything (orders are cancelled first).\n", flush=True)
+        print("Every few seconds a status line (window, up/down bid/ask, trader state, positions, working orders\n"
+              "as B/S<leg> size@price, P&L); between them, indented, what the trader's orders did (entries,\n"
+              "take-profits, stops: a stop sells fill-and-kill with a 0.01 limit, so it fills at the bid).\n",
+              flush=True)
+        events = OrderEvents(workdir / "trader.log")
         deadline = None if duration_s is None else time.monotonic() + duration_s
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            for line in events.new_lines():
+                print(line)
             print(time.strftime("%H:%M:%S ") + status_line(stack), flush=True)
             if stack.trader.poll() is not None:
                 print(f"polymm-trader exited with {stack.trader.returncode}; see {workdir / 'trader.log'}")
                 code = 1
                 break
             stop.wait(every_s if deadline is None else max(0.0, min(every_s, deadline - time.monotonic())))
+        for line in events.new_lines():
+            print(line, flush=True)
     except (RuntimeError, TimeoutError) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         code = 1

@@ -23,8 +23,10 @@ from aiohttp import web
 from eth_utils import is_address, to_checksum_address
 
 from polymm.sim.clob import num, order_json, trade_json
+from polymm.sim.orders import JSON_ERRORS
 
 if TYPE_CHECKING:
+    from polymm.sim.engine import MarketSpec
     from polymm.sim.server import Sim
 
 
@@ -100,7 +102,7 @@ class AdminApi:
             return {}
         try:
             params = msgspec.json.decode(body)
-        except msgspec.DecodeError as exc:
+        except JSON_ERRORS as exc:
             raise AdminError(f"body is not JSON: {exc}") from None
         if not isinstance(params, dict):
             raise AdminError("body must be a JSON object")
@@ -225,16 +227,21 @@ class AdminApi:
             raise AdminError("tick must be a number") from None
         if tick not in ALLOWED_TICKS:
             raise AdminError(f"tick must be one of {', '.join(str(t) for t in sorted(ALLOWED_TICKS))}")
-        condition_id = params.get("condition_id")
-        if condition_id is None:
-            condition_id = sim.calendar.spec_for(sim.calendar.window_start(now)).condition_id
-        spec = sim.engine.market(condition_id) if isinstance(condition_id, str) else None
-        if spec is None:
-            raise AdminError(f"no such market: {condition_id!r}")
+        condition_id, spec = self._market(params, now)
         old = spec.tick_size
         sim.engine.set_tick_size(condition_id, tick, now)
         sim.drain(now)
         return {"condition_id": condition_id, "old_tick": num(old), "new_tick": num(tick)}
+
+    def _market(self, params: dict, now: float) -> tuple[str, "MarketSpec"]:
+        """The market a request names by `condition_id`, or the live window's when it names none."""
+        condition_id = params.get("condition_id")
+        if condition_id is None:
+            condition_id = self.sim.calendar.spec_for(self.sim.calendar.window_start(now)).condition_id
+        spec = self.sim.engine.market(condition_id) if isinstance(condition_id, str) else None
+        if spec is None:
+            raise AdminError(f"no such market: {condition_id!r}")
+        return condition_id, spec
 
     def _clear(self, params: dict) -> dict:
         self.sim.faults.clear()
@@ -299,12 +306,7 @@ class AdminApi:
             params = await self._params(request)
             sim = self.sim
             now = time.time()
-            condition_id = params.get("condition_id")
-            if condition_id is None:
-                condition_id = sim.calendar.spec_for(sim.calendar.window_start(now)).condition_id
-            spec = sim.engine.market(condition_id) if isinstance(condition_id, str) else None
-            if spec is None:
-                raise AdminError(f"no such market: {condition_id!r}")
+            condition_id, spec = self._market(params, now)
             if spec.closed:
                 raise AdminError(f"market {condition_id} is already resolved")
             winner = params.get("winner")

@@ -87,6 +87,18 @@ def same_address(a: str, b: str) -> bool:
     return a.lower() == b.lower()
 
 
+def _wire_bytes(text: str) -> bytes:
+    # Header values arrive decoded with surrogateescape, so a client can send any bytes; encoding them back
+    # the same way never fails.
+    return text.encode("utf-8", "surrogateescape")
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison that also works for non-ASCII junk (hmac.compare_digest refuses non-ASCII
+    str and would turn a bad header into a 500)."""
+    return hmac.compare_digest(_wire_bytes(given), _wire_bytes(expected))
+
+
 # ---- L1: ClobAuth ---------------------------------------------------------------------------------
 _CLOB_AUTH_DOMAIN = domain_separator("ClobAuthDomain", "1", CHAIN_ID)  # no verifyingContract in this domain
 _CLOB_AUTH_TYPEHASH = keccak(b"ClobAuth(address address,string timestamp,uint256 nonce,string message)")
@@ -161,7 +173,7 @@ class ApiKeys:
         found = self._by_key.get(key)
         if found is None:
             return None
-        if not (hmac.compare_digest(found.secret, secret) and hmac.compare_digest(found.passphrase, passphrase)):
+        if not (same_secret(secret, found.secret) and same_secret(passphrase, found.passphrase)):
             return None
         return found
 
@@ -169,7 +181,7 @@ class ApiKeys:
 # ---- L2: HMAC -------------------------------------------------------------------------------------
 def hmac_signature(secret: str, timestamp: str, method: str, path: str, body: str) -> str:
     message = timestamp + method + path + body
-    digest = hmac.new(base64.urlsafe_b64decode(secret), message.encode(), hashlib.sha256).digest()
+    digest = hmac.new(base64.urlsafe_b64decode(secret), _wire_bytes(message), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode()
 
 
@@ -184,11 +196,11 @@ def verify_l2(keys: ApiKeys, headers, method: str, path: str, body: str) -> ApiK
     signature = headers.get("POLY_SIGNATURE", "")
     if not timestamp or not signature:
         raise AuthError()
-    if not hmac.compare_digest(headers.get("POLY_PASSPHRASE", ""), key.passphrase):
+    if not same_secret(headers.get("POLY_PASSPHRASE", ""), key.passphrase):
         raise AuthError()
     if not same_address(headers.get("POLY_ADDRESS", ""), key.address):
         raise AuthError()
     expected = hmac_signature(key.secret, timestamp, method, path, body)
-    if not hmac.compare_digest(signature.encode(), expected.encode()):
+    if not same_secret(signature, expected):
         raise AuthError()
     return key

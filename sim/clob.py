@@ -73,6 +73,11 @@ def error(status: int, message: str, headers: dict[str, str] | None = None, **ex
                              dumps=_dumps)
 
 
+def fault_answer(fault: faults_mod.PostFault) -> web.Response:
+    """What an injected POST /order(s) fault answers instead of the real result."""
+    return web.json_response(fault.body(), status=fault.status, headers=fault.headers())
+
+
 def _dumps(obj: Any) -> str:
     return msgspec.json.encode(obj).decode()
 
@@ -359,7 +364,7 @@ class ClobApi:
     async def post_books(self, request: web.Request) -> web.Response:
         try:
             wanted = msgspec.json.decode(await request.read(), type=list[dict[str, Any]])
-        except msgspec.DecodeError:
+        except orders.JSON_ERRORS:
             return error(400, "Invalid payload")
         if len(wanted) > 500:
             return error(400, "Too many token ids in payload, max allowed: 500")
@@ -371,14 +376,16 @@ class ClobApi:
         bids, asks = self.sim.engine.book(token_id)
         return (bids[0][0] if bids else None), (asks[0][0] if asks else None)
 
-    async def get_midpoint(self, request: web.Request) -> web.Response:
+    def _two_sided(self, request: web.Request, answer) -> web.Response:
+        """`answer(bid, ask)` for a token whose book has both sides, else production's 404."""
         token_id, spec = self._spec_of(request)
-        if spec is None:
-            return error(404, NO_ORDERBOOK)
-        bid, ask = self._top(token_id)
+        bid, ask = self._top(token_id) if spec is not None else (None, None)
         if bid is None or ask is None:
             return error(404, NO_ORDERBOOK)
-        return ok({"mid": num((bid + ask) / 2)})
+        return ok(answer(bid, ask))
+
+    async def get_midpoint(self, request: web.Request) -> web.Response:
+        return self._two_sided(request, lambda bid, ask: {"mid": num((bid + ask) / 2)})
 
     async def get_price(self, request: web.Request) -> web.Response:
         token_id, spec = self._spec_of(request)
@@ -395,13 +402,7 @@ class ClobApi:
         return ok({"price": num(price)})
 
     async def get_spread(self, request: web.Request) -> web.Response:
-        token_id, spec = self._spec_of(request)
-        if spec is None:
-            return error(404, NO_ORDERBOOK)
-        bid, ask = self._top(token_id)
-        if bid is None or ask is None:
-            return error(404, NO_ORDERBOOK)
-        return ok({"spread": num(ask - bid)})
+        return self._two_sided(request, lambda bid, ask: {"spread": num(ask - bid)})
 
     async def get_last_trade_price(self, request: web.Request) -> web.Response:
         token_id, spec = self._spec_of(request)
@@ -447,7 +448,7 @@ class ClobApi:
         key, body = await self._l2(request)
         fault = self.sim.faults.take_post_fault()
         if fault is not None and not fault.places_order:
-            return web.json_response(fault.body(), status=fault.status, headers=fault.headers())
+            return fault_answer(fault)
         try:
             payload = orders.decode_order(body)
             result = self.place(key, payload)
@@ -455,14 +456,14 @@ class ClobApi:
             log.info("order rejected key=%s reason=%s", key.key[:8], rejected.message)
             return error(rejected.http_status, rejected.message, rejected.headers, **rejected.extra)
         if fault is not None:
-            return web.json_response(fault.body(), status=fault.status, headers=fault.headers())
+            return fault_answer(fault)
         return ok(result)
 
     async def post_orders(self, request: web.Request) -> web.Response:
         key, body = await self._l2(request)
         fault = self.sim.faults.take_post_fault()
         if fault is not None and not fault.places_order:
-            return web.json_response(fault.body(), status=fault.status, headers=fault.headers())
+            return fault_answer(fault)
         try:
             payloads = orders.decode_orders(body)
         except orders.OrderRejected as rejected:
@@ -480,7 +481,7 @@ class ClobApi:
                 results.append({"errorMsg": rejected.message, "orderID": rejected.order_id,
                                 "takingAmount": "", "makingAmount": "", "status": "", "success": False})
         if fault is not None:
-            return web.json_response(fault.body(), status=fault.status, headers=fault.headers())
+            return fault_answer(fault)
         return ok(results)
 
     def place(self, key: auth.ApiKey, payload: orders.OrderPayload) -> dict:
@@ -548,7 +549,7 @@ class ClobApi:
         key, body = await self._l2(request)
         try:
             wanted = msgspec.json.decode(body, type=_CancelOne)
-        except msgspec.DecodeError:
+        except orders.JSON_ERRORS:
             return error(400, orders.INVALID_PAYLOAD)
         return ok(self.cancel(key, [wanted.orderID]))
 
@@ -556,7 +557,7 @@ class ClobApi:
         key, body = await self._l2(request)
         try:
             ids = msgspec.json.decode(body, type=list[str])
-        except msgspec.DecodeError:
+        except orders.JSON_ERRORS:
             return error(400, orders.INVALID_PAYLOAD)
         if len(ids) > MAX_CANCEL_IDS:
             return error(400, f"Too many orders in payload: {len(ids)}, max allowed: {MAX_CANCEL_IDS}")
@@ -572,7 +573,7 @@ class ClobApi:
         key, body = await self._l2(request)
         try:
             wanted = msgspec.json.decode(body or b"{}", type=_CancelMarket)
-        except msgspec.DecodeError:
+        except orders.JSON_ERRORS:
             return error(400, orders.INVALID_PAYLOAD)
         canceled, not_canceled = self.sim.engine.cancel_market(
             key.key, time.time(), market=wanted.market or None, asset_id=wanted.asset_id or None)
@@ -655,7 +656,7 @@ class ClobApi:
         key, body = await self._l2(request)
         try:
             wanted = msgspec.json.decode(body or b"{}", type=_Heartbeat)
-        except msgspec.DecodeError:
+        except orders.JSON_ERRORS:
             return error(400, "Invalid payload")
         accepted, next_id = self.sim.heartbeats.beat(key.key, wanted.heartbeat_id, time.time())
         if not accepted:

@@ -319,31 +319,32 @@ class GammaApi:
         listed_at = start - self.sim.listed_ahead * calendar.window_s
         return spec, live, listed_at
 
-    async def event_by_slug(self, request):
+    def _one(self, request, render):
+        """`/.../slug/{slug}`: the rendered window, or Gamma's 404."""
         now = time.time()
         found = self.lookup(request.match_info["slug"], now)
         if found is None:
             return _json(NOT_FOUND, 404)
         spec, live, listed_at = found
-        return _json(event_json(spec, live, now, listed_at))
+        return _json(render(spec, live, now, listed_at))
+
+    def _listed(self, request, render):
+        """`/...?slug=a&slug=b`: a list of the windows found (unknown slugs are left out, as Gamma does)."""
+        now = time.time()
+        found = [self.lookup(slug, now) for slug in request.query.getall("slug", [])]
+        return _json([render(s, live, now, at) for s, live, at in (f for f in found if f is not None)])
+
+    async def event_by_slug(self, request):
+        return self._one(request, event_json)
 
     async def events(self, request):
-        now = time.time()
-        found = [self.lookup(slug, now) for slug in request.query.getall("slug", [])]
-        return _json([event_json(s, live, now, at) for s, live, at in (f for f in found if f is not None)])
+        return self._listed(request, event_json)
 
     async def market_by_slug(self, request):
-        now = time.time()
-        found = self.lookup(request.match_info["slug"], now)
-        if found is None:
-            return _json(NOT_FOUND, 404)
-        spec, live, listed_at = found
-        return _json(market_json(spec, live, now, listed_at))
+        return self._one(request, market_json)
 
     async def markets(self, request):
-        now = time.time()
-        found = [self.lookup(slug, now) for slug in request.query.getall("slug", [])]
-        return _json([market_json(s, live, now, at) for s, live, at in (f for f in found if f is not None)])
+        return self._listed(request, market_json)
 
 
 def _json(body, status: int = 200):

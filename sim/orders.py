@@ -48,6 +48,11 @@ _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _BYTES32 = re.compile(r"^0x[0-9a-fA-F]{64}$")
 _HEX = re.compile(r"^0x(?:[0-9a-fA-F]{2})+$")
 ONE_E6 = Decimal(1_000_000)
+MAX_AMOUNT_UNITS = 10**18  # a trillion pUSD or shares in 6-decimal units: more than exists
+NOT_ENOUGH_BALANCE = "not enough balance / allowance"
+# What decoding untrusted JSON can raise: msgspec recurses per nesting level, so a deeply nested body
+# (`{"a":{"a":...}}` thousands deep) raises RecursionError rather than DecodeError.
+JSON_ERRORS = (msgspec.DecodeError, RecursionError)
 
 
 class OrderRejected(Exception):
@@ -95,7 +100,7 @@ _batch = msgspec.json.Decoder(list[OrderPayload])
 def decode_order(body: bytes) -> OrderPayload:
     try:
         payload = _single.decode(body)
-    except msgspec.DecodeError:
+    except JSON_ERRORS:
         raise OrderRejected(INVALID_PAYLOAD) from None
     check_fields(payload.order)
     return payload
@@ -104,7 +109,7 @@ def decode_order(body: bytes) -> OrderPayload:
 def decode_orders(body: bytes) -> list[OrderPayload]:
     try:
         payloads = _batch.decode(body)
-    except msgspec.DecodeError:
+    except JSON_ERRORS:
         raise OrderRejected(INVALID_PAYLOAD) from None
     for payload in payloads:
         check_fields(payload.order)
@@ -208,6 +213,10 @@ def terms(order: SignedOrder, order_type: str, tick: Decimal) -> Terms:
     maker, taker = int(order.makerAmount), int(order.takerAmount)
     if maker <= 0 or taker <= 0:
         raise OrderRejected(INVALID_PAYLOAD)
+    if max(maker, taker) > MAX_AMOUNT_UNITS:
+        # A validly signed order can name any uint256; amounts beyond what any account could hold fail the
+        # balance check in production, and here they would overflow Decimal's 28-digit arithmetic.
+        raise OrderRejected(NOT_ENOUGH_BALANCE)
     shares_units, pusd_units = (taker, maker) if order.side == "BUY" else (maker, taker)
     size = Decimal(shares_units) / ONE_E6
     ratio = Decimal(pusd_units) / Decimal(shares_units)

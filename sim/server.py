@@ -24,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from polymm import logs
 from polymm.sim import auth, ws
@@ -293,6 +294,20 @@ async def errors_as_json(request: web.Request, handler):
         return error(500, "Internal server error")
 
 
+class QuietUnparseableRequests(logging.Filter):
+    """aiohttp answers a request it cannot parse (a URL over 8 KB, broken HTTP) with 400 itself and logs a
+    traceback: that is the client's fault, so one warning line without the traceback is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg = f"{record.getMessage()}: unparseable request ({type(exc).__name__}: {exc.message[:120]!r})"
+            record.args = None
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def build_app(sim: Sim, admin: bool = True) -> web.Application:
     app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_BODY)
     app.add_routes(GammaApi(sim).routes())
@@ -318,6 +333,7 @@ def write_ready_file(path: Path, content: dict) -> None:
 
 async def serve(args: argparse.Namespace) -> None:
     sim = Sim(args)
+    logging.getLogger("aiohttp.server").addFilter(QuietUnparseableRequests())
     sim.tick(time.time())  # list the windows before the first request can ask for them
     app = build_app(sim, admin=not args.no_admin)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)

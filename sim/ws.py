@@ -29,6 +29,7 @@ from polymm.sim import gamma
 from polymm.sim.clob import book_json, maker_orders_json, ms, num, secs, trade_tx_hash, wire_address, wire_owner
 from polymm.sim.engine import BACKGROUND, LastTrade, LevelChange, MarketSpec, OrderEvent, TickSizeChange, Trade
 from polymm.sim.faults import Faults
+from polymm.sim.orders import JSON_ERRORS
 
 if TYPE_CHECKING:
     from polymm.sim.server import Sim
@@ -135,7 +136,9 @@ def trade_msg(trade: Trade, recipient: str, ts: float) -> dict:
         "maker_address": wire_address(trade.taker_address), "maker_orders": maker_orders_json(trade), "market": trade.market,
         "match_time": secs(trade.match_time), "outcome": trade.outcome, "owner": recipient, "price": num(trade.price),
         "side": trade.side, "size": num(trade.size), "status": trade.status, "taker_order_id": trade.taker_order_id,
-        "timestamp": ms(ts), "trade_owner": wire_owner(trade.taker_owner),
+        # Seconds, as the newest real trade messages (user_trade3/4.json, 2025-11) carry it; 2024 recordings
+        # had milliseconds, so consumers must accept both (order events still carry milliseconds).
+        "timestamp": secs(ts), "trade_owner": wire_owner(trade.taker_owner),
         "trader_side": "TAKER" if trade.taker_owner == recipient else "MAKER",
         "transaction_hash": trade_tx_hash(trade), "type": "TRADE",
     }
@@ -331,7 +334,7 @@ class _Channel:
 def _decode_object(text: str) -> dict | None:
     try:
         value = msgspec.json.decode(text)
-    except msgspec.DecodeError:
+    except JSON_ERRORS:
         return None
     return value if isinstance(value, dict) else None
 

@@ -5,6 +5,8 @@ import json
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from py_clob_client_v2 import ClobClient
 from py_clob_client_v2.clob_types import ApiCreds, CreateOrderOptions, MarketOrderArgs, OrderArgs, RequestArgs
 from py_clob_client_v2.headers.headers import create_level_1_headers, create_level_2_headers
@@ -145,12 +147,27 @@ def test_order_signed_by_another_key_than_the_api_key_is_rejected_with_productio
     assert caught.value.message == "the order signer address has to be the address of the API KEY"
 
 
-def test_proxy_wallet_order_has_funder_as_maker_and_eoa_as_signer():
+@pytest.mark.parametrize("signature_type", [1, 2], ids=["POLY_PROXY", "POLY_GNOSIS_SAFE"])
+def test_proxy_and_safe_wallet_orders_have_funder_as_maker_and_eoa_as_signer(signature_type):
     pk, address = new_wallet()
-    _, proxy = new_wallet()
-    payload = payload_of(signed(sdk_client(pk, signature_type=1, funder=proxy), 0.4, 6, "SELL"))
-    assert payload.order.maker == proxy and payload.order.signer == address
-    assert orders.verify_order(payload.order, address).startswith("0x")
+    _, wallet = new_wallet()
+    payload = payload_of(signed(sdk_client(pk, signature_type=signature_type, funder=wallet), 0.4, 6, "SELL"))
+    assert payload.order.maker == wallet and payload.order.signer == address
+    assert payload.order.signatureType == signature_type
+    assert orders.verify_order(payload.order, address) == orders.order_id(payload.order)
+    with pytest.raises(orders.OrderRejected):
+        orders.verify_order(with_signature_byte_flipped(payload, 5), address)
+
+
+def test_eoa_order_whose_maker_is_not_the_signer_is_rejected():
+    # Type 0 trades from the key's own address; a validly signed order naming another maker is refused.
+    pk, address = new_wallet()
+    _, other = new_wallet()
+    payload = payload_of(signed(sdk_client(pk, signature_type=0, funder=other), 0.4, 6))
+    assert payload.order.maker == other and payload.order.signer == address
+    with pytest.raises(orders.OrderRejected) as caught:
+        orders.verify_order(payload.order, address)
+    assert caught.value.message == orders.INVALID_SIGNATURE
 
 
 def test_deposit_wallet_order_with_the_sdk_erc7739_signature_verifies_against_the_owner_eoa():
@@ -212,3 +229,51 @@ def test_market_buy_from_a_dollar_amount_keeps_the_limit_price():
     terms = orders.terms(payload_of(order, order_type="FOK").order, "FOK", TICK)
     assert terms.price == Decimal("0.52")
     assert terms.size * terms.price <= Decimal("10.0001")
+
+
+@pytest.mark.parametrize("header", ["POLY_SIGNATURE", "POLY_PASSPHRASE", "POLY_TIMESTAMP", "POLY_ADDRESS"])
+@pytest.mark.parametrize("junk", ["é", "\udcff\udcfe"], ids=["non-ascii", "undecodable-bytes"])
+def test_l2_header_with_non_ascii_or_undecodable_bytes_is_unauthorized_not_a_crash(header, junk):
+    # aiohttp hands header bytes over decoded with surrogateescape; "\udcff" is what a raw 0xff byte becomes.
+    pk, address = new_wallet()
+    keys = auth.ApiKeys(b"s")
+    key = keys.derive(address, 0)
+    headers = {**l2_headers(pk, key, "GET", "/data/orders", None), header: junk}
+    with pytest.raises(auth.AuthError) as caught:
+        auth.verify_l2(keys, headers, "GET", "/data/orders", "")
+    assert caught.value.message == "Unauthorized/Invalid api key"
+
+
+def test_user_channel_credentials_with_non_ascii_junk_are_refused_not_a_crash():
+    _, address = new_wallet()
+    keys = auth.ApiKeys(b"s")
+    key = keys.derive(address, 0)
+    assert keys.check_ws_auth(key.key, key.secret, key.passphrase) == key
+    assert keys.check_ws_auth(key.key, "é", key.passphrase) is None
+    assert keys.check_ws_auth(key.key, key.secret, "\udcff") is None
+
+
+UNSIGNED = dict(salt=1, maker="0x" + "11" * 20, signer="0x" + "11" * 20, tokenId="1", signatureType=0, timestamp="1",
+                metadata=orders.ZERO_BYTES32, builder=orders.ZERO_BYTES32, signature="0x" + "00" * 65)
+
+
+def test_amounts_beyond_any_balance_are_refused_as_not_enough_balance():
+    # A client may sign any uint256 amounts with its own key; they must not reach Decimal arithmetic.
+    huge = orders.SignedOrder(**UNSIGNED, side="BUY", makerAmount="5" + "0" * 69, takerAmount="1" + "0" * 70)
+    with pytest.raises(orders.OrderRejected) as caught:
+        orders.terms(huge, "GTC", TICK)
+    assert caught.value.message == "not enough balance / allowance"
+
+
+@settings(max_examples=300, deadline=None)
+@given(maker=st.integers(0, 2**256 - 1) | st.integers(0, 10**19), taker=st.integers(0, 2**256 - 1) | st.integers(0, 10**19),
+       side=st.sampled_from(["BUY", "SELL"]), order_type=st.sampled_from(["GTC", "GTD", "FOK", "FAK"]),
+       tick=st.sampled_from(["0.1", "0.01", "0.001", "0.0001"]))
+def test_any_signed_amounts_give_terms_or_a_production_rejection_never_a_crash(maker, taker, side, order_type, tick):
+    order = orders.SignedOrder(**UNSIGNED, side=side, makerAmount=str(maker), takerAmount=str(taker))
+    try:
+        found = orders.terms(order, order_type, Decimal(tick))
+    except orders.OrderRejected as rejected:
+        assert rejected.message
+        return
+    assert found.size > 0 and found.price >= 0

@@ -214,3 +214,12 @@ def test_clob_market_object_matches_the_recording(exchange):
     assert shape_diff(market, load_fixture("nautilus-python/http_responses/market.json")) == []
     assert [t["outcome"] for t in market["tokens"]] == ["Up", "Down"]
     assert market["tokens"][0]["price"] == 0.48
+
+
+def test_trade_timestamps_are_seconds_like_the_newest_recording_and_order_events_milliseconds(exchange):
+    trade = exchange.events_of(TradeEvent)[0].trade
+    recorded = real_ws("user_trade3.json")
+    message = ws.trade_msg(trade, "taker-key", exchange.now)
+    assert len(message["timestamp"]) == len(recorded["timestamp"]) == 10  # unix seconds
+    placement = next(e for e in exchange.engine.events if isinstance(e, OrderEvent) and e.kind == "PLACEMENT")
+    assert len(ws.order_msg(placement, None)["timestamp"]) == len(real_ws("order_placement.json")["timestamp"]) == 13

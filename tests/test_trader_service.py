@@ -224,3 +224,28 @@ def test_no_feed_exits_1_so_systemd_retries_with_the_reason_in_words(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 1
     assert "is polymm-feed running?" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_risk_heartbeat_false_sends_no_heartbeat_and_mmctl_status_says_so(stack, notify, tmp_path):
+    from ctl_testing import mmctl
+    from polymm.trader.execution import DEAD_MAN_SWITCH_OFF
+
+    config = tmp_path / "no-heartbeat.toml"
+    config.write_text(live_config(WINDOW_S) + "heartbeat = false\n")  # the last section is [risk]
+    started = stack.sim.admin.state()["now"]
+    start_trader(stack, notify, POLYMM_CONFIG=str(config))
+    try:
+        assert stack.ask(p.ConfigRequest(key="risk.heartbeat")).entries[0].value is False
+        assert DEAD_MAN_SWITCH_OFF in stack.status().warnings
+        status = mmctl(stack.socket, "status", shm=stack.shm)
+        assert DEAD_MAN_SWITCH_OFF in " ".join(status.stdout.split()), status.stdout
+        assert status.exit_code != 0  # orders without a dead-man switch are not a healthy state
+        wait_for(lambda: order_lines(stack.workdir / "trader.log", since=time.time() - 60) and
+                 stack.sim.admin.state()["now"] > started + 6, timeout_s=4 * WINDOW_S, what="trading for > 6 s")
+        # The sim's last heartbeat from this wallet (earlier traders in this module sent some) is older than
+        # this trader: it never sent one, although the interval is 5 s.
+        ages = stack.sim.admin.state()["heartbeats_age_s"]
+        now = stack.sim.admin.state()["now"]
+        assert all(now - age < started for age in ages.values()), ages
+    finally:
+        stack.stop_trader()

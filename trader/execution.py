@@ -25,8 +25,9 @@ Answers to the integrator (H), as promised:
    raises ExchangeError AND keeps retrying start() every RESTART_RETRY_S in the background (status warns),
    so the core is never left silently stopped.
 4. on_submit_sent(client_id, unix_s) is called in the worker right before the POST is written.
-5. start() raises wallet_lock.WalletLocked (message names the lock file and holder pid) when another
-   trader holds the wallet (only when a state_dir is given - the service passes polymm.env.state_dir()),
+5. start() raises wallet_lock.WalletLocked (message names the holder pid) when another trader holds the
+   wallet on this machine, whatever its state directory (only when a state_dir is given - the service passes
+   polymm.env.state_dir()),
    and exchange_state.ExchangeError when the exchange cannot be reached or the first reconciliation
    fails (never trades on an unchecked state; start() may be called again).
 6. Gateway.from_env(clob_url=...) raises gateway.ConfigError (a ValueError; never contains a secret).
@@ -149,6 +150,7 @@ class ExecutionCore:
         self._stop = threading.Event()
         self._ws_connected = threading.Event()
         self._reconcile_wanted: str | None = None
+        self._trades_checked_for: dict[str, bool] = {}  # unknown orders whose lookup came back empty once
         self._last_reconcile_mono = 0.0
         self._last_lookup: dict[str, float] = {}
         self._last_cancel_sent: dict[str, float] = {}  # client id -> monotonic time of the last re-send
@@ -933,6 +935,15 @@ class ExecutionCore:
                 return
             if row is None:
                 if order.state is OrderState.UNKNOWN:
+                    # Production's GET /data/order answers nothing for an order that matched on entry
+                    # ("if the order was filled, it will be in get_trades", py-clob-client #217): read the
+                    # trades before counting this as a miss, so a filled taker order is never called rejected.
+                    if not self._trades_checked_for.get(order_id):
+                        if len(self._trades_checked_for) > 1000:  # rare (timed-out submits); never growing
+                            self._trades_checked_for.clear()  # at worst one more trades read per order
+                        self._trades_checked_for[order_id] = True
+                        self._reconcile_wanted = f"order {order_id[:12]}… unknown to the order lookup"
+                        return
                     t = self._book.on_lookup_missing(order.client_id, self.unknown_max_lookups, now)
                     if t is not None:
                         self._log_order("rejected", order, order.error, logging.WARNING)
