@@ -424,7 +424,7 @@ def under_systemd() -> bool:
 def restart_services(which: str) -> list[str]:
     if not under_systemd():
         raise CtlError(
-            f"cannot restart the {which} service: systemd is not running here (no /run/systemd/system); "
+            f"cannot restart {' and '.join(SERVICES[which])}: systemd is not running here (no /run/systemd/system); "
             "restart the process yourself, or use `mmctl restart` for the in-process engine restart"
         )
     done = []

@@ -56,3 +56,10 @@ def book_top(sim: RunningSim, token: str) -> tuple[float, float]:
     bids = [float(level["price"]) for level in book.get("bids", [])]
     asks = [float(level["price"]) for level in book.get("asks", [])]
     return (max(bids) if bids else float("nan")), (min(asks) if asks else float("nan"))
+
+
+def marketable(ask: float, slack: float = 0.05) -> float:
+    """A taking BUY's limit: a few cents through the ask read a moment ago, so the synthetic market moving
+    between that read and the order's arrival does not leave a FAK with nothing to match. It still fills
+    at the resting orders' prices."""
+    return min(round(ask + slack, 2), 0.99)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from exec_helpers import book_top, live_market, make_core, running_core, wait_for, want
+from exec_helpers import book_top, live_market, make_core, marketable, running_core, wait_for, want
 from polymm.sim.testing import new_wallet, run_sim
 from polymm.trader.model import FillChanged, Leg, OrderState, OrderType, Side, StatusChanged
 
@@ -47,7 +47,7 @@ def test_duplicated_and_reordered_trade_events_count_once(sim, core):
     sim.admin.fault("duplicate", count=20)
     sim.admin.fault("reorder", count=20)
     _, ask = book_top(sim, m.up_token)
-    cids = [core.place(want(Leg.UP, Side.BUY, ask, 5, post_only=False, order_type=OrderType.FAK)) for _ in range(2)]
+    cids = [core.place(want(Leg.UP, Side.BUY, marketable(ask), 5, post_only=False, order_type=OrderType.FAK)) for _ in range(2)]
     wait_for(lambda: len([f for f in core.fills() if f.status == "CONFIRMED"]) == 2, what="two confirmed fills")
     assert core.positions()[("s1", Leg.UP)].shares == 10
     assert len(core.fills()) == 2
@@ -60,7 +60,7 @@ def test_failed_after_matched_reverses_the_fill(sim, core):
     m = live_market(sim)
     sim.admin.fault("fail_next_trade", count=1, address=core.gateway.funder)
     _, ask = book_top(sim, m.down_token)
-    cid = core.place(want(Leg.DOWN, Side.BUY, ask, 5, post_only=False, order_type=OrderType.FAK))
+    cid = core.place(want(Leg.DOWN, Side.BUY, marketable(ask), 5, post_only=False, order_type=OrderType.FAK))
     wait_for(lambda: core.fills() and core.fills()[0].status == "FAILED", what="FAILED fill")
     (fill,) = core.fills()
     assert fill.client_id == cid

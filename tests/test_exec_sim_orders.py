@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from exec_helpers import book_top, live_market, make_core, running_core, wait_for, want
+from exec_helpers import book_top, live_market, make_core, marketable, running_core, wait_for, want
 from polymm.sim.testing import run_sim
 from polymm.trader.execution import ExecutionCore
 from polymm.trader.gateway import Gateway
@@ -73,7 +73,7 @@ def test_submit_timeout_that_did_fill_is_looked_up_and_not_resent(sim, core, cap
     _, ask = book_top(sim, m.up_token)
     sim.admin.fault("post_status", status=500, count=1)  # "order timed out" after the order was placed
     with caplog.at_level(logging.INFO, logger="polymm.trader.execution"):
-        cid = core.place(want(Leg.UP, Side.BUY, ask, 6, post_only=False))
+        cid = core.place(want(Leg.UP, Side.BUY, marketable(ask), 6, post_only=False))
         wait_for(lambda: order(core, cid).state is OrderState.FILLED, what="filled after lookup")
     assert any(r.getMessage().startswith("order unknown") for r in caplog.records)
     wait_for(lambda: core.positions().get(("s1", Leg.UP)), what="position")
@@ -86,7 +86,7 @@ def test_submit_timeout_that_did_fill_is_looked_up_and_not_resent(sim, core, cap
 def test_a_rejected_order_is_rejected_with_the_exchange_reason(sim, core):
     m = live_market(sim)
     _, ask = book_top(sim, m.up_token)
-    cid = core.place(want(Leg.UP, Side.BUY, ask, 5, post_only=True))  # post-only that crosses
+    cid = core.place(want(Leg.UP, Side.BUY, marketable(ask), 5, post_only=True))  # post-only that crosses
     wait_for(lambda: order(core, cid).state is OrderState.REJECTED, what="rejected")
     assert core.state().mode.value == "normal"
     cid2 = core.place(want(Leg.UP, Side.BUY, 0.3, 2))  # below the minimum size: refused locally
@@ -101,7 +101,7 @@ def test_restart_with_open_orders_and_positions_doubles_nothing_and_loses_nothin
     first.start(m)
     bid, ask = book_top(sim, m.up_token)
     resting = first.place(want(Leg.UP, Side.BUY, round(bid - 0.04, 2), 8, strategy="s2"))
-    taken = first.place(want(Leg.UP, Side.BUY, ask, 5, strategy="s1", post_only=False, order_type=OrderType.FAK))
+    taken = first.place(want(Leg.UP, Side.BUY, marketable(ask), 5, strategy="s1", post_only=False, order_type=OrderType.FAK))
     wait_for(lambda: order(first, resting).state is OrderState.LIVE and first.positions().get(("s1", Leg.UP)),
              what="resting order and position")
     resting_id = order(first, resting).order_id

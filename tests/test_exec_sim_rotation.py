@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from exec_helpers import book_top, live_market, make_core, wait_for, want
+from exec_helpers import book_top, live_market, make_core, marketable, wait_for, want
 from polymm.sim.testing import run_sim
 from polymm.trader.execution import MarketIdentity
 from polymm.trader.model import Leg, MarketResolvedEvent, OrderState, OrderType, Side
@@ -26,7 +26,7 @@ def test_rotation_keeps_old_positions_until_resolution_which_realises_them(tmp_p
         core.start(old)
         try:
             _, ask = book_top(sim, old.up_token)
-            core.place(want(Leg.UP, Side.BUY, ask, 10, post_only=False, order_type=OrderType.FAK))
+            core.place(want(Leg.UP, Side.BUY, marketable(ask), 10, post_only=False, order_type=OrderType.FAK))
             bid, _ = book_top(sim, old.down_token)
             resting = core.place(want(Leg.DOWN, Side.BUY, round(bid - 0.05, 2), 5))
             wait_for(lambda: core.positions().get(("s1", Leg.UP))
@@ -65,7 +65,7 @@ def test_in_process_restart_cancels_reconnects_and_keeps_fills(tmp_path):
         core.start(m)
         try:
             _, ask = book_top(sim, m.down_token)
-            core.place(want(Leg.DOWN, Side.BUY, ask, 5, strategy="s2", post_only=False, order_type=OrderType.FAK))
+            core.place(want(Leg.DOWN, Side.BUY, marketable(ask), 5, strategy="s2", post_only=False, order_type=OrderType.FAK))
             bid, _ = book_top(sim, m.up_token)
             resting = core.place(want(Leg.UP, Side.BUY, round(bid - 0.05, 2), 5))
             wait_for(lambda: core.positions().get(("s2", Leg.DOWN))
