@@ -119,8 +119,13 @@ def test_closed_only_account_places_no_buys(sim, core):
 def test_stopped_heartbeats_get_our_orders_cancelled_by_the_exchange_and_we_notice(sim, core):
     cid = core.place(want(Leg.UP, Side.BUY, deep_bid(sim, core), 5))
     wait_for(lambda: state_of(core, cid) is OrderState.LIVE, what="live")
+    # The exchange arms its dead-man switch only once a heartbeat was accepted: pausing before the first
+    # one would prove nothing (and the sim, like production, would never cancel).
+    wait_for(lambda: core._heart is not None and core._heart.state.last_ok_at, what="a first accepted heartbeat")
     core.pause_heartbeats(True)
-    wait_for(lambda: state_of(core, cid) is OrderState.CANCELED, timeout_s=10, what="dead-man switch cancel")
+    # the sim cancels 2 s after the last heartbeat (checked each tick), then tells us on the user channel;
+    # a generous deadline only turns a hang into a failure
+    wait_for(lambda: state_of(core, cid) is OrderState.CANCELED, timeout_s=60, what="dead-man switch cancel")
     assert sim.admin.open_orders(core.gateway.funder) == []
     core.pause_heartbeats(False)
 
