@@ -7,8 +7,9 @@ from pathlib import Path
 
 from polymm.sim.testing import RunningSim, new_wallet
 from polymm.trader.execution import ExecutionCore, MarketIdentity
-from polymm.trader.gateway import Gateway
+from polymm.trader.gateway import CancelResult, Gateway, PostResult
 from polymm.trader.model import Leg, OrderType, Role, Side, Want
+from polymm.trader.signing import OrderSigner
 from waiting import wait_for  # noqa: F401 - re-exported for the exec suites
 
 
@@ -63,3 +64,44 @@ def marketable(ask: float, slack: float = 0.05) -> float:
     between that read and the order's arrival does not leave a FAK with nothing to match. It still fills
     at the resting orders' prices."""
     return min(round(ask + slack, 2), 0.99)
+
+
+class ScriptedExchange:
+    """Just enough of Gateway for the core: every order rests; reads return nothing."""
+
+    def __init__(self) -> None:
+        self.signer = OrderSigner("0x" + "5a" * 32)
+        self.address = self.funder = self.signer.address
+        self.api_key = "key-1"
+        self.posted = []
+
+    def connect(self):
+        pass
+
+    def closed_only(self):
+        return False
+
+    def heartbeat(self, heartbeat_id):
+        return "hb"
+
+    def open_orders(self, market=None, asset_id=None):
+        return []
+
+    def trades(self, market=None, asset_id=None, after=None, trade_id=None):
+        return []
+
+    def get_order(self, order_id):
+        return None
+
+    def post_order(self, order, order_type="GTC", post_only=False):
+        self.posted.append(order)
+        return PostResult(order.order_hash, "live", 0.0, 0.0)
+
+    def cancel_order(self, order_id):
+        return CancelResult((order_id,), {})
+
+    def cancel_orders(self, ids):
+        return CancelResult(tuple(ids), {})
+
+    def cancel_all(self):
+        return CancelResult((), {})

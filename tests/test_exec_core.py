@@ -7,55 +7,13 @@ import time
 
 import msgspec
 
-from exec_helpers import wait_for, want
+from exec_helpers import ScriptedExchange, wait_for, want
 from polymm.trader.execution import ExecutionCore, MarketIdentity
-from polymm.trader.gateway import CancelResult, PostResult
+from polymm.trader.gateway import CancelResult
 from polymm.trader.model import Leg, OrderState, OrderType, Side
-from polymm.trader.signing import OrderSigner
 from polymm.trader.user_wire import WireMakerOrder, WireOrder, WireTrade
 
 MARKET = MarketIdentity("0xcond", "111", "222", int(time.time()) - 60, int(time.time()) + 840, 0.01, 5, 0.07)
-
-
-class ScriptedExchange:
-    """Just enough of Gateway for the core: every order rests; reads return nothing."""
-
-    def __init__(self) -> None:
-        self.signer = OrderSigner("0x" + "5a" * 32)
-        self.address = self.funder = self.signer.address
-        self.api_key = "key-1"
-        self.posted = []
-
-    def connect(self):
-        pass
-
-    def closed_only(self):
-        return False
-
-    def heartbeat(self, heartbeat_id):
-        return "hb"
-
-    def open_orders(self, market=None, asset_id=None):
-        return []
-
-    def trades(self, market=None, asset_id=None, after=None, trade_id=None):
-        return []
-
-    def get_order(self, order_id):
-        return None
-
-    def post_order(self, order, order_type="GTC", post_only=False):
-        self.posted.append(order)
-        return PostResult(order.order_hash, "live", 0.0, 0.0)
-
-    def cancel_order(self, order_id):
-        return CancelResult((order_id,), {})
-
-    def cancel_orders(self, ids):
-        return CancelResult(tuple(ids), {})
-
-    def cancel_all(self):
-        return CancelResult((), {})
 
 
 def started_core() -> tuple[ExecutionCore, ScriptedExchange]:

@@ -6,38 +6,22 @@ from __future__ import annotations
 
 import time
 
-from exec_helpers import wait_for, want
+from exec_helpers import ScriptedExchange, wait_for, want
 from polymm.trader.exchange_state import ServerError
 from polymm.trader.execution import ExecutionCore, MarketIdentity
-from polymm.trader.gateway import CancelResult
 from polymm.trader.model import Leg, OrderState, OrderType, Side
-from polymm.trader.signing import OrderSigner
 
 MARKET = MarketIdentity("0xcond", "111", "222", int(time.time()) - 60, int(time.time()) + 840, 0.01, 5, 0.07)
 
 
-class TakerFilledButLookupEmpty:
+class TakerFilledButLookupEmpty(ScriptedExchange):
     """A submit answers 500 "order timed out" although the order matched in full as a taker; afterwards
     the order lookup finds nothing and only /data/trades knows (production's behaviour for matched orders)."""
 
     def __init__(self) -> None:
-        self.signer = OrderSigner("0x" + "5a" * 32)
-        self.address = self.funder = self.signer.address
-        self.api_key = "key-1"
+        super().__init__()
         self.trade_rows: list[dict] = []
         self.lookups = 0
-
-    def connect(self):
-        pass
-
-    def closed_only(self):
-        return False
-
-    def heartbeat(self, heartbeat_id):
-        return "hb"
-
-    def open_orders(self, market=None, asset_id=None):
-        return []
 
     def trades(self, market=None, asset_id=None, after=None, trade_id=None):
         return list(self.trade_rows)
@@ -55,15 +39,6 @@ class TakerFilledButLookupEmpty:
             "owner": self.api_key, "maker_address": self.funder, "trader_side": "TAKER", "maker_orders": [],
         })
         raise ServerError(500, "order timed out")
-
-    def cancel_order(self, order_id):
-        return CancelResult((), {order_id: "order can't be found"})
-
-    def cancel_orders(self, ids):
-        return CancelResult((), {i: "order can't be found" for i in ids})
-
-    def cancel_all(self):
-        return CancelResult((), {})
 
 
 def test_matched_taker_order_missing_from_the_order_lookup_is_found_in_the_trades():
