@@ -123,7 +123,7 @@ class _TimedPlaces:
 
 
 def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None = None, wait: str = "futex",
-        runtime: str = "tuned", nice: int = 0) -> int:
+        runtime: str = "tuned", nice: int = 0, sim_nice: int = 0) -> int:
     import logging
 
     logging.basicConfig(level=logging.ERROR)  # the trader's order lines would drown the figures
@@ -150,6 +150,11 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
                            config_text=demo.demo_config(window_s, entry_threshold=0.05))
         try:
             stack.start(trader=False)  # sim + feed; this process is the trader
+            if sim_nice:
+                # In production the exchange is not on the trading box: give the sim (and its threads) the
+                # leftovers of the 2 cores so it competes less with the feed and the trader being measured.
+                for tid in os.listdir(f"/proc/{stack.sim.process.pid}/task"):
+                    os.setpriority(os.PRIO_PROCESS, int(tid), sim_nice)
             if nice:
                 # Linux: per thread, inherited by threads created later (the engine's and the core's) and by
                 # the 1 ms poller below, not by the sim and the feed already started. Like systemd's Nice=.
@@ -277,8 +282,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="default: leave GC and the thread switch interval as Python ships them, for comparison")
     ap.add_argument("--nice", type=int, default=0,
                     help="nice value for the trader side (negative needs root), like the unit's Nice=")
+    ap.add_argument("--sim-nice", type=int, default=0,
+                    help="nice value for the sim (e.g. 19): production has no exchange on the trading box")
     args = ap.parse_args(argv)
-    return run(args.seconds, args.window_s, args.sim_tick_s, args.btc_vol, args.wait, args.runtime, args.nice)
+    return run(args.seconds, args.window_s, args.sim_tick_s, args.btc_vol, args.wait, args.runtime, args.nice,
+               args.sim_nice)
 
 
 if __name__ == "__main__":
