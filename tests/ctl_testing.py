@@ -352,3 +352,17 @@ def feed_segment(name: str, *, window_s: int = 900, book_age_s: float = 0.05, he
     finally:
         writer.close()
         writer.unlink()
+
+
+def refusal_as_child(path):
+    """For run_as(): ask for status; the permission-denied message, or "served"."""
+    from polymm.ctl.client import ControlClient, PermissionDenied
+
+    def ask():
+        try:
+            with ControlClient(path, timeout=5) as client:
+                client.request(p.StatusRequest())
+        except PermissionDenied as exc:
+            return str(exc)
+        return "served"
+    return ask

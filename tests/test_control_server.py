@@ -15,10 +15,10 @@ import msgspec
 import pytest
 
 from polymm.ctl import protocol as p
-from polymm.ctl.client import ControlClient, PermissionDenied, ProtocolMismatch, RemoteError
+from polymm.ctl.client import ControlClient, ProtocolMismatch, RemoteError
 from polymm.trader.control import ControlServer, ControlServerError, Peer, peer_allowed
 
-from ctl_testing import FakeHandler, TradingThread, raw_client, read_reply, run_as, serve
+from ctl_testing import FakeHandler, TradingThread, raw_client, read_reply, refusal_as_child, run_as, serve
 
 STRANGER = 65534  # nobody
 OPERATORS_GID = 54321  # a group the stranger can be put in
@@ -404,15 +404,6 @@ def _status_as_child(path):
     return ask
 
 
-def _refusal_as_child(path):
-    def ask():
-        try:
-            with ControlClient(path, timeout=5) as client:
-                client.request(p.StatusRequest())
-        except PermissionDenied as exc:
-            return str(exc)
-        return "served"
-    return ask
 
 
 def test_stranger_is_refused_by_peer_credentials_even_when_the_socket_mode_is_wrong(public_dir):
@@ -420,14 +411,14 @@ def test_stranger_is_refused_by_peer_credentials_even_when_the_socket_mode_is_wr
     handler = FakeHandler()
     with serve(path, handler, allowed_gid=OPERATORS_GID) as server:
         os.chmod(path, 0o666)  # a mistake the file mode alone would not survive
-        message = run_as(STRANGER, STRANGER, [], _refusal_as_child(path))
+        message = run_as(STRANGER, STRANGER, [], refusal_as_child(path))
         assert server.stats.refused == 1
     assert message == (f"permission denied: user nobody may not control polymm-trader; "
                        f"join group {OPERATORS_GID} (sudo usermod -aG {OPERATORS_GID} nobody) and log in again")
     assert "status" not in handler.calls
 
 
-def _raw_refusal_as_child(path):
+def _rawrefusal_as_child(path):
     def ask():
         sock = raw_client(path)
         try:
@@ -444,7 +435,7 @@ def test_refusal_names_the_group_and_words_no_name_the_trader_cannot_know(public
     path = public_dir / "trader.sock"
     with serve(path, allowed_gid=OPERATORS_GID):
         os.chmod(path, 0o666)
-        reply = run_as(STRANGER, STRANGER, [], _raw_refusal_as_child(path))
+        reply = run_as(STRANGER, STRANGER, [], _rawrefusal_as_child(path))
     assert reply["kind"] == "error" and reply["code"] == p.E_FORBIDDEN
     assert reply["group"] == str(OPERATORS_GID)
     assert "nobody" not in reply["message"] and "$USER" in reply["message"]
@@ -455,7 +446,7 @@ def test_refused_uid_65534_is_logged_as_outside_the_units_user_namespace(public_
     with caplog.at_level(logging.WARNING, logger="polymm.trader.control"):
         with serve(path, allowed_gid=OPERATORS_GID):
             os.chmod(path, 0o666)
-            run_as(STRANGER, STRANGER, [], _refusal_as_child(path))
+            run_as(STRANGER, STRANGER, [], refusal_as_child(path))
     refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert refusals and "uid 65534 (outside the unit's user namespace)" in refusals[0]
 
@@ -464,7 +455,7 @@ def test_refused_user_without_a_passwd_entry_is_named_by_uid(public_dir):
     path = public_dir / "trader.sock"
     with serve(path, allowed_gid=OPERATORS_GID):
         os.chmod(path, 0o666)
-        message = run_as(4242, 4242, [], _refusal_as_child(path))
+        message = run_as(4242, 4242, [], refusal_as_child(path))
     assert message.startswith("permission denied: uid 4242 may not control polymm-trader")
     assert f"sudo usermod -aG {OPERATORS_GID} $USER" in message
 
@@ -472,7 +463,7 @@ def test_refused_user_without_a_passwd_entry_is_named_by_uid(public_dir):
 def test_stranger_without_file_access_is_told_which_group_to_join(public_dir):
     path = public_dir / "trader.sock"
     with serve(path, allowed_gid=OPERATORS_GID):
-        message = run_as(STRANGER, STRANGER, [], _refusal_as_child(path))
+        message = run_as(STRANGER, STRANGER, [], refusal_as_child(path))
     assert message.startswith(f"permission denied on {path}: join group")
     assert "sudo usermod -aG" in message and message.endswith(" nobody) and log in again")
 

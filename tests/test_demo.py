@@ -54,8 +54,8 @@ def test_demo_runs_bounded_shows_trading_and_cleans_up():
     check_clean_stop(out)
 
 
-def test_demo_stops_cleanly_on_sigterm():
-    demo = subprocess.Popen(DEMO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def read_until_trading(demo: subprocess.Popen) -> list[str]:
+    """The demo's lines up to its first status line that shows the trader running (2 minutes at most)."""
     lines = []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -65,6 +65,12 @@ def test_demo_stops_cleanly_on_sigterm():
         lines.append(line)
         if "| running |" in line:
             break
+    return lines
+
+
+def test_demo_stops_cleanly_on_sigterm():
+    demo = subprocess.Popen(DEMO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = read_until_trading(demo)
     demo.send_signal(signal.SIGTERM)
     rest, _ = demo.communicate(timeout=60)
     out = "".join(lines) + rest
@@ -76,15 +82,7 @@ def test_demo_stops_cleanly_on_sigterm():
 def test_demo_stops_cleanly_on_ctrl_c_to_the_whole_terminal_group():
     """Ctrl-C at a terminal sends SIGINT to every process of the foreground group, not just the demo."""
     demo = subprocess.Popen(DEMO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    lines = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = demo.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if "| running |" in line:
-            break
+    lines = read_until_trading(demo)
     os.killpg(demo.pid, signal.SIGINT)
     rest, _ = demo.communicate(timeout=60)
     out = "".join(lines) + rest

@@ -12,10 +12,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from ctl_testing import mmctl, raw_client, read_reply, run_as
+from ctl_testing import mmctl, raw_client, read_reply, refusal_as_child, run_as
 from live_trader import WINDOW_S, live_config, wait_for
 from polymm.ctl import protocol as p
-from polymm.ctl.client import ControlClient, PermissionDenied
+from polymm.ctl.client import ControlClient
 from polymm.demo import Stack
 
 pytestmark = pytest.mark.slow
@@ -108,26 +108,17 @@ def test_a_half_open_client_does_not_stall_the_trader_or_other_clients(stack):
     assert_still_trading(stack)
 
 
-def _status_as_stranger(path: Path):
-    def ask():
-        try:
-            with ControlClient(path, timeout=5) as client:
-                client.request(p.StatusRequest())
-        except PermissionDenied as exc:
-            return str(exc)
-        return "served"
-    return ask
 
 
 def test_a_user_outside_the_allowed_set_is_refused_by_the_real_trader(stack):
     # The socket's mode (0660, root's group here) already keeps the stranger out...
-    refusal = run_as(NOBODY, NOBODY, [], _status_as_stranger(stack.socket))
+    refusal = run_as(NOBODY, NOBODY, [], refusal_as_child(stack.socket))
     assert refusal.startswith("permission denied") and "join group" in refusal
     # ...and with the mode opened by mistake the trader still refuses by the peer's credentials.
     mode = stack.socket.stat().st_mode & 0o777
     os.chmod(stack.socket, 0o666)
     try:
-        refusal = run_as(NOBODY, NOBODY, [], _status_as_stranger(stack.socket))
+        refusal = run_as(NOBODY, NOBODY, [], refusal_as_child(stack.socket))
     finally:
         os.chmod(stack.socket, mode)
     assert refusal.startswith("permission denied:") and "may not control polymm-trader" in refusal
