@@ -145,7 +145,7 @@ def _serve_fake(path: str, shm_name: str, ready_w: int, stop_r: int) -> None:
     """The fake trader (control server + feed segment), run in a child process: the client's process must
     not share a GIL with the server, as it does not with a real trader."""
     from polymm.feed import shm
-    from polymm.trader.control import ControlServer
+    from polymm.trader.control.server import ControlServer
 
     writer = shm.Writer(shm_name)
     now = time.time()

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from polymm.sim.testing import new_wallet, run_sim
-from polymm.trader.execution import ExecutionCore, MarketIdentity
-from polymm.trader.gateway import Gateway
+from polymm.trader.execution.core import ExecutionCore, MarketIdentity
+from polymm.trader.venue.gateway import Gateway
 from polymm.trader.model import Leg, OrderState, OrderType, Role, Side, Want
 
 

@@ -15,7 +15,7 @@ from py_clob_client_v2.client import ClobClient
 from py_clob_client_v2.clob_types import OrderArgsV2, PartialCreateOrderOptions
 
 from polymm.trader.model import Side
-from polymm.trader.signing import OrderSigner
+from polymm.trader.venue.signing import OrderSigner
 
 TOKEN = "71321045679252212594626385532706912750332728571942532289631379312455583992563"
 

@@ -130,7 +130,7 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
     from polymm import demo, env
     from polymm.feed import shm
     from polymm.trader import service
-    from polymm.trader.control_handler import ConfigStore
+    from polymm.trader.control.handler import ConfigStore
     from polymm.trader.engine import Engine
 
     decisions: list[float] = []

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from polymm.ctl import protocol as p
 from polymm.ctl.cli import cli
-from polymm.trader.control import ControlServer
+from polymm.trader.control.server import ControlServer
 
 # Things that must never appear in any output (the fake config holds them under secret-looking keys, the
 # way a handler bug might leak them).

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from polymm.feed.shm import Leg as ShmLeg
 from polymm.feed.shm import Snapshot
 from polymm.trader.model import Leg, OrderState, OrderType, OrderView, PositionView, Role, Side, Want
-from polymm.trader.planner import Cancel, Place  # noqa: F401 - the real actions, re-exported for tests
+from polymm.trader.decision.planner import Cancel, Place  # noqa: F401 - the real actions, re-exported for tests
 
 WINDOW_START = 1_800_000_000
 CONDITION = "0x" + "ab" * 32

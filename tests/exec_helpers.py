@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from polymm.sim.testing import RunningSim, new_wallet
-from polymm.trader.execution import ExecutionCore, MarketIdentity
-from polymm.trader.gateway import CancelResult, Gateway, PostResult
+from polymm.trader.execution.core import ExecutionCore, MarketIdentity
+from polymm.trader.venue.gateway import CancelResult, Gateway, PostResult
 from polymm.trader.model import Leg, OrderType, Role, Side, Want
-from polymm.trader.signing import OrderSigner
+from polymm.trader.venue.signing import OrderSigner
 from waiting import wait_for  # noqa: F401 - re-exported for the exec suites
 
 

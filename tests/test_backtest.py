@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategy_helpers import WS, write_ticks
 
-from polymm.trader.backtest import Backtest, TickLine, WindowSim
+from polymm.trader.backtest.cli import Backtest, TickLine, WindowSim
 from polymm.trader.config import cap_at, load_config
 from polymm.trader.model import Leg, OrderType, Role, Side, Want
-from polymm.trader.planner import Place
+from polymm.trader.decision.planner import Place
 
 
 def segment(t0: float, t1: float, up_bid: float | None, up_ask: float | None, every: float = 1.0, **extra) -> list[dict]:

@@ -16,7 +16,7 @@ import pytest
 
 from polymm.ctl import protocol as p
 from polymm.ctl.client import ControlClient, ProtocolMismatch, RemoteError
-from polymm.trader.control import ControlServer, ControlServerError, Peer, peer_allowed
+from polymm.trader.control.server import ControlServer, ControlServerError, Peer, peer_allowed
 
 from ctl_testing import FakeHandler, TradingThread, raw_client, read_reply, refusal_as_child, run_as, serve
 
@@ -476,7 +476,7 @@ def test_member_of_the_allowed_group_through_supplementary_groups_is_served(publ
 
 def test_supplementary_group_membership_is_read_from_the_socket_not_proc(public_dir, monkeypatch):
     """Under ProtectProc=invisible the trader cannot read an operator's /proc/<pid>; SO_PEERGROUPS still works."""
-    from polymm.trader import control
+    from polymm.trader.control import server as control
 
     monkeypatch.setattr(control, "supplementary_groups", lambda pid: frozenset())
     path = public_dir / "trader.sock"

@@ -12,7 +12,7 @@ import pytest
 
 from engine_fakes import FakeCore, FakeReader, RecordingPipeline, order, position, snapshot
 from polymm.ctl import protocol as p
-from polymm.trader.control_handler import ConfigStore, TraderControlHandler
+from polymm.trader.control.handler import ConfigStore, TraderControlHandler
 from polymm.trader.engine import Engine, identity_of, market_view
 
 BASE_TOML = """\
@@ -185,7 +185,7 @@ def _wait_for_a_book(engine) -> None:
 
 
 def test_positions_awaiting_resolution_are_listed_with_their_window(trader):
-    from polymm.trader.execution import MarketIdentity
+    from polymm.trader.execution.core import MarketIdentity
     from polymm.trader.model import Leg
 
     handler, engine, core, _, _, _ = trader
@@ -237,7 +237,7 @@ def test_status_while_starting_answers_without_logging_a_traceback(tmp_path, cap
 
 
 def test_a_failing_heartbeat_is_one_warning_in_the_execution_cores_words(trader):
-    from polymm.trader.exchange_state import HEARTBEATS_FAILING, ExchangeState
+    from polymm.trader.execution.exchange_state import HEARTBEATS_FAILING, ExchangeState
 
     handler, _, core, _, _, _ = trader
     state = ExchangeState()
@@ -257,7 +257,7 @@ def test_status_counts_decisions(trader):
 
 
 def test_a_restart_that_fails_says_the_core_keeps_retrying(trader):
-    from polymm.trader.exchange_state import NetworkError
+    from polymm.trader.execution.exchange_state import NetworkError
     from polymm.trader.model import ExchangeStatus
 
     handler, _, core, _, _, _ = trader

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from polymm.trader.balance import balance_warnings, parse_balance
+from polymm.trader.execution.balance import balance_warnings, parse_balance
 from polymm.trader.model import Leg
-from polymm.trader.resolution import slug_of, winner_from_gamma
+from polymm.trader.execution.resolution import slug_of, winner_from_gamma
 
 COND = "0x" + "ab" * 32
 

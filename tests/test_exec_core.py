@@ -8,10 +8,10 @@ import time
 import msgspec
 
 from exec_helpers import ScriptedExchange, wait_for, want
-from polymm.trader.execution import ExecutionCore, MarketIdentity
-from polymm.trader.gateway import CancelResult
+from polymm.trader.execution.core import ExecutionCore, MarketIdentity
+from polymm.trader.venue.gateway import CancelResult
 from polymm.trader.model import Leg, OrderState, OrderType, Side
-from polymm.trader.user_wire import WireMakerOrder, WireOrder, WireTrade
+from polymm.trader.venue.user_wire import WireMakerOrder, WireOrder, WireTrade
 
 MARKET = MarketIdentity("0xcond", "111", "222", int(time.time()) - 60, int(time.time()) + 840, 0.01, 5, 0.07)
 
@@ -142,7 +142,7 @@ def test_a_market_still_holding_unresolved_shares_is_never_forgotten():
 
 
 def test_restart_reads_trades_of_an_unresolved_market_that_ended_hours_ago(tmp_path):
-    from polymm.trader.order_journal import JournalOrder, OrderJournal
+    from polymm.trader.execution.order_journal import JournalOrder, OrderJournal
 
     now = time.time()
     old = market_at("gone", int(now) - 4 * 3600)  # ended ~3 h ago: outside the usual reconcile horizon
@@ -244,7 +244,7 @@ def test_stop_cancels_everything_on_the_wallet_when_an_order_stays_unconfirmed(m
     core = ExecutionCore(exchange, reconcile_every_s=3600)
     core.start(MARKET)
     filled_order(core)
-    monkeypatch.setattr("polymm.trader.execution.ExecutionCore._cancel_everything",
+    monkeypatch.setattr("polymm.trader.execution.core.ExecutionCore._cancel_everything",
                         lambda self, reason, wait_s: self.cancel_all(reason))  # no 5 s wait in a unit test
     core.stop()
     assert wallet_cancels == [1]
@@ -283,8 +283,8 @@ def test_place_and_cancel_return_at_once_while_the_exchange_hangs():
 def test_a_restart_that_cannot_reach_the_exchange_keeps_retrying_instead_of_staying_stopped(monkeypatch):
     import pytest
 
-    from polymm.trader import execution
-    from polymm.trader.exchange_state import ExchangeError, NetworkError
+    from polymm.trader.execution import core as execution
+    from polymm.trader.execution.exchange_state import ExchangeError, NetworkError
 
     monkeypatch.setattr(execution, "RESTART_RETRY_S", 0.05)
     core, exchange = started_core()
@@ -314,7 +314,7 @@ def test_a_restart_that_cannot_reach_the_exchange_keeps_retrying_instead_of_stay
 def test_risk_heartbeat_false_never_arms_the_dead_man_switch_and_says_so():
     """risk.heartbeat = false (start-time config, passed as heartbeat=False) must really stop the heartbeats,
     and status must say in words what that means; the default arms the switch at start."""
-    from polymm.trader.execution import DEAD_MAN_SWITCH_OFF
+    from polymm.trader.execution.core import DEAD_MAN_SWITCH_OFF
 
     class CountingExchange(ScriptedExchange):
         def __init__(self) -> None:

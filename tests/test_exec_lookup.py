@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 
 from exec_helpers import ScriptedExchange, wait_for, want
-from polymm.trader.exchange_state import ServerError
-from polymm.trader.execution import ExecutionCore, MarketIdentity
+from polymm.trader.execution.exchange_state import ServerError
+from polymm.trader.execution.core import ExecutionCore, MarketIdentity
 from polymm.trader.model import Leg, OrderState, OrderType, Side
 
 MARKET = MarketIdentity("0xcond", "111", "222", int(time.time()) - 60, int(time.time()) + 840, 0.01, 5, 0.07)

@@ -9,7 +9,7 @@ import pytest
 
 from exec_helpers import book_top, live_market, running_core, wait_for, want
 from polymm.sim.testing import run_sim
-from polymm.trader.exchange_state import NetworkError
+from polymm.trader.execution.exchange_state import NetworkError
 from polymm.trader.model import ExchangeMode, Leg, OrderState, Side, StatusChanged
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

@@ -9,10 +9,10 @@ import pytest
 
 from exec_helpers import book_top, live_market, make_core, marketable, running_core, wait_for, want
 from polymm.sim.testing import run_sim
-from polymm.trader.execution import ExecutionCore
-from polymm.trader.gateway import Gateway
+from polymm.trader.execution.core import ExecutionCore
+from polymm.trader.venue.gateway import Gateway
 from polymm.trader.model import Leg, OrderChanged, OrderState, OrderType, Side
-from polymm.trader.wallet_lock import WalletLocked
+from polymm.trader.execution.wallet_lock import WalletLocked
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

@@ -7,7 +7,7 @@ import pytest
 
 from exec_helpers import book_top, live_market, make_core, marketable, wait_for, want
 from polymm.sim.testing import run_sim
-from polymm.trader.execution import MarketIdentity
+from polymm.trader.execution.core import MarketIdentity
 from polymm.trader.model import Leg, MarketResolvedEvent, OrderState, OrderType, Side
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

@@ -9,7 +9,7 @@ import pytest
 
 from exec_helpers import make_core, wait_for, want
 from polymm.sim.testing import run_sim
-from polymm.trader.execution import MarketIdentity
+from polymm.trader.execution.core import MarketIdentity
 from polymm.trader.model import Leg, OrderState, Side
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

@@ -11,14 +11,14 @@ import time
 import pytest
 
 from conftest import load_fixture
-from polymm.trader.exchange_state import (CancelOnly, ClosedOnly, EngineRestarting, ExchangeState, InsufficientBalance,
+from polymm.trader.execution.exchange_state import (CancelOnly, ClosedOnly, EngineRestarting, ExchangeState, InsufficientBalance,
                                           NetworkError, PostOnlyMode, RateLimited, Rejected, ServerError, classify)
-from polymm.trader.gateway import ConfigError, Gateway
-from polymm.trader.heartbeat import HeartbeatState
+from polymm.trader.venue.gateway import ConfigError, Gateway
+from polymm.trader.venue.heartbeat import HeartbeatState
 from polymm.trader.model import ExchangeMode, Leg, MarketIdentity, Side
-from polymm.trader.order_journal import JournalOrder, OrderJournal
-from polymm.trader.user_wire import WireOrder, WireTrade, WireError, decode_user_frame
-from polymm.trader.wallet_lock import WalletLock, WalletLocked
+from polymm.trader.execution.order_journal import JournalOrder, OrderJournal
+from polymm.trader.venue.user_wire import WireOrder, WireTrade, WireError, decode_user_frame
+from polymm.trader.execution.wallet_lock import WalletLock, WalletLocked
 
 PK = "0x" + "4f" * 32
 
@@ -123,7 +123,7 @@ def _random_address() -> str:
 
 
 def _hold_lock_in_a_child(state_dir, address: str) -> subprocess.Popen:
-    code = ("import sys,time; from polymm.trader.wallet_lock import WalletLock; "
+    code = ("import sys,time; from polymm.trader.execution.wallet_lock import WalletLock; "
             f"l=WalletLock({str(state_dir)!r}, {address!r}); l.acquire(); "
             "print('held', flush=True); sys.stdin.readline()")
     holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -243,8 +243,8 @@ def test_journal_round_trip_skips_torn_lines_and_drops_old_entries(tmp_path):
 
 
 def test_heartbeater_adopts_the_id_the_exchange_expects_and_trips_on_repeated_failures():
-    from polymm.trader.gateway import HeartbeatRejected
-    from polymm.trader.heartbeat import Heartbeater
+    from polymm.trader.venue.gateway import HeartbeatRejected
+    from polymm.trader.venue.heartbeat import Heartbeater
 
     sent, tripped, recovered = [], [], []
     expected = {"id": "chain-7"}
@@ -269,7 +269,7 @@ def test_heartbeater_adopts_the_id_the_exchange_expects_and_trips_on_repeated_fa
 
 
 def test_heartbeat_thread_survives_a_crash_in_its_pass_and_trips_instead_of_dying_silently():
-    from polymm.trader.heartbeat import Heartbeater
+    from polymm.trader.venue.heartbeat import Heartbeater
 
     tripped = []
 
@@ -306,7 +306,7 @@ def gateway_over(handler) -> Gateway:
     """A Gateway whose HTTP goes to `handler` (no sockets), with API credentials already set."""
     import httpx
 
-    from polymm.trader.gateway import ApiCredentials
+    from polymm.trader.venue.gateway import ApiCredentials
 
     gw = Gateway("http://clob.invalid", "0x" + "5a" * 32, creds=ApiCredentials("key-1", "c2VjcmV0", "pass"))
     gw._http = httpx.Client(transport=httpx.MockTransport(handler))
@@ -334,7 +334,7 @@ def test_post_order_that_matches_is_one_request_never_the_sdks_30_s_trade_pollin
 def test_post_order_timeout_or_5xx_is_an_unknown_outcome_and_4xx_a_rejection():
     import httpx
 
-    from polymm.trader.exchange_state import ExchangeError
+    from polymm.trader.execution.exchange_state import ExchangeError
 
     answers = iter([httpx.ReadTimeout("slow"), httpx.Response(502, text="bad gateway"),
                     httpx.Response(400, json={"error": "invalid order"})])
@@ -356,7 +356,7 @@ def test_post_order_timeout_or_5xx_is_an_unknown_outcome_and_4xx_a_rejection():
 
 
 def test_malformed_rest_rows_are_reported_by_id_without_our_api_key():
-    from polymm.trader.user_wire import decode_rest_orders, decode_rest_trades
+    from polymm.trader.venue.user_wire import decode_rest_orders, decode_rest_trades
 
     _, bad_trades = decode_rest_trades([{"id": "t-1", "owner": "our-secret-api-key", "size": "lots"}, [1]])
     _, bad_orders = decode_rest_orders([{"id": "0xo", "owner": "our-secret-api-key", "price": {}}])

@@ -6,10 +6,10 @@ import json
 from dataclasses import replace
 
 from conftest import load_fixture
-from polymm.trader.fills import EXTERNAL, FillStore, OrderInfo, TokenInfo, normalise_trade_status
+from polymm.trader.execution.fills import EXTERNAL, FillStore, OrderInfo, TokenInfo, normalise_trade_status
 from polymm.trader.model import Leg, Side
-from polymm.trader.positions import fold, pnl_summary
-from polymm.trader.user_wire import decode_rest_trades, decode_user_frame, trade_report
+from polymm.trader.decision.positions import fold, pnl_summary
+from polymm.trader.venue.user_wire import decode_rest_trades, decode_user_frame, trade_report
 
 UP = "21742633143463906290569050155826241533067272736897614950488156847949938836455"
 DOWN = "48331043336612883890938759509493159234755048973500640148014422747788308965732"

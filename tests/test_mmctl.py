@@ -173,7 +173,7 @@ def test_status_surfaces_trader_trouble_as_warnings_and_fails(sock_path, shm_nam
 def test_a_failing_heartbeat_reads_the_same_everywhere_and_is_said_once():
     """The execution core words it; mmctl falls back to the very same words only when a trader does not."""
     from polymm.ctl import status as status_view
-    from polymm.trader.exchange_state import HEARTBEATS_FAILING
+    from polymm.trader.execution.exchange_state import HEARTBEATS_FAILING
 
     assert status_view.HEARTBEATS_FAILING == HEARTBEATS_FAILING
     feed = status_view.feed_health(None, NOW, problem="no segment")

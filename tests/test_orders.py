@@ -3,7 +3,7 @@ terminal states, exchange truth winning over inference."""
 from __future__ import annotations
 
 from polymm.trader.model import Leg, OrderState, OrderType, Role, Side, Want
-from polymm.trader.orders import OrderBook, normalise_order_status
+from polymm.trader.execution.orders import OrderBook, normalise_order_status
 
 
 def want(size: float = 10, order_type: OrderType = OrderType.GTC, side: Side = Side.BUY) -> Want:

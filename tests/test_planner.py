@@ -6,7 +6,7 @@ from dataclasses import replace
 from strategy_helpers import order
 
 from polymm.trader.model import Leg, OrderState, OrderType, Role, Side, Want
-from polymm.trader.planner import Cancel, Place, plan
+from polymm.trader.decision.planner import Cancel, Place, plan
 
 TICK = 0.01
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 from strategy_helpers import WE, WS, book, config, order, pos
 
-from polymm.trader import risk
-from polymm.trader.decide import decide
+from polymm.trader.decision import risk
+from polymm.trader.decision.decide import decide
 from polymm.trader.model import Leg, OrderType, Role, Side, Want
-from polymm.trader.planner import Cancel, Place
+from polymm.trader.decision.planner import Cancel, Place
 
 CFG = config()
 

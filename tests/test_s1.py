@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 from strategy_helpers import WE, WS, book, config, down_book, order, order_from, pos
 
-from polymm.trader.decide import decide
+from polymm.trader.decision.decide import decide
 from polymm.trader.model import Leg, OrderState, OrderType, Role, Side
-from polymm.trader.planner import Cancel, Place
-from polymm.trader.strategy.s1 import S1LegState, S1State, decide_s1, stop_trigger, take_profit_price
+from polymm.trader.decision.planner import Cancel, Place
+from polymm.trader.decision.strategy.s1 import S1LegState, S1State, decide_s1, stop_trigger, take_profit_price
 
 CFG = config()
 

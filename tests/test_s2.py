@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from strategy_helpers import WE, WS, book, config, order, pos
 
-from polymm.trader.decide import decide
+from polymm.trader.decision.decide import decide
 from polymm.trader.model import Leg, OrderType, Role, Side
-from polymm.trader.planner import Cancel, Place
-from polymm.trader.strategy.s2 import S2State, decide_s2
+from polymm.trader.decision.planner import Cancel, Place
+from polymm.trader.decision.strategy.s2 import S2State, decide_s2
 
 CFG = config(**{"s2.enabled": True})
 

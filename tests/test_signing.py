@@ -16,7 +16,7 @@ from py_clob_client_v2.order_utils.exchange_order_builder_v2 import ExchangeOrde
 from py_clob_client_v2.signer import Signer
 
 from polymm.trader.model import Side
-from polymm.trader.signing import EXCHANGE_V2, NEG_RISK_EXCHANGE_V2, ROUNDING, OrderSigner, order_amounts
+from polymm.trader.venue.signing import EXCHANGE_V2, NEG_RISK_EXCHANGE_V2, ROUNDING, OrderSigner, order_amounts
 
 TICKS = list(ROUNDING)  # every tick the exchange has
 
@@ -118,7 +118,7 @@ def test_bad_private_key_error_does_not_echo_the_key():
 
 
 def test_exchange_safe_size_keeps_marketable_buy_notional_to_cents_and_others_to_4_decimals():
-    from polymm.trader.signing import exchange_safe_size
+    from polymm.trader.venue.signing import exchange_safe_size
     assert exchange_safe_size(Side.BUY, 0.51, 6.55, 0.01, marketable=True) == 6.0  # 3.06 pUSD
     assert exchange_safe_size(Side.BUY, 0.51, 6.55, 0.01, marketable=False) == 6.55  # 3.3405: fine for a limit
     assert exchange_safe_size(Side.BUY, 0.962, 5.51, 0.001, marketable=False) == 5.5  # 5.291

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from strategy_helpers import WE, WS, book, config, order, order_from, pos
 
-from polymm.trader import risk
-from polymm.trader.decide import decide
+from polymm.trader.decision import risk
+from polymm.trader.decision.decide import decide
 from polymm.trader.model import Leg, OrderType, Role, Side
-from polymm.trader.planner import Cancel, Place
+from polymm.trader.decision.planner import Cancel, Place
 
 STEP = 0.005  # the live loop decides every few milliseconds while orders come back rejected
 

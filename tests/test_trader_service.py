@@ -228,7 +228,7 @@ def test_no_feed_exits_1_so_systemd_retries_with_the_reason_in_words(tmp_path):
 
 def test_risk_heartbeat_false_sends_no_heartbeat_and_mmctl_status_says_so(stack, notify, tmp_path):
     from ctl_testing import mmctl
-    from polymm.trader.execution import DEAD_MAN_SWITCH_OFF
+    from polymm.trader.execution.core import DEAD_MAN_SWITCH_OFF
 
     config = tmp_path / "no-heartbeat.toml"
     config.write_text(live_config(WINDOW_S) + "heartbeat = false\n")  # the last section is [risk]

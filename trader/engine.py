@@ -163,7 +163,7 @@ def feed_problem(snap, *, now: float, stale_feed_ms: float) -> str | None:
 
 def identity_of(snap):
     """The MarketIdentity the execution core trades, from the market the feed publishes."""
-    from polymm.trader.execution import MarketIdentity
+    from polymm.trader.execution.core import MarketIdentity
 
     return MarketIdentity(
         condition_id=snap.condition_id,
@@ -192,7 +192,7 @@ def halt_reason(exchange) -> str:
     if warnings:
         return warnings[0]
     if not getattr(exchange, "heartbeat_ok", True):
-        from polymm.trader.exchange_state import HEARTBEATS_FAILING  # one wording everywhere
+        from polymm.trader.execution.exchange_state import HEARTBEATS_FAILING  # one wording everywhere
 
         return HEARTBEATS_FAILING
     return f"exchange is {str(getattr(mode, 'value', mode)).replace('_', '-')}: no new orders"
@@ -497,7 +497,7 @@ class Engine:
 
     def _decide_and_execute(self, view: MarketView, now: float) -> int:
         if self._pipeline is None:
-            from polymm.trader import decide  # S1, S2, risk gate, planner
+            from polymm.trader.decision import decide  # S1, S2, risk gate, planner
 
             self._pipeline = decide.decide
             self._new_state = decide.new_state
@@ -545,7 +545,7 @@ class Engine:
         except Exception:
             log.exception("pending_resolution() failed")
             return
-        from polymm.trader import risk  # the one rule for what unresolved positions tie up
+        from polymm.trader.decision import risk  # the one rule for what unresolved positions tie up
 
         self._unresolved_usd = risk.unresolved_value(held)
 

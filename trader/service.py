@@ -125,7 +125,7 @@ def _socket_gid(name: str | None) -> int | None:
 
 def load_store(args: argparse.Namespace):
     from polymm.trader.config import ConfigError
-    from polymm.trader.control_handler import ConfigStore
+    from polymm.trader.control.handler import ConfigStore
 
     raw_window = env.get(env.WINDOW_S)
     if raw_window and not args.window_s:
@@ -160,7 +160,8 @@ def attach_feed(name: str, wait_s: float, stop: threading.Event):
 def build_core(cfg, state_dir: Path, **kw):
     """The exchange gateway (secrets from the environment) and the execution core over it. The core locks the
     wallet under `state_dir` (one trader per wallet) and journals its orders there."""
-    from polymm.trader import execution, gateway
+    from polymm.trader.execution import core as execution
+    from polymm.trader.venue import gateway
 
     try:
         gw = gateway.Gateway.from_env(clob_url=cfg.endpoints.clob_url)
@@ -217,8 +218,8 @@ class TraderService:
         return EXIT_OK
 
     def _start(self) -> None:
-        from polymm.trader.control import ControlServer, ControlServerError
-        from polymm.trader.control_handler import TraderControlHandler
+        from polymm.trader.control.server import ControlServer, ControlServerError
+        from polymm.trader.control.handler import TraderControlHandler
         from polymm.trader.engine import Engine
 
         args = self.args
@@ -264,11 +265,11 @@ class TraderService:
                 raise StartupFailure(f"the exchange at {cfg.endpoints.clob_url} did not answer: {exc}") from None
             raise
 
-        from polymm.trader.resolution import ResolutionWatcher
+        from polymm.trader.execution.resolution import ResolutionWatcher
 
         self.resolutions = ResolutionWatcher(self.core, cfg.endpoints.gamma_url)
         self.resolutions.start()
-        from polymm.trader.balance import BalanceWatcher
+        from polymm.trader.execution.balance import BalanceWatcher
 
         self.balance = BalanceWatcher(self.core.gateway)
         self.balance.start()
@@ -306,7 +307,7 @@ class TraderService:
     def _on_reload(self) -> None:
         """SIGHUP / systemctl reload: called on the loop thread between decisions."""
         from polymm.ctl.protocol import ControlError
-        from polymm.trader.control_handler import changes_between
+        from polymm.trader.control.handler import changes_between
 
         self.notifier.reloading()
         try:
@@ -330,7 +331,7 @@ class TraderService:
             self.notifier.status(self._summary(), min_interval_s=0.0)
 
     def _summary(self) -> str:
-        from polymm.trader.control_handler import summary_line
+        from polymm.trader.control.handler import summary_line
 
         if self.handler is None:
             return "starting"
@@ -363,13 +364,13 @@ class TraderService:
 
 def _is_wallet_lock_error(exc: Exception) -> bool:
     """The execution core's "another trader already trades this wallet" refusal."""
-    from polymm.trader.wallet_lock import WalletLocked
+    from polymm.trader.execution.wallet_lock import WalletLocked
 
     return isinstance(exc, WalletLocked)
 
 
 def _is_exchange_error(exc: Exception) -> bool:
-    from polymm.trader.exchange_state import ExchangeError
+    from polymm.trader.execution.exchange_state import ExchangeError
 
     return isinstance(exc, ExchangeError)
 

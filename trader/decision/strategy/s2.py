@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 
 from polymm.trader.config import S2Params
 from polymm.trader.model import Leg, MarketView, OrderView, PositionView, Role, Side, Want
-from polymm.trader.strategy.common import (
+from polymm.trader.decision.strategy.common import (
     EPS,
     LEGS,
     NEVER,
@@ -34,7 +34,7 @@ from polymm.trader.strategy.common import (
     working,
     working_role,
 )
-from polymm.trader.ticks import floor_size
+from polymm.trader.decision.ticks import floor_size
 
 STRATEGY = "s2"
 

@@ -22,7 +22,7 @@ import itertools
 import os
 from dataclasses import dataclass, field, replace
 
-from .model import Leg, OrderState, OrderType, OrderView, Role, Side, Want
+from polymm.trader.model import Leg, OrderState, OrderType, OrderView, Role, Side, Want
 
 _SIZE_EPS = 1e-9
 

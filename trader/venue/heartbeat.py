@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
-from .exchange_state import ExchangeError
+from polymm.trader.execution.exchange_state import ExchangeError
 
 log = logging.getLogger("polymm.trader.heartbeat")
 
@@ -74,7 +74,7 @@ class Heartbeater:
 
     def beat_once(self) -> bool:
         """One heartbeat (with one immediate retry on an id mismatch). True when accepted."""
-        from .gateway import HeartbeatRejected  # the gateway owns the SDK; imported lazily for pure tests
+        from polymm.trader.venue.gateway import HeartbeatRejected  # the gateway owns the SDK; imported lazily for pure tests
 
         for _ in range(2):
             try:

@@ -47,12 +47,12 @@ import msgspec
 from msgspec.structs import replace
 from typing import Mapping, Sequence
 
-from polymm.trader import planner, risk
+from polymm.trader.decision import planner, risk
 from polymm.trader.config import Config
 from polymm.trader.model import Leg, MarketView, OrderView, PositionView, Role, Want
-from polymm.trader.planner import Cancel, Place
-from polymm.trader.strategy.s1 import S1State, decide_s1, new_s1_state
-from polymm.trader.strategy.s2 import S2State, decide_s2, new_s2_state
+from polymm.trader.decision.planner import Cancel, Place
+from polymm.trader.decision.strategy.s1 import S1State, decide_s1, new_s1_state
+from polymm.trader.decision.strategy.s2 import S2State, decide_s2, new_s2_state
 
 
 class DecisionState(msgspec.Struct, frozen=True):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 from polymm.trader.model import Leg, MarketView, OrderType, OrderView, PositionView, Role, Side, Want
-from polymm.trader.ticks import floor_size, round_price
+from polymm.trader.decision.ticks import floor_size, round_price
 
 EPS = 1e-9
 LEGS = (Leg.UP, Leg.DOWN)

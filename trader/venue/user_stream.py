@@ -18,7 +18,7 @@ from typing import Callable
 
 import websocket
 
-from .user_wire import UserEvent, WireError, decode_user_frame
+from polymm.trader.venue.user_wire import UserEvent, WireError, decode_user_frame
 
 log = logging.getLogger("polymm.trader.user_stream")
 

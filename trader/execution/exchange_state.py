@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .model import ExchangeMode, ExchangeStatus, Leg, Side
+from polymm.trader.model import ExchangeMode, ExchangeStatus, Leg, Side
 
 
 # ---- typed errors --------------------------------------------------------------------------------

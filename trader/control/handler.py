@@ -295,7 +295,7 @@ class TraderControlHandler:
         if view is None or cfg is None:  # starting: no book or no config yet (status is asked every second)
             return []
         from polymm.trader import config as config_mod
-        from polymm.trader import risk
+        from polymm.trader.decision import risk
 
         unresolved = float(getattr(self.engine, "_unresolved_usd", 0.0))
         exposure = risk.exposure(view, orders, positions, unresolved)
@@ -381,7 +381,7 @@ class TraderControlHandler:
             if w not in out:
                 out.append(str(w))
         if self.balance is not None and es.config is not None:
-            from polymm.trader.balance import balance_warnings
+            from polymm.trader.execution.balance import balance_warnings
 
             out += balance_warnings(self.balance.balance_usd, self.balance.allowance_ok, es.config.risk.max_exposure_usd)
         if self.store.pending_restart:

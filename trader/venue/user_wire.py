@@ -16,8 +16,8 @@ from typing import Union
 
 import msgspec
 
-from .fills import MakerLeg, TradeReport, normalise_trade_status
-from .orders import normalise_order_status
+from polymm.trader.execution.fills import MakerLeg, TradeReport, normalise_trade_status
+from polymm.trader.execution.orders import normalise_order_status
 
 Num = Union[str, float, int, None]
 

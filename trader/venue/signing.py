@@ -25,7 +25,7 @@ from math import ceil, floor
 import coincurve
 from Crypto.Hash import keccak as _keccak_mod
 
-from .model import Side
+from polymm.trader.model import Side
 
 CHAIN_ID_POLYGON = 137
 # CLOB V2 exchange contracts on Polygon (polymarket-protocol.md section 1.4).

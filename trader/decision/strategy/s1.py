@@ -45,7 +45,7 @@ from typing import Mapping, Sequence
 
 from polymm.trader.config import S1Params, cap_at
 from polymm.trader.model import Leg, MarketView, OrderType, OrderView, PositionView, Role, Side, Want
-from polymm.trader.strategy.common import (
+from polymm.trader.decision.strategy.common import (
     EPS,
     LEGS,
     NEVER,
@@ -61,7 +61,7 @@ from polymm.trader.strategy.common import (
     working,
     working_role,
 )
-from polymm.trader.ticks import floor_size, round_price
+from polymm.trader.decision.ticks import floor_size, round_price
 
 STRATEGY = "s1"
 

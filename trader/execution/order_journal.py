@@ -17,7 +17,7 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .model import MarketIdentity
+from polymm.trader.model import MarketIdentity
 
 log = logging.getLogger("polymm.trader.journal")
 

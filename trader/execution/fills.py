@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from .model import FillView, Leg, Side
+from polymm.trader.model import FillView, Leg, Side
 
 STATUS_RANK = {"MATCHED": 0, "RETRYING": 1, "MINED": 2, "CONFIRMED": 3, "FAILED": 4}
 

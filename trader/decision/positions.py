@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .model import FillView, Leg, PositionView, Side
+from polymm.trader.model import FillView, Leg, PositionView, Side
 
 _EPS = 1e-9
 

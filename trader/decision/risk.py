@@ -45,8 +45,8 @@ from typing import Mapping, Sequence
 
 from polymm.trader.config import Config
 from polymm.trader.model import Leg, MarketView, OrderType, OrderView, PositionView, Role, Side, Want
-from polymm.trader.planner import Cancel, Place, kept_orders
-from polymm.trader.strategy.common import EPS, entry_size, finite, mark_price, repeated_sell, sellable
+from polymm.trader.decision.planner import Cancel, Place, kept_orders
+from polymm.trader.decision.strategy.common import EPS, entry_size, finite, mark_price, repeated_sell, sellable
 
 THROTTLE_WINDOW_S = 60.0
 _PRIORITY = {Role.STOP_LOSS: 0, Role.FLATTEN: 0, Role.TAKE_PROFIT: 1, Role.ENTRY: 2}

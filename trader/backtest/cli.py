@@ -50,11 +50,11 @@ from typing import Any, Iterator, Literal
 import msgspec
 
 from polymm.trader.config import Config, ConfigError, load_config, warnings
-from polymm.trader.decide import Decision, DecisionState, decide, new_state
+from polymm.trader.decision.decide import Decision, DecisionState, decide, new_state
 from polymm.trader.model import Leg, MarketView, OrderState, OrderType, OrderView, PositionView, Side, Want
-from polymm.trader.planner import Cancel, Place
-from polymm.trader.strategy.common import taker_fee
-from polymm.trader.ticks import on_tick
+from polymm.trader.decision.planner import Cancel, Place
+from polymm.trader.decision.strategy.common import taker_fee
+from polymm.trader.decision.ticks import on_tick
 
 DEFAULT_TICK = 0.01
 TICK_SIZES = (0.1, 0.01, 0.005, 0.0025, 0.001, 0.0001)  # the exchange's tick sizes (py_clob_client_v2 TickSize)

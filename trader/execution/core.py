@@ -58,21 +58,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from . import reconcile as reconcile_mod
-from .exchange_state import ExchangeError, ExchangeState
-from .fills import FillStore, OrderInfo, TokenInfo, taker_fee
-from .gateway import Gateway
-from .heartbeat import Heartbeater
-from .model import (ExchangeStatus, FillChanged, FillView, Leg, MarketIdentity, MarketResolvedEvent, OrderChanged,
+from polymm.trader.execution import reconcile as reconcile_mod
+from polymm.trader.execution.exchange_state import ExchangeError, ExchangeState
+from polymm.trader.execution.fills import FillStore, OrderInfo, TokenInfo, taker_fee
+from polymm.trader.venue.gateway import Gateway
+from polymm.trader.venue.heartbeat import Heartbeater
+from polymm.trader.model import (ExchangeStatus, FillChanged, FillView, Leg, MarketIdentity, MarketResolvedEvent, OrderChanged,
                     OrderState, OrderType, OrderView, PositionView, Side, StatusChanged, Want)
-from .order_journal import JournalOrder, OrderJournal
-from .orders import Order, OrderBook, Transition
-from .positions import fold, pnl_summary
-from .signing import exchange_safe_size
-from .ticks import on_tick, round_price
-from .user_stream import UserStream
-from .user_wire import WireOrder, WireTrade, decode_rest_order, decode_rest_orders, decode_rest_trades, order_report, trade_report
-from .wallet_lock import WalletLock
+from polymm.trader.execution.order_journal import JournalOrder, OrderJournal
+from polymm.trader.execution.orders import Order, OrderBook, Transition
+from polymm.trader.decision.positions import fold, pnl_summary
+from polymm.trader.venue.signing import exchange_safe_size
+from polymm.trader.decision.ticks import on_tick, round_price
+from polymm.trader.venue.user_stream import UserStream
+from polymm.trader.venue.user_wire import WireOrder, WireTrade, decode_rest_order, decode_rest_orders, decode_rest_trades, order_report, trade_report
+from polymm.trader.execution.wallet_lock import WalletLock
 
 __all__ = ["ExecutionCore", "MarketIdentity"]  # MarketIdentity lives in model; re-exported for callers
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .fills import EXTERNAL, FillStore, OrderInfo, TradeReport
-from .model import FillView, Leg, OrderState, OrderType, Role, Side
-from .order_journal import JournalOrder
-from .orders import Order, OrderBook, Transition
-from .user_wire import OrderReport
+from polymm.trader.execution.fills import EXTERNAL, FillStore, OrderInfo, TradeReport
+from polymm.trader.model import FillView, Leg, OrderState, OrderType, Role, Side
+from polymm.trader.execution.order_journal import JournalOrder
+from polymm.trader.execution.orders import Order, OrderBook, Transition
+from polymm.trader.venue.user_wire import OrderReport
 
 
 @dataclass

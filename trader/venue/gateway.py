@@ -33,8 +33,8 @@ from py_clob_client_v2.headers.headers import create_level_2_headers
 
 from polymm import env
 
-from .exchange_state import ExchangeError, NetworkError, Rejected, classify
-from .signing import OrderSigner, SignedOrder
+from polymm.trader.execution.exchange_state import ExchangeError, NetworkError, Rejected, classify
+from polymm.trader.venue.signing import OrderSigner, SignedOrder
 
 log = logging.getLogger("polymm.trader.gateway")
 

@@ -1,0 +1,1 @@
+"""Replays recorded ticks through the decision pipeline and the fill model, and reports."""
