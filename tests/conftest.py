@@ -1,19 +1,10 @@
-"""Shared test helpers. Keep this small: each suite's own helpers live in its own module."""
+"""Fixtures every suite may use. Helpers live in tests/support/, one module per area."""
 from __future__ import annotations
 
-import json
 import os
 import uuid
-from pathlib import Path
 
 import pytest
-
-FIXTURES = Path(__file__).parent / "fixtures" / "polymarket-recorded"
-
-
-def load_fixture(relpath: str):
-    """A recorded Polymarket message, e.g. load_fixture("nautilus-python/ws_messages/book.json")."""
-    return json.loads((FIXTURES / relpath).read_text())
 
 
 @pytest.fixture

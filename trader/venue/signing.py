@@ -9,7 +9,7 @@ eth_account uses when coincurve is installed, so the signatures are the same byt
 
 Amount rounding deliberately repeats the SDK's float arithmetic step by step (round_down / round_up /
 decimal_places on `str(float)`): the exchange recomputes amounts and rejects a mismatch, and the
-equality test (tests/test_signing.py) proves identity against the SDK over random inputs.
+equality test (tests/trader/venue/test_signing.py) proves identity against the SDK over random inputs.
 
 Nothing here imports py_clob_client_v2 (only trader/gateway.py does).
 """

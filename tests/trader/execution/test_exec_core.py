@@ -1,0 +1,350 @@
+"""ExecutionCore with a scripted in-process exchange (no sockets): races between the user channel's
+order and trade reports, and what orders() + positions() show in between."""
+from __future__ import annotations
+
+import json
+import time
+
+import msgspec
+
+from tests.support.execution import ScriptedExchange, wait_for, want
+from polymm.trader.execution.core import ExecutionCore, MarketIdentity
+from polymm.trader.venue.gateway import CancelResult
+from polymm.trader.model import Leg, OrderState, OrderType, Side
+from polymm.trader.venue.user_wire import WireMakerOrder, WireOrder, WireTrade
+
+MARKET = MarketIdentity("0xcond", "111", "222", int(time.time()) - 60, int(time.time()) + 840, 0.01, 5, 0.07)
+
+
+def started_core() -> tuple[ExecutionCore, ScriptedExchange]:
+    exchange = ScriptedExchange()
+    core = ExecutionCore(exchange, reconcile_every_s=3600)
+    core.start(MARKET)
+    return core, exchange
+
+
+def order_update(order_id: str, matched: str, size: str, status: str = "MATCHED") -> WireOrder:
+    return WireOrder(id=order_id, status=status, type="UPDATE", market=MARKET.condition_id, asset_id=MARKET.up_token,
+                     side="BUY", price="0.62", original_size=size, size_matched=matched, owner="key-1")
+
+
+def maker_trade(order_id: str, size: str, status: str) -> WireTrade:
+    return WireTrade(id="trade-1", status=status, market=MARKET.condition_id, asset_id=MARKET.up_token, side="SELL",
+                     size=size, price="0.62", taker_order_id="0xsomeone", trader_side="MAKER", owner="key-1",
+                     maker_orders=[WireMakerOrder(order_id=order_id, matched_amount=size, price="0.62",
+                                                  asset_id=MARKET.up_token, owner="key-1", side="BUY")])
+
+
+def test_order_filled_before_its_trade_arrives_still_counts_as_held():
+    core, _ = started_core()
+    try:
+        cid = core.place(want(Leg.UP, Side.BUY, 0.62, 6.45))
+        wait_for(lambda: core.orders() and core.orders()[0].state is OrderState.LIVE, what="live")
+        order_id = core.orders()[0].order_id
+        core._on_ws_events([order_update(order_id, "6.45", "6.45")])  # the UPDATE beats the trade
+        assert core.orders() == []  # no longer working...
+        held = core.positions()[("s1", Leg.UP)]
+        assert held.shares == 6.45 and held.fees == 0.0  # ...but held (post-only: a maker, no fee)
+        assert core.fills() == []  # nothing invented in the fill list
+        core._on_ws_events([maker_trade(order_id, "6.45", "MATCHED")])
+        assert core.positions()[("s1", Leg.UP)].shares == 6.45  # the trade replaces, never adds
+        assert len(core.fills()) == 1 and core.fills()[0].client_id == cid
+        core._on_ws_events([maker_trade(order_id, "6.45", "FAILED")])
+        assert ("s1", Leg.UP) not in core.positions() or core.positions()[("s1", Leg.UP)].shares == 0
+    finally:
+        core.stop()
+
+
+def test_partial_update_then_partial_trade_counts_the_rest_provisionally():
+    core, _ = started_core()
+    try:
+        core.place(want(Leg.UP, Side.BUY, 0.62, 10, post_only=False, order_type=OrderType.GTC))
+        wait_for(lambda: core.orders() and core.orders()[0].state is OrderState.LIVE, what="live")
+        order_id = core.orders()[0].order_id
+        core._on_ws_events([order_update(order_id, "7", "10", status="LIVE")])
+        assert core.orders()[0].state is OrderState.PARTIALLY_FILLED and core.orders()[0].remaining == 3
+        pos = core.positions()[("s1", Leg.UP)]
+        assert pos.shares == 7 and pos.fees > 0  # not post-only: a taker fee is assumed until the trade says
+        core._on_ws_events([maker_trade(order_id, "4", "MATCHED")])
+        assert core.positions()[("s1", Leg.UP)].shares == 7
+    finally:
+        core.stop()
+
+
+# ---- memory stays bounded over days of windows; money-safety races --------------------------------------
+class Clock:
+    def __init__(self) -> None:
+        self.t = time.time()
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def market_at(name: str, window_start: int) -> MarketIdentity:
+    token = str(abs(hash(name)) % 10**12)  # token ids are decimal integers (they are signed into orders)
+    return MarketIdentity(f"0x{name}", token + "1", token + "2", window_start, window_start + 900, 0.01, 5, 0.07)
+
+
+def trade_on(market: MarketIdentity, trade_id: str, order_id: str, size: str, price: str = "0.40") -> WireTrade:
+    return WireTrade(id=trade_id, status="CONFIRMED", market=market.condition_id, asset_id=market.up_token,
+                     side="SELL", size=size, price=price, taker_order_id="0xsomeone", trader_side="MAKER",
+                     owner="key-1", maker_orders=[WireMakerOrder(order_id=order_id, matched_amount=size, price=price,
+                                                                 asset_id=market.up_token, owner="key-1", side="BUY")])
+
+
+def filled_order(core: ExecutionCore, price: float = 0.40, size: float = 10) -> str:
+    cid = core.place(want(Leg.UP, Side.BUY, price, size))
+    wait_for(lambda: any(o.client_id == cid and o.order_id and o.state is OrderState.LIVE for o in core.orders()),
+             what="order live")
+    return next(o.order_id for o in core.orders() if o.client_id == cid)
+
+
+def core_holding_10_up(name: str) -> tuple[Clock, MarketIdentity, ExecutionCore]:
+    """A core (on a settable clock) that bought 10 Up at 0.40 in market `name`, which started a minute ago."""
+    clock = Clock()
+    market = market_at(name, int(clock.t) - 60)
+    core = ExecutionCore(ScriptedExchange(), clock=clock, reconcile_every_s=3600)
+    core.start(market)
+    order_id = filled_order(core)
+    core._on_ws_events([trade_on(market, f"t-{name}", order_id, "10")])
+    return clock, market, core
+
+
+def test_a_settled_market_is_forgotten_after_a_day_and_its_pnl_is_kept():
+    clock, old, core = core_holding_10_up("old")
+    try:
+        core.resolve_market(old.condition_id, Leg.UP)  # 10 shares bought at 0.40 pay 1.00
+        before = core.pnl()
+        assert before["total"]["realised"] == 6.0
+        core.set_market(market_at("new", old.window_end))
+        clock.t = old.window_end + 3600  # an hour later: still shown (mmctl fills / orders --all)
+        assert core.prune(clock.t) == [] and len(core.fills(condition_id=old.condition_id)) == 1
+        clock.t = old.window_end + 86400 + 1
+        assert core.prune(clock.t) == [old.condition_id]
+        assert core.fills() == [] and core.orders(working_only=False, condition_id=old.condition_id) == []
+        assert core._markets.keys() == {"0xnew"} and core._book.by_exchange == {}
+        assert core.pnl()["total"] == before["total"]  # forgotten, not lost
+        assert core.pnl()["markets"][old.condition_id]["resolved"] == "up"
+    finally:
+        core.stop()
+
+
+def test_a_market_still_holding_unresolved_shares_is_never_forgotten():
+    clock, old, core = core_holding_10_up("held")
+    try:
+        core.set_market(market_at("next", old.window_end))
+        clock.t = old.window_end + 3 * 86400
+        assert core.prune(clock.t) == []
+        (pending,) = core.pending_resolution()
+        assert pending[0] == old and pending[1][("s1", Leg.UP)].shares == 10
+    finally:
+        core.stop()
+
+
+def test_restart_reads_trades_of_an_unresolved_market_that_ended_hours_ago(tmp_path):
+    from polymm.trader.execution.order_journal import JournalOrder, OrderJournal
+
+    now = time.time()
+    old = market_at("gone", int(now) - 4 * 3600)  # ended ~3 h ago: outside the usual reconcile horizon
+    exchange = ScriptedExchange()
+    journal = OrderJournal(tmp_path / f"orders-{exchange.funder.lower()}.jsonl")
+    journal.load(now)
+    journal.market(old, now - 4 * 3600)
+    journal.order(JournalOrder("0xours", "s1-x-1", "s1", "up", "BUY", 0.40, 10, "entry", "GTC", True, "r",
+                               old.up_token, old.condition_id, now - 4 * 3600 + 5))
+    journal.close()
+    asked = []
+
+    def trades(market=None, asset_id=None, after=None, trade_id=None):
+        asked.append(market)
+        return [msgspec.to_builtins(trade_on(old, "t-gone", "0xours", "10"))] if market == old.condition_id else []
+
+    exchange.trades = trades
+    core = ExecutionCore(exchange, state_dir=tmp_path, reconcile_every_s=3600)
+    core.start(MARKET)
+    try:
+        assert old.condition_id in asked
+        (pending,) = core.pending_resolution()
+        assert pending[0] == old and pending[1][("s1", Leg.UP)].shares == 10  # attributed to s1 via the journal
+        asked.clear()
+        core.reconcile("periodic")
+        assert asked == [MARKET.condition_id]  # the backfill is a one-off: routine passes stay small
+    finally:
+        core.stop()
+    # a restart does not re-journal (and so restamp and keep forever) the markets it loaded
+    lines = [json.loads(line) for line in journal.path.read_text().splitlines()]
+    assert [r["condition_id"] for r in lines if r["kind"] == "market"].count(old.condition_id) == 1
+
+
+class SignerCancelledMidway:
+    """Signs like the real signer, but the decision loop cancels the order while it is being signed."""
+
+    def __init__(self, signer, on_build) -> None:
+        self._signer = signer
+        self._on_build = on_build
+
+    def build(self, *args, **kwargs):
+        self._on_build()
+        return self._signer.build(*args, **kwargs)
+
+
+def test_an_order_cancelled_while_being_signed_is_never_sent():
+    exchange = ScriptedExchange()
+    core = ExecutionCore(exchange, reconcile_every_s=3600)
+    core.start(MARKET)
+    try:
+        exchange.signer = SignerCancelledMidway(
+            exchange.signer, lambda: core.cancel(core.orders(working_only=False)[0].client_id, "planner"))
+        core.place(want(Leg.UP, Side.BUY, 0.40, 10))
+        wait_for(lambda: core.orders(working_only=False)[0].state is OrderState.CANCELED, what="cancelled unsent")
+        assert exchange.posted == []
+    finally:
+        core.stop()
+
+
+def test_a_cancel_call_that_crashes_is_retried_not_lost():
+    exchange = ScriptedExchange()
+    calls = []
+
+    def cancel_order(order_id):
+        calls.append(order_id)
+        if len(calls) == 1:
+            raise RuntimeError("bug in the gateway")
+        return CancelResult((order_id,), {})
+
+    exchange.cancel_order = cancel_order
+    core = ExecutionCore(exchange, reconcile_every_s=3600)
+    core.start(MARKET)
+    try:
+        order_id = filled_order(core)
+        core.cancel(order_id, "planner")
+        wait_for(lambda: core.orders(working_only=False)[0].state is OrderState.CANCELED, timeout_s=20,
+                 what="cancel re-sent after the crash")
+        assert calls == [order_id, order_id]
+    finally:
+        core.stop()
+
+
+def test_place_racing_a_shutdown_ends_rejected_instead_of_pending_forever():
+    core, exchange = started_core()
+    try:
+        core._pool.shutdown(wait=True)  # what stop()/restart() do between place()'s check and its submit
+        cid = core.place(want(Leg.UP, Side.BUY, 0.40, 10))
+        (view,) = core.orders(working_only=False)
+        assert view.client_id == cid and view.state is OrderState.REJECTED and exchange.posted == []
+    finally:
+        core.stop()
+
+
+def test_stop_cancels_everything_on_the_wallet_when_an_order_stays_unconfirmed(monkeypatch):
+    exchange = ScriptedExchange()
+    wallet_cancels = []
+    exchange.cancel_order = lambda order_id: CancelResult((), {order_id: "exchange busy"})
+    exchange.cancel_all = lambda: wallet_cancels.append(1) or CancelResult(tuple(o.order_hash for o in exchange.posted), {})
+    core = ExecutionCore(exchange, reconcile_every_s=3600)
+    core.start(MARKET)
+    filled_order(core)
+    monkeypatch.setattr("polymm.trader.execution.core.ExecutionCore._cancel_everything",
+                        lambda self, reason, wait_s: self.cancel_all(reason))  # no 5 s wait in a unit test
+    core.stop()
+    assert wallet_cancels == [1]
+    assert core.orders(working_only=False)[0].state is OrderState.CANCELED
+
+
+def test_place_and_cancel_return_at_once_while_the_exchange_hangs():
+    import threading
+
+    exchange = ScriptedExchange()
+    release, in_flight = threading.Event(), threading.Event()
+    real_post = exchange.post_order
+
+    def hanging_post(order, order_type="GTC", post_only=False):
+        in_flight.set()
+        release.wait(60)  # the exchange does not answer until the test lets it
+        return real_post(order, order_type, post_only)
+
+    exchange.post_order = hanging_post
+    core = ExecutionCore(exchange, reconcile_every_s=3600)
+    core.start(MARKET)
+    try:
+        cid = core.place(want(Leg.UP, Side.BUY, 0.40, 10))  # returns although the POST hangs
+        assert core.orders()[0].state is OrderState.PENDING_SUBMIT
+        assert in_flight.wait(30), "the worker never sent the order"
+        core.cancel(cid, "planner")  # returns too: deferred until the submit is answered
+        assert core.orders()[0].state is OrderState.PENDING_CANCEL
+        release.set()
+        wait_for(lambda: core.orders(working_only=False)[0].state is OrderState.CANCELED, what="deferred cancel sent")
+        assert len(exchange.posted) == 1
+    finally:
+        release.set()
+        core.stop()
+
+
+def test_a_restart_that_cannot_reach_the_exchange_keeps_retrying_instead_of_staying_stopped(monkeypatch):
+    import pytest
+
+    from polymm.trader.execution import core as execution
+    from polymm.trader.execution.exchange_state import ExchangeError, NetworkError
+
+    monkeypatch.setattr(execution, "RESTART_RETRY_S", 0.05)
+    core, exchange = started_core()
+    down = {"on": True}
+
+    def open_orders(market=None, asset_id=None):
+        if down["on"]:
+            raise NetworkError(None, "GET /data/orders timed out")
+        return []
+
+    exchange.open_orders = open_orders
+    try:
+        with pytest.raises(ExchangeError):
+            core.restart("operator restart")
+        assert any("retrying" in w for w in core.state().warnings)
+        refused = core.place(want(Leg.UP, Side.BUY, 0.40, 10))
+        assert core.orders(working_only=False)[0].state is OrderState.REJECTED and refused
+        down["on"] = False
+        wait_for(lambda: core._running, timeout_s=30, what="the core running again after the exchange came back")
+        assert not any("retrying" in w for w in core.state().warnings)
+        core.place(want(Leg.UP, Side.BUY, 0.40, 10))
+        wait_for(lambda: core.orders() and core.orders()[0].state is OrderState.LIVE, what="orders placed again")
+    finally:
+        core.stop()
+
+
+def test_risk_heartbeat_false_never_arms_the_dead_man_switch_and_says_so():
+    """risk.heartbeat = false (start-time config, passed as heartbeat=False) must really stop the heartbeats,
+    and status must say in words what that means; the default arms the switch at start."""
+    from polymm.trader.execution.core import DEAD_MAN_SWITCH_OFF
+
+    class CountingExchange(ScriptedExchange):
+        def __init__(self) -> None:
+            super().__init__()
+            self.heartbeats = 0
+
+        def heartbeat(self, heartbeat_id):
+            self.heartbeats += 1
+            return "hb"
+
+    off = CountingExchange()
+    core = ExecutionCore(off, reconcile_every_s=3600, heartbeat_interval_s=0.01, heartbeat=False)
+    core.start(MARKET)
+    try:
+        core.place(want(Leg.UP, Side.BUY, 0.40, 10))
+        wait_for(lambda: core.orders() and core.orders()[0].state is OrderState.LIVE, what="the order resting")
+        status = core.state()
+        assert off.heartbeats == 0
+        assert DEAD_MAN_SWITCH_OFF in status.warnings and status.heartbeat_ok and status.can_place
+        assert DEAD_MAN_SWITCH_OFF == ("dead-man switch disabled (risk.heartbeat=false): if the trader dies its "
+                                       "orders stay on the exchange")
+    finally:
+        core.stop()
+    assert off.heartbeats == 0
+
+    on = CountingExchange()
+    core = ExecutionCore(on, reconcile_every_s=3600, heartbeat_interval_s=0.01)
+    core.start(MARKET)
+    try:
+        wait_for(lambda: on.heartbeats >= 3, what="heartbeats sent by default")
+        assert not any("dead-man switch" in w for w in core.state().warnings)
+    finally:
+        core.stop()
