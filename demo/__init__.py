@@ -452,6 +452,3 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     return run_demo(args.duration, args.window_s, args.every, args.keep)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

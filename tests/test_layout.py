@@ -1,0 +1,105 @@
+"""The dependency rules of ARCHITECTURE.md, read from the source (every import statement, including the ones
+inside functions), so a module's folder tells what it may import:
+
+- `trader/decision` is pure: neither it nor anything of ours it imports touches I/O (sockets, threads,
+  processes, HTTP, WebSockets, the SDK, databases) or the trader's I/O packages (venue, execution, control,
+  engine, service).
+- `trader/venue` (the exchange's protocol) imports nothing from `trader/decision`.
+- Nothing outside `trader/` imports `polymm.trader` (tests, bench, tools and the demo application may).
+- `sim/` imports none of the product (feed, trader, ctl, demo); `polymm/` plumbing imports no product at all.
+"""
+from __future__ import annotations
+
+import ast
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+IO_MODULES = {"socket", "threading", "subprocess", "requests", "websocket", "py_clob_client_v2", "sqlite3", "http",
+              "urllib", "aiohttp", "multiprocessing", "asyncio", "selectors", "mmap"}
+TRADER_IO = {"polymm.trader." + p for p in ("venue", "execution", "control", "engine", "service")}
+PRODUCT = {"polymm.feed", "polymm.trader", "polymm.ctl", "polymm.sim", "polymm.demo"}
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of the installed `polymm` package, by dotted name, from pyproject's package-dir."""
+    dirs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    out = {}
+    for pkg, rel in dirs.items():
+        for path in (ROOT / rel).glob("*.py"):
+            name = pkg if path.stem == "__init__" else f"{pkg}.{path.stem}"
+            out[name] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def imports_of(name: str) -> set[str]:
+    """The absolute names `name` imports (``from a import b`` gives ``a`` and ``a.b``)."""
+    path = MODULES[name]
+    package = name if path.stem == "__init__" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parts = parts[: len(parts) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _within(name: str, prefixes) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def _ours(names: set[str]) -> set[str]:
+    return {n for n in names if n in MODULES}
+
+
+def _in(prefix: str) -> list[str]:
+    mods = sorted(m for m in MODULES if _within(m, [prefix]))
+    assert mods, f"no modules under {prefix}: the layout test has lost track of the tree"
+    return mods
+
+
+@pytest.mark.parametrize("module", _in("polymm.trader.decision"))
+def test_decision_is_pure(module):
+    seen, todo, bad = set(), [module], []
+    while todo:  # everything of ours it reaches, directly or not
+        m = todo.pop()
+        if m in seen:
+            continue
+        seen.add(m)
+        for imp in imports_of(m):
+            if imp.split(".")[0] in IO_MODULES or _within(imp, TRADER_IO):
+                bad.append(f"{m} imports {imp}")
+        todo.extend(_ours(imports_of(m)))
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("module", _in("polymm.trader.venue"))
+def test_venue_knows_nothing_of_decisions(module):
+    assert not [i for i in imports_of(module) if _within(i, ["polymm.trader.decision"])]
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if not _within(m, ["polymm.trader", "polymm.demo"])])
+def test_nothing_outside_trader_imports_it(module):
+    assert not [i for i in imports_of(module) if _within(i, ["polymm.trader"])]
+
+
+@pytest.mark.parametrize("module", _in("polymm.sim"))
+def test_sim_imports_none_of_the_product(module):
+    assert not [i for i in imports_of(module) if _within(i, PRODUCT - {"polymm.sim"})]
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if not _within(m, PRODUCT)])
+def test_plumbing_imports_no_product(module):
+    assert not [i for i in imports_of(module) if _within(i, PRODUCT)]
