@@ -51,17 +51,17 @@ def test_layout_offsets_of_struct_packers_match_the_numpy_dtypes():
     # The hot path packs with struct; the dtype is the documented layout. They must agree byte for byte.
     import numpy as np
 
-    w_fields = shm._flat_fields(shm.HEADER)
+    w_fields = shm.layout._flat_fields(shm.HEADER)
     names = [n for n, _, _ in w_fields]
     assert names[-9:] == [f"top.down.{n}" for n in shm.LEG.names]
     arr = np.zeros(1, dtype=shm.HEADER)
     arr["top"]["up"]["ask"] = 0.42
     arr["top"]["seq"] = 7
     arr["window_end"] = 1234
-    v = shm._STATE.unpack_from(arr.tobytes(), shm._STATE_OFF)
-    by_name = dict(zip(shm._STATE_NAMES, v))
+    v = shm.layout._STATE.unpack_from(arr.tobytes(), shm.layout._STATE_OFF)
+    by_name = dict(zip(shm.layout._STATE_NAMES, v))
     assert by_name["top.up.ask"] == 0.42 and by_name["top.seq"] == 7 and by_name["window_end"] == 1234
-    assert shm.HEADER.fields["top"][1] % 8 == 0 and shm._ring_offset() % 64 == 0
+    assert shm.HEADER.fields["top"][1] % 8 == 0 and shm.layout._ring_offset() % 64 == 0
 
 
 def test_reader_sees_published_top_of_book_with_market_identity(writer, shm_name):
@@ -199,7 +199,7 @@ class FakeTime:
 
 def test_reader_waits_for_the_segment_then_gives_up_with_shm_missing(shm_name, monkeypatch):
     fake = FakeTime()
-    monkeypatch.setattr(shm, "time", fake)
+    monkeypatch.setattr(shm.reader, "time", fake)
     with pytest.raises(shm.ShmMissing, match="does not exist"):
         shm.Reader(shm_name, wait_s=0.3)
     # it kept looking (several short sleeps) for the whole wait, not one look and give up
@@ -281,17 +281,17 @@ def test_heartbeat_refreshes_without_waking_readers(writer, shm_name):
 def test_wait_update_returns_on_publish_or_after_timeout(writer, shm_name, monkeypatch):
     market(writer)
     # The polling path (a writer that posts no futex wake-ups; the wake-up path is in test_shm_wake.py).
-    struct.pack_into("<I", writer._buf, shm._FEATURES_OFF, 0)
+    struct.pack_into("<I", writer._buf, shm.layout._FEATURES_OFF, 0)
     reader = shm.Reader(shm_name)
     seq = reader.seq()
     fake = FakeTime()
-    monkeypatch.setattr(shm, "time", fake)
+    monkeypatch.setattr(shm.reader, "time", fake)
     assert reader.wait_update(seq, 0.2) == seq  # nothing published: returns the old seq at the timeout
     assert fake.t - 1000.0 >= 0.2 and fake.sleeps >= 2
     published = []
     fake2 = FakeTime(on_sleep=lambda f: published.append(writer.publish(1_800_000_000, leg(0.4, 0.6), None))
                      if f.sleeps == 3 else None)
-    monkeypatch.setattr(shm, "time", fake2)
+    monkeypatch.setattr(shm.reader, "time", fake2)
     # a publish during the wait is returned at the next look, long before the (huge) timeout
     assert reader.wait_update(seq, 3600.0) == published[0] != seq
     assert fake2.sleeps == 3
@@ -377,7 +377,7 @@ def test_reader_reports_stopped_without_a_book_when_a_dead_writer_left_the_seqlo
     dead_pid = int(dead.stdout)
     # what a SIGKILL in the middle of a publish leaves behind: an odd seqlock word and a dead writer pid
     struct.pack_into("<q", writer._buf, shm.HEADER.fields["writer_pid"][1], dead_pid)
-    struct.pack_into("<Q", writer._buf, shm._LOCK_OFF, writer._lockword + 1)
+    struct.pack_into("<Q", writer._buf, shm.layout._LOCK_OFF, writer._lockword + 1)
     result = []
     t = threading.Thread(target=lambda: result.append(shm.Reader(shm_name).snapshot()), daemon=True)
     t.start()
@@ -385,7 +385,7 @@ def test_reader_reports_stopped_without_a_book_when_a_dead_writer_left_the_seqlo
     assert not t.is_alive(), "snapshot() kept retrying on a seqlock left odd by a dead writer"
     (snap,) = result
     assert snap.status == "stopped" and math.isnan(snap.up.bid) and math.isnan(snap.down.ask)
-    struct.pack_into("<Q", writer._buf, shm._LOCK_OFF, writer._lockword)  # let the fixture close cleanly
+    struct.pack_into("<Q", writer._buf, shm.layout._LOCK_OFF, writer._lockword)  # let the fixture close cleanly
 
 
 def test_writes_after_close_publish_nothing_or_say_the_writer_is_closed(shm_name):

@@ -19,7 +19,7 @@ import pytest
 from polymm.feed import shm
 
 WINDOW = 1_800_000_000
-needs_futex = pytest.mark.skipif(shm._futex is None, reason="futex(2) is Linux-only")
+needs_futex = pytest.mark.skipif(shm.futex._futex is None, reason="futex(2) is Linux-only")
 
 
 def market(writer: shm.Writer) -> int:
@@ -63,14 +63,14 @@ class CountingFutex:
         self.real, self.waits = real, 0
 
     def __call__(self, nr, addr, op, *rest):
-        if op == shm._FUTEX_WAIT:
+        if op == shm.futex._FUTEX_WAIT:
             self.waits += 1
         return self.real(nr, addr, op, *rest)
 
 
 def features(name: str) -> int:
     with open(f"/dev/shm/{name}", "rb") as f:
-        return struct.unpack_from("<I", f.read(shm._FEATURES_OFF + 4), shm._FEATURES_OFF)[0]
+        return struct.unpack_from("<I", f.read(shm.layout._FEATURES_OFF + 4), shm.layout._FEATURES_OFF)[0]
 
 
 @needs_futex
@@ -101,9 +101,9 @@ def test_reader_blocked_in_wait_update_wakes_on_a_publish_from_another_process(s
         assert word == "READY"
         reader = shm.Reader(shm_name)
         assert reader.seq() == int(seq)
-        counting = CountingFutex(shm._futex)
-        monkeypatch.setattr(shm, "_futex", counting)
-        monkeypatch.setattr(shm, "time", NoSleeping())
+        counting = CountingFutex(shm.futex._futex)
+        monkeypatch.setattr(shm.futex, "_futex", counting)
+        monkeypatch.setattr(shm.reader, "time", NoSleeping())
 
         def go() -> None:
             time.sleep(0.3)  # most likely blocked by now; if not, wait_update still sees the new seq at once
@@ -129,9 +129,9 @@ def test_reader_blocked_in_wait_update_wakes_on_a_publish_from_another_process(s
 def test_wait_update_times_out_with_the_old_sequence_when_nothing_is_published(writer, shm_name, monkeypatch):
     reader = shm.Reader(shm_name)
     seq = reader.seq()
-    counting = CountingFutex(shm._futex)
-    monkeypatch.setattr(shm, "_futex", counting)
-    monkeypatch.setattr(shm, "time", NoSleeping())
+    counting = CountingFutex(shm.futex._futex)
+    monkeypatch.setattr(shm.futex, "_futex", counting)
+    monkeypatch.setattr(shm.reader, "time", NoSleeping())
     assert reader.wait_update(seq, 0.05, spin_s=0.0) == seq
     assert counting.waits >= 1
     reader.close()
@@ -150,7 +150,7 @@ def test_heartbeats_do_not_wake_a_waiting_reader(writer, shm_name):
 
 def test_reader_polls_when_the_writer_posts_no_wake_ups(writer, shm_name):
     # An older feed (features word was padding, 0): the reader must not block waiting for a wake-up.
-    struct.pack_into("<I", writer._buf, shm._FEATURES_OFF, 0)
+    struct.pack_into("<I", writer._buf, shm.layout._FEATURES_OFF, 0)
     writer._wake = False
     reader = shm.Reader(shm_name)
     seq = reader.seq()
@@ -167,25 +167,25 @@ def test_reader_falls_back_to_polling_when_the_kernel_refuses_the_futex(writer, 
     calls = []
 
     def refused(nr, addr, op, *rest):
-        if op == shm._FUTEX_WAIT:  # (the writer's wake-ups, same process, go through here too)
+        if op == shm.futex._FUTEX_WAIT:  # (the writer's wake-ups, same process, go through here too)
             calls.append(op)
         ctypes.set_errno(errno.EPERM)
         return -1
 
     reader = shm.Reader(shm_name)
     seq = reader.seq()
-    monkeypatch.setattr(shm, "_futex", refused)
+    monkeypatch.setattr(shm.futex, "_futex", refused)
     publisher = threading.Timer(0.1, lambda: writer.publish(WINDOW, book(), None))
     publisher.start()
     assert reader.wait_update(seq, 60.0, spin_s=0.0) == seq + 1
     publisher.join()
-    assert calls == [shm._FUTEX_WAIT]  # tried once, then polled (and will keep polling)
-    assert reader.wait_update(seq + 1, 0.01) == seq + 1 and calls == [shm._FUTEX_WAIT]
+    assert calls == [shm.futex._FUTEX_WAIT]  # tried once, then polled (and will keep polling)
+    assert reader.wait_update(seq + 1, 0.01) == seq + 1 and calls == [shm.futex._FUTEX_WAIT]
     reader.close()
 
 
 def test_writer_without_futex_says_so_and_still_publishes(shm_name, monkeypatch):
-    monkeypatch.setattr(shm, "_futex", None)
+    monkeypatch.setattr(shm.futex, "_futex", None)
     w = shm.Writer(shm_name, ring_capacity=64)
     try:
         market(w)
@@ -201,7 +201,7 @@ def test_writer_without_futex_says_so_and_still_publishes(shm_name, monkeypatch)
 
 @needs_futex
 def test_a_restarted_writer_on_the_same_segment_advertises_its_own_wake_ups(shm_name, monkeypatch):
-    monkeypatch.setattr(shm, "_futex", None)
+    monkeypatch.setattr(shm.futex, "_futex", None)
     old = shm.Writer(shm_name, ring_capacity=64)  # a writer that cannot wake
     old.close()
     assert features(shm_name) == 0

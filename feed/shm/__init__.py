@@ -1,0 +1,58 @@
+"""The feed's shared-memory segment: layout.py (dtypes, packers), futex.py (wake-ups), writer.py (the feed only)
+and reader.py (trader, mmctl). This docstring is the contract all four implement.
+
+One POSIX shared-memory object (``/dev/shm/<name>``, default ``poly_tob_shm``) holds:
+
+    HEADER   constants (magic, layout version, sizes), then a seqlock word, then the seqlocked state:
+             writer pid/start, heartbeat, status, market identity, counters and the latest top of book
+             of both legs (``LEG`` twice).
+    RING     ``ring_capacity`` entries of ``RING_ENTRY``: every state a reader could have seen, one entry
+             per sequence number (book publishes, market changes, status changes), so a reader that fell
+             behind, the recorder or a backtest sees every update and not only the last one.
+
+The layout is defined by the numpy structured dtypes below, documented field by field; the hot path packs
+with ``struct`` formats *derived* from those dtypes (``_packer``), so there is one definition of where
+each byte lives. Everything is little-endian and naturally aligned.
+
+Consistency (seqlock). The writer makes ``lock`` odd, writes, makes it even. A reader copies the state
+between two reads of ``lock`` and retries unless both reads are the same even value, so it never returns
+a torn copy. Ring entries carry their sequence number before and after their body (``seq_begin`` ...
+``seq_end``): an entry is used only when both equal the sequence the reader asked for. This relies on
+stores becoming visible in program order and loads not passing loads, which x86-64 (TSO) guarantees; the
+Python interpreter issues each ``pack_into`` as an opaque C call, so the compiler cannot reorder them.
+
+Ownership. Exactly one writer: it holds ``flock(LOCK_EX)`` on the segment's file for its whole life; the
+kernel releases it when the process dies, however it dies, so liveness needs no pid guessing. A second
+writer fails with ``WriterConflict`` naming the live pid. On shutdown the writer marks the segment
+"stopped" and does NOT unlink it: a reader mid-read never sees it vanish, and a restarted feed resumes
+the same segment (sequence numbers keep increasing, so readers need not re-attach).
+
+Wake-up (``features`` bit ``FEATURE_FUTEX_WAKE``). After every new sequence number (book publish, market or
+status change; not heartbeats) the writer issues a Linux ``FUTEX_WAKE`` on the low 32 bits of ``top.seq``
+(a shared futex: the kernel keys it by the segment's inode and offset, so it works across processes, user
+and IPC namespaces, e.g. the two systemd units, and on a reader's read-only mapping). A reader may block in
+``FUTEX_WAIT`` on that word with the value it last saw: the kernel compares and sleeps atomically, so a
+publish between the reader's look and its sleep is never lost, and a new top of book wakes it within
+microseconds without polling. The wake is best effort and never blocks or fails a publish; it costs the
+writer one syscall (~1 us) whether or not anyone waits. Readers that do not use it are unaffected (the
+layout is unchanged: ``features`` was padding, zero in older segments). ``Reader.wait_update`` uses it
+when the owning writer sets the bit and falls back to spin-then-sleep polling otherwise (older writer,
+futex unavailable or filtered by seccomp). A writer that cannot issue the wake clears the bit.
+
+Readers attach read-only (``O_RDONLY`` + ``PROT_READ``), never unlink, and never touch Python's
+``resource_tracker``. ``multiprocessing.shared_memory.SharedMemory`` on Python 3.11 would (a) open the
+object read-write, which a member of the service group with read-only access cannot do, and (b) register
+it with ``resource_tracker``, which *unlinks* it when the reader process exits -- deleting the feed's
+segment from under everyone. The writer does create through ``SharedMemory`` and unregisters from the
+tracker immediately for the same reason.
+"""
+from polymm.feed.shm import futex, layout, reader, writer  # noqa: F401 - the parts, by name for tests and tooling
+from polymm.feed.shm.layout import (DEFAULT_NAME, DEFAULT_RING_CAPACITY, FEATURE_FUTEX_WAKE, HEADER, LEG, MAGIC,
+                                    RING_ENTRY, STATUS_CODE, STATUSES, SUPPORTED_VERSIONS, TOP, VERSION, LayoutError,
+                                    Leg, ShmMissing, Snapshot, Update, WriterConflict, segment_size)
+from polymm.feed.shm.reader import Reader
+from polymm.feed.shm.writer import Writer, unlink
+
+__all__ = ["DEFAULT_NAME", "DEFAULT_RING_CAPACITY", "FEATURE_FUTEX_WAKE", "HEADER", "LEG", "MAGIC", "RING_ENTRY",
+           "STATUS_CODE", "STATUSES", "SUPPORTED_VERSIONS", "TOP", "VERSION", "LayoutError", "Leg", "Reader",
+           "ShmMissing", "Snapshot", "Update", "Writer", "WriterConflict", "segment_size", "unlink"]

@@ -1,0 +1,271 @@
+"""The segment's layout: the numpy dtypes that define every byte, the records a reader returns, and the
+`struct` packers derived from the dtypes (one definition of where each byte lives). See the package docstring."""
+from __future__ import annotations
+
+import math
+import os
+import struct
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from polymm import env
+
+MAGIC = int.from_bytes(b"POLYMMTB", "little")  # "POLYMM top of book"
+VERSION = 1
+SUPPORTED_VERSIONS = (VERSION,)
+DEFAULT_NAME = env.DEFAULT_SHM
+DEFAULT_RING_CAPACITY = 4096  # ~ 7 minutes at 10 updates/s; 4096 * 192 B = 768 KiB
+
+# Status codes stored in the segment (0 = never written).
+STATUSES = ("", "starting", "connected", "stale", "rotating", "stopped")
+STATUS_CODE = {name: code for code, name in enumerate(STATUSES) if name}
+
+_STR_LEN = 80  # condition id is 66 chars ("0x" + 64 hex); token ids are uint256 decimals (<= 78 digits)
+
+LEG = np.dtype(
+    [
+        ("bid", "<f8"),  # best bid price of this outcome token; NaN when there are no bids
+        ("bid_size", "<f8"),  # shares at the best bid (the level total); NaN when no bids
+        ("ask", "<f8"),  # best ask price; NaN when there are no asks
+        ("ask_size", "<f8"),  # shares at the best ask; NaN when no asks
+        ("last_trade", "<f8"),  # price of the last trade seen in this window (last_trade_price); NaN until one
+        ("exchange_ts", "<f8"),  # exchange timestamp of the message that last changed this leg, unix seconds
+        ("recv_ts", "<f8"),  # local time.time() when that message was received
+        ("publish_ts", "<f8"),  # local time.time() when this leg was written here
+        ("seq", "<u8"),  # global sequence number of the publish that last changed this leg
+    ]
+)
+
+# The part of the state that changes with every publish. The header holds one (the latest) and every
+# ring entry holds one, byte for byte the same, so a publish builds it once and copies it twice.
+TOP = np.dtype(
+    [
+        ("seq", "<u8"),  # global sequence: +1 on every publish (book, market or status change)
+        ("window_start", "<i8"),  # the window (market) these legs belong to, unix seconds
+        ("status", "<u4"),  # STATUSES index: starting / connected / stale / rotating / stopped
+        ("crossed", "<u4"),  # 1 when the feed sees a crossed book for this market
+        ("tick_size", "<f8"),  # current price tick (changes with tick_size_change)
+        ("updates_total", "<u8"),  # market-data messages applied since the writer started
+        ("disagreements", "<u8"),  # our best bid/ask differed from the exchange's best_bid/best_ask
+        ("up", LEG),  # top of book of the "Up" token
+        ("down", LEG),  # top of book of the "Down" token
+    ]
+)
+
+HEADER = np.dtype(
+    [
+        # ---- constants, written before `magic` on creation and never changed afterwards
+        ("magic", "<u8"),  # MAGIC; 0 while the segment is being initialised
+        ("version", "<u4"),  # layout version (VERSION); readers refuse one they do not know
+        ("header_size", "<u4"),  # HEADER.itemsize
+        ("ring_offset", "<u4"),  # byte offset of the ring
+        ("ring_capacity", "<u4"),  # number of ring entries
+        ("ring_entry_size", "<u4"),  # RING_ENTRY.itemsize
+        ("features", "<u4"),  # FEATURE_* bits of the writer that owns the segment (rewritten at take-over)
+        # ---- the seqlock word: odd while the writer is writing the fields below
+        ("lock", "<u8"),
+        # ---- seqlocked from here on. The writer:
+        ("writer_pid", "<i8"),  # pid of the feed process that owns the segment
+        ("writer_start", "<f8"),  # when that process took the segment, unix seconds
+        # ---- liveness, refreshed by the feed's own loop even when the market is quiet
+        ("heartbeat", "<f8"),  # unix seconds of the writer's last sign of life
+        ("updates_per_s", "<f8"),  # market-data messages applied per second, recent average
+        ("reconnects", "<u8"),  # market WebSocket reconnections since the writer started
+        # ---- the rest of the current market's identity (window_start and tick_size are in `top`)
+        ("window_end", "<i8"),  # unix seconds
+        ("min_order_size", "<f8"),  # shares
+        ("fee_rate", "<f8"),  # taker fee rate of the market's fee schedule (makers pay none)
+        ("condition_id", f"S{_STR_LEN}"),  # ASCII, NUL-padded
+        ("up_token", f"S{_STR_LEN}"),  # token id of outcome "Up", ASCII decimal, NUL-padded
+        ("down_token", f"S{_STR_LEN}"),  # token id of outcome "Down"
+        # ---- the latest published state
+        ("top", TOP),
+    ]
+)
+
+RING_ENTRY = np.dtype(
+    [
+        ("top", TOP),  # top.seq is written first (alone), then the whole TOP ...
+        ("seq_end", "<u8"),  # ... then the same sequence number here, last
+    ]
+)
+
+_N_LEG = len(LEG.names)
+
+class LayoutError(Exception):
+    """The segment's magic number or layout version is not one this code knows."""
+
+class ShmMissing(Exception):
+    """The segment does not exist (yet), or exists but was never initialised."""
+
+class WriterConflict(Exception):
+    """Another live feed process already writes this segment."""
+
+@dataclass(frozen=True)
+class Leg:
+    bid: float
+    bid_size: float
+    ask: float
+    ask_size: float
+    last_trade: float
+    exchange_ts: float
+    recv_ts: float
+    publish_ts: float
+    seq: int
+
+@dataclass(frozen=True)
+class Snapshot:
+    magic: int
+    version: int
+    writer_pid: int
+    writer_start: float
+    heartbeat: float
+    status: str
+    window_start: int
+    window_end: int
+    condition_id: str
+    up_token: str
+    down_token: str
+    tick_size: float
+    min_order_size: float
+    fee_rate: float
+    crossed: bool
+    seq: int
+    updates_total: int
+    updates_per_s: float
+    reconnects: int
+    disagreements: int
+    up: Leg
+    down: Leg
+
+    def heartbeat_age_s(self, now: float | None = None) -> float:
+        return (time.time() if now is None else now) - self.heartbeat
+
+    def data_age_s(self, now: float | None = None) -> float:
+        """Seconds since the newer of the two legs' receive times; inf when no data in this window yet."""
+        newest = max(self.up.recv_ts, self.down.recv_ts)
+        if not newest > 0:
+            return math.inf
+        return (time.time() if now is None else now) - newest
+
+@dataclass(frozen=True)
+class Update:
+    """One ring entry: the state of both legs right after publish number `seq`."""
+
+    seq: int
+    window_start: int
+    status: str
+    crossed: bool
+    tick_size: float
+    up: Leg
+    down: Leg
+
+
+# ---------------------------------------------------------------------------------------------------
+# struct packers derived from the dtypes
+
+
+def _flat_fields(dtype: np.dtype, base: int = 0, prefix: str = "") -> list[tuple[str, int, np.dtype]]:
+    out: list[tuple[str, int, np.dtype]] = []
+    for name in dtype.names:
+        sub, off = dtype.fields[name][:2]
+        if sub.names:
+            out.extend(_flat_fields(sub, base + off, f"{prefix}{name}."))
+        else:
+            out.append((prefix + name, base + off, sub))
+    return out
+
+
+_CODE = {"<f8": "d", "<u8": "Q", "<i8": "q", "<u4": "I", "<i4": "i"}
+
+
+def _packer(dtype: np.dtype, first: str, last: str) -> tuple[struct.Struct, int, list[str]]:
+    """A struct.Struct covering the fields `first`..`last` (flattened names) of `dtype`.
+
+    Returns (struct, byte offset of `first`, field names in pack order). Padding fields (`_pad*`) become
+    pad bytes so callers never pass them.
+    """
+    flat = _flat_fields(dtype)
+    names = [n for n, _, _ in flat]
+    i, j = names.index(first), names.index(last)
+    start = flat[i][1]
+    fmt, pos, order = "<", start, []
+    for name, off, sub in flat[i : j + 1]:
+        if off != pos:
+            raise AssertionError(f"layout gap before {name}")  # dtypes above are packed by hand
+        if name.rsplit(".", 1)[-1].startswith("_pad"):
+            fmt += f"{sub.itemsize}x"
+        elif sub.kind == "S":
+            fmt += f"{sub.itemsize}s"
+            order.append(name)
+        else:
+            fmt += _CODE[sub.str]
+            order.append(name)
+        pos = off + sub.itemsize
+    packer = struct.Struct(fmt)
+    assert packer.size == pos - start
+    return packer, start, order
+
+
+_U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
+_HDR_CONST, _HDR_CONST_OFF, _ = _packer(HEADER, "magic", "features")  # magic..features
+_FEATURES_OFF = HEADER.fields["features"][1]
+_LOCK_OFF = HEADER.fields["lock"][1]
+_STATE, _STATE_OFF, _STATE_NAMES = _packer(HEADER, "writer_pid", "top.down.seq")  # everything seqlocked
+_STATE_END = _STATE_OFF + _STATE.size
+_TOP_OFF = HEADER.fields["top"][1]
+_SEQ_OFF = _TOP_OFF + TOP.fields["seq"][1]
+_STATUS_OFF = _TOP_OFF + TOP.fields["status"][1]
+_TOP, _, _ = _packer(TOP, "seq", "down.seq")  # TOP in one pack (25 values)
+_UP_OFF = TOP.fields["up"][1]
+_DOWN_OFF = TOP.fields["down"][1]
+_LIVE, _LIVE_OFF, _ = _packer(HEADER, "heartbeat", "reconnects")
+_MARKET, _MARKET_OFF, _ = _packer(HEADER, "window_end", "down_token")
+_OWNER, _OWNER_OFF, _ = _packer(HEADER, "writer_pid", "writer_start")
+_ENTRY, _, _ENTRY_NAMES = _packer(RING_ENTRY, "top.seq", "seq_end")
+_SEQ_END_OFF = RING_ENTRY.fields["seq_end"][1]
+
+assert _TOP_OFF + TOP.itemsize == HEADER.itemsize == _STATE_END  # TOP ends the header
+assert _ENTRY.size == RING_ENTRY.itemsize == TOP.itemsize + 8
+assert _TOP.size == TOP.itemsize and _DOWN_OFF == _UP_OFF + LEG.itemsize
+
+_NAN_LEG = (math.nan,) * 8 + (0,)
+
+FEATURE_FUTEX_WAKE = 1  # `features` bit: the writer FUTEX_WAKEs the seq word after every new sequence number
+
+
+_NAN_TOP = (math.nan,) * 7  # a leg as publish() takes it
+
+
+def _ring_offset() -> int:
+    return (HEADER.itemsize + 63) // 64 * 64  # cache-line aligned
+
+
+def segment_size(ring_capacity: int) -> int:
+    return _ring_offset() + ring_capacity * RING_ENTRY.itemsize
+
+
+def _shm_path(name: str) -> str:
+    return f"/dev/shm/{name.lstrip('/')}"
+
+
+def _ascii(value: str, field: str) -> bytes:
+    raw = value.encode("ascii")
+    if len(raw) > _STR_LEN:
+        raise ValueError(f"{field} is {len(raw)} characters; the layout holds at most {_STR_LEN}")
+    return raw
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
