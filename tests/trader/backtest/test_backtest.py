@@ -16,7 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.support.strategy import WS, write_ticks
 
-from polymm.trader.backtest.cli import Backtest, TickLine, WindowSim
+from polymm.trader.backtest.runner import Backtest
+from polymm.trader.backtest.ticks_file import TickLine
+from polymm.trader.fill_model import WindowFillModel
 from polymm.trader.config import cap_at, load_config
 from polymm.trader.model import Leg, OrderType, Role, Side, Want
 from polymm.trader.decision.planner import Place
@@ -162,7 +164,7 @@ def _sim_with_book(up_bid, up_ask):
     line = TickLine(ts=WS + 300, window_start=WS, up_bid=up_bid, up_ask=up_ask, down_bid=round(1 - up_ask, 2),
                     down_ask=round(1 - up_bid, 2), up_ask_size=3.0, up_bid_size=3.0)
     events: list[dict] = []
-    sim = WindowSim(line, cfg, 0.0, events, "t")
+    sim = WindowFillModel(line, cfg, 0.0, events, "t")
     sim.apply_line(line)
     return sim, events
 

@@ -1,0 +1,90 @@
+"""The tick file a backtest replays (contract 2, written by `polymm-feed --record FILE`).
+
+Input: one JSON object per line (contract 2, written by `polymm-feed --record FILE`):
+`ts` (unix s), `window_start`, `up_bid`, `up_ask`, `down_bid`, `down_ask` (number or null) and optionally
+`*_size`, `window_end` (default window_start + market.window_s), `tick_size` (0.01), `min_order_size` (5),
+`fee_rate` (0.07) and `winner` ("up" | "down", see Resolution). Blank lines and lines starting with `#` are
+skipped; any other bad line stops the run with its line number. Unknown fields are ignored.
+
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterator, Literal
+
+import msgspec
+
+
+TICK_SIZES = (0.1, 0.01, 0.005, 0.0025, 0.001, 0.0001)  # the exchange's tick sizes (py_clob_client_v2 TickSize)
+
+
+class BadTicks(Exception):
+    """A ticks file that cannot be replayed; the message names the line."""
+
+
+class TickLine(msgspec.Struct):
+    ts: float
+    window_start: int
+    up_bid: float | None
+    up_ask: float | None
+    down_bid: float | None
+    down_ask: float | None
+    up_bid_size: float | None = None
+    up_ask_size: float | None = None
+    down_bid_size: float | None = None
+    down_ask_size: float | None = None
+    window_end: int | None = None
+    tick_size: float | None = None
+    min_order_size: float | None = None
+    fee_rate: float | None = None
+    winner: Literal["up", "down"] | None = None
+
+
+_DECODER = msgspec.json.Decoder(TickLine)
+
+
+def read_ticks(path: str | Path) -> Iterator[tuple[int, TickLine]]:
+    """(line number, TickLine) for every data line; BadTicks naming the line otherwise."""
+    try:
+        fh = open(path, "rb")
+    except OSError as e:
+        raise BadTicks(f"{path}: cannot read: {e.strerror}") from None
+    with fh:
+        last_ts = -math.inf
+        for n, raw in enumerate(fh, 1):
+            text = raw.strip()
+            if not text or text.startswith(b"#"):
+                continue
+            try:
+                line = _DECODER.decode(text)
+            except msgspec.ValidationError as e:
+                raise BadTicks(f"{path} line {n}: {e}") from None
+            except msgspec.DecodeError as e:
+                raise BadTicks(f"{path} line {n}: not JSON ({e})") from None
+            _check_line(line, path, n)
+            if line.ts < last_ts - 1.0:
+                raise BadTicks(f"{path} line {n}: ts {line.ts} goes back in time (previous {last_ts})")
+            last_ts = max(last_ts, line.ts)
+            yield n, line
+
+
+def _check_line(line: TickLine, path: str | Path, n: int) -> None:
+    if not math.isfinite(line.ts) or line.ts <= 0:
+        raise BadTicks(f"{path} line {n}: ts must be a positive unix time, got {line.ts}")
+    for name in ("up_bid", "up_ask", "down_bid", "down_ask"):
+        v = getattr(line, name)
+        if v is not None and not (0 < v < 1):
+            raise BadTicks(f"{path} line {n}: {name} {v} is outside (0, 1)")
+    for name in ("up_bid_size", "up_ask_size", "down_bid_size", "down_ask_size"):
+        v = getattr(line, name)
+        if v is not None and not (v >= 0 and math.isfinite(v)):
+            raise BadTicks(f"{path} line {n}: {name} {v} must be a size >= 0")
+    if line.window_end is not None and line.window_end <= line.window_start:
+        raise BadTicks(f"{path} line {n}: window_end {line.window_end} is not after window_start {line.window_start}")
+    if line.tick_size is not None and line.tick_size not in TICK_SIZES:
+        raise BadTicks(f"{path} line {n}: tick_size {line.tick_size} is not a Polymarket tick (one of {', '.join(map(str, TICK_SIZES))})")
+    if line.min_order_size is not None and not line.min_order_size > 0:
+        raise BadTicks(f"{path} line {n}: min_order_size must be > 0")
+    if line.fee_rate is not None and not 0 <= line.fee_rate < 1:
+        raise BadTicks(f"{path} line {n}: fee_rate {line.fee_rate} is outside [0, 1)")

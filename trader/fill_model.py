@@ -1,0 +1,423 @@
+"""The fill model: one market window's top of book, our orders on it, their fills and our positions. The backtest
+replays recorded ticks through it; paper trading shares it. A `line` is anything with the tick file's fields
+(trader/backtest/ticks_file.py `TickLine`).
+
+Fill model (conservative; our own orders are assumed absent from the recorded book):
+- A resting BUY fills when a later line's best ask is at or below its price; a resting SELL when the best bid is
+  at or above it. Fills are at our limit price (no price improvement), as a maker (no fee), limited to the
+  displayed size of that line (shared by all our orders on that side); an order placed at a line never fills
+  against that same line.
+- Fill-and-kill / fill-or-kill orders execute at once against the displayed top of book at their effective time
+  (one level: the best price and its size; the rest of a FAK is cancelled, a FOK needs the whole size), paying
+  the taker fee shares x fee_rate x p x (1 - p). When a line has no size for that side, the size is taken as
+  unlimited.
+- The exchange's checks are applied: price on the tick and in [tick, 1 - tick], size >= the market minimum,
+  sells not above the free (not locked by resting sells) position, and a post-only order that would cross the
+  book is rejected. Every rejection is listed with its reason.
+- Orders still open at the window end are cancelled (the exchange does so when the market closes).
+
+
+Resolution: a line may carry `winner` ("up" or "down"); the last such value of a window decides. Otherwise the
+leg whose last best bid in the window is higher wins (the book near the end says which outcome is near 1). Equal
+or missing bids: undetermined, and held shares are valued at that leg's last mid price (0.5 if unknown). Winning
+shares pay 1, losing 0. P&L = sells - buys - fees + resolution payouts, per strategy; all numbers in pUSD.
+A window resolves at its end here, so its positions do not count against `risk.max_exposure_usd` in the next
+window; live they do until the market resolves (usually minutes later), so live can enter less than a backtest
+in the first minutes of a window.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from polymm.trader.config import Config
+from polymm.trader.model import Leg, MarketView, OrderState, OrderType, OrderView, PositionView, Side, Want
+from polymm.trader.decision.planner import Cancel, Place
+from polymm.trader.decision.strategy.common import taker_fee
+from polymm.trader.decision.ticks import on_tick
+
+if TYPE_CHECKING:  # a line is anything with these fields (the backtest's tick file, paper trading's snapshot)
+    from polymm.trader.backtest.ticks_file import TickLine
+
+EPS = 1e-9
+# A line without these fields gets the market's usual values.
+DEFAULT_TICK = 0.01
+DEFAULT_MIN_SIZE = 5.0
+DEFAULT_FEE = 0.07
+
+@dataclass
+class ModelOrder:
+    client_id: str
+    want: Want
+    created_at: float
+    effective_at: float  # when the exchange gets it
+    state: OrderState = OrderState.PENDING_SUBMIT
+    filled: float = 0.0
+    cancel_at: float | None = None
+    cancel_reason: str = ""
+    updated_at: float = 0.0
+
+    def view(self) -> OrderView:
+        w = self.want
+        return OrderView(
+            client_id=self.client_id, order_id=self.client_id, strategy=w.strategy, leg=w.leg, side=w.side,
+            price=w.price, size=w.size, filled=round(self.filled, 6), state=self.state, role=w.role,
+            order_type=w.order_type, post_only=w.post_only, created_at=self.created_at,
+            updated_at=self.updated_at or self.created_at, reason=w.reason,
+        )
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, round(self.want.size - self.filled, 6))
+
+
+@dataclass
+class ModelPosition:
+    shares: float = 0.0
+    avg_price: float = 0.0
+    realised: float = 0.0  # net of fees, before resolution
+    fees: float = 0.0
+    bought: float = 0.0  # pUSD spent
+    sold: float = 0.0  # pUSD received
+    first_fill_at: float | None = None
+    last_fill_at: float | None = None
+
+    def view(self, strategy: str, leg: Leg) -> PositionView:
+        return PositionView(
+            strategy=strategy, leg=leg, shares=round(self.shares, 6), avg_price=self.avg_price,
+            realised_pnl=self.realised, fees=self.fees, first_fill_at=self.first_fill_at, last_fill_at=self.last_fill_at,
+        )
+
+
+@dataclass
+class TopOfBook:
+    up_bid: float = math.nan
+    up_ask: float = math.nan
+    down_bid: float = math.nan
+    down_ask: float = math.nan
+    up_bid_size: float = math.inf
+    up_ask_size: float = math.inf
+    down_bid_size: float = math.inf
+    down_ask_size: float = math.inf
+
+    def bid(self, leg: Leg) -> float:
+        return self.up_bid if leg is Leg.UP else self.down_bid
+
+    def ask(self, leg: Leg) -> float:
+        return self.up_ask if leg is Leg.UP else self.down_ask
+
+    def size(self, leg: Leg, side: str) -> float:
+        return getattr(self, f"{leg.value}_{side}_size")
+
+
+def _num(v: float | None) -> float:
+    return math.nan if v is None else float(v)
+
+
+def _size(v: float | None) -> float:
+    return math.inf if v is None else float(v)
+
+
+class WindowFillModel:
+    """One market window: book, our orders, fills and positions; applies the pipeline's actions."""
+
+    def __init__(self, first: TickLine, config: Config, latency_s: float, events: list[dict], tag: str):
+        self.window_start = first.window_start
+        self.window_end = first.window_end or first.window_start + config.market.window_s
+        self.tick = first.tick_size or DEFAULT_TICK
+        self.min_size = first.min_order_size or DEFAULT_MIN_SIZE
+        self.fee_rate = first.fee_rate if first.fee_rate is not None else DEFAULT_FEE
+        self.latency_s = latency_s
+        self.book = TopOfBook()
+        self.last_line_ts = -math.inf
+        self.winner: str | None = None
+        self.orders: dict[str, ModelOrder] = {}
+        self.positions: dict[tuple[str, Leg], ModelPosition] = {}
+        self.fills: list[dict] = []
+        self.events = events  # order events (shared list: the report lists them in time order)
+        self.placements: list[dict] = []  # state at each placement (property tests check the caps on it)
+        self.notes: dict[str, float] = {}  # note -> first time seen
+        self._ids = 0
+        self._tag = tag
+
+    # -- market data -------------------------------------------------------------------------------------
+
+    def apply_line(self, line: TickLine) -> None:
+        self.book = TopOfBook(
+            _num(line.up_bid), _num(line.up_ask), _num(line.down_bid), _num(line.down_ask),
+            _size(line.up_bid_size), _size(line.up_ask_size), _size(line.down_bid_size), _size(line.down_ask_size),
+        )
+        if line.tick_size:
+            self.tick = line.tick_size
+        if line.min_order_size:
+            self.min_size = line.min_order_size
+        if line.fee_rate is not None:
+            self.fee_rate = line.fee_rate
+        if line.winner is not None:
+            self.winner = line.winner
+        self.last_line_ts = line.ts
+        self._match_resting(line.ts)
+
+    def view(self, now: float, config: Config) -> MarketView:
+        b = self.book
+        age_ms = (now - self.last_line_ts) * 1000.0
+        crossed = any(
+            math.isfinite(bid) and math.isfinite(ask) and bid >= ask
+            for bid, ask in ((b.up_bid, b.up_ask), (b.down_bid, b.down_ask))
+        )
+        return MarketView(
+            window_start=self.window_start, window_end=self.window_end, condition_id=f"backtest-{self.window_start}",
+            up_token="up", down_token="down", tick_size=self.tick, min_order_size=self.min_size,
+            fee_rate=self.fee_rate, up_bid=b.up_bid, up_bid_size=b.up_bid_size, up_ask=b.up_ask,
+            up_ask_size=b.up_ask_size, down_bid=b.down_bid, down_bid_size=b.down_bid_size, down_ask=b.down_ask,
+            down_ask_size=b.down_ask_size, age_ms=age_ms, fresh=age_ms <= config.risk.stale_feed_ms,
+            crossed=crossed, accepting_orders=now < self.window_end,
+        )
+
+    # -- what the pipeline sees ------------------------------------------------------------------------
+
+    def order_views(self) -> list[OrderView]:
+        return [o.view() for o in self.orders.values() if o.state.working]
+
+    def position_views(self) -> dict[tuple[str, Leg], PositionView]:
+        return {k: p.view(*k) for k, p in self.positions.items() if p.shares > EPS or p.first_fill_at is not None}
+
+    # -- actions -------------------------------------------------------------------------------------------
+
+    def submit(self, actions: list[Place | Cancel], now: float) -> None:
+        for a in actions:
+            if isinstance(a, Cancel):
+                o = self.orders.get(a.client_id)
+                if o is None or not o.state.working or o.state is OrderState.PENDING_CANCEL:
+                    continue
+                o.state = OrderState.PENDING_CANCEL
+                o.cancel_at = now + self.latency_s
+                o.cancel_reason = a.reason
+                o.updated_at = now
+                self._event(now, "cancel", o, a.reason)
+            else:
+                self._ids += 1
+                cid = f"{self._tag}-{self._ids}"
+                o = ModelOrder(cid, a.want, created_at=now, effective_at=now + self.latency_s, updated_at=now)
+                self.orders[cid] = o
+                self._record_placement(o, now)
+                self._event(now, "place", o, a.want.reason)
+        self.settle_pending(now)
+
+    def settle_pending(self, now: float) -> None:
+        """Pending submits/cancels whose latency has passed reach the exchange, in the order they were sent."""
+        due = sorted(
+            [(o.effective_at, 0, o) for o in self.orders.values() if o.state is OrderState.PENDING_SUBMIT and o.effective_at <= now + EPS]
+            + [(o.cancel_at, 1, o) for o in self.orders.values() if o.state is OrderState.PENDING_CANCEL and o.cancel_at is not None and o.cancel_at <= now + EPS],
+            key=lambda x: (x[0], x[1], x[2].created_at),
+        )
+        for at, kind, o in due:
+            if kind == 0:
+                self._arrive(o, at)
+            elif o.state is OrderState.PENDING_CANCEL:
+                o.state = OrderState.CANCELED
+                o.updated_at = at
+                self._event(at, "cancelled", o, o.cancel_reason)
+
+    def pending_times(self) -> list[float]:
+        out = [o.effective_at for o in self.orders.values() if o.state is OrderState.PENDING_SUBMIT]
+        out += [o.cancel_at for o in self.orders.values() if o.state is OrderState.PENDING_CANCEL and o.cancel_at is not None]
+        return out
+
+    def _arrive(self, o: ModelOrder, at: float) -> None:
+        """The exchange receives an order: checks, then taker execution or rest."""
+        w = o.want
+        reason = self._reject_reason(o, at)
+        if reason:
+            o.state = OrderState.REJECTED
+            o.updated_at = at
+            self._event(at, "rejected", o, reason)
+            return
+        if w.order_type in (OrderType.FAK, OrderType.FOK):
+            self._take(o, at)
+            return
+        if o.state is not OrderState.PENDING_CANCEL:  # a cancel sent meanwhile arrives after it (at cancel_at)
+            o.state = OrderState.LIVE
+        o.updated_at = at
+
+    def _reject_reason(self, o: ModelOrder, at: float) -> str:
+        w = o.want
+        if at >= self.window_end:
+            return "market closed"
+        if not on_tick(w.price, self.tick):
+            return f"price {w.price} not on tick {self.tick} or outside [tick, 1 - tick]"
+        if w.size + EPS < self.min_size:
+            return f"size {w.size} below the market minimum {self.min_size:g}"
+        if w.side is Side.SELL:
+            pos = self.positions.get((w.strategy, w.leg), ModelPosition())
+            locked = sum(
+                x.remaining for x in self.orders.values()
+                if x is not o and x.want.strategy == w.strategy and x.want.leg is w.leg and x.want.side is Side.SELL
+                and x.state in (OrderState.LIVE, OrderState.PARTIALLY_FILLED, OrderState.PENDING_CANCEL)
+                and x.effective_at <= at
+            )
+            if w.size > pos.shares - locked + EPS:
+                return f"not enough balance: selling {w.size} with {pos.shares - locked:.2f} free"
+        if w.post_only:
+            bid, ask = self.book.bid(w.leg), self.book.ask(w.leg)
+            if w.side is Side.BUY and math.isfinite(ask) and w.price >= ask - EPS:
+                return f"post-only buy at {w.price} would cross the ask {ask}"
+            if w.side is Side.SELL and math.isfinite(bid) and w.price <= bid + EPS:
+                return f"post-only sell at {w.price} would cross the bid {bid}"
+        return ""
+
+    def _take(self, o: ModelOrder, at: float) -> None:
+        w = o.want
+        if w.side is Side.BUY:
+            px, avail = self.book.ask(w.leg), self.book.size(w.leg, "ask")
+            ok = math.isfinite(px) and px <= w.price + EPS
+        else:
+            px, avail = self.book.bid(w.leg), self.book.size(w.leg, "bid")
+            ok = math.isfinite(px) and px >= w.price - EPS
+        qty = min(w.size, avail) if ok else 0.0
+        if w.order_type is OrderType.FOK and qty + EPS < w.size:
+            qty = 0.0
+        qty = math.floor(qty * 100 + EPS) / 100
+        if qty > 0:
+            self._fill(o, qty, px, at, "taker")
+            self._consume(w.leg, "ask" if w.side is Side.BUY else "bid", qty)
+        o.updated_at = at
+        if o.remaining > EPS:
+            o.state = OrderState.CANCELED
+            self._event(at, "killed", o, f"{o.remaining:g} unfilled ({w.order_type.value})")
+        else:
+            o.state = OrderState.FILLED
+
+    def _consume(self, leg: Leg, side: str, qty: float) -> None:
+        name = f"{leg.value}_{side}_size"
+        setattr(self.book, name, max(0.0, getattr(self.book, name) - qty))
+
+    def _match_resting(self, ts: float) -> None:
+        for o in sorted(self.orders.values(), key=lambda x: x.created_at):
+            if o.state not in (OrderState.LIVE, OrderState.PARTIALLY_FILLED, OrderState.PENDING_CANCEL):
+                continue
+            if o.effective_at >= ts or o.want.order_type in (OrderType.FAK, OrderType.FOK):
+                continue
+            w = o.want
+            if w.side is Side.BUY:
+                touch, side = self.book.ask(w.leg), "ask"
+                crosses = math.isfinite(touch) and touch <= w.price + EPS
+            else:
+                touch, side = self.book.bid(w.leg), "bid"
+                crosses = math.isfinite(touch) and touch >= w.price - EPS
+            if not crosses:
+                continue
+            qty = math.floor(min(o.remaining, self.book.size(w.leg, side)) * 100 + EPS) / 100
+            if qty <= 0:
+                continue
+            self._fill(o, qty, w.price, ts, "maker")
+            self._consume(w.leg, side, qty)
+            if o.remaining <= EPS:
+                o.state = OrderState.FILLED
+            elif o.state is not OrderState.PENDING_CANCEL:
+                o.state = OrderState.PARTIALLY_FILLED
+            o.updated_at = ts
+
+    def _fill(self, o: ModelOrder, qty: float, price: float, at: float, role: str) -> None:
+        w = o.want
+        fee = taker_fee(qty, price, self.fee_rate) if role == "taker" else 0.0
+        pos = self.positions.setdefault((w.strategy, w.leg), ModelPosition())
+        if w.side is Side.BUY:
+            cost = pos.shares * pos.avg_price + qty * price
+            pos.shares = round(pos.shares + qty, 6)
+            pos.avg_price = cost / pos.shares
+            pos.bought += qty * price
+            if pos.first_fill_at is None:
+                pos.first_fill_at = at
+        else:
+            pos.realised += qty * (price - pos.avg_price)
+            pos.shares = round(pos.shares - qty, 6)
+            pos.sold += qty * price
+            if pos.shares <= EPS:
+                pos.shares, pos.first_fill_at = 0.0, None
+        pos.realised -= fee
+        pos.fees += fee
+        pos.last_fill_at = at
+        o.filled = round(o.filled + qty, 6)
+        self.fills.append({
+            "ts": at, "t": round(at - self.window_start, 3), "id": o.client_id, "strategy": w.strategy,
+            "leg": w.leg.value, "side": w.side.value, "price": price, "size": qty, "role": role,
+            "fee": round(fee, 6), "order_role": w.role.value,
+        })
+
+    # -- records ---------------------------------------------------------------------------------------------
+
+    def _event(self, at: float, action: str, o: ModelOrder, reason: str) -> None:
+        w = o.want
+        self.events.append({
+            "ts": at, "window_start": self.window_start, "t": round(at - self.window_start, 3), "action": action,
+            "id": o.client_id, "strategy": w.strategy, "leg": w.leg.value, "side": w.side.value, "price": w.price,
+            "size": w.size, "type": w.order_type.value, "post_only": w.post_only, "role": w.role.value, "reason": reason,
+        })
+
+    def _record_placement(self, o: ModelOrder, now: float) -> None:
+        """What a property test needs to judge this placement: the book, positions and working buys (incl. it)."""
+        buys: dict[str, float] = {}
+        for x in self.orders.values():
+            if x.state.working and x.want.side is Side.BUY:
+                key = f"{x.want.strategy}:{x.want.leg.value}"
+                buys[key] = buys.get(key, 0.0) + x.remaining
+        self.placements.append({
+            "ts": now, "window_start": self.window_start, "window_end": self.window_end, "tick": self.tick,
+            "min_size": self.min_size, "want": {"strategy": o.want.strategy, "leg": o.want.leg.value,
+            "side": o.want.side.value, "price": o.want.price, "size": o.want.size, "role": o.want.role.value},
+            "bids": {"up": self.book.up_bid, "down": self.book.down_bid},
+            "held": {f"{s}:{leg.value}": p.shares for (s, leg), p in self.positions.items()},
+            "open_buys": buys,
+        })
+
+    # -- end of window ----------------------------------------------------------------------------------
+
+    def close(self, at: float) -> None:
+        """The market closes: everything still open is cancelled by the exchange."""
+        self.settle_pending(at)
+        for o in self.orders.values():
+            if o.state.working:
+                o.state = OrderState.CANCELED
+                o.updated_at = at
+                self._event(at, "expired", o, "market closed with the order open")
+
+    def resolve(self) -> dict[str, Any]:
+        b = self.book
+        if self.winner is not None:
+            winner, how = self.winner, "winner field of the ticks file"
+        elif math.isfinite(b.up_bid) and math.isfinite(b.down_bid) and b.up_bid != b.down_bid:
+            winner = "up" if b.up_bid > b.down_bid else "down"
+            how = f"last best bids: up {b.up_bid:g}, down {b.down_bid:g}"
+        elif math.isfinite(b.up_bid) != math.isfinite(b.down_bid):
+            winner = "up" if math.isfinite(b.up_bid) else "down"
+            how = "only one leg had a bid at the end"
+        else:
+            winner, how = None, "undetermined: equal or missing last bids; held shares valued at the last mid"
+        payout_price = {}
+        for leg in (Leg.UP, Leg.DOWN):
+            if winner is not None:
+                payout_price[leg] = 1.0 if leg.value == winner else 0.0
+            else:
+                bid, ask = b.bid(leg), b.ask(leg)
+                payout_price[leg] = (bid + ask) / 2 if math.isfinite(bid) and math.isfinite(ask) else 0.5
+        pnl: dict[str, dict[str, float]] = {}
+        positions = []
+        for (strategy, leg), p in sorted(self.positions.items(), key=lambda kv: (kv[0][0], kv[0][1].value)):
+            payout = p.shares * payout_price[leg]
+            cost = p.shares * p.avg_price
+            s = pnl.setdefault(strategy, {"bought": 0.0, "sold": 0.0, "fees": 0.0, "payout": 0.0, "net": 0.0})
+            s["bought"] += p.bought
+            s["sold"] += p.sold
+            s["fees"] += p.fees
+            s["payout"] += payout
+            s["net"] += p.realised + payout - cost
+            positions.append({
+                "strategy": strategy, "leg": leg.value, "shares": round(p.shares, 6), "avg_price": round(p.avg_price, 6),
+                "dust": 0 < p.shares < self.min_size - EPS, "payout": round(payout, 6),
+            })
+        for s in pnl.values():
+            for k in s:
+                s[k] = round(s[k], 6)
+        return {"winner": winner, "how": how, "positions": positions, "pnl": pnl}
