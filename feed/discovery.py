@@ -28,6 +28,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from polymm.feed.market import MarketIdentity
+
 log = logging.getLogger("polymm.feed.discovery")
 
 SLUG_PREFIX = "btc-updown-15m-"
@@ -42,17 +44,11 @@ class NotListedYet(DiscoveryError):
     """Gamma does not know this window's market (yet)."""
 
 
-@dataclass(frozen=True)
-class MarketInfo:
+@dataclass(frozen=True, kw_only=True)
+class MarketInfo(MarketIdentity):
+    """The market identity plus what only discovery needs (slug, the raw fee schedule, listing state)."""
+
     slug: str
-    condition_id: str
-    up_token: str
-    down_token: str
-    window_start: int
-    window_end: int
-    tick_size: float
-    min_order_size: float
-    fee_rate: float
     fee_schedule: dict = field(default_factory=dict, compare=False)
     accepting_orders: bool = True
     closed: bool = False

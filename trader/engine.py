@@ -163,18 +163,7 @@ def feed_problem(snap, *, now: float, stale_feed_ms: float) -> str | None:
 
 def identity_of(snap):
     """The MarketIdentity the execution core trades, from the market the feed publishes."""
-    from polymm.trader.execution.core import MarketIdentity
-
-    return MarketIdentity(
-        condition_id=snap.condition_id,
-        up_token=snap.up_token,
-        down_token=snap.down_token,
-        window_start=int(snap.window_start),
-        window_end=int(snap.window_end),
-        tick_size=float(snap.tick_size),
-        min_order_size=float(snap.min_order_size),
-        fee_rate=float(snap.fee_rate),
-    )
+    return snap.market
 
 
 def _problem_kind(problem: str | None) -> str | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from polymm.feed.market import MarketIdentity  # noqa: F401 - re-exported: the trader's vocabulary
+
 
 class Leg(str, enum.Enum):
     """One outcome token of the market."""
@@ -174,23 +176,7 @@ class MarketView:
         return self.up_token if leg is Leg.UP else self.down_token
 
 
-@dataclass(frozen=True)
-class MarketIdentity:
-    """The market the execution core trades (one window): what orders and fills need to know about it.
-    Also the record the order journal keeps per market (one definition; `execution` re-exports it)."""
-
-    condition_id: str
-    up_token: str
-    down_token: str
-    window_start: int
-    window_end: int
-    tick_size: float
-    min_order_size: float
-    fee_rate: float
-    neg_risk: bool = False
-
-    def token(self, leg: Leg) -> str:
-        return self.up_token if leg is Leg.UP else self.down_token
+# MarketIdentity (the market one window trades) is the feed's contract: feed/market.py defines it once.
 
 
 # ---- execution core status and events (added by the execution core, helper D) -----------------

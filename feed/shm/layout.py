@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from polymm import env
+from polymm.feed.market import MarketIdentity
 
 MAGIC = int.from_bytes(b"POLYMMTB", "little")  # "POLYMM top of book"
 VERSION = 1
@@ -139,6 +140,15 @@ class Snapshot:
     disagreements: int
     up: Leg
     down: Leg
+
+    @property
+    def market(self) -> MarketIdentity:
+        """The market identity this snapshot carries (one definition: feed/market.py)."""
+        return MarketIdentity(
+            condition_id=self.condition_id, up_token=self.up_token, down_token=self.down_token,
+            window_start=int(self.window_start), window_end=int(self.window_end), tick_size=float(self.tick_size),
+            min_order_size=float(self.min_order_size), fee_rate=float(self.fee_rate),
+        )
 
     def heartbeat_age_s(self, now: float | None = None) -> float:
         return (time.time() if now is None else now) - self.heartbeat
