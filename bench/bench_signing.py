@@ -1,4 +1,4 @@
-"""Order build + sign: the SDK's default path (ClobClient.create_order) vs ours (trader/signing.py),
+"""Order build + sign: the SDK's default path (ClobClient.create_order) vs ours (trader/venue/signing.py),
 side by side in one run. Prints median and p99 in microseconds. No network: the SDK's tick-size cache
 is seeded, as it is after its first order on a token.
 

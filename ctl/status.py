@@ -19,7 +19,7 @@ from polymm.ctl import render
 HEARTBEAT_LATE_S = 3.0
 BOOK_STALE_S = 5.0
 WINDOW_OVERDUE_S = 10.0  # the feed should have rotated to the next window by now
-# The trader's own words for failing dead-man-switch heartbeats (trader/exchange_state.py says exactly this);
+# The trader's own words for failing dead-man-switch heartbeats (trader/execution/exchange_state.py says exactly this);
 # used only for a trader that reports heartbeat_ok=False without any heartbeat warning, so one condition
 # always reads the same.
 HEARTBEATS_FAILING = "heartbeats failing: not placing orders; the exchange may cancel ours (dead-man switch)"

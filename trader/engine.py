@@ -9,7 +9,7 @@ Each decision:
    in-process restart) — so a command never races a decision half-way through;
 2. reads one consistent shm snapshot and refuses to trade on it when it is not the market the execution core
    trades (wrong window), crossed, or stale; follows the feed to the next window at rotation;
-3. runs the pure pipeline of `trader/decide.py` (S1, S2, risk gate, planner) on (market, our orders, our
+3. runs the pure pipeline of `trader/decision/decide.py` (S1, S2, risk gate, planner) on (market, our orders, our
    positions, config, clock) and executes the resulting Place/Cancel actions through the execution core;
 4. pets the systemd watchdog and publishes an immutable `EngineStatus` that the control thread reads.
 
@@ -37,7 +37,7 @@ log = logging.getLogger("polymm.trader.engine")
 # (exit_delay_s, exit_retry_s, cancel_before_end_s are seconds) and costs nothing measurable.
 DECIDE_EVERY_S = 0.05
 # Waking on the shm sequence: Reader.wait_update blocks in the kernel (FUTEX_WAIT on the sequence word, which
-# the feed FUTEX_WAKEs after every publish; see feed/shm.py) and returns within tens of microseconds of a publish,
+# the feed FUTEX_WAKEs after every publish; see feed/shm/) and returns within tens of microseconds of a publish,
 # using no CPU while the book is quiet. Earlier this loop polled the word between 50-150 us sleeps: a new book was
 # seen 0.1-0.25 ms late at 10-20 % of a core. No spinning first: on 2 shared cores a spin steals the CPU the
 # execution core's threads and the feed need, and the futex wake-up is already fast.
@@ -231,7 +231,7 @@ class Engine:
         self._reconnect_reader = reconnect_reader
         # benchmark hook: (snapshot, decided_at, actions_done_at) for decisions woken by a new top of book
         self._on_decision = on_decision
-        # E's pure pipeline (trader/decide.py) unless a test gives another with the same signature
+        # E's pure pipeline (trader/decision/decide.py) unless a test gives another with the same signature
         self._pipeline = pipeline
         self._new_state = new_state
         self.market = None  # MarketIdentity the core trades

@@ -76,7 +76,7 @@ class Want:
     strategy: str  # "s1" | "s2"
     leg: Leg
     side: Side
-    price: float  # already on the tick (trader/ticks.py)
+    price: float  # already on the tick (trader/decision/ticks.py)
     size: float  # shares, 2 decimals
     role: Role
     order_type: OrderType = OrderType.GTC
@@ -181,7 +181,7 @@ class MarketView:
 
 # ---- execution core status and events (added by the execution core, helper D) -----------------
 class ExchangeMode(str, enum.Enum):
-    """What the exchange currently lets us do (trader/exchange_state.py decides)."""
+    """What the exchange currently lets us do (trader/execution/exchange_state.py decides)."""
 
     NORMAL = "normal"
     ENGINE_RESTARTING = "engine_restarting"  # 425: no orders at all until `until`

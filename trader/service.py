@@ -7,8 +7,8 @@ Start-up order (systemd Type=notify; READY=1 only when really ready):
   decision -> control socket -> READY=1.
 Then the decision loop runs on the main thread and pets the watchdog (WATCHDOG=1) itself, so a hung loop gets
 the service restarted; STATUS= (window, state, exposure, P&L) is refreshed every few seconds by its own thread.
-Background threads besides the execution core's: resolution of ended windows (trader/resolution.py) and the
-wallet balance (trader/balance.py), both only for accounting and status. SIGHUP (systemctl reload) re-reads file + overrides (RELOADING=1 ... READY=1; on error
+Background threads besides the execution core's: resolution of ended windows (trader/execution/resolution.py) and the
+wallet balance (trader/execution/balance.py), both only for accounting and status. SIGHUP (systemctl reload) re-reads file + overrides (RELOADING=1 ... READY=1; on error
 the old config stays). SIGTERM/SIGINT: STOPPING=1, cancel our open orders, stop.
 
 Exit codes: 0 clean stop; 2 a problem the operator must fix (bad config, missing secrets, a second trader on

@@ -1,4 +1,4 @@
-"""The shared-memory contract (feed/shm.py): layout, writer ownership, reader behaviour."""
+"""The shared-memory contract (feed/shm/): layout, writer ownership, reader behaviour."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""The shm wake-up (feed/shm.py, FEATURE_FUTEX_WAKE): a reader blocked in wait_update is woken by the writer's
+"""The shm wake-up (feed/shm/, FEATURE_FUTEX_WAKE): a reader blocked in wait_update is woken by the writer's
 publish instead of polling, and falls back to polling when the writer posts no wake-ups or the kernel refuses.
 
 No timing is asserted: the tests check which path the reader took (futex calls made, sleeps not taken)."""

@@ -136,7 +136,7 @@ class Decision:
 
 
 class RecordingPipeline:
-    """Stands in for trader/decide.py: records its inputs, returns the actions a test queues."""
+    """Stands in for trader/decision/decide.py: records its inputs, returns the actions a test queues."""
 
     def __init__(self) -> None:
         self.calls: list[dict] = []

@@ -46,7 +46,7 @@ class Result:
 
 
 class Backtest:
-    """Runs the production pipeline (trader/decide.py) over ticks. Also used directly by tests."""
+    """Runs the production pipeline (trader/decision/decide.py) over ticks. Also used directly by tests."""
 
     def __init__(self, config: Config, *, step_s: float = 0.1, latency_s: float = 0.0):
         if step_s <= 0:

@@ -1,4 +1,4 @@
-"""What mmctl talks to: the ControlHandler (trader/control.py) backed by the decision loop.
+"""What mmctl talks to: the ControlHandler (trader/control/server.py) backed by the decision loop.
 
 Handlers run on the control server's worker threads, never the trading thread. Reads use what the loop
 publishes (`Engine.status`, an immutable object swapped whole) and the execution core's thread-safe
@@ -215,7 +215,7 @@ def _plain(value):
 
 
 class TraderControlHandler:
-    """ControlHandler (trader/control.py) for one running trader."""
+    """ControlHandler (trader/control/server.py) for one running trader."""
 
     def __init__(self, engine, core, store: ConfigStore, *, started_at: float | None = None,
                  clock=time.time, balance=None) -> None:

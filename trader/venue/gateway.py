@@ -2,7 +2,7 @@
 
 What comes from the SDK: key handling (Signer), L1 auth (create/derive the API key) and the L2 HMAC
 request headers. What we do ourselves, on purpose:
-- Order signing: trader/signing.py (byte-identical to the SDK, ~10x faster).
+- Order signing: trader/venue/signing.py (byte-identical to the SDK, ~10x faster).
 - The HTTP round trip for L2 calls. The SDK's `post_order` blocks for up to 30 s polling
   /data/trades whenever an order matches (unless defer_exec), its exceptions drop the response headers
   (so 429 Retry-After is lost), and its module-global httpx client has no per-call timeout. We send the

@@ -11,7 +11,7 @@ Amount rounding deliberately repeats the SDK's float arithmetic step by step (ro
 decimal_places on `str(float)`): the exchange recomputes amounts and rejects a mismatch, and the
 equality test (tests/trader/venue/test_signing.py) proves identity against the SDK over random inputs.
 
-Nothing here imports py_clob_client_v2 (only trader/gateway.py does).
+Nothing here imports py_clob_client_v2 (only trader/venue/gateway.py does).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The trader's control handler (trader/control_handler.py) over a running decision loop with a fake exchange:
+"""The trader's control handler (trader/control/handler.py) over a running decision loop with a fake exchange:
 config changes are validated as a whole, persisted atomically, applied at the next decision; nothing changes on
 any error."""
 from __future__ import annotations

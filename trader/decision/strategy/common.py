@@ -1,6 +1,6 @@
 """Helpers S1 and S2 share: exposure, sizes, fees, their own working orders, stop-loss and requote rules.
 
-Pure functions of their arguments: no I/O, no clock reads. Prices go through trader/ticks.py only.
+Pure functions of their arguments: no I/O, no clock reads. Prices go through trader/decision/ticks.py only.
 """
 from __future__ import annotations
 
