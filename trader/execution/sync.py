@@ -1,0 +1,298 @@
+"""Keeping the execution core in step with the exchange: user-channel events, dead-man-switch trips and
+recoveries, reconciliation against the REST view, lookups of orders whose outcome is unknown, and the
+maintenance thread (pruning, journal compaction). A part of ExecutionCore (trader/execution/core.py).
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from polymm.trader.decision.positions import fold
+from polymm.trader.execution import reconcile as reconcile_mod
+from polymm.trader.execution.exchange_state import ExchangeError
+from polymm.trader.execution.ledger import _fmt
+from polymm.trader.execution.limits import (CANCEL_RESEND_EVERY_S, COMPACT_JOURNAL_EVERY_S, FORGET_MARKET_AFTER_S,
+                                            KEEP_DONE_ORDERS_S, PRUNE_EVERY_S)
+from polymm.trader.model import OrderState
+from polymm.trader.venue.user_wire import (WireOrder, WireTrade, decode_rest_order, decode_rest_orders,
+                                           decode_rest_trades, order_report, trade_report)
+
+log = logging.getLogger("polymm.trader.execution")
+
+
+class ExchangeSync:
+    """Methods of ExecutionCore; see the module docstring."""
+
+    # ================================================================================================
+    # user channel
+    # ================================================================================================
+    def _on_ws_connected(self, reconnect: bool) -> None:
+        with self._lock:
+            self._xstate.user_stream_connected = True
+            self._xstate.extra_warnings.pop("user_ws", None)
+        self._ws_connected.set()
+        if reconnect:
+            # The channel does not replay what was missed while disconnected.
+            self.request_reconcile("user channel reconnected")
+        self._emit_status()
+
+    def _on_ws_disconnected(self, reason: str) -> None:
+        with self._lock:
+            self._xstate.user_stream_connected = False
+            self._xstate.extra_warnings["user_ws"] = f"user channel disconnected ({reason}); reconnecting"
+        self._emit_status()
+
+    def _on_ws_events(self, events: list) -> None:
+        now = self.clock()
+        due = []
+        with self._lock:
+            for ev in events:
+                if isinstance(ev, WireTrade):
+                    self._apply_trade(trade_report(ev), now)
+                elif isinstance(ev, WireOrder):
+                    report = order_report(ev)
+                    self._adopt_from_journal(report.order_id)
+                    t = self._book.on_exchange_order(report.order_id, report.status, report.size_matched, now,
+                                                     report.original_size)
+                    if t is not None:
+                        self._order_event(t)
+                        order = self._book.by_exchange[report.order_id]
+                        if t.before is not None and t.before.state != t.after.state:
+                            self._log_order(t.after.state.value, order, f"user channel {report.kind}")
+                        if self._book.cancel_due(order.client_id):
+                            due.append(order.client_id)
+        if due:
+            self._send_cancels(due)
+        self.wake.set()
+
+    def _apply_trade(self, report, now: float) -> None:
+        for order_id in [report.taker_order_id, *(m.order_id for m in report.maker_orders)]:
+            self._adopt_from_journal(order_id)
+        for fill, previous in self._fills.apply(report):
+            self._fill_event(fill, previous)
+            t = self._book.on_fill(fill.order_id, self._fills.matched_shares(fill.order_id), now)
+            if t is not None:
+                self._order_event(t)
+
+    def _adopt_from_journal(self, order_id: str) -> None:
+        if order_id and order_id not in self._book.by_exchange and order_id in self._journal_orders:
+            order = reconcile_mod.order_from_journal(self._journal_orders[order_id])
+            self._book.adopt(order)
+
+    # ================================================================================================
+    # heartbeats
+    # ================================================================================================
+    def _on_heartbeat_tripped(self, why: str) -> None:
+        with self._lock:
+            self._xstate.heartbeat_ok = False
+        self._emit_status()
+        # The exchange is about to cancel everything anyway; say so ourselves and stop placing.
+        self.cancel_all(f"heartbeats failing: {why}")
+        pool = self._pool
+        if pool is not None:
+            try:
+                pool.submit(self._cancel_all_on_exchange, "heartbeats failing")
+            except RuntimeError:  # shutting down: stop() cancels, and the exchange's switch fires anyway
+                pass
+
+    def _cancel_all_on_exchange(self, reason: str) -> None:
+        try:
+            result = self.gateway.cancel_all()
+            log.warning("cancel-all sent (%s): %d cancelled", reason, len(result.canceled))
+            with self._lock:
+                ids = list(result.canceled)
+            self._apply_cancel_result(ids, ids, {})
+        except ExchangeError as err:
+            log.warning("cancel-all (%s) failed: %s", reason, err)
+        except Exception:  # noqa: BLE001 - runs in a pool worker: an exception there would vanish unseen
+            log.exception("cancel-all (%s) crashed", reason)
+
+    def _on_heartbeat_recovered(self) -> None:
+        with self._lock:
+            self._xstate.heartbeat_ok = True
+        self.request_reconcile("heartbeats recovered")
+        self._emit_status()
+
+    # ================================================================================================
+    # reconciliation and maintenance
+    # ================================================================================================
+    def reconcile(self, reason: str) -> bool:
+        """REST truth vs local (blocking): open orders and trades of every tracked market; differences
+        are repaired and logged. Orders whose submit outcome is unknown are looked up. False when the
+        exchange could not be read (a retry is scheduled)."""
+        with self._reconcile_lock:
+            with self._lock:
+                tracked = self._tracked_markets()
+                backfill = [c for c in self._backfill if c in self._markets and c not in tracked]
+                markets = {c: self._markets[c] for c in [*tracked, *backfill]}
+            open_rows, trade_rows = [], []
+            try:
+                for cond, m in markets.items():
+                    open_rows += self.gateway.open_orders(market=cond)
+                    trade_rows += self.gateway.trades(market=cond, after=m.window_start - 3600)
+            except ExchangeError as err:
+                log.warning("reconcile (%s) failed: %s; will retry", reason, err)
+                self.request_reconcile(reason)
+                self._last_reconcile_error = err
+                return False
+            open_reports, bad_orders = decode_rest_orders(open_rows)
+            trade_reports, bad_trades = decode_rest_trades(trade_rows)
+            for bad in bad_orders + bad_trades:
+                log.warning("reconcile (%s): %s", reason, bad)
+            now = self.clock()
+            with self._lock:
+                res = reconcile_mod.apply(self._book, self._fills, open_reports, trade_reports, self._journal_orders,
+                                          self._token_leg, set(markets), now)
+                for t in res.order_changes:
+                    self._order_event(t)
+                for fill, previous in res.fill_changes:
+                    self._fill_event(fill, previous, log_it=False)
+                self._xstate.last_reconcile_at = now
+                self._backfill.difference_update(markets)
+            for diff in res.differences:
+                log.warning("reconcile (%s): %s", reason, diff)
+            for order_id in res.need_lookup:
+                self._lookup(order_id)
+            with self._lock:
+                due = [o.client_id for o in self._book.working() if self._book.cancel_due(o.client_id)]
+            if due:
+                self._send_cancels(due)
+            if not res.differences:
+                # The periodic pass is routine: keep it out of the journal unless asked for.
+                log.log(logging.DEBUG if reason == "periodic" else logging.INFO,
+                        "reconcile (%s): in agreement (%d open orders, %d trades)", reason, len(open_reports),
+                        len(trade_reports))
+            self._last_reconcile_mono = time.monotonic()
+            self.wake.set()
+            return True
+
+    def _lookup(self, order_id: str) -> None:
+        """GET /data/order for one order whose state we must learn from the exchange."""
+        self._last_lookup[order_id] = time.monotonic()
+        try:
+            row = self.gateway.get_order(order_id)
+        except ExchangeError as err:
+            log.warning("lookup of order %s failed: %s; will retry", order_id, err)
+            return
+        now = self.clock()
+        with self._lock:
+            self._needs_lookup.discard(order_id)
+            order = self._book.by_exchange.get(order_id)
+            if order is None:
+                return
+            if row is None:
+                if order.state is OrderState.UNKNOWN:
+                    # Production's GET /data/order answers nothing for an order that matched on entry
+                    # ("if the order was filled, it will be in get_trades", py-clob-client #217): read the
+                    # trades before counting this as a miss, so a filled taker order is never called rejected.
+                    if not self._trades_checked_for.get(order_id):
+                        if len(self._trades_checked_for) > 1000:  # rare (timed-out submits); never growing
+                            self._trades_checked_for.clear()  # at worst one more trades read per order
+                        self._trades_checked_for[order_id] = True
+                        self._reconcile_wanted = f"order {order_id[:12]}… unknown to the order lookup"
+                        return
+                    t = self._book.on_lookup_missing(order.client_id, self.unknown_max_lookups, now)
+                    if t is not None:
+                        self._log_order("rejected", order, order.error, logging.WARNING)
+                        self._order_event(t)
+                else:
+                    t = self._book.on_missing_from_open_orders(order_id, now)
+                    if t is not None:
+                        self._log_order(t.after.state.value, order, "exchange no longer has the order", logging.WARNING)
+                        self._order_event(t)
+                return
+            try:
+                report = decode_rest_order(row)
+            except Exception as exc:  # noqa: BLE001 - malformed answer: keep the order, retry later
+                log.warning("lookup of order %s: unreadable answer (%s)", order_id, exc)
+                return
+            before_state = order.state
+            t = self._book.on_exchange_order(order_id, report.status, report.size_matched, now, report.original_size)
+            if t is not None:
+                self._order_event(t)
+                if before_state is not order.state:
+                    self._log_order(order.state.value, order, f"exchange says {report.status} "
+                                    f"matched={_fmt(report.size_matched)}",
+                                    logging.WARNING if before_state is OrderState.UNKNOWN else logging.INFO)
+            due = self._book.cancel_due(order.client_id)
+        if due:
+            self._log_order("cancel", order, f"{order.cancel_reason} (deferred until the order was known)")
+            self._send_cancels([order.client_id])
+
+    def _maintenance(self) -> None:
+        while not self._stop.wait(0.25):
+            try:
+                self._maintain_once()
+            except Exception:  # noqa: BLE001 - the maintenance loop must survive any single failure
+                log.exception("maintenance pass failed")
+
+    def _maintain_once(self) -> None:
+        mono = time.monotonic()
+        with self._lock:
+            self._emit_status_locked()
+            lookups = [o.order_id for o in self._book.unknown() if o.order_id
+                       and mono - self._last_lookup.get(o.order_id, 0) >= self.unknown_lookup_every_s]
+            lookups += [oid for oid in self._needs_lookup if mono - self._last_lookup.get(oid, 0) >= 1.0]
+            resend = [o for o in self._book.cancels_to_resend()
+                      if mono - self._last_cancel_sent.get(o.client_id, 0) >= CANCEL_RESEND_EVERY_S]
+            for order in resend:
+                self._book.mark_cancel_sent(order.client_id)
+                self._last_cancel_sent[order.client_id] = mono
+            wanted, self._reconcile_wanted = self._reconcile_wanted, None
+        for order_id in dict.fromkeys(lookups):
+            self._lookup(order_id)
+        if resend:
+            for order in resend:
+                self._log_order("cancel", order, f"{order.cancel_reason} (re-sent)")
+            self._send_cancels([o.client_id for o in resend])
+        if mono - self._last_prune_mono >= PRUNE_EVERY_S:
+            self._last_prune_mono = mono
+            self.prune(self.clock())
+        if self._journal is not None and mono - self._last_compact_mono >= COMPACT_JOURNAL_EVERY_S:
+            self._last_compact_mono = mono
+            self._journal.compact(self.clock())
+        if wanted is None and mono - self._last_reconcile_mono >= self.reconcile_every_s:
+            wanted = "periodic"
+        if wanted is not None:
+            self.reconcile(wanted)
+
+    def prune(self, now: float) -> list[str]:
+        """Bound memory over days of windows (run every minute by the maintenance thread): done orders are
+        kept an hour (mmctl orders --all); a market over for FORGET_MARKET_AFTER_S with no working order and
+        nothing left to settle (resolved, or every position flat) is folded into a P&L summary (pnl() keeps
+        counting it) and its fills, orders, journal attributions and tick/token entries are dropped.
+        Returns the condition ids forgotten."""
+        forgotten = []
+        with self._lock:
+            self._book.prune(KEEP_DONE_ORDERS_S, now)
+            current = self._current.condition_id if self._current else None
+            working = {o.condition_id for o in self._book.working()}
+            for cond, m in list(self._markets.items()):
+                if cond == current or cond in working or now - m.window_end < FORGET_MARKET_AFTER_S:
+                    continue
+                folded = fold(self._holdings(cond), self._resolutions)
+                if cond not in self._resolutions and any(abs(p.shares) > 1e-9 for p in folded.values()):
+                    continue  # shares still held: pending_resolution() must keep showing them
+                self._settled.update(folded)
+                self._fills.forget_market(cond)
+                for order in [o for o in self._book.by_client.values() if o.condition_id == cond]:
+                    del self._book.by_client[order.client_id]
+                for oid in [oid for oid, o in self._book.by_exchange.items() if o.condition_id == cond]:
+                    del self._book.by_exchange[oid]
+                for oid in [oid for oid, j in self._journal_orders.items() if j.condition_id == cond]:
+                    del self._journal_orders[oid]
+                for token in (m.up_token, m.down_token):
+                    self._tokens.pop(token, None)
+                    self._ticks.pop(token, None)
+                del self._markets[cond]
+                self._backfill.discard(cond)
+                forgotten.append(cond)
+            known = set(self._book.by_client)
+            for cid in [c for c in self._last_cancel_sent if c not in known]:
+                del self._last_cancel_sent[cid]
+            for oid in [o for o in self._last_lookup if o not in self._book.by_exchange]:
+                del self._last_lookup[oid]
+            self._needs_lookup &= set(self._book.by_exchange)
+        if forgotten:
+            log.info("forgot %d settled market(s) (P&L kept in the summary): %s", len(forgotten), ", ".join(forgotten))
+        return forgotten
