@@ -1,4 +1,5 @@
-"""The market identity: the one definition of which market a window trades and its trading rules.
+"""The market identity: the one definition of which market a window trades and its trading rules, and the
+one definition of its fee formula (`taker_fee`).
 
 The feed discovers it (discovery.MarketInfo adds what only discovery needs), publishes it in the shared-memory
 segment (shm.Snapshot.market reads it back) and the trader trades and journals it (trader/model.py re-exports
@@ -26,3 +27,8 @@ class MarketIdentity:
     def token(self, leg: str) -> str:
         """The token id of a leg ("up"/"down", or the trader's Leg enum, whose values these are)."""
         return self.up_token if leg == "up" else self.down_token
+
+
+def taker_fee(shares: float, price: float, rate: float) -> float:
+    """Polymarket's taker fee in pUSD: shares x rate x p x (1 - p); makers pay none."""
+    return shares * rate * price * (1.0 - price)

@@ -31,10 +31,10 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from polymm.feed.market import taker_fee
 from polymm.trader.config import Config
 from polymm.trader.model import Leg, MarketView, OrderState, OrderType, OrderView, PositionView, Side, Want
 from polymm.trader.decision.planner import Cancel, Place
-from polymm.trader.decision.strategy.common import taker_fee
 from polymm.trader.decision.ticks import on_tick
 
 if TYPE_CHECKING:  # a line is anything with these fields (the backtest's tick file, paper trading's snapshot)

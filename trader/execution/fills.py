@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Callable
 
+from polymm.feed import market
 from polymm.trader.model import FillView, Leg, Side
 
 STATUS_RANK = {"MATCHED": 0, "RETRYING": 1, "MINED": 2, "CONFIRMED": 3, "FAILED": 4}
@@ -87,7 +88,8 @@ EXTERNAL = "external"  # strategy name for fills of our account whose order we n
 
 
 def taker_fee(shares: float, price: float, rate: float) -> float:
-    return round(shares * rate * price * (1.0 - price), 5)
+    """The fee as the exchange books it on a trade: the one formula (feed/market.py), rounded to 5 decimals."""
+    return round(market.taker_fee(shares, price, rate), 5)
 
 
 @dataclass

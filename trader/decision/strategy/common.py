@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
+from polymm.feed.market import taker_fee
 from polymm.trader.model import Leg, MarketView, OrderType, OrderView, PositionView, Role, Side, Want
 from polymm.trader.decision.ticks import floor_size, round_price
 
@@ -20,14 +21,9 @@ def finite(x: float | None) -> bool:
     return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def taker_fee(shares: float, price: float, rate: float) -> float:
-    """Polymarket's taker fee: shares x rate x p x (1 - p); makers pay none."""
-    return shares * rate * price * (1.0 - price)
-
-
 def net_sell_price(price: float, rate: float) -> float:
     """What one share sold as a taker at `price` brings after the fee."""
-    return price - rate * price * (1.0 - price)
+    return price - taker_fee(1.0, price, rate)
 
 
 def mark_price(market: MarketView, leg: Leg, fallback: float) -> float:
