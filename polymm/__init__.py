@@ -2,6 +2,6 @@
 
 This package holds the plumbing both services share (logging, sd_notify, signals, names of the
 environment). The services live in their own subpackages: polymm.feed, polymm.trader, polymm.ctl,
-and the local Polymarket stand-in in polymm.sim.
+the local Polymarket stand-in in polymm.sim, and the demo application in polymm.demo.
 """
 __version__ = "0.1.0"
