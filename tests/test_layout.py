@@ -103,3 +103,11 @@ def test_sim_imports_none_of_the_product(module):
 @pytest.mark.parametrize("module", [m for m in MODULES if not _within(m, PRODUCT)])
 def test_plumbing_imports_no_product(module):
     assert not [i for i in imports_of(module) if _within(i, PRODUCT)]
+
+
+def test_every_package_folder_is_installed():
+    """A sub-package missing from pyproject's `packages` works in an editable install and breaks `pip install .`."""
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = {(ROOT / rel).resolve() for pkg, rel in tool["package-dir"].items() if pkg in tool["packages"]}
+    folders = {init.parent.resolve() for rel in tool["package-dir"].values() for init in (ROOT / rel).rglob("__init__.py")}
+    assert not sorted(str(f.relative_to(ROOT)) for f in folders - listed)
