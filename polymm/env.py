@@ -13,6 +13,8 @@ PROD_GAMMA_URL = "https://gamma-api.polymarket.com"
 PROD_CLOB_URL = "https://clob.polymarket.com"
 PROD_WS_MARKET_URL = "wss://ws-subscriptions-clob.polymarket.com/ws/market"
 PROD_WS_USER_URL = "wss://ws-subscriptions-clob.polymarket.com/ws/user"
+# Real-Time Data Socket: the Chainlink and Binance BTC prices (docs.polymarket.com, market-data/websocket/rtds).
+PROD_RTDS_URL = "wss://ws-live-data.polymarket.com"
 
 DEFAULT_CONFIG = "/etc/polymm/config.toml"
 DEFAULT_SHM = "poly_tob_shm"
@@ -29,6 +31,7 @@ GAMMA_URL = "POLYMM_GAMMA_URL"
 CLOB_URL = "POLYMM_CLOB_URL"
 WS_MARKET_URL = "POLYMM_WS_MARKET_URL"
 WS_USER_URL = "POLYMM_WS_USER_URL"
+RTDS_URL = "POLYMM_RTDS_URL"
 
 # Secrets: read from the environment only, never logged, never written by us.
 PK = "PK"
@@ -44,6 +47,7 @@ ENDPOINT_DEFAULTS = {
     CLOB_URL: PROD_CLOB_URL,
     WS_MARKET_URL: PROD_WS_MARKET_URL,
     WS_USER_URL: PROD_WS_USER_URL,
+    RTDS_URL: PROD_RTDS_URL,
 }
 
 

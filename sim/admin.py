@@ -72,6 +72,7 @@ class AdminApi:
         self.faults: dict[str, Callable[[dict], dict]] = {
             "drop_ws": self._drop_ws,
             "freeze_market_ws": self._freeze,
+            "freeze_rtds": self._freeze_rtds,
             "ws_delay": self._delay,
             "duplicate": self._duplicate,
             "reorder": self._reorder,
@@ -137,7 +138,8 @@ class AdminApi:
             "live_slug": f"btc-updown-15m-{live}", "btc": sim.market.btc_price(), "markets": markets,
             "faults": sim.faults.describe(), "stats": dict(sim.stats),
             "heartbeats_age_s": sim.heartbeats.describe(now),
-            "connections": {"market": len(sim.market_ch.conns), "user": len(sim.user_ch.conns)},
+            "connections": {"market": len(sim.market_ch.conns), "user": len(sim.user_ch.conns),
+                            "rtds": len(sim.rtds_ch.conns)},
             "fees_collected": num(sim.engine.fees_collected),
         })
 
@@ -155,17 +157,23 @@ class AdminApi:
 
     def _drop_ws(self, params: dict) -> dict:
         channel = params.get("channel", "all")
-        if channel not in ("all", "market", "user"):
-            raise AdminError("channel must be all, market or user")
+        if channel not in ("all", "market", "user", "rtds"):
+            raise AdminError("channel must be all, market, user or rtds")
         dropped = 0
         if channel in ("all", "market"):
             dropped += self.sim.market_ch.drop_all()
         if channel in ("all", "user"):
             dropped += self.sim.user_ch.drop_all()
+        if channel in ("all", "rtds"):
+            dropped += self.sim.rtds_ch.drop_all()
         return {"dropped": dropped}
 
     def _freeze(self, params: dict) -> dict:
         self.sim.faults.freeze_market_ws = _bool(params, "on")
+        return {}
+
+    def _freeze_rtds(self, params: dict) -> dict:
+        self.sim.faults.freeze_rtds = _bool(params, "on")
         return {}
 
     def _delay(self, params: dict) -> dict:

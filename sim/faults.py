@@ -52,6 +52,7 @@ class PostFault:
 class Faults:
     post_faults: list[PostFault] = field(default_factory=list)  # FIFO: the next posts' answers
     freeze_market_ws: bool = False  # data stops on the market channel, PONGs go on
+    freeze_rtds: bool = False  # price updates stop on the RTDS socket (sim/rtds.py), PONGs go on
     ws_delay_s: float = 0.0  # every data frame waits this long before it is sent
     duplicate_next: int = 0  # the next N data frames are sent twice
     reorder_next: int = 0  # the next N pairs of data frames are swapped
@@ -88,6 +89,7 @@ class Faults:
         return {
             "post_faults": [f.status for f in self.post_faults],
             "freeze_market_ws": self.freeze_market_ws,
+            "freeze_rtds": self.freeze_rtds,
             "ws_delay_s": self.ws_delay_s,
             "duplicate_next": self.duplicate_next,
             "reorder_next": self.reorder_next,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+from collections import deque
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
@@ -116,6 +117,9 @@ class SyntheticMarket:
         self._by_condition: dict[str, _Window] = {}
         self._ladders: dict[str, dict[tuple[str, Decimal], list[str]]] = {}  # cid -> (side, up price) -> ids
         self._bg_seq = 0
+        # The BTC price at each whole grid second, newest last: what the sim's RTDS publishes (sim/rtds.py).
+        # A window's open is the point stamped exactly at its start.
+        self.price_points: deque[tuple[float, float]] = deque(maxlen=600)
 
     # ---- read side (tests, demo, admin) ----------------------------------------------------------
     def btc_price(self) -> float:
@@ -156,6 +160,8 @@ class SyntheticMarket:
 
     def _on_grid(self, t: float) -> None:
         self.engine.advance(t)
+        if abs(t - round(t)) < 1e-6:
+            self.price_points.append((float(round(t)), self._btc))
         live_start = self.calendar.window_start(t)
         self._list_windows(live_start)
         for start in sorted(self._windows):

@@ -3,7 +3,7 @@
     polymm-sim --host 127.0.0.1 --port 0 --seed 1 --window-s 60 --ready-file /tmp/sim.json
 
 `--port 0` picks a free port; the ready file (written atomically once the sim serves, removed on exit)
-holds {"gamma_url", "clob_url", "ws_market_url", "ws_user_url", "admin_url"}.
+holds {"gamma_url", "clob_url", "ws_market_url", "ws_user_url", "ws_rtds_url", "admin_url"}.
 
 One asyncio loop owns everything: HTTP handlers call the engine directly (it is not thread-safe and
 needs no lock this way), and a periodic task steps the synthetic market, runs the dead-man switch and
@@ -27,7 +27,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from polymm import logs
-from polymm.sim import auth, ws
+from polymm.sim import auth, rtds, ws
 from polymm.sim.admin import AdminApi
 from polymm.sim.clob import ClobApi, Heartbeats, error
 from polymm.sim.engine import (BACKGROUND, Engine, LastTrade, LevelChange, MarketResolved, MarketSpec, OrderEvent,
@@ -63,6 +63,7 @@ class Sim:
         self.started_at = time.time()
         self.market_ch = ws.MarketChannel(self, args.ws_subscribe_timeout_s, args.ws_idle_timeout_s)
         self.user_ch = ws.UserChannel(self, args.ws_subscribe_timeout_s, args.ws_idle_timeout_s)
+        self.rtds_ch = rtds.RtdsChannel(self, args.ws_subscribe_timeout_s, args.ws_idle_timeout_s)
         self.last_trade: dict[str, Decimal] = {}
         self.last_trade_side: dict[str, str] = {}
         self.associate_trades: dict[str, list[str]] = {}  # order id -> trade ids (real accounts only)
@@ -118,7 +119,7 @@ class Sim:
         # Each step is guarded on its own: a failing market step must not stop the dead-man switch or
         # the event fan-out.
         for step in (self.market.step, self._announce_new_markets, self._dead_man_switch, self._run_trade_failures,
-                     self.drain, self._flush_held, self._forget_old_markets):
+                     self.drain, self._flush_held, self._forget_old_markets, self.rtds_ch.publish_new):
             try:
                 step(now)
             except Exception:
@@ -260,7 +261,7 @@ class Sim:
 
     # ---- shutdown --------------------------------------------------------------------------------
     async def close_sockets(self) -> None:
-        for channel in (self.market_ch, self.user_ch):
+        for channel in (self.market_ch, self.user_ch, self.rtds_ch):
             for conn in list(channel.conns):
                 conn.closed = True
                 try:
@@ -312,7 +313,8 @@ def build_app(sim: Sim, admin: bool = True) -> web.Application:
     app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_BODY)
     app.add_routes(GammaApi(sim).routes())
     app.add_routes(ClobApi(sim).routes())
-    app.add_routes([web.get("/ws/market", sim.market_ch.handle), web.get("/ws/user", sim.user_ch.handle)])
+    app.add_routes([web.get("/ws/market", sim.market_ch.handle), web.get("/ws/user", sim.user_ch.handle),
+                    web.get("/rtds", sim.rtds_ch.handle)])
     if admin:
         app.add_routes(AdminApi(sim).routes())
     return app
@@ -322,7 +324,8 @@ def urls(host: str, port: int) -> dict[str, str]:
     shown = f"[{host}]" if ":" in host else host
     base = f"http://{shown}:{port}"
     return {"gamma_url": base, "clob_url": base, "ws_market_url": f"ws://{shown}:{port}/ws/market",
-            "ws_user_url": f"ws://{shown}:{port}/ws/user", "admin_url": f"{base}/_sim"}
+            "ws_user_url": f"ws://{shown}:{port}/ws/user", "ws_rtds_url": f"ws://{shown}:{port}/rtds",
+            "admin_url": f"{base}/_sim"}
 
 
 def write_ready_file(path: Path, content: dict) -> None:

@@ -4,7 +4,7 @@
 
     def test_something(tmp_path):
         with run_sim(tmp_path, seed=1, window_s=60) as sim:
-            sim.urls["clob_url"]                      # also gamma_url, ws_market_url, ws_user_url
+            sim.urls["clob_url"]                      # also gamma_url, ws_market_url, ws_user_url, ws_rtds_url
             env = {**os.environ, **sim.env()}         # POLYMM_*_URL for launching feed/trader
             pk, address = new_wallet()
             client = sim.clob_client(pk)              # real py-clob-client-v2 with derived creds
@@ -72,7 +72,7 @@ class AdminClient:
         return self._call("GET", "/state")
 
     def fault(self, name: str, **params: Any) -> dict:
-        """drop_ws(channel=all|market|user), freeze_market_ws(on=True), ws_delay(seconds), duplicate(count),
+        """drop_ws(channel=all|market|user|rtds), freeze_market_ws(on=True), freeze_rtds(on=True), ws_delay(seconds), duplicate(count),
         reorder(count), wrap_in_list(on), post_status(status=425|429|500|503, count=1, retry_after_s=1),
         fail_next_trade(count=1, address=None), stop_accepting(on=True), post_only_mode(seconds),
         closed_only(address, on=True), tick_size(tick=0.001, condition_id=None -> live market), clear()."""
@@ -110,7 +110,7 @@ class AdminClient:
 class RunningSim:
     def __init__(self, process: subprocess.Popen, urls: dict[str, str], log_path: Path) -> None:
         self.process = process
-        self.urls = {k: urls[k] for k in ("gamma_url", "clob_url", "ws_market_url", "ws_user_url")}
+        self.urls = {k: urls[k] for k in ("gamma_url", "clob_url", "ws_market_url", "ws_user_url", "ws_rtds_url")}
         self.admin_url = urls["admin_url"]
         self.admin = AdminClient(urls["admin_url"])
         self.log_path = log_path
@@ -121,6 +121,7 @@ class RunningSim:
             polymm_env.CLOB_URL: self.urls["clob_url"],
             polymm_env.WS_MARKET_URL: self.urls["ws_market_url"],
             polymm_env.WS_USER_URL: self.urls["ws_user_url"],
+            polymm_env.RTDS_URL: self.urls["ws_rtds_url"],
         }
 
     def clob_client(self, private_key: str, signature_type: int | None = None, funder: str | None = None):

@@ -41,6 +41,10 @@ class FakePolymarket:
         self.received: list[list[str]] = []  # per connection: text frames the client sent
         self.frozen = False
         self.gamma_requests = 0
+        # RTDS (/rtds): what clients sent per connection, and the history dump answered to a subscription.
+        self.rtds_received: list[list[str]] = []
+        self.rtds_history: list[dict] = []
+        self._rtds_conns: list[web.WebSocketResponse] = []
         self._conns: list[web.WebSocketResponse] = []
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -71,6 +75,28 @@ class FakePolymarket:
 
     def drop(self) -> None:
         asyncio.run_coroutine_threadsafe(self._close_all(), self._loop).result(5)
+
+    @property
+    def rtds_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/rtds"
+
+    def push_rtds(self, frame: dict) -> None:
+        text = json.dumps(frame)
+
+        async def send():
+            if not self.frozen:
+                for ws in list(self._rtds_conns):
+                    if not ws.closed:
+                        await ws.send_str(text)
+
+        asyncio.run_coroutine_threadsafe(send(), self._loop).result(5)
+
+    def drop_rtds(self) -> None:
+        async def close():
+            for ws in list(self._rtds_conns):
+                await ws.close()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
 
     def connections(self) -> int:
         return len(self.received)
@@ -135,11 +161,32 @@ class FakePolymarket:
             self._conns.remove(ws)
         return ws
 
+    async def _rtds_ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        frames: list[str] = []
+        self.rtds_received.append(frames)
+        self._rtds_conns.append(ws)
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                frames.append(msg.data)
+                if msg.data == "PING":
+                    await ws.send_str("PONG")
+                elif not self.frozen:
+                    for frame in self.rtds_history:
+                        await ws.send_str(json.dumps(frame))
+        finally:
+            self._rtds_conns.remove(ws)
+        return ws
+
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
         app = web.Application()
         app.router.add_get("/events", self._events)
         app.router.add_get("/ws/market", self._ws)
+        app.router.add_get("/rtds", self._rtds_ws)
         self._runner = web.AppRunner(app)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
