@@ -1,0 +1,100 @@
+"""polymm-sim's RTDS (sim/rtds.py) end to end: the documented shapes for both topics, the history dump, the
+opening price at the window start, and the freeze/drop faults; then the feed's RTDS stream against it."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import waiting
+import websocket
+
+from polymm.feed.rtds import reference as ref
+from polymm.feed.rtds import wire
+from polymm.feed.rtds.stream import RtdsStream
+from polymm.feed.stream import Backoff
+from polymm.sim.testing import run_sim
+
+pytestmark = pytest.mark.slow
+
+WINDOW_S = 5
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    with run_sim(tmp_path_factory.mktemp("sim-rtds"), seed=5, window_s=WINDOW_S) as s:
+        yield s
+
+
+def frames(ws: websocket.WebSocket, n: int, timeout_s: float = 10.0) -> list[dict]:
+    out, deadline = [], time.monotonic() + timeout_s
+    while len(out) < n and time.monotonic() < deadline:
+        try:
+            text = ws.recv()
+        except websocket.WebSocketTimeoutException:
+            continue
+        if text.startswith("{"):
+            out.append(json.loads(text))
+    assert len(out) >= n, f"only {len(out)} of {n} RTDS messages"
+    return out
+
+
+def test_history_then_updates_for_both_topics_in_the_documented_shapes(sim):
+    ws = websocket.create_connection(sim.urls["ws_rtds_url"], timeout=1)
+    try:
+        time.sleep(1.2)  # let the walk make a few whole-second points for the history
+        ws.send(wire.subscription())
+        got = frames(ws, 6)
+    finally:
+        ws.close()
+    history = [m for m in got if m["type"] == "subscribe"]
+    assert {m["topic"] for m in history} == {"crypto_prices", "crypto_prices_chainlink"}
+    for m in history:
+        assert set(m) == {"topic", "type", "timestamp", "payload"} and set(m["payload"]) == {"symbol", "data"}
+        assert all(set(p) == {"timestamp", "value"} and isinstance(p["timestamp"], int) for p in m["payload"]["data"])
+    updates = [m for m in got if m["type"] == "update"]
+    link = next(m for m in updates if m["topic"] == "crypto_prices_chainlink")
+    assert set(link["payload"]) == {"symbol", "timestamp", "value"} and link["payload"]["symbol"] == "btc/usd"
+    assert link["payload"]["timestamp"] % 1000 == 0 and isinstance(link["timestamp"], int)
+    binance = next(m for m in updates if m["topic"] == "crypto_prices")
+    assert set(binance["payload"]) == {"symbol", "timestamp", "value", "full_accuracy_value"}
+    assert binance["payload"]["symbol"] == "btcusdt"
+    assert all(wire.Decoder().decode(json.dumps(m)) for m in got)
+
+
+def test_a_bad_filter_is_answered_in_plain_text_and_nothing_is_sent_for_it(sim):
+    ws = websocket.create_connection(sim.urls["ws_rtds_url"], timeout=5)
+    try:
+        ws.send(json.dumps({"action": "subscribe", "subscriptions": [{"topic": "crypto_prices_chainlink", "type": "*",
+                                                                     "filters": "btc/usd"}]}))
+        assert ws.recv().startswith("invalid Subscription.Filters")
+        ws.send("PING")
+        assert ws.recv() == "PONG"
+    finally:
+        ws.close()
+
+
+def test_the_feed_stream_captures_the_sims_opening_price_and_survives_freeze_and_drop(sim):
+    book = ref.ReferenceBook(WINDOW_S)
+    stream = RtdsStream(sim.urls["ws_rtds_url"], book, stale_after_s=1.5, backoff=Backoff(0.05, 0.2)).start()
+    try:
+        waiting.wait_for(lambda: any(o.how == ref.CAPTURED for o in book.openings.values()), 20, "a captured opening")
+        captured = next(o for o in book.openings.values() if o.how == ref.CAPTURED)
+        markets = {m["window_start"]: m for m in sim.admin.state()["markets"]}
+        assert captured.price == markets[captured.window_start]["open_price"]
+        assert book.binance.price == pytest.approx(book.chainlink.price * 1.0003, abs=0.01)
+
+        sim.admin.fault("freeze_rtds", on=True)
+        waiting.wait_for(lambda: stream.reconnects >= 1, 15, "reconnect after the RTDS freeze")
+        assert "no Chainlink price" in stream.last_error
+        sim.admin.fault("freeze_rtds", on=False)
+        before = book.chainlink.updates
+        waiting.wait_for(lambda: book.chainlink.updates > before, 15, "prices again after the freeze")
+
+        dropped = sim.admin.fault("drop_ws", channel="rtds")["dropped"]
+        assert dropped >= 1
+        after_drop = stream.connections
+        waiting.wait_for(lambda: stream.connections > after_drop and book.chainlink.updates > before + 2, 15,
+                         "resubscribed after the drop")
+    finally:
+        stream.stop()
