@@ -882,7 +882,7 @@ def test_ready_file_names_every_base_url_and_each_one_serves(tmp_path):
     with run_sim(tmp_path, seed=4, window_s=60) as running:
         (ready,) = tmp_path.glob("*.ready.json")
         urls = json.loads(ready.read_text())
-        assert set(urls) == {"gamma_url", "clob_url", "ws_market_url", "ws_user_url", "admin_url"}
+        assert set(urls) == {"gamma_url", "clob_url", "ws_market_url", "ws_user_url", "ws_rtds_url", "admin_url"}
         live = running.admin.live_market()
         assert HTTP.get(f"{urls['gamma_url']}/events/slug/{live['slug']}").status_code == 200
         assert HTTP.get(f"{urls['clob_url']}/time").json() > 0
