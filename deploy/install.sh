@@ -194,11 +194,12 @@ if [ ! -e "$ETC/polymm.env" ]; then
 #POLY_API_SECRET=
 #POLY_PASSPHRASE=
 
-# Endpoints: Polymarket production when unset. Point all four at a polymm-sim to rehearse without money.
+# Endpoints: Polymarket production when unset. Point all five at a polymm-sim to rehearse without money.
 #POLYMM_GAMMA_URL=https://gamma-api.polymarket.com
 #POLYMM_CLOB_URL=https://clob.polymarket.com
 #POLYMM_WS_MARKET_URL=wss://ws-subscriptions-clob.polymarket.com/ws/market
 #POLYMM_WS_USER_URL=wss://ws-subscriptions-clob.polymarket.com/ws/user
+#POLYMM_RTDS_URL=wss://ws-live-data.polymarket.com
 EOF
     chown root:root "$tmp"; chmod 0600 "$tmp"; mv "$tmp" "$ETC/polymm.env"
     say "wrote $ETC/polymm.env (fill in PK, BROWSER_ADDRESS, SIGNATURE_TYPE before starting the trader)"
