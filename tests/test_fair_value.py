@@ -71,3 +71,19 @@ def test_the_rolling_estimator_matches_the_batch_one_over_its_window_and_ignores
     assert len(est) == len(recent)
     assert est.vol() == pytest.approx(fv.realised_vol(recent)[0], rel=1e-9)
     assert fv.VolEstimator().vol() == fv.DEFAULT_PRIOR_VOL
+
+
+def test_a_stale_price_or_an_unknown_open_gives_no_fair_value_to_act_on():
+    end = 1_000.0
+    assert fv.guarded_fair_up(S0, 990.0, S0, 991.0, end, 1e-4, 5.0) == 0.5
+    assert math.isnan(fv.guarded_fair_up(S0, 980.0, S0, 991.0, end, 1e-4, 5.0))  # 11 s old
+    assert math.isnan(fv.guarded_fair_up(S0, math.nan, S0, 991.0, end, 1e-4, 5.0))  # never had one
+    assert math.isnan(fv.guarded_fair_up(S0, 990.0, math.nan, 991.0, end, 1e-4, 5.0))  # open unknown
+    assert fv.leg_fair(0.64, up=False) == pytest.approx(0.36)
+
+
+def test_fair_value_feeds_its_estimator_from_what_it_is_asked():
+    f = fv.FairValue(prior_vol=1e-4)
+    for t in range(10):
+        f.fair_up(S0 * (1 + 1e-4 * (t % 2)), float(t), S0, float(t), 900.0, 5.0)
+    assert len(f.estimator) == 10 and f.estimator.vol() != 1e-4

@@ -113,3 +113,30 @@ class VolEstimator:
 
     def __len__(self) -> int:
         return len(self._points)
+
+
+def guarded_fair_up(price: float, price_ts: float, open_price: float, now: float, window_end: float,
+                    vol_per_sqrt_s: float, stale_after_s: float) -> float:
+    """The fair value a strategy may act on: NaN when the reference price is stale (older than `stale_after_s`
+    by its own timestamp, or missing) or the window's opening price is unknown; else `fair_up`."""
+    if not (price_ts == price_ts and now - price_ts <= stale_after_s) or not open_price > 0:
+        return math.nan
+    return fair_up(price, open_price, window_end - now, vol_per_sqrt_s)
+
+
+def leg_fair(fair_up_value: float, up: bool) -> float:
+    """A leg's fair value from P(Up): Down wins exactly when Up does not."""
+    return fair_up_value if up else 1.0 - fair_up_value
+
+
+class FairValue:
+    """The trader's (and the backtest's) fair value: one VolEstimator fed with every reference price seen, and
+    `guarded_fair_up` evaluated with its volatility. Same code live, in paper mode and in the backtest."""
+
+    def __init__(self, vol_window_s: float = DEFAULT_VOL_WINDOW_S, prior_vol: float = DEFAULT_PRIOR_VOL) -> None:
+        self.estimator = VolEstimator(window_s=vol_window_s, prior=prior_vol)
+
+    def fair_up(self, price: float, price_ts: float, open_price: float, now: float, window_end: float,
+                stale_after_s: float) -> float:
+        self.estimator.add(price_ts, price)
+        return guarded_fair_up(price, price_ts, open_price, now, window_end, self.estimator.vol(), stale_after_s)
