@@ -5,7 +5,7 @@ One POSIX shared-memory object (``/dev/shm/<name>``, default ``poly_tob_shm``) h
 
     HEADER   constants (magic, layout version, sizes), then a seqlock word, then the seqlocked state:
              writer pid/start, heartbeat, status, market identity, counters and the latest top of book
-             of both legs (``LEG`` twice).
+             of both legs (``LEG`` twice); then ``REF``, the BTC reference prices (issue 16, see layout.REF).
     RING     ``ring_capacity`` entries of ``RING_ENTRY``: every state a reader could have seen, one entry
              per sequence number (book publishes, market changes, status changes), so a reader that fell
              behind, the recorder or a backtest sees every update and not only the last one.
@@ -48,11 +48,12 @@ tracker immediately for the same reason.
 """
 from polymm.feed.shm import futex, layout, reader, writer  # noqa: F401 - the parts, by name for tests and tooling
 from polymm.feed.shm.layout import (DEFAULT_NAME, DEFAULT_RING_CAPACITY, FEATURE_FUTEX_WAKE, HEADER, LEG, MAGIC,
-                                    RING_ENTRY, STATUS_CODE, STATUSES, SUPPORTED_VERSIONS, TOP, VERSION, LayoutError,
+                                    OPEN_STATUSES, REF, RING_ENTRY, Reference, STATUS_CODE, STATUSES, SUPPORTED_VERSIONS, TOP, VERSION, LayoutError,
                                     Leg, ShmMissing, Snapshot, Update, WriterConflict, segment_size)
 from polymm.feed.shm.reader import Reader
 from polymm.feed.shm.writer import Writer, unlink
 
-__all__ = ["DEFAULT_NAME", "DEFAULT_RING_CAPACITY", "FEATURE_FUTEX_WAKE", "HEADER", "LEG", "MAGIC", "RING_ENTRY",
+__all__ = ["DEFAULT_NAME", "DEFAULT_RING_CAPACITY", "FEATURE_FUTEX_WAKE", "HEADER", "LEG", "MAGIC", "OPEN_STATUSES",
+           "REF", "RING_ENTRY", "Reference",
            "STATUS_CODE", "STATUSES", "SUPPORTED_VERSIONS", "TOP", "VERSION", "LayoutError", "Leg", "Reader",
            "ShmMissing", "Snapshot", "Update", "Writer", "WriterConflict", "segment_size", "unlink"]

@@ -14,7 +14,7 @@ from polymm import env
 from polymm.feed.market import MarketIdentity
 
 MAGIC = int.from_bytes(b"POLYMMTB", "little")  # "POLYMM top of book"
-VERSION = 1
+VERSION = 2  # 2: the reference-price block (REF) after TOP
 SUPPORTED_VERSIONS = (VERSION,)
 DEFAULT_NAME = env.DEFAULT_SHM
 DEFAULT_RING_CAPACITY = 4096  # ~ 7 minutes at 10 updates/s; 4096 * 192 B = 768 KiB
@@ -55,6 +55,31 @@ TOP = np.dtype(
     ]
 )
 
+# ---- issue 16: the BTC reference prices (feed/rtds). A block of its own after TOP, seqlocked with the rest of the
+# header but outside TOP and the ring: a reference update takes no sequence number and wakes nobody (it comes
+# ~2x a second; the trader reads it at its next decision), so the book path and the ring are unchanged.
+# Staleness is the reader's judgement, from each price's own timestamp.
+OPEN_STATUSES = ("", "captured", "recovered", "unknown")  # how the window's opening price was obtained
+OPEN_STATUS_CODE = {name: code for code, name in enumerate(OPEN_STATUSES) if name}
+
+REF = np.dtype(
+    [
+        ("chainlink", "<f8"),  # latest Chainlink BTC/USD (what the market resolves on); NaN until one
+        ("chainlink_ts", "<f8"),  # its source timestamp, unix seconds
+        ("chainlink_recv_ts", "<f8"),  # when the feed received it, local time.time()
+        ("binance", "<f8"),  # latest Binance BTC/USDT; NaN until one
+        ("binance_ts", "<f8"),
+        ("binance_recv_ts", "<f8"),
+        ("open_window_start", "<i8"),  # the window the opening price belongs to (0: none)
+        ("open_price", "<f8"),  # that window's opening (Chainlink) price; NaN when unknown
+        ("open_ts", "<f8"),  # source timestamp of the point taken as the open
+        ("open_status", "<u4"),  # OPEN_STATUSES index: captured / recovered / unknown
+        ("rtds_connected", "<u4"),  # 1 while the RTDS socket is up
+        ("rtds_reconnects", "<u8"),  # RTDS reconnections since the writer started
+        ("ref_updates", "<u8"),  # reference prices applied since the writer started
+    ]
+)
+
 HEADER = np.dtype(
     [
         # ---- constants, written before `magic` on creation and never changed afterwards
@@ -83,6 +108,8 @@ HEADER = np.dtype(
         ("down_token", f"S{_STR_LEN}"),  # token id of outcome "Down"
         # ---- the latest published state
         ("top", TOP),
+        # ---- the BTC reference prices (issue 16)
+        ("ref", REF),
     ]
 )
 
@@ -117,6 +144,40 @@ class Leg:
     seq: int
 
 @dataclass(frozen=True)
+class Reference:
+    """The REF block: the BTC reference prices as the feed last wrote them."""
+
+    chainlink: float
+    chainlink_ts: float
+    chainlink_recv_ts: float
+    binance: float
+    binance_ts: float
+    binance_recv_ts: float
+    open_window_start: int
+    open_price: float
+    open_ts: float
+    open_status: str
+    rtds_connected: bool
+    rtds_reconnects: int
+    ref_updates: int
+
+    def chainlink_age_s(self, now: float) -> float:
+        """Age of the Chainlink price by its own timestamp; inf when none yet."""
+        return now - self.chainlink_ts if self.chainlink_ts == self.chainlink_ts else math.inf
+
+    def opening_for(self, window_start: int) -> float:
+        """The opening price of `window_start`; NaN when it is another window's or unknown."""
+        if self.open_window_start != window_start or self.open_status not in ("captured", "recovered"):
+            return math.nan
+        return self.open_price
+
+
+def _reference_of(v) -> Reference:
+    return Reference(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8],
+                     OPEN_STATUSES[v[9]] if 0 <= v[9] < len(OPEN_STATUSES) else "", bool(v[10]), v[11], v[12])
+
+
+@dataclass(frozen=True)
 class Snapshot:
     magic: int
     version: int
@@ -140,6 +201,7 @@ class Snapshot:
     disagreements: int
     up: Leg
     down: Leg
+    ref: Reference | None = None  # the BTC reference prices (issue 16)
 
     @property
     def market(self) -> MarketIdentity:
@@ -224,9 +286,11 @@ _U32 = struct.Struct("<I")
 _HDR_CONST, _HDR_CONST_OFF, _ = _packer(HEADER, "magic", "features")  # magic..features
 _FEATURES_OFF = HEADER.fields["features"][1]
 _LOCK_OFF = HEADER.fields["lock"][1]
-_STATE, _STATE_OFF, _STATE_NAMES = _packer(HEADER, "writer_pid", "top.down.seq")  # everything seqlocked
+_STATE, _STATE_OFF, _STATE_NAMES = _packer(HEADER, "writer_pid", "top.down.seq")  # seqlocked, up to TOP's end
 _STATE_END = _STATE_OFF + _STATE.size
 _TOP_OFF = HEADER.fields["top"][1]
+_REF, _REF_OFF, _ = _packer(HEADER, "ref.chainlink", "ref.ref_updates")
+_SEQLOCKED_END = _REF_OFF + _REF.size  # what a reader copies under the seqlock: _STATE then _REF
 _SEQ_OFF = _TOP_OFF + TOP.fields["seq"][1]
 _STATUS_OFF = _TOP_OFF + TOP.fields["status"][1]
 _TOP, _, _ = _packer(TOP, "seq", "down.seq")  # TOP in one pack (25 values)
@@ -238,11 +302,12 @@ _OWNER, _OWNER_OFF, _ = _packer(HEADER, "writer_pid", "writer_start")
 _ENTRY, _, _ENTRY_NAMES = _packer(RING_ENTRY, "top.seq", "seq_end")
 _SEQ_END_OFF = RING_ENTRY.fields["seq_end"][1]
 
-assert _TOP_OFF + TOP.itemsize == HEADER.itemsize == _STATE_END  # TOP ends the header
+assert _TOP_OFF + TOP.itemsize == _STATE_END == _REF_OFF and _SEQLOCKED_END == HEADER.itemsize  # TOP, then REF
 assert _ENTRY.size == RING_ENTRY.itemsize == TOP.itemsize + 8
 assert _TOP.size == TOP.itemsize and _DOWN_OFF == _UP_OFF + LEG.itemsize
 
 _NAN_LEG = (math.nan,) * 8 + (0,)
+_NAN_PRICES = (math.nan,) * 6  # the REF block's six price fields, before any price
 
 FEATURE_FUTEX_WAKE = 1  # `features` bit: the writer FUTEX_WAKEs the seq word after every new sequence number
 

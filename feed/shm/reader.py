@@ -12,6 +12,7 @@ import time
 from polymm.feed.shm.layout import (DEFAULT_NAME, FEATURE_FUTEX_WAKE, HEADER, LayoutError, Leg, MAGIC, RING_ENTRY,
                                    STATUSES, STATUS_CODE, SUPPORTED_VERSIONS, ShmMissing, Snapshot, Update, _ENTRY,
                                    _FEATURES_OFF, _HDR_CONST, _LOCK_OFF, _NAN_LEG, _N_LEG, _SEQ_END_OFF, _SEQ_OFF,
+                                   _REF, _REF_OFF, _SEQLOCKED_END, _reference_of, Reference,
                                    _STATE, _STATE_END, _STATE_OFF, _STATUS_OFF, _U32, _U64, _pid_alive, _shm_path)
 from polymm.feed.shm import futex
 from polymm.feed.shm.futex import _FUTEX_WAIT, _SYS_FUTEX, _Timespec, _address_of
@@ -107,7 +108,7 @@ class Reader:
         while True:
             l1 = unpack(buf, _LOCK_OFF)[0]
             if not l1 & 1:
-                raw = bytes(buf[_STATE_OFF:_STATE_END])
+                raw = bytes(buf[_STATE_OFF:_SEQLOCKED_END])
                 if unpack(buf, _LOCK_OFF)[0] == l1:
                     return raw
             else:
@@ -131,10 +132,10 @@ class Reader:
         raw = self._state_bytes()
         if not raw:
             return self._dead_writer_snapshot()
-        v = _STATE.unpack(raw)
-        return self._snapshot_from(v)
+        v = _STATE.unpack_from(raw)
+        return self._snapshot_from(v, _reference_of(_REF.unpack_from(raw, _REF_OFF - _STATE_OFF)))
 
-    def _snapshot_from(self, v) -> Snapshot:
+    def _snapshot_from(self, v, ref: Reference | None = None) -> Snapshot:
         # v follows _STATE_NAMES: writer_pid, writer_start, heartbeat, updates_per_s, reconnects, window_end,
         # min_order_size, fee_rate, condition_id, up_token, down_token, then TOP: seq, window_start, status,
         # crossed, tick_size, updates_total, disagreements, up (9), down (9).
@@ -164,6 +165,7 @@ class Reader:
             disagreements=v[17],
             up=_leg_of(v[18 : 18 + _N_LEG]),
             down=_leg_of(v[18 + _N_LEG : 18 + 2 * _N_LEG]),
+            ref=ref,
         )
         return snap
 

@@ -13,7 +13,7 @@ from multiprocessing import resource_tracker
 from multiprocessing import shared_memory
 
 from polymm.feed.shm.layout import (DEFAULT_NAME, DEFAULT_RING_CAPACITY, FEATURE_FUTEX_WAKE, HEADER, MAGIC,
-                                   RING_ENTRY, STATUSES, STATUS_CODE, VERSION, WriterConflict, segment_size,
+                                   OPEN_STATUS_CODE, RING_ENTRY, Reference, _NAN_PRICES, _REF, _REF_OFF, _reference_of, STATUSES, STATUS_CODE, VERSION, WriterConflict, segment_size,
                                    _FEATURES_OFF, _HDR_CONST, _LIVE, _LIVE_OFF, _LOCK_OFF, _MARKET, _MARKET_OFF,
                                    _NAN_TOP, _OWNER, _OWNER_OFF, _SEQ_END_OFF, _SEQ_OFF, _STATE_END, _TOP, _TOP_OFF,
                                    _U32, _U64, _ascii, _pid_alive, _ring_offset, _shm_path)
@@ -62,6 +62,8 @@ class Writer:
         self._entry_size = RING_ENTRY.itemsize
         self.pid = os.getpid()
         self.start = clock()
+        # The previous writer's opening price (a restart mid-window recovers it from here: feed/rtds).
+        self.previous_reference: Reference | None = _reference_of(_REF.unpack_from(self._buf, _REF_OFF)) if resumed else None
         if resumed:
             # Continue the sequence so readers that stayed attached see it only ever increase.
             self._lockword = _U64.unpack_from(self._buf, _LOCK_OFF)[0]
@@ -85,6 +87,11 @@ class Writer:
             _OWNER.pack_into(self._buf, _OWNER_OFF, self.pid, self.start)
             _LIVE.pack_into(self._buf, _LIVE_OFF, now, 0.0, 0)
             _MARKET.pack_into(self._buf, _MARKET_OFF, 0, math.nan, math.nan, b"", b"", b"")
+            prev = self.previous_reference
+            keep = prev is not None and prev.open_status in ("captured", "recovered")
+            _REF.pack_into(self._buf, _REF_OFF, *_NAN_PRICES,
+                           prev.open_window_start if keep else 0, prev.open_price if keep else math.nan,
+                           prev.open_ts if keep else math.nan, OPEN_STATUS_CODE[prev.open_status] if keep else 0, 0, 0, 0)
             self._commit_locked()
         if not resumed:
             # magic last: a reader that sees it sees a fully initialised segment
@@ -280,6 +287,26 @@ class Writer:
                 self._updates_per_s,
                 self._reconnects,
             )
+            self._lockword += 1
+            _U64.pack_into(self._buf, _LOCK_OFF, self._lockword)
+
+    def set_reference(
+        self,
+        chainlink: tuple[float, float, float],
+        binance: tuple[float, float, float],
+        opening: tuple[int, float, float, str],
+        rtds_connected: bool,
+        rtds_reconnects: int,
+        ref_updates: int,
+    ) -> None:
+        """Write the REF block: (price, source ts, recv ts) per source, (window_start, price, source ts, status)
+        of the opening. No sequence number and no wake-up (see REF); readers see it at their next snapshot."""
+        with self.lock:
+            if self._closed:
+                return
+            self._begin()
+            _REF.pack_into(self._buf, _REF_OFF, *chainlink, *binance, opening[0], opening[1], opening[2],
+                           OPEN_STATUS_CODE.get(opening[3], 0), 1 if rtds_connected else 0, rtds_reconnects, ref_updates)
             self._lockword += 1
             _U64.pack_into(self._buf, _LOCK_OFF, self._lockword)
 

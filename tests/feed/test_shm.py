@@ -53,7 +53,9 @@ def test_layout_offsets_of_struct_packers_match_the_numpy_dtypes():
 
     w_fields = shm.layout._flat_fields(shm.HEADER)
     names = [n for n, _, _ in w_fields]
-    assert names[-9:] == [f"top.down.{n}" for n in shm.LEG.names]
+    n_ref = len(shm.REF.names)
+    assert names[-9 - n_ref:-n_ref] == [f"top.down.{n}" for n in shm.LEG.names]
+    assert names[-n_ref:] == [f"ref.{n}" for n in shm.REF.names]  # the reference block ends the header
     arr = np.zeros(1, dtype=shm.HEADER)
     arr["top"]["up"]["ask"] = 0.42
     arr["top"]["seq"] = 7
@@ -227,7 +229,7 @@ def test_reader_refuses_unknown_magic_and_unknown_version_with_clear_errors(shm_
             shm.Reader(shm_name)
         with open(path, "r+b") as f:
             f.write(struct.pack("<QI", shm.MAGIC, 99))
-        with pytest.raises(shm.LayoutError, match=r"layout version 99.*supports version\(s\) 1"):
+        with pytest.raises(shm.LayoutError, match=r"layout version 99.*supports version\(s\) 2"):
             shm.Reader(shm_name)
     finally:
         os.unlink(path)
