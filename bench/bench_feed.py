@@ -11,7 +11,11 @@ naive baseline in the same run: json.loads, dict walking with float() per field,
 over the side, and the same fields written into a segment through numpy structured-array item writes
 under the same seqlock. Prints figures; asserts nothing about time.
 
-Run: .venv/bin/python bench/bench_feed.py [--n 20000]
+RTDS (issue 16): the per-message cost of a Chainlink update through `RtdsStream.on_frame` (decode, reference
+book, publish into the segment's reference block), and the two-leg book figure again while a thread feeds RTDS
+updates at `--rtds-rate` per second alongside (production sends ~2/s), next to the same run's figure without.
+
+Run: .venv/bin/python bench/bench_feed.py [--n 20000] [--rtds-rate 200]
 """
 from __future__ import annotations
 
@@ -31,6 +35,9 @@ import numpy as np
 
 from polymm.feed import shm
 from polymm.feed.discovery import MarketInfo
+from polymm.feed.rtds.reference import ReferenceBook
+from polymm.feed.rtds.stream import RtdsStream
+from polymm.feed.service import publish_reference as service_publish_reference
 from polymm.feed.stream import MarketStream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,9 +204,100 @@ def stats(samples: list[float]) -> tuple[float, float]:
     return statistics.median(s), s[min(len(s) - 1, int(len(s) * 0.99))]
 
 
+def chainlink_frames(n: int, start_ts: float = WINDOW - 60.0) -> list[bytes]:
+    """n Chainlink updates one second apart (the documented shape), so each is new to the reference book."""
+    out = []
+    for i in range(n):
+        ts = int((start_ts + i) * 1000)
+        out.append(json.dumps({"topic": "crypto_prices_chainlink", "type": "update", "timestamp": ts + 40,
+                               "payload": {"symbol": "btc/usd", "timestamp": ts, "value": 97_000.0 + (i % 50) * 0.37}},
+                              separators=(",", ":")).encode())
+    return out
+
+
+def make_rtds(writer: shm.Writer) -> RtdsStream:
+    rtds = RtdsStream("ws://unused", ReferenceBook(900))
+    rtds.on_update = lambda bits: publish_reference(writer, rtds)
+    return rtds
+
+
+def publish_reference(writer: shm.Writer, rtds: RtdsStream) -> None:
+    """What the feed service does on an RTDS update (feed/service.py)."""
+    service_publish_reference(writer, rtds, WINDOW)
+
+
+def measure_paced(fn, frame: bytes, n: int, gap_s: float = 200e-6) -> list[float]:
+    """`measure`, with a sleep between messages so the run lasts long enough for the RTDS thread to interleave
+    with it as it would live: the WebSocket thread waits for the next frame in a blocking receive (GIL released),
+    book messages arrive spaced out, not back to back. (A busy-wait gap would hold the GIL and starve the other
+    thread, which then forces GIL hand-offs: a bench artefact, not the feed.)"""
+    for _ in range(min(2000, n)):
+        fn(frame, 1.0)
+    samples = [0.0] * n
+    clock = time.perf_counter_ns
+    sleep = time.sleep
+    for i in range(n):
+        t0 = clock()
+        fn(frame, 1.0)
+        samples[i] = (clock() - t0) / 1000.0
+        sleep(gap_s)
+    return samples
+
+
+def rtds_figures(stream: MarketStream, writer: shm.Writer, frames: dict[str, bytes], n: int, rate: float) -> None:
+    import threading
+
+    rtds = make_rtds(writer)
+    updates = chainlink_frames(n + 2000)
+    it = iter(updates)
+    for _ in range(2000):
+        rtds.on_frame(next(it), 1.0)
+    samples = [0.0] * n
+    clock = time.perf_counter_ns
+    for i in range(n):
+        frame = next(it)
+        t0 = clock()
+        rtds.on_frame(frame, 1.0)
+        samples[i] = (clock() - t0) / 1000.0
+    med, p99 = stats(samples)
+    print(f"RTDS Chainlink update (decode -> reference book -> shm reference block): {med:.2f} us median, {p99:.2f} p99")
+
+    frame = frames["price_change 2-leg"]
+    alone = stats(measure_paced(stream.on_frame, frame, n))
+    rtds2 = make_rtds(writer)
+    background = chainlink_frames(int(rate * 600) + 10, start_ts=WINDOW + 1000.0)
+    stop = threading.Event()
+    sent = [0]
+
+    def feed_rtds() -> None:
+        period = 1.0 / rate
+        next_at = time.perf_counter()
+        for data in background:
+            if stop.is_set():
+                break
+            rtds2.on_frame(data, time.time())
+            sent[0] += 1
+            next_at += period
+            delay = next_at - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+
+    thread = threading.Thread(target=feed_rtds, daemon=True)
+    thread.start()
+    t0 = time.perf_counter()
+    alongside = stats(measure_paced(stream.on_frame, frame, n))
+    elapsed = time.perf_counter() - t0
+    stop.set()
+    thread.join()
+    print(f"two-leg price_change, 200 us sleep between messages, with RTDS alongside ({sent[0]} updates in {elapsed:.1f}s = "
+          f"{sent[0] / elapsed:.0f}/s in a thread): {alongside[0]:.2f} us median, {alongside[1]:.2f} p99; "
+          f"same run without RTDS: {alone[0]:.2f} us median, {alone[1]:.2f} p99")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=20000, help="messages per measurement")
+    p.add_argument("--rtds-rate", type=float, default=200.0, help="RTDS updates per second fed alongside the book path")
     args = p.parse_args()
     up, down, frames = inputs()
     tag = f"polymm_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
@@ -232,6 +330,7 @@ def main() -> int:
               f"tops+crossed {tops[0]:.2f}/{tops[1]:.2f}, shm publish {pub[0]:.2f}/{pub[1]:.2f}")
         print(f"for context, websocket-client's own receive of that frame (before on_frame): "
               f"{websocket_receive_us(frame, args.n):.2f} us mean")
+        rtds_figures(stream, writer, frames, args.n, args.rtds_rate)
     finally:
         naive.close()
         writer.close()

@@ -3,7 +3,8 @@ every window boundary, and tells systemd how it is doing.
 
 Threads: this module's main loop owns the clock-driven work (window rotation, heartbeat, watchdog,
 STATUS=, readiness); each market's WebSocket thread (stream.py) applies and publishes book updates; the
-discovery thread (discovery.py) talks to Gamma; the optional recorder thread follows the ring.
+discovery thread (discovery.py) talks to Gamma; the RTDS thread (rtds/stream.py) keeps the BTC reference
+prices and publishes them into the segment's REF block; the optional recorder thread follows the ring.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from polymm import env, logs
 from polymm.feed import discovery as disc
 from polymm.feed import shm
 from polymm.feed.record import Recorder
+from polymm.feed.rtds.reference import CAPTURED, RECOVERED, ReferenceBook
+from polymm.feed.rtds.stream import RtdsStream
 from polymm.feed.stream import Backoff, MarketStream
 from polymm.notify import Notifier
 from polymm.signals import Signals
@@ -46,6 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--ws-market-url",
         default=env.get(env.WS_MARKET_URL, env.PROD_WS_MARKET_URL),
         help="market-channel WebSocket (POLYMM_WS_MARKET_URL)",
+    )
+    p.add_argument(
+        "--rtds-url",
+        default=env.get(env.RTDS_URL, env.PROD_RTDS_URL),
+        help="Real-Time Data Socket for the Chainlink/Binance BTC prices (POLYMM_RTDS_URL); 'off' to run without",
     )
     p.add_argument("--shm", default=env.get(env.SHM, env.DEFAULT_SHM), help="shared-memory segment name (POLYMM_SHM)")
     p.add_argument(
@@ -101,6 +109,39 @@ class FeedService:
         self._rate_t = time.monotonic()
         self._rate_n = 0
         self.updates_per_s = 0.0
+        self.rtds: RtdsStream | None = None
+        self.reference = ReferenceBook(self.window_s)
+        prev = writer.previous_reference
+        if prev is not None and prev.open_status in (CAPTURED, RECOVERED) and self.reference.restore(
+            prev.open_window_start, prev.open_price, prev.open_ts
+        ):
+            # A restart mid-window: the previous process's opening price is still in the segment.
+            log.info("window %d: opening price %.2f recovered from the segment (%s by the previous feed process)",
+                     prev.open_window_start, prev.open_price, prev.open_status)
+
+    # -- BTC reference prices (RTDS) ----------------------------------------------------------------------
+
+    def start_rtds(self) -> None:
+        if self.args.rtds_url == "off":
+            log.warning("RTDS is off (--rtds-url off): no BTC reference price; fair-value guards will not enter")
+            return
+        self.rtds = RtdsStream(self.args.rtds_url, self.reference, self._on_reference,
+                               stale_after_s=self.args.stale_after_s).start()
+
+    def _on_reference(self, bits: int) -> None:
+        """RTDS thread: a price or an opening changed."""
+        publish_reference(self.writer, self.rtds, disc.window_start_for(time.time(), self.window_s))
+
+    def _check_rtds(self, now: float) -> None:
+        rtds = self.rtds
+        if rtds is None:
+            return
+        if not rtds.is_alive():
+            log.error("rtds ws thread died (%s); starting a new one", rtds.last_error or "no error recorded")
+            self.rtds = RtdsStream(self.args.rtds_url, self.reference, self._on_reference,
+                                   stale_after_s=self.args.stale_after_s).start()
+        # Also from here: the connection flag and the new window's (still pending) opening change without a price.
+        publish_reference(self.writer, self.rtds, disc.window_start_for(now, self.window_s))
 
     # -- streams ------------------------------------------------------------------------------------------
 
@@ -211,6 +252,7 @@ class FeedService:
             self.notifier.ready(self.status_line(now))
             log.info("ready: first book published for %s", self.active.market.slug)
 
+        self._check_rtds(now)
         self._update_rate()
         self.writer.heartbeat(now, updates_per_s=self.updates_per_s, reconnects=self.reconnects)
         self.notifier.watchdog()
@@ -267,10 +309,21 @@ class FeedService:
         ]
         if s.last_error and state != "connected":
             parts.append(s.last_error)
+        parts.append(self._reference_status(now, w))
         next_state = self.discoverer.describe(w + self.window_s)
         if next_state not in ("found", "not requested"):
             parts.append(f"next window: {next_state}")
         return ", ".join(parts)
+
+    def _reference_status(self, now: float, window_start: int) -> str:
+        if self.rtds is None:
+            return "btc off"
+        cl = self.reference.chainlink
+        if cl.price != cl.price:
+            return f"btc none yet ({self.rtds.last_error})" if self.rtds.last_error else "btc none yet"
+        opening = self.reference.opening(window_start)
+        shown = f"open {opening.price:,.2f}" if opening.known else f"open {opening.how}"
+        return f"btc {cl.price:,.2f} age {cl.age_s(now):.1f}s {shown}"
 
     def sleep_s(self, now: float) -> float:
         """Until the next loop tick, but wake exactly at the window boundary (no gap at rotation)."""
@@ -278,10 +331,30 @@ class FeedService:
         return max(0.001, min(LOOP_S, to_boundary + 0.0005))
 
     def shutdown(self) -> None:
+        if self.rtds is not None:
+            self.rtds.stop(timeout_s=2.0)
         for stream in (self.shadow, self.active):
             if stream is not None:
                 stream.live = False
                 stream.stop(timeout_s=2.0)
+
+
+def publish_reference(writer: shm.Writer, rtds: RtdsStream | None, window_start: int) -> None:
+    """The reference book into the segment's REF block: latest prices, `window_start`'s opening, RTDS health."""
+    if rtds is None:
+        return
+    book = rtds.book
+    with rtds.lock:
+        cl, bn = book.chainlink, book.binance
+        opening = book.openings.get(window_start)
+        values = (
+            (cl.price, cl.source_ts, cl.recv_ts),
+            (bn.price, bn.source_ts, bn.recv_ts),
+            # No point of this window yet: pending (status ""), not "unknown".
+            (window_start, opening.price, opening.source_ts, opening.how) if opening else (window_start, math.nan, math.nan, ""),
+            cl.updates + bn.updates,
+        )
+    writer.set_reference(values[0], values[1], values[2], rtds.connected, rtds.reconnects, values[3])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,8 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot open shared memory %r: %s", args.shm, e)
         return 2
     log.info(
-        "polymm-feed started: shm %s, window %ds, gamma %s, market ws %s, stale after %gs",
-        args.shm, args.window_s, args.gamma_url, args.ws_market_url, args.stale_after_s,
+        "polymm-feed started: shm %s, window %ds, gamma %s, market ws %s, rtds %s, stale after %gs",
+        args.shm, args.window_s, args.gamma_url, args.ws_market_url, args.rtds_url, args.stale_after_s,
     )
     client = disc.GammaClient(args.gamma_url, args.window_s)
     # The next window is looked up a whole window ahead: patient retries are fine until it starts.
@@ -315,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
                 log.error("cannot record to %s: %s", args.record, e)
                 return 2
             log.info("recording top of book to %s", args.record)
+        service.start_rtds()
         while not signals.stop.is_set():
             now = time.time()
             service.step(now)

@@ -75,6 +75,7 @@ def start_feed(fake, shm_name, window_s, tmp_path, *extra, env_extra=None) -> su
     env.update(
         POLYMM_GAMMA_URL=fake.gamma_url,
         POLYMM_WS_MARKET_URL=fake.ws_url,
+        POLYMM_RTDS_URL=fake.rtds_url,
         POLYMM_SHM=shm_name,
         POLYMM_WINDOW_S=str(window_s),
         PYTHONUNBUFFERED="1",
