@@ -295,7 +295,7 @@ class FeedService:
     def status_line(self, now: float) -> str:
         w = disc.window_start_for(now, self.window_s)
         if self.active is None or self.active.window_start != w:
-            return f"waiting for market {disc.slug_for(w)}: {self.discoverer.describe(w)}"
+            return f"waiting for market {disc.slug_for(w)}: {self.discoverer.describe(w)}, {self._reference_status(now, w)}"
         s = self.active
         age = s.data_age_s(now)
         up, down = s.book.up, s.book.down
