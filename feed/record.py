@@ -1,6 +1,11 @@
 """`polymm-feed --record FILE`: every published top of book as one JSON line (contract 2 of contracts.md),
 the input of `polymm-backtest`.
 
+BTC reference price (issue 16): each line also carries `btc` (Chainlink BTC/USD), `btc_ts` (its source timestamp)
+and `btc_open` (the window's opening price, null when unknown) as the feed knew them when the line was published.
+The REF block is not in the ring: the recorder samples it whenever it drains (at least every 0.25 s; RTDS sends
+about one price a second) and gives each line the newest sample *received* by then, never a later one.
+
 The recorder reads the segment's ring from its own thread, so the hot path never touches the file: a slow
 disk delays the recording, never the publish. If the recorder falls more than a ring's length behind, the
 lost updates are counted and logged (the file says nothing wrong: it just has a gap).
@@ -11,6 +16,7 @@ import json
 import logging
 import math
 import threading
+from collections import deque
 
 from polymm.feed import shm
 
@@ -21,7 +27,7 @@ def _num(x: float):
     return None if x != x or math.isinf(x) else x
 
 
-def tick_line(update: shm.Update, snap: shm.Snapshot | None) -> dict | None:
+def tick_line(update: shm.Update, snap: shm.Snapshot | None, ref: shm.Reference | None = None) -> dict | None:
     """One contract-2 record for a ring entry, or None when the entry has no book to record (market
     switching, feed starting or stale)."""
     if update.status != "connected" or not update.window_start:
@@ -45,7 +51,19 @@ def tick_line(update: shm.Update, snap: shm.Snapshot | None) -> dict | None:
         line["window_end"] = snap.window_end
         line["min_order_size"] = snap.min_order_size
         line["fee_rate"] = snap.fee_rate
+    if ref is not None and ref.chainlink == ref.chainlink:
+        line["btc"] = ref.chainlink
+        line["btc_ts"] = ref.chainlink_ts
+        line["btc_open"] = _num(ref.opening_for(update.window_start))
     return line
+
+
+def reference_at(refs, ts: float) -> shm.Reference | None:
+    """The newest sampled reference whose Chainlink price was received at or before `ts`."""
+    for ref in reversed(refs):
+        if ref.chainlink_recv_ts <= ts:
+            return ref
+    return None
 
 
 class Recorder:
@@ -61,6 +79,7 @@ class Recorder:
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in stop()
         self._reader = shm.Reader(shm_name)
         self._last = self._reader.seq()
+        self._refs: deque[shm.Reference] = deque(maxlen=16)  # REF samples, oldest first
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
 
     def start(self) -> "Recorder":
@@ -78,6 +97,7 @@ class Recorder:
             log.error("%s", self.error)
 
     def drain(self) -> None:
+        self._sample_reference()
         updates = self._reader.updates_since(self._last)
         if not updates:
             return
@@ -88,7 +108,8 @@ class Recorder:
         snap = self._reader.snapshot()
         out = []
         for update in updates:
-            line = tick_line(update, snap)
+            ts = max(x for x in (update.up.publish_ts, update.down.publish_ts, 0.0) if x == x)
+            line = tick_line(update, snap, reference_at(self._refs, ts))
             if line is not None:
                 out.append(json.dumps(line, separators=(",", ":")))
         if out:
@@ -96,6 +117,14 @@ class Recorder:
             self._file.flush()
             self.lines += len(out)
         self._last = updates[-1].seq
+
+    def _sample_reference(self) -> None:
+        ref = self._reader.snapshot().ref
+        if ref is None or ref.chainlink != ref.chainlink:
+            return
+        last = self._refs[-1] if self._refs else None
+        if last is None or (last.chainlink_ts, last.open_status) != (ref.chainlink_ts, ref.open_status):
+            self._refs.append(ref)
 
     def stop(self) -> None:
         self._stop.set()

@@ -41,3 +41,23 @@ def test_entries_without_a_live_book_are_not_recorded():
     assert record.tick_line(update(status="rotating"), None) is None
     assert record.tick_line(update(status="stale"), None) is None
     assert record.tick_line(update(window_start=0), None) is None
+
+
+def ref(price: float, ts: float, recv: float, open_price: float = 97_000.0, status: str = "captured") -> shm.Reference:
+    return shm.Reference(price, ts, recv, math.nan, math.nan, math.nan, 1_800_000_000, open_price, 1_800_000_000.0,
+                         status, True, 0, 1)
+
+
+def test_tick_line_carries_the_btc_reference_price_and_the_windows_opening():
+    line = record.tick_line(update(), None, ref(97_123.45, 99.0, 99.2))
+    assert (line["btc"], line["btc_ts"], line["btc_open"]) == (97_123.45, 99.0, 97_000.0)
+    unknown = record.tick_line(update(), None, ref(97_123.45, 99.0, 99.2, math.nan, "unknown"))
+    assert unknown["btc_open"] is None
+    json.dumps(unknown, allow_nan=False)
+    assert "btc" not in record.tick_line(update(), None, None)
+
+
+def test_each_line_gets_the_newest_reference_received_by_its_publish_time_never_a_later_one():
+    refs = [ref(97_000.0, 98.0, 98.1), ref(97_010.0, 99.0, 99.1), ref(97_020.0, 100.0, 101.5)]
+    assert record.reference_at(refs, 101.0).chainlink == 97_010.0  # the third arrived after the line
+    assert record.reference_at(refs, 98.0) is None
