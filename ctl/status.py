@@ -12,6 +12,7 @@ from typing import Any
 
 from polymm.ctl import protocol as p
 from polymm.ctl import render
+from polymm.ctl.reference_line import reference_line
 
 # The feed refreshes its heartbeat even when the market is quiet, so a few seconds of silence means it is
 # hung or gone. Book data can legitimately pause a little longer; the trader judges staleness with its own
@@ -53,6 +54,11 @@ class FeedHealth:
     up: LegQuote | None = None
     down: LegQuote | None = None
     warnings: list[str] = field(default_factory=list)
+    # The BTC reference price (issue 16; None from a feed without it)
+    btc: float | None = None
+    btc_age_s: float | None = None
+    btc_open: float | None = None
+    btc_open_note: str = ""
 
 
 def _finite(x: float | None) -> float | None:
@@ -110,7 +116,26 @@ def feed_health(snapshot: Any | None, now: float, *, problem: str | None = None,
         up=_quote(snapshot.up),
         down=_quote(snapshot.down),
         warnings=warnings,
+        **_reference(snapshot, now),
     )
+
+
+def _reference(snapshot: Any, now: float) -> dict[str, Any]:
+    ref = getattr(snapshot, "ref", None)
+    if ref is None:
+        return {}
+    opening = _finite(ref.opening_for(snapshot.window_start))
+    if opening is not None:
+        note = ""
+    elif ref.open_window_start == snapshot.window_start and ref.open_status == "unknown":
+        note = "unknown (missed: the feed was not watching at the window start)"
+    elif not ref.rtds_connected and ref.chainlink != ref.chainlink:
+        note = "unknown (no reference prices: RTDS not connected)"
+    else:
+        note = "pending (no Chainlink price of this window yet)"
+    age = ref.chainlink_age_s(now)
+    return {"btc": _finite(ref.chainlink), "btc_age_s": age if math.isfinite(age) else None, "btc_open": opening,
+            "btc_open_note": note}
 
 
 @dataclass(frozen=True)
@@ -168,7 +193,11 @@ def status_json(view: StatusView) -> dict[str, Any]:
 
 
 def render_status(view: StatusView, now: float) -> str:
-    blocks = [_feed_block(view.feed), _trader_block(view.trader, view.trader_problem, now)]
+    feed_block = _feed_block(view.feed)
+    if view.feed.available and (view.feed.btc is not None or view.feed.btc_open_note):
+        feed_block += "\n" + reference_line(view.feed.btc, view.feed.btc_age_s, view.feed.btc_open, view.feed.btc_open_note,
+                                            view.trader.fair_up if view.trader is not None else None)
+    blocks = [feed_block, _trader_block(view.trader, view.trader_problem, now)]
     trader = view.trader
     if trader is not None:
         blocks.append(render.heading("positions") + "\n" + positions_table(trader.positions))

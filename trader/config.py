@@ -155,6 +155,13 @@ class S1Params(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     late_sl_trigger: Annotated[Price, _m("stop trigger of a held (late) position", legacy="LATE_SL_TRIGGER", **_P)] = 0.70
     late_reentry: Annotated[bool, _m("re-enter a leg after a late stop-out left it flat", legacy="ENABLE_LATE_REENTRY")] = True
     max_late_reentries: Annotated[int, _m("late re-entries per leg per window", legacy="MAX_LATE_REENTRIES", ge=0, le=100)] = 1
+    fair_guard: Annotated[
+        bool,
+        _m("enter (or re-enter) a leg only when its fair value from the BTC reference price >= the entry price - "
+           "s1.fair_margin; no entry while that price is stale (risk.stale_ref_ms) or the window's opening price "
+           "is unknown; exits are unaffected"),
+    ] = False
+    fair_margin: Annotated[float, _m("how far below the entry price the fair value may be under s1.fair_guard", ge=0, lt=1)] = 0.05
 
 
 class S2Params(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -168,6 +175,12 @@ class S2Params(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     exit_retry_s: Annotated[float, _m("minimum time between stop-loss retries", legacy="EXIT_RETRY_DELAY_SEC", gt=0, le=3600)] = 1.0
     requote_wait_s: Annotated[float, _m("minimum time between entry requotes (as s1.requote_wait_s)", **_SECONDS)] = 2.0
     requote_min_improve: Annotated[float, _m("requote an unfilled entry only when the bid moved this far (as s1.requote_min_improve)", **_P)] = 0.03
+    min_fair: Annotated[
+        float,
+        _m("enter a leg only when its fair value from the BTC reference price >= this (0 = off); no entry while "
+           "that price is stale (risk.stale_ref_ms) or the window's opening price is unknown; stops are unaffected",
+           ge=0, lt=1),
+    ] = 0.0
 
 
 class RiskParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -190,6 +203,10 @@ class RiskParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             "would leave them unprotected, so it " + _SOURCE_NOTE,
         ),
     ] = True
+    stale_ref_ms: Annotated[
+        float, _m("BTC reference price (Chainlink, by its own timestamp) older than this is stale: fair-value-guarded "
+                  "entries stop (s1.fair_guard, s2.min_fair)", gt=0, le=600_000)
+    ] = 5000.0
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

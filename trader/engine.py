@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from polymm.trader.fair_value import FairValue
 from polymm.trader.model import MarketView
 
 log = logging.getLogger("polymm.trader.engine")
@@ -109,12 +110,22 @@ def _num(x: float) -> float:
     return float(x) if x is not None else math.nan
 
 
-def market_view(snap, *, now: float, stale_feed_ms: float, accepting_orders: bool = True) -> MarketView:
+def market_view(snap, *, now: float, stale_feed_ms: float, accepting_orders: bool = True,
+                fair: FairValue | None = None, stale_ref_ms: float = 5000.0) -> MarketView:
     """The strategies' view of one shm snapshot.
 
     `fresh` = the feed is alive (status connected, heartbeat recent) AND its data is recent: the socket can
     freeze silently while the feed process still beats, so data age matters as much as the heartbeat.
+    `fair`: the trader's fair value (trader/fair_value.py) from the snapshot's BTC reference price (REF block).
     """
+    ref = getattr(snap, "ref", None)
+    btc = btc_open = fair_up = math.nan
+    btc_age_ms = math.inf
+    if ref is not None and ref.chainlink == ref.chainlink:
+        btc, btc_open = ref.chainlink, ref.opening_for(int(snap.window_start))
+        btc_age_ms = ref.chainlink_age_s(now) * 1000.0
+        if fair is not None:
+            fair_up = fair.fair_up(btc, ref.chainlink_ts, btc_open, now, float(snap.window_end), stale_ref_ms / 1000.0)
     age_ms = snap.data_age_s(now) * 1000.0
     heartbeat_ms = snap.heartbeat_age_s(now) * 1000.0
     fresh = (
@@ -143,6 +154,10 @@ def market_view(snap, *, now: float, stale_feed_ms: float, accepting_orders: boo
         fresh=fresh,
         crossed=bool(snap.crossed),
         accepting_orders=accepting_orders and now < snap.window_end,
+        fair_up=fair_up,
+        btc=btc,
+        btc_age_ms=btc_age_ms,
+        btc_open=btc_open,
     )
 
 
@@ -249,6 +264,7 @@ class Engine:
         self._decided_at = 0.0
         self.tick_publish_ts: float | None = None
         self.snapshot_at = 0.0
+        self.fair = FairValue()  # the BTC reference path's volatility estimate lives across windows
         self._decide_again = False
         self._tick_size: float | None = None  # last tick handed to the core for the current market
         self._failures = 0
@@ -392,7 +408,8 @@ class Engine:
             self._follow_tick_size(snap)
             # stale/crossed books still go through the pipeline: its risk gate cancels entries and refuses new
             # ones on a book that is not fresh (MarketView.fresh / crossed carry the verdict).
-            view = market_view(snap, now=now, stale_feed_ms=stale_ms)
+            view = market_view(snap, now=now, stale_feed_ms=stale_ms, fair=self.fair,
+                               stale_ref_ms=float(self.config.risk.stale_ref_ms))
             actions = self._decide_and_execute(view, now)
         else:
             self._refuse(problem, now)

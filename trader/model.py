@@ -165,6 +165,16 @@ class MarketView:
     fresh: bool  # feed alive and data younger than risk.stale_feed_ms
     crossed: bool = False
     accepting_orders: bool = True
+    # The BTC reference price (issue 16): P(Up wins) from trader/fair_value.py, NaN when the Chainlink price is
+    # stale or the window's opening price unknown (a fair-value-guarded strategy then does not enter).
+    fair_up: float = float("nan")
+    btc: float = float("nan")  # Chainlink BTC/USD
+    btc_age_ms: float = float("inf")  # by the price's own timestamp
+    btc_open: float = float("nan")  # the window's opening price (NaN: unknown)
+
+    def fair(self, leg: Leg) -> float:
+        """The leg's fair value (NaN when unknown): Down wins exactly when Up does not."""
+        return self.fair_up if leg is Leg.UP else 1.0 - self.fair_up
 
     def bid(self, leg: Leg) -> float:
         return self.up_bid if leg is Leg.UP else self.down_bid

@@ -350,6 +350,7 @@ class TraderControlHandler:
             config_warnings=list(cfg.warnings(self.store.current)),
             pending_restart=sorted(self.store.pending_restart),
             decisions=es.decisions,
+            fair_up=None if view is None or view.fair_up != view.fair_up else round(view.fair_up, 4),
         )
 
     def _state_word(self, es, exchange) -> str:
@@ -574,6 +575,8 @@ def summary_line(handler: TraderControlHandler) -> str:
     exposure = f"exposure ${total.usd:.2f}/{total.cap_usd:g}" if total and total.cap_usd else (
         f"exposure ${total.usd:.2f}" if total else "exposure ?")
     line = f"{reply.state} {window} {exposure} pnl {reply.realised_pnl + reply.unrealised_pnl:+.2f}"
+    if reply.fair_up is not None:
+        line += f" fair up {reply.fair_up:.2f}"
     if reply.warnings:
         line += f" | {reply.warnings[0]}"
     return line

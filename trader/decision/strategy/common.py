@@ -21,6 +21,17 @@ def finite(x: float | None) -> bool:
     return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
 
 
+def fair_guard(market: MarketView, leg: Leg, minimum: float, what: str) -> str:
+    """Why the fair-value guard refuses an entry on `leg` ('' when it allows): the leg's fair value (from the BTC
+    reference price, trader/fair_value.py) must be known and at least `minimum` (`what` names that bound)."""
+    fair = market.fair(leg)
+    if not finite(fair):
+        return "fair-value guard: BTC reference price stale or the window's opening price unknown"
+    if fair + EPS < minimum:
+        return f"fair-value guard: fair {fair:.2f} below {what}"
+    return ""
+
+
 def net_sell_price(price: float, rate: float) -> float:
     """What one share sold as a taker at `price` brings after the fee."""
     return price - taker_fee(1.0, price, rate)

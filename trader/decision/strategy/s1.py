@@ -26,6 +26,9 @@ Rules, per leg, within one window (numbers are the strategies.md rules):
    counted at its first fill (an order that never fills uses no re-entry).
 7. Dust: a position below the market's minimum order size gets no exit orders; it is held and reported. For
    re-entry and leg selection such a leg counts as flat.
+8. Fair-value guard (issue 16, off by default: `s1.fair_guard`): a leg is eligible for an entry or a late re-entry
+   only while its fair value (P(that leg wins) from the BTC reference price, MarketView.fair) is known and
+   >= bid - fair_margin. Unknown (stale reference price, opening price unknown) -> not eligible. Exits unaffected.
 
 Decisions taken here where strategies.md is silent (documented in the README too):
 - Exits are sequenced: a new sell (stop, take into the bid, repriced take-profit) is only placed once no other
@@ -52,6 +55,7 @@ from polymm.trader.decision.strategy.common import (
     EntryRule,
     entry_decision,
     entry_size,
+    fair_guard,
     finite,
     mirror,
     net_sell_price,
@@ -297,6 +301,8 @@ def _entry_kind(ls: S1LegState, shares: float, market: MarketView, params: S1Par
     bid = market.bid(leg)
     if not finite(bid):
         return ""
+    if params.fair_guard and _fair_blocks(market, params, leg):
+        return ""
     if not ls.stopped:
         if late:
             return ""
@@ -351,4 +357,12 @@ def _why_no_entry(ls: S1LegState, market: MarketView, params: S1Params, late: bo
         return "other leg has the turn (leg_mode highest_bid)"
     if not finite(bid):
         return "no bid"
+    if params.fair_guard and _fair_blocks(market, params, leg):
+        return _fair_blocks(market, params, leg)
     return f"bid {bid:g} below entry threshold"
+
+
+def _fair_blocks(market: MarketView, params: S1Params, leg: Leg) -> str:
+    """s1.fair_guard: an entry at the bid needs the leg's fair value >= bid - s1.fair_margin."""
+    bid = market.bid(leg)
+    return fair_guard(market, leg, bid - params.fair_margin, f"bid {bid:g} - margin {params.fair_margin:g}")

@@ -10,6 +10,9 @@
   fill-and-kill SELL of the whole position at sl_order_price, repeated every exit_retry_s while a sellable
   position remains; no new S2 entry on that leg for the rest of the window.
 - Dust (position below the market minimum) gets no exit orders.
+- Fair-value guard (issue 16, off by default: `s2.min_fair` 0): with min_fair > 0 a leg is eligible for an entry
+  only while its fair value (from the BTC reference price, MarketView.fair) is known and >= min_fair; a resting
+  entry is cancelled when it is not. Stops are unaffected.
 Where strategies.md is silent: an order_size below the market's minimum order size is not placed (a note says
 so); the order size is never silently raised.
 """
@@ -27,6 +30,7 @@ from polymm.trader.decision.strategy.common import (
     NEVER,
     EntryRule,
     entry_decision,
+    fair_guard,
     finite,
     new_buy_usd,
     repeated_sell,
@@ -99,8 +103,10 @@ def decide_s2(
             params.enabled and in_window and not ls.stopped and finite(ask) and finite(bid) and bid > 0
             and ask + EPS >= params.entry_ask_threshold
         )
-        if not eligible:
-            legs[leg] = replace(ls, entry_note=_why_not(params, ls, in_window, ask) if existing else "")
+        # s2.min_fair (issue 16, 0 = off): the leg's fair value from the BTC reference price must be known and >= it.
+        guard = fair_guard(market, leg, params.min_fair, f"s2.min_fair {params.min_fair:g}") if params.min_fair > 0 else ""
+        if not eligible or guard:
+            legs[leg] = replace(ls, entry_note=(guard if eligible else _why_not(params, ls, in_window, ask)) if existing else "")
             continue
         if size + EPS < market.min_order_size:
             notes.append(f"s2: order_size {size:g} is below the market minimum {market.min_order_size:g}; no entry")
