@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from polymm.feed.market import taker_fee
 from polymm.trader.config import Config
+from polymm.trader.fair_value import FairValue
 from polymm.trader.model import Leg, MarketView, OrderState, OrderType, OrderView, PositionView, Side, Want
 from polymm.trader.decision.planner import Cancel, Place
 from polymm.trader.decision.ticks import on_tick
@@ -138,6 +139,7 @@ class WindowFillModel:
         self.events = events  # order events (shared list: the report lists them in time order)
         self.placements: list[dict] = []  # state at each placement (property tests check the caps on it)
         self.notes: dict[str, float] = {}  # note -> first time seen
+        self.btc = self.btc_ts = self.btc_open = math.nan  # the BTC reference price of the latest line that had one
         self._ids = 0
         self._tag = tag
 
@@ -156,11 +158,19 @@ class WindowFillModel:
             self.fee_rate = line.fee_rate
         if line.winner is not None:
             self.winner = line.winner
+        btc = getattr(line, "btc", None)  # lines without the reference price (older recordings) leave it unknown
+        if btc is not None:
+            self.btc, self.btc_ts = btc, line.btc_ts
+            self.btc_open = line.btc_open if line.btc_open is not None else math.nan
         self.last_line_ts = line.ts
         self._match_resting(line.ts)
 
-    def view(self, now: float, config: Config) -> MarketView:
+    def view(self, now: float, config: Config, fair: FairValue | None = None) -> MarketView:
         b = self.book
+        fair_up = math.nan
+        if fair is not None and self.btc == self.btc:
+            fair_up = fair.fair_up(self.btc, self.btc_ts, self.btc_open, now, self.window_end,
+                                   config.risk.stale_ref_ms / 1000.0)
         age_ms = (now - self.last_line_ts) * 1000.0
         crossed = any(
             math.isfinite(bid) and math.isfinite(ask) and bid >= ask
@@ -172,7 +182,8 @@ class WindowFillModel:
             fee_rate=self.fee_rate, up_bid=b.up_bid, up_bid_size=b.up_bid_size, up_ask=b.up_ask,
             up_ask_size=b.up_ask_size, down_bid=b.down_bid, down_bid_size=b.down_bid_size, down_ask=b.down_ask,
             down_ask_size=b.down_ask_size, age_ms=age_ms, fresh=age_ms <= config.risk.stale_feed_ms,
-            crossed=crossed, accepting_orders=now < self.window_end,
+            crossed=crossed, accepting_orders=now < self.window_end, fair_up=fair_up, btc=self.btc,
+            btc_age_ms=(now - self.btc_ts) * 1000.0 if self.btc_ts == self.btc_ts else math.inf, btc_open=self.btc_open,
         )
 
     # -- what the pipeline sees ------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 from polymm.trader.config import Config, warnings
 from polymm.trader.decision.decide import Decision, DecisionState, decide, new_state
 from polymm.trader.backtest.ticks_file import BadTicks, TickLine
+from polymm.trader.fair_value import FairValue
 from polymm.trader.fill_model import EPS, WindowFillModel
 
 MAX_PASSES = 4  # decisions at one instant (each after the previous one's actions took effect)
@@ -61,6 +62,7 @@ class Backtest:
         self.state: DecisionState | None = None
         self.now = -math.inf
         self._next_step = math.inf
+        self.fair = FairValue()  # as the live engine: one volatility estimate across windows
 
     def run(self, lines: Iterator[tuple[int, TickLine]] | list[TickLine]) -> Result:
         """Replay (line number, TickLine) pairs (read_ticks) or plain TickLines; BadTicks names the line."""
@@ -81,7 +83,7 @@ class Backtest:
             self._close_window()
         if self.sim is None:
             self.sim = WindowFillModel(line, self.config, self.latency_s, self.result.events, f"w{len(self.result.windows) + 1}")
-            self.state = new_state(self.sim.view(line.ts, self.config))
+            self.state = new_state(self.sim.view(line.ts, self.config, self.fair))
             self._next_step = line.ts
         ts = max(line.ts, self.now)
         self._advance_to(ts)
@@ -112,7 +114,7 @@ class Backtest:
         if now >= sim.window_end:
             return
         for _ in range(MAX_PASSES):
-            d: Decision = decide(sim.view(now, self.config), sim.order_views(), sim.position_views(), self.config, self.state, now)
+            d: Decision = decide(sim.view(now, self.config, self.fair), sim.order_views(), sim.position_views(), self.config, self.state, now)
             self.state = d.state
             self.result.decisions += 1
             for note in d.notes:

@@ -3,8 +3,11 @@
 Input: one JSON object per line (contract 2, written by `polymm-feed --record FILE`):
 `ts` (unix s), `window_start`, `up_bid`, `up_ask`, `down_bid`, `down_ask` (number or null) and optionally
 `*_size`, `window_end` (default window_start + market.window_s), `tick_size` (0.01), `min_order_size` (5),
-`fee_rate` (0.07) and `winner` ("up" | "down", see Resolution). Blank lines and lines starting with `#` are
-skipped; any other bad line stops the run with its line number. Unknown fields are ignored.
+`fee_rate` (0.07), `winner` ("up" | "down", see Resolution) and the BTC reference price as the recorder writes it:
+`btc` (Chainlink BTC/USD), `btc_ts` (its source timestamp) and `btc_open` (the window's opening price, null when
+unknown). With them the strategies see the same fair value as live (trader/fair_value.py, one estimator across the
+replay), so `s1.fair_guard` and `s2.min_fair` act as they would; without them the fair value is unknown and a
+guarded strategy does not enter. Blank lines and lines starting with `#` are skipped; any other bad line stops the run with its line number. Unknown fields are ignored.
 
 """
 from __future__ import annotations
@@ -39,6 +42,9 @@ class TickLine(msgspec.Struct):
     min_order_size: float | None = None
     fee_rate: float | None = None
     winner: Literal["up", "down"] | None = None
+    btc: float | None = None
+    btc_ts: float | None = None
+    btc_open: float | None = None
 
 
 _DECODER = msgspec.json.Decoder(TickLine)
@@ -88,3 +94,9 @@ def _check_line(line: TickLine, path: str | Path, n: int) -> None:
         raise BadTicks(f"{path} line {n}: min_order_size must be > 0")
     if line.fee_rate is not None and not 0 <= line.fee_rate < 1:
         raise BadTicks(f"{path} line {n}: fee_rate {line.fee_rate} is outside [0, 1)")
+    for name in ("btc", "btc_open"):
+        v = getattr(line, name)
+        if v is not None and not (v > 0 and math.isfinite(v)):
+            raise BadTicks(f"{path} line {n}: {name} {v} must be a positive price")
+    if line.btc is not None and (line.btc_ts is None or not math.isfinite(line.btc_ts)):
+        raise BadTicks(f"{path} line {n}: btc needs btc_ts (the price's own timestamp)")
