@@ -98,3 +98,44 @@ def test_the_feed_stream_captures_the_sims_opening_price_and_survives_freeze_and
                          "resubscribed after the drop")
     finally:
         stream.stop()
+
+
+def test_feed_process_records_the_reference_price_and_the_backtest_reads_it(sim, tmp_path):
+    """sim RTDS -> polymm-feed -> shared memory REF block -> recorder lines -> backtest reader."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import uuid
+
+    from polymm.feed import shm
+    from polymm.trader.backtest import read_ticks
+
+    name = f"polymm_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    ticks = tmp_path / "ticks.jsonl"
+    env = {**os.environ, **sim.env(), "POLYMM_SHM": name, "POLYMM_WINDOW_S": str(WINDOW_S)}
+    env.pop("NOTIFY_SOCKET", None)
+    log = tmp_path / "feed.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "polymm.feed.service", "--record", str(ticks)], env=env,
+                                stdout=out, stderr=out)
+    try:
+        def opened_lines():
+            if not ticks.exists():
+                return []
+            rows = [json.loads(x) for x in ticks.read_text().splitlines() if x.strip()]
+            return [r for r in rows if r.get("btc_open") is not None]
+
+        rows = waiting.wait_for(opened_lines, 30, "recorded lines with the window's opening price",
+                                detail=lambda: "\n" + log.read_text()[-2000:])
+        markets = {m["window_start"]: m for m in sim.admin.state()["markets"]}
+        row = rows[0]
+        assert row["btc_open"] == markets[row["window_start"]]["open_price"] and row["btc"] > 0 and row["btc_ts"] <= row["ts"]
+        with shm.Reader(name) as reader:
+            assert reader.snapshot().ref.rtds_connected
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0, log.read_text()[-3000:]
+        shm.unlink(name)
+    parsed = [line for _, line in read_ticks(ticks)]
+    assert any(line.btc_open is not None for line in parsed)
