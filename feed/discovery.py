@@ -53,6 +53,9 @@ class MarketInfo(MarketIdentity):
     accepting_orders: bool = True
     closed: bool = False
     warnings: tuple[str, ...] = ()
+    # The event's `eventMetadata.priceToBeat` ([3rd-party], polymarket-protocol.md 3): the window's opening BTC price
+    # as Polymarket states it, when Gamma has it (not before the window starts). Only a cross-check for the feed.
+    price_to_beat: float | None = field(default=None, compare=False)
 
     def describe(self) -> str:
         return f"{self.slug} ({self.condition_id[:10]}..)"
@@ -164,7 +167,18 @@ def parse_market(doc: dict, window_start: int, window_s: int) -> MarketInfo:
         accepting_orders=bool(market.get("acceptingOrders", True)),
         closed=bool(market.get("closed", False)),
         warnings=tuple(warnings),
+        price_to_beat=_price_to_beat(doc),
     )
+
+
+def _price_to_beat(doc: dict) -> float | None:
+    meta = doc.get("eventMetadata")
+    value = meta.get("priceToBeat") if isinstance(meta, dict) else None
+    try:
+        number = float(value) if value is not None and not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        return None
+    return number if number is not None and number > 0 and math.isfinite(number) else None
 
 
 class GammaClient:

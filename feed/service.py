@@ -12,13 +12,14 @@ import argparse
 import logging
 import math
 import sys
+import threading
 import time
 
 from polymm import env, logs
 from polymm.feed import discovery as disc
 from polymm.feed import shm
 from polymm.feed.record import Recorder
-from polymm.feed.rtds.reference import CAPTURED, RECOVERED, ReferenceBook
+from polymm.feed.rtds.reference import CAPTURED, RECOVERED, ReferenceBook, cross_check
 from polymm.feed.rtds.stream import RtdsStream
 from polymm.feed.stream import Backoff, MarketStream
 from polymm.notify import Notifier
@@ -94,7 +95,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 class FeedService:
     """The main loop's state. `step(now)` is one iteration; `run()` loops until a stop signal."""
 
-    def __init__(self, args: argparse.Namespace, writer: shm.Writer, discoverer: disc.Discoverer, notifier: Notifier) -> None:
+    def __init__(self, args: argparse.Namespace, writer: shm.Writer, discoverer: disc.Discoverer, notifier: Notifier,
+                 gamma_fetch=None) -> None:
         self.args = args
         self.window_s = args.window_s
         self.writer = writer
@@ -111,6 +113,10 @@ class FeedService:
         self.updates_per_s = 0.0
         self.rtds: RtdsStream | None = None
         self.reference = ReferenceBook(self.window_s)
+        # Gamma states the price to beat once the window runs (eventMetadata.priceToBeat): asked once per window,
+        # a while after the start, off this thread; a disagreement with our capture is logged.
+        self._gamma_fetch = gamma_fetch
+        self._cross_checked: int = 0
         prev = writer.previous_reference
         if prev is not None and prev.open_status in (CAPTURED, RECOVERED) and self.reference.restore(
             prev.open_window_start, prev.open_price, prev.open_ts
@@ -141,7 +147,22 @@ class FeedService:
             self.rtds = RtdsStream(self.args.rtds_url, self.reference, self._on_reference,
                                    stale_after_s=self.args.stale_after_s).start()
         # Also from here: the connection flag and the new window's (still pending) opening change without a price.
-        publish_reference(self.writer, self.rtds, disc.window_start_for(now, self.window_s))
+        w = disc.window_start_for(now, self.window_s)
+        publish_reference(self.writer, self.rtds, w)
+        if self._gamma_fetch is not None and self._cross_checked != w and now >= w + min(30.0, self.window_s / 4):
+            self._cross_checked = w
+            threading.Thread(target=self._cross_check, args=(w,), name="price-to-beat", daemon=True).start()
+
+    def _cross_check(self, window_start: int) -> None:
+        try:
+            stated = self._gamma_fetch(window_start).price_to_beat
+        except Exception as e:  # noqa: BLE001 - a cross-check only: say why and move on
+            log.info("window %d: could not ask Gamma for the price to beat (%s)", window_start, e)
+            return
+        with self.rtds.lock:
+            opening = self.reference.opening(window_start)
+        level, text = cross_check(opening, stated)
+        (log.warning if level == "warning" else log.info)("%s", text)
 
     # -- streams ------------------------------------------------------------------------------------------
 
@@ -378,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     # The next window is looked up a whole window ahead: patient retries are fine until it starts.
     discoverer = disc.Discoverer(client.fetch, backoff_max_s=min(10.0, args.window_s / 4)).start()
     recorder = None
-    service = FeedService(args, writer, discoverer, notifier)
+    service = FeedService(args, writer, discoverer, notifier, gamma_fetch=client.fetch)
     code = 0
     try:
         if args.record:

@@ -104,3 +104,13 @@ def test_disagreement_with_the_stated_price_to_beat_is_described_else_silent():
     assert ref.disagreement(book.opening(T), None) == ""
     text = ref.disagreement(book.opening(T), 96_900.0)
     assert "97,000.00" in text and "96,900.00" in text and "+0.103%" in text
+
+
+def test_cross_check_against_gammas_price_to_beat_in_words():
+    book = ref.ReferenceBook(W)
+    feed(book, (T, 97_000.0))
+    assert ref.cross_check(book.opening(T), 97_000.0) == ("info", f"window {T}: opening price 97,000.00 agrees with Gamma's price to beat")
+    level, text = ref.cross_check(book.opening(T), 96_000.0)
+    assert level == "warning" and "differs" in text
+    assert ref.cross_check(book.opening(T), None)[0] == "info"
+    assert "nothing to cross-check" in ref.cross_check(book.opening(T + W), 97_000.0)[1]

@@ -133,6 +133,10 @@ def test_feed_process_records_the_reference_price_and_the_backtest_reads_it(sim,
         assert row["btc_open"] == markets[row["window_start"]]["open_price"] and row["btc"] > 0 and row["btc_ts"] <= row["ts"]
         with shm.Reader(name) as reader:
             assert reader.snapshot().ref.rtds_connected
+        # the capture is cross-checked against Gamma's stated price to beat (the sim states its own open)
+        waiting.wait_for(lambda: "agrees with Gamma's price to beat" in log.read_text(), 30, "the cross-check",
+                         detail=lambda: "\n" + log.read_text()[-2000:])
+        assert "differs from the exchange's stated price to beat" not in log.read_text()
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0, log.read_text()[-3000:]

@@ -135,6 +135,19 @@ class ReferenceBook:
             del self.openings[old]
 
 
+def cross_check(ours: Opening, stated: float | None) -> tuple[str, str]:
+    """(level, words) for the log after asking Gamma for the window's price to beat: "warning" on a
+    disagreement, "info" otherwise."""
+    if not ours.known:
+        return "info", f"window {ours.window_start}: opening price {ours.how}; nothing to cross-check"
+    if stated is None:
+        return "info", f"window {ours.window_start}: Gamma states no price to beat; opening {ours.price:,.2f} unchecked"
+    text = disagreement(ours, stated)
+    if text:
+        return "warning", text
+    return "info", f"window {ours.window_start}: opening price {ours.price:,.2f} agrees with Gamma's price to beat"
+
+
 def disagreement(ours: Opening, stated: float | None, rel_tol: float = 1e-4) -> str:
     """A log line when Gamma's stated price to beat (`eventMetadata.priceToBeat`, [3rd-party] in
     polymarket-protocol.md 3) differs from the opening we captured by more than `rel_tol`; else ''."""

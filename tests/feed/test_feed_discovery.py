@@ -146,3 +146,17 @@ def test_discoverer_retries_at_the_window_start_and_then_often_once_the_window_h
         d.poll_once()
     assert calls[1] - T < 0.1  # the second try is right at the window start, not 8 s later
     assert all(b - a <= 1.25 + 0.02 for a, b in zip(calls[1:], calls[2:]))  # then at least every ~1 s
+
+
+def test_the_events_stated_price_to_beat_is_read_when_present():
+    from feed_fakes import gamma_event
+
+    from polymm.feed.discovery import parse_market
+
+    t = 1_800_000_000
+    event = gamma_event(t, 900, "1" * 70, "2" * 70)
+    assert parse_market(event, t, 900).price_to_beat is None
+    event["eventMetadata"] = {"priceToBeat": 97050.5}
+    assert parse_market(event, t, 900).price_to_beat == 97050.5
+    event["eventMetadata"] = {"priceToBeat": "n/a"}
+    assert parse_market(event, t, 900).price_to_beat is None
