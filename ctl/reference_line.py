@@ -3,7 +3,7 @@
     BTC 97,123.45 chainlink 140ms · open 97,050.00 (+0.08%) · fair up 0.64 down 0.36
 
 BTC and the window's opening price come from the feed's shared memory (Chainlink BTC/USD over RTDS, the age by
-the price's own timestamp), the fair value from the trader's status (trader/fair_value.py). Pure: no clock.
+the price's own timestamp), the fair value from the trader's status (trader/decision/fair_value.py). Pure: no clock.
 """
 from __future__ import annotations
 

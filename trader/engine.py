@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from polymm.trader.fair_value import FairValue
+from polymm.trader.decision.fair_value import FairValue
 from polymm.trader.model import MarketView
 
 log = logging.getLogger("polymm.trader.engine")
@@ -116,7 +116,7 @@ def market_view(snap, *, now: float, stale_feed_ms: float, accepting_orders: boo
 
     `fresh` = the feed is alive (status connected, heartbeat recent) AND its data is recent: the socket can
     freeze silently while the feed process still beats, so data age matters as much as the heartbeat.
-    `fair`: the trader's fair value (trader/fair_value.py) from the snapshot's BTC reference price (REF block).
+    `fair`: the trader's fair value (trader/decision/fair_value.py) from the snapshot's BTC reference price (REF block).
     """
     ref = getattr(snap, "ref", None)
     btc = btc_open = fair_up = math.nan

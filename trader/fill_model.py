@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from polymm.feed.market import taker_fee
 from polymm.trader.config import Config
-from polymm.trader.fair_value import FairValue
+from polymm.trader.decision.fair_value import FairValue
 from polymm.trader.model import Leg, MarketView, OrderState, OrderType, OrderView, PositionView, Side, Want
 from polymm.trader.decision.planner import Cancel, Place
 from polymm.trader.decision.ticks import on_tick

@@ -149,7 +149,7 @@ def test_discoverer_retries_at_the_window_start_and_then_often_once_the_window_h
 
 
 def test_the_events_stated_price_to_beat_is_read_when_present():
-    from feed_fakes import gamma_event
+    from tests.support.feed import gamma_event
 
     from polymm.feed.discovery import parse_market
 

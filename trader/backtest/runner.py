@@ -17,7 +17,7 @@ from typing import Any, Iterator
 from polymm.trader.config import Config, warnings
 from polymm.trader.decision.decide import Decision, DecisionState, decide, new_state
 from polymm.trader.backtest.ticks_file import BadTicks, TickLine
-from polymm.trader.fair_value import FairValue
+from polymm.trader.decision.fair_value import FairValue
 from polymm.trader.fill_model import EPS, WindowFillModel
 
 MAX_PASSES = 4  # decisions at one instant (each after the previous one's actions took effect)

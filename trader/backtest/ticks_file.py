@@ -5,7 +5,7 @@ Input: one JSON object per line (contract 2, written by `polymm-feed --record FI
 `*_size`, `window_end` (default window_start + market.window_s), `tick_size` (0.01), `min_order_size` (5),
 `fee_rate` (0.07), `winner` ("up" | "down", see Resolution) and the BTC reference price as the recorder writes it:
 `btc` (Chainlink BTC/USD), `btc_ts` (its source timestamp) and `btc_open` (the window's opening price, null when
-unknown). With them the strategies see the same fair value as live (trader/fair_value.py, one estimator across the
+unknown). With them the strategies see the same fair value as live (trader/decision/fair_value.py, one estimator across the
 replay), so `s1.fair_guard` and `s2.min_fair` act as they would; without them the fair value is unknown and a
 guarded strategy does not enter. Blank lines and lines starting with `#` are skipped; any other bad line stops the run with its line number. Unknown fields are ignored.
 

@@ -23,7 +23,7 @@ def finite(x: float | None) -> bool:
 
 def fair_guard(market: MarketView, leg: Leg, minimum: float, what: str) -> str:
     """Why the fair-value guard refuses an entry on `leg` ('' when it allows): the leg's fair value (from the BTC
-    reference price, trader/fair_value.py) must be known and at least `minimum` (`what` names that bound)."""
+    reference price, trader/decision/fair_value.py) must be known and at least `minimum` (`what` names that bound)."""
     fair = market.fair(leg)
     if not finite(fair):
         return "fair-value guard: BTC reference price stale or the window's opening price unknown"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import FIXTURES
+from tests.support.recorded import FIXTURES
 
 from polymm.feed.rtds import wire
 

@@ -6,8 +6,8 @@ import json
 import time
 
 import pytest
-import waiting
 import websocket
+from tests.support import waiting
 
 from polymm.feed.rtds import reference as ref
 from polymm.feed.rtds import wire
@@ -109,7 +109,7 @@ def test_feed_process_records_the_reference_price_and_the_backtest_reads_it(sim,
     import uuid
 
     from polymm.feed import shm
-    from polymm.trader.backtest import read_ticks
+    from polymm.trader.backtest.ticks_file import read_ticks
 
     name = f"polymm_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     ticks = tmp_path / "ticks.jsonl"

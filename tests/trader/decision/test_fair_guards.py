@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from strategy_helpers import WE, WS, book, config, order, pos
+from tests.support.strategy import WE, WS, book, config, order, pos
 
 from polymm.trader.model import Leg, Role, Side
-from polymm.trader.strategy.s1 import S1State, decide_s1
-from polymm.trader.strategy.s2 import S2State, decide_s2
+from polymm.trader.decision.strategy.s1 import S1State, decide_s1
+from polymm.trader.decision.strategy.s2 import S2State, decide_s2
 
 NAN = math.nan
 

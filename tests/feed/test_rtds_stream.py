@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-import waiting
-from feed_fakes import FakePolymarket
+from tests.support import waiting
+from tests.support.feed import FakePolymarket
 
 from polymm.feed.rtds import reference as ref
 from polymm.feed.rtds import wire

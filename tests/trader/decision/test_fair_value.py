@@ -1,4 +1,4 @@
-"""The trader's fair value (trader/fair_value.py), on known values."""
+"""The trader's fair value (trader/decision/fair_value.py), on known values."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from polymm.trader import fair_value as fv
+from polymm.trader.decision import fair_value as fv
 
 S0 = 97_000.0
 

@@ -6,8 +6,8 @@ import math
 import time
 
 import pytest
-import waiting
-from feed_fakes import FakePolymarket
+from tests.support import waiting
+from tests.support.feed import FakePolymarket
 
 from polymm.feed import discovery as disc
 from polymm.feed import shm
