@@ -289,9 +289,10 @@ def rtds_figures(stream: MarketStream, writer: shm.Writer, frames: dict[str, byt
     elapsed = time.perf_counter() - t0
     stop.set()
     thread.join()
+    after = stats(measure_paced(stream.on_frame, frame, n))  # again without: the machine's load drifts
     print(f"two-leg price_change, 200 us sleep between messages, with RTDS alongside ({sent[0]} updates in {elapsed:.1f}s = "
           f"{sent[0] / elapsed:.0f}/s in a thread): {alongside[0]:.2f} us median, {alongside[1]:.2f} p99; "
-          f"same run without RTDS: {alone[0]:.2f} us median, {alone[1]:.2f} p99")
+          f"same run without RTDS, before/after: {alone[0]:.2f}/{after[0]:.2f} us median, {alone[1]:.2f}/{after[1]:.2f} p99")
 
 
 def main() -> int:
