@@ -83,3 +83,23 @@ def summary_counts(path: str | Path) -> dict:
                 for t in ("runs", "events", "config_changes", "windows", "order_actions", "fills")}
     finally:
         conn.close()
+
+
+def load_entries(path: str | Path, since: float | None = None, until: float | None = None,
+                 mode: str | None = None) -> list[tuple[float, float, bool]]:
+    """(price, shares, won) of every BUY fill in a resolved window: did entries at a price win as often as the
+    price says they should (a fair 0.70 wins 70% of the time)? Strategies buy only to enter, so BUY = entry."""
+    conn = open_readonly(path)
+    mode_clause, mode_args = ("AND f.mode = ?", (mode,)) if mode else ("", ())
+    try:
+        rows = conn.execute(
+            "SELECT f.price, f.size, f.leg = w.resolved_leg FROM fills f JOIN windows w ON w.condition_id = f.condition_id"
+            " WHERE f.side = 'BUY' AND f.status != 'FAILED' AND w.resolved_leg IS NOT NULL"
+            f" AND w.window_start >= ? AND w.window_start < ? {mode_clause} ORDER BY f.match_ts",
+            (since if since is not None else float("-inf"), until if until is not None else float("inf"),
+             *mode_args)).fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise LedgerReadError(f"{path}: cannot read the ledger: {exc}") from None
+    finally:
+        conn.close()
+    return [(float(p), float(s), bool(won)) for p, s, won in rows]

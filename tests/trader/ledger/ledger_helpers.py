@@ -31,3 +31,30 @@ class OrderLike:
     order_type: OrderType = OrderType.GTC
     post_only: bool = True
     role: Role = Role.ENTRY
+
+
+def synthetic_ledger(path, windows: int, start: int, window_s: int = 60, seed: int = 1) -> None:
+    """A ledger of `windows` traded windows: each buys 10 shares of one leg (maker), sells some back at a take-profit
+    in half the windows (taker, with fee), and holds the rest to resolution. Deterministic for a seed."""
+    import random
+
+    from polymm.trader.ledger import LedgerWriter
+    from polymm.trader.strategy.common import taker_fee
+
+    rng = random.Random(seed)
+    w = LedgerWriter(path, "live")
+    w.start({"source": "synthetic"})
+    for i in range(windows):
+        m = market(start + i * window_s, window_s)
+        w.window(m, ts=m.window_start)
+        leg = Leg.UP if rng.random() < 0.5 else Leg.DOWN
+        entry = round(rng.uniform(0.55, 0.8), 2)
+        order = OrderLike(f"c{i}", f"o{i}", m.condition_id, leg=leg, price=entry)
+        w.order_action("submit", order, "entry", ts=m.window_start + 1)
+        w.fill(fill(f"t{i}a", leg, Side.BUY, entry, 10, m.window_start + 2, order=f"o{i}"), m.condition_id)
+        if rng.random() < 0.5:
+            price = round(min(0.99, entry + rng.choice((-0.1, 0.02, 0.05))), 2)
+            w.fill(fill(f"t{i}b", leg, Side.SELL, price, 5, m.window_start + 20, role="taker",
+                        fee=taker_fee(5, price, 0.07), order=f"o{i}s"), m.condition_id)
+        w.resolution(m.condition_id, Leg.UP if rng.random() < entry else Leg.DOWN, ts=m.window_end + 5)
+    w.close()
