@@ -573,17 +573,18 @@ def fills(settings: Settings, since: float | None, limit: int | None, as_json_fl
 @click.option("--mode", type=click.Choice(["live", "paper", "backtest"]), default=None,
               help="Only fills of this mode (a ledger may hold live and paper runs).")
 @click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False), default=None,
-              help="Ledger file [default: ledger.sqlite in the trader's state directory, POLYMM_STATE_DIR].")
+              help="Ledger file [default: ledger.sqlite in the trader's state directory: POLYMM_STATE_DIR, else "
+                   "/var/lib/polymm].")
 @json_option
 @click.option("--csv", "as_csv", is_flag=True, help="CSV rows instead of a table.")
 def history(since: float | None, by: str, mode: str | None, ledger_path: str | None, as_json_flag: bool,
             as_csv: bool) -> None:
     """What each window (hour, day) traded and earned, with totals: from the ledger, read-only."""
     from polymm.ctl import history_view
-    from polymm.trader.ledger import LedgerReadError, default_path, load_history
+    from polymm.trader.ledger import LedgerReadError, find_path, load_history
     if as_json_flag and as_csv:
         fail("--json and --csv: choose one", EXIT_USAGE)
-    path = Path(ledger_path) if ledger_path else default_path(env.state_dir())
+    path = Path(ledger_path) if ledger_path else find_path(env.state_dir(), (env.SYSTEMD_STATE_DIR,))
     try:
         result = load_history(path, by=by, since=since, mode=mode)
     except LedgerReadError as err:

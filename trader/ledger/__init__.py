@@ -2,6 +2,6 @@
 config change, mode and start/stop. The trader writes it (writer.py, off the decision thread); `mmctl history`
 and `polymm-report` read it (read.py, history.py, report.py). Schema and migrations: schema.py."""
 from .read import LedgerReadError, load_history, open_readonly
-from .writer import LEDGER_FILE, LedgerWriter, default_path
+from .writer import LEDGER_FILE, LedgerWriter, default_path, find_path
 
-__all__ = ["LEDGER_FILE", "LedgerReadError", "LedgerWriter", "default_path", "load_history", "open_readonly"]
+__all__ = ["LEDGER_FILE", "LedgerReadError", "LedgerWriter", "default_path", "find_path", "load_history", "open_readonly"]

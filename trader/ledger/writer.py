@@ -87,6 +87,19 @@ def default_path(state_dir: str | Path) -> Path:
     return Path(state_dir) / LEDGER_FILE
 
 
+def find_path(state_dir: str | Path, fallbacks: tuple[str | Path, ...] = ()) -> Path:
+    """The ledger `mmctl history` reads: the one under `state_dir` (found as the trader finds it), else the first
+    fallback that has one (an operator's shell has no $STATE_DIRECTORY; the service's is /var/lib/polymm)."""
+    first = default_path(state_dir)
+    if first.exists():
+        return first
+    for directory in fallbacks:
+        candidate = default_path(directory)
+        if candidate.exists():
+            return candidate
+    return first
+
+
 def connect(path: str | Path) -> sqlite3.Connection:
     """A writable connection in WAL mode with the schema migrated to the current version."""
     path = Path(path)
@@ -94,6 +107,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
     if not path.exists():
         # Group-readable so an operator in the service's group can run `mmctl history`; no secrets inside.
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o640))
+        os.chmod(path, 0o640)  # the unit's UMask=0077 would make it owner-only; SQLite gives -wal/-shm the same
     conn = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
     try:
         conn.execute("PRAGMA journal_mode = WAL")
