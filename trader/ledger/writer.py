@@ -281,8 +281,18 @@ class LedgerWriter:
                 chunk = [self._backlog[i] for i in range(min(BATCH, len(self._backlog)))]
                 conn.execute("BEGIN IMMEDIATE")
                 try:
+                    gap = 0
                     for kind, params in chunk:
+                        if kind == "fill" and params[-1] == "reconcile" and conn.execute(
+                                "SELECT 1 FROM fills WHERE trade_id = ? AND order_id = ?", params[:2]).fetchone() is None:
+                            gap += 1
                         conn.execute(_SQL[kind], params)
+                    if gap:
+                        # A fill only a reconciliation told us of: the trader was down, or the user channel or
+                        # this ledger missed it. Say so, so a reader knows the record was repaired.
+                        conn.execute(_SQL["event"], (self.run_id, self.clock(), "reconcile-gap",
+                                                     f"{gap} fill(s) the ledger had not recorded were learnt from "
+                                                     "the exchange by a reconciliation"))
                     if self._error is not None and self._dropped:
                         conn.execute(_SQL["event"], (self.run_id, self.clock(), "ledger-dropped",
                                                      f"{self._dropped} record(s) dropped while the ledger could "
