@@ -23,7 +23,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from . import schema
 
@@ -335,11 +335,3 @@ def _show(value: Any) -> str | None:
         return value
     return json.dumps(_text(value), default=str)
 
-
-def write_all(path: str | Path, mode: str, records: Iterable[Callable[[LedgerWriter], None]]) -> None:
-    """Synchronous helper for batch producers (the backtest): apply each record function, then close."""
-    writer = LedgerWriter(path, mode)
-    writer.start()
-    for record in records:
-        record(writer)
-    writer.close()
