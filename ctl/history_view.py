@@ -9,7 +9,7 @@ import csv
 import io
 
 from polymm.ctl import render
-from polymm.trader.ledger.history import History
+from polymm.trader.ledger import History
 
 CSV_FIELDS = ("label", "condition_id", "start", "windows", "trades", "volume", "maker_share", "fees", "realised",
               "payout", "payout_pusd", "net", "open_shares", "unresolved")

@@ -16,7 +16,7 @@ from polymm.ctl.cli import cli
 from polymm.trader.backtest import Backtest, read_ticks
 from polymm.trader.config import load_config
 from polymm.trader.ledger import load_history
-from polymm.trader.ledger.report import main as report_main
+from polymm.ctl.report import main as report_main
 
 DAY = 86400
 

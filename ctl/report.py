@@ -4,6 +4,9 @@ One self-contained HTML file (plots embedded as base64 PNG, no script, opens off
 compared run overlaid), net per window, fees over time, entry price against outcome, and the `mmctl history`
 summary. Input: a ledger (the trader's ledger.sqlite, a `polymm-backtest --ledger` file) or a
 `polymm-backtest --json` result. matplotlib is the optional extra `report` (pip install 'polymm[report]').
+
+The numbers are the trader's (trader/ledger: it owns the schema and the query, as for `mmctl history`); this module
+only presents them.
 """
 from __future__ import annotations
 
@@ -17,9 +20,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .from_backtest import BacktestFileError, read_result, write_result
-from .history import History
-from .read import LedgerReadError, load_entries, load_history
+from polymm.ctl.cli import parse_since
+from polymm.trader.ledger import History, LedgerReadError, load_entries, load_history
+from polymm.trader.ledger.from_backtest import BacktestFileError, read_result, write_result
 
 PRICE_BINS = 10  # entry prices in 0.1-wide buckets for the win-rate-by-price plot
 
@@ -197,7 +200,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     since = None
     if args.since:
-        from polymm.ctl.cli import parse_since  # the one parser of --since for every command
         try:
             since = parse_since(args.since, time.time())
         except ValueError as exc:
