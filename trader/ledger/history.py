@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
 from ..model import FillView, Leg, Side
-from ..positions import fold
+from ..decision.positions import fold
 
 BY = ("window", "hour", "day")
 

@@ -25,13 +25,13 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
+from ..execution.fills import STATUS_RANK  # the one order of fill statuses
 from . import schema
 
 log = logging.getLogger("polymm.trader.ledger")
 
 LEDGER_FILE = "ledger.sqlite"
 MODES = ("live", "paper", "backtest")
-STATUS_RANK = {"MATCHED": 0, "RETRYING": 1, "MINED": 2, "CONFIRMED": 3, "FAILED": 4}  # as trader/fills.py
 BATCH = 500
 
 _SQL = {

@@ -9,11 +9,12 @@ from html.parser import HTMLParser
 
 import pytest
 from click.testing import CliRunner
-from strategy_helpers import WS, write_ticks
+from tests.support.strategy import WS, write_ticks
 
-from ledger_helpers import synthetic_ledger
+from tests.support.ledger import synthetic_ledger
 from polymm.ctl.cli import cli
-from polymm.trader.backtest import Backtest, read_ticks
+from polymm.trader.backtest.runner import Backtest
+from polymm.trader.backtest.ticks_file import read_ticks
 from polymm.trader.config import load_config
 from polymm.trader.ledger import load_history
 from polymm.ctl.report import main as report_main
@@ -125,3 +126,16 @@ def test_report_refuses_bad_inputs_in_one_line(tmp_path, capsys):
     assert report_main([str(bogus), "--out", str(tmp_path / "r.html")]) == 1
     assert "not a polymm-backtest --json result" in capsys.readouterr().err
     assert report_main(["--out", str(tmp_path / "r.html")]) == 2
+
+
+def test_polymm_backtest_writes_the_same_ledger_schema(tmp_path):
+    from polymm.trader.backtest.cli import main as backtest_main
+
+    bt, result = backtest_json(tmp_path)
+    ticks = tmp_path / "ticks.jsonl"
+    assert backtest_main([str(ticks), "--ledger", str(tmp_path / "bt.sqlite")]) == 0
+    history = load_history(tmp_path / "bt.sqlite")
+    assert history.modes == ["backtest"] and history.totals.trades == len(result.windows[0]["fills"]) > 0
+    assert history.totals.net == pytest.approx(result.to_json()["total_pnl"], abs=1e-6)
+    code, out = mmctl("history", "--ledger", str(tmp_path / "bt.sqlite"), "--json")
+    assert code == 0 and json.loads(out)["totals"]["net"] == pytest.approx(history.totals.net)

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from exec_helpers import book_top, live_market, make_core, marketable, wait_for, want
+from tests.support.execution import book_top, live_market, make_core, marketable, wait_for, want
 from polymm.sim.testing import run_sim
 from polymm.trader.ledger import LedgerWriter, default_path, load_history
 from polymm.trader.ledger.writer import connect

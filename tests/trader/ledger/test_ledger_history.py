@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from ledger_helpers import fill, market
+from tests.support.ledger import fill, market
 from polymm.trader.ledger.history import WindowInfo, build, window_row
 from polymm.trader.model import Leg, Side
-from polymm.trader.positions import fold, pnl_summary
+from polymm.trader.decision.positions import fold, pnl_summary
 
 T0 = 1_800_000_000 - 1_800_000_000 % 86400  # a UTC midnight
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from live_trader import WINDOW_S, start_stack, wait_for
+from tests.support.live_trader import WINDOW_S, start_stack, wait_for
 from polymm.ctl import protocol as p
 from polymm.sim.testing import new_wallet
 from polymm.trader.ledger import default_path, load_history

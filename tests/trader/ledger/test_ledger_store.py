@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from ledger_helpers import OrderLike, fill, market
+from tests.support.ledger import OrderLike, fill, market
 from polymm.trader.ledger import LedgerWriter, load_history, schema
 from polymm.trader.ledger.read import LedgerReadError, open_readonly, summary_counts
 from polymm.trader.model import Leg, Side

@@ -1,4 +1,4 @@
-"""Builders for ledger tests: markets, orders and fills as the execution core hands them to the writer."""
+"""Builders for the ledger tests (tests/trader/ledger/): markets, orders and fills as the execution core hands them to the writer."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,7 +39,7 @@ def synthetic_ledger(path, windows: int, start: int, window_s: int = 60, seed: i
     import random
 
     from polymm.trader.ledger import LedgerWriter
-    from polymm.trader.strategy.common import taker_fee
+    from polymm.feed.market import taker_fee
 
     rng = random.Random(seed)
     w = LedgerWriter(path, "live")
