@@ -178,6 +178,11 @@ class LedgerWriter:
         return marker.done.wait(timeout_s)
 
     @property
+    def waiting(self) -> int:
+        """Records kept in memory until the file can be written."""
+        return len(self._backlog)
+
+    @property
     def error(self) -> str | None:
         """Why the ledger cannot be written, in words; None while it can."""
         return self._error
@@ -248,7 +253,11 @@ class LedgerWriter:
                 else:
                     self._backlog.append(item)
             self._trim_backlog()
-            self._write_backlog(force=stopping or bool(markers))
+            try:
+                self._write_backlog(force=stopping or bool(markers))
+            except Exception as exc:  # noqa: BLE001 - a bug here must not kill the writer and stop all records
+                log.exception("ledger writer failed")
+                self._set_error(f"ledger writer failed: {type(exc).__name__}: {exc}; new entries refused")
             for marker in markers:
                 marker.done.set()
         if self._conn is not None:
@@ -311,8 +320,8 @@ class LedgerWriter:
                     self._error = None
                     self._dropped = 0
         except (sqlite3.Error, OSError, schema.LedgerVersionError) as exc:
-            self._set_error(f"ledger {self.path} cannot be written: {exc}; new entries refused until it can "
-                            f"({len(self._backlog)} record(s) waiting)")
+            # The same words while the cause holds: status shows it, and a changing text would log it anew each retry.
+            self._set_error(f"ledger {self.path} cannot be written: {exc}; new entries refused until it can")
             # Reopen on the next attempt: a connection SQLite opened read-only stays read-only after the file
             # is fixed.
             if self._conn is not None:
