@@ -156,6 +156,13 @@ class OrderLedger:
             self._backfill = {c for c in self._markets if c in ordered and c not in self._resolutions}
         log.info("order journal: %d orders, %d markets, %d resolutions", len(contents.orders),
                  len(contents.markets), len(contents.resolutions))
+        if self.ledger is not None:
+            # A kill -9 can lose the ledger's last queued records; the journal has every order before it was sent
+            # (and the markets, registered above, and resolutions): give the ledger what it lacks (idempotent).
+            for entry in contents.orders.values():
+                self.ledger.order_recovered(entry)
+            for cond, leg in contents.resolutions.items():
+                self.ledger.resolution(cond, leg, ts=now)
 
     def _journal_order(self, order: Order) -> None:
         entry = JournalOrder(order.order_id or "", order.client_id, order.strategy, order.leg.value,

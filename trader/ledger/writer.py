@@ -50,6 +50,11 @@ _SQL = {
         "INSERT INTO windows (condition_id, resolved_leg, resolved_at) VALUES (?, ?, ?)"
         " ON CONFLICT (condition_id) DO UPDATE SET resolved_leg = excluded.resolved_leg,"
         " resolved_at = excluded.resolved_at WHERE windows.resolved_leg IS NULL"),
+    # An order the order journal holds but the ledger lacks (a kill -9 lost its queued `submit`).
+    "order_recovered": (
+        "INSERT INTO order_actions (run_id, mode, ts, action, client_id, order_id, condition_id, strategy, leg, side,"
+        " price, size, order_type, post_only, role, reason) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+        " WHERE NOT EXISTS (SELECT 1 FROM order_actions WHERE order_id = ?)"),
     "order": (
         "INSERT INTO order_actions (run_id, mode, ts, action, client_id, order_id, condition_id, strategy, leg, side,"
         " price, size, order_type, post_only, role, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
@@ -212,6 +217,14 @@ class LedgerWriter:
             getattr(order, "order_id", None), condition_id or getattr(order, "condition_id", None), order.strategy,
             _text(order.leg), _text(order.side), float(order.price), float(order.size), _text(order.order_type),
             int(bool(order.post_only)), _text(order.role), reason or ""))
+
+    def order_recovered(self, entry: Any) -> None:
+        """An order from the order journal (a JournalOrder): recorded as its `submit` unless the ledger has it."""
+        self._put("order_recovered", (
+            self.run_id, self.mode, float(entry.created_at), "submit", entry.client_id, entry.order_id,
+            entry.condition_id, entry.strategy, _text(entry.leg), _text(entry.side), float(entry.price),
+            float(entry.size), _text(entry.order_type), int(bool(entry.post_only)), _text(entry.role),
+            f"{entry.reason} (recovered from the order journal after a restart)", entry.order_id))
 
     def fill(self, fill: Any, condition_id: str, previous: str | None = None, source: str = "stream",
              ts: float | None = None) -> None:

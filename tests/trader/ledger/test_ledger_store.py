@@ -165,3 +165,21 @@ def test_an_unwritable_ledger_is_an_error_in_words_and_catches_up_when_writable(
 def test_a_mode_outside_live_paper_backtest_is_refused():
     with pytest.raises(ValueError, match="expected one of live, paper, backtest"):
         LedgerWriter("/nonexistent", "demo")
+
+
+def test_orders_the_journal_holds_but_the_ledger_lost_are_recovered_once(tmp_path):
+    from polymm.trader.execution.order_journal import JournalOrder
+
+    path = tmp_path / "ledger.sqlite"
+    m = market(1_800_000_000)
+    kept = OrderLike("c1", "o1", m.condition_id)
+    lost = JournalOrder("o2", "c2", "s1", "up", "BUY", 0.6, 10, "entry", "GTC", True, "entry bid>=0.60", "up-token",
+                        m.condition_id, m.window_start + 2)
+    write(path, lambda w: w.order_action("submit", kept, "entry bid>=0.60"))
+    again = JournalOrder("o1", "c1", "s1", "up", "BUY", 0.6, 10, "entry", "GTC", True, "entry", "up-token",
+                         m.condition_id, m.window_start + 1)
+    for _ in range(2):  # two restarts: recovered once
+        write(path, lambda w: (w.order_recovered(again), w.order_recovered(lost)))
+    assert rows(path, "SELECT order_id, action, reason FROM order_actions ORDER BY id") == [
+        ("o1", "submit", "entry bid>=0.60"),
+        ("o2", "submit", "entry bid>=0.60 (recovered from the order journal after a restart)")]
