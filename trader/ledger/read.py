@@ -22,7 +22,19 @@ def open_readonly(path: str | Path) -> sqlite3.Connection:
         raise LedgerReadError(f"no ledger at {path} (the trader writes it under its state directory once it has "
                               "started; give another file with --ledger)")
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+        try:
+            conn = _connect(path, "mode=ro")
+        except sqlite3.OperationalError:
+            # A reader who may not write the directory (an operator in group polymm) cannot create the -shm
+            # file SQLite's WAL mode reads through. With no -wal left (the trader stopped cleanly: all of it is
+            # in the main file) nobody writes: read the file as immutable. With a -wal left over, that would
+            # miss its records, so say what to do instead.
+            wal = path.with_name(path.name + "-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                raise LedgerReadError(f"{path}: cannot read the ledger as this user while its write-ahead log "
+                                      f"{wal.name} is not checkpointed (trader stopped uncleanly?): start the "
+                                      "trader, or run as root") from None
+            conn = _connect(path, "immutable=1")
         version = schema.version(conn)
         if version == 0:
             conn.close()
@@ -33,6 +45,16 @@ def open_readonly(path: str | Path) -> sqlite3.Connection:
         conn.close()
         raise LedgerReadError(f"{path}: ledger schema {version} is newer than this polymm understands "
                               f"({schema.VERSION}); upgrade polymm")
+    return conn
+
+
+def _connect(path: Path, options: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?{options}", uri=True, timeout=5.0)
+    try:
+        schema.version(conn)  # the first read is where a missing -shm shows
+    except sqlite3.Error:
+        conn.close()
+        raise
     return conn
 
 
