@@ -320,8 +320,16 @@ class TraderService:
 
     def _reconfigure_for_restart(self):
         """`mmctl restart` re-reads the config: file + overrides, keeping the old one on error."""
-        _old, new, _warnings = self.store.reload()
+        old, new, _warnings = self.store.reload()
+        self._record_config_changes(old, new, "mmctl restart (config re-read)")
         return new
+
+    def _record_config_changes(self, old, new, who: str) -> None:
+        from polymm.trader.control.handler import changes_between
+
+        if self.ledger is not None:
+            for c in changes_between(old, new):  # values already redacted: no secret reaches the ledger
+                self.ledger.config_change(c.key, c.old, c.new, who)
 
     def _on_reload(self) -> None:
         """SIGHUP / systemctl reload: called on the loop thread between decisions."""
@@ -336,9 +344,7 @@ class TraderService:
             self.notifier.reloaded(self._summary())
             return
         changes = changes_between(old, new)  # the loop reads store.current at its next decision
-        if self.ledger is not None:
-            for c in changes:
-                self.ledger.config_change(c.key, c.old, c.new, "SIGHUP reload")
+        self._record_config_changes(old, new, "SIGHUP reload")
         log.info("reloaded config: %s", ", ".join(f"{c.key}: {c.old} -> {c.new}" for c in changes) or "no change")
         for warning in warnings:
             log.warning("config: %s", warning)
