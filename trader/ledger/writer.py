@@ -192,7 +192,7 @@ class LedgerWriter:
         """Why the ledger cannot be written, in words; None while it can."""
         return self._error
 
-    # ---- records (any thread; never block, never raise) -----------------------------------------------------
+    # ---- records (any thread; never block, never raise for the file: a tuple onto a queue) -----------------
     def event(self, kind: str, detail: str = "", ts: float | None = None) -> None:
         self._put("event", (self.run_id, self._ts(ts), kind, detail))
 
