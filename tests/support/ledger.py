@@ -1,7 +1,12 @@
 """Builders for the ledger tests (tests/trader/ledger/): markets, orders and fills as the execution core hands them to the writer."""
 from __future__ import annotations
 
+import base64
+import io
 from dataclasses import dataclass
+from html.parser import HTMLParser
+
+import PIL.Image
 
 from polymm.trader.model import FillView, Leg, MarketIdentity, OrderType, Role, Side
 
@@ -58,3 +63,33 @@ def synthetic_ledger(path, windows: int, start: int, window_s: int = 60, seed: i
                         fee=taker_fee(5, price, 0.07), order=f"o{i}s"), m.condition_id)
         w.resolution(m.condition_id, Leg.UP if rng.random() < entry else Leg.DOWN, ts=m.window_end + 5)
     w.close()
+
+
+class Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.tags = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+
+
+def images_of(html_path) -> list[bytes]:
+    """The PNGs embedded in a polymm-report page, decoded; asserts the page is self-contained (no script, no link)."""
+    page = Page()
+    page.feed(html_path.read_text())
+    page.close()
+    assert "script" not in page.tags and "link" not in page.tags and page.tags.count("html") == 1
+    decoded = []
+    for src in page.images:
+        head, _, data = src.partition(",")
+        assert head == "data:image/png;base64"  # embedded: the file opens offline
+        png = base64.b64decode(data, validate=True)
+        assert png.startswith(b"\x89PNG\r\n\x1a\n")
+        pixels = PIL.Image.open(io.BytesIO(png))
+        pixels.load()  # decodes the whole image: a truncated or corrupt PNG raises here
+        assert pixels.width > 100 and pixels.height > 100
+        decoded.append(png)
+    return decoded

@@ -1,17 +1,15 @@
 """`mmctl history` and `polymm-report` on ledger files: totals add up, formats parse, the HTML is self-contained."""
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import json
-from html.parser import HTMLParser
 
 import pytest
 from click.testing import CliRunner
 from tests.support.strategy import WS, write_ticks
 
-from tests.support.ledger import synthetic_ledger
+from tests.support.ledger import images_of, synthetic_ledger
 from polymm.ctl.cli import cli
 from polymm.trader.backtest.runner import Backtest
 from polymm.trader.backtest.ticks_file import read_ticks
@@ -60,32 +58,6 @@ def test_history_errors_are_one_line(tmp_path):
     assert code == 1 and out.startswith("mmctl: no ledger at") and "Traceback" not in out
     code, out = mmctl("history", "--since", "yesterday-ish", "--ledger", str(tmp_path / "none.sqlite"))
     assert code == 2 and "is not a time" in out
-
-
-class Page(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.images, self.tags = [], []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append(tag)
-        if tag == "img":
-            self.images.append(dict(attrs)["src"])
-
-
-def images_of(html_path):
-    page = Page()
-    page.feed(html_path.read_text())
-    page.close()
-    assert "script" not in page.tags and page.tags.count("html") == 1
-    decoded = []
-    for src in page.images:
-        head, _, data = src.partition(",")
-        assert head == "data:image/png;base64"  # embedded: the file opens offline
-        png = base64.b64decode(data, validate=True)
-        assert png.startswith(b"\x89PNG\r\n\x1a\n")
-        decoded.append(png)
-    return decoded
 
 
 def backtest_json(tmp_path):

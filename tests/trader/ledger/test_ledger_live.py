@@ -1,6 +1,7 @@
 """The whole trader (sim, feed and trader processes, 30 s windows) writing its ledger: a kill -9 mid-window and a
 restart leave no duplicate and no gap (a fill made while the trader was dead is recorded from the reconciliation,
-and the ledger says so), and after resolution the ledger equals the sim's own trades, to the cent."""
+and the ledger says so); after resolution the ledger equals the sim's own trades, to the cent; the report renders
+from it."""
 from __future__ import annotations
 
 import sqlite3
@@ -8,8 +9,10 @@ import time
 
 import pytest
 
+from tests.support.ledger import images_of
 from tests.support.live_trader import WINDOW_S, start_stack, wait_for
 from polymm.ctl import protocol as p
+from polymm.ctl.report import main as report_main
 from polymm.sim.testing import new_wallet
 from polymm.trader.ledger import default_path, load_history
 
@@ -99,3 +102,9 @@ def test_after_resolution_the_ledger_equals_the_sims_trades_to_the_cent(stack):
     assert history.totals.unresolved == 0
     assert rows(stack, "SELECT COUNT(*) FROM config_changes WHERE who = 'mmctl set'")[0][0] >= len(HOLD)
     stack.ask(p.ResumeRequest())
+
+
+def test_the_report_renders_from_the_live_ledger(stack, tmp_path):
+    out = tmp_path / "live.html"
+    assert report_main(["--ledger", str(default_path(stack.state_dir)), "--out", str(out)]) == 0
+    assert len(images_of(out)) == 4
