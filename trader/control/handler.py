@@ -458,6 +458,10 @@ class TraderControlHandler:
         if changes:
             self._command("set_config", new)
             if self.ledger is not None:
+                from polymm.trader.control.server import current_peer
+
+                peer = current_peer()
+                who = f"{who} by {peer.describe()}" if peer is not None else who
                 for c in changes:
                     self.ledger.config_change(c.key, c.old, c.new, who)
         return p.ChangeReply(

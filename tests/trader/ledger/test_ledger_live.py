@@ -4,6 +4,8 @@ and the ledger says so); after resolution the ledger equals the sim's own trades
 from it."""
 from __future__ import annotations
 
+import os
+import pwd
 import sqlite3
 import time
 
@@ -100,7 +102,8 @@ def test_after_resolution_the_ledger_equals_the_sims_trades_to_the_cent(stack):
     assert history.totals.net == pytest.approx(wallet_change, abs=0.005)
     assert history.totals.net == pytest.approx(status.realised_pnl, abs=0.005)
     assert history.totals.unresolved == 0
-    assert rows(stack, "SELECT COUNT(*) FROM config_changes WHERE who = 'mmctl set'")[0][0] >= len(HOLD)
+    me = f"mmctl set by uid={os.getuid()}({pwd.getpwuid(os.getuid()).pw_name})"
+    assert rows(stack, "SELECT COUNT(*) FROM config_changes WHERE who LIKE ?", me + " pid=%")[0][0] >= len(HOLD)
     stack.ask(p.ResumeRequest())
 
 
