@@ -111,3 +111,12 @@ def test_polymm_backtest_writes_the_same_ledger_schema(tmp_path):
     assert history.totals.net == pytest.approx(result.to_json()["total_pnl"], abs=1e-6)
     code, out = mmctl("history", "--ledger", str(tmp_path / "bt.sqlite"), "--json")
     assert code == 0 and json.loads(out)["totals"]["net"] == pytest.approx(history.totals.net)
+
+
+def test_report_without_matplotlib_says_how_to_get_it(ledger, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as on a server installed without the `report` extra
+    assert report_main(["--ledger", str(ledger), "--out", str(tmp_path / "r.html")]) == 1
+    assert "pip install 'polymm[report]'" in capsys.readouterr().err
+    assert not (tmp_path / "r.html").exists()
