@@ -61,7 +61,7 @@ class Row:
 
     def rounded(self) -> "Row":
         for name in ("volume", "maker_volume", "fees", "realised", "payout", "payout_pusd", "net", "open_shares"):
-            setattr(self, name, round(getattr(self, name), 6))
+            setattr(self, name, round(float(getattr(self, name)), 6))
         return self
 
     def as_dict(self) -> dict:
@@ -127,7 +127,7 @@ def window_row(info: WindowInfo, fills: list[FillView]) -> Row:
         resolved = fold(((cond, f) for f in live), {cond: winner})
         row.net = sum(p.realised_pnl for p in resolved.values())
         row.payout = row.net - row.realised
-        row.payout_pusd = sum(p.shares for (_, _, leg), p in trading.items() if leg is winner)
+        row.payout_pusd = sum((p.shares for (_, _, leg), p in trading.items() if leg is winner), 0.0)
     return row.rounded()
 
 
