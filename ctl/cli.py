@@ -562,6 +562,42 @@ def fills(settings: Settings, since: float | None, limit: int | None, as_json_fl
 
 
 # ---------------------------------------------------------------------------------------------------------
+# history (reads the trader's ledger file; works while the trader is down)
+
+
+@cli.command()
+@click.option("--since", type=SinceType(), default=None,
+              help="Only windows that started after this: 24h, 7d, a date (2026-11-23) or a time (UTC).")
+@click.option("--by", type=click.Choice(["window", "hour", "day"]), default="window", show_default=True,
+              help="One row per window, hour or day (hours and days group windows by their start).")
+@click.option("--mode", type=click.Choice(["live", "paper", "backtest"]), default=None,
+              help="Only fills of this mode (a ledger may hold live and paper runs).")
+@click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False), default=None,
+              help="Ledger file [default: ledger.sqlite in the trader's state directory: POLYMM_STATE_DIR, else "
+                   "/var/lib/polymm].")
+@json_option
+@click.option("--csv", "as_csv", is_flag=True, help="CSV rows instead of a table.")
+def history(since: float | None, by: str, mode: str | None, ledger_path: str | None, as_json_flag: bool,
+            as_csv: bool) -> None:
+    """What each window (hour, day) traded and earned, with totals: from the ledger, read-only."""
+    from polymm.ctl import history_view
+    from polymm.trader.ledger import LedgerReadError, find_path, load_history
+    if as_json_flag and as_csv:
+        fail("--json and --csv: choose one", EXIT_USAGE)
+    path = Path(ledger_path) if ledger_path else find_path(env.state_dir(), (env.SYSTEMD_STATE_DIR,))
+    try:
+        result = load_history(path, by=by, since=since, mode=mode)
+    except LedgerReadError as err:
+        fail(str(err))
+    if as_json_flag:
+        emit_json(result.as_dict())
+    elif as_csv:
+        click.echo(history_view.to_csv(result), nl=False)
+    else:
+        click.echo(history_view.table(result))
+
+
+# ---------------------------------------------------------------------------------------------------------
 # entry point
 
 

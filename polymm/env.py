@@ -20,6 +20,9 @@ DEFAULT_CONFIG = "/etc/polymm/config.toml"
 DEFAULT_SHM = "poly_tob_shm"
 DEFAULT_SOCKET = "/run/polymm/trader.sock"
 DEFAULT_WINDOW_S = 900
+# Where systemd puts the trader's state (StateDirectory=polymm): mmctl, run from an operator's shell without
+# $STATE_DIRECTORY, looks here when the state directory it would compute has no ledger.
+SYSTEMD_STATE_DIR = "/var/lib/polymm"
 
 # Environment variable names.
 CONFIG = "POLYMM_CONFIG"

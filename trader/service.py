@@ -157,6 +157,22 @@ def attach_feed(name: str, wait_s: float, stop: threading.Event):
                 raise StartupFailure(f"{exc} (waited {wait_s:.0f} s)") from None
 
 
+def open_ledger(state_dir: Path, mode: str = "live"):
+    """The ledger under the state directory, its writer thread started (never raises for file problems: an
+    unwritable ledger is a status warning and refuses new entries)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from polymm.trader.ledger import LedgerWriter, default_path
+
+    try:
+        polymm_version = version("polymm")
+    except PackageNotFoundError:
+        polymm_version = "unknown"
+    ledger = LedgerWriter(default_path(state_dir), mode)
+    ledger.start({"version": polymm_version})
+    return ledger
+
+
 def build_core(cfg, state_dir: Path, **kw):
     """The exchange gateway (secrets from the environment) and the execution core over it. The core locks the
     wallet under `state_dir` (one trader per wallet) and journals its orders there."""
@@ -188,6 +204,7 @@ class TraderService:
         self.server = None
         self.resolutions = None
         self.balance = None
+        self.ledger = None
 
     def run(self) -> int:
         try:
@@ -230,7 +247,8 @@ class TraderService:
             log.warning("config: %s", warning)
         gid = _socket_gid(args.socket_group)
         # Secrets are checked before waiting for anything, so a missing key fails at once (no network yet).
-        self.core = build_core(cfg, self.state_dir)
+        self.ledger = self.ledger or open_ledger(self.state_dir)
+        self.core = build_core(cfg, self.state_dir, ledger=self.ledger)
 
         self.notifier.status("waiting for the feed's shared memory", min_interval_s=0.0)
         feed_deadline = time.monotonic() + args.feed_wait_s  # one budget for the segment and a live market
@@ -275,7 +293,8 @@ class TraderService:
         self.balance.start()
 
         self.engine.step()  # one decision before the socket and READY: status has a book from the first answer
-        self.handler = TraderControlHandler(self.engine, self.core, self.store, balance=self.balance)
+        self.handler = TraderControlHandler(self.engine, self.core, self.store, balance=self.balance,
+                                            ledger=self.ledger)
         try:
             self.server = ControlServer(args.socket, self.handler, allowed_gid=gid)
             self.server.start()
@@ -301,8 +320,16 @@ class TraderService:
 
     def _reconfigure_for_restart(self):
         """`mmctl restart` re-reads the config: file + overrides, keeping the old one on error."""
-        _old, new, _warnings = self.store.reload()
+        old, new, _warnings = self.store.reload()
+        self._record_config_changes(old, new, "mmctl restart (config re-read)")
         return new
+
+    def _record_config_changes(self, old, new, who: str) -> None:
+        from polymm.trader.control.handler import changes_between
+
+        if self.ledger is not None:
+            for c in changes_between(old, new):  # values already redacted: no secret reaches the ledger
+                self.ledger.config_change(c.key, c.old, c.new, who)
 
     def _on_reload(self) -> None:
         """SIGHUP / systemctl reload: called on the loop thread between decisions."""
@@ -317,6 +344,7 @@ class TraderService:
             self.notifier.reloaded(self._summary())
             return
         changes = changes_between(old, new)  # the loop reads store.current at its next decision
+        self._record_config_changes(old, new, "SIGHUP reload")
         log.info("reloaded config: %s", ", ".join(f"{c.key}: {c.old} -> {c.new}" for c in changes) or "no change")
         for warning in warnings:
             log.warning("config: %s", warning)
@@ -359,6 +387,8 @@ class TraderService:
             self.server.stop()
         if self.engine is not None and self.engine.reader is not None:
             self.engine.reader.close()
+        if self.ledger is not None:
+            self.ledger.close(f"stopped ({self.signals.received})" if self.signals.received else "stopped")
         log.info("stopped")
 
 

@@ -1,9 +1,10 @@
-"""`polymm-backtest TICKS.jsonl [--config FILE] [--set KEY=VALUE ...] [--json]`: replay recorded top-of-book
+"""`polymm-backtest TICKS.jsonl [--config FILE] [--set KEY=VALUE ...] [--json] [--ledger FILE]`: replay recorded top-of-book
 updates through the trader's own decision pipeline (trader/decision/decide.py: S1, S2, risk, planner) against the
 fill model (trader/fill_model.py), and print orders, fills, final positions, resolution and P&L.
 
 The tick format is in ticks_file.py, the timing of the replay in runner.py, the fill model and resolution in
-trader/fill_model.py.
+trader/fill_model.py. `--ledger FILE` also writes the run into a ledger file (mode `backtest`, the trader's ledger
+schema), so `mmctl history --ledger FILE` and `polymm-report --compare` set it beside a live or paper week.
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--step-ms", type=float, default=100.0, help="decide at least this often between ticks (default 100)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="orders and cancels take effect this long after the decision (default 0)")
+    parser.add_argument("--ledger", metavar="FILE", help="also write the run into this ledger file (SQLite, mode backtest)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config, _parse_sets(args.set))
@@ -58,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     if result.lines == 0:
         print(f"polymm-backtest: {args.ticks}: no ticks", file=sys.stderr)
         return 2
+    if args.ledger:
+        from polymm.trader.ledger.from_backtest import BacktestFileError, write_result
+        try:
+            write_result(_finite(result.to_json()), args.ledger)
+        except BacktestFileError as e:
+            print(f"polymm-backtest: --ledger: {e}", file=sys.stderr)
+            return 1
     try:
         if args.json:
             sys.stdout.write(json.dumps(_finite(result.to_json()), indent=1, allow_nan=False) + "\n")

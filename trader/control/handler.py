@@ -218,8 +218,9 @@ class TraderControlHandler:
     """ControlHandler (trader/control/server.py) for one running trader."""
 
     def __init__(self, engine, core, store: ConfigStore, *, started_at: float | None = None,
-                 clock=time.time, balance=None) -> None:
+                 clock=time.time, balance=None, ledger=None) -> None:
         self.engine = engine
+        self.ledger = ledger  # trader/ledger.LedgerWriter: config changes are recorded there
         self.balance = balance  # trader/balance.BalanceWatcher, or None
         self.core = core
         self.store = store
@@ -453,10 +454,17 @@ class TraderControlHandler:
 
     # -- changes --------------------------------------------------------------------------------------
 
-    def _hand_over(self, old, new, warnings, message: str) -> p.ChangeReply:
+    def _hand_over(self, old, new, warnings, message: str, who: str) -> p.ChangeReply:
         changes = changes_between(old, new)
         if changes:
             self._command("set_config", new)
+            if self.ledger is not None:
+                from polymm.trader.control.server import current_peer
+
+                peer = current_peer()
+                who = f"{who} by {peer.describe()}" if peer is not None else who
+                for c in changes:
+                    self.ledger.config_change(c.key, c.old, c.new, who)
         return p.ChangeReply(
             changes=changes, warnings=list(warnings), pending_restart=sorted(self.store.pending_restart),
             message=message if changes else "no change",
@@ -468,12 +476,13 @@ class TraderControlHandler:
         old, new, warnings = self.store.set(request.settings)
         log.info("config set: %s", ", ".join(f"{c.key}: {c.old} -> {c.new}" for c in changes_between(old, new)) or "no change")
         return self._hand_over(old, new, warnings,
-                               f"applied at the next decision; persisted to {self.store.overrides_path}")
+                               f"applied at the next decision; persisted to {self.store.overrides_path}", "mmctl set")
 
     def unset(self, request: p.UnsetRequest) -> p.ChangeReply:
         old, new, warnings = self.store.unset(request.key)
         return self._hand_over(old, new, warnings,
-                               f"override of {request.key} removed from {self.store.overrides_path}; applied at the next decision")
+                               f"override of {request.key} removed from {self.store.overrides_path}; applied at the next decision",
+                               "mmctl unset")
 
     def reload(self, request: p.ReloadRequest) -> p.ChangeReply:
         try:
@@ -481,7 +490,8 @@ class TraderControlHandler:
         except p.ControlError as err:
             log.error("reload failed, old config kept: %s", err.message)
             raise
-        return self._hand_over(old, new, warnings, "file and overrides re-read; applied at the next decision")
+        return self._hand_over(old, new, warnings, "file and overrides re-read; applied at the next decision",
+                               "mmctl reload")
 
     @staticmethod
     def _done(cmd) -> p.DoneReply:

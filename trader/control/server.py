@@ -40,6 +40,12 @@ from typing import Protocol
 from polymm.ctl import protocol as p
 
 log = logging.getLogger("polymm.trader.control")
+_calling = threading.local()  # the peer whose request the handler is running on this thread
+
+
+def current_peer() -> "Peer | None":
+    """Who sent the request the calling handler method is serving (the ledger records who changed the config)."""
+    return getattr(_calling, "peer", None)
 
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
@@ -531,6 +537,7 @@ class ControlServer:
         if mutating and not self._mutate_lock.acquire(timeout=self.mutate_wait_s):
             return p.ErrorReply(code=p.E_BUSY, message=f"another change is still in progress; {op} not done, try again")
         try:
+            _calling.peer = peer
             reply = method(request)
             if not isinstance(reply, p.Reply):
                 log.error("control: handler.%s returned %r, not a Reply", op, type(reply).__name__)
@@ -542,6 +549,7 @@ class ControlServer:
             reply = p.ErrorReply(code=p.E_INTERNAL,
                                  message=f"{op} failed inside the trader: {p.one_line(f'{type(exc).__name__}: {exc}')}")
         finally:
+            _calling.peer = None
             if mutating:
                 self._mutate_lock.release()
         if mutating:

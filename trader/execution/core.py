@@ -74,7 +74,7 @@ from polymm.trader.execution.sync import ExchangeSync
 from polymm.trader.execution.wallet_lock import WalletLock
 from polymm.trader.execution.workers import SubmitWorkers
 from polymm.trader.model import (ExchangeStatus, Leg, MarketIdentity, MarketResolvedEvent, OrderType, PositionView,
-                                 Want)
+                                 Role, Want)
 from polymm.trader.venue.gateway import Gateway
 from polymm.trader.venue.heartbeat import Heartbeater
 from polymm.trader.venue.user_stream import UserStream
@@ -93,8 +93,12 @@ class ExecutionCore(OrderLedger, SubmitWorkers, ExchangeSync):
                  unknown_lookup_every_s: float = 1.0, unknown_max_lookups: int = 5,
                  on_submit_sent: Callable[[str, float], None] | None = None,
                  ws_connect_wait_s: float = 5.0, ws_backoff_s: float = 0.5, ws_ping_every_s: float = 10.0,
-                 post_only_after_restart_s: float = 120.0, heartbeat: bool = True) -> None:
+                 post_only_after_restart_s: float = 120.0, heartbeat: bool = True, ledger=None) -> None:
         self.gateway = gateway
+        # trader/ledger.LedgerWriter (or None): every order action, fill, window and resolution is queued to it
+        # (never blocking). While it cannot write, new entries are refused (we never open a position without a
+        # record); exits and stops still go out.
+        self.ledger = ledger
         # risk.heartbeat (start-time config): False = never arm the exchange's dead-man switch. Said in status
         # for as long as it holds, because a trader that dies then leaves its orders resting.
         self.heartbeat_enabled = heartbeat
@@ -257,6 +261,8 @@ class ExecutionCore(OrderLedger, SubmitWorkers, ExchangeSync):
         """In-process restart (mmctl restart): cancel our orders, reconnect the user channel and
         heartbeats, reconcile. Fills, positions and the journal are kept."""
         log.warning("execution core restart: %s", reason)
+        if self.ledger is not None:
+            self.ledger.event("core-restart", reason, ts=self.clock())
         market = self._current
         if market is None:
             raise RuntimeError("restart before start")
@@ -350,6 +356,8 @@ class ExecutionCore(OrderLedger, SubmitWorkers, ExchangeSync):
         refusal = self._xstate.refuse_reason(order.leg, order.side, order.post_only, now)
         if refusal is not None:
             return refusal
+        if order.role is Role.ENTRY and self.ledger is not None and self.ledger.error:
+            return "ledger cannot be written: no new entries until it can (exits and stops still go out)"
         if order.order_type in (OrderType.FAK, OrderType.FOK) and order.post_only:
             return "post-only is only possible for GTC/GTD orders"
         if not (order.size > 0):
@@ -447,6 +455,8 @@ class ExecutionCore(OrderLedger, SubmitWorkers, ExchangeSync):
             self._push(MarketResolvedEvent(condition_id, winning_leg))
         if self._journal is not None:
             self._journal.resolved(condition_id, winning_leg.value, now)
+        if self.ledger is not None:
+            self.ledger.resolution(condition_id, winning_leg, ts=now)
         log.info("market %s resolved: %s won; pnl %s", condition_id, winning_leg.value,
                  self.pnl()["markets"].get(condition_id))
         self.wake.set()

@@ -236,6 +236,11 @@ class FillStore:
                 self._by_order.pop(order_id, None)
         return len(keys)
 
+    def condition_of(self, trade_id: str, order_id: str) -> str | None:
+        """The market of one of our fills (the ledger files each fill under its window)."""
+        fill = self._fills.get((trade_id, order_id))
+        return fill.condition_id if fill is not None else None
+
     def latest_match_time(self) -> float | None:
         return max((f.view.ts for f in self._fills.values()), default=None)
 

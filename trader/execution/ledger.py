@@ -134,6 +134,8 @@ class OrderLedger:
             self._ticks.setdefault(market.down_token, market.tick_size)
         if not known and journal and self._journal is not None:
             self._journal.market(market, now)
+        if not known and self.ledger is not None:
+            self.ledger.window(market, ts=now)
 
     def _load_journal(self, journal: OrderJournal, now: float) -> None:
         contents = journal.load(now)
@@ -154,6 +156,13 @@ class OrderLedger:
             self._backfill = {c for c in self._markets if c in ordered and c not in self._resolutions}
         log.info("order journal: %d orders, %d markets, %d resolutions", len(contents.orders),
                  len(contents.markets), len(contents.resolutions))
+        if self.ledger is not None:
+            # A kill -9 can lose the ledger's last queued records; the journal has every order before it was sent
+            # (and the markets, registered above, and resolutions): give the ledger what it lacks (idempotent).
+            for entry in contents.orders.values():
+                self.ledger.order_recovered(entry)
+            for cond, leg in contents.resolutions.items():
+                self.ledger.resolution(cond, leg, ts=now)
 
     def _journal_order(self, order: Order) -> None:
         entry = JournalOrder(order.order_id or "", order.client_id, order.strategy, order.leg.value,
@@ -202,8 +211,11 @@ class OrderLedger:
             return
         self._push(OrderChanged(t.after, t.before.state if t.before else None))
 
-    def _fill_event(self, fill: FillView, previous: str | None, log_it: bool = True) -> None:
+    def _fill_event(self, fill: FillView, previous: str | None, log_it: bool = True, source: str = "stream") -> None:
         self._push(FillChanged(fill, previous))
+        if self.ledger is not None:
+            self.ledger.fill(fill, self._fills.condition_of(fill.trade_id, fill.order_id) or "", previous, source,
+                             ts=self.clock())
         level = logging.WARNING if fill.status == "FAILED" else logging.INFO
         if log_it or previous is None or fill.status == "FAILED":
             what = "fill" if previous is None else ("fill-reversed" if fill.status == "FAILED" else "fill-status")
@@ -217,6 +229,11 @@ class OrderLedger:
             self._emit_status_locked()
 
     def _emit_status_locked(self) -> None:
+        if self.ledger is not None:
+            if self.ledger.error:
+                self._xstate.extra_warnings["ledger"] = self.ledger.error
+            else:
+                self._xstate.extra_warnings.pop("ledger", None)
         self._xstate.tick(self.clock())
         status = self._xstate.status()
         if status != self._last_status:
@@ -227,8 +244,9 @@ class OrderLedger:
             self._last_status = status
             self._push(StatusChanged(status))
 
-    @staticmethod
-    def _log_order(action: str, order: Order, reason: str, level: int = logging.INFO) -> None:
+    def _log_order(self, action: str, order: Order, reason: str, level: int = logging.INFO) -> None:
+        if self.ledger is not None:
+            self.ledger.order_action(action, order, reason, ts=self.clock())
         log.log(level, "order %s id=%s strategy=%s leg=%s side=%s price=%s size=%s type=%s post_only=%d reason=%s",
                 action, order.order_id or order.client_id, order.strategy, order.leg.value, order.side.value,
                 _fmt(order.price), _fmt(order.size), order.order_type.value, int(order.post_only), reason or "-")

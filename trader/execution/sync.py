@@ -146,7 +146,7 @@ class ExchangeSync:
                 for t in res.order_changes:
                     self._order_event(t)
                 for fill, previous in res.fill_changes:
-                    self._fill_event(fill, previous, log_it=False)
+                    self._fill_event(fill, previous, log_it=False, source="reconcile")
                 self._xstate.last_reconcile_at = now
                 self._backfill.difference_update(markets)
             for diff in res.differences:
