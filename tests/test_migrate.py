@@ -58,7 +58,7 @@ def test_a_realistic_config_json_migrates_every_recognised_value_and_moves_the_s
     assert "#   POLL_INTERVAL_MS: not a setting polymm knows" in text
     assert "#   STRATEGY_1.USE_KELLY_SIZING: not a setting polymm knows" in text
     bad = next(line for line in text.splitlines() if "STRATEGY_1.LATE_SL_TRIGGER" in line)
-    assert bad.startswith("#") and "1.7" in bad and "s1.late_sl_trigger" in bad
+    assert bad.startswith("#") and "s1.late_sl_trigger must be a number between 0 and 1 (got 1.7)" in bad
     assert cfg.s1.late_sl_trigger == cfgmod.S1Params().late_sl_trigger  # the bad value is not half-applied
     assert "#   TELEGRAM_BOT_TOKEN: looks like a credential" in text
     # Secrets: only in the env file, created 0600, exactly as given.
@@ -133,7 +133,7 @@ def test_cap_schedule_in_every_shape_we_know(schedule):
 ])
 def test_a_cap_schedule_of_unknown_shape_is_a_comment_with_the_reason(schedule, why):
     m = migrate.migrate({"STRATEGY_1": {"CAP_SCHEDULE": schedule}})
-    assert m.values == [] and why in m.skipped[0] and "s1.cap_schedule" in m.skipped[0]
+    assert m.values == [] and why in m.skipped[0] and "CAP_SCHEDULE" in m.skipped[0]
 
 
 def test_values_that_are_valid_alone_but_not_together_are_written_and_said(tmp_path):

@@ -166,9 +166,9 @@ def check_value(key: str, value: Any) -> tuple[Any, str | None]:
         cfgmod._set_raw(raw, key, value, "config.json")
         typed = msgspec.convert(raw, cfgmod.Config, strict=False)
     except cfgmod.ConfigError as exc:
-        return None, exc.reason
+        return None, str(exc)
     except msgspec.ValidationError as exc:
-        return None, cfgmod._error_from_msgspec(exc, "").reason
+        return None, str(cfgmod._error_from_msgspec(exc, "", raw))
     return cfgmod.get_key(typed, key), None
 
 
@@ -234,7 +234,7 @@ def migrate(doc: Any) -> Migration:
                 return
         typed, why = check_value(key, value)
         if why is not None:
-            out.skipped.append(f"{origin} = {_plain(value)}: not migrated to {key}: {why}")
+            out.skipped.append(f"{origin} = {_plain(value)}: not migrated: {why}")
             return
         if key in seen:
             out.skipped.append(f"{origin}: {key} already set from {seen[key]}; this one is ignored")
