@@ -220,17 +220,23 @@ def watch(settings: Settings, interval: float, count: int | None, as_json_flag: 
 # config
 
 
+def entry_source(entry: p.ConfigEntry) -> str:
+    """file / override / env / default; a trader that does not say knows at least its overrides."""
+    if entry.source:
+        return entry.source
+    return "override" if entry.override else "-"
+
+
 def config_rows(entries: list[p.ConfigEntry]) -> list[tuple]:
     rows = []
     for entry in entries:
         flags = []
-        if entry.override:
-            flags.append("override")
         if not entry.live:
             flags.append("restart-only")
         if entry.pending_restart:
             flags.append("pending restart")
-        rows.append((entry.key, _value(entry.key, entry.value), _value(entry.key, entry.default), ", ".join(flags)))
+        rows.append((entry.key, _value(entry.key, entry.value), _value(entry.key, entry.default), entry_source(entry),
+                     ", ".join(flags)))
     return rows
 
 
@@ -251,10 +257,11 @@ def redacted_entries(entries: list[p.ConfigEntry]) -> list[p.ConfigEntry]:
 @json_option
 @click.pass_obj
 def config(settings: Settings, key: str | None, as_json_flag: bool) -> None:
-    """Show the effective config (or one KEY).
+    """Show the effective config (or one KEY, or a SECTION such as s1).
 
-    Secrets are redacted; values set with `mmctl set` are marked "override"; keys that only change with a
-    restart are marked "restart-only".
+    The source column says where each value comes from: "file" (the config file sets it), "override" (`mmctl
+    set`, kept in the state directory), "env" (an environment variable or option), "default". Secrets are
+    redacted; keys that only change with a restart are flagged "restart-only".
     """
     # A bare section name (`mmctl config s1`) shows that section's keys; the trader only knows full keys.
     section = key if key is not None and "." not in key else None
@@ -270,7 +277,7 @@ def config(settings: Settings, key: str | None, as_json_flag: bool) -> None:
     if as_json_flag:
         emit_json(as_json(reply))
         return
-    click.echo(render.table(("key", "value", "default", "flags"), config_rows(reply.entries)))
+    click.echo(render.table(("key", "value", "default", "source", "flags"), config_rows(reply.entries)))
     footer = []
     if reply.source:
         footer.append(f"file: {reply.source}")

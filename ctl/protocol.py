@@ -204,6 +204,9 @@ class ConfigEntry(msgspec.Struct, kw_only=True):
     override: bool = False  # set with `mmctl set`, persisted in the state directory
     live: bool = True  # may change while trading; False = needs a restart
     pending_restart: bool = False  # changed but not in effect until the trader restarts
+    # Where the value comes from: "override" (mmctl set), "env" (an environment variable or option, e.g.
+    # POLYMM_CLOB_URL), "file" (the config file sets the key), "default". "" from a trader that does not say.
+    source: str = ""
 
 
 class Change(msgspec.Struct, kw_only=True):

@@ -122,3 +122,11 @@ def test_the_issues_examples():
     assert str(refuse("risk.max_orders_per_min", "2.5")) == \
         "risk.max_orders_per_min must be a whole number from 1 to 100000 (got 2.5)"
     assert str(refuse("s1.entry_threshold", "1.5")) == "s1.entry_threshold must be a number between 0 and 1 (got 1.5)"
+
+
+def test_keys_in_file_lists_what_the_file_sets(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('[s1]\nentry_threshold = 0.7\n[[s1.cap_schedule]]\nstart_s = 0\nend_s = 900\ncap_usd = 3\n'
+                    '[risk]\nmax_exposure_usd = 20\n')
+    assert cfgmod.keys_in_file(path) == {"s1.entry_threshold", "s1.cap_schedule", "risk.max_exposure_usd"}
+    assert cfgmod.keys_in_file(None) == frozenset() and cfgmod.keys_in_file(tmp_path / "nope") == frozenset()

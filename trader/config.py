@@ -742,6 +742,20 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
     return _convert(raw, strict=False, source=source)
 
 
+def keys_in_file(path: str | Path | None) -> frozenset[str]:
+    """The dotted keys a config file sets (whatever their values), for `mmctl config`'s source column. Empty
+    when there is no file or it cannot be read: load_config is the one that reports a bad file."""
+    if path is None:
+        return frozenset()
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return frozenset()
+    known = set(all_keys())
+    return frozenset(f"{section}.{name}" for section, table in raw.items() if isinstance(table, dict)
+                     for name in table if f"{section}.{name}" in known)
+
+
 def apply_settings(cfg: Config, settings: dict[str, str]) -> tuple[Config, list[str]]:
     """`mmctl set`: change live keys (values as text), validate the whole result, return (new config, warnings).
 

@@ -266,6 +266,21 @@ def test_config_table_marks_overrides_and_restart_only_keys_and_redacts_secrets(
     assert_no_secrets(run.stdout, run.stderr)
 
 
+def test_config_says_where_each_value_comes_from(trader, sock_path, handler):
+    handler.cfg.file_keys = {"s1.size_usd", "s1.entry_threshold"}
+    handler.cfg.overrides.add("s1.entry_threshold")  # the override wins over the file
+    run = mmctl(sock_path, "config")
+    assert run.exit_code == 0
+    header = run.stdout.splitlines()[0].split()
+    assert header == ["key", "value", "default", "source", "flags"]
+    source = {line.split()[0]: line.split()[header.index("source")] for line in run.stdout.splitlines()[1:]
+              if line.strip() and not line.startswith(("file:", "overrides:"))}
+    assert source["s1.entry_threshold"] == "override" and source["s1.size_usd"] == "file"
+    assert source["risk.max_exposure_usd"] == "default"
+    doc = json.loads(mmctl(sock_path, "config", "--json").stdout)
+    assert {e["key"]: e["source"] for e in doc["entries"]}["s1.size_usd"] == "file"
+
+
 def test_config_json_is_redacted_too(trader, sock_path):
     run = mmctl(sock_path, "config", "--json")
     doc = json.loads(run.stdout)
