@@ -130,6 +130,8 @@ AnyRequest = Union[
 MUTATING_OPS = frozenset({"set", "unset", "reload", "pause", "resume", "cancel_all", "flatten", "restart"})
 READ_ONLY_OPS = frozenset({"status", "config", "orders", "positions", "fills"})
 ALL_OPS = MUTATING_OPS | READ_ONLY_OPS
+# The kill switch: served whatever the load (the server admits them over its client limit, on their own workers).
+KILL_SWITCH_OPS = frozenset({"pause", "flatten", "cancel_all"})
 
 
 # ---------------------------------------------------------------------------------------------------------
