@@ -55,3 +55,46 @@ def test_entries_take_profits_and_ordinary_stops_are_untouched():
     tp = Want(strategy="s1", leg=Leg.UP, side=Side.SELL, price=0.7, size=5, role=Role.TAKE_PROFIT, post_only=True)
     assert adapt_exits([entry, tp], book(), CFG, post_only_only=True) == [entry, tp]
     assert adapt_exits([stop()], book(), CFG, post_only_only=False) == [stop()]
+
+
+# -- through the pipeline -----------------------------------------------------------------------------------
+
+
+def _stop_decision(post_only_only: bool, orders=(), up_bid: float = 0.45):
+    from strategy_helpers import WS, pos
+    from polymm.trader.decide import decide, new_state
+
+    market = book(up_bid=up_bid)
+    positions = {("s1", Leg.UP): pos(Leg.UP, 8.0, 0.60)}
+    return decide(market, list(orders), positions, CFG, new_state(market), WS + 100, post_only_only=post_only_only)
+
+
+def test_a_stop_in_post_only_mode_is_placed_resting_not_held_back():
+    from polymm.trader.planner import Place
+
+    places = [a.want for a in _stop_decision(True).actions if isinstance(a, Place)]
+    assert [(w.role, w.order_type, w.post_only, w.price, w.size) for w in places] == \
+        [(Role.STOP_LOSS, OrderType.GTC, True, 0.46, 8.0)]
+
+
+def test_without_post_only_mode_the_stop_is_fill_and_kill_as_before():
+    from polymm.trader.planner import Place
+
+    places = [a.want for a in _stop_decision(False).actions if isinstance(a, Place)]
+    assert [(w.role, w.order_type, w.post_only, w.price) for w in places] == [(Role.STOP_LOSS, OrderType.FAK, False, 0.01)]
+
+
+def test_the_resting_stop_follows_the_bid_and_gives_way_to_the_taker_stop_after():
+    from strategy_helpers import WS, order_from
+    from polymm.trader.planner import Cancel, Place
+
+    [resting] = [a.want for a in _stop_decision(True).actions if isinstance(a, Place)]
+    working = order_from(resting, created_at=WS + 100)
+    # The bid fell: the resting sell is replaced at the new bid + tick (cancel first: it locks the shares).
+    moved = _stop_decision(True, orders=[working], up_bid=0.43).actions
+    assert [type(a) for a in moved] == [Cancel] and "replace with SELL 8 @ 0.44" in moved[0].reason
+    # Unchanged book: kept as it is, no churn.
+    assert _stop_decision(True, orders=[working], up_bid=0.45).actions == []
+    # Takers allowed again: the resting sell goes, to be replaced by the fill-and-kill stop.
+    back = _stop_decision(False, orders=[working], up_bid=0.45).actions
+    assert [type(a) for a in back] == [Cancel] and "FAK" not in back[0].reason and "0.01" in back[0].reason

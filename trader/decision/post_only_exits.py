@@ -22,8 +22,8 @@ import math
 from dataclasses import replace
 from typing import Sequence
 
-from .model import MarketView, OrderType, Role, Side, Want
-from .ticks import round_price
+from polymm.trader.model import MarketView, OrderType, Role, Side, Want
+from polymm.trader.decision.ticks import round_price
 
 EXIT_ROLES = (Role.STOP_LOSS, Role.FLATTEN)
 # Appended to the reason of a resting stop, so the log says why a stop rests instead of taking.
