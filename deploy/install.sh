@@ -157,11 +157,11 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$wanted" ] \
 else
     # pip prints each package as it collects and installs it: a fresh host spends a network-bound minute here.
     say "installing polymm and its dependencies with pip into $PREFIX (a minute or so on a fresh host) ..."
-    PIP=("$PREFIX/bin/python" -m pip --disable-pip-version-check --no-input --progress-bar off)
+    PIP=("$PREFIX/bin/python" -m pip --disable-pip-version-check --no-input)
     pip_log="$(mktemp)"; cleanup+=("$pip_log")
     # pip's own progress lines (one per package), prefixed; all of its output when it fails.
     run_pip() {
-        if ! "${PIP[@]}" install "$@" 2>&1 | tee "$pip_log" \
+        if ! "${PIP[@]}" install --progress-bar off "$@" 2>&1 | tee "$pip_log" \
                 | sed -u -n 's/^\(Collecting\|Processing\|Downloading\|Building\|Installing\|Successfully\) /install:   pip: \1 /p'; then
             tail -n 40 "$pip_log" >&2
             die "pip install failed (its last lines are above)"
