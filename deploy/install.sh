@@ -143,7 +143,7 @@ if [ ! -x "$PREFIX/bin/python" ] || ! "$PREFIX/bin/python" -c 'import sys' 2>/de
     changed "created venv $PREFIX"
 fi
 # What would be installed, as one hash: the wheels' bytes, or the source tree's files (names and contents, not
-# their times), plus this script's own pip steps' inputs. Equal to the stamp of the last install = nothing to do.
+# their times). Equal to the stamp of the last install (and the venv imports polymm) = nothing to do.
 if [ -n "$WHEELS" ]; then
     wanted="wheels $( (cd "$WHEELS" && sha256sum -- *.whl) | sha256sum | cut -c1-32)"
 else
