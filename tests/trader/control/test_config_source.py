@@ -3,7 +3,7 @@ overrides and the endpoints given by environment or option."""
 from __future__ import annotations
 
 from polymm.ctl import protocol as p
-from polymm.trader.control_handler import ConfigStore, TraderControlHandler
+from polymm.trader.control.handler import ConfigStore, TraderControlHandler
 
 
 def sources(handler) -> dict[str, str]:

@@ -12,7 +12,7 @@ import pytest
 from polymm.trader import config as cfgmod
 from polymm.trader import migrate
 
-FIXTURE = Path(__file__).parent / "fixtures" / "legacy" / "config.json"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "legacy" / "config.json"
 LEGACY = json.loads(FIXTURE.read_text())
 SECRETS = {
     "PK": LEGACY["PRIVATE_KEY"],

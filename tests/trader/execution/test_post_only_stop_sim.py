@@ -7,13 +7,13 @@ import time
 
 import pytest
 
-from exec_helpers import book_top, live_market, marketable, running_core, wait_for, want
+from tests.support.execution import book_top, live_market, marketable, running_core, wait_for, want
 from polymm.sim.testing import run_sim
-from polymm.trader.decide import decide, new_state
+from polymm.trader.decision.decide import decide, new_state
 from polymm.trader.engine import halt_reason
 from polymm.trader.model import ExchangeMode, Leg, MarketView, OrderState, OrderType, Role, Side
-from polymm.trader.planner import Place
-from strategy_helpers import config
+from polymm.trader.decision.planner import Place
+from tests.support.strategy import config
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

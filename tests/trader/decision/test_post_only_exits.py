@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import math
 
-from strategy_helpers import book, config
+from tests.support.strategy import book, config
 from polymm.trader.model import Leg, OrderType, Role, Side, Want
-from polymm.trader.post_only_exits import RESTING, adapt_exits
+from polymm.trader.decision.post_only_exits import RESTING, adapt_exits
 
 CFG = config()
 
@@ -61,8 +61,8 @@ def test_entries_take_profits_and_ordinary_stops_are_untouched():
 
 
 def _stop_decision(post_only_only: bool, orders=(), up_bid: float = 0.45):
-    from strategy_helpers import WS, pos
-    from polymm.trader.decide import decide, new_state
+    from tests.support.strategy import WS, pos
+    from polymm.trader.decision.decide import decide, new_state
 
     market = book(up_bid=up_bid)
     positions = {("s1", Leg.UP): pos(Leg.UP, 8.0, 0.60)}
@@ -70,7 +70,7 @@ def _stop_decision(post_only_only: bool, orders=(), up_bid: float = 0.45):
 
 
 def test_a_stop_in_post_only_mode_is_placed_resting_not_held_back():
-    from polymm.trader.planner import Place
+    from polymm.trader.decision.planner import Place
 
     places = [a.want for a in _stop_decision(True).actions if isinstance(a, Place)]
     assert [(w.role, w.order_type, w.post_only, w.price, w.size) for w in places] == \
@@ -78,15 +78,15 @@ def test_a_stop_in_post_only_mode_is_placed_resting_not_held_back():
 
 
 def test_without_post_only_mode_the_stop_is_fill_and_kill_as_before():
-    from polymm.trader.planner import Place
+    from polymm.trader.decision.planner import Place
 
     places = [a.want for a in _stop_decision(False).actions if isinstance(a, Place)]
     assert [(w.role, w.order_type, w.post_only, w.price) for w in places] == [(Role.STOP_LOSS, OrderType.FAK, False, 0.01)]
 
 
 def test_the_resting_stop_follows_the_bid_and_gives_way_to_the_taker_stop_after():
-    from strategy_helpers import WS, order_from
-    from polymm.trader.planner import Cancel, Place
+    from tests.support.strategy import WS, order_from
+    from polymm.trader.decision.planner import Cancel, Place
 
     [resting] = [a.want for a in _stop_decision(True).actions if isinstance(a, Place)]
     working = order_from(resting, created_at=WS + 100)

@@ -2,11 +2,11 @@
 reconciliation; only a fill nobody recorded is reported as missed by the user channel."""
 from __future__ import annotations
 
-from polymm.trader import reconcile
-from polymm.trader.fills import FillStore, MakerLeg, OrderInfo, TokenInfo, TradeReport
+from polymm.trader.execution import reconcile
+from polymm.trader.execution.fills import FillStore, MakerLeg, OrderInfo, TokenInfo, TradeReport
 from polymm.trader.model import Leg, OrderType, Role, Side, Want
-from polymm.trader.order_journal import OrderJournal
-from polymm.trader.orders import OrderBook
+from polymm.trader.execution.order_journal import OrderJournal
+from polymm.trader.execution.orders import OrderBook
 
 COND, UP, DOWN = "0xcond", "111", "222"
 TOKENS = {UP: TokenInfo(COND, Leg.UP, 0.07), DOWN: TokenInfo(COND, Leg.DOWN, 0.07)}

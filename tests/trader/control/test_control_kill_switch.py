@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ctl_testing import FakeHandler, mmctl, serve
+from tests.support.ctl import FakeHandler, mmctl, serve
 from polymm.ctl import protocol as p
 from polymm.ctl.client import ControlClient, CtlError, RemoteError
 
