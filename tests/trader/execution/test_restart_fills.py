@@ -2,6 +2,10 @@
 reconciliation; only a fill nobody recorded is reported as missed by the user channel."""
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from polymm.trader.execution import reconcile
 from polymm.trader.execution.fills import FillStore, MakerLeg, OrderInfo, TokenInfo, TradeReport
 from polymm.trader.model import Leg, OrderType, Role, Side, Want
@@ -63,3 +67,48 @@ def test_the_journal_keeps_the_trade_ids_of_recorded_fills_across_a_restart(tmp_
     again.close()
     # Old entries go with the rest of the journal (keep_s).
     assert OrderJournal(path, keep_s=10).load(1000.0 + 3600).fills == set()
+
+
+# -- the execution core across a restart, on the sim --------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_restarted_core_finds_its_recorded_fills_quietly_and_warns_only_of_unrecorded_ones(tmp_path, caplog):
+    from polymm.sim.testing import run_sim
+    from tests.support.execution import book_top, live_market, make_core, marketable, wait_for, want
+
+    state = tmp_path / "state"
+    with run_sim(tmp_path / "sim", seed=5, window_s=900) as sim:
+        m = live_market(sim)
+        core, pk = make_core(sim, state)
+        core.start(m)
+        try:
+            _, ask = book_top(sim, m.up_token)
+            core.place(want(Leg.UP, Side.BUY, marketable(ask), 5, post_only=False, order_type=OrderType.FAK))
+            wait_for(lambda: len(core.fills()) == 1, what="one fill seen on the user channel")
+        finally:
+            core.stop()
+        journal = next(state.glob("orders-*.jsonl"))
+        assert '"kind":"fill"' in journal.read_text()
+
+        def restart() -> list[logging.LogRecord]:
+            caplog.clear()
+            again, _ = make_core(sim, state, pk=pk)
+            with caplog.at_level(logging.INFO, logger="polymm.trader"):
+                again.start(live_market(sim))
+                try:
+                    assert again.positions()[("s1", Leg.UP)].shares == 5  # the position is back either way
+                finally:
+                    again.stop()
+            return [r for r in caplog.records if "reconcile (start)" in r.getMessage()]
+
+        records = restart()
+        assert not [r for r in records if "missed by the user channel" in r.getMessage()], \
+            [r.getMessage() for r in records]
+        assert any(r.levelno == logging.INFO and "1 fill(s) recorded before the restart" in r.getMessage()
+                   for r in records)
+        # A fill nobody recorded (here: the journal lost its fill lines) is still a warning.
+        journal.write_text("".join(line + "\n" for line in journal.read_text().splitlines() if '"kind":"fill"' not in line))
+        records = restart()
+        assert [r.levelno for r in records if "fill missed by the user channel" in r.getMessage()] == [logging.WARNING]
