@@ -38,7 +38,8 @@ memory, default poly_tob_shm).
 
 \b
 Exit codes: 0 ok / healthy; 1 unhealthy (status) or refused by the trader; 2 usage; 3 trader not running;
-4 permission denied (join the service's group); 5 timeout; 6 protocol version mismatch; 7 connection lost.
+4 permission denied (join the service's group); 5 timeout; 6 protocol version mismatch; 7 connection lost;
+status only: 8 feed down (trader up), 9 paused by an operator and nothing else wrong.
 
 \b
 Shell completion (add to your shell's rc file):
@@ -152,38 +153,58 @@ def gather_status(settings: Settings) -> status_view.StatusView:
     except RemoteError as err:
         return status_view.build_status(feed, None, err.reply.message)
     except CtlError as err:
-        return status_view.build_status(feed, None, str(err))
+        return status_view.build_status(feed, None, str(err), err.exit_code)
 
 
 @cli.command()
 @json_option
 @click.pass_obj
 def status(settings: Settings, as_json_flag: bool) -> None:
-    """Feed and trader health; exit 0 when healthy.
+    """Feed and trader health; the exit code says which class.
 
     The feed part is read straight from shared memory, so it works while the trader is down. Warnings say
-    what is wrong in words; the exit code is 0 only when there are none.
+    what is wrong in words. For health checks, the worst class wins:
+
+    \b
+      0  healthy
+      1  unhealthy: both services up, something needs attention (stale book, heartbeats failing, ...)
+      9  paused: `mmctl pause` / `flatten` in force and nothing else wrong (`mmctl resume`)
+      8  feed down: no shared memory, feed stopped or its heartbeat too old (the trader answers)
+      3  trader down: not running (4 permission denied, 5 timeout, 6 protocol mismatch, 7 connection
+         lost: the trader could not be asked, for that reason)
     """
     view = gather_status(settings)
     if as_json_flag:
         emit_json(status_view.status_json(view))
     else:
         click.echo(status_view.render_status(view, time.time()))
-    raise click.exceptions.Exit(EXIT_OK if view.healthy else EXIT_UNHEALTHY)
+    raise click.exceptions.Exit(view.exit_code)
 
 
 @cli.command()
 @click.option("--interval", "-n", type=click.FloatRange(min=0.2), default=1.0, show_default=True,
               help="Seconds between refreshes.")
 @click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after this many refreshes.")
+@click.option("--json", "as_json_flag", is_flag=True,
+              help="Stream one JSON object per refresh, one per line (the same object as `status --json`, "
+                   "plus its time).")
 @click.pass_obj
-def watch(settings: Settings, interval: float, count: int | None) -> None:
+def watch(settings: Settings, interval: float, count: int | None, as_json_flag: bool) -> None:
     """`status`, refreshed in place until Ctrl-C."""
     shown = 0
     try:
         while count is None or shown < count:
             view = gather_status(settings)
             now = time.time()
+            if as_json_flag:
+                # JSON lines: a consumer reads one complete object per line as it comes (flushed at once).
+                click.echo(msgspec.json.encode({"ts": now, **status_view.status_json(view)}, enc_hook=str,
+                                               order="sorted").decode())
+                sys.stdout.flush()
+                shown += 1
+                if count is None or shown < count:
+                    time.sleep(interval)
+                continue
             screen = f"mmctl watch  every {render.number(interval)}s  {render.clock(now, with_date=True)} UTC\n\n"
             screen += status_view.render_status(view, now)
             # Home + clear-to-end instead of a full clear: no flicker on a slow ssh link.
@@ -199,17 +220,23 @@ def watch(settings: Settings, interval: float, count: int | None) -> None:
 # config
 
 
+def entry_source(entry: p.ConfigEntry) -> str:
+    """file / override / env / default; a trader that does not say knows at least its overrides."""
+    if entry.source:
+        return entry.source
+    return "override" if entry.override else "-"
+
+
 def config_rows(entries: list[p.ConfigEntry]) -> list[tuple]:
     rows = []
     for entry in entries:
         flags = []
-        if entry.override:
-            flags.append("override")
         if not entry.live:
             flags.append("restart-only")
         if entry.pending_restart:
             flags.append("pending restart")
-        rows.append((entry.key, _value(entry.key, entry.value), _value(entry.key, entry.default), ", ".join(flags)))
+        rows.append((entry.key, _value(entry.key, entry.value), _value(entry.key, entry.default), entry_source(entry),
+                     ", ".join(flags)))
     return rows
 
 
@@ -230,10 +257,11 @@ def redacted_entries(entries: list[p.ConfigEntry]) -> list[p.ConfigEntry]:
 @json_option
 @click.pass_obj
 def config(settings: Settings, key: str | None, as_json_flag: bool) -> None:
-    """Show the effective config (or one KEY).
+    """Show the effective config (or one KEY, or a SECTION such as s1).
 
-    Secrets are redacted; values set with `mmctl set` are marked "override"; keys that only change with a
-    restart are marked "restart-only".
+    The source column says where each value comes from: "file" (the config file sets it), "override" (`mmctl
+    set`, kept in the state directory), "env" (an environment variable or option), "default". Secrets are
+    redacted; keys that only change with a restart are flagged "restart-only".
     """
     # A bare section name (`mmctl config s1`) shows that section's keys; the trader only knows full keys.
     section = key if key is not None and "." not in key else None
@@ -244,12 +272,12 @@ def config(settings: Settings, key: str | None, as_json_flag: bool) -> None:
         entries = [e for e in entries if e.key.startswith(section + ".")]
         if not entries:
             sections = sorted({e.key.split(".", 1)[0] for e in reply.entries})
-            fail(f"mmctl: unknown config section {section!r}; sections: {', '.join(sections)}")
+            fail(f"unknown config section {section!r}; sections: {', '.join(sections)}")
     reply = msgspec.structs.replace(reply, entries=redacted_entries(entries))
     if as_json_flag:
         emit_json(as_json(reply))
         return
-    click.echo(render.table(("key", "value", "default", "flags"), config_rows(reply.entries)))
+    click.echo(render.table(("key", "value", "default", "source", "flags"), config_rows(reply.entries)))
     footer = []
     if reply.source:
         footer.append(f"file: {reply.source}")
@@ -351,10 +379,14 @@ def show_done(reply: p.Reply, as_json_flag: bool, after: str | None = None) -> N
         emit_json(as_json(reply))
         return
     click.echo(reply.message)
-    if after:
+    if after and not _says_paused(reply.message):  # the trader's own message may already say it
         click.echo(after)
     if reply.warnings:
         click.echo(render.heading("warnings") + "\n" + render.bullets(reply.warnings))
+
+
+def _says_paused(message: str) -> bool:
+    return "stays paused" in message.lower() or "mmctl resume" in message.lower()
 
 
 def paused_after(reply: p.Reply) -> bool:
@@ -364,7 +396,7 @@ def paused_after(reply: p.Reply) -> bool:
         return False
     if reply.paused is not None:
         return reply.paused
-    return "stays paused" in reply.message.lower()
+    return _says_paused(reply.message)
 
 
 @cli.command()

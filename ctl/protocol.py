@@ -130,6 +130,8 @@ AnyRequest = Union[
 MUTATING_OPS = frozenset({"set", "unset", "reload", "pause", "resume", "cancel_all", "flatten", "restart"})
 READ_ONLY_OPS = frozenset({"status", "config", "orders", "positions", "fills"})
 ALL_OPS = MUTATING_OPS | READ_ONLY_OPS
+# The kill switch: served whatever the load (the server admits them over its client limit, on their own workers).
+KILL_SWITCH_OPS = frozenset({"pause", "flatten", "cancel_all"})
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -204,6 +206,9 @@ class ConfigEntry(msgspec.Struct, kw_only=True):
     override: bool = False  # set with `mmctl set`, persisted in the state directory
     live: bool = True  # may change while trading; False = needs a restart
     pending_restart: bool = False  # changed but not in effect until the trader restarts
+    # Where the value comes from: "override" (mmctl set), "env" (an environment variable or option, e.g.
+    # POLYMM_CLOB_URL), "file" (the config file sets the key), "default". "" from a trader that does not say.
+    source: str = ""
 
 
 class Change(msgspec.Struct, kw_only=True):

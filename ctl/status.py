@@ -24,6 +24,13 @@ WINDOW_OVERDUE_S = 10.0  # the feed should have rotated to the next window by no
 # used only for a trader that reports heartbeat_ok=False without any heartbeat warning, so one condition
 # always reads the same.
 HEARTBEATS_FAILING = "heartbeats failing: not placing orders; the exchange may cancel ours (dead-man switch)"
+PAUSED_WARNING = "trader is paused (mmctl resume to trade again)"
+
+# Health classes, so a health check can tell "deliberately paused" from "broken" from "down". The exit
+# code of each (mmctl's cli documents them); a trader that cannot be asked exits with the reason's own code
+# (3 not running, 4 permission denied, 5 timeout, 6 protocol mismatch, 7 connection lost), as every command does.
+HEALTHY, UNHEALTHY, FEED_DOWN, PAUSED, TRADER_DOWN = "healthy", "unhealthy", "feed_down", "paused", "trader_down"
+EXIT_HEALTHY, EXIT_UNHEALTHY, EXIT_FEED_DOWN, EXIT_PAUSED, EXIT_TRADER_DOWN = 0, 1, 8, 9, 3
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,7 @@ class FeedHealth:
     btc_age_s: float | None = None
     btc_open: float | None = None
     btc_open_note: str = ""
+    publishing: bool = False  # a live writer: a segment, not stopped, heartbeat fresh (else the feed is down)
 
 
 def _finite(x: float | None) -> float | None:
@@ -81,12 +89,15 @@ def feed_health(snapshot: Any | None, now: float, *, problem: str | None = None,
     warnings: list[str] = []
     heartbeat_age = snapshot.heartbeat_age_s(now)
     book_age = snapshot.data_age_s(now)
+    publishing = False
     if snapshot.status == "stopped":
         warnings.append(f"feed stopped (polymm-feed pid {snapshot.writer_pid} exited cleanly); no market data")
     elif heartbeat_age > heartbeat_late_s:
         warnings.append(
             f"feed heartbeat {render.duration(heartbeat_age)} old: polymm-feed (pid {snapshot.writer_pid}) is hung or not running"
         )
+    else:
+        publishing = True
     if snapshot.status not in ("connected", "rotating", "stopped"):
         warnings.append(f"feed status is {snapshot.status}")  # stale, starting, or a status this mmctl does not know
     if snapshot.status not in ("stopped", "starting") and not math.isnan(book_age) and book_age > book_stale_s:
@@ -117,6 +128,7 @@ def feed_health(snapshot: Any | None, now: float, *, problem: str | None = None,
         down=_quote(snapshot.down),
         warnings=warnings,
         **_reference(snapshot, now),
+        publishing=publishing,
     )
 
 
@@ -145,6 +157,8 @@ class StatusView:
     trader_problem: str | None  # why there is no trader status (not running, permission, timeout)
     warnings: list[str]
     healthy: bool
+    verdict: str = UNHEALTHY  # one of the health classes above
+    exit_code: int = EXIT_UNHEALTHY
 
 
 def trader_warnings(trader: p.StatusReply) -> list[str]:
@@ -154,7 +168,7 @@ def trader_warnings(trader: p.StatusReply) -> list[str]:
     if not trader.heartbeat_ok and "heartbeat" not in text:
         words.append(HEARTBEATS_FAILING)
     if trader.paused and "pause" not in text:
-        words.append("trader is paused (mmctl resume to trade again)")
+        words.append(PAUSED_WARNING)
     if trader.pending_restart and "restart" not in text:
         words.append("config change pending restart: " + ", ".join(trader.pending_restart))
     for leg, reason in sorted(trader.blocked_legs.items()):
@@ -165,7 +179,17 @@ def trader_warnings(trader: p.StatusReply) -> list[str]:
     return words
 
 
-def build_status(feed: FeedHealth, trader: p.StatusReply | None, trader_problem: str | None) -> StatusView:
+def _only_paused(trader: p.StatusReply, warnings: list[str]) -> bool:
+    """The trader is paused (or flattening, which leaves it paused) on an operator's word and nothing else
+    is wrong: every warning is the pause itself."""
+    if not (trader.paused or trader.state == "paused"):
+        return False
+    return all(w == PAUSED_WARNING or w.startswith("flattening:") or "paused by operator" in w for w in warnings)
+
+
+def build_status(feed: FeedHealth, trader: p.StatusReply | None, trader_problem: str | None,
+                 trader_exit_code: int = EXIT_TRADER_DOWN) -> StatusView:
+    """`trader_exit_code`: when there is no trader status, the code of the reason (client.CtlError's)."""
     warnings = list(feed.warnings)
     if trader is None:
         warnings.append(f"trader not running or unreachable: {trader_problem or 'no reply'}")
@@ -174,13 +198,28 @@ def build_status(feed: FeedHealth, trader: p.StatusReply | None, trader_problem:
         warnings.extend(trader_warnings(trader))
         healthy = trader.healthy
     unique = list(dict.fromkeys(warnings))
+    healthy = healthy and not unique
+    # The worst class wins: a trader that cannot be asked, then a dead feed, then anything else wrong; "paused"
+    # only when the pause is all there is.
+    if trader is None:
+        verdict, code = TRADER_DOWN, trader_exit_code
+    elif not feed.publishing:
+        verdict, code = FEED_DOWN, EXIT_FEED_DOWN
+    elif healthy:
+        verdict, code = HEALTHY, EXIT_HEALTHY
+    elif _only_paused(trader, unique):
+        verdict, code = PAUSED, EXIT_PAUSED
+    else:
+        verdict, code = UNHEALTHY, EXIT_UNHEALTHY
     return StatusView(feed=feed, trader=trader, trader_problem=trader_problem, warnings=unique,
-                      healthy=healthy and not unique)
+                      healthy=healthy, verdict=verdict, exit_code=code)
 
 
 def status_json(view: StatusView) -> dict[str, Any]:
     return {
         "healthy": view.healthy,
+        "verdict": view.verdict,
+        "exit_code": view.exit_code,
         "warnings": view.warnings,
         "feed": asdict(view.feed),
         "trader": p.to_builtins(view.trader) if view.trader is not None else None,
@@ -190,6 +229,9 @@ def status_json(view: StatusView) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------------------
 # Text
+
+VERDICT_WORDS = {HEALTHY: "HEALTHY", UNHEALTHY: "UNHEALTHY", PAUSED: "PAUSED", FEED_DOWN: "UNHEALTHY: FEED DOWN",
+                 TRADER_DOWN: "UNHEALTHY: TRADER DOWN"}
 
 
 def render_status(view: StatusView, now: float) -> str:
@@ -206,7 +248,9 @@ def render_status(view: StatusView, now: float) -> str:
             blocks.append(render.heading("exposure") + "\n" + exposure_table(trader.exposure))
         if trader.config_warnings:
             blocks.append(render.heading("config warnings") + "\n" + render.bullets(trader.config_warnings))
-    verdict = "HEALTHY" if view.healthy else f"UNHEALTHY ({len(view.warnings)} warning{'s' * (len(view.warnings) != 1)})"
+    verdict = VERDICT_WORDS.get(view.verdict, "UNHEALTHY")
+    if not view.healthy:
+        verdict += f" ({len(view.warnings)} warning{'s' * (len(view.warnings) != 1)})"
     tail = verdict if not view.warnings else verdict + "\n" + render.bullets(view.warnings)
     blocks.append(tail)
     return "\n\n".join(blocks)

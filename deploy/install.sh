@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Install (or remove) polymm as two systemd services on a Debian-like host. Run as root. Idempotent.
+# Install (or remove) polymm as two systemd services on a Debian-like host. Run as root. Idempotent: a re-run
+# that finds the same source (or wheels), units and files changes nothing and says so; after a change it installs
+# only what changed (new code into the venv, changed units) and never overwrites a file in /etc/polymm.
 #
 #   deploy/install.sh                      install from this source tree (pip fetches the dependencies)
 #   deploy/install.sh --wheels DIR         install offline from a wheel directory (pip wheel -w DIR .)
@@ -11,8 +13,11 @@
 # What it sets up:
 #   user/group polymm (system user, no login, no home)    /opt/polymm            venv with polymm
 #   /etc/polymm/config.toml   root:polymm 0640 (example)   /usr/local/bin/mmctl   -> /opt/polymm/bin/mmctl
-#   /etc/polymm/polymm.env    root:root   0600 (secrets)   /etc/systemd/system/polymm-{feed,trader}.service, enabled
-# Existing /etc/polymm files are never overwritten. The services are not started: fill in polymm.env first.
+#   /etc/polymm/polymm.env    root:root   0600 (secrets)   /etc/systemd/system/polymm-{feed,trader}.service
+#   /etc/polymm/notify.env    root:root   0600 (failure notice command)  /etc/systemd/system/polymm-notify@.service
+# Existing /etc/polymm files are never overwritten. The services are not started. They are enabled (started at
+# boot) only once polymm.env holds the signing key: until then a reboot would start a trader that exits at once;
+# the script prints the one command to enable them after filling it in.
 set -euo pipefail
 
 PREFIX=/opt/polymm
@@ -20,6 +25,9 @@ ETC=/etc/polymm
 STATE=/var/lib/polymm
 UNIT_DIR=/etc/systemd/system
 UNITS=(polymm-feed.service polymm-trader.service)
+NOTIFY_UNIT=polymm-notify@.service
+NOTIFY_BIN="$PREFIX/libexec/polymm-notify"
+STAMP="$PREFIX/.polymm-install-stamp"  # what the venv was last installed from (a hash): re-runs skip pip
 USER_NAME=polymm
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SOURCE="$(dirname "$HERE")"
@@ -65,7 +73,7 @@ uninstall() {
             fi
         done
     fi
-    for unit in "${UNITS[@]}"; do
+    for unit in "${UNITS[@]}" "$NOTIFY_UNIT"; do
         [ -e "$UNIT_DIR/$unit" ] && { rm -f "$UNIT_DIR/$unit"; say "removed $UNIT_DIR/$unit"; }
         if [ "$PURGE" = 1 ] && [ -d "$UNIT_DIR/$unit.d" ]; then
             rm -rf "$UNIT_DIR/$unit.d"; say "removed drop-ins $UNIT_DIR/$unit.d"
@@ -99,9 +107,10 @@ fi
 
 # ------------------------------------------------------------------------------------------------ install
 
-for unit in "${UNITS[@]}"; do
+for unit in "${UNITS[@]}" "$NOTIFY_UNIT"; do
     [ -f "$HERE/systemd/$unit" ] || die "missing $HERE/systemd/$unit (run the script from the polymm source tree)"
 done
+[ -f "$HERE/polymm-notify" ] || die "missing $HERE/polymm-notify (run the script from the polymm source tree)"
 command -v python3 >/dev/null || die "python3 not found (apt-get install python3 python3-venv)"
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
     || die "python3 is $(python3 -V 2>&1 | cut -d' ' -f2); polymm needs 3.11 or newer"
@@ -112,50 +121,89 @@ else
     [ -f "$SOURCE/pyproject.toml" ] || die "no pyproject.toml in $SOURCE: use --wheels DIR or --source DIR"
 fi
 
+changes=0  # what this run changed; 0 at the end = the re-run was a no-op, and it says so
+code_changed=0
+changed() { changes=$((changes + 1)); say "$@"; }
+
 # 1. user and group: a system user (uid below 1000) — logind's RemoveIPC= never touches those, so the feed's
 #    shared-memory segment is not deleted behind our back.
 if ! getent group "$USER_NAME" >/dev/null; then
-    groupadd --system "$USER_NAME"; say "created group $USER_NAME"
+    groupadd --system "$USER_NAME"; changed "created group $USER_NAME"
 fi
 if ! getent passwd "$USER_NAME" >/dev/null; then
     useradd --system --gid "$USER_NAME" --home-dir "$STATE" --no-create-home --shell /usr/sbin/nologin \
         --comment "polymm market maker" "$USER_NAME"
-    say "created system user $USER_NAME"
+    changed "created system user $USER_NAME"
 fi
 
 # 2. the venv, owned by root: the services can run it but not modify it.
 if [ ! -x "$PREFIX/bin/python" ] || ! "$PREFIX/bin/python" -c 'import sys' 2>/dev/null; then
     python3 -m venv --clear "$PREFIX" || die "python3 -m venv failed (apt-get install python3-venv)"
-    say "created venv $PREFIX"
+    rm -f "$STAMP"
+    changed "created venv $PREFIX"
 fi
-PIP=("$PREFIX/bin/python" -m pip --disable-pip-version-check --no-input -q)
+# What would be installed, as one hash: the wheels' bytes, or the source tree's files (names and contents, not
+# their times). Equal to the stamp of the last install (and the venv imports polymm) = nothing to do.
 if [ -n "$WHEELS" ]; then
-    # --upgrade: a newer polymm in DIR brings its new or newer dependencies along.
-    "${PIP[@]}" install --upgrade --no-index --find-links "$WHEELS" polymm
-    # Same version number, new build (a redeploy): reinstall polymm itself so the venv runs what DIR holds.
-    "${PIP[@]}" install --no-index --find-links "$WHEELS" --no-deps --force-reinstall polymm
-    say "installed polymm from wheels in $WHEELS"
+    wanted="wheels $( (cd "$WHEELS" && sha256sum -- *.whl) | sha256sum | cut -c1-32)"
 else
-    # Build from a copy: pip builds in the source directory, which may be read-only or someone's checkout.
-    build="$(mktemp -d)"
-    cleanup+=("$build")
-    tar -C "$SOURCE" --exclude=./.venv --exclude=./.git --exclude=./build --exclude='*.egg-info' -cf - . \
-        | tar -C "$build" -xf -
-    "${PIP[@]}" install "$build"
-    say "installed polymm from source $SOURCE"
+    wanted="source $(tar -C "$SOURCE" --exclude=./.venv --exclude=./.git --exclude=./build --exclude='*.egg-info' \
+        --exclude='__pycache__' --exclude=.pytest_cache --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
+        -cf - . | sha256sum | cut -c1-32)"
+fi
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$wanted" ] \
+        && "$PREFIX/bin/python" -c 'import polymm.trader, polymm.feed' 2>/dev/null; then
+    say "polymm in $PREFIX is already what ${WHEELS:-$SOURCE} holds: pip skipped"
+else
+    # pip prints each package as it collects and installs it: a fresh host spends a network-bound minute here.
+    say "installing polymm and its dependencies with pip into $PREFIX (a minute or so on a fresh host) ..."
+    PIP=("$PREFIX/bin/python" -m pip --disable-pip-version-check --no-input)
+    pip_log="$(mktemp)"; cleanup+=("$pip_log")
+    # pip's own progress lines (one per package), prefixed; all of its output when it fails.
+    run_pip() {
+        if ! "${PIP[@]}" install --progress-bar off "$@" 2>&1 | tee "$pip_log" \
+                | sed -u -n 's/^\(Collecting\|Processing\|Downloading\|Building\|Installing\|Successfully\) /install:   pip: \1 /p'; then
+            tail -n 40 "$pip_log" >&2
+            die "pip install failed (its last lines are above)"
+        fi
+    }
+    if [ -n "$WHEELS" ]; then
+        # --upgrade: a newer polymm in DIR brings its new or newer dependencies along.
+        run_pip --upgrade --no-index --find-links "$WHEELS" polymm
+        # Same version number, new build (a redeploy): reinstall polymm itself so the venv runs what DIR holds.
+        run_pip --no-index --find-links "$WHEELS" --no-deps --force-reinstall polymm
+        changed "installed polymm from wheels in $WHEELS"; code_changed=1
+    else
+        # Build from a copy: pip builds in the source directory, which may be read-only or someone's checkout.
+        build="$(mktemp -d)"
+        cleanup+=("$build")
+        tar -C "$SOURCE" --exclude=./.venv --exclude=./.git --exclude=./build --exclude='*.egg-info' -cf - . \
+            | tar -C "$build" -xf -
+        run_pip "$build"
+        changed "installed polymm from source $SOURCE"; code_changed=1
+    fi
+    printf '%s\n' "$wanted" >"$STAMP"
 fi
 version="$("$PREFIX/bin/python" -c 'from importlib.metadata import version; print(version("polymm"))')"
 say "polymm $version in $PREFIX"
 
-# 3. mmctl on the PATH.
-ln -sfn "$PREFIX/bin/mmctl" /usr/local/bin/mmctl
+# 3. mmctl on the PATH; the failure-notice helper polymm-notify@.service runs.
+if [ "$(readlink /usr/local/bin/mmctl 2>/dev/null)" != "$PREFIX/bin/mmctl" ]; then
+    ln -sfn "$PREFIX/bin/mmctl" /usr/local/bin/mmctl
+    changed "linked /usr/local/bin/mmctl"
+fi
+if ! cmp -s "$HERE/polymm-notify" "$NOTIFY_BIN"; then
+    install -D -m 0755 "$HERE/polymm-notify" "$NOTIFY_BIN"
+    changed "installed $NOTIFY_BIN"
+fi
 
 # 4. /etc/polymm: config readable by the service group, secrets by root only. Never overwrite an operator's file.
+[ -d "$ETC" ] || changes=$((changes + 1))
 install -d -m 0750 -o root -g "$USER_NAME" "$ETC"
 if [ ! -e "$ETC/config.toml" ]; then
     tmp="$(mktemp "$ETC/.config.toml.XXXXXX")"; cleanup+=("$tmp")
     if "$PREFIX/bin/python" -m polymm.trader.config --example-toml >"$tmp" 2>/dev/null && [ -s "$tmp" ]; then
-        say "wrote $ETC/config.toml (every key with its default; edit, then: systemctl reload polymm-trader)"
+        changed "wrote $ETC/config.toml (every key with its default; edit, then: systemctl reload polymm-trader)"
     else
         # Fallback when this build cannot print the example: an empty file means "all defaults".
         cat >"$tmp" <<'EOF'
@@ -163,14 +211,14 @@ if [ ! -e "$ETC/config.toml" ]; then
 # All keys, defaults and bounds: /opt/polymm/bin/python -m polymm.trader.config --markdown-reference
 # Live changes: `mmctl set s1.entry_threshold=0.42` (kept in /var/lib/polymm, this file is never rewritten).
 EOF
-        say "wrote $ETC/config.toml (defaults only: this build has no --example-toml)"
+        changed "wrote $ETC/config.toml (defaults only: this build has no --example-toml)"
     fi
     chown root:"$USER_NAME" "$tmp"; chmod 0640 "$tmp"; mv "$tmp" "$ETC/config.toml"
 else
     say "kept existing $ETC/config.toml"
     # After an uninstall + reinstall the group may be a new gid: the trader must still be able to read the file.
     if [ "$(stat -c %G "$ETC/config.toml")" != "$USER_NAME" ]; then
-        chgrp "$USER_NAME" "$ETC/config.toml"; say "gave $ETC/config.toml to group $USER_NAME (the trader reads it)"
+        chgrp "$USER_NAME" "$ETC/config.toml"; changed "gave $ETC/config.toml to group $USER_NAME (the trader reads it)"
     fi
 fi
 if [ ! -e "$ETC/polymm.env" ]; then
@@ -200,9 +248,12 @@ if [ ! -e "$ETC/polymm.env" ]; then
 #POLYMM_WS_MARKET_URL=wss://ws-subscriptions-clob.polymarket.com/ws/market
 #POLYMM_WS_USER_URL=wss://ws-subscriptions-clob.polymarket.com/ws/user
 #POLYMM_RTDS_URL=wss://ws-live-data.polymarket.com
+
+# Log level of both services (DEBUG, INFO, WARNING, ERROR); POLYMM_FEED_LOG_LEVEL for the feed alone.
+#POLYMM_LOG_LEVEL=INFO
 EOF
     chown root:root "$tmp"; chmod 0600 "$tmp"; mv "$tmp" "$ETC/polymm.env"
-    say "wrote $ETC/polymm.env (fill in PK, BROWSER_ADDRESS, SIGNATURE_TYPE before starting the trader)"
+    changed "wrote $ETC/polymm.env (fill in PK, BROWSER_ADDRESS, SIGNATURE_TYPE before starting the trader)"
 else
     say "kept existing $ETC/polymm.env"
     mode="$(stat -c %a "$ETC/polymm.env")"
@@ -210,21 +261,51 @@ else
         || say "WARNING: $ETC/polymm.env is mode $mode; it holds secrets: chmod 0600 $ETC/polymm.env"
 fi
 
+if [ ! -e "$ETC/notify.env" ]; then
+    tmp="$(mktemp "$ETC/.notify.env.XXXXXX")"; cleanup+=("$tmp")
+    cat >"$tmp" <<'EOF'
+# polymm failure notice: the command polymm-notify@.service runs (as user polymm, under /bin/sh) when
+# polymm-feed or polymm-trader fails for good: the trader's exit 2 (bad config, missing secrets, a second trader
+# on the wallet) is never restarted, and a crash loop stops after its restart limit. Unset: the failure is only
+# in the journal. Root-only (0600): a webhook URL is a secret. Try it: systemctl start polymm-notify@test.service
+# The command sees POLYMM_NOTIFY_TEXT (one line: what failed, where, how to read why), POLYMM_NOTIFY_JSON
+# ({"text": ...} for chat webhooks), POLYMM_NOTIFY_UNIT and POLYMM_NOTIFY_HOST. Example (Slack/Mattermost):
+#POLYMM_NOTIFY_COMMAND=curl -fsS -m 10 -H 'Content-Type: application/json' -d "$POLYMM_NOTIFY_JSON" https://hooks.slack.com/services/T000/B000/XXXX
+EOF
+    chown root:root "$tmp"; chmod 0600 "$tmp"; mv "$tmp" "$ETC/notify.env"
+    changed "wrote $ETC/notify.env (set POLYMM_NOTIFY_COMMAND to hear about a failed service)"
+fi
+
 # 5. units.
-changed=0
-for unit in "${UNITS[@]}"; do
+units_changed=0
+for unit in "${UNITS[@]}" "$NOTIFY_UNIT"; do
     if ! cmp -s "$HERE/systemd/$unit" "$UNIT_DIR/$unit"; then
         install -m 0644 "$HERE/systemd/$unit" "$UNIT_DIR/$unit"
-        changed=1
-        say "installed $UNIT_DIR/$unit"
+        units_changed=1
+        changed "installed $UNIT_DIR/$unit"
     fi
 done
-if systemd_running; then
+if systemd_running && [ "$units_changed" = 1 ]; then
     systemctl daemon-reload
 fi
-if [ "$ENABLE" = 1 ]; then
+# Enabled = started at boot. Only once the trader has its key: a trader without PK exits 2 and stays failed, so
+# enabling before would make every reboot a failure. Units an operator (or an earlier run) enabled stay enabled.
+enable_cmd="systemctl enable --now ${UNITS[*]}"
+has_secrets() { grep -Eq '^[[:space:]]*PK=[^[:space:]]' "$ETC/polymm.env" 2>/dev/null; }
+all_enabled() {  # `systemctl is-enabled A B` succeeds when either is: ask for each
+    local unit
+    for unit in "${UNITS[@]}"; do systemctl is-enabled --quiet "$unit" 2>/dev/null || return 1; done
+}
+if all_enabled; then
+    : # already enabled: nothing to do
+elif [ "$ENABLE" = 0 ]; then
+    say "not enabled (--no-enable); to start them now and at every boot: $enable_cmd"
+elif has_secrets; then
     systemctl enable "${UNITS[@]}" >/dev/null 2>&1 || systemctl enable "${UNITS[@]}"
-    say "enabled ${UNITS[*]} (they start at boot)"
+    changed "enabled ${UNITS[*]} (they start at boot)"
+else
+    say "not enabled yet: $ETC/polymm.env has no PK, and a trader without its key exits at once"
+    say "after filling it in, start them now and at every boot with: $enable_cmd"
 fi
 
 # 6. what next.
@@ -233,8 +314,14 @@ if systemd_running; then
     for unit in "${UNITS[@]}"; do systemctl is-active --quiet "$unit" && running+=("${unit%.service}"); done
 fi
 if [ "${#running[@]}" -gt 0 ]; then
-    [ "$changed" = 0 ] || say "units changed: systemctl restart ${running[*]} to apply them"
-    say "running services keep the code they started with until: systemctl restart ${running[*]}"
+    if [ "$units_changed" = 1 ] || [ "$code_changed" = 1 ]; then
+        say "running services keep the code and units they started with until: systemctl restart ${running[*]}"
+    fi
+elif has_secrets; then
+    say "next: systemctl start polymm-feed polymm-trader; mmctl status"
 else
-    say "next: fill in $ETC/polymm.env, then: systemctl start polymm-feed polymm-trader; mmctl status"
+    say "next: fill in $ETC/polymm.env, then: $enable_cmd; mmctl status"
+fi
+if [ "$changes" = 0 ]; then
+    say "nothing changed: the same polymm, units and files were already installed"
 fi

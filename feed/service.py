@@ -77,8 +77,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--ring-capacity", type=int, default=shm.DEFAULT_RING_CAPACITY, help="updates kept in the ring")
     p.add_argument("--record", metavar="FILE", default=None, help="append every published top of book to FILE (JSON lines)")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    level, level_var = env.log_level_from_env(env.FEED_LOG_LEVEL, env.LOG_LEVEL)
+    p.add_argument("--log-level", default=level, type=str.upper,
+                   help=f"{', '.join(env.LOG_LEVELS)} (env {env.FEED_LOG_LEVEL}, else {env.LOG_LEVEL}; default INFO)")
     args = p.parse_args(argv)
+    if args.log_level not in env.LOG_LEVELS:
+        # argparse does not check a default against choices: say where a bad level came from.
+        source = f"{level_var}={args.log_level}" if args.log_level == level and level_var else f"--log-level {args.log_level}"
+        p.error(f"{source} is not a log level; use one of {', '.join(env.LOG_LEVELS)}")
     if args.window_s <= 0:
         p.error(f"--window-s must be positive, got {args.window_s}")
     if args.stale_after_s <= 0:

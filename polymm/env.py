@@ -35,6 +35,11 @@ CLOB_URL = "POLYMM_CLOB_URL"
 WS_MARKET_URL = "POLYMM_WS_MARKET_URL"
 WS_USER_URL = "POLYMM_WS_USER_URL"
 RTDS_URL = "POLYMM_RTDS_URL"
+# Log levels: POLYMM_LOG_LEVEL for both services; POLYMM_FEED_LOG_LEVEL for the feed alone (wins over the shared
+# one), so the environment file can turn the feed's debug on without a drop-in overriding ExecStart.
+LOG_LEVEL = "POLYMM_LOG_LEVEL"
+FEED_LOG_LEVEL = "POLYMM_FEED_LOG_LEVEL"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 # Secrets: read from the environment only, never logged, never written by us.
 PK = "PK"
@@ -69,3 +74,13 @@ def state_dir() -> Path:
     if systemd:
         return Path(systemd.split(":")[0])
     return Path.home() / ".local" / "state" / "polymm"
+
+
+def log_level_from_env(*names: str, default: str = "INFO") -> tuple[str, str | None]:
+    """(level, the variable it came from or None for the default): the first of `names` that is set.
+    Not validated here: the service's argument parser refuses an unknown level in words."""
+    for name in names:
+        value = get(name)
+        if value is not None:
+            return value.strip().upper(), name
+    return default, None

@@ -209,9 +209,16 @@ class Conn:
                 return
             held, self.held = self.held, None
             f.reorder_next -= 1
-            self._enqueue(text, f.ws_delay_s)
-            self._enqueue(held, f.ws_delay_s)
+            # The swapped pair still goes through the duplicate fault: the two switches combine (a frame
+            # arriving late AND twice is what a client must survive), neither silently masks the other.
+            self._emit(text)
+            self._emit(held)
             return
+        self._emit(text)
+
+    def _emit(self, text: str) -> None:
+        """Queue one data frame, twice while the duplicate fault has frames left."""
+        f = self.faults
         self._enqueue(text, f.ws_delay_s)
         if f.duplicate_next > 0:
             f.duplicate_next -= 1
@@ -220,7 +227,7 @@ class Conn:
     def flush_held(self, older_than_s: float = 0.5) -> None:
         if self.held is not None and time.monotonic() - self.held_since >= older_than_s:
             held, self.held = self.held, None
-            self._enqueue(held, self.faults.ws_delay_s)
+            self._emit(held)
 
     def _enqueue(self, text: str, delay: float) -> None:
         if self.closed:

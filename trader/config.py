@@ -6,8 +6,8 @@ What may change while the trader runs is *derived* from the schema: a field whos
 
 Sources, in order (later wins): defaults here, the TOML file, overrides (flat `"s1.entry_threshold"` keys,
 e.g. persisted `mmctl set` values or `polymm-backtest --set`). The result is validated as a whole: types and
-bounds by msgspec (its messages are shown as they are: "Expected `float` < 1.0 - at `$.s1.entry_threshold`"),
-then the cross-field checks of strategies.md. Invalid -> `ConfigError` naming the key and the reason.
+bounds by msgspec, its errors said in the operator's words from the same schema ("s1.entry_threshold must be a
+number between 0 and 1 (got 1.5)", `rule_of`), then the cross-field checks of strategies.md. Invalid -> `ConfigError` naming the key and the reason.
 Legal but probably unintended -> accepted, with `warnings(cfg)` saying why in words.
 
 `s1.cap_schedule` is a list of windows `{start_s, end_s, cap_usd}` by seconds since the window start. It can be
@@ -228,7 +228,9 @@ class ConfigError(Exception):
         self.reason = reason
         self.source = source
         where = f"{source}: " if source else ""
-        super().__init__(f"{where}{key}: {reason}" if key else f"{where}{reason}")
+        # "s1.entry_threshold must be ..." reads as a sentence; other reasons follow the key after a colon.
+        sep = " " if reason.startswith("must ") else ": "
+        super().__init__(f"{where}{key}{sep}{reason}" if key else f"{where}{reason}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -243,6 +245,7 @@ class KeyInfo(msgspec.Struct, frozen=True):
     why_not_live: str
     legacy: str
     meaning: str
+    rule: str = ""  # what a value must be, in words: "a number between 0 and 1" (error messages)
 
 
 def _describe_type(t: Any) -> str:
@@ -264,6 +267,47 @@ def _describe_type(t: Any) -> str:
         bounds = ", ".join(b for b in (lo, hi) if b)
         return f"{name} ({bounds})" if bounds else name
     return type(t).__name__
+
+
+def _bounds_text(t: Any) -> str:
+    """msgspec's numeric bounds in words: between (exclusive both), from/to (inclusive both), or mixed."""
+    lo, lo_incl = (t.gt, False) if t.gt is not None else (t.ge, True)
+    hi, hi_incl = (t.lt, False) if t.lt is not None else (t.le, True)
+    if lo is not None and hi is not None:
+        if not lo_incl and not hi_incl:
+            return f"between {_fmt(lo)} and {_fmt(hi)}"
+        if lo_incl and hi_incl:
+            return f"from {_fmt(lo)} to {_fmt(hi)}"
+        return f"{'at least' if lo_incl else 'above'} {_fmt(lo)} and {'at most' if hi_incl else 'below'} {_fmt(hi)}"
+    if lo is not None:
+        return f"{'at least' if lo_incl else 'above'} {_fmt(lo)}"
+    if hi is not None:
+        return f"{'at most' if hi_incl else 'below'} {_fmt(hi)}"
+    return ""
+
+
+def _rule(t: Any) -> str:
+    """What a value of this schema type must be, in words, derived from the type and its Meta (no table)."""
+    it = msgspec.inspect
+    if isinstance(t, it.Metadata):
+        t = t.type
+    if isinstance(t, it.BoolType):
+        return "true or false"
+    if isinstance(t, it.LiteralType):
+        return "one of " + ", ".join(str(v) for v in t.values)
+    if isinstance(t, (it.VarTupleType, it.ListType)):
+        return "cap windows `start-end:usd,...` (e.g. `0-300:3,300-600:4,600-900:5`)"
+    if isinstance(t, it.StrType):
+        if t.pattern and t.pattern.startswith("^wss?"):
+            return "a ws:// or wss:// URL"
+        if t.pattern and t.pattern.startswith("^https?"):
+            return "an http:// or https:// URL"
+        return "text"
+    if isinstance(t, (it.IntType, it.FloatType)):
+        base = "a whole number" if isinstance(t, it.IntType) else "a number"
+        bounds = _bounds_text(t)
+        return f"{base} {bounds}" if bounds else base
+    return _describe_type(t)
 
 
 def _schema() -> list[KeyInfo]:
@@ -289,6 +333,7 @@ def _schema() -> list[KeyInfo]:
                     why_not_live=extra.get("why", ""),
                     legacy=extra.get("legacy", ""),
                     meaning=desc,
+                    rule=_rule(meta_t),
                 )
             )
     return infos
@@ -421,7 +466,63 @@ def flatten(cfg: Config) -> dict[str, Any]:
 # Building and validating.
 
 
-def _error_from_msgspec(err: msgspec.ValidationError, source: str) -> ConfigError:
+def rule_of(key: str) -> str:
+    """What a value of `key` must be, in words ("a whole number from 1 to 100000"); "" for an unknown key."""
+    return next((k.rule for k in schema() if k.key == key), "")
+
+
+_MISSING = object()
+
+
+def _at(raw: Any, path: str) -> Any:
+    """The value at a msgspec error path ("s1.cap_schedule[0].cap_usd") in the raw input, or _MISSING."""
+    node = raw
+    for part in path.replace("[", ".[").split("."):
+        if not part:
+            continue
+        try:
+            node = node[int(part[1:-1])] if part.startswith("[") else node[part]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return _MISSING
+    return node
+
+
+def _got(value: Any, typed_source: bool) -> str:
+    """The offending value as the operator wrote it. From a TOML file (typed), a string where a number or
+    true/false belongs is shown quoted with the fix; from `mmctl set` every value is text and shown as typed."""
+    if value is _MISSING:
+        return ""
+    if isinstance(value, bool):
+        shown = "true" if value else "false"
+    elif isinstance(value, float):
+        shown = _fmt(value)
+    elif isinstance(value, str):
+        shown = f'"{value}"' if typed_source else value
+        if typed_source:
+            shown += ", text in quotes: write it without the quotes" if _looks_plain(value) else ", text in quotes"
+    elif isinstance(value, (dict, list)):
+        shown = "a table" if isinstance(value, dict) else "a list"
+    else:
+        shown = str(value)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return f" (got {shown})"
+
+
+def _looks_plain(text: str) -> bool:
+    if text.strip().lower() in ("true", "false"):
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _error_from_msgspec(err: msgspec.ValidationError, source: str, raw: Any = None,
+                        typed_source: bool = False) -> ConfigError:
+    """msgspec's error as the operator's sentence: the key, what its value must be (from the schema) and what
+    it got. `raw` is the input the error is about; `typed_source` when it came from a TOML file."""
     text = str(err)
     path = ""
     if " - at `$" in text:
@@ -431,12 +532,29 @@ def _error_from_msgspec(err: msgspec.ValidationError, source: str) -> ConfigErro
         field = text.split("`", 2)[1]
         key = f"{key}.{field}" if key else field
         hint = suggest_key(key)
-        return ConfigError(key, f"unknown key{f' (did you mean {hint}?)' if hint else ''} - {text}", source)
-    return ConfigError(key, text + _hint(key, text), source)
+        return ConfigError(key, f"unknown key{f' (did you mean {hint}?)' if hint else ''}", source)
+    if key in SECTIONS:
+        return ConfigError(key, f"must be a table of settings ([{key}] in TOML){_got(_at(raw, path), typed_source)}",
+                           source)
+    rule = rule_of(key)
+    if not rule:
+        return ConfigError(key, text + _hint(key, text), source)
+    if "[" in path and key == "s1.cap_schedule":
+        # One window of a list-of-tables schedule: say which window and which of its fields.
+        index = path.split("[", 1)[1].split("]", 1)[0]
+        field_name = path.rsplit(".", 1)[1] if "]." in path else ""
+        window = f"window {int(index) + 1}" if index.isdigit() else "a window"
+        got = _got(_at(raw, path), typed_source)
+        if field_name:
+            field_rule = next((_rule(f.type) for f in msgspec.inspect.type_info(CapWindow).fields
+                               if f.name == field_name), "")
+            return ConfigError(key, f"{window}: {field_name} must be {field_rule}{got}", source)
+        return ConfigError(key, f"{window} must be a table with start_s, end_s and cap_usd{got}", source)
+    return ConfigError(key, f"must be {rule}{_got(_at(raw, path), typed_source)}", source)
 
 
 def _hint(key: str, text: str) -> str:
-    """msgspec's words plus what the operator may write instead."""
+    """msgspec's words plus what the operator may write instead (for errors `rule_of` has no words for)."""
     if text.startswith("Expected `bool`"):
         return " (write true or false)"
     if text.startswith("Invalid enum value"):
@@ -480,7 +598,7 @@ def _convert(raw: dict[str, Any], *, strict: bool, source: str) -> Config:
     try:
         cfg = msgspec.convert(raw, Config, strict=strict)
     except msgspec.ValidationError as e:
-        raise _error_from_msgspec(e, source) from None
+        raise _error_from_msgspec(e, source, raw, typed_source=strict) from None
     _check_cross_fields(cfg, source)
     return cfg
 
@@ -617,11 +735,25 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
         try:
             msgspec.convert(raw, Config, strict=True)
         except msgspec.ValidationError as e:
-            raise _error_from_msgspec(e, source) from None
+            raise _error_from_msgspec(e, source, raw, typed_source=True) from None
     if overrides:
         for key, value in overrides.items():
             _set_raw(raw, key, value, "override")
     return _convert(raw, strict=False, source=source)
+
+
+def keys_in_file(path: str | Path | None) -> frozenset[str]:
+    """The dotted keys a config file sets (whatever their values), for `mmctl config`'s source column. Empty
+    when there is no file or it cannot be read: load_config is the one that reports a bad file."""
+    if path is None:
+        return frozenset()
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return frozenset()
+    known = set(all_keys())
+    return frozenset(f"{section}.{name}" for section, table in raw.items() if isinstance(table, dict)
+                     for name in table if f"{section}.{name}" in known)
 
 
 def apply_settings(cfg: Config, settings: dict[str, str]) -> tuple[Config, list[str]]:

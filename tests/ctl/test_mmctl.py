@@ -91,33 +91,35 @@ def test_status_json_has_feed_trader_warnings_and_verdict(trader, sock_path, shm
 def test_status_with_trader_down_still_shows_the_feed_and_says_the_trader_is_not_running(sock_path, shm_name):
     with feed_segment(shm_name):
         run = mmctl(sock_path, "status", shm=shm_name)
-    assert run.exit_code == 1
+    assert run.exit_code == 3  # trader down: its own class, not "unhealthy"
     assert "FEED    connected" in run.stdout
     assert "TRADER  not running" in run.stdout
+    assert "UNHEALTHY: TRADER DOWN" in run.stdout
     assert f"is polymm-trader running? it listens on {sock_path}" in run.stdout
     assert "Traceback" not in run.stdout + run.stderr
 
 
 def test_status_with_feed_down_says_so_and_is_unhealthy(trader, sock_path, shm_name):
     run = mmctl(sock_path, "status", shm=shm_name)
-    assert run.exit_code == 1
+    assert run.exit_code == 8  # feed down
+    assert "UNHEALTHY: FEED DOWN" in run.stdout
     assert f"no shared-memory segment '{shm_name}': is polymm-feed running?" in run.stdout
     assert "TRADER  running" in run.stdout
 
 
 @pytest.mark.parametrize(
-    "segment, warning",
+    "segment, warning, code",
     [
-        (dict(heartbeat_age_s=30.0), "feed heartbeat 30.0s old"),
-        (dict(book_age_s=20.0), "feed book is 20.0s old"),
-        (dict(status="stale"), "feed status is stale"),
-        (dict(crossed=True), "crossed book"),
+        (dict(heartbeat_age_s=30.0), "feed heartbeat 30.0s old", 8),  # hung or dead: feed down
+        (dict(book_age_s=20.0), "feed book is 20.0s old", 1),  # alive, market quiet or stale: unhealthy
+        (dict(status="stale"), "feed status is stale", 1),
+        (dict(crossed=True), "crossed book", 1),
     ],
 )
-def test_status_warns_in_words_and_fails_on_feed_trouble(trader, sock_path, shm_name, segment, warning):
+def test_status_warns_in_words_and_fails_on_feed_trouble(trader, sock_path, shm_name, segment, warning, code):
     with feed_segment(shm_name, **segment):
         run = mmctl(sock_path, "status", shm=shm_name)
-    assert run.exit_code == 1
+    assert run.exit_code == code
     assert warning in run.stdout
     assert "UNHEALTHY" in run.stdout
 
@@ -144,30 +146,36 @@ def test_status_says_when_the_feed_stopped(trader, sock_path, shm_name):
     with feed_segment(shm_name) as writer:
         writer.close()  # what polymm-feed does on SIGTERM: marks the segment stopped, leaves it in place
         run = mmctl(sock_path, "status", shm=shm_name)
-    assert run.exit_code == 1
+    assert run.exit_code == 8
     assert "FEED    stopped" in run.stdout and "no market data" in run.stdout
 
 
 @pytest.mark.parametrize(
-    "reply, warning",
+    "reply, warning, code",
     [
-        (status_reply(healthy=False, heartbeat_ok=False), "heartbeats failing: not placing orders"),
+        (status_reply(healthy=False, heartbeat_ok=False), "heartbeats failing: not placing orders", 1),
         (status_reply(healthy=False, warnings=["balance low: 3.20 pUSD, below the 10.00 needed for one entry"]),
-         "balance low"),
-        (status_reply(pending_restart=["endpoints.clob_url"]), "config change pending restart: endpoints.clob_url"),
-        (status_reply(state="paused", paused=True), "trader is paused"),
-        (status_reply(state="starting", healthy=False), "trader reports itself unhealthy (state starting)"),
+         "balance low", 1),
+        (status_reply(pending_restart=["endpoints.clob_url"]), "config change pending restart: endpoints.clob_url", 1),
+        (status_reply(state="paused", healthy=False, paused=True), "trader is paused", 9),  # deliberate: its own code
+        (status_reply(state="paused", healthy=False, paused=True,
+                      warnings=["flattening: selling every position; trader paused"]), "flattening", 9),
+        (status_reply(state="paused", healthy=False, paused=True, heartbeat_ok=False), "heartbeats failing", 1),
+        (status_reply(state="starting", healthy=False), "trader reports itself unhealthy (state starting)", 1),
         (status_reply(state="cancel_only", healthy=False, blocked_legs={"up": "exchange in cancel-only mode"}),
-         "leg up blocked: exchange in cancel-only mode"),
+         "leg up blocked: exchange in cancel-only mode", 1),
     ],
 )
-def test_status_surfaces_trader_trouble_as_warnings_and_fails(sock_path, shm_name, reply, warning):
+def test_status_surfaces_trader_trouble_as_warnings_and_fails(sock_path, shm_name, reply, warning, code):
     handler = FakeHandler()
     handler.status_now = reply
     with serve(sock_path, handler), feed_segment(shm_name):
         run = mmctl(sock_path, "status", shm=shm_name)
-    assert run.exit_code == 1
+        doc = json.loads(mmctl(sock_path, "status", "--json", shm=shm_name).stdout)
+    assert run.exit_code == code and doc["exit_code"] == code
     assert warning in run.stdout
+    verdict = next(line for line in run.stdout.splitlines() if line.startswith(("HEALTHY", "UNHEALTHY", "PAUSED")))
+    assert verdict.startswith("PAUSED") is (code == 9)
 
 
 def test_a_failing_heartbeat_reads_the_same_everywhere_and_is_said_once():
@@ -221,6 +229,18 @@ def test_watch_refreshes_status_and_stops(trader, sock_path, shm_name, monkeypat
     assert run.stdout.count("TRADER  running") == 3
 
 
+def test_watch_json_streams_one_status_object_per_refresh(trader, sock_path, shm_name, monkeypatch):
+    monkeypatch.setattr(cli_module.time, "sleep", lambda _s: None)
+    with feed_segment(shm_name):
+        run = mmctl(sock_path, "watch", "--json", "--count", "3", shm=shm_name)
+    assert run.exit_code == 0
+    lines = run.stdout.splitlines()
+    assert len(lines) == 3
+    docs = [json.loads(line) for line in lines]
+    assert all(d["healthy"] and d["verdict"] == "healthy" and d["trader"]["state"] == "running" for d in docs)
+    assert all(isinstance(d["ts"], float) for d in docs) and "\x1b" not in run.stdout
+
+
 def test_watch_exits_cleanly_on_ctrl_c(trader, sock_path, monkeypatch):
     def interrupt(_s):
         raise KeyboardInterrupt
@@ -246,6 +266,21 @@ def test_config_table_marks_overrides_and_restart_only_keys_and_redacts_secrets(
     assert_no_secrets(run.stdout, run.stderr)
 
 
+def test_config_says_where_each_value_comes_from(trader, sock_path, handler):
+    handler.cfg.file_keys = {"s1.size_usd", "s1.entry_threshold"}
+    handler.cfg.overrides.add("s1.entry_threshold")  # the override wins over the file
+    run = mmctl(sock_path, "config")
+    assert run.exit_code == 0
+    header = run.stdout.splitlines()[0].split()
+    assert header == ["key", "value", "default", "source", "flags"]
+    source = {line.split()[0]: line.split()[header.index("source")] for line in run.stdout.splitlines()[1:]
+              if line.strip() and not line.startswith(("file:", "overrides:"))}
+    assert source["s1.entry_threshold"] == "override" and source["s1.size_usd"] == "file"
+    assert source["risk.max_exposure_usd"] == "default"
+    doc = json.loads(mmctl(sock_path, "config", "--json").stdout)
+    assert {e["key"]: e["source"] for e in doc["entries"]}["s1.size_usd"] == "file"
+
+
 def test_config_json_is_redacted_too(trader, sock_path):
     run = mmctl(sock_path, "config", "--json")
     doc = json.loads(run.stdout)
@@ -267,6 +302,7 @@ def test_config_of_a_section_shows_only_its_keys(trader, sock_path):
 def test_config_of_an_unknown_section_lists_the_sections(trader, sock_path):
     run = mmctl(sock_path, "config", "s9")
     assert_one_error_line(run, "unknown config section 's9'", "s1")
+    assert "mmctl: mmctl:" not in run.stderr
 
 
 def test_config_of_an_unknown_key_suggests_the_nearest(trader, sock_path):
@@ -392,7 +428,8 @@ def test_flatten_says_the_trader_is_paused_when_the_reply_says_so(sock_path, rep
         run = mmctl(sock_path, "flatten", "--yes")
         doc = json.loads(mmctl(sock_path, "flatten", "--yes", "--json").stdout)
     assert run.exit_code == 0 and reply.message in run.stdout
-    assert (cli_module.PAUSED_AFTER_FLATTEN in run.stdout) is says_paused
+    assert (run.stdout.count("mmctl resume") == 1) is says_paused  # said once, in the trader's or mmctl's words
+    assert run.stdout.count("stays paused") <= 1
     assert doc["paused"] == reply.paused  # --json passes the field through as the trader sent it
 
 
@@ -616,7 +653,7 @@ def test_permission_denied_from_a_trader_that_names_no_group_shows_its_own_words
     run = mmctl(sock_path, "status")
     t.join(5)
     assert "permission denied: join group ops" in run.stdout  # status shows the trader as unreachable
-    assert run.exit_code == 1
+    assert run.exit_code == 4  # unreachable for that reason: the same code every command gives it
 
 
 class _Group:
@@ -713,7 +750,7 @@ def test_every_command_has_help_and_the_epilog_documents_completion():
 
 def test_console_script_status_with_nothing_running_is_one_screen_no_traceback(sock_path, shm_name):
     run = mmctl_process(sock_path, "status", shm=shm_name)
-    assert run.exit_code == 1
+    assert run.exit_code == 3
     assert "FEED    not available" in run.stdout and "TRADER  not running" in run.stdout
     assert "Traceback" not in run.stdout + run.stderr
 

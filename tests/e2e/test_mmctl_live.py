@@ -169,11 +169,14 @@ def test_kill_switch_cancel_all_flatten_and_in_process_restart(stack):
     paused = run(stack, "pause")
     assert paused.exit_code == 0 and "paused" in paused.stdout
     wait_for(lambda: stack.open_orders_on_sim() == [], timeout_s=10, what="no open orders while paused")
-    assert run(stack, "status").exit_code != 0  # paused is not healthy for a health check
+    status = run(stack, "status")
+    # Paused is not healthy, and a health check can tell it from broken: its own exit code.
+    assert status.exit_code == 9 and "PAUSED" in status.stdout, status.stdout
     assert run(stack, "resume").exit_code == 0
     assert run(stack, "cancel-all").exit_code == 0
     flattened = run(stack, "flatten", "--yes")
     assert flattened.exit_code == 0 and "flatten" in flattened.stdout
+    assert flattened.stdout.count("mmctl resume") == 1, flattened.stdout  # "stays paused" said once
     assert run(stack, "resume").exit_code == 0
     pid = stack.status().pid
     restarted = run(stack, "restart")

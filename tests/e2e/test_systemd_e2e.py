@@ -144,13 +144,15 @@ def install(box: nspawn_box.Container) -> str:
 
 # Everything install.sh is responsible for, as (path, owner, mode, content hash): equal before/after = idempotent.
 MANIFEST = r"""
-for p in /etc/polymm /etc/polymm/config.toml /etc/polymm/polymm.env /etc/systemd/system/polymm-feed.service \
-         /etc/systemd/system/polymm-trader.service /usr/local/bin/mmctl /opt/polymm/bin/polymm-trader; do
+for p in /etc/polymm /etc/polymm/config.toml /etc/polymm/polymm.env /etc/polymm/notify.env \
+         /etc/systemd/system/polymm-feed.service /etc/systemd/system/polymm-trader.service \
+         /etc/systemd/system/polymm-notify@.service /opt/polymm/libexec/polymm-notify \
+         /usr/local/bin/mmctl /opt/polymm/bin/polymm-trader; do
     printf '%s %s ' "$p" "$(stat -c '%U:%G %a %F' "$p")"
     if [ -f "$p" ]; then sha256sum < "$p" | cut -c1-16; else readlink "$p" || echo; fi
 done
 getent passwd polymm | cut -d: -f1,6,7
-systemctl is-enabled polymm-feed.service polymm-trader.service
+systemctl is-enabled polymm-feed.service polymm-trader.service || true
 /opt/polymm/bin/python -c 'from importlib.metadata import version; print(version("polymm"))'
 """
 
@@ -207,14 +209,30 @@ def dep(tmp_path_factory):
 
 
 def test_install_is_idempotent_and_keeps_the_operators_files(dep):
-    assert "created system user polymm" in dep.first_install
+    first = dep.first_install
+    assert "created system user polymm" in first
+    # pip's progress is shown (one line per package), not a silent minute.
+    assert "install:   pip: Installing collected packages" in first or "install:   pip: Processing" in first, first
+    # No secrets yet: the units are installed but not enabled (a reboot would start a trader that exits 2), and
+    # the script prints the one command to enable them later.
     before = dep.installed_manifest
-    # The operator edits both files; a second run must change nothing, theirs included.
+    assert "disabled\ndisabled\n" in before, before
+    assert "not enabled yet: /etc/polymm/polymm.env has no PK" in first
+    assert "systemctl enable --now polymm-feed.service polymm-trader.service" in first
+    # The fixture has filled in polymm.env since (PK present); the operator also edits both files. A re-run
+    # keeps their files, skips pip (same wheels), and now enables the units.
     dep.sh("echo '# operator was here' >> /etc/polymm/config.toml; echo '# mine' >> /etc/polymm/polymm.env")
     edited = dep.sh(MANIFEST).stdout
     second = install(dep.box)
     assert "kept existing /etc/polymm/config.toml" in second and "kept existing /etc/polymm/polymm.env" in second
-    assert dep.sh(MANIFEST).stdout == edited
+    assert "pip skipped" in second and "pip:" not in second, second
+    assert "enabled polymm-feed.service polymm-trader.service (they start at boot)" in second, second
+    enabled = dep.sh(MANIFEST).stdout
+    assert enabled == edited.replace("disabled\ndisabled\n", "enabled\nenabled\n")
+    # A third run with nothing changed is a no-op, and says so.
+    third = install(dep.box)
+    assert "nothing changed" in third and "enabled polymm" not in third and "pip:" not in third, third
+    assert dep.sh(MANIFEST).stdout == enabled
     assert "root:root 600" in next(l for l in before.splitlines() if l.startswith("/etc/polymm/polymm.env "))
     assert "root:polymm 640" in next(l for l in before.splitlines() if l.startswith("/etc/polymm/config.toml "))
     assert "polymm:/var/lib/polymm:/usr/sbin/nologin" in before
@@ -224,7 +242,7 @@ def test_install_is_idempotent_and_keeps_the_operators_files(dep):
 
 def test_systemd_analyze_verify_prints_nothing(dep):
     r = dep.sh("systemd-analyze verify /etc/systemd/system/polymm-feed.service "
-               "/etc/systemd/system/polymm-trader.service", check=False)
+               "/etc/systemd/system/polymm-trader.service /etc/systemd/system/polymm-notify@.service", check=False)
     # verify exits 0 on unknown keys and bad values and only prints them: any output is a failure.
     assert r.returncode == 0 and r.output == "", r.describe()
 
@@ -378,7 +396,8 @@ def test_a_stopped_feed_leaves_the_trader_running_without_resting_entries(dep):
                  lambda: dep.sim.admin.open_orders(dep.address) == [], 30, every_s=1)
     assert dep.main_pid(TRADER) == trader_pid and dep.prop(TRADER, "ActiveState") == "active"
     status = dep.mmctl("status")
-    assert status.returncode == 1 and "UNHEALTHY" in status.stdout, status.describe()
+    # Its own class for health checks: the feed is down (8), not "something needs attention" (1).
+    assert status.returncode == 8 and "UNHEALTHY: FEED DOWN" in status.stdout, status.describe()
     print(status.stdout)
     dep.systemctl("start", FEED)
     dep.wait_for("mmctl status healthy again with the feed back", lambda: dep.mmctl("status").returncode == 0, 30)
@@ -418,6 +437,31 @@ def test_systemctl_stop_leaves_no_open_orders_on_the_sim(dep):
     assert dep.sim.admin.open_orders(dep.address) == []
     assert dep.prop(TRADER, "Result") == "success", dep.diagnostics()
     assert dep.prop(TRADER, "ExecMainStatus") == "0"
+
+
+def test_a_trader_that_fails_for_good_runs_the_operators_notice_command(dep):
+    """Exit 2 (here: no PK) is deliberately not restarted; OnFailure= runs polymm-notify@ with notify.env's command."""
+    dep.ensure_running()
+    notify_env = dep.box.path("/etc/polymm/notify.env")
+    notify_env.write_text('POLYMM_NOTIFY_COMMAND=echo "NOTICE for $POLYMM_NOTIFY_UNIT: $POLYMM_NOTIFY_JSON"\n')
+    env = dep.box.path("/etc/polymm/polymm.env")
+    good = env.read_text()
+    notice = "polymm-notify@polymm-trader.service.service"
+    try:
+        env.write_text(good.replace(f"PK={dep.pk}\n", ""))
+        dep.systemctl("restart", TRADER, check=False)
+        dep.wait_for("the trader failed for good (exit 2, not restarted)",
+                     lambda: dep.prop(TRADER, "ActiveState") == "failed", 60)
+        assert dep.prop(TRADER, "ExecMainStatus") == "2", dep.diagnostics()
+        seen = dep.wait_for("the notice command ran", lambda: "NOTICE for polymm-trader.service" in (
+            out := dep.journal(notice)) and out, 30)
+        print(seen)
+        assert "polymm-trader.service failed on" in seen and "exited 2" in seen
+        assert dep.pk[2:] not in seen, "the notice never carries a secret"
+    finally:
+        env.write_text(good)
+        notify_env.write_text("")
+    dep.ensure_running()
 
 
 def test_upgrade_in_place_keeps_config_and_takes_effect_on_restart(dep):

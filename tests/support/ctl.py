@@ -75,6 +75,7 @@ class FakeConfig:
     defaults: dict
     live: frozenset
     overrides: set
+    file_keys: set = None  # keys the (fake) config file sets; None: a trader too old to say where values come from
 
 
 class FakeHandler:
@@ -111,8 +112,16 @@ class FakeHandler:
             keys = [request.key]
         # Deliberately NOT redacting: mmctl must redact on its own (defence in depth).
         entries = [p.ConfigEntry(key=k, value=self.cfg.values[k], default=self.cfg.defaults[k],
-                                 override=k in self.cfg.overrides, live=k in self.cfg.live) for k in keys]
+                                 override=k in self.cfg.overrides, live=k in self.cfg.live,
+                                 source=self._source(k)) for k in keys]
         return p.ConfigReply(entries=entries, source="/etc/polymm/config.toml", overrides_path="/var/lib/polymm/overrides.toml")
+
+    def _source(self, key: str) -> str:
+        if self.cfg.file_keys is None:
+            return ""
+        if key in self.cfg.overrides:
+            return "override"
+        return "file" if key in self.cfg.file_keys else "default"
 
     def _known(self, key: str) -> None:
         if key not in self.cfg.values:

@@ -62,6 +62,7 @@ class ConfigStore:
         self.overrides: dict[str, str] = {}
         self.current = None  # effective Config
         self.pending_restart: dict[str, Any] = {}  # key -> value waiting for a restart
+        self.file_keys: frozenset[str] = frozenset()  # keys the config file sets (mmctl config's source column)
         self._lock = threading.RLock()
 
     # -- reading -------------------------------------------------------------------------------------
@@ -90,6 +91,7 @@ class ConfigStore:
             overrides = self._read_overrides()
             cfg = self._build(overrides)
             self.overrides, self.current, self.pending_restart = overrides, cfg, {}
+            self.file_keys = _cfgmod().keys_in_file(self.path)
             return cfg
 
     # -- writing -------------------------------------------------------------------------------------
@@ -166,7 +168,16 @@ class ConfigStore:
             self._persist(overrides)
         old = self.current
         self.overrides, self.current, self.pending_restart = overrides, new, pending
+        self.file_keys = cfg.keys_in_file(self.path)
         return old, new, cfg.warnings(new)
+
+    def source_of(self, key: str) -> str:
+        """Where the value of `key` comes from, in the order they override each other."""
+        if key in self.overrides:
+            return "override"
+        if key in self.base:
+            return "env"
+        return "file" if key in self.file_keys else "default"
 
 
 def _replace_key(cfg, key: str, value):
@@ -416,6 +427,7 @@ class TraderControlHandler:
             p.ConfigEntry(
                 key=k, value=p.redact(k, _plain(values[k])), default=p.redact(k, _plain(defaults.get(k))),
                 override=k in self.store.overrides, live=k in live, pending_restart=k in self.store.pending_restart,
+                source=self.store.source_of(k),
             )
             for k in keys
         ]

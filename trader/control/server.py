@@ -5,6 +5,13 @@ pool runs the handler's methods. So a slow, silent or half-open client costs one
 times out, never a thread, and a slow handler call (flatten) does not delay other clients' status.
 Requests that change the trader (MUTATING_OPS) are run one at a time: two `set`s never interleave.
 
+The kill switch always gets through (KILL_SWITCH_OPS: pause, flatten, cancel-all). The server admits
+`max_clients` connections and makes room by closing one silent for a second; when every one of them is active
+(dashboards and monitoring scripts polling status), a new connection is still admitted, on probation: it may
+ask for the kill switch only, anything else is told the server is full (and that the kill switch is always
+served), and a probation connection that asks nothing is closed after `probation_idle_s`. Kill-switch requests
+also run on their own worker, so they never queue behind other clients' reads.
+
 Who may talk: root, the service's own uid, and members of the allowed group (the service's gid by
 default). The socket file is mode 0660 with that group, and every connection's SO_PEERCRED is checked as
 well (file modes alone do not protect an already-open descriptor passed around, and a mis-set umask or
@@ -224,6 +231,7 @@ class _Connection:
     last_recv: float = 0.0
     last_send: float = 0.0
     events: int = 0  # currently registered selector events
+    probation: bool = False  # admitted over max_clients: served the kill switch only
 
 
 @dataclass
@@ -233,6 +241,7 @@ class ServerStats:
     requests: int = 0
     errors: int = 0  # error replies sent (bad frames, handler refusals, internal errors)
     closed_bad: int = 0  # connections closed for oversize / timeouts / overflow
+    on_probation: int = 0  # connections admitted over the limit (kill switch only)
 
 
 class ControlServer:
@@ -259,6 +268,8 @@ class ControlServer:
         # changes, so the operator reads a refusal rather than an ambiguous timeout.
         mutate_wait_s: float = 4.0,
         max_pipelined: int = 8,
+        probation_slots: int | None = None,
+        probation_idle_s: float = 2.0,
     ) -> None:
         self.path = Path(path)
         self.handler = handler
@@ -270,6 +281,9 @@ class ControlServer:
         self.write_timeout_s = write_timeout_s
         self.mutate_wait_s = mutate_wait_s
         self.max_pipelined = max_pipelined
+        # Connections over the limit, each waiting to say what it wants: as many again as the limit.
+        self.probation_slots = max_clients if probation_slots is None else probation_slots
+        self.probation_idle_s = probation_idle_s
         self.stats = ServerStats()
         self._workers = workers
         self._listener: socket.socket | None = None
@@ -281,6 +295,7 @@ class ControlServer:
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._kill_pool: ThreadPoolExecutor | None = None  # the kill switch's own workers
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._mutate_lock = threading.Lock()
@@ -304,6 +319,7 @@ class ControlServer:
         self._selector.register(self._listener, selectors.EVENT_READ, "listen")
         self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="ctl-handler")
+        self._kill_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ctl-kill-switch")
         self._thread = threading.Thread(target=self._run, name="ctl-io", daemon=True)
         self._thread.start()
         log.info("control socket listening on %s (group %s may connect)", self.path, group_name(self.allowed_gid))
@@ -314,8 +330,9 @@ class ControlServer:
         self._stopping.set()
         self._wake()
         self._thread.join(timeout)
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self._pool, self._kill_pool):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
         self._thread = None
         self._remove_socket_file()
 
@@ -444,13 +461,42 @@ class ControlServer:
                 log.warning("control: refused %s (not root, not the service user, not in group %s)",
                             peer.describe(), group_name(self.allowed_gid))
                 self._reply_and_close(conn, refusal_reply(peer, self.allowed_gid))
-            elif len(self._conns) > self.max_clients and not self._evict_idle(now):
-                self.stats.refused += 1
-                log.warning("control: refused %s: %d clients already connected", peer.describe(), self.max_clients)
-                self._reply_and_close(conn, p.ErrorReply(
-                    code=p.E_BUSY, message=f"too many mmctl clients ({self.max_clients}); try again shortly"))
+            elif self._regular_count() > self.max_clients and not self._evict_idle(now):
+                if self._room_on_probation():
+                    conn.probation = True
+                    self.stats.on_probation += 1
+                    self._set_events(conn, selectors.EVENT_READ)
+                else:
+                    self.stats.refused += 1
+                    log.warning("control: refused %s: %d clients already connected and %d more on probation",
+                                peer.describe(), self.max_clients, self.probation_slots)
+                    self._reply_and_close(conn, self._full_reply())
             else:
                 self._set_events(conn, selectors.EVENT_READ)
+
+    def _regular_count(self) -> int:
+        return sum(1 for c in self._conns.values() if not c.probation)
+
+    def _full_reply(self) -> p.ErrorReply:
+        return p.ErrorReply(code=p.E_BUSY, message=(
+            f"too many mmctl clients ({self.max_clients}); try again shortly "
+            "(pause, flatten and cancel-all are always served)"))
+
+    def _room_on_probation(self) -> bool:
+        """A probation slot for one more connection over the limit: a free one, else the one that has waited
+        the longest without sending a request (a request in flight, a kill switch among them, is never cut)."""
+        probation = [c for c in self._conns.values() if c.probation]
+        if len(probation) < self.probation_slots:
+            return True
+        waiting = [c for c in probation if c.events and not c.busy and not c.outbuf and not c.inbox
+                   and not c.close_after_flush]
+        if not waiting:
+            return False
+        oldest = min(waiting, key=lambda c: c.last_recv)
+        log.info("control: closing %s (on probation, silent the longest) to admit a new client", oldest.peer.describe())
+        self.stats.closed_bad += 1
+        self._close(oldest)
+        return True
 
     def _evict_idle(self, now: float) -> bool:
         """At the client limit, make room by closing the connection silent the longest (at least 1 s), so
@@ -508,9 +554,16 @@ class ControlServer:
             log.info("control: %s: %s", conn.peer.describe(), err.message)
             self._queue_out(conn, p.encode(err.to_reply()))
             return
+        op = type(request).__struct_config__.tag
+        if conn.probation and op not in p.KILL_SWITCH_OPS:
+            self.stats.refused += 1
+            log.info("control: %s asked for %s while over the client limit; refused", conn.peer.describe(), op)
+            self._reply_and_close(conn, self._full_reply())
+            return
         conn.busy = True
         self.stats.requests += 1
-        self._pool.submit(self._handle, conn.id, conn.peer, request)
+        pool = self._kill_pool if op in p.KILL_SWITCH_OPS else self._pool
+        pool.submit(self._handle, conn.id, conn.peer, request)
 
     def _handle(self, conn_id: int, peer: Peer, request: p.Request) -> None:
         """Runs on a pool thread: call the handler, encode its reply, post it back to the I/O thread."""
@@ -641,6 +694,9 @@ class ControlServer:
                 reason = f"a partial frame stalled for {self.partial_frame_timeout_s:g} s"
             elif not conn.busy and not conn.outbuf and now - max(conn.last_recv, conn.last_send) > self.idle_timeout_s:
                 reason = f"idle for {self.idle_timeout_s:g} s"
+            elif (conn.probation and not conn.busy and not conn.outbuf
+                  and now - max(conn.last_recv, conn.last_send) > self.probation_idle_s):
+                reason = f"on probation (over the client limit) and silent for {self.probation_idle_s:g} s"
             else:
                 continue
             self.stats.closed_bad += 1

@@ -15,7 +15,8 @@
     blocked_legs  {Leg: reason}: the exchange refuses orders on these legs now (nothing placed there)
     halt_reason   non-empty: the exchange accepts no new orders now (cancel-only, closed-only, engine restart,
                   rate limited); cancels still go out
-    post_only_only  the exchange accepts post-only orders only: taker orders (stops) wait
+    post_only_only  the exchange accepts post-only orders only: stops and flattens rest post-only one tick above
+                    the bid until takers are allowed again (post_only_exits.py); other taker orders wait
     unresolved_usd  exposure of earlier windows' positions awaiting resolution (counted against
                   risk.max_exposure_usd; see risk.unresolved_value)
 
@@ -51,6 +52,7 @@ from polymm.trader.decision import planner, risk
 from polymm.trader.config import Config
 from polymm.trader.model import Leg, MarketView, OrderView, PositionView, Role, Want
 from polymm.trader.decision.planner import Cancel, Place
+from polymm.trader.decision.post_only_exits import adapt_exits
 from polymm.trader.decision.strategy.s1 import S1State, decide_s1, new_s1_state
 from polymm.trader.decision.strategy.s2 import S2State, decide_s2, new_s2_state
 
@@ -138,6 +140,8 @@ def decide(
                 for leg in Leg:
                     reasons[(name, leg, Role.ENTRY)] = problem
 
+    # Stops and flattens in the form the exchange takes now: resting post-only while it refuses takers.
+    wants = adapt_exits(wants, market, config, post_only_only)
     actions = planner.plan(wants, orders, market.tick_size, reasons=reasons, default_reason=default_reason)
     held: list[tuple[Place, str]] = []
     actions, risk_state, action_notes, gate_held = risk.gate_actions(

@@ -125,6 +125,9 @@ class ExecutionCore(OrderLedger, SubmitWorkers, ExchangeSync):
         self._ticks: dict[str, float] = {}
         self._resolutions: dict[str, Leg] = {}
         self._journal_orders: dict[str, JournalOrder] = {}
+        # Trade ids of fills recorded in the journal (by an earlier run, or this one): a restarted trader finds
+        # them again on the exchange, and they are not "missed by the user channel".
+        self._recorded_fills: set[str] = set()
         self._fills = FillStore(self._order_info, self._tokens.get)
         self._xstate = ExchangeState(post_only_after_restart_s=post_only_after_restart_s)
         self._ws_backoff_s = ws_backoff_s

@@ -141,6 +141,7 @@ class OrderLedger:
         contents = journal.load(now)
         with self._lock:
             self._journal_orders = contents.orders
+            self._recorded_fills = set(contents.fills)
             for m in contents.markets.values():
                 # Already in the journal: re-writing it would restamp it and keep it forever.
                 self._register_market(m, now, journal=False)
@@ -154,8 +155,8 @@ class OrderLedger:
             # reconciliation reads their trades too (later ones only follow the recent markets).
             ordered = {j.condition_id for j in self._journal_orders.values()}
             self._backfill = {c for c in self._markets if c in ordered and c not in self._resolutions}
-        log.info("order journal: %d orders, %d markets, %d resolutions", len(contents.orders),
-                 len(contents.markets), len(contents.resolutions))
+        log.info("order journal: %d orders, %d fills, %d markets, %d resolutions", len(contents.orders),
+                 len(contents.fills), len(contents.markets), len(contents.resolutions))
         if self.ledger is not None:
             # A kill -9 can lose the ledger's last queued records; the journal has every order before it was sent
             # (and the markets, registered above, and resolutions): give the ledger what it lacks (idempotent).
@@ -211,13 +212,22 @@ class OrderLedger:
             return
         self._push(OrderChanged(t.after, t.before.state if t.before else None))
 
-    def _fill_event(self, fill: FillView, previous: str | None, log_it: bool = True, source: str = "stream") -> None:
+    def _fill_event(self, fill: FillView, previous: str | None, log_it: bool = True, source: str = "stream",
+                    restored: bool = False) -> None:
+        """`source`: where the fill was learnt (the ledger records it). `restored`: a fill an earlier run recorded,
+        found again at start (summarised by the caller)."""
         self._push(FillChanged(fill, previous))
         if self.ledger is not None:
             self.ledger.fill(fill, self._fills.condition_of(fill.trade_id, fill.order_id) or "", previous, source,
                              ts=self.clock())
+        if previous is None and fill.trade_id not in self._recorded_fills:
+            self._recorded_fills.add(fill.trade_id)
+            if self._journal is not None:
+                self._journal.fill(fill.trade_id, self.clock())
         level = logging.WARNING if fill.status == "FAILED" else logging.INFO
-        if log_it or previous is None or fill.status == "FAILED":
+        # A restored fill was logged by the run that recorded it; the caller says how many came back.
+        quiet = restored and fill.status != "FAILED"
+        if not quiet and (log_it or previous is None or fill.status == "FAILED"):
             what = "fill" if previous is None else ("fill-reversed" if fill.status == "FAILED" else "fill-status")
             log.log(level, "%s trade=%s id=%s strategy=%s leg=%s side=%s price=%s size=%s fee=%s role=%s status=%s",
                     what, fill.trade_id, fill.order_id, fill.strategy, fill.leg.value, fill.side.value,

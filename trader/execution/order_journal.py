@@ -3,7 +3,9 @@
 The exchange knows our orders and trades but not which strategy or role each order served. Without
 that, a restart would see S1's position as nobody's and S1 would enter again (a doubled position).
 Each order is journaled (one JSON line) right after signing and before it is sent, so even an order
-whose submit never returned is known after a crash; markets and resolutions are journaled too.
+whose submit never returned is known after a crash; markets and resolutions are journaled too, and the
+trade id of every fill we recorded, so a restarted trader tells the fills it already knew (found again by its
+start-up reconciliation) from fills nobody recorded (missed by the user channel, or made while it was down).
 
 Written under the state directory (never secrets). Lines older than `keep_s` are dropped when loaded.
 A torn last line (crash mid-write) is skipped with a warning, never fatal.
@@ -14,7 +16,7 @@ import json
 import logging
 import os
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from polymm.trader.model import MarketIdentity
@@ -45,6 +47,7 @@ class JournalContents:
     orders: dict[str, JournalOrder]
     markets: dict[str, MarketIdentity]
     resolutions: dict[str, str]  # condition_id -> winning leg value
+    fills: set[str] = field(default_factory=set)  # trade ids of fills recorded by an earlier run
 
 
 class OrderJournal:
@@ -98,6 +101,8 @@ class OrderJournal:
                         contents.markets[m.condition_id] = m
                     elif kind == "resolved":
                         contents.resolutions[rec["condition_id"]] = rec["winning_leg"]
+                    elif kind == "fill":
+                        contents.fills.add(str(rec["trade_id"]))
                     else:
                         continue
                 except (TypeError, KeyError):
@@ -127,6 +132,10 @@ class OrderJournal:
 
     def market(self, entry: MarketIdentity, now: float) -> None:
         self._append("market", now, asdict(entry))
+
+    def fill(self, trade_id: str, now: float) -> None:
+        """A fill we recorded (its first sighting; later status changes need no line)."""
+        self._append("fill", now, {"trade_id": trade_id})
 
     def resolved(self, condition_id: str, winning_leg: str, now: float) -> None:
         self._append("resolved", now, {"condition_id": condition_id, "winning_leg": winning_leg})

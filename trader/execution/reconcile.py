@@ -4,7 +4,8 @@ Run at start before any new order, after every user-socket reconnect (the channe
 was missed), after heartbeats recover, and periodically. REST is the source of truth after any gap:
 
 - every trade row goes through the fill store (idempotent: known fills change nothing, missed ones
-  are added, FAILED ones reversed);
+  are added, FAILED ones reversed). A fill new to the store that an earlier run recorded (its trade id is in
+  the journal) is restored, not "missed": after a restart only a fill nobody recorded is worth a warning;
 - an exchange open order we know: its state and fill amount are taken from the exchange;
 - an exchange open order we do not know: adopted with its journal attribution (restart), else adopted
   as strategy "external" and reported (it is on our wallet, but not placed by this trader);
@@ -31,6 +32,7 @@ class ReconcileResult:
     need_lookup: list[str] = field(default_factory=list)  # exchange order ids to GET /data/order
     order_changes: list[Transition] = field(default_factory=list)
     fill_changes: list[tuple[FillView, str | None]] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)  # trade ids recorded before a restart, found again
 
 
 def order_from_journal(j: JournalOrder) -> Order:
@@ -59,8 +61,9 @@ def describe_order(o: Order) -> str:
 
 def apply(book: OrderBook, fills: FillStore, open_orders: list[OrderReport], trades: list[TradeReport],
           journal: dict[str, JournalOrder], token_leg: Callable[[str], tuple[str, Leg] | None],
-          markets: set[str], now: float) -> ReconcileResult:
-    """Bring `book` and `fills` in line with the exchange's `open_orders` and `trades` for `markets`."""
+          markets: set[str], now: float, recorded_fills: set[str] | frozenset[str] = frozenset()) -> ReconcileResult:
+    """Bring `book` and `fills` in line with the exchange's `open_orders` and `trades` for `markets`.
+    `recorded_fills`: trade ids an earlier run recorded (the journal)."""
     res = ReconcileResult()
 
     # Orders first, so fills of adopted orders are attributed to their strategy.
@@ -95,7 +98,10 @@ def apply(book: OrderBook, fills: FillStore, open_orders: list[OrderReport], tra
     for tr in trades:
         for fill, previous in fills.apply(tr):
             res.fill_changes.append((fill, previous))
-            if previous is None:
+            if previous is None and fill.trade_id in recorded_fills:
+                if fill.trade_id not in res.restored:
+                    res.restored.append(fill.trade_id)
+            elif previous is None:
                 res.differences.append(
                     f"fill missed by the user channel: trade={fill.trade_id} id={fill.order_id} strategy={fill.strategy} "
                     f"leg={fill.leg.value} side={fill.side.value} price={fill.price:g} size={fill.size:g} "

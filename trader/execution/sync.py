@@ -142,13 +142,19 @@ class ExchangeSync:
             now = self.clock()
             with self._lock:
                 res = reconcile_mod.apply(self._book, self._fills, open_reports, trade_reports, self._journal_orders,
-                                          self._token_leg, set(markets), now)
+                                          self._token_leg, set(markets), now, recorded_fills=self._recorded_fills)
                 for t in res.order_changes:
                     self._order_event(t)
+                restored = set(res.restored)
                 for fill, previous in res.fill_changes:
-                    self._fill_event(fill, previous, log_it=False, source="reconcile")
+                    self._fill_event(fill, previous, log_it=False, source="reconcile",
+                                     restored=fill.trade_id in restored)
                 self._xstate.last_reconcile_at = now
                 self._backfill.difference_update(markets)
+            if res.restored:
+                # Known before a restart (the journal): found again, not missed. Only unrecorded fills warn.
+                log.info("reconcile (%s): %d fill(s) recorded before the restart found again on the exchange",
+                         reason, len(res.restored))
             for diff in res.differences:
                 log.warning("reconcile (%s): %s", reason, diff)
             for order_id in res.need_lookup:

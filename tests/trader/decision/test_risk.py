@@ -193,10 +193,11 @@ def test_exchange_halt_blocks_places_but_not_cancels():
     assert d.actions == [] and any("cancel-only" in n for n in d.notes)
 
 
-def test_post_only_mode_holds_back_taker_orders_only():
+def test_post_only_mode_sends_post_only_orders_only_and_stops_rest_above_the_bid():
     positions = {("s1", Leg.UP): pos(Leg.UP, 6.0, 0.62)}
     d = decide(book(0.40), [], positions, CFG, None, WS + 400, post_only_only=True)
-    assert places(d) == []
+    # The stop does not wait out the post-only period: it rests post-only at bid + tick (post_only_exits.py).
+    assert [(w.role, w.post_only, w.price) for w in places(d)] == [(Role.STOP_LOSS, True, 0.41)]
     d = decide(book(0.70), [], {}, CFG, None, WS + 400, post_only_only=True)
     assert [w.post_only for w in places(d)] == [True]
 
