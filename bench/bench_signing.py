@@ -40,8 +40,12 @@ def run(n: int) -> None:
     def fast(price, size, side):
         ours.build(TOKEN, Side(side), price, size, 0.01)
 
+    def fast_v3(price, size, side):
+        ours.build(TOKEN, Side(side), price, size, 0.01, version=3)
+
     results = {}
-    for name, fn in (("sdk create_order", sdk), ("polymm OrderSigner.build", fast)):
+    for name, fn in (("sdk create_order", sdk), ("polymm OrderSigner.build", fast),
+                     ("polymm OrderSigner.build v3", fast_v3)):
         for case in cases[:50]:  # warm up
             fn(*case)
         samples = []

@@ -1,4 +1,4 @@
-"""Fast build + sign of CLOB V2 orders, byte-identical to py-clob-client-v2.
+"""Fast build + sign of CLOB orders (exchange order versions 2 and 3), byte-identical to py-clob-client-v2.
 
 Why our own: the SDK builds a generic EIP-712 typed-data dict and runs `eth_account.encode_typed_data`
 for every order (type-string parsing, ABI encoding through eth_abi, several hex round trips), which
@@ -10,6 +10,12 @@ eth_account uses when coincurve is installed, so the signatures are the same byt
 Amount rounding deliberately repeats the SDK's float arithmetic step by step (round_down / round_up /
 decimal_places on `str(float)`): the exchange recomputes amounts and rejects a mismatch, and the
 equality test (tests/trader/venue/test_signing.py) proves identity against the SDK over random inputs.
+
+Order versions (what `GET /version` answers): 2 signs for the CTF exchange V2 contracts (standard or
+neg-risk) with EIP-712 domain version "2"; 3 signs the same 11-field struct for the single Exchange V3
+contract with domain version "3" (the SDK's OrderBuilder.build_order: `exchange_v3` whatever neg_risk says).
+Version 1 (the pre-2026-04-28 struct with nonce/feeRateBps) is gone from production and not signed here:
+UnsupportedOrderVersion says so and the trader stops placing orders rather than sending what will be refused.
 
 Nothing here imports py_clob_client_v2 (only trader/venue/gateway.py does).
 """
@@ -31,8 +37,25 @@ CHAIN_ID_POLYGON = 137
 # CLOB V2 exchange contracts on Polygon (polymarket-protocol.md section 1.4).
 EXCHANGE_V2 = "0xE111180000d2663C0091e4f400237545B87B996B"
 NEG_RISK_EXCHANGE_V2 = "0xe2222d279d744050d28e00520010520000310F59"
+# Exchange V3 (py_clob_client_v2.config.get_contract_config(137).exchange_v3); no neg-risk twin.
+EXCHANGE_V3 = "0xe3333700cA9d93003F00f0F71f8515005F6c00Aa"
 DOMAIN_NAME = "Polymarket CTF Exchange"
 DOMAIN_VERSION = "2"
+# order version -> (EIP-712 domain version, exchange, neg-risk exchange), as the SDK's build_order picks them
+ORDER_VERSIONS: dict[int, tuple[str, str, str]] = {
+    2: ("2", EXCHANGE_V2, NEG_RISK_EXCHANGE_V2),
+    3: ("3", EXCHANGE_V3, EXCHANGE_V3),
+}
+SIGNABLE_VERSIONS = tuple(ORDER_VERSIONS)
+
+
+class UnsupportedOrderVersion(ValueError):
+    """The exchange asks for an order version this signer cannot produce."""
+
+    def __init__(self, version: object) -> None:
+        known = " or ".join(str(v) for v in SIGNABLE_VERSIONS)
+        super().__init__(f"the exchange asks for order version {version!r}; polymm signs version {known} only")
+        self.version = version
 BYTES32_ZERO = "0x" + "00" * 32
 
 EOA, POLY_PROXY, POLY_GNOSIS_SAFE, POLY_1271 = 0, 1, 2, 3
@@ -138,7 +161,8 @@ def price_valid(price: float, tick: str) -> bool:
 # ---- the signed order ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SignedOrder:
-    """A V2 order as the SDK's SignedOrderV2 holds it (strings where the SDK has strings), plus its hash.
+    """An order as the SDK's SignedOrderV2 holds it (strings where the SDK has strings; V3 orders have the
+    same fields), plus its hash and the order version it was signed for.
 
     `order_hash` is the EIP-712 digest: the exchange's order id (`orderID`), known before sending.
     """
@@ -157,6 +181,7 @@ class SignedOrder:
     expiration: str
     signature: str
     order_hash: str
+    version: int = 2  # exchange order version signed for (not sent: the domain is in the signature)
 
     def to_json(self, owner: str, order_type: str, post_only: bool = False, defer_exec: bool = False) -> dict:
         """The POST /order body, key for key and type for type as the SDK's order_to_json_v2."""
@@ -211,7 +236,7 @@ def default_salt() -> int:
 
 
 class OrderSigner:
-    """Builds and signs V2 limit orders for one key/funder. Thread-safe (no mutable state)."""
+    """Builds and signs V2/V3 limit orders for one key/funder. Thread-safe (no mutable state)."""
 
     def __init__(
         self,
@@ -220,8 +245,6 @@ class OrderSigner:
         signature_type: int = EOA,
         funder: str | None = None,
         chain_id: int = CHAIN_ID_POLYGON,
-        exchange: str = EXCHANGE_V2,
-        neg_risk_exchange: str = NEG_RISK_EXCHANGE_V2,
     ) -> None:
         if signature_type not in (EOA, POLY_PROXY, POLY_GNOSIS_SAFE, POLY_1271):
             raise ValueError(f"signature type must be 0, 1, 2 or 3, got {signature_type!r}")
@@ -238,7 +261,11 @@ class OrderSigner:
         # Type 3 (deposit wallet): the wallet is both maker and signer; otherwise the EOA signs.
         self.order_signer = self.funder if signature_type == POLY_1271 else self.address
         self.chain_id = chain_id
-        self._separators = {False: domain_separator(exchange, chain_id), True: domain_separator(neg_risk_exchange, chain_id)}
+        # (order version, neg_risk) -> domain separator, computed once
+        self._separators = {
+            (version, neg): domain_separator(neg_ex if neg else ex, chain_id, domain_version)
+            for version, (domain_version, ex, neg_ex) in ORDER_VERSIONS.items() for neg in (False, True)
+        }
         self._maker_word = _word_address(self.funder)
         self._signer_word = _word_address(self.order_signer)
 
@@ -256,9 +283,13 @@ class OrderSigner:
         timestamp_ms: int | None = None,
         metadata: str = BYTES32_ZERO,
         builder: str = BYTES32_ZERO,
+        version: int = 2,
     ) -> SignedOrder:
-        """A signed order for `size` shares at `price` (already on the tick). Raises ValueError on an
-        invalid price or tick, as the SDK does before signing."""
+        """A signed order for `size` shares at `price` (already on the tick), for exchange order `version`.
+        Raises ValueError on an invalid price or tick, as the SDK does before signing, and
+        UnsupportedOrderVersion (a ValueError) for a version other than 2 or 3."""
+        if version not in ORDER_VERSIONS:
+            raise UnsupportedOrderVersion(version)
         tk = tick_key(tick)
         if not price_valid(price, tk):
             raise ValueError(f"invalid price ({price}), min: {float(tk)} - max: {1 - float(tk)}")
@@ -281,7 +312,7 @@ class OrderSigner:
             + _word_bytes32(metadata)
             + _word_bytes32(builder)
         )
-        separator = self._separators[bool(neg_risk)]
+        separator = self._separators[(version, bool(neg_risk))]
         digest = keccak256(b"\x19\x01" + separator + struct_hash)
         if self.signature_type == POLY_1271:
             signature = self._sign_7739(separator, struct_hash)
@@ -302,6 +333,7 @@ class OrderSigner:
             expiration=str(expiration) if expiration else "0",
             signature=signature,
             order_hash="0x" + digest.hex(),
+            version=version,
         )
 
     def _sign_digest(self, digest: bytes) -> bytes:

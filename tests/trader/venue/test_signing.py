@@ -16,7 +16,9 @@ from py_clob_client_v2.order_utils.exchange_order_builder_v2 import ExchangeOrde
 from py_clob_client_v2.signer import Signer
 
 from polymm.trader.model import Side
-from polymm.trader.venue.signing import EXCHANGE_V2, NEG_RISK_EXCHANGE_V2, ROUNDING, OrderSigner, order_amounts
+from polymm.trader.venue.signing import (
+    EXCHANGE_V2, EXCHANGE_V3, NEG_RISK_EXCHANGE_V2, ROUNDING, OrderSigner, UnsupportedOrderVersion, order_amounts,
+)
 
 TICKS = list(ROUNDING)  # every tick the exchange has
 
@@ -29,7 +31,7 @@ def sdk_client(pk: str, signature_type: int, funder: str | None, token: str, tic
 
 
 def sdk_signed(client: ClobClient, token: str, side: str, price: float, size: float, tick: str, neg_risk: bool,
-               salt: int, ts_ms: int):
+               salt: int, ts_ms: int, version: int = 2):
     """The SDK's default create_order path with the salt and timestamp pinned."""
     # salt = int(random() * now_ms) in the SDK; choose random() so that it yields exactly `salt`.
     now_ns = ts_ms * 1_000_000
@@ -38,7 +40,7 @@ def sdk_signed(client: ClobClient, token: str, side: str, price: float, size: fl
     with mock.patch("time.time_ns", return_value=now_ns), mock.patch("random.random", return_value=rnd):
         return client.create_order(
             OrderArgsV2(token_id=token, price=price, size=size, side=side),
-            PartialCreateOrderOptions(tick_size=tick, neg_risk=neg_risk, version=2),
+            PartialCreateOrderOptions(tick_size=tick, neg_risk=neg_risk, version=version),
         )
 
 
@@ -57,18 +59,21 @@ def random_case(rng: random.Random):
     return tick, price, size, side, token, ts_ms, salt, rng.random() < 0.3
 
 
+@pytest.mark.parametrize("version", [2, 3])
 @pytest.mark.parametrize("signature_type", [0, 1, 2, 3])
-def test_fast_signer_is_byte_identical_to_sdk_over_random_orders(signature_type):
-    rng = random.Random(1000 + signature_type)
+def test_fast_signer_is_byte_identical_to_sdk_over_random_orders(signature_type, version):
+    rng = random.Random(1000 + signature_type + 10 * version)
     pk = "0x" + rng.randbytes(32).hex()
     funder = None if signature_type == 0 else Account.create().address
     ours = OrderSigner(pk, signature_type=signature_type, funder=funder)
     for _ in range(150):
         tick, price, size, side, token, ts_ms, salt, neg_risk = random_case(rng)
         client = sdk_client(pk, signature_type, funder, token, tick)
-        theirs = sdk_signed(client, token, side, price, size, tick, neg_risk, salt, ts_ms)
-        mine = ours.build(token, Side(side), price, size, float(tick), neg_risk=neg_risk, salt=salt, timestamp_ms=ts_ms)
-        case = (tick, price, size, side, neg_risk)
+        theirs = sdk_signed(client, token, side, price, size, tick, neg_risk, salt, ts_ms, version)
+        mine = ours.build(token, Side(side), price, size, float(tick), neg_risk=neg_risk, salt=salt, timestamp_ms=ts_ms,
+                          version=version)
+        case = (tick, price, size, side, neg_risk, version)
+        assert mine.version == version
         assert mine.signature == theirs.signature, case
         for name in ("salt", "maker", "signer", "tokenId", "makerAmount", "takerAmount", "timestamp",
                      "metadata", "builder", "expiration"):
@@ -79,14 +84,18 @@ def test_fast_signer_is_byte_identical_to_sdk_over_random_orders(signature_type)
                 theirs, "key-1", order_type, post_only, True)
 
 
-@pytest.mark.parametrize("neg_risk", [False, True])
-def test_order_hash_is_the_sdk_eip712_digest_and_recovers_to_signer(neg_risk):
+@pytest.mark.parametrize("version,neg_risk,contract", [
+    (2, False, EXCHANGE_V2), (2, True, NEG_RISK_EXCHANGE_V2),
+    # V3 has one exchange: the SDK signs for it whatever neg_risk says
+    (3, False, EXCHANGE_V3), (3, True, EXCHANGE_V3),
+])
+def test_order_hash_is_the_sdk_eip712_digest_and_recovers_to_signer(version, neg_risk, contract):
     rng = random.Random(7)
     pk = "0x" + rng.randbytes(32).hex()
     ours = OrderSigner(pk)
     mine = ours.build("123456789", Side.BUY, 0.52, 10, 0.01, neg_risk=neg_risk, salt=15244991435,
-                      timestamp_ms=1795466684137)
-    sdk_builder = ExchangeOrderBuilderV2(NEG_RISK_EXCHANGE_V2 if neg_risk else EXCHANGE_V2, 137, Signer(pk, 137))
+                      timestamp_ms=1795466684137, version=version)
+    sdk_builder = ExchangeOrderBuilderV2(contract, 137, Signer(pk, 137), domain_version=str(version))
     from py_clob_client_v2.order_utils.model.order_data_v2 import OrderV2
     typed = sdk_builder.build_order_typed_data(OrderV2(
         salt=mine.salt, maker=mine.maker, signer=mine.signer, tokenId=mine.tokenId, makerAmount=mine.makerAmount,
@@ -95,6 +104,22 @@ def test_order_hash_is_the_sdk_eip712_digest_and_recovers_to_signer(neg_risk):
     assert sdk_builder.build_order_hash(typed) == mine.order_hash
     recovered = Account.recover_message(encode_typed_data(full_message=typed), signature=mine.signature)
     assert recovered == ours.address == Account.from_key(pk).address
+
+
+def test_v3_contract_is_the_sdks():
+    from py_clob_client_v2.config import get_contract_config
+    assert EXCHANGE_V3 == get_contract_config(137).exchange_v3
+
+
+def test_versions_sign_different_digests_and_unknown_versions_are_refused():
+    ours = OrderSigner("0x" + "22" * 32)
+    args = ("1", Side.BUY, 0.5, 5, 0.01)
+    v2 = ours.build(*args, salt=1, timestamp_ms=1)
+    v3 = ours.build(*args, salt=1, timestamp_ms=1, version=3)
+    assert v2.order_hash != v3.order_hash and v2.to_json("k", "GTC") != v3.to_json("k", "GTC")
+    for version in (1, 4, "3"):
+        with pytest.raises(UnsupportedOrderVersion, match="polymm signs version 2 or 3 only"):
+            ours.build(*args, version=version)
 
 
 def test_documented_amount_examples():
