@@ -83,6 +83,8 @@ class AdminApi:
             "post_only_mode": self._post_only_mode,
             "closed_only": self._closed_only,
             "tick_size": self._tick_size,
+            "order_version": self._order_version,
+            "fee_schedule": self._fee_schedule,
             "clear": self._clear,
         }
 
@@ -127,6 +129,7 @@ class AdminApi:
                 "down_token": spec.down_token, "window_start": spec.window_start, "window_end": spec.window_end,
                 "accepting_orders": spec.accepting_orders, "closed": spec.closed, "tick_size": num(spec.tick_size),
                 "min_size": num(spec.min_size), "fee_rate": num(spec.fee_rate),
+                "fee_exponent": num(spec.fee_exponent),
                 "winning_token": spec.winning_token, "fair_up": sim.market.fair(spec.condition_id),
                 "up_best_bid": num(up_bids[0][0]) if up_bids else None,
                 "up_best_ask": num(up_asks[0][0]) if up_asks else None,
@@ -140,7 +143,7 @@ class AdminApi:
             "heartbeats_age_s": sim.heartbeats.describe(now),
             "connections": {"market": len(sim.market_ch.conns), "user": len(sim.user_ch.conns),
                             "rtds": len(sim.rtds_ch.conns)},
-            "fees_collected": num(sim.engine.fees_collected),
+            "fees_collected": num(sim.engine.fees_collected), "order_version": sim.order_version,
         })
 
     # ---- faults ----------------------------------------------------------------------------------
@@ -241,6 +244,31 @@ class AdminApi:
         sim.drain(now)
         return {"condition_id": condition_id, "old_tick": num(old), "new_tick": num(tick)}
 
+    def _order_version(self, params: dict) -> dict:
+        """The exchange moves to another order version now: GET /version names it and orders signed for any
+        other version are refused with `order_version_mismatch`. `version` may be one the sim cannot verify
+        (e.g. 4): then every order is refused, as it would be by an exchange polymm does not know yet."""
+        version = params.get("version")
+        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= 99:
+            raise AdminError("version must be an integer from 1 to 99")
+        old, self.sim.order_version = self.sim.order_version, version
+        return {"old_version": old, "version": version}
+
+    def _fee_schedule(self, params: dict) -> dict:
+        """Set the taker fee schedule (rate, exponent) of every listed market and of the windows listed
+        later (GET /clob-markets fd, Gamma feeSchedule, and what the matching engine charges)."""
+        rate = _number(params, "rate")
+        exponent = _number(params, "exponent", 1.0)
+        if rate >= 1 or exponent > 10:
+            raise AdminError("rate must be in [0, 1) and exponent in [0, 10]")
+        rate_d, exponent_d = Decimal(str(rate)), Decimal(str(exponent))
+        self.sim.calendar.fee_rate, self.sim.calendar.fee_exponent = rate_d, exponent_d
+        changed = 0
+        for spec in self.sim.engine.markets():
+            spec.fee_rate, spec.fee_exponent = rate_d, exponent_d
+            changed += 1
+        return {"rate": rate, "exponent": exponent, "markets": changed}
+
     def _market(self, params: dict, now: float) -> tuple[str, "MarketSpec"]:
         """The market a request names by `condition_id`, or the live window's when it names none."""
         condition_id = params.get("condition_id")
@@ -253,6 +281,12 @@ class AdminApi:
 
     def _clear(self, params: dict) -> dict:
         self.sim.faults.clear()
+        # The exchange-side settings tests switch are faults too: back to what the command line said.
+        args = self.sim.args
+        self.sim.order_version = args.order_version
+        if (self.sim.calendar.fee_rate, self.sim.calendar.fee_exponent) != (Decimal(str(args.fee_rate)),
+                                                                             Decimal(str(args.fee_exponent))):
+            self._fee_schedule({"rate": args.fee_rate, "exponent": args.fee_exponent})
         return {}
 
     # ---- accounts --------------------------------------------------------------------------------

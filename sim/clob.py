@@ -327,7 +327,7 @@ class ClobApi:
         return ok(int(time.time()))
 
     async def get_version(self, request: web.Request) -> web.Response:
-        return ok({"version": 2})
+        return ok({"version": self.sim.order_version})
 
     def _spec_of(self, request: web.Request):
         token_id = request.query.get("token_id", "")
@@ -426,7 +426,8 @@ class ClobApi:
             "c": spec.condition_id,
             "t": [{"t": spec.up_token, "o": "Up"}, {"t": spec.down_token, "o": "Down"}],
             "mts": float(spec.tick_size),
-            "fd": {"r": float(spec.fee_rate), "e": 1, "to": True},
+            # fee details: what the SDK's get_clob_market_info reads (fd.r rate, fd.e exponent, fd.to taker only)
+            "fd": {"r": float(spec.fee_rate), "e": gamma.plain_number(spec.fee_exponent), "to": True},
             "mbf": 1000,
             "tbf": 1000,
             "ao": bool(spec.accepting_orders and not spec.closed),
@@ -492,7 +493,8 @@ class ClobApi:
         if payload.owner != key.key:
             raise orders.OrderRejected(orders.OWNER_MISMATCH)
         spec = sim.engine.market_of_token(order.tokenId)
-        order_id = orders.verify_order(order, key.address)  # BTC Up/Down markets are never neg-risk
+        # BTC Up/Down markets are never neg-risk; the signature must be for the order version served
+        order_id = orders.verify_order(order, key.address, version=sim.order_version)
         maker = checksum(order.maker)
         for address in {key.address, maker}:
             if address.lower() in sim.faults.closed_only:

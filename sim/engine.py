@@ -10,7 +10,7 @@ also an offer to sell Down at 1 - p. Matching crosses:
   SELL Up @p  vs resting BUY Up @>=p             (plain trade)
   SELL Up @p  vs resting SELL Down @<=1-p        (merge: one Up + one Down become 1 pUSD)
 and the same with Up/Down swapped. Price-time priority; the taker gets the maker's price.
-Prices and sizes are Decimal. Fees: taker pays size * fee_rate * p * (1 - p), rounded to 5 dp, in pUSD
+Prices and sizes are Decimal. Fees: taker pays size * fee_rate * (p * (1 - p)) ^ fee_exponent, rounded to 5 dp, in pUSD
 (production charges at match time); makers pay nothing.
 Balances: pUSD and outcome tokens per maker address. A BUY reserves price*size pUSD while working, a
 SELL reserves its shares; not enough free balance -> error "not enough balance / allowance".
@@ -87,6 +87,7 @@ class MarketSpec:
     tick_size: Decimal = Decimal("0.01")
     min_size: Decimal = Decimal("5")
     fee_rate: Decimal = Decimal("0.07")
+    fee_exponent: Decimal = Decimal("1")  # the market's fee schedule (GET /clob-markets fd.r / fd.e)
     accepting_orders: bool = True
     closed: bool = False
     winning_token: str | None = None  # set at resolution
@@ -727,9 +728,9 @@ class Engine:
             return self.free_position(order.maker_address, order.token_id) >= order.original_size
         cost = order.price * order.original_size
         if crosses:
-            # A taker BUY pays the fee on top. Cost per share with fee, x + r*x*(1-x), rises with the
+            # A taker BUY pays the fee on top. Cost per share with fee, x + r*(x*(1-x))^e, rises with the
             # execution price x, so the fee at the limit price bounds what any fill can cost.
-            cost += _fee(order.original_size, spec.fee_rate, order.price, up=True)
+            cost += _fee(order.original_size, spec, order.price, up=True)
         return self.free_balance(order.maker_address) >= cost
 
     # ---- matching --------------------------------------------------------------------------------
@@ -757,7 +758,7 @@ class Engine:
                 self._settle_party(settlement, maker, maker.price, amount)
                 # Mint/merge need no extra move: when both BUY (mint) the two pUSD legs sum to
                 # -amount, when both SELL (merge) to +amount: the pair's collateral.
-                fee_exact += amount * spec.fee_rate * taker_price * (ONE - taker_price)
+                fee_exact += amount * _fee_per_share(spec, taker_price)
                 notional += amount * taker_price
                 maker.size_matched += amount
                 taker.size_matched += amount
@@ -934,8 +935,12 @@ def _is_cross(fill: MakerFill, taker: SimOrder) -> bool:
     return fill.token_id != taker.token_id
 
 
-def _fee(size: Decimal, rate: Decimal, price: Decimal, *, up: bool = False) -> Decimal:
-    exact = size * rate * price * (ONE - price)
+def _fee_per_share(spec: MarketSpec, price: Decimal) -> Decimal:
+    return spec.fee_rate * (price * (ONE - price)) ** spec.fee_exponent
+
+
+def _fee(size: Decimal, spec: MarketSpec, price: Decimal, *, up: bool = False) -> Decimal:
+    exact = size * _fee_per_share(spec, price)
     return exact.quantize(FEE_QUANTUM, rounding=ROUND_UP if up else ROUND_HALF_UP)
 
 

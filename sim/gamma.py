@@ -85,6 +85,11 @@ def number_id(text: str, modulo: int) -> str:
     return str(int.from_bytes(keccak(text.encode())[:8], "big") % modulo + 1_000_000)
 
 
+def plain_number(value: Decimal) -> int | float:
+    """1 rather than 1.0 for an integral Decimal (production prints fee exponents as integers)."""
+    return int(value) if value == value.to_integral() else float(value)
+
+
 def _f(value: Decimal | None, default: float) -> float:
     return float(value) if value is not None else default
 
@@ -190,7 +195,8 @@ def market_json(spec: MarketSpec, live: LivePrices, now: float, listed_at: float
         "requiresTranslation": False,
         "makerRebatesFeeShareBps": 10000,
         "feeType": "crypto_fees_v2",
-        "feeSchedule": {"exponent": 1, "rate": float(spec.fee_rate), "takerOnly": True, "rebateRate": 0.2},
+        "feeSchedule": {"exponent": plain_number(spec.fee_exponent), "rate": float(spec.fee_rate), "takerOnly": True,
+                        "rebateRate": 0.2},
         "version": "v1",  # CTF market: sign with exchange domain "2" and use clobTokenIds
     }
     if with_events:

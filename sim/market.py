@@ -40,6 +40,9 @@ class MarketCalendar:
             raise ValueError(f"window_s must be positive, got {window_s}")
         self.seed = seed
         self.window_s = int(window_s)
+        # The fee schedule new windows get (--fee-rate / --fee-exponent; the admin's fee_schedule changes it).
+        self.fee_rate = Decimal("0.07")
+        self.fee_exponent = Decimal("1")
 
     def window_start(self, now: float) -> int:
         return int(now // self.window_s) * self.window_s
@@ -55,7 +58,8 @@ class MarketCalendar:
         up_token = str(int.from_bytes(_digest(self.seed, t, "up"), "big"))
         down_token = str(int.from_bytes(_digest(self.seed, t, "down"), "big"))
         return MarketSpec(condition_id=condition_id, slug=f"btc-updown-15m-{t}", up_token=up_token,
-                          down_token=down_token, window_start=t, window_end=t + self.window_s)
+                          down_token=down_token, window_start=t, window_end=t + self.window_s,
+                          fee_rate=self.fee_rate, fee_exponent=self.fee_exponent)
 
 
 def fair_up_probability(btc: float, open_price: float, seconds_left: float, vol_per_sqrt_s: float,

@@ -1,5 +1,11 @@
-"""V2 signed orders: the POST /order JSON, its EIP-712 hash (= orderID), signer recovery, and the
-price/size the signed amounts imply.
+"""Signed orders (exchange order versions 2 and 3): the POST /order JSON, its EIP-712 hash (= orderID),
+signer recovery, and the price/size the signed amounts imply.
+
+Versions: the sim serves one order version at a time (GET /version; switchable through the admin API). V2
+orders are signed for the CTF exchange V2 contracts with domain version "2", V3 orders for the single
+Exchange V3 contract with domain version "3" (py_clob_client_v2 OrderBuilder.build_order). An order whose
+signature verifies for a version other than the one served is refused with production's
+`order_version_mismatch` (polymarket-cli issues #69 and #73 show it as HTTP 400 {"error": ...}).
 
 Wire format and rules: polymarket-protocol.md section 1.4. The body is decoded once, here, into msgspec
 Structs; unknown fields are refused the way production refuses a malformed payload ("Invalid order
@@ -19,6 +25,7 @@ from polymm.sim.auth import CHAIN_ID, _address_word, _word, domain_separator, re
 
 EXCHANGE_V2 = "0xE111180000d2663C0091e4f400237545B87B996B"
 NEG_RISK_EXCHANGE_V2 = "0xe2222d279d744050d28e00520010520000310F59"
+EXCHANGE_V3 = "0xe3333700cA9d93003F00f0F71f8515005F6c00Aa"
 ZERO_BYTES32 = "0x" + "0" * 64
 
 # Production messages (polymarket-protocol.md section 6).
@@ -29,6 +36,7 @@ SIGNER_MISMATCH = "the order signer address has to be the address of the API KEY
 # "invalid signature" is the wording third-party clients report. Tests assert on this constant.
 INVALID_SIGNATURE = "invalid signature"
 INVALID_EXPIRATION = "invalid expiration"
+ORDER_VERSION_MISMATCH = "order_version_mismatch"
 
 ORDER_TYPE_STRING = ("Order(uint256 salt,address maker,address signer,uint256 tokenId,uint256 makerAmount,"
                      "uint256 takerAmount,uint8 side,uint8 signatureType,uint256 timestamp,bytes32 metadata,"
@@ -38,6 +46,10 @@ _TYPED_DATA_SIGN_TYPEHASH = keccak(("TypedDataSign(Order contents,string name,st
                                     "address verifyingContract,bytes32 salt)" + ORDER_TYPE_STRING).encode())
 DOMAIN_STANDARD = domain_separator("Polymarket CTF Exchange", "2", CHAIN_ID, EXCHANGE_V2)
 DOMAIN_NEG_RISK = domain_separator("Polymarket CTF Exchange", "2", CHAIN_ID, NEG_RISK_EXCHANGE_V2)
+DOMAIN_V3 = domain_separator("Polymarket CTF Exchange", "3", CHAIN_ID, EXCHANGE_V3)
+# order version -> neg_risk -> domain separator (V3 has one exchange for both)
+DOMAINS = {2: {False: DOMAIN_STANDARD, True: DOMAIN_NEG_RISK}, 3: {False: DOMAIN_V3, True: DOMAIN_V3}}
+VERSIONS = tuple(DOMAINS)
 
 # Decimal places of price and of amounts per tick (the SDK's ROUNDING_CONFIG).
 PRICE_DECIMALS = {"0.1": 1, "0.01": 2, "0.005": 3, "0.0025": 4, "0.001": 3, "0.0001": 4}
@@ -138,17 +150,19 @@ def struct_hash(order: SignedOrder) -> bytes:
     )
 
 
-def order_digest(order: SignedOrder, neg_risk: bool = False) -> bytes:
+def order_digest(order: SignedOrder, neg_risk: bool = False, version: int = 2) -> bytes:
     """The EIP-712 digest the maker signs; production uses it as the orderID."""
-    return typed_digest(DOMAIN_NEG_RISK if neg_risk else DOMAIN_STANDARD, struct_hash(order))
+    return typed_digest(DOMAINS[version][neg_risk], struct_hash(order))
 
 
-def order_id(order: SignedOrder, neg_risk: bool = False) -> str:
-    return "0x" + order_digest(order, neg_risk).hex()
+def order_id(order: SignedOrder, neg_risk: bool = False, version: int = 2) -> str:
+    return "0x" + order_digest(order, neg_risk, version).hex()
 
 
-def verify_order(order: SignedOrder, api_address: str, neg_risk: bool = False) -> str:
-    """Check who signed the order; returns the orderID. Raises OrderRejected with production's text.
+def verify_order(order: SignedOrder, api_address: str, neg_risk: bool = False, version: int = 2) -> str:
+    """Check who signed the order, for the order `version` served; returns the orderID. Raises
+    OrderRejected with production's text: `order_version_mismatch` when the signature is valid for another
+    version's domain, `invalid signature` when it is valid for none.
 
     Types 0/1/2: `signer` must be the API key's address and must have produced `signature`. Type 0 also
     needs maker == signer. Types 1/2 (proxy, Safe): production also checks the maker is the signer's
@@ -157,23 +171,29 @@ def verify_order(order: SignedOrder, api_address: str, neg_risk: bool = False) -
     ERC-7739 wrapper whose inner signature must come from the API key's EOA. Whether production accepts a
     plain EOA signature for type 3 is not settled (polymarket-protocol.md section 7.1); the sim accepts both.
     """
-    domain = DOMAIN_NEG_RISK if neg_risk else DOMAIN_STANDARD
     order_struct = struct_hash(order)
-    digest = typed_digest(domain, order_struct)
     if order.signatureType == 3:
         if not same_address(order.maker, order.signer):
             raise OrderRejected(INVALID_SIGNATURE)
-        if not _verify_poly_1271(order, domain, order_struct, digest, api_address):
+    else:
+        if not same_address(order.signer, api_address):
+            raise OrderRejected(SIGNER_MISMATCH)
+        if order.signatureType == 0 and not same_address(order.maker, order.signer):
             raise OrderRejected(INVALID_SIGNATURE)
-        return "0x" + digest.hex()
-    if not same_address(order.signer, api_address):
-        raise OrderRejected(SIGNER_MISMATCH)
-    if order.signatureType == 0 and not same_address(order.maker, order.signer):
-        raise OrderRejected(INVALID_SIGNATURE)
+    domain = DOMAINS[version][neg_risk] if version in DOMAINS else None  # a version newer than the sim knows
+    if domain is not None and _signed_for(order, domain, order_struct, api_address):
+        return "0x" + typed_digest(domain, order_struct).hex()
+    if any(_signed_for(order, DOMAINS[v][neg_risk], order_struct, api_address) for v in VERSIONS if v != version):
+        raise OrderRejected(ORDER_VERSION_MISMATCH)
+    raise OrderRejected(INVALID_SIGNATURE)
+
+
+def _signed_for(order: SignedOrder, domain: bytes, order_struct: bytes, eoa: str) -> bool:
+    digest = typed_digest(domain, order_struct)
+    if order.signatureType == 3:
+        return _verify_poly_1271(order, domain, order_struct, digest, eoa)
     recovered = recover_address(digest, order.signature)
-    if recovered is None or not same_address(recovered, order.signer):
-        raise OrderRejected(INVALID_SIGNATURE)
-    return "0x" + digest.hex()
+    return recovered is not None and same_address(recovered, order.signer)
 
 
 def _verify_poly_1271(order: SignedOrder, domain: bytes, order_struct: bytes, digest: bytes, eoa: str) -> bool:

@@ -49,6 +49,9 @@ class Sim:
         self.engine = Engine(default_fund=Decimal(str(args.fund)), mined_after_s=args.mined_after_s,
                              confirmed_after_s=args.confirmed_after_s)
         self.calendar = MarketCalendar(args.seed, args.window_s)
+        self.calendar.fee_rate = Decimal(str(args.fee_rate))
+        self.calendar.fee_exponent = Decimal(str(args.fee_exponent))
+        self.order_version = args.order_version  # GET /version; orders must be signed for it
         self.listed_ahead = args.listed_ahead
         market_options = {}
         if args.btc_vol is not None:
@@ -399,6 +402,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-admin", action="store_true", help="do not serve the /_sim admin endpoints")
     p.add_argument("--exit-after-s", type=float, default=0.0,
                    help="stop by itself after this long (0 = never): a guard for unattended soaks")
+    p.add_argument("--order-version", type=int, default=2, choices=(2, 3),
+                   help="exchange order version served by GET /version; orders must be signed for it (default 2)")
+    p.add_argument("--fee-rate", type=float, default=0.07,
+                   help="taker fee rate of new markets (GET /clob-markets fd.r, Gamma feeSchedule.rate; default 0.07)")
+    p.add_argument("--fee-exponent", type=float, default=1.0,
+                   help="taker fee exponent of new markets (fd.e, feeSchedule.exponent; default 1)")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     problems = []
@@ -416,6 +425,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         problems.append("--exit-after-s must not be negative")
     if args.fund < 0:
         problems.append("--fund must not be negative")
+    if not 0 <= args.fee_rate < 1:
+        problems.append("--fee-rate must be in [0, 1)")
+    if not 0 <= args.fee_exponent <= 10:
+        problems.append("--fee-exponent must be in [0, 10]")
     if problems:
         p.error("; ".join(problems))
     return args

@@ -75,7 +75,8 @@ class AdminClient:
         """drop_ws(channel=all|market|user|rtds), freeze_market_ws(on=True), freeze_rtds(on=True), ws_delay(seconds), duplicate(count),
         reorder(count), wrap_in_list(on), post_status(status=425|429|500|503, count=1, retry_after_s=1),
         fail_next_trade(count=1, address=None), stop_accepting(on=True), post_only_mode(seconds),
-        closed_only(address, on=True), tick_size(tick=0.001, condition_id=None -> live market), clear()."""
+        closed_only(address, on=True), tick_size(tick=0.001, condition_id=None -> live market),
+        order_version(version=3), fee_schedule(rate=0.25, exponent=2), clear()."""
         return self._call("POST", "/fault", {"name": name, **params})
 
     def fund(self, address: str, amount: float) -> dict:
@@ -97,6 +98,14 @@ class AdminClient:
         if winner is not None:
             body["winner"] = winner
         return self._call("POST", "/resolve_now", body)
+
+    def set_order_version(self, version: int) -> dict:
+        """Switch the exchange's order version now (GET /version; other versions' orders are refused)."""
+        return self.fault("order_version", version=version)
+
+    def set_fee_schedule(self, rate: float, exponent: float = 1.0) -> dict:
+        """Set the taker fee schedule of every listed market and of those listed later."""
+        return self.fault("fee_schedule", rate=rate, exponent=exponent)
 
     def live_market(self) -> dict:
         """The listed market whose window is live now (state()["markets"] entry)."""

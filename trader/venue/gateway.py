@@ -3,6 +3,13 @@
 What comes from the SDK: key handling (Signer), L1 auth (create/derive the API key) and the L2 HMAC
 request headers. What we do ourselves, on purpose:
 - Order signing: trader/venue/signing.py (byte-identical to the SDK, ~10x faster).
+- The exchange's order version (`GET /version`, as the SDK's get_version / __resolve_version): learnt at
+  connect() and again whenever an order is refused with `order_version_mismatch`; `sign()` signs for it.
+  The refusal is raised as OrderVersionMismatch naming the version to re-sign for (the caller re-signs and
+  resubmits once, as the SDK's _retry_on_version_update does). A version the signer cannot produce sets
+  `version_problem` (words for `mmctl status`) and sign() refuses, so no order is sent only to be rejected.
+- The market's fee schedule (`GET /clob-markets/{condition_id}`, the `fd` object the SDK's
+  get_clob_market_info reads): fee_schedule().
 - The HTTP round trip for L2 calls. The SDK's `post_order` blocks for up to 30 s polling
   /data/trades whenever an order matches (unless defer_exec), its exceptions drop the response headers
   (so 429 Retry-After is lost), and its module-global httpx client has no per-call timeout. We send the
@@ -34,13 +41,18 @@ from py_clob_client_v2.headers.headers import create_level_2_headers
 from polymm import env
 
 from polymm.trader.execution.exchange_state import ExchangeError, NetworkError, Rejected, classify
-from polymm.trader.venue.signing import OrderSigner, SignedOrder
+from polymm.trader.fees import FeeSchedule, parse_fee_details
+from polymm.trader.venue.signing import SIGNABLE_VERSIONS, OrderSigner, SignedOrder, UnsupportedOrderVersion
 
 log = logging.getLogger("polymm.trader.gateway")
 
 CHAIN_ID = 137
 END_CURSOR = "LTE="
 MAX_BATCH = 15  # POST /orders accepts 1-15 orders
+# The exchange's answer to an order signed for another exchange version (py_clob_client_v2.constants
+# ORDER_VERSION_MISMATCH_ERROR; production sends it as HTTP 400 {"error": "order_version_mismatch"}).
+ORDER_VERSION_MISMATCH = "order_version_mismatch"
+DEFAULT_ORDER_VERSION = 2  # what the SDK assumes when /version cannot be read
 
 
 class ConfigError(ValueError):
@@ -53,6 +65,16 @@ class HeartbeatRejected(Rejected):
     def __init__(self, status: int | None, message: str, expected_id: str | None) -> None:
         super().__init__(status, message)
         self.expected_id = expected_id
+
+
+class OrderVersionMismatch(Rejected):
+    """The exchange refused an order signed for `signed_version`; `resign_version` is the version /version
+    names now when it differs and can be signed (re-sign and resubmit once), else None (do not retry)."""
+
+    def __init__(self, status: int | None, message: str, signed_version: int, resign_version: int | None) -> None:
+        super().__init__(status, message)
+        self.signed_version = signed_version
+        self.resign_version = resign_version
 
 
 @dataclass(frozen=True)
@@ -124,6 +146,8 @@ class Gateway:
             self._sdk.set_api_creds(ApiCreds(creds.api_key, creds.api_secret, creds.api_passphrase))
         self._http = httpx.Client(http2=True, timeout=httpx.Timeout(timeout_s, connect=min(3.0, timeout_s)),
                                   headers={"User-Agent": "polymm", "Accept": "*/*", "Content-Type": "application/json"})
+        self.order_version: object = DEFAULT_ORDER_VERSION  # what /version said last (any JSON value)
+        self.version_problem: str | None = None  # set while the exchange wants a version we cannot sign
 
     @classmethod
     def from_env(cls, clob_url: str | None = None, environ: Mapping[str, str] | None = None, **kw) -> "Gateway":
@@ -172,7 +196,8 @@ class Gateway:
 
     # ---- credentials ------------------------------------------------------------------------------
     def connect(self) -> None:
-        """Derive (or create) the API key when none was configured. Raises ExchangeError."""
+        """Learn the order version; derive (or create) the API key when none was configured. Raises ExchangeError."""
+        self.refresh_version()
         if self._creds is not None:
             return
         # Derive first: the SDK's create-then-derive logs an ERROR for every restart (create refuses a key
@@ -234,24 +259,80 @@ class Gateway:
                            _retry_after(resp.headers))
         return data
 
+    # ---- order version ----------------------------------------------------------------------------
+    def refresh_version(self) -> object:
+        """GET /version -> the order version orders must be signed for. When the answer cannot be read the
+        last known version stays (at start: 2, the SDK's assumption) and a warning is logged."""
+        try:
+            r = self._http.get(self.clob_url + "/version")
+            version = r.json().get("version") if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            log.warning("GET /version failed (%s); still signing order version %s", type(exc).__name__,
+                        self.order_version)
+            return self.order_version
+        if version is None:
+            log.warning("GET /version answered HTTP %s without a version; still signing order version %s",
+                        r.status_code, self.order_version)
+            return self.order_version
+        if version != self.order_version:
+            log.warning("exchange order version is now %r (was %r)", version, self.order_version)
+        self.order_version = version
+        if version in SIGNABLE_VERSIONS and not isinstance(version, bool):
+            self.version_problem = None
+        else:
+            self.version_problem = (f"exchange order version {version!r} is not one polymm can sign "
+                                    f"({', '.join(map(str, SIGNABLE_VERSIONS))}): no new orders until it is; "
+                                    f"upgrade polymm")
+            log.error("%s", self.version_problem)
+        return version
+
+    def sign(self, token_id: str, side, price: float, size: float, tick: float | str, *, neg_risk: bool = False,
+             expiration: int = 0, version: int | None = None) -> SignedOrder:
+        """Sign for the exchange's current order version (or `version`). Raises ValueError for a bad price or
+        tick and UnsupportedOrderVersion (a ValueError) while the exchange wants a version we cannot sign."""
+        version = self.order_version if version is None else version
+        if version not in SIGNABLE_VERSIONS or isinstance(version, bool):
+            raise UnsupportedOrderVersion(version)
+        return self.signer.build(token_id, side, price, size, tick, neg_risk=neg_risk, expiration=expiration,
+                                 version=version)
+
+    def _version_mismatch(self, err: ExchangeError, order: SignedOrder) -> ExchangeError:
+        """An order refused for its version: learn the version now served and say whether to re-sign."""
+        if ORDER_VERSION_MISMATCH not in err.message:
+            return err
+        now = self.refresh_version()
+        resign = now if (now in SIGNABLE_VERSIONS and not isinstance(now, bool) and now != order.version) else None
+        log.warning("order %s signed for version %s refused (%s); exchange version now %r: %s", order.order_hash,
+                    order.version, err.message, now, f"re-sign for {resign}" if resign else "not re-signing")
+        return OrderVersionMismatch(err.status, err.message, order.version, resign)
+
     # ---- orders -----------------------------------------------------------------------------------
     def post_order(self, order: SignedOrder, order_type: str = "GTC", post_only: bool = False) -> PostResult:
-        """POST /order. Raises a typed ExchangeError (outcome_unknown for timeouts and 5xx)."""
+        """POST /order. Raises a typed ExchangeError (outcome_unknown for timeouts and 5xx;
+        OrderVersionMismatch when the exchange wants another order version)."""
         body = order.to_json(self.api_key, order_type, post_only, defer_exec=False)
-        return self._post_result(self._request("POST", "/order", body), order.order_hash)
+        try:
+            return self._post_result(self._request("POST", "/order", body), order.order_hash)
+        except Rejected as err:
+            raise self._version_mismatch(err, order) from None
 
     def post_orders(self, items: list[tuple[SignedOrder, str, bool]]) -> list[PostResult | ExchangeError]:
         """POST /orders (1-15): one result per order, in order; an error for the whole batch raises."""
         if not 1 <= len(items) <= MAX_BATCH:
             raise ValueError(f"a batch holds 1 to {MAX_BATCH} orders, got {len(items)}")
         body = [o.to_json(self.api_key, t, p, defer_exec=False) for o, t, p in items]
-        answer = self._request("POST", "/orders", body)
+        try:
+            answer = self._request("POST", "/orders", body)
+        except Rejected as err:
+            raise self._version_mismatch(err, items[0][0]) from None
         if not isinstance(answer, list):
             raise Rejected(200, f"unexpected batch answer: {str(answer)[:200]}")
         out: list[PostResult | ExchangeError] = []
         for (order, _, _), row in zip(items, answer):
             try:
                 out.append(self._post_result(row, order.order_hash))
+            except Rejected as err:
+                out.append(self._version_mismatch(err, order))
             except ExchangeError as err:
                 out.append(err)
         for order, _, _ in items[len(answer):]:
@@ -352,6 +433,23 @@ class Gateway:
     def closed_only(self) -> bool:
         answer = self._request("GET", "/auth/ban-status/closed-only")
         return bool(answer.get("closed_only")) if isinstance(answer, dict) else False
+
+    def fee_schedule(self, condition_id: str) -> FeeSchedule:
+        """The market's taker fee schedule from GET /clob-markets/{condition_id} (public). Raises
+        ExchangeError when the exchange does not answer and ValueError when `fd` is missing or malformed."""
+        try:
+            r = self._http.get(f"{self.clob_url}/clob-markets/{condition_id}")
+        except httpx.HTTPError as exc:
+            raise NetworkError(None, f"GET /clob-markets failed: {type(exc).__name__}") from None
+        try:
+            body = r.json()
+        except ValueError:
+            body = None
+        if r.status_code != 200:
+            raise classify(r.status_code, _error_message(body, r.text), body if isinstance(body, dict) else None)
+        if not isinstance(body, dict):
+            raise ValueError(f"GET /clob-markets/{condition_id} answered {r.text[:120]!r}, not an object")
+        return parse_fee_details(body.get("fd"))
 
     def server_time(self) -> float:
         try:

@@ -1,0 +1,158 @@
+"""The exchange's order version and fee schedule, end to end against the sim: GET /version, a version switch
+at runtime (re-sign once), a version polymm cannot sign (no orders, a warning in words), and the market's
+fee schedule from GET /clob-markets."""
+from __future__ import annotations
+
+import httpx
+import pytest
+from eth_account import Account
+
+from tests.support.execution import book_top, live_market
+from polymm.sim.testing import new_wallet, run_sim
+from polymm.trader.execution.exchange_state import ExchangeError, Rejected
+from polymm.trader.fees import FeeSchedule
+from polymm.trader.venue.gateway import Gateway, OrderVersionMismatch
+from polymm.trader.model import Side
+from polymm.trader.venue.signing import UnsupportedOrderVersion
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    with run_sim(tmp_path_factory.mktemp("sim"), seed=12, window_s=900) as running:
+        yield running
+
+
+@pytest.fixture
+def clean(sim):
+    sim.admin.fault("clear")
+    yield sim
+    sim.admin.fault("clear")
+
+
+def gateway(sim, signature_type: int = 0) -> Gateway:
+    pk, _ = new_wallet()
+    funder = None if signature_type == 0 else Account.create().address
+    gw = Gateway(sim.urls["clob_url"], pk, signature_type=signature_type, funder=funder)
+    gw.connect()
+    return gw
+
+
+def resting_buy(sim, gw: Gateway, version: int | None = None):
+    m = live_market(sim)
+    bid, _ = book_top(sim, m.down_token)
+    return gw.sign(m.down_token, Side.BUY, round(max(0.01, bid - 0.05), 2), 5, m.tick_size, version=version)
+
+
+def test_sim_serves_version_2_by_default_and_the_gateway_learns_it(clean):
+    assert httpx.get(clean.urls["clob_url"] + "/version", timeout=5).json() == {"version": 2}
+    gw = gateway(clean)
+    try:
+        assert gw.order_version == 2 and gw.version_problem is None
+    finally:
+        gw.close()
+
+
+@pytest.mark.parametrize("signature_type", [0, 3])
+def test_a_version_switch_costs_one_resign(clean, signature_type):
+    gw = gateway(clean, signature_type)
+    try:
+        stale = resting_buy(clean, gw)
+        assert stale.version == 2
+        clean.admin.set_order_version(3)
+        with pytest.raises(OrderVersionMismatch) as err:
+            gw.post_order(stale, "GTC", True)
+        assert err.value.status == 400 and err.value.message == "order_version_mismatch"
+        assert (err.value.signed_version, err.value.resign_version) == (2, 3)
+        assert gw.order_version == 3  # learnt from GET /version on the refusal
+        fresh = resting_buy(clean, gw)
+        assert fresh.version == 3 and fresh.order_hash != stale.order_hash
+        assert gw.post_order(fresh, "GTC", True).order_id == fresh.order_hash
+        assert gw.cancel_order(fresh.order_hash).canceled == (fresh.order_hash,)
+    finally:
+        gw.close()
+
+
+def test_a_mismatch_when_version_already_matches_is_not_retried(clean, monkeypatch):
+    """/version names the version the order was signed for, yet the exchange says mismatch: re-signing would
+    only be refused again, so the gateway does not ask for it (no loop of rejects)."""
+    gw = gateway(clean)
+    try:
+        order = resting_buy(clean, gw)
+        monkeypatch.setattr(gw, "refresh_version", lambda: 2)
+        err = gw._version_mismatch(Rejected(400, "order_version_mismatch"), order)
+        assert isinstance(err, OrderVersionMismatch) and err.resign_version is None
+        other = gw._version_mismatch(Rejected(400, "not enough balance / allowance"), order)
+        assert type(other) is Rejected  # every other refusal passes through untouched
+    finally:
+        gw.close()
+
+
+def test_an_unknown_version_stops_signing_with_words(clean):
+    gw = gateway(clean)
+    try:
+        order = resting_buy(clean, gw)
+        clean.admin.set_order_version(4)
+        with pytest.raises(OrderVersionMismatch) as err:
+            gw.post_order(order, "GTC", True)
+        assert err.value.resign_version is None
+        assert gw.order_version == 4
+        assert gw.version_problem == ("exchange order version 4 is not one polymm can sign (2, 3): no new orders "
+                                      "until it is; upgrade polymm")
+        with pytest.raises(UnsupportedOrderVersion, match="order version 4"):
+            resting_buy(clean, gw)
+        clean.admin.set_order_version(2)
+        assert gw.refresh_version() == 2 and gw.version_problem is None
+    finally:
+        gw.close()
+
+
+def test_a_bad_signature_is_still_invalid_signature_not_a_version_mismatch(clean):
+    gw = gateway(clean)
+    try:
+        order = resting_buy(clean, gw)
+        forged = type(order)(**{**order.__dict__, "signature": "0x" + "11" * 65})
+        with pytest.raises(Rejected) as err:
+            gw.post_order(forged, "GTC", True)
+        assert not isinstance(err.value, OrderVersionMismatch) and err.value.message == "invalid signature"
+    finally:
+        gw.close()
+
+
+def test_batch_rows_refused_for_their_version_say_so(clean):
+    gw = gateway(clean)
+    try:
+        orders = [resting_buy(clean, gw), resting_buy(clean, gw)]
+        clean.admin.set_order_version(3)
+        results = gw.post_orders([(o, "GTC", True) for o in orders])
+        assert all(isinstance(r, OrderVersionMismatch) and r.resign_version == 3 for r in results)
+    finally:
+        gw.close()
+
+
+def test_fee_schedule_is_read_from_the_market_info_and_follows_the_sim(clean):
+    gw = gateway(clean)
+    try:
+        m = live_market(clean)
+        assert gw.fee_schedule(m.condition_id) == FeeSchedule(0.07, 1.0, source="exchange market info")
+        clean.admin.set_fee_schedule(0.25, 2)
+        assert gw.fee_schedule(m.condition_id) == FeeSchedule(0.25, 2.0, source="exchange market info")
+        info = httpx.get(f"{clean.urls['clob_url']}/clob-markets/{m.condition_id}", timeout=5).json()
+        assert info["fd"] == {"r": 0.25, "e": 2, "to": True}
+        with pytest.raises(ExchangeError, match="market not found"):
+            gw.fee_schedule("0x" + "00" * 32)
+    finally:
+        gw.close()
+
+
+def test_sim_cli_fee_options_and_version(tmp_path):
+    with run_sim(tmp_path, seed=5, window_s=900, extra_args=["--order-version", "3", "--fee-rate", "0.25",
+                                                              "--fee-exponent", "2"]) as sim:
+        gw = gateway(sim)
+        try:
+            assert gw.order_version == 3
+            m = live_market(sim)
+            assert gw.fee_schedule(m.condition_id).exponent == 2.0
+            order = resting_buy(sim, gw)
+            assert order.version == 3 and gw.post_order(order, "GTC", True).status == "live"
+        finally:
+            gw.close()
