@@ -5,6 +5,11 @@ Quirks handled here:
 - A frame is one JSON object or a JSON array of them; the text frame `PONG` answers our `PING`.
 - Numbers arrive as strings on the WebSocket and sometimes as numbers on REST: both are accepted.
 - Older messages spell `matchtime` instead of `match_time`; maker entries may lack `side`.
+- `match_time` is unix seconds as a string in the recorded user-channel trades, but REST trade reports have
+  been recorded with ISO 8601 (`"2024-01-01T00:00:00Z"`, nautilus http_trade_report.json): both are read.
+- A trade we cannot read is never dropped silently: it becomes UnreadableTrade (the trade id and what is
+  wrong), which the execution core logs and answers with a REST reconcile at once, so the fill is recovered
+  from /data/trades rather than lost.
 - Status strings: `TRADE_STATUS_CONFIRMED`, `ORDER_STATUS_LIVE`, `CANCELED_MARKET_RESOLVED`, lower case
   from POST /order - normalised in fills.normalise_trade_status / orders.normalise_order_status.
 - Unknown event types are skipped (logged by the caller), never fatal: the channel may grow new events.
@@ -12,6 +17,7 @@ Quirks handled here:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Union
 
 import msgspec
@@ -29,8 +35,19 @@ def num(value: Num, default: float = 0.0) -> float:
 
 
 def unix_s(value: Num) -> float:
-    """Timestamps come as unix seconds or milliseconds, as strings or numbers."""
-    t = num(value)
+    """Timestamps come as unix seconds or milliseconds, as strings or numbers, or as ISO 8601 text."""
+    try:
+        t = num(value)
+    except ValueError:
+        if not isinstance(value, str):
+            raise
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"{value!r} is neither unix seconds/milliseconds nor an ISO 8601 time") from None
+        if moment.tzinfo is None:
+            raise ValueError(f"ISO time {value!r} has no time zone") from None
+        return moment.timestamp()
     return t / 1000.0 if t > 1e11 else t
 
 
@@ -99,7 +116,7 @@ class RestOrder(WireOrder, frozen=True, tag=False):
     """A REST /data/order(s) row: the same shape, no event_type (ignored if present)."""
 
 
-UserEvent = Union[WireOrder, WireTrade]
+UserEvent = Union[WireOrder, WireTrade]  # (decode_user_frame may also return UnreadableTrade)
 _event_decoder = msgspec.json.Decoder(Union[list[UserEvent], UserEvent])
 _any_decoder = msgspec.json.Decoder()
 
@@ -123,6 +140,16 @@ class OrderReport:
 
 class WireError(ValueError):
     """A frame we cannot read; the message says what and shows the start of the frame."""
+
+
+class UnreadableTrade(WireError):
+    """A trade message (or one of its fields) we cannot read. Returned among a frame's events and raised by
+    trade_report(); the caller logs it and reconciles over REST at once so the fill is not lost."""
+
+    def __init__(self, trade_id: object, problem: str) -> None:
+        super().__init__(f"unreadable trade message id={trade_id!r}: {problem}")
+        self.trade_id = trade_id if isinstance(trade_id, str) else repr(trade_id)
+        self.problem = problem
 
 
 def decode_user_frame(frame: bytes | str) -> tuple[list[UserEvent], list[str]]:
@@ -152,7 +179,10 @@ def decode_user_frame(frame: bytes | str) -> tuple[list[UserEvent], list[str]]:
         try:
             events.append(msgspec.convert(item, target))
         except msgspec.ValidationError as exc:
-            skipped.append(f"malformed {kind} event ({exc}) id={item.get('id')!r}")
+            if target is WireTrade:
+                events.append(UnreadableTrade(item.get("id"), str(exc)))  # a fill may hide in it: never skip
+            else:  # an order event only updates state the next reconcile reads again
+                skipped.append(f"malformed {kind} event ({exc}) id={item.get('id')!r}")
     return events, skipped
 
 
@@ -186,17 +216,34 @@ def decode_rest_order(row: dict) -> OrderReport:
 
 
 def trade_report(t: WireTrade) -> TradeReport:
+    """The pure cores' record of one trade. Raises UnreadableTrade naming the trade and the field."""
+    try:
+        return _trade_report(t)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise UnreadableTrade(t.id, str(exc)) from None
+
+
+def _field(name: str, value: Num, convert=num) -> float:
+    try:
+        return convert(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"field {name} {value!r}: {exc}") from None
+
+
+def _trade_report(t: WireTrade) -> TradeReport:
     match_time = t.match_time if t.match_time not in (None, "") else t.matchtime
     if match_time in (None, ""):
         match_time = t.timestamp
     return TradeReport(
         trade_id=t.id, status=normalise_trade_status(t.status), market=t.market, asset_id=t.asset_id,
-        side=t.side.upper(), size=num(t.size), price=num(t.price), fee_rate_bps=num(t.fee_rate_bps),
-        match_time=unix_s(match_time), taker_order_id=t.taker_order_id, trader_side=t.trader_side.upper(),
+        side=t.side.upper(), size=_field("size", t.size), price=_field("price", t.price),
+        fee_rate_bps=_field("fee_rate_bps", t.fee_rate_bps), match_time=_field("match_time", match_time, unix_s),
+        taker_order_id=t.taker_order_id, trader_side=t.trader_side.upper(),
         owner=t.owner, maker_address=t.maker_address,
         maker_orders=tuple(
             MakerLeg(order_id=m.order_id, owner=m.owner, maker_address=m.maker_address, asset_id=m.asset_id,
-                     price=num(m.price), matched_amount=num(m.matched_amount),
+                     price=_field("maker_orders.price", m.price),
+                     matched_amount=_field("maker_orders.matched_amount", m.matched_amount),
                      side=m.side.upper() if m.side else None)
             for m in (t.maker_orders or ())
         ),
