@@ -8,12 +8,13 @@ Typed exchange errors are defined here (the gateway raises them; the state machi
 | 503 `post_only_mode` (+ retry_after_seconds)      | PostOnlyMode        | post_only until then                    |
 | 503 cancel-only / trading disabled                | CancelOnly          | cancel_only; probed again after a back-off (no end is announced) |
 | 429 (+ Retry-After)                               | RateLimited         | rate_limited until Retry-After          |
-| 400 `not enough balance / allowance`              | InsufficientBalance | 1st time: refresh the balance cache; 2nd: that leg blocked (until a new window or an operator clears it) |
+| 400 `not enough balance / allowance` (every wording in BALANCE_REFUSAL) | InsufficientBalance | 1st time: refresh the balance cache; 2nd: that leg blocked (until a new window or an operator clears it) |
 | 400 `address in closed only mode` / ban-status    | ClosedOnly          | closed_only: only SELLs (closing) allowed |
 | timeout / network / other 5xx                     | NetworkError / ServerError | no state: a submit's outcome is *unknown* and is looked up |
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from polymm.trader.model import ExchangeMode, ExchangeStatus, Leg, Side
@@ -87,6 +88,19 @@ class Rejected(ExchangeError):
     """Any other 4xx: the exchange refused this request (bad price, min size, crosses book...)."""
 
 
+# Every wording of "your balance or allowance does not cover this order" seen from the exchange, matched
+# case-insensitively (docs/venue.md lists where each was seen):
+#   "not enough balance / allowance"   docs.polymarket.com resources/error-codes; py-clob-client #109, #287, #290
+#   "not enough balance / allowance: the balance is not enough -> balance: 4893500, order amount: 5000000"
+#                                      py-clob-client #311, Polymarket/py-sdk #101 (the newer, detailed form)
+#   "not enough balance / allowances"  Polymarket/clob-client #310
+#   "Insufficient balance" / "insufficient funds"   py-clob-client #93; the unified SDK's wording
+#   "... the allowance is not enough ..."           the detailed form's allowance twin
+BALANCE_REFUSAL = re.compile(
+    r"not enough (?:balance|allowance)|insufficient (?:balance|allowance|funds)|(?:balance|allowance) is not enough",
+    re.IGNORECASE)
+
+
 def classify(status: int | None, message: str, body: object = None, retry_after: float | None = None) -> ExchangeError:
     """One place that turns an HTTP answer into a typed error."""
     text = message.lower()
@@ -107,7 +121,7 @@ def classify(status: int | None, message: str, body: object = None, retry_after:
         return CancelOnly(status, message, retry_after)
     if status >= 500:
         return ServerError(status, message, retry_after)
-    if "not enough balance" in text or "allowance" in text:
+    if BALANCE_REFUSAL.search(message):
         return InsufficientBalance(status, message, retry_after)
     if "closed only" in text or "closed_only" in text:
         return ClosedOnly(status, message, retry_after)
