@@ -497,3 +497,14 @@ def test_cancel_all_ends_the_stored_order_not_a_copy():
     assert canceled == [order.order_id]
     assert engine.get_order(order.order_id).status == "CANCELED"
     assert engine.open_orders("k") == []
+
+
+def test_fee_follows_the_markets_schedule_with_exponent_2():
+    engine = Engine()
+    engine.add_market(MarketSpec(CID, "btc-updown-15m-1800000000", UP, DOWN, int(T0), int(T0) + 900,
+                                 fee_rate=D("0.25"), fee_exponent=D(2)))
+    mint_pair_for(engine, "mm", D(10))
+    place(engine, UP, "SELL", "0.50", "10", who="mm")
+    trade = place(engine, UP, "BUY", "0.60", "10", who="bob").trades[0]
+    assert trade.taker_fee == D("0.15625")  # 10 * 0.25 * (0.5 * 0.5) ** 2
+    assert engine.balance("bob") == D(1000) - D(5) - D("0.15625")
