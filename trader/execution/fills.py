@@ -10,7 +10,12 @@ Exchange quirks handled here:
   in `maker_orders` whose `order_id` is ours; one trade can hold several of our maker orders, and a
   maker entry can be on the *other* token (our BUY Down rests opposite a BUY Up taker: the exchange
   mints a pair), so the leg comes from the maker entry's own `asset_id`, never from the trade's.
-- Older maker entries carry no `side`; then our own order says which side it was.
+- Older maker entries carry no `side`; then our own order says which side it was. When we do not know the
+  order either (after a restart without its journal entry, e.g. the recorded `user_trade1`), the fill is
+  kept *pending* - never dropped - until the order's side is learnt: the caller looks the order up
+  (resolve_side) and, if the exchange no longer has it, falls back to the matching rule (infer_side): a
+  maker on the taker's own token took the other side; a maker on the other token (a mint or merge) the
+  same side.
 - Taker fees: `shares * rate * p * (1 - p)` in pUSD (makers pay none). The rate is the trade's
   `fee_rate_bps` when non-zero, else the market's published fee rate.
 """
@@ -115,6 +120,9 @@ class FillStore:
         self._by_order: dict[str, list[_Fill]] = {}
         # trades we could not attribute, in words (for logs/tests); the last few only, never growing
         self.ignored: deque[str] = deque(maxlen=100)
+        # maker legs of ours whose side nobody has told us yet: order id -> trade id -> latest report
+        self._pending: dict[str, dict[str, TradeReport]] = {}
+        self._sides: dict[str, Side] = {}  # sides learnt for such orders (lookup or matching rule)
 
     def set_identity(self, our_owner: str, our_address: str) -> None:
         self._owner = our_owner
@@ -162,6 +170,45 @@ class FillStore:
                 out.append(fill.view)
         return out
 
+    # ---- maker legs without a side ---------------------------------------------------------------
+    def pending_orders(self) -> list[str]:
+        """Order ids of ours with fills waiting for their side (look each up, then resolve_side)."""
+        return list(self._pending)
+
+    def resolve_side(self, order_id: str, side: Side) -> list[tuple[FillView, str | None]]:
+        """The side of a pending order is known: its fills are added (and returned, as apply() returns)."""
+        reports = self._pending.pop(order_id, None)
+        self._sides[order_id] = Side(side)
+        if len(self._sides) > 10_000:  # only orders that ever lacked a side: rare; never growing without bound
+            self._sides.pop(next(iter(self._sides)))
+            self._sides[order_id] = Side(side)
+        changes = []
+        for report in (reports or {}).values():
+            changes.extend(c for c in self.apply(report) if c[0].order_id == order_id)
+        return changes
+
+    def infer_side(self, order_id: str) -> Side | None:
+        """The side the matching rule implies for a pending maker order (None when nothing is pending): a
+        maker on the taker's token took the opposite side; on the other token (mint/merge) the same side."""
+        for report in self._pending.get(order_id, {}).values():
+            for leg in report.maker_orders:
+                if leg.order_id == order_id and report.side in ("BUY", "SELL"):
+                    taker = Side(report.side)
+                    if leg.asset_id == report.asset_id:
+                        return Side.SELL if taker is Side.BUY else Side.BUY
+                    return taker
+        return None
+
+    def _keep_pending(self, order_id: str, trade: TradeReport) -> None:
+        reports = self._pending.setdefault(order_id, {})
+        held = reports.get(trade.trade_id)
+        if held is None or STATUS_RANK[trade.status] > STATUS_RANK.get(held.status, -1):
+            reports[trade.trade_id] = trade
+        if len(self._pending) > 1000:  # a flood of unknown orders must not grow memory: oldest go, loudly
+            dropped = next(iter(self._pending))
+            del self._pending[dropped]
+            self.ignored.append(f"order {dropped}: pending maker fills dropped (over 1000 orders pending)")
+
     def _our_parts(self, trade: TradeReport):
         seen: set[str] = set()
         if trade.taker_order_id:
@@ -189,8 +236,12 @@ class FillStore:
                 side = info.side
             elif leg.side:
                 side = Side(leg.side.upper())
+            elif leg.order_id in self._sides:
+                side = self._sides[leg.order_id]
             else:
-                self.ignored.append(f"trade {trade.trade_id}: maker order {leg.order_id} has no side and is unknown")
+                # Ours (owner/address) but neither the message nor our book says BUY or SELL: keep it until
+                # the caller has looked the order up. Never dropped: this is money.
+                self._keep_pending(leg.order_id, trade)
                 continue
             yield leg.order_id, info, token, side, leg.price, leg.matched_amount, "maker"
 

@@ -179,3 +179,37 @@ def test_unattributable_trades_keep_only_the_latest_reasons():
     for n in range(250):
         fills.apply(replace(ws_trade("user_trade1.json"), trade_id=f"t{n}", status="WEIRD"))
     assert len(fills.ignored) == 100 and "t249" in fills.ignored[-1]
+
+
+# ---- maker legs without a side whose order we do not know (after a restart) -----------------------------
+OWNER_OF_UP_LEG = "3e2c94ca-8124-c4c1-c7ea-be1ea21b71fe"  # user_trade1's maker leg 0xab67…, 5 @ 0.518, no side
+OWNER_OF_DOWN_LEG = "78132bc3-22af-6aa2-79ae-11929f821cae"  # its cross-token (No) leg 0x3b67…, 10 @ 0.482
+
+
+def test_recorded_user_trade1_after_a_restart_keeps_the_sideless_fill_pending_then_adds_it():
+    fills = store({}, owner=OWNER_OF_UP_LEG)  # restarted: our book and journal know nothing of the order
+    mined = ws_trade("user_trade1.json")
+    assert fills.apply(mined) == [] and len(fills) == 0
+    assert fills.pending_orders() == [OUR_UP_ORDER]  # kept, not dropped
+    assert not any("has no side" in reason for reason in fills.ignored)
+    # a later status of the same trade while still pending is kept too (the latest one wins)
+    assert fills.apply(replace(mined, status="CONFIRMED")) == []
+    (fill, previous), = fills.resolve_side(OUR_UP_ORDER, Side.SELL)  # what the order lookup says
+    assert previous is None and fills.pending_orders() == []
+    assert (fill.order_id, fill.leg, fill.side, fill.price, fill.size, fill.role, fill.status, fill.strategy) == \
+           (OUR_UP_ORDER, Leg.UP, Side.SELL, 0.518, 5.0, "maker", "CONFIRMED", EXTERNAL)
+    assert fills.apply(mined) == []  # a stale replay changes nothing once resolved
+
+
+def test_matching_rule_gives_the_side_when_the_exchange_no_longer_has_the_order():
+    fills = store({}, owner=OWNER_OF_UP_LEG)
+    fills.apply(ws_trade("user_trade1.json"))
+    # The taker BOUGHT Up; a maker on the Up token sold to it.
+    assert fills.infer_side(OUR_UP_ORDER) is Side.SELL
+    cross = store({}, owner=OWNER_OF_DOWN_LEG)
+    cross.apply(ws_trade("user_trade1.json"))
+    # A maker on the Down token matched a BUY Up taker by minting a pair: it bought Down.
+    assert cross.pending_orders() == [OUR_DOWN_ORDER] and cross.infer_side(OUR_DOWN_ORDER) is Side.BUY
+    (fill, _), = cross.resolve_side(OUR_DOWN_ORDER, cross.infer_side(OUR_DOWN_ORDER))
+    assert (fill.leg, fill.side, fill.size, fill.price) == (Leg.DOWN, Side.BUY, 10.0, 0.482)
+    assert fills.infer_side("0xnothing") is None
