@@ -91,7 +91,7 @@ def test_backtest_stop_loss_cancels_and_sells_everything_fill_and_kill_when_bid_
     assert [(e["side"], e["price"], e["size"], e["type"]) for e in stops] == [("SELL", 0.01, 6.45, "FAK")]
     stop_fill = [f for f in result["windows"][0]["fills"] if f["order_role"] == "stop_loss"]
     assert [(f["price"], f["size"], f["role"]) for f in stop_fill] == [(0.49, 6.45, "taker")]
-    assert stop_fill[0]["fee"] == pytest.approx(6.45 * 0.07 * 0.49 * 0.51, abs=1e-6)
+    assert stop_fill[0]["fee"] == round(6.45 * 0.07 * 0.49 * 0.51, 5)
     # Stopped out: no entry on Up for the rest of the window even when the bid comes back.
     later = segment(340, 400, 0.70, 0.71)
     result = backtest(tmp_path, rows + later)
@@ -189,7 +189,7 @@ def test_simulated_exchange_fak_fills_only_the_displayed_size_and_pays_the_taker
     sim.submit([Place(Want("s1", Leg.UP, Side.BUY, 0.62, 6, Role.ENTRY, OrderType.FAK, False, "take"))], WS + 300)
     (fill,) = sim.fills
     assert (fill["size"], fill["price"], fill["role"]) == (3.0, 0.62, "taker")
-    assert fill["fee"] == pytest.approx(3 * 0.07 * 0.62 * 0.38)
+    assert fill["fee"] == round(3 * 0.07 * 0.62 * 0.38, 5)  # the exchange rounds fees to 5 decimals
     assert [e["action"] for e in events] == ["place", "killed"]
 
 
@@ -458,3 +458,15 @@ def test_property_config_trades_at_thousandths_after_a_tick_change():
     result = check_every_placement(lines)
     thousandths = [p for p in result.placements if p["tick"] == 0.001 and round(p["want"]["price"], 2) != p["want"]["price"]]
     assert len(thousandths) >= 3, [p["want"] for p in result.placements]
+
+
+def test_taker_fee_follows_the_tick_files_fee_schedule_with_exponent_2():
+    cfg = load_config(None)
+    line = TickLine(ts=WS + 300, window_start=WS, up_bid=0.49, up_ask=0.5, down_bid=0.5, down_ask=0.51,
+                    up_ask_size=10.0, fee_rate=0.25, fee_exponent=2.0)
+    sim = WindowSim(line, cfg, 0.0, [], "t")
+    sim.apply_line(line)
+    assert sim.view(WS + 300, cfg).fee.exponent == 2.0  # what the strategies' net-of-fee rule sees
+    sim.submit([Place(Want("s1", Leg.UP, Side.BUY, 0.5, 10, Role.ENTRY, OrderType.FAK, False, "take"))], WS + 300)
+    (fill,) = sim.fills
+    assert fill["fee"] == pytest.approx(10 * 0.25 * (0.5 * 0.5) ** 2)  # 0.15625, not 0.25 x p(1-p)
