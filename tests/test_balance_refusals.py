@@ -38,3 +38,4 @@ def test_a_reworded_refusal_still_refreshes_then_blocks_the_leg():
     assert state.on_error(err, 0.0, Leg.UP) == "refresh_balance"
     assert state.on_error(err, 1.0, Leg.UP) is None
     assert any(w.startswith("leg up blocked: not enough balance / allowance") for w in state.warnings())
+

@@ -152,6 +152,9 @@ class ExchangeState:
     blocked_legs: dict[Leg, str] = field(default_factory=dict)
     balance_refreshed: set[Leg] = field(default_factory=set)
     extra_warnings: dict[str, str] = field(default_factory=dict)  # key -> words (heartbeat, user stream...)
+    # Set while the exchange wants an order version we cannot sign (the gateway's words): no new orders, since
+    # every one would be refused; cleared when GET /version names a version we sign again.
+    order_version_problem: str | None = None
     _restart_backoff: float = 1.0
     _cancel_only_backoff: float = 10.0
     _rate_backoff: float = 1.0
@@ -175,6 +178,8 @@ class ExchangeState:
                 ExchangeMode.RATE_LIMITED: "rate limited by the exchange (HTTP 429): waiting for Retry-After",
                 ExchangeMode.CLOSED_ONLY: "account is in closed-only mode: only closing SELL orders are sent",
             }[self.mode] + until + (f" ({self._mode_reason})" if self._mode_reason else ""))
+        if self.order_version_problem:
+            out.append(self.order_version_problem)
         if not self.heartbeat_ok:
             out.append(HEARTBEATS_FAILING)
         for leg, reason in sorted(self.blocked_legs.items(), key=lambda kv: kv[0].value):
@@ -246,6 +251,8 @@ class ExchangeState:
     def refuse_reason(self, leg: Leg, side: Side, post_only: bool, now: float) -> str | None:
         """Why a new order may not be sent now (None: it may)."""
         self.tick(now)
+        if self.order_version_problem:
+            return self.order_version_problem
         if not self.heartbeat_ok:
             return "heartbeats failing"
         if self.mode in (ExchangeMode.ENGINE_RESTARTING, ExchangeMode.CANCEL_ONLY, ExchangeMode.RATE_LIMITED):

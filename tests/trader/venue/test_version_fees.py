@@ -9,10 +9,10 @@ from eth_account import Account
 
 from tests.support.execution import book_top, live_market
 from polymm.sim.testing import new_wallet, run_sim
-from polymm.trader.execution.exchange_state import ExchangeError, Rejected
+from polymm.trader.execution.exchange_state import ExchangeError, ExchangeState, Rejected
 from polymm.trader.fees import FeeSchedule
 from polymm.trader.venue.gateway import Gateway, OrderVersionMismatch
-from polymm.trader.model import Side
+from polymm.trader.model import Leg, Side
 from polymm.trader.venue.signing import UnsupportedOrderVersion
 
 
@@ -156,3 +156,13 @@ def test_sim_cli_fee_options_and_version(tmp_path):
             assert order.version == 3 and gw.post_order(order, "GTC", True).status == "live"
         finally:
             gw.close()
+
+
+def test_an_order_version_we_cannot_sign_stops_every_new_order_with_words():
+    state = ExchangeState()
+    words = "exchange order version 4 is not one polymm can sign (2, 3): no new orders until it is; upgrade polymm"
+    state.order_version_problem = words
+    assert state.refuse_reason(Leg.UP, Side.SELL, True, 0.0) == words
+    assert words in state.warnings() and words in state.status().warnings
+    state.order_version_problem = None
+    assert state.refuse_reason(Leg.UP, Side.SELL, True, 0.0) is None
