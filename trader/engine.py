@@ -111,8 +111,9 @@ def _num(x: float) -> float:
 
 
 def market_view(snap, *, now: float, stale_feed_ms: float, accepting_orders: bool = True,
-                fair: FairValue | None = None, stale_ref_ms: float = 5000.0) -> MarketView:
-    """The strategies' view of one shm snapshot.
+                fair: FairValue | None = None, stale_ref_ms: float = 5000.0, fee=None) -> MarketView:
+    """The strategies' view of one shm snapshot. `fee`: the market's FeeSchedule as the execution core read it
+    from the exchange (rate and exponent); without one, the rate the feed published with exponent 1.
 
     `fresh` = the feed is alive (status connected, heartbeat recent) AND its data is recent: the socket can
     freeze silently while the feed process still beats, so data age matters as much as the heartbeat.
@@ -141,7 +142,8 @@ def market_view(snap, *, now: float, stale_feed_ms: float, accepting_orders: boo
         down_token=snap.down_token,
         tick_size=float(snap.tick_size),
         min_order_size=float(snap.min_order_size),
-        fee_rate=float(snap.fee_rate),
+        fee_rate=float(snap.fee_rate) if fee is None else fee.rate,
+        fee_exponent=1.0 if fee is None else fee.exponent,
         up_bid=_num(snap.up.bid),
         up_bid_size=_num(snap.up.bid_size),
         up_ask=_num(snap.up.ask),
@@ -408,8 +410,10 @@ class Engine:
             self._follow_tick_size(snap)
             # stale/crossed books still go through the pipeline: its risk gate cancels entries and refuses new
             # ones on a book that is not fresh (MarketView.fresh / crossed carry the verdict).
+            fee_of = getattr(self.core, "fee_schedule", None)
             view = market_view(snap, now=now, stale_feed_ms=stale_ms, fair=self.fair,
-                               stale_ref_ms=float(self.config.risk.stale_ref_ms))
+                               stale_ref_ms=float(self.config.risk.stale_ref_ms),
+                               fee=fee_of(snap.condition_id) if fee_of is not None else None)
             actions = self._decide_and_execute(view, now)
         else:
             self._refuse(problem, now)

@@ -59,6 +59,11 @@ def net_sell_price(price: float, schedule: FeeSchedule) -> float:
     return price - fee_per_share(price, schedule)
 
 
+def market_fee(market) -> FeeSchedule:
+    """The schedule of a MarketView (trader/model.py), which carries it as fee_rate and fee_exponent."""
+    return FeeSchedule(market.fee_rate, market.fee_exponent)
+
+
 def parse_fee_details(fd: object) -> FeeSchedule:
     """The `fd` object of GET /clob-markets/{condition_id}: `{"r": rate, "e": exponent, "to": taker_only}`.
     Raises ValueError (with what is wrong) when it is missing or malformed: the caller falls back to

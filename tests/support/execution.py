@@ -7,6 +7,7 @@ from pathlib import Path
 
 from polymm.sim.testing import RunningSim, new_wallet
 from polymm.trader.execution.core import ExecutionCore, MarketIdentity
+from polymm.trader.fees import FeeSchedule
 from polymm.trader.venue.gateway import CancelResult, Gateway, PostResult
 from polymm.trader.model import Leg, OrderType, Role, Side, Want
 from polymm.trader.venue.signing import OrderSigner
@@ -75,8 +76,21 @@ class ScriptedExchange:
         self.api_key = "key-1"
         self.posted = []
 
+    order_version = 2
+    version_problem = None
+
     def connect(self):
         pass
+
+    def refresh_version(self):
+        return self.order_version
+
+    def sign(self, token_id, side, price, size, tick, *, neg_risk=False, expiration=0, version=None):
+        return self.signer.build(token_id, side, price, size, tick, neg_risk=neg_risk, expiration=expiration,
+                                 version=self.order_version if version is None else version)
+
+    def fee_schedule(self, condition_id):
+        return FeeSchedule(0.07, 1.0)
 
     def closed_only(self):
         return False

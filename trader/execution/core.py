@@ -66,6 +66,7 @@ from typing import Callable
 
 from polymm.trader.execution.exchange_state import ExchangeError, ExchangeState
 from polymm.trader.execution.fills import FillStore, TokenInfo
+from polymm.trader.fees import FeeSchedule
 from polymm.trader.execution.ledger import OrderLedger, _fmt
 from polymm.trader.execution.limits import DEAD_MAN_SWITCH_OFF, RESTART_RETRY_S
 from polymm.trader.execution.order_journal import JournalOrder, OrderJournal
@@ -154,6 +155,12 @@ class ExecutionCore(OrderLedger, SubmitWorkers, ExchangeSync):
         # even when their window ended long ago, so a restart never loses a position awaiting resolution.
         self._backfill: set[str] = set()
         self._needs_lookup: set[str] = set()  # orders whose cancel was refused: ask the exchange
+        # Each market's taker fee schedule, read from the exchange (GET /clob-markets) once per market; a market
+        # whose schedule could not be read is charged DEFAULT_SCHEDULE (and status says so) until a retry works.
+        self._fee_schedules: dict[str, FeeSchedule] = {}
+        self._fee_attempt: dict[str, float] = {}  # condition id -> monotonic time of the last failed read
+        self._side_lookup: dict[str, float] = {}  # pending sideless maker orders -> last lookup (monotonic)
+        self._last_version_probe = 0.0
         self._last_reconcile_error: ExchangeError | None = None
         self._running = False
         self._retrier: threading.Thread | None = None  # retries start() after a failed restart()
@@ -174,6 +181,8 @@ class ExecutionCore(OrderLedger, SubmitWorkers, ExchangeSync):
             self._wallet_lock = lock
         try:
             self.gateway.connect()
+            with self._lock:
+                self._xstate.order_version_problem = self.gateway.version_problem
             self._fills.set_identity(self.gateway.api_key, self.gateway.funder)
             if self.state_dir is not None and self._journal is None:
                 self._journal = OrderJournal(self.state_dir / f"orders-{self.gateway.funder.lower()}.jsonl")
@@ -181,6 +190,7 @@ class ExecutionCore(OrderLedger, SubmitWorkers, ExchangeSync):
             self._register_market(market, now)
             with self._lock:
                 self._current = market
+            self._load_fee_schedule(market.condition_id)  # before any order: the strategies' net-of-fee rule
             try:
                 self._xstate.set_closed_only(self.gateway.closed_only())
             except ExchangeError as err:

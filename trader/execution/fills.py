@@ -16,8 +16,9 @@ Exchange quirks handled here:
   (resolve_side) and, if the exchange no longer has it, falls back to the matching rule (infer_side): a
   maker on the taker's own token took the other side; a maker on the other token (a mint or merge) the
   same side.
-- Taker fees: `shares * rate * p * (1 - p)` in pUSD (makers pay none). The rate is the trade's
-  `fee_rate_bps` when non-zero, else the market's published fee rate.
+- Taker fees: trader/fees.py's taker_fee with the market's schedule (makers pay none). The rate is the
+  trade's `fee_rate_bps` when non-zero (the rate that really applied: taker rebate tiers lower it), else the
+  schedule's; the exponent is always the market's.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from polymm.feed import market
+from polymm.trader.fees import FeeSchedule, taker_fee
 from polymm.trader.model import FillView, Leg, Side
 
 STATUS_RANK = {"MATCHED": 0, "RETRYING": 1, "MINED": 2, "CONFIRMED": 3, "FAILED": 4}
@@ -86,15 +87,10 @@ class OrderInfo:
 class TokenInfo:
     condition_id: str
     leg: Leg
-    fee_rate: float
+    fee: FeeSchedule  # the market's taker fee schedule
 
 
 EXTERNAL = "external"  # strategy name for fills of our account whose order we never placed
-
-
-def taker_fee(shares: float, price: float, rate: float) -> float:
-    """The fee as the exchange books it on a trade: the one formula (feed/market.py), rounded to 5 decimals."""
-    return round(market.taker_fee(shares, price, rate), 5)
 
 
 @dataclass
@@ -143,8 +139,10 @@ class FillStore:
             if current is None:
                 fee = 0.0
                 if role == "taker":
-                    rate = trade.fee_rate_bps / 10_000 if trade.fee_rate_bps > 0 else token.fee_rate
-                    fee = taker_fee(size, price, rate)
+                    schedule = token.fee
+                    if 0 < trade.fee_rate_bps < 10_000:
+                        schedule = FeeSchedule(trade.fee_rate_bps / 10_000, schedule.exponent, "trade fee_rate_bps")
+                    fee = taker_fee(size, price, schedule)
                 view = FillView(
                     trade_id=trade.trade_id, order_id=order_id, client_id=info.client_id if info else None,
                     strategy=info.strategy if info else EXTERNAL, leg=token.leg, side=side, price=price,

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 
 from polymm.trader.decision.positions import fold, pnl_summary
-from polymm.trader.execution.fills import OrderInfo, TokenInfo, taker_fee
+from polymm.trader.execution.fills import OrderInfo, TokenInfo
+from polymm.trader.fees import DEFAULT_SCHEDULE, FeeSchedule, taker_fee
 from polymm.trader.execution.limits import MAX_QUEUED_EVENTS, TRACK_AFTER_END_S
 from polymm.trader.execution.order_journal import JournalOrder, OrderJournal
 from polymm.trader.execution.orders import Order, Transition
@@ -74,7 +75,7 @@ class OrderLedger:
             if gap <= 1e-9:
                 continue
             token = self._tokens.get(order.token_id)
-            fee = 0.0 if order.post_only or token is None else taker_fee(gap, order.price, token.fee_rate)
+            fee = 0.0 if order.post_only or token is None else taker_fee(gap, order.price, token.fee)
             out.append((order.condition_id, FillView(
                 trade_id=f"pending:{order.order_id}", order_id=order.order_id, client_id=order.client_id,
                 strategy=order.strategy, leg=order.leg, side=order.side, price=order.price, size=gap, fee=fee,
@@ -99,6 +100,12 @@ class OrderLedger:
     def pnl(self) -> dict:
         with self._lock:
             return pnl_summary({**self._settled, **fold(self._holdings(), self._resolutions)}, self._resolutions)
+
+    def fee_schedule(self, condition_id: str) -> FeeSchedule:
+        """The market's taker fee schedule as the exchange publishes it (DEFAULT_SCHEDULE until read, or when
+        it cannot be read: the status says so)."""
+        with self._lock:
+            return self._fee_schedules.get(condition_id, DEFAULT_SCHEDULE)
 
     def state(self) -> ExchangeStatus:
         with self._lock:
@@ -128,8 +135,9 @@ class OrderLedger:
         with self._lock:
             known = market.condition_id in self._markets
             self._markets[market.condition_id] = market
-            self._tokens[market.up_token] = TokenInfo(market.condition_id, Leg.UP, market.fee_rate)
-            self._tokens[market.down_token] = TokenInfo(market.condition_id, Leg.DOWN, market.fee_rate)
+            fee = self._fee_schedules.get(market.condition_id, DEFAULT_SCHEDULE)
+            self._tokens[market.up_token] = TokenInfo(market.condition_id, Leg.UP, fee)
+            self._tokens[market.down_token] = TokenInfo(market.condition_id, Leg.DOWN, fee)
             self._ticks.setdefault(market.up_token, market.tick_size)
             self._ticks.setdefault(market.down_token, market.tick_size)
         if not known and journal and self._journal is not None:

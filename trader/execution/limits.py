@@ -13,6 +13,8 @@ TRACK_AFTER_END_S = 3600.0
 # the per-decision positions() cost stay bounded over weeks of 15-minute windows. mmctl fills shows a day.
 FORGET_MARKET_AFTER_S = 86400.0
 PRUNE_EVERY_S = 60.0
+VERSION_PROBE_EVERY_S = 30.0  # GET /version while blocked on an order version we cannot sign
+FEE_RETRY_EVERY_S = 30.0  # GET /clob-markets again after a failed fee-schedule read
 COMPACT_JOURNAL_EVERY_S = 6 * 3600.0
 RESTART_RETRY_S = 5.0
 DEAD_MAN_SWITCH_OFF = ("dead-man switch disabled (risk.heartbeat=false): if the trader dies its orders stay on "

@@ -11,10 +11,13 @@ from polymm.trader.decision.positions import fold
 from polymm.trader.execution import reconcile as reconcile_mod
 from polymm.trader.execution.exchange_state import ExchangeError
 from polymm.trader.execution.ledger import _fmt
+from polymm.trader.execution import limits
+from polymm.trader.execution.fills import TokenInfo
 from polymm.trader.execution.limits import (CANCEL_RESEND_EVERY_S, COMPACT_JOURNAL_EVERY_S, FORGET_MARKET_AFTER_S,
                                             KEEP_DONE_ORDERS_S, PRUNE_EVERY_S)
-from polymm.trader.model import OrderState
-from polymm.trader.venue.user_wire import (WireOrder, WireTrade, decode_rest_order, decode_rest_orders,
+from polymm.trader.fees import DEFAULT_SCHEDULE
+from polymm.trader.model import OrderState, Side
+from polymm.trader.venue.user_wire import (UnreadableTrade, WireOrder, WireTrade, decode_rest_order, decode_rest_orders,
                                            decode_rest_trades, order_report, trade_report)
 
 log = logging.getLogger("polymm.trader.execution")
@@ -45,10 +48,18 @@ class ExchangeSync:
     def _on_ws_events(self, events: list) -> None:
         now = self.clock()
         due = []
+        unreadable: list[UnreadableTrade] = []
         with self._lock:
             for ev in events:
                 if isinstance(ev, WireTrade):
-                    self._apply_trade(trade_report(ev), now)
+                    try:
+                        report = trade_report(ev)
+                    except UnreadableTrade as bad:
+                        unreadable.append(bad)
+                        continue
+                    self._apply_trade(report, now)
+                elif isinstance(ev, UnreadableTrade):
+                    unreadable.append(ev)
                 elif isinstance(ev, WireOrder):
                     report = order_report(ev)
                     self._adopt_from_journal(report.order_id)
@@ -61,6 +72,10 @@ class ExchangeSync:
                             self._log_order(t.after.state.value, order, f"user channel {report.kind}")
                         if self._book.cancel_due(order.client_id):
                             due.append(order.client_id)
+        for bad in unreadable:
+            # A fill may hide in it: never lost. /data/trades has the same trade; read it now.
+            log.warning("user channel: %s; reconciling over REST now", bad)
+            self.request_reconcile(f"unreadable trade message id={bad.trade_id}")
         if due:
             self._send_cancels(due)
         self.wake.set()
@@ -234,6 +249,7 @@ class ExchangeSync:
 
     def _maintain_once(self) -> None:
         mono = time.monotonic()
+        self._maintain_venue(mono)
         with self._lock:
             self._emit_status_locked()
             lookups = [o.order_id for o in self._book.unknown() if o.order_id
@@ -261,6 +277,82 @@ class ExchangeSync:
             wanted = "periodic"
         if wanted is not None:
             self.reconcile(wanted)
+
+    # ---- venue facts that change under us: order version, fee schedules, sideless maker fills ---------
+    def _maintain_venue(self, mono: float) -> None:
+        with self._lock:
+            current = self._current.condition_id if self._current else None
+            version_blocked = self._xstate.order_version_problem is not None
+            pending = [oid for oid in self._fills.pending_orders() if mono - self._side_lookup.get(oid, 0) >= 1.0]
+        if version_blocked and mono - self._last_version_probe >= limits.VERSION_PROBE_EVERY_S:
+            # Blocked on an order version we cannot sign: ask again now and then, and resume when it is one we can.
+            self._last_version_probe = mono
+            self.gateway.refresh_version()
+            with self._lock:
+                self._xstate.order_version_problem = self.gateway.version_problem
+        if current is not None and current not in self._fee_schedules \
+                and mono - self._fee_attempt.get(current, -limits.FEE_RETRY_EVERY_S) >= limits.FEE_RETRY_EVERY_S:
+            self._load_fee_schedule(current)
+        for order_id in pending:
+            self._side_lookup[order_id] = mono
+            self._resolve_pending_side(order_id)
+
+    def _load_fee_schedule(self, condition_id: str) -> None:
+        """GET /clob-markets/{condition_id} once per market (its `fd`), like the SDK's market-info cache."""
+        try:
+            schedule = self.gateway.fee_schedule(condition_id)
+        except (ExchangeError, ValueError) as err:
+            self._fee_attempt[condition_id] = time.monotonic()
+            words = (f"fee schedule of market {condition_id[:12]}… could not be read ({err}): fees counted with the "
+                     f"conservative default rate {DEFAULT_SCHEDULE.rate:g}, exponent {DEFAULT_SCHEDULE.exponent:g}")
+            with self._lock:
+                first = self._xstate.extra_warnings.get("fees") != words
+                self._xstate.extra_warnings["fees"] = words
+            if first:
+                log.warning("%s; retrying every %.0f s", words, limits.FEE_RETRY_EVERY_S)
+            return
+        with self._lock:
+            self._fee_schedules[condition_id] = schedule
+            self._fee_attempt.pop(condition_id, None)
+            for token, info in list(self._tokens.items()):
+                if info.condition_id == condition_id:
+                    self._tokens[token] = TokenInfo(info.condition_id, info.leg, schedule)
+            if self._current is not None and self._current.condition_id == condition_id:
+                self._xstate.extra_warnings.pop("fees", None)
+        log.info("market %s taker fee schedule: rate %g, exponent %g", condition_id, schedule.rate, schedule.exponent)
+
+    def _resolve_pending_side(self, order_id: str) -> None:
+        """A maker fill of ours arrived without a side for an order we do not know: look the order up; when the
+        exchange no longer has it, the matching rule gives the side. Until then the fill is kept pending."""
+        try:
+            row = self.gateway.get_order(order_id)
+        except ExchangeError as err:
+            log.warning("side lookup of order %s failed: %s; will retry", order_id, err)
+            return
+        side = None
+        if row is not None:
+            try:
+                side = Side(decode_rest_order(row).side)
+            except (ValueError, TypeError) as exc:
+                log.warning("side lookup of order %s: unreadable answer (%s)", order_id, exc)
+        now = self.clock()
+        with self._lock:
+            how = "the exchange's order"
+            if side is None:
+                side = self._fills.infer_side(order_id)
+                how = "the matching rule (the exchange has no such order now)"
+            if side is None:
+                return
+            changes = self._fills.resolve_side(order_id, side)
+            self._side_lookup.pop(order_id, None)
+            for fill, previous in changes:
+                self._fill_event(fill, previous)
+                t = self._book.on_fill(fill.order_id, self._fills.matched_shares(fill.order_id), now)
+                if t is not None:
+                    self._order_event(t)
+        log.warning("maker fill of order %s arrived without a side; side %s from %s: %d fill(s) added", order_id,
+                    side.value, how, len(changes))
+        self.wake.set()
 
     def prune(self, now: float) -> list[str]:
         """Bound memory over days of windows (run every minute by the maintenance thread): done orders are

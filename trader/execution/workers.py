@@ -12,7 +12,8 @@ from polymm.trader.execution.ledger import _fmt
 from polymm.trader.execution.limits import GTD_CLOCK_MARGIN_S, GTD_EARLY_EXPIRY_S, GTD_MIN_LIFETIME_S, _TICK_RULE
 from polymm.trader.execution.orders import Order
 from polymm.trader.model import OrderState, OrderType, Side
-from polymm.trader.venue.signing import exchange_safe_size
+from polymm.trader.venue.gateway import OrderVersionMismatch
+from polymm.trader.venue.signing import UnsupportedOrderVersion, exchange_safe_size
 
 log = logging.getLogger("polymm.trader.execution")
 
@@ -73,30 +74,48 @@ class SubmitWorkers:
                     order.order_type = OrderType.GTC
                     expiration = 0
             side, price, size, token = order.side, order.price, order.size, order.token_id
-        try:
-            signed = self.gateway.signer.build(token, side, price, size, tick, neg_risk=market.neg_risk,
-                                               expiration=expiration)
-        except ValueError as err:  # invalid price/tick: refused before anything is sent
-            with self._lock:
-                self._order_event(self._book.on_submit_rejected(client_id, str(err), self.clock()))
-                self._log_order("refused", order, str(err), logging.WARNING)
-            return
-        with self._lock:
-            if order.cancel_reason is not None:
-                # Cancelled while we were signing: still unsent, so it is never sent.
-                self._order_event(self._book.on_cancelled_before_send(client_id, self.clock()))
-                self._log_order("canceled", order, f"{order.cancel_reason} (before it was sent)")
+        version = None  # the exchange's current order version (the gateway knows it)
+        for attempt in (1, 2):
+            try:
+                signed = self.gateway.sign(token, side, price, size, tick, neg_risk=market.neg_risk,
+                                           expiration=expiration, version=version)
+            except ValueError as err:  # invalid price/tick, or an order version we cannot sign: never sent
+                with self._lock:
+                    if isinstance(err, UnsupportedOrderVersion):
+                        self._xstate.order_version_problem = self.gateway.version_problem or str(err)
+                    self._order_event(self._book.on_submit_rejected(client_id, str(err), self.clock()))
+                    self._log_order("refused", order, str(err), logging.WARNING)
                 return
-            self._book.signed(client_id, signed.order_hash)
-            self._journal_order(order)
-            self._log_order("submit", order, order.reason)
-        if self.on_submit_sent is not None:
-            self.on_submit_sent(client_id, time.time())
-        try:
-            result = self.gateway.post_order(signed, order_type.value, order.post_only)
-        except ExchangeError as err:
-            self._after_submit_error(client_id, err)
-            return
+            with self._lock:
+                if order.cancel_reason is not None:
+                    # Cancelled while we were signing: still unsent, so it is never sent.
+                    self._order_event(self._book.on_cancelled_before_send(client_id, self.clock()))
+                    self._log_order("canceled", order, f"{order.cancel_reason} (before it was sent)")
+                    return
+                self._book.signed(client_id, signed.order_hash)
+                self._journal_order(order)
+                if attempt == 1:
+                    self._log_order("submit", order, order.reason)
+                else:  # the exchange changed order versions: worth a line at warning level
+                    self._log_order("resubmit", order, f"re-signed for order version {signed.version}", logging.WARNING)
+            if self.on_submit_sent is not None:
+                self.on_submit_sent(client_id, time.time())
+            try:
+                result = self.gateway.post_order(signed, order_type.value, order.post_only)
+                break
+            except OrderVersionMismatch as err:
+                # The exchange moved to another order version (the gateway has re-read GET /version): one
+                # re-sign and resubmit, as the SDK's _retry_on_version_update; never a loop of rejects.
+                if attempt == 1 and err.resign_version is not None:
+                    version = err.resign_version
+                    continue
+                with self._lock:
+                    self._xstate.order_version_problem = self.gateway.version_problem
+                self._after_submit_error(client_id, err)
+                return
+            except ExchangeError as err:
+                self._after_submit_error(client_id, err)
+                return
         now = self.clock()
         with self._lock:
             if result.order_id and result.order_id.lower() != signed.order_hash.lower():

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from polymm.trader.execution import reconcile
 from polymm.trader.execution.fills import FillStore, MakerLeg, OrderInfo, TokenInfo, TradeReport
+from polymm.trader.fees import FeeSchedule
 from polymm.trader.model import Leg, OrderState, OrderType, Role, Side, Want
 from polymm.trader.execution.order_journal import JournalOrder
 from polymm.trader.execution.orders import OrderBook
 from polymm.trader.venue.user_wire import OrderReport
 
 COND, UP, DOWN = "0xcond", "111", "222"
-TOKENS = {UP: TokenInfo(COND, Leg.UP, 0.07), DOWN: TokenInfo(COND, Leg.DOWN, 0.07)}
+TOKENS = {UP: TokenInfo(COND, Leg.UP, FeeSchedule(0.07)), DOWN: TokenInfo(COND, Leg.DOWN, FeeSchedule(0.07))}
 
 
 def setup():

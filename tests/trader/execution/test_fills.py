@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from tests.support.recorded import load_fixture
 from polymm.trader.execution.fills import EXTERNAL, FillStore, OrderInfo, TokenInfo, normalise_trade_status
+from polymm.trader.fees import FeeSchedule
 from polymm.trader.model import Leg, Side
 from polymm.trader.decision.positions import fold, pnl_summary
 from polymm.trader.venue.user_wire import decode_rest_trades, decode_user_frame, trade_report
@@ -18,8 +19,10 @@ OUR_UP_ORDER = "0xab679e56242324e15e59cfd488cd0f12e4fd71b153b9bfb57518898b998314
 OUR_DOWN_ORDER = "0x3b67d584e1e7ad29b06bda373449638898aa87f0c9fd52a34bdbfb1325a6c184"  # user_trade1, No leg
 
 
-def store(orders: dict[str, OrderInfo], owner: str = "", address: str = "", fee_rate: float = 0.07) -> FillStore:
-    tokens = {UP: TokenInfo(COND, Leg.UP, fee_rate), DOWN: TokenInfo(COND, Leg.DOWN, fee_rate)}
+def store(orders: dict[str, OrderInfo], owner: str = "", address: str = "", fee_rate: float = 0.07,
+          fee_exponent: float = 1.0) -> FillStore:
+    fee = FeeSchedule(fee_rate, fee_exponent)
+    tokens = {UP: TokenInfo(COND, Leg.UP, fee), DOWN: TokenInfo(COND, Leg.DOWN, fee)}
     return FillStore(orders.get, tokens.get, owner, address)
 
 
@@ -100,6 +103,19 @@ def test_taker_fill_pays_fee_from_market_rate_when_trade_says_zero():
     assert abs(fill.fee - round(n * 0.07 * p * (1 - p), 5)) < 1e-12
 
 
+def test_taker_fill_fee_uses_the_markets_exponent_and_the_trades_own_rate_when_given():
+    raw = load_fixture("nautilus-python/ws_messages/user_trade2.json")
+    p, n = float(raw["price"]), float(raw["size"])
+    report = ws_trade("user_trade2.json", asset_id=UP)
+    fills = store({report.taker_order_id: s1(Leg.UP, Side(raw["side"]))}, fee_rate=0.25, fee_exponent=2)
+    (fill, _), = fills.apply(report)
+    assert fill.fee == round(n * 0.25 * (p * (1 - p)) ** 2, 5)
+    discounted = ws_trade("user_trade2.json", asset_id=UP, fee_rate_bps="1250")  # a taker rebate tier: half rate
+    fills = store({report.taker_order_id: s1(Leg.UP, Side(raw["side"]))}, fee_rate=0.25, fee_exponent=2)
+    (fill, _), = fills.apply(discounted)
+    assert fill.fee == round(n * 0.125 * (p * (1 - p)) ** 2, 5)
+
+
 def test_rest_trade_status_prefix_is_normalised():
     assert normalise_trade_status("TRADE_STATUS_CONFIRMED") == "CONFIRMED"
     assert normalise_trade_status("matched") == "MATCHED"
@@ -160,8 +176,8 @@ def test_positions_average_cost_fees_and_resolution_payout():
 
 def test_forgetting_a_settled_market_drops_only_its_fills_and_their_order_index():
     other_cond, other_up = "0xother", "777"
-    tokens = {UP: TokenInfo(COND, Leg.UP, 0.07), DOWN: TokenInfo(COND, Leg.DOWN, 0.07),
-              other_up: TokenInfo(other_cond, Leg.UP, 0.07)}
+    tokens = {UP: TokenInfo(COND, Leg.UP, FeeSchedule(0.07)), DOWN: TokenInfo(COND, Leg.DOWN, FeeSchedule(0.07)),
+              other_up: TokenInfo(other_cond, Leg.UP, FeeSchedule(0.07))}
     fills = FillStore({OUR_UP_ORDER: s1(Leg.UP), "0xo": s1(Leg.UP, cid="o")}.get, tokens.get)
     fills.apply(ws_trade("user_trade1.json"))
     fills.apply(replace(ws_trade("user_trade1.json"), trade_id="t-other", market=other_cond, asset_id=other_up,

@@ -47,7 +47,7 @@ from msgspec.structs import replace
 from typing import Mapping, Sequence
 
 from polymm.trader.config import S1Params, cap_at
-from polymm.trader.fees import net_sell_price
+from polymm.trader.fees import market_fee, net_sell_price
 from polymm.trader.model import Leg, MarketView, OrderType, OrderView, PositionView, Role, Side, Want
 from polymm.trader.decision.strategy.common import (
     EPS,
@@ -252,8 +252,8 @@ def _take_profit(
     size = floor_size(shares)
     can_act = now - ls.last_exit_at + EPS >= params.exit_retry_s
     # Taking: the bid nets at least tp after the taker fee.
-    if finite(bid) and net_sell_price(bid, market.fee) + EPS >= tp:
-        note = f"take-profit into bid {bid:g} (nets {net_sell_price(bid, market.fee):.4f} >= tp {tp:g})"
+    if finite(bid) and net_sell_price(bid, market_fee(market)) + EPS >= tp:
+        note = f"take-profit into bid {bid:g} (nets {net_sell_price(bid, market_fee(market)):.4f} >= tp {tp:g})"
         taking = [o for o in sells if o.order_type in (OrderType.FAK, OrderType.FOK)]
         if taking:
             return [mirror(taking[0])], replace(ls, note=note)
