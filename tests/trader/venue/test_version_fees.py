@@ -15,6 +15,8 @@ from polymm.trader.venue.gateway import Gateway, OrderVersionMismatch
 from polymm.trader.model import Leg, Side
 from polymm.trader.venue.signing import UnsupportedOrderVersion
 
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
