@@ -274,6 +274,8 @@ class Gateway:
             log.warning("GET /version answered HTTP %s without a version; still signing order version %s",
                         r.status_code, self.order_version)
             return self.order_version
+        if isinstance(version, str) and version.strip().isdigit():
+            version = int(version)  # "3" means 3: a quoting change must not stop the trading
         if version != self.order_version:
             log.warning("exchange order version is now %r (was %r)", version, self.order_version)
         self.order_version = version
