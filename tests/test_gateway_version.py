@@ -1,0 +1,51 @@
+"""GET /version as the gateway reads it (no sockets: httpx's mock transport answers)."""
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from polymm.trader.gateway import Gateway
+from polymm.trader.model import Side
+from polymm.trader.signing import UnsupportedOrderVersion
+
+
+def gateway_answering(status: int, body) -> Gateway:
+    gw = Gateway("http://clob.invalid", "0x" + "5a" * 32)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/version"
+        return httpx.Response(status, content=body if isinstance(body, bytes) else None,
+                              json=None if isinstance(body, bytes) else body)
+
+    gw._http = httpx.Client(transport=httpx.MockTransport(handler))
+    return gw
+
+
+@pytest.mark.parametrize("status,body,expected", [
+    (200, {"version": 3}, 3),
+    (200, {"version": "3"}, 3),  # quoted: still 3
+    (200, {"version": 2}, 2),
+    (500, {"error": "boom"}, 2),  # unreadable: the last known version stays (at start the SDK's 2)
+    (200, b"not json", 2),
+    (200, ["version", 3], 2),
+    (200, {}, 2),
+])
+def test_refresh_version_reads_what_the_exchange_names(status, body, expected):
+    gw = gateway_answering(status, body)
+    try:
+        assert gw.refresh_version() == expected and gw.order_version == expected and gw.version_problem is None
+        assert gw.sign("1", Side.BUY, 0.5, 5, 0.01).version == expected
+    finally:
+        gw.close()
+
+
+@pytest.mark.parametrize("version", [4, 1, "v3", True])
+def test_a_version_we_cannot_sign_is_a_problem_in_words_and_no_signature(version):
+    gw = gateway_answering(200, {"version": version})
+    try:
+        gw.refresh_version()
+        assert gw.version_problem.startswith(f"exchange order version {version!r} is not one polymm can sign")
+        with pytest.raises(UnsupportedOrderVersion):
+            gw.sign("1", Side.BUY, 0.5, 5, 0.01)
+    finally:
+        gw.close()
