@@ -9,8 +9,8 @@ Fill model (conservative; our own orders are assumed absent from the recorded bo
   against that same line.
 - Fill-and-kill / fill-or-kill orders execute at once against the displayed top of book at their effective time
   (one level: the best price and its size; the rest of a FAK is cancelled, a FOK needs the whole size), paying
-  the taker fee shares x fee_rate x p x (1 - p). When a line has no size for that side, the size is taken as
-  unlimited.
+  the taker fee of trader/decision/fees.py, shares x fee_rate x (p x (1 - p)) ^ fee_exponent. When a line has
+  no size for that side, the size is taken as unlimited.
 - The exchange's checks are applied: price on the tick and in [tick, 1 - tick], size >= the market minimum,
   sells not above the free (not locked by resting sells) position, and a post-only order that would cross the
   book is rejected. Every rejection is listed with its reason.
@@ -31,10 +31,10 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from polymm.feed.market import taker_fee
 from polymm.trader.config import Config
 from polymm.trader.decision.fair_value import FairValue
 from polymm.trader.model import Leg, MarketView, OrderState, OrderType, OrderView, PositionView, Side, Want
+from polymm.trader.decision.fees import DEFAULT_SCHEDULE, FeeSchedule, taker_fee
 from polymm.trader.decision.planner import Cancel, Place
 from polymm.trader.decision.ticks import on_tick
 
@@ -45,7 +45,7 @@ EPS = 1e-9
 # A line without these fields gets the market's usual values.
 DEFAULT_TICK = 0.01
 DEFAULT_MIN_SIZE = 5.0
-DEFAULT_FEE = 0.07
+DEFAULT_FEE = DEFAULT_SCHEDULE  # a line without a fee schedule: the documented conservative default
 
 @dataclass
 class ModelOrder:
@@ -128,7 +128,9 @@ class WindowFillModel:
         self.window_end = first.window_end or first.window_start + config.market.window_s
         self.tick = first.tick_size or DEFAULT_TICK
         self.min_size = first.min_order_size or DEFAULT_MIN_SIZE
-        self.fee_rate = first.fee_rate if first.fee_rate is not None else DEFAULT_FEE
+        self.fee_rate = first.fee_rate if first.fee_rate is not None else DEFAULT_FEE.rate
+        fee_exponent = getattr(first, "fee_exponent", None)  # paper trading's snapshots may not carry it
+        self.fee_exponent = fee_exponent if fee_exponent is not None else DEFAULT_FEE.exponent
         self.latency_s = latency_s
         self.book = TopOfBook()
         self.last_line_ts = -math.inf
@@ -156,6 +158,8 @@ class WindowFillModel:
             self.min_size = line.min_order_size
         if line.fee_rate is not None:
             self.fee_rate = line.fee_rate
+        if getattr(line, "fee_exponent", None) is not None:
+            self.fee_exponent = line.fee_exponent
         if line.winner is not None:
             self.winner = line.winner
         btc = getattr(line, "btc", None)  # lines without the reference price (older recordings) leave it unknown
@@ -184,6 +188,7 @@ class WindowFillModel:
             down_ask_size=b.down_ask_size, age_ms=age_ms, fresh=age_ms <= config.risk.stale_feed_ms,
             crossed=crossed, accepting_orders=now < self.window_end, fair_up=fair_up, btc=self.btc,
             btc_age_ms=(now - self.btc_ts) * 1000.0 if self.btc_ts == self.btc_ts else math.inf, btc_open=self.btc_open,
+            fee_exponent=self.fee_exponent,
         )
 
     # -- what the pipeline sees ------------------------------------------------------------------------
@@ -332,7 +337,7 @@ class WindowFillModel:
 
     def _fill(self, o: ModelOrder, qty: float, price: float, at: float, role: str) -> None:
         w = o.want
-        fee = taker_fee(qty, price, self.fee_rate) if role == "taker" else 0.0
+        fee = taker_fee(qty, price, FeeSchedule(self.fee_rate, self.fee_exponent)) if role == "taker" else 0.0
         pos = self.positions.setdefault((w.strategy, w.leg), ModelPosition())
         if w.side is Side.BUY:
             cost = pos.shares * pos.avg_price + qty * price

@@ -165,7 +165,7 @@ class MarketView:
     fresh: bool  # feed alive and data younger than risk.stale_feed_ms
     crossed: bool = False
     accepting_orders: bool = True
-    fee_exponent: float = 1.0  # with fee_rate: the market's taker fee schedule (trader/fees.py)
+    fee_exponent: float = 1.0  # with fee_rate: the market's taker fee schedule (trader/decision/fees.py)
     # The BTC reference price (issue 16): P(Up wins) from trader/decision/fair_value.py, NaN when the Chainlink price is
     # stale or the window's opening price unknown (a fair-value-guarded strategy then does not enter).
     fair_up: float = float("nan")

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from polymm.sim.testing import RunningSim, new_wallet
 from polymm.trader.execution.core import ExecutionCore, MarketIdentity
-from polymm.trader.fees import FeeSchedule
-from polymm.trader.venue.gateway import CancelResult, Gateway, PostResult
+from polymm.trader.venue.gateway import CancelResult, FeeDetails, Gateway, PostResult
 from polymm.trader.model import Leg, OrderType, Role, Side, Want
 from polymm.trader.venue.signing import OrderSigner
 from tests.support.waiting import wait_for  # noqa: F401 - re-exported for the exec suites
@@ -89,8 +88,8 @@ class ScriptedExchange:
         return self.signer.build(token_id, side, price, size, tick, neg_risk=neg_risk, expiration=expiration,
                                  version=self.order_version if version is None else version)
 
-    def fee_schedule(self, condition_id):
-        return FeeSchedule(0.07, 1.0)
+    def fee_details(self, condition_id):
+        return FeeDetails(0.07, 1.0)
 
     def closed_only(self):
         return False

@@ -3,7 +3,9 @@
 Input: one JSON object per line (contract 2, written by `polymm-feed --record FILE`):
 `ts` (unix s), `window_start`, `up_bid`, `up_ask`, `down_bid`, `down_ask` (number or null) and optionally
 `*_size`, `window_end` (default window_start + market.window_s), `tick_size` (0.01), `min_order_size` (5),
-`fee_rate` (0.07), `winner` ("up" | "down", see Resolution) and the BTC reference price as the recorder writes it:
+`fee_rate` and `fee_exponent` (the market's taker fee schedule; default trader/decision/fees.py's
+DEFAULT_SCHEDULE, 0.07 / 1), `winner` ("up" | "down", see Resolution) and the BTC reference price as the
+recorder writes it:
 `btc` (Chainlink BTC/USD), `btc_ts` (its source timestamp) and `btc_open` (the window's opening price, null when
 unknown). With them the strategies see the same fair value as live (trader/decision/fair_value.py, one estimator across the
 replay), so `s1.fair_guard` and `s2.min_fair` act as they would; without them the fair value is unknown and a
@@ -41,6 +43,7 @@ class TickLine(msgspec.Struct):
     tick_size: float | None = None
     min_order_size: float | None = None
     fee_rate: float | None = None
+    fee_exponent: float | None = None
     winner: Literal["up", "down"] | None = None
     btc: float | None = None
     btc_ts: float | None = None
@@ -100,3 +103,5 @@ def _check_line(line: TickLine, path: str | Path, n: int) -> None:
             raise BadTicks(f"{path} line {n}: {name} {v} must be a positive price")
     if line.btc is not None and (line.btc_ts is None or not math.isfinite(line.btc_ts)):
         raise BadTicks(f"{path} line {n}: btc needs btc_ts (the price's own timestamp)")
+    if line.fee_exponent is not None and not 0 <= line.fee_exponent <= 10:
+        raise BadTicks(f"{path} line {n}: fee_exponent {line.fee_exponent} is outside [0, 10]")

@@ -66,7 +66,7 @@ from typing import Callable
 
 from polymm.trader.execution.exchange_state import ExchangeError, ExchangeState
 from polymm.trader.execution.fills import FillStore, TokenInfo
-from polymm.trader.fees import FeeSchedule
+from polymm.trader.decision.fees import FeeSchedule
 from polymm.trader.execution.ledger import OrderLedger, _fmt
 from polymm.trader.execution.limits import DEAD_MAN_SWITCH_OFF, RESTART_RETRY_S
 from polymm.trader.execution.order_journal import JournalOrder, OrderJournal

@@ -16,7 +16,7 @@ Exchange quirks handled here:
   (resolve_side) and, if the exchange no longer has it, falls back to the matching rule (infer_side): a
   maker on the taker's own token took the other side; a maker on the other token (a mint or merge) the
   same side.
-- Taker fees: trader/fees.py's taker_fee with the market's schedule (makers pay none). The rate is the
+- Taker fees: trader/decision/fees.py's taker_fee with the market's schedule (makers pay none). The rate is the
   trade's `fee_rate_bps` when non-zero (the rate that really applied: taker rebate tiers lower it), else the
   schedule's; the exponent is always the market's.
 """
@@ -26,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from polymm.trader.fees import FeeSchedule, taker_fee
+from polymm.trader.decision.fees import FeeSchedule, taker_fee
 from polymm.trader.model import FillView, Leg, Side
 
 STATUS_RANK = {"MATCHED": 0, "RETRYING": 1, "MINED": 2, "CONFIRMED": 3, "FAILED": 4}

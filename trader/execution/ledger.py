@@ -10,7 +10,7 @@ import logging
 
 from polymm.trader.decision.positions import fold, pnl_summary
 from polymm.trader.execution.fills import OrderInfo, TokenInfo
-from polymm.trader.fees import DEFAULT_SCHEDULE, FeeSchedule, taker_fee
+from polymm.trader.decision.fees import DEFAULT_SCHEDULE, FeeSchedule, taker_fee
 from polymm.trader.execution.limits import MAX_QUEUED_EVENTS, TRACK_AFTER_END_S
 from polymm.trader.execution.order_journal import JournalOrder, OrderJournal
 from polymm.trader.execution.orders import Order, Transition

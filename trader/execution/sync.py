@@ -15,7 +15,7 @@ from polymm.trader.execution import limits
 from polymm.trader.execution.fills import TokenInfo
 from polymm.trader.execution.limits import (CANCEL_RESEND_EVERY_S, COMPACT_JOURNAL_EVERY_S, FORGET_MARKET_AFTER_S,
                                             KEEP_DONE_ORDERS_S, PRUNE_EVERY_S)
-from polymm.trader.fees import DEFAULT_SCHEDULE
+from polymm.trader.decision.fees import DEFAULT_SCHEDULE, FeeSchedule
 from polymm.trader.model import OrderState, Side
 from polymm.trader.venue.user_wire import (UnreadableTrade, WireOrder, WireTrade, decode_rest_order, decode_rest_orders,
                                            decode_rest_trades, order_report, trade_report)
@@ -300,7 +300,8 @@ class ExchangeSync:
     def _load_fee_schedule(self, condition_id: str) -> None:
         """GET /clob-markets/{condition_id} once per market (its `fd`), like the SDK's market-info cache."""
         try:
-            schedule = self.gateway.fee_schedule(condition_id)
+            details = self.gateway.fee_details(condition_id)
+            schedule = FeeSchedule(details.r, details.e, source="exchange market info")  # ValueError if absurd
         except (ExchangeError, ValueError) as err:
             self._fee_attempt[condition_id] = time.monotonic()
             words = (f"fee schedule of market {condition_id[:12]}… could not be read ({err}): fees counted with the "

@@ -8,8 +8,8 @@ request headers. What we do ourselves, on purpose:
   The refusal is raised as OrderVersionMismatch naming the version to re-sign for (the caller re-signs and
   resubmits once, as the SDK's _retry_on_version_update does). A version the signer cannot produce sets
   `version_problem` (words for `mmctl status`) and sign() refuses, so no order is sent only to be rejected.
-- The market's fee schedule (`GET /clob-markets/{condition_id}`, the `fd` object the SDK's
-  get_clob_market_info reads): fee_schedule().
+- The market's fee parameters (`GET /clob-markets/{condition_id}`, the `fd` object the SDK's
+  get_clob_market_info reads): fee_details().
 - The HTTP round trip for L2 calls. The SDK's `post_order` blocks for up to 30 s polling
   /data/trades whenever an order matches (unless defer_exec), its exceptions drop the response headers
   (so 429 Retry-After is lost), and its module-global httpx client has no per-call timeout. We send the
@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import httpx
+import msgspec
 from py_clob_client_v2.client import ClobClient
 from py_clob_client_v2.clob_types import ApiCreds, RequestArgs
 from py_clob_client_v2.exceptions import PolyApiException, PolyException
@@ -41,7 +42,6 @@ from py_clob_client_v2.headers.headers import create_level_2_headers
 from polymm import env
 
 from polymm.trader.execution.exchange_state import ExchangeError, NetworkError, Rejected, classify
-from polymm.trader.fees import FeeSchedule, parse_fee_details
 from polymm.trader.venue.signing import SIGNABLE_VERSIONS, OrderSigner, SignedOrder, UnsupportedOrderVersion
 
 log = logging.getLogger("polymm.trader.gateway")
@@ -65,6 +65,22 @@ class HeartbeatRejected(Rejected):
     def __init__(self, status: int | None, message: str, expected_id: str | None) -> None:
         super().__init__(status, message)
         self.expected_id = expected_id
+
+
+class FeeDetails(msgspec.Struct, frozen=True):
+    """`fd` of GET /clob-markets/{condition_id} (docs "Get CLOB market info"): the taker fee is
+    shares x r x (p x (1 - p)) ^ e; `to` says takers only pay."""
+
+    r: float
+    e: float
+    to: bool = True
+
+
+class _ClobMarketInfo(msgspec.Struct):
+    fd: FeeDetails | None = None  # everything else of the compact market info is read elsewhere or not at all
+
+
+_market_info = msgspec.json.Decoder(_ClobMarketInfo)
 
 
 class OrderVersionMismatch(Rejected):
@@ -436,22 +452,29 @@ class Gateway:
         answer = self._request("GET", "/auth/ban-status/closed-only")
         return bool(answer.get("closed_only")) if isinstance(answer, dict) else False
 
-    def fee_schedule(self, condition_id: str) -> FeeSchedule:
-        """The market's taker fee schedule from GET /clob-markets/{condition_id} (public). Raises
-        ExchangeError when the exchange does not answer and ValueError when `fd` is missing or malformed."""
+    def fee_details(self, condition_id: str) -> FeeDetails:
+        """The market's taker fee parameters from GET /clob-markets/{condition_id} (public). Raises
+        ExchangeError when the exchange does not answer and ValueError (saying what) when `fd` is missing or
+        malformed."""
         try:
             r = self._http.get(f"{self.clob_url}/clob-markets/{condition_id}")
         except httpx.HTTPError as exc:
             raise NetworkError(None, f"GET /clob-markets failed: {type(exc).__name__}") from None
-        try:
-            body = r.json()
-        except ValueError:
-            body = None
         if r.status_code != 200:
+            try:
+                body = r.json()
+            except ValueError:
+                body = None
             raise classify(r.status_code, _error_message(body, r.text), body if isinstance(body, dict) else None)
-        if not isinstance(body, dict):
-            raise ValueError(f"GET /clob-markets/{condition_id} answered {r.text[:120]!r}, not an object")
-        return parse_fee_details(body.get("fd"))
+        try:
+            info = _market_info.decode(r.content)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"market fee details unreadable ({exc})") from None
+        except msgspec.DecodeError:
+            raise ValueError(f"GET /clob-markets answered {r.text[:120]!r}, not market info") from None
+        if info.fd is None:
+            raise ValueError("market info has no fee details (fd)")
+        return info.fd
 
     def server_time(self) -> float:
         try:

@@ -21,6 +21,7 @@ from polymm.trader.backtest.ticks_file import TickLine
 from polymm.trader.fill_model import WindowFillModel
 from polymm.trader.config import cap_at, load_config
 from polymm.trader.model import Leg, OrderType, Role, Side, Want
+from polymm.trader.decision.fees import market_fee
 from polymm.trader.decision.planner import Place
 
 
@@ -464,9 +465,9 @@ def test_taker_fee_follows_the_tick_files_fee_schedule_with_exponent_2():
     cfg = load_config(None)
     line = TickLine(ts=WS + 300, window_start=WS, up_bid=0.49, up_ask=0.5, down_bid=0.5, down_ask=0.51,
                     up_ask_size=10.0, fee_rate=0.25, fee_exponent=2.0)
-    sim = WindowSim(line, cfg, 0.0, [], "t")
+    sim = WindowFillModel(line, cfg, 0.0, [], "t")
     sim.apply_line(line)
-    assert sim.view(WS + 300, cfg).fee.exponent == 2.0  # what the strategies' net-of-fee rule sees
+    assert market_fee(sim.view(WS + 300, cfg)).exponent == 2.0  # what the strategies' net-of-fee rule sees
     sim.submit([Place(Want("s1", Leg.UP, Side.BUY, 0.5, 10, Role.ENTRY, OrderType.FAK, False, "take"))], WS + 300)
     (fill,) = sim.fills
     assert fill["fee"] == pytest.approx(10 * 0.25 * (0.5 * 0.5) ** 2)  # 0.15625, not 0.25 x p(1-p)

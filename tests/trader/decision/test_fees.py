@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from py_clob_client_v2.fees import adjust_buy_amount_for_fees
 
-from polymm.trader.fees import DEFAULT_SCHEDULE, FeeSchedule, fee_per_share, net_sell_price, parse_fee_details, taker_fee
+from polymm.trader.decision.fees import DEFAULT_SCHEDULE, FeeSchedule, fee_per_share, market_fee, net_sell_price, taker_fee
 
 V2_ERA = FeeSchedule(0.07, 1)  # docs.polymarket.com/trading/fees for crypto markets since CLOB V2
 LAUNCH = FeeSchedule(0.25, 2)  # the 15-minute crypto markets' first schedule
@@ -62,11 +62,14 @@ def test_default_schedule_is_at_least_every_documented_schedule_at_every_price()
     assert "default" in DEFAULT_SCHEDULE.source
 
 
-def test_parse_fee_details_of_the_market_info():
-    assert parse_fee_details({"r": 0.02, "e": 2, "to": True}) == FeeSchedule(0.02, 2.0, "exchange market info")
-    assert parse_fee_details({"r": "0.07", "e": "1"}).rate == 0.07
-    for bad, words in ((None, "no fee details"), ({"r": 0.07}, "lack rate or exponent"),
-                       ({"r": "x", "e": 1}, "fee details"), ({"r": 1.5, "e": 1}, r"in \[0, 1\)"),
-                       ({"r": 0.07, "e": -1}, "exponent must be >= 0"), ({"r": float("nan"), "e": 1}, "finite")):
+def test_a_schedule_refuses_absurd_parameters_in_words():
+    for rate, exponent, words in ((1.5, 1, r"in \[0, 1\)"), (0.07, -1, "exponent must be >= 0"),
+                                  (float("nan"), 1, "finite"), ("0.07", 1, "finite number")):
         with pytest.raises(ValueError, match=words):
-            parse_fee_details(bad)
+            FeeSchedule(rate, exponent)
+
+
+def test_market_fee_is_the_views_schedule():
+    class View:
+        fee_rate, fee_exponent = 0.25, 2.0
+    assert market_fee(View()) == FeeSchedule(0.25, 2.0)

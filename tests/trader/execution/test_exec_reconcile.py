@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from polymm.trader.execution import reconcile
 from polymm.trader.execution.fills import FillStore, MakerLeg, OrderInfo, TokenInfo, TradeReport
-from polymm.trader.fees import FeeSchedule
+from polymm.trader.decision.fees import FeeSchedule
 from polymm.trader.model import Leg, OrderState, OrderType, Role, Side, Want
 from polymm.trader.execution.order_journal import JournalOrder
 from polymm.trader.execution.orders import OrderBook

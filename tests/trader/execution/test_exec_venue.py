@@ -14,8 +14,8 @@ from tests.support.execution import ScriptedExchange, wait_for, want
 from polymm.trader.execution import limits
 from polymm.trader.execution.exchange_state import NetworkError, Rejected
 from polymm.trader.execution.core import ExecutionCore, MarketIdentity
-from polymm.trader.fees import DEFAULT_SCHEDULE, FeeSchedule
-from polymm.trader.venue.gateway import OrderVersionMismatch, PostResult
+from polymm.trader.decision.fees import DEFAULT_SCHEDULE, FeeSchedule
+from polymm.trader.venue.gateway import FeeDetails, OrderVersionMismatch, PostResult
 from polymm.trader.model import Leg, OrderState, OrderType, Side
 from polymm.trader.venue.user_wire import UnreadableTrade, decode_user_frame
 
@@ -95,7 +95,7 @@ class FeeExchange(ScriptedExchange):
         super().__init__()
         self.schedule, self.error, self.reads = schedule, error, 0
 
-    def fee_schedule(self, condition_id):
+    def fee_details(self, condition_id):
         self.reads += 1
         if self.error is not None:
             raise self.error
@@ -103,7 +103,7 @@ class FeeExchange(ScriptedExchange):
 
 
 def test_the_markets_fee_schedule_is_read_once_and_charged_on_taker_fills():
-    exchange = FeeExchange(FeeSchedule(0.25, 2.0, "exchange market info"))
+    exchange = FeeExchange(FeeDetails(0.25, 2.0))
     core = started(exchange)
     try:
         assert core.fee_schedule(MARKET.condition_id) == FeeSchedule(0.25, 2.0, "exchange market info")
@@ -125,7 +125,7 @@ def test_the_markets_fee_schedule_is_read_once_and_charged_on_taker_fills():
 
 
 @pytest.mark.parametrize("error", [NetworkError(None, "GET /clob-markets timed out"),
-                                   ValueError("market info has no fee details (fd is None)")])
+                                   ValueError("market info has no fee details (fd)")])
 def test_an_unreadable_fee_schedule_is_the_conservative_default_and_says_so(monkeypatch, error):
     monkeypatch.setattr(limits, "FEE_RETRY_EVERY_S", 0.2)
     exchange = FeeExchange(error=error)
@@ -134,7 +134,7 @@ def test_an_unreadable_fee_schedule_is_the_conservative_default_and_says_so(monk
         assert core.fee_schedule(MARKET.condition_id) is DEFAULT_SCHEDULE
         (warning,) = [w for w in core.state().warnings if w.startswith("fee schedule")]
         assert "could not be read" in warning and "conservative default rate 0.07, exponent 1" in warning
-        exchange.error, exchange.schedule = None, FeeSchedule(0.07, 1.0, "exchange market info")
+        exchange.error, exchange.schedule = None, FeeDetails(0.07, 1.0)
         wait_for(lambda: not any(w.startswith("fee schedule") for w in core.state().warnings),
                  what="the retry reads it and the warning goes")
         assert core.fee_schedule(MARKET.condition_id).source == "exchange market info"

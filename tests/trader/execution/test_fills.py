@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from tests.support.recorded import load_fixture
 from polymm.trader.execution.fills import EXTERNAL, FillStore, OrderInfo, TokenInfo, normalise_trade_status
-from polymm.trader.fees import FeeSchedule
+from polymm.trader.decision.fees import FeeSchedule
 from polymm.trader.model import Leg, Side
 from polymm.trader.decision.positions import fold, pnl_summary
 from polymm.trader.venue.user_wire import decode_rest_trades, decode_user_frame, trade_report

@@ -10,8 +10,7 @@ from eth_account import Account
 from tests.support.execution import book_top, live_market
 from polymm.sim.testing import new_wallet, run_sim
 from polymm.trader.execution.exchange_state import ExchangeError, ExchangeState, Rejected
-from polymm.trader.fees import FeeSchedule
-from polymm.trader.venue.gateway import Gateway, OrderVersionMismatch
+from polymm.trader.venue.gateway import FeeDetails, Gateway, OrderVersionMismatch
 from polymm.trader.model import Leg, Side
 from polymm.trader.venue.signing import UnsupportedOrderVersion
 
@@ -131,17 +130,17 @@ def test_batch_rows_refused_for_their_version_say_so(clean):
         gw.close()
 
 
-def test_fee_schedule_is_read_from_the_market_info_and_follows_the_sim(clean):
+def test_fee_details_are_read_from_the_market_info_and_follow_the_sim(clean):
     gw = gateway(clean)
     try:
         m = live_market(clean)
-        assert gw.fee_schedule(m.condition_id) == FeeSchedule(0.07, 1.0, source="exchange market info")
+        assert gw.fee_details(m.condition_id) == FeeDetails(0.07, 1.0, True)
         clean.admin.set_fee_schedule(0.25, 2)
-        assert gw.fee_schedule(m.condition_id) == FeeSchedule(0.25, 2.0, source="exchange market info")
+        assert gw.fee_details(m.condition_id) == FeeDetails(0.25, 2.0, True)
         info = httpx.get(f"{clean.urls['clob_url']}/clob-markets/{m.condition_id}", timeout=5).json()
         assert info["fd"] == {"r": 0.25, "e": 2, "to": True}
         with pytest.raises(ExchangeError, match="market not found"):
-            gw.fee_schedule("0x" + "00" * 32)
+            gw.fee_details("0x" + "00" * 32)
     finally:
         gw.close()
 
@@ -153,7 +152,7 @@ def test_sim_cli_fee_options_and_version(tmp_path):
         try:
             assert gw.order_version == 3
             m = live_market(sim)
-            assert gw.fee_schedule(m.condition_id).exponent == 2.0
+            assert gw.fee_details(m.condition_id).e == 2.0
             order = resting_buy(sim, gw)
             assert order.version == 3 and gw.post_order(order, "GTC", True).status == "live"
         finally:

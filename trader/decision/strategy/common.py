@@ -1,4 +1,5 @@
-"""Helpers S1 and S2 share: exposure, sizes, fees, their own working orders, stop-loss and requote rules.
+"""Helpers S1 and S2 share: exposure, sizes, their own working orders, stop-loss and requote rules (the fee is
+trader/decision/fees.py's).
 
 Pure functions of their arguments: no I/O, no clock reads. Prices go through trader/decision/ticks.py only.
 """
@@ -8,7 +9,6 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from polymm.feed.market import taker_fee
 from polymm.trader.model import Leg, MarketView, OrderType, OrderView, PositionView, Role, Side, Want
 from polymm.trader.decision.ticks import floor_size, round_price
 
@@ -30,11 +30,6 @@ def fair_guard(market: MarketView, leg: Leg, minimum: float, what: str) -> str:
     if fair + EPS < minimum:
         return f"fair-value guard: fair {fair:.2f} below {what}"
     return ""
-
-
-def net_sell_price(price: float, rate: float) -> float:
-    """What one share sold as a taker at `price` brings after the fee."""
-    return price - taker_fee(1.0, price, rate)
 
 
 def mark_price(market: MarketView, leg: Leg, fallback: float) -> float:

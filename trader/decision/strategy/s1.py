@@ -47,7 +47,7 @@ from msgspec.structs import replace
 from typing import Mapping, Sequence
 
 from polymm.trader.config import S1Params, cap_at
-from polymm.trader.fees import market_fee, net_sell_price
+from polymm.trader.decision.fees import market_fee, net_sell_price
 from polymm.trader.model import Leg, MarketView, OrderType, OrderView, PositionView, Role, Side, Want
 from polymm.trader.decision.strategy.common import (
     EPS,

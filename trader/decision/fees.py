@@ -1,10 +1,11 @@
 """The taker fee: the one definition every part of polymm uses (strategies' net-of-fee rule, fills, P&L,
-backtest, paper mode). Pure.
+the fill model of the backtest and paper trading). Pure.
 
 The exchange charges takers `fee = shares x rate x (p x (1 - p)) ^ exponent` in pUSD, rounded to 5 decimals;
 makers pay nothing. Sources: docs.polymarket.com/trading/fees ("Trading fees"), and py-clob-client-v2's
 fees.adjust_buy_amount_for_fees, which applies `rate * (price * (1 - price)) ** exponent` with the market's
-`fd.r` / `fd.e` from GET /clob-markets/{condition_id} (ClobClient.get_clob_market_info). Rate and exponent
+`fd.r` / `fd.e` from GET /clob-markets/{condition_id} (ClobClient.get_clob_market_info; the gateway reads
+them, trader/venue/gateway.py `fee_details`). Rate and exponent
 are per market and have changed before (the 15-minute crypto markets launched their fees with rate 0.25 /
 exponent 2; the V2-era docs give 0.07 / exponent 1), so they are read from each market, never assumed.
 
@@ -62,18 +63,3 @@ def net_sell_price(price: float, schedule: FeeSchedule) -> float:
 def market_fee(market) -> FeeSchedule:
     """The schedule of a MarketView (trader/model.py), which carries it as fee_rate and fee_exponent."""
     return FeeSchedule(market.fee_rate, market.fee_exponent)
-
-
-def parse_fee_details(fd: object) -> FeeSchedule:
-    """The `fd` object of GET /clob-markets/{condition_id}: `{"r": rate, "e": exponent, "to": taker_only}`.
-    Raises ValueError (with what is wrong) when it is missing or malformed: the caller falls back to
-    DEFAULT_SCHEDULE and says so, rather than trading on a guess silently."""
-    if not isinstance(fd, dict):
-        raise ValueError(f"market info has no fee details (fd is {fd!r})")
-    rate, exponent = fd.get("r"), fd.get("e")
-    if rate is None or exponent is None:
-        raise ValueError(f"market fee details lack rate or exponent: {fd!r}")
-    try:
-        return FeeSchedule(float(rate), float(exponent), source="exchange market info")
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"market fee details {fd!r}: {exc}") from None

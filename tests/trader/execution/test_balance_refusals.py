@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from polymm.trader.exchange_state import ExchangeState, InsufficientBalance, Rejected, classify
+from polymm.trader.execution.exchange_state import ExchangeState, InsufficientBalance, Rejected, classify
 from polymm.trader.model import Leg
 
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from conftest import load_fixture
-from polymm.trader.user_wire import (
+from tests.support.recorded import load_fixture
+from polymm.trader.venue.user_wire import (
     UnreadableTrade, WireTrade, decode_rest_trades, decode_user_frame, trade_report, unix_s,
 )
 

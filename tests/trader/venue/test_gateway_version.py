@@ -4,9 +4,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from polymm.trader.gateway import Gateway
+from polymm.trader.execution.exchange_state import ExchangeError
+from polymm.trader.venue.gateway import FeeDetails, Gateway
 from polymm.trader.model import Side
-from polymm.trader.signing import UnsupportedOrderVersion
+from polymm.trader.venue.signing import UnsupportedOrderVersion
 
 
 def gateway_answering(status: int, body) -> Gateway:
@@ -47,5 +48,46 @@ def test_a_version_we_cannot_sign_is_a_problem_in_words_and_no_signature(version
         assert gw.version_problem.startswith(f"exchange order version {version!r} is not one polymm can sign")
         with pytest.raises(UnsupportedOrderVersion):
             gw.sign("1", Side.BUY, 0.5, 5, 0.01)
+    finally:
+        gw.close()
+
+
+def gateway_with_market_info(status: int, body) -> Gateway:
+    gw = Gateway("http://clob.invalid", "0x" + "5a" * 32)
+    gw._http = httpx.Client(transport=httpx.MockTransport(
+        lambda request: httpx.Response(status, content=body if isinstance(body, bytes) else None,
+                                       json=None if isinstance(body, bytes) else body)))
+    return gw
+
+
+def test_fee_details_of_the_documented_market_info():
+    # docs "Get CLOB market info" example: fd {"r": 0.02, "e": 2, "to": true}
+    gw = gateway_with_market_info(200, {"t": [{"t": "1", "o": "Yes"}], "mts": 0.01, "fd": {"r": 0.02, "e": 2, "to": True}})
+    try:
+        assert gw.fee_details("0xc") == FeeDetails(0.02, 2.0, True)
+    finally:
+        gw.close()
+
+
+@pytest.mark.parametrize("status,body,words", [
+    (200, {"mts": 0.01}, "no fee details"),
+    (200, {"fd": {"r": "x", "e": 1}}, "unreadable"),
+    (200, {"fd": {"r": 0.07}}, "unreadable"),
+    (200, b"<html>", "not market info"),
+])
+def test_unreadable_fee_details_are_a_value_error_in_words(status, body, words):
+    gw = gateway_with_market_info(status, body)
+    try:
+        with pytest.raises(ValueError, match=words):
+            gw.fee_details("0xc")
+    finally:
+        gw.close()
+
+
+def test_market_info_refused_is_an_exchange_error():
+    gw = gateway_with_market_info(404, {"error": "market not found"})
+    try:
+        with pytest.raises(ExchangeError, match="market not found"):
+            gw.fee_details("0xc")
     finally:
         gw.close()
