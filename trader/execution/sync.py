@@ -8,11 +8,11 @@ import logging
 import time
 
 from polymm.trader.decision.positions import fold
+from polymm.trader.execution import limits
 from polymm.trader.execution import reconcile as reconcile_mod
 from polymm.trader.execution.exchange_state import ExchangeError
-from polymm.trader.execution.ledger import _fmt
-from polymm.trader.execution import limits
 from polymm.trader.execution.fills import TokenInfo
+from polymm.trader.execution.ledger import _fmt
 from polymm.trader.execution.limits import (CANCEL_RESEND_EVERY_S, COMPACT_JOURNAL_EVERY_S, FORGET_MARKET_AFTER_S,
                                             KEEP_DONE_ORDERS_S, PRUNE_EVERY_S)
 from polymm.trader.decision.fees import DEFAULT_SCHEDULE, FeeSchedule
@@ -341,7 +341,7 @@ class ExchangeSync:
             how = "the exchange's order"
             if side is None:
                 side = self._fills.infer_side(order_id)
-                how = "the matching rule (the exchange has no such order now)"
+                how = "the matching rule (the order lookup gave no side)"
             if side is None:
                 return
             changes = self._fills.resolve_side(order_id, side)
