@@ -191,6 +191,9 @@ class ExecutionCore(OrderLedger, SubmitWorkers, ExchangeSync):
             with self._lock:
                 self._current = market
             self._load_fee_schedule(market.condition_id)  # before any order: the strategies' net-of-fee rule
+            for cond in sorted(self._backfill - {market.condition_id}):
+                # Unresolved markets from the journal: the first reconciliation books their missed taker fills.
+                self._load_fee_schedule(cond, warn=False)
             try:
                 self._xstate.set_closed_only(self.gateway.closed_only())
             except ExchangeError as err:

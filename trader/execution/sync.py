@@ -297,8 +297,9 @@ class ExchangeSync:
             self._side_lookup[order_id] = mono
             self._resolve_pending_side(order_id)
 
-    def _load_fee_schedule(self, condition_id: str) -> None:
-        """GET /clob-markets/{condition_id} once per market (its `fd`), like the SDK's market-info cache."""
+    def _load_fee_schedule(self, condition_id: str, warn: bool = True) -> None:
+        """GET /clob-markets/{condition_id} once per market (its `fd`), like the SDK's market-info cache. A failure
+        is a status warning for the market being traded (`warn`), a log line for an older one."""
         try:
             details = self.gateway.fee_details(condition_id)
             schedule = FeeSchedule(details.r, details.e, source="exchange market info")  # ValueError if absurd
@@ -306,6 +307,9 @@ class ExchangeSync:
             self._fee_attempt[condition_id] = time.monotonic()
             words = (f"fee schedule of market {condition_id[:12]}… could not be read ({err}): fees counted with the "
                      f"conservative default rate {DEFAULT_SCHEDULE.rate:g}, exponent {DEFAULT_SCHEDULE.exponent:g}")
+            if not warn:
+                log.info("%s (an older market's fills)", words)
+                return
             with self._lock:
                 first = self._xstate.extra_warnings.get("fees") != words
                 self._xstate.extra_warnings["fees"] = words
@@ -385,6 +389,8 @@ class ExchangeSync:
                     self._ticks.pop(token, None)
                 del self._markets[cond]
                 self._backfill.discard(cond)
+                self._fee_schedules.pop(cond, None)
+                self._fee_attempt.pop(cond, None)
                 forgotten.append(cond)
             known = set(self._book.by_client)
             for cid in [c for c in self._last_cancel_sent if c not in known]:
