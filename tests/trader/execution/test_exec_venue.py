@@ -211,3 +211,27 @@ def test_a_sideless_fill_whose_order_the_exchange_forgot_takes_the_matching_rule
         assert (fill.leg, fill.side, fill.size) == (Leg.DOWN, Side.BUY, 10.0)
     finally:
         core.stop()
+
+
+def test_after_a_restart_unresolved_journal_markets_get_their_own_fee_schedule(tmp_path):
+    """A market of yesterday with journaled orders and no resolution is reconciled at start (its missed fills
+    are booked then): its schedule is read first, so those fills are charged its fee, not the default."""
+    from polymm.trader.execution.order_journal import JournalOrder, OrderJournal
+
+    exchange = FeeExchange(FeeDetails(0.25, 2.0))
+    old = MarketIdentity("0xold", "333", "444", int(time.time()) - 4000, int(time.time()) - 3100, 0.01, 5, 0.07)
+    journal = OrderJournal(tmp_path / f"orders-{exchange.funder.lower()}.jsonl")
+    journal.load(time.time())  # opens it for appending
+    journal.market(old, time.time())
+    journal.order(JournalOrder("0xoldorder", "c1", "s1", "up", "BUY", 0.5, 5, "entry", "GTC", True, "r", "333",
+                               "0xold", time.time() - 3500))
+    journal.close()
+    seen = []
+    exchange.fee_details = lambda cond: seen.append(cond) or FeeDetails(0.25, 2.0)
+    core = ExecutionCore(exchange, reconcile_every_s=3600, state_dir=tmp_path)
+    core.start(MARKET)
+    try:
+        assert seen == [MARKET.condition_id, "0xold"]
+        assert core.fee_schedule("0xold") == FeeSchedule(0.25, 2.0, "exchange market info")
+    finally:
+        core.stop()
