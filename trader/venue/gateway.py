@@ -298,10 +298,11 @@ class Gateway:
         if version in SIGNABLE_VERSIONS and not isinstance(version, bool):
             self.version_problem = None
         else:
-            self.version_problem = (f"exchange order version {version!r} is not one polymm can sign "
-                                    f"({', '.join(map(str, SIGNABLE_VERSIONS))}): no new orders until it is; "
-                                    f"upgrade polymm")
-            log.error("%s", self.version_problem)
+            problem = (f"exchange order version {version!r} is not one polymm can sign "
+                       f"({', '.join(map(str, SIGNABLE_VERSIONS))}): no new orders until it is; upgrade polymm")
+            if problem != self.version_problem:  # once, not at every probe while it lasts
+                log.error("%s", problem)
+            self.version_problem = problem
         return version
 
     def sign(self, token_id: str, side, price: float, size: float, tick: float | str, *, neg_risk: bool = False,
@@ -314,11 +315,17 @@ class Gateway:
         return self.signer.build(token_id, side, price, size, tick, neg_risk=neg_risk, expiration=expiration,
                                  version=version)
 
-    def _version_mismatch(self, err: ExchangeError, order: SignedOrder) -> ExchangeError:
-        """An order refused for its version: learn the version now served and say whether to re-sign."""
+    def _version_mismatch(self, err: ExchangeError, order: SignedOrder, served: list | None = None) -> ExchangeError:
+        """An order refused for its version: learn the version now served (once per batch: `served` keeps it)
+        and say whether to re-sign."""
         if ORDER_VERSION_MISMATCH not in err.message:
             return err
-        now = self.refresh_version()
+        if served is None or not served:
+            now = self.refresh_version()
+            if served is not None:
+                served.append(now)
+        else:
+            now = served[0]
         resign = now if (now in SIGNABLE_VERSIONS and not isinstance(now, bool) and now != order.version) else None
         log.warning("order %s signed for version %s refused (%s); exchange version now %r: %s", order.order_hash,
                     order.version, err.message, now, f"re-sign for {resign}" if resign else "not re-signing")
@@ -346,11 +353,12 @@ class Gateway:
         if not isinstance(answer, list):
             raise Rejected(200, f"unexpected batch answer: {str(answer)[:200]}")
         out: list[PostResult | ExchangeError] = []
+        served: list = []  # GET /version once for the whole batch
         for (order, _, _), row in zip(items, answer):
             try:
                 out.append(self._post_result(row, order.order_hash))
             except Rejected as err:
-                out.append(self._version_mismatch(err, order))
+                out.append(self._version_mismatch(err, order, served))
             except ExchangeError as err:
                 out.append(err)
         for order, _, _ in items[len(answer):]:
