@@ -167,3 +167,25 @@ def test_an_order_version_we_cannot_sign_stops_every_new_order_with_words():
     assert words in state.warnings() and words in state.status().warnings
     state.order_version_problem = None
     assert state.refuse_reason(Leg.UP, Side.SELL, True, 0.0) is None
+
+
+def test_the_execution_core_rides_a_version_switch_and_charges_the_sims_fee_schedule(sim, tmp_path):
+    """Done-when of issue 12 against the sim: the exchange moves from order version 2 to 3 mid-session and the
+    next order costs one re-sign, not an outage; the market's fee schedule is the sim's."""
+    from polymm.trader.model import OrderState
+    from tests.support.execution import running_core, wait_for, want
+
+    with running_core(sim, tmp_path) as core:
+        m = live_market(sim)
+        bid, _ = book_top(sim, m.down_token)
+        price = round(max(0.01, bid - 0.05), 2)
+        first = core.place(want(Leg.DOWN, Side.BUY, price, 5))
+        wait_for(lambda: any(o.client_id == first and o.state is OrderState.LIVE for o in core.orders()),
+                 what="a V2 order rests")
+        sim.admin.set_order_version(3)
+        second = core.place(want(Leg.DOWN, Side.BUY, round(price - 0.01, 2), 5))
+        wait_for(lambda: any(o.client_id == second and o.state is OrderState.LIVE for o in core.orders()),
+                 what="the next order rests after one re-sign")
+        assert core.gateway.order_version == 3 and core.state().warnings == []
+        assert len(sim.admin.open_orders(core.gateway.funder)) == 2
+        assert core.fee_schedule(m.condition_id).rate == 0.07 and core.fee_schedule(m.condition_id).exponent == 1
