@@ -277,3 +277,38 @@ def test_any_signed_amounts_give_terms_or_a_production_rejection_never_a_crash(m
         assert rejected.message
         return
     assert found.size > 0 and found.price >= 0
+
+
+# ---- order versions -----------------------------------------------------------------------------------------
+def signed_v(client: ClobClient, version: int):
+    return client.builder.build_order(OrderArgs(token_id=TOKEN, price=0.52, size=10, side="BUY"),
+                                      CreateOrderOptions(tick_size="0.01", neg_risk=False), version=version)
+
+
+@pytest.mark.parametrize("signature_type", [0, 3])
+def test_the_sdks_v3_order_verifies_when_v3_is_served_and_is_a_version_mismatch_otherwise(signature_type):
+    pk, address = new_wallet()
+    _, wallet = new_wallet()
+    client = sdk_client(pk, signature_type=signature_type, funder=wallet if signature_type == 3 else None)
+    sdk_v3 = signed_v(client, 3)
+    v3 = payload_of(sdk_v3).order
+    builder = ExchangeOrderBuilderV2(orders.EXCHANGE_V3, 137, client.signer, domain_version="3")
+    sdk_hash = builder.build_order_hash(builder.build_order_typed_data(sdk_v3))
+    assert orders.verify_order(v3, address, version=3) == orders.order_id(v3, version=3) == sdk_hash
+    with pytest.raises(orders.OrderRejected) as err:
+        orders.verify_order(v3, address, version=2)
+    assert err.value.message == orders.ORDER_VERSION_MISMATCH == "order_version_mismatch"
+    v2 = payload_of(signed_v(client, 2)).order
+    with pytest.raises(orders.OrderRejected, match="order_version_mismatch"):
+        orders.verify_order(v2, address, version=3)
+    with pytest.raises(orders.OrderRejected, match="order_version_mismatch"):
+        orders.verify_order(v2, address, version=4)  # a version the sim cannot verify: every order refused
+
+
+def test_a_forged_signature_is_invalid_for_every_version():
+    pk, address = new_wallet()
+    payload = payload_of(signed_v(sdk_client(pk), 3))
+    for version in (2, 3, 4):
+        with pytest.raises(orders.OrderRejected) as err:
+            orders.verify_order(with_signature_byte_flipped(payload, 5), address, version=version)
+        assert err.value.message == orders.INVALID_SIGNATURE
