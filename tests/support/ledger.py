@@ -44,7 +44,7 @@ def synthetic_ledger(path, windows: int, start: int, window_s: int = 60, seed: i
     import random
 
     from polymm.trader.ledger import LedgerWriter
-    from polymm.feed.market import taker_fee
+    from polymm.trader.decision.fees import FeeSchedule, taker_fee
 
     rng = random.Random(seed)
     w = LedgerWriter(path, "live")
@@ -60,7 +60,7 @@ def synthetic_ledger(path, windows: int, start: int, window_s: int = 60, seed: i
         if rng.random() < 0.5:
             price = round(min(0.99, entry + rng.choice((-0.1, 0.02, 0.05))), 2)
             w.fill(fill(f"t{i}b", leg, Side.SELL, price, 5, m.window_start + 20, role="taker",
-                        fee=taker_fee(5, price, 0.07), order=f"o{i}s"), m.condition_id)
+                        fee=taker_fee(5, price, FeeSchedule(0.07)), order=f"o{i}s"), m.condition_id)
         w.resolution(m.condition_id, Leg.UP if rng.random() < entry else Leg.DOWN, ts=m.window_end + 5)
     w.close()
 
