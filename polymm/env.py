@@ -15,6 +15,8 @@ PROD_WS_MARKET_URL = "wss://ws-subscriptions-clob.polymarket.com/ws/market"
 PROD_WS_USER_URL = "wss://ws-subscriptions-clob.polymarket.com/ws/user"
 # Real-Time Data Socket: the Chainlink and Binance BTC prices (docs.polymarket.com, market-data/websocket/rtds).
 PROD_RTDS_URL = "wss://ws-live-data.polymarket.com"
+PROD_DATA_URL = "https://data-api.polymarket.com"
+PROD_RELAYER_URL = "https://relayer-v2.polymarket.com"
 
 DEFAULT_CONFIG = "/etc/polymm/config.toml"
 DEFAULT_SHM = "poly_tob_shm"
@@ -35,6 +37,8 @@ CLOB_URL = "POLYMM_CLOB_URL"
 WS_MARKET_URL = "POLYMM_WS_MARKET_URL"
 WS_USER_URL = "POLYMM_WS_USER_URL"
 RTDS_URL = "POLYMM_RTDS_URL"
+DATA_URL = "POLYMM_DATA_URL"
+RELAYER_URL = "POLYMM_RELAYER_URL"
 # Log levels: POLYMM_LOG_LEVEL for both services; POLYMM_FEED_LOG_LEVEL for the feed alone (wins over the shared
 # one), so the environment file can turn the feed's debug on without a drop-in overriding ExecStart.
 LOG_LEVEL = "POLYMM_LOG_LEVEL"
@@ -48,7 +52,13 @@ SIGNATURE_TYPE = "SIGNATURE_TYPE"
 POLY_API_KEY = "POLY_API_KEY"
 POLY_API_SECRET = "POLY_API_SECRET"
 POLY_PASSPHRASE = "POLY_PASSPHRASE"
-SECRET_NAMES = (PK, POLY_API_KEY, POLY_API_SECRET, POLY_PASSPHRASE)
+# Builder API credentials for Polymarket's gasless relayer (redemption); names as py-builder-relayer-client's
+# README spells them.
+BUILDER_API_KEY = "BUILDER_API_KEY"
+BUILDER_SECRET = "BUILDER_SECRET"
+BUILDER_PASS_PHRASE = "BUILDER_PASS_PHRASE"
+SECRET_NAMES = (PK, POLY_API_KEY, POLY_API_SECRET, POLY_PASSPHRASE, BUILDER_API_KEY, BUILDER_SECRET,
+                BUILDER_PASS_PHRASE)
 
 ENDPOINT_DEFAULTS = {
     GAMMA_URL: PROD_GAMMA_URL,
@@ -56,6 +66,8 @@ ENDPOINT_DEFAULTS = {
     WS_MARKET_URL: PROD_WS_MARKET_URL,
     WS_USER_URL: PROD_WS_USER_URL,
     RTDS_URL: PROD_RTDS_URL,
+    DATA_URL: PROD_DATA_URL,
+    RELAYER_URL: PROD_RELAYER_URL,
 }
 
 

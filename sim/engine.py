@@ -28,7 +28,8 @@ Implementation notes
   gets the shares; whoever SELLs gives the shares and receives x. When both sides BUY (mint) or both
   SELL (merge) the pUSD/tokens the pair needs come from / go to the collateral, so at all times
       sum(pUSD over accounts) + fees_collected + outstanding pairs  is constant (pairs = sum of Up
-      positions = sum of Down positions; resolution turns the winning side into pUSD).
+      positions = sum of Down positions; resolution turns the winning side into pUSD - at once with
+      auto_redeem, else holder by holder through redeem_positions; merge_positions turns pairs back).
 * BACKGROUND (the synthetic liquidity of sim/market.py) is an ordinary account that is exempt from
   balance checks and reservations: it may go negative in pUSD and in tokens ("unlimited balance").
   Every conservation sum above still holds exactly when it is included. Orders and trades that only
@@ -74,6 +75,10 @@ MSG_INVALID_EXPIRATION = "invalid expiration"
 MSG_INVALID_PAYLOAD = "Invalid order payload"
 # Cancel failures (`not_canceled` values); production uses one text for unknown, cancelled and matched.
 MSG_CANCEL_GONE = "order can't be found - already canceled or matched"
+
+
+class CtfError(Exception):
+    """A conditional-token operation that would revert on chain; the message says why."""
 
 
 @dataclass
@@ -307,8 +312,15 @@ class Engine:
 
     def __init__(self, *, default_fund: Decimal = Decimal(1000), mined_after_s: float = 1.0,
                  confirmed_after_s: float = 3.0, gtd_min_lead_s: float = 180.0,
-                 gtd_early_expiry_s: float = 60.0) -> None:
+                 gtd_early_expiry_s: float = 60.0, auto_redeem: bool = True) -> None:
         self.events: list[Event] = []
+        # True: resolution pays every holder at once (a wallet that approved Polymarket's auto-redeem
+        # operator). False: positions stay conditional tokens until the wallet redeems them
+        # (redeem_positions, via the sim's relayer) - what a wallet without that approval sees.
+        self.auto_redeem = auto_redeem
+        # condition id -> spec of a resolved market (winning_token set): kept after forget_market, so a
+        # resolved position can still be redeemed hours later (production: no deadline).
+        self._resolved: dict[str, MarketSpec] = {}
         self.default_fund = Decimal(default_fund)
         self.mined_after_s = mined_after_s
         self.confirmed_after_s = confirmed_after_s
@@ -383,14 +395,15 @@ class Engine:
             return
         if spec.accepting_orders or any(o.market == condition_id for o in self._resting.values()):
             self.stop_accepting(condition_id, now)
-        # Auto-redemption: every position of this market becomes pUSD (winner 1, loser 0).
         for key in [k for k in self._positions if k[1] in (spec.up_token, spec.down_token)]:
-            shares = self._positions.pop(key)
-            self._reserved_tokens.pop(key, None)
-            if key[1] == winning_token and shares:
-                self._pusd[key[0]] = self._pusd.get(key[0], ZERO) + shares
+            self._reserved_tokens.pop(key, None)  # no order can hold shares of a closed market
+            if self.auto_redeem:  # every position of this market becomes pUSD (winner 1, loser 0)
+                shares = self._positions.pop(key)
+                if key[1] == winning_token and shares:
+                    self._pusd[key[0]] = self._pusd.get(key[0], ZERO) + shares
         spec.closed = True
         spec.winning_token = winning_token
+        self._resolved[condition_id] = spec
         self.events.append(MarketResolved(condition_id, winning_token, now))
 
     def set_tick_size(self, condition_id: str, tick: Decimal, now: float) -> None:
@@ -434,6 +447,62 @@ class Engine:
 
     def positions_of_token(self, token_id: str) -> dict[str, Decimal]:
         return {a: v for (a, t), v in self._positions.items() if t == token_id}
+
+    def positions_of(self, address: str) -> dict[str, Decimal]:
+        """token id -> shares the address holds (non-zero only), listed or resolved markets alike."""
+        return {t: v for (a, t), v in self._positions.items() if a == address and v}
+
+    def condition(self, condition_id: str) -> MarketSpec | None:
+        """The spec of a listed market or of a resolved one the books have forgotten."""
+        m = self._markets.get(condition_id)
+        return m.spec if m is not None else self._resolved.get(condition_id)
+
+    def condition_of_token(self, token_id: str) -> MarketSpec | None:
+        m = self._token_market.get(token_id)
+        if m is not None:
+            return m.spec
+        for spec in self._resolved.values():
+            if token_id in (spec.up_token, spec.down_token):
+                return spec
+        return None
+
+    # ---- conditional-token operations (what the collateral adapter does on chain) -------------------
+    def redeem_positions(self, address: str, condition_id: str) -> Decimal:
+        """CTF redeemPositions with index sets [1, 2]: burns the address's whole balance of both
+        outcomes of a resolved condition and pays 1 pUSD per winning share (losers burn for 0).
+        Returns the payout. Raises CtfError (the transaction reverts) before resolution."""
+        spec = self._resolved.get(condition_id)
+        if spec is None:
+            raise CtfError("result for condition not received yet")
+        payout = ZERO
+        for token in (spec.up_token, spec.down_token):
+            shares = self._positions.pop((address, token), ZERO)
+            if token == spec.winning_token and shares > 0:
+                payout += shares
+        if payout:
+            self.ensure_account(address)
+            self._pusd[address] += payout
+        return payout
+
+    def merge_positions(self, address: str, condition_id: str, amount: Decimal) -> None:
+        """CTF mergePositions with partition [1, 2]: `amount` Up + `amount` Down become `amount` pUSD.
+        Needs that many free shares of each (shares a working SELL reserves cannot merge)."""
+        spec = self.condition(condition_id)
+        if spec is None:
+            raise CtfError(f"condition {condition_id} is not prepared")
+        amount = Decimal(amount)
+        if amount <= 0:
+            raise CtfError("merge amount must be positive")
+        up, down = spec.up_token, spec.down_token
+        if self.free_position(address, up) < amount or self.free_position(address, down) < amount:
+            raise CtfError("ERC1155: burn amount exceeds balance")
+        for token in (up, down):
+            key = (address, token)
+            self._positions[key] -= amount
+            if not self._positions[key]:
+                del self._positions[key]
+        self.ensure_account(address)
+        self._pusd[address] += amount
 
     # ---- orders ----------------------------------------------------------------------------------
     def submit(self, order: SimOrder, now: float) -> SubmitResult:

@@ -1,9 +1,11 @@
-"""polymm-sim: a local Polymarket (Gamma, CLOB REST, market and user WebSockets) on one port.
+"""polymm-sim: a local Polymarket (Gamma, CLOB REST, market and user WebSockets, RTDS, Data API positions,
+the gasless relayer) on one port.
 
     polymm-sim --host 127.0.0.1 --port 0 --seed 1 --window-s 60 --ready-file /tmp/sim.json
 
 `--port 0` picks a free port; the ready file (written atomically once the sim serves, removed on exit)
-holds {"gamma_url", "clob_url", "ws_market_url", "ws_user_url", "ws_rtds_url", "admin_url"}.
+holds {"gamma_url", "clob_url", "ws_market_url", "ws_user_url", "ws_rtds_url", "admin_url", "data_url",
+"relayer_url"}.
 
 One asyncio loop owns everything: HTTP handlers call the engine directly (it is not thread-safe and
 needs no lock this way), and a periodic task steps the synthetic market, runs the dead-man switch and
@@ -30,11 +32,13 @@ from polymm import logs
 from polymm.sim import auth, rtds, ws
 from polymm.sim.admin import AdminApi
 from polymm.sim.clob import ClobApi, Heartbeats, error
+from polymm.sim.data_api import DataApi
 from polymm.sim.engine import (BACKGROUND, Engine, LastTrade, LevelChange, MarketResolved, MarketSpec, OrderEvent,
                                TickSizeChange, TradeEvent)
 from polymm.sim.faults import Faults
 from polymm.sim.gamma import GammaApi
 from polymm.sim.market import MarketCalendar, SyntheticMarket
+from polymm.sim.relayer import PREFIX as RELAYER_PREFIX, Relayer
 
 log = logging.getLogger("polymm.sim")
 
@@ -47,7 +51,7 @@ class Sim:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.engine = Engine(default_fund=Decimal(str(args.fund)), mined_after_s=args.mined_after_s,
-                             confirmed_after_s=args.confirmed_after_s)
+                             confirmed_after_s=args.confirmed_after_s, auto_redeem=args.redeem == "auto")
         self.calendar = MarketCalendar(args.seed, args.window_s)
         self.calendar.fee_rate = Decimal(str(args.fee_rate))
         self.calendar.fee_exponent = Decimal(str(args.fee_exponent))
@@ -59,6 +63,9 @@ class Sim:
         self.market = SyntheticMarket(self.engine, self.calendar, args.seed, listed_ahead=args.listed_ahead,
                                       **market_options)
         self.keys = auth.ApiKeys(hashlib.sha256(f"polymm-sim:{args.seed}".encode()).digest())
+        self.relayer = Relayer(self, hashlib.sha256(f"polymm-sim-relayer:{args.seed}".encode()).digest(),
+                               execute_after_s=args.relayer_execute_after_s,
+                               confirm_after_s=args.relayer_confirm_after_s)
         self.faults = Faults()
         self.heartbeats = Heartbeats(args.heartbeat_timeout_s)
         self.page_size = args.page_size
@@ -122,7 +129,8 @@ class Sim:
         # Each step is guarded on its own: a failing market step must not stop the dead-man switch or
         # the event fan-out.
         for step in (self.market.step, self._announce_new_markets, self._dead_man_switch, self._run_trade_failures,
-                     self.drain, self._flush_held, self._forget_old_markets, self.rtds_ch.publish_new):
+                     self.relayer.tick, self.drain, self._flush_held, self._forget_old_markets,
+                     self.rtds_ch.publish_new):
             try:
                 step(now)
             except Exception:
@@ -318,8 +326,11 @@ def build_app(sim: Sim, admin: bool = True) -> web.Application:
     app.add_routes(ClobApi(sim).routes())
     app.add_routes([web.get("/ws/market", sim.market_ch.handle), web.get("/ws/user", sim.user_ch.handle),
                     web.get("/rtds", sim.rtds_ch.handle)])
+    app.add_routes(DataApi(sim).routes())
+    app.add_routes(sim.relayer.routes())
     if admin:
         app.add_routes(AdminApi(sim).routes())
+        app.add_routes(sim.relayer.admin_routes())
     return app
 
 
@@ -328,7 +339,7 @@ def urls(host: str, port: int) -> dict[str, str]:
     base = f"http://{shown}:{port}"
     return {"gamma_url": base, "clob_url": base, "ws_market_url": f"ws://{shown}:{port}/ws/market",
             "ws_user_url": f"ws://{shown}:{port}/ws/user", "ws_rtds_url": f"ws://{shown}:{port}/rtds",
-            "admin_url": f"{base}/_sim"}
+            "admin_url": f"{base}/_sim", "data_url": base, "relayer_url": f"{base}{RELAYER_PREFIX}"}
 
 
 def write_ready_file(path: Path, content: dict) -> None:
@@ -399,6 +410,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--btc-vol", type=float, default=None,
                    help="synthetic BTC volatility per sqrt(second) (default: the market's realistic 1.2e-4); "
                         "short windows move P(Up) fast, a smaller value calms them")
+    p.add_argument("--redeem", choices=("auto", "manual"), default="auto",
+                   help="auto: resolution pays winners at once (a wallet that approved Polymarket's auto-redeem "
+                        "operator); manual: positions stay conditional tokens until redeemed through the relayer")
+    p.add_argument("--relayer-execute-after-s", type=float, default=0.0,
+                   help="a relayed transaction executes this long after /submit")
+    p.add_argument("--relayer-confirm-after-s", type=float, default=1.0,
+                   help="an executed relayed transaction turns STATE_CONFIRMED this long after it was mined")
     p.add_argument("--no-admin", action="store_true", help="do not serve the /_sim admin endpoints")
     p.add_argument("--exit-after-s", type=float, default=0.0,
                    help="stop by itself after this long (0 = never): a guard for unattended soaks")
@@ -429,6 +447,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         problems.append("--fee-rate must be in [0, 1)")
     if not 0 <= args.fee_exponent <= 10:
         problems.append("--fee-exponent must be in [0, 10]")
+    if args.relayer_execute_after_s < 0 or args.relayer_confirm_after_s < 0:
+        problems.append("--relayer-execute-after-s and --relayer-confirm-after-s must not be negative")
     if problems:
         p.error("; ".join(problems))
     return args

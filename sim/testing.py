@@ -107,6 +107,14 @@ class AdminClient:
         """Set the taker fee schedule of every listed market and of those listed later."""
         return self.fault("fee_schedule", rate=rate, exponent=exponent)
 
+    def relayer(self) -> dict:
+        """Builder credentials, stats, faults and every relayed transaction (with what it did)."""
+        return self._call("GET", "/relayer")
+
+    def relayer_fault(self, **params: Any) -> dict:
+        """status=429|500|503 (answer the next `count` submits with it), fail=True (let them revert), clear=True."""
+        return self._call("POST", "/relayer_fault", params)
+
     def live_market(self) -> dict:
         """The listed market whose window is live now (state()["markets"] entry)."""
         state = self.state()
@@ -119,7 +127,8 @@ class AdminClient:
 class RunningSim:
     def __init__(self, process: subprocess.Popen, urls: dict[str, str], log_path: Path) -> None:
         self.process = process
-        self.urls = {k: urls[k] for k in ("gamma_url", "clob_url", "ws_market_url", "ws_user_url", "ws_rtds_url")}
+        self.urls = {k: urls[k] for k in ("gamma_url", "clob_url", "ws_market_url", "ws_user_url", "ws_rtds_url",
+                                          "data_url", "relayer_url")}
         self.admin_url = urls["admin_url"]
         self.admin = AdminClient(urls["admin_url"])
         self.log_path = log_path
@@ -131,7 +140,15 @@ class RunningSim:
             polymm_env.WS_MARKET_URL: self.urls["ws_market_url"],
             polymm_env.WS_USER_URL: self.urls["ws_user_url"],
             polymm_env.RTDS_URL: self.urls["ws_rtds_url"],
+            polymm_env.DATA_URL: self.urls["data_url"],
+            polymm_env.RELAYER_URL: self.urls["relayer_url"],
         }
+
+    def builder_env(self) -> dict[str, str]:
+        """The sim relayer's builder API credentials as the trader reads them from its environment."""
+        creds = self.admin.relayer()["builder_creds"]
+        return {polymm_env.BUILDER_API_KEY: creds["key"], polymm_env.BUILDER_SECRET: creds["secret"],
+                polymm_env.BUILDER_PASS_PHRASE: creds["passphrase"]}
 
     def clob_client(self, private_key: str, signature_type: int | None = None, funder: str | None = None):
         """The real py-clob-client-v2 pointed at the sim, with API credentials derived over L1."""

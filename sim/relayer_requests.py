@@ -1,0 +1,253 @@
+"""What Polymarket's relayer checks in a submitted transaction, with no I/O (used by sim/relayer.py).
+
+A gasless transaction is signed by the wallet's owner key (the EOA) and executed by the relayer from the
+wallet that key controls. Two wallet kinds are relayed here, exactly as the official client
+`py-builder-relayer-client` 0.0.3 builds them (builder/safe.py, builder/proxy.py, encode/*.py):
+
+* SAFE (signature type 2, a Gnosis Safe): `proxyWallet` must be the CREATE2 Safe of `from` under the
+  Safe factory; the signature is an eth_sign (EIP-191) of the Safe's EIP-712 `SafeTx` digest, packed
+  r||s||v with v + 4 (31/32), as Safe expects for eth_sign signatures. Several calls go through the
+  MultiSend contract as one DELEGATECALL.
+* PROXY (signature type 1, Polymarket's proxy wallet): `proxyWallet` must be the CREATE2 proxy of `from`
+  under the proxy factory; the signature is an eth_sign of keccak("rlx:" + from + to + data + fee +
+  gasPrice + gasLimit + nonce + relayHub + relay), and `data` is `proxy((uint8,address,uint256,bytes)[])`.
+
+A request that fails any check is refused with the reason in words (RelayerRejected). The calls inside
+are returned decoded; what they do to balances is sim/relayer.py's business.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+from eth_abi import decode as abi_decode
+from eth_hash.auto import keccak
+
+from polymm.sim.auth import _address_word, _word, domain_separator, recover_address, same_address, typed_digest
+
+CHAIN_ID = 137
+# Polygon mainnet addresses as the official clients carry them (py-builder-relayer-client config.py,
+# Polymarket/py-sdk src/polymarket/environments.py).
+SAFE_FACTORY = "0xaacfeea03eb1561c4e67d661e40682bd20e3541b"
+SAFE_MULTISEND = "0xa238cbeb142c10ef7ad8442c6d1f9e89e07e7761"
+SAFE_INIT_CODE_HASH = bytes.fromhex("2bce2127ff07fb632d16c8347c4ebf501f4841168bed00d9e6ef715ddb6fcecf")
+PROXY_FACTORY = "0xab45c5a4b0c941a2f231c04c3f49182e1a254052"
+PROXY_INIT_CODE_HASH = bytes.fromhex("d21df8dc65880a8606f09fe0ce3df9b8869287ab0b058be05aa9e8af6330a00b")
+RELAY_HUB = "0xd216153c06e857cd7f72665e0af1d7d82172f494"
+ZERO_ADDRESS = "0x" + "00" * 20
+
+_SAFE_DOMAIN_TYPEHASH = keccak(b"EIP712Domain(uint256 chainId,address verifyingContract)")
+_SAFE_TX_TYPEHASH = keccak(b"SafeTx(address to,uint256 value,bytes data,uint8 operation,uint256 safeTxGas,"
+                           b"uint256 baseGas,uint256 gasPrice,address gasToken,address refundReceiver,uint256 nonce)")
+_MULTISEND_SELECTOR = keccak(b"multiSend(bytes)")[:4]
+_PROXY_SELECTOR = keccak(b"proxy((uint8,address,uint256,bytes)[])")[:4]
+_CALL, _DELEGATECALL = 0, 1
+
+
+class RelayerRejected(Exception):
+    """The relayer refuses the request (HTTP 400 with this text)."""
+
+
+@dataclass(frozen=True)
+class Call:
+    to: str  # lower-case 0x address
+    data: bytes
+    value: int = 0
+
+
+@dataclass(frozen=True)
+class Verified:
+    kind: str  # "SAFE" | "PROXY"
+    signer: str  # the owner EOA, lower-case
+    wallet: str  # the Safe / proxy the calls run from, lower-case
+    nonce: int
+    calls: tuple[Call, ...]
+
+
+class SignatureParams(msgspec.Struct, rename="camel"):
+    gas_price: str | None = None
+    operation: str | None = None
+    safe_txn_gas: str | None = None
+    base_gas: str | None = None
+    gas_token: str | None = None
+    refund_receiver: str | None = None
+    relayer_fee: str | None = None
+    gas_limit: str | None = None
+    relay_hub: str | None = None
+    relay: str | None = None
+
+
+class SubmitRequest(msgspec.Struct):
+    """The body of POST /submit as py-builder-relayer-client's TransactionRequest.to_dict() writes it."""
+    type: str
+    from_: str = msgspec.field(name="from")
+    to: str
+    data: str
+    signature: str
+    proxyWallet: str | None = None
+    nonce: str | None = None
+    value: str | None = None
+    signatureParams: SignatureParams | None = None
+    metadata: str | None = None
+
+
+def decode_submit(body: bytes) -> SubmitRequest:
+    try:
+        return msgspec.json.decode(body, type=SubmitRequest)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise RelayerRejected(f"invalid request body: {exc}") from None
+
+
+# ---- wallet addresses -----------------------------------------------------------------------------
+def _create2(factory: str, salt: bytes, init_code_hash: bytes) -> str:
+    return "0x" + keccak(b"\xff" + _hex(factory) + salt + init_code_hash)[12:].hex()
+
+
+def safe_of(owner: str) -> str:
+    """The Safe a Polymarket owner key controls (lower-case)."""
+    return _create2(SAFE_FACTORY, keccak(_address_word(owner)), SAFE_INIT_CODE_HASH)
+
+
+def proxy_of(owner: str) -> str:
+    """The Polymarket proxy wallet an owner key controls (lower-case)."""
+    return _create2(PROXY_FACTORY, keccak(_hex(owner)), PROXY_INIT_CODE_HASH)
+
+
+# ---- verification ---------------------------------------------------------------------------------
+def verify(req: SubmitRequest) -> Verified:
+    if req.type == "SAFE":
+        return _verify_safe(req)
+    if req.type == "PROXY":
+        return _verify_proxy(req)
+    raise RelayerRejected(f"unsupported transaction type {req.type!r} (this relayer runs SAFE and PROXY)")
+
+
+def _verify_safe(req: SubmitRequest) -> Verified:
+    params = req.signatureParams or SignatureParams()
+    nonce = _uint(req.nonce, "nonce")
+    to = _address(req.to, "to")
+    wallet = safe_of(_address(req.from_, "from"))
+    if req.proxyWallet is None or not same_address(req.proxyWallet, wallet):
+        raise RelayerRejected(f"proxyWallet {req.proxyWallet} is not the Safe of {req.from_}")
+    operation = _uint(params.operation, "signatureParams.operation")
+    gas = [_uint(x, "signatureParams gas field") for x in (params.safe_txn_gas, params.base_gas, params.gas_price)]
+    if any(gas) or not all(same_address(a or "", ZERO_ADDRESS) for a in (params.gas_token, params.refund_receiver)):
+        raise RelayerRejected("gasless Safe transactions carry zero gas fields and zero gas token/refund receiver")
+    data = _bytes(req.data, "data")
+    value = _uint(req.value or "0", "value")
+    struct_hash = keccak(_SAFE_TX_TYPEHASH + _address_word(to) + _word(value) + keccak(data) + _word(operation)
+                         + _word(0) + _word(0) + _word(0) + _address_word(ZERO_ADDRESS)
+                         + _address_word(ZERO_ADDRESS) + _word(nonce))
+    domain = keccak(_SAFE_DOMAIN_TYPEHASH + _word(CHAIN_ID) + _address_word(wallet))
+    digest = typed_digest(domain, struct_hash)
+    signature = _bytes(req.signature, "signature")
+    if len(signature) != 65 or signature[64] not in (31, 32):
+        raise RelayerRejected("invalid Safe signature: expected r||s||v with v 31/32 (eth_sign)")
+    signer = recover_address(_eth_sign_hash(digest), "0x" + (signature[:64] + bytes([signature[64] - 4])).hex())
+    if signer is None or not same_address(signer, req.from_):
+        raise RelayerRejected("invalid signature: not signed by the Safe's owner")
+    if operation == _CALL:
+        calls = (Call(to, data, value),)
+    elif operation == _DELEGATECALL and same_address(to, SAFE_MULTISEND):
+        calls = _multisend_calls(data)
+    else:
+        raise RelayerRejected("a DELEGATECALL is only relayed to the MultiSend contract")
+    return Verified("SAFE", signer, wallet, nonce, calls)
+
+
+def _verify_proxy(req: SubmitRequest) -> Verified:
+    params = req.signatureParams or SignatureParams()
+    owner = _address(req.from_, "from")
+    wallet = proxy_of(owner)
+    if req.proxyWallet is None or not same_address(req.proxyWallet, wallet):
+        raise RelayerRejected(f"proxyWallet {req.proxyWallet} is not the proxy wallet of {req.from_}")
+    if not same_address(_address(req.to, "to"), PROXY_FACTORY):
+        raise RelayerRejected("PROXY transactions go to the proxy factory")
+    if not same_address(params.relay_hub or "", RELAY_HUB):
+        raise RelayerRejected("signatureParams.relayHub is not the relay hub")
+    nonce = _uint(req.nonce, "nonce")
+    data = _bytes(req.data, "data")
+    message = (b"rlx:" + _hex(owner) + _hex(req.to) + data
+               + _word(_uint(params.relayer_fee, "signatureParams.relayerFee"))
+               + _word(_uint(params.gas_price, "signatureParams.gasPrice"))
+               + _word(_uint(params.gas_limit, "signatureParams.gasLimit"))
+               + _word(nonce) + _hex(params.relay_hub or "") + _hex(_address(params.relay, "signatureParams.relay")))
+    signer = recover_address(_eth_sign_hash(keccak(message)), req.signature)
+    if signer is None or not same_address(signer, owner):
+        raise RelayerRejected("invalid signature: not signed by the proxy wallet's owner")
+    return Verified("PROXY", signer, wallet, nonce, _proxy_calls(data))
+
+
+def _multisend_calls(data: bytes) -> tuple[Call, ...]:
+    if data[:4] != _MULTISEND_SELECTOR:
+        raise RelayerRejected("MultiSend data is not multiSend(bytes)")
+    try:
+        (packed,) = abi_decode(["bytes"], data[4:])
+    except Exception:
+        raise RelayerRejected("MultiSend data does not decode") from None
+    calls, i = [], 0
+    while i < len(packed):  # each: uint8 operation, address to, uint256 value, uint256 length, bytes data
+        if i + 85 > len(packed):
+            raise RelayerRejected("MultiSend data is truncated")
+        operation, to = packed[i], "0x" + packed[i + 1:i + 21].hex()
+        value = int.from_bytes(packed[i + 21:i + 53], "big")
+        length = int.from_bytes(packed[i + 53:i + 85], "big")
+        body = packed[i + 85:i + 85 + length]
+        if len(body) != length:
+            raise RelayerRejected("MultiSend data is truncated")
+        if operation != _CALL:
+            raise RelayerRejected("MultiSend entries must be plain calls")
+        calls.append(Call(to, body, value))
+        i += 85 + length
+    if not calls:
+        raise RelayerRejected("MultiSend carries no call")
+    return tuple(calls)
+
+
+def _proxy_calls(data: bytes) -> tuple[Call, ...]:
+    if data[:4] != _PROXY_SELECTOR:
+        raise RelayerRejected("PROXY data is not proxy((uint8,address,uint256,bytes)[])")
+    try:
+        (entries,) = abi_decode(["(uint8,address,uint256,bytes)[]"], data[4:])
+    except Exception:
+        raise RelayerRejected("PROXY data does not decode") from None
+    calls = []
+    for type_code, to, value, body in entries:
+        if type_code != 1:  # CallType.Call
+            raise RelayerRejected("PROXY entries must be plain calls")
+        calls.append(Call(to.lower(), bytes(body), value))
+    if not calls:
+        raise RelayerRejected("PROXY transaction carries no call")
+    return tuple(calls)
+
+
+# ---- small parsers --------------------------------------------------------------------------------
+def _eth_sign_hash(digest: bytes) -> bytes:
+    return keccak(b"\x19Ethereum Signed Message:\n32" + digest)
+
+
+def _hex(address: str) -> bytes:
+    return bytes.fromhex(address[2:])
+
+
+def _address(text: str | None, what: str) -> str:
+    if not isinstance(text, str) or len(text) != 42 or not text.startswith("0x"):
+        raise RelayerRejected(f"{what} is not an address: {text!r}")
+    try:
+        bytes.fromhex(text[2:])
+    except ValueError:
+        raise RelayerRejected(f"{what} is not an address: {text!r}") from None
+    return text.lower()
+
+
+def _uint(text: str | None, what: str) -> int:
+    if text is None or not str(text).isdigit():
+        raise RelayerRejected(f"{what} must be a decimal integer, got {text!r}")
+    return int(text)
+
+
+def _bytes(text: str, what: str) -> bytes:
+    try:
+        return bytes.fromhex(text[2:] if text.startswith("0x") else text)
+    except (ValueError, AttributeError):
+        raise RelayerRejected(f"{what} is not hex") from None
