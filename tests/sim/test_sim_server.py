@@ -882,11 +882,15 @@ def test_ready_file_names_every_base_url_and_each_one_serves(tmp_path):
     with run_sim(tmp_path, seed=4, window_s=60) as running:
         (ready,) = tmp_path.glob("*.ready.json")
         urls = json.loads(ready.read_text())
-        assert set(urls) == {"gamma_url", "clob_url", "ws_market_url", "ws_user_url", "ws_rtds_url", "admin_url"}
+        assert set(urls) == {"gamma_url", "clob_url", "ws_market_url", "ws_user_url", "ws_rtds_url", "admin_url",
+                             "data_url", "relayer_url"}
         live = running.admin.live_market()
         assert HTTP.get(f"{urls['gamma_url']}/events/slug/{live['slug']}").status_code == 200
         assert HTTP.get(f"{urls['clob_url']}/time").json() > 0
         assert HTTP.get(f"{urls['admin_url']}/state").status_code == 200
+        assert HTTP.get(f"{urls['data_url']}/positions", params={"user": "0x" + "11" * 20}).json() == []
+        assert HTTP.get(f"{urls['relayer_url']}/deployed", params={"address": "0x" + "11" * 20}).json() == {
+            "deployed": True}
         for key in ("ws_market_url", "ws_user_url"):
             listener = Listener(urls[key], None)
             try:
