@@ -60,6 +60,8 @@ class Sim:
         market_options = {}
         if args.btc_vol is not None:
             market_options["vol_per_sqrt_s"] = args.btc_vol
+        if args.resolve_delay_s:
+            market_options["resolve_delay_s"] = args.resolve_delay_s
         self.market = SyntheticMarket(self.engine, self.calendar, args.seed, listed_ahead=args.listed_ahead,
                                       **market_options)
         self.keys = auth.ApiKeys(hashlib.sha256(f"polymm-sim:{args.seed}".encode()).digest())
@@ -410,6 +412,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--btc-vol", type=float, default=None,
                    help="synthetic BTC volatility per sqrt(second) (default: the market's realistic 1.2e-4); "
                         "short windows move P(Up) fast, a smaller value calms them")
+    p.add_argument("--resolve-delay-s", type=float, default=0.0,
+                   help="a window resolves this long after it ends (production: the oracle takes a while)")
     p.add_argument("--redeem", choices=("auto", "manual"), default="auto",
                    help="auto: resolution pays winners at once (a wallet that approved Polymarket's auto-redeem "
                         "operator); manual: positions stay conditional tokens until redeemed through the relayer")
@@ -447,6 +451,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         problems.append("--fee-rate must be in [0, 1)")
     if not 0 <= args.fee_exponent <= 10:
         problems.append("--fee-exponent must be in [0, 10]")
+    if args.resolve_delay_s < 0:
+        problems.append("--resolve-delay-s must not be negative")
     if args.relayer_execute_after_s < 0 or args.relayer_confirm_after_s < 0:
         problems.append("--relayer-execute-after-s and --relayer-confirm-after-s must not be negative")
     if problems:

@@ -1,0 +1,134 @@
+"""The gasless relayer, through the official client (py-builder-relayer-client), and its credentials.
+
+Credentials come from the environment like PK: BUILDER_API_KEY, BUILDER_SECRET, BUILDER_PASS_PHRASE (the
+builder API key of polymarket.com's builder settings). They are never logged or shown: Credentials' repr
+hides them, and the client only puts an HMAC of them on the wire.
+
+Which wallets can be served (docs/redemption.md section 3): signature type 2 (Safe) and 1 (proxy wallet),
+whose owner key signs and whose wallet the relayer runs the calls from. Type 0 (a plain EOA) needs an
+on-chain transaction paid in POL and type 3 (deposit wallet) a batch whose nonce source the official
+clients disagree on; for those `unsupported_reason` says so and nothing is sent.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import requests
+
+from polymm import env
+
+log = logging.getLogger("polymm.trader.redeem")
+
+HTTP_TIMEOUT_S = 15.0
+KINDS = {1: "PROXY", 2: "SAFE"}
+
+
+class RedeemSetupError(Exception):
+    """Redemption cannot run with this configuration; the message says what to change."""
+
+
+class RelayerBusy(Exception):
+    """Congestion or a transient failure (HTTP 429 / 5xx / no answer): try again later."""
+
+
+class RelayerRefused(Exception):
+    """The relayer refused the request (4xx): retrying the same request will not help."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    key: str = field(repr=False)
+    secret: str = field(repr=False)
+    passphrase: str = field(repr=False)
+
+    @classmethod
+    def from_env(cls, get=env.get) -> "Credentials | None":
+        values = [get(env.BUILDER_API_KEY), get(env.BUILDER_SECRET), get(env.BUILDER_PASS_PHRASE)]
+        if not any(values):
+            return None
+        if not all(values):
+            raise RedeemSetupError(f"set all of {env.BUILDER_API_KEY}, {env.BUILDER_SECRET} and "
+                                   f"{env.BUILDER_PASS_PHRASE} (the builder API key), or none of them")
+        return cls(*values)
+
+
+def unsupported_reason(signature_type: int) -> str | None:
+    if signature_type == 0:
+        return ("a signature type 0 wallet (plain EOA) redeems with its own on-chain transaction paid in POL, "
+                "which polymm does not send")
+    if signature_type == 3:
+        return "polymm does not redeem for signature type 3 (deposit wallet) yet (see docs/redemption.md)"
+    if signature_type not in KINDS:
+        return f"unknown signature type {signature_type}"
+    return None
+
+
+class _TimeoutRequests:
+    """The client calls requests.request() with no timeout; a hung relayer would stall the redeemer for good."""
+    RequestException = requests.RequestException
+    JSONDecodeError = requests.JSONDecodeError
+
+    def request(self, **kwargs):
+        kwargs.setdefault("timeout", HTTP_TIMEOUT_S)
+        return requests.request(**kwargs)
+
+
+class Relayer:
+    def __init__(self, relayer_url: str, private_key: str, signature_type: int, funder: str,
+                 creds: Credentials, chain_id: int = 137) -> None:
+        try:
+            from py_builder_relayer_client import client as relayer_client
+            from py_builder_relayer_client.http_helpers import helpers
+            from py_builder_relayer_client.models import RelayerTxType, Transaction
+            from py_builder_signing_sdk.config import BuilderConfig
+            from py_builder_signing_sdk.sdk_types import BuilderApiKeyCreds
+        except ImportError:
+            raise RedeemSetupError("the relayer client is not installed: pip install 'polymm[redeem]'") from None
+        reason = unsupported_reason(signature_type)
+        if reason:
+            raise RedeemSetupError(reason)
+        helpers.requests = _TimeoutRequests()
+        self._transaction = Transaction
+        self.kind = KINDS[signature_type]
+        self._client = relayer_client.RelayClient(
+            relayer_url, chain_id, private_key,
+            BuilderConfig(local_builder_creds=BuilderApiKeyCreds(creds.key, creds.secret, creds.passphrase)),
+            relay_tx_type=RelayerTxType[self.kind])
+        wallet = (self._client.get_expected_safe() if self.kind == "SAFE"
+                  else self._client.get_expected_proxy_wallet())
+        if wallet.lower() != funder.lower():
+            what = "Safe" if self.kind == "SAFE" else "proxy wallet"
+            raise RedeemSetupError(f"{env.BROWSER_ADDRESS} {funder} is not the {what} of {env.PK} ({wallet}); the "
+                                   f"relayer runs calls from that {what}, so redemption is off")
+        self.wallet = wallet
+
+    def submit(self, calls: list, metadata: str) -> str:
+        """Relay one transaction made of `calls` (trader.redeem.calls.Call); returns its transaction id."""
+        from py_builder_relayer_client.exceptions import RelayerApiException, RelayerClientException
+
+        txs = [self._transaction(to=c.to, data=c.data, value="0") for c in calls]
+        try:
+            response = self._client.execute(txs, metadata)
+        except RelayerApiException as exc:
+            status = getattr(exc, "status_code", None)
+            if status is None or status == 429 or status >= 500:
+                raise RelayerBusy(f"relayer busy or unreachable ({status or 'no answer'}): {exc.error_msg}") from None
+            raise RelayerRefused(f"relayer refused the request (HTTP {status}): {exc.error_msg}") from None
+        except RelayerClientException as exc:
+            raise RelayerBusy(f"relayer client: {exc.msg}") from None
+        if not response.transaction_id:
+            raise RelayerBusy("relayer answered without a transaction id")
+        return response.transaction_id
+
+    def state(self, tx_id: str) -> tuple[str | None, str]:
+        """(state, error text) of a relayed transaction; state None when the relayer does not know it (yet)."""
+        from py_builder_relayer_client.exceptions import RelayerClientException
+
+        try:
+            found = self._client.get_transaction(tx_id)
+        except RelayerClientException as exc:
+            raise RelayerBusy(f"relayer transaction lookup failed: {getattr(exc, 'error_msg', exc.msg)}") from None
+        if not isinstance(found, list) or not found or not isinstance(found[0], dict):
+            return None, ""
+        return found[0].get("state"), str(found[0].get("error", "") or "")

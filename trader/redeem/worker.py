@@ -1,0 +1,170 @@
+"""The redeemer's thread: read the wallet's positions, redeem / merge what is due through the relayer,
+follow each request to its outcome, and publish the accounting figures for `mmctl status`.
+
+Every network call happens here, never on the decision thread; `snapshot()` is a cheap, lock-protected
+read. A busy or failing relayer backs off (5 s doubling to 5 min) with a warning; nothing is lost,
+because the journal only marks a request done when the relayer reports it mined.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from polymm.trader.redeem import calls as ctf
+from polymm.trader.redeem.journal import Journal
+from polymm.trader.redeem.plan import Action, plan, redeemable_conditions, worth
+from polymm.trader.redeem.positions import PositionRow, PositionsError
+from polymm.trader.redeem.relayer import Relayer, RelayerBusy, RelayerRefused
+
+log = logging.getLogger("polymm.trader.redeem")
+
+BACKOFF_MIN_S, BACKOFF_MAX_S = 5.0, 300.0
+NO_CREDENTIALS = "set the builder credentials (see README) or redeem in Polymarket's UI"
+SUCCESS = ("STATE_MINED", "STATE_CONFIRMED")
+FAILURE = ("STATE_FAILED", "STATE_INVALID")
+
+
+@dataclass(frozen=True)
+class RedeemSettings:
+    delay_s: float = 30.0  # wait this long after the Data API first reports a position redeemable
+    batch: int = 10
+    merge: bool = False
+    poll_s: float = 15.0
+    resend_after_s: float = 120.0  # a request with no known outcome may go again after this
+    stuck_after_s: float = 1800.0  # a relayed transaction with no outcome after this is given up (sent anew)
+
+
+class Redeemer:
+    def __init__(self, settings: RedeemSettings, fetch_rows: Callable[[], list[PositionRow]], journal: Journal,
+                 relayer: Relayer | None, off_reason: str | None = None, clock: Callable[[], float] = time.time):
+        self.settings = settings
+        self.fetch_rows = fetch_rows
+        self.journal = journal
+        self.relayer = relayer
+        self.off_reason = off_reason if relayer is None else None
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._snapshot: dict = {"enabled": relayer is not None, "off_reason": self.off_reason}
+        self._backoff_s = 0.0
+        self._next_try = 0.0
+        self._warned: tuple = ()
+        self._first_seen: dict[str, float] = {}  # condition id -> when the Data API first said redeemable
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---- thread ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="redeemer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except Exception:  # the redeemer must outlive any surprise; the next cycle tries again
+                log.exception("redeemer cycle failed")
+            self._stop.wait(self.settings.poll_s)
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return dict(self._snapshot)
+
+    # ---- one cycle -------------------------------------------------------------------------------
+    def step(self) -> None:
+        now = self.clock()
+        try:
+            rows = self.fetch_rows()
+        except PositionsError as exc:
+            self._publish(last_error=str(exc))
+            log.warning("redeemer: %s", exc)
+            return
+        value = worth(rows)
+        redeemable = redeemable_conditions(rows)
+        self._first_seen = {c: self._first_seen.get(c, now) for c in redeemable}
+        warning = None
+        if value.awaiting_count and self.relayer is None:
+            what = f"{value.awaiting_count} positions worth ${value.awaiting_usd:.2f} are redeemable"
+            warning = f"{what}: {NO_CREDENTIALS}" if self.off_reason is None else f"{what}: {self.off_reason}"
+            if self._warned != (value.awaiting_count, value.awaiting_usd):
+                self._warned = (value.awaiting_count, value.awaiting_usd)
+                log.warning("%s", warning)
+        if self.relayer is not None:
+            self._follow_up(now)
+            if now >= self._next_try:
+                self._send(rows, now)
+        self.journal.prune(now)
+        self._publish(open_value_usd=value.open_value_usd, awaiting_redemption_usd=value.awaiting_usd,
+                      awaiting_redemption_count=value.awaiting_count, warning=warning,
+                      in_flight=len(self.journal.pending_tx_ids()), updated_at=now, **self.journal.today(now))
+
+    def _follow_up(self, now: float) -> None:
+        for tx_id in self.journal.pending_tx_ids():
+            try:
+                state, error = self.relayer.state(tx_id)
+            except RelayerBusy as exc:
+                self._trouble(str(exc), now)
+                return
+            if state in SUCCESS:
+                for entry in self.journal.finish(tx_id, "confirmed", now):
+                    verb = "redeemed" if entry.kind == "redeem" else "merged"
+                    log.info("%s %s: +$%s pUSD (relayer tx %s)", verb, entry.slug or entry.condition_id,
+                             entry.shares, tx_id)
+            elif state in FAILURE:
+                self._back_off(now)  # a request that keeps reverting must not be resent every cycle
+                for entry in self.journal.finish(tx_id, "failed", now, error or state):
+                    log.warning("%s of %s failed on chain (%s, relayer tx %s); it will be requested again in %.0f s",
+                                entry.kind, entry.slug or entry.condition_id, error or state, tx_id, self._backoff_s)
+            else:
+                sent = [e for e in self.journal.entries.values() if e.tx_id == tx_id]
+                if sent and now > sent[0].updated_at + self.settings.stuck_after_s:
+                    self.journal.finish(tx_id, "failed", now, f"no outcome after {self.settings.stuck_after_s:.0f} s")
+                    log.warning("relayer tx %s has had no outcome for %.0f min (state %s); requesting again",
+                                tx_id, self.settings.stuck_after_s / 60, state)
+
+    def _send(self, rows: list[PositionRow], now: float) -> None:
+        s = self.settings
+        for batch in plan(rows, self.journal.busy(now, s.resend_after_s), now, first_seen=self._first_seen,
+                          delay_s=s.delay_s, merge=s.merge, batch=s.batch):
+            calls = [ctf.approve_adapter()] + [_call(a) for a in batch]
+            self.journal.begin(batch, now)
+            try:
+                tx_id = self.relayer.submit(calls, _metadata(batch))
+            except (RelayerBusy, RelayerRefused) as exc:
+                self.journal.abandon(batch, str(exc), now)
+                self._trouble(str(exc), now)
+                return
+            self.journal.sent(batch, tx_id, now)
+            self._backoff_s = 0.0
+            log.info("requested %s (relayer tx %s)", ", ".join(f"{a.kind} {a.slug or a.condition_id} "
+                                                                f"(${a.shares})" for a in batch), tx_id)
+
+    def _back_off(self, now: float) -> None:
+        self._backoff_s = min(BACKOFF_MAX_S, max(BACKOFF_MIN_S, self._backoff_s * 2))
+        self._next_try = now + self._backoff_s
+
+    def _trouble(self, message: str, now: float) -> None:
+        self._back_off(now)
+        log.warning("redeemer: %s; trying again in %.0f s (nothing is lost: the positions stay redeemable)",
+                    message, self._backoff_s)
+        self._publish(last_error=message)
+
+    def _publish(self, **fields) -> None:
+        with self._lock:
+            self._snapshot.update(fields)
+
+
+def _call(action: Action) -> ctf.Call:
+    return ctf.redeem(action.condition_id) if action.kind == "redeem" else ctf.merge(action.condition_id, action.shares)
+
+
+def _metadata(batch: list[Action]) -> str:
+    kinds = sorted({a.kind for a in batch})
+    return f"polymm {'+'.join(kinds)} {len(batch)}"[:64]
