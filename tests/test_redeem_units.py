@@ -1,0 +1,113 @@
+"""The redeemer's pure parts: calldata, plan, accounting, journal, credentials."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from eth_abi import decode
+
+from polymm.trader.redeem import calls as ctf
+from polymm.trader.redeem.journal import Journal
+from polymm.trader.redeem.plan import Action, plan, worth
+from polymm.trader.redeem.positions import PositionRow, PositionsError, decode_rows
+from polymm.trader.redeem.relayer import Credentials, RedeemSetupError, unsupported_reason
+
+C1, C2, C3 = "0x" + "11" * 32, "0x" + "22" * 32, "0x" + "33" * 32
+END = "2026-12-04T13:45:00Z"
+END_TS = 1796391900.0
+
+
+def row(condition=C1, index=0, size=5.0, price=0.5, redeemable=False, neg=False, end=END) -> PositionRow:
+    return PositionRow(asset=f"{condition}-{index}", condition_id=condition, size=size, cur_price=price,
+                       redeemable=redeemable, mergeable=False, outcome="Up" if index == 0 else "Down",
+                       outcome_index=index, negative_risk=neg, end_date=end, slug="btc-updown-15m-1")
+
+
+def test_calldata_is_the_adapters_abi_with_pusd_and_the_binary_partition():
+    redeem = ctf.redeem(C1)
+    assert redeem.to == ctf.CTF_COLLATERAL_ADAPTER and redeem.data.startswith("0x01b7037c")
+    collateral, parent, condition, sets = decode(["address", "bytes32", "bytes32", "uint256[]"],
+                                                 bytes.fromhex(redeem.data[10:]))
+    assert (collateral.lower(), parent, "0x" + condition.hex(), list(sets)) == (ctf.PUSD.lower(), b"\0" * 32, C1, [1, 2])
+    merge = ctf.merge(C1, Decimal("5.1234567"))
+    *_, amount = decode(["address", "bytes32", "bytes32", "uint256[]", "uint256"], bytes.fromhex(merge.data[10:]))
+    assert amount == 5_123_456  # rounded down to the token's 6 decimals
+    assert ctf.approve_adapter().to == ctf.CTF
+    with pytest.raises(ValueError):
+        ctf.merge(C1, Decimal("0.0000001"))
+    with pytest.raises(ValueError):
+        ctf.redeem("0x1234")
+
+
+def test_plan_redeems_after_the_delay_and_batches():
+    rows = [row(C1, 0, 5, 1.0, True), row(C1, 1, 3, 0.0, True), row(C2, 1, 2, 1.0, True), row(C3, 0, 4, 0.0, True)]
+    seen = {C1: 100.0, C2: 100.0, C3: 150.0}
+    assert plan(rows, set(), 120.0, first_seen=seen, delay_s=30, merge=False, batch=10) == []
+    batches = plan(rows, set(), 131.0, first_seen=seen, delay_s=30, merge=False, batch=1)
+    assert [[(a.kind, a.condition_id, a.shares) for a in b] for b in batches] == [
+        [("redeem", C1, Decimal(5))], [("redeem", C2, Decimal(2))]]
+    later = plan(rows, {f"redeem:{C1}"}, 200.0, first_seen=seen, delay_s=30, merge=False, batch=10)
+    assert [a.condition_id for b in later for a in b] == [C2, C3]  # C1 in flight; C3 lost: cleared for 0
+    assert later[0][1].shares == 0
+
+
+def test_plan_merges_full_sets_only_of_ended_unresolved_windows():
+    rows = [row(C1, 0, 5), row(C1, 1, 7.5), row(C2, 0, 5), row(C3, 0, 4), row(C3, 1, 4, neg=True)]
+    assert plan(rows, set(), END_TS - 1, first_seen={}, delay_s=0, merge=True, batch=10) == []
+    (batch,) = plan(rows, set(), END_TS, first_seen={}, delay_s=0, merge=True, batch=10)
+    assert batch == [Action("merge", C1, Decimal(5), "btc-updown-15m-1")]
+    assert plan(rows, set(), END_TS, first_seen={}, delay_s=0, merge=False, batch=10) == []
+
+
+def test_worth_counts_winners_awaiting_and_marks_open_positions():
+    rows = [row(C1, 0, 5, 1.0, True), row(C1, 1, 3, 0.0, True), row(C2, 0, 10, 0.42), row(C3, 0, 2, 1.0, True, neg=True)]
+    w = worth(rows)
+    assert (w.awaiting_usd, w.awaiting_count, w.open_value_usd, w.unresolved_count, w.neg_risk_count) == (
+        5.0, 1, 4.2, 1, 1)
+
+
+def test_positions_rows_decode_the_recorded_answer_and_reject_junk():
+    recorded = "tests/fixtures/polymarket-recorded/nautilus-rust/test_data/data_api_positions_response.json"
+    with open(recorded, "rb") as f:
+        rows = decode_rows(f.read())
+    assert rows and any(r.redeemable for r in rows) and all(isinstance(r.size, float) for r in rows)
+    with pytest.raises(PositionsError, match="not a list of positions"):
+        decode_rows(b'{"error": "rate limited"}')
+
+
+def test_journal_survives_a_restart_and_knows_what_is_in_flight(tmp_path):
+    j = Journal.open(tmp_path)
+    batch = [Action("redeem", C1, Decimal(5), "s1"), Action("merge", C2, Decimal(2), "s2")]
+    j.begin(batch, 1000.0)
+    assert j.busy(1000.0, 120) == {f"redeem:{C1}", f"merge:{C2}"}
+    assert j.busy(1121.0, 120) == set()  # outcome unknown for long: may go again
+    j.sent(batch, "tx-1", 1001.0)
+    again = Journal.open(tmp_path)
+    assert again.pending_tx_ids() == ["tx-1"] and again.busy(5000.0, 120) == {f"redeem:{C1}", f"merge:{C2}"}
+    done = again.finish("tx-1", "confirmed", 1002.0)
+    assert len(done) == 2 and again.pending_tx_ids() == []
+    assert Journal.open(tmp_path).today(1002.0) == {"redeemed_today_usd": 5.0, "merged_today_usd": 2.0}
+    assert Journal.open(tmp_path).today(1002.0 + 86400) == {"redeemed_today_usd": 0.0, "merged_today_usd": 0.0}
+
+
+def test_an_unreadable_journal_is_set_aside_with_a_warning(tmp_path, caplog):
+    (tmp_path / "redeem.json").write_text("{not json")
+    j = Journal.open(tmp_path)
+    assert j.entries == {}
+    assert list(tmp_path.glob("redeem.json.bad-*"))
+    assert "unreadable" in caplog.text
+
+
+def test_credentials_all_or_none_and_never_shown():
+    assert Credentials.from_env(lambda name: None) is None
+    values = {"BUILDER_API_KEY": "k-123", "BUILDER_SECRET": "s3cr3t", "BUILDER_PASS_PHRASE": "p4ss"}
+    creds = Credentials.from_env(values.get)
+    assert "s3cr3t" not in repr(creds) and "p4ss" not in repr(creds) and "k-123" not in repr(creds)
+    with pytest.raises(RedeemSetupError, match="or none of them"):
+        Credentials.from_env({"BUILDER_API_KEY": "k"}.get)
+
+
+def test_wallet_types_polymm_cannot_serve_say_so():
+    assert unsupported_reason(1) is None and unsupported_reason(2) is None
+    assert "POL" in unsupported_reason(0)
+    assert "type 3" in unsupported_reason(3)
