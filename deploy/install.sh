@@ -172,6 +172,10 @@ else
         run_pip --upgrade --no-index --find-links "$WHEELS" polymm
         # Same version number, new build (a redeploy): reinstall polymm itself so the venv runs what DIR holds.
         run_pip --no-index --find-links "$WHEELS" --no-deps --force-reinstall polymm
+        # The redemption extra when DIR carries it (pip wheel -w DIR '.[redeem]').
+        if ls "$WHEELS"/py_builder_relayer_client-*.whl >/dev/null 2>&1; then
+            run_pip --no-index --find-links "$WHEELS" 'polymm[redeem]'
+        fi
         changed "installed polymm from wheels in $WHEELS"; code_changed=1
     else
         # Build from a copy: pip builds in the source directory, which may be read-only or someone's checkout.
@@ -179,7 +183,7 @@ else
         cleanup+=("$build")
         tar -C "$SOURCE" --exclude=./.venv --exclude=./.git --exclude=./build --exclude='*.egg-info' -cf - . \
             | tar -C "$build" -xf -
-        run_pip "$build"
+        run_pip "$build[redeem]"  # with the relayer client for automatic redemption
         changed "installed polymm from source $SOURCE"; code_changed=1
     fi
     printf '%s\n' "$wanted" >"$STAMP"
@@ -241,6 +245,12 @@ if [ ! -e "$ETC/polymm.env" ]; then
 #POLY_API_KEY=
 #POLY_API_SECRET=
 #POLY_PASSPHRASE=
+
+# Builder API credentials for automatic redemption through Polymarket's gasless relayer (signature types 1 and 2;
+# see README, "Redemption"). Without them the trader only warns when positions are redeemable.
+#BUILDER_API_KEY=
+#BUILDER_SECRET=
+#BUILDER_PASS_PHRASE=
 
 # Endpoints: Polymarket production when unset. Point all five at a polymm-sim to rehearse without money.
 #POLYMM_GAMMA_URL=https://gamma-api.polymarket.com
