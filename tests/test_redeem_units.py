@@ -111,3 +111,31 @@ def test_wallet_types_polymm_cannot_serve_say_so():
     assert unsupported_reason(1) is None and unsupported_reason(2) is None
     assert "POL" in unsupported_reason(0)
     assert "type 3" in unsupported_reason(3)
+
+
+class _Section:
+    enabled, delay_s, batch, merge = True, 30.0, 10, False
+
+
+@pytest.mark.parametrize("sig, environ, words", [
+    (2, {}, None),  # no credentials: the standard warning (worker.NO_CREDENTIALS)
+    (0, {"BUILDER_API_KEY": "k", "BUILDER_SECRET": "s", "BUILDER_PASS_PHRASE": "p"}, "plain EOA"),
+    (3, {}, "type 3"),
+    (2, {"BUILDER_API_KEY": "k"}, "or none of them"),
+])
+def test_without_a_usable_setup_the_redeemer_only_reports_and_says_why(tmp_path, sig, environ, words):
+    from polymm.trader.redeem.service import build_redeemer
+
+    redeemer = build_redeemer(_Section(), funder="0x" + "11" * 20, signature_type=sig, state_dir=tmp_path,
+                              get=environ.get)
+    assert redeemer.relayer is None
+    assert (redeemer.off_reason is None) if words is None else (words in redeemer.off_reason)
+
+
+def test_a_funder_that_is_not_the_keys_safe_turns_redemption_off(tmp_path):
+    from polymm.trader.redeem.service import build_redeemer
+
+    environ = {"PK": "0x" + "12" * 32, "BUILDER_API_KEY": "k", "BUILDER_SECRET": "czNjcjN0", "BUILDER_PASS_PHRASE": "p"}
+    redeemer = build_redeemer(_Section(), funder="0x" + "11" * 20, signature_type=2, state_dir=tmp_path,
+                              get=environ.get)
+    assert redeemer.relayer is None and "is not the Safe of PK" in redeemer.off_reason

@@ -12,7 +12,7 @@ from pathlib import Path
 from polymm import env
 from polymm.trader.redeem import positions
 from polymm.trader.redeem.journal import Journal
-from polymm.trader.redeem.relayer import Credentials, RedeemSetupError, Relayer
+from polymm.trader.redeem.relayer import Credentials, RedeemSetupError, Relayer, unsupported_reason
 from polymm.trader.redeem.worker import Redeemer, RedeemSettings
 
 log = logging.getLogger("polymm.trader.redeem")
@@ -28,6 +28,8 @@ def build_redeemer(section, *, funder: str, signature_type: int, state_dir: Path
         creds = Credentials.from_env(get)
         if not section.enabled:
             reason = "redemption is off (redeem.enabled = false); redeem in Polymarket's UI"
+        elif unsupported_reason(signature_type):
+            reason = f"{unsupported_reason(signature_type)}; redeem in Polymarket's UI"
         elif creds is not None:
             relayer = Relayer(relayer_url, get(env.PK) or "", signature_type, funder, creds)
     except RedeemSetupError as exc:
