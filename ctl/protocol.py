@@ -241,7 +241,12 @@ class StatusReply(Reply, tag="status"):
     feed_age_ms: float | None = None  # age of the book at the trader's last decision
     last_decision_at: float | None = None
     heartbeat_ok: bool = True  # the exchange dead-man-switch heartbeats are succeeding
-    balance_usd: float | None = None  # collateral available, when known
+    balance_usd: float | None = None  # cash: the wallet's pUSD (what the trader can spend), when known
+    # The rest of the wallet, from Polymarket's Data API (the redeemer; None while unknown):
+    open_value_usd: float | None = None  # positions of unresolved markets at their current price
+    awaiting_redemption_usd: float | None = None  # won, not yet redeemed: shares x 1 pUSD
+    redeemed_today_usd: float | None = None  # pUSD back today (UTC) through redemptions
+    merged_today_usd: float | None = None  # pUSD back today (UTC) through merged Up+Down pairs
     positions: list[PositionInfo] = []
     orders: list[OrderInfo] = []  # working orders
     exposure: list[Exposure] = []

@@ -293,8 +293,11 @@ def _trader_block(trader: p.StatusReply | None, problem: str | None, now: float)
          f"{render.clock(trader.window_start)}-{render.clock(trader.window_end)} UTC",
          f"feed age at decision {render.number(trader.feed_age_ms, 0)}ms" if trader.feed_age_ms is not None else ""),
         ("P&L", f"realised {render.money(trader.realised_pnl, signed=True)}",
-         f"unrealised {render.money(trader.unrealised_pnl, signed=True)}",
-         f"balance {render.money(trader.balance_usd)}"),
+         f"unrealised {render.money(trader.unrealised_pnl, signed=True)}"),
+        ("wallet", f"cash {render.money(trader.balance_usd)}", f"open positions {render.money(trader.open_value_usd)}",
+         f"awaiting redemption {render.money(trader.awaiting_redemption_usd)}",
+         f"redeemed today {render.money(trader.redeemed_today_usd)}"
+         + (f" (+ merged {render.money(trader.merged_today_usd)})" if trader.merged_today_usd else "")),
     ]
     return render.table(None, rows)
 

@@ -209,15 +209,35 @@ class RiskParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ] = 5000.0
 
 
+_REDEEM_WHY = "the redeemer's thread reads it when the trader starts; it " + _SOURCE_NOTE
+
+
+class RedeemParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Automatic redemption of resolved positions (README, Redemption; docs/redemption.md)."""
+
+    enabled: Annotated[bool, _m(
+        "redeem resolved positions through Polymarket's gasless relayer when the builder credentials are set "
+        "(signature types 1 and 2); false: only report what is redeemable", live=False, why=_REDEEM_WHY)] = True
+    delay_s: Annotated[float, _m("wait this long after the Data API first reports a position redeemable",
+                                 live=False, why=_REDEEM_WHY, **_SECONDS)] = 30.0
+    batch: Annotated[int, _m("markets redeemed or merged per relayed transaction", live=False, why=_REDEEM_WHY,
+                             ge=1, le=50)] = 10
+    merge: Annotated[bool, _m("also merge the Up+Down pairs of ended, not yet resolved windows (1 pUSD back per "
+                              "pair at once)", live=False, why=_REDEEM_WHY)] = False
+    poll_s: Annotated[float, _m("how often the Data API is asked for the wallet's positions", live=False,
+                                why=_REDEEM_WHY, ge=1, le=3600)] = 15.0
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     market: MarketConfig = msgspec.field(default_factory=MarketConfig)
     endpoints: EndpointsConfig = msgspec.field(default_factory=EndpointsConfig)
     s1: S1Params = msgspec.field(default_factory=S1Params)
     s2: S2Params = msgspec.field(default_factory=S2Params)
     risk: RiskParams = msgspec.field(default_factory=RiskParams)
+    redeem: RedeemParams = msgspec.field(default_factory=RedeemParams)
 
 
-SECTIONS = ("market", "endpoints", "s1", "s2", "risk")
+SECTIONS = ("market", "endpoints", "s1", "s2", "risk", "redeem")
 
 
 class ConfigError(Exception):

@@ -271,6 +271,8 @@ class Engine:
         self._tick_size: float | None = None  # last tick handed to the core for the current market
         self._failures = 0
         self._unresolved_usd = 0.0
+        # The wallet's pUSD as last polled (service: the balance watcher); None: unknown, risk does not use it.
+        self.cash: Callable[[], float | None] | None = None
         self._unresolved_at = -1e9
         self._hang = threading.Event()  # test hook (POLYMM_TEST_HOOKS): block the loop so the watchdog fires
         self.status = EngineStatus(
@@ -523,6 +525,7 @@ class Engine:
             halt_reason=halt_reason(exchange),
             post_only_only=bool(getattr(exchange, "post_only_required", False)),
             unresolved_usd=self._unresolved_usd,
+            **self._cash_arg(),
         )
         self._pipeline_state = decision.state
         self._notes = tuple(decision.notes)
@@ -533,6 +536,15 @@ class Engine:
             log.info("flatten done: no sellable position left; trader stays paused (mmctl resume to trade again)")
             self.flattening = False
         return len(decision.actions)
+
+    def _cash_arg(self) -> dict:
+        cash = None
+        if self.cash is not None:
+            try:
+                cash = self.cash()
+            except Exception:  # a missing figure must never stop a decision
+                cash = None
+        return {} if cash is None else {"cash_usd": cash}
 
     def _exchange_status(self):
         try:

@@ -205,6 +205,7 @@ class TraderService:
         self.resolutions = None
         self.balance = None
         self.ledger = None
+        self.redeemer = None
 
     def run(self) -> int:
         try:
@@ -291,10 +292,16 @@ class TraderService:
 
         self.balance = BalanceWatcher(self.core.gateway)
         self.balance.start()
+        from polymm.trader.redeem.service import build_redeemer
+
+        self.redeemer = build_redeemer(cfg.redeem, funder=self.core.gateway.funder,
+                                       signature_type=self.core.gateway.signature_type, state_dir=self.state_dir)
+        self.redeemer.start()
+        self.engine.cash = lambda: self.balance.balance_usd  # risk spends no more than the wallet's pUSD
 
         self.engine.step()  # one decision before the socket and READY: status has a book from the first answer
         self.handler = TraderControlHandler(self.engine, self.core, self.store, balance=self.balance,
-                                            ledger=self.ledger)
+                                            ledger=self.ledger, redeemer=self.redeemer)
         try:
             self.server = ControlServer(args.socket, self.handler, allowed_gid=gid)
             self.server.start()
@@ -380,7 +387,7 @@ class TraderService:
                 self.core.stop(cancel_orders=True)
             except Exception:
                 log.exception("stopping the execution core failed; check the exchange for open orders")
-        for watcher in (self.resolutions, self.balance):
+        for watcher in (self.resolutions, self.balance, self.redeemer):
             if watcher is not None:
                 watcher.stop()
         if self.server is not None:

@@ -709,7 +709,7 @@ def test_status_renders_missing_optional_trader_data_as_dashes():
     orders_line = next(line for line in text.splitlines() if line.startswith("s2") and "BUY" in line)
     # strategy leg side price size filled type role state age behind id reason
     assert orders_line.split() == ["s2", "down", "BUY", "0.30", "5.00", "0.00", "-", "-", "live", "-", "-", "c-9", "-"]
-    assert "balance -" in text and "up -" in text and "last decision none yet" in text
+    assert "cash -" in text and "awaiting redemption -" in text and "up -" in text and "last decision none yet" in text
     exposure = text.split("EXPOSURE")[1]
     assert "total" in exposure and "s2" in exposure
 

@@ -86,6 +86,7 @@ def test_live_keys_are_derived_from_the_schema():
     assert set(flatten(Config())) - live == {
         "market.window_s", "endpoints.gamma_url", "endpoints.clob_url", "endpoints.ws_market_url",
         "endpoints.ws_user_url", "risk.heartbeat",
+        "redeem.enabled", "redeem.delay_s", "redeem.batch", "redeem.merge", "redeem.poll_s",
     }
     # Every strategy key of strategies.md may change live (it says so), except the dead-man switch.
     assert {k for k in STRATEGIES_MD_DEFAULTS if k.startswith(("s1.", "s2."))} <= live

@@ -229,10 +229,11 @@ class TraderControlHandler:
     """ControlHandler (trader/control/server.py) for one running trader."""
 
     def __init__(self, engine, core, store: ConfigStore, *, started_at: float | None = None,
-                 clock=time.time, balance=None, ledger=None) -> None:
+                 clock=time.time, balance=None, ledger=None, redeemer=None) -> None:
         self.engine = engine
         self.ledger = ledger  # trader/ledger.LedgerWriter: config changes are recorded there
         self.balance = balance  # trader/balance.BalanceWatcher, or None
+        self.redeemer = redeemer  # trader/redeem/worker.Redeemer, or None
         self.core = core
         self.store = store
         self.started_at = started_at if started_at is not None else time.time()
@@ -352,6 +353,7 @@ class TraderControlHandler:
             last_decision_at=es.last_decision_at or None,
             heartbeat_ok=bool(getattr(exchange, "heartbeat_ok", True)),
             balance_usd=getattr(self.balance, "balance_usd", None),
+            **self._wallet_figures(),
             positions=infos,
             orders=[self._order_info(o, view, now) for o in orders],
             exposure=_safe(lambda: self._exposure(view, orders, positions, es.config, now), []),
@@ -364,6 +366,11 @@ class TraderControlHandler:
             decisions=es.decisions,
             fair_up=None if view is None or view.fair_up != view.fair_up else round(view.fair_up, 4),
         )
+
+    def _wallet_figures(self) -> dict:
+        snap = self.redeemer.snapshot() if self.redeemer is not None else {}
+        keys = ("open_value_usd", "awaiting_redemption_usd", "redeemed_today_usd", "merged_today_usd")
+        return {k: snap.get(k) for k in keys}
 
     def _state_word(self, es, exchange) -> str:
         if self.stopping:
@@ -397,6 +404,10 @@ class TraderControlHandler:
             from polymm.trader.execution.balance import balance_warnings
 
             out += balance_warnings(self.balance.balance_usd, self.balance.allowance_ok, es.config.risk.max_exposure_usd)
+        if self.redeemer is not None:
+            snap = self.redeemer.snapshot()
+            if snap.get("warning"):
+                out.append(snap["warning"])
         if self.store.pending_restart:
             out.append("config change pending restart: " + ", ".join(sorted(self.store.pending_restart)))
         market, cfg = es.market, es.config

@@ -95,6 +95,7 @@ def decide(
     halt_reason: str = "",
     post_only_only: bool = False,
     unresolved_usd: float = 0.0,
+    cash_usd: float | None = None,
 ) -> Decision:
     if state is None or state.window_start != market.window_start:
         # Window rotation: nothing carries over but the throttle (it limits orders per minute, not per window);
@@ -131,7 +132,8 @@ def decide(
                     reasons[(name, leg)] = ls.note
                 if ls.entry_note:
                     reasons[(name, leg, Role.ENTRY)] = ls.entry_note
-        wants, gate_notes = risk.gate(wants, market, orders, positions, config, unresolved_usd, committed_usd=expo)
+        wants, gate_notes = risk.gate(wants, market, orders, positions, config, unresolved_usd, committed_usd=expo,
+                                      cash_usd=cash_usd)
         notes += gate_notes
         problem = risk.feed_problem(market, config)
         if problem is not None:

@@ -7,8 +7,9 @@
   caller at cost: those markets have no book any more).
 - `feed_problem`: stale feed (MarketView.fresh false or older than `risk.stale_feed_ms`) or crossed book.
 - `gate`: what of the strategies' wants may stand: on a bad feed no entry (the planner then cancels resting
-  entries); new buys trimmed or dropped so the total stays within `risk.max_exposure_usd`. An order a want
-  merely keeps is never trimmed (no churn); it counts against the cap.
+  entries); new buys trimmed or dropped so the total stays within `risk.max_exposure_usd` and, when the
+  wallet's pUSD is known, within that cash after what working buys commit (winnings awaiting redemption are
+  not cash). An order a want merely keeps is never trimmed (no churn); it counts against the cap.
 - `flatten_wants`: sell every sellable position like a stop-loss (fill-and-kill at the owning strategy's
   sl_order_price, every exit_retry_s), nothing else.
 - `gate_actions`: what may actually be sent now: nothing while the exchange or the market refuses new orders,
@@ -162,9 +163,12 @@ def gate(
     config: Config,
     unresolved_usd: float = 0.0,
     committed_usd: float | None = None,
+    cash_usd: float | None = None,
 ) -> tuple[list[Want], list[str]]:
     """The wants that may stand (see the module docstring), and notes in words. `committed_usd`: the exposure
-    of `orders` and `positions` when the caller has it already (else computed here)."""
+    of `orders` and `positions` when the caller has it already (else computed here). `cash_usd`: the wallet's
+    pUSD when known; new buys then also stay within what it can pay after the working buys (winnings awaiting
+    redemption are not cash: the exchange would refuse the order)."""
     notes: list[str] = []
     problem = feed_problem(market, config)
     if problem is not None:
@@ -174,6 +178,11 @@ def gate(
     kept = kept_orders(wants, orders, market.tick_size)
     committed = exposure(market, orders, positions, unresolved_usd).total_usd if committed_usd is None else committed_usd
     room = config.risk.max_exposure_usd - committed
+    cap_words = f"risk.max_exposure_usd {config.risk.max_exposure_usd:g}"
+    if cash_usd is not None:
+        spendable = cash_usd - sum(o.remaining * o.price for o in orders if o.state.working and o.side is Side.BUY)
+        if spendable < room:
+            room, cap_words = spendable, f"cash ${cash_usd:.2f}"
     kept_ids = {o.client_id for o in kept.values()}
     out: list[Want] = []
     for i, w in enumerate(wants):
@@ -199,8 +208,10 @@ def gate(
             min_size = max(min_size, config.s1.min_order_size)
         if size + EPS >= min_size:
             room -= max(0.0, size * mark - released)
-            out.append(replace_want(w, size=size, reason=f"{w.reason}; trimmed to risk.max_exposure_usd {config.risk.max_exposure_usd:g}"))
-            notes.append(f"{w.strategy} {w.leg.value}: entry trimmed {w.size:g} -> {size:g} shares by risk.max_exposure_usd")
+            out.append(replace_want(w, size=size, reason=f"{w.reason}; trimmed to {cap_words}"))
+            notes.append(f"{w.strategy} {w.leg.value}: entry trimmed {w.size:g} -> {size:g} shares by {cap_words.split(' ')[0]}")
+        elif cap_words.startswith("cash"):
+            notes.append(f"{w.strategy} {w.leg.value}: no entry, the wallet's {cap_words} pUSD is spent or committed")
         else:
             notes.append(
                 f"{w.strategy} {w.leg.value}: no entry, total exposure ${committed:.2f} is at risk.max_exposure_usd "

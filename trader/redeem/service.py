@@ -19,8 +19,9 @@ log = logging.getLogger("polymm.trader.redeem")
 
 
 def build_redeemer(section, *, funder: str, signature_type: int, state_dir: Path, get=env.get) -> Redeemer:
-    """`section`: the config's `redeem` table (enabled, delay_s, batch, merge)."""
-    settings = RedeemSettings(delay_s=section.delay_s, batch=section.batch, merge=section.merge)
+    """`section`: the config's `redeem` table (enabled, delay_s, batch, merge, poll_s)."""
+    settings = RedeemSettings(delay_s=section.delay_s, batch=section.batch, merge=section.merge,
+                              poll_s=getattr(section, "poll_s", RedeemSettings.poll_s))
     data_url = get(env.DATA_URL) or env.PROD_DATA_URL
     relayer_url = get(env.RELAYER_URL) or env.PROD_RELAYER_URL
     relayer, reason = None, None
