@@ -11,7 +11,7 @@ import requests
 from polymm.sim import relayer_requests as rr
 from polymm.sim.testing import new_wallet, run_sim
 from polymm.trader.redeem import calls as ctf
-from redeem_helpers import Wallet
+from tests.support.redeem import Wallet
 
 
 @pytest.fixture(scope="module")

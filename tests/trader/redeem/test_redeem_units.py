@@ -7,6 +7,7 @@ import pytest
 from eth_abi import decode
 
 from polymm.trader.redeem import calls as ctf
+from tests.support.recorded import FIXTURES
 from polymm.trader.redeem.journal import Journal
 from polymm.trader.redeem.plan import Action, plan, worth
 from polymm.trader.redeem.positions import PositionRow, PositionsError, decode_rows
@@ -67,9 +68,7 @@ def test_worth_counts_winners_awaiting_and_marks_open_positions():
 
 
 def test_positions_rows_decode_the_recorded_answer_and_reject_junk():
-    recorded = "tests/fixtures/polymarket-recorded/nautilus-rust/test_data/data_api_positions_response.json"
-    with open(recorded, "rb") as f:
-        rows = decode_rows(f.read())
+    rows = decode_rows((FIXTURES / "nautilus-rust/test_data/data_api_positions_response.json").read_bytes())
     assert rows and any(r.redeemable for r in rows) and all(isinstance(r.size, float) for r in rows)
     with pytest.raises(PositionsError, match="not a list of positions"):
         decode_rows(b'{"error": "rate limited"}')

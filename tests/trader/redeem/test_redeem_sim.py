@@ -14,8 +14,8 @@ import pytest
 
 from polymm.sim.testing import run_sim
 from polymm.trader.redeem.journal import Journal
-from redeem_helpers import Wallet
-from waiting import wait_for
+from tests.support.redeem import Wallet
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -152,7 +152,6 @@ def test_kill_9_between_request_and_confirmation_then_restart_redeems_once(tmp_p
         script = tmp_path / "redeem_once.py"
         script.write_text(
             "import sys, time\n"
-            f"sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
             "from polymm.sim.testing import AdminClient\n"
             "from polymm.trader.redeem import positions\n"
             "from polymm.trader.redeem.journal import Journal\n"

@@ -2,11 +2,11 @@
 working buys commit (the exchange would refuse the rest: "not enough balance / allowance")."""
 from __future__ import annotations
 
-from strategy_helpers import WS, book, config, order
+from tests.support.strategy import WS, book, config, order
 
-from polymm.trader.decide import decide
+from polymm.trader.decision.decide import decide
 from polymm.trader.model import Leg, Role, Side
-from polymm.trader.planner import Place
+from polymm.trader.decision.planner import Place
 
 
 def places(d):

@@ -1,15 +1,14 @@
 """The sim's Data API positions: the recorded production shape, and the flags the redeemer acts on."""
 from __future__ import annotations
 
-import json
-
 import pytest
 import requests
 
 from polymm.sim.testing import run_sim, shape_diff
-from redeem_helpers import Wallet
+from tests.support.recorded import load_fixture
+from tests.support.redeem import Wallet
 
-RECORDED = "tests/fixtures/polymarket-recorded/nautilus-rust/test_data/data_api_positions_response.json"
+RECORDED = "nautilus-rust/test_data/data_api_positions_response.json"
 
 
 @pytest.fixture
@@ -29,8 +28,7 @@ def test_rows_have_the_recorded_shape_and_flags_follow_the_market(sim):
     m = sim.admin.live_market()
     wallet.buy(m["up_token"], 5)
     wallet.buy(m["down_token"], 0.5)
-    with open(RECORDED) as f:
-        recorded = json.load(f)
+    recorded = load_fixture(RECORDED)
     rows = positions(sim, wallet.address)
     assert len(rows) == 1  # sizeThreshold defaults to 1 share: the 0.5 is hidden
     assert shape_diff(rows[0], recorded[0]) == []
