@@ -252,12 +252,15 @@ if [ ! -e "$ETC/polymm.env" ]; then
 #BUILDER_SECRET=
 #BUILDER_PASS_PHRASE=
 
-# Endpoints: Polymarket production when unset. Point all five at a polymm-sim to rehearse without money.
+# Endpoints: Polymarket production when unset. Point all of them at a polymm-sim to rehearse without money
+# (its ready file lists each URL).
 #POLYMM_GAMMA_URL=https://gamma-api.polymarket.com
 #POLYMM_CLOB_URL=https://clob.polymarket.com
 #POLYMM_WS_MARKET_URL=wss://ws-subscriptions-clob.polymarket.com/ws/market
 #POLYMM_WS_USER_URL=wss://ws-subscriptions-clob.polymarket.com/ws/user
 #POLYMM_RTDS_URL=wss://ws-live-data.polymarket.com
+#POLYMM_DATA_URL=https://data-api.polymarket.com
+#POLYMM_RELAYER_URL=https://relayer-v2.polymarket.com
 
 # Log level of both services (DEBUG, INFO, WARNING, ERROR); POLYMM_FEED_LOG_LEVEL for the feed alone.
 #POLYMM_LOG_LEVEL=INFO

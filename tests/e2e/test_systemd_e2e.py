@@ -131,6 +131,8 @@ def env_file(urls: dict[str, str], pk: str, address: str) -> str:
         f"POLYMM_WS_MARKET_URL={urls['ws_market_url']}",
         f"POLYMM_WS_USER_URL={urls['ws_user_url']}",
         f"POLYMM_RTDS_URL={urls['ws_rtds_url']}",
+        f"POLYMM_DATA_URL={urls['data_url']}",
+        f"POLYMM_RELAYER_URL={urls['relayer_url']}",
         f"POLYMM_WINDOW_S={SIM_WINDOW_S}",
         "",
     ])

@@ -14,8 +14,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import requests
-
 from polymm import env
 
 log = logging.getLogger("polymm.trader.redeem")
@@ -64,20 +62,26 @@ def unsupported_reason(signature_type: int) -> str | None:
     return None
 
 
-class _TimeoutRequests:
+def _with_timeout(requests):
     """The client calls requests.request() with no timeout; a hung relayer would stall the redeemer for good."""
-    RequestException = requests.RequestException
-    JSONDecodeError = requests.JSONDecodeError
 
-    def request(self, **kwargs):
-        kwargs.setdefault("timeout", HTTP_TIMEOUT_S)
-        return requests.request(**kwargs)
+    class TimeoutRequests:
+        RequestException = requests.RequestException
+        JSONDecodeError = requests.JSONDecodeError
+
+        @staticmethod
+        def request(**kwargs):
+            kwargs.setdefault("timeout", HTTP_TIMEOUT_S)
+            return requests.request(**kwargs)
+
+    return TimeoutRequests
 
 
 class Relayer:
     def __init__(self, relayer_url: str, private_key: str, signature_type: int, funder: str,
                  creds: Credentials, chain_id: int = 137) -> None:
         try:
+            import requests
             from py_builder_relayer_client import client as relayer_client
             from py_builder_relayer_client.http_helpers import helpers
             from py_builder_relayer_client.models import RelayerTxType, Transaction
@@ -88,7 +92,7 @@ class Relayer:
         reason = unsupported_reason(signature_type)
         if reason:
             raise RedeemSetupError(reason)
-        helpers.requests = _TimeoutRequests()
+        helpers.requests = _with_timeout(requests)
         self._transaction = Transaction
         self.kind = KINDS[signature_type]
         self._client = relayer_client.RelayClient(

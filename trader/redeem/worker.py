@@ -22,6 +22,7 @@ from polymm.trader.redeem.relayer import Relayer, RelayerBusy, RelayerRefused
 log = logging.getLogger("polymm.trader.redeem")
 
 BACKOFF_MIN_S, BACKOFF_MAX_S = 5.0, 300.0
+REPEAT_WARNING_S = 600.0  # an unreachable Data API is said once, then every 10 minutes while it lasts
 NO_CREDENTIALS = "set the builder credentials (see README) or redeem in Polymarket's UI"
 SUCCESS = ("STATE_MINED", "STATE_CONFIRMED")
 FAILURE = ("STATE_FAILED", "STATE_INVALID")
@@ -52,6 +53,8 @@ class Redeemer:
         self._next_try = 0.0
         self._warned: tuple = ()
         self._first_seen: dict[str, float] = {}  # condition id -> when the Data API first said redeemable
+        self._positions_failing_since: float | None = None
+        self._positions_said_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -84,8 +87,14 @@ class Redeemer:
             rows = self.fetch_rows()
         except PositionsError as exc:
             self._publish(last_error=str(exc))
-            log.warning("redeemer: %s", exc)
+            if self._positions_failing_since is None or now - self._positions_said_at >= REPEAT_WARNING_S:
+                log.warning("redeemer: %s (positions unknown: nothing is redeemed until it answers)", exc)
+                self._positions_said_at = now
+            self._positions_failing_since = self._positions_failing_since or now
             return
+        if self._positions_failing_since is not None:
+            log.info("redeemer: the Data API answers again (after %.0f s)", now - self._positions_failing_since)
+            self._positions_failing_since = None
         value = worth(rows)
         redeemable = redeemable_conditions(rows)
         self._first_seen = {c: self._first_seen.get(c, now) for c in redeemable}

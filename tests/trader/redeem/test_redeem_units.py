@@ -138,3 +138,22 @@ def test_a_funder_that_is_not_the_keys_safe_turns_redemption_off(tmp_path):
     redeemer = build_redeemer(_Section(), funder="0x" + "11" * 20, signature_type=2, state_dir=tmp_path,
                               get=environ.get)
     assert redeemer.relayer is None and "is not the Safe of PK" in redeemer.off_reason
+
+
+def test_an_unreachable_data_api_is_said_once_not_every_cycle(tmp_path, caplog):
+    from polymm.trader.redeem.worker import Redeemer, RedeemSettings
+
+    now = [1000.0]
+
+    def down():
+        raise PositionsError("Data API positions unreachable at http://127.0.0.1:9: connection refused")
+
+    redeemer = Redeemer(RedeemSettings(), down, Journal.open(tmp_path), None, clock=lambda: now[0])
+    for _ in range(5):
+        redeemer.step()
+        now[0] += 15
+    assert caplog.text.count("unreachable") == 1
+    assert "unreachable" in redeemer.snapshot()["last_error"]
+    now[0] += 600
+    redeemer.step()
+    assert caplog.text.count("unreachable") == 2
