@@ -25,6 +25,10 @@ log = logging.getLogger("polymm.trader.redeem")
 FILE_NAME = "redeem.json"
 KEEP_S = 2 * 86400  # finished entries older than this are dropped
 TERMINAL = ("confirmed", "failed")
+# A merge that keeps reverting is given up (the pairs are then redeemed after resolution, which returns the
+# same pUSD). Polymarket's TypeScript relayer client notes that merges relayed with builder HMAC credentials
+# have failed at gas estimation since the V2 cutover (docs/redemption.md).
+MAX_MERGE_ATTEMPTS = 3
 
 
 @dataclass
@@ -121,6 +125,8 @@ class Journal:
             elif e.state == "sending" and now < e.requested_at + resend_after_s:
                 out.add(key)
             elif e.state == "confirmed" and now < e.updated_at + resend_after_s:
+                out.add(key)
+            elif e.state == "failed" and e.kind == "merge" and e.attempts >= MAX_MERGE_ATTEMPTS:
                 out.add(key)
         return out
 

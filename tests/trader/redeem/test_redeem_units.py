@@ -157,3 +157,16 @@ def test_an_unreachable_data_api_is_said_once_not_every_cycle(tmp_path, caplog):
     now[0] += 600
     redeemer.step()
     assert caplog.text.count("unreachable") == 2
+
+
+def test_a_merge_that_keeps_failing_is_given_up_but_a_redemption_never_is(tmp_path):
+    from polymm.trader.redeem.journal import MAX_MERGE_ATTEMPTS
+
+    j = Journal.open(tmp_path)
+    merge, redeem = Action("merge", C1, Decimal(5)), Action("redeem", C2, Decimal(5))
+    for attempt in range(MAX_MERGE_ATTEMPTS):
+        assert merge.key not in j.busy(1000.0 + attempt, 120)
+        j.begin([merge, redeem], 1000.0 + attempt)
+        j.sent([merge, redeem], f"tx-{attempt}", 1000.0 + attempt)
+        j.finish(f"tx-{attempt}", "failed", 1000.0 + attempt, "STATE_FAILED")
+    assert merge.key in j.busy(5000.0, 120) and redeem.key not in j.busy(5000.0, 120)
