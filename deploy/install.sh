@@ -246,7 +246,7 @@ if [ ! -e "$ETC/polymm.env" ]; then
 #POLY_API_SECRET=
 #POLY_PASSPHRASE=
 
-# Builder API credentials for automatic redemption through Polymarket's gasless relayer (signature types 1 and 2;
+# Builder API credentials for automatic redemption through Polymarket's gasless relayer (signature types 1-3;
 # see README, "Redemption"). Without them the trader only warns when positions are redeemable.
 #BUILDER_API_KEY=
 #BUILDER_SECRET=

@@ -1,6 +1,6 @@
 """Polymarket's gasless relayer (relayer-v2.polymarket.com) as the sim serves it under `/relayer`.
 
-    GET  /relayer/nonce?address=&type=SAFE         {"nonce": "N"}
+    GET  /relayer/nonce?address=&type=SAFE|WALLET  {"nonce": "N"}
     GET  /relayer/relay-payload?address=&type=PROXY {"address": relay, "nonce": "N"}
     GET  /relayer/deployed?address=                 {"deployed": true}
     POST /relayer/submit                            builder-authenticated; {"transactionID", "transactionHash", "state"}
@@ -90,7 +90,7 @@ class Tx:
         stamp = lambda t: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
         out = {"transactionID": self.id, "transactionHash": self.hash, "from": self.request.from_,
                "to": self.request.to, "proxyAddress": to_checksum_address(self.verified.wallet),
-               "data": self.request.data, "nonce": str(self.verified.nonce), "value": self.request.value or "",
+               "data": self.request.data or "", "nonce": str(self.verified.nonce), "value": self.request.value or "",
                "signature": self.request.signature, "state": state, "type": self.request.type,
                "owner": self.builder, "metadata": self.request.metadata or "",
                "createdAt": stamp(self.created_at), "updatedAt": stamp(self.executed_at or self.created_at)}
@@ -233,7 +233,7 @@ class Relayer:
         return address, kind
 
     async def get_nonce(self, request: web.Request) -> web.Response:
-        got = self._signer_query(request, ("SAFE", "PROXY"))
+        got = self._signer_query(request, ("SAFE", "PROXY", "WALLET"))
         if isinstance(got, web.Response):
             return got
         return web.json_response({"nonce": str(self.nonces.get(got, 0))})
@@ -274,7 +274,7 @@ class Relayer:
             return _error(fault["status"], "relayer is busy, try again later")
         try:
             req = rr.decode_submit(raw)
-            verified = rr.verify(req)
+            verified = rr.verify(req, time.time())
             expected = self.nonces.get((verified.signer, verified.kind), 0)
             if verified.nonce != expected:
                 raise rr.RelayerRejected(f"invalid nonce {verified.nonce}, expected {expected}")

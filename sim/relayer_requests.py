@@ -12,6 +12,12 @@ wallet that key controls. Two wallet kinds are relayed here, exactly as the offi
   under the proxy factory; the signature is an eth_sign of keccak("rlx:" + from + to + data + fee +
   gasPrice + gasLimit + nonce + relayHub + relay), and `data` is `proxy((uint8,address,uint256,bytes)[])`.
 
+* WALLET (signature type 3, a deposit wallet): an EIP-712 `Batch(wallet, nonce, deadline, calls)` in the
+  `DepositWallet` v1 domain of the wallet, signed by `from`; the wallet must be `from`'s deposit wallet
+  (CREATE2 under the deposit-wallet factory: the ERC-1967 beacon proxy, or the older UUPS one) and the
+  deadline not passed (builder/deposit_wallet.py, builder/derive.py; the TypeScript client fetches the
+  nonce with type WALLET).
+
 A request that fails any check is refused with the reason in words (RelayerRejected). The calls inside
 are returned decoded; what they do to balances is sim/relayer.py's business.
 """
@@ -34,11 +40,17 @@ SAFE_INIT_CODE_HASH = bytes.fromhex("2bce2127ff07fb632d16c8347c4ebf501f4841168be
 PROXY_FACTORY = "0xab45c5a4b0c941a2f231c04c3f49182e1a254052"
 PROXY_INIT_CODE_HASH = bytes.fromhex("d21df8dc65880a8606f09fe0ce3df9b8869287ab0b058be05aa9e8af6330a00b")
 RELAY_HUB = "0xd216153c06e857cd7f72665e0af1d7d82172f494"
+DEPOSIT_WALLET_FACTORY = "0x00000000000fb5c9adea0298d729a0cb3823cc07"
+DEPOSIT_WALLET_IMPLEMENTATION = "0x58ca52ebe0dadfdf531cde7062e76746de4db1eb"
+DEPOSIT_WALLET_BEACON = "0x7a18edfe055488a3128f01f563e5b479d92ffc3a"  # Polymarket/py-sdk environments.py
 ZERO_ADDRESS = "0x" + "00" * 20
 
 _SAFE_DOMAIN_TYPEHASH = keccak(b"EIP712Domain(uint256 chainId,address verifyingContract)")
 _SAFE_TX_TYPEHASH = keccak(b"SafeTx(address to,uint256 value,bytes data,uint8 operation,uint256 safeTxGas,"
                            b"uint256 baseGas,uint256 gasPrice,address gasToken,address refundReceiver,uint256 nonce)")
+_CALL_TYPEHASH = keccak(b"Call(address target,uint256 value,bytes data)")
+_BATCH_TYPEHASH = keccak(b"Batch(address wallet,uint256 nonce,uint256 deadline,Call[] calls)"
+                         b"Call(address target,uint256 value,bytes data)")
 _MULTISEND_SELECTOR = keccak(b"multiSend(bytes)")[:4]
 _PROXY_SELECTOR = keccak(b"proxy((uint8,address,uint256,bytes)[])")[:4]
 _CALL, _DELEGATECALL = 0, 1
@@ -57,7 +69,7 @@ class Call:
 
 @dataclass(frozen=True)
 class Verified:
-    kind: str  # "SAFE" | "PROXY"
+    kind: str  # "SAFE" | "PROXY" | "WALLET"
     signer: str  # the owner EOA, lower-case
     wallet: str  # the Safe / proxy the calls run from, lower-case
     nonce: int
@@ -77,18 +89,32 @@ class SignatureParams(msgspec.Struct, rename="camel"):
     relay: str | None = None
 
 
+class WalletCall(msgspec.Struct):
+    target: str
+    value: str
+    data: str
+
+
+class DepositWalletParams(msgspec.Struct):
+    depositWallet: str
+    deadline: str
+    calls: list[WalletCall]
+
+
 class SubmitRequest(msgspec.Struct):
-    """The body of POST /submit as py-builder-relayer-client's TransactionRequest.to_dict() writes it."""
+    """The body of POST /submit as py-builder-relayer-client writes it (TransactionRequest.to_dict(), or
+    DepositWalletBatchRequest.to_dict() for WALLET)."""
     type: str
     from_: str = msgspec.field(name="from")
     to: str
-    data: str
     signature: str
+    data: str | None = None
     proxyWallet: str | None = None
     nonce: str | None = None
     value: str | None = None
     signatureParams: SignatureParams | None = None
     metadata: str | None = None
+    depositWalletParams: DepositWalletParams | None = None
 
 
 def decode_submit(body: bytes) -> SubmitRequest:
@@ -113,13 +139,38 @@ def proxy_of(owner: str) -> str:
     return _create2(PROXY_FACTORY, keccak(_hex(owner)), PROXY_INIT_CODE_HASH)
 
 
+# ERC-1967 proxies as the deposit-wallet factory deploys them (Solady LibClone layouts): creation code =
+# a 10-byte head carrying the length of the immutable args, the implementation or beacon, fixed runtime
+# code, then the args (factory, wallet id = the owner's address as bytes32).
+_UUPS_HEAD, _BEACON_HEAD = 0x61003D3D8160233D3973, 0x6100523D8160233D3973
+_UUPS_CODE = bytes.fromhex("6009" "5155f3363d3d373d3d363d7f360894a13ba1a3210667c828492db98dca3e2076"
+                           "cc3735a920a3ca505d382bbc545af43d6000803e6038573d6000fd5b3d6000f3")
+_BEACON_CODE = bytes.fromhex("60195155f3363d3d373d3d363d602036600436635c60da"
+                             "1b60e01b36527fa3f0ad74e5423aebfd80d3ef4346578335a9a72aeaee59ff6c"
+                             "b3582b35133d50545afa5036515af43d6000803e604d573d6000fd5b3d6000f3")
+
+
+def deposit_wallets_of(owner: str) -> set[str]:
+    """The deposit wallet an owner key controls: the beacon proxy (current) or the UUPS proxy (older)."""
+    args = _address_word(DEPOSIT_WALLET_FACTORY) + _address_word(owner)
+    salt = keccak(args)
+    out = set()
+    for head, target, code in ((_UUPS_HEAD, DEPOSIT_WALLET_IMPLEMENTATION, _UUPS_CODE),
+                               (_BEACON_HEAD, DEPOSIT_WALLET_BEACON, _BEACON_CODE)):
+        init = (head + (len(args) << 56)).to_bytes(10, "big") + _hex(target) + code + args
+        out.add(_create2(DEPOSIT_WALLET_FACTORY, salt, keccak(init)))
+    return out
+
+
 # ---- verification ---------------------------------------------------------------------------------
-def verify(req: SubmitRequest) -> Verified:
+def verify(req: SubmitRequest, now: float) -> Verified:
     if req.type == "SAFE":
         return _verify_safe(req)
     if req.type == "PROXY":
         return _verify_proxy(req)
-    raise RelayerRejected(f"unsupported transaction type {req.type!r} (this relayer runs SAFE and PROXY)")
+    if req.type == "WALLET":
+        return _verify_wallet(req, now)
+    raise RelayerRejected(f"unsupported transaction type {req.type!r} (this relayer runs SAFE, PROXY and WALLET)")
 
 
 def _verify_safe(req: SubmitRequest) -> Verified:
@@ -133,7 +184,7 @@ def _verify_safe(req: SubmitRequest) -> Verified:
     gas = [_uint(x, "signatureParams gas field") for x in (params.safe_txn_gas, params.base_gas, params.gas_price)]
     if any(gas) or not all(same_address(a or "", ZERO_ADDRESS) for a in (params.gas_token, params.refund_receiver)):
         raise RelayerRejected("gasless Safe transactions carry zero gas fields and zero gas token/refund receiver")
-    data = _bytes(req.data, "data")
+    data = _bytes(req.data or "", "data")
     value = _uint(req.value or "0", "value")
     struct_hash = keccak(_SAFE_TX_TYPEHASH + _address_word(to) + _word(value) + keccak(data) + _word(operation)
                          + _word(0) + _word(0) + _word(0) + _address_word(ZERO_ADDRESS)
@@ -166,7 +217,7 @@ def _verify_proxy(req: SubmitRequest) -> Verified:
     if not same_address(params.relay_hub or "", RELAY_HUB):
         raise RelayerRejected("signatureParams.relayHub is not the relay hub")
     nonce = _uint(req.nonce, "nonce")
-    data = _bytes(req.data, "data")
+    data = _bytes(req.data or "", "data")
     message = (b"rlx:" + _hex(owner) + _hex(req.to) + data
                + _word(_uint(params.relayer_fee, "signatureParams.relayerFee"))
                + _word(_uint(params.gas_price, "signatureParams.gasPrice"))
@@ -176,6 +227,34 @@ def _verify_proxy(req: SubmitRequest) -> Verified:
     if signer is None or not same_address(signer, owner):
         raise RelayerRejected("invalid signature: not signed by the proxy wallet's owner")
     return Verified("PROXY", signer, wallet, nonce, _proxy_calls(data))
+
+
+def _verify_wallet(req: SubmitRequest, now: float) -> Verified:
+    params = req.depositWalletParams
+    if params is None:
+        raise RelayerRejected("WALLET transactions carry depositWalletParams")
+    owner = _address(req.from_, "from")
+    wallet = _address(params.depositWallet, "depositWalletParams.depositWallet")
+    if wallet not in deposit_wallets_of(owner):
+        raise RelayerRejected(f"depositWallet {params.depositWallet} is not the deposit wallet of {req.from_}")
+    if not same_address(_address(req.to, "to"), DEPOSIT_WALLET_FACTORY):
+        raise RelayerRejected("WALLET transactions go to the deposit-wallet factory")
+    nonce = _uint(req.nonce, "nonce")
+    deadline = _uint(params.deadline, "depositWalletParams.deadline")
+    if deadline <= now:
+        raise RelayerRejected("the batch's deadline has passed")
+    calls = tuple(Call(_address(c.target, "call target"), _bytes(c.data, "call data"), _uint(c.value, "call value"))
+                  for c in params.calls)
+    if not calls:
+        raise RelayerRejected("WALLET batch carries no call")
+    calls_hash = keccak(b"".join(keccak(_CALL_TYPEHASH + _address_word(c.to) + _word(c.value) + keccak(c.data))
+                                 for c in calls))
+    struct_hash = keccak(_BATCH_TYPEHASH + _address_word(wallet) + _word(nonce) + _word(deadline) + calls_hash)
+    digest = typed_digest(domain_separator("DepositWallet", "1", CHAIN_ID, wallet), struct_hash)
+    signer = recover_address(digest, req.signature)
+    if signer is None or not same_address(signer, owner):
+        raise RelayerRejected("invalid signature: not signed by the deposit wallet's owner")
+    return Verified("WALLET", signer, wallet, nonce, calls)
 
 
 def _multisend_calls(data: bytes) -> tuple[Call, ...]:

@@ -217,7 +217,7 @@ class RedeemParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     enabled: Annotated[bool, _m(
         "redeem resolved positions through Polymarket's gasless relayer when the builder credentials are set "
-        "(signature types 1 and 2); false: only report what is redeemable", live=False, why=_REDEEM_WHY)] = True
+        "(signature types 1-3); false: only report what is redeemable", live=False, why=_REDEEM_WHY)] = True
     delay_s: Annotated[float, _m("wait this long after the Data API first reports a position redeemable",
                                  live=False, why=_REDEEM_WHY, **_SECONDS)] = 30.0
     batch: Annotated[int, _m("markets redeemed or merged per relayed transaction", live=False, why=_REDEEM_WHY,

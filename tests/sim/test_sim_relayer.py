@@ -4,6 +4,7 @@ request, a request signed by someone else, a replayed nonce. Requests are built 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import requests
@@ -30,6 +31,16 @@ def signed_request(sim, wallet: Wallet, calls) -> dict:
 
     client = wallet.relayer()._client
     base = sim.urls["relayer_url"]
+    if wallet.kind == "WALLET":
+        from py_builder_relayer_client.builder.deposit_wallet import build_deposit_wallet_batch_request
+        from py_builder_relayer_client.models import DepositWalletCall, DepositWalletTransactionArgs
+
+        nonce = requests.get(f"{base}/nonce", params={"address": wallet.owner, "type": "WALLET"}).json()["nonce"]
+        args = DepositWalletTransactionArgs(
+            from_address=wallet.owner, chain_id=137, wallet_address=wallet.address, nonce=nonce,
+            deadline=str(int(time.time()) + 600),
+            calls=[DepositWalletCall(target=c.to, value="0", data=c.data) for c in calls])
+        return build_deposit_wallet_batch_request(client.signer, args, client.contract_config).to_dict()
     if wallet.kind == "SAFE":
         nonce = requests.get(f"{base}/nonce", params={"address": wallet.owner, "type": "SAFE"}).json()["nonce"]
         txs = [SafeTransaction(to=c.to, operation=OperationType.Call, data=c.data, value="0") for c in calls]
@@ -56,7 +67,7 @@ def submit(sim, body: dict, creds: dict | None = None) -> requests.Response:
                                                                                 "Content-Type": "application/json"})
 
 
-@pytest.mark.parametrize("kind", ["SAFE", "PROXY"])
+@pytest.mark.parametrize("kind", ["SAFE", "PROXY", "WALLET"])
 def test_a_genuine_request_is_accepted(sim, kind):
     wallet = Wallet(sim, kind)
     answer = submit(sim, signed_request(sim, wallet, [ctf.approve_adapter()]))
@@ -64,20 +75,29 @@ def test_a_genuine_request_is_accepted(sim, kind):
     assert set(answer.json()) == {"transactionID", "transactionHash", "state"}
 
 
-@pytest.mark.parametrize("kind", ["SAFE", "PROXY"])
+def tamper(body: dict) -> None:
+    """Change the last byte of the calldata."""
+    holder = body["depositWalletParams"]["calls"][0] if body["type"] == "WALLET" else body
+    holder["data"] = holder["data"][:-2] + ("00" if holder["data"][-2:] != "00" else "01")
+
+
+@pytest.mark.parametrize("kind", ["SAFE", "PROXY", "WALLET"])
 def test_a_tampered_request_is_refused(sim, kind):
     wallet = Wallet(sim, kind)
     body = signed_request(sim, wallet, [ctf.redeem("0x" + "ab" * 32)])
-    body["data"] = body["data"][:-2] + ("00" if body["data"][-2:] != "00" else "01")
+    tamper(body)
     answer = submit(sim, body)
     assert answer.status_code == 400 and "invalid signature" in answer.json()["error"]
 
 
-@pytest.mark.parametrize("kind", ["SAFE", "PROXY"])
+@pytest.mark.parametrize("kind", ["SAFE", "PROXY", "WALLET"])
 def test_a_request_for_someone_elses_wallet_is_refused(sim, kind):
     wallet, other = Wallet(sim, kind), Wallet(sim, kind)
     body = signed_request(sim, wallet, [ctf.approve_adapter()])
-    body["proxyWallet"] = other.address  # run it from another owner's wallet
+    if kind == "WALLET":
+        body["depositWalletParams"]["depositWallet"] = other.address  # run it from another owner's wallet
+    else:
+        body["proxyWallet"] = other.address
     answer = submit(sim, body)
     assert answer.status_code == 400 and "is not the" in answer.json()["error"]
     body = signed_request(sim, wallet, [ctf.approve_adapter()])
@@ -97,14 +117,26 @@ def test_wrong_builder_credentials_and_replays_are_refused(sim):
     assert replay.status_code == 400 and "nonce" in replay.json()["error"]
 
 
-def test_safe_and_proxy_addresses_match_the_official_derivation():
-    from py_builder_relayer_client.builder.derive import derive, derive_proxy_wallet
+def test_wallet_addresses_match_the_official_derivation():
+    from py_builder_relayer_client.builder.derive import (derive, derive_beacon_deposit_wallet, derive_proxy_wallet,
+                                                          derive_uups_deposit_wallet)
     from py_builder_relayer_client.config import get_contract_config
 
     _, owner = new_wallet()
     config = get_contract_config(137)
     assert rr.safe_of(owner) == derive(owner, config.safe_factory).lower()
     assert rr.proxy_of(owner) == derive_proxy_wallet(owner, config.proxy_factory).lower()
+    assert rr.deposit_wallets_of(owner) == {
+        derive_beacon_deposit_wallet(owner, config.deposit_wallet_factory, rr.DEPOSIT_WALLET_BEACON).lower(),
+        derive_uups_deposit_wallet(owner, config.deposit_wallet_factory, config.deposit_wallet_implementation).lower()}
+
+
+def test_an_expired_deposit_wallet_batch_is_refused(sim):
+    wallet = Wallet(sim, "WALLET")
+    body = signed_request(sim, wallet, [ctf.approve_adapter()])
+    body["depositWalletParams"]["deadline"] = str(int(time.time()) - 1)  # (the signature no longer matches either)
+    answer = submit(sim, body)
+    assert answer.status_code == 400 and "deadline" in answer.json()["error"]
 
 
 def test_calls_outside_the_adapter_revert_and_change_nothing(sim):

@@ -10,24 +10,30 @@ from polymm.trader.redeem.journal import Journal
 from polymm.trader.redeem.relayer import Credentials, Relayer
 from polymm.trader.redeem.worker import Redeemer, RedeemSettings
 
-KIND_SIGNATURE_TYPE = {"SAFE": 2, "PROXY": 1}
+KIND_SIGNATURE_TYPE = {"SAFE": 2, "PROXY": 1, "WALLET": 3}
 
 
 class Wallet:
-    """An owner key, the Safe / proxy it controls (derived as the official client does) and a CLOB client
+    """An owner key, the Safe / proxy / deposit wallet it controls (derived as the official client does) and a CLOB client
     trading from that wallet."""
 
     def __init__(self, sim, kind: str = "SAFE") -> None:
-        from py_builder_relayer_client.builder.derive import derive, derive_proxy_wallet
+        from py_builder_relayer_client.builder.derive import derive, derive_beacon_deposit_wallet, derive_proxy_wallet
         from py_builder_relayer_client.config import get_contract_config
+
+        from polymm.trader.redeem.relayer import DEPOSIT_WALLET_BEACON
 
         self.sim = sim
         self.kind = kind
         self.signature_type = KIND_SIGNATURE_TYPE[kind]
         self.pk, self.owner = new_wallet()
         config = get_contract_config(137)
-        self.address = (derive(self.owner, config.safe_factory) if kind == "SAFE"
-                        else derive_proxy_wallet(self.owner, config.proxy_factory))
+        self.address = {
+            "SAFE": lambda: derive(self.owner, config.safe_factory),
+            "PROXY": lambda: derive_proxy_wallet(self.owner, config.proxy_factory),
+            "WALLET": lambda: derive_beacon_deposit_wallet(self.owner, config.deposit_wallet_factory,
+                                                           DEPOSIT_WALLET_BEACON),
+        }[kind]()
         self.clob = sim.clob_client(self.pk, signature_type=self.signature_type, funder=self.address)
 
     def buy(self, token: str, shares: float) -> None:

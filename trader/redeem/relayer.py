@@ -4,14 +4,14 @@ Credentials come from the environment like PK: BUILDER_API_KEY, BUILDER_SECRET, 
 builder API key of polymarket.com's builder settings). They are never logged or shown: Credentials' repr
 hides them, and the client only puts an HMAC of them on the wire.
 
-Which wallets can be served (docs/redemption.md section 3): signature type 2 (Safe) and 1 (proxy wallet),
-whose owner key signs and whose wallet the relayer runs the calls from. Type 0 (a plain EOA) needs an
-on-chain transaction paid in POL and type 3 (deposit wallet) a batch whose nonce source the official
-clients disagree on; for those `unsupported_reason` says so and nothing is sent.
+Which wallets can be served (docs/redemption.md section 3): signature type 2 (Safe), 1 (proxy wallet) and
+3 (deposit wallet), whose owner key signs and whose wallet the relayer runs the calls from. Type 0 (a plain
+EOA) needs an on-chain transaction paid in POL; for it `unsupported_reason` says so and nothing is sent.
 """
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from polymm import env
@@ -19,7 +19,11 @@ from polymm import env
 log = logging.getLogger("polymm.trader.redeem")
 
 HTTP_TIMEOUT_S = 15.0
-KINDS = {1: "PROXY", 2: "SAFE"}
+KINDS = {1: "PROXY", 2: "SAFE", 3: "WALLET"}
+# The deposit-wallet factory's beacon (Polymarket/py-sdk src/polymarket/environments.py): current deposit
+# wallets are beacon proxies; py-builder-relayer-client only finds it over an RPC call, so it is given here.
+DEPOSIT_WALLET_BEACON = "0x7A18EDfe055488A3128f01F563e5B479D92ffc3a"
+BATCH_DEADLINE_S = 600  # a deposit-wallet batch signature is valid this long
 
 
 class RedeemSetupError(Exception):
@@ -55,8 +59,6 @@ def unsupported_reason(signature_type: int) -> str | None:
     if signature_type == 0:
         return ("a signature type 0 wallet (plain EOA) redeems with its own on-chain transaction paid in POL, "
                 "which polymm does not send")
-    if signature_type == 3:
-        return "polymm does not redeem for signature type 3 (deposit wallet) yet (see docs/redemption.md)"
     if signature_type not in KINDS:
         return f"unknown signature type {signature_type}"
     return None
@@ -83,8 +85,9 @@ class Relayer:
         try:
             import requests
             from py_builder_relayer_client import client as relayer_client
+            from py_builder_relayer_client.builder import derive
             from py_builder_relayer_client.http_helpers import helpers
-            from py_builder_relayer_client.models import RelayerTxType, Transaction
+            from py_builder_relayer_client.models import DepositWalletCall, RelayerTxType, Transaction
             from py_builder_signing_sdk.config import BuilderConfig
             from py_builder_signing_sdk.sdk_types import BuilderApiKeyCreds
         except ImportError:
@@ -93,27 +96,42 @@ class Relayer:
         if reason:
             raise RedeemSetupError(reason)
         helpers.requests = _with_timeout(requests)
-        self._transaction = Transaction
+        self._transaction, self._wallet_call = Transaction, DepositWalletCall
         self.kind = KINDS[signature_type]
         self._client = relayer_client.RelayClient(
             relayer_url, chain_id, private_key,
             BuilderConfig(local_builder_creds=BuilderApiKeyCreds(creds.key, creds.secret, creds.passphrase)),
-            relay_tx_type=RelayerTxType[self.kind])
-        wallet = (self._client.get_expected_safe() if self.kind == "SAFE"
-                  else self._client.get_expected_proxy_wallet())
-        if wallet.lower() != funder.lower():
-            what = "Safe" if self.kind == "SAFE" else "proxy wallet"
-            raise RedeemSetupError(f"{env.BROWSER_ADDRESS} {funder} is not the {what} of {env.PK} ({wallet}); the "
+            relay_tx_type=RelayerTxType.PROXY if self.kind == "PROXY" else RelayerTxType.SAFE)
+        owner, config = self._client.signer.address(), self._client.contract_config
+        if self.kind == "SAFE":
+            what, wallets = "Safe", [self._client.get_expected_safe()]
+        elif self.kind == "PROXY":
+            what, wallets = "proxy wallet", [self._client.get_expected_proxy_wallet()]
+        else:
+            what = "deposit wallet"
+            wallets = [derive.derive_beacon_deposit_wallet(owner, config.deposit_wallet_factory, DEPOSIT_WALLET_BEACON),
+                       derive.derive_uups_deposit_wallet(owner, config.deposit_wallet_factory,
+                                                         config.deposit_wallet_implementation)]
+        if funder.lower() not in {w.lower() for w in wallets}:
+            raise RedeemSetupError(f"{env.BROWSER_ADDRESS} {funder} is not the {what} of {env.PK} ({wallets[0]}); the "
                                    f"relayer runs calls from that {what}, so redemption is off")
-        self.wallet = wallet
+        self.wallet = funder
 
     def submit(self, calls: list, metadata: str) -> str:
         """Relay one transaction made of `calls` (trader.redeem.calls.Call); returns its transaction id."""
         from py_builder_relayer_client.exceptions import RelayerApiException, RelayerClientException
 
-        txs = [self._transaction(to=c.to, data=c.data, value="0") for c in calls]
         try:
-            response = self._client.execute(txs, metadata)
+            if self.kind == "WALLET":
+                # The batch nonce comes from GET /nonce?type=WALLET, as Polymarket's TypeScript client fetches it.
+                owner = self._client.signer.address()
+                nonce = str(self._client.get_nonce(owner, "WALLET")["nonce"])
+                response = self._client.execute_deposit_wallet_batch(
+                    [self._wallet_call(target=c.to, value="0", data=c.data) for c in calls], self.wallet, nonce,
+                    str(int(time.time()) + BATCH_DEADLINE_S))
+            else:
+                response = self._client.execute([self._transaction(to=c.to, data=c.data, value="0") for c in calls],
+                                                metadata)
         except RelayerApiException as exc:
             status = getattr(exc, "status_code", None)
             if status is None or status == 429 or status >= 500:
@@ -121,6 +139,8 @@ class Relayer:
             raise RelayerRefused(f"relayer refused the request (HTTP {status}): {exc.error_msg}") from None
         except RelayerClientException as exc:
             raise RelayerBusy(f"relayer client: {exc.msg}") from None
+        except (KeyError, TypeError):
+            raise RelayerBusy("relayer answered the nonce request without a nonce") from None
         if not response.transaction_id:
             raise RelayerBusy("relayer answered without a transaction id")
         return response.transaction_id

@@ -33,7 +33,7 @@ def step_until(redeemer, done, what: str, timeout_s: float = 20.0) -> None:
     wait_for(once, timeout_s=timeout_s, what=what)
 
 
-@pytest.mark.parametrize("kind", ["SAFE", "PROXY"])
+@pytest.mark.parametrize("kind", ["SAFE", "PROXY", "WALLET"])
 def test_winner_pays_exactly_shares_and_loser_is_cleared(sim, tmp_path, kind):
     wallet = Wallet(sim, kind)
     m = sim.admin.live_market()

@@ -107,9 +107,8 @@ def test_credentials_all_or_none_and_never_shown():
 
 
 def test_wallet_types_polymm_cannot_serve_say_so():
-    assert unsupported_reason(1) is None and unsupported_reason(2) is None
+    assert unsupported_reason(1) is None and unsupported_reason(2) is None and unsupported_reason(3) is None
     assert "POL" in unsupported_reason(0)
-    assert "type 3" in unsupported_reason(3)
 
 
 class _Section:
@@ -119,7 +118,7 @@ class _Section:
 @pytest.mark.parametrize("sig, environ, words", [
     (2, {}, None),  # no credentials: the standard warning (worker.NO_CREDENTIALS)
     (0, {"BUILDER_API_KEY": "k", "BUILDER_SECRET": "s", "BUILDER_PASS_PHRASE": "p"}, "plain EOA"),
-    (3, {}, "type 3"),
+    (3, {}, None),
     (2, {"BUILDER_API_KEY": "k"}, "or none of them"),
 ])
 def test_without_a_usable_setup_the_redeemer_only_reports_and_says_why(tmp_path, sig, environ, words):
@@ -131,13 +130,14 @@ def test_without_a_usable_setup_the_redeemer_only_reports_and_says_why(tmp_path,
     assert (redeemer.off_reason is None) if words is None else (words in redeemer.off_reason)
 
 
-def test_a_funder_that_is_not_the_keys_safe_turns_redemption_off(tmp_path):
+@pytest.mark.parametrize("sig, what", [(1, "proxy wallet"), (2, "Safe"), (3, "deposit wallet")])
+def test_a_funder_that_is_not_the_keys_wallet_turns_redemption_off(tmp_path, sig, what):
     from polymm.trader.redeem.service import build_redeemer
 
     environ = {"PK": "0x" + "12" * 32, "BUILDER_API_KEY": "k", "BUILDER_SECRET": "czNjcjN0", "BUILDER_PASS_PHRASE": "p"}
-    redeemer = build_redeemer(_Section(), funder="0x" + "11" * 20, signature_type=2, state_dir=tmp_path,
+    redeemer = build_redeemer(_Section(), funder="0x" + "11" * 20, signature_type=sig, state_dir=tmp_path,
                               get=environ.get)
-    assert redeemer.relayer is None and "is not the Safe of PK" in redeemer.off_reason
+    assert redeemer.relayer is None and f"is not the {what} of PK" in redeemer.off_reason
 
 
 def test_an_unreachable_data_api_is_said_once_not_every_cycle(tmp_path, caplog):
