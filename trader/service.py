@@ -295,7 +295,8 @@ class TraderService:
         from polymm.trader.redeem.service import build_redeemer
 
         self.redeemer = build_redeemer(cfg.redeem, funder=self.core.gateway.funder,
-                                       signature_type=self.core.gateway.signature_type, state_dir=self.state_dir)
+                                       signature_type=self.core.gateway.signature_type, state_dir=self.state_dir,
+                                       ledger=self.ledger)
         self.redeemer.start()
         self.engine.cash = lambda: self.balance.balance_usd  # risk spends no more than the wallet's pUSD
 

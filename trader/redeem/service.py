@@ -18,7 +18,8 @@ from polymm.trader.redeem.worker import Redeemer, RedeemSettings
 log = logging.getLogger("polymm.trader.redeem")
 
 
-def build_redeemer(section, *, funder: str, signature_type: int, state_dir: Path, get=env.get) -> Redeemer:
+def build_redeemer(section, *, funder: str, signature_type: int, state_dir: Path, get=env.get,
+                   ledger=None) -> Redeemer:
     """`section`: the config's `redeem` table (enabled, delay_s, batch, merge, poll_s)."""
     settings = RedeemSettings(delay_s=section.delay_s, batch=section.batch, merge=section.merge,
                               poll_s=getattr(section, "poll_s", RedeemSettings.poll_s))
@@ -41,4 +42,5 @@ def build_redeemer(section, *, funder: str, signature_type: int, state_dir: Path
     else:
         log.warning("redeemer off: %s", reason or "no builder credentials (BUILDER_API_KEY, BUILDER_SECRET, "
                                                   "BUILDER_PASS_PHRASE; see README, Redemption)")
-    return Redeemer(settings, lambda: positions.fetch(data_url, funder), Journal.open(state_dir), relayer, reason)
+    return Redeemer(settings, lambda: positions.fetch(data_url, funder), Journal.open(state_dir), relayer, reason,
+                    ledger=ledger)

@@ -7,6 +7,7 @@ because the journal only marks a request done when the relayer reports it mined.
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -40,8 +41,13 @@ class RedeemSettings:
 
 class Redeemer:
     def __init__(self, settings: RedeemSettings, fetch_rows: Callable[[], list[PositionRow]], journal: Journal,
-                 relayer: Relayer | None, off_reason: str | None = None, clock: Callable[[], float] = time.time):
+                 relayer: Relayer | None, off_reason: str | None = None, clock: Callable[[], float] = time.time,
+                 ledger=None):
         self.settings = settings
+        # The trader's ledger (trader/ledger), when there is one: every request and outcome is also recorded
+        # there as an event, for `mmctl history` and the report. The journal stays the restart-safe record:
+        # the ledger is written asynchronously, and a request must be on disk before it is sent.
+        self.ledger = ledger
         self.fetch_rows = fetch_rows
         self.journal = journal
         self.relayer = relayer
@@ -123,12 +129,14 @@ class Redeemer:
                 return
             if state in SUCCESS:
                 for entry in self.journal.finish(tx_id, "confirmed", now):
+                    self._record("redeem_outcome", entry, tx_id, state=state, pusd=entry.shares)
                     verb = "redeemed" if entry.kind == "redeem" else "merged"
                     log.info("%s %s: +$%s pUSD (relayer tx %s)", verb, entry.slug or entry.condition_id,
                              entry.shares, tx_id)
             elif state in FAILURE:
                 self._back_off(now)  # a request that keeps reverting must not be resent every cycle
                 for entry in self.journal.finish(tx_id, "failed", now, error or state):
+                    self._record("redeem_outcome", entry, tx_id, state=state, error=error)
                     log.warning("%s of %s failed on chain (%s, relayer tx %s); it will be requested again in %.0f s",
                                 entry.kind, entry.slug or entry.condition_id, error or state, tx_id, self._backoff_s)
             else:
@@ -151,9 +159,21 @@ class Redeemer:
                 self._trouble(str(exc), now)
                 return
             self.journal.sent(batch, tx_id, now)
+            for action in batch:
+                self._record("redeem_request", action, tx_id)
             self._backoff_s = 0.0
             log.info("requested %s (relayer tx %s)", ", ".join(f"{a.kind} {a.slug or a.condition_id} "
                                                                 f"(${a.shares})" for a in batch), tx_id)
+
+    def _record(self, kind: str, item, tx_id: str, **extra) -> None:
+        if self.ledger is None:
+            return
+        detail = {"kind": item.kind, "condition_id": item.condition_id, "slug": item.slug,
+                  "shares": str(item.shares), "tx_id": tx_id, **extra}
+        try:
+            self.ledger.event(kind, json.dumps(detail, sort_keys=True))
+        except Exception:  # the ledger must never stop a redemption
+            log.exception("recording %s in the ledger failed", kind)
 
     def _back_off(self, now: float) -> None:
         self._backoff_s = min(BACKOFF_MAX_S, max(BACKOFF_MIN_S, self._backoff_s * 2))

@@ -2,6 +2,7 @@
 (`polymm-sim --redeem manual`: nothing is paid out until it is redeemed)."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -26,6 +27,14 @@ def sim(tmp_path):
         yield running
 
 
+class RecordingLedger:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def event(self, kind: str, detail: str = "") -> None:
+        self.events.append((kind, detail))
+
+
 def step_until(redeemer, done, what: str, timeout_s: float = 20.0) -> None:
     def once():
         redeemer.step()
@@ -42,9 +51,13 @@ def test_winner_pays_exactly_shares_and_loser_is_cleared(sim, tmp_path, kind):
     sim.admin.resolve_now(m["condition_id"], "Up")
     cash = wallet.cash()
     redeemer = wallet.redeemer(tmp_path / "state")
+    redeemer.ledger = ledger = RecordingLedger()
     assert redeemer.snapshot()["enabled"]
     step_until(redeemer, lambda: redeemer.snapshot().get("redeemed_today_usd") == 7.0, "the redemption confirmed")
     assert wallet.cash() - cash == Decimal(7)  # 7 winning shares x 1 pUSD, to the unit
+    assert [kind for kind, _ in ledger.events] == ["redeem_request", "redeem_outcome"]
+    assert Decimal(json.loads(ledger.events[1][1])["pusd"]) == 7 and json.loads(ledger.events[1][1])["state"] in (
+        "STATE_MINED", "STATE_CONFIRMED")
     assert wallet.shares() == {}  # the 5 losing Down shares are gone too
     snap = redeemer.snapshot()
     assert snap["awaiting_redemption_usd"] == 0 and snap["in_flight"] == 0
