@@ -3,7 +3,8 @@
 Input: one JSON object per line (contract 2, written by `polymm-feed --record FILE`):
 `ts` (unix s), `window_start`, `up_bid`, `up_ask`, `down_bid`, `down_ask` (number or null) and optionally
 `*_size`, `window_end` (default window_start + market.window_s), `tick_size` (0.01), `min_order_size` (5),
-`fee_rate` (0.07) and `winner` ("up" | "down", see Resolution). Blank lines and lines starting with `#` are
+`fee_rate` (0.07), `winner` ("up" | "down", see Resolution) and depth: `up_bids`, `up_asks`, `down_bids`,
+`down_asks` as [price, size] pairs best first (recordings without them replay on the top of book). Blank lines and lines starting with `#` are
 skipped; any other bad line stops the run with its line number. Unknown fields are ignored.
 
 """
@@ -39,6 +40,12 @@ class TickLine(msgspec.Struct):
     min_order_size: float | None = None
     fee_rate: float | None = None
     winner: Literal["up", "down"] | None = None
+    # Depth (optional): the levels of each side as [price, size] pairs, best first. When present they are the
+    # book the fill model matches against; the top-of-book fields above still say the best level.
+    up_bids: list[tuple[float, float]] | None = None
+    up_asks: list[tuple[float, float]] | None = None
+    down_bids: list[tuple[float, float]] | None = None
+    down_asks: list[tuple[float, float]] | None = None
 
 
 _DECODER = msgspec.json.Decoder(TickLine)
@@ -80,6 +87,10 @@ def _check_line(line: TickLine, path: str | Path, n: int) -> None:
         v = getattr(line, name)
         if v is not None and not (v >= 0 and math.isfinite(v)):
             raise BadTicks(f"{path} line {n}: {name} {v} must be a size >= 0")
+    for name in ("up_bids", "up_asks", "down_bids", "down_asks"):
+        for price, size in getattr(line, name) or ():
+            if not (0 < price < 1) or not (size >= 0 and math.isfinite(size)):
+                raise BadTicks(f"{path} line {n}: {name} has a level ({price}, {size}) outside (0, 1) x [0, inf)")
     if line.window_end is not None and line.window_end <= line.window_start:
         raise BadTicks(f"{path} line {n}: window_end {line.window_end} is not after window_start {line.window_start}")
     if line.tick_size is not None and line.tick_size not in TICK_SIZES:
