@@ -247,6 +247,7 @@ class StatusReply(Reply, tag="status"):
     config_warnings: list[str] = []  # from the config schema (questionable but valid values)
     pending_restart: list[str] = []  # config keys changed that take effect only after a restart
     decisions: int | None = None  # decisions made since the trader started (None from older traders)
+    mode: str = "live"  # live | paper (config `mode`, read once at start); older traders are live
 
 
 class ConfigReply(Reply, tag="config"):

@@ -155,6 +155,7 @@ def build_status(feed: FeedHealth, trader: p.StatusReply | None, trader_problem:
 
 def status_json(view: StatusView) -> dict[str, Any]:
     return {
+        "mode": view.trader.mode if view.trader is not None else None,
         "healthy": view.healthy,
         "warnings": view.warnings,
         "feed": asdict(view.feed),
@@ -180,6 +181,10 @@ def render_status(view: StatusView, now: float) -> str:
     verdict = "HEALTHY" if view.healthy else f"UNHEALTHY ({len(view.warnings)} warning{'s' * (len(view.warnings) != 1)})"
     tail = verdict if not view.warnings else verdict + "\n" + render.bullets(view.warnings)
     blocks.append(tail)
+    if trader is not None and trader.mode == "paper":
+        # First, before anything else: an operator must never take a paper trader for a live one.
+        blocks.insert(0, "PAPER TRADING: orders are filled locally against the live book; no order reaches the "
+                         "exchange, no money moves")
     return "\n\n".join(blocks)
 
 

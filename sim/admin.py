@@ -3,7 +3,7 @@
 Not part of Polymarket's API; `polymm-sim --no-admin` turns it off. Every route answers JSON; a bad
 request gets 400 with the reason in words.
 
-    GET  /_sim/state                      market, BTC, faults, stats, connections
+    GET  /_sim/state                      market, BTC, faults, stats, requests ("METHOD /path" -> count), connections
     POST /_sim/fault    {"name": ..., ...} see FAULTS below
     POST /_sim/fund     {"address", "amount"}
     GET  /_sim/balance?address=           pUSD (total, free) and positions in listed markets
@@ -135,7 +135,7 @@ class AdminApi:
         return web.json_response({
             "now": now, "started_at": sim.started_at, "window_s": sim.calendar.window_s, "live_window_start": live,
             "live_slug": f"btc-updown-15m-{live}", "btc": sim.market.btc_price(), "markets": markets,
-            "faults": sim.faults.describe(), "stats": dict(sim.stats),
+            "faults": sim.faults.describe(), "stats": dict(sim.stats), "requests": dict(sim.requests),
             "heartbeats_age_s": sim.heartbeats.describe(now),
             "connections": {"market": len(sim.market_ch.conns), "user": len(sim.user_ch.conns)},
             "fees_collected": num(sim.engine.fees_collected),

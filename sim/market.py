@@ -90,7 +90,7 @@ class SyntheticMarket:
                  levels: int = 5, level_size: float = 60.0, requote_move: float = 0.01,
                  min_requote_s: float = 1.0, refill_below: float = 0.4, taker_rate_per_s: float = 0.5,
                  taker_size: tuple[float, float] = (5.0, 60.0), resolve_delay_s: float = 0.0,
-                 retain_s: float = 3600.0) -> None:
+                 retain_s: float = 3600.0, script: list[tuple[float, float]] | None = None) -> None:
         self.engine = engine
         self.calendar = calendar
         self.seed = seed
@@ -106,6 +106,10 @@ class SyntheticMarket:
         self.taker_size = taker_size
         self.resolve_delay_s = resolve_delay_s
         self.retain_s = retain_s  # finished orders/trades older than this are forgotten at each resolution
+        # A scripted market (tests): every window's P(Up) follows these (seconds since the window start, P(Up))
+        # steps instead of BTC, with no background takers, and the leg the last step favours wins. Seeded and
+        # deterministic like the rest: the same script gives the same book at the same offsets.
+        self.script = sorted(script) if script else None
         # Separate generators: the BTC path must not depend on how much trading happened.
         self._btc_rng = random.Random(f"{seed}:btc")
         self._taker_rng = random.Random(f"{seed}:takers")
@@ -169,12 +173,20 @@ class SyntheticMarket:
                     # The first grid price at/after T is the window's open (when the sim starts
                     # mid-window, the price at start stands in for it).
                     w.open_price = self._btc
-                w.fair = fair_up_probability(self._btc, w.open_price, w.spec.window_end - t, self.vol_per_sqrt_s)
+                w.fair = (self._scripted_fair(t - start) if self.script else
+                          fair_up_probability(self._btc, w.open_price, w.spec.window_end - t, self.vol_per_sqrt_s))
                 self._maybe_switch_tick(w, t)
                 self._quote(w, t)
             else:
                 self._quote(w, t)  # listed ahead: quoted around 0.5, no takers yet
         self._background_taker(live_start, t)
+
+    def _scripted_fair(self, offset_s: float) -> float:
+        fair = self.script[0][1]
+        for at, p in self.script:
+            if at <= offset_s + 1e-9:
+                fair = p
+        return fair
 
     def _list_windows(self, live_start: int) -> None:
         for i in range(self.listed_ahead + 1):
@@ -203,7 +215,7 @@ class SyntheticMarket:
             self.engine.stop_accepting(cid, t)
             self._ladders[cid] = {}
         if t >= w.spec.window_end + self.resolve_delay_s:
-            up_wins = w.close_price >= w.open_price
+            up_wins = w.close_price >= w.open_price if not self.script else self._scripted_fair(w.spec.window_end - w.spec.window_start) >= 0.5
             self.engine.resolve(cid, w.spec.up_token if up_wins else w.spec.down_token, t)
             w.fair = 1.0 if up_wins else 0.0
             w.resolved = True
@@ -324,7 +336,7 @@ class SyntheticMarket:
         # Always draw the same numbers per step, traded or not, so the generator's position depends
         # on the grid only.
         rng = self._taker_rng
-        arrives = rng.random() < self.taker_rate_per_s * self.step_s
+        arrives = rng.random() < self.taker_rate_per_s * self.step_s and not self.script
         buys_up_space = rng.random() < 0.5
         via_down = rng.random() < 0.5
         lo, hi = self.taker_size

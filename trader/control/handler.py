@@ -218,8 +218,9 @@ class TraderControlHandler:
     """ControlHandler (trader/control/server.py) for one running trader."""
 
     def __init__(self, engine, core, store: ConfigStore, *, started_at: float | None = None,
-                 clock=time.time, balance=None) -> None:
+                 clock=time.time, balance=None, mode: str = "live") -> None:
         self.engine = engine
+        self.mode = mode  # live | paper: fixed for the life of the process
         self.balance = balance  # trader/balance.BalanceWatcher, or None
         self.core = core
         self.store = store
@@ -350,6 +351,7 @@ class TraderControlHandler:
             config_warnings=list(cfg.warnings(self.store.current)),
             pending_restart=sorted(self.store.pending_restart),
             decisions=es.decisions,
+            mode=self.mode,
         )
 
     def _state_word(self, es, exchange) -> str:
@@ -574,6 +576,8 @@ def summary_line(handler: TraderControlHandler) -> str:
     exposure = f"exposure ${total.usd:.2f}/{total.cap_usd:g}" if total and total.cap_usd else (
         f"exposure ${total.usd:.2f}" if total else "exposure ?")
     line = f"{reply.state} {window} {exposure} pnl {reply.realised_pnl + reply.unrealised_pnl:+.2f}"
+    if reply.mode == "paper":
+        line = "PAPER " + line
     if reply.warnings:
         line += f" | {reply.warnings[0]}"
     return line
