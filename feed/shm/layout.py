@@ -153,7 +153,6 @@ class Leg:
 class Snapshot:
     magic: int
     version: int
-    depth_levels: int
     writer_pid: int
     writer_start: float
     heartbeat: float
@@ -174,6 +173,7 @@ class Snapshot:
     disagreements: int
     up: Leg
     down: Leg
+    depth_levels: int = 0  # N of the DEPTH block: up.bids etc. hold at most N levels (0: top of book only)
 
     @property
     def market(self) -> MarketIdentity:

@@ -350,5 +350,7 @@ def _why_no_entry(ls: S1LegState, market: MarketView, params: S1Params, late: bo
     if leg in candidates:
         return "other leg has the turn (leg_mode highest_bid)"
     if not finite(bid):
+        if not market.known(leg, Side.BUY):
+            return "no bid without us: the published depth shows only our own bids"
         return "no bid"
     return f"bid {bid:g} below entry threshold"
