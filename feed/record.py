@@ -1,5 +1,6 @@
-"""`polymm-feed --record FILE`: every published top of book as one JSON line (contract 2 of contracts.md),
-the input of `polymm-backtest`.
+"""`polymm-feed --record FILE`: every published top of book, with its depth when the feed publishes depth, as
+one JSON line (contract 2 of contracts.md; read by trader/backtest/ticks_file.py), the input of
+`polymm-backtest`.
 
 The recorder reads the segment's ring from its own thread, so the hot path never touches the file: a slow
 disk delays the recording, never the publish. If the recorder falls more than a ring's length behind, the
@@ -41,6 +42,12 @@ def tick_line(update: shm.Update, snap: shm.Snapshot | None) -> dict | None:
         "down_ask_size": _num(down.ask_size),
         "tick_size": _num(update.tick_size),
     }
+    # Depth (shm layout 2, `polymm-feed --depth N`): per leg, bids and asks as [[price, size], ...] best
+    # first, only when the segment carries depth and the leg has a book; a reader of older files sees none.
+    for name, leg in (("up", up), ("down", down)):
+        if leg.bids or leg.asks:
+            line[f"{name}_bids"] = [[p, q] for p, q in leg.bids]
+            line[f"{name}_asks"] = [[p, q] for p, q in leg.asks]
     if snap is not None and snap.window_start == update.window_start:
         line["window_end"] = snap.window_end
         line["min_order_size"] = snap.min_order_size

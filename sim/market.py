@@ -120,6 +120,7 @@ class SyntheticMarket:
         self._by_condition: dict[str, _Window] = {}
         self._ladders: dict[str, dict[tuple[str, Decimal], list[str]]] = {}  # cid -> (side, up price) -> ids
         self._bg_seq = 0
+        self._scripted: dict[str, list[str]] = {}  # cid -> background order ids of a scripted book (admin)
 
     # ---- read side (tests, demo, admin) ----------------------------------------------------------
     def btc_price(self) -> float:
@@ -260,7 +261,7 @@ class SyntheticMarket:
         return Decimal(int(size))
 
     def _quote(self, w: _Window, t: float) -> None:
-        if not w.spec.accepting_orders:
+        if not w.spec.accepting_orders or w.spec.condition_id in self._scripted:
             return
         cid = w.spec.condition_id
         tick = w.spec.tick_size
@@ -331,6 +332,38 @@ class SyntheticMarket:
         result = self.engine.submit(order, t)
         return order_id if result.ok else None
 
+    # ---- a scripted book (the admin's /_sim/book and /_sim/take, for tests) ------------------------
+    def script_book(self, condition_id: str, bids: list[tuple[Decimal, Decimal]],
+                    asks: list[tuple[Decimal, Decimal]], t: float) -> None:
+        """From now on this window's background book is exactly `bids`/`asks` ((Up price, size) levels): its
+        ladder is cancelled, the levels rest as background orders, and neither the ladder nor the random takers
+        touch it again (the BTC walk and resolution go on). Calling it again replaces the levels: the orders of
+        the previous script are cancelled first, then the new ones rest (whatever other traders rest stays)."""
+        w = self._by_condition.get(condition_id)
+        if w is None:
+            raise ValueError(f"no such window: {condition_id}")
+        for ids in self._ladders.get(condition_id, {}).values():
+            for order_id in ids:
+                self.engine.cancel(order_id, BACKGROUND, t)
+        self._ladders[condition_id] = {}
+        for order_id in self._scripted.get(condition_id, []):
+            self.engine.cancel(order_id, BACKGROUND, t)
+        placed = []
+        for side, levels in (("BUY", bids), ("SELL", asks)):
+            for price, size in levels:
+                order_id = self._submit_background(w, w.spec.up_token, side, price, size, "GTC", t)
+                if order_id is None:
+                    raise ValueError(f"the exchange refused a {side} of {size} at {price} (tick {w.spec.tick_size})")
+                placed.append(order_id)
+        self._scripted[condition_id] = placed
+
+    def take(self, condition_id: str, side: str, price: Decimal, size: Decimal, t: float) -> bool:
+        """A background taker: a fill-and-kill `side` of `size` Up shares with limit `price`, now."""
+        w = self._by_condition.get(condition_id)
+        if w is None:
+            raise ValueError(f"no such window: {condition_id}")
+        return self._submit_background(w, w.spec.up_token, side, price, size, "FAK", t) is not None
+
     # ---- background takers -----------------------------------------------------------------------
     def _background_taker(self, live_start: int, t: float) -> None:
         # Always draw the same numbers per step, traded or not, so the generator's position depends
@@ -345,6 +378,8 @@ class SyntheticMarket:
         w = self._windows.get(live_start)
         if not arrives or w is None or not w.spec.accepting_orders or w.open_price is None:
             return
+        if w.spec.condition_id in self._scripted:
+            return  # a scripted book trades only when the script says so
         tick = w.spec.tick_size
         bids, asks = self.engine.book(w.spec.up_token)
         if buys_up_space:

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from polymm.trader.model import MarketView
+from polymm.trader.decision.net_book import net_view
+from polymm.trader.execution.own_book import own_book
 
 log = logging.getLogger("polymm.trader.engine")
 
@@ -393,7 +395,7 @@ class Engine:
             # stale/crossed books still go through the pipeline: its risk gate cancels entries and refuses new
             # ones on a book that is not fresh (MarketView.fresh / crossed carry the verdict).
             view = market_view(snap, now=now, stale_feed_ms=stale_ms)
-            actions = self._decide_and_execute(view, now)
+            actions, view = self._decide_and_execute(view, now, snap)
         else:
             self._refuse(problem, now)
         if self.tick_publish_ts is not None and view is not None and self._on_decision is not None:
@@ -484,7 +486,8 @@ class Engine:
 
     # -- the pipeline -------------------------------------------------------------------------------
 
-    def _decide_and_execute(self, view: MarketView, now: float) -> int:
+    def _decide_and_execute(self, view: MarketView, now: float, snap=None) -> tuple[int, MarketView]:
+        """Decide on `view` net of our own orders and execute. Returns (actions, the view decided on)."""
         if self._pipeline is None:
             from polymm.trader.decision import decide  # S1, S2, risk gate, planner
 
@@ -493,6 +496,12 @@ class Engine:
         if self._pipeline_state is None:
             self._pipeline_state = self._new_state(view)
         orders = self.core.orders(working_only=True)
+        if snap is not None:
+            # The strategies read the market without us (strategies.md): subtract our resting orders, the same
+            # ones the decision sees, from the published depth.
+            up, down = snap.up, snap.down
+            view = net_view(view, (up.bids, up.asks), (down.bids, down.asks), own_book(orders),
+                                  getattr(snap, "depth_levels", 0))
         positions = self.core.positions()
         exchange = self._exchange_status()
         decision = self._pipeline(
@@ -511,7 +520,7 @@ class Engine:
         if self.flattening and getattr(decision, "flat", False):
             log.info("flatten done: no sellable position left; trader stays paused (mmctl resume to trade again)")
             self.flattening = False
-        return len(decision.actions)
+        return len(decision.actions), view
 
     def _exchange_status(self):
         try:

@@ -3,9 +3,13 @@
 Input: one JSON object per line (contract 2, written by `polymm-feed --record FILE`):
 `ts` (unix s), `window_start`, `up_bid`, `up_ask`, `down_bid`, `down_ask` (number or null) and optionally
 `*_size`, `window_end` (default window_start + market.window_s), `tick_size` (0.01), `min_order_size` (5),
-`fee_rate` (0.07), `winner` ("up" | "down", see Resolution) and depth: `up_bids`, `up_asks`, `down_bids`,
-`down_asks` as [price, size] pairs best first (recordings without them replay on the top of book). Blank lines and lines starting with `#` are
+`fee_rate` (0.07) and `winner` ("up" | "down", see Resolution). Blank lines and lines starting with `#` are
 skipped; any other bad line stops the run with its line number. Unknown fields are ignored.
+
+Depth (recorded since shm layout 2 by a feed with `--depth N`, N > 0): `up_bids`, `up_asks`, `down_bids`,
+`down_asks`, each a list of [price, size] pairs, best first (bids descending, asks ascending), at most N
+of them; when present the first pair is the top of book (`up_bid`, `up_bid_size`, ...). Older recordings have
+none: `TickLine.depth(leg)` returns None for them and the top of book is all there is.
 
 """
 from __future__ import annotations
@@ -40,12 +44,18 @@ class TickLine(msgspec.Struct):
     min_order_size: float | None = None
     fee_rate: float | None = None
     winner: Literal["up", "down"] | None = None
-    # Depth (optional): the levels of each side as [price, size] pairs, best first. When present they are the
-    # book the fill model matches against; the top-of-book fields above still say the best level.
     up_bids: list[tuple[float, float]] | None = None
     up_asks: list[tuple[float, float]] | None = None
     down_bids: list[tuple[float, float]] | None = None
     down_asks: list[tuple[float, float]] | None = None
+
+    def depth(self, leg: Literal["up", "down"]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]] | None:
+        """The recorded depth of `leg`: (bids, asks), each a list of (price, size) best first; None when this
+        line has top of book only (a recording without depth)."""
+        bids, asks = (self.up_bids, self.up_asks) if leg == "up" else (self.down_bids, self.down_asks)
+        if bids is None and asks is None:
+            return None
+        return (bids or [], asks or [])
 
 
 _DECODER = msgspec.json.Decoder(TickLine)
@@ -87,10 +97,9 @@ def _check_line(line: TickLine, path: str | Path, n: int) -> None:
         v = getattr(line, name)
         if v is not None and not (v >= 0 and math.isfinite(v)):
             raise BadTicks(f"{path} line {n}: {name} {v} must be a size >= 0")
-    for name in ("up_bids", "up_asks", "down_bids", "down_asks"):
-        for price, size in getattr(line, name) or ():
-            if not (0 < price < 1) or not (size >= 0 and math.isfinite(size)):
-                raise BadTicks(f"{path} line {n}: {name} has a level ({price}, {size}) outside (0, 1) x [0, inf)")
+    for name in ("up", "down"):
+        for side in ("bids", "asks"):
+            _check_depth(line, name, side, path, n)
     if line.window_end is not None and line.window_end <= line.window_start:
         raise BadTicks(f"{path} line {n}: window_end {line.window_end} is not after window_start {line.window_start}")
     if line.tick_size is not None and line.tick_size not in TICK_SIZES:
@@ -99,3 +108,22 @@ def _check_line(line: TickLine, path: str | Path, n: int) -> None:
         raise BadTicks(f"{path} line {n}: min_order_size must be > 0")
     if line.fee_rate is not None and not 0 <= line.fee_rate < 1:
         raise BadTicks(f"{path} line {n}: fee_rate {line.fee_rate} is outside [0, 1)")
+
+
+def _check_depth(line: TickLine, leg: str, side: str, path: str | Path, n: int) -> None:
+    levels = getattr(line, f"{leg}_{side}")
+    if levels is None:
+        return
+    field = f"{leg}_{side}"
+    last = None
+    for price, size in levels:
+        if not 0 < price < 1:
+            raise BadTicks(f"{path} line {n}: {field} price {price} is outside (0, 1)")
+        if not (size > 0 and math.isfinite(size)):
+            raise BadTicks(f"{path} line {n}: {field} size {size} at {price} must be > 0")
+        if last is not None and not (price < last if side == "bids" else price > last):
+            raise BadTicks(f"{path} line {n}: {field} is not best first ({price} after {last})")
+        last = price
+    top = getattr(line, f"{leg}_{side[:-1]}")  # up_bid / up_ask
+    if levels and top is not None and abs(levels[0][0] - top) > 1e-9:
+        raise BadTicks(f"{path} line {n}: {field} starts at {levels[0][0]} but {leg}_{side[:-1]} is {top}")

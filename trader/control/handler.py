@@ -247,14 +247,32 @@ class TraderControlHandler:
     def _book(self):
         return self.engine.status.market_view
 
+    def _leg_books(self, view) -> list[p.LegBook]:
+        """Per leg, the displayed top and the top without our orders, from the last decision's view."""
+        if view is None:
+            return []
+        books = []
+        for leg in (Leg.UP, Leg.DOWN):
+            raw, net = view.raw(leg), view.net(leg)
+            books.append(p.LegBook(
+                leg=_s(leg), bid=_num_or_none(raw.bid), bid_size=_num_or_none(raw.bid_size),
+                ask=_num_or_none(raw.ask), ask_size=_num_or_none(raw.ask_size), net_bid=_num_or_none(net.bid),
+                net_bid_size=_num_or_none(net.bid_size), net_ask=_num_or_none(net.ask),
+                net_ask_size=_num_or_none(net.ask_size), net_bid_known=view.known(leg, Side.BUY),
+                net_ask_known=view.known(leg, Side.SELL),
+            ))
+        return books
+
     def _order_info(self, order, view, now: float) -> p.OrderInfo:
         distance = None
         if view is not None:
+            # "behind" counts our own orders: the queue as the exchange displays it (view.raw).
+            raw = view.raw(order.leg)
             if order.side is Side.BUY:
-                best = view.bid(order.leg)
+                best = raw.bid
                 distance = None if not _finite(best) else round(best - order.price, 6)
             else:
-                best = view.ask(order.leg)
+                best = raw.ask
                 distance = None if not _finite(best) else round(order.price - best, 6)
         return p.OrderInfo(
             client_id=order.client_id, order_id=order.order_id, strategy=order.strategy, leg=_s(order.leg),
@@ -352,6 +370,7 @@ class TraderControlHandler:
             pending_restart=sorted(self.store.pending_restart),
             decisions=es.decisions,
             mode=self.mode,
+            book=_safe(lambda: self._leg_books(view), []),
         )
 
     def _state_word(self, es, exchange) -> str:
@@ -428,7 +447,8 @@ class TraderControlHandler:
         now = self.clock()
         view = self._book()
         orders = self.core.orders(working_only=not request.include_done)
-        return p.OrdersReply(orders=[self._order_info(o, view, now) for o in orders], now=now)
+        return p.OrdersReply(orders=[self._order_info(o, view, now) for o in orders], now=now,
+                             book=self._leg_books(view))
 
     def positions(self, request: p.PositionsRequest) -> p.PositionsReply:
         infos = self._position_infos(self._book())
@@ -545,6 +565,10 @@ def _default_config():
 
 def _finite(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _num_or_none(x) -> float | None:
+    return float(x) if _finite(x) else None
 
 
 def _s(value) -> str:

@@ -171,5 +171,5 @@ def test_tick_files_carry_depth_and_bad_levels_name_their_line(tmp_path):
         '"down_ask": 0.6, "up_bids": [[1.4, 2]]}\n')
     lines = read_ticks(path)
     assert next(lines)[1].up_bids == [(0.4, 2.0), (0.39, 3.0)]
-    with pytest.raises(BadTicks, match="line 2: up_bids has a level"):
+    with pytest.raises(BadTicks, match="line 2: up_bids price 1.4 is outside"):
         next(lines)
