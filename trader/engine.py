@@ -222,6 +222,9 @@ class Engine:
     ) -> None:
         self.reader = reader
         self.core = core
+        # Live, the published book contains our resting orders and the decision subtracts them. Paper trading's
+        # orders rest only in the paper exchange, never in the published book: nothing to subtract (service.py).
+        self.book_shows_our_orders = True
         self.config = config
         # The one place the effective config lives (the service's ConfigStore.current): read at every decision,
         # so `mmctl set`, `mmctl reload` and SIGHUP all reach the next decision through one path, never racing.
@@ -496,7 +499,7 @@ class Engine:
         if self._pipeline_state is None:
             self._pipeline_state = self._new_state(view)
         orders = self.core.orders(working_only=True)
-        if snap is not None:
+        if snap is not None and self.book_shows_our_orders:
             # The strategies read the market without us (strategies.md): subtract our resting orders, the same
             # ones the decision sees, from the published depth.
             up, down = snap.up, snap.down

@@ -270,6 +270,7 @@ class TraderService:
             reconnect_reader=lambda: self._reattach_feed(),
             config_source=lambda: self.store.current,
         )
+        self.engine.book_shows_our_orders = self.mode != "paper"
         self.notifier.status(self._tag("waiting for the feed to publish a live market"), min_interval_s=0.0)
         try:
             market = self.engine.attach_market(max(1.0, feed_deadline - time.monotonic()), self.signals.stop)

@@ -59,6 +59,7 @@ def test_paper_run_trades_the_scripted_market_and_equals_the_backtest_of_its_rec
 
     # One fill model, one answer: the backtest of the recording of that window.
     ticks = [line for line in stack.ticks.read_text().splitlines() if json.loads(line)["window_start"] == first_full]
+    assert ticks and all("up_bids" in line for line in ticks)  # the feed publishes depth: both walk it
     window_file = tmp_path / "window.jsonl"
     window_file.write_text("\n".join(ticks) + "\n")
     bt = subprocess.run([sys.executable, "-m", "polymm.trader.backtest", str(window_file), "--config",
