@@ -415,11 +415,11 @@ def test_paper_mode_is_a_one_line_config_change_and_trades_on_paper(dep):
     cfg = dep.box.path("/etc/polymm/config.toml")
     original = cfg.read_text()
     sim_trades = len(dep.sim.admin.trades(dep.address))
-    since = dep.now()
     cfg.write_text('mode = "paper"\n' + original)
     try:
         r = dep.systemctl("restart", TRADER, check=False)
         assert r.returncode == 0, f"{r.describe()}\n{dep.diagnostics()}"
+        paper_pid = f"_PID={dep.main_pid(TRADER)}"  # the paper trader's own lines (not the live one's shutdown)
         dep.wait_for("STATUS= saying PAPER", lambda: dep.prop(TRADER, "StatusText").startswith("PAPER"), 30)
         status = dep.mmctl("status")
         assert status.stdout.splitlines()[0].startswith("PAPER TRADING"), status.stdout
@@ -427,10 +427,10 @@ def test_paper_mode_is_a_one_line_config_change_and_trades_on_paper(dep):
         refused = dep.mmctl("set", "mode=live")
         assert refused.returncode != 0 and "needs a restart" in refused.output
         fills = dep.wait_for("a paper fill in journalctl -u polymm-trader",
-                             lambda: [l for l in dep.journal(TRADER, "--since", since).splitlines()
+                             lambda: [l for l in dep.journal(TRADER, paper_pid).splitlines()
                                       if "paper fill trade=" in l], SIM_WINDOW_S * 3, every_s=2)
         print("\n".join(fills[:3]))
-        orders = [l for l in dep.journal(TRADER, "--since", since).splitlines() if ORDER_LINE.search(l)]
+        orders = [l for l in dep.journal(TRADER, paper_pid).splitlines() if ORDER_LINE.search(l)]
         assert orders and all("paper order " in l for l in orders), orders[:5]
         assert dep.sim.admin.open_orders(dep.address) == [] and len(dep.sim.admin.trades(dep.address)) == sim_trades
     finally:
