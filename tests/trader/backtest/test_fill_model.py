@@ -173,3 +173,19 @@ def test_tick_files_carry_depth_and_bad_levels_name_their_line(tmp_path):
     assert next(lines)[1].up_bids == [(0.4, 2.0), (0.39, 3.0)]
     with pytest.raises(BadTicks, match="line 2: up_bids price 1.4 is outside"):
         next(lines)
+
+
+def test_backtest_a_static_one_share_bid_gives_the_repeated_stop_one_share_until_the_level_changes():
+    def at(t, bid, ask, bid_size=None):
+        return TickLine(ts=WS + t, window_start=WS, up_bid=bid, up_ask=ask, down_bid=round(1 - ask, 2),
+                        down_ask=round(1 - bid, 2), up_bid_size=bid_size)
+
+    rows = ([at(640 + i, 0.85, 0.86) for i in range(10)] + [at(650, 0.84, 0.85)]
+            + [at(651 + i, 0.84, 0.86) for i in range(9)]
+            + [at(660 + i, 0.64, 0.66, 1.0) for i in range(10)]  # the stop's bid: 1 share, the same on every line
+            + [at(670 + i, 0.63, 0.66, 1.0) for i in range(3)])  # the level changes: one more share
+    result = Backtest(load_config(None, {"s1.cap_schedule": "0-900:20"})).run(rows)  # 23.52 shares held
+    stops = [(f["price"], f["size"]) for f in result.windows[0]["fills"] if f["order_role"] == "stop_loss"]
+    assert stops == [(0.64, 1.0), (0.63, 1.0)]
+    sent = [e for e in result.events if e["action"] == "place" and e["role"] == "stop_loss" and e["t"] < 670]
+    assert len(sent) >= 5  # re-sent every exit_retry_s against the same line: the one share was taken once
