@@ -795,3 +795,22 @@ def test_status_without_our_orders_in_the_top_reads_as_before(trader, sock_path,
         out = mmctl(sock_path, "status", shm=shm_name).stdout
         orders = mmctl(sock_path, "orders").stdout
     assert "without us" not in out + orders
+
+
+def test_a_paper_trader_says_paper_first_in_status_text_json_and_the_unit_status_line():
+    from polymm.ctl import status as status_view
+    from polymm.trader.control.handler import summary_line
+
+    feed = status_view.feed_health(None, NOW, problem="no segment")
+    paper, live = status_reply(mode="paper"), status_reply()
+    text = status_view.render_status(status_view.build_status(feed, paper, None), NOW)
+    assert text.splitlines()[0].startswith("PAPER TRADING")
+    assert not status_view.render_status(status_view.build_status(feed, live, None), NOW).startswith("PAPER")
+    assert status_view.status_json(status_view.build_status(feed, paper, None))["mode"] == "paper"
+    assert status_view.status_json(status_view.build_status(feed, live, None))["mode"] == "live"
+
+    class Handler:
+        def status(self, _request):
+            return paper
+
+    assert summary_line(Handler()).startswith("PAPER ")

@@ -145,3 +145,10 @@ def test_paper_mode_needs_no_key_and_never_reads_one(tmp_path, monkeypatch):
         monkeypatch.undo()
         monkeypatch.delenv(env.PK, raising=False)
         service.build_core(load_config(None), tmp_path)
+
+
+def test_the_paper_flag_sets_the_mode_for_this_start_only():
+    from polymm.trader import service
+
+    assert service.endpoint_settings(service.parse_args(["--paper"]))["mode"] == "paper"
+    assert "mode" not in service.endpoint_settings(service.parse_args([]))
