@@ -174,10 +174,11 @@ class PaperExchange:
                 return  # a straggler of an older window
             model = WindowFillModel(line, self.config, self.latency_s, [], f"paper-{line.window_start}", cash=self.cash)
             m = self._markets[line.window_start] = _Market(self._identities.get(line.window_start), model)
-            if self._current is not None and not self._current.closed:
-                self._current.model.settle_pending(line.ts)
-                self._close(self._current)
-                self._publish(self._current)
+            previous = self._current
+            if previous is not None and not previous.closed:
+                self._with_cash(previous, lambda: previous.model.settle_pending(min(line.ts, previous.model.window_end)))
+                self._close(previous)
+                self._publish(previous)
             self._current = m
         if m.closed:
             return
