@@ -506,7 +506,9 @@ def orders(settings: Settings, include_done: bool, as_json_flag: bool) -> None:
     """Our orders, with age and distance from the book.
 
     Working orders unless --all. "behind" is how far the price is behind the top of the book on the
-    order's side (0 = at the top).
+    order's side, as the exchange displays it with our own orders (0 = at the top). Below the table, for
+    each leg where our orders are part of the top: the displayed top and the top without us (what the
+    strategies decide on), e.g. "bid 0.61 x 6.55 (ours) → 0.58 x 40 without us".
     """
     reply = settings.ask(p.OrdersRequest(include_done=include_done))
     assert isinstance(reply, p.OrdersReply)
@@ -514,6 +516,8 @@ def orders(settings: Settings, include_done: bool, as_json_flag: bool) -> None:
         emit_json(as_json(reply))
     else:
         click.echo(status_view.orders_table(reply.orders, reply.now or None))
+        for line in status_view.book_lines(reply.book):  # where the bot is the market
+            click.echo(line)
 
 
 @cli.command()

@@ -154,10 +154,29 @@ class OrderInfo(msgspec.Struct, kw_only=True):
     created_at: float  # unix seconds
     age_s: float | None = None  # now - created_at, on the trader's clock (None: the trader did not say)
     # Distance behind the top of the book on the order's own side, in price units: BUY = best bid - price,
-    # SELL = price - best ask. 0 = at the top, > 0 = queued behind it, < 0 = better than the book (crossing
-    # or alone at the top). None when that side of the book is empty.
+    # SELL = price - best ask, against the book as displayed (our own orders count: an order of ours at the
+    # top is 0 behind). 0 = at the top, > 0 = queued behind it, < 0 = better than the book (crossing, or not
+    # displayed yet). None when that side of the book is empty.
     distance: float | None = None
     reason: str | None = ""  # why the strategy placed it ("entry bid>=0.60"); None/"" when not recorded
+
+
+class LegBook(msgspec.Struct, kw_only=True):
+    """One leg's top of book at the trader's last decision, as the exchange displays it (our own orders
+    included) and without our orders (what the strategies decide on). None: no level on that side."""
+
+    leg: str  # "up" | "down"
+    bid: float | None = None
+    bid_size: float | None = None
+    ask: float | None = None
+    ask_size: float | None = None
+    net_bid: float | None = None
+    net_bid_size: float | None = None
+    net_ask: float | None = None
+    net_ask_size: float | None = None
+    # False: the published depth showed only our orders on that side, so the price without us is unknown
+    net_bid_known: bool = True
+    net_ask_known: bool = True
 
 
 class PositionInfo(msgspec.Struct, kw_only=True):
@@ -258,6 +277,8 @@ class StatusReply(Reply, tag="status"):
     pending_restart: list[str] = []  # config keys changed that take effect only after a restart
     decisions: int | None = None  # decisions made since the trader started (None from older traders)
     fair_up: float | None = None  # P(Up wins) from the BTC reference price at the last decision (None: unknown/stale)
+    mode: str = "live"  # live | paper (config `mode`, read once at start); older traders are live
+    book: list[LegBook] = []  # per leg, raw and without our orders (empty from older traders / no book yet)
 
 
 class ConfigReply(Reply, tag="config"):
@@ -290,6 +311,7 @@ class DoneReply(Reply, tag="done"):
 class OrdersReply(Reply, tag="orders"):
     orders: list[OrderInfo]
     now: float = 0.0
+    book: list[LegBook] = []  # as in StatusReply
 
 
 class PositionsReply(Reply, tag="positions"):

@@ -217,6 +217,7 @@ def build_status(feed: FeedHealth, trader: p.StatusReply | None, trader_problem:
 
 def status_json(view: StatusView) -> dict[str, Any]:
     return {
+        "mode": view.trader.mode if view.trader is not None else None,
         "healthy": view.healthy,
         "verdict": view.verdict,
         "exit_code": view.exit_code,
@@ -235,7 +236,7 @@ VERDICT_WORDS = {HEALTHY: "HEALTHY", UNHEALTHY: "UNHEALTHY", PAUSED: "PAUSED", F
 
 
 def render_status(view: StatusView, now: float) -> str:
-    feed_block = _feed_block(view.feed)
+    feed_block = _feed_block(view.feed, view.trader.book if view.trader is not None else None)
     if view.feed.available and (view.feed.btc is not None or view.feed.btc_open_note):
         feed_block += "\n" + reference_line(view.feed.btc, view.feed.btc_age_s, view.feed.btc_open, view.feed.btc_open_note,
                                             view.trader.fair_up if view.trader is not None else None)
@@ -253,10 +254,14 @@ def render_status(view: StatusView, now: float) -> str:
         verdict += f" ({len(view.warnings)} warning{'s' * (len(view.warnings) != 1)})"
     tail = verdict if not view.warnings else verdict + "\n" + render.bullets(view.warnings)
     blocks.append(tail)
+    if trader is not None and trader.mode == "paper":
+        # First, before anything else: an operator must never take a paper trader for a live one.
+        blocks.insert(0, "PAPER TRADING: orders are filled locally against the live book; no order reaches the "
+                         "exchange, no money moves")
     return "\n\n".join(blocks)
 
 
-def _feed_block(feed: FeedHealth) -> str:
+def _feed_block(feed: FeedHealth, trader_book: list[p.LegBook] | None = None) -> str:
     if not feed.available:
         return "FEED    not available: " + (feed.problem or "unknown")
     rows = [
@@ -268,12 +273,52 @@ def _feed_block(feed: FeedHealth) -> str:
          "ends in " + render.duration(feed.time_left_s) if (feed.time_left_s or 0) >= 0 else
          "ended " + render.duration(-(feed.time_left_s or 0)) + " ago"),
     ]
+    books = {b.leg: b for b in (trader_book or [])}
     for name, quote in (("up", feed.up), ("down", feed.down)):
-        if quote is not None:
+        if quote is None:
+            continue
+        book = books.get(name)
+        if book is not None and (net_differs(book, "bid") or net_differs(book, "ask")):
+            # The trader's view at its last decision, raw and without us side by side (one consistent book).
+            rows.append((name, leg_side_words(book, "bid"), leg_side_words(book, "ask"),
+                         f"last {render.price(quote.last_trade)}"))
+        else:
             rows.append((name, f"bid {render.price(quote.bid)} x {render.number(quote.bid_size)}",
                          f"ask {render.price(quote.ask)} x {render.number(quote.ask_size)}",
                          f"last {render.price(quote.last_trade)}"))
     return render.table(None, rows)
+
+
+def net_differs(book: p.LegBook, side: str) -> bool:
+    """The top of that side without our orders is not the displayed one."""
+    known = book.net_bid_known if side == "bid" else book.net_ask_known
+    raw = (book.bid, book.bid_size) if side == "bid" else (book.ask, book.ask_size)
+    net = (book.net_bid, book.net_bid_size) if side == "bid" else (book.net_ask, book.net_ask_size)
+    return not known or raw != net
+
+
+def leg_side_words(book: p.LegBook, side: str) -> str:
+    """`bid 0.61 x 6.55 (ours) → 0.58 x 40 without us`, or just `bid 0.61 x 40` when we are not in it."""
+    price, size = (book.bid, book.bid_size) if side == "bid" else (book.ask, book.ask_size)
+    shown = f"{side} {render.price(price)} x {render.number(size)}"
+    if not net_differs(book, side):
+        return shown
+    known = book.net_bid_known if side == "bid" else book.net_ask_known
+    net_price, net_size = (book.net_bid, book.net_bid_size) if side == "bid" else (book.net_ask, book.net_ask_size)
+    if not known:
+        return f"{shown} (ours) → ? without us (the published depth shows only ours)"
+    if net_price is None:
+        return f"{shown} (ours) → none without us"
+    return f"{shown} (ours) → {render.price(net_price)} x {render.number(net_size)} without us"
+
+
+def book_lines(books: list[p.LegBook]) -> list[str]:
+    """One line per leg where our own orders change the top of the book, for `mmctl orders`."""
+    lines = []
+    for book in books:
+        if net_differs(book, "bid") or net_differs(book, "ask"):
+            lines.append(f"{book.leg}: {leg_side_words(book, 'bid')}; {leg_side_words(book, 'ask')}")
+    return lines
 
 
 def _trader_block(trader: p.StatusReply | None, problem: str | None, now: float) -> str:

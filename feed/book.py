@@ -17,7 +17,9 @@ Exchange quirks handled here:
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, insort
 
+from polymm.feed.shm.layout import geometry
 from polymm.feed.wire import (
     BestBidAsk,
     Book,
@@ -45,45 +47,71 @@ CROSS_SUM_ASKS = 1.0 + _EPS  # up_ask + down_ask at/below this: a SELL Up and a 
 
 
 class Side:
-    """One side of one token's book: price -> size, with the best price cached."""
+    """One side of one token's book: price -> size, the prices kept sorted ascending (so the top N levels
+    are a slice, not a sort, on every publish), the best price cached, and the side's packed DEPTH
+    (shm layout) cached until the side changes (`packed` None)."""
 
-    __slots__ = ("levels", "best", "is_bid")
+    __slots__ = ("levels", "prices", "best", "is_bid", "packed")
 
     def __init__(self, is_bid: bool) -> None:
         self.levels: dict[float, float] = {}
+        self.prices: list[float] = []  # ascending; the best bid is the last, the best ask the first
         self.best = NAN
         self.is_bid = is_bid
+        self.packed: bytes | None = None
 
     def replace(self, levels) -> None:
         book = {lv.price: lv.size for lv in levels if lv.size > 0}
         self.levels = book
+        self.prices = sorted(book)
+        self.packed = None
         if book:
-            self.best = max(book) if self.is_bid else min(book)
+            self.best = self.prices[-1] if self.is_bid else self.prices[0]
         else:
             self.best = NAN
 
     def set(self, price: float, size: float) -> None:
+        # (MarketBook._price_change inlines this: keep the two the same)
         levels = self.levels
+        self.packed = None
         if size > 0:
+            if price not in levels:
+                insort(self.prices, price)
             levels[price] = size
             best = self.best
             # NaN compares False both ways: the first level becomes the best
             if not (best == best) or (price > best if self.is_bid else price < best):
                 self.best = price
-        else:
-            if levels.pop(price, None) is not None and price == self.best:
-                if levels:
-                    self.best = max(levels) if self.is_bid else min(levels)
-                else:
-                    self.best = NAN
+        elif levels.pop(price, None) is not None:
+            prices = self.prices
+            del prices[bisect_left(prices, price)]
+            if price == self.best:
+                self.best = (prices[-1] if self.is_bid else prices[0]) if prices else NAN
 
     def best_size(self) -> float:
         best = self.best
         return self.levels[best] if best == best else NAN
 
+    def top_levels(self, n: int) -> list[tuple[float, float]]:
+        """The best `n` levels as (price, size), best first."""
+        prices = self.prices[: -n - 1 : -1] if self.is_bid else self.prices[:n]
+        levels = self.levels
+        return [(p, levels[p]) for p in prices]
+
+    def pack(self, n: int, side_struct, pad: tuple) -> bytes:
+        """This side's part of the shm DEPTH block: n prices then n sizes, best first, NaN-padded."""
+        packed = self.packed
+        if packed is None:
+            prices = self.prices[: -n - 1 : -1] if self.is_bid else self.prices[:n]
+            short = pad[: n - len(prices)]
+            packed = self.packed = side_struct.pack(*prices, *short, *map(self.levels.__getitem__, prices), *short)
+        return packed
+
     def clear(self) -> None:
         self.levels = {}
+        self.prices = []
         self.best = NAN
+        self.packed = None
 
 
 def _venue_best(text: str, is_bid: bool) -> float:
@@ -144,9 +172,13 @@ class LegBook:
         "verified",
         "unverified_since",
         "disagree_run",
+        "_side_struct",
+        "_depth_n",
+        "_pad",
+        "_nan_depth",
     )
 
-    def __init__(self, token: str, bit: int) -> None:
+    def __init__(self, token: str, bit: int, depth: int = 0) -> None:
         self.token = token
         self.bit = bit
         self.bids = Side(True)
@@ -158,6 +190,20 @@ class LegBook:
         self.verified = True  # False between a tick_size_change and the next consistent sighting
         self.unverified_since = NAN
         self.disagree_run = 0
+        g = geometry(depth)
+        self._depth_n = depth
+        self._side_struct = g.side
+        self._pad = (NAN,) * depth
+        self._nan_depth = g.nan_leg_depth
+
+    def depth(self) -> bytes:
+        """This leg's part of the shm DEPTH block (bids then asks, `depth` levels each), as
+        shm.Writer.publish_locked wants it: all NaN exactly when `top()`'s prices are (no snapshot yet, or
+        awaiting re-verification after a tick change). Re-packed only for a side that changed."""
+        if not (self.has_snapshot and self.verified):
+            return self._nan_depth
+        n, st, pad = self._depth_n, self._side_struct, self._pad
+        return self.bids.pack(n, st, pad) + self.asks.pack(n, st, pad)
 
     def top(self) -> tuple:
         """(bid, bid_size, ask, ask_size, last_trade, exchange_ts, recv_ts) as shm.Writer.publish wants it.
@@ -203,9 +249,11 @@ class LegBook:
 class MarketBook:
     """The two legs of one market (window). `apply(event, recv_ts)` returns a bit set of what changed."""
 
-    def __init__(self, up_token: str, down_token: str, condition_id: str = "", tick_size: float = 0.01) -> None:
-        self.up = LegBook(up_token, UP)
-        self.down = LegBook(down_token, DOWN)
+    def __init__(
+        self, up_token: str, down_token: str, condition_id: str = "", tick_size: float = 0.01, depth: int = 0
+    ) -> None:
+        self.up = LegBook(up_token, UP, depth)
+        self.down = LegBook(down_token, DOWN, depth)
         self.condition_id = condition_id
         self.tick_size = tick_size
         self.by_token = {up_token: self.up, down_token: self.down}
@@ -242,16 +290,19 @@ class MarketBook:
             side = leg.bids if ch.side == "BUY" else leg.asks
             price = ch.price
             levels = side.levels
+            side.packed = None
             if ch.size > 0:
+                if price not in levels:
+                    insort(side.prices, price)
                 levels[price] = ch.size
                 best = side.best
                 if not (best == best) or (price > best if side.is_bid else price < best):
                     side.best = price
-            elif levels.pop(price, None) is not None and price == side.best:
-                if levels:
-                    side.best = max(levels) if side.is_bid else min(levels)
-                else:
-                    side.best = NAN
+            elif levels.pop(price, None) is not None:
+                prices = side.prices
+                del prices[bisect_left(prices, price)]
+                if price == side.best:
+                    side.best = (prices[-1] if side.is_bid else prices[0]) if prices else NAN
             if leg is up:
                 last_up = ch
             else:

@@ -1,5 +1,6 @@
-"""`polymm-feed --record FILE`: every published top of book as one JSON line (contract 2 of contracts.md),
-the input of `polymm-backtest`.
+"""`polymm-feed --record FILE`: every published top of book, with its depth when the feed publishes depth, as
+one JSON line (contract 2 of contracts.md; read by trader/backtest/ticks_file.py), the input of
+`polymm-backtest`.
 
 BTC reference price (issue 16): each line also carries `btc` (Chainlink BTC/USD), `btc_ts` (its source timestamp)
 and `btc_open` (the window's opening price, null when unknown) as the feed knew them when the line was published.
@@ -47,6 +48,12 @@ def tick_line(update: shm.Update, snap: shm.Snapshot | None, ref: shm.Reference 
         "down_ask_size": _num(down.ask_size),
         "tick_size": _num(update.tick_size),
     }
+    # Depth (shm layout 2, `polymm-feed --depth N`): per leg, bids and asks as [[price, size], ...] best
+    # first, only when the segment carries depth and the leg has a book; a reader of older files sees none.
+    for name, leg in (("up", up), ("down", down)):
+        if leg.bids or leg.asks:
+            line[f"{name}_bids"] = [[p, q] for p, q in leg.bids]
+            line[f"{name}_asks"] = [[p, q] for p, q in leg.asks]
     if snap is not None and snap.window_start == update.window_start:
         line["window_end"] = snap.window_end
         line["min_order_size"] = snap.min_order_size

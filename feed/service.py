@@ -76,6 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="connect to the next window's market this long before its start (default min(30, window/4))",
     )
     p.add_argument("--ring-capacity", type=int, default=shm.DEFAULT_RING_CAPACITY, help="updates kept in the ring")
+    p.add_argument("--depth", type=int, default=shm.DEFAULT_DEPTH,
+                   help=f"levels per side of each leg published in shared memory and recorded (0: top of book only; "
+                        f"at most {shm.MAX_DEPTH})")
     p.add_argument("--record", metavar="FILE", default=None, help="append every published top of book to FILE (JSON lines)")
     level, level_var = env.log_level_from_env(env.FEED_LOG_LEVEL, env.LOG_LEVEL)
     p.add_argument("--log-level", default=level, type=str.upper,
@@ -91,6 +94,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--stale-after-s must be positive, got {args.stale_after_s}")
     if args.ring_capacity < 16:
         p.error(f"--ring-capacity must be at least 16, got {args.ring_capacity}")
+    if not 0 <= args.depth <= shm.MAX_DEPTH:
+        p.error(f"--depth must be between 0 and {shm.MAX_DEPTH}, got {args.depth}")
     if args.preconnect_s is None:
         args.preconnect_s = min(30.0, args.window_s / 4)
     if not 0 <= args.preconnect_s < args.window_s:
@@ -390,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     signals = Signals()
     notifier = Notifier()
     try:
-        writer = shm.Writer(args.shm, ring_capacity=args.ring_capacity)
+        writer = shm.Writer(args.shm, ring_capacity=args.ring_capacity, depth=args.depth)
     except shm.WriterConflict as e:
         log.error("%s", e)
         return 2

@@ -91,7 +91,8 @@ class MarketStream:
         self.backoff = backoff or Backoff()
         self.resync_after_unverified_s = resync_after_unverified_s
         self.clock = clock
-        self.book = bk.MarketBook(market.up_token, market.down_token, market.condition_id, market.tick_size)
+        self.book = bk.MarketBook(market.up_token, market.down_token, market.condition_id, market.tick_size,
+                                  depth=writer.depth)
         self.decoder = FrameDecoder()
         self._decode_fast = self.decoder.fast
         self.updates_base = updates_base
@@ -203,6 +204,8 @@ class MarketStream:
                     self.disagreements_base + book.disagreements,
                     "connected" if ready else None,
                     book.tick_size if bits & bk.TICK else None,
+                    up.depth() if bits & bk.UP else None,
+                    down.depth() if bits & bk.DOWN else None,
                 )
                 if ready and seq and not self._published:
                     self._published = True
@@ -223,6 +226,8 @@ class MarketStream:
             self.disagreements_base + book.disagreements,
             status,
             book.tick_size,  # a shadow stream may have seen a tick change since Gamma was asked
+            book.up.depth() if bits & bk.UP else None,
+            book.down.depth() if bits & bk.DOWN else None,
         )
         if status == "connected" and seq and not self._published:
             self._published = True

@@ -3,13 +3,17 @@
 Not part of Polymarket's API; `polymm-sim --no-admin` turns it off. Every route answers JSON; a bad
 request gets 400 with the reason in words.
 
-    GET  /_sim/state                      market, BTC, faults, stats, connections
+    GET  /_sim/state                      market, BTC, faults, stats, requests ("METHOD /path" -> count), connections
     POST /_sim/fault    {"name": ..., ...} see FAULTS below
     POST /_sim/fund     {"address", "amount"}
     GET  /_sim/balance?address=           pUSD (total, free) and positions in listed markets
     GET  /_sim/orders?address=            open orders whose maker is that address
     GET  /_sim/trades?address=            trades that address took part in
     POST /_sim/resolve_now {"condition_id"?, "winner"?: "Up"|"Down"}   end a window early
+    POST /_sim/book  {"condition_id"?, "bids": [[price, size], ...], "asks": [...]}
+                     script a window's book (Up prices): the synthetic ladder and random takers leave it alone
+                     from then on and exactly these background levels rest (again: replaced); for tests
+    POST /_sim/take  {"condition_id"?, "side": "BUY"|"SELL", "price", "size"}   a background fill-and-kill on Up
 """
 from __future__ import annotations
 
@@ -60,6 +64,18 @@ def _count(params: dict, name: str = "count", default: int = 1) -> int:
     return value
 
 
+def _decimal(value: Any, name: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise AdminError(f"{name} must be a number")
+    try:
+        out = Decimal(str(value))
+    except InvalidOperation:
+        raise AdminError(f"{name} must be a number") from None
+    if not out.is_finite():
+        raise AdminError(f"{name} must be finite")
+    return out
+
+
 def _address(value: Any) -> str:
     if not isinstance(value, str) or not is_address(value):
         raise AdminError(f"not an address: {value!r}")
@@ -97,6 +113,8 @@ class AdminApi:
             web.get("/_sim/orders", self.orders),
             web.get("/_sim/trades", self.trades),
             web.post("/_sim/resolve_now", self.resolve_now),
+            web.post("/_sim/book", self.book),
+            web.post("/_sim/take", self.take),
         ]
 
     async def _params(self, request: web.Request) -> dict:
@@ -139,7 +157,7 @@ class AdminApi:
         return web.json_response({
             "now": now, "started_at": sim.started_at, "window_s": sim.calendar.window_s, "live_window_start": live,
             "live_slug": f"btc-updown-15m-{live}", "btc": sim.market.btc_price(), "markets": markets,
-            "faults": sim.faults.describe(), "stats": dict(sim.stats),
+            "faults": sim.faults.describe(), "stats": dict(sim.stats), "requests": dict(sim.requests),
             "heartbeats_age_s": sim.heartbeats.describe(now),
             "connections": {"market": len(sim.market_ch.conns), "user": len(sim.user_ch.conns),
                             "rtds": len(sim.rtds_ch.conns)},
@@ -343,6 +361,61 @@ class AdminApi:
         return list(dict.fromkeys(owners))
 
     # ---- market shortcuts ------------------------------------------------------------------------
+    @staticmethod
+    def _levels(params: dict, name: str, tick: Decimal) -> list[tuple[Decimal, Decimal]]:
+        raw = params.get(name, [])
+        if not isinstance(raw, list):
+            raise AdminError(f"{name} must be a list of [price, size]")
+        levels = []
+        for item in raw:
+            if not (isinstance(item, list) and len(item) == 2):
+                raise AdminError(f"{name}: each level is [price, size], got {item!r}")
+            price, size = (_decimal(v, name) for v in item)
+            if not (0 < price < 1) or price % tick:
+                raise AdminError(f"{name}: price {price} is not a price on the tick {tick} in (0, 1)")
+            if size <= 0:
+                raise AdminError(f"{name}: size {size} must be > 0")
+            levels.append((price, size))
+        return levels
+
+    async def book(self, request: web.Request) -> web.Response:
+        async def work():
+            params = await self._params(request)
+            now = time.time()
+            condition_id, spec = self._market(params, now)
+            bids = self._levels(params, "bids", spec.tick_size)
+            asks = self._levels(params, "asks", spec.tick_size)
+            if bids and asks and max(p for p, _ in bids) >= min(p for p, _ in asks):
+                raise AdminError("the scripted bids must be below the scripted asks")
+            try:
+                self.sim.market.script_book(condition_id, bids, asks, now)
+            except ValueError as exc:
+                raise AdminError(str(exc)) from None
+            self.sim.drain(now)
+            up_bids, up_asks = self.sim.engine.book(spec.up_token)
+            return {"condition_id": condition_id, "bids": [[num(p), num(s)] for p, s in up_bids],
+                    "asks": [[num(p), num(s)] for p, s in up_asks]}
+        return await self._answer(work())
+
+    async def take(self, request: web.Request) -> web.Response:
+        async def work():
+            params = await self._params(request)
+            now = time.time()
+            condition_id, spec = self._market(params, now)
+            side = params.get("side")
+            if side not in ("BUY", "SELL"):
+                raise AdminError("side must be BUY or SELL")
+            price, size = _decimal(params.get("price"), "price"), _decimal(params.get("size"), "size")
+            if not (0 < price < 1) or size <= 0:
+                raise AdminError("price must be in (0, 1) and size > 0")
+            try:
+                ok = self.sim.market.take(condition_id, side, price, size, now)
+            except ValueError as exc:
+                raise AdminError(str(exc)) from None
+            self.sim.drain(now)
+            return {"condition_id": condition_id, "accepted": ok}
+        return await self._answer(work())
+
     async def resolve_now(self, request: web.Request) -> web.Response:
         async def work():
             params = await self._params(request)

@@ -95,7 +95,7 @@ class SyntheticMarket:
                  levels: int = 5, level_size: float = 60.0, requote_move: float = 0.01,
                  min_requote_s: float = 1.0, refill_below: float = 0.4, taker_rate_per_s: float = 0.5,
                  taker_size: tuple[float, float] = (5.0, 60.0), resolve_delay_s: float = 0.0,
-                 retain_s: float = 3600.0) -> None:
+                 retain_s: float = 3600.0, script: list[tuple[float, float]] | None = None) -> None:
         self.engine = engine
         self.calendar = calendar
         self.seed = seed
@@ -111,6 +111,10 @@ class SyntheticMarket:
         self.taker_size = taker_size
         self.resolve_delay_s = resolve_delay_s
         self.retain_s = retain_s  # finished orders/trades older than this are forgotten at each resolution
+        # A scripted market (tests): every window's P(Up) follows these (seconds since the window start, P(Up))
+        # steps instead of BTC, with no background takers, and the leg the last step favours wins. Seeded and
+        # deterministic like the rest: the same script gives the same book at the same offsets.
+        self.script = sorted(script) if script else None
         # Separate generators: the BTC path must not depend on how much trading happened.
         self._btc_rng = random.Random(f"{seed}:btc")
         self._taker_rng = random.Random(f"{seed}:takers")
@@ -124,6 +128,7 @@ class SyntheticMarket:
         # The BTC price at each whole grid second, newest last: what the sim's RTDS publishes (sim/rtds.py).
         # A window's open is the point stamped exactly at its start.
         self.price_points: deque[tuple[float, float]] = deque(maxlen=600)
+        self._scripted: dict[str, list[str]] = {}  # cid -> background order ids of a scripted book (admin)
 
     # ---- read side (tests, demo, admin) ----------------------------------------------------------
     def btc_price(self) -> float:
@@ -179,12 +184,20 @@ class SyntheticMarket:
                     # The first grid price at/after T is the window's open (when the sim starts
                     # mid-window, the price at start stands in for it).
                     w.open_price = self._btc
-                w.fair = fair_up_probability(self._btc, w.open_price, w.spec.window_end - t, self.vol_per_sqrt_s)
+                w.fair = (self._scripted_fair(t - start) if self.script else
+                          fair_up_probability(self._btc, w.open_price, w.spec.window_end - t, self.vol_per_sqrt_s))
                 self._maybe_switch_tick(w, t)
                 self._quote(w, t)
             else:
                 self._quote(w, t)  # listed ahead: quoted around 0.5, no takers yet
         self._background_taker(live_start, t)
+
+    def _scripted_fair(self, offset_s: float) -> float:
+        fair = self.script[0][1]
+        for at, p in self.script:
+            if at <= offset_s + 1e-9:
+                fair = p
+        return fair
 
     def _list_windows(self, live_start: int) -> None:
         for i in range(self.listed_ahead + 1):
@@ -213,7 +226,7 @@ class SyntheticMarket:
             self.engine.stop_accepting(cid, t)
             self._ladders[cid] = {}
         if t >= w.spec.window_end + self.resolve_delay_s:
-            up_wins = w.close_price >= w.open_price
+            up_wins = w.close_price >= w.open_price if not self.script else self._scripted_fair(w.spec.window_end - w.spec.window_start) >= 0.5
             self.engine.resolve(cid, w.spec.up_token if up_wins else w.spec.down_token, t)
             w.fair = 1.0 if up_wins else 0.0
             w.resolved = True
@@ -258,7 +271,7 @@ class SyntheticMarket:
         return Decimal(int(size))
 
     def _quote(self, w: _Window, t: float) -> None:
-        if not w.spec.accepting_orders:
+        if not w.spec.accepting_orders or w.spec.condition_id in self._scripted:
             return
         cid = w.spec.condition_id
         tick = w.spec.tick_size
@@ -329,12 +342,44 @@ class SyntheticMarket:
         result = self.engine.submit(order, t)
         return order_id if result.ok else None
 
+    # ---- a scripted book (the admin's /_sim/book and /_sim/take, for tests) ------------------------
+    def script_book(self, condition_id: str, bids: list[tuple[Decimal, Decimal]],
+                    asks: list[tuple[Decimal, Decimal]], t: float) -> None:
+        """From now on this window's background book is exactly `bids`/`asks` ((Up price, size) levels): its
+        ladder is cancelled, the levels rest as background orders, and neither the ladder nor the random takers
+        touch it again (the BTC walk and resolution go on). Calling it again replaces the levels: the orders of
+        the previous script are cancelled first, then the new ones rest (whatever other traders rest stays)."""
+        w = self._by_condition.get(condition_id)
+        if w is None:
+            raise ValueError(f"no such window: {condition_id}")
+        for ids in self._ladders.get(condition_id, {}).values():
+            for order_id in ids:
+                self.engine.cancel(order_id, BACKGROUND, t)
+        self._ladders[condition_id] = {}
+        for order_id in self._scripted.get(condition_id, []):
+            self.engine.cancel(order_id, BACKGROUND, t)
+        placed = []
+        for side, levels in (("BUY", bids), ("SELL", asks)):
+            for price, size in levels:
+                order_id = self._submit_background(w, w.spec.up_token, side, price, size, "GTC", t)
+                if order_id is None:
+                    raise ValueError(f"the exchange refused a {side} of {size} at {price} (tick {w.spec.tick_size})")
+                placed.append(order_id)
+        self._scripted[condition_id] = placed
+
+    def take(self, condition_id: str, side: str, price: Decimal, size: Decimal, t: float) -> bool:
+        """A background taker: a fill-and-kill `side` of `size` Up shares with limit `price`, now."""
+        w = self._by_condition.get(condition_id)
+        if w is None:
+            raise ValueError(f"no such window: {condition_id}")
+        return self._submit_background(w, w.spec.up_token, side, price, size, "FAK", t) is not None
+
     # ---- background takers -----------------------------------------------------------------------
     def _background_taker(self, live_start: int, t: float) -> None:
         # Always draw the same numbers per step, traded or not, so the generator's position depends
         # on the grid only.
         rng = self._taker_rng
-        arrives = rng.random() < self.taker_rate_per_s * self.step_s
+        arrives = rng.random() < self.taker_rate_per_s * self.step_s and not self.script
         buys_up_space = rng.random() < 0.5
         via_down = rng.random() < 0.5
         lo, hi = self.taker_size
@@ -343,6 +388,8 @@ class SyntheticMarket:
         w = self._windows.get(live_start)
         if not arrives or w is None or not w.spec.accepting_orders or w.open_price is None:
             return
+        if w.spec.condition_id in self._scripted:
+            return  # a scripted book trades only when the script says so
         tick = w.spec.tick_size
         bids, asks = self.engine.book(w.spec.up_token)
         if buys_up_space:

@@ -62,6 +62,8 @@ class Sim:
             market_options["vol_per_sqrt_s"] = args.btc_vol
         if args.resolve_delay_s:
             market_options["resolve_delay_s"] = args.resolve_delay_s
+        if args.script:
+            market_options["script"] = load_script(args.script)
         self.market = SyntheticMarket(self.engine, self.calendar, args.seed, listed_ahead=args.listed_ahead,
                                       **market_options)
         self.keys = auth.ApiKeys(hashlib.sha256(f"polymm-sim:{args.seed}".encode()).digest())
@@ -72,6 +74,8 @@ class Sim:
         self.heartbeats = Heartbeats(args.heartbeat_timeout_s)
         self.page_size = args.page_size
         self.stats = {"orders_accepted": 0, "ws_messages": 0, "ticks": 0, "tick_errors": 0}
+        # Every HTTP request by "METHOD /path" (the request log tests read: e.g. that paper trading sent no order).
+        self.requests: dict[str, int] = {}
         self.started_at = time.time()
         self.market_ch = ws.MarketChannel(self, args.ws_subscribe_timeout_s, args.ws_idle_timeout_s)
         self.user_ch = ws.UserChannel(self, args.ws_subscribe_timeout_s, args.ws_idle_timeout_s)
@@ -284,6 +288,15 @@ class Sim:
 
 
 # ---- HTTP plumbing ----------------------------------------------------------------------------------
+def request_log(sim: Sim):
+    @web.middleware
+    async def count(request: web.Request, handler):
+        key = f"{request.method} {request.path}"
+        sim.requests[key] = sim.requests.get(key, 0) + 1
+        return await handler(request)
+    return count
+
+
 @web.middleware
 async def errors_as_json(request: web.Request, handler):
     """Nothing reaches a client as a traceback: every failure is a JSON error with a production-style code."""
@@ -323,7 +336,7 @@ class QuietUnparseableRequests(logging.Filter):
 
 
 def build_app(sim: Sim, admin: bool = True) -> web.Application:
-    app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[request_log(sim), errors_as_json], client_max_size=MAX_BODY)
     app.add_routes(GammaApi(sim).routes())
     app.add_routes(ClobApi(sim).routes())
     app.add_routes([web.get("/ws/market", sim.market_ch.handle), web.get("/ws/user", sim.user_ch.handle),
@@ -421,6 +434,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="a relayed transaction executes this long after /submit")
     p.add_argument("--relayer-confirm-after-s", type=float, default=1.0,
                    help="an executed relayed transaction turns STATE_CONFIRMED this long after it was mined")
+    p.add_argument("--script", default=None, metavar="FILE",
+                   help='a scripted market (tests): JSON {"fair": [[seconds since window start, P(Up)], ...]}; '
+                   "every window follows it, no background takers, the last step's favourite wins")
     p.add_argument("--no-admin", action="store_true", help="do not serve the /_sim admin endpoints")
     p.add_argument("--exit-after-s", type=float, default=0.0,
                    help="stop by itself after this long (0 = never): a guard for unattended soaks")
@@ -458,6 +474,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if problems:
         p.error("; ".join(problems))
     return args
+
+
+def load_script(path: str) -> list[tuple[float, float]]:
+    """--script FILE -> [(offset_s, P(Up))]; SystemExit with the reason for a bad file."""
+    try:
+        data = json.loads(Path(path).read_text())
+        steps = [(float(t), float(p)) for t, p in data["fair"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"polymm-sim: --script {path}: expected {{\"fair\": [[seconds, P(Up)], ...]}} ({exc})") from None
+    if not steps or any(not 0 < p < 1 or t < 0 for t, p in steps):
+        raise SystemExit(f"polymm-sim: --script {path}: needs at least one step, seconds >= 0 and 0 < P(Up) < 1")
+    return steps
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -91,6 +91,19 @@ class AdminClient:
     def trades(self, address: str) -> list[dict]:
         return self._call("GET", "/trades", query={"address": address})["trades"]
 
+    def book(self, bids: list, asks: list, condition_id: str | None = None) -> dict:
+        """Script the (live) window's book: exactly these Up levels [[price, size], ...] rest, nothing else moves."""
+        body = {"bids": bids, "asks": asks}
+        if condition_id is not None:
+            body["condition_id"] = condition_id
+        return self._call("POST", "/book", body)
+
+    def take(self, side: str, price: float, size: float, condition_id: str | None = None) -> dict:
+        body = {"side": side, "price": price, "size": size}
+        if condition_id is not None:
+            body["condition_id"] = condition_id
+        return self._call("POST", "/take", body)
+
     def resolve_now(self, condition_id: str | None = None, winner: str | None = None) -> dict:
         body: dict[str, Any] = {}
         if condition_id is not None:

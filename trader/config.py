@@ -228,16 +228,47 @@ class RedeemParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
                                 why=_REDEEM_WHY, ge=1, le=3600)] = 15.0
 
 
+# The place round trip measured on the sim (bench/bench_roundtrip.py, core place() -> LIVE median, 2.3 ms on the
+# 2-core dev machine): the default time between a decision and its order reaching the exchange.
+DEFAULT_LATENCY_MS = 2.5
+
+
+class FillModelParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    latency_ms: Annotated[
+        float,
+        _m("backtest and paper: an order or cancel reaches the (simulated) exchange this long after the decision",
+           live=False, why="the paper exchange is built with it at start, so it " + _SOURCE_NOTE, ge=0, le=60_000),
+    ] = DEFAULT_LATENCY_MS
+
+
+class PaperParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    balance_usd: Annotated[
+        float,
+        _m("paper mode: the paper wallet's starting pUSD; orders it cannot cover are refused as the exchange would",
+           live=False, why="the paper wallet is funded at start, so it " + _SOURCE_NOTE, gt=0, le=100_000_000),
+    ] = 1000.0
+
+
+Mode = Literal["live", "paper"]
+MODE_WHY = "the mode is read once at start: switching between paper and live needs a restart"
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    # The one top-level key: `mode = "paper"` is a one-line change of the config file (before any [section]).
+    mode: Annotated[Mode, _m("live trades real money on the exchange; paper fills orders locally against the "
+                             "live book (no keys, nothing sent)", live=False, why=MODE_WHY)] = "live"
     market: MarketConfig = msgspec.field(default_factory=MarketConfig)
     endpoints: EndpointsConfig = msgspec.field(default_factory=EndpointsConfig)
     s1: S1Params = msgspec.field(default_factory=S1Params)
     s2: S2Params = msgspec.field(default_factory=S2Params)
     risk: RiskParams = msgspec.field(default_factory=RiskParams)
     redeem: RedeemParams = msgspec.field(default_factory=RedeemParams)
+    fill_model: FillModelParams = msgspec.field(default_factory=FillModelParams)
+    paper: PaperParams = msgspec.field(default_factory=PaperParams)
 
 
-SECTIONS = ("market", "endpoints", "s1", "s2", "risk", "redeem")
+SECTIONS = ("market", "endpoints", "s1", "s2", "risk", "redeem", "fill_model", "paper")
+TOP_KEYS = ("mode",)  # keys outside any section
 
 
 class ConfigError(Exception):
@@ -335,7 +366,8 @@ def _schema() -> list[KeyInfo]:
     cfg_default = Config()
     for section_field in msgspec.inspect.type_info(Config).fields:
         section_type = section_field.type
-        for f in section_type.fields:
+        top = section_field.name in TOP_KEYS
+        for f in [section_field] if top else section_type.fields:
             meta_t = f.type
             extra = meta_t.extra if isinstance(meta_t, msgspec.inspect.Metadata) and meta_t.extra else {}
             desc = (
@@ -343,7 +375,7 @@ def _schema() -> list[KeyInfo]:
                 if isinstance(meta_t, msgspec.inspect.Metadata)
                 else ""
             )
-            key = f"{section_field.name}.{f.name}"
+            key = f.name if top else f"{section_field.name}.{f.name}"
             infos.append(
                 KeyInfo(
                     key=key,
@@ -460,6 +492,8 @@ def cap_at(schedule: tuple[CapWindow, ...], elapsed_s: float) -> float:
 
 def get_key(cfg: Config, key: str) -> Any:
     """The value of a dotted key as an operator sees it (cap_schedule as its string form)."""
+    if key in TOP_KEYS:
+        return getattr(cfg, key)
     section, _, name = key.partition(".")
     if section not in SECTIONS or not name:
         raise _unknown_key_error(key)
@@ -474,7 +508,7 @@ def get_key(cfg: Config, key: str) -> Any:
 
 def flatten(cfg: Config) -> dict[str, Any]:
     """Every key -> its value (operator form), in schema order."""
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {key: getattr(cfg, key) for key in TOP_KEYS}
     for section in SECTIONS:
         part = getattr(cfg, section)
         for name in part.__struct_fields__:
@@ -600,6 +634,9 @@ def _to_raw(cfg: Config) -> dict[str, Any]:
 
 
 def _set_raw(raw: dict[str, Any], key: str, value: Any, source: str) -> None:
+    if key in TOP_KEYS:
+        raw[key] = value.strip() if isinstance(value, str) else value
+        return
     section, _, name = key.partition(".")
     fields = getattr(Config(), section).__struct_fields__ if section in SECTIONS else ()
     if not name or name not in fields:
@@ -831,7 +868,7 @@ def example_toml() -> str:
     ]
     current = ""
     for k in schema():
-        section = k.key.split(".", 1)[0]
+        section = k.key.split(".", 1)[0] if "." in k.key else ""
         if section != current:
             out += ["", f"[{section}]"]
             current = section
@@ -840,7 +877,7 @@ def example_toml() -> str:
         out.append(f"# {tags} {k.meaning}; {k.type_text}{legacy}")
         if k.key == "s1.cap_schedule":
             out.append("# Also writable as a list of tables: cap_schedule = [{start_s = 0, end_s = 300, cap_usd = 3}, ...]")
-        out.append(f"{k.key.split('.', 1)[1]} = {_toml_value(k.default)}")
+        out.append(f"{k.key.split('.', 1)[-1]} = {_toml_value(k.default)}")
     return "\n".join(out) + "\n"
 
 

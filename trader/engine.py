@@ -31,6 +31,8 @@ from typing import Any, Callable
 
 from polymm.trader.decision.fair_value import FairValue
 from polymm.trader.model import MarketView
+from polymm.trader.decision.net_book import net_view
+from polymm.trader.execution.own_book import own_book
 
 log = logging.getLogger("polymm.trader.engine")
 
@@ -237,6 +239,9 @@ class Engine:
     ) -> None:
         self.reader = reader
         self.core = core
+        # Live, the published book contains our resting orders and the decision subtracts them. Paper trading's
+        # orders rest only in the paper exchange, never in the published book: nothing to subtract (service.py).
+        self.book_shows_our_orders = True
         self.config = config
         # The one place the effective config lives (the service's ConfigStore.current): read at every decision,
         # so `mmctl set`, `mmctl reload` and SIGHUP all reach the next decision through one path, never racing.
@@ -416,7 +421,7 @@ class Engine:
             view = market_view(snap, now=now, stale_feed_ms=stale_ms, fair=self.fair,
                                stale_ref_ms=float(self.config.risk.stale_ref_ms),
                                fee=fee_of(snap.condition_id) if fee_of is not None else None)
-            actions = self._decide_and_execute(view, now)
+            actions, view = self._decide_and_execute(view, now, snap)
         else:
             self._refuse(problem, now)
         if self.tick_publish_ts is not None and view is not None and self._on_decision is not None:
@@ -507,7 +512,8 @@ class Engine:
 
     # -- the pipeline -------------------------------------------------------------------------------
 
-    def _decide_and_execute(self, view: MarketView, now: float) -> int:
+    def _decide_and_execute(self, view: MarketView, now: float, snap=None) -> tuple[int, MarketView]:
+        """Decide on `view` net of our own orders and execute. Returns (actions, the view decided on)."""
         if self._pipeline is None:
             from polymm.trader.decision import decide  # S1, S2, risk gate, planner
 
@@ -516,6 +522,12 @@ class Engine:
         if self._pipeline_state is None:
             self._pipeline_state = self._new_state(view)
         orders = self.core.orders(working_only=True)
+        if snap is not None and self.book_shows_our_orders:
+            # The strategies read the market without us (strategies.md): subtract our resting orders, the same
+            # ones the decision sees, from the published depth.
+            up, down = snap.up, snap.down
+            view = net_view(view, (up.bids, up.asks), (down.bids, down.asks), own_book(orders),
+                                  getattr(snap, "depth_levels", 0))
         positions = self.core.positions()
         exchange = self._exchange_status()
         decision = self._pipeline(
@@ -535,7 +547,7 @@ class Engine:
         if self.flattening and getattr(decision, "flat", False):
             log.info("flatten done: no sellable position left; trader stays paused (mmctl resume to trade again)")
             self.flattening = False
-        return len(decision.actions)
+        return len(decision.actions), view
 
     def _cash_arg(self) -> dict:
         cash = None

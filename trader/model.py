@@ -142,8 +142,29 @@ class PositionView:
 
 
 @dataclass(frozen=True)
+class LegTop:
+    """One leg's best bid and ask with their sizes; NaN where there is no level."""
+
+    bid: float
+    bid_size: float
+    ask: float
+    ask_size: float
+
+
+@dataclass(frozen=True)
 class MarketView:
-    """The market as a strategy sees it at one decision: from the feed's shared memory."""
+    """The market as a strategy sees it at one decision: from the feed's shared memory.
+
+    The book fields (`up_bid` ... `down_ask_size`, `bid()`, `ask()`) are the market WITHOUT our own orders
+    (strategies.md: "best bid" and "best ask" mean the market without us): the engine subtracts every order
+    of ours that can rest from the published depth (trader/decision/net_book.py). `up_raw`/`down_raw` keep
+    the book as published, ours included, for the few places where our orders must count (how much is
+    ahead of us in `mmctl orders`, the display); None when no order of ours rests on that leg (raw = net).
+    A side in `net_unknown` had only our orders within the published depth, so the price without us is not
+    known: its fields are NaN, and every rule treats it as an empty side (no bid: no entry), never as our own
+    price. Views built without netting (the backtest replays a book that never held our orders) leave them
+    at their defaults.
+    """
 
     window_start: int
     window_end: int
@@ -176,12 +197,38 @@ class MarketView:
     def fair(self, leg: Leg) -> float:
         """The leg's fair value (NaN when unknown): Down wins exactly when Up does not."""
         return self.fair_up if leg is Leg.UP else 1.0 - self.fair_up
+    up_raw: LegTop | None = None
+    down_raw: LegTop | None = None
+    net_unknown: frozenset = frozenset()  # {(Leg, Side)}: our orders fill the published depth of that side
 
     def bid(self, leg: Leg) -> float:
+        """The best bid without our orders (NaN: none, or unknown: see `net_unknown`)."""
         return self.up_bid if leg is Leg.UP else self.down_bid
 
     def ask(self, leg: Leg) -> float:
+        """The best ask without our orders."""
         return self.up_ask if leg is Leg.UP else self.down_ask
+
+    def bid_size(self, leg: Leg) -> float:
+        return self.up_bid_size if leg is Leg.UP else self.down_bid_size
+
+    def ask_size(self, leg: Leg) -> float:
+        return self.up_ask_size if leg is Leg.UP else self.down_ask_size
+
+    def net(self, leg: Leg) -> LegTop:
+        """The leg's top without our orders."""
+        if leg is Leg.UP:
+            return LegTop(self.up_bid, self.up_bid_size, self.up_ask, self.up_ask_size)
+        return LegTop(self.down_bid, self.down_bid_size, self.down_ask, self.down_ask_size)
+
+    def raw(self, leg: Leg) -> LegTop:
+        """The leg's top as the exchange displays it, our orders included."""
+        raw = self.up_raw if leg is Leg.UP else self.down_raw
+        return raw if raw is not None else self.net(leg)
+
+    def known(self, leg: Leg, side: "Side") -> bool:
+        """False when the price of that side without our orders is beyond the published depth."""
+        return (leg, side) not in self.net_unknown
 
     def token(self, leg: Leg) -> str:
         return self.up_token if leg is Leg.UP else self.down_token

@@ -51,6 +51,9 @@ _ENDPOINTS = (
 )
 
 
+PAPER_USER_URL = "paper://user-channel"  # the paper exchange's in-process user channel
+
+
 class StartupError(Exception):
     """A reason not to start that the operator must fix; printed as one line, exit code 2."""
 
@@ -78,6 +81,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="group allowed to use the control socket (default: the service's own group)")
     for name, var, _key in _ENDPOINTS:
         ap.add_argument(f"--{name.replace('_', '-')}", default=env.get(var), help=f"endpoint (env {var}; default: config, else production)")
+    ap.add_argument("--paper", action="store_true",
+                    help="paper trading: fill orders locally against the live book (mode = \"paper\" whatever the "
+                    "config says); no keys needed, nothing is sent to the exchange")
     ap.add_argument("--window-s", type=int, default=_int_env(env.WINDOW_S),
                     help=f"market window length in seconds (env {env.WINDOW_S}; overrides market.window_s of the config)")
     # Below the unit's TimeoutStartSec=120, so the trader says why it gives up before systemd kills it.
@@ -108,6 +114,8 @@ def endpoint_settings(args: argparse.Namespace) -> dict[str, str]:
     out = {key: getattr(args, name) for name, _var, key in _ENDPOINTS if getattr(args, name)}
     if args.window_s:
         out["market.window_s"] = str(args.window_s)
+    if getattr(args, "paper", False):
+        out["mode"] = "paper"
     return out
 
 
@@ -173,11 +181,21 @@ def open_ledger(state_dir: Path, mode: str = "live"):
     return ledger
 
 
-def build_core(cfg, state_dir: Path, **kw):
+def build_core(cfg, state_dir: Path, shm_name: str | None = None, **kw):
     """The exchange gateway (secrets from the environment) and the execution core over it. The core locks the
-    wallet under `state_dir` (one trader per wallet) and journals its orders there."""
+    wallet under `state_dir` (one trader per wallet) and journals its orders there. Paper mode: the paper
+    exchange stands in for the gateway and the user channel (trader/paper/); the environment's keys are never read."""
     from polymm.trader.execution import core as execution
     from polymm.trader.venue import gateway
+
+    if cfg.mode == "paper":
+        from polymm.trader.paper.exchange import PaperExchange
+        from polymm.trader.paper.gateway import PaperGateway, paper_user_stream
+
+        exchange = PaperExchange(shm_name or env.DEFAULT_SHM, cfg, balance_usd=cfg.paper.balance_usd,
+                                 latency_s=cfg.fill_model.latency_ms / 1000.0)
+        return execution.ExecutionCore(PaperGateway(exchange, cfg.endpoints.clob_url), ws_user_url=PAPER_USER_URL, state_dir=state_dir,
+                                       heartbeat=cfg.risk.heartbeat, user_stream=paper_user_stream(exchange), **kw)
 
     try:
         gw = gateway.Gateway.from_env(clob_url=cfg.endpoints.clob_url)
@@ -203,9 +221,11 @@ class TraderService:
         self.handler = None
         self.server = None
         self.resolutions = None
+        self.paper_resolutions = None
         self.balance = None
         self.ledger = None
         self.redeemer = None
+        self.mode = "live"
 
     def run(self) -> int:
         try:
@@ -247,11 +267,20 @@ class TraderService:
         for warning in __import__("polymm.trader.config", fromlist=["warnings"]).warnings(cfg):
             log.warning("config: %s", warning)
         gid = _socket_gid(args.socket_group)
-        # Secrets are checked before waiting for anything, so a missing key fails at once (no network yet).
-        self.ledger = self.ledger or open_ledger(self.state_dir)
-        self.core = build_core(cfg, self.state_dir, ledger=self.ledger)
+        # The mode is read here, once: a running trader never switches between paper and live.
+        self.mode = cfg.mode
+        if self.mode == "paper":
+            from polymm.trader.paper.logs import tag_paper_logs
 
-        self.notifier.status("waiting for the feed's shared memory", min_interval_s=0.0)
+            tag_paper_logs()
+            log.warning("PAPER TRADING: orders are filled locally against the live book (balance %.2f pUSD, latency "
+                        "%g ms); nothing is sent to the exchange, no key is used", cfg.paper.balance_usd,
+                        cfg.fill_model.latency_ms)
+        # Secrets are checked before waiting for anything, so a missing key fails at once (no network yet).
+        self.ledger = self.ledger or open_ledger(self.state_dir, mode=self.mode)  # paper runs are tagged "paper"
+        self.core = build_core(cfg, self.state_dir, args.shm, ledger=self.ledger)
+
+        self.notifier.status(self._tag("waiting for the feed's shared memory"), min_interval_s=0.0)
         feed_deadline = time.monotonic() + args.feed_wait_s  # one budget for the segment and a live market
         reader = attach_feed(args.shm, args.feed_wait_s, self.signals.stop)
         self.engine = Engine(
@@ -260,7 +289,8 @@ class TraderService:
             reconnect_reader=lambda: self._reattach_feed(),
             config_source=lambda: self.store.current,
         )
-        self.notifier.status("waiting for the feed to publish a live market", min_interval_s=0.0)
+        self.engine.book_shows_our_orders = self.mode != "paper"
+        self.notifier.status(self._tag("waiting for the feed to publish a live market"), min_interval_s=0.0)
         try:
             market = self.engine.attach_market(max(1.0, feed_deadline - time.monotonic()), self.signals.stop)
         except TimeoutError as exc:
@@ -272,7 +302,7 @@ class TraderService:
                         "assume the wrong length (set POLYMM_WINDOW_S or market.window_s)",
                         market.window_end - market.window_start, cfg.market.window_s)
 
-        self.notifier.status("connecting to the exchange and reconciling", min_interval_s=0.0)
+        self.notifier.status(self._tag("connecting to the exchange and reconciling"), min_interval_s=0.0)
         self.engine.core = self.core
         try:
             self.engine.start(market)  # reconciles before any new order
@@ -288,21 +318,26 @@ class TraderService:
 
         self.resolutions = ResolutionWatcher(self.core, cfg.endpoints.gamma_url)
         self.resolutions.start()
+        if self.mode == "paper":
+            # The paper wallet is paid from the market's outcome on Gamma, as the exchange pays a live one.
+            self.paper_resolutions = ResolutionWatcher(self.core.gateway.exchange, cfg.endpoints.gamma_url)
+            self.paper_resolutions.start()
         from polymm.trader.execution.balance import BalanceWatcher
 
         self.balance = BalanceWatcher(self.core.gateway)
         self.balance.start()
-        from polymm.trader.redeem.service import build_redeemer
+        if self.mode != "paper":  # the paper exchange pays resolutions itself: there is nothing on-chain to redeem
+            from polymm.trader.redeem.service import build_redeemer
 
-        self.redeemer = build_redeemer(cfg.redeem, funder=self.core.gateway.funder,
-                                       signature_type=self.core.gateway.signature_type, state_dir=self.state_dir,
-                                       ledger=self.ledger)
-        self.redeemer.start()
+            self.redeemer = build_redeemer(cfg.redeem, funder=self.core.gateway.funder,
+                                           signature_type=self.core.gateway.signature_type, state_dir=self.state_dir,
+                                           ledger=self.ledger)
+            self.redeemer.start()
         self.engine.cash = lambda: self.balance.balance_usd  # risk spends no more than the wallet's pUSD
 
         self.engine.step()  # one decision before the socket and READY: status has a book from the first answer
         self.handler = TraderControlHandler(self.engine, self.core, self.store, balance=self.balance,
-                                            ledger=self.ledger, redeemer=self.redeemer)
+                                            ledger=self.ledger, redeemer=self.redeemer, mode=self.mode)
         try:
             self.server = ControlServer(args.socket, self.handler, allowed_gid=gid)
             self.server.start()
@@ -366,11 +401,15 @@ class TraderService:
         while not self.signals.stop.wait(STATUS_EVERY_S):
             self.notifier.status(self._summary(), min_interval_s=0.0)
 
+    def _tag(self, text: str) -> str:
+        """STATUS= lines of a paper trader say so first."""
+        return f"PAPER {text}" if self.mode == "paper" else text
+
     def _summary(self) -> str:
         from polymm.trader.control.handler import summary_line
 
         if self.handler is None:
-            return "starting"
+            return self._tag("starting")
         try:
             return summary_line(self.handler)
         except Exception:  # a status line must never take the loop down
@@ -388,7 +427,9 @@ class TraderService:
                 self.core.stop(cancel_orders=True)
             except Exception:
                 log.exception("stopping the execution core failed; check the exchange for open orders")
-        for watcher in (self.resolutions, self.balance, self.redeemer):
+            if self.mode == "paper":
+                self.core.gateway.close()  # the paper exchange's threads
+        for watcher in (self.resolutions, self.paper_resolutions, self.balance, self.redeemer):
             if watcher is not None:
                 watcher.stop()
         if self.server is not None:

@@ -3,12 +3,17 @@ and reader.py (trader, mmctl). This docstring is the contract all four implement
 
 One POSIX shared-memory object (``/dev/shm/<name>``, default ``poly_tob_shm``) holds:
 
-    HEADER   constants (magic, layout version, sizes), then a seqlock word, then the seqlocked state:
-             writer pid/start, heartbeat, status, market identity, counters and the latest top of book
-             of both legs (``LEG`` twice); then ``REF``, the BTC reference prices (issue 16, see layout.REF).
-    RING     ``ring_capacity`` entries of ``RING_ENTRY``: every state a reader could have seen, one entry
-             per sequence number (book publishes, market changes, status changes), so a reader that fell
-             behind, the recorder or a backtest sees every update and not only the last one.
+    HEADER   constants (magic, layout version, sizes, ``depth_levels`` N), then a seqlock word, then the
+             seqlocked state: writer pid/start, heartbeat, status, market identity, counters and the latest
+             top of book of both legs (``LEG`` twice); then ``REF``, the BTC reference prices (see layout.REF).
+    DEPTH    (version 2, still inside the seqlock) the top N levels of each side of both legs, N prices then
+             N sizes per side, best first, NaN past the book's last level (``depth_dtype(N)``; N is
+             ``polymm-feed --depth``, default 10, 0 for top of book only). Readers get them as
+             ``Leg.bids`` / ``Leg.asks``: tuples of (price, size), best first.
+    RING     ``ring_capacity`` entries of ``ring_entry_dtype(N)`` (TOP + DEPTH + guard): every state a reader
+             could have seen, one entry per sequence number (book publishes, market changes, status
+             changes), so a reader that fell behind, the recorder or a backtest sees every update and not
+             only the last one.
 
 The layout is defined by the numpy structured dtypes below, documented field by field; the hot path packs
 with ``struct`` formats *derived* from those dtypes (``_packer``), so there is one definition of where
@@ -47,13 +52,16 @@ segment from under everyone. The writer does create through ``SharedMemory`` and
 tracker immediately for the same reason.
 """
 from polymm.feed.shm import futex, layout, reader, writer  # noqa: F401 - the parts, by name for tests and tooling
-from polymm.feed.shm.layout import (DEFAULT_NAME, DEFAULT_RING_CAPACITY, FEATURE_FUTEX_WAKE, HEADER, LEG, MAGIC,
-                                    OPEN_STATUSES, REF, RING_ENTRY, Reference, STATUS_CODE, STATUSES, SUPPORTED_VERSIONS, TOP, VERSION, LayoutError,
-                                    Leg, ShmMissing, Snapshot, Update, WriterConflict, segment_size)
+from polymm.feed.shm.layout import (DEFAULT_DEPTH, DEFAULT_NAME, DEFAULT_RING_CAPACITY, DEPTH, FEATURE_FUTEX_WAKE,
+                                    HEADER, LEG, MAGIC, MAX_DEPTH, OPEN_STATUSES, REF, RING_ENTRY, STATUS_CODE,
+                                    STATUSES, SUPPORTED_VERSIONS, TOP, VERSION, Geometry, LayoutError, Leg, Reference,
+                                    ShmMissing, Snapshot, Update, WriterConflict, depth_dtype, geometry,
+                                    ring_entry_dtype, segment_size)
 from polymm.feed.shm.reader import Reader
 from polymm.feed.shm.writer import Writer, unlink
 
-__all__ = ["DEFAULT_NAME", "DEFAULT_RING_CAPACITY", "FEATURE_FUTEX_WAKE", "HEADER", "LEG", "MAGIC", "OPEN_STATUSES",
-           "REF", "RING_ENTRY", "Reference",
+__all__ = ["DEFAULT_DEPTH", "DEFAULT_NAME", "DEFAULT_RING_CAPACITY", "DEPTH", "FEATURE_FUTEX_WAKE", "Geometry",
+           "HEADER", "LEG", "MAGIC", "MAX_DEPTH", "OPEN_STATUSES", "REF", "RING_ENTRY", "Reference", "depth_dtype",
+           "geometry", "ring_entry_dtype",
            "STATUS_CODE", "STATUSES", "SUPPORTED_VERSIONS", "TOP", "VERSION", "LayoutError", "Leg", "Reader",
            "ShmMissing", "Snapshot", "Update", "Writer", "WriterConflict", "segment_size", "unlink"]

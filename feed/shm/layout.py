@@ -14,10 +14,12 @@ from polymm import env
 from polymm.feed.market import MarketIdentity
 
 MAGIC = int.from_bytes(b"POLYMMTB", "little")  # "POLYMM top of book"
-VERSION = 2  # 2: the reference-price block (REF) after TOP
+VERSION = 3  # 2: the DEPTH block and `depth_levels`; 3: the reference-price block (REF) after TOP. 1: top of book only
 SUPPORTED_VERSIONS = (VERSION,)
 DEFAULT_NAME = env.DEFAULT_SHM
-DEFAULT_RING_CAPACITY = 4096  # ~ 7 minutes at 10 updates/s; 4096 * 192 B = 768 KiB
+DEFAULT_RING_CAPACITY = 4096  # ~ 7 minutes at 10 updates/s; 4096 * 840 B = 3.4 MiB with 10 levels
+DEFAULT_DEPTH = 10  # levels per side published in the DEPTH block (polymm-feed --depth)
+MAX_DEPTH = 100
 
 # Status codes stored in the segment (0 = never written).
 STATUSES = ("", "starting", "connected", "stale", "rotating", "stopped")
@@ -90,6 +92,8 @@ HEADER = np.dtype(
         ("ring_capacity", "<u4"),  # number of ring entries
         ("ring_entry_size", "<u4"),  # RING_ENTRY.itemsize
         ("features", "<u4"),  # FEATURE_* bits of the writer that owns the segment (rewritten at take-over)
+        ("depth_levels", "<u4"),  # N: levels per side in the DEPTH block (0: top of book only)
+        ("_pad0", "<u4"),
         # ---- the seqlock word: odd while the writer is writing the fields below
         ("lock", "<u8"),
         # ---- seqlocked from here on. The writer:
@@ -113,12 +117,36 @@ HEADER = np.dtype(
     ]
 )
 
-RING_ENTRY = np.dtype(
-    [
-        ("top", TOP),  # top.seq is written first (alone), then the whole TOP ...
-        ("seq_end", "<u8"),  # ... then the same sequence number here, last
-    ]
-)
+# ---- the DEPTH block (issue 11): the top N levels of each side of both legs, kept apart from HEADER and
+# TOP so that fields added to those do not move it by hand. It follows HEADER directly (inside the
+# seqlocked region, written in the same critical section as TOP) and follows TOP in every ring entry.
+# Each side is N prices then N sizes, best first (bids descending, asks ascending); levels past the
+# last one the book has are NaN. A leg whose top is NaN (no snapshot yet, awaiting re-verification
+# after a tick change, market switch) has an all-NaN depth.
+
+
+def depth_side_dtype(n: int) -> np.dtype:
+    return np.dtype([("price", "<f8", (n,)), ("size", "<f8", (n,))])
+
+
+def depth_dtype(n: int) -> np.dtype:
+    """The DEPTH block for N = `n` levels (64 * n bytes)."""
+    leg = np.dtype([("bids", depth_side_dtype(n)), ("asks", depth_side_dtype(n))])
+    return np.dtype([("up", leg), ("down", leg)])
+
+
+def ring_entry_dtype(n: int) -> np.dtype:
+    return np.dtype(
+        [
+            ("top", TOP),  # top.seq is written first (alone), then the whole TOP and DEPTH ...
+            ("depth", depth_dtype(n)),
+            ("seq_end", "<u8"),  # ... then the same sequence number here, last
+        ]
+    )
+
+
+RING_ENTRY = ring_entry_dtype(DEFAULT_DEPTH)
+DEPTH = depth_dtype(DEFAULT_DEPTH)
 
 _N_LEG = len(LEG.names)
 
@@ -142,6 +170,11 @@ class Leg:
     recv_ts: float
     publish_ts: float
     seq: int
+    # The DEPTH block for this leg: (price, size) pairs, best first, at most the segment's `depth_levels`
+    # of them (fewer when the book has fewer levels; empty for a depth-0 segment or a leg with no book).
+    # bids[0] / asks[0] are the top of book above, when there is one.
+    bids: tuple[tuple[float, float], ...] = ()
+    asks: tuple[tuple[float, float], ...] = ()
 
 @dataclass(frozen=True)
 class Reference:
@@ -202,6 +235,7 @@ class Snapshot:
     up: Leg
     down: Leg
     ref: Reference | None = None  # the BTC reference prices (issue 16)
+    depth_levels: int = 0  # N of the DEPTH block: up.bids etc. hold at most N levels (0: top of book only)
 
     @property
     def market(self) -> MarketIdentity:
@@ -283,7 +317,7 @@ def _packer(dtype: np.dtype, first: str, last: str) -> tuple[struct.Struct, int,
 
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
-_HDR_CONST, _HDR_CONST_OFF, _ = _packer(HEADER, "magic", "features")  # magic..features
+_HDR_CONST, _HDR_CONST_OFF, _ = _packer(HEADER, "magic", "_pad0")  # magic..depth_levels
 _FEATURES_OFF = HEADER.fields["features"][1]
 _LOCK_OFF = HEADER.fields["lock"][1]
 _STATE, _STATE_OFF, _STATE_NAMES = _packer(HEADER, "writer_pid", "top.down.seq")  # seqlocked, up to TOP's end
@@ -299,11 +333,11 @@ _DOWN_OFF = TOP.fields["down"][1]
 _LIVE, _LIVE_OFF, _ = _packer(HEADER, "heartbeat", "reconnects")
 _MARKET, _MARKET_OFF, _ = _packer(HEADER, "window_end", "down_token")
 _OWNER, _OWNER_OFF, _ = _packer(HEADER, "writer_pid", "writer_start")
-_ENTRY, _, _ENTRY_NAMES = _packer(RING_ENTRY, "top.seq", "seq_end")
-_SEQ_END_OFF = RING_ENTRY.fields["seq_end"][1]
+_ENTRY_TOP = _TOP  # a ring entry starts with TOP, byte for byte as in the header
+_DEPTH_OFF = HEADER.itemsize  # the DEPTH block follows HEADER
 
 assert _TOP_OFF + TOP.itemsize == _STATE_END == _REF_OFF and _SEQLOCKED_END == HEADER.itemsize  # TOP, then REF
-assert _ENTRY.size == RING_ENTRY.itemsize == TOP.itemsize + 8
+assert HEADER.itemsize % 8 == 0  # DEPTH follows HEADER, 8-byte aligned
 assert _TOP.size == TOP.itemsize and _DOWN_OFF == _UP_OFF + LEG.itemsize
 
 _NAN_LEG = (math.nan,) * 8 + (0,)
@@ -315,12 +349,72 @@ FEATURE_FUTEX_WAKE = 1  # `features` bit: the writer FUTEX_WAKEs the seq word af
 _NAN_TOP = (math.nan,) * 7  # a leg as publish() takes it
 
 
-def _ring_offset() -> int:
-    return (HEADER.itemsize + 63) // 64 * 64  # cache-line aligned
+class Geometry:
+    """Where things are in a segment whose DEPTH block has `depth` levels per side (writer and reader)."""
+
+    __slots__ = ("depth", "depth_size", "leg_depth_size", "state_end", "ring_offset", "entry_size",
+                 "seq_end_off", "side", "block", "nan_leg_depth", "nan_depth")
+
+    def __init__(self, depth: int) -> None:
+        if not 0 <= depth <= MAX_DEPTH:
+            raise ValueError(f"depth must be between 0 and {MAX_DEPTH} levels, got {depth}")
+        self.depth = depth
+        self.depth_size = 64 * depth
+        self.leg_depth_size = 32 * depth
+        self.state_end = _DEPTH_OFF + self.depth_size  # the seqlocked region ends with DEPTH
+        self.ring_offset = (self.state_end + 63) // 64 * 64  # cache-line aligned
+        self.entry_size = TOP.itemsize + self.depth_size + 8
+        self.seq_end_off = TOP.itemsize + self.depth_size
+        self.side = struct.Struct(f"<{2 * depth}d")  # one side: N prices, N sizes
+        self.block = struct.Struct(f"<{8 * depth}d")  # the whole DEPTH block
+        self.nan_leg_depth = struct.pack(f"<{4 * depth}d", *([math.nan] * 4 * depth))
+        self.nan_depth = self.nan_leg_depth * 2
+        assert self.entry_size == ring_entry_dtype(depth).itemsize
+
+    def pack_side(self, levels) -> bytes:
+        """One side of the DEPTH block from (price, size) pairs, best first (more than N: the rest is cut)."""
+        levels = list(levels)[: self.depth]
+        pad = [math.nan] * (self.depth - len(levels))
+        return self.side.pack(*(p for p, _ in levels), *pad, *(s for _, s in levels), *pad)
+
+    def pack_leg(self, bids, asks) -> bytes:
+        """One leg's DEPTH (bids then asks), from (price, size) pairs best first, as Writer.publish takes it."""
+        return self.pack_side(bids) + self.pack_side(asks)
+
+    def unpack(self, raw, offset: int = 0) -> tuple[tuple, tuple, tuple, tuple]:
+        """(up bids, up asks, down bids, down asks) from the DEPTH block at `offset` of `raw`: each a tuple of
+        (price, size) pairs, best first, NaN padding dropped."""
+        n = self.depth
+        if not n:
+            return (), (), (), ()
+        v = self.block.unpack_from(raw, offset)
+        out = []
+        for base in range(0, 8 * n, 2 * n):
+            prices = v[base : base + n]
+            k = 0
+            while k < n and prices[k] == prices[k]:
+                k += 1
+            out.append(tuple(zip(prices[:k], v[base + n : base + n + k])))
+        return out[0], out[1], out[2], out[3]
 
 
-def segment_size(ring_capacity: int) -> int:
-    return _ring_offset() + ring_capacity * RING_ENTRY.itemsize
+_GEOMETRIES: dict[int, Geometry] = {}
+
+
+def geometry(depth: int) -> Geometry:
+    g = _GEOMETRIES.get(depth)
+    if g is None:
+        g = _GEOMETRIES[depth] = Geometry(depth)
+    return g
+
+
+def _ring_offset(depth: int = DEFAULT_DEPTH) -> int:
+    return geometry(depth).ring_offset
+
+
+def segment_size(ring_capacity: int, depth: int = DEFAULT_DEPTH) -> int:
+    g = geometry(depth)
+    return g.ring_offset + ring_capacity * g.entry_size
 
 
 def _shm_path(name: str) -> str:

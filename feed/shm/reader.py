@@ -9,11 +9,11 @@ import os
 import struct
 import time
 
-from polymm.feed.shm.layout import (DEFAULT_NAME, FEATURE_FUTEX_WAKE, HEADER, LayoutError, Leg, MAGIC, RING_ENTRY,
-                                   STATUSES, STATUS_CODE, SUPPORTED_VERSIONS, ShmMissing, Snapshot, Update, _ENTRY,
-                                   _FEATURES_OFF, _HDR_CONST, _LOCK_OFF, _NAN_LEG, _N_LEG, _SEQ_END_OFF, _SEQ_OFF,
-                                   _REF, _REF_OFF, _SEQLOCKED_END, _reference_of, Reference,
-                                   _STATE, _STATE_END, _STATE_OFF, _STATUS_OFF, _U32, _U64, _pid_alive, _shm_path)
+from polymm.feed.shm.layout import (DEFAULT_NAME, FEATURE_FUTEX_WAKE, HEADER, MAX_DEPTH, TOP, LayoutError, Leg, MAGIC,
+                                   STATUSES, STATUS_CODE, SUPPORTED_VERSIONS, ShmMissing, Snapshot, Update, _DEPTH_OFF,
+                                   _ENTRY_TOP, _FEATURES_OFF, _HDR_CONST, _LOCK_OFF, _NAN_LEG, _N_LEG, _SEQ_OFF, _STATE,
+                                   _REF, _REF_OFF, _reference_of, Reference,
+                                   _STATE_END, _STATE_OFF, _STATUS_OFF, _U32, _U64, geometry, _pid_alive, _shm_path)
 from polymm.feed.shm import futex
 from polymm.feed.shm.futex import _FUTEX_WAIT, _SYS_FUTEX, _Timespec, _address_of
 
@@ -22,14 +22,17 @@ from polymm.feed.shm.futex import _FUTEX_WAIT, _SYS_FUTEX, _Timespec, _address_o
 # Reader
 
 
-_LEG_NAMES = tuple(f for f in Leg.__dataclass_fields__)
+_LEG_NAMES = tuple(f for f in Leg.__dataclass_fields__)[:_N_LEG]  # the top-of-book fields (bids/asks apart)
 
 
-def _leg_of(values) -> Leg:
-    """Leg(*values) without the frozen dataclass's per-field object.__setattr__ (a reader builds two per
-    snapshot on the trader's hot path). The result is an ordinary, equal, immutable-by-convention Leg."""
+def _leg_of(values, bids: tuple = (), asks: tuple = ()) -> Leg:
+    """Leg(*values, bids, asks) without the frozen dataclass's per-field object.__setattr__ (a reader builds
+    two per snapshot on the trader's hot path). The result is an ordinary, equal, immutable-by-convention Leg."""
     leg = object.__new__(Leg)
-    leg.__dict__.update(zip(_LEG_NAMES, values))
+    d = leg.__dict__
+    d.update(zip(_LEG_NAMES, values))
+    d["bids"] = bids
+    d["asks"] = asks
     return leg
 
 
@@ -69,7 +72,7 @@ class Reader:
             mm = mmap.mmap(fd, st.st_size, mmap.MAP_SHARED, mmap.PROT_READ)
         finally:
             os.close(fd)
-        magic, version, hsize, roff, cap, esize, _features = _HDR_CONST.unpack_from(mm, 0)
+        magic, version, hsize, roff, cap, esize, _features, levels = _HDR_CONST.unpack_from(mm, 0)
         if magic == 0:
             mm.close()
             raise ShmMissing(f"shared memory {self.name!r} exists but is not initialised yet")
@@ -79,12 +82,19 @@ class Reader:
                 f"shared memory {self.name!r} has magic {magic:#018x}; expected {MAGIC:#018x} "
                 f"(a polymm-feed top-of-book segment)"
             )
-        if version not in SUPPORTED_VERSIONS or hsize != HEADER.itemsize or esize != RING_ENTRY.itemsize:
+        if version not in SUPPORTED_VERSIONS or hsize != HEADER.itemsize:
             mm.close()
             raise LayoutError(
-                f"shared memory {self.name!r} has layout version {version} (header {hsize} B, ring entry "
-                f"{esize} B); this code supports version(s) {', '.join(map(str, SUPPORTED_VERSIONS))} "
-                f"(header {HEADER.itemsize} B, ring entry {RING_ENTRY.itemsize} B): upgrade the reader or the feed"
+                f"shared memory {self.name!r} has layout version {version} (header {hsize} B); this code supports "
+                f"version(s) {', '.join(map(str, SUPPORTED_VERSIONS))} (header {HEADER.itemsize} B): "
+                f"upgrade the reader or the feed"
+            )
+        g = geometry(levels) if levels <= MAX_DEPTH else None
+        if g is None or esize != g.entry_size or roff < g.state_end:
+            mm.close()
+            raise LayoutError(
+                f"shared memory {self.name!r} says {levels} depth levels, ring entry {esize} B at offset {roff}: "
+                f"inconsistent with layout version {version}"
             )
         if roff + cap * esize > st.st_size:
             mm.close()
@@ -95,6 +105,9 @@ class Reader:
         self._timeout = _Timespec()  # FUTEX_WAIT's relative timeout, reused (a Reader is used by one thread)
         self._ino = (st.st_dev, st.st_ino)
         self.magic, self.version = magic, version
+        self.depth_levels = levels
+        self._geometry = g
+        self._state_end = g.state_end
         self._ring_off, self._cap, self._esize = roff, cap, esize
 
     # -- reads --------------------------------------------------------------------------------------------
@@ -108,7 +121,7 @@ class Reader:
         while True:
             l1 = unpack(buf, _LOCK_OFF)[0]
             if not l1 & 1:
-                raw = bytes(buf[_STATE_OFF:_SEQLOCKED_END])
+                raw = bytes(buf[_STATE_OFF : self._state_end])
                 if unpack(buf, _LOCK_OFF)[0] == l1:
                     return raw
             else:
@@ -133,9 +146,10 @@ class Reader:
         if not raw:
             return self._dead_writer_snapshot()
         v = _STATE.unpack_from(raw)
-        return self._snapshot_from(v, _reference_of(_REF.unpack_from(raw, _REF_OFF - _STATE_OFF)))
+        return self._snapshot_from(v, self._geometry.unpack(raw, _DEPTH_OFF - _STATE_OFF),
+                                   _reference_of(_REF.unpack_from(raw, _REF_OFF - _STATE_OFF)))
 
-    def _snapshot_from(self, v, ref: Reference | None = None) -> Snapshot:
+    def _snapshot_from(self, v, depth=((), (), (), ()), ref: Reference | None = None) -> Snapshot:
         # v follows _STATE_NAMES: writer_pid, writer_start, heartbeat, updates_per_s, reconnects, window_end,
         # min_order_size, fee_rate, condition_id, up_token, down_token, then TOP: seq, window_start, status,
         # crossed, tick_size, updates_total, disagreements, up (9), down (9).
@@ -145,6 +159,7 @@ class Reader:
         snap.__dict__.update(
             magic=self.magic,
             version=self.version,
+            depth_levels=self.depth_levels,
             writer_pid=v[0],
             writer_start=v[1],
             heartbeat=v[2],
@@ -163,8 +178,8 @@ class Reader:
             updates_per_s=v[3],
             reconnects=v[4],
             disagreements=v[17],
-            up=_leg_of(v[18 : 18 + _N_LEG]),
-            down=_leg_of(v[18 + _N_LEG : 18 + 2 * _N_LEG]),
+            up=_leg_of(v[18 : 18 + _N_LEG], depth[0], depth[1]),
+            down=_leg_of(v[18 + _N_LEG : 18 + 2 * _N_LEG], depth[2], depth[3]),
             ref=ref,
         )
         return snap
@@ -172,7 +187,7 @@ class Reader:
     def _dead_writer_snapshot(self) -> Snapshot:
         # The writer died inside its critical section: the legs may be torn. Report the identity but no
         # book, and status "stopped", so nobody trades on it.
-        v = list(_STATE.unpack(bytes(self._buf[_STATE_OFF:_STATE_END])))
+        v = list(_STATE.unpack_from(bytes(self._buf[_STATE_OFF:_STATE_END])))
         v[13] = STATUS_CODE["stopped"]
         v[14] = 0
         v[18:] = list(_NAN_LEG) + list(_NAN_LEG)
@@ -256,14 +271,19 @@ class Reader:
         copy2 = self._ring_range(first, newest)
         copy3 = self._ring_range(first, newest)
         esize = self._esize
+        g = self._geometry
+        seq_end_off = g.seq_end_off
         out: list[Update] = []
         expect = first
-        for i, v in enumerate(_ENTRY.iter_unpack(copy2)):
-            end_guard = _U64.unpack_from(copy1, i * esize + _SEQ_END_OFF)[0]
-            begin_guard = _U64.unpack_from(copy3, i * esize)[0]
+        for i in range((newest - first) + 1):
+            base = i * esize
+            end_guard = _U64.unpack_from(copy1, base + seq_end_off)[0]
+            begin_guard = _U64.unpack_from(copy3, base)[0]
             if end_guard != expect or begin_guard != expect:
                 out.clear()  # overwritten (or not yet complete): drop it and everything older
             else:
+                v = _ENTRY_TOP.unpack_from(copy2, base)
+                d = g.unpack(copy2, base + TOP.itemsize)
                 out.append(
                     Update(
                         seq=expect,
@@ -271,8 +291,8 @@ class Reader:
                         status=_status_name(v[2]),
                         crossed=bool(v[3]),
                         tick_size=v[4],
-                        up=_leg_of(v[7 : 7 + _N_LEG]),
-                        down=_leg_of(v[7 + _N_LEG : 7 + 2 * _N_LEG]),
+                        up=_leg_of(v[7 : 7 + _N_LEG], d[0], d[1]),
+                        down=_leg_of(v[7 + _N_LEG : 7 + 2 * _N_LEG], d[2], d[3]),
                     )
                 )
             expect += 1

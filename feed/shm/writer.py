@@ -12,17 +12,23 @@ import time
 from multiprocessing import resource_tracker
 from multiprocessing import shared_memory
 
-from polymm.feed.shm.layout import (DEFAULT_NAME, DEFAULT_RING_CAPACITY, FEATURE_FUTEX_WAKE, HEADER, MAGIC,
-                                   OPEN_STATUS_CODE, RING_ENTRY, Reference, _NAN_PRICES, _REF, _REF_OFF, _reference_of, STATUSES, STATUS_CODE, VERSION, WriterConflict, segment_size,
-                                   _FEATURES_OFF, _HDR_CONST, _LIVE, _LIVE_OFF, _LOCK_OFF, _MARKET, _MARKET_OFF,
-                                   _NAN_TOP, _OWNER, _OWNER_OFF, _SEQ_END_OFF, _SEQ_OFF, _STATE_END, _TOP, _TOP_OFF,
-                                   _U32, _U64, _ascii, _pid_alive, _ring_offset, _shm_path)
+from polymm.feed.shm.layout import (DEFAULT_DEPTH, DEFAULT_NAME, DEFAULT_RING_CAPACITY, FEATURE_FUTEX_WAKE, HEADER,
+                                   MAGIC, OPEN_STATUS_CODE, STATUSES, STATUS_CODE, VERSION, Reference, WriterConflict,
+                                   geometry, segment_size, _NAN_PRICES, _REF, _REF_OFF, _reference_of,
+                                   _DEPTH_OFF, _FEATURES_OFF, _HDR_CONST, _LIVE, _LIVE_OFF, _LOCK_OFF, _MARKET,
+                                   _MARKET_OFF, _NAN_TOP, _OWNER, _OWNER_OFF, _SEQ_OFF, _TOP, _TOP_OFF, _U32, _U64,
+                                   _ascii, _pid_alive, _shm_path)
 from polymm.feed.shm import futex
+from polymm.feed.shm.layout import TOP
 from polymm.feed.shm.futex import _FUTEX_WAKE, _SYS_FUTEX, _WAKE_ALL, _address_of
 
 
 # ---------------------------------------------------------------------------------------------------
 # Writer
+
+
+_TOP_SIZE = TOP.itemsize
+_TOP_END = _TOP_OFF + _TOP_SIZE
 
 
 class Writer:
@@ -41,11 +47,18 @@ class Writer:
         ring_capacity: int = DEFAULT_RING_CAPACITY,
         mode: int = 0o640,
         clock=time.time,
+        depth: int = DEFAULT_DEPTH,
     ) -> None:
         if not create:
             raise ValueError("Writer always creates or takes over the segment (create=True)")
         if ring_capacity < 16:
             raise ValueError("ring_capacity must be >= 16")
+        self.geometry = g = geometry(depth)  # ValueError for a depth out of range
+        self.depth = depth
+        self._state_end = g.state_end
+        self._seq_end_off = g.seq_end_off
+        self._up_depth_off = _DEPTH_OFF
+        self._down_depth_off = _DEPTH_OFF + g.leg_depth_size
         self.name = name.lstrip("/")
         self.lock = threading.Lock()
         self._clock = clock
@@ -58,8 +71,8 @@ class Writer:
         self._wake = futex._futex is not None and futex._futex(_SYS_FUTEX, self._seq_addr, _FUTEX_WAKE, _WAKE_ALL, None, None, 0) >= 0
         self._features = FEATURE_FUTEX_WAKE if self._wake else 0
         self.ring_capacity = ring_capacity
-        self._ring_off = _ring_offset()
-        self._entry_size = RING_ENTRY.itemsize
+        self._ring_off = g.ring_offset
+        self._entry_size = g.entry_size
         self.pid = os.getpid()
         self.start = clock()
         # The previous writer's opening price (a restart mid-window recovers it from here: feed/rtds).
@@ -92,12 +105,13 @@ class Writer:
             _REF.pack_into(self._buf, _REF_OFF, *_NAN_PRICES,
                            prev.open_window_start if keep else 0, prev.open_price if keep else math.nan,
                            prev.open_ts if keep else math.nan, OPEN_STATUS_CODE[prev.open_status] if keep else 0, 0, 0, 0)
+            self._clear_depth_locked()
             self._commit_locked()
         if not resumed:
             # magic last: a reader that sees it sees a fully initialised segment
             _HDR_CONST.pack_into(
-                self._buf, 0, MAGIC, VERSION, HEADER.itemsize, self._ring_off, ring_capacity, RING_ENTRY.itemsize,
-                self._features,
+                self._buf, 0, MAGIC, VERSION, HEADER.itemsize, self._ring_off, ring_capacity, self._entry_size,
+                self._features, depth,
             )
         else:
             _U32.pack_into(self._buf, _FEATURES_OFF, self._features)  # what *this* writer does
@@ -105,7 +119,7 @@ class Writer:
     # -- opening / ownership --------------------------------------------------------------------------
 
     def _open(self, ring_capacity: int, mode: int):
-        size = segment_size(ring_capacity)
+        size = segment_size(ring_capacity, self.depth)
         try:
             shm = shared_memory.SharedMemory(self.name, create=True, size=size)
             created = True
@@ -122,7 +136,7 @@ class Writer:
         if created:
             os.fchmod(shm._fd, mode)  # noqa: SLF001 - group-readable so mmctl can attach read-only
             return shm, lock_fd, False
-        if self._layout_matches(shm, ring_capacity):
+        if self._layout_matches(shm, ring_capacity, self.depth):
             return shm, lock_fd, True
         # An older layout or another ring size: replace it. Readers still mapping the old object keep
         # their mapping (it reads "stopped" or foreign) and re-attach by name.
@@ -150,18 +164,20 @@ class Writer:
         return fd
 
     @staticmethod
-    def _layout_matches(shm, ring_capacity: int) -> bool:
+    def _layout_matches(shm, ring_capacity: int, depth: int) -> bool:
         if shm.size < HEADER.itemsize:
             return False
-        magic, version, hsize, roff, cap, esize, _features = _HDR_CONST.unpack_from(shm.buf, 0)
+        magic, version, hsize, roff, cap, esize, _features, levels = _HDR_CONST.unpack_from(shm.buf, 0)
+        g = geometry(depth)
         return (
             magic == MAGIC
             and version == VERSION
             and hsize == HEADER.itemsize
-            and roff == _ring_offset()
+            and levels == depth
+            and roff == g.ring_offset
             and cap == ring_capacity
-            and esize == RING_ENTRY.itemsize
-            and shm.size >= segment_size(ring_capacity)
+            and esize == g.entry_size
+            and shm.size >= segment_size(ring_capacity, depth)
         )
 
     # -- seqlock and commit ------------------------------------------------------------------------------
@@ -171,6 +187,10 @@ class Writer:
             raise ValueError(f"shm writer {self.name!r} is closed")
         self._lockword += 1
         _U64.pack_into(self._buf, _LOCK_OFF, self._lockword)
+
+    def _clear_depth_locked(self) -> None:
+        nan = self.geometry.nan_depth
+        self._buf[_DEPTH_OFF : _DEPTH_OFF + len(nan)] = nan
 
     def _clear_legs(self) -> None:
         self._up, self._up_pub, self._up_seq = _NAN_TOP, math.nan, 0
@@ -191,8 +211,11 @@ class Writer:
         _U64.pack_into(buf, _LOCK_OFF, self._lockword)
         off = self._ring_off + (seq % self.ring_capacity) * self._entry_size
         _U64.pack_into(buf, off, seq)  # guard 1: the slot now belongs to `seq` (body may be half-written)
-        buf[off : off + _SEQ_END_OFF] = buf[_TOP_OFF:_STATE_END]
-        _U64.pack_into(buf, off + _SEQ_END_OFF, seq)  # guard 2: body complete
+        end = self._seq_end_off
+        # TOP and DEPTH into the entry (in the header the REF block sits between them; the ring has no REF)
+        buf[off : off + _TOP_SIZE] = buf[_TOP_OFF:_TOP_END]
+        buf[off + _TOP_SIZE : off + end] = buf[_DEPTH_OFF : self._state_end]
+        _U64.pack_into(buf, off + end, seq)  # guard 2: body complete
         if self._wake:
             futex._futex(_SYS_FUTEX, self._seq_addr, _FUTEX_WAKE, _WAKE_ALL, None, None, 0)  # best effort
         return seq
@@ -238,6 +261,7 @@ class Writer:
             self._status = code
             self._crossed = 0
             self._clear_legs()
+            self._clear_depth_locked()
             _MARKET.pack_into(self._buf, _MARKET_OFF, *identity)
             return self._commit_locked()
 
@@ -320,17 +344,35 @@ class Writer:
         disagreements: int = 0,
         status: str | None = None,
         tick_size: float | None = None,
+        up_depth=None,
+        down_depth=None,
     ) -> int:
-        """Publish the top of book (the hot path).
+        """Publish the top of book and depth (the hot path).
 
         `up`/`down`: (bid, bid_size, ask, ask_size, last_trade, exchange_ts, recv_ts), or None when that leg
-        did not change. `tick_size`: a new tick (tick_size_change), published with the book in one step.
-        Returns the new sequence number, or 0 (nothing written) when `window_start` is not the segment's
-        current window: a book is never published under the wrong window."""
+        did not change. `up_depth`/`down_depth`: that leg's DEPTH as bytes (`Geometry.pack_leg`) or as a
+        (bids, asks) pair of (price, size) lists best first; None keeps what the segment holds (a leg
+        whose top changes should pass its depth too). `tick_size`: a new tick (tick_size_change),
+        published with the book in one step. Returns the new sequence number, or 0 (nothing written) when
+        `window_start` is not the segment's current window: a book is never published under the wrong
+        window."""
+        up_depth = self._leg_depth(up_depth)
+        down_depth = self._leg_depth(down_depth)
         with self.lock:
             return self.publish_locked(
-                window_start, up, down, crossed, updates_total, disagreements, status, tick_size
+                window_start, up, down, crossed, updates_total, disagreements, status, tick_size,
+                up_depth, down_depth,
             )
+
+    def _leg_depth(self, depth) -> bytes | None:
+        if depth is None:
+            return None
+        g = self.geometry
+        if not isinstance(depth, (bytes, bytearray)):
+            return g.pack_leg(*depth)
+        if len(depth) != g.leg_depth_size:
+            raise ValueError(f"a leg's depth is {g.leg_depth_size} bytes for {g.depth} levels, got {len(depth)}")
+        return depth
 
     def publish_locked(
         self,
@@ -342,9 +384,12 @@ class Writer:
         disagreements: int,
         status: str | None,
         tick_size: float | None = None,
+        up_depth: bytes | None = None,
+        down_depth: bytes | None = None,
     ) -> int:
         """`publish` for a caller that already holds `self.lock` (the stream, which applies the book
-        update under the same lock so that one lock per message suffices)."""
+        update under the same lock so that one lock per message suffices). Depth only as bytes of the
+        leg's DEPTH size (`Geometry.pack_leg`, or `LegBook.depth` in the feed)."""
         if window_start != self._window_start:  # (close() sets it to -1: nothing is written after close)
             return 0
         if tick_size is not None:
@@ -369,13 +414,21 @@ class Writer:
             buf, _TOP_OFF, seq, window_start, self._status, crossed, self._tick, updates_total, disagreements,
             *self._up, self._up_pub, self._up_seq, *self._down, self._down_pub, self._down_seq,
         )
+        if up_depth is not None:  # a leg's depth persists in the header until that leg publishes again
+            off = self._up_depth_off
+            buf[off : off + len(up_depth)] = up_depth
+        if down_depth is not None:
+            off = self._down_depth_off
+            buf[off : off + len(down_depth)] = down_depth
         lockword += 1
         _U64.pack_into(buf, _LOCK_OFF, lockword)
         self._lockword = lockword
         off = self._ring_off + (seq % self.ring_capacity) * self._entry_size
+        end = self._seq_end_off
         _U64.pack_into(buf, off, seq)
-        buf[off : off + _SEQ_END_OFF] = buf[_TOP_OFF:_STATE_END]
-        _U64.pack_into(buf, off + _SEQ_END_OFF, seq)
+        buf[off : off + _TOP_SIZE] = buf[_TOP_OFF:_TOP_END]
+        buf[off + _TOP_SIZE : off + end] = buf[_DEPTH_OFF : self._state_end]
+        _U64.pack_into(buf, off + end, seq)
         if self._wake:  # readers blocked in wait_update (best effort: a failed wake only costs them latency)
             futex._futex(_SYS_FUTEX, self._seq_addr, _FUTEX_WAKE, _WAKE_ALL, None, None, 0)
         return seq

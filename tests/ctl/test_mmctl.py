@@ -802,3 +802,52 @@ def test_table_says_none_when_empty():
 
 def test_price_keeps_two_decimals_and_the_tick():
     assert [render.price(x) for x in (0.4, 0.61, 0.005, float("nan"))] == ["0.40", "0.61", "0.005", "-"]
+
+
+# -- the book without us ------------------------------------------------------------------------------------
+
+
+def test_status_and_orders_show_the_top_without_us_where_our_orders_are_the_top(sock_path, shm_name):
+    handler = FakeHandler()
+    books = [
+        p.LegBook(leg="up", bid=0.61, bid_size=6.55, ask=0.63, ask_size=10.0, net_bid=0.58, net_bid_size=40.0,
+                  net_ask=0.63, net_ask_size=10.0),
+        p.LegBook(leg="down", bid=0.37, bid_size=10.0, ask=0.39, ask_size=5.0, net_bid=0.37, net_bid_size=10.0,
+                  net_ask=None, net_ask_size=None, net_ask_known=False),
+    ]
+    handler.status_now = status_reply(book=books)
+    with serve(sock_path, handler), feed_segment(shm_name):
+        status = mmctl(sock_path, "status", shm=shm_name)
+        orders = mmctl(sock_path, "orders")
+        doc = json.loads(mmctl(sock_path, "orders", "--json").stdout)
+    assert "bid 0.61 x 6.55 (ours) → 0.58 x 40 without us" in status.stdout
+    assert "ask 0.39 x 5 (ours) → ? without us" in status.stdout
+    assert "up: bid 0.61 x 6.55 (ours) → 0.58 x 40 without us; ask 0.63 x 10" in orders.stdout
+    assert "down: bid 0.37 x 10; ask 0.39 x 5 (ours) → ? without us" in orders.stdout
+    assert doc["book"][0]["net_bid"] == 0.58
+
+
+def test_status_without_our_orders_in_the_top_reads_as_before(trader, sock_path, shm_name):
+    with feed_segment(shm_name):
+        out = mmctl(sock_path, "status", shm=shm_name).stdout
+        orders = mmctl(sock_path, "orders").stdout
+    assert "without us" not in out + orders
+
+
+def test_a_paper_trader_says_paper_first_in_status_text_json_and_the_unit_status_line():
+    from polymm.ctl import status as status_view
+    from polymm.trader.control.handler import summary_line
+
+    feed = status_view.feed_health(None, NOW, problem="no segment")
+    paper, live = status_reply(mode="paper"), status_reply()
+    text = status_view.render_status(status_view.build_status(feed, paper, None), NOW)
+    assert text.splitlines()[0].startswith("PAPER TRADING")
+    assert not status_view.render_status(status_view.build_status(feed, live, None), NOW).startswith("PAPER")
+    assert status_view.status_json(status_view.build_status(feed, paper, None))["mode"] == "paper"
+    assert status_view.status_json(status_view.build_status(feed, live, None))["mode"] == "live"
+
+    class Handler:
+        def status(self, _request):
+            return paper
+
+    assert summary_line(Handler()).startswith("PAPER ")

@@ -429,6 +429,38 @@ def test_a_hung_trader_loop_is_killed_by_the_watchdog_and_restarted(dep):
     assert not re.search(r"order (submit|live|cancel|canceled) id=", warnings), "INFO lines leak into -p warning"
 
 
+def test_paper_mode_is_a_one_line_config_change_and_trades_on_paper(dep):
+    """deploy/: `mode = "paper"` at the top of /etc/polymm/config.toml and a restart. The unit's STATUS=, mmctl
+    status and every order line say paper; fills happen on paper and nothing reaches the sim for our wallet."""
+    dep.ensure_running()
+    trade_readily(dep)
+    cfg = dep.box.path("/etc/polymm/config.toml")
+    original = cfg.read_text()
+    sim_trades = len(dep.sim.admin.trades(dep.address))
+    cfg.write_text('mode = "paper"\n' + original)
+    try:
+        r = dep.systemctl("restart", TRADER, check=False)
+        assert r.returncode == 0, f"{r.describe()}\n{dep.diagnostics()}"
+        paper_pid = f"_PID={dep.main_pid(TRADER)}"  # the paper trader's own lines (not the live one's shutdown)
+        dep.wait_for("STATUS= saying PAPER", lambda: dep.prop(TRADER, "StatusText").startswith("PAPER"), 30)
+        status = dep.mmctl("status")
+        assert status.stdout.splitlines()[0].startswith("PAPER TRADING"), status.stdout
+        assert json.loads(dep.mmctl("status", "--json").stdout)["mode"] == "paper"
+        refused = dep.mmctl("set", "mode=live")
+        assert refused.returncode != 0 and "needs a restart" in refused.output
+        fills = dep.wait_for("a paper fill in journalctl -u polymm-trader",
+                             lambda: [l for l in dep.journal(TRADER, paper_pid).splitlines()
+                                      if "paper fill trade=" in l], SIM_WINDOW_S * 3, every_s=2)
+        print("\n".join(fills[:3]))
+        orders = [l for l in dep.journal(TRADER, paper_pid).splitlines() if ORDER_LINE.search(l)]
+        assert orders and all("paper order " in l for l in orders), orders[:5]
+        assert dep.sim.admin.open_orders(dep.address) == [] and len(dep.sim.admin.trades(dep.address)) == sim_trades
+    finally:
+        cfg.write_text(original)
+        dep.systemctl("restart", TRADER, check=False)
+    dep.wait_for("STATUS= live again", lambda: not dep.prop(TRADER, "StatusText").startswith("PAPER"), 30)
+
+
 def test_systemctl_stop_leaves_no_open_orders_on_the_sim(dep):
     dep.ensure_running()
     trade_readily(dep)

@@ -61,3 +61,36 @@ def test_each_line_gets_the_newest_reference_received_by_its_publish_time_never_
     refs = [ref(97_000.0, 98.0, 98.1), ref(97_010.0, 99.0, 99.1), ref(97_020.0, 100.0, 101.5)]
     assert record.reference_at(refs, 101.0).chainlink == 97_010.0  # the third arrived after the line
     assert record.reference_at(refs, 98.0) is None
+
+
+def test_tick_line_records_each_legs_depth_best_first_when_the_segment_has_depth():
+    base = update()
+    up = shm.Leg(*[getattr(base.up, f) for f in ("bid", "bid_size", "ask", "ask_size", "last_trade", "exchange_ts",
+                                               "recv_ts", "publish_ts", "seq")],
+                 bids=((0.48, 10.0), (0.47, 3.0)), asks=((0.52, 20.0),))
+    line = record.tick_line(shm.Update(seq=5, window_start=base.window_start, status="connected", crossed=False,
+                                       tick_size=0.01, up=up, down=base.down), None)
+    assert line["up_bids"] == [[0.48, 10.0], [0.47, 3.0]] and line["up_asks"] == [[0.52, 20.0]]
+    assert "down_bids" not in line  # a leg without depth (top-of-book-only segment) records none
+
+
+def test_recorder_writes_the_depth_the_feed_published_and_the_backtest_reads_it(tmp_path, shm_name):
+    from polymm.trader.backtest.ticks_file import read_ticks
+
+    w = shm.Writer(shm_name, ring_capacity=64, depth=3)
+    try:
+        w.set_market(window_start=1_800_000_000, window_end=1_800_000_900, condition_id="0x01", up_token="1",
+                     down_token="2", tick_size=0.01, min_order_size=5.0, fee_rate=0.07)
+        rec = record.Recorder(str(tmp_path / "ticks.jsonl"), shm_name)
+        w.publish(1_800_000_000, (0.48, 10.0, 0.52, 20.0, math.nan, 1.0, 2.0),
+                  (0.47, 5.0, 0.53, 7.0, math.nan, 1.0, 2.0), status="connected",
+                  up_depth=([(0.48, 10.0), (0.47, 3.0), (0.46, 1.0), (0.45, 9.0)], [(0.52, 20.0)]),
+                  down_depth=([(0.47, 5.0)], [(0.53, 7.0), (0.54, 1.0)]))
+        rec.drain()
+        rec.stop()
+    finally:
+        w.close()
+        shm.unlink(shm_name)
+    [(_, line)] = list(read_ticks(tmp_path / "ticks.jsonl"))
+    assert line.depth("up") == ([(0.48, 10.0), (0.47, 3.0), (0.46, 1.0)], [(0.52, 20.0)])
+    assert line.depth("down") == ([(0.47, 5.0)], [(0.53, 7.0), (0.54, 1.0)])

@@ -229,7 +229,11 @@ def test_reader_refuses_unknown_magic_and_unknown_version_with_clear_errors(shm_
             shm.Reader(shm_name)
         with open(path, "r+b") as f:
             f.write(struct.pack("<QI", shm.MAGIC, 99))
-        with pytest.raises(shm.LayoutError, match=r"layout version 99.*supports version\(s\) 2"):
+        with pytest.raises(shm.LayoutError, match=r"layout version 99.*supports version\(s\) 3"):
+            shm.Reader(shm_name)
+        with open(path, "r+b") as f:  # a top-of-book-only segment of an older feed (version 1)
+            f.write(struct.pack("<QII", shm.MAGIC, 1, 536))
+        with pytest.raises(shm.LayoutError, match=r"layout version 1 .*supports version\(s\) 3.*upgrade"):
             shm.Reader(shm_name)
     finally:
         os.unlink(path)

@@ -187,7 +187,7 @@ class FakeHandler:
         orders = list(self.status_now.orders)
         if request.include_done:
             orders.append(order(client_id="c-0", state="filled", filled=6.55))
-        return p.OrdersReply(orders=orders, now=NOW)
+        return p.OrdersReply(orders=orders, now=NOW, book=list(self.status_now.book))
 
     def positions(self, request: p.PositionsRequest) -> p.PositionsReply:
         self._record("positions")

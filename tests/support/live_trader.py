@@ -78,3 +78,74 @@ def order_lines(log_path: Path, since: float = 0.0) -> list[OrderLine]:
                              side=m["side"], price=float(m["price"]), size=float(m["size"]), type=m["type"],
                              reason=m["reason"]))
     return out
+
+
+# ---- paper trading on the sim's scripted market ------------------------------------------------------------
+
+# Every window of the scripted sim follows these P(Up) steps; the sim keeps a two-tick spread around them, so the
+# Up book is: 0-3 s 0.49/0.51, 3 s 0.61/0.63 (S1 enters at 0.61), 8 s 0.59/0.61 (the entry fills), 13 s
+# 0.62/0.64 (its take-profit at 0.62 fills; S1 enters again at 0.62), 18 s 0.60/0.62 (filled), 24 s 0.44/0.46
+# (stop: sold fill-and-kill at 0.44), 30 s 0.29/0.31, 41 s 0.07/0.09 (Down's ask 0.93: S2 bids 0.91 for Down),
+# 45 s 0.09/0.11 (Down's ask 0.91: S2 filled, held to resolution; Down wins).
+PAPER_SCRIPT = {"fair": [[0, 0.50], [3, 0.62], [8, 0.60], [13, 0.63], [18, 0.61], [24, 0.45], [30, 0.30],
+                         [41, 0.08], [45, 0.10]]}
+PAPER_WINDOW_S = 60
+
+
+def paper_config(window_s: int = PAPER_WINDOW_S) -> str:
+    """S1 on Up only and S2 in the last 20 s, timings scaled to 60 s windows; a quiet scripted book must not
+    count as a stale feed."""
+    return f"""\
+[market]
+window_s = {window_s}
+
+[s1]
+entry_threshold = 0.55
+leg_mode = "up_only"
+cap_schedule = "0-20:4,20-40:5,40-{window_s}:6"
+late_window_s = 8
+exit_delay_s = 1
+exit_retry_s = 1
+requote_wait_s = 1
+
+[s2]
+enabled = true
+window_s = 20
+target_usd = 10
+order_size = 10
+
+[risk]
+max_exposure_usd = 50
+cancel_before_end_s = 1
+stale_feed_ms = 30000
+"""
+
+
+class PaperStack(Stack):
+    """The sim with a scripted market, the feed recording every update it publishes, and (start_trader) a
+    trader with no key in its environment at all."""
+
+    def __init__(self, workdir: Path, **kw) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        script = workdir / "script.json"
+        script.write_text(__import__("json").dumps(PAPER_SCRIPT))
+        super().__init__(workdir, window_s=PAPER_WINDOW_S, config_text=paper_config(), sim_args=("--script", str(script)), **kw)
+        self.ticks = workdir / "ticks.jsonl"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        from polymm import env
+
+        out = super().env(**extra)
+        out.pop(env.PK, None)
+        return out
+
+    def start_feed(self, wait_s: float = 60.0) -> None:
+        import subprocess
+
+        from polymm.demo import _child_setup, _python_main
+
+        log = self._log("feed")
+        self.feed = subprocess.Popen(_python_main("polymm.feed.service") + ["--record", str(self.ticks)], env=self.env(),
+                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True, preexec_fn=_child_setup())
+        self.wait_feed(wait_s)

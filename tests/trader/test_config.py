@@ -87,6 +87,7 @@ def test_live_keys_are_derived_from_the_schema():
         "market.window_s", "endpoints.gamma_url", "endpoints.clob_url", "endpoints.ws_market_url",
         "endpoints.ws_user_url", "risk.heartbeat",
         "redeem.enabled", "redeem.delay_s", "redeem.batch", "redeem.merge", "redeem.poll_s",
+        "mode", "fill_model.latency_ms", "paper.balance_usd",
     }
     # Every strategy key of strategies.md may change live (it says so), except the dead-man switch.
     assert {k for k in STRATEGIES_MD_DEFAULTS if k.startswith(("s1.", "s2."))} <= live
@@ -253,7 +254,7 @@ def test_markdown_reference_lists_every_key_with_liveness():
 def test_example_toml_has_every_key_and_loads_back_to_the_defaults(tmp_path):
     text = cfgmod.example_toml()
     raw = tomllib.loads(text)
-    assert sum(len(v) for v in raw.values()) == len(flatten(Config()))
+    assert sum(len(v) if isinstance(v, dict) else 1 for v in raw.values()) == len(flatten(Config()))
     assert load_config(write(tmp_path, text)) == Config()
 
 
@@ -270,3 +271,15 @@ def test_command_line_prints_reference_example_and_checks_files(tmp_path):
 def test_config_round_trips_through_msgspec():
     c = load_config(None, {"s1.cap_schedule": "0-100:1,100-900:2"})
     assert msgspec.convert(msgspec.to_builtins(c), Config) == c
+
+
+def test_mode_is_a_top_level_key_read_from_the_file_and_never_changed_live(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('mode = "paper"\n\n[paper]\nbalance_usd = 250\n')
+    cfg = load_config(path)
+    assert (cfg.mode, cfg.paper.balance_usd, flatten(cfg)["mode"]) == ("paper", 250.0, "paper")
+    assert Config().mode == "live"
+    with pytest.raises(ConfigError, match="needs a restart"):
+        apply_settings(cfg, {"mode": "live"})
+    with pytest.raises(ConfigError, match="one of live | paper"):
+        load_config(None, {"mode": "papr"})

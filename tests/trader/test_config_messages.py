@@ -12,8 +12,12 @@ it = msgspec.inspect
 
 
 def _field_type(key: str):
+    top = it.type_info(cfgmod.Config).fields
+    if "." not in key:  # a top-level key (`mode`)
+        t = next(f.type for f in top if f.name == key)
+        return t.type if isinstance(t, it.Metadata) else t
     section, name = key.split(".", 1)
-    section_type = next(f.type for f in it.type_info(cfgmod.Config).fields if f.name == section)
+    section_type = next(f.type for f in top if f.name == section)
     t = next(f.type for f in section_type.fields if f.name == name)
     return t.type if isinstance(t, it.Metadata) else t
 

@@ -1,9 +1,9 @@
 """`polymm-backtest TICKS.jsonl [--config FILE] [--set KEY=VALUE ...] [--json] [--ledger FILE]`: replay recorded top-of-book
 updates through the trader's own decision pipeline (trader/decision/decide.py: S1, S2, risk, planner) against the
-fill model (trader/fill_model.py), and print orders, fills, final positions, resolution and P&L.
+fill model (trader/fill_model/), and print orders, fills, final positions, resolution and P&L.
 
 The tick format is in ticks_file.py, the timing of the replay in runner.py, the fill model and resolution in
-trader/fill_model.py. `--ledger FILE` also writes the run into a ledger file (mode `backtest`, the trader's ledger
+trader/fill_model/. `--ledger FILE` also writes the run into a ledger file (mode `backtest`, the trader's ledger
 schema), so `mmctl history --ledger FILE` and `polymm-report --compare` set it beside a live or paper week.
 """
 from __future__ import annotations
@@ -33,14 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="polymm-backtest",
         description="Replay recorded top-of-book ticks through S1/S2, risk and the planner against a simulated "
-        "exchange (conservative fills; see trader/fill_model.py).",
+        "exchange (the fill model of trader/fill_model/: depth walked, our fills consume the book, latency).",
     )
     parser.add_argument("ticks", help="JSON-lines file of top-of-book updates (polymm-feed --record)")
     parser.add_argument("--config", help="trader config file (TOML); default: built-in defaults")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--step-ms", type=float, default=100.0, help="decide at least this often between ticks (default 100)")
-    parser.add_argument("--latency-ms", type=float, default=0.0, help="orders and cancels take effect this long after the decision (default 0)")
+    parser.add_argument("--latency-ms", type=float, default=None,
+                        help="orders and cancels reach the exchange this long after the decision (default: "
+                        "fill_model.latency_ms of the config, 2.5 ms: the place round trip measured on the sim)")
     parser.add_argument("--ledger", metavar="FILE", help="also write the run into this ledger file (SQLite, mode backtest)")
     args = parser.parse_args(argv)
     try:
@@ -48,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"polymm-backtest: config error: {e}", file=sys.stderr)
         return 2
+    if args.latency_ms is None:
+        args.latency_ms = config.fill_model.latency_ms
     if args.step_ms <= 0 or args.latency_ms < 0:
         print("polymm-backtest: --step-ms must be > 0 and --latency-ms >= 0", file=sys.stderr)
         return 2

@@ -2,7 +2,8 @@
 
 Timing. The pipeline is called after every line (at its `ts`) and every `--step-ms` (100 ms) between lines, as
 the live loop decides on every tick and at least every 50-100 ms. Orders and cancels take effect `--latency-ms`
-after the decision (default 0); until then they are pending (the strategies see them as working, as live). With
+after the decision (default
+`fill_model.latency_ms`, the place round trip measured on the sim); until then they are pending (the strategies see them as working, as live). With
 zero latency the pipeline is called again at once after its actions took effect, as the live loop wakes on
 order events. The feed counts as stale when no line arrived for `risk.stale_feed_ms` (the live trader judges
 data age the same way), so gaps in a recording cancel entries as they would live.
@@ -49,7 +50,9 @@ class Result:
 class Backtest:
     """Runs the production pipeline (trader/decision/decide.py) over ticks. Also used directly by tests."""
 
-    def __init__(self, config: Config, *, step_s: float = 0.1, latency_s: float = 0.0):
+    def __init__(self, config: Config, *, step_s: float = 0.1, latency_s: float | None = None):
+        if latency_s is None:
+            latency_s = config.fill_model.latency_ms / 1000.0
         if step_s <= 0:
             raise ValueError("step must be > 0")
         if latency_s < 0:

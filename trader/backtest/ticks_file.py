@@ -11,6 +11,11 @@ unknown). With them the strategies see the same fair value as live (trader/decis
 replay), so `s1.fair_guard` and `s2.min_fair` act as they would; without them the fair value is unknown and a
 guarded strategy does not enter. Blank lines and lines starting with `#` are skipped; any other bad line stops the run with its line number. Unknown fields are ignored.
 
+Depth (recorded since shm layout 2 by a feed with `--depth N`, N > 0): `up_bids`, `up_asks`, `down_bids`,
+`down_asks`, each a list of [price, size] pairs, best first (bids descending, asks ascending), at most N
+of them; when present the first pair is the top of book (`up_bid`, `up_bid_size`, ...). Older recordings have
+none: `TickLine.depth(leg)` returns None for them and the top of book is all there is.
+
 """
 from __future__ import annotations
 
@@ -48,6 +53,18 @@ class TickLine(msgspec.Struct):
     btc: float | None = None
     btc_ts: float | None = None
     btc_open: float | None = None
+    up_bids: list[tuple[float, float]] | None = None
+    up_asks: list[tuple[float, float]] | None = None
+    down_bids: list[tuple[float, float]] | None = None
+    down_asks: list[tuple[float, float]] | None = None
+
+    def depth(self, leg: Literal["up", "down"]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]] | None:
+        """The recorded depth of `leg`: (bids, asks), each a list of (price, size) best first; None when this
+        line has top of book only (a recording without depth)."""
+        bids, asks = (self.up_bids, self.up_asks) if leg == "up" else (self.down_bids, self.down_asks)
+        if bids is None and asks is None:
+            return None
+        return (bids or [], asks or [])
 
 
 _DECODER = msgspec.json.Decoder(TickLine)
@@ -89,6 +106,9 @@ def _check_line(line: TickLine, path: str | Path, n: int) -> None:
         v = getattr(line, name)
         if v is not None and not (v >= 0 and math.isfinite(v)):
             raise BadTicks(f"{path} line {n}: {name} {v} must be a size >= 0")
+    for name in ("up", "down"):
+        for side in ("bids", "asks"):
+            _check_depth(line, name, side, path, n)
     if line.window_end is not None and line.window_end <= line.window_start:
         raise BadTicks(f"{path} line {n}: window_end {line.window_end} is not after window_start {line.window_start}")
     if line.tick_size is not None and line.tick_size not in TICK_SIZES:
@@ -105,3 +125,22 @@ def _check_line(line: TickLine, path: str | Path, n: int) -> None:
         raise BadTicks(f"{path} line {n}: btc needs btc_ts (the price's own timestamp)")
     if line.fee_exponent is not None and not 0 <= line.fee_exponent <= 10:
         raise BadTicks(f"{path} line {n}: fee_exponent {line.fee_exponent} is outside [0, 10]")
+
+
+def _check_depth(line: TickLine, leg: str, side: str, path: str | Path, n: int) -> None:
+    levels = getattr(line, f"{leg}_{side}")
+    if levels is None:
+        return
+    field = f"{leg}_{side}"
+    last = None
+    for price, size in levels:
+        if not 0 < price < 1:
+            raise BadTicks(f"{path} line {n}: {field} price {price} is outside (0, 1)")
+        if not (size > 0 and math.isfinite(size)):
+            raise BadTicks(f"{path} line {n}: {field} size {size} at {price} must be > 0")
+        if last is not None and not (price < last if side == "bids" else price > last):
+            raise BadTicks(f"{path} line {n}: {field} is not best first ({price} after {last})")
+        last = price
+    top = getattr(line, f"{leg}_{side[:-1]}")  # up_bid / up_ask
+    if levels and top is not None and abs(levels[0][0] - top) > 1e-9:
+        raise BadTicks(f"{path} line {n}: {field} starts at {levels[0][0]} but {leg}_{side[:-1]} is {top}")

@@ -229,9 +229,10 @@ class TraderControlHandler:
     """ControlHandler (trader/control/server.py) for one running trader."""
 
     def __init__(self, engine, core, store: ConfigStore, *, started_at: float | None = None,
-                 clock=time.time, balance=None, ledger=None, redeemer=None) -> None:
+                 clock=time.time, balance=None, ledger=None, redeemer=None, mode: str = "live") -> None:
         self.engine = engine
         self.ledger = ledger  # trader/ledger.LedgerWriter: config changes are recorded there
+        self.mode = mode  # live | paper: fixed for the life of the process
         self.balance = balance  # trader/balance.BalanceWatcher, or None
         self.redeemer = redeemer  # trader/redeem/worker.Redeemer, or None
         self.core = core
@@ -259,14 +260,32 @@ class TraderControlHandler:
     def _book(self):
         return self.engine.status.market_view
 
+    def _leg_books(self, view) -> list[p.LegBook]:
+        """Per leg, the displayed top and the top without our orders, from the last decision's view."""
+        if view is None:
+            return []
+        books = []
+        for leg in (Leg.UP, Leg.DOWN):
+            raw, net = view.raw(leg), view.net(leg)
+            books.append(p.LegBook(
+                leg=_s(leg), bid=_num_or_none(raw.bid), bid_size=_num_or_none(raw.bid_size),
+                ask=_num_or_none(raw.ask), ask_size=_num_or_none(raw.ask_size), net_bid=_num_or_none(net.bid),
+                net_bid_size=_num_or_none(net.bid_size), net_ask=_num_or_none(net.ask),
+                net_ask_size=_num_or_none(net.ask_size), net_bid_known=view.known(leg, Side.BUY),
+                net_ask_known=view.known(leg, Side.SELL),
+            ))
+        return books
+
     def _order_info(self, order, view, now: float) -> p.OrderInfo:
         distance = None
         if view is not None:
+            # "behind" counts our own orders: the queue as the exchange displays it (view.raw).
+            raw = view.raw(order.leg)
             if order.side is Side.BUY:
-                best = view.bid(order.leg)
+                best = raw.bid
                 distance = None if not _finite(best) else round(best - order.price, 6)
             else:
-                best = view.ask(order.leg)
+                best = raw.ask
                 distance = None if not _finite(best) else round(order.price - best, 6)
         return p.OrderInfo(
             client_id=order.client_id, order_id=order.order_id, strategy=order.strategy, leg=_s(order.leg),
@@ -365,6 +384,8 @@ class TraderControlHandler:
             pending_restart=sorted(self.store.pending_restart),
             decisions=es.decisions,
             fair_up=None if view is None or view.fair_up != view.fair_up else round(view.fair_up, 4),
+            mode=self.mode,
+            book=_safe(lambda: self._leg_books(view), []),
         )
 
     def _wallet_figures(self) -> dict:
@@ -451,7 +472,8 @@ class TraderControlHandler:
         now = self.clock()
         view = self._book()
         orders = self.core.orders(working_only=not request.include_done)
-        return p.OrdersReply(orders=[self._order_info(o, view, now) for o in orders], now=now)
+        return p.OrdersReply(orders=[self._order_info(o, view, now) for o in orders], now=now,
+                             book=self._leg_books(view))
 
     def positions(self, request: p.PositionsRequest) -> p.PositionsReply:
         infos = self._position_infos(self._book())
@@ -579,6 +601,10 @@ def _finite(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
+def _num_or_none(x) -> float | None:
+    return float(x) if _finite(x) else None
+
+
 def _s(value) -> str:
     return value.value if hasattr(value, "value") else str(value)
 
@@ -608,6 +634,8 @@ def summary_line(handler: TraderControlHandler) -> str:
     exposure = f"exposure ${total.usd:.2f}/{total.cap_usd:g}" if total and total.cap_usd else (
         f"exposure ${total.usd:.2f}" if total else "exposure ?")
     line = f"{reply.state} {window} {exposure} pnl {reply.realised_pnl + reply.unrealised_pnl:+.2f}"
+    if reply.mode == "paper":
+        line = "PAPER " + line
     if reply.fair_up is not None:
         line += f" fair up {reply.fair_up:.2f}"
     if reply.warnings:

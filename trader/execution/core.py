@@ -94,12 +94,16 @@ class ExecutionCore(OrderLedger, SubmitWorkers, ExchangeSync):
                  unknown_lookup_every_s: float = 1.0, unknown_max_lookups: int = 5,
                  on_submit_sent: Callable[[str, float], None] | None = None,
                  ws_connect_wait_s: float = 5.0, ws_backoff_s: float = 0.5, ws_ping_every_s: float = 10.0,
-                 post_only_after_restart_s: float = 120.0, heartbeat: bool = True, ledger=None) -> None:
+                 post_only_after_restart_s: float = 120.0, heartbeat: bool = True, ledger=None,
+                 user_stream: type = UserStream) -> None:
         self.gateway = gateway
         # trader/ledger.LedgerWriter (or None): every order action, fill, window and resolution is queued to it
         # (never blocking). While it cannot write, new entries are refused (we never open a position without a
         # record); exits and stops still go out.
         self.ledger = ledger
+        # The user channel's class: the WebSocket live, the paper exchange's in-process channel in paper mode
+        # (trader/paper/), which also stands in for the gateway; the core cannot tell them apart.
+        self._user_stream_cls = user_stream
         # risk.heartbeat (start-time config): False = never arm the exchange's dead-man switch. Said in status
         # for as long as it holds, because a trader that dies then leaves its orders resting.
         self.heartbeat_enabled = heartbeat
@@ -202,7 +206,7 @@ class ExecutionCore(OrderLedger, SubmitWorkers, ExchangeSync):
             self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="polymm-exec")
             if self.ws_user_url:
                 self._ws_connected.clear()
-                self._stream = UserStream(self.ws_user_url, self.gateway.ws_auth, self._tracked_markets,
+                self._stream = self._user_stream_cls(self.ws_user_url, self.gateway.ws_auth, self._tracked_markets,
                                           self._on_ws_events, self._on_ws_connected, self._on_ws_disconnected,
                                           backoff_initial_s=self._ws_backoff_s, ping_every_s=self._ws_ping_every_s)
                 self._stream.start()

@@ -461,28 +461,8 @@ class Gateway:
         return bool(answer.get("closed_only")) if isinstance(answer, dict) else False
 
     def fee_details(self, condition_id: str) -> FeeDetails:
-        """The market's taker fee parameters from GET /clob-markets/{condition_id} (public). Raises
-        ExchangeError when the exchange does not answer and ValueError (saying what) when `fd` is missing or
-        malformed."""
-        try:
-            r = self._http.get(f"{self.clob_url}/clob-markets/{condition_id}")
-        except httpx.HTTPError as exc:
-            raise NetworkError(None, f"GET /clob-markets failed: {type(exc).__name__}") from None
-        if r.status_code != 200:
-            try:
-                body = r.json()
-            except ValueError:
-                body = None
-            raise classify(r.status_code, _error_message(body, r.text), body if isinstance(body, dict) else None)
-        try:
-            info = _market_info.decode(r.content)
-        except msgspec.ValidationError as exc:
-            raise ValueError(f"market fee details unreadable ({exc})") from None
-        except msgspec.DecodeError:
-            raise ValueError(f"GET /clob-markets answered {r.text[:120]!r}, not market info") from None
-        if info.fd is None:
-            raise ValueError("market info has no fee details (fd)")
-        return info.fd
+        """The market's taker fee parameters from GET /clob-markets/{condition_id} (public; fetch_fee_details)."""
+        return fetch_fee_details(self._http, self.clob_url, condition_id)
 
     def server_time(self) -> float:
         try:
@@ -493,3 +473,28 @@ class Gateway:
 
     def close(self) -> None:
         self._http.close()
+
+
+def fetch_fee_details(http: httpx.Client, clob_url: str, condition_id: str) -> FeeDetails:
+    """The market's taker fee parameters from GET /clob-markets/{condition_id} (public, no keys: paper trading
+    reads them too). Raises ExchangeError when the exchange does not answer and ValueError (saying what) when `fd`
+    is missing or malformed."""
+    try:
+        r = http.get(f"{clob_url}/clob-markets/{condition_id}")
+    except httpx.HTTPError as exc:
+        raise NetworkError(None, f"GET /clob-markets failed: {type(exc).__name__}") from None
+    if r.status_code != 200:
+        try:
+            body = r.json()
+        except ValueError:
+            body = None
+        raise classify(r.status_code, _error_message(body, r.text), body if isinstance(body, dict) else None)
+    try:
+        info = _market_info.decode(r.content)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"market fee details unreadable ({exc})") from None
+    except msgspec.DecodeError:
+        raise ValueError(f"GET /clob-markets answered {r.text[:120]!r}, not market info") from None
+    if info.fd is None:
+        raise ValueError("market info has no fee details (fd)")
+    return info.fd

@@ -104,7 +104,8 @@ def test_backtest_stop_at_entry_minus_offset_above_the_floor(tmp_path):
     result = backtest(tmp_path, rows + segment(660, 670, 0.65, 0.66))
     assert placed(result, role="stop_loss") == []
     result = backtest(tmp_path, rows + segment(660, 670, 0.64, 0.66))
-    assert [(e["t"], e["size"]) for e in placed(result, role="stop_loss")] == [(660.0, 5.88)]
+    # One latency after 660 s: the take-profit's cancel must reach the exchange before the stop can sell.
+    assert [(e["t"], e["size"]) for e in placed(result, role="stop_loss")] == [(pytest.approx(660.0, abs=0.01), 5.88)]
 
 
 def test_backtest_late_hold_stop_one_reentry_and_no_more(tmp_path):
@@ -127,9 +128,9 @@ def test_backtest_late_hold_stop_one_reentry_and_no_more(tmp_path):
     entries = placed(result, role="entry")
     assert [(e["t"], e["price"], e["size"]) for e in entries] == [(700.0, 0.91, 5.49), (815.0, 0.91, 5.49)]
     stops = placed(result, role="stop_loss")
-    assert [e["t"] for e in stops] == [810.0, 830.0]
+    assert [e["t"] for e in stops] == pytest.approx([810.0, 830.0], abs=0.01)  # + latency
     sells = [f for f in result["windows"][0]["fills"] if f["side"] == "SELL"]
-    assert [(f["t"], f["price"]) for f in sells] == [(810.0, 0.69), (830.0, 0.65)]
+    assert [(f["t"], f["price"]) for f in sells] == [(pytest.approx(810.0, abs=0.01), 0.69), (pytest.approx(830.0, abs=0.01), 0.65)]
 
 
 def test_backtest_stale_feed_cancels_resting_entry_within_stale_ms_plus_one_decision(tmp_path):
@@ -431,7 +432,7 @@ def test_property_config_trades_on_a_random_walk():
         ask = round(bid + 0.01, 2)
         lines.append(TickLine(ts=WS + i * 0.3, window_start=WS, up_bid=bid, up_ask=ask, down_bid=round(1 - ask, 2),
                               down_ask=round(1 - bid, 2)))
-    result = Backtest(PROPERTY_CONFIG, step_s=0.25).run(lines)
+    result = Backtest(PROPERTY_CONFIG, step_s=0.25, latency_s=0.0).run(lines)
     roles = {p["want"]["role"] for p in result.placements}
     assert {"entry", "take_profit"} <= roles, roles
     assert len(result.placements) > 10

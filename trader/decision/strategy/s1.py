@@ -14,6 +14,9 @@ Rules, per leg, within one window (numbers are the strategies.md rules):
    tp = min(avg + tp_increment, max_tp_price) rounded up to the tick. Repriced (at most every exit_retry_s) when
    the position size or tp changes, or the best ask is exit_drift away (to max(tp, ask): never below tp). When
    the bid nets >= tp after the taker fee, sell into the bid instead (fill-and-kill at the bid).
+   A reprice is one cancel/replace: the old take-profit is cancelled and the replacement, at the price the rule
+   chose and the size of the position then, is placed at the first decision after the cancel is confirmed (the
+   exchange locks the shares of a resting sell until then), with no exit_retry_s wait in between.
 4. Stop-loss: bid < max(avg - sl_offset, sl_floor) -> every order of the leg cancelled, fill-and-kill SELL of the
    whole position at sl_order_price, repeated every exit_retry_s while a sellable position remains. No new
    entry on the leg for the rest of the window except a late re-entry.
@@ -48,7 +51,7 @@ from typing import Mapping, Sequence
 
 from polymm.trader.config import S1Params, cap_at
 from polymm.trader.decision.fees import market_fee, net_sell_price
-from polymm.trader.model import Leg, MarketView, OrderType, OrderView, PositionView, Role, Side, Want
+from polymm.trader.model import Leg, MarketView, OrderState, OrderType, OrderView, PositionView, Role, Side, Want
 from polymm.trader.decision.strategy.common import (
     EPS,
     LEGS,
@@ -79,6 +82,9 @@ class S1LegState(msgspec.Struct, frozen=True):
     reentries: int = 0
     last_exit_at: float = NEVER  # last exit action (TP placed/repriced, stop or take sent)
     prev_shares: float = 0.0  # position at the previous decision (detects the first fill of a re-entry)
+    # A take-profit reprice in flight: the price its replacement goes at, placed at the first decision after the
+    # old one's cancel is confirmed (0: none). Kept until the replacement is seen working.
+    tp_reprice: float = 0.0
     note: str = ""  # what S1 does with the leg's position now, in words (status, cancel reasons of exits)
     entry_note: str = ""  # why the leg's entry is (not) working now, in words (cancel reasons of entries)
 
@@ -204,6 +210,8 @@ def _exits(
     now: float,
 ) -> tuple[list[Want], S1LegState]:
     """Stop-loss, take-profit and hold for one leg."""
+    # A reprice in flight survives only on the take-profit path; a stop, hold or a gone position ends it.
+    reprice, ls = ls.tp_reprice, replace(ls, tp_reprice=0.0)
     if pos is None or not sellable(shares, market):
         # Dust gets no new exit order, but a take-profit that partly filled down to it is still a valid order on
         # the exchange (the minimum size applies when placing) and may sell the rest at tp: keep it, not cancel it.
@@ -234,7 +242,7 @@ def _exits(
     # No first-fill time (a position rebuilt at a restart): the exit delay has long passed.
     if first_fill is not None and now - first_fill + EPS < params.exit_delay_s:
         return [], replace(ls, note="waiting exit_delay_s before the take-profit")
-    return _take_profit(leg, ls, pos, shares, market, params, sells, now)
+    return _take_profit(leg, ls, pos, shares, market, params, sells, now, reprice)
 
 
 def _take_profit(
@@ -246,6 +254,7 @@ def _take_profit(
     params: S1Params,
     sells: list[OrderView],
     now: float,
+    reprice: float = 0.0,
 ) -> tuple[list[Want], S1LegState]:
     bid, ask, tick = market.bid(leg), market.ask(leg), market.tick_size
     tp = take_profit_price(params, pos.avg_price, tick)
@@ -268,6 +277,10 @@ def _take_profit(
     if finite(bid) and bid + EPS >= tp:
         # Resting at tp would cross the bid (post-only rejection); rest just above it, still never below tp.
         floor_price = round_price(round(bid + tick, 9), tick, "up")
+    if reprice > 0:
+        replacing = _replace_tp(leg, ls, pos, size, floor_price, sells, existing, reprice, now)
+        if replacing is not None:
+            return replacing
     if existing is None:
         if any(o.state.working for o in sells) or not can_act:
             return [], replace(ls, note="take-profit waiting")
@@ -279,10 +292,36 @@ def _take_profit(
         target = floor_price  # tp moved up (new average) or the bid came up to it
     elif finite(ask) and abs(ask - existing.price) + EPS >= params.exit_drift:
         target = max(floor_price, round_price(round(ask, 9), tick, "up"))  # follow the ask, never below tp
-    if (size_changed or abs(target - existing.price) > EPS) and can_act:
+    if (size_changed or abs(target - existing.price) > EPS) and can_act and existing.state is not OrderState.PENDING_CANCEL:
+        # The planner cancels `existing` now and places this once the cancel is confirmed (one sell per slot);
+        # `tp_reprice` carries the chosen price until then (_replace_tp).
         want = _tp_want(leg, target, size, f"tp reprice {existing.price:g}->{target:g} size {size:g}")
-        return [want], replace(ls, last_exit_at=now, note=f"take-profit repriced to {target:g}")
+        return [want], replace(ls, last_exit_at=now, tp_reprice=target, note=f"take-profit repriced to {target:g}")
     return [mirror(existing)], replace(ls, note=f"take-profit resting at {existing.price:g}")
+
+
+def _replace_tp(
+    leg: Leg,
+    ls: S1LegState,
+    pos: PositionView,
+    size: float,
+    floor_price: float,
+    sells: list[OrderView],
+    existing: OrderView | None,
+    reprice: float,
+    now: float,
+) -> tuple[list[Want], S1LegState] | None:
+    """A reprice in flight (cancel sent, replacement not yet working). None once the replacement is working:
+    the normal rules take over from there."""
+    if existing is not None and existing.state is not OrderState.PENDING_CANCEL:
+        return None  # the replacement (or, if the cancel failed, the old order) rests: nothing in flight any more
+    target = max(reprice, floor_price)  # never below tp, never crossing the bid (they may have moved meanwhile)
+    want = _tp_want(leg, target, size, f"tp reprice to {target:g} size {size:g}")
+    if existing is not None or any(o.state.working for o in sells):
+        # The old take-profit (or another sell) still locks the shares: the planner holds the replacement back.
+        return [want], replace(ls, tp_reprice=target, note=f"take-profit reprice to {target:g}: cancelling the old one")
+    # The cancel is confirmed: the replacement goes now, not exit_retry_s later.
+    return [want], replace(ls, tp_reprice=target, last_exit_at=now, note=f"take-profit repriced to {target:g}")
 
 
 def working_tps(orders: Sequence[OrderView], leg: Leg) -> list[OrderView]:
@@ -356,6 +395,8 @@ def _why_no_entry(ls: S1LegState, market: MarketView, params: S1Params, late: bo
     if leg in candidates:
         return "other leg has the turn (leg_mode highest_bid)"
     if not finite(bid):
+        if not market.known(leg, Side.BUY):
+            return "no bid without us: the published depth shows only our own bids"
         return "no bid"
     if params.fair_guard and _fair_blocks(market, params, leg):
         return _fair_blocks(market, params, leg)

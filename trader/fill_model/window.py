@@ -1,29 +1,7 @@
-"""The fill model: one market window's top of book, our orders on it, their fills and our positions. The backtest
-replays recorded ticks through it; paper trading shares it. A `line` is anything with the tick file's fields
-(trader/backtest/ticks_file.py `TickLine`).
-
-Fill model (conservative; our own orders are assumed absent from the recorded book):
-- A resting BUY fills when a later line's best ask is at or below its price; a resting SELL when the best bid is
-  at or above it. Fills are at our limit price (no price improvement), as a maker (no fee), limited to the
-  displayed size of that line (shared by all our orders on that side); an order placed at a line never fills
-  against that same line.
-- Fill-and-kill / fill-or-kill orders execute at once against the displayed top of book at their effective time
-  (one level: the best price and its size; the rest of a FAK is cancelled, a FOK needs the whole size), paying
-  the taker fee of trader/decision/fees.py, shares x fee_rate x (p x (1 - p)) ^ fee_exponent. When a line has
-  no size for that side, the size is taken as unlimited.
-- The exchange's checks are applied: price on the tick and in [tick, 1 - tick], size >= the market minimum,
-  sells not above the free (not locked by resting sells) position, and a post-only order that would cross the
-  book is rejected. Every rejection is listed with its reason.
-- Orders still open at the window end are cancelled (the exchange does so when the market closes).
-
-
-Resolution: a line may carry `winner` ("up" or "down"); the last such value of a window decides. Otherwise the
-leg whose last best bid in the window is higher wins (the book near the end says which outcome is near 1). Equal
-or missing bids: undetermined, and held shares are valued at that leg's last mid price (0.5 if unknown). Winning
-shares pay 1, losing 0. P&L = sells - buys - fees + resolution payouts, per strategy; all numbers in pUSD.
-A window resolves at its end here, so its positions do not count against `risk.max_exposure_usd` in the next
-window; live they do until the market resolves (usually minutes later), so live can enter less than a backtest
-in the first minutes of a window.
+"""One market window in the fill model: its book, our orders on it, their fills and positions (the rules are in
+the package docstring, trader/fill_model/__init__.py). The backtest drives it with the decision pipeline's
+actions (`submit`); the paper exchange with the orders it receives (`place`, `cancel`). A `line` is anything
+with the tick file's fields (trader/backtest/ticks_file.py `TickLine`).
 """
 from __future__ import annotations
 
@@ -37,6 +15,7 @@ from polymm.trader.model import Leg, MarketView, OrderState, OrderType, OrderVie
 from polymm.trader.decision.fees import DEFAULT_SCHEDULE, FeeSchedule, taker_fee
 from polymm.trader.decision.planner import Cancel, Place
 from polymm.trader.decision.ticks import on_tick
+from polymm.trader.fill_model.book import ASK, BID, Book, _key
 
 if TYPE_CHECKING:  # a line is anything with these fields (the backtest's tick file, paper trading's snapshot)
     from polymm.trader.backtest.ticks_file import TickLine
@@ -58,6 +37,7 @@ class ModelOrder:
     cancel_at: float | None = None
     cancel_reason: str = ""
     updated_at: float = 0.0
+    rested: bool = False  # reached the exchange and rests on the book (its taker part, if any, is done)
 
     def view(self) -> OrderView:
         w = self.want
@@ -91,39 +71,11 @@ class ModelPosition:
         )
 
 
-@dataclass
-class TopOfBook:
-    up_bid: float = math.nan
-    up_ask: float = math.nan
-    down_bid: float = math.nan
-    down_ask: float = math.nan
-    up_bid_size: float = math.inf
-    up_ask_size: float = math.inf
-    down_bid_size: float = math.inf
-    down_ask_size: float = math.inf
-
-    def bid(self, leg: Leg) -> float:
-        return self.up_bid if leg is Leg.UP else self.down_bid
-
-    def ask(self, leg: Leg) -> float:
-        return self.up_ask if leg is Leg.UP else self.down_ask
-
-    def size(self, leg: Leg, side: str) -> float:
-        return getattr(self, f"{leg.value}_{side}_size")
-
-
-def _num(v: float | None) -> float:
-    return math.nan if v is None else float(v)
-
-
-def _size(v: float | None) -> float:
-    return math.inf if v is None else float(v)
-
-
 class WindowFillModel:
     """One market window: book, our orders, fills and positions; applies the pipeline's actions."""
 
-    def __init__(self, first: TickLine, config: Config, latency_s: float, events: list[dict], tag: str):
+    def __init__(self, first: TickLine, config: Config, latency_s: float, events: list[dict], tag: str,
+                 cash: float | None = None):
         self.window_start = first.window_start
         self.window_end = first.window_end or first.window_start + config.market.window_s
         self.tick = first.tick_size or DEFAULT_TICK
@@ -132,7 +84,12 @@ class WindowFillModel:
         fee_exponent = getattr(first, "fee_exponent", None)  # paper trading's snapshots may not carry it
         self.fee_exponent = fee_exponent if fee_exponent is not None else DEFAULT_FEE.exponent
         self.latency_s = latency_s
-        self.book = TopOfBook()
+        self.book = Book()
+        # (leg, side, price) -> shares of that displayed level our fills took; stays taken until the data shows
+        # the level gone (the data never contains our orders, so it keeps showing what we took).
+        self.consumed: dict[tuple[Leg, str, float], float] = {}
+        # Collateral (pUSD) when the exchange's balance check applies (paper trading); None = unlimited.
+        self.cash = cash
         self.last_line_ts = -math.inf
         self.winner: str | None = None
         self.orders: dict[str, ModelOrder] = {}
@@ -148,26 +105,37 @@ class WindowFillModel:
     # -- market data -------------------------------------------------------------------------------------
 
     def apply_line(self, line: TickLine) -> None:
-        self.book = TopOfBook(
-            _num(line.up_bid), _num(line.up_ask), _num(line.down_bid), _num(line.down_ask),
-            _size(line.up_bid_size), _size(line.up_ask_size), _size(line.down_bid_size), _size(line.down_ask_size),
-        )
-        if line.tick_size:
-            self.tick = line.tick_size
-        if line.min_order_size:
-            self.min_size = line.min_order_size
-        if line.fee_rate is not None:
-            self.fee_rate = line.fee_rate
-        if getattr(line, "fee_exponent", None) is not None:
-            self.fee_exponent = line.fee_exponent
-        if line.winner is not None:
-            self.winner = line.winner
         btc = getattr(line, "btc", None)  # lines without the reference price (older recordings) leave it unknown
         if btc is not None:
             self.btc, self.btc_ts = btc, line.btc_ts
             self.btc_open = line.btc_open if line.btc_open is not None else math.nan
-        self.last_line_ts = line.ts
-        self._match_resting(line.ts)
+        self.apply_book(book_of(line), line.ts, tick=line.tick_size, min_size=line.min_order_size,
+                        fee_rate=line.fee_rate, fee_exponent=getattr(line, "fee_exponent", None), winner=line.winner)
+
+    def apply_book(self, book: Book, ts: float, *, tick: float | None = None, min_size: float | None = None,
+                   fee_rate: float | None = None, fee_exponent: float | None = None,
+                   winner: str | None = None) -> None:
+        """A new snapshot of the market at `ts`: forget what we took from levels the data shows gone, then match
+        our resting orders against it."""
+        self.book = book
+        for key in [k for k in self.consumed if book.gone(*k)]:
+            del self.consumed[key]
+        if tick:
+            self.tick = tick
+        if min_size:
+            self.min_size = min_size
+        if fee_rate is not None:
+            self.fee_rate = fee_rate
+        if fee_exponent is not None:
+            self.fee_exponent = fee_exponent
+        if winner is not None:
+            self.winner = winner
+        self.last_line_ts = ts
+        self._match_resting(ts)
+
+    def available(self, leg: Leg, side: str, price: float, displayed: float) -> float:
+        """What is left of a displayed level after our earlier fills took from it."""
+        return max(0.0, displayed - self.consumed.get((leg, side, _key(price)), 0.0))
 
     def view(self, now: float, config: Config, fair: FairValue | None = None) -> MarketView:
         b = self.book
@@ -177,15 +145,14 @@ class WindowFillModel:
                                    config.risk.stale_ref_ms / 1000.0)
         age_ms = (now - self.last_line_ts) * 1000.0
         crossed = any(
-            math.isfinite(bid) and math.isfinite(ask) and bid >= ask
-            for bid, ask in ((b.up_bid, b.up_ask), (b.down_bid, b.down_ask))
+            math.isfinite(b.bid(leg)) and math.isfinite(b.ask(leg)) and b.bid(leg) >= b.ask(leg) for leg in Leg
         )
         return MarketView(
             window_start=self.window_start, window_end=self.window_end, condition_id=f"backtest-{self.window_start}",
             up_token="up", down_token="down", tick_size=self.tick, min_order_size=self.min_size,
-            fee_rate=self.fee_rate, up_bid=b.up_bid, up_bid_size=b.up_bid_size, up_ask=b.up_ask,
-            up_ask_size=b.up_ask_size, down_bid=b.down_bid, down_bid_size=b.down_bid_size, down_ask=b.down_ask,
-            down_ask_size=b.down_ask_size, age_ms=age_ms, fresh=age_ms <= config.risk.stale_feed_ms,
+            fee_rate=self.fee_rate, up_bid=b.bid(Leg.UP), up_bid_size=b.size(Leg.UP, BID), up_ask=b.ask(Leg.UP),
+            up_ask_size=b.size(Leg.UP, ASK), down_bid=b.bid(Leg.DOWN), down_bid_size=b.size(Leg.DOWN, BID),
+            down_ask=b.ask(Leg.DOWN), down_ask_size=b.size(Leg.DOWN, ASK), age_ms=age_ms, fresh=age_ms <= config.risk.stale_feed_ms,
             crossed=crossed, accepting_orders=now < self.window_end, fair_up=fair_up, btc=self.btc,
             btc_age_ms=(now - self.btc_ts) * 1000.0 if self.btc_ts == self.btc_ts else math.inf, btc_open=self.btc_open,
             fee_exponent=self.fee_exponent,
@@ -202,24 +169,36 @@ class WindowFillModel:
     # -- actions -------------------------------------------------------------------------------------------
 
     def submit(self, actions: list[Place | Cancel], now: float) -> None:
+        """The decision pipeline's actions, sent at `now` (they reach the exchange `latency_s` later)."""
         for a in actions:
             if isinstance(a, Cancel):
-                o = self.orders.get(a.client_id)
-                if o is None or not o.state.working or o.state is OrderState.PENDING_CANCEL:
-                    continue
-                o.state = OrderState.PENDING_CANCEL
-                o.cancel_at = now + self.latency_s
-                o.cancel_reason = a.reason
-                o.updated_at = now
-                self._event(now, "cancel", o, a.reason)
+                self.cancel(a.client_id, a.reason, now)
             else:
-                self._ids += 1
-                cid = f"{self._tag}-{self._ids}"
-                o = ModelOrder(cid, a.want, created_at=now, effective_at=now + self.latency_s, updated_at=now)
-                self.orders[cid] = o
-                self._record_placement(o, now)
-                self._event(now, "place", o, a.want.reason)
+                self.place(a.want, now)
         self.settle_pending(now)
+
+    def place(self, want: Want, now: float, order_id: str | None = None) -> ModelOrder:
+        """An order sent at `now`; it reaches the exchange at now + latency (settle_pending)."""
+        if order_id is None:
+            self._ids += 1
+            order_id = f"{self._tag}-{self._ids}"
+        o = ModelOrder(order_id, want, created_at=now, effective_at=now + self.latency_s, updated_at=now)
+        self.orders[order_id] = o
+        self._record_placement(o, now)
+        self._event(now, "place", o, want.reason)
+        return o
+
+    def cancel(self, order_id: str, reason: str, now: float) -> bool:
+        """A cancel sent at `now`; it reaches the exchange at now + latency. False: nothing to cancel."""
+        o = self.orders.get(order_id)
+        if o is None or not o.state.working or o.state is OrderState.PENDING_CANCEL:
+            return False
+        o.state = OrderState.PENDING_CANCEL
+        o.cancel_at = now + self.latency_s
+        o.cancel_reason = reason
+        o.updated_at = now
+        self._event(now, "cancel", o, reason)
+        return True
 
     def settle_pending(self, now: float) -> None:
         """Pending submits/cancels whose latency has passed reach the exchange, in the order they were sent."""
@@ -242,7 +221,8 @@ class WindowFillModel:
         return out
 
     def _arrive(self, o: ModelOrder, at: float) -> None:
-        """The exchange receives an order: checks, then taker execution or rest."""
+        """The exchange receives an order: checks, then the marketable part takes, the rest rests (GTC/GTD) or
+        is killed (FAK/FOK)."""
         w = o.want
         reason = self._reject_reason(o, at)
         if reason:
@@ -250,11 +230,21 @@ class WindowFillModel:
             o.updated_at = at
             self._event(at, "rejected", o, reason)
             return
-        if w.order_type in (OrderType.FAK, OrderType.FOK):
+        if not w.post_only:
             self._take(o, at)
+        if w.order_type in (OrderType.FAK, OrderType.FOK):
+            o.updated_at = at
+            if o.remaining > EPS:
+                o.state = OrderState.CANCELED
+                self._event(at, "killed", o, f"{o.remaining:g} unfilled ({w.order_type.value})")
+            else:
+                o.state = OrderState.FILLED
             return
-        if o.state is not OrderState.PENDING_CANCEL:  # a cancel sent meanwhile arrives after it (at cancel_at)
-            o.state = OrderState.LIVE
+        o.rested = o.remaining > EPS
+        if o.remaining <= EPS:
+            o.state = OrderState.FILLED
+        elif o.state is not OrderState.PENDING_CANCEL:  # a cancel sent meanwhile arrives after it (at cancel_at)
+            o.state = OrderState.PARTIALLY_FILLED if o.filled > EPS else OrderState.LIVE
         o.updated_at = at
 
     def _reject_reason(self, o: ModelOrder, at: float) -> str:
@@ -270,11 +260,16 @@ class WindowFillModel:
             locked = sum(
                 x.remaining for x in self.orders.values()
                 if x is not o and x.want.strategy == w.strategy and x.want.leg is w.leg and x.want.side is Side.SELL
-                and x.state in (OrderState.LIVE, OrderState.PARTIALLY_FILLED, OrderState.PENDING_CANCEL)
-                and x.effective_at <= at
+                and x.rested and x.state.working
             )
             if w.size > pos.shares - locked + EPS:
                 return f"not enough balance: selling {w.size} with {pos.shares - locked:.2f} free"
+        if w.side is Side.BUY and self.cash is not None:
+            locked = sum(x.remaining * x.want.price for x in self.orders.values()
+                         if x is not o and x.want.side is Side.BUY and x.rested and x.state.working)
+            if w.size * w.price > self.cash - locked + EPS:
+                return (f"not enough balance: buying {w.size:g} at {w.price:g} needs {w.size * w.price:.2f} pUSD, "
+                        f"{self.cash - locked:.2f} free")
         if w.post_only:
             bid, ask = self.book.bid(w.leg), self.book.ask(w.leg)
             if w.side is Side.BUY and math.isfinite(ask) and w.price >= ask - EPS:
@@ -284,56 +279,54 @@ class WindowFillModel:
         return ""
 
     def _take(self, o: ModelOrder, at: float) -> None:
+        """The marketable part of an order: walk the opposite side level by level up to the limit, each level at
+        its own price and for what is left of it, paying the taker fee per level. A FOK takes all or nothing."""
         w = o.want
-        if w.side is Side.BUY:
-            px, avail = self.book.ask(w.leg), self.book.size(w.leg, "ask")
-            ok = math.isfinite(px) and px <= w.price + EPS
-        else:
-            px, avail = self.book.bid(w.leg), self.book.size(w.leg, "bid")
-            ok = math.isfinite(px) and px >= w.price - EPS
-        qty = min(w.size, avail) if ok else 0.0
-        if w.order_type is OrderType.FOK and qty + EPS < w.size:
-            qty = 0.0
-        qty = math.floor(qty * 100 + EPS) / 100
-        if qty > 0:
-            self._fill(o, qty, px, at, "taker")
-            self._consume(w.leg, "ask" if w.side is Side.BUY else "bid", qty)
+        side = ASK if w.side is Side.BUY else BID
+        plan: list[tuple[float, float]] = []
+        want = o.remaining
+        for price, displayed in self.book.reachable(w.leg, side, w.price):
+            qty = _lots(min(want, self.available(w.leg, side, price, displayed)))
+            if qty > 0:
+                plan.append((price, qty))
+                want = round(want - qty, 6)
+            if want <= EPS:
+                break
+        if w.order_type is OrderType.FOK and want > EPS:
+            return
+        for price, qty in plan:
+            self._fill(o, qty, price, at, "taker")
+            self._consume(w.leg, side, price, qty)
         o.updated_at = at
-        if o.remaining > EPS:
-            o.state = OrderState.CANCELED
-            self._event(at, "killed", o, f"{o.remaining:g} unfilled ({w.order_type.value})")
-        else:
-            o.state = OrderState.FILLED
 
-    def _consume(self, leg: Leg, side: str, qty: float) -> None:
-        name = f"{leg.value}_{side}_size"
-        setattr(self.book, name, max(0.0, getattr(self.book, name) - qty))
+    def _consume(self, leg: Leg, side: str, price: float, qty: float) -> None:
+        key = (leg, side, _key(price))
+        self.consumed[key] = self.consumed.get(key, 0.0) + qty
 
     def _match_resting(self, ts: float) -> None:
+        """Resting orders the market traded through: a BUY fills from asks at or below its price, a SELL from bids
+        at or above it, at its own price (maker, no fee), oldest order first, for what is left of those levels.
+        When the opposite side reaches our price everything ahead of us at that price must be gone (the book is
+        never crossed), so queue position needs no further state."""
         for o in sorted(self.orders.values(), key=lambda x: x.created_at):
-            if o.state not in (OrderState.LIVE, OrderState.PARTIALLY_FILLED, OrderState.PENDING_CANCEL):
-                continue
-            if o.effective_at >= ts or o.want.order_type in (OrderType.FAK, OrderType.FOK):
+            if not o.rested or not o.state.working or o.effective_at >= ts:
                 continue
             w = o.want
-            if w.side is Side.BUY:
-                touch, side = self.book.ask(w.leg), "ask"
-                crosses = math.isfinite(touch) and touch <= w.price + EPS
-            else:
-                touch, side = self.book.bid(w.leg), "bid"
-                crosses = math.isfinite(touch) and touch >= w.price - EPS
-            if not crosses:
-                continue
-            qty = math.floor(min(o.remaining, self.book.size(w.leg, side)) * 100 + EPS) / 100
-            if qty <= 0:
-                continue
-            self._fill(o, qty, w.price, ts, "maker")
-            self._consume(w.leg, side, qty)
+            side = ASK if w.side is Side.BUY else BID
+            for price, displayed in self.book.reachable(w.leg, side, w.price):
+                qty = _lots(min(o.remaining, self.available(w.leg, side, price, displayed)))
+                if qty <= 0:
+                    continue
+                self._fill(o, qty, w.price, ts, "maker")
+                self._consume(w.leg, side, price, qty)
+                if o.remaining <= EPS:
+                    break
             if o.remaining <= EPS:
                 o.state = OrderState.FILLED
-            elif o.state is not OrderState.PENDING_CANCEL:
+                o.updated_at = ts
+            elif o.filled > EPS and o.state is OrderState.LIVE:
                 o.state = OrderState.PARTIALLY_FILLED
-            o.updated_at = ts
+                o.updated_at = ts
 
     def _fill(self, o: ModelOrder, qty: float, price: float, at: float, role: str) -> None:
         w = o.want
@@ -354,6 +347,8 @@ class WindowFillModel:
                 pos.shares, pos.first_fill_at = 0.0, None
         pos.realised -= fee
         pos.fees += fee
+        if self.cash is not None:
+            self.cash += (-qty * price if w.side is Side.BUY else qty * price) - fee
         pos.last_fill_at = at
         o.filled = round(o.filled + qty, 6)
         self.fills.append({
@@ -383,7 +378,7 @@ class WindowFillModel:
             "ts": now, "window_start": self.window_start, "window_end": self.window_end, "tick": self.tick,
             "min_size": self.min_size, "want": {"strategy": o.want.strategy, "leg": o.want.leg.value,
             "side": o.want.side.value, "price": o.want.price, "size": o.want.size, "role": o.want.role.value},
-            "bids": {"up": self.book.up_bid, "down": self.book.down_bid},
+            "bids": {"up": self.book.bid(Leg.UP), "down": self.book.bid(Leg.DOWN)},
             "held": {f"{s}:{leg.value}": p.shares for (s, leg), p in self.positions.items()},
             "open_buys": buys,
         })
@@ -401,13 +396,14 @@ class WindowFillModel:
 
     def resolve(self) -> dict[str, Any]:
         b = self.book
+        up_bid, down_bid = b.bid(Leg.UP), b.bid(Leg.DOWN)
         if self.winner is not None:
             winner, how = self.winner, "winner field of the ticks file"
-        elif math.isfinite(b.up_bid) and math.isfinite(b.down_bid) and b.up_bid != b.down_bid:
-            winner = "up" if b.up_bid > b.down_bid else "down"
-            how = f"last best bids: up {b.up_bid:g}, down {b.down_bid:g}"
-        elif math.isfinite(b.up_bid) != math.isfinite(b.down_bid):
-            winner = "up" if math.isfinite(b.up_bid) else "down"
+        elif math.isfinite(up_bid) and math.isfinite(down_bid) and up_bid != down_bid:
+            winner = "up" if up_bid > down_bid else "down"
+            how = f"last best bids: up {up_bid:g}, down {down_bid:g}"
+        elif math.isfinite(up_bid) != math.isfinite(down_bid):
+            winner = "up" if math.isfinite(up_bid) else "down"
             how = "only one leg had a bid at the end"
         else:
             winner, how = None, "undetermined: equal or missing last bids; held shares valued at the last mid"
@@ -437,3 +433,17 @@ class WindowFillModel:
             for k in s:
                 s[k] = round(s[k], 6)
         return {"winner": winner, "how": how, "positions": positions, "pnl": pnl}
+
+
+def _lots(qty: float) -> float:
+    """Shares the exchange can match: whole cents of a share, rounded down."""
+    return math.floor(qty * 100 + EPS) / 100 if math.isfinite(qty) else qty
+
+
+def book_of(line: TickLine) -> Book:
+    """The book of a tick line: its depth when it has any, else its top of book."""
+    sides = {(leg, side): getattr(line, f"{leg.value}_{side}s", None) for leg in Leg for side in (BID, ASK)}
+    if any(v is not None for v in sides.values()):
+        return Book.depth({k: v or () for k, v in sides.items()})
+    return Book.top(line.up_bid, line.up_ask, line.down_bid, line.down_ask, line.up_bid_size, line.up_ask_size,
+                    line.down_bid_size, line.down_ask_size)

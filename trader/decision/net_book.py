@@ -1,0 +1,94 @@
+"""The book without us: subtract our own resting orders from the published book (pure).
+
+strategies.md: "best bid" and "best ask" mean the market without our own orders. The feed publishes the book
+the exchange displays, ours included; an entry resting alone at the top would otherwise read as "the best
+bid" and keep itself alive while the market falls away from it (adverse selection).
+
+    net_side(levels, ours, complete) -> (price, size, known)
+    net_view(view, up_depth, down_depth, own, depth_levels) -> MarketView
+
+`levels` is one side of one leg as published, best first: the shm depth (`Leg.bids`/`Leg.asks`), or just the
+top of book when the feed publishes no depth. At each level our remaining size there is subtracted; the first
+level with something left is the net best. When the published levels run out before that:
+- the side was published whole (fewer levels than the feed's depth N): nothing but us -> no level (NaN);
+- the depth was cut at N: what lies beyond is unknown -> `known` False, price NaN (never our own price).
+Our orders the displayed book does not show yet (a submit in flight) subtract nothing: we never take more
+than the level shows.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Mapping, Sequence
+
+from polymm.trader.model import Leg, LegTop, MarketView, Side
+
+NAN = math.nan
+_EPS = 1e-9
+
+
+def net_side(levels: Sequence[tuple[float, float]], ours: Mapping[float, float] | None,
+             complete: bool) -> tuple[float, float, bool]:
+    """(price, size, known) of the best level without our orders. `ours`: {price rounded to 6 dp: shares}."""
+    if not ours:
+        if levels:
+            return levels[0][0], levels[0][1], True
+        return NAN, NAN, True
+    for price, size in levels:
+        left = size - ours.get(round(price, 6), 0.0)
+        if left > _EPS:
+            return price, round(left, 6), True
+    return NAN, NAN, complete
+
+
+def _side_levels(depth: Sequence[tuple[float, float]], top_price: float, top_size: float,
+                 depth_levels: int) -> tuple[Sequence[tuple[float, float]], bool]:
+    """The published levels of one side and whether they are the whole side."""
+    if depth:
+        return depth, len(depth) < depth_levels
+    if top_price == top_price:  # no depth published (N = 0, or an old feed): the top is all we know
+        return ((top_price, top_size),), False
+    return (), True  # an empty side
+
+
+def net_view(
+    view: MarketView,
+    up_depth: tuple[Sequence[tuple[float, float]], Sequence[tuple[float, float]]],
+    down_depth: tuple[Sequence[tuple[float, float]], Sequence[tuple[float, float]]],
+    own: Mapping[tuple[Leg, Side], Mapping[float, float]],
+    depth_levels: int,
+) -> MarketView:
+    """`view` (the published book) with its book fields replaced by the book without `own` orders; the
+    published top moves to `up_raw`/`down_raw` for each leg where we rest something."""
+    if not own:
+        return view
+    changes: dict = {}
+    unknown = set()
+    for leg, (bids, asks), name in ((Leg.UP, up_depth, "up"), (Leg.DOWN, down_depth, "down")):
+        our_bids, our_asks = own.get((leg, Side.BUY)), own.get((leg, Side.SELL))
+        if not our_bids and not our_asks:
+            continue
+        raw = view.raw(leg)
+        levels, complete = _side_levels(bids, raw.bid, raw.bid_size, depth_levels)
+        bid, bid_size, bid_known = net_side(levels, our_bids, complete)
+        levels, complete = _side_levels(asks, raw.ask, raw.ask_size, depth_levels)
+        ask, ask_size, ask_known = net_side(levels, our_asks, complete)
+        if not bid_known:
+            unknown.add((leg, Side.BUY))
+        if not ask_known:
+            unknown.add((leg, Side.SELL))
+        net = LegTop(bid, bid_size, ask, ask_size)
+        if _same(net, raw):
+            continue  # none of ours is displayed on this leg: the published top is the market without us
+        changes.update({f"{name}_bid": bid, f"{name}_bid_size": bid_size, f"{name}_ask": ask,
+                        f"{name}_ask_size": ask_size, f"{name}_raw": raw})
+    if not changes and not unknown:
+        return view
+    return replace(view, net_unknown=frozenset(unknown), **changes)
+
+
+def _same(a: LegTop, b: LegTop) -> bool:
+    def eq(x: float, y: float) -> bool:
+        return x == y or (x != x and y != y)
+
+    return eq(a.bid, b.bid) and eq(a.bid_size, b.bid_size) and eq(a.ask, b.ask) and eq(a.ask_size, b.ask_size)

@@ -1,0 +1,36 @@
+"""Our own book: per leg and side, the price and remaining size of every order of ours that can rest on the
+exchange's book, as the decision loop must subtract them from the published book (strategies.md: "best bid"
+means the market without us; trader/decision/net_book.py does the subtraction).
+
+What counts (the exchange shows it, or may show it any moment now):
+- limit orders that rest (GTC, GTD); fill-and-kill / fill-or-kill orders never rest;
+- in every working state: pending submit (the feed may show it before our POST's answer arrives), unknown
+  (a timed-out submit may rest), live, partly filled (its remainder), pending cancel (it rests until the
+  cancel is confirmed).
+Built from the same order views the decision uses, so the view and the decision agree on what is ours.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+from polymm.trader.model import Leg, OrderType, OrderView, Side
+
+RESTING_TYPES = (OrderType.GTC, OrderType.GTD)
+
+OwnLevels = Mapping[tuple[Leg, Side], Mapping[float, float]]  # (leg, side) -> {price: our remaining shares}
+
+
+def can_rest(order: OrderView) -> bool:
+    return order.order_type in RESTING_TYPES and order.state.working and order.remaining > 1e-9
+
+
+def own_book(orders: Iterable[OrderView]) -> dict[tuple[Leg, Side], dict[float, float]]:
+    """{(leg, side): {price: remaining}} of our orders that can rest, summed per price (S1's and S2's entries
+    may share a level). Prices are keyed rounded to 6 dp, as the netting looks them up."""
+    book: dict[tuple[Leg, Side], dict[float, float]] = {}
+    for o in orders:
+        if can_rest(o):
+            levels = book.setdefault((o.leg, o.side), {})
+            key = round(o.price, 6)
+            levels[key] = levels.get(key, 0.0) + o.remaining
+    return book
