@@ -8,6 +8,11 @@ What counts (the exchange shows it, or may show it any moment now):
   (a timed-out submit may rest), live, partly filled (its remainder), pending cancel (it rests until the
   cancel is confirmed).
 Built from the same order views the decision uses, so the view and the decision agree on what is ours.
+
+Exchange quirk: Up and Down are one book. The exchange displays an order on one token in the other token's
+book too, mirrored (a BUY Up at p is also a SELL Down at 1 - p: the two can be matched by minting; a SELL Up
+at p is a BUY Down at 1 - p: merging), and its market channel sends one price_change with an entry per token
+for it. So each of our orders is subtracted from both legs: at its own price and side, and mirrored.
 """
 from __future__ import annotations
 
@@ -30,7 +35,9 @@ def own_book(orders: Iterable[OrderView]) -> dict[tuple[Leg, Side], dict[float, 
     book: dict[tuple[Leg, Side], dict[float, float]] = {}
     for o in orders:
         if can_rest(o):
-            levels = book.setdefault((o.leg, o.side), {})
-            key = round(o.price, 6)
-            levels[key] = levels.get(key, 0.0) + o.remaining
+            mirror_side = Side.SELL if o.side is Side.BUY else Side.BUY
+            for slot, price in (((o.leg, o.side), o.price), ((o.leg.other, mirror_side), 1.0 - o.price)):
+                levels = book.setdefault(slot, {})
+                key = round(price, 6)
+                levels[key] = levels.get(key, 0.0) + o.remaining
     return book

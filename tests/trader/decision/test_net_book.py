@@ -37,7 +37,9 @@ def test_own_book_counts_what_can_rest_with_its_remainder():
         order(Leg.UP, Side.SELL, 0.01, 5, Role.STOP_LOSS, order_type=OrderType.FAK, post_only=False),  # never rests
         order(Leg.DOWN, Side.BUY, 0.3, 5, Role.ENTRY, state=OrderState.CANCELED),  # gone
     ]
-    assert own_book(orders) == {(Leg.UP, Side.BUY): {0.61: 11.55}, (Leg.UP, Side.SELL): {0.7: 5.0}}
+    # Up and Down are one book on the exchange: each order also shows, mirrored, in the other leg's book
+    assert own_book(orders) == {(Leg.UP, Side.BUY): {0.61: 11.55}, (Leg.DOWN, Side.SELL): {0.39: 11.55},
+                                (Leg.UP, Side.SELL): {0.7: 5.0}, (Leg.DOWN, Side.BUY): {0.3: 5.0}}
 
 
 def test_net_view_keeps_the_published_top_as_raw_and_says_when_the_net_price_is_unknown():
