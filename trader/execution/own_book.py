@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from polymm.trader.model import Leg, OrderType, OrderView, Side
+from polymm.trader.model import Leg, OrderState, OrderType, OrderView, Side
 
 RESTING_TYPES = (OrderType.GTC, OrderType.GTD)
 
@@ -29,15 +29,30 @@ def can_rest(order: OrderView) -> bool:
     return order.order_type in RESTING_TYPES and order.state.working and order.remaining > 1e-9
 
 
+_MIRROR = {(Leg.UP, Side.BUY): (Leg.DOWN, Side.SELL), (Leg.UP, Side.SELL): (Leg.DOWN, Side.BUY),
+           (Leg.DOWN, Side.BUY): (Leg.UP, Side.SELL), (Leg.DOWN, Side.SELL): (Leg.UP, Side.BUY)}
+_TERMINAL = (OrderState.FILLED, OrderState.CANCELED, OrderState.REJECTED)
+
+
 def own_book(orders: Iterable[OrderView]) -> dict[tuple[Leg, Side], dict[float, float]]:
     """{(leg, side): {price: remaining}} of our orders that can rest, summed per price (S1's and S2's entries
-    may share a level). Prices are keyed rounded to 6 dp, as the netting looks them up."""
+    may share a level), each also mirrored into the other leg. Runs on every decision: written out flat."""
     book: dict[tuple[Leg, Side], dict[float, float]] = {}
     for o in orders:
-        if can_rest(o):
-            mirror_side = Side.SELL if o.side is Side.BUY else Side.BUY
-            for slot, price in (((o.leg, o.side), o.price), ((o.leg.other, mirror_side), 1.0 - o.price)):
-                levels = book.setdefault(slot, {})
-                key = round(price, 6)
-                levels[key] = levels.get(key, 0.0) + o.remaining
+        if o.order_type not in RESTING_TYPES or o.state in _TERMINAL:
+            continue
+        left = o.size - o.filled
+        if left <= 1e-9:
+            continue
+        price = round(o.price, 6)
+        slot = (o.leg, o.side)
+        levels = book.get(slot)
+        if levels is None:
+            levels = book[slot] = {}
+        levels[price] = levels.get(price, 0.0) + left
+        mirrored = book.get(_MIRROR[slot])
+        if mirrored is None:
+            mirrored = book[_MIRROR[slot]] = {}
+        price = round(1.0 - price, 6)
+        mirrored[price] = mirrored.get(price, 0.0) + left
     return book
