@@ -84,3 +84,16 @@ def test_s2_bid_on_a_leg_s1_holds_does_not_hide_s1s_stop():
     d = decide(net, [s2_entry], positions, cfg, new_state(net), WS + 800)
     stops = [a.want for a in d.actions if isinstance(a, Place) and a.want.role is Role.STOP_LOSS]
     assert [(w.strategy, w.leg, w.side, w.order_type) for w in stops] == [("s1", Leg.UP, Side.SELL, OrderType.FAK)]
+
+
+def test_take_profit_never_rests_on_or_below_our_own_bid_on_the_leg():
+    # S1 holds 10 Up at avg 0.62 (tp 0.63); S2 bids 5 @ 0.63 on Up; the others bid 0.60. The market without us
+    # (0.60) does not reach tp, but a post-only SELL at 0.63 would cross S2's displayed bid: rest one tick above.
+    s2_entry = order(Leg.UP, Side.BUY, 0.63, 5, Role.ENTRY, strategy="s2")
+    view = book(0.63, 0.66, size=5)
+    net = net_view(view, ([(0.63, 5.0), (0.60, 50.0)], [(0.66, 5.0)]), ((), ()), own_book([s2_entry]), 10)
+    assert net.up_bid == 0.60 and net.raw(Leg.UP).bid == 0.63
+    d = decide(net, [s2_entry], {("s1", Leg.UP): pos(Leg.UP, 10, 0.62, first_fill_at=WS + 10)}, CFG, new_state(net),
+               WS + 300)
+    tps = [a.want for a in d.actions if isinstance(a, Place) and a.want.role is Role.TAKE_PROFIT]
+    assert [(w.price, w.post_only) for w in tps] == [(0.64, True)]
