@@ -8,12 +8,19 @@ bid" and keep itself alive while the market falls away from it (adverse selectio
     net_view(view, up_depth, down_depth, own, depth_levels) -> MarketView
 
 `levels` is one side of one leg as published, best first: the shm depth (`Leg.bids`/`Leg.asks`), or just the
-top of book when the feed publishes no depth. At each level our remaining size there is subtracted; the first
-level with something left is the net best. When the published levels run out before that:
+top of book when the feed publishes no depth. At each level our orders there are subtracted; the first level
+with something left is the net best. When the published levels run out before that:
 - the side was published whole (fewer levels than the feed's depth N): nothing but us -> no level (NaN);
 - the depth was cut at N: what lies beyond is unknown -> `known` False, price NaN (never our own price).
-Our orders the displayed book does not show yet (a submit in flight) subtract nothing: we never take more
-than the level shows.
+
+Our orders are subtracted one by one, each only where the level still holds it (what is left >= its size).
+The displayed book lags our own state: an order we just placed (pending, or even acknowledged by the REST
+answer) may not be in the market channel's book yet. Subtracting it anyway from a level of others smaller than
+it would empty that level, read as "the bid dropped", cancel the entry, show the level again, place it again:
+churn. An order that does not fit is taken as not displayed yet. Acknowledged orders go first (they are the
+likelier to be displayed). What stays ambiguous: others exactly as large as our undisplayed order (the level
+reads as ours alone for the moment), and a fill of ours the feed shows before our user channel does (the level
+reads as others' until the fill arrives, milliseconds).
 """
 from __future__ import annotations
 
@@ -26,10 +33,10 @@ NAN = math.nan
 _EPS = 1e-9
 
 
-def net_side(levels: Sequence[tuple[float, float]], ours: Mapping[float, float] | None,
+def net_side(levels: Sequence[tuple[float, float]], ours: Mapping[float, Sequence[float]] | None,
              complete: bool) -> tuple[float, float, bool]:
-    """(price, size, known) of the best level without our orders. `ours`: {price: shares}, prices compared
-    within 1e-9 (ours went through the tick rounding, the feed's were parsed from text)."""
+    """(price, size, known) of the best level without our orders. `ours`: {price: (shares of each order, ...)},
+    prices compared within 1e-9 (ours went through the tick rounding, the feed's were parsed from text)."""
     if not ours:
         if levels:
             return levels[0][0], levels[0][1], True
@@ -37,9 +44,11 @@ def net_side(levels: Sequence[tuple[float, float]], ours: Mapping[float, float] 
     mine = ours.items()
     for price, size in levels:
         left = size
-        for p, s in mine:  # one or two prices of ours per side
+        for p, sizes in mine:  # one or two prices of ours per side
             if -_EPS < price - p < _EPS:
-                left -= s
+                for s in sizes:
+                    if left + _EPS >= s:  # the level holds it: displayed (see the module docstring)
+                        left -= s
         if left > _EPS:
             return price, (size if left == size else round(left, 6)), True
     return NAN, NAN, complete

@@ -22,7 +22,9 @@ from polymm.trader.model import Leg, OrderState, OrderType, OrderView, Side
 
 RESTING_TYPES = (OrderType.GTC, OrderType.GTD)
 
-OwnLevels = Mapping[tuple[Leg, Side], Mapping[float, float]]  # (leg, side) -> {price: our remaining shares}
+# (leg, side) -> {price: the remaining shares of each of our orders there, acknowledged ones (live, partly
+# filled) first}: the netting subtracts them one by one (decision/net_book.py says why one by one)
+OwnLevels = Mapping[tuple[Leg, Side], Mapping[float, tuple[float, ...]]]
 
 
 def can_rest(order: OrderView) -> bool:
@@ -32,27 +34,27 @@ def can_rest(order: OrderView) -> bool:
 _MIRROR = {(Leg.UP, Side.BUY): (Leg.DOWN, Side.SELL), (Leg.UP, Side.SELL): (Leg.DOWN, Side.BUY),
            (Leg.DOWN, Side.BUY): (Leg.UP, Side.SELL), (Leg.DOWN, Side.SELL): (Leg.UP, Side.BUY)}
 _TERMINAL = (OrderState.FILLED, OrderState.CANCELED, OrderState.REJECTED)
+_ACKED = (OrderState.LIVE, OrderState.PARTIALLY_FILLED)
 
 
-def own_book(orders: Iterable[OrderView]) -> dict[tuple[Leg, Side], dict[float, float]]:
-    """{(leg, side): {price: remaining}} of our orders that can rest, summed per price (S1's and S2's entries
-    may share a level), each also mirrored into the other leg. Runs on every decision: written out flat."""
-    book: dict[tuple[Leg, Side], dict[float, float]] = {}
+def own_book(orders: Iterable[OrderView]) -> dict[tuple[Leg, Side], dict[float, tuple[float, ...]]]:
+    """{(leg, side): {price: (remaining, ...)}} of our orders that can rest, one entry per order (S1's and S2's
+    entries may share a level), acknowledged ones first, each also mirrored into the other leg. Runs on every
+    decision: written out flat."""
+    book: dict[tuple[Leg, Side], dict[float, tuple[float, ...]]] = {}
     for o in orders:
         if o.order_type not in RESTING_TYPES or o.state in _TERMINAL:
             continue
         left = o.size - o.filled
         if left <= 1e-9:
             continue
+        acked = o.state in _ACKED
         price = round(o.price, 6)
         slot = (o.leg, o.side)
-        levels = book.get(slot)
-        if levels is None:
-            levels = book[slot] = {}
-        levels[price] = levels.get(price, 0.0) + left
-        mirrored = book.get(_MIRROR[slot])
-        if mirrored is None:
-            mirrored = book[_MIRROR[slot]] = {}
-        price = round(1.0 - price, 6)
-        mirrored[price] = mirrored.get(price, 0.0) + left
+        for slot, price in ((slot, price), (_MIRROR[slot], round(1.0 - price, 6))):
+            levels = book.get(slot)
+            if levels is None:
+                levels = book[slot] = {}
+            have = levels.get(price, ())
+            levels[price] = (left,) + have if acked else have + (left,)
     return book
