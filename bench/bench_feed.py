@@ -343,7 +343,7 @@ def main() -> int:
 
         def repack(f, t):  # both sides of both legs changed: the worst case of the depth packing
             for side in (book.up.bids, book.up.asks, book.down.bids, book.down.asks):
-                side.packed = None
+                side.stale = True
             return book.up.depth(), book.down.depth()
 
         packs = stats(measure(repack, frame, args.n))

@@ -13,6 +13,11 @@ How it is measured
 - The original bot polled with a 1 ms sleep, so its tick-to-decision was up to ~1 ms plus its work; the
   report says how far below 1 ms our p99 is. Figures only; nothing here asserts a timing.
 
+- The book without us (issue 11): every decision subtracts our resting orders from the published depth
+  (trader/decision/net_book.py). `--net-book off` decides on the published book instead, as before, for the
+  A/B; and after the run the net-book step alone is timed in this process on the last snapshot (N = 10 levels)
+  with the orders working then, next to the rest of "book read -> decision" (snapshot incl. depth decode,
+  market view, decide) on the same snapshot.
 - A/B switches, to measure what each latency measure buys in the same conditions: `--wait poll` puts back
   the loop's earlier wait (polling the sequence word between 50-150 us sleeps) instead of the futex wake-up;
   `--runtime default` leaves the interpreter's GC and thread switch interval as Python ships them instead of
@@ -20,7 +25,7 @@ How it is measured
   trader's loop, execution core and the bench's own bookkeeping), in % of one core.
 
 Usage: .venv/bin/python bench/bench_tick_to_decision.py [--seconds 60] [--window-s 60] [--sim-tick-s 0.05]
-       [--btc-vol 0.001] [--wait futex|poll] [--runtime tuned|default]
+       [--btc-vol 0.001] [--wait futex|poll] [--runtime tuned|default] [--net-book on|off]
 """
 from __future__ import annotations
 
@@ -123,7 +128,7 @@ class _TimedPlaces:
 
 
 def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None = None, wait: str = "futex",
-        runtime: str = "tuned", nice: int = 0, sim_nice: int = 0) -> int:
+        runtime: str = "tuned", nice: int = 0, sim_nice: int = 0, net_book: str = "on") -> int:
     import logging
 
     logging.basicConfig(level=logging.ERROR)  # the trader's order lines would drown the figures
@@ -131,7 +136,11 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
     from polymm.feed import shm
     from polymm.trader import service
     from polymm.trader.control.handler import ConfigStore
+    from polymm.trader import engine as engine_module
     from polymm.trader.engine import Engine
+
+    if net_book == "off":
+        engine_module.net_view = lambda view, *_args: view  # decide on the published book, ours included
 
     decisions: list[float] = []
     wakes: list[float] = []  # publish -> the loop has read the new book
@@ -227,6 +236,7 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
             gc.callbacks.remove(on_gc)
             stop.set()
             thread.join(10)
+            net_costs = _net_book_costs(reader, core, store.current)
             core.stop(cancel_orders=True)
             reader.close()
         finally:
@@ -244,6 +254,10 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
     print(describe("  publish -> book read", wakes))
     print(describe("  book read -> decision", thinking))
     print(describe(f"  without window starts", steady) + f"   (decisions > {ROTATION_S:.0f} s into their window)")
+    print(f"net book: {net_book}; on the last snapshot, in this process (median of 2000, us): "
+          f"snapshot {net_costs['snapshot']:.1f} (depth levels {net_costs['depth']}), market view "
+          f"{net_costs['view']:.1f}, own book + net view {net_costs['net']:.1f} ({net_costs['orders']} working orders), "
+          f"decide {net_costs['decide']:.1f}")
     print(describe("publish -> order sent", sends))
     print(describe("  place() -> order sent", handoffs))
     print(describe("1 ms-sleep poller: publish -> seen", polled))
@@ -269,6 +283,39 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
     return 0
 
 
+def _net_book_costs(reader, core, config) -> dict:
+    """The steps of one decision on the same snapshot, timed alone: where the net book stands among them."""
+    from polymm.trader.decision import decide
+    from polymm.trader.decision.net_book import net_view
+    from polymm.trader.engine import market_view
+    from polymm.trader.execution.own_book import own_book
+
+    snap = reader.snapshot()
+    now = time.time()
+    orders = core.orders(working_only=True)
+    positions = core.positions()
+    view = market_view(snap, now=now, stale_feed_ms=1e9)
+
+    def timed(fn, n: int = 2000) -> float:
+        samples = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fn()
+            samples.append((time.perf_counter() - t0) * 1e6)
+        return statistics.median(samples)
+
+    state = decide.new_state(view)
+    return {
+        "snapshot": timed(reader.snapshot),
+        "depth": snap.depth_levels,
+        "view": timed(lambda: market_view(snap, now=now, stale_feed_ms=1e9)),
+        "net": timed(lambda: net_view(view, (snap.up.bids, snap.up.asks), (snap.down.bids, snap.down.asks),
+                                      own_book(orders), snap.depth_levels)),
+        "orders": len(orders),
+        "decide": timed(lambda: decide.decide(view, orders, positions, config, state, now), 500),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=60.0)
@@ -284,9 +331,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="nice value for the trader side (negative needs root), like the unit's Nice=")
     ap.add_argument("--sim-nice", type=int, default=0,
                     help="nice value for the sim (e.g. 19): production has no exchange on the trading box")
+    ap.add_argument("--net-book", choices=("on", "off"), default="on",
+                    help="off: decide on the published book with our orders in it (before issue 11), for comparison")
     args = ap.parse_args(argv)
     return run(args.seconds, args.window_s, args.sim_tick_s, args.btc_vol, args.wait, args.runtime, args.nice,
-               args.sim_nice)
+               args.sim_nice, args.net_book)
 
 
 if __name__ == "__main__":

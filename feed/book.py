@@ -17,6 +17,7 @@ Exchange quirks handled here:
 from __future__ import annotations
 
 import math
+import struct
 from bisect import bisect_left, insort
 
 from polymm.feed.shm.layout import geometry
@@ -47,33 +48,40 @@ CROSS_SUM_ASKS = 1.0 + _EPS  # up_ask + down_ask at/below this: a SELL Up and a 
 
 
 class Side:
-    """One side of one token's book: price -> size, the prices kept sorted ascending (so the top N levels
-    are a slice, not a sort, on every publish), the best price cached, and the side's packed DEPTH
-    (shm layout) cached until the side changes (`packed` None)."""
+    """One side of one token's book: price -> size, the prices kept sorted ascending (so the top N levels are a
+    slice, not a sort), the best price cached, and the side's part of the shm DEPTH block (N prices then N
+    sizes, best first, NaN-padded) kept packed in its leg's buffer at `base`: a size change at a level in the
+    top N patches one double in place; a level added or removed re-packs the side at the next publish
+    (`stale`)."""
 
-    __slots__ = ("levels", "prices", "best", "is_bid", "packed")
+    __slots__ = ("levels", "prices", "best", "is_bid", "stale", "n", "buf", "base", "_struct", "_pad")
 
-    def __init__(self, is_bid: bool) -> None:
+    def __init__(self, is_bid: bool, depth: int = 0, buf: bytearray | None = None, base: int = 0) -> None:
         self.levels: dict[float, float] = {}
         self.prices: list[float] = []  # ascending; the best bid is the last, the best ask the first
         self.best = NAN
         self.is_bid = is_bid
-        self.packed: bytes | None = None
+        self.stale = True
+        self.n = depth
+        self.buf = buf if buf is not None else bytearray(16 * depth)
+        self.base = base  # byte offset of this side's N prices, then N sizes, in `buf`
+        self._struct = geometry(depth).side
+        self._pad = (NAN,) * depth
 
     def replace(self, levels) -> None:
         book = {lv.price: lv.size for lv in levels if lv.size > 0}
         self.levels = book
         self.prices = sorted(book)
-        self.packed = None
+        self.stale = True
         if book:
             self.best = self.prices[-1] if self.is_bid else self.prices[0]
         else:
             self.best = NAN
 
     def set(self, price: float, size: float) -> None:
-        # (MarketBook._price_change inlines this: keep the two the same)
+        # (MarketBook._price_change inlines this, with the in-place size patch: keep the two the same)
         levels = self.levels
-        self.packed = None
+        self.stale = True
         if size > 0:
             if price not in levels:
                 insort(self.prices, price)
@@ -98,20 +106,24 @@ class Side:
         levels = self.levels
         return [(p, levels[p]) for p in prices]
 
-    def pack(self, n: int, side_struct, pad: tuple) -> bytes:
-        """This side's part of the shm DEPTH block: n prices then n sizes, best first, NaN-padded."""
-        packed = self.packed
-        if packed is None:
+    def pack(self) -> None:
+        """Re-pack this side's part of the shm DEPTH block (n prices then n sizes, best first, NaN-padded) into
+        its leg's buffer when a level came or went since the last time."""
+        if self.stale:
+            n = self.n
             prices = self.prices[: -n - 1 : -1] if self.is_bid else self.prices[:n]
-            short = pad[: n - len(prices)]
-            packed = self.packed = side_struct.pack(*prices, *short, *map(self.levels.__getitem__, prices), *short)
-        return packed
+            short = self._pad[: n - len(prices)]
+            self._struct.pack_into(self.buf, self.base, *prices, *short, *map(self.levels.__getitem__, prices), *short)
+            self.stale = False
 
     def clear(self) -> None:
         self.levels = {}
         self.prices = []
         self.best = NAN
-        self.packed = None
+        self.stale = True
+
+
+_PACK_SIZE = struct.Struct("<d").pack_into
 
 
 def _venue_best(text: str, is_bid: bool) -> float:
@@ -172,17 +184,17 @@ class LegBook:
         "verified",
         "unverified_since",
         "disagree_run",
-        "_side_struct",
         "_depth_n",
-        "_pad",
         "_nan_depth",
+        "_depth_buf",
     )
 
     def __init__(self, token: str, bit: int, depth: int = 0) -> None:
         self.token = token
         self.bit = bit
-        self.bids = Side(True)
-        self.asks = Side(False)
+        self._depth_buf = bytearray(32 * depth)  # this leg's DEPTH: bids (N prices, N sizes), then asks
+        self.bids = Side(True, depth, self._depth_buf, 0)
+        self.asks = Side(False, depth, self._depth_buf, 16 * depth)
         self.last_trade = NAN
         self.exchange_ts = NAN
         self.recv_ts = NAN
@@ -190,20 +202,20 @@ class LegBook:
         self.verified = True  # False between a tick_size_change and the next consistent sighting
         self.unverified_since = NAN
         self.disagree_run = 0
-        g = geometry(depth)
         self._depth_n = depth
-        self._side_struct = g.side
-        self._pad = (NAN,) * depth
-        self._nan_depth = g.nan_leg_depth
+        self._nan_depth = geometry(depth).nan_leg_depth
 
-    def depth(self) -> bytes:
+    def depth(self) -> bytes | bytearray | None:
         """This leg's part of the shm DEPTH block (bids then asks, `depth` levels each), as
         shm.Writer.publish_locked wants it: all NaN exactly when `top()`'s prices are (no snapshot yet, or
-        awaiting re-verification after a tick change). Re-packed only for a side that changed."""
+        awaiting re-verification after a tick change); None for a feed publishing no depth."""
+        if not self._depth_n:
+            return None
         if not (self.has_snapshot and self.verified):
             return self._nan_depth
-        n, st, pad = self._depth_n, self._side_struct, self._pad
-        return self.bids.pack(n, st, pad) + self.asks.pack(n, st, pad)
+        self.bids.pack()
+        self.asks.pack()
+        return self._depth_buf  # the writer copies it into the segment at once (same lock)
 
     def top(self) -> tuple:
         """(bid, bid_size, ask, ask_size, last_trade, exchange_ts, recv_ts) as shm.Writer.publish wants it.
@@ -290,17 +302,33 @@ class MarketBook:
             side = leg.bids if ch.side == "BUY" else leg.asks
             price = ch.price
             levels = side.levels
-            side.packed = None
-            if ch.size > 0:
-                if price not in levels:
+            size = ch.size
+            if size > 0:
+                if price in levels:
+                    # A new size at a known level (most changes): the best cannot move; patch the packed depth.
+                    levels[price] = size
+                    if not side.stale:
+                        n = side.n
+                        if price == side.best:
+                            _PACK_SIZE(side.buf, side.base + (n << 3), size)
+                        else:
+                            prices = side.prices
+                            k = bisect_left(prices, price)
+                            if side.is_bid:
+                                k = len(prices) - 1 - k
+                            if k < n:
+                                _PACK_SIZE(side.buf, side.base + ((n + k) << 3), size)
+                else:
                     insort(side.prices, price)
-                levels[price] = ch.size
-                best = side.best
-                if not (best == best) or (price > best if side.is_bid else price < best):
-                    side.best = price
+                    levels[price] = size
+                    side.stale = True
+                    best = side.best
+                    if not (best == best) or (price > best if side.is_bid else price < best):
+                        side.best = price
             elif levels.pop(price, None) is not None:
                 prices = side.prices
                 del prices[bisect_left(prices, price)]
+                side.stale = True
                 if price == side.best:
                     side.best = (prices[-1] if side.is_bid else prices[0]) if prices else NAN
             if leg is up:

@@ -149,3 +149,15 @@ def test_a_torn_read_is_never_returned_with_depth(writer, shm_name):
         stop.set()
         t.join()
     assert seen
+
+
+def test_feed_depth_option_is_bounded_with_a_clear_usage_error(capsys):
+    from polymm.feed.service import parse_args
+
+    assert parse_args([]).depth == shm.DEFAULT_DEPTH == 10
+    assert parse_args(["--depth", "0"]).depth == 0
+    for bad in ("-1", str(shm.MAX_DEPTH + 1)):
+        with pytest.raises(SystemExit) as exc:
+            parse_args(["--depth", bad])
+        assert exc.value.code == 2
+        assert f"--depth must be between 0 and {shm.MAX_DEPTH}" in capsys.readouterr().err

@@ -274,9 +274,13 @@ def _take_profit(
         return [want], replace(ls, note=note)
     existing = next(iter(working_tps(sells, leg)), None)
     floor_price = tp
-    if finite(bid) and bid + EPS >= tp:
+    # Whether a resting sell crosses is the exchange's call on the book it displays, our own bids included (an
+    # S2 bid on this leg): the higher of the two bids.
+    shown = market.raw(leg).bid
+    cross_bid = shown if finite(shown) and not (finite(bid) and bid > shown) else bid
+    if finite(cross_bid) and cross_bid + EPS >= tp:
         # Resting at tp would cross the bid (post-only rejection); rest just above it, still never below tp.
-        floor_price = round_price(round(bid + tick, 9), tick, "up")
+        floor_price = round_price(round(cross_bid + tick, 9), tick, "up")
     if reprice > 0:
         replacing = _replace_tp(leg, ls, pos, size, floor_price, sells, existing, reprice, now)
         if replacing is not None:

@@ -106,7 +106,7 @@ def decide_s2(
         # s2.min_fair (issue 16, 0 = off): the leg's fair value from the BTC reference price must be known and >= it.
         guard = fair_guard(market, leg, params.min_fair, f"s2.min_fair {params.min_fair:g}") if params.min_fair > 0 else ""
         if not eligible or guard:
-            legs[leg] = replace(ls, entry_note=(guard if eligible else _why_not(params, ls, in_window, ask)) if existing else "")
+            legs[leg] = replace(ls, entry_note=(guard if eligible else _why_not(params, ls, in_window, ask, bid)) if existing else "")
             continue
         if size + EPS < market.min_order_size:
             notes.append(f"s2: order_size {size:g} is below the market minimum {market.min_order_size:g}; no entry")
@@ -145,11 +145,15 @@ def _stop(
     return wants, replace(ls, last_exit_at=last_at, note=note)
 
 
-def _why_not(params: S2Params, ls: S2LegState, in_window: bool, ask: float) -> str:
+def _why_not(params: S2Params, ls: S2LegState, in_window: bool, ask: float, bid: float = 1.0) -> str:
     if not params.enabled:
         return "s2 disabled"
     if ls.stopped:
         return "stopped out this window"
     if not in_window:
         return "outside the S2 window"
-    return f"ask {ask:g} below s2.entry_ask_threshold" if finite(ask) else "no ask"
+    if finite(ask) and ask + EPS < params.entry_ask_threshold:
+        return f"ask {ask:g} below s2.entry_ask_threshold"
+    if not (finite(bid) and bid > 0):
+        return "no bid to join (without our own orders)"
+    return "no ask"
