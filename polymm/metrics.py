@@ -1,0 +1,208 @@
+"""Prometheus plumbing shared by polymm-feed and polymm-trader: the listen address, the HTTP exporter, and a
+histogram cheap enough for a hot path.
+
+What each service exports is defined beside it (feed/metrics.py, trader/metrics.py); this module knows nothing
+about markets. Each service has its own CollectorRegistry (its metrics, plus the standard process_* and
+python_* ones), served by prometheus_client's own HTTP exporter on a daemon thread.
+
+Listen address: `HOST:PORT` (`[::1]:PORT` for IPv6) or `off`. The defaults are loopback only: the endpoint
+shows positions and P&L, so exposing it beyond the host is the operator's explicit choice (and is logged).
+Port 0 takes any free port (tests); the bound address is logged.
+
+Hot-path measurements use `FastHistogram`: prometheus_client's Histogram takes a lock per observation (~2 us),
+more than the feed's whole decode->publish budget allows; this one is a bisect and two list/float updates on
+the one thread that observes, read at scrape time (a scrape may see a sample in a bucket before its sum; the
+next scrape is exact, which is all Prometheus needs).
+"""
+from __future__ import annotations
+
+import bisect
+import ipaddress
+import logging
+import math
+import threading
+from typing import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.exposition import start_http_server
+from prometheus_client.registry import Collector
+
+log = logging.getLogger("polymm.metrics")
+
+# Documented in README "Monitoring" and deploy/monitoring/scrape.yml. Not in the Prometheus default-port
+# registry's range used by common exporters; change them with the option/config key when they clash.
+DEFAULT_FEED_LISTEN = "127.0.0.1:9891"
+DEFAULT_TRADER_LISTEN = "127.0.0.1:9892"
+OFF = "off"
+
+# Latency buckets in seconds, 50 us .. 1 s: the feed's decode->publish is tens of microseconds, the trader's
+# tick->decision sub-millisecond; the tail buckets catch GC pauses and a starved CPU.
+LATENCY_BUCKETS_S = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+)
+
+
+class MetricsError(Exception):
+    """A listen address that cannot be used, in words (the service prints it as one line and exits 2)."""
+
+
+def parse_listen(text: str | None, *, source: str) -> tuple[str, int] | None:
+    """`HOST:PORT`, `[V6]:PORT` or `off` -> (host, port), or None for off. `source` names where the value came
+    from (an option, a variable, a config key) for the error message."""
+    value = (text or "").strip()
+    if value.lower() == OFF:
+        return None
+    hint = f"{source}={text!r}: expected HOST:PORT (e.g. 127.0.0.1:9892, [::1]:9892) or off"
+    if value.startswith("["):
+        host, sep, port = value[1:].partition("]:")
+        if not sep:
+            raise MetricsError(hint)
+    else:
+        host, sep, port = value.rpartition(":")
+        if not sep or ":" in host:
+            raise MetricsError(hint + (" (write an IPv6 address in brackets)" if ":" in host else ""))
+    if not host or any(c.isspace() for c in host):
+        raise MetricsError(hint)
+    try:
+        port_n = int(port)
+    except ValueError:
+        raise MetricsError(hint) from None
+    if not 0 <= port_n <= 65535:
+        raise MetricsError(f"{source}={text!r}: port {port_n} is not in 0-65535")
+    return host, port_n
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def show(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def new_registry(*collectors: Collector) -> CollectorRegistry:
+    """A registry with the process's standard metrics (process_*, python_*) and the given collectors."""
+    registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    for collector in collectors:
+        registry.register(collector)
+    return registry
+
+
+class Exporter:
+    """The HTTP endpoint (GET /metrics) of one service. `start()` binds or raises MetricsError naming the
+    address; `stop()` closes the socket."""
+
+    def __init__(self, address: tuple[str, int], registry: CollectorRegistry) -> None:
+        self.requested = address
+        self.registry = registry
+        self.address: tuple[str, int] | None = None  # as bound (the real port when 0 was asked for)
+        self._server = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{show(self.address or self.requested)}/metrics"
+
+    def start(self) -> "Exporter":
+        host, port = self.requested
+        try:
+            self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            hint = " (is another polymm service or exporter using it?)" if exc.errno == 98 else ""
+            raise MetricsError(f"cannot serve metrics on {show(self.requested)}: {reason}{hint}; choose another "
+                               "address or `off`") from None
+        bound = self._server.server_address
+        self.address = (host, int(bound[1]))
+        if is_loopback(host):
+            log.info("metrics on %s", self.url)
+        else:
+            log.warning("metrics on %s: not a loopback address; anyone who can reach it reads positions and P&L "
+                        "(restrict it with a firewall or a reverse proxy)", self.url)
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+
+def serve(listen: str | None, *, source: str, collectors: Iterable[Collector]) -> Exporter | None:
+    """Parse `listen`, build the registry and start the exporter; None when off. MetricsError in words."""
+    address = parse_listen(listen, source=source)
+    if address is None:
+        log.info("metrics off (%s)", source)
+        return None
+    return Exporter(address, new_registry(*collectors)).start()
+
+
+class FastHistogram:
+    """A latency histogram for one observing thread: O(1) per observation (a bisect over a dozen bounds),
+    no lock. Exposed at scrape time as a Prometheus histogram by `family()`."""
+
+    __slots__ = ("bounds", "counts", "total", "sum")
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS_S) -> None:
+        if list(bounds) != sorted(bounds) or not bounds:
+            raise ValueError("histogram bounds must be a non-empty ascending sequence")
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.total = 0
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        # bisect_left: a value equal to a bound belongs to that bound's bucket (Prometheus's `le`).
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += 1
+        self.sum += value
+
+    def family(self, name: str, documentation: str, labels: dict[str, str] | None = None,
+               into: HistogramMetricFamily | None = None) -> HistogramMetricFamily:
+        """The histogram as a metric family (cumulative buckets), optionally added to `into` with labels."""
+        counts = list(self.counts)  # one copy: buckets consistent with each other
+        cumulative, running = [], 0
+        for bound, n in zip(self.bounds, counts):
+            running += n
+            cumulative.append((_le(bound), running))
+        running += counts[-1]
+        cumulative.append(("+Inf", running))
+        labels = labels or {}
+        family = into or HistogramMetricFamily(name, documentation, labels=list(labels))
+        family.add_metric(list(labels.values()), cumulative, self.sum)
+        return family
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound)) if math.isfinite(bound) else "+Inf"
+
+
+class CallbackCollector(Collector):
+    """A collector whose metrics come from one function called at scrape time (a service's state read
+    then, never pushed from its hot path). A failing read is logged and yields nothing, never a 500 that
+    would hide every other metric."""
+
+    def __init__(self, name: str, collect: Callable[[], Iterable]) -> None:
+        self.name = name
+        self._collect = collect
+
+    def collect(self):
+        try:
+            families = list(self._collect())
+        except Exception:  # noqa: BLE001 - a scrape must not take the endpoint down
+            log.exception("metrics: collecting %s failed", self.name)
+            return []
+        return families
+
+    def describe(self):
+        return []  # unchecked: the families depend on the state (labels appear as markets and orders do)
