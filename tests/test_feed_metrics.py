@@ -12,6 +12,7 @@ import pytest
 from metrics_testing import free_port, scrape
 from test_feed_sim import Feed, wait_for
 
+from polymm.feed.metrics import NAMES
 from polymm.sim.testing import run_sim
 
 pytestmark = pytest.mark.slow
@@ -52,6 +53,7 @@ def test_scrape_agrees_with_mmctl_status(feed_with_metrics):
         return before, m, after
 
     before, m, after = wait_for(agree, 30, what="a quiet moment to compare the scrape with mmctl status")
+    assert set(NAMES) <= m.names()  # what the dashboard and the rules may use is really exported
     assert m.value("polymm_feed_up") == 1
     assert m.value("polymm_feed_status", status=before["status"]) == 1
     assert sum(m.value("polymm_feed_status", status=s) for s in ("starting", "connected", "stale", "rotating", "stopped")) == 1
