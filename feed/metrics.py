@@ -1,19 +1,22 @@
 """polymm-feed's Prometheus metrics (served by polymm/metrics.py).
 
-Two sources, both cheap:
-- `FeedCounters`, bumped by the stream threads on the hot path under the writer's lock (which they hold for
-  the book update anyway): messages by type (a dict increment) and decode->publish latency (a FastHistogram).
-- Everything else is read at scrape time: the feed's own shared-memory segment, judged by the same function
-  `mmctl status` uses (ctl/status.py `feed_health`), so the metrics say "stale" or "unhealthy" exactly when
-  mmctl does; and the service's rotation count.
+Nothing here costs the hot path more than a dict increment:
+- `FeedCounters.messages`, bumped by the stream threads under the writer's lock (which they hold for the book
+  update anyway): market-channel events by type.
+- Everything else is read at scrape time from the feed's own shared-memory segment, as every reader sees it:
+  health judged by the same function `mmctl status` uses (ctl/status.py `feed_health`), so the metrics say
+  "stale" or "unhealthy" exactly when mmctl does; and the decode->publish latency from the ring's per-update
+  timestamps (a leg's `recv_ts`, when its frame arrived, and `publish_ts`, when the top of book was written),
+  so measuring it adds nothing to the frame path.
 
 Names (README "Monitoring", deploy/monitoring/): see `NAMES`.
 """
 from __future__ import annotations
 
 import math
+import threading
 import time
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -51,16 +54,49 @@ class FeedCounters:
     """Counters the stream threads update on the hot path; shared by every stream of one feed process, so
     they survive rotations. Updated only under the writer's lock (one stream publishes at a time)."""
 
-    def __init__(self, event_types: Iterable[type], *, latency: bool = True) -> None:
+    def __init__(self, event_types: Iterable[type]) -> None:
         self.messages: dict[type, int] = {t: 0 for t in event_types}
-        self.latency: FastHistogram | None = FastHistogram() if latency else None
         self.rotations = 0
 
 
-def families(counters: FeedCounters, snapshot_fn: Callable[[], object | None], *,
+class RingLatency:
+    """Decode->publish latency of every publish since the last scrape, read from the segment's ring.
+
+    Each ring entry is one publish; a leg whose `seq` equals the entry's carries that publish's `recv_ts`
+    (frame received) and `publish_ts`. The first publish of a window is skipped: at rotation the next
+    window's book, received while it was in the shadow, goes out at the boundary, and that wait is not
+    decoding. The ring holds thousands of publishes (minutes at the market's rate), so a scrape every
+    15-60 s sees them all; if it ever does not, the histogram is a sample of the rest."""
+
+    def __init__(self) -> None:
+        self.histogram = FastHistogram()
+        self._lock = threading.Lock()  # scrapes may run concurrently
+        self._seq = 0
+        self._window = None
+
+    def update(self, updates_since: Callable[[int], list]) -> None:
+        with self._lock:
+            updates = updates_since(self._seq)
+            observe = self.histogram.observe
+            for u in updates:
+                window = u.window_start
+                first_of_window = window != self._window
+                self._window = window
+                if first_of_window or u.status != "connected":
+                    continue
+                for leg in (u.up, u.down):
+                    if leg.seq == u.seq and leg.recv_ts > 0:
+                        observe(max(0.0, leg.publish_ts - leg.recv_ts))
+                        break  # one frame, one observation (a two-leg frame stamps both legs alike)
+            if updates:
+                self._seq = updates[-1].seq
+
+
+def families(counters: FeedCounters, segment: Any, latency: RingLatency, *,
              clock: Callable[[], float] = time.time) -> list:
-    """The feed's metric families at scrape time. `snapshot_fn()` reads the feed's own segment (None when it
-    cannot: then only the counters are exported, and polymm_feed_up says 0)."""
+    """The feed's metric families at scrape time. `segment` reads the feed's own shared memory:
+    `snapshot()` (None when it cannot: then only the counters are exported, and polymm_feed_up says 0) and
+    `updates_since(seq)`."""
     # the one definition of a healthy feed and of its thresholds: mmctl status's
     from polymm.ctl.status import BOOK_STALE_S, HEARTBEAT_LATE_S, feed_health
 
@@ -70,18 +106,18 @@ def families(counters: FeedCounters, snapshot_fn: Callable[[], object | None], *
     for t, n in sorted(counters.messages.items(), key=lambda kv: _type_name(kv[0])):
         messages.add_metric([_type_name(t)], n)
     out.append(messages)
-    if counters.latency is not None:
-        out.append(counters.latency.family(
-            "polymm_feed_decode_to_publish_seconds",
-            "From a market-channel frame received to its top of book published in shared memory"))
     out.append(CounterMetricFamily("polymm_feed_window_rotations",
                                    "Switches to the next window's market", value=counters.rotations))
 
-    snap = snapshot_fn()
+    snap = segment.snapshot()
     out.append(GaugeMetricFamily("polymm_feed_up", "1 when the feed's shared-memory segment is readable",
                                  value=0 if snap is None else 1))
     if snap is None:
         return out
+    latency.update(segment.updates_since)
+    out.append(latency.histogram.family(
+        "polymm_feed_decode_to_publish_seconds",
+        "From a market-channel frame received to its top of book published in shared memory"))
     now = clock()
     health = feed_health(snap, now)
     book_age = snap.data_age_s(now)

@@ -20,7 +20,7 @@ from polymm import metrics as prom
 from polymm.feed import book as bk
 from polymm.feed import discovery as disc
 from polymm.feed import shm
-from polymm.feed.metrics import FeedCounters
+from polymm.feed.metrics import FeedCounters, RingLatency
 from polymm.feed.metrics import families as metric_families
 from polymm.feed.record import Recorder
 from polymm.feed.rtds.reference import CAPTURED, RECOVERED, ReferenceBook, cross_check
@@ -412,9 +412,10 @@ def publish_reference(writer: shm.Writer, rtds: RtdsStream | None, window_start:
     writer.set_reference(values[0], values[1], values[2], rtds.connected, rtds.reconnects, values[3])
 
 
-class _SegmentSnapshots:
-    """The feed's own segment read as every reader sees it (for the metrics: one health verdict with mmctl).
-    Attached at the first scrape; None while it cannot be read."""
+class _OwnSegment:
+    """The feed's own segment read as every reader sees it (for the metrics: one health verdict with mmctl,
+    latency from the ring's timestamps). Attached at the first scrape; a snapshot is None while it cannot be
+    read."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -428,13 +429,16 @@ class _SegmentSnapshots:
         except (shm.ShmMissing, shm.LayoutError, OSError, ValueError):
             return None
 
+    def updates_since(self, seq: int) -> list:
+        return self.reader.updates_since(seq) if self.reader is not None else []
+
     def close(self) -> None:
         if self.reader is not None:
             self.reader.close()
             self.reader = None
 
 
-def _stop_metrics(exporter: prom.Exporter | None, segment: _SegmentSnapshots) -> None:
+def _stop_metrics(exporter: prom.Exporter | None, segment: _OwnSegment) -> None:
     if exporter is not None:
         exporter.stop()
     segment.close()
@@ -446,11 +450,12 @@ def main(argv: list[str] | None = None) -> int:
     signals = Signals()
     notifier = Notifier()
     holder: dict[str, FeedService] = {}
-    own_segment = _SegmentSnapshots(args.shm)
+    own_segment = _OwnSegment(args.shm)
+    latency = RingLatency()
     try:
         # Before the segment is taken over: a refused address leaves a running feed's segment alone.
         exporter = prom.serve(args.metrics, source=METRICS_SOURCE, collectors=[prom.CallbackCollector(
-            "feed", lambda: metric_families(holder["service"].counters, own_segment.snapshot)
+            "feed", lambda: metric_families(holder["service"].counters, own_segment, latency)
             if "service" in holder else [])])
     except prom.MetricsError as e:
         log.error("%s", e)

@@ -98,7 +98,6 @@ class MarketStream:
         self._decode_fast = self.decoder.fast
         # feed/metrics.py FeedCounters shared by the service's streams (None: no metrics, nothing counted)
         self._msg_counts = counters.messages if counters is not None else None
-        self._latency = counters.latency if counters is not None else None
         self.updates_base = updates_base
         self.disagreements_base = disagreements_base
         self.live = False
@@ -221,9 +220,6 @@ class MarketStream:
                 if ready and seq and not self._published:
                     self._published = True
                     self.first_publish.set()
-                latency = self._latency
-                if latency is not None and seq:
-                    latency.observe(self.clock() - recv_ts)
         return bits
 
     def _publish(self, bits: int, status: str | None) -> None:
