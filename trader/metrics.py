@@ -214,6 +214,8 @@ def _fill_families(fills: Iterable[Any]) -> list:
     usd: Counter = Counter()
     fees: Counter = Counter()
     for f in fills:
+        if _s(getattr(f, "status", "")) == "FAILED":  # the chain reverted it: reversed in the positions too
+            continue
         key = (f.strategy or "unknown", _s(f.leg), f.role or "unknown")
         n[key] += 1
         shares[key] += f.size
