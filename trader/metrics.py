@@ -106,6 +106,26 @@ class TraderSnapshot:
     extra: list = field(default_factory=list)  # families other features add (ledger, redemption, mode)
 
 
+def read_snapshot(handler: Any, core: Any, config: Any, counters: TraderCounters | None) -> TraderSnapshot:
+    """What one scrape exports, read from a running trader: the control handler's StatusReply (exactly what
+    `mmctl status` gets), the execution core's exchange status, fills and heartbeat counts, the config's
+    drawdown alert. Before the handler exists (starting) or after it is gone, only the state word."""
+    from polymm.ctl import protocol as p
+
+    if handler is None or core is None:
+        return TraderSnapshot(status=p.StatusReply(state="starting", healthy=False), counters=counters)
+    beats = getattr(getattr(core, "_heart", None), "state", None)
+    return TraderSnapshot(
+        status=handler.status(p.StatusRequest()),
+        exchange=core.state(),
+        fills=core.fills(),
+        heartbeats_ok=getattr(beats, "sent", None),
+        heartbeats_failed=getattr(beats, "failed", None),
+        drawdown_alert_usd=config.metrics.drawdown_alert_usd if config is not None else None,
+        counters=counters,
+    )
+
+
 def _s(value: Any) -> str:
     return str(getattr(value, "value", value))
 

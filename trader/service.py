@@ -378,27 +378,10 @@ class TraderService:
             raise StartupError(str(exc)) from None
 
     def _metric_families(self) -> list:
-        """One scrape: what `mmctl status` reads (the handler's StatusReply), the exchange status, the fill
-        store and the hot-path counters (trader/metrics.py)."""
-        from polymm.ctl import protocol as p
-        from polymm.trader.metrics import TraderSnapshot, families
+        """One scrape (trader/metrics.py): read when Prometheus asks, never pushed from the loop."""
+        from polymm.trader.metrics import families, read_snapshot
 
-        handler, core = self.handler, self.core
-        if handler is None or core is None:
-            state = "stopping" if self.signals.stop.is_set() else "starting"
-            return families(TraderSnapshot(status=p.StatusReply(state=state, healthy=False),
-                                           counters=self.metrics_counters))
-        heart = getattr(core, "_heart", None)
-        beats = getattr(heart, "state", None)
-        return families(TraderSnapshot(
-            status=handler.status(p.StatusRequest()),
-            exchange=core.state(),
-            fills=core.fills(),
-            heartbeats_ok=getattr(beats, "sent", None),
-            heartbeats_failed=getattr(beats, "failed", None),
-            drawdown_alert_usd=self.store.current.metrics.drawdown_alert_usd,
-            counters=self.metrics_counters,
-        ))
+        return families(read_snapshot(self.handler, self.core, self.store.current, self.metrics_counters))
 
     def _reattach_feed(self):
         old = self.engine.reader
