@@ -150,7 +150,7 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
     logging.basicConfig(level=logging.ERROR)  # the trader's order lines would drown the figures
     from polymm import demo, env
     from polymm import metrics as prom
-    from polymm.trader.control_handler import TraderControlHandler
+    from polymm.trader.control.handler import TraderControlHandler
     from polymm.trader.metrics import TraderCounters, families, read_snapshot
     from polymm.feed import shm
     from polymm.trader import service

@@ -30,7 +30,7 @@ import msgspec
 from msgspec import Meta
 
 from polymm import env
-from polymm.metrics import DEFAULT_TRADER_LISTEN, MetricsError, parse_listen
+from polymm.listen import DEFAULT_TRADER_LISTEN, MetricsError, parse_listen
 
 # The 15-minute markets trade on a 0.01 tick; it only gets finer (0.001) near 0 and 1. A configured price
 # bound must be valid at every moment of the window, so config checks use the coarse tick.

@@ -114,13 +114,13 @@ def read_snapshot(handler: Any, core: Any, config: Any, counters: TraderCounters
 
     if handler is None or core is None:
         return TraderSnapshot(status=p.StatusReply(state="starting", healthy=False), counters=counters)
-    beats = getattr(getattr(core, "_heart", None), "state", None)
+    beats = core.heartbeat_counts()
     return TraderSnapshot(
         status=handler.status(p.StatusRequest()),
         exchange=core.state(),
         fills=core.fills(),
-        heartbeats_ok=getattr(beats, "sent", None),
-        heartbeats_failed=getattr(beats, "failed", None),
+        heartbeats_ok=beats[0] if beats else None,
+        heartbeats_failed=beats[1] if beats else None,
         drawdown_alert_usd=config.metrics.drawdown_alert_usd if config is not None else None,
         counters=counters,
     )

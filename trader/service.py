@@ -287,6 +287,7 @@ class TraderService:
         # Secrets are checked before waiting for anything, so a missing key fails at once (no network yet).
         self.ledger = self.ledger or open_ledger(self.state_dir, mode=self.mode)  # paper runs are tagged "paper"
         self.core = build_core(cfg, self.state_dir, args.shm, ledger=self.ledger)
+        self.core.metrics = self.metrics_counters  # order actions and rejects counted where they are logged
 
         self.notifier.status(self._tag("waiting for the feed's shared memory"), min_interval_s=0.0)
         feed_deadline = time.monotonic() + args.feed_wait_s  # one budget for the segment and a live market

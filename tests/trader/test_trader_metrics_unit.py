@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace as NS
 
-from metrics_testing import Scrape
+from tests.support.metrics import Scrape
 from prometheus_client import CollectorRegistry, generate_latest
 
 from polymm import metrics as prom

@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 import pytest
-from metrics_testing import free_port, scrape
-from test_feed_sim import Feed, wait_for
+from tests.support.metrics import free_port, scrape
+from tests.feed.test_feed_sim import Feed, wait_for
 
 from polymm.feed.metrics import NAMES
 from polymm.sim.testing import run_sim

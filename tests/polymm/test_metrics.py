@@ -6,7 +6,7 @@ import logging
 import socket
 
 import pytest
-from metrics_testing import Scrape, free_port, scrape
+from tests.support.metrics import Scrape, free_port, scrape
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
