@@ -119,9 +119,11 @@ def _metrics_phases(stop: threading.Event, metrics_on: list, url: str, scrapes: 
         phase_end = time.monotonic() + METRICS_PHASE_S
         while not stop.is_set() and time.monotonic() < phase_end:
             if metrics_on[0]:
+                t0 = time.perf_counter()
                 with urllib.request.urlopen(url, timeout=5) as r:
-                    r.read()
+                    size = len(r.read())
                 scrapes[0] += 1
+                scrapes.append((time.perf_counter() - t0, size))
             stop.wait(METRICS_SCRAPE_S)
 
 
@@ -160,7 +162,7 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
     decisions: list[float] = []
     by_metrics: dict[bool, list[float]] = {False: [], True: []}  # publish -> decision, metrics off / on
     metrics_on = [False]
-    scrapes = [0]
+    scrapes: list = [0]  # count, then (seconds, bytes) per scrape
     wakes: list[float] = []  # publish -> the loop has read the new book
     thinking: list[float] = []  # read -> decided (pipeline, core state reads)
     worst: list[tuple[float, str]] = []
@@ -292,6 +294,10 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
           f"every {METRICS_SCRAPE_S:g} s):")
     print(describe("  publish -> decision, off", off))
     print(describe("  publish -> decision, on", on))
+    timed = scrapes[1:]
+    if timed:
+        print(f"  one scrape of the trader's endpoint: median {statistics.median(t for t, _ in timed) * 1e3:.1f} ms, "
+              f"{statistics.median(n for _, n in timed) / 1024:.1f} KiB")
     if off and on:
         print(f"  on/off: median {100 * (statistics.median(on) / statistics.median(off) - 1):+.1f} %, "
               f"p99 {100 * (percentile(on, 99) / percentile(off, 99) - 1):+.1f} %")
