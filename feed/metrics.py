@@ -38,6 +38,12 @@ NAMES = (
     "polymm_feed_window_rotations_total",
     "polymm_feed_window_start_timestamp_seconds",
     "polymm_feed_window_end_timestamp_seconds",
+    # the BTC reference price from Polymarket's RTDS (issue 16), when the feed runs it
+    "polymm_feed_rtds_connected",
+    "polymm_feed_rtds_reconnects_total",
+    "polymm_feed_rtds_age_seconds",
+    "polymm_feed_btc_reference_usd",
+    "polymm_feed_btc_open_known",
 )
 
 # Every status the segment can carry (feed/shm.py); one series each so a dashboard can show the current one.
@@ -150,4 +156,28 @@ def families(counters: FeedCounters, segment: Any, latency: RingLatency, *,
                                      "Start of the window the feed publishes (unix seconds)", value=snap.window_start))
         out.append(GaugeMetricFamily("polymm_feed_window_end_timestamp_seconds",
                                      "End of the window the feed publishes (unix seconds)", value=snap.window_end))
+    out += _reference_families(getattr(snap, "ref", None), snap.window_start, now)
+    return out
+
+
+def _reference_families(ref: Any, window_start: int, now: float) -> list:
+    """The segment's REF block (feed/shm/layout.py Reference): RTDS health and the Chainlink BTC/USD price the
+    market resolves on. Nothing while the feed runs without RTDS (never connected, no price)."""
+    if ref is None or (not ref.rtds_connected and ref.chainlink != ref.chainlink and not ref.rtds_reconnects):
+        return []
+    out = [
+        GaugeMetricFamily("polymm_feed_rtds_connected", "1 while the RTDS WebSocket is connected",
+                          value=1 if ref.rtds_connected else 0),
+        CounterMetricFamily("polymm_feed_rtds_reconnects", "RTDS reconnects since the feed started",
+                            value=ref.rtds_reconnects),
+    ]
+    age = ref.chainlink_age_s(now)
+    if math.isfinite(age):
+        out.append(GaugeMetricFamily("polymm_feed_rtds_age_seconds",
+                                     "Age of the Chainlink BTC/USD price by its own timestamp", value=age))
+        out.append(GaugeMetricFamily("polymm_feed_btc_reference_usd", "Chainlink BTC/USD (the resolution source)",
+                                     value=ref.chainlink))
+    out.append(GaugeMetricFamily("polymm_feed_btc_open_known",
+                                 "1 when the current window's opening BTC price is known (captured or recovered)",
+                                 value=0 if ref.opening_for(window_start) != ref.opening_for(window_start) else 1))
     return out

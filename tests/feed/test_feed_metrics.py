@@ -52,6 +52,7 @@ def test_scrape_agrees_with_mmctl_status(feed_with_metrics):
             return None  # something moved between the reads (a rotation, a reconnect): read again
         return before, m, after
 
+    wait_for(lambda: scrape(port).maybe("polymm_feed_rtds_age_seconds") is not None, 30, what="an RTDS price")
     before, m, after = wait_for(agree, 30, what="a quiet moment to compare the scrape with mmctl status")
     assert set(NAMES) <= m.names()  # what the dashboard and the rules may use is really exported
     assert m.value("polymm_feed_up") == 1
@@ -64,6 +65,12 @@ def test_scrape_agrees_with_mmctl_status(feed_with_metrics):
     assert before["updates_total"] <= m.value("polymm_feed_book_updates_total") <= after["updates_total"]
     assert m.value("polymm_feed_crossed") == (1 if before["crossed"] else 0)
     assert m.value("polymm_feed_book_age_seconds") >= 0 and m.value("polymm_feed_heartbeat_age_seconds") >= 0
+    # the BTC reference price (RTDS) as mmctl shows it
+    assert m.value("polymm_feed_rtds_connected") == 1 and m.value("polymm_feed_rtds_age_seconds") >= 0
+    if before["btc"] == after["btc"]:
+        assert m.value("polymm_feed_btc_reference_usd") == before["btc"]
+    if (before["btc_open"] is None) == (after["btc_open"] is None):
+        assert m.value("polymm_feed_btc_open_known") == (0 if before["btc_open"] is None else 1)
 
 
 def test_messages_by_type_latency_and_rotations(feed_with_metrics):
