@@ -18,11 +18,14 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import os
+import resource
 import threading
+import time
 from typing import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
@@ -45,10 +48,54 @@ LATENCY_BUCKETS_S = (
 )
 
 
+class SelfProcessCollector(Collector):
+    """The standard process_* metrics (prometheus_client's names and meanings) from /proc/self alone.
+
+    prometheus_client's ProcessCollector needs the boot time from /proc/stat and exports nothing without it;
+    our units run with ProcSubset=pid, which hides /proc/stat. The process's start comes from its own
+    /proc/self/stat start tick and CLOCK_BOOTTIME instead."""
+
+    def __init__(self) -> None:
+        self._ticks = os.sysconf("SC_CLK_TCK")
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self._start = self._start_time()
+
+    def _start_time(self) -> float | None:
+        try:
+            with open("/proc/self/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            since_boot = float(fields[19]) / self._ticks  # field 22 (starttime), after pid and (comm)
+            return time.time() - (time.clock_gettime(time.CLOCK_BOOTTIME) - since_boot)
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def collect(self):
+        t = os.times()
+        out = [CounterMetricFamily("process_cpu_seconds", "Total user and system CPU time spent in seconds.",
+                                   value=t.user + t.system)]
+        try:
+            with open("/proc/self/statm", "rb") as f:
+                size, resident = (int(x) for x in f.read().split()[:2])
+            out.append(GaugeMetricFamily("process_virtual_memory_bytes", "Virtual memory size in bytes.",
+                                         value=size * self._page))
+            out.append(GaugeMetricFamily("process_resident_memory_bytes", "Resident memory size in bytes.",
+                                         value=resident * self._page))
+            out.append(GaugeMetricFamily("process_open_fds", "Number of open file descriptors.",
+                                         value=len(os.listdir("/proc/self/fd"))))
+        except (OSError, ValueError):
+            pass  # not Linux: CPU time only
+        out.append(GaugeMetricFamily("process_max_fds", "Maximum number of open file descriptors.",
+                                     value=resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
+        if self._start is not None:
+            out.append(GaugeMetricFamily("process_start_time_seconds",
+                                         "Start time of the process since unix epoch in seconds.", value=self._start))
+        return out
+
+
 def new_registry(*collectors: Collector) -> CollectorRegistry:
     """A registry with the process's standard metrics (process_*, python_*) and the given collectors."""
     registry = CollectorRegistry(auto_describe=True)
-    ProcessCollector(registry=registry)
+    registry.register(SelfProcessCollector())
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     for collector in collectors:

@@ -118,3 +118,17 @@ def _registry_of(family):
     registry = CollectorRegistry()
     registry.register(prom.CallbackCollector("h", lambda: [family]))
     return registry
+
+
+def test_process_metrics_match_prometheus_clients_without_needing_proc_stat():
+    from prometheus_client import ProcessCollector
+
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    theirs = Scrape(generate_latest(registry).decode())
+    ours = Scrape(generate_latest(prom.new_registry()).decode())
+    names = {s.name for s in theirs.samples}
+    assert names and names <= {s.name for s in ours.samples}
+    assert ours.value("process_start_time_seconds") == pytest.approx(theirs.value("process_start_time_seconds"), abs=1.0)
+    assert ours.value("process_resident_memory_bytes") == pytest.approx(theirs.value("process_resident_memory_bytes"), rel=0.2)
+    assert ours.value("process_max_fds") == theirs.value("process_max_fds")
