@@ -257,6 +257,11 @@ Mode = Literal["live", "paper"]
 MODE_WHY = "the mode is read once at start: switching between paper and live needs a restart"
 
 
+# HOST:PORT, [IPv6]:PORT or off (the port's range and the words for a bad one: polymm/listen.py, checked with the
+# cross-field rules).
+LISTEN_PATTERN = r"^(off|OFF|\[[0-9A-Fa-f:.]+\]:[0-9]{1,5}|[^\s:\[\]]+:[0-9]{1,5})$"
+
+
 class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """The trader's Prometheus endpoint (polymm/metrics.py, trader/metrics.py; README "Monitoring")."""
 
@@ -268,7 +273,7 @@ class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             live=False,
             why="the endpoint is bound at start; a new address " + _SOURCE_NOTE,
             type_text="`HOST:PORT` | `off`",
-            pattern=r"^\S+$",
+            pattern=LISTEN_PATTERN,
         ),
     ] = DEFAULT_TRADER_LISTEN
     drawdown_alert_usd: Annotated[
@@ -375,6 +380,8 @@ def _rule(t: Any) -> str:
     if isinstance(t, (it.VarTupleType, it.ListType)):
         return "cap windows `start-end:usd,...` (e.g. `0-300:3,300-600:4,600-900:5`)"
     if isinstance(t, it.StrType):
+        if t.pattern == LISTEN_PATTERN:
+            return "HOST:PORT (e.g. 127.0.0.1:9892, [::1]:9892) or off"
         if t.pattern and t.pattern.startswith("^wss?"):
             return "a ws:// or wss:// URL"
         if t.pattern and t.pattern.startswith("^https?"):

@@ -288,7 +288,8 @@ def test_mode_is_a_top_level_key_read_from_the_file_and_never_changed_live(tmp_p
 def test_metrics_listen_is_checked_in_words():
     assert load_config(None, {"metrics.listen": "off"}).metrics.listen == "off"
     assert load_config(None, {"metrics.listen": "[::1]:9000"}).metrics.listen == "[::1]:9000"
-    for bad, words in (("9892", "'9892': expected HOST:PORT"), ("h:99999", "port 99999 is not in 0-65535")):
+    for bad, words in (("9892", "metrics.listen must be HOST:PORT (e.g. 127.0.0.1:9892, [::1]:9892) or off (got 9892)"),
+                       ("h:99999", "metrics.listen: 'h:99999': port 99999 is not in 0-65535")):
         with pytest.raises(ConfigError) as err:
             load_config(None, {"metrics.listen": bad})
         assert err.value.key == "metrics.listen" and words in str(err.value)

@@ -272,8 +272,8 @@ class OrderLedger:
 
     def _log_order(self, action: str, order: Order, reason: str, level: int = logging.INFO,
                    cause: str | None = None) -> None:
-        """One order action: a log line, and a count (by action, strategy, leg, role; refusals and rejections
-        also by cause: the exchange's error class, "refused_locally" for our own refusals)."""
+        """One order action: a ledger row, a log line, and a metrics count (by action, strategy, leg, role;
+        refusals and rejections also by cause: the exchange's error class, "refused_locally" for our own)."""
         if self.ledger is not None:
             self.ledger.order_action(action, order, reason, ts=self.clock())
         log.log(level, "order %s id=%s strategy=%s leg=%s side=%s price=%s size=%s type=%s post_only=%d reason=%s",
