@@ -51,6 +51,9 @@ NAMES = (
     "polymm_trader_heartbeats_total",
     "polymm_trader_exchange_state",
     "polymm_trader_user_channel_connected",
+    # the SQLite ledger (issue 14)
+    "polymm_trader_ledger_ok",
+    "polymm_trader_ledger_backlog_records",
 )
 
 # mmctl status's state words (ctl/protocol.py StatusReply.state); one series each.
@@ -103,17 +106,19 @@ class TraderSnapshot:
     heartbeats_failed: int | None = None
     drawdown_alert_usd: float | None = None
     counters: TraderCounters | None = None
-    extra: list = field(default_factory=list)  # families other features add (ledger, redemption, mode)
+    ledger: Any = None  # trader/ledger LedgerWriter (`error`, `waiting`), or None without one
+    extra: list = field(default_factory=list)  # families other features add (redemption, paper mode)
 
 
-def read_snapshot(handler: Any, core: Any, config: Any, counters: TraderCounters | None) -> TraderSnapshot:
+def read_snapshot(handler: Any, core: Any, config: Any, counters: TraderCounters | None,
+                  ledger: Any = None) -> TraderSnapshot:
     """What one scrape exports, read from a running trader: the control handler's StatusReply (exactly what
     `mmctl status` gets), the execution core's exchange status, fills and heartbeat counts, the config's
     drawdown alert. Before the handler exists (starting) or after it is gone, only the state word."""
     from polymm.ctl import protocol as p
 
     if handler is None or core is None:
-        return TraderSnapshot(status=p.StatusReply(state="starting", healthy=False), counters=counters)
+        return TraderSnapshot(status=p.StatusReply(state="starting", healthy=False), counters=counters, ledger=ledger)
     beats = core.heartbeat_counts()
     return TraderSnapshot(
         status=handler.status(p.StatusRequest()),
@@ -123,6 +128,7 @@ def read_snapshot(handler: Any, core: Any, config: Any, counters: TraderCounters
         heartbeats_failed=beats[1] if beats else None,
         drawdown_alert_usd=config.metrics.drawdown_alert_usd if config is not None else None,
         counters=counters,
+        ledger=ledger,
     )
 
 
@@ -220,6 +226,11 @@ def families(snap: TraderSnapshot) -> list:
         out.append(_gauge("polymm_trader_user_channel_connected", "1 while the user WebSocket is connected",
                           1 if getattr(snap.exchange, "user_stream_connected", False) else 0))
 
+    if snap.ledger is not None:
+        out.append(_gauge("polymm_trader_ledger_ok", "1 while the SQLite ledger can be written",
+                          1 if snap.ledger.error is None else 0))
+        out.append(_gauge("polymm_trader_ledger_backlog_records", "Ledger records kept in memory until the file "
+                          "can be written", snap.ledger.waiting))
     out += _fill_families(snap.fills)
     if snap.counters is not None:
         out += _counter_families(snap.counters)

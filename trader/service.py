@@ -382,7 +382,8 @@ class TraderService:
         """One scrape (trader/metrics.py): read when Prometheus asks, never pushed from the loop."""
         from polymm.trader.metrics import families, read_snapshot
 
-        return families(read_snapshot(self.handler, self.core, self.store.current, self.metrics_counters))
+        return families(read_snapshot(self.handler, self.core, self.store.current, self.metrics_counters,
+                                      ledger=self.ledger))
 
     def _reattach_feed(self):
         old = self.engine.reader

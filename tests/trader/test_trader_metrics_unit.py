@@ -51,7 +51,8 @@ def test_status_numbers_are_exported_as_they_are():
         status=status(), exchange=ExchangeStatus(mode=ExchangeMode.CANCEL_ONLY, user_stream_connected=True),
         fills=[fill("s1", "up", "maker", 5, 0.6), fill("s1", "up", "maker", 5, 0.7, 0.0),
                fill("s1", "down", "taker", 2, 0.5, 0.035), fill("s1", "down", "taker", 9, 0.5, status="FAILED")],
-        heartbeats_ok=10, heartbeats_failed=2, drawdown_alert_usd=25.0, counters=counters)
+        heartbeats_ok=10, heartbeats_failed=2, drawdown_alert_usd=25.0, counters=counters,
+        ledger=NS(error="ledger /var/lib/polymm/ledger.sqlite: disk full", waiting=17))
     m = scrape_of(snap)
     assert set(tm.NAMES) <= m.names()
     assert m.value("polymm_trader_healthy") == 1 and m.value("polymm_trader_state", state="running") == 1
@@ -76,6 +77,7 @@ def test_status_numbers_are_exported_as_they_are():
     assert m.value("polymm_trader_order_rejects_total", cause="balance") == 1
     assert m.value("polymm_trader_tick_to_decision_seconds_count") == 1
     assert m.value("polymm_trader_tick_to_decision_seconds_bucket", le="0.0005") == 1
+    assert m.value("polymm_trader_ledger_ok") == 0 and m.value("polymm_trader_ledger_backlog_records") == 17
     assert "0xsecretorder" not in m.text and "c1" not in m.text  # no order ids in labels
 
 
