@@ -420,22 +420,26 @@ class _OwnSegment:
     def __init__(self, name: str) -> None:
         self.name = name
         self.reader: shm.Reader | None = None
+        self._lock = threading.Lock()  # scrapes may come in on several exporter threads at once
 
     def snapshot(self):
-        try:
-            if self.reader is None:
-                self.reader = shm.Reader(self.name)
-            return self.reader.snapshot()
-        except (shm.ShmMissing, shm.LayoutError, OSError, ValueError):
-            return None
+        with self._lock:
+            try:
+                if self.reader is None:
+                    self.reader = shm.Reader(self.name)
+                return self.reader.snapshot()
+            except (shm.ShmMissing, shm.LayoutError, OSError, ValueError):
+                return None
 
     def updates_since(self, seq: int) -> list:
-        return self.reader.updates_since(seq) if self.reader is not None else []
+        with self._lock:
+            return self.reader.updates_since(seq) if self.reader is not None else []
 
     def close(self) -> None:
-        if self.reader is not None:
-            self.reader.close()
-            self.reader = None
+        with self._lock:
+            if self.reader is not None:
+                self.reader.close()
+                self.reader = None
 
 
 def _stop_metrics(exporter: prom.Exporter | None, segment: _OwnSegment) -> None:
