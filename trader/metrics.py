@@ -54,6 +54,12 @@ NAMES = (
     # the SQLite ledger (issue 14)
     "polymm_trader_ledger_ok",
     "polymm_trader_ledger_backlog_records",
+    # the wallet beyond cash and redemption (issue 15)
+    "polymm_trader_open_value_usd",
+    "polymm_trader_awaiting_redemption_usd",
+    "polymm_trader_redeemed_today_usd",
+    "polymm_trader_merged_today_usd",
+    "polymm_trader_redeemer_warning",
 )
 
 # mmctl status's state words (ctl/protocol.py StatusReply.state); one series each.
@@ -107,11 +113,12 @@ class TraderSnapshot:
     drawdown_alert_usd: float | None = None
     counters: TraderCounters | None = None
     ledger: Any = None  # trader/ledger LedgerWriter (`error`, `waiting`), or None without one
+    redeemer: Any = None  # trader/redeem Redeemer (`snapshot()`: its warning), or None without one
     extra: list = field(default_factory=list)  # families other features add (redemption, paper mode)
 
 
 def read_snapshot(handler: Any, core: Any, config: Any, counters: TraderCounters | None,
-                  ledger: Any = None) -> TraderSnapshot:
+                  ledger: Any = None, redeemer: Any = None) -> TraderSnapshot:
     """What one scrape exports, read from a running trader: the control handler's StatusReply (exactly what
     `mmctl status` gets), the execution core's exchange status, fills and heartbeat counts, the config's
     drawdown alert. Before the handler exists (starting) or after it is gone, only the state word."""
@@ -129,6 +136,7 @@ def read_snapshot(handler: Any, core: Any, config: Any, counters: TraderCounters
         drawdown_alert_usd=config.metrics.drawdown_alert_usd if config is not None else None,
         counters=counters,
         ledger=ledger,
+        redeemer=redeemer,
     )
 
 
@@ -226,6 +234,22 @@ def families(snap: TraderSnapshot) -> list:
         out.append(_gauge("polymm_trader_user_channel_connected", "1 while the user WebSocket is connected",
                           1 if getattr(snap.exchange, "user_stream_connected", False) else 0))
 
+    for name, doc, value in (
+        ("polymm_trader_open_value_usd", "Positions of unresolved markets at their current price (Data API)",
+         getattr(st, "open_value_usd", None)),
+        ("polymm_trader_awaiting_redemption_usd", "Won, not yet redeemed: shares x 1 pUSD",
+         getattr(st, "awaiting_redemption_usd", None)),
+        ("polymm_trader_redeemed_today_usd", "pUSD back today (UTC) through redemptions",
+         getattr(st, "redeemed_today_usd", None)),
+        ("polymm_trader_merged_today_usd", "pUSD back today (UTC) through merged Up+Down pairs",
+         getattr(st, "merged_today_usd", None)),
+    ):
+        if value is not None:
+            out.append(_gauge(name, doc, value))
+    if snap.redeemer is not None:
+        warning = snap.redeemer.snapshot().get("warning")
+        out.append(_gauge("polymm_trader_redeemer_warning", "1 while the redeemer reports a problem (mmctl status "
+                          "shows its words)", 1 if warning else 0))
     if snap.ledger is not None:
         out.append(_gauge("polymm_trader_ledger_ok", "1 while the SQLite ledger can be written",
                           1 if snap.ledger.error is None else 0))

@@ -383,7 +383,7 @@ class TraderService:
         from polymm.trader.metrics import families, read_snapshot
 
         return families(read_snapshot(self.handler, self.core, self.store.current, self.metrics_counters,
-                                      ledger=self.ledger))
+                                      ledger=self.ledger, redeemer=self.redeemer))
 
     def _reattach_feed(self):
         old = self.engine.reader

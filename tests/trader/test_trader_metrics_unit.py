@@ -21,7 +21,8 @@ def scrape_of(snapshot: tm.TraderSnapshot) -> Scrape:
 
 def status(**kw) -> p.StatusReply:
     base = dict(
-        state="running", healthy=True, decisions=1234, last_decision_at=1_800_000_000.5, feed_age_ms=42.0,
+        state="running", healthy=True, decisions=1234, awaiting_redemption_usd=12.0, open_value_usd=3.5,
+        redeemed_today_usd=40.0, merged_today_usd=0.0, last_decision_at=1_800_000_000.5, feed_age_ms=42.0,
         window_start=1_800_000_000, window_end=1_800_000_900, balance_usd=990.5, realised_pnl=-1.25,
         unrealised_pnl=0.5, heartbeat_ok=True,
         exposure=[p.Exposure(scope="total", usd=12.0, cap_usd=50.0), p.Exposure(scope="s1.up", usd=3.5, cap_usd=4.0),
@@ -52,7 +53,8 @@ def test_status_numbers_are_exported_as_they_are():
         fills=[fill("s1", "up", "maker", 5, 0.6), fill("s1", "up", "maker", 5, 0.7, 0.0),
                fill("s1", "down", "taker", 2, 0.5, 0.035), fill("s1", "down", "taker", 9, 0.5, status="FAILED")],
         heartbeats_ok=10, heartbeats_failed=2, drawdown_alert_usd=25.0, counters=counters,
-        ledger=NS(error="ledger /var/lib/polymm/ledger.sqlite: disk full", waiting=17))
+        ledger=NS(error="ledger /var/lib/polymm/ledger.sqlite: disk full", waiting=17),
+        redeemer=NS(snapshot=lambda: {"warning": "3 positions worth $12.00 are redeemable: no builder credentials"}))
     m = scrape_of(snap)
     assert set(tm.NAMES) <= m.names()
     assert m.value("polymm_trader_healthy") == 1 and m.value("polymm_trader_state", state="running") == 1
@@ -77,6 +79,8 @@ def test_status_numbers_are_exported_as_they_are():
     assert m.value("polymm_trader_order_rejects_total", cause="balance") == 1
     assert m.value("polymm_trader_tick_to_decision_seconds_count") == 1
     assert m.value("polymm_trader_tick_to_decision_seconds_bucket", le="0.0005") == 1
+    assert m.value("polymm_trader_awaiting_redemption_usd") == 12 and m.value("polymm_trader_redeemer_warning") == 1
+    assert m.value("polymm_trader_redeemed_today_usd") == 40 and m.value("polymm_trader_open_value_usd") == 3.5
     assert m.value("polymm_trader_ledger_ok") == 0 and m.value("polymm_trader_ledger_backlog_records") == 17
     assert "0xsecretorder" not in m.text and "c1" not in m.text  # no order ids in labels
 
