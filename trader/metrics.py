@@ -60,6 +60,8 @@ NAMES = (
     "polymm_trader_redeemed_today_usd",
     "polymm_trader_merged_today_usd",
     "polymm_trader_redeemer_warning",
+    # paper or live (issue 13)
+    "polymm_trader_mode",
 )
 
 # mmctl status's state words (ctl/protocol.py StatusReply.state); one series each.
@@ -125,7 +127,8 @@ def read_snapshot(handler: Any, core: Any, config: Any, counters: TraderCounters
     from polymm.ctl import protocol as p
 
     if handler is None or core is None:
-        return TraderSnapshot(status=p.StatusReply(state="starting", healthy=False), counters=counters, ledger=ledger)
+        starting = p.StatusReply(state="starting", healthy=False, mode=getattr(config, "mode", "live"))
+        return TraderSnapshot(status=starting, counters=counters, ledger=ledger)
     beats = core.heartbeat_counts()
     return TraderSnapshot(
         status=handler.status(p.StatusRequest()),
@@ -165,6 +168,12 @@ def families(snap: TraderSnapshot) -> list:
         CounterMetricFamily("polymm_trader_decisions", "Decisions made since the trader started",
                             value=st.decisions or 0),
     ]
+    mode = getattr(st, "mode", "live") or "live"
+    modes = GaugeMetricFamily("polymm_trader_mode", "live or paper (1 for the current one): paper fills locally, "
+                              "nothing reaches the exchange", labels=["mode"])
+    for word in ("live", "paper") + (() if mode in ("live", "paper") else (mode,)):
+        modes.add_metric([word], 1 if word == mode else 0)
+    out.append(modes)
     state = GaugeMetricFamily("polymm_trader_state", "The trader's state word (1 for the current one)",
                               labels=["state"])
     for word in STATES + (() if st.state in STATES else (st.state,)):

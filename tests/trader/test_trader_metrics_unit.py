@@ -58,6 +58,7 @@ def test_status_numbers_are_exported_as_they_are():
     m = scrape_of(snap)
     assert set(tm.NAMES) <= m.names()
     assert m.value("polymm_trader_healthy") == 1 and m.value("polymm_trader_state", state="running") == 1
+    assert m.value("polymm_trader_mode", mode="live") == 1 and m.value("polymm_trader_mode", mode="paper") == 0
     assert sum(m.value("polymm_trader_state", state=s) for s in tm.STATES) == 1
     assert m.value("polymm_trader_decisions_total") == 1234
     assert m.value("polymm_trader_feed_age_seconds") == 0.042
@@ -86,7 +87,8 @@ def test_status_numbers_are_exported_as_they_are():
 
 
 def test_a_starting_trader_exports_its_state_without_a_book():
-    m = scrape_of(tm.TraderSnapshot(status=p.StatusReply(state="starting", healthy=False)))
+    m = scrape_of(tm.TraderSnapshot(status=p.StatusReply(state="starting", healthy=False, mode="paper")))
+    assert m.value("polymm_trader_mode", mode="paper") == 1
     assert m.value("polymm_trader_state", state="starting") == 1 and m.value("polymm_trader_healthy") == 0
     assert m.value("polymm_trader_exchange_state", state="normal") == 1
     assert m.maybe("polymm_trader_last_decision_timestamp_seconds") is None
