@@ -10,7 +10,10 @@ Each is measured through `MarketStream.on_frame` (exactly the code the WebSocket
 the shared-memory DEPTH block at N = 10 levels per side (the default) and at N = 0 (top of book only, the
 publish before depth existed), next to a naive baseline in the same run: json.loads, dict walking with float() per field, best price by max/min
 over the side, and the same fields written into a segment through numpy structured-array item writes
-under the same seqlock. Prints figures; asserts nothing about time.
+under the same seqlock. Then the same path with the Prometheus counter on (messages by type; the
+decode->publish histogram is read from the ring at scrape time, off this path: feed/metrics.py) next to off,
+alternating rounds in the same run.
+Prints figures; asserts nothing about time.
 
 RTDS (issue 16): the per-message cost of a Chainlink update through `RtdsStream.on_frame` (decode, reference
 book, publish into the segment's reference block), and the two-leg book figure again while a thread feeds RTDS
@@ -39,6 +42,7 @@ from polymm.feed.discovery import MarketInfo
 from polymm.feed.rtds.reference import ReferenceBook
 from polymm.feed.rtds.stream import RtdsStream
 from polymm.feed.service import publish_reference as service_publish_reference
+from polymm.feed.metrics import FeedCounters
 from polymm.feed.stream import MarketStream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,10 +81,10 @@ def inputs() -> tuple[str, str, dict[str, bytes]]:
 # the real path
 
 
-def make_stream(up: str, down: str, writer: shm.Writer, frames: dict[str, bytes]) -> MarketStream:
+def make_stream(up: str, down: str, writer: shm.Writer, frames: dict[str, bytes], counters=None) -> MarketStream:
     info = MarketInfo(slug="bench", condition_id="0x01", up_token=up, down_token=down, window_start=WINDOW,
                       window_end=WINDOW + 900, tick_size=0.001, min_order_size=5, fee_rate=0.07)
-    stream = MarketStream("ws://unused", info, writer)
+    stream = MarketStream("ws://unused", info, writer, counters=counters)
     stream.connected = True
     stream.live = True
     # both legs need a snapshot before anything is published
@@ -294,6 +298,19 @@ def rtds_figures(stream: MarketStream, writer: shm.Writer, frames: dict[str, byt
     print(f"two-leg price_change, 200 us sleep between messages, with RTDS alongside ({sent[0]} updates in {elapsed:.1f}s = "
           f"{sent[0] / elapsed:.0f}/s in a thread): {alongside[0]:.2f} us median, {alongside[1]:.2f} p99; "
           f"same run without RTDS, before/after: {alone[0]:.2f}/{after[0]:.2f} us median, {alone[1]:.2f}/{after[1]:.2f} p99")
+def metrics_on_vs_off(off: MarketStream, on: MarketStream, frames: dict[str, bytes], n: int, rounds: int = 5) -> None:
+    """The same frames through a stream without metrics and one with them, alternating rounds (so drift on a
+    shared machine hits both alike)."""
+    print(f"metrics on vs off, same run ({rounds} alternating rounds of {n // rounds}):")
+    print(f"{'message':26} {'off median':>11} {'on median':>11} {'on/off':>8}")
+    for name, frame in frames.items():
+        offs: list[float] = []
+        ons: list[float] = []
+        for _ in range(rounds):
+            offs += measure(off.on_frame, frame, n // rounds)
+            ons += measure(on.on_frame, frame, n // rounds)
+        a, b = stats(offs)[0], stats(ons)[0]
+        print(f"{name:26} {a:8.2f} us {b:8.2f} us {100 * (b / a - 1):+7.1f}%")
 
 
 def main() -> int:
@@ -328,6 +345,8 @@ def main() -> int:
             deep, top, slow = stats(deep_s), stats(top_s), stats(slow_s)
             print(f"{name:26} {deep[0]:9.2f} us {deep[1]:8.2f} {top[0]:8.2f} us {top[1]:8.2f} "
                   f"{deep[0] / top[0]:8.2f}x {slow[0]:10.2f} us {slow[1]:8.2f} {slow[0] / deep[0]:8.1f}x")
+        metrics_on_vs_off(stream, make_stream(up, down, writer, frames, FeedCounters(stream.book.dispatch)),
+                          frames, args.n)
         # where the time goes for the two-leg change
         frame = frames["price_change 2-leg"]
         decoder = stream.decoder

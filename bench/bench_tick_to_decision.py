@@ -18,6 +18,10 @@ How it is measured
   A/B; and after the run the net-book step alone is timed in this process on the last snapshot (N = 10 levels)
   with the orders working then, next to the rest of "book read -> decision" (snapshot incl. depth decode,
   market view, decide) on the same snapshot.
+- Metrics on vs off, in the same run: the measurement alternates phases of METRICS_PHASE_S; in "on" phases the
+  trader's Prometheus side is live as polymm-trader runs it (the tick->decision histogram observed on every
+  decision, order events counted, the real endpoint scraped every METRICS_SCRAPE_S: 15x more often than the
+  15 s of deploy/monitoring/scrape.yml); in "off" phases none of it. Both are reported side by side.
 - A/B switches, to measure what each latency measure buys in the same conditions: `--wait poll` puts back
   the loop's earlier wait (polling the sequence word between 50-150 us sleeps) instead of the futex wake-up;
   `--runtime default` leaves the interpreter's GC and thread switch interval as Python ships them instead of
@@ -42,6 +46,8 @@ from pathlib import Path
 
 
 WARM_UP_S = 3.0
+METRICS_PHASE_S = 5.0
+METRICS_SCRAPE_S = 1.0
 # The first seconds of a window are a burst on every process (the feed re-subscribes, the sim sends the new
 # books, the core subscribes the new market, the strategies place their entries): reported apart, because with
 # the bench's short windows they come every minute, in production (900 s windows) every 15 minutes.
@@ -109,6 +115,23 @@ def _legacy_polling_wait(engine) -> bool:
             return False
 
 
+def _metrics_phases(stop: threading.Event, metrics_on: list, url: str, scrapes: list) -> None:
+    """Alternate metrics off / on every METRICS_PHASE_S; while on, scrape the endpoint every METRICS_SCRAPE_S."""
+    import urllib.request
+
+    while not stop.is_set():
+        metrics_on[0] = not metrics_on[0]
+        phase_end = time.monotonic() + METRICS_PHASE_S
+        while not stop.is_set() and time.monotonic() < phase_end:
+            if metrics_on[0]:
+                t0 = time.perf_counter()
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    size = len(r.read())
+                scrapes[0] += 1
+                scrapes.append((time.perf_counter() - t0, size))
+            stop.wait(METRICS_SCRAPE_S)
+
+
 class _TimedPlaces:
     """The execution core, with each place() remembered against the tick that caused it (if any)."""
 
@@ -133,6 +156,9 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
 
     logging.basicConfig(level=logging.ERROR)  # the trader's order lines would drown the figures
     from polymm import demo, env
+    from polymm import metrics as prom
+    from polymm.trader.control.handler import TraderControlHandler
+    from polymm.trader.metrics import TraderCounters, families, read_snapshot
     from polymm.feed import shm
     from polymm.trader import service
     from polymm.trader.control.handler import ConfigStore
@@ -143,6 +169,9 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
         engine_module.net_view = lambda view, *_args: view  # decide on the published book, ours included
 
     decisions: list[float] = []
+    by_metrics: dict[bool, list[float]] = {False: [], True: []}  # publish -> decision, metrics off / on
+    metrics_on = [False]
+    scrapes: list = [0]  # count, then (seconds, bytes) per scrape
     wakes: list[float] = []  # publish -> the loop has read the new book
     thinking: list[float] = []  # read -> decided (pipeline, core state reads)
     worst: list[tuple[float, str]] = []
@@ -185,8 +214,12 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
                 engine = engine_box[0]
                 if decided_at < measure_from[0]:
                     return
+                on = metrics_on[0]
+                if on:
+                    counters.on_decision(snap, decided_at, _sent_at)  # what polymm-trader's hook does
                 with lock:
                     decisions.append(decided_at - engine.tick_publish_ts)
+                    by_metrics[on].append(decided_at - engine.tick_publish_ts)
                     wakes.append(engine.snapshot_at - engine.tick_publish_ts)
                     thinking.append(decided_at - engine.snapshot_at)
                     worst.append((decided_at - engine.tick_publish_ts, time.strftime("%H:%M:%S", time.gmtime(decided_at))))
@@ -206,6 +239,10 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
             engine = Engine(reader, _TimedPlaces(core, engine_box, tick_of_order, lock), store.current,
                             on_decision=on_decision, config_source=lambda: store.current)
             engine_box.append(engine)
+            counters = TraderCounters()
+            handler = TraderControlHandler(engine, core, store)
+            exporter = prom.serve("127.0.0.1:0", source="bench", collectors=[prom.CallbackCollector(
+                "trader", lambda: families(read_snapshot(handler, core, store.current, counters)))])
             if wait == "poll":
                 engine._wait_for_work = lambda: _legacy_polling_wait(engine)
             if runtime == "default":
@@ -229,6 +266,9 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
             thread.start()
             print(f"measuring for {seconds:.0f} s (sim window {window_s} s) ...", flush=True)
             time.sleep(WARM_UP_S)
+            phases = threading.Thread(target=_metrics_phases, args=(stop, metrics_on, exporter.url, scrapes),
+                                      daemon=True)
+            phases.start()
             cpu0, wall0 = time.process_time(), time.monotonic()
             baseline = subprocess.run([sys.executable, "-c", BASELINE, stack.shm, str(seconds - WARM_UP_S)],
                                       capture_output=True, text=True, timeout=seconds + 30)
@@ -236,6 +276,8 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
             gc.callbacks.remove(on_gc)
             stop.set()
             thread.join(10)
+            phases.join(10)
+            exporter.stop()
             net_costs = _net_book_costs(reader, core, store.current)
             core.stop(cancel_orders=True)
             reader.close()
@@ -261,6 +303,18 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
     print(describe("publish -> order sent", sends))
     print(describe("  place() -> order sent", handoffs))
     print(describe("1 ms-sleep poller: publish -> seen", polled))
+    off, on = by_metrics[False], by_metrics[True]
+    print(f"metrics off / on, alternating {METRICS_PHASE_S:.0f} s phases in this run ({scrapes[0]} scrapes while on, "
+          f"every {METRICS_SCRAPE_S:g} s):")
+    print(describe("  publish -> decision, off", off))
+    print(describe("  publish -> decision, on", on))
+    timed = scrapes[1:]
+    if timed:
+        print(f"  one scrape of the trader's endpoint: median {statistics.median(t for t, _ in timed) * 1e3:.1f} ms, "
+              f"{statistics.median(n for _, n in timed) / 1024:.1f} KiB")
+    if off and on:
+        print(f"  on/off: median {100 * (statistics.median(on) / statistics.median(off) - 1):+.1f} %, "
+              f"p99 {100 * (percentile(on, 99) / percentile(off, 99) - 1):+.1f} %")
     print("GC pauses in the trader process: " + ", ".join(
         f"gen{g} {len(p)}x max {max(p) * 1e6:.0f} us" if p else f"gen{g} none" for g, p in gc_pauses.items()))
     if worst:

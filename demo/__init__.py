@@ -96,6 +96,14 @@ def _python_main(module: str) -> list[str]:
     return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class Stack:
     """sim + feed + trader as real processes, with everything in `workdir`.
 
@@ -107,7 +115,7 @@ class Stack:
 
     def __init__(self, workdir: Path, *, window_s: int = 60, seed: int = 1, fund: float = 1000.0,
                  config_text: str | None = None, shm_name: str | None = None, sim_args: tuple = (),
-                 log_level: str = "INFO") -> None:
+                 log_level: str = "INFO", metrics: bool = False) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.window_s = window_s
@@ -126,6 +134,9 @@ class Stack:
         self.pk = self.address = None
         self._exit = contextlib.ExitStack()
         self._logs: list = []
+        # Prometheus endpoints: off unless asked for (then free loopback ports), so stacks never fight over the
+        # services' default ports with each other or with an installed polymm.
+        self.metrics_ports = {"feed": _free_port(), "trader": _free_port()} if metrics else {}
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -176,6 +187,8 @@ class Stack:
             env.SHM: self.shm, env.SOCKET: str(self.socket), env.STATE_DIR: str(self.state_dir),
             env.CONFIG: str(self.config_path), env.WINDOW_S: str(self.window_s), "POLYMM_LOG_LEVEL": self.log_level,
             env.PK: self.pk, env.SIGNATURE_TYPE: "0",
+            "POLYMM_FEED_METRICS": f"127.0.0.1:{self.metrics_ports['feed']}" if self.metrics_ports else "off",
+            "POLYMM_TRADER_METRICS": f"127.0.0.1:{self.metrics_ports['trader']}" if self.metrics_ports else "off",
         })
         out.update(extra)
         return out

@@ -264,6 +264,11 @@ if [ ! -e "$ETC/polymm.env" ]; then
 
 # Log level of both services (DEBUG, INFO, WARNING, ERROR); POLYMM_FEED_LOG_LEVEL for the feed alone.
 #POLYMM_LOG_LEVEL=INFO
+
+# Prometheus endpoints (README "Monitoring"), loopback by default; HOST:PORT or off. The trader's is also
+# metrics.listen in config.toml (this variable wins).
+#POLYMM_FEED_METRICS=127.0.0.1:9891
+#POLYMM_TRADER_METRICS=127.0.0.1:9892
 EOF
     chown root:root "$tmp"; chmod 0600 "$tmp"; mv "$tmp" "$ETC/polymm.env"
     changed "wrote $ETC/polymm.env (fill in PK, BROWSER_ADDRESS, SIGNATURE_TYPE before starting the trader)"

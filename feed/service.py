@@ -16,8 +16,12 @@ import threading
 import time
 
 from polymm import env, logs
+from polymm import metrics as prom
+from polymm.feed import book as bk
 from polymm.feed import discovery as disc
 from polymm.feed import shm
+from polymm.feed.metrics import FeedCounters, RingLatency
+from polymm.feed.metrics import families as metric_families
 from polymm.feed.record import Recorder
 from polymm.feed.rtds.reference import CAPTURED, RECOVERED, ReferenceBook, cross_check
 from polymm.feed.rtds.stream import RtdsStream
@@ -28,6 +32,8 @@ from polymm.signals import Signals
 log = logging.getLogger("polymm.feed")
 
 LOOP_S = 0.2  # heartbeat / watchdog / rotation check period
+METRICS_ENV = "POLYMM_FEED_METRICS"
+METRICS_SOURCE = f"--metrics ({METRICS_ENV})"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -80,6 +86,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"levels per side of each leg published in shared memory and recorded (0: top of book only; "
                         f"at most {shm.MAX_DEPTH})")
     p.add_argument("--record", metavar="FILE", default=None, help="append every published top of book to FILE (JSON lines)")
+    p.add_argument(
+        "--metrics",
+        metavar="HOST:PORT|off",
+        default=env.get(METRICS_ENV, prom.DEFAULT_FEED_LISTEN),
+        help=f"Prometheus endpoint ({METRICS_ENV}; default {prom.DEFAULT_FEED_LISTEN}, loopback only; off to disable)",
+    )
     level, level_var = env.log_level_from_env(env.FEED_LOG_LEVEL, env.LOG_LEVEL)
     p.add_argument("--log-level", default=level, type=str.upper,
                    help=f"{', '.join(env.LOG_LEVELS)} (env {env.FEED_LOG_LEVEL}, else {env.LOG_LEVEL}; default INFO)")
@@ -88,6 +100,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         # argparse does not check a default against choices: say where a bad level came from.
         source = f"{level_var}={args.log_level}" if args.log_level == level and level_var else f"--log-level {args.log_level}"
         p.error(f"{source} is not a log level; use one of {', '.join(env.LOG_LEVELS)}")
+    try:
+        prom.parse_listen(args.metrics, source=METRICS_SOURCE)
+    except prom.MetricsError as e:
+        p.error(str(e))
     if args.window_s <= 0:
         p.error(f"--window-s must be positive, got {args.window_s}")
     if args.stale_after_s <= 0:
@@ -110,6 +126,9 @@ class FeedService:
                  gamma_fetch=None) -> None:
         self.args = args
         self.window_s = args.window_s
+        # metrics counted on the hot path, shared by every stream (feed/metrics.py); the event types are the
+        # book's own dispatch table, so a new event type is counted as soon as the book handles it
+        self.counters = FeedCounters(bk.MarketBook("up", "down").dispatch)
         self.writer = writer
         self.discoverer = discoverer
         self.notifier = notifier
@@ -184,6 +203,7 @@ class FeedService:
             self.writer,
             stale_after_s=self.args.stale_after_s,
             backoff=Backoff(),
+            counters=self.counters,
         ).start()
 
     def _retire(self, stream: MarketStream | None) -> None:
@@ -217,7 +237,10 @@ class FeedService:
                 self._retire(self.shadow)
             stream = self._new_stream(info)
         self.shadow = None
-        self._publish_identity(info, info.tick_size, "rotating" if old is not None or self.ready_sent else "starting")
+        rotating = old is not None or self.ready_sent
+        self._publish_identity(info, info.tick_size, "rotating" if rotating else "starting")
+        if rotating:
+            self.counters.rotations += 1
         if old is not None:
             old.live = False
         stream.updates_base = self.retired_updates + (old.book.applied if old else 0)
@@ -389,18 +412,67 @@ def publish_reference(writer: shm.Writer, rtds: RtdsStream | None, window_start:
     writer.set_reference(values[0], values[1], values[2], rtds.connected, rtds.reconnects, values[3])
 
 
+class _OwnSegment:
+    """The feed's own segment read as every reader sees it (for the metrics: one health verdict with mmctl,
+    latency from the ring's timestamps). Attached at the first scrape; a snapshot is None while it cannot be
+    read."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.reader: shm.Reader | None = None
+        self._lock = threading.Lock()  # scrapes may come in on several exporter threads at once
+
+    def snapshot(self):
+        with self._lock:
+            try:
+                if self.reader is None:
+                    self.reader = shm.Reader(self.name)
+                return self.reader.snapshot()
+            except (shm.ShmMissing, shm.LayoutError, OSError, ValueError):
+                return None
+
+    def updates_since(self, seq: int) -> list:
+        with self._lock:
+            return self.reader.updates_since(seq) if self.reader is not None else []
+
+    def close(self) -> None:
+        with self._lock:
+            if self.reader is not None:
+                self.reader.close()
+                self.reader = None
+
+
+def _stop_metrics(exporter: prom.Exporter | None, segment: _OwnSegment) -> None:
+    if exporter is not None:
+        exporter.stop()
+    segment.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logs.setup("polymm.feed", args.log_level)
     signals = Signals()
     notifier = Notifier()
+    holder: dict[str, FeedService] = {}
+    own_segment = _OwnSegment(args.shm)
+    latency = RingLatency()
+    try:
+        # Before the segment is taken over: a refused address leaves a running feed's segment alone.
+        exporter = prom.serve(args.metrics, source=METRICS_SOURCE, collectors=[prom.CallbackCollector(
+            "feed", lambda: metric_families(holder["service"].counters, own_segment, latency)
+            if "service" in holder else [])])
+    except prom.MetricsError as e:
+        log.error("%s", e)
+        return 2
     try:
         writer = shm.Writer(args.shm, ring_capacity=args.ring_capacity, depth=args.depth)
     except shm.WriterConflict as e:
         log.error("%s", e)
+        _stop_metrics(exporter, own_segment)
         return 2
     except (OSError, ValueError) as e:
         log.error("cannot open shared memory %r: %s", args.shm, e)
+        _stop_metrics(exporter, own_segment)
         return 2
     log.info(
         "polymm-feed started: shm %s, window %ds, gamma %s, market ws %s, rtds %s, stale after %gs",
@@ -410,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     # The next window is looked up a whole window ahead: patient retries are fine until it starts.
     discoverer = disc.Discoverer(client.fetch, backoff_max_s=min(10.0, args.window_s / 4)).start()
     recorder = None
-    service = FeedService(args, writer, discoverer, notifier, gamma_fetch=client.fetch)
+    service = holder["service"] = FeedService(args, writer, discoverer, notifier, gamma_fetch=client.fetch)
     code = 0
     try:
         if args.record:
@@ -436,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         if recorder is not None:
             recorder.stop()
         writer.close()  # status "stopped"; the segment stays (readers never see it vanish)
+        _stop_metrics(exporter, own_segment)
         log.info("polymm-feed stopped")
     return code
 

@@ -80,6 +80,7 @@ class MarketStream:
         disagreements_base: int = 0,
         resync_after_unverified_s: float = 5.0,
         clock=time.time,
+        counters=None,
     ) -> None:
         self.url = url
         self.market = market
@@ -95,6 +96,8 @@ class MarketStream:
                                   depth=writer.depth)
         self.decoder = FrameDecoder()
         self._decode_fast = self.decoder.fast
+        # feed/metrics.py FeedCounters shared by the service's streams (None: no metrics, nothing counted)
+        self._msg_counts = counters.messages if counters is not None else None
         self.updates_base = updates_base
         self.disagreements_base = disagreements_base
         self.live = False
@@ -182,13 +185,20 @@ class MarketStream:
             decoded = self.decoder.slow(data)  # unknown type or malformed item somewhere: sort it out slowly
         book = self.book
         dispatch = book.dispatch
+        counts = self._msg_counts
         with self._lock:
             if type(decoded) is list:
                 bits = 0
                 for event in decoded:
-                    bits |= dispatch[type(event)](event, recv_ts)
+                    t = type(event)
+                    if counts is not None:
+                        counts[t] += 1
+                    bits |= dispatch[t](event, recv_ts)
             else:
-                bits = dispatch[type(decoded)](decoded, recv_ts)
+                t = type(decoded)
+                if counts is not None:
+                    counts[t] += 1
+                bits = dispatch[t](decoded, recv_ts)
             if bits & _PUBLISH_BITS and self.live:
                 up, down = book.up, book.down
                 ready = up.has_snapshot and down.has_snapshot and self.connected

@@ -30,6 +30,7 @@ import msgspec
 from msgspec import Meta
 
 from polymm import env
+from polymm.listen import DEFAULT_TRADER_LISTEN, MetricsError, parse_listen
 
 # The 15-minute markets trade on a 0.01 tick; it only gets finer (0.001) near 0 and 1. A configured price
 # bound must be valid at every moment of the window, so config checks use the coarse tick.
@@ -38,13 +39,16 @@ CONFIG_TICK = 0.01
 _SOURCE_NOTE = "changes only with a restart"
 
 
-def _m(meaning: str, *, live: bool = True, why: str = "", legacy: str = "", **bounds: Any) -> Meta:
-    """Meta for one key: bounds for msgspec, meaning/liveness/legacy name for the reference."""
+def _m(meaning: str, *, live: bool = True, why: str = "", legacy: str = "", type_text: str = "", **bounds: Any) -> Meta:
+    """Meta for one key: bounds for msgspec, meaning/liveness/legacy name (and, where the type alone does not
+    say it, how the value is written) for the reference."""
     extra: dict[str, Any] = {"live": live}
     if why:
         extra["why"] = why
     if legacy:
         extra["legacy"] = legacy
+    if type_text:
+        extra["type_text"] = type_text
     return Meta(description=meaning, extra=extra, **bounds)
 
 
@@ -253,6 +257,32 @@ Mode = Literal["live", "paper"]
 MODE_WHY = "the mode is read once at start: switching between paper and live needs a restart"
 
 
+# HOST:PORT, [IPv6]:PORT or off (the port's range and the words for a bad one: polymm/listen.py, checked with the
+# cross-field rules).
+LISTEN_PATTERN = r"^(off|OFF|\[[0-9A-Fa-f:.]+\]:[0-9]{1,5}|[^\s:\[\]]+:[0-9]{1,5})$"
+
+
+class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The trader's Prometheus endpoint (polymm/metrics.py, trader/metrics.py; README "Monitoring")."""
+
+    listen: Annotated[
+        str,
+        _m(
+            "Prometheus endpoint: HOST:PORT ([::1]:PORT for IPv6) or off; loopback by default (it shows positions "
+            "and P&L); env POLYMM_TRADER_METRICS overrides it",
+            live=False,
+            why="the endpoint is bound at start; a new address " + _SOURCE_NOTE,
+            type_text="`HOST:PORT` | `off`",
+            pattern=LISTEN_PATTERN,
+        ),
+    ] = DEFAULT_TRADER_LISTEN
+    drawdown_alert_usd: Annotated[
+        float,
+        _m("exported as polymm_trader_pnl_drawdown_alert_usd: the PolymmPnLDrawdown alert fires when net P&L falls "
+           "this far below its high of the last hour", gt=0, le=10_000_000),
+    ] = 25.0
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # The one top-level key: `mode = "paper"` is a one-line change of the config file (before any [section]).
     mode: Annotated[Mode, _m("live trades real money on the exchange; paper fills orders locally against the "
@@ -265,9 +295,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     redeem: RedeemParams = msgspec.field(default_factory=RedeemParams)
     fill_model: FillModelParams = msgspec.field(default_factory=FillModelParams)
     paper: PaperParams = msgspec.field(default_factory=PaperParams)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
 
 
-SECTIONS = ("market", "endpoints", "s1", "s2", "risk", "redeem", "fill_model", "paper")
+SECTIONS = ("market", "endpoints", "s1", "s2", "risk", "redeem", "fill_model", "paper", "metrics")
 TOP_KEYS = ("mode",)  # keys outside any section
 
 
@@ -349,6 +380,8 @@ def _rule(t: Any) -> str:
     if isinstance(t, (it.VarTupleType, it.ListType)):
         return "cap windows `start-end:usd,...` (e.g. `0-300:3,300-600:4,600-900:5`)"
     if isinstance(t, it.StrType):
+        if t.pattern == LISTEN_PATTERN:
+            return "HOST:PORT (e.g. 127.0.0.1:9892, [::1]:9892) or off"
         if t.pattern and t.pattern.startswith("^wss?"):
             return "a ws:// or wss:// URL"
         if t.pattern and t.pattern.startswith("^https?"):
@@ -380,7 +413,7 @@ def _schema() -> list[KeyInfo]:
                 KeyInfo(
                     key=key,
                     default=get_key(cfg_default, key),
-                    type_text=_describe_type(meta_t),
+                    type_text=extra.get("type_text") or _describe_type(meta_t),
                     live=bool(extra.get("live", True)),
                     why_not_live=extra.get("why", ""),
                     legacy=extra.get("legacy", ""),
@@ -702,6 +735,11 @@ def _check_cross_fields(cfg: Config, source: str) -> None:
             f"{_fmt(risk.cancel_before_end_s)} s is not shorter than the market window ({window} s): nothing could ever trade",
             source,
         )
+    try:
+        parse_listen(cfg.metrics.listen, source="metrics.listen")
+    except MetricsError as e:
+        # the message names the key and the value already: "metrics.listen='x': expected HOST:PORT ..."
+        raise ConfigError("metrics.listen", str(e).removeprefix("metrics.listen="), source) from None
 
 
 def warnings(cfg: Config) -> list[str]:

@@ -38,6 +38,7 @@ from polymm.signals import Signals
 log = logging.getLogger("polymm.trader")
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+METRICS_ENV = "POLYMM_TRADER_METRICS"
 TEST_HOOKS = "POLYMM_TEST_HOOKS"
 STATUS_EVERY_S = 2.0
 
@@ -84,6 +85,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--paper", action="store_true",
                     help="paper trading: fill orders locally against the live book (mode = \"paper\" whatever the "
                     "config says); no keys needed, nothing is sent to the exchange")
+    ap.add_argument("--metrics", metavar="HOST:PORT|off", default=env.get(METRICS_ENV),
+                    help=f"Prometheus endpoint (env {METRICS_ENV}; default: metrics.listen of the config, 127.0.0.1:9892)")
     ap.add_argument("--window-s", type=int, default=_int_env(env.WINDOW_S),
                     help=f"market window length in seconds (env {env.WINDOW_S}; overrides market.window_s of the config)")
     # Below the unit's TimeoutStartSec=120, so the trader says why it gives up before systemd kills it.
@@ -116,6 +119,8 @@ def endpoint_settings(args: argparse.Namespace) -> dict[str, str]:
         out["market.window_s"] = str(args.window_s)
     if getattr(args, "paper", False):
         out["mode"] = "paper"
+    if getattr(args, "metrics", None):
+        out["metrics.listen"] = args.metrics
     return out
 
 
@@ -226,6 +231,8 @@ class TraderService:
         self.ledger = None
         self.redeemer = None
         self.mode = "live"
+        self.exporter = None  # the Prometheus endpoint (trader/metrics.py); None when off
+        self.metrics_counters = None
 
     def run(self) -> int:
         try:
@@ -267,6 +274,7 @@ class TraderService:
         for warning in __import__("polymm.trader.config", fromlist=["warnings"]).warnings(cfg):
             log.warning("config: %s", warning)
         gid = _socket_gid(args.socket_group)
+        self._start_metrics(cfg)
         # The mode is read here, once: a running trader never switches between paper and live.
         self.mode = cfg.mode
         if self.mode == "paper":
@@ -279,6 +287,7 @@ class TraderService:
         # Secrets are checked before waiting for anything, so a missing key fails at once (no network yet).
         self.ledger = self.ledger or open_ledger(self.state_dir, mode=self.mode)  # paper runs are tagged "paper"
         self.core = build_core(cfg, self.state_dir, args.shm, ledger=self.ledger)
+        self.core.metrics = self.metrics_counters  # order actions and rejects counted where they are logged
 
         self.notifier.status(self._tag("waiting for the feed's shared memory"), min_interval_s=0.0)
         feed_deadline = time.monotonic() + args.feed_wait_s  # one budget for the segment and a live market
@@ -288,6 +297,7 @@ class TraderService:
             reconfigure=self._reconfigure_for_restart,
             reconnect_reader=lambda: self._reattach_feed(),
             config_source=lambda: self.store.current,
+            on_decision=self.metrics_counters.on_decision if self.metrics_counters is not None else None,
         )
         self.engine.book_shows_our_orders = self.mode != "paper"
         self.notifier.status(self._tag("waiting for the feed to publish a live market"), min_interval_s=0.0)
@@ -351,6 +361,29 @@ class TraderService:
         summary = self._summary()
         log.info("ready: %s; control socket %s", summary, args.socket)
         self.notifier.ready(summary)
+
+    def _start_metrics(self, cfg) -> None:
+        """The Prometheus endpoint, bound before anything else starts: an address in use is refused in one line
+        (exit 2) before the exchange or the feed is touched. Its values are read at scrape time."""
+        from polymm import metrics as prom
+        from polymm.trader.metrics import TraderCounters
+
+        if prom.parse_listen(cfg.metrics.listen, source="metrics.listen") is None:
+            log.info("metrics off (metrics.listen)")
+            return
+        self.metrics_counters = TraderCounters()
+        try:
+            self.exporter = prom.serve(cfg.metrics.listen, source="metrics.listen",
+                                       collectors=[prom.CallbackCollector("trader", self._metric_families)])
+        except prom.MetricsError as exc:
+            raise StartupError(str(exc)) from None
+
+    def _metric_families(self) -> list:
+        """One scrape (trader/metrics.py): read when Prometheus asks, never pushed from the loop."""
+        from polymm.trader.metrics import families, read_snapshot
+
+        return families(read_snapshot(self.handler, self.core, self.store.current, self.metrics_counters,
+                                      ledger=self.ledger, redeemer=self.redeemer))
 
     def _reattach_feed(self):
         old = self.engine.reader
@@ -438,6 +471,8 @@ class TraderService:
             self.engine.reader.close()
         if self.ledger is not None:
             self.ledger.close(f"stopped ({self.signals.received})" if self.signals.received else "stopped")
+        if self.exporter is not None:
+            self.exporter.stop()
         log.info("stopped")
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.systemd import nspawn_box, wheelhouse
+from tests.support.metrics import free_port, scrape
 
 REPO = Path(__file__).resolve().parents[2]
 UNITS = ("polymm-feed.service", "polymm-trader.service")
@@ -66,6 +67,7 @@ class Deployment:
         self.sim = sim
         self.pk = pk
         self.address = address
+        self.metrics_ports = {"feed": free_port(), "trader": free_port()}  # Prometheus endpoints (host network)
         self.first_install = ""        # install.sh's output on the fresh container
         self.installed_manifest = ""   # MANIFEST right after that first install
 
@@ -119,8 +121,9 @@ class Deployment:
                 assert r.returncode == 0, f"systemctl start {unit} failed:\n{r.output}\n{self.diagnostics()}"
 
 
-def env_file(urls: dict[str, str], pk: str, address: str) -> str:
-    """/etc/polymm/polymm.env as an operator writes it for a rehearsal on the sim."""
+def env_file(urls: dict[str, str], pk: str, address: str, metrics_ports: dict[str, int]) -> str:
+    """/etc/polymm/polymm.env as an operator writes it for a rehearsal on the sim. The metrics endpoints get free
+    ports: the container shares the host's network, where the default ports may be taken."""
     return "\n".join([
         "# written by tests/e2e/test_systemd_e2e.py: a throw-away wallet on the sim",
         f"PK={pk}",
@@ -134,6 +137,8 @@ def env_file(urls: dict[str, str], pk: str, address: str) -> str:
         f"POLYMM_DATA_URL={urls['data_url']}",
         f"POLYMM_RELAYER_URL={urls['relayer_url']}",
         f"POLYMM_WINDOW_S={SIM_WINDOW_S}",
+        f"POLYMM_FEED_METRICS=127.0.0.1:{metrics_ports['feed']}",
+        f"POLYMM_TRADER_METRICS=127.0.0.1:{metrics_ports['trader']}",
         "",
     ])
 
@@ -163,7 +168,7 @@ def configure_for_the_sim(dep: Deployment) -> None:
     """The operator's part: secrets + endpoints in polymm.env, a config for the sim's 60 s windows."""
     from polymm.demo import demo_config
 
-    dep.box.path("/etc/polymm/polymm.env").write_text(env_file(dep.sim.urls, dep.pk, dep.address))
+    dep.box.path("/etc/polymm/polymm.env").write_text(env_file(dep.sim.urls, dep.pk, dep.address, dep.metrics_ports))
     dep.sh("chmod 0600 /etc/polymm/polymm.env")
     # The demo's config: the strategies' time rules scaled to 60 s windows, thresholds the sim's market meets.
     dep.box.path("/etc/polymm/config.toml").write_text(demo_config(SIM_WINDOW_S, entry_threshold=0.55))
@@ -300,6 +305,34 @@ def test_mmctl_status_is_healthy_for_root_and_for_a_member_of_group_polymm(dep):
     print(mallory.output)
     assert mallory.returncode != 0 and "permission denied" in mallory.output.lower(), mallory.describe()
     assert "polymm" in mallory.output and "Traceback" not in mallory.output
+
+
+def test_prometheus_scrapes_both_services_under_systemd(dep):
+    """The endpoints an operator's Prometheus scrapes (deploy/monitoring/scrape.yml), as the hardened units serve
+    them; the trader's numbers are mmctl status's."""
+    dep.ensure_running()
+    dep.wait_for("mmctl status exit 0", lambda: dep.mmctl("status").returncode == 0, 30)
+
+    def quiet_read():
+        before = json.loads(dep.mmctl("status", "--json").stdout)["trader"]
+        m = scrape(dep.metrics_ports["trader"])
+        after = json.loads(dep.mmctl("status", "--json").stdout)["trader"]
+        same = all(before[k] == after[k] for k in ("state", "healthy", "realised_pnl", "exposure"))
+        return same and (before, m)
+
+    status, m = dep.wait_for("a scrape between two equal mmctl status readings", quiet_read, 60)
+    assert m.value("polymm_trader_healthy") == 1 and m.value("polymm_trader_state", state=status["state"]) == 1
+    assert m.value("polymm_trader_realised_pnl_usd") == pytest.approx(status["realised_pnl"])
+    for row in status["exposure"]:
+        scope = row["scope"].replace(" ", "_")
+        assert m.value("polymm_trader_exposure_usd", scope=scope) == pytest.approx(row["usd"])
+    assert m.value("polymm_trader_heartbeat_ok") == 1 and m.value("polymm_trader_decisions_total") > 0
+    assert m.value("process_resident_memory_bytes") > 0  # /proc/self readable under ProtectProc=invisible
+    feed = scrape(dep.metrics_ports["feed"])
+    assert feed.value("polymm_feed_up") == 1 and feed.value("polymm_feed_stale") == 0
+    assert dep.pk.removeprefix("0x").lower() not in (m.text + feed.text).lower()
+    # loopback only: the journal says where it listens
+    assert f"metrics on http://127.0.0.1:{dep.metrics_ports['trader']}/metrics" in dep.journal(TRADER)
 
 
 def test_mmctl_set_takes_effect_and_survives_a_trader_restart(dep):

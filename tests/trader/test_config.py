@@ -85,7 +85,7 @@ def test_live_keys_are_derived_from_the_schema():
     live = live_keys()
     assert set(flatten(Config())) - live == {
         "market.window_s", "endpoints.gamma_url", "endpoints.clob_url", "endpoints.ws_market_url",
-        "endpoints.ws_user_url", "risk.heartbeat",
+        "endpoints.ws_user_url", "risk.heartbeat", "metrics.listen",
         "redeem.enabled", "redeem.delay_s", "redeem.batch", "redeem.merge", "redeem.poll_s",
         "mode", "fill_model.latency_ms", "paper.balance_usd",
     }
@@ -283,3 +283,13 @@ def test_mode_is_a_top_level_key_read_from_the_file_and_never_changed_live(tmp_p
         apply_settings(cfg, {"mode": "live"})
     with pytest.raises(ConfigError, match="one of live | paper"):
         load_config(None, {"mode": "papr"})
+
+
+def test_metrics_listen_is_checked_in_words():
+    assert load_config(None, {"metrics.listen": "off"}).metrics.listen == "off"
+    assert load_config(None, {"metrics.listen": "[::1]:9000"}).metrics.listen == "[::1]:9000"
+    for bad, words in (("9892", "metrics.listen must be HOST:PORT (e.g. 127.0.0.1:9892, [::1]:9892) or off (got 9892)"),
+                       ("h:99999", "metrics.listen: 'h:99999': port 99999 is not in 0-65535")):
+        with pytest.raises(ConfigError) as err:
+            load_config(None, {"metrics.listen": bad})
+        assert err.value.key == "metrics.listen" and words in str(err.value)

@@ -132,6 +132,13 @@ def classify(status: int | None, message: str, body: object = None, retry_after:
     return Rejected(status, message, retry_after)
 
 
+def reject_cause(err: ExchangeError) -> str:
+    """Why the exchange refused an order, as a short closed-set word (the metrics' `cause` label): its class,
+    e.g. RateLimited -> rate_limited, InsufficientBalance -> insufficient_balance, Rejected -> rejected."""
+    name = type(err).__name__
+    return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name))
+
+
 # The one wording of "the dead-man switch heartbeats fail" (mmctl status shows it; ctl/status.py falls back to
 # the same words for a trader that only sets heartbeat_ok=False).
 HEARTBEATS_FAILING = "heartbeats failing: not placing orders; the exchange may cancel ours (dead-man switch)"

@@ -27,6 +27,9 @@ def _fmt(x: float) -> str:
 class OrderLedger:
     """Methods of ExecutionCore; see the module docstring."""
 
+    # trader/metrics.py TraderCounters, or None: every order action logged below is also counted there
+    metrics = None
+
     # ================================================================================================
     # views (thread-safe copies)
     # ================================================================================================
@@ -118,6 +121,11 @@ class OrderLedger:
             events, self._events = self._events, []
             self.wake.clear()
             return events
+
+    def heartbeat_counts(self) -> tuple[int, int] | None:
+        """(accepted, failed) dead-man switch heartbeats since start, or None when none are sent."""
+        heart = self._heart
+        return None if heart is None else (heart.state.sent, heart.state.failed)
 
     @property
     def heartbeat_paused(self) -> bool:
@@ -262,9 +270,17 @@ class OrderLedger:
             self._last_status = status
             self._push(StatusChanged(status))
 
-    def _log_order(self, action: str, order: Order, reason: str, level: int = logging.INFO) -> None:
+    def _log_order(self, action: str, order: Order, reason: str, level: int = logging.INFO,
+                   cause: str | None = None) -> None:
+        """One order action: a ledger row, a log line, and a metrics count (by action, strategy, leg, role;
+        refusals and rejections also by cause: the exchange's error class, "refused_locally" for our own)."""
         if self.ledger is not None:
             self.ledger.order_action(action, order, reason, ts=self.clock())
         log.log(level, "order %s id=%s strategy=%s leg=%s side=%s price=%s size=%s type=%s post_only=%d reason=%s",
                 action, order.order_id or order.client_id, order.strategy, order.leg.value, order.side.value,
                 _fmt(order.price), _fmt(order.size), order.order_type.value, int(order.post_only), reason or "-")
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.order_event(action, order.strategy, order.leg.value, getattr(order.role, "value", str(order.role)))
+            if action in ("refused", "rejected"):
+                metrics.reject(cause or ("refused_locally" if action == "refused" else "rejected"))

@@ -214,7 +214,7 @@ class ExchangeSync:
                         return
                     t = self._book.on_lookup_missing(order.client_id, self.unknown_max_lookups, now)
                     if t is not None:
-                        self._log_order("rejected", order, order.error, logging.WARNING)
+                        self._log_order("rejected", order, order.error, logging.WARNING, cause="not_found")
                         self._order_event(t)
                 else:
                     t = self._book.on_missing_from_open_orders(order_id, now)

@@ -7,7 +7,7 @@ import logging
 import time
 
 from polymm.trader.decision.ticks import on_tick, round_price
-from polymm.trader.execution.exchange_state import ExchangeError
+from polymm.trader.execution.exchange_state import ExchangeError, reject_cause
 from polymm.trader.execution.ledger import _fmt
 from polymm.trader.execution.limits import GTD_CLOCK_MARGIN_S, GTD_EARLY_EXPIRY_S, GTD_MIN_LIFETIME_S, _TICK_RULE
 from polymm.trader.execution.orders import Order
@@ -153,7 +153,7 @@ class SubmitWorkers:
             else:
                 t = self._book.on_submit_rejected(client_id, str(err), now)
                 action = self._xstate.on_error(err, now, order.leg)
-                self._log_order("rejected", order, str(err), logging.WARNING)
+                self._log_order("rejected", order, str(err), logging.WARNING, cause=reject_cause(err))
                 # "Price (0.475) breaks minimum tick size rule: 0.01": the tick changed before we heard of
                 # it; learn it from the rejection so the next order is priced right.
                 match = _TICK_RULE.search(err.message)

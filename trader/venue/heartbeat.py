@@ -32,7 +32,8 @@ class HeartbeatState:
     ok: bool = True
     last_ok_at: float | None = None
     last_error: str = ""
-    sent: int = 0
+    sent: int = 0  # accepted heartbeats (the metrics' result="ok")
+    failed: int = 0  # failed attempts (result="failed")
 
     def on_success(self, next_id: str, now: float) -> str | None:
         """-> "recovered" when heartbeats work again after a failure streak that stopped trading."""
@@ -49,6 +50,7 @@ class HeartbeatState:
     def on_failure(self, error: str) -> str | None:
         """-> "tripped" the moment consecutive failures reach max_failures."""
         self.failures += 1
+        self.failed += 1
         self.last_error = error
         if self.ok and self.failures >= self.max_failures:
             self.ok = False
