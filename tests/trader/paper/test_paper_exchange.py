@@ -158,3 +158,49 @@ def test_the_paper_flag_sets_the_mode_for_this_start_only():
 
     assert service.endpoint_settings(service.parse_args(["--paper"]))["mode"] == "paper"
     assert "mode" not in service.endpoint_settings(service.parse_args([]))
+
+
+def test_paper_fees_follow_the_markets_schedule_from_the_exchanges_public_market_info(segment, tmp_path):
+    """The feed publishes Gamma's rate only; the core asks the exchange's public GET /clob-markets for rate and
+    exponent as live does, and the paper exchange charges exactly that (here rate 0.25, exponent 2)."""
+    import httpx
+
+    name, market, _publish = segment
+    seen = []
+
+    def clob(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return httpx.Response(200, json={"fd": {"r": 0.25, "e": 2, "to": True}})
+
+    cfg = load_config(None)
+    exchange = PaperExchange(name, cfg, balance_usd=1000.0, latency_s=0.0025)
+    gateway = PaperGateway(exchange, "http://clob.invalid")
+    gateway._http = httpx.Client(transport=httpx.MockTransport(clob))  # noqa: SLF001 - no network in unit tests
+    core = ExecutionCore(gateway, ws_user_url="paper://user-channel", state_dir=tmp_path,
+                         user_stream=paper_user_stream(exchange))
+    core.start(market)
+    try:
+        assert seen == [f"/clob-markets/{market.condition_id}"]
+        schedule = core.fee_schedule(market.condition_id)
+        assert (schedule.rate, schedule.exponent) == (0.25, 2.0)
+        cid = core.place(want(Side.BUY, 0.62, 10, OrderType.FAK, False))  # takes the ask at 0.62
+        wait_for(lambda: state_of(core, cid) is OrderState.FILLED, 5)
+        [fill] = core.fills()
+        expected = _taker_fee(10, 0.62, FeeSchedule(0.25, 2.0))
+        assert fill.fee == pytest.approx(expected, abs=1e-5) and expected != pytest.approx(taker_fee(10, 0.62, 0.07))
+        assert exchange.balance() == pytest.approx(1000 - 6.2 - expected, abs=1e-5)
+    finally:
+        core.stop()
+        exchange.stop()
+
+
+def test_without_an_exchange_to_ask_paper_fees_use_the_documented_default_and_status_says_so(segment, tmp_path):
+    name, market, _publish = segment
+    exchange, core = paper_core(name, tmp_path=tmp_path)
+    core.start(market)
+    try:
+        assert core.fee_schedule(market.condition_id).rate == 0.07
+        assert any("fee schedule" in w for w in core.state().warnings)
+    finally:
+        core.stop()
+        exchange.stop()
