@@ -6,7 +6,8 @@ One POSIX shared-memory object (``/dev/shm/<name>``, default ``poly_tob_shm``) h
     HEADER   constants (magic, layout version, sizes, ``depth_levels`` N), then a seqlock word, then the
              seqlocked state: writer pid/start, heartbeat, status, market identity, counters and the latest
              top of book of both legs (``LEG`` twice); then ``REF``, the BTC reference prices (see layout.REF).
-    DEPTH    (version 2, still inside the seqlock) the top N levels of each side of both legs, N prices then
+    DEPTH    (since version 2; still inside the seqlock; version 3 added REF to the header) the top N levels
+             of each side of both legs, N prices then
              N sizes per side, best first, NaN past the book's last level (``depth_dtype(N)``; N is
              ``polymm-feed --depth``, default 10, 0 for top of book only). Readers get them as
              ``Leg.bids`` / ``Leg.asks``: tuples of (price, size), best first.
