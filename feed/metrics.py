@@ -104,7 +104,7 @@ def families(counters: FeedCounters, segment: Any, latency: RingLatency, *,
     `snapshot()` (None when it cannot: then only the counters are exported, and polymm_feed_up says 0) and
     `updates_since(seq)`."""
     # the one definition of a healthy feed and of its thresholds: mmctl status's
-    from polymm.ctl.status import BOOK_STALE_S, HEARTBEAT_LATE_S, feed_health
+    from polymm.ctl.status import HEARTBEAT_LATE_S, feed_health
 
     out = []
     messages = CounterMetricFamily("polymm_feed_messages", "Market-channel events decoded, by event type",
@@ -128,13 +128,17 @@ def families(counters: FeedCounters, segment: Any, latency: RingLatency, *,
     health = feed_health(snap, now)
     book_age = snap.data_age_s(now)
     heartbeat_age = snap.heartbeat_age_s(now)
+    link = getattr(snap, "link", None)
+    # Stale is the feed's liveness, never a quiet book: status stale, the loop's heartbeat late, or the market socket
+    # dead or frozen (shm LINK), as mmctl status words it.
     stale = (snap.status == "stale" or heartbeat_age > HEARTBEAT_LATE_S
-             or (snap.status not in ("stopped", "starting") and book_age > BOOK_STALE_S))
+             or (snap.status == "connected" and link is not None
+                 and bool(link.dead_reason(now) or link.frozen_reason(now))))
     out.append(GaugeMetricFamily("polymm_feed_healthy", "1 when mmctl status would call the feed healthy",
                                  value=0 if health.warnings else 1))
     out.append(GaugeMetricFamily(
-        "polymm_feed_stale", "1 when the book is stale: status stale, book data or heartbeat too old (mmctl status)",
-        value=1 if stale else 0))
+        "polymm_feed_stale", "1 when the feed is stale: status stale, heartbeat too old, or its market socket dead or "
+        "frozen (a quiet book is not stale; mmctl status)", value=1 if stale else 0))
     status = GaugeMetricFamily("polymm_feed_status", "The segment's status (1 for the current one)", labels=["status"])
     for name in STATUSES + (() if snap.status in STATUSES else (snap.status,)):
         status.add_metric([name], 1 if name == snap.status else 0)
@@ -142,6 +146,11 @@ def families(counters: FeedCounters, segment: Any, latency: RingLatency, *,
     if math.isfinite(book_age):
         out.append(GaugeMetricFamily("polymm_feed_book_age_seconds",
                                      "Age of the staler leg's book data in shared memory", value=book_age))
+    socket_age = link.frame_age_s(now) if link is not None and link.connected else math.inf
+    if math.isfinite(socket_age):
+        out.append(GaugeMetricFamily("polymm_feed_socket_age_seconds",
+                                     "Since the market socket's last frame of any kind (market data or PONG)",
+                                     value=socket_age))
     if math.isfinite(heartbeat_age):
         out.append(GaugeMetricFamily("polymm_feed_heartbeat_age_seconds",
                                      "Age of the feed loop's heartbeat in shared memory", value=heartbeat_age))

@@ -20,6 +20,7 @@ from polymm import metrics as prom
 from polymm.feed import book as bk
 from polymm.feed import discovery as disc
 from polymm.feed import shm
+from polymm.feed.liveness import NOT_CONNECTED
 from polymm.feed.metrics import FeedCounters, RingLatency
 from polymm.feed.metrics import families as metric_families
 from polymm.feed.record import Recorder
@@ -309,7 +310,9 @@ class FeedService:
 
         self._check_rtds(now)
         self._update_rate()
-        self.writer.heartbeat(now, updates_per_s=self.updates_per_s, reconnects=self.reconnects)
+        # The current window's socket liveness with the heartbeat: readers tell a dead feed from a quiet market.
+        link = self.active.link.facts() if self.active is not None and self.active.window_start == w else NOT_CONNECTED
+        self.writer.heartbeat(now, updates_per_s=self.updates_per_s, reconnects=self.reconnects, link=link)
         self.notifier.watchdog()
         self.notifier.status(self.status_line(now))
 

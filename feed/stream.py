@@ -5,8 +5,11 @@ Protocol (polymarket-protocol.md 2.1, 2.3):
   connection closed): both token ids, `initial_dump` for the snapshot, custom features on.
 - A text "PING" every 10 s; the server answers "PONG" (not JSON: skipped before decoding).
 - No replay after a reconnect: the book is rebuilt from the new connection's `book` snapshots.
-- The socket can freeze silently while PING/PONG still works, so liveness is judged from DATA, per asset:
-  when an asset has had no data for `stale_after_s`, the segment is flagged stale and we reconnect.
+- The socket can freeze silently while PING/PONG still works, so a frozen socket is judged from DATA, per
+  asset: when an asset has had no data for `stale_after_s`, the segment is flagged stale and we reconnect.
+- A PING unanswered for PONG_TIMEOUT_S with no other frame meanwhile is a dead (half-open) socket: reconnect.
+  The socket's liveness (feed/liveness.py: frames, PONGs, PINGs) is published in shared memory by the service,
+  so readers tell a dead feed from a quiet market.
 
 Rotation: a stream for the next window runs in "shadow" (book kept, nothing published) until the service
 `activate()`s it at the boundary; it then publishes its book at once. Publishing always names the
@@ -29,6 +32,7 @@ import websocket
 
 from polymm.feed import book as bk
 from polymm.feed.discovery import MarketInfo
+from polymm.feed.liveness import PONG_TIMEOUT_S, LinkLiveness
 from polymm.feed.shm import Writer
 from polymm.feed.wire import FrameDecoder
 
@@ -107,6 +111,8 @@ class MarketStream:
         self.reconnects = 0  # connections after the first
         self.connections = 0
         self.pongs = 0
+        # frames / PONGs / PINGs of this stream's socket (published by the service as the segment's LINK block)
+        self.link = LinkLiveness(ping_interval_s, PONG_TIMEOUT_S, stale_after_s)
         self.last_error = ""
         self.first_publish = threading.Event()  # set when this stream first published a complete book
         self._published = False
@@ -131,6 +137,7 @@ class MarketStream:
             self.live = True
             # The market was not live until now and may have been quiet: measure silence from here.
             self._age_baseline = self.clock()
+            self.link.on_activated(self._age_baseline)
             if self.book.ready() and self.connected:
                 self._publish(bk.UP | bk.DOWN, "connected")
 
@@ -176,9 +183,14 @@ class MarketStream:
 
         This is the hot path (bench/bench_feed.py): the publish is written out here rather than calling
         `_publish`, to save a call layer per message."""
+        link = self.link
         if data == b"PONG":
             self.pongs += 1
+            link.on_pong(recv_ts)
             return 0
+        # link.on_data(recv_ts), written out (one call less per message)
+        link.last_frame = link.last_data = recv_ts
+        link.frames += 1
         try:
             decoded = self._decode_fast(data)
         except FrameDecoder.FAST_ERRORS:
@@ -249,6 +261,7 @@ class MarketStream:
         while not self._stop.is_set():
             reason = self._connection()
             self.connected = False
+            self.link.on_closed()
             if self._stop.is_set():
                 break
             if self.live:
@@ -280,6 +293,7 @@ class MarketStream:
                 self.book.reset()  # no replay: the snapshot of this connection rebuilds the book
                 self.connected = True
                 self.connected_at = self._age_baseline = self.clock()
+                self.link.on_connected(self.connected_at)
             log.info(
                 "market ws %s connected to %s; subscribed up=%s.. down=%s..",
                 self.market.slug, self.url, self.market.up_token[:12], self.market.down_token[:12],
@@ -339,6 +353,7 @@ class MarketStream:
             next_check = now_m + 0.1
             if now_m >= next_ping:
                 ws.send("PING")
+                self.link.on_ping(clock())
                 next_ping = now_m + self.ping_interval_s
             self._log_disagreements()
             problem = self._health_problem(clock())
@@ -350,6 +365,9 @@ class MarketStream:
         return "stopped"
 
     def _health_problem(self, now: float) -> str:
+        dead = self.link.dead_reason(now)
+        if dead:
+            return dead  # a shadow's too: it must be alive when its window starts
         if not self.live:
             # A shadow stream's market has not started: it may legitimately be silent for long. Its data
             # age is judged from the moment it goes live (a frozen socket is then caught as usual).

@@ -12,7 +12,8 @@ import time
 from polymm.feed.shm.layout import (DEFAULT_NAME, FEATURE_FUTEX_WAKE, HEADER, MAX_DEPTH, TOP, LayoutError, Leg, MAGIC,
                                    STATUSES, STATUS_CODE, SUPPORTED_VERSIONS, ShmMissing, Snapshot, Update, _DEPTH_OFF,
                                    _ENTRY_TOP, _FEATURES_OFF, _HDR_CONST, _LOCK_OFF, _NAN_LEG, _N_LEG, _SEQ_OFF, _STATE,
-                                   _REF, _REF_OFF, _reference_of, Reference,
+                                   _REF, _REF_OFF, _reference_of, Reference, _LINK, _LINK_OFF, _link_of,
+                                   VERSION_ADDED,
                                    _STATE_END, _STATE_OFF, _STATUS_OFF, _U32, _U64, geometry, _pid_alive, _shm_path)
 from polymm.feed.shm import futex
 from polymm.feed.shm.futex import _FUTEX_WAIT, _SYS_FUTEX, _Timespec, _address_of
@@ -38,6 +39,18 @@ def _leg_of(values, bids: tuple = (), asks: tuple = ()) -> Leg:
 
 def _status_name(code: int) -> str:
     return STATUSES[code] if 0 < code < len(STATUSES) else f"unknown({code})"
+
+
+def layout_refusal(name: str, version: int, header_size: int) -> str:
+    """Why a reader refuses a segment's layout version, in words: which side is older and what to upgrade."""
+    known = ", ".join(map(str, SUPPORTED_VERSIONS))
+    text = (f"shared memory {name!r} has layout version {version} (header {header_size} B); this program reads "
+            f"version {known} (header {HEADER.itemsize} B)")
+    if version > max(SUPPORTED_VERSIONS):
+        return text + ": the feed is newer than this program; upgrade polymm here (both services of a host upgrade together)"
+    added = [f"{v}: {VERSION_ADDED[v]}" for v in sorted(VERSION_ADDED) if version < v <= max(SUPPORTED_VERSIONS)]
+    return (text + ": the running polymm-feed is older than this program; restart it from the upgraded install (it "
+            f"replaces the segment){' - versions since added ' + '; '.join(added) if added else ''}")
 
 
 class Reader:
@@ -84,11 +97,7 @@ class Reader:
             )
         if version not in SUPPORTED_VERSIONS or hsize != HEADER.itemsize:
             mm.close()
-            raise LayoutError(
-                f"shared memory {self.name!r} has layout version {version} (header {hsize} B); this code supports "
-                f"version(s) {', '.join(map(str, SUPPORTED_VERSIONS))} (header {HEADER.itemsize} B): "
-                f"upgrade the reader or the feed"
-            )
+            raise LayoutError(layout_refusal(self.name, version, hsize))
         g = geometry(levels) if levels <= MAX_DEPTH else None
         if g is None or esize != g.entry_size or roff < g.state_end:
             mm.close()
@@ -147,9 +156,10 @@ class Reader:
             return self._dead_writer_snapshot()
         v = _STATE.unpack_from(raw)
         return self._snapshot_from(v, self._geometry.unpack(raw, _DEPTH_OFF - _STATE_OFF),
-                                   _reference_of(_REF.unpack_from(raw, _REF_OFF - _STATE_OFF)))
+                                   _reference_of(_REF.unpack_from(raw, _REF_OFF - _STATE_OFF)),
+                                   _link_of(_LINK.unpack_from(raw, _LINK_OFF - _STATE_OFF)))
 
-    def _snapshot_from(self, v, depth=((), (), (), ()), ref: Reference | None = None) -> Snapshot:
+    def _snapshot_from(self, v, depth=((), (), (), ()), ref: Reference | None = None, link=None) -> Snapshot:
         # v follows _STATE_NAMES: writer_pid, writer_start, heartbeat, updates_per_s, reconnects, window_end,
         # min_order_size, fee_rate, condition_id, up_token, down_token, then TOP: seq, window_start, status,
         # crossed, tick_size, updates_total, disagreements, up (9), down (9).
@@ -181,6 +191,7 @@ class Reader:
             up=_leg_of(v[18 : 18 + _N_LEG], depth[0], depth[1]),
             down=_leg_of(v[18 + _N_LEG : 18 + 2 * _N_LEG], depth[2], depth[3]),
             ref=ref,
+            link=link,
         )
         return snap
 

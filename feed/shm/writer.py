@@ -15,6 +15,7 @@ from multiprocessing import shared_memory
 from polymm.feed.shm.layout import (DEFAULT_DEPTH, DEFAULT_NAME, DEFAULT_RING_CAPACITY, FEATURE_FUTEX_WAKE, HEADER,
                                    MAGIC, OPEN_STATUS_CODE, STATUSES, STATUS_CODE, VERSION, Reference, WriterConflict,
                                    geometry, segment_size, _NAN_PRICES, _REF, _REF_OFF, _reference_of,
+                                   _LINK, _LINK_NONE, _LINK_OFF,
                                    _DEPTH_OFF, _FEATURES_OFF, _HDR_CONST, _LIVE, _LIVE_OFF, _LOCK_OFF, _MARKET,
                                    _MARKET_OFF, _NAN_TOP, _OWNER, _OWNER_OFF, _SEQ_OFF, _TOP, _TOP_OFF, _U32, _U64,
                                    _ascii, _pid_alive, _shm_path)
@@ -105,6 +106,7 @@ class Writer:
             _REF.pack_into(self._buf, _REF_OFF, *_NAN_PRICES,
                            prev.open_window_start if keep else 0, prev.open_price if keep else math.nan,
                            prev.open_ts if keep else math.nan, OPEN_STATUS_CODE[prev.open_status] if keep else 0, 0, 0, 0)
+            _LINK.pack_into(self._buf, _LINK_OFF, *_LINK_NONE)
             self._clear_depth_locked()
             self._commit_locked()
         if not resumed:
@@ -293,9 +295,12 @@ class Writer:
         return STATUSES[self._status]
 
     def heartbeat(
-        self, now: float | None = None, *, updates_per_s: float | None = None, reconnects: int | None = None
+        self, now: float | None = None, *, updates_per_s: float | None = None, reconnects: int | None = None,
+        link: tuple | None = None,
     ) -> None:
-        """Refresh the liveness fields. No new sequence number: readers waiting for data are not woken."""
+        """Refresh the liveness fields, and the market socket's (`link`: the LINK block's values in field order,
+        `feed/liveness.py` LinkLiveness.facts(); None keeps them). No new sequence number: readers waiting for data
+        are not woken."""
         with self.lock:
             if self._closed:
                 return
@@ -311,6 +316,8 @@ class Writer:
                 self._updates_per_s,
                 self._reconnects,
             )
+            if link is not None:
+                _LINK.pack_into(self._buf, _LINK_OFF, *link)
             self._lockword += 1
             _U64.pack_into(self._buf, _LOCK_OFF, self._lockword)
 
