@@ -5,8 +5,9 @@ the live loop decides on every tick and at least every 50-100 ms. Orders and can
 after the decision (default
 `fill_model.latency_ms`, the place round trip measured on the sim); until then they are pending (the strategies see them as working, as live). With
 zero latency the pipeline is called again at once after its actions took effect, as the live loop wakes on
-order events. The feed counts as stale when no line arrived for `risk.stale_feed_ms` (the live trader judges
-data age the same way), so gaps in a recording cancel entries as they would live.
+order events. The feed counts as stale when no line arrived for `risk.quiet_feed_ms`: a recording has a line per
+book change, so a shorter gap is a quiet book, which the live trader keeps trading on while the feed's socket is
+alive; a longer one cancels entries as a frozen socket would live.
 
 """
 from __future__ import annotations
