@@ -37,9 +37,10 @@ Environment: POLYMM_SOCKET (control socket, default /run/polymm/trader.sock), PO
 memory, default poly_tob_shm).
 
 \b
-Exit codes: 0 ok / healthy; 1 unhealthy (status) or refused by the trader; 2 usage; 3 trader not running;
-4 permission denied (join the service's group); 5 timeout; 6 protocol version mismatch; 7 connection lost;
-status only: 8 feed down (trader up), 9 paused by an operator and nothing else wrong.
+Exit codes: 0 ok / healthy; 1 unhealthy (status), refused by the trader, or done only in part (a restart
+that did not re-read the config); 2 usage; 3 trader not running; 4 permission denied (join the service's
+group); 5 timeout; 6 protocol version mismatch; 7 connection lost; status only: 8 feed down (trader up),
+9 paused by an operator and nothing else wrong, 10 trader busy (running, every control slot taken: try again).
 
 \b
 Shell completion (add to your shell's rc file):
@@ -151,7 +152,8 @@ def gather_status(settings: Settings) -> status_view.StatusView:
         assert isinstance(reply, p.StatusReply)
         return status_view.build_status(feed, reply, None)
     except RemoteError as err:
-        return status_view.build_status(feed, None, err.reply.message)
+        # Every control slot taken: the trader runs and serves others (issue 27: busy is not down).
+        return status_view.build_status(feed, None, err.reply.message, busy=err.code == p.E_BUSY)
     except CtlError as err:
         return status_view.build_status(feed, None, str(err), err.exit_code)
 
@@ -169,9 +171,14 @@ def status(settings: Settings, as_json_flag: bool) -> None:
       0  healthy
       1  unhealthy: both services up, something needs attention (stale book, heartbeats failing, ...)
       9  paused: `mmctl pause` / `flatten` in force and nothing else wrong (`mmctl resume`)
+     10  busy: the trader runs but every control slot is taken (it serves others); try again shortly
       8  feed down: no shared memory, feed stopped or its heartbeat too old (the trader answers)
       3  trader down: not running (4 permission denied, 5 timeout, 6 protocol mismatch, 7 connection
          lost: the trader could not be asked, for that reason)
+
+    \b
+    Unhealthy (1) includes a config file that no longer loads (the trader runs on the config it last
+    loaded; a restart would fail). A window rollover in progress is a note, not a warning.
     """
     view = gather_status(settings)
     if as_json_flag:
@@ -448,6 +455,14 @@ def flatten(settings: Settings, yes: bool, as_json_flag: bool) -> None:
     show_done(reply, as_json_flag, after=PAUSED_AFTER_FLATTEN if paused_after(reply) else None)
 
 
+def restart_complete(reply: p.Reply) -> bool:
+    """Whether the in-process restart did all it says (re-read the config too). An older trader that does not
+    fill `complete` says it in its message."""
+    if not isinstance(reply, p.DoneReply):
+        return True
+    return reply.complete and "NOT re-read" not in reply.message
+
+
 def under_systemd() -> bool:
     """True when systemd is the init system here (the same test sd_booted() makes)."""
     return os.path.isdir("/run/systemd/system") and shutil.which("systemctl") is not None
@@ -485,7 +500,10 @@ def restart(settings: Settings, service: str | None, as_json_flag: bool) -> None
     keeping its state. With --service feed|trader|all: `systemctl restart` of the unit(s).
     """
     if service is None:
-        show_done(settings.ask(p.RestartRequest()), as_json_flag)
+        reply = settings.ask(p.RestartRequest())
+        show_done(reply, as_json_flag)
+        if not restart_complete(reply):
+            raise click.exceptions.Exit(EXIT_UNHEALTHY)  # restarted, but not all of it: a script must notice
         return
     units = restart_services(service)
     if as_json_flag:
