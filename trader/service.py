@@ -334,7 +334,8 @@ class TraderService:
             self.paper_resolutions.start()
         from polymm.trader.execution.balance import BalanceWatcher
 
-        self.balance = BalanceWatcher(self.core.gateway)
+        # Cash moves with our fills at once (the core's cash book); every poll puts it right (the exchange wins).
+        self.balance = BalanceWatcher(self.core.gateway, book=self.core)
         self.balance.start()
         if self.mode != "paper":  # the paper exchange pays resolutions itself: there is nothing on-chain to redeem
             from polymm.trader.redeem.service import build_redeemer
@@ -342,6 +343,7 @@ class TraderService:
             self.redeemer = build_redeemer(cfg.redeem, funder=self.core.gateway.funder,
                                            signature_type=self.core.gateway.signature_type, state_dir=self.state_dir,
                                            ledger=self.ledger)
+            self.redeemer.on_cash_moved = self.balance.poll_soon  # a redemption moved pUSD: ask the exchange now
             self.redeemer.start()
         self.engine.cash = lambda: self.balance.balance_usd  # risk spends no more than the wallet's pUSD
 

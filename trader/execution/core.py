@@ -64,6 +64,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
+from polymm.trader.execution.cash import CashBook, PollToken
 from polymm.trader.execution.exchange_state import ExchangeError, ExchangeState
 from polymm.trader.execution.fills import FillStore, TokenInfo
 from polymm.trader.decision.fees import FeeSchedule
@@ -134,6 +135,8 @@ class ExecutionCore(OrderLedger, SubmitWorkers, ExchangeSync):
         # them again on the exchange, and they are not "missed by the user channel".
         self._recorded_fills: set[str] = set()
         self._fills = FillStore(self._order_info, self._tokens.get)
+        # The wallet's cash: the exchange's last balance + our fills since (cash.py); the balance watcher polls
+        self._cash = CashBook()
         self._xstate = ExchangeState(post_only_after_restart_s=post_only_after_restart_s)
         self._ws_backoff_s = ws_backoff_s
         self._ws_ping_every_s = ws_ping_every_s
@@ -169,6 +172,41 @@ class ExecutionCore(OrderLedger, SubmitWorkers, ExchangeSync):
         self._running = False
         self._retrier: threading.Thread | None = None  # retries start() after a failed restart()
         self._retry_stop = threading.Event()
+
+    # ================================================================================================
+    # cash (cash.py): our fills move it at once, the balance watcher's polls put it right
+    # ================================================================================================
+    def cash_usd(self) -> float | None:
+        """The wallet's pUSD: the exchange's last balance plus our fills since it was asked (None before a poll)."""
+        with self._lock:
+            return self._cash.cash_usd
+
+    def cash_warning(self) -> str | None:
+        with self._lock:
+            return self._cash.warning
+
+    def cash_poll_asked(self) -> PollToken:
+        with self._lock:
+            return self._cash.poll_asked(self.clock())
+
+    def cash_poll_answered(self, token: PollToken, balance_usd: float) -> None:
+        with self._lock:
+            before = self._cash.warning
+            self._cash.poll_answered(token, balance_usd, self.clock())
+            after = self._cash.warning
+        if after and after != before:
+            log.warning("%s", after)
+        elif before and not after:
+            log.info("cash agrees with the exchange again")
+
+    def cash_poll_failed(self) -> None:
+        with self._lock:
+            self._cash.poll_failed()
+
+    def cash_repoll_due(self) -> float | None:
+        """When the balance should be asked again sooner than usual (a fill in doubt), or None."""
+        with self._lock:
+            return self._cash.repoll_due
 
     # ================================================================================================
     # life cycle

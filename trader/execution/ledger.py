@@ -233,6 +233,8 @@ class OrderLedger:
         """`source`: where the fill was learnt (the ledger records it). `restored`: a fill an earlier run recorded,
         found again at start (summarised by the caller)."""
         self._push(FillChanged(fill, previous))
+        # Cash moves with the fill at once; a fill learnt over REST after a gap may already be in the last balance.
+        self._cash.on_fill(fill, self.clock(), in_doubt=source != "stream")
         if self.ledger is not None:
             self.ledger.fill(fill, self._fills.condition_of(fill.trade_id, fill.order_id) or "", previous, source,
                              ts=self.clock())

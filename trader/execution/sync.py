@@ -377,6 +377,7 @@ class ExchangeSync:
                 if cond not in self._resolutions and any(abs(p.shares) > 1e-9 for p in folded.values()):
                     continue  # shares still held: pending_resolution() must keep showing them
                 self._settled.update(folded)
+                self._cash.forget((f.trade_id, f.order_id) for _, f in self._fills.fills_with_market(cond))
                 self._fills.forget_market(cond)
                 for order in [o for o in self._book.by_client.values() if o.condition_id == cond]:
                     del self._book.by_client[order.client_id]
