@@ -249,7 +249,7 @@ class MetricsConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         str,
         _m(
             "Prometheus endpoint: HOST:PORT ([::1]:PORT for IPv6) or off; loopback by default (it shows positions "
-            "and P&L); env POLYMM_TRADER_METRICS overrides it",
+            f"and P&L); env {env.TRADER_METRICS} overrides it",
             live=False,
             why="the endpoint is bound at start; a new address " + _SOURCE_NOTE,
             type_text="`HOST:PORT` | `off`",
