@@ -175,9 +175,9 @@ class Soak:
         if a.tracemalloc:
             probe = Path(__file__).resolve().parent / "soak_probe"
             os.environ["PYTHONPATH"] = f"{probe}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
-            os.environ["POLYMM_SOAK_TRACEMALLOC_DIR"] = str(self.out)
-            os.environ["POLYMM_SOAK_TRACEMALLOC_AFTER_S"] = str(a.warmup * self.window_s)
-            os.environ["POLYMM_SOAK_TRACEMALLOC_EVERY_S"] = str(max(60, 5 * self.window_s))
+            os.environ["SOAK_TRACEMALLOC_DIR"] = str(self.out)
+            os.environ["SOAK_TRACEMALLOC_AFTER_S"] = str(a.warmup * self.window_s)
+            os.environ["SOAK_TRACEMALLOC_EVERY_S"] = str(max(60, 5 * self.window_s))
         self.stack = Stack(self.out / "stack", window_s=self.window_s, seed=a.seed, config_text=soak_config(self.window_s),
                            metrics=True, feed_args=("--record", str(self.record)),
                            sim_args=("--redeem", "manual", "--log-level", "WARNING",
@@ -401,8 +401,10 @@ class Soak:
         leaked = sorted(n for n in self.shm_seen if shm_exists(n))
         warm = min(self.args.warmup, max(1, int(self.args.minutes * 60 // self.window_s) // 3))
         trends = {r: rep.trend(r, s, warm) for r, s in self.samples.items()}
-        cash = rep.cash_figures(self.cash, self.cash_changes + [e["match_ts"] for e in ledger.values()]
-                                + [float(t["match_time"]) for t in self.exchange_trades.values()])
+        fill_times = [float(t["match_time"]) for t in self.exchange_trades.values()]
+        # a change of the exchange's cash seen by sampling with no fill of ours near it: a redemption
+        others = [c for c in self.cash_changes if not any(c - self.args.cash_s - 1.0 <= f <= c for f in fill_times)]
+        cash = rep.cash_figures(self.cash, fill_times, others)
         lines = rep.verdict_lines(trends, shm_leaked=leaked, false_stale=len(self.false_stale), cash=cash, fills=fills,
                                   positions_differ=positions_differ, final_cash_gap=final_gap, orphans=orphans)
         self.report(trends, lines, cash, fills, rc, exchange_cash, trader_cash, warm)

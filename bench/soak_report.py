@@ -9,8 +9,8 @@ Goals (issue 27), each a line of the verdict:
 - 0 shared-memory segments left behind;
 - 0 stale verdicts or stale warnings while the feed is healthy (outside the grace after a fault that really
   kills the feed's data: a market WebSocket drop, a feed restart);
-- cash: |trader cash - exchange cash| <= 0.01 at every sample taken more than `CASH_SETTLE_S` after the last
-  change of the exchange's cash (a fill, a redemption);
+- cash: |trader cash - exchange cash| <= 0.01 at every sample taken more than `CASH_SETTLE_S` after our last fill
+  (`OTHER_SETTLE_S` after another change of the exchange's cash: a redemption);
 - at the end: every exchange fill in the trader's ledger exactly once, positions equal per token, cash to the
   cent, no order of ours left on the exchange.
 """
@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 RSS_SLOPE_GOAL_KB = 20.0
 FLAT_RISE = 2.0  # fds / threads: the fitted line may rise by less than this over the post-warm-up run
 CASH_TOLERANCE = 0.01
-CASH_SETTLE_S = 1.0
+CASH_SETTLE_S = 1.0  # after a fill
+# after a change of the exchange's cash that is not a fill (a redemption): the trader hears of it with the
+# redeemer's next look at the relayer (redeem.poll_s, 1 s in the soak), then asks for the balance at once
+OTHER_SETTLE_S = 3.0
 
 
 def pooled_slope(points: list[tuple[object, float, float]]) -> float | None:
@@ -133,13 +136,15 @@ class CashFigures:
         return not self.bad and self.settled > 0
 
 
-def cash_figures(samples: list[CashSample], changes: list[float]) -> CashFigures:
+def cash_figures(samples: list[CashSample], fills: list[float], others: list[float] = ()) -> CashFigures:
+    """`fills`: when our fills matched; `others`: when the exchange's cash changed otherwise (seen by sampling)."""
     out = CashFigures(samples=len(samples))
+    fills, others = sorted(fills), sorted(others)
     for s in samples:
         if s.trader is None:
             out.unknown += 1
             continue
-        if not settled(s, changes):
+        if not settled(s, fills) or not settled(s, others, OTHER_SETTLE_S):
             continue
         out.settled += 1
         gap = abs(s.trader - s.exchange)

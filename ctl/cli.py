@@ -301,12 +301,16 @@ def config(settings: Settings, key: str | None, as_json_flag: bool) -> None:
 
 
 def parse_assignments(pairs: tuple[str, ...]) -> dict[str, str]:
+    """`KEY=VALUE ...`, or one `KEY VALUE` pair (the way people type it: `mmctl set s1.fair_guard true`)."""
+    if len(pairs) == 2 and "=" not in pairs[0] and pairs[0].strip():
+        return {pairs[0].strip(): pairs[1].strip()}
     settings: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="KEY=VALUE")
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE (several KEY=VALUE, or one KEY VALUE pair)",
+                                     param_hint="KEY=VALUE")
         if key in settings:
             raise click.BadParameter(f"{key} given twice", param_hint="KEY=VALUE")
         settings[key] = value.strip()
@@ -332,7 +336,7 @@ def show_change(reply: p.ChangeReply, as_json_flag: bool) -> None:
 
 
 @cli.command("set")
-@click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE...")
+@click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE... | KEY VALUE")
 @json_option
 @click.pass_obj
 def set_(settings: Settings, assignments: tuple[str, ...], as_json_flag: bool) -> None:

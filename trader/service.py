@@ -192,11 +192,11 @@ def build_core(cfg, state_dir: Path, shm_name: str | None = None, **kw):
     from polymm.trader.venue import gateway
 
     if cfg.mode == "paper":
-        from polymm.trader.paper.exchange import PaperExchange
+        from polymm.trader.paper.exchange import PaperExchange, paper_address
         from polymm.trader.paper.gateway import PaperGateway, paper_user_stream
 
         exchange = PaperExchange(shm_name or env.DEFAULT_SHM, cfg, balance_usd=cfg.paper.balance_usd,
-                                 latency_s=cfg.fill_model.latency_ms / 1000.0)
+                                 latency_s=cfg.fill_model.latency_ms / 1000.0, address=paper_address(state_dir))
         return execution.ExecutionCore(PaperGateway(exchange, cfg.endpoints.clob_url), ws_user_url=PAPER_USER_URL, state_dir=state_dir,
                                        heartbeat=cfg.risk.heartbeat, user_stream=paper_user_stream(exchange), **kw)
 

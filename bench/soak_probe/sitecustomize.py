@@ -1,11 +1,12 @@
 """`bench/soak.py --tracemalloc`: a process started with this directory on PYTHONPATH traces its allocations and, every
-POLYMM_SOAK_TRACEMALLOC_EVERY_S seconds, writes what grew since its first snapshot (taken after
-POLYMM_SOAK_TRACEMALLOC_AFTER_S, i.e. after warm-up) to POLYMM_SOAK_TRACEMALLOC_DIR/<role>-<pid>.txt: the 25
+SOAK_TRACEMALLOC_EVERY_S seconds (the variables are not named POLYMM_*: the demo's Stack keeps those from the
+services), writes what grew since its first snapshot (taken after
+SOAK_TRACEMALLOC_AFTER_S, i.e. after warm-up) to SOAK_TRACEMALLOC_DIR/<role>-<pid>.txt: the 25
 allocation sites that grew most, by line, with 8 frames of traceback for the top 5. A diagnostic for finding
 per-window growth, never loaded by the services otherwise (no product code knows about it)."""
 import os
 
-_DIR = os.environ.get("POLYMM_SOAK_TRACEMALLOC_DIR")
+_DIR = os.environ.get("SOAK_TRACEMALLOC_DIR")
 
 
 def _role() -> str:
@@ -28,8 +29,8 @@ def _start() -> None:
     if not role:
         return
     tracemalloc.start(8)
-    every = float(os.environ.get("POLYMM_SOAK_TRACEMALLOC_EVERY_S", "120"))
-    after = float(os.environ.get("POLYMM_SOAK_TRACEMALLOC_AFTER_S", "300"))
+    every = float(os.environ.get("SOAK_TRACEMALLOC_EVERY_S", "120"))
+    after = float(os.environ.get("SOAK_TRACEMALLOC_AFTER_S", "300"))
     path = os.path.join(_DIR, f"{role}-{os.getpid()}.txt")
     skip = (tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, __file__),
             tracemalloc.Filter(False, "<frozen importlib._bootstrap>"),

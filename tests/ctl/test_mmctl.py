@@ -380,6 +380,15 @@ def test_set_without_equals_is_a_usage_error_sent_nowhere(trader, sock_path, han
     assert "set" not in handler.calls
 
 
+def test_set_accepts_one_key_value_pair_as_two_words(trader, sock_path, handler):
+    # Issue 27: `mmctl set s1.fair_guard true`, the way README said it, is the same as s1.fair_guard=true.
+    run = mmctl(sock_path, "set", "s1.entry_threshold", "0.62")
+    assert run.exit_code == 0, run.stderr
+    assert handler.calls[-1] == "set" and handler.cfg.values["s1.entry_threshold"] == 0.62
+    run = mmctl(sock_path, "set", "s1.entry_threshold", "0.62", "s1.sl_floor=0.3")  # three words: KEY=VALUE only
+    assert run.exit_code == 2 and "'s1.entry_threshold' is not KEY=VALUE" in run.stderr
+
+
 def test_unset_and_reload(trader, sock_path, handler):
     mmctl(sock_path, "set", "s1.size_usd=6")
     run = mmctl(sock_path, "unset", "s1.size_usd")

@@ -98,13 +98,23 @@ class Backtest:
         if self.sim is not None:
             self._close_window()
 
+    def _rule_times(self) -> list[float]:
+        """Instants a time rule starts to apply, decided on exactly (not at the next step of the step grid, which
+        starts at the window's first line): every order cancelled `risk.cancel_before_end_s` before the end, S1's
+        late window."""
+        end = self.sim.window_end
+        times = [end - self.config.risk.cancel_before_end_s]
+        if self.config.s1.enabled:
+            times.append(end - self.config.s1.late_window_s)
+        return [t for t in times if t > self.now]
+
     def _advance_to(self, ts: float) -> None:
         """Periodic decisions (and pending actions taking effect) between the last instant and `ts`."""
         sim = self.sim
         end = min(ts, sim.window_end)
         while True:
             pending = [t for t in sim.pending_times() if t > self.now]
-            nxt = min([self._next_step] + pending)
+            nxt = min([self._next_step] + pending + self._rule_times())
             if nxt >= end:
                 break
             self._decide(nxt)

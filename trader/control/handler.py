@@ -530,7 +530,7 @@ class TraderControlHandler:
             raise p.ControlError(p.E_BAD_REQUEST, "since must be a unix time in seconds")
         if request.limit is not None and request.limit < 0:
             raise p.ControlError(p.E_BAD_REQUEST, "limit must be >= 0")
-        fills = sorted(self.core.fills(since=request.since), key=lambda f: f.ts)
+        fills = self.core.fills(since=request.since)  # in causal order (execution/fills.py), never re-sorted by id
         if request.limit is not None:
             fills = fills[-request.limit:] if request.limit else []
         return p.FillsReply(fills=[

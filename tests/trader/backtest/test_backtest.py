@@ -474,3 +474,12 @@ def test_taker_fee_follows_the_tick_files_fee_schedule_with_exponent_2():
     sim.submit([Place(Want("s1", Leg.UP, Side.BUY, 0.5, 10, Role.ENTRY, OrderType.FAK, False, "take"))], WS + 300)
     (fill,) = sim.fills
     assert fill["fee"] == pytest.approx(10 * 0.25 * (0.5 * 0.5) ** 2)  # 0.15625, not 0.25 x p(1-p)
+
+
+def test_cancel_before_end_is_exact_when_no_line_falls_near_the_end(tmp_path):
+    # Issue 27: the step grid starts at the window's first line (here .099 past a second) and no line comes near the
+    # end: the cancel used to fire at the first grid step after 895 (895.099); it is decided at 895.000 exactly.
+    rows = segment(700.099, 705.099, 0.62, 0.63) + segment(705.099, 706.099, 0.61, 0.62) + segment(706.099, 800.099, 0.61, 0.63)
+    result = backtest(tmp_path, rows, "--set", "s2.enabled=true")
+    tp = placed(result, role="take_profit")[0]
+    assert [e["t"] for e in events(result, "cancel") if e["id"] == tp["id"]] == [895.0]

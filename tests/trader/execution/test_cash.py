@@ -1,0 +1,114 @@
+"""One money truth (trader/execution/cash.py): our fills move cash at once, every balance poll puts it right (the
+exchange wins), a fill in doubt asks for an early poll, and only a disagreement that lasts two polls is a warning
+with both figures."""
+from __future__ import annotations
+
+import pytest
+
+from polymm.trader.execution.cash import REPOLL_AFTER_S, CashBook, fill_cash
+from polymm.trader.model import FillView, Leg, Side
+
+
+def fill(trade: str, side: Side = Side.BUY, price: float = 0.6, size: float = 10.0, fee: float = 0.0,
+         status: str = "MATCHED", order: str = "o1") -> FillView:
+    return FillView(trade_id=trade, order_id=order, client_id="c1", strategy="s1", leg=Leg.UP, side=side, price=price,
+                    size=size, fee=fee, role="taker" if fee else "maker", status=status, ts=100.0)
+
+
+def polled(book: CashBook, balance: float, now: float = 0.0) -> None:
+    book.poll_answered(book.poll_asked(now), balance, now + 0.01)
+
+
+def test_cash_effect_of_a_fill():
+    assert fill_cash(fill("t", Side.BUY, 0.6, 10, fee=0.02)) == pytest.approx(-6.02)
+    assert fill_cash(fill("t", Side.SELL, 0.7, 10, fee=0.02)) == pytest.approx(6.98)
+
+
+def test_unknown_until_the_first_poll_then_fills_move_it_at_once():
+    book = CashBook()
+    assert book.cash_usd is None
+    polled(book, 1000.0)
+    book.on_fill(fill("t1"), 1.0)
+    assert book.cash_usd == pytest.approx(994.0)
+    book.on_fill(fill("t1", status="MINED"), 2.0)  # a status step moves nothing
+    book.on_fill(fill("t2", Side.SELL, 0.65, 10, fee=0.01), 3.0)
+    assert book.cash_usd == pytest.approx(1000.49)
+
+
+def test_a_failed_trade_gives_the_money_back_once():
+    book = CashBook()
+    polled(book, 1000.0)
+    book.on_fill(fill("t1"), 1.0)
+    book.on_fill(fill("t1", status="FAILED"), 2.0)
+    book.on_fill(fill("t1", status="FAILED"), 3.0)  # a duplicate
+    assert book.cash_usd == pytest.approx(1000.0)
+    book.on_fill(fill("t9", status="FAILED"), 4.0)  # failed before we ever counted it
+    assert book.cash_usd == pytest.approx(1000.0)
+
+
+def test_the_exchange_wins_at_each_poll_and_fills_known_before_asking_are_in_its_answer():
+    book = CashBook()
+    polled(book, 1000.0)
+    book.on_fill(fill("t1"), 1.0)  # -6
+    polled(book, 994.0, now=2.0)  # the answer includes t1
+    assert book.cash_usd == pytest.approx(994.0) and book.warning is None
+    book.on_fill(fill("t2"), 3.0)
+    assert book.cash_usd == pytest.approx(988.0)
+    polled(book, 990.0, now=4.0)  # someone deposited 2: the exchange wins, silently the first time
+    assert book.cash_usd == pytest.approx(990.0) and book.warning is None
+
+
+def test_a_fill_learnt_while_a_poll_is_in_flight_is_in_doubt_and_asks_for_an_early_poll():
+    book = CashBook()
+    polled(book, 1000.0)
+    token = book.poll_asked(10.0)
+    book.on_fill(fill("t1"), 10.02)  # did the exchange's answer include it?
+    assert book.repoll_due == pytest.approx(10.02 + REPOLL_AFTER_S)
+    book.poll_answered(token, 994.0, 10.05)  # it did: counted twice for now...
+    assert book.cash_usd == pytest.approx(988.0)
+    polled(book, 994.0, now=10.6)  # ...until the early poll, with no warning (it was in doubt)
+    assert book.cash_usd == pytest.approx(994.0) and book.warning is None and book.mismatches == 0
+    assert book.repoll_due is None or book.repoll_due <= 10.6
+
+
+def test_a_fill_from_a_rest_reconciliation_is_in_doubt():
+    book = CashBook()
+    polled(book, 1000.0)
+    book.on_fill(fill("t1"), 5.0, in_doubt=True)  # learnt after a gap: maybe already in the last balance
+    assert book.repoll_due == pytest.approx(5.0 + REPOLL_AFTER_S)
+    polled(book, 1000.0, now=5.5)  # it was: the poll puts it right, no warning
+    assert book.cash_usd == pytest.approx(1000.0) and book.warning is None
+
+
+def test_a_disagreement_lasting_two_polls_is_a_warning_with_both_figures_until_a_poll_agrees():
+    book = CashBook()
+    polled(book, 1000.0)
+    book.on_fill(fill("t1"), 1.0)  # we say -6
+    polled(book, 995.0, now=2.0)  # the exchange says -5: once is put right silently
+    assert book.warning is None and book.mismatches == 1
+    book.on_fill(fill("t2"), 3.0)  # -6 again, the exchange -5 again: our accounting is off somewhere
+    polled(book, 990.0, now=4.0)
+    assert book.mismatches == 2
+    assert book.warning == ("cash disagrees with the exchange for 2 polls: our fills say $989.00, the exchange says "
+                            "$990.00 (using the exchange's)")
+    assert book.cash_usd == pytest.approx(990.0)
+    polled(book, 990.0, now=6.0)  # no fill since, and the figures agree: the warning goes
+    assert book.warning is None and book.mismatches == 0
+
+
+def test_a_failed_poll_leaves_the_figures_and_no_poll_in_flight():
+    book = CashBook()
+    polled(book, 1000.0)
+    book.poll_asked(1.0)
+    book.poll_failed()
+    book.on_fill(fill("t1"), 2.0)  # no poll in flight: not in doubt
+    assert book.repoll_due is None and book.cash_usd == pytest.approx(994.0)
+
+
+def test_forgetting_settled_fills_keeps_the_cash():
+    book = CashBook()
+    polled(book, 1000.0)
+    book.on_fill(fill("t1"), 1.0)
+    polled(book, 994.0, now=2.0)
+    book.forget([("t1", "o1")])
+    assert book.cash_usd == pytest.approx(994.0) and not book._counted
