@@ -242,8 +242,12 @@ def build_status(feed: FeedHealth, trader: p.StatusReply | None, trader_problem:
         verdict, code = PAUSED, EXIT_PAUSED
     else:
         verdict, code = UNHEALTHY, EXIT_UNHEALTHY
+    # One note per subject: the feed and the trader both say "first book pending" during a rollover.
+    by_subject: dict[str, str] = {}
+    for n in notes:
+        by_subject.setdefault(n.split(" (", 1)[0], n)
     return StatusView(feed=feed, trader=trader, trader_problem=trader_problem, warnings=unique,
-                      healthy=healthy, verdict=verdict, exit_code=code, notes=list(dict.fromkeys(notes)))
+                      healthy=healthy, verdict=verdict, exit_code=code, notes=list(by_subject.values()))
 
 
 def status_json(view: StatusView) -> dict[str, Any]:

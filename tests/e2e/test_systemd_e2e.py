@@ -578,3 +578,25 @@ def test_uninstall_purge_removes_everything(dep):
     dep.sh("/src/deploy/install.sh --uninstall --purge", timeout=120)
     dep.sh("test ! -e /etc/polymm && test ! -e /var/lib/polymm && test ! -e /opt/polymm && ! id polymm 2>/dev/null")
     assert dep.sim.admin.open_orders(dep.address) == []
+
+
+def test_dry_run_changes_nothing_and_a_paper_only_host_is_enabled_without_a_key(dep):
+    # Issue 27. After the purge above the host has no polymm at all: a dry run says what an install would do and
+    # changes nothing.
+    dry = dep.sh("/src/deploy/install.sh --wheels /wheels --dry-run", timeout=120).stdout
+    assert "dry run: nothing is changed" in dry and "would have created system user polymm" in dry, dry
+    assert "would have installed /etc/systemd/system/polymm-trader.service" in dry, dry
+    dep.sh("test ! -e /etc/polymm && test ! -e /opt/polymm && ! id polymm 2>/dev/null "
+           "&& test ! -e /etc/systemd/system/polymm-trader.service")
+    # A paper-only host has no key and needs none: once config.toml says mode = "paper", install.sh enables the
+    # units (before, a reboot never started them).
+    first = install(dep.box)
+    assert "not enabled yet" in first, first
+    dep.sh("sed -i 's/^mode = \"live\"/mode = \"paper\"/' /etc/polymm/config.toml && grep -q '^mode = \"paper\"' "
+           "/etc/polymm/config.toml && ! grep -Eq '^[[:space:]]*PK=' /etc/polymm/polymm.env")
+    second = install(dep.box)
+    assert "enabled polymm-feed.service polymm-trader.service (they start at boot): paper trading, no key needed" \
+        in second, second
+    assert dep.sh("systemctl is-enabled polymm-feed.service polymm-trader.service").stdout.split() == \
+        ["enabled", "enabled"]
+    dep.sh("/src/deploy/install.sh --uninstall --purge", timeout=120)

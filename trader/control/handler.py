@@ -634,7 +634,9 @@ def in_rollover(es, now: float) -> bool:
 
 
 def rotation_note(es, now: float) -> str:
-    return f"new window: first book pending ({max(0.0, now - es.rotating_since):.1f} s into it)"
+    from polymm.ctl import render
+
+    return f"new window: first book pending ({render.duration(max(0.0, now - es.rotating_since))} into it)"
 
 
 def open_value(infos: list[p.PositionInfo]) -> float:
