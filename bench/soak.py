@@ -75,19 +75,21 @@ poll_s = 1
 
 # ---- /proc ---------------------------------------------------------------------------------------------------
 
-def proc_figures(pid: int) -> tuple[int, int, int] | None:
-    """(RSS kB, open fds, threads) of a live process, None when it is gone."""
+def proc_figures(pid: int) -> dict | None:
+    """RSS (kB, and its parts: anonymous = the heap, shmem = the shared-memory segment's pages this process touched,
+    file = mapped code), open fds and threads of a live process; None when it is gone."""
+    fields = {"VmRSS:": "rss_kb", "RssAnon:": "anon_kb", "RssShmem:": "shmem_kb", "RssFile:": "file_kb",
+              "Threads:": "threads"}
+    out: dict = {}
     try:
-        rss = threads = 0
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1])
-            elif line.startswith("Threads:"):
-                threads = int(line.split()[1])
-        fds = len(os.listdir(f"/proc/{pid}/fd"))
+            name = line.split(":", 1)[0] + ":"
+            if name in fields:
+                out[fields[name]] = int(line.split()[1])
+        out["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
     except (OSError, ValueError):
         return None
-    return rss, fds, threads
+    return out
 
 
 def shm_in_use(pid: int) -> set[str]:
@@ -180,7 +182,7 @@ class Soak:
             os.environ["SOAK_TRACEMALLOC_EVERY_S"] = str(max(60, 5 * self.window_s))
         self.stack = Stack(self.out / "stack", window_s=self.window_s, seed=a.seed, config_text=soak_config(self.window_s),
                            metrics=True, feed_args=("--record", str(self.record)),
-                           sim_args=("--redeem", "manual", "--log-level", "WARNING",
+                           sim_args=("--redeem", "manual", "--log-level", "WARNING", "--retain-s", "300",
                                      "--exit-after-s", str(a.minutes * 60 + 900)))
         self.stack.start(trader=False)
         from py_builder_relayer_client.builder.derive import derive
@@ -306,9 +308,10 @@ class Soak:
             figures = proc_figures(pid) if pid else None
             if figures is None:
                 continue
-            rss, fds, threads = figures
-            self.samples[role].append(rep.ProcessSample(self.window_index(at), pid, rss, fds, threads))
-            row[role] = {"pid": pid, "rss_kb": rss, "fds": fds, "threads": threads}
+            self.samples[role].append(rep.ProcessSample(self.window_index(at), pid, figures["rss_kb"], figures["fds"],
+                                                        figures["threads"], figures.get("anon_kb", 0),
+                                                        figures.get("shmem_kb", 0)))
+            row[role] = {"pid": pid, **figures}
         state = self.stack.state_dir
         row["ledger_bytes"] = file_bytes(state / "ledger.sqlite", state / "ledger.sqlite-wal")
         row["record_bytes"] = file_bytes(self.record)
@@ -484,7 +487,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=120.0, help="how long (default 120)")
     ap.add_argument("--window-s", type=int, default=20, help="window length on the sim (default 20, the minimum)")
     ap.add_argument("--out", default="soak-out/run", help="directory for the samples, logs and summary")
-    ap.add_argument("--warmup", type=int, default=20, help="windows left out of the slopes (default 20)")
+    ap.add_argument("--warmup", type=int, default=100,
+                    help="windows left out of the slopes (default 100: the trader keeps 96 windows of settled markets, "
+                         "a day of 15-minute windows, so its memory levels off after them)")
     ap.add_argument("--fault-every", type=int, default=3, help="windows between faults (0: none; default 3)")
     ap.add_argument("--poll-s", type=float, default=2.0, help="health poll interval besides the boundaries (default 2)")
     ap.add_argument("--cash-s", type=float, default=0.5, help="cash comparison interval (default 0.5)")

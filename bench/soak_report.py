@@ -53,6 +53,8 @@ class ProcessSample:
     rss_kb: int
     fds: int
     threads: int
+    anon_kb: int = 0  # RssAnon: the process's own heap
+    shmem_kb: int = 0  # RssShmem: pages of shared memory it touched (the feed's ring: bounded by the segment)
 
 
 @dataclass
@@ -64,6 +66,7 @@ class Trend:
     rss_first_kb: int
     rss_last_kb: int
     rss_slope_kb: float | None  # kB per window
+    anon_slope_kb: float | None  # of RssAnon: the heap alone
     fds_slope: float | None
     fds_range: tuple[int, int]
     threads_slope: float | None
@@ -102,6 +105,7 @@ def trend(role: str, samples: list[ProcessSample], warmup_windows: float) -> Tre
     return Trend(
         role=role, samples=len(kept), rss_first_kb=kept[0].rss_kb, rss_last_kb=kept[-1].rss_kb,
         rss_slope_kb=pooled_slope([(s.pid, s.window, s.rss_kb) for s in kept]),
+        anon_slope_kb=pooled_slope([(s.pid, s.window, s.anon_kb) for s in kept]),
         fds_slope=pooled_slope([(s.pid, s.window, s.fds) for s in kept]),
         fds_range=(min(s.fds for s in kept), max(s.fds for s in kept)),
         threads_slope=pooled_slope([(s.pid, s.window, s.threads) for s in kept]),
@@ -209,7 +213,8 @@ def verdict_lines(trends: dict[str, Trend | None], *, shm_leaked: list[str], fal
         if t is None:
             out.append((False, f"{role}: too few samples after warm-up to fit a slope"))
             continue
-        out.append((t.rss_ok, f"{role}: RSS slope {t.rss_slope_kb:+.1f} kB/window (goal <= {RSS_SLOPE_GOAL_KB:g})"))
+        out.append((t.rss_ok, f"{role}: RSS slope {t.rss_slope_kb:+.1f} kB/window (goal <= {RSS_SLOPE_GOAL_KB:g}; "
+                              f"heap alone {t.anon_slope_kb or 0:+.1f})"))
         out.append((t.fds_ok and t.threads_ok,
                     f"{role}: fds {t.fds_range[0]}-{t.fds_range[1]} (slope {t.fds_slope or 0:+.3f}/window), threads "
                     f"{t.threads_range[0]}-{t.threads_range[1]} (slope {t.threads_slope or 0:+.3f}/window)"))

@@ -84,7 +84,7 @@ class Recorder:
         self.error = ""
         self._stop = threading.Event()
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in stop()
-        self._reader = shm.Reader(shm_name)
+        self._reader = shm.Reader(shm_name, populate=True)  # it follows the whole ring
         self._last = self._reader.seq()
         self._refs: deque[shm.Reference] = deque(maxlen=16)  # REF samples, oldest first
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)

@@ -428,7 +428,7 @@ class _OwnSegment:
         with self._lock:
             try:
                 if self.reader is None:
-                    self.reader = shm.Reader(self.name)
+                    self.reader = shm.Reader(self.name, populate=True)  # follows the ring (latency)
                 return self.reader.snapshot()
             except (shm.ShmMissing, shm.LayoutError, OSError, ValueError):
                 return None

@@ -139,6 +139,11 @@ class Relayer:
         tx.state = "STATE_MINED"
         log.info("relayer tx %s from %s mined: %s", tx.id, tx.verified.wallet, tx.effects)
 
+    def prune(self, before: float) -> None:
+        """Forget transactions that reached their outcome before `before` (bounded memory over days)."""
+        for tx_id in [i for i, tx in self.txs.items() if tx.executed_at is not None and tx.executed_at < before]:
+            del self.txs[tx_id]
+
     # ---- what a call does ------------------------------------------------------------------------
     def _check(self, wallet: str, call: rr.Call) -> tuple:
         selector, args = call.data[:4], call.data[4:]

@@ -66,6 +66,10 @@ class Writer:
         self._closed = False
         self._shm, self._lock_fd, resumed = self._open(ring_capacity, mode)
         self._buf = self._shm.buf
+        # Touch every page of the segment now: its pages are then the process's from the start, and RSS does not
+        # creep up by one page per ring entry during the ring's first lap (minutes), which reads like a leak on a
+        # memory graph (issue 27). A read is enough: the kernel maps each page.
+        bytes(self._buf)
         self._seq_addr = _address_of(self._buf, _SEQ_OFF)
         # One wake at start-up tells whether the kernel (and a seccomp filter) lets us: if not, the segment
         # says so (features = 0) and readers poll.

@@ -13,8 +13,9 @@ from polymm.trader.execution import reconcile as reconcile_mod
 from polymm.trader.execution.exchange_state import ExchangeError
 from polymm.trader.execution.fills import TokenInfo
 from polymm.trader.execution.views import _fmt
-from polymm.trader.execution.limits import (CANCEL_RESEND_EVERY_S, COMPACT_JOURNAL_EVERY_S, FORGET_MARKET_AFTER_S,
-                                            KEEP_DONE_ORDERS_S, PRUNE_EVERY_S)
+from polymm.trader.execution.limits import (CANCEL_RESEND_EVERY_S, COMPACT_JOURNAL_EVERY_S,
+                                            FORGET_MARKET_AFTER_WINDOWS, KEEP_DONE_ORDERS_WINDOWS, PRUNE_EVERY_S,
+                                            SETTLED)
 from polymm.trader.decision.fees import DEFAULT_SCHEDULE, FeeSchedule
 from polymm.trader.model import OrderState, Side
 from polymm.trader.venue.user_wire import (UnreadableTrade, WireOrder, WireTrade, decode_rest_order, decode_rest_orders,
@@ -359,25 +360,41 @@ class ExchangeSync:
                     side.value, how, len(changes))
         self.wake.set()
 
+    def _fold_settled(self, folded: dict) -> None:
+        """A forgotten market's P&L into the one settled bucket per (strategy, leg): pnl() keeps counting it, and
+        memory does not grow with every market ever traded."""
+        from dataclasses import replace
+
+        for (_cond, strategy, leg), pos in folded.items():
+            key = (SETTLED, strategy, leg)
+            had = self._settled.get(key)
+            self._settled[key] = pos if had is None else replace(
+                had, realised_pnl=had.realised_pnl + pos.realised_pnl, fees=had.fees + pos.fees)
+
     def prune(self, now: float) -> list[str]:
-        """Bound memory over days of windows (run every minute by the maintenance thread): done orders are
-        kept an hour (mmctl orders --all); a market over for FORGET_MARKET_AFTER_S with no working order and
-        nothing left to settle (resolved, or every position flat) is folded into a P&L summary (pnl() keeps
-        counting it) and its fills, orders, journal attributions and tick/token entries are dropped.
-        Returns the condition ids forgotten."""
+        """Bound memory per window over weeks (run every minute by the maintenance thread): done orders are
+        kept KEEP_DONE_ORDERS_WINDOWS windows (mmctl orders --all); a market over for FORGET_MARKET_AFTER_WINDOWS
+        windows with no working order and nothing left to settle (resolved, or every position flat) is folded into
+        the one settled P&L bucket (pnl() keeps counting it) and its fills, orders, journal attributions, cash
+        entries, resolution and tick/token entries are dropped. Returns the condition ids forgotten."""
         forgotten = []
         with self._lock:
-            self._book.prune(KEEP_DONE_ORDERS_S, now)
             current = self._current.condition_id if self._current else None
+            window_s = (self._current.window_end - self._current.window_start) if self._current else 900
+            self._book.prune(KEEP_DONE_ORDERS_WINDOWS * window_s, now)
             working = {o.condition_id for o in self._book.working()}
             for cond, m in list(self._markets.items()):
-                if cond == current or cond in working or now - m.window_end < FORGET_MARKET_AFTER_S:
+                length = max(1, m.window_end - m.window_start)
+                if cond == current or cond in working or now - m.window_end < FORGET_MARKET_AFTER_WINDOWS * length:
                     continue
                 folded = fold(self._holdings(cond), self._resolutions)
                 if cond not in self._resolutions and any(abs(p.shares) > 1e-9 for p in folded.values()):
                     continue  # shares still held: pending_resolution() must keep showing them
-                self._settled.update(folded)
-                self._cash.forget((f.trade_id, f.order_id) for _, f in self._fills.fills_with_market(cond))
+                self._fold_settled(folded)
+                keys = [(f.trade_id, f.order_id) for _, f in self._fills.fills_with_market(cond)]
+                self._cash.forget(keys)
+                self._recorded_fills.difference_update(trade for trade, _ in keys)
+                self._resolutions.pop(cond, None)
                 self._fills.forget_market(cond)
                 for order in [o for o in self._book.by_client.values() if o.condition_id == cond]:
                     del self._book.by_client[order.client_id]
@@ -399,6 +416,11 @@ class ExchangeSync:
             for oid in [o for o in self._last_lookup if o not in self._book.by_exchange]:
                 del self._last_lookup[oid]
             self._needs_lookup &= set(self._book.by_exchange)
+            for oid in [o for o in self._trades_checked_for if o not in self._book.by_exchange]:
+                del self._trades_checked_for[oid]
+            pending = set(self._fills.pending_orders())
+            for oid in [o for o in self._side_lookup if o not in pending]:
+                del self._side_lookup[oid]
         if forgotten:
             log.info("forgot %d settled market(s) (P&L kept in the summary): %s", len(forgotten), ", ".join(forgotten))
         return forgotten
