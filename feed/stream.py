@@ -78,6 +78,7 @@ class MarketStream:
         *,
         stale_after_s: float = 15.0,
         ping_interval_s: float = PING_INTERVAL_S,
+        pong_timeout_s: float = PONG_TIMEOUT_S,
         connect_timeout_s: float = 10.0,
         backoff: Backoff | None = None,
         updates_base: int = 0,
@@ -112,7 +113,7 @@ class MarketStream:
         self.connections = 0
         self.pongs = 0
         # frames / PONGs / PINGs of this stream's socket (published by the service as the segment's LINK block)
-        self.link = LinkLiveness(ping_interval_s, PONG_TIMEOUT_S, stale_after_s)
+        self.link = LinkLiveness(ping_interval_s, pong_timeout_s, stale_after_s)
         self.last_error = ""
         self.first_publish = threading.Event()  # set when this stream first published a complete book
         self._published = False
