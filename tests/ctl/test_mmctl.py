@@ -449,6 +449,22 @@ def test_restart_in_process_prints_what_the_trader_did(sock_path):
     assert doc["kind"] == "done" and handler.calls == ["restart", "restart"]
 
 
+def test_a_restart_that_did_not_reread_the_config_exits_1(sock_path):
+    # Issue 27: "config NOT re-read" used to exit 0: a script restarting after a config edit must notice.
+    class Partly(FakeHandler):
+        def restart(self, request):
+            self._record("restart")
+            return p.DoneReply(message="restarted: config NOT re-read, old config kept: s1.sl_floor must be ...",
+                               warnings=["config NOT re-read, old config kept: s1.sl_floor must be ..."],
+                               complete=False)
+
+    with serve(sock_path, Partly()):
+        run = mmctl(sock_path, "restart")
+        as_json = mmctl(sock_path, "restart", "--json")
+    assert run.exit_code == 1 and "config NOT re-read" in run.stdout and "WARNINGS" in run.stdout
+    assert as_json.exit_code == 1 and json.loads(as_json.stdout)["complete"] is False
+
+
 class FlattenSays(FakeHandler):
     def __init__(self, reply: p.DoneReply) -> None:
         super().__init__()
