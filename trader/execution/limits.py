@@ -9,7 +9,7 @@ CANCEL_RESEND_EVERY_S = 1.0
 # Retention is counted in windows, so that memory is bounded per window whatever the window's length (issue 27):
 # a day and an hour of 15-minute windows, as before, and the same number of a soak's 20-second windows.
 KEEP_DONE_ORDERS_WINDOWS = 4  # done orders stay this many windows (mmctl orders --all): an hour at 15 minutes
-TRACK_AFTER_END_S = 3600.0
+TRACK_AFTER_END_WINDOWS = 4  # an ended market is still followed (user channel, reconciliation) this many windows
 # A market whose window ended this many windows ago, with no working order and nothing left to settle (resolved,
 # or flat), is folded into a P&L summary and its fills, orders and journal entries are dropped: memory and
 # the per-decision positions() cost stay bounded over weeks of 15-minute windows. mmctl fills shows a day.

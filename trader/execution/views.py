@@ -11,7 +11,7 @@ import logging
 from polymm.trader.decision.positions import fold, pnl_summary
 from polymm.trader.execution.fills import OrderInfo, TokenInfo
 from polymm.trader.decision.fees import DEFAULT_SCHEDULE, FeeSchedule, taker_fee
-from polymm.trader.execution.limits import MAX_QUEUED_EVENTS, TRACK_AFTER_END_S
+from polymm.trader.execution.limits import MAX_QUEUED_EVENTS, TRACK_AFTER_END_WINDOWS
 from polymm.trader.execution.order_journal import JournalOrder, OrderJournal
 from polymm.trader.execution.orders import Order, Transition
 from polymm.trader.model import (ExchangeStatus, FillChanged, FillView, Leg, MarketIdentity, OrderChanged, OrderView,
@@ -191,13 +191,14 @@ class StateViews:
 
     def _tracked_markets(self) -> list[str]:
         """Markets to reconcile and follow on the user channel: the current one, any with working orders,
-        and any whose window ended less than TRACK_AFTER_END_S ago (settlement statuses still move)."""
+        and any whose window ended less than TRACK_AFTER_END_WINDOWS windows ago (settlement statuses still move)."""
         now = self.clock()
         with self._lock:
             working = {o.condition_id for o in self._book.working()}
             current = self._current.condition_id if self._current else None
             return [c for c, m in self._markets.items()
-                    if c == current or c in working or now - m.window_end < TRACK_AFTER_END_S]
+                    if c == current or c in working
+                    or now - m.window_end < TRACK_AFTER_END_WINDOWS * max(1, m.window_end - m.window_start)]
 
     def _token_leg(self, token_id: str) -> tuple[str, Leg] | None:
         info = self._tokens.get(token_id)
