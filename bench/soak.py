@@ -271,6 +271,10 @@ class Soak:
         name, stale_ok, grace = self.FAULTS[i % len(self.FAULTS)]
         admin = self.stack.sim.admin
         t = time.time()
+        # Known before it is fired (a health poll may land while a feed restart is under way), its grace counted
+        # from when it is over.
+        fault = {"t": t, "name": name, "stale_ok": stale_ok, "grace_until": math.inf, "window": round(self.window_index(t), 2)}
+        self.faults.append(fault)
         try:
             if name == "market ws drop":
                 admin.fault("drop_ws", channel="market")
@@ -289,9 +293,8 @@ class Soak:
                 self.stack.start_feed()
         except Exception as exc:  # noqa: BLE001
             self.errors.append(f"fault {name} at {t:.1f}: {exc}")
-        fault = {"t": t, "name": name, "stale_ok": stale_ok, "grace_until": time.time() + grace,
-                 "window": round(self.window_index(t), 2)}
-        self.faults.append(fault)
+        fault["grace_until"] = time.time() + grace
+        fault["took_s"] = round(time.time() - t, 3)
         self.write("faults.jsonl", fault)
 
     def collect_trades(self) -> None:

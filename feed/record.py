@@ -103,11 +103,20 @@ class Recorder:
             self.error = f"recording to {self.path} stopped: {e}"
             log.error("%s", self.error)
 
+    # Ring entries read at once: a recorder far behind (a slow disk) reads the ring in slices, so the objects of a
+    # whole ring (4096 entries with depth, ~10 MB) are never built at once (the heap would keep that for good).
+    SLICE = 256
+
     def drain(self) -> None:
         self._sample_reference()
-        updates = self._reader.updates_since(self._last)
+        while self._drain_slice():
+            pass
+
+    def _drain_slice(self) -> bool:
+        """One slice of what is new; False when nothing was."""
+        updates = self._reader.updates_since(self._last, self.SLICE)
         if not updates:
-            return
+            return False
         if updates[0].seq > self._last + 1:
             missed = updates[0].seq - self._last - 1
             self.lost += missed
@@ -124,6 +133,7 @@ class Recorder:
             self._file.flush()
             self.lines += len(out)
         self._last = updates[-1].seq
+        return len(updates) >= self.SLICE
 
     def _sample_reference(self) -> None:
         ref = self._reader.snapshot().ref

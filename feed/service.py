@@ -437,6 +437,10 @@ class _OwnSegment:
         with self._lock:
             return self.reader.updates_since(seq) if self.reader is not None else []
 
+    def seq(self) -> int:
+        with self._lock:
+            return self.reader.seq() if self.reader is not None else 0
+
     def close(self) -> None:
         with self._lock:
             if self.reader is not None:

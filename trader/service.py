@@ -341,7 +341,7 @@ class TraderService:
             self.redeemer = build_redeemer(cfg.redeem, funder=self.core.gateway.funder,
                                            signature_type=self.core.gateway.signature_type, state_dir=self.state_dir,
                                            ledger=self.ledger)
-            self.redeemer.on_cash_moved = self.balance.poll_soon  # a redemption moved pUSD: ask the exchange now
+            self.redeemer.on_cash_moved = self._redeemed  # a redemption paid pUSD: count it, ask the exchange
             self.redeemer.start()
         self.engine.cash = lambda: self.balance.balance_usd  # risk spends no more than the wallet's pUSD
 
@@ -361,6 +361,10 @@ class TraderService:
         summary = self._summary()
         log.info("ready: %s; control socket %s", summary, args.socket)
         self.notifier.ready(summary)
+
+    def _redeemed(self, usd: float) -> None:
+        self.core.cash_external(usd)
+        self.balance.poll_soon()
 
     def _start_metrics(self, cfg) -> None:
         """The Prometheus endpoint, bound before anything else starts: an address in use is refused in one line

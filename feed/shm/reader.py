@@ -268,18 +268,20 @@ class Reader:
             if seq != last_seq:
                 return seq
 
-    def updates_since(self, seq: int) -> list[Update]:
+    def updates_since(self, seq: int, limit: int | None = None) -> list[Update]:
         """Every ring entry with a sequence number > `seq`, oldest first (what is still in the ring).
 
         The range is copied three times: guard 2 (`seq_end`) is taken from the first copy, the body from
         the second, guard 1 (`top.seq`) from the third. The writer stores guard 1, body, guard 2 in that
         order, so an entry whose two guards both equal its expected sequence was complete before the body
         was copied and not yet overwritten after it. Entries overwritten by a newer lap are dropped; the
-        result is contiguous and ends at the newest complete entry."""
+        result is contiguous and ends at the newest complete entry (or after `limit` entries)."""
         self._reattach_if_replaced()
         newest = self.seq()
         cap = self._cap
         first = max(seq + 1, newest - cap + 1, 1)
+        if limit is not None:  # the oldest `limit` of them: a caller far behind reads the ring in slices
+            newest = min(newest, first + max(1, limit) - 1)
         if first > newest:
             return []
         copy1 = self._ring_range(first, newest)

@@ -10,7 +10,8 @@ a second, not a poll interval.
 
 Cash effect of a fill (trader/decision/fees.py's convention, the sim's engine the same): a BUY pays price x size,
 a SELL receives it, the taker fee is paid in pUSD on top (makers pay none); a FAILED trade gives it all back.
-Redemptions and merges move cash outside our fills: the redeemer asks for a poll when one confirms.
+Redemptions and merges move cash outside our fills: the redeemer reports each confirmed one (`on_external`), counted
+at once and in doubt (the exchange paid before we heard), so an early poll follows.
 
 Disagreement: at each poll the book compares what it expected (the previous poll + the fills since) with the
 answer. One mismatch beyond a cent is put right silently (a deposit, a withdrawal, a settlement we did not see:
@@ -75,6 +76,16 @@ class CashBook:
         if in_doubt or self._asked is not None:
             self._doubt_seq.add(self._seq)
             self._want_repoll(now)
+
+    def on_external(self, usd: float, now: float) -> None:
+        """pUSD that moved without a fill of ours (a redemption or merge confirmed: +usd). Counted at once, and in
+        doubt: the exchange may have paid it before we heard, so it may already be in the last balance."""
+        if abs(usd) < 1e-12:
+            return
+        self._seq += 1
+        self._deltas.append((self._seq, usd))
+        self._doubt_seq.add(self._seq)
+        self._want_repoll(now)
 
     def _want_repoll(self, now: float) -> None:
         due = now + REPOLL_AFTER_S

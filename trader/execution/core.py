@@ -199,6 +199,11 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
         elif before and not after:
             log.info("cash agrees with the exchange again")
 
+    def cash_external(self, usd: float) -> None:
+        """pUSD moved outside our fills (a confirmed redemption or merge): cash counts it at once."""
+        with self._lock:
+            self._cash.on_external(usd, self.clock())
+
     def cash_poll_failed(self) -> None:
         with self._lock:
             self._cash.poll_failed()

@@ -63,9 +63,9 @@ class Redeemer:
         self._positions_said_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        # Called when a redemption or merge confirmed: pUSD moved outside our fills, so the trader asks the
-        # exchange for its balance now rather than at the next regular poll (trader/execution/balance.py).
-        self.on_cash_moved: Callable[[], None] | None = None
+        # Called with the pUSD a confirmed redemption or merge paid: it moved outside our fills, so the trader counts
+        # it at once and asks the exchange for its balance (trader/execution/cash.py, balance.py).
+        self.on_cash_moved: Callable[[float], None] | None = None
 
     # ---- thread ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -131,13 +131,15 @@ class Redeemer:
                 self._trouble(str(exc), now)
                 return
             if state in SUCCESS:
+                paid = 0.0
                 for entry in self.journal.finish(tx_id, "confirmed", now):
                     self._record("redeem_outcome", entry, tx_id, state=state, pusd=entry.shares)
                     verb = "redeemed" if entry.kind == "redeem" else "merged"
                     log.info("%s %s: +$%s pUSD (relayer tx %s)", verb, entry.slug or entry.condition_id,
                              entry.shares, tx_id)
-                if self.on_cash_moved is not None:
-                    self.on_cash_moved()
+                    paid += float(entry.shares)
+                if paid and self.on_cash_moved is not None:
+                    self.on_cash_moved(paid)
             elif state in FAILURE:
                 self._back_off(now)  # a request that keeps reverting must not be resent every cycle
                 for entry in self.journal.finish(tx_id, "failed", now, error or state):

@@ -112,3 +112,17 @@ def test_forgetting_settled_fills_keeps_the_cash():
     polled(book, 994.0, now=2.0)
     book.forget([("t1", "o1")])
     assert book.cash_usd == pytest.approx(994.0) and not book._counted
+
+
+def test_a_redemption_counts_at_once_in_doubt_and_is_never_a_disagreement():
+    # The exchange pays a redemption before the redeemer hears of it: a regular poll may see it first (a silent
+    # mismatch), then the redeemer's report counts it again (in doubt) until the early poll puts it right.
+    book = CashBook()
+    polled(book, 1000.0)
+    polled(book, 1005.0, now=1.0)  # the payout, unexplained: put right silently
+    book.on_external(5.0, 1.5)  # the redeemer's confirmation
+    assert book.cash_usd == pytest.approx(1010.0) and book.repoll_due == pytest.approx(1.5 + REPOLL_AFTER_S)
+    polled(book, 1005.0, now=2.0)  # in doubt: no second mismatch counted
+    assert book.cash_usd == pytest.approx(1005.0) and book.warning is None
+    polled(book, 1005.0, now=3.0)
+    assert book.mismatches == 0 and book.warning is None
