@@ -180,6 +180,8 @@ class Soak:
             os.environ["SOAK_TRACEMALLOC_DIR"] = str(self.out)
             os.environ["SOAK_TRACEMALLOC_AFTER_S"] = str(a.warmup * self.window_s)
             os.environ["SOAK_TRACEMALLOC_EVERY_S"] = str(max(60, 5 * self.window_s))
+            os.environ["SOAK_TRACEMALLOC_ROLES"] = a.tracemalloc
+            os.environ["SOAK_TRACEMALLOC_FRAMES"] = str(a.tracemalloc_frames)
         self.stack = Stack(self.out / "stack", window_s=self.window_s, seed=a.seed, config_text=soak_config(self.window_s),
                            metrics=True, feed_args=("--record", str(self.record)),
                            sim_args=("--redeem", "manual", "--log-level", "WARNING", "--retain-s", "300",
@@ -497,8 +499,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--poll-s", type=float, default=2.0, help="health poll interval besides the boundaries (default 2)")
     ap.add_argument("--cash-s", type=float, default=0.5, help="cash comparison interval (default 0.5)")
     ap.add_argument("--seed", type=int, default=27)
-    ap.add_argument("--tracemalloc", action="store_true",
-                    help="the services trace allocations and write what grew after warm-up to --out (slow)")
+    ap.add_argument("--tracemalloc", nargs="?", const="feed,trader,sim", default=None, metavar="ROLES",
+                    help="the services (or those named: feed,trader,sim) trace allocations and write what grew after "
+                         "warm-up to --out (slow)")
+    ap.add_argument("--tracemalloc-frames", type=int, default=8, help="traceback depth with --tracemalloc (default 8)")
     args = ap.parse_args(argv)
     if args.window_s < 20:
         ap.error(f"--window-s {args.window_s}: the soak needs windows of at least 20 s (see the module docstring)")

@@ -90,15 +90,20 @@ class Trend:
         return self._flat(self.threads_slope)
 
 
-def trend(role: str, samples: list[ProcessSample], warmup_windows: float) -> Trend | None:
-    """Slopes after warm-up. A process restarted during the run gets `warmup_windows` again from its restart
-    (a fresh interpreter warms up too), fitted with the others by `pooled_slope`."""
+RESTART_WARMUP_WINDOWS = 3  # a process the soak restarts (the feed) warms up again this long after each restart
+
+
+def trend(role: str, samples: list[ProcessSample], warmup_windows: float,
+          restart_warmup: float = RESTART_WARMUP_WINDOWS) -> Trend | None:
+    """Slopes after warm-up. A process restarted during the run (the feed) is left out for `restart_warmup` windows
+    after each restart too (a fresh interpreter imports and fills its first buffers), and each life is fitted with
+    its own intercept and one common slope (`pooled_slope`)."""
     first_seen: dict[int, float] = {}
     for s in samples:
         first_seen.setdefault(s.pid, s.window)
     started = min(first_seen.values()) if first_seen else 0.0
     kept = [s for s in samples
-            if s.window >= warmup_windows + (0.0 if first_seen[s.pid] == started else first_seen[s.pid] - started)]
+            if s.window >= warmup_windows and (first_seen[s.pid] == started or s.window >= first_seen[s.pid] + restart_warmup)]
     if len(kept) < 3:
         return None
     span = kept[-1].window - kept[0].window
@@ -212,6 +217,9 @@ def verdict_lines(trends: dict[str, Trend | None], *, shm_leaked: list[str], fal
     for role, t in trends.items():
         if t is None:
             out.append((False, f"{role}: too few samples after warm-up to fit a slope"))
+            continue
+        if t.rss_slope_kb is None:
+            out.append((False, f"{role}: no process lived long enough after warm-up to fit a slope"))
             continue
         out.append((t.rss_ok, f"{role}: RSS slope {t.rss_slope_kb:+.1f} kB/window (goal <= {RSS_SLOPE_GOAL_KB:g}; "
                               f"heap alone {t.anon_slope_kb or 0:+.1f})"))

@@ -26,9 +26,10 @@ def _start() -> None:
     import tracemalloc
 
     role = _role()
-    if not role:
+    roles = os.environ.get("SOAK_TRACEMALLOC_ROLES", "feed,trader,sim").split(",")
+    if not role or role not in roles:
         return
-    tracemalloc.start(8)
+    tracemalloc.start(int(os.environ.get("SOAK_TRACEMALLOC_FRAMES", "8")))
     every = float(os.environ.get("SOAK_TRACEMALLOC_EVERY_S", "120"))
     after = float(os.environ.get("SOAK_TRACEMALLOC_AFTER_S", "300"))
     path = os.path.join(_DIR, f"{role}-{os.getpid()}.txt")
@@ -43,8 +44,11 @@ def _start() -> None:
         while True:
             time.sleep(every)
             snap = tracemalloc.take_snapshot().filter_traces(skip)
+            grew = snap.compare_to(base, "filename")
             lines = [f"# {role} pid {os.getpid()}: {time.time() - t0:.0f} s after the base snapshot; traced "
-                     f"{tracemalloc.get_traced_memory()[0] / 1e6:.2f} MB"]
+                     f"{tracemalloc.get_traced_memory()[0] / 1e6:.2f} MB, {sum(s.size_diff for s in grew) / 1e3:+.1f} kB "
+                     "since the base"]
+            lines += ["## by file"] + [str(stat) for stat in grew[:15]] + ["## by line"]
             for stat in snap.compare_to(base, "lineno")[:25]:
                 lines.append(str(stat))
             for stat in snap.compare_to(base, "traceback")[:5]:
