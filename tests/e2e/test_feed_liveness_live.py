@@ -14,7 +14,7 @@ from polymm.ctl import protocol as p
 from polymm.demo import Stack
 
 from tests.support.ctl import mmctl_process
-from tests.support.live_trader import order_lines, wait_for
+from tests.support.live_trader import fresh_window, order_lines, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -48,18 +48,6 @@ def stack(tmp_path_factory):
         stack.close()
 
 
-def fresh_window(stack, need_s: float = 45.0) -> int:
-    while True:
-        market = stack.sim.admin.live_market()
-        left = market["window_end"] - time.time()
-        if left >= need_s:
-            break
-        time.sleep(max(0.2, left + 0.5))
-    start = market["window_start"]
-    wait_for(lambda: stack.status().window_start == start, timeout_s=15, what="the trader on the new window")
-    return start
-
-
 def resting_entry(stack) -> dict:
     stack.sim.admin.book(bids=[[0.62, 20]], asks=[[0.70, 20]])
     [entry] = wait_for(lambda: [o for o in stack.open_orders_on_sim() if o["side"] == "BUY"], timeout_s=10,
@@ -68,7 +56,7 @@ def resting_entry(stack) -> dict:
 
 
 def test_a_quiet_book_keeps_the_entry_and_status_healthy_well_past_stale_feed_ms(stack):
-    fresh_window(stack)
+    fresh_window(stack, 45.0)
     entry = resting_entry(stack)
     quiet_from = time.time()
     time.sleep(6.0)  # three times risk.stale_feed_ms with no book change at all
@@ -81,7 +69,7 @@ def test_a_quiet_book_keeps_the_entry_and_status_healthy_well_past_stale_feed_ms
 
 
 def test_a_hung_feed_is_flagged_and_the_entry_cancelled_within_stale_feed_ms(stack):
-    fresh_window(stack)
+    fresh_window(stack, 45.0)
     resting_entry(stack)
     os.kill(stack.feed.pid, signal.SIGSTOP)  # hung: no heartbeat, no frames
     stopped = time.time()
@@ -97,7 +85,7 @@ def test_a_hung_feed_is_flagged_and_the_entry_cancelled_within_stale_feed_ms(sta
 
 
 def test_a_dropped_market_socket_is_flagged_at_once(stack):
-    fresh_window(stack)
+    fresh_window(stack, 45.0)
     resting_entry(stack)
     dropped = time.time()
     stack.sim.admin.fault("drop_ws", channel="market")

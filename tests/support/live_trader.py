@@ -149,3 +149,16 @@ class PaperStack(Stack):
                                      stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      start_new_session=True, preexec_fn=_child_setup())
         self.wait_feed(wait_s)
+
+
+def fresh_window(stack, need_s: float = 40.0) -> int:
+    """Wait for a window with `need_s` left on the sim, and for the trader to trade it. Returns its start."""
+    while True:
+        market = stack.sim.admin.live_market()
+        left = market["window_end"] - time.time()
+        if left >= need_s:
+            break
+        time.sleep(max(0.2, left + 0.5))
+    start = market["window_start"]
+    wait_for(lambda: stack.status().window_start == start, timeout_s=15, what="the trader on the new window")
+    return start
