@@ -304,8 +304,9 @@ def _feed_block(feed: FeedHealth, trader_book: list[p.LegBook] | None = None) ->
         return "FEED    not available: " + (feed.problem or "unknown")
     rows = [
         ("FEED", feed.status, f"pid {feed.writer_pid}", f"heartbeat {render.duration(feed.heartbeat_age_s)} ago",
-         f"book age {render.duration(feed.book_age_s)}", f"{render.number(feed.updates_per_s, 1)} updates/s",
-         f"{feed.reconnects} reconnects"),
+         # the market socket's last frame (data or PONG): liveness; the book's age is only how long it has not changed
+         f"socket {render.duration(feed.socket_age_s)} ago", f"book age {render.duration(feed.book_age_s)}",
+         f"{render.number(feed.updates_per_s, 1)} updates/s", f"{feed.reconnects} reconnects"),
         ("market", render.short_id(feed.condition_id, 10),
          f"window {render.clock(feed.window_start)}-{render.clock(feed.window_end)} UTC",
          "ends in " + render.duration(feed.time_left_s) if (feed.time_left_s or 0) >= 0 else
