@@ -32,6 +32,7 @@ NAMES = (
     "polymm_feed_status",
     "polymm_feed_book_age_seconds",
     "polymm_feed_heartbeat_age_seconds",
+    "polymm_feed_socket_age_seconds",  # the market socket's liveness (issue 27)
     "polymm_feed_crossed",
     "polymm_feed_reconnects_total",
     "polymm_feed_book_updates_total",
