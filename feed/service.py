@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from polymm import env, logs
+from polymm import env, logs, memory
 from polymm import metrics as prom
 from polymm.feed import book as bk
 from polymm.feed import discovery as disc
@@ -456,6 +456,7 @@ def _stop_metrics(exporter: prom.Exporter | None, segment: _OwnSegment) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    memory.limit_arenas()  # before any thread: a flat native heap over weeks (polymm/memory.py)
     logs.setup("polymm.feed", args.log_level)
     signals = Signals()
     notifier = Notifier()
@@ -499,9 +500,13 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             log.info("recording top of book to %s", args.record)
         service.start_rtds()
+        trimmed = time.monotonic()
         while not signals.stop.is_set():
             now = time.time()
             service.step(now)
+            if time.monotonic() - trimmed >= memory.TRIM_EVERY_S:
+                trimmed = time.monotonic()
+                memory.trim()  # free heap pages back to the kernel, from this loop (never the stream's thread)
             signals.stop.wait(service.sleep_s(time.time()))
         log.info("%s received: stopping", signals.received or "stop")
     except Exception:  # noqa: BLE001 - log it in one line and exit non-zero; systemd restarts us

@@ -31,7 +31,7 @@ import threading
 import time
 from pathlib import Path
 
-from polymm import env, logs
+from polymm import env, logs, memory
 from polymm.notify import Notifier
 from polymm.signals import Signals
 
@@ -495,6 +495,7 @@ def _is_exchange_error(exc: Exception) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    memory.limit_arenas()  # before any thread: a flat native heap over weeks (polymm/memory.py)
     logs.setup("polymm.trader", args.log_level)
     # systemd's watchdog kills a hung trader with SIGABRT: the journal then gets every thread's traceback.
     faulthandler.enable()

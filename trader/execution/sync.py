@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import time
 
+from polymm import memory
+
 from polymm.trader.decision.positions import fold
 from polymm.trader.execution import limits
 from polymm.trader.execution import reconcile as reconcile_mod
@@ -271,6 +273,7 @@ class ExchangeSync:
         if mono - self._last_prune_mono >= PRUNE_EVERY_S:
             self._last_prune_mono = mono
             self.prune(self.clock())
+            memory.trim()  # what prune freed goes back to the kernel (polymm/memory.py), off the decision loop
         if self._journal is not None and mono - self._last_compact_mono >= COMPACT_JOURNAL_EVERY_S:
             self._last_compact_mono = mono
             self._journal.compact(self.clock())
