@@ -101,6 +101,8 @@ class AdminApi:
             "tick_size": self._tick_size,
             "order_version": self._order_version,
             "fee_schedule": self._fee_schedule,
+            "clock_skew": self._clock_skew,
+            "geoblock": self._geoblock,
             "clear": self._clear,
         }
 
@@ -286,6 +288,22 @@ class AdminApi:
             spec.fee_rate, spec.fee_exponent = rate_d, exponent_d
             changed += 1
         return {"rate": rate, "exponent": exponent, "markets": changed}
+
+    def _clock_skew(self, params: dict) -> dict:
+        """GET /time answers the exchange's clock `seconds` ahead of ours (negative: behind)."""
+        seconds = params.get("seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+            raise AdminError("seconds must be a number")
+        self.sim.faults.clock_skew_s = float(seconds)
+        return {}
+
+    def _geoblock(self, params: dict) -> dict:
+        """GET /api/geoblock answers blocked (true by default) for `country` (default US) and `region`."""
+        country, region = params.get("country", "US"), params.get("region", "")
+        if not isinstance(country, str) or not isinstance(region, str):
+            raise AdminError("country and region must be strings")
+        self.sim.faults.geoblock = (_bool(params, "blocked"), country, region)
+        return {}
 
     def _market(self, params: dict, now: float) -> tuple[str, "MarketSpec"]:
         """The market a request names by `condition_id`, or the live window's when it names none."""

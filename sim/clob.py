@@ -22,7 +22,7 @@ from aiohttp import web
 from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 
-from polymm.sim import auth, faults as faults_mod, gamma, orders
+from polymm.sim import auth, chain as chain_mod, faults as faults_mod, gamma, orders
 from polymm.sim.engine import BACKGROUND, MSG_NOT_READY, SimOrder, Trade
 
 if TYPE_CHECKING:
@@ -34,8 +34,13 @@ INITIAL_CURSOR = "MA=="  # base64("0")
 END_CURSOR = "LTE="  # base64("-1")
 MAX_BATCH = 15
 MAX_CANCEL_IDS = 3000
-UINT256_MAX = str(2**256 - 1)
-ALLOWANCE_SPENDERS = (orders.EXCHANGE_V2, orders.NEG_RISK_EXCHANGE_V2, "0xd91E80cF2E7be2e162c6513ceD06f1dD0dA35296")
+# The spenders GET /balance-allowance reports (sim/chain.py holds the approvals). COLLATERAL: the pUSD allowance
+# of each exchange (V2, neg-risk V2 and its adapter, V3); CONDITIONAL: the CTF's approval of the V2 ones. The
+# position manager's approval of Exchange V3 is only readable on chain (eth_call): whether production's
+# CONDITIONAL answer carries it is not documented (docs/venue.md), so the sim does not.
+COLLATERAL_SPENDERS = (orders.EXCHANGE_V2, orders.NEG_RISK_EXCHANGE_V2, "0xd91E80cF2E7be2e162c6513ceD06f1dD0dA35296",
+                       orders.EXCHANGE_V3)
+CONDITIONAL_OPERATORS = (orders.EXCHANGE_V2, orders.NEG_RISK_EXCHANGE_V2, "0xd91E80cF2E7be2e162c6513ceD06f1dD0dA35296")
 INVALID_HEARTBEAT = "Invalid Heartbeat ID"
 NO_ORDERBOOK = "No orderbook exists for the requested token id"
 
@@ -324,7 +329,7 @@ class ClobApi:
         return ok("OK")
 
     async def get_time(self, request: web.Request) -> web.Response:
-        return ok(int(time.time()))
+        return ok(int(time.time() + self.sim.faults.clock_skew_s))
 
     async def get_version(self, request: web.Request) -> web.Response:
         return ok({"version": self.sim.order_version})
@@ -494,8 +499,15 @@ class ClobApi:
             raise orders.OrderRejected(orders.OWNER_MISMATCH)
         spec = sim.engine.market_of_token(order.tokenId)
         # BTC Up/Down markets are never neg-risk; the signature must be for the order version served
-        order_id = orders.verify_order(order, key.address, version=sim.order_version)
+        order_id = orders.verify_order(order, key.address, version=sim.order_version,
+                                       check_funder=sim.strict_funder)
         maker = checksum(order.maker)
+        # The exchange settles on chain: without the wallet's approval for the served version's exchange the
+        # order cannot settle, and production refuses it as a balance/allowance problem.
+        missing = sim.chain.trading_refusal(maker, order.side, sim.order_version)
+        if missing is not None:
+            log.info("order refused for a missing approval (%s)", missing)
+            raise orders.OrderRejected(orders.NOT_ENOUGH_BALANCE, order_id=order_id)
         for address in {key.address, maker}:
             if address.lower() in sim.faults.closed_only:
                 raise orders.OrderRejected(f"'{address}' address in closed only mode", order_id=order_id)
@@ -646,10 +658,15 @@ class ClobApi:
             amount = self.sim.engine.position(address, token_id)
         else:
             return error(400, "invalid asset_type")
-        # Production answers base units (6 decimals) and the allowance per exchange contract; the sim
-        # treats every account as fully approved.
+        # Production answers base units (6 decimals) and the allowance per exchange contract.
         units = int((amount * 1_000_000).to_integral_value())
-        return ok({"balance": str(units), "allowances": {s: UINT256_MAX for s in ALLOWANCE_SPENDERS}})
+        chain = self.sim.chain
+        if asset_type == "COLLATERAL":
+            allowances = {s: str(chain.allowance(address, s)) for s in COLLATERAL_SPENDERS}
+        else:
+            allowances = {s: str(2**256 - 1 if chain.approved_for_all(chain_mod.CTF, address, s) else 0)
+                          for s in CONDITIONAL_OPERATORS}
+        return ok({"balance": str(units), "allowances": allowances})
 
     async def update_balance_allowance(self, request: web.Request) -> web.Response:
         return await self.get_balance_allowance(request)
