@@ -21,7 +21,7 @@ class Wallet:
         from py_builder_relayer_client.builder.derive import derive, derive_beacon_deposit_wallet, derive_proxy_wallet
         from py_builder_relayer_client.config import get_contract_config
 
-        from polymm.trader.redeem.relayer import DEPOSIT_WALLET_BEACON
+        from polymm.trader.venue.contracts import DEPOSIT_WALLET_BEACON
 
         self.sim = sim
         self.kind = kind
