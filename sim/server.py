@@ -113,7 +113,9 @@ class Sim:
         return to_checksum_address(derived(key.address)) if derived is not None else key.address
 
     def addresses_of(self, key: auth.ApiKey) -> list[str]:
-        return list(dict.fromkeys([key.address, *self._funders.get(key.key, {}).values()]))
+        """The key's EOA, the makers of its orders and the wallets its EOA controls (proxy, Safe, deposit wallet)."""
+        return list(dict.fromkeys([key.address, *self._funders.get(key.key, {}).values(),
+                                   *(self.funder_of(key, t) for t in (1, 2, 3))]))
 
     def winner_of(self, spec: MarketSpec) -> str:
         won = self._winners.get(spec.condition_id)
