@@ -151,7 +151,7 @@ def build(args: argparse.Namespace) -> Context:
 
     if args.state_dir:
         ctx.state_dir = Path(args.state_dir)
-    elif ctx.get(env.STATE_DIR) or ctx.get("STATE_DIRECTORY") or not Path(env.SYSTEMD_STATE_DIR).exists():
+    elif ctx.get(env.STATE_DIR) or ctx.get(env.SYSTEMD_STATE_DIRECTORY) or not Path(env.SYSTEMD_STATE_DIR).exists():
         saved = dict(os.environ)
         try:
             os.environ.update(ctx.environ)
