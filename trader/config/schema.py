@@ -213,7 +213,7 @@ class RedeemParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     rpc_url: Annotated[str, _m(
         "a Polygon JSON-RPC endpoint, empty for none: approvals the exchange does not report are read through it "
         "(trader start, polymm-preflight), and a signature type 0 wallet redeems through it, paying gas in POL "
-        "(docs/redemption.md). A provider's URL holds its key: prefer POLYMM_RPC_URL in the secrets file, which "
+        f"(docs/redemption.md). A provider's URL holds its key: prefer {env.RPC_URL} in the secrets file, which "
         "overrides this; shown redacted", live=False, why=_REDEEM_WHY, pattern=r"^(https?://\S+)?$",
         type_text="URL or empty")] = ""
 

@@ -36,7 +36,7 @@ def clock(ctx: Context) -> Check:
         server = fetch_server_time(url, ctx.timeout_s)
         after = time.time()
     except (ExchangeError, ValueError) as exc:
-        return failed("clock", f"GET {url}/time failed: {exc}", "check the network and POLYMM_CLOB_URL")
+        return failed("clock", f"GET {url}/time failed: {exc}", f"check the network and {env.CLOB_URL}")
     skew = server + 0.5 - (before + after) / 2  # the answer is floored to the second: +0.5 centres it
     if abs(skew) > MAX_CLOCK_SKEW_S:
         side = "ahead of" if skew < 0 else "behind"
@@ -75,7 +75,7 @@ def credentials(ctx: Context) -> Check:
         fix = ("unset POLY_API_KEY, POLY_API_SECRET and POLY_PASSPHRASE to derive them from PK, or copy all three "
                "again" if configured else "check PK and that the exchange is reachable")
         if exc.status is None:
-            fix = "check the network and POLYMM_CLOB_URL"
+            fix = f"check the network and {env.CLOB_URL}"
         return failed("credentials", f"{how} do not authenticate: {exc}", fix)
     ctx.connected = True
     try:
@@ -120,7 +120,7 @@ def market_info(ctx: Context) -> Check:
     market = ctx.live_market()
     if market is None:
         return failed("market", f"no live market found on Gamma: {ctx.market_error}",
-                      "check POLYMM_GAMMA_URL and market.window_s (the 15-minute markets: 900)")
+                      f"check {env.GAMMA_URL} and market.window_s (the 15-minute markets: 900)")
     try:
         with httpx.Client(timeout=ctx.timeout_s) as http:
             ctx.rules = fetch_market_rules(http, ctx.url(env.CLOB_URL), market.condition_id)
@@ -160,7 +160,7 @@ def _approval_check(reading, critical: bool, why_needed: str) -> Check:
                       "polymm-preflight --fix-approvals (gasless through the relayer; a type-0 wallet is shown "
                       "what to send)", critical)
     return Check(name, critical, None if critical else False, f"{label}: cannot be read ({reading.detail})",
-                 "set redeem.rpc_url or POLYMM_RPC_URL to a Polygon RPC endpoint so it can be read on chain")
+                 f"set redeem.rpc_url or {env.RPC_URL} to a Polygon RPC endpoint so it can be read on chain")
 
 
 def approvals(ctx: Context) -> list[Check]:

@@ -140,7 +140,7 @@ def control_socket(ctx: Context) -> Check:
     if path.exists():
         if not stat.S_ISSOCK(path.stat().st_mode):
             return failed("socket", f"{path} exists and is not a socket: the trader cannot listen there",
-                          "remove the file or set POLYMM_SOCKET elsewhere")
+                          f"remove the file or set {env.SOCKET} elsewhere")
         probe = socket_mod.socket(socket_mod.AF_UNIX, socket_mod.SOCK_STREAM)
         probe.settimeout(1.0)
         try:
@@ -156,7 +156,7 @@ def control_socket(ctx: Context) -> Check:
         if str(parent) == SYSTEMD_RUNTIME_DIR:
             return passed("socket", f"{parent} is created by systemd when the unit starts (RuntimeDirectory=polymm)")
         return failed("socket", f"the socket's directory {parent} does not exist",
-                      "create it, or set POLYMM_SOCKET to a path in a directory the trader can write")
+                      f"create it, or set {env.SOCKET} to a path in a directory the trader can write")
     if not os.access(parent, os.W_OK | os.X_OK):
         return failed("socket", f"the socket's directory {parent} is not writable by this user",
                       "run as the trader's user, or fix the directory's permissions")

@@ -32,7 +32,7 @@ def rtds(ctx: Context) -> Check:
         ws = websocket.create_connection(url, timeout=ctx.timeout_s)
     except Exception as exc:  # noqa: BLE001 - websocket-client raises many kinds; all mean "not reachable"
         return failed("rtds", f"RTDS at {url} is not reachable ({type(exc).__name__})",
-                      "check the network and POLYMM_RTDS_URL; without it the feed has no BTC reference price and "
+                      f"check the network and {env.RTDS_URL}; without it the feed has no BTC reference price and "
                       "fair-value-guarded entries stop", critical=False)
     try:
         ws.send(wire.subscription())
@@ -77,7 +77,7 @@ def data_api(ctx: Context) -> Check:
     try:
         rows = positions.fetch(url, wallet, timeout_s=ctx.timeout_s)
     except positions.PositionsError as exc:
-        return failed("data_api", str(exc), "check the network and POLYMM_DATA_URL: the redeemer and the wallet's "
+        return failed("data_api", str(exc), f"check the network and {env.DATA_URL}: the redeemer and the wallet's "
                                             "accounting read positions there", critical=False)
     return passed("data_api", f"the Data API answers: {len(rows)} position row(s) for {wallet}", critical=False)
 
@@ -105,7 +105,7 @@ def relayer(ctx: Context) -> Check:
         return failed("relayer", str(exc), "copy BUILDER_API_KEY, BUILDER_SECRET and BUILDER_PASS_PHRASE again",
                       critical=False)
     except (RelayerBusy, RedeemSetupError) as exc:
-        return failed("relayer", str(exc), "retry; check the network and POLYMM_RELAYER_URL", critical=False)
+        return failed("relayer", str(exc), f"retry; check the network and {env.RELAYER_URL}", critical=False)
     return passed("relayer", f"the relayer at {url} accepts the builder credentials", critical=False)
 
 
@@ -118,7 +118,7 @@ def pol_for_gas(ctx: Context) -> Check:
     owner = signer_address(ctx)
     if rpc is None:
         return failed("pol", "no Polygon RPC configured: a type-0 wallet's winnings are reported, not redeemed",
-                      "set redeem.rpc_url (or POLYMM_RPC_URL) and hold POL for gas, or redeem in Polymarket's UI",
+                      f"set redeem.rpc_url (or {env.RPC_URL}) and hold POL for gas, or redeem in Polymarket's UI",
                       critical=False)
     if owner is None:
         return skipped("pol", "needs a valid PK", critical=False)
@@ -128,7 +128,7 @@ def pol_for_gas(ctx: Context) -> Check:
                           "point redeem.rpc_url at a Polygon (chain 137) endpoint", critical=False)
         wei, price = rpc.balance_wei(owner), rpc.gas_price()
     except ChainError as exc:
-        return failed("pol", str(exc), "check redeem.rpc_url / POLYMM_RPC_URL", critical=False)
+        return failed("pol", str(exc), f"check redeem.rpc_url / {env.RPC_URL}", critical=False)
     need = REDEMPTIONS_FUNDED * REDEEM_TX_GAS * price
     if wei < need:
         return failed("pol", f"{owner} holds {wei / 1e18:.4f} POL, less than {REDEMPTIONS_FUNDED} redemptions' gas "

@@ -31,6 +31,7 @@ from typing import Callable
 from eth_abi import encode
 from eth_hash.auto import keccak
 
+from polymm import env
 from polymm.trader.venue.contracts import (CTF, CTF_COLLATERAL_ADAPTER, EXCHANGE_V2, EXCHANGE_V3, NEG_RISK_EXCHANGE_V2,
                                            POSITION_MANAGER, PUSD, name, short)
 
@@ -165,7 +166,7 @@ def read_approvals(approvals: tuple[Approval, ...] | list[Approval], wallet: str
                 errors.append(str(exc))
         if reading is None:
             why = "; ".join(errors) if errors else (
-                "the exchange does not report it and no Polygon RPC is configured (redeem.rpc_url or POLYMM_RPC_URL)")
+                f"the exchange does not report it and no Polygon RPC is configured (redeem.rpc_url or {env.RPC_URL})")
             reading = Reading(approval, State.UNKNOWN, "", why)
         out.append(reading)
     return out
