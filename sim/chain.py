@@ -351,7 +351,9 @@ class Chain:
         try:
             sender = Account.recover_transaction(raw).lower()
             if raw[0] < 0x7f:
-                fields = TypedTransaction.from_bytes(raw).as_dict()
+                from hexbytes import HexBytes
+
+                fields = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()
                 price = int(fields["maxFeePerGas"])
             else:
                 fields = _legacy_fields(raw)

@@ -33,7 +33,13 @@ class RelayerBusy(Exception):
 
 
 class RelayerRefused(Exception):
-    """The relayer refused the request (4xx): retrying the same request will not help."""
+    """The relayer refused the request (4xx): retrying the same request will not help. `credentials`: it refused
+    who we are (401/403), not what we asked, so splitting the request would not help either."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.credentials = status in (401, 403)
 
 
 @dataclass(frozen=True)
@@ -54,9 +60,11 @@ class Credentials:
 
 
 def unsupported_reason(signature_type: int) -> str | None:
+    """Why the relayer cannot serve this wallet type (None: it can). Type 0 redeems with its own transactions
+    instead (trader/redeem/eoa.py), which needs a Polygon RPC."""
     if signature_type == 0:
-        return ("a signature type 0 wallet (plain EOA) redeems with its own on-chain transaction paid in POL, "
-                "which polymm does not send")
+        return ("a signature type 0 wallet (plain EOA) redeems with its own on-chain transactions paid in POL: set "
+                "redeem.rpc_url (or POLYMM_RPC_URL) and hold POL")
     if signature_type not in KINDS:
         return f"unknown signature type {signature_type}"
     return None
@@ -126,7 +134,7 @@ class Relayer:
             status = getattr(exc, "status_code", None)
             if status is None or status == 429 or status >= 500:
                 raise RelayerBusy(f"relayer busy or unreachable ({status or 'no answer'}): {exc.error_msg}") from None
-            raise RelayerRefused(f"relayer refused the request (HTTP {status}): {exc.error_msg}") from None
+            raise RelayerRefused(f"relayer refused the request (HTTP {status}): {exc.error_msg}", status) from None
         except RelayerClientException as exc:
             raise RelayerBusy(f"relayer client: {exc.msg}") from None
         except (KeyError, TypeError):
@@ -166,6 +174,7 @@ def check_credentials(relayer_url: str, creds: Credentials, timeout_s: float = H
     except httpx.HTTPError as exc:
         raise RelayerBusy(f"the relayer at {relayer_url} did not answer ({type(exc).__name__})") from None
     if answer.status_code in (401, 403):
-        raise RelayerRefused(f"the relayer refused the builder credentials (HTTP {answer.status_code})")
+        raise RelayerRefused(f"the relayer refused the builder credentials (HTTP {answer.status_code})",
+                             answer.status_code)
     if answer.status_code != 200:
         raise RelayerBusy(f"the relayer answered HTTP {answer.status_code}")

@@ -159,14 +159,22 @@ def test_an_unreachable_data_api_is_said_once_not_every_cycle(tmp_path, caplog):
     assert caplog.text.count("unreachable") == 2
 
 
-def test_a_merge_that_keeps_failing_is_given_up_but_a_redemption_never_is(tmp_path):
-    from polymm.trader.redeem.journal import MAX_MERGE_ATTEMPTS
+def test_failing_alone_backs_off_and_is_given_up_a_merge_after_3_a_redemption_after_8(tmp_path):
+    from polymm.trader.redeem.journal import MAX_ALONE_FAILURES, MAX_MERGE_ATTEMPTS
 
     j = Journal.open(tmp_path)
     merge, redeem = Action("merge", C1, Decimal(5)), Action("redeem", C2, Decimal(5))
-    for attempt in range(MAX_MERGE_ATTEMPTS):
-        assert merge.key not in j.busy(1000.0 + attempt, 120)
-        j.begin([merge, redeem], 1000.0 + attempt)
-        j.sent([merge, redeem], f"tx-{attempt}", 1000.0 + attempt)
-        j.finish(f"tx-{attempt}", "failed", 1000.0 + attempt, "STATE_FAILED")
-    assert merge.key in j.busy(5000.0, 120) and redeem.key not in j.busy(5000.0, 120)
+    now = 1000.0
+    for attempt in range(MAX_ALONE_FAILURES):
+        for action in (merge, redeem):
+            if action.key in j.busy(now, 120):
+                continue
+            j.begin([action], now)
+            j.sent([action], f"tx-{attempt}-{action.kind}", now)
+            j.finish(f"tx-{attempt}-{action.kind}", "failed", now, "STATE_FAILED", reverted=True)
+        now += 6 * 3600 + 1  # past any back-off
+    entries = Journal.open(tmp_path).entries  # what was learnt survives a restart
+    assert entries[merge.key].given_up and entries[merge.key].alone_failures == MAX_MERGE_ATTEMPTS
+    assert entries[redeem.key].given_up and entries[redeem.key].alone_failures == MAX_ALONE_FAILURES
+    assert {merge.key, redeem.key} <= j.busy(now + 10**6, 120)
+
