@@ -438,7 +438,8 @@ class ClobApi:
             "ao": bool(spec.accepting_orders and not spec.closed),
             "mos": float(spec.min_size),
             "sd": 0,
-            "itode": False,
+            "itode": self.sim.order_rules.taker_delay,
+            "oas": int(self.sim.order_rules.min_order_age_s),
         })
 
     async def get_market(self, request: web.Request) -> web.Response:
@@ -528,6 +529,14 @@ class ClobApi:
                              market=spec.condition_id if spec else "", token_id=order.tokenId, side=order.side,
                              price=terms.price, original_size=terms.size, order_type=payload.orderType,
                              post_only=payload.postOnly, expiration=int(order.expiration), created_at=now)
+        rules = sim.order_rules
+        if rules.taker_delay and not payload.postOnly and rules.marketable(order.side, terms.price,
+                                                                           self._top(order.tokenId)):
+            # itode: held, answered `delayed`, matched TAKER_DELAY_S later (sim/order_rules.py; Sim.tick submits it).
+            rules.hold(sim_order, now)
+            sim.stats["orders_accepted"] += 1
+            return {"errorMsg": "", "orderID": order_id, "takingAmount": "", "makingAmount": "",
+                    "status": "delayed", "success": True}
         result = sim.engine.submit(sim_order, now)
         sim.after_engine_call()
         if not result.ok:
@@ -551,6 +560,11 @@ class ClobApi:
         canceled: list[str] = []
         not_canceled: dict[str, str] = {}
         for order_id in order_ids:
+            known = self.sim.engine.get_order(order_id)
+            held = self.sim.order_rules.cancel_refusal(order_id, known.created_at if known is not None else None, now)
+            if held is not None:
+                not_canceled[order_id] = held
+                continue
             reason = self.sim.engine.cancel(order_id, key.key, now)
             if reason is None:
                 canceled.append(order_id)

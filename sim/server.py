@@ -39,6 +39,7 @@ from polymm.sim.engine import (BACKGROUND, Engine, LastTrade, LevelChange, Marke
 from polymm.sim.faults import Faults
 from polymm.sim.gamma import GammaApi
 from polymm.sim.market import MarketCalendar, SyntheticMarket
+from polymm.sim.order_rules import OrderRules
 from polymm.sim.relayer import PREFIX as RELAYER_PREFIX, Relayer
 
 log = logging.getLogger("polymm.sim")
@@ -73,6 +74,7 @@ class Sim:
                                confirm_after_s=args.relayer_confirm_after_s, gas_cap=args.relayer_gas_cap)
         self.chain = Chain(self, approvals=args.approvals, pol_wei=int(Decimal(str(args.pol)) * 10**18))
         self.strict_funder = args.strict_funder  # orders whose maker is not the signer's wallet are refused
+        self.order_rules = OrderRules()  # the market info's oas / itode (admin fault `order_rules`)
         self.faults = Faults()
         self.heartbeats = Heartbeats(args.heartbeat_timeout_s)
         self.page_size = args.page_size
@@ -147,7 +149,8 @@ class Sim:
     def tick(self, now: float) -> None:
         # Each step is guarded on its own: a failing market step must not stop the dead-man switch or
         # the event fan-out.
-        for step in (self.market.step, self._announce_new_markets, self._dead_man_switch, self._run_trade_failures,
+        for step in (self.market.step, self._release_delayed, self._announce_new_markets, self._dead_man_switch,
+                     self._run_trade_failures,
                      self.relayer.tick, self.drain, self._flush_held, self._forget_old_markets,
                      self.rtds_ch.publish_new):
             try:
@@ -155,6 +158,13 @@ class Sim:
             except Exception:
                 self.stats["tick_errors"] += 1
                 log.exception("sim tick step %s failed (the sim keeps serving)", getattr(step, "__name__", step))
+
+    def _release_delayed(self, now: float) -> None:
+        """Takers held by the taker delay (sim/order_rules.py) reach the matching engine when it ends."""
+        for order in self.order_rules.due(now):
+            result = self.engine.submit(order, now)
+            if not result.ok:
+                log.info("delayed order %s refused when it matched: %s", order.order_id[:12], result.error)
 
     def _dead_man_switch(self, now: float) -> None:
         for owner in self.heartbeats.expired(now):

@@ -204,3 +204,43 @@ def test_without_an_exchange_to_ask_paper_fees_use_the_documented_default_and_st
     finally:
         core.stop()
         exchange.stop()
+
+
+def test_paper_applies_the_markets_minimum_order_age_and_taker_delay_from_the_same_read(segment, tmp_path):
+    """Issue 21: `oas` and `itode` come with the fee schedule (one GET /clob-markets). A paper taker is answered
+    `delayed` and fills when the delay ends; a resting order's cancel is held until it is `oas` old."""
+    import httpx
+
+    name, market, publish = segment
+    seen = []
+
+    def clob(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return httpx.Response(200, json={"fd": {"r": 0.07, "e": 1, "to": True}, "oas": 1, "itode": True})
+
+    cfg = load_config(None)
+    exchange = PaperExchange(name, cfg, balance_usd=1000.0, latency_s=0.0025)
+    gateway = PaperGateway(exchange, "http://clob.invalid")
+    gateway._http = httpx.Client(transport=httpx.MockTransport(clob))  # noqa: SLF001 - no network in unit tests
+    core = ExecutionCore(gateway, ws_user_url="paper://user-channel", state_dir=tmp_path,
+                         user_stream=paper_user_stream(exchange))
+    core.start(market)
+    try:
+        assert seen == [f"/clob-markets/{market.condition_id}"]  # one read for the fee and the timing rules
+        taker = core.place(want(Side.BUY, 0.62, 10, OrderType.FAK, False))
+        wait_for(lambda: state_of(core, taker) is OrderState.FILLED, 5)
+        delayed = [e for e in exchange._current.model.events if e["action"] == "delayed"]  # noqa: SLF001
+        assert [e["id"] for e in delayed] == [core.orders(working_only=False)[0].order_id]
+        resting = core.place(want(Side.BUY, 0.50, 10))
+        wait_for(lambda: state_of(core, resting) is OrderState.LIVE, 5)
+        asked = time.time()
+        core.cancel(resting, "test")
+        wait_for(lambda: state_of(core, resting) is OrderState.CANCELED, 5)
+        order = next(o for o in exchange._current.model.events  # noqa: SLF001
+                     if o["action"] == "cancelled" and o["id"] == core.orders(working_only=False)[-1].order_id)
+        placed = next(o for o in exchange._current.model.events if o["action"] == "place"  # noqa: SLF001
+                      and o["id"] == order["id"])
+        assert order["ts"] - placed["ts"] >= 1.0 and order["ts"] > asked  # held until 1 s old
+    finally:
+        core.stop()
+        exchange.stop()
