@@ -64,7 +64,7 @@ def unsupported_reason(signature_type: int) -> str | None:
     instead (trader/redeem/eoa.py), which needs a Polygon RPC."""
     if signature_type == 0:
         return ("a signature type 0 wallet (plain EOA) redeems with its own on-chain transactions paid in POL: set "
-                "redeem.rpc_url (or POLYMM_RPC_URL) and hold POL")
+                f"redeem.rpc_url (or {env.RPC_URL}) and hold POL")
     if signature_type not in KINDS:
         return f"unknown signature type {signature_type}"
     return None
