@@ -130,6 +130,24 @@ def test_without_a_usable_setup_the_redeemer_only_reports_and_says_why(tmp_path,
     assert (redeemer.off_reason is None) if words is None else (words in redeemer.off_reason)
 
 
+def test_a_type_0_wallet_redeems_with_its_own_transactions_only_with_an_rpc(tmp_path):
+    from polymm.trader.redeem.service import build_redeemer
+
+    pk = "0x" + "5a" * 32
+    without = build_redeemer(_Section(), funder="0x" + "11" * 20, signature_type=0, state_dir=tmp_path,
+                             get={"PK": pk}.get)
+    assert without.relayer is None and "set redeem.rpc_url (or POLYMM_RPC_URL) and hold POL" in without.off_reason
+    section = _Section()
+    section.rpc_url = "https://polygon.example/v2/the-providers-key"
+    with_rpc = build_redeemer(section, funder="0x" + "11" * 20, signature_type=0, state_dir=tmp_path,
+                              get={"PK": pk}.get)
+    assert with_rpc.relayer.kind == "EOA" and with_rpc.batch == 1 and with_rpc.off_reason is None
+    assert "the-providers-key" not in with_rpc.relayer.rpc.where  # a provider's key never reaches a message
+    env_wins = build_redeemer(_Section(), funder="0x" + "11" * 20, signature_type=0, state_dir=tmp_path,
+                              get={"PK": pk, "POLYMM_RPC_URL": "http://127.0.0.1:9/rpc"}.get)
+    assert env_wins.relayer.rpc.url == "http://127.0.0.1:9/rpc"
+
+
 @pytest.mark.parametrize("sig, what", [(1, "proxy wallet"), (2, "Safe"), (3, "deposit wallet")])
 def test_a_funder_that_is_not_the_keys_wallet_turns_redemption_off(tmp_path, sig, what):
     from polymm.trader.redeem.service import build_redeemer
