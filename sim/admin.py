@@ -306,7 +306,8 @@ class AdminApi:
         rules = self.sim.order_rules
         rules.min_order_age_s = _number(params, "min_order_age_s", rules.min_order_age_s)
         rules.taker_delay = _bool(params, "taker_delay", rules.taker_delay)
-        return {"min_order_age_s": rules.min_order_age_s, "taker_delay": rules.taker_delay,
+        rules.delay_s = _number(params, "delay_s", rules.delay_s)
+        return {"min_order_age_s": rules.min_order_age_s, "taker_delay": rules.taker_delay, "delay_s": rules.delay_s,
                 "early_cancels": rules.early_cancels}
 
     def _geoblock(self, params: dict) -> dict:

@@ -29,6 +29,7 @@ DELAYED = "cannot cancel because the order is in pending/delayed status"
 class OrderRules:
     min_order_age_s: float = 0.0
     taker_delay: bool = False
+    delay_s: float = TAKER_DELAY_S  # how long a delayed taker is held (tests may lengthen it to act within it)
     delayed: dict[str, tuple[float, "SimOrder"]] = field(default_factory=dict)  # order id -> (due, order)
     early_cancels: int = 0  # cancels that came before the minimum order age (refused)
 
@@ -37,7 +38,7 @@ class OrderRules:
         return (ask is not None and price >= ask) if side == "BUY" else (bid is not None and price <= bid)
 
     def hold(self, order: "SimOrder", now: float) -> None:
-        self.delayed[order.order_id] = (now + TAKER_DELAY_S, order)
+        self.delayed[order.order_id] = (now + self.delay_s, order)
 
     def due(self, now: float) -> list["SimOrder"]:
         out = [order for oid, (at, order) in list(self.delayed.items()) if at <= now]
@@ -55,4 +56,4 @@ class OrderRules:
         return None
 
     def clear(self) -> None:
-        self.min_order_age_s, self.taker_delay = 0.0, False
+        self.min_order_age_s, self.taker_delay, self.delay_s = 0.0, False, TAKER_DELAY_S

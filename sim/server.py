@@ -160,11 +160,26 @@ class Sim:
                 log.exception("sim tick step %s failed (the sim keeps serving)", getattr(step, "__name__", step))
 
     def _release_delayed(self, now: float) -> None:
-        """Takers held by the taker delay (sim/order_rules.py) reach the matching engine when it ends."""
+        """Takers held by the taker delay (sim/order_rules.py) reach the matching engine when it ends. The client
+        had only `delayed` for an answer, so an order that does not rest afterwards (refused, or a FAK/FOK whose
+        remainder is killed) ends with a CANCELLATION on the user channel saying what matched; fills come as
+        trades, as for any order."""
+        import dataclasses
+
+        from polymm.sim.records import OrderEvent
+
         for order in self.order_rules.due(now):
             result = self.engine.submit(order, now)
             if not result.ok:
                 log.info("delayed order %s refused when it matched: %s", order.order_id[:12], result.error)
+            if result.ok and order.order_type not in ("FAK", "FOK"):
+                continue
+            matched = (result.taking_amount if order.side == "BUY" else result.making_amount) if result.ok else 0
+            done = dataclasses.replace(order, status="CANCELED", size_matched=min(order.original_size,
+                                                                                   type(order.original_size)(matched)))
+            if done.remaining > 0:
+                self.user_ch.publish(order.owner, order.market, ws.order_msg(
+                    OrderEvent("CANCELLATION", done, now), self.associate_trades.get(order.order_id)))
 
     def _dead_man_switch(self, now: float) -> None:
         for owner in self.heartbeats.expired(now):

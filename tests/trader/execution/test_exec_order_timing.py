@@ -62,10 +62,18 @@ def test_a_cancel_before_the_minimum_order_age_is_held_then_sent(sim, tmp_path, 
 def test_a_delayed_taker_is_expected_and_fills_when_the_delay_ends(sim, tmp_path, caplog):
     with core_under(sim, tmp_path / "state", taker_delay=True) as core:
         m = live_market(sim)
-        _, ask = book_top(sim, m.up_token)
+        sim.admin.book(bids=[[0.50, 100]], asks=[[0.55, 100]], condition_id=m.condition_id)  # scripted: it stays
         with caplog.at_level(logging.INFO, logger="polymm.trader.execution"):
-            cid = core.place(want(Leg.UP, Side.BUY, ask, 5, post_only=False, order_type=OrderType.FAK))
+            cid = core.place(want(Leg.UP, Side.BUY, 0.55, 5, post_only=False, order_type=OrderType.FAK))
             wait_for(lambda: order(core, cid).state is OrderState.FILLED, timeout_s=10, what="the delayed take filled")
+        # A delayed take that finds nothing when its delay ends is killed, and the user channel says so (the POST
+        # answer was only `delayed`). The sim holds it 2 s here, so the book can move within the delay.
+        sim.admin.fault("order_rules", delay_s=2.0)
+        killed = core.place(want(Leg.UP, Side.BUY, 0.55, 5, post_only=False, order_type=OrderType.FAK))
+        wait_for(lambda: order(core, killed).state is OrderState.LIVE, what="accepted, delayed")
+        sim.admin.book(bids=[[0.50, 100]], asks=[[0.60, 100]], condition_id=m.condition_id)
+        wait_for(lambda: order(core, killed).state is OrderState.CANCELED, timeout_s=10, what="killed")
+        assert order(core, killed).filled == 0
         lines = [r.getMessage() for r in caplog.records]
         assert any("accepted status=delayed" in line for line in lines)  # answered delayed, not an error
         assert not any("refused" in line or "rejected" in line for line in lines)
