@@ -160,24 +160,30 @@ def test_the_paper_flag_sets_the_mode_for_this_start_only():
     assert "mode" not in service.endpoint_settings(service.parse_args([]))
 
 
-def test_paper_fees_follow_the_markets_schedule_from_the_exchanges_public_market_info(segment, tmp_path):
-    """The feed publishes Gamma's rate only; the core asks the exchange's public GET /clob-markets for rate and
-    exponent as live does, and the paper exchange charges exactly that (here rate 0.25, exponent 2)."""
+def paper_core_reading(name, tmp_path, market_info: dict):
+    """A paper core whose exchange's public market info (GET /clob-markets) answers `market_info`; `seen` lists the
+    paths asked (no network in unit tests)."""
     import httpx
 
-    name, market, _publish = segment
     seen = []
 
     def clob(request: httpx.Request) -> httpx.Response:
         seen.append(request.url.path)
-        return httpx.Response(200, json={"fd": {"r": 0.25, "e": 2, "to": True}})
+        return httpx.Response(200, json=market_info)
 
-    cfg = load_config(None)
-    exchange = PaperExchange(name, cfg, balance_usd=1000.0, latency_s=0.0025)
+    exchange = PaperExchange(name, load_config(None), balance_usd=1000.0, latency_s=0.0025)
     gateway = PaperGateway(exchange, "http://clob.invalid")
-    gateway._http = httpx.Client(transport=httpx.MockTransport(clob))  # noqa: SLF001 - no network in unit tests
+    gateway._http = httpx.Client(transport=httpx.MockTransport(clob))  # noqa: SLF001
     core = ExecutionCore(gateway, ws_user_url="paper://user-channel", state_dir=tmp_path,
                          user_stream=paper_user_stream(exchange))
+    return exchange, core, seen
+
+
+def test_paper_fees_follow_the_markets_schedule_from_the_exchanges_public_market_info(segment, tmp_path):
+    """The feed publishes Gamma's rate only; the core asks the exchange's public GET /clob-markets for rate and
+    exponent as live does, and the paper exchange charges exactly that (here rate 0.25, exponent 2)."""
+    name, market, _publish = segment
+    exchange, core, seen = paper_core_reading(name, tmp_path, {"fd": {"r": 0.25, "e": 2, "to": True}})
     core.start(market)
     try:
         assert seen == [f"/clob-markets/{market.condition_id}"]
@@ -209,21 +215,9 @@ def test_without_an_exchange_to_ask_paper_fees_use_the_documented_default_and_st
 def test_paper_applies_the_markets_minimum_order_age_and_taker_delay_from_the_same_read(segment, tmp_path):
     """Issue 21: `oas` and `itode` come with the fee schedule (one GET /clob-markets). A paper taker is answered
     `delayed` and fills when the delay ends; a resting order's cancel is held until it is `oas` old."""
-    import httpx
-
-    name, market, publish = segment
-    seen = []
-
-    def clob(request: httpx.Request) -> httpx.Response:
-        seen.append(request.url.path)
-        return httpx.Response(200, json={"fd": {"r": 0.07, "e": 1, "to": True}, "oas": 1, "itode": True})
-
-    cfg = load_config(None)
-    exchange = PaperExchange(name, cfg, balance_usd=1000.0, latency_s=0.0025)
-    gateway = PaperGateway(exchange, "http://clob.invalid")
-    gateway._http = httpx.Client(transport=httpx.MockTransport(clob))  # noqa: SLF001 - no network in unit tests
-    core = ExecutionCore(gateway, ws_user_url="paper://user-channel", state_dir=tmp_path,
-                         user_stream=paper_user_stream(exchange))
+    name, market, _publish = segment
+    exchange, core, seen = paper_core_reading(name, tmp_path, {"fd": {"r": 0.07, "e": 1, "to": True}, "oas": 1,
+                                                               "itode": True})
     core.start(market)
     try:
         assert seen == [f"/clob-markets/{market.condition_id}"]  # one read for the fee and the timing rules

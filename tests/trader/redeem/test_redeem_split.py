@@ -77,13 +77,19 @@ def test_plan_puts_limited_positions_in_small_batches_and_keeps_the_rest_togethe
     assert [[a.condition_id for a in b] for b in batches] == [[D], [C], [A, B]]
 
 
-def test_a_failing_batch_splits_down_to_the_one_position_that_fails_alone(tmp_path):
+def run_cycles(tmp_path, relayer, cycles: int):
+    """A redeemer over the four winners, stepped `cycles` times one second apart; (worker, clock cell)."""
     now = [1000.0]
-    relayer = FakeRelayer(failing={D})
     worker = redeemer(tmp_path, relayer, lambda: now[0])
-    for _ in range(5):
+    for _ in range(cycles):
         worker.step()
         now[0] += 1
+    return worker, now
+
+
+def test_a_failing_batch_splits_down_to_the_one_position_that_fails_alone(tmp_path):
+    relayer = FakeRelayer(failing={D})
+    worker, now = run_cycles(tmp_path, relayer, 5)
     assert relayer.sent == [[A, B, C, D], [A, B], [C, D], [C], [D]]
     assert relayer_paid(relayer) == {A, B, C}  # the healthy ones are redeemed
     snap = worker.snapshot()
@@ -99,23 +105,15 @@ def test_a_failing_batch_splits_down_to_the_one_position_that_fails_alone(tmp_pa
 
 def test_a_refused_batch_splits_the_same_way(tmp_path):
     relayer = FakeRelayer(failing={B}, refuse=True)
-    now = [1000.0]
-    worker = redeemer(tmp_path, relayer, lambda: now[0])
-    for _ in range(4):
-        worker.step()
-        now[0] += 1
-    assert relayer.sent[:2] == [[A, B, C, D], [C, D]] or relayer.sent[:3] == [[A, B, C, D], [A, B], [C, D]]
+    worker, _ = run_cycles(tmp_path, relayer, 4)
+    assert relayer.sent == [[A, B, C, D], [A, B], [C, D], [A], [B]]
     assert relayer_paid(relayer) == {A, C, D}
     assert worker.snapshot()["failing_count"] == 1
 
 
 def test_what_failures_taught_survives_a_restart_and_the_failing_one_is_given_up_in_the_end(tmp_path):
-    now = [1000.0]
     relayer = FakeRelayer(failing={D})
-    worker = redeemer(tmp_path, relayer, lambda: now[0])
-    for _ in range(5):
-        worker.step()
-        now[0] += 1
+    _, now = run_cycles(tmp_path, relayer, 5)
     saved = json.loads((tmp_path / "redeem.json").read_text())["entries"]
     d = next(e for e in saved if e["condition_id"] == D)
     assert d["alone_failures"] == 1 and d["max_batch"] == 1 and d["retry_at"] > now[0]
