@@ -175,7 +175,8 @@ def changed_settings(flat: dict[str, Any], entries: list[p.ConfigEntry]) -> tupl
     current = {e.key: e.value for e in entries}
     send, same = {}, []
     for key, value in flat.items():
-        if key in current and _equal(value, current[key]):
+        # A secret comes back from GET as "<redacted>": sending that back means "leave it", never "set it to that".
+        if (key in current and _equal(value, current[key])) or (value == p.REDACTED and p.is_secret_key(key)):
             same.append(key)
             continue
         send[key] = as_text(key, value)
