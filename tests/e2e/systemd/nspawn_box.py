@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import hashlib
 import os
 import shlex
 import shutil
@@ -30,7 +31,9 @@ from pathlib import Path
 DEFAULT_CACHE = Path("/var/cache/polymm-e2e")
 MIRROR = "http://deb.debian.org/debian"
 SUITE = "bookworm"
-PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-venv")
+# polkitd: polymm-web's user starts/stops the services through systemd's D-Bus API, which asks polkit
+# (deploy/polkit/50-polymm-web.rules).
+PACKAGES = ("systemd", "systemd-sysv", "dbus", "polkitd", "python3", "python3-venv")
 # The stamp holds the recipe: a changed recipe rebuilds the cached rootfs instead of reusing a stale one.
 STAMP = ".polymm-e2e-rootfs"
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -83,8 +86,10 @@ def ensure_rootfs(cache: Path | None = None, log=print) -> Path:
     """
     cache = cache or cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    rootfs = cache / "rootfs"
     recipe = _recipe()
+    # One directory per recipe: checkouts with different recipes (branches, CI next to a developer) share the cache
+    # without rebuilding each other's rootfs, nor deleting one a running container boots from.
+    rootfs = cache / f"rootfs-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
     with open(cache / "rootfs.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         stamp = rootfs / STAMP
