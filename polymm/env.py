@@ -58,6 +58,8 @@ SYSTEMD_STATE_DIRECTORY = "STATE_DIRECTORY"
 NOTIFY_SOCKET = "NOTIFY_SOCKET"
 WATCHDOG_USEC = "WATCHDOG_USEC"
 JOURNAL_STREAM = "JOURNAL_STREAM"
+# polymm-web's token arrives as a credential (LoadCredential=): a file in this directory.
+CREDENTIALS_DIRECTORY = "CREDENTIALS_DIRECTORY"
 SYSTEMD_NAMES = (NOTIFY_SOCKET, WATCHDOG_USEC, JOURNAL_STREAM)
 
 # Secrets: read from the environment only, never logged, never written by us.

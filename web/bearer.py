@@ -11,6 +11,8 @@ import secrets
 import stat
 from pathlib import Path
 
+from polymm import env
+
 MIN_LENGTH = 32  # characters; `generate` makes 43 (32 random bytes, URL-safe base64)
 CREDENTIAL_NAME = "token"  # LoadCredential=token:/etc/polymm/web.token
 
@@ -21,7 +23,7 @@ class TokenError(Exception):
 
 def default_path() -> Path | None:
     """$CREDENTIALS_DIRECTORY/token when systemd passed it, else None (the operator names a file)."""
-    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    directory = env.get(env.CREDENTIALS_DIRECTORY)
     if directory and (Path(directory) / CREDENTIAL_NAME).exists():
         return Path(directory) / CREDENTIAL_NAME
     return None
