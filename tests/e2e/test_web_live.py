@@ -220,6 +220,17 @@ def state_is(page, word: str) -> None:
     expect(page.locator("#state")).to_have_attribute("data-state", word, timeout=15_000)
 
 
+def test_stop_asks_first_then_start_from_the_page(web, page):
+    page.click("#btn-stop")
+    assert page.is_visible("#confirm") and "Stop polymm-trader" in page.text_content("#confirm-text")
+    page.click("#confirm-yes")
+    expect(page.locator("#messages")).to_contain_text("stopped")
+    page.click("#btn-start")
+    expect(page.locator("#messages")).to_contain_text("started")
+    verbs = [c[0] for c in read_state(web.systemctl_state)["calls"] if c[0] != "show"]
+    assert verbs[-2:] == ["stop", "start"]
+
+
 def edit(page, key: str, value: str) -> None:
     page.click(f"#config tr[data-key='{key}'] td[data-role=value]")
     field = page.locator(f"#config tr[data-key='{key}'] input")

@@ -2,7 +2,7 @@
 ... UNIT...`, `--no-ask-password start|stop|restart UNIT...`), answered from a JSON state file, every call recorded.
 
 The state file (FAKE_SYSTEMCTL_STATE): {"units": {name: {"active": "active", "pid": 123}}, "calls": [[args...]],
-"deny": false (answer as systemd does when polkit refuses), "no_systemd": false, "fail": {verb: message}}.
+"delay_s": 0 (an action takes this long, as a Type=notify start does), "deny": false (answer as systemd does when polkit refuses), "no_systemd": false, "fail": {verb: message}}.
 `write_fake_systemctl(dir)` makes the executable wrapper to pass as `polymm-web --systemctl`.
 """
 from __future__ import annotations
@@ -42,6 +42,7 @@ def main(argv: list[str]) -> int:
     state = json.loads(path.read_text())
     args = [a for a in argv if a != "--no-ask-password"]
     state["calls"].append(args)
+    path.write_text(json.dumps(state))  # the call is visible at once, while a slow action still runs
     try:
         if state.get("no_systemd"):
             print("System has not been booted with systemd as init system (PID 1). Can't operate.", file=sys.stderr)
@@ -67,6 +68,9 @@ def main(argv: list[str]) -> int:
             print("\n\n".join(blocks))
             return 0
         if verb in ("start", "stop", "restart"):
+            if state.get("delay_s"):
+                import time
+                time.sleep(state["delay_s"])
             if state.get("deny"):
                 print(f"Failed to {verb} {units[0]}: Interactive authentication required.", file=sys.stderr)
                 print(f"See system logs and 'systemctl status {units[0]}' for details.", file=sys.stderr)

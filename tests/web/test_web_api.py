@@ -119,6 +119,26 @@ def test_systemd_refusals_are_said_in_words(setup):
     assert any("systemd is not running" in w for w in s["warnings"])
 
 
+def test_a_second_action_while_one_runs_is_refused_not_queued(setup):
+    import threading
+
+    web, _, state = setup
+    data = read_state(state)
+    data["delay_s"] = 3
+    state.write_text(json.dumps(data))
+    first: list = []
+    worker = threading.Thread(target=lambda: first.append(web.request("POST", "/mm-bot/restart")))
+    worker.start()
+    deadline = time.monotonic() + 5
+    while not any(c[0] == "restart" for c in read_state(state)["calls"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = web.request("POST", "/mm-bot/stop")
+    worker.join(10)
+    assert second.status == 409 and "a restart is already running" in second.json["detail"]
+    assert first[0].status == 200
+    assert [c[0] for c in read_state(state)["calls"] if c[0] != "show"] == ["restart"]
+
+
 def test_config_is_nested_with_sources_and_no_secret(setup):
     web, _, _ = setup
     c = web.get("/mm-bot/config")
