@@ -141,7 +141,7 @@ fi
 
 changes=0  # what this run changed; 0 at the end = the re-run was a no-op, and it says so
 code_changed=0
-changed() { changes=$((changes + 1)); if [ "$DRY" = 1 ]; then say "would have: $*"; else say "$@"; fi; }
+changed() { changes=$((changes + 1)); if [ "$DRY" = 1 ]; then say "would have $*"; else say "$@"; fi; }
 
 # 1. user and group: a system user (uid below 1000) — logind's RemoveIPC= never touches those, so the feed's
 #    shared-memory segment is not deleted behind our back.
