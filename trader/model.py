@@ -103,6 +103,11 @@ class OrderView:
     created_at: float  # unix seconds
     updated_at: float  # unix seconds of the last state change
     reason: str = ""
+    condition_id: str = ""  # the order's market ("" where a view is built without one: tests, the backtest)
+    token_id: str = ""  # the leg's token
+    # Why a cancel was requested (the state shows pending_cancel until the order ends). Words for log lines and the
+    # ledger, not a change of the order: left out of equality, so a re-requested cancel is no new order event.
+    cancel_reason: str | None = field(default=None, compare=False)
 
     @property
     def remaining(self) -> float:
