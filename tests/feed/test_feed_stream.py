@@ -10,7 +10,8 @@ from tests.support.feed import FakePolymarket
 
 from polymm.feed import shm
 from polymm.feed.discovery import MarketInfo
-from polymm.feed.stream import Backoff, MarketStream
+from polymm.feed.stream import MarketStream
+from polymm.ws import Backoff
 
 UP, DOWN = "1" * 70, "2" * 70
 WINDOW = 1_800_000_000
