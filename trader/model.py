@@ -171,13 +171,11 @@ class MarketView:
     at their defaults.
     """
 
-    window_start: int
-    window_end: int
-    condition_id: str
-    up_token: str
-    down_token: str
-    tick_size: float
-    min_order_size: float
+    # Which market, its window and its trading rules (one definition: feed/market.py; the tick as the feed
+    # publishes it now). Its fee_rate is Gamma's display rate; fees are charged with fee_rate/fee_exponent below.
+    market: MarketIdentity
+    # The market's taker fee schedule as the exchange publishes it (GET /clob-markets, with fee_exponent;
+    # trader/decision/fees.py); without one read yet, Gamma's rate with exponent 1.
     fee_rate: float
     up_bid: float
     up_bid_size: float
@@ -191,7 +189,7 @@ class MarketView:
     fresh: bool  # feed alive and data younger than risk.stale_feed_ms
     crossed: bool = False
     accepting_orders: bool = True
-    fee_exponent: float = 1.0  # with fee_rate: the market's taker fee schedule (trader/decision/fees.py)
+    fee_exponent: float = 1.0  # with fee_rate: the market's taker fee schedule
     # The BTC reference price (issue 16): P(Up wins) from trader/decision/fair_value.py, NaN when the Chainlink price is
     # stale or the window's opening price unknown (a fair-value-guarded strategy then does not enter).
     fair_up: float = float("nan")
