@@ -107,7 +107,7 @@ def test_frames_reach_the_channel_and_a_drop_reconnects_and_subscribes_again(ser
     wait_for(lambda: len(server.rtds_received) == 2 and channel.connected, what="reconnected")
     assert json.loads(server.rtds_received[1][0]) == {"subscribe": 2}
     assert channel.connections == 2 and channel.reconnects == 1 and channel.opened == 2
-    assert channel.closed and channel.closed[0] in ("connection closed by the server", "server sent close")
+    assert channel.closed and "close" in channel.closed[0].lower()  # the server's close frame, or the socket's end
 
 
 def test_the_idle_rule_ends_a_silent_connection_and_its_words_say_why(server):
