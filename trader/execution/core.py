@@ -376,6 +376,10 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
             if action == "deferred":
                 self._log_order("cancel-deferred", order, f"{reason} (submit unanswered)")
                 return
+            if action == "held":
+                self._log_order("cancel-held", order, f"{reason} (the exchange's minimum order age or taker delay: "
+                                f"sent in {order.hold_until - now:.2f} s)")
+                return
             self._log_order("cancel", order, reason)
             pool = self._pool
             if pool is None:
@@ -393,6 +397,9 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
                 if action == "send":
                     self._log_order("cancel", t.after, reason)
                     to_send.append(t.after.client_id)
+                elif action == "held":
+                    self._log_order("cancel-held", t.after, f"{reason} (the exchange's minimum order age or taker "
+                                    f"delay: sent in {t.after.hold_until - now:.2f} s)")
                 else:
                     self._log_order("cancel-deferred", t.after, f"{reason} (submit unanswered)")
             pool = self._pool

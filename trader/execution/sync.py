@@ -149,7 +149,7 @@ class ExchangeSync:
                 log.warning("reconcile (%s): %s", reason, diff)
             for order_id in res.need_lookup:
                 self._lookup(order_id)
-            due = self.exec_state.cancels_due()
+            due = self.exec_state.cancels_due(self.clock())
             if due:
                 self._send_cancels(due)
             if not res.differences:
@@ -211,7 +211,7 @@ class ExchangeSync:
                     self._log_order(after.value, t.after, f"exchange says {report.status} "
                                     f"matched={_fmt(report.size_matched)}",
                                     logging.WARNING if before is OrderState.UNKNOWN else logging.INFO)
-            order = t.after if t is not None and state.cancel_due(order_id) else None
+            order = t.after if t is not None and state.cancel_due(order_id, now) else None
         if order is not None:
             self._log_order("cancel", order, f"{order.cancel_reason} (deferred until the order was known)")
             self._send_cancels([order.client_id])
@@ -231,8 +231,10 @@ class ExchangeSync:
             lookups = [oid for oid in self.exec_state.unknown_orders()
                        if mono - self._last_lookup.get(oid, 0) >= self.unknown_lookup_every_s]
             lookups += [oid for oid in self._needs_lookup if mono - self._last_lookup.get(oid, 0) >= 1.0]
-            resend = [o for o in self.exec_state.cancels_to_resend()
+            resend = [o for o in self.exec_state.cancels_to_resend(self.clock())
                       if mono - self._last_cancel_sent.get(o.client_id, 0) >= CANCEL_RESEND_EVERY_S]
+            # A cancel held for the order's minimum age (or taker delay) goes out here the first time.
+            held = {o.client_id for o in resend if o.hold_until and o.client_id not in self._last_cancel_sent}
             for order in resend:
                 self.exec_state.mark_cancel_sent(order.client_id)
                 self._last_cancel_sent[order.client_id] = mono
@@ -241,7 +243,9 @@ class ExchangeSync:
             self._lookup(order_id)
         if resend:
             for order in resend:
-                self._log_order("cancel", order, f"{order.cancel_reason} (re-sent)")
+                why = "held until the order's minimum age / taker delay had passed" if order.client_id in held \
+                    else "re-sent"
+                self._log_order("cancel", order, f"{order.cancel_reason} ({why})")
             self._send_cancels([o.client_id for o in resend])
         if mono - self._last_prune_mono >= PRUNE_EVERY_S:
             self._last_prune_mono = mono
@@ -277,7 +281,10 @@ class ExchangeSync:
         """GET /clob-markets/{condition_id} once per market (its `fd`), like the SDK's market-info cache. A failure
         is a status warning for the market being traded (`warn`), a log line for an older one."""
         try:
-            details = self.gateway.fee_details(condition_id)
+            # One read gives the fee schedule and the order timing rules (minimum order age, taker delay).
+            reader = getattr(self.gateway, "market_rules", None)
+            rules = reader(condition_id) if reader is not None else None
+            details = rules.fee if rules is not None else self.gateway.fee_details(condition_id)
             schedule = FeeSchedule(details.r, details.e, source="exchange market info")  # ValueError if absurd
         except (ExchangeError, ValueError) as err:
             self._fee_attempt[condition_id] = time.monotonic()
@@ -293,12 +300,14 @@ class ExchangeSync:
                 log.warning("%s; retrying every %.0f s", words, limits.FEE_RETRY_EVERY_S)
             return
         with self._lock:
-            self.exec_state.set_fee_schedule(condition_id, schedule)
+            self.exec_state.set_fee_schedule(condition_id, schedule, rules)
             self._fee_attempt.pop(condition_id, None)
             current = self.exec_state.current
             if current is not None and current.condition_id == condition_id:
                 self._xstate.extra_warnings.pop("fees", None)
-        log.info("market %s taker fee schedule: rate %g, exponent %g", condition_id, schedule.rate, schedule.exponent)
+        log.info("market %s taker fee schedule: rate %g, exponent %g; minimum order age %g s; taker delay %g ms",
+                 condition_id, schedule.rate, schedule.exponent, rules.min_order_age_s if rules else 0.0,
+                 (rules.taker_delay_s if rules else 0.0) * 1000)
 
     def _resolve_pending_side(self, order_id: str) -> None:
         """A maker fill of ours arrived without a side for an order we do not know: look the order up; when the

@@ -199,7 +199,7 @@ class SubmitWorkers:
         while time.monotonic() < deadline:
             with self._lock:
                 left = state.all_orders()
-                resend = state.cancels_to_resend() if time.monotonic() - last_resend >= 0.5 else []
+                resend = state.cancels_to_resend(self.clock()) if time.monotonic() - last_resend >= 0.5 else []
                 last_resend = time.monotonic() if resend else last_resend
                 for order in resend:
                     state.mark_cancel_sent(order.client_id)
