@@ -108,6 +108,8 @@ class OrderView:
     # Why a cancel was requested (the state shows pending_cancel until the order ends). Words for log lines and the
     # ledger, not a change of the order: left out of equality, so a re-requested cancel is no new order event.
     cancel_reason: str | None = field(default=None, compare=False)
+    # No cancel goes out before this (unix s; 0: none): the market's minimum order age, a taker delay (orders.py).
+    hold_until: float = field(default=0.0, compare=False)
 
     @property
     def remaining(self) -> float:

@@ -53,6 +53,7 @@ from polymm.trader.execution.order_journal import JournalContents, JournalOrder
 from polymm.trader.execution.orders import Order, OrderBook, Transition
 from polymm.trader.model import (FillView, Leg, MarketIdentity, OrderState, OrderType, OrderView, PositionView, Side,
                                  Want)
+from polymm.trader.venue.gateway import TAKER_DELAY_S
 from polymm.trader.venue.signing import exchange_safe_size
 from polymm.trader.venue.user_wire import OrderReport
 
@@ -124,6 +125,8 @@ class ExecutionState:
         self._ticks: dict[str, float] = {}
         self._resolutions: dict[str, Leg] = {}
         self._fee_schedules: dict[str, FeeSchedule] = {}
+        # Each market's minimum order age and taker delay (venue/gateway.py MarketRules), read with its fee schedule.
+        self._market_rules: dict = {}
         # The journal's attribution of exchange order ids to our strategies (an earlier run's orders, and ours).
         self._journal_orders: dict[str, JournalOrder] = {}
         # Trade ids of fills recorded in the journal (by an earlier run, or this one): a restarted trader finds
@@ -312,10 +315,13 @@ class ExecutionState:
         with self.lock:
             return condition_id in self._fee_schedules
 
-    def set_fee_schedule(self, condition_id: str, schedule: FeeSchedule) -> None:
-        """The market's fee schedule as read from the exchange: fills and provisional fills are charged by it."""
+    def set_fee_schedule(self, condition_id: str, schedule: FeeSchedule, rules=None) -> None:
+        """The market's fee schedule as read from the exchange: fills and provisional fills are charged by it.
+        `rules`: the same read's order timing rules (MarketRules: minimum order age, taker delay), when given."""
         with self.lock:
             self._fee_schedules[condition_id] = schedule
+            if rules is not None:
+                self._market_rules[condition_id] = rules
             for token, info in list(self._tokens.items()):
                 if info.condition_id == condition_id:
                     self._tokens[token] = TokenInfo(info.condition_id, info.leg, schedule)
@@ -470,10 +476,22 @@ class ExecutionState:
                 self._book.alias(client_id, answer_id)
                 entry = self._attribute(order)
             transitions = [self._book.on_submit_accepted(client_id, status, filled, now)]
+            self._hold_cancels(order, status, now)
             t2 = self._book.on_fill(order.order_id, self._fills.matched_shares(order.order_id), now)
             if t2 is not None:
                 transitions.append(t2)
-            return Accepted(tuple(transitions), entry, self._book.cancel_due(client_id))
+            return Accepted(tuple(transitions), entry, self._book.cancel_due(client_id, now))
+
+    def _hold_cancels(self, order: Order, status: str, now: float) -> None:
+        """The market's minimum order age (its info's `oas`) holds any cancel until the order is that old; an order
+        answered `delayed` (taker delay, `itode`) cannot be cancelled until the delay has passed."""
+        rules = self._market_rules.get(order.condition_id)
+        until = now + (rules.min_order_age_s if rules is not None else 0.0)
+        if str(status).lower() == "delayed":
+            delay = rules.taker_delay_s if rules is not None and rules.taker_delay_s else TAKER_DELAY_S
+            until = max(until, now + delay)
+        if until > now:
+            self._book.hold_cancels(order.client_id, until)
 
     def submit_unknown(self, client_id: str, why: str, now: float) -> Transition:
         """Timeout, 5xx or network error: the order may or may not rest on the exchange (looked up later)."""
@@ -501,21 +519,22 @@ class ExecutionState:
         with self.lock:
             return self._book.on_cancel_result(order_id, canceled, reason, now)
 
-    def cancel_due(self, key: str) -> bool:
-        """After a submit outcome: a deferred cancel must now be sent (marks it sent)."""
+    def cancel_due(self, key: str, now: float | None = None) -> bool:
+        """After a submit outcome: a deferred cancel must now be sent (marks it sent); not while the order is held
+        (its minimum age or taker delay, at `now`): the maintenance pass sends it then."""
         with self.lock:
             order = self._book.get(key)
-            return order is not None and self._book.cancel_due(order.client_id)
+            return order is not None and self._book.cancel_due(order.client_id, now)
 
-    def cancels_due(self) -> list[str]:
+    def cancels_due(self, now: float | None = None) -> list[str]:
         """Client ids of every working order whose deferred cancel is now due (marked sent)."""
         with self.lock:
-            return [o.client_id for o in self._book.working() if self._book.cancel_due(o.client_id)]
+            return [o.client_id for o in self._book.working() if self._book.cancel_due(o.client_id, now)]
 
-    def cancels_to_resend(self) -> list[OrderView]:
-        """Working orders whose cancel was requested but is not (or no longer) in flight."""
+    def cancels_to_resend(self, now: float | None = None) -> list[OrderView]:
+        """Working orders whose cancel was requested but is not (or no longer) in flight, and may go out at `now`."""
         with self.lock:
-            return [o.view() for o in self._book.cancels_to_resend()]
+            return [o.view() for o in self._book.cancels_to_resend(now)]
 
     def mark_cancel_sent(self, client_id: str) -> None:
         with self.lock:
@@ -546,7 +565,7 @@ class ExecutionState:
                                              report.original_size)
             if t is None:
                 return None, False
-            return t, self._book.cancel_due(t.after.client_id)
+            return t, self._book.cancel_due(t.after.client_id, now)
 
     def reconcile(self, open_orders: list[OrderReport], trades: list[TradeReport], markets: set[str],
                   now: float) -> reconcile_mod.ReconcileResult:
@@ -641,6 +660,7 @@ class ExecutionState:
                 del self._markets[cond]
                 self._backfill.discard(cond)
                 self._fee_schedules.pop(cond, None)
+                self._market_rules.pop(cond, None)
                 forgotten.append(cond)
         return forgotten
 
