@@ -13,6 +13,7 @@ from polymm.trader.execution.fills import MakerLeg, TradeReport
 from polymm.trader.execution.order_journal import JournalContents, JournalOrder
 from polymm.trader.execution.state import ExecutionState, StateReads
 from polymm.trader.model import Leg, MarketIdentity, OrderState, OrderType, Role, Side, Want
+from polymm.trader.venue.gateway import FeeDetails, MarketRules
 from polymm.trader.venue.user_wire import OrderReport
 
 T0 = 1_800_000_000.0
@@ -209,10 +210,30 @@ def test_a_refused_cancel_stays_requested_and_is_resent():
     order_id = live(state, want())
     assert state.request_cancel(order_id, "stale", T0)[0] == "send"
     state.cancel_result(order_id, False, "matching engine busy", T0 + 1)
-    (again,) = state.cancels_to_resend()
+    (again,) = state.cancels_to_resend(T0 + 2)
     assert again.order_id == order_id and again.cancel_reason == "stale"
     state.mark_cancel_sent(again.client_id)
-    assert state.cancels_to_resend() == []
+    assert state.cancels_to_resend(T0 + 2) == []
+
+
+def test_a_cancel_waits_for_the_markets_minimum_order_age_and_a_taker_delay():
+    state = state_on()
+    rules = MarketRules(FeeDetails(0.07, 1.0), min_order_age_s=2.0, taker_delay_s=0.25)
+    state.set_fee_schedule(MARKET.condition_id, FeeSchedule(0.07, 1.0, source="test"), rules)
+    young = live(state, want())  # accepted at T0
+    action, t = state.request_cancel(young, "stale", T0 + 1)
+    assert action == "held" and t.after.hold_until == T0 + 2 and t.after.state is OrderState.PENDING_CANCEL
+    assert state.cancels_to_resend(T0 + 1.9) == []
+    (due,) = state.cancels_to_resend(T0 + 2)
+    assert due.order_id == young
+    no_age = MarketRules(FeeDetails(0.07, 1.0), min_order_age_s=0.0, taker_delay_s=0.25)
+    state.set_fee_schedule(MARKET.condition_id, FeeSchedule(0.07, 1.0, source="test"), no_age)
+    assert state.request_cancel(live(state, want(price=0.5)), "stale", T0 + 0.1)[0] == "send"  # no minimum age
+    order = state.new_order(want(price=0.7, post_only=False), T0)
+    state.signed(order.client_id, "0xdelayed")
+    state.submit_accepted(order.client_id, "0xdelayed", "0xdelayed", "delayed", 0.0, T0)
+    action, t = state.request_cancel("0xdelayed", "stale", T0 + 0.1)
+    assert action == "held" and t.after.hold_until == T0 + 0.25  # a delayed order: not before the taker delay
 
 
 def test_an_unknown_submit_is_rejected_only_after_the_lookups_find_nothing():
@@ -258,7 +279,7 @@ def test_reconciliation_adopts_an_order_on_our_wallet_we_did_not_place():
     assert any("not placed by this trader" in d for d in res.differences)
     (order,) = state.orders()
     assert order.strategy == "external" and order.order_id == "0xext"
-    assert [cid for cid in state.cancels_due()] == []
+    assert state.cancels_due(T0) == []
 
 
 def test_a_settled_market_is_forgotten_after_a_day_and_its_pnl_is_kept():
