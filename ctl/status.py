@@ -111,19 +111,19 @@ def feed_health(snapshot: Any | None, now: float, *, problem: str | None = None,
         publishing = True
     if snapshot.status not in ("connected", "rotating", "stopped"):
         warnings.append(f"feed status is {snapshot.status}")  # stale, starting, or a status this mmctl does not know
-    into_window = now - snapshot.window_start if snapshot.window_start else math.inf
+    into_window = now - snapshot.market.window_start if snapshot.market.window_start else math.inf
     if snapshot.status == "rotating" or (snapshot.status == "connected" and math.isinf(book_age)):
         # The new window's first book is on its way: a note during the rollover, a warning once it is late.
         if 0 <= into_window <= ROTATION_GRACE_S:
             notes.append(f"new window: first book pending ({render.duration(into_window)} into it)")
-        elif not snapshot.window_end or now < snapshot.window_end:
+        elif not snapshot.market.window_end or now < snapshot.market.window_end:
             warnings.append(f"feed has no book for this window yet ({render.duration(into_window)} into it)")
     elif snapshot.status == "connected" and link is not None:
         # Liveness from the socket, not from book changes: a quiet market keeps a live socket.
         for why in (link.dead_reason(now), link.frozen_reason(now)):
             if why:
                 warnings.append(f"feed: {why}")
-    time_left = snapshot.window_end - now if snapshot.window_end else None
+    time_left = snapshot.market.window_end - now if snapshot.market.window_end else None
     if time_left is not None and time_left < -WINDOW_OVERDUE_S and snapshot.status != "stopped":
         warnings.append(f"window ended {render.duration(-time_left)} ago and the feed has not moved to the next one")
     if snapshot.crossed:
@@ -132,9 +132,9 @@ def feed_health(snapshot: Any | None, now: float, *, problem: str | None = None,
         available=True,
         status=snapshot.status,
         writer_pid=snapshot.writer_pid,
-        condition_id=snapshot.condition_id,
-        window_start=snapshot.window_start,
-        window_end=snapshot.window_end,
+        condition_id=snapshot.market.condition_id,
+        window_start=snapshot.market.window_start,
+        window_end=snapshot.market.window_end,
         time_left_s=time_left,
         book_age_s=book_age if math.isfinite(book_age) else None,
         heartbeat_age_s=heartbeat_age if math.isfinite(heartbeat_age) else None,
@@ -160,10 +160,10 @@ def _reference(snapshot: Any, now: float) -> dict[str, Any]:
     ref = getattr(snapshot, "ref", None)
     if ref is None:
         return {}
-    opening = _finite(ref.opening_for(snapshot.window_start))
+    opening = _finite(ref.opening_for(snapshot.market.window_start))
     if opening is not None:
         note = ""
-    elif ref.open_window_start == snapshot.window_start and ref.open_status == "unknown":
+    elif ref.open_window_start == snapshot.market.window_start and ref.open_status == "unknown":
         note = "unknown (missed: the feed was not watching at the window start)"
     elif not ref.rtds_connected and ref.chainlink != ref.chainlink:
         note = "unknown (no reference prices: RTDS not connected)"
