@@ -127,9 +127,13 @@ class CashSample:
     trader: float | None
 
 
-def settled(sample: CashSample, changes: list[float], settle_s: float = CASH_SETTLE_S) -> bool:
-    """No change of the exchange's cash (`changes`: their times) within `settle_s` before or during the sample."""
-    return not any(sample.t0 - settle_s <= c <= sample.t1 for c in changes)
+STAMP_RESOLUTION_S = 1.0  # the exchange stamps match times in whole seconds: a fill stamped m happened in [m, m + 1)
+
+
+def settled(sample: CashSample, changes: list[float], settle_s: float = CASH_SETTLE_S, resolution_s: float = 0.0) -> bool:
+    """No change of the exchange's cash within `settle_s` before or during the sample. `changes`: their times, each
+    known to `resolution_s` (a change stamped c happened in [c, c + resolution_s))."""
+    return not any(c <= sample.t1 and sample.t0 - settle_s < c + resolution_s for c in changes)
 
 
 @dataclass
@@ -146,14 +150,15 @@ class CashFigures:
 
 
 def cash_figures(samples: list[CashSample], fills: list[float], others: list[float] = ()) -> CashFigures:
-    """`fills`: when our fills matched; `others`: when the exchange's cash changed otherwise (seen by sampling)."""
+    """`fills`: when our fills matched, as the exchange stamps them (whole seconds); `others`: when the exchange's
+    cash changed otherwise (a redemption or merge executed by the relayer)."""
     out = CashFigures(samples=len(samples))
     fills, others = sorted(fills), sorted(others)
     for s in samples:
         if s.trader is None:
             out.unknown += 1
             continue
-        if not settled(s, fills) or not settled(s, others, OTHER_SETTLE_S):
+        if not settled(s, fills, CASH_SETTLE_S, STAMP_RESOLUTION_S) or not settled(s, others, OTHER_SETTLE_S):
             continue
         out.settled += 1
         gap = abs(s.trader - s.exchange)

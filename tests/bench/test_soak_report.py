@@ -44,10 +44,11 @@ def test_fds_creeping_up_are_not_flat():
 
 
 def test_cash_samples_within_a_second_of_a_fill_are_not_held_against_the_trader():
-    fills = [100.0]
+    fills = [100.0]  # stamped in whole seconds: it happened in [100, 101)
     samples_ = [rep.CashSample(100.3, 100.31, 994.0, 1000.0),  # the fill is on the exchange, not yet in the trader
-                rep.CashSample(101.5, 101.51, 994.0, 994.0),
-                rep.CashSample(102.0, 102.01, 994.0, 993.5)]  # settled and wrong by 0.50
+                rep.CashSample(101.5, 101.51, 994.0, 1000.0),  # (it may have happened at 100.9: still within 1 s)
+                rep.CashSample(102.2, 102.21, 994.0, 994.0),
+                rep.CashSample(102.7, 102.71, 994.0, 993.5)]  # settled and wrong by 0.50
     figures = rep.cash_figures(samples_, fills)
     assert figures.settled == 2 and figures.worst == pytest.approx(0.5) and len(figures.bad) == 1 and not figures.ok
     # a redemption (no fill of ours) is given OTHER_SETTLE_S

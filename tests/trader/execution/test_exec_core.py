@@ -128,7 +128,7 @@ def test_a_settled_market_is_forgotten_after_a_day_and_its_pnl_is_kept():
         assert core.pnl()["total"] == before["total"]  # forgotten, not lost
         # folded into one settled bucket, not kept per market: memory does not grow with every market traded
         assert old.condition_id not in core.pnl()["markets"] and core.pnl()["markets"][SETTLED]["realised"] == 6.0
-        assert old.condition_id not in core._resolutions
+        assert old.condition_id not in core.exec_state._resolutions
     finally:
         core.stop()
 
@@ -360,6 +360,6 @@ def test_forgotten_markets_fold_into_one_bucket_per_strategy_and_leg():
 
     core = ExecutionCore(ScriptedExchange())
     for i in range(50):
-        core._fold_settled({(f"0xm{i}", "s1", Leg.UP): PositionView("s1", Leg.UP, realised_pnl=1.0, fees=0.01)})
-    assert list(core._settled) == [(SETTLED, "s1", Leg.UP)]
+        core.exec_state._fold_settled({(f"0xm{i}", "s1", Leg.UP): PositionView("s1", Leg.UP, realised_pnl=1.0, fees=0.01)})
+    assert list(core.exec_state._settled) == [(SETTLED, "s1", Leg.UP)]
     assert core.pnl()["total"]["realised"] == pytest.approx(50.0) and core.pnl()["total"]["fees"] == pytest.approx(0.5)
