@@ -44,7 +44,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import soak_report as rep  # noqa: E402
 
-from polymm import env  # noqa: E402
+from polymm import env, memory  # noqa: E402
 from polymm.demo import Stack, demo_config  # noqa: E402
 
 ROLES = ("sim", "feed", "trader")
@@ -426,8 +426,11 @@ class Soak:
         # The demo's Stack removes the feed's segment at the end (an installed feed keeps it, on purpose: readers
         # never see it vanish); whatever else our processes had is a leak, and so is more than one segment in use.
         leaked = sorted(n for n in self.shm_seen if shm_exists(n))
+        self.leaked, self.positions_differ_list, self.orphans = leaked, positions_differ, orphans
         warm = min(self.args.warmup, max(1, int(self.args.minutes * 60 // self.window_s) // 3))
-        trends = {r: rep.trend(r, s, warm) for r, s in self.samples.items()}
+        # RSS saws with the allocator's trim cycle (polymm/memory.py): slopes over whole cycles
+        cycle = max(1, round(memory.TRIM_EVERY_S / self.window_s))
+        trends = {r: rep.trend(r, s, warm, cycle=cycle) for r, s in self.samples.items()}
         fill_times = [float(t["match_time"]) for t in self.exchange_trades.values()]
         cash = rep.cash_figures(self.cash, fill_times, list(self.relayed.values()))
         lines = rep.verdict_lines(trends, shm_leaked=leaked, false_stale=len(self.false_stale), cash=cash, fills=fills,
@@ -479,6 +482,7 @@ class Soak:
             "final": {"exchange_cash": exchange_cash, "trader_cash": trader_cash, "trader_exit": rc},
             "fills": {"exchange": fills.exchange, "ledger": fills.ledger, "missing": fills.missing[:10],
                       "extra": fills.extra[:10], "status_differs": fills.status_differs[:10]},
+            "shm_leaked": self.leaked, "positions_differ": self.positions_differ_list, "orphans": self.orphans,
             "load_avg": {"mean": sum(loads) / len(loads) if loads else None, "max": max(loads, default=None)},
             "errors": self.errors[:20], "verdict": [{"ok": ok, "what": w} for ok, w in lines],
         }
@@ -504,6 +508,48 @@ class Soak:
             print(f"  {'ok  ' if ok else 'FAIL'} {words}")
 
 
+def analyze(out: Path, warmup: int) -> int:
+    """The verdict again from a run's files (samples, cash, trades, relayed transactions, health), with this
+    version of the arithmetic; the end-of-run checks (fills, positions, orphans, final cash) from its summary.json."""
+    read = lambda name: [json.loads(x) for x in (out / name).read_text().splitlines()] if (out / name).exists() else []  # noqa: E731
+    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
+    rows = read("samples.jsonl")
+    if not rows:
+        print(f"soak: no samples in {out}")
+        return 2
+    window_s = summary.get("window_s") or 20
+    t0 = rows[0]["t"] - 0.5 * window_s
+    samples = {r: [rep.ProcessSample((row["t"] - t0) / window_s, row[r]["pid"], row[r]["rss_kb"], row[r]["fds"],
+                                     row[r]["threads"], row[r].get("anon_kb", 0), row[r].get("shmem_kb", 0))
+                   for row in rows if r in row] for r in ROLES}
+    cycle = max(1, round(memory.TRIM_EVERY_S / window_s))
+    trends = {r: rep.trend(r, s, warmup, cycle=cycle) for r, s in samples.items()}
+    cash = rep.cash_figures([rep.CashSample(c["t0"], c["t1"], c["exchange"], c["trader"]) for c in read("cash.jsonl")],
+                            [float(t["match_time"]) for t in read("trades.jsonl")],
+                            [tx["executed_at"] for tx in read("relayer.jsonl")])
+    false_stale = [h for h in read("health.jsonl")
+                   if h["excused_by"] is None and any(w in x for x in h["warnings"] for w in STALE_WORDS)]
+    fills = summary.get("fills", {})
+    check = rep.FillCheck(fills.get("exchange", 0), fills.get("ledger", 0), fills.get("missing", []),
+                          fills.get("extra", []), fills.get("status_differs", [])) if fills else None
+    final = summary.get("final", {})
+    gap = (abs(final["trader_cash"] - final["exchange_cash"]) if final.get("trader_cash") is not None else None)
+    lines = rep.verdict_lines(trends, shm_leaked=summary.get("shm_leaked", []), false_stale=len(false_stale),
+                              cash=cash, fills=check, positions_differ=summary.get("positions_differ", []),
+                              final_cash_gap=gap, orphans=summary.get("orphans"))
+    loads = [r["load"] for r in rows]
+    print(f"soak {out}: {len(rows)} windows of {window_s} s, slopes after {warmup} warm-up windows (over whole "
+          f"{cycle}-window trim cycles); load average mean {sum(loads) / len(loads):.2f} (max {max(loads):.2f})")
+    for role, t in trends.items():
+        if t is not None:
+            print(f"  {role:6s} RSS {t.rss_first_kb / 1024:6.1f} -> {t.rss_last_kb / 1024:6.1f} MB over {t.windows:.0f} "
+                  f"windows ({t.lives} process{'es' if t.lives > 1 else ''})")
+    print("VERDICT " + ("PASS" if all(ok for ok, _ in lines) else "FAIL"))
+    for ok, words in lines:
+        print(f"  {'ok  ' if ok else 'FAIL'} {words}")
+    return 0 if all(ok for ok, _ in lines) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench/soak.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=120.0, help="how long (default 120)")
@@ -520,7 +566,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="the services (or those named: feed,trader,sim) trace allocations and write what grew after "
                          "warm-up to --out (slow)")
     ap.add_argument("--tracemalloc-frames", type=int, default=8, help="traceback depth with --tracemalloc (default 8)")
+    ap.add_argument("--analyze", metavar="DIR", default=None,
+                    help="run nothing: the verdict again from an earlier run's files in DIR")
     args = ap.parse_args(argv)
+    if args.analyze:
+        return analyze(Path(args.analyze), args.warmup)
     if args.window_s < 20:
         ap.error(f"--window-s {args.window_s}: the soak needs windows of at least 20 s (see the module docstring)")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))

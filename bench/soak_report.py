@@ -65,7 +65,8 @@ class Trend:
     samples: int
     rss_first_kb: int
     rss_last_kb: int
-    rss_slope_kb: float | None  # kB per window
+    rss_slope_kb: float | None  # kB per window (over whole trim cycles when asked)
+    rss_raw_slope_kb: float | None  # kB per window, fitted on every sample
     anon_slope_kb: float | None  # of RssAnon: the heap alone
     fds_slope: float | None
     fds_range: tuple[int, int]
@@ -93,11 +94,27 @@ class Trend:
 RESTART_WARMUP_WINDOWS = 3  # a process the soak restarts (the feed) warms up again this long after each restart
 
 
+def cycle_means(samples: list["ProcessSample"], block: int) -> list[tuple[int, float, float]]:
+    """(pid, window, RSS) averaged over whole blocks of `block` consecutive samples of each process life. RSS saws
+    with the allocator's trim cycle (polymm/memory.py: freed pages go back once a minute, three 20-s windows), and a
+    line fitted through a saw that a short life cuts at any phase leans with it; a whole cycle's mean does not."""
+    lives: dict[int, list] = {}
+    for s in samples:
+        lives.setdefault(s.pid, []).append(s)
+    out = []
+    for pid, lst in lives.items():
+        for i in range(0, len(lst) // block * block, block):
+            chunk = lst[i:i + block]
+            out.append((pid, sum(x.window for x in chunk) / block, sum(x.rss_kb for x in chunk) / block))
+    return out
+
+
 def trend(role: str, samples: list[ProcessSample], warmup_windows: float,
-          restart_warmup: float = RESTART_WARMUP_WINDOWS) -> Trend | None:
+          restart_warmup: float = RESTART_WARMUP_WINDOWS, cycle: int = 1) -> Trend | None:
     """Slopes after warm-up. A process restarted during the run (the feed) is left out for `restart_warmup` windows
     after each restart too (a fresh interpreter imports and fills its first buffers), and each life is fitted with
-    its own intercept and one common slope (`pooled_slope`)."""
+    its own intercept and one common slope (`pooled_slope`). `cycle` > 1: the RSS slope is fitted on means over
+    whole trim cycles of that many samples (`cycle_means`); `rss_raw_slope_kb` keeps the per-sample fit."""
     first_seen: dict[int, float] = {}
     for s in samples:
         first_seen.setdefault(s.pid, s.window)
@@ -109,7 +126,8 @@ def trend(role: str, samples: list[ProcessSample], warmup_windows: float,
     span = kept[-1].window - kept[0].window
     return Trend(
         role=role, samples=len(kept), rss_first_kb=kept[0].rss_kb, rss_last_kb=kept[-1].rss_kb,
-        rss_slope_kb=pooled_slope([(s.pid, s.window, s.rss_kb) for s in kept]),
+        rss_slope_kb=pooled_slope(cycle_means(kept, cycle) if cycle > 1 else [(s.pid, s.window, s.rss_kb) for s in kept]),
+        rss_raw_slope_kb=pooled_slope([(s.pid, s.window, s.rss_kb) for s in kept]),
         anon_slope_kb=pooled_slope([(s.pid, s.window, s.anon_kb) for s in kept]),
         fds_slope=pooled_slope([(s.pid, s.window, s.fds) for s in kept]),
         fds_range=(min(s.fds for s in kept), max(s.fds for s in kept)),
@@ -227,7 +245,7 @@ def verdict_lines(trends: dict[str, Trend | None], *, shm_leaked: list[str], fal
             out.append((False, f"{role}: no process lived long enough after warm-up to fit a slope"))
             continue
         out.append((t.rss_ok, f"{role}: RSS slope {t.rss_slope_kb:+.1f} kB/window (goal <= {RSS_SLOPE_GOAL_KB:g}; "
-                              f"heap alone {t.anon_slope_kb or 0:+.1f})"))
+                              f"every sample: {t.rss_raw_slope_kb or 0:+.1f}, heap alone {t.anon_slope_kb or 0:+.1f})"))
         out.append((t.fds_ok and t.threads_ok,
                     f"{role}: fds {t.fds_range[0]}-{t.fds_range[1]} (slope {t.fds_slope or 0:+.3f}/window), threads "
                     f"{t.threads_range[0]}-{t.threads_range[1]} (slope {t.threads_slope or 0:+.3f}/window)"))

@@ -74,3 +74,11 @@ def test_fill_keys_take_the_taker_row_and_our_maker_entries_only():
               ("t3", "o3"): {"status": "MATCHED", "match_ts": 3.0}}
     check = rep.compare_fills(keys, ledger)
     assert check.missing == [] and check.extra == [("t3", "o3")] and check.status_differs == [] and not check.ok
+
+
+def test_a_saw_from_the_allocators_trim_cycle_is_not_a_slope_over_whole_cycles():
+    # RSS rises 250 kB a window between trims and falls back every third window; a life cut at the saw's phase
+    # leans with it sample by sample, not over whole cycles.
+    saw = [rep.ProcessSample(i, 1, 60_000 + 250 * (i % 3), 13, 7) for i in range(18)]  # from a trough to a peak
+    t = rep.trend("feed", saw, warmup_windows=0, cycle=3)
+    assert abs(t.rss_slope_kb) < 1e-6 and t.rss_raw_slope_kb > 3
