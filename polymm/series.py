@@ -221,6 +221,41 @@ def default(window_s: int | None = None) -> Series:
     return parse(DEFAULT_SERIES, window_s)
 
 
+# ---- what each series' processes are called on a host: the default keeps the names it always had, so nothing
+# changes for an installation that trades BTC 15-minute only.
+_FIRST_PORT = 9900  # series i > 0 of the catalogue: feed 9900 + 2i, trader 9901 + 2i (9902 .. 9923)
+
+
+def shm_name(s: Series, base: str) -> str:
+    """The feed's segment: `base` (poly_tob_shm) for the default series, `base_<series>` for the others."""
+    return base if s.is_default else f"{base}_{s.name}"
+
+
+def socket_path(s: Series, base: str) -> str:
+    """The trader's control socket: `base` (/run/polymm/trader.sock) for the default, `.../trader-<series>.sock`."""
+    if s.is_default:
+        return base
+    head, dot, ext = base.rpartition(".")
+    return f"{head}-{s.name}.{ext}" if dot and "/" not in ext else f"{base}-{s.name}"
+
+
+def metrics_port(s: Series, role: str, default_port: int) -> int:
+    """The Prometheus port of a series' feed (`role` "feed") or trader: `default_port` for the default series."""
+    if s.is_default:
+        return default_port
+    return _FIRST_PORT + 2 * s.index + (1 if role == "trader" else 0)
+
+
+def metrics_listen(s: Series, role: str, listen: str, default_port: int) -> str:
+    """A configured listen address (`HOST:PORT` or off) as series `s` uses it: the default series as written; any
+    other series on the same host with its own port (several feeds/traders cannot share one)."""
+    value = (listen or "").strip()
+    if s.is_default or value.lower() == "off":
+        return value
+    host = value[: value.rfind(":")] if ":" in value else "127.0.0.1"
+    return f"{host}:{metrics_port(s, role, default_port)}"
+
+
 def _did_you_mean(text: str) -> str:
     close = difflib.get_close_matches(text, ALL_NAMES, n=1, cutoff=0.6)
     return f"; did you mean {close[0]}?" if close else ""

@@ -2,7 +2,7 @@
 
 Protocol (docs.polymarket.com, Real-Time Data Socket; polymarket-protocol.md 4.1):
 - URL `wss://ws-live-data.polymarket.com` (env POLYMM_RTDS_URL); no authentication for the price topics.
-- One subscribe frame for both BTC topics right after connecting (wire.subscription()).
+- One subscribe frame for both topics of the series' asset right after connecting (wire.subscription()).
 - Keepalive: the documentation asks for a text `PING` every 5 seconds; the answer is not JSON and is skipped.
 - After each (re)subscription the server first sends the recent history per topic (type `subscribe`), so a
   short disconnect loses no point: the ReferenceBook ignores points it already has.
@@ -48,6 +48,7 @@ class RtdsStream:
         connect_timeout_s: float = 10.0,
         backoff: Backoff | None = None,
         clock=time.time,
+        symbols: dict[str, str] | None = None,
     ) -> None:
         self.url = url
         self.book = book
@@ -57,7 +58,8 @@ class RtdsStream:
         self.connect_timeout_s = connect_timeout_s
         self.backoff = backoff or Backoff()
         self.clock = clock
-        self.decoder = wire.Decoder()
+        self.symbols = symbols or wire.SYMBOL_OF_SOURCE  # the series' asset (wire.symbols())
+        self.decoder = wire.Decoder(self.symbols)
         self.lock = threading.Lock()  # the book vs readers on the service thread
         self.connected = False
         self.connected_at = math.nan
@@ -142,7 +144,7 @@ class RtdsStream:
         try:
             if self._stop.is_set():
                 return "stopped"
-            ws.send(wire.subscription())
+            ws.send(wire.subscription(self.symbols))
             self.connections += 1
             self.connected = True
             self.connected_at = self.clock()
