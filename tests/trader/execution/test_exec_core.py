@@ -236,18 +236,21 @@ def test_place_racing_a_shutdown_ends_rejected_instead_of_pending_forever():
         core.stop()
 
 
-def test_stop_cancels_everything_on_the_wallet_when_an_order_stays_unconfirmed(monkeypatch):
+def test_stop_cancels_every_order_in_our_markets_when_an_order_stays_unconfirmed(monkeypatch):
+    # By market, never the whole wallet: other series' traders may trade other markets of it (trader/wallet/).
     exchange = ScriptedExchange()
-    wallet_cancels = []
+    wallet_cancels, market_cancels = [], []
     exchange.cancel_order = lambda order_id: CancelResult((), {order_id: "exchange busy"})
-    exchange.cancel_all = lambda: wallet_cancels.append(1) or CancelResult(tuple(o.order_hash for o in exchange.posted), {})
+    exchange.cancel_all = lambda: wallet_cancels.append(1) or CancelResult((), {})
+    exchange.cancel_market = lambda market=None, asset_id=None: market_cancels.append(market) or CancelResult(
+        tuple(o.order_hash for o in exchange.posted), {})
     core = ExecutionCore(exchange, reconcile_every_s=3600)
     core.start(MARKET)
     filled_order(core)
     monkeypatch.setattr("polymm.trader.execution.core.ExecutionCore._cancel_everything",
                         lambda self, reason, wait_s: self.cancel_all(reason))  # no 5 s wait in a unit test
     core.stop()
-    assert wallet_cancels == [1]
+    assert wallet_cancels == [] and market_cancels == [MARKET.condition_id]
     assert core.orders(working_only=False)[0].state is OrderState.CANCELED
 
 
