@@ -249,7 +249,7 @@ class WalletCoordinator:
             who = f"the leader (pid {hb.leader_pid}, series {hb.leader_series})" if hb.leader_pid else "no leader"
             why = f": {hb.error}" if hb.error else ""
             last = f"last accepted {age:.0f} s ago" if hb.ok_at else "none accepted yet"
-            raise ExchangeError(f"the wallet's heartbeats ({who}) {last}{why}")
+            raise ExchangeError(None, f"the wallet's heartbeats ({who}) {last}{why}")
         return beat
 
     def _set_heartbeat(self, *, failing: bool, error: str, now: float) -> None:

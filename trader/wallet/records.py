@@ -21,7 +21,7 @@ HEADER_SIZE = 128
 _HEADER = struct.Struct("<8sIIqdd16s64s")
 # seq, pid, state, utc day (yyyymmdd), updated, exposure, open buys, window end, pnl today, cap, loss limit,
 # own loss limit, dead since, reaped at, series, current condition id, previous condition id (raw 32 bytes each)
-_SLOT = struct.Struct("<QqIIdddqddddddd16s32s32s")
+_SLOT = struct.Struct("<QqIIdddqdddddd16s32s32s")
 assert _HEADER.size <= HEADER_SIZE and _SLOT.size <= SLOT_SIZE
 SIZE = HEADER_SIZE + SLOTS * SLOT_SIZE
 
