@@ -21,6 +21,7 @@ import click
 import msgspec
 
 from polymm import env
+from polymm import series as series_mod
 from polymm.ctl import protocol as p
 from polymm.ctl import render
 from polymm.ctl import status as status_view
@@ -55,10 +56,13 @@ SERVICES = {"feed": ["polymm-feed.service"], "trader": ["polymm-trader.service"]
 class Settings:
     """Global options, passed to every command through click's context object."""
 
-    def __init__(self, socket_path: str, shm_name: str, timeout: float) -> None:
+    def __init__(self, socket_path: str, shm_name: str, timeout: float, series: str | None = None,
+                 explicit: frozenset[str] = frozenset()) -> None:
         self.socket_path = socket_path
         self.shm_name = shm_name
         self.timeout = timeout
+        self.series = series  # -m/--market: the series addressed (None: the default series, or all for status)
+        self.explicit = explicit  # which of socket/shm the operator gave (they then win over the series' names)
 
     def ask(self, request: p.Request) -> p.Reply:
         """One request; slow ones (restart, flatten, ...) wait at least their minimum (client.MIN_TIMEOUT_S)."""
@@ -105,10 +109,38 @@ json_option = click.option("--json", "as_json_flag", is_flag=True, help="Machine
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT_S, show_default=True,
               help="Seconds to wait for the trader's reply; at least 35 for restart, 15 for flatten, "
                    "cancel-all and pause, 10 for set, unset, reload and resume.")
+@click.option("-m", "--market", "series_name", envvar=env.SERIES, default=None, metavar="SERIES",
+              help=f"The market series to address (btc-15m, eth-5m, sol-1h, ...) [env {env.SERIES}]: its trader's "
+                   "socket and its feed's segment. Default: btc-15m; `mmctl status` without it shows every series "
+                   "running on this host.")
 @click.pass_context
-def cli(ctx: click.Context, socket_path: str, shm_name: str, timeout: float) -> None:
+def cli(ctx: click.Context, socket_path: str, shm_name: str, timeout: float, series_name: str | None) -> None:
     """Inspect and steer polymm: the feed (shared memory) and the trader (control socket)."""
-    ctx.obj = Settings(socket_path, shm_name, timeout)
+    explicit = frozenset(name for name in ("socket_path", "shm_name")
+                         if ctx.get_parameter_source(name) in (click.core.ParameterSource.COMMANDLINE,
+                                                               click.core.ParameterSource.ENVIRONMENT))
+    settings = Settings(socket_path, shm_name, timeout, explicit=explicit)
+    if series_name:
+        try:
+            chosen = series_mod.parse(series_name)
+        except series_mod.SeriesError as exc:
+            fail(str(exc), EXIT_USAGE)
+        settings.series = chosen.name
+        if "socket_path" not in explicit:
+            settings.socket_path = series_mod.socket_path(chosen, env.DEFAULT_SOCKET)
+        if "shm_name" not in explicit:
+            settings.shm_name = series_mod.shm_name(chosen, env.DEFAULT_SHM)
+    ctx.obj = settings
+
+
+def _series_names(series_filter: str | None, settings: Settings) -> list[str] | None:
+    """--series a,b (or -m SERIES) as series names; None = every series."""
+    if series_filter:
+        try:
+            return [s.name for s in series_mod.parse_list(series_filter)]
+        except series_mod.SeriesError as exc:
+            fail(str(exc), EXIT_USAGE)
+    return [settings.series] if settings.series else None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -260,8 +292,10 @@ def config(settings: Settings, key: str | None, as_json_flag: bool) -> None:
     """Show the effective config (or one KEY, or a SECTION such as s1).
 
     The source column says where each value comes from: "file" (the config file sets it), "override" (`mmctl
-    set`, kept in the state directory), "env" (an environment variable or option), "default". Secrets are
-    redacted; keys that only change with a restart are flagged "restart-only".
+    set`, kept in the state directory), "env" (an environment variable or option), "series" (the series' own
+    [series.<name>.<section>] table), "stretched" (a time within the window, stretched from the base to this
+    series' window), "default". Secrets are redacted; keys that only change with a restart are flagged
+    "restart-only".
     """
     # A bare section name (`mmctl config s1`) shows that section's keys; the trader only knows full keys.
     section = key if key is not None and "." not in key else None
@@ -604,25 +638,30 @@ def fills(settings: Settings, since: float | None, limit: int | None, as_json_fl
 @cli.command()
 @click.option("--since", type=SinceType(), default=None,
               help="Only windows that started after this: 24h, 7d, a date (2026-11-23) or a time (UTC).")
-@click.option("--by", type=click.Choice(["window", "hour", "day"]), default="window", show_default=True,
-              help="One row per window, hour or day (hours and days group windows by their start).")
+@click.option("--by", type=click.Choice(["window", "hour", "day", "series"]), default="window", show_default=True,
+              help="One row per window, hour, day or market series (hours and days group windows by their start).")
 @click.option("--mode", type=click.Choice(["live", "paper", "backtest"]), default=None,
               help="Only fills of this mode (a ledger may hold live and paper runs).")
+@click.option("--series", "series_filter", default=None, metavar="SERIES[,SERIES...]",
+              help="Only these series (btc-15m, eth-5m, ...; one ledger holds every series of the host); the global "
+                   "-m/--market picks one too.")
 @click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False), default=None,
               help="Ledger file [default: ledger.sqlite in the trader's state directory: "
                    f"{env.STATE_DIR}, else {env.SYSTEMD_STATE_DIR}].")
 @json_option
 @click.option("--csv", "as_csv", is_flag=True, help="CSV rows instead of a table.")
-def history(since: float | None, by: str, mode: str | None, ledger_path: str | None, as_json_flag: bool,
-            as_csv: bool) -> None:
-    """What each window (hour, day) traded and earned, with totals: from the ledger, read-only."""
+@click.pass_obj
+def history(settings: Settings, since: float | None, by: str, mode: str | None, series_filter: str | None,
+            ledger_path: str | None, as_json_flag: bool, as_csv: bool) -> None:
+    """What each window (hour, day, series) traded and earned, with totals: from the ledger, read-only."""
     from polymm.ctl import history_view
     from polymm.trader.ledger import LedgerReadError, find_path, load_history
     if as_json_flag and as_csv:
         fail("--json and --csv: choose one", EXIT_USAGE)
+    wanted = _series_names(series_filter, settings)
     path = Path(ledger_path) if ledger_path else find_path(env.state_dir(), (env.SYSTEMD_STATE_DIR,))
     try:
-        result = load_history(path, by=by, since=since, mode=mode)
+        result = load_history(path, by=by, since=since, mode=mode, series=wanted)
     except LedgerReadError as err:
         fail(str(err))
     if as_json_flag:

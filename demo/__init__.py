@@ -272,6 +272,8 @@ class Stack:
             from polymm.feed import shm
 
             shm.unlink(self.shm)
+        remove_wallet_records(self.address, self.state_dir)
+
 
     # -- looking at it -------------------------------------------------------------------------------------
 
@@ -290,6 +292,19 @@ class Stack:
 
     def mmctl_hint(self) -> str:
         return f"{mmctl_exe()} --socket {self.socket} --shm {self.shm} status"
+
+
+def remove_wallet_records(address: str | None, state_dir: Path) -> None:
+    """The shared wallet record(s) a stack's throw-away wallet left in /dev/shm (trader/wallet/store.py): a real
+    wallet's outlives its traders on purpose; a test's must not pile up."""
+    from polymm.trader.wallet.coordinator import wallet_key
+    from polymm.trader.wallet.store import path_for
+
+    if not address:
+        return
+    for mode in ("live", "paper"):
+        with contextlib.suppress(Exception):
+            path_for(wallet_key(address, mode, state_dir)).unlink()
 
 
 def mmctl_exe() -> str:

@@ -25,6 +25,8 @@ import fcntl
 import os
 import socket
 import struct
+import threading
+import time
 from pathlib import Path
 
 
@@ -42,20 +44,43 @@ def abstract_name(funder_address: str, series: str | None = None) -> bytes:
     return base if series is None else base + b"/" + series.encode()
 
 
+def serve_probes(sock: socket.socket) -> None:
+    """Accept and drop every probe connection on a held name, in a daemon thread: a queued connection holds a slot
+    of the listen backlog until it is accepted (even after its client closed), so a holder that never accepts is
+    unreachable - and looks dead - after a handful of probes (trader/wallet/ probes every second). Ends when `sock`
+    is closed."""
+    def run() -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return  # closed: the lock was released
+            conn.close()
+    threading.Thread(target=run, name="polymm-lock-probes", daemon=True).start()
+
+
 def holder_pid(name: bytes, timeout_s: float = 1.0) -> int | None:
-    """The pid of the process listening on abstract socket `name` (SO_PEERCRED), or None when it cannot tell
-    (nobody listens any more, or its queue is full)."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(timeout_s)
-    try:
-        probe.connect(name)
-        creds = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        pid, _uid, _gid = struct.unpack("3i", creds)
-        return pid or None
-    except OSError:
-        return None
-    finally:
-        probe.close()
+    """The pid of the process listening on abstract socket `name` (SO_PEERCRED), or None when nobody does. A full
+    listen queue (the holder's probe thread has not drained it yet: EAGAIN) is waited out up to `timeout_s`; a
+    holder that never drains it is reported as unknown (None)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(timeout_s)
+        try:
+            probe.connect(name)
+            creds = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            pid, _uid, _gid = struct.unpack("3i", creds)
+            return pid or None
+        except (BlockingIOError, TimeoutError) as exc:
+            if isinstance(exc, BlockingIOError) and time.monotonic() < deadline:
+                time.sleep(0.001)  # the queue is full for a moment: let its holder accept
+                continue
+            return None
+        except OSError:
+            return None
+        finally:
+            probe.close()
 
 
 class WalletLock:
@@ -100,9 +125,10 @@ class WalletLock:
                 f"another trader ({who}) already trades {self._what()} on this machine "
                 f"(abstract socket @{self.name[1:].decode()}); refusing to start a second one"
             ) from None
-        # Listening lets a second instance connect and read our pid with SO_PEERCRED. Nothing is ever accepted:
-        # the probe only needs the connection to be queued, and it closes at once.
-        sock.listen(8)
+        # Listening lets a second instance connect and read our pid with SO_PEERCRED (the probe only needs the
+        # connection queued); probes are accepted and dropped at once so they never fill the backlog.
+        sock.listen(64)
+        serve_probes(sock)
         self._sock = sock
 
     def _refuse_older_trader(self) -> None:
@@ -137,6 +163,11 @@ class WalletLock:
 
     def _unbind(self) -> None:
         if self._sock is not None:
+            # shutdown() wakes the probe thread blocked in accept(); close() alone may not.
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self._sock.close()
             self._sock = None
 

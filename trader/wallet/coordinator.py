@@ -63,6 +63,9 @@ class WalletCoordinator:
         self._last_sent = 0.0
         self._last_confirmed = 0.0
         self._was_leader = False
+        self._started = False  # our slot is ours only once the series lock is (start())
+        self._stop = threading.Event()
+        self._reader: threading.Thread | None = None
         self.warning = ""  # a problem with the shared record, in words (status)
 
     # ---- this series' slot ------------------------------------------------------------------------
@@ -83,6 +86,7 @@ class WalletCoordinator:
                           condition_ids=_conds(market.condition_id, rec.condition_ids))
         with self.store.locked():
             self._write(rec)
+        self._started = True
         log.info("wallet %s: series %s registered (slot %d, shared record %s)", self.funder, self.series.name,
                  self.index, self.store.path)
 
@@ -119,17 +123,53 @@ class WalletCoordinator:
         self._published_at = rec.updated
 
     def stop(self, *, exposure_usd: float | None = None) -> None:
-        """A clean stop: our orders are cancelled; what we hold still counts (state stopped)."""
-        with self._lock:
-            rec = replace(self._record, state=STOPPED, updated=self.clock(), open_buys_usd=0.0,
-                          exposure_usd=self._record.exposure_usd - self._record.open_buys_usd
-                          if exposure_usd is None else exposure_usd)
-            try:
-                self._write(rec)
-            except Exception:  # noqa: BLE001 - stopping must not fail on the shared record
-                log.exception("wallet record: could not mark series %s stopped", self.series.name)
+        """A clean stop: our orders are cancelled; what we hold still counts (state stopped). A trader that never
+        got its series lock leaves the slot alone (it is another trader's)."""
+        self._stop.set()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        if self._started:
+            with self._lock:
+                rec = replace(self._record, state=STOPPED, updated=self.clock(), open_buys_usd=0.0,
+                              exposure_usd=self._record.exposure_usd - self._record.open_buys_usd
+                              if exposure_usd is None else exposure_usd)
+                try:
+                    self._write(rec)
+                except Exception:  # noqa: BLE001 - stopping must not fail on the shared record
+                    log.exception("wallet record: could not mark series %s stopped", self.series.name)
+            self._started = False
         self.lease.release()
         self.store.close()
+
+    # ---- today's realised P&L, from the ledger (crash-safe: a restart reads it back) --------------
+    def read_ledger(self, path, every_s: float = 30.0) -> None:
+        """Read this series' P&L of windows that started today (UTC) from the ledger every `every_s`, in a thread
+        of its own (a fold over a day of windows: never on the decision thread)."""
+        def run() -> None:
+            while True:
+                self.refresh_realised(path)
+                if self._stop.wait(every_s):
+                    return
+        self._reader = threading.Thread(target=run, name="polymm-wallet-ledger", daemon=True)
+        self._reader.start()
+
+    def refresh_realised(self, path) -> None:
+        from polymm.trader.ledger import LedgerReadError, load_history
+
+        now = self.clock()
+        day_start = float(int(now) // 86400 * 86400)
+        try:
+            history = load_history(path, by="window", since=day_start, series=[self.series.name])
+        except LedgerReadError as exc:
+            log.debug("today's P&L not read from the ledger yet: %s", exc)
+            return
+        except Exception:  # noqa: BLE001 - the figure keeps its last value; status shows the ledger's own health
+            log.exception("reading today's P&L from the ledger failed")
+            return
+        # Realised and resolution payouts of today's windows; a window still held counts at the bid (unrealised,
+        # published with each decision), so only its realised part is taken here.
+        self.realised_today = history.totals.net
+        self.realised_day = accounting.utc_day(now)
 
     # ---- limits -----------------------------------------------------------------------------------
     def _others(self, now: float) -> list[tuple[SeriesRecord, bool]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import socket
 
-from polymm.trader.execution.wallet_lock import abstract_name, holder_pid
+from polymm.trader.execution.wallet_lock import abstract_name, holder_pid, serve_probes
 
 
 class LeaderLease:
@@ -36,7 +36,8 @@ class LeaderLease:
             if exc.errno != errno.EADDRINUSE:
                 raise
             return False
-        sock.listen(8)  # probes read our pid with SO_PEERCRED; nothing is ever accepted
+        sock.listen(64)  # probes read our pid with SO_PEERCRED
+        serve_probes(sock)  # and are dropped at once, so they never fill the backlog
         self._sock = sock
         return True
 
@@ -46,6 +47,10 @@ class LeaderLease:
 
     def release(self) -> None:
         if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)  # wakes the probe thread blocked in accept()
+            except OSError:
+                pass
             self._sock.close()
             self._sock = None
 

@@ -173,7 +173,9 @@ def test_a_second_trader_of_a_series_is_refused_and_an_older_polymm_too(tmp_path
     try:
         with pytest.raises(WalletLocked, match="already trades series eth-5m of wallet"):
             WalletLock(tmp_path, funder, series="eth-5m").acquire()
-        WalletLock(tmp_path / "other", funder, series="sol-1h").acquire()  # another series: fine
+        other = WalletLock(tmp_path / "other", funder, series="sol-1h")
+        other.acquire()  # another series: fine
+        other.release()
     finally:
         lock.release()
     legacy = WalletLock(tmp_path / "old", funder)  # a trader that locks the whole wallet, as before series
@@ -183,3 +185,20 @@ def test_a_second_trader_of_a_series_is_refused_and_an_older_polymm_too(tmp_path
             WalletLock(tmp_path, funder, series="xrp-5m", series_names=series_mod.ALL_NAMES).acquire()
     finally:
         legacy.release()
+
+
+def test_a_lock_holder_stays_visible_however_often_it_is_probed(tmp_path, funder):
+    # Every trader probes the others' series locks every second: queued probes must never fill the backlog.
+    import os
+
+    from polymm.trader.execution.wallet_lock import abstract_name, holder_pid
+    from polymm.trader.wallet.locks import series_alive
+
+    lock = WalletLock(tmp_path, funder, series="sol-5m")
+    lock.acquire()
+    try:
+        assert all(holder_pid(abstract_name(funder, "sol-5m")) == os.getpid() for _ in range(200))
+        assert series_alive(funder, "sol-5m", os.getpid())
+    finally:
+        lock.release()
+    assert not series_alive(funder, "sol-5m", os.getpid())
