@@ -47,7 +47,7 @@ from polymm.trader.config.schema import SERIES_SECTIONS, TOP_KEYS, Config, Confi
 
 TABLE = "series"
 _WHY_NOT = {
-    "market": "the window length is the series' own (POLYMM_WINDOW_S compresses every series on the sim)",
+    "market": f"the window length is the series' own ({env.WINDOW_S} compresses every series on the sim)",
     "endpoints": "the exchange's endpoints are the same for every series",
     "wallet": "the wallet's limits hold over every series together: set them in [wallet]",
     "redeem": "one redeemer serves the whole wallet: set it in [redeem]",
