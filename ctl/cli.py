@@ -24,6 +24,7 @@ from polymm import env
 from polymm import series as series_mod
 from polymm.ctl import protocol as p
 from polymm.ctl import render
+from polymm.ctl import series_status
 from polymm.ctl import status as status_view
 from polymm.ctl.client import DEFAULT_TIMEOUT_S, ControlClient, CtlError, RemoteError, socket_group, timeout_for
 
@@ -56,13 +57,11 @@ SERVICES = {"feed": ["polymm-feed.service"], "trader": ["polymm-trader.service"]
 class Settings:
     """Global options, passed to every command through click's context object."""
 
-    def __init__(self, socket_path: str, shm_name: str, timeout: float, series: str | None = None,
-                 explicit: frozenset[str] = frozenset()) -> None:
+    def __init__(self, socket_path: str, shm_name: str, timeout: float, series: str | None = None) -> None:
         self.socket_path = socket_path
         self.shm_name = shm_name
         self.timeout = timeout
         self.series = series  # -m/--market: the series addressed (None: the default series, or all for status)
-        self.explicit = explicit  # which of socket/shm the operator gave (they then win over the series' names)
 
     def ask(self, request: p.Request) -> p.Reply:
         """One request; slow ones (restart, flatten, ...) wait at least their minimum (client.MIN_TIMEOUT_S)."""
@@ -111,25 +110,23 @@ json_option = click.option("--json", "as_json_flag", is_flag=True, help="Machine
                    "cancel-all and pause, 10 for set, unset, reload and resume.")
 @click.option("-m", "--market", "series_name", envvar=env.SERIES, default=None, metavar="SERIES",
               help=f"The market series to address (btc-15m, eth-5m, sol-1h, ...) [env {env.SERIES}]: its trader's "
-                   "socket and its feed's segment. Default: btc-15m; `mmctl status` without it shows every series "
-                   "running on this host.")
+                   "socket and its feed's segment, named from --socket/--shm as the series' services name them "
+                   "(trader-eth-5m.sock, poly_tob_shm_eth-5m). Default: btc-15m; `mmctl status` without it shows "
+                   "every series running on this host.")
 @click.pass_context
 def cli(ctx: click.Context, socket_path: str, shm_name: str, timeout: float, series_name: str | None) -> None:
     """Inspect and steer polymm: the feed (shared memory) and the trader (control socket)."""
-    explicit = frozenset(name for name in ("socket_path", "shm_name")
-                         if ctx.get_parameter_source(name) in (click.core.ParameterSource.COMMANDLINE,
-                                                               click.core.ParameterSource.ENVIRONMENT))
-    settings = Settings(socket_path, shm_name, timeout, explicit=explicit)
+    settings = Settings(socket_path, shm_name, timeout)
     if series_name:
         try:
             chosen = series_mod.parse(series_name)
         except series_mod.SeriesError as exc:
             fail(str(exc), EXIT_USAGE)
+        # The series' own names, derived from the socket and segment given (or the defaults) exactly as its trader
+        # and feed derive them: `--socket /tmp/x/trader.sock -m eth-5m` is /tmp/x/trader-eth-5m.sock.
         settings.series = chosen.name
-        if "socket_path" not in explicit:
-            settings.socket_path = series_mod.socket_path(chosen, env.DEFAULT_SOCKET)
-        if "shm_name" not in explicit:
-            settings.shm_name = series_mod.shm_name(chosen, env.DEFAULT_SHM)
+        settings.socket_path = series_mod.socket_path(chosen, socket_path)
+        settings.shm_name = series_mod.shm_name(chosen, shm_name)
     ctx.obj = settings
 
 
@@ -205,12 +202,37 @@ def status(settings: Settings, as_json_flag: bool) -> None:
       3  trader down: not running (4 permission denied, 5 timeout, 6 protocol mismatch, 7 connection
          lost: the trader could not be asked, for that reason)
     """
+    overview = gather_overview(settings)
+    if overview is not None:  # several series run on this host and none was picked (-m)
+        if as_json_flag:
+            emit_json(series_status.overview_json(overview))
+        else:
+            click.echo(series_status.render_overview(overview, time.time()))
+        raise click.exceptions.Exit(overview.exit_code)
     view = gather_status(settings)
     if as_json_flag:
         emit_json(status_view.status_json(view))
     else:
         click.echo(status_view.render_status(view, time.time()))
     raise click.exceptions.Exit(view.exit_code)
+
+
+def gather_overview(settings: Settings) -> series_status.Overview | None:
+    """Every series of the host when none is addressed (-m) and more than the default one runs; else None. The
+    other series' names are derived from the socket and segment given (--socket/--shm, their variables, or the
+    defaults), as the series' own traders and feeds derive them."""
+    if settings.series is not None:
+        return None
+    names = series_status.present(settings.socket_path, settings.shm_name)
+    if len(names) < 2:
+        return None
+
+    def one(name: str) -> status_view.StatusView:
+        s = series_mod.parse(name)
+        return gather_status(Settings(series_mod.socket_path(s, settings.socket_path),
+                                      series_mod.shm_name(s, settings.shm_name), settings.timeout, series=name))
+
+    return series_status.gather(names, one)
 
 
 @cli.command()
@@ -226,19 +248,21 @@ def watch(settings: Settings, interval: float, count: int | None, as_json_flag: 
     shown = 0
     try:
         while count is None or shown < count:
-            view = gather_status(settings)
+            overview = gather_overview(settings)
+            view = gather_status(settings) if overview is None else None
             now = time.time()
             if as_json_flag:
                 # JSON lines: a consumer reads one complete object per line as it comes (flushed at once).
-                click.echo(msgspec.json.encode({"ts": now, **status_view.status_json(view)}, enc_hook=str,
-                                               order="sorted").decode())
+                body = status_view.status_json(view) if view is not None else series_status.overview_json(overview)
+                click.echo(msgspec.json.encode({"ts": now, **body}, enc_hook=str, order="sorted").decode())
                 sys.stdout.flush()
                 shown += 1
                 if count is None or shown < count:
                     time.sleep(interval)
                 continue
             screen = f"mmctl watch  every {render.number(interval)}s  {render.clock(now, with_date=True)} UTC\n\n"
-            screen += status_view.render_status(view, now)
+            screen += (status_view.render_status(view, now) if view is not None
+                       else series_status.render_overview(overview, now))
             # Home + clear-to-end instead of a full clear: no flicker on a slow ssh link.
             click.echo("\x1b[H\x1b[2J" + screen if sys.stdout.isatty() else screen + "\n")
             shown += 1

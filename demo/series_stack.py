@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 from polymm import env
+from polymm import series as series_mod
 from polymm.demo import _child_setup, _free_port, _python_main, _stop, demo_config, remove_wallet_records
 
 
@@ -35,9 +36,12 @@ class SeriesStack:
         self.fund = fund
         self.sim_args = tuple(sim_args)
         self.log_level = log_level
-        tag = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
-        self.shm = {s: f"polymm_t{tag}_{s}" for s in self.series}
-        self.sockets = {s: self.workdir / f"trader-{s}.sock" for s in self.series}
+        # Names as the series derive them from one base (polymm/series.py), so `mmctl --socket <socket> --shm <shm>
+        # status` finds every series of the stack, as it finds every series of a host.
+        self.shm_base = f"polymm_t{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        self.socket_base = self.workdir / "trader.sock"
+        self.shm = {s: series_mod.shm_name(series_mod.parse(s), self.shm_base) for s in self.series}
+        self.sockets = {s: Path(series_mod.socket_path(series_mod.parse(s), str(self.socket_base))) for s in self.series}
         self.state_dir = self.workdir / "state"
         self.config_path = self.workdir / "config.toml"
         self.config_path.write_text(config_text if config_text is not None else demo_config(window_s))
@@ -169,6 +173,14 @@ class SeriesStack:
 
     def stop_trader(self, series: str, timeout_s: float = 30.0) -> int | None:
         return _stop(self.traders.get(series), timeout_s)
+
+    def mmctl(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
+        """mmctl against this stack (every series found from its base socket and segment)."""
+        from polymm.demo import mmctl_exe
+
+        return subprocess.run([mmctl_exe(), "--socket", str(self.socket_base), "--shm", self.shm_base, *args],
+                              capture_output=True, text=True, timeout=timeout,
+                              env={k: v for k, v in os.environ.items() if not k.startswith(env.PREFIX)})
 
     def open_orders_on_sim(self) -> list:
         return list(self.sim.admin.open_orders(self.address))

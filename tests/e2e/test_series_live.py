@@ -125,3 +125,19 @@ def test_a_killed_trader_s_entry_stays_counted_and_is_reaped_by_the_leader(stack
     wait_for(lambda: victim_row().running, timeout_s=10, every_s=0.2, what="the restarted series running")
     rows = [r for r in stack.status(survivor).wallet.series if r.series == victim]
     assert len(rows) == 1
+
+
+def test_mmctl_status_shows_every_series_and_m_addresses_one(stack):
+    out = stack.mmctl("status")
+    assert out.returncode in (0, 1, 9), out.stderr
+    text = out.stdout
+    assert "btc-15m" in text and "eth-5m" in text and "WALLET" in text and f"cap {CAP:.2f}" in text
+    assert "leader" in text and "mmctl -m SERIES status" in text
+    one = stack.mmctl("-m", "eth-5m", "status", "--json")
+    assert one.returncode in (0, 1, 9), one.stderr
+    body = json.loads(one.stdout)
+    assert body["trader"]["series"] == "eth-5m" and body["feed"]["available"]
+    both = json.loads(stack.mmctl("status", "--json").stdout)
+    assert set(both["series"]) == set(SERIES) and both["wallet"]["cap_usd"] == CAP
+    bad = stack.mmctl("-m", "eth-10m", "status")
+    assert bad.returncode == 2 and "unknown window '10m'" in bad.stderr
