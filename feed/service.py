@@ -486,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         # Before the segment is taken over: a refused address leaves a running feed's segment alone.
         exporter = prom.serve(args.metrics, source=METRICS_SOURCE, collectors=[prom.CallbackCollector(
             "feed", lambda: metric_families(holder["service"].counters, own_segment, latency)
-            if "service" in holder else [])])
+            if "service" in holder else [], labels={"series": args.series.name})])
     except prom.MetricsError as e:
         log.error("%s", e)
         return 2

@@ -428,7 +428,8 @@ class TraderService:
         self.metrics_counters = TraderCounters()
         try:
             self.exporter = prom.serve(cfg.metrics.listen, source="metrics.listen",
-                                       collectors=[prom.CallbackCollector("trader", self._metric_families)])
+                                       collectors=[prom.CallbackCollector("trader", self._metric_families,
+                                                                          labels={"series": self.args.series.name})])
         except prom.MetricsError as exc:
             raise StartupError(str(exc)) from None
 
