@@ -153,7 +153,7 @@ class LedgerWriter:
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self._last_attempt = 0.0
-        self.run_id = f"{int(clock())}-{os.getpid()}"
+        self.run_id = f"{int(clock())}-{os.getpid()}" + ("" if series == DEFAULT_SERIES else f"-{series}")
         self.written = 0  # records written since start (tests, benchmarks)
 
     # ---- life cycle -----------------------------------------------------------------------------------------
