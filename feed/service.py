@@ -514,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.record:
             try:
-                recorder = Recorder(args.record, args.shm).start()
+                recorder = Recorder(args.record, args.shm, series=args.series.name).start()
             except OSError as e:
                 log.error("cannot record to %s: %s", args.record, e)
                 return 2
