@@ -224,9 +224,10 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
             # Arm the dead-man switch before anything can rest on the book (unless risk.heartbeat = false).
             if self.heartbeat_enabled:
                 send, interval = (lambda heartbeat_id: self.gateway.heartbeat(heartbeat_id)), self._heartbeat_interval_s
-                if self.wallet is not None:
+                if self.wallet is not None and self.wallet.lead:
                     # One heartbeat chain per API key, shared by every series of the wallet: the leader sends it
-                    # every interval, the others confirm it each second (trader/wallet/).
+                    # every interval, the others confirm it each second (trader/wallet/). (Paper: each paper
+                    # exchange is its own, with nothing to share.)
                     send = self.wallet.heartbeat_send(send)
                     interval = min(1.0, interval)
                 self._heart = Heartbeater(send, self._on_heartbeat_tripped, self._on_heartbeat_recovered,
