@@ -2,9 +2,11 @@
 and every series' warnings; the exit code is the worst series'. `mmctl -m eth-5m status` shows one series' whole
 screen (status.py), as `mmctl status` always did for the default series alone.
 
-A series "runs here" when its trader's control socket or its feed's segment exists under the names the series
-derives (polymm/series.py): the default series is always shown; on a host that runs only it, `mmctl status` is
-exactly the single screen it always was.
+A series "runs here" when its trader's control socket exists (a trader removes it when it stops; one that died
+leaves it, and shows as down), or its feed's segment exists and was not closed by a clean stop (a dead feed shows as
+down; a series stopped on purpose is not listed), under the names the series derives (polymm/series.py). The
+default series is always shown; on a host that runs only it, `mmctl status` is exactly the single screen it always
+was.
 """
 from __future__ import annotations
 
@@ -22,14 +24,26 @@ SHM_DIR = Path("/dev/shm")
 
 
 def present(socket_base: str, shm_base: str) -> list[str]:
-    """The series with a trader socket or a feed segment on this host (the default one always), catalogue order."""
+    """The series running on this host (see the module docstring; the default one always), catalogue order."""
     out = []
     for name in series_mod.ALL_NAMES:
         s = series_mod.parse(name)
-        if s.is_default or os.path.exists(series_mod.socket_path(s, socket_base)) or (
-                SHM_DIR / series_mod.shm_name(s, shm_base)).exists():
+        if s.is_default or os.path.exists(series_mod.socket_path(s, socket_base)) or _feed_not_stopped(
+                series_mod.shm_name(s, shm_base)):
             out.append(name)
     return out
+
+
+def _feed_not_stopped(shm_name: str) -> bool:
+    if not (SHM_DIR / shm_name).exists():
+        return False
+    try:
+        from polymm.feed import shm  # numpy: only once a segment of another series exists
+
+        with shm.Reader(shm_name) as reader:
+            return reader.snapshot().status != "stopped"
+    except Exception:  # noqa: BLE001 - a segment that cannot be read is a problem status shows in words
+        return True
 
 
 # The health classes from least to most severe: the worst series decides the exit code.

@@ -667,10 +667,12 @@ def test_a_series_runs_as_template_instances_beside_the_default_one(dep):
         assert dep.prop(unit, "ExecMainStatus") == "2" and dep.prop(unit, "NRestarts") == "0", dep.journal(unit)
         assert "did you mean eth-5m?" in dep.journal(unit)
     dep.systemctl("reset-failed", f"{TRADER}@etc-5m.service", f"{FEED}@etc-5m.service", check=False)
-    # Stopping a series leaves the shared /run/polymm (and the default trader's socket) alone.
-    dep.systemctl("stop", f"{TRADER}@{SERIES}.service")
+    # Stopping a series leaves the shared /run/polymm (and the default trader's socket) alone, and mmctl status is
+    # the default series' own screen again.
+    dep.systemctl("stop", f"{TRADER}@{SERIES}.service", f"{FEED}@{SERIES}.service")
     assert dep.sh("test -S /run/polymm/trader.sock && test ! -e /run/polymm/trader-eth-5m.sock && echo ok").stdout.strip() == "ok"
-    assert dep.mmctl("status").returncode in (0, 1), dep.diagnostics()
+    alone = dep.mmctl("status")
+    assert alone.returncode in (0, 1) and "SERIES" not in alone.stdout and "TRADER" in alone.stdout, alone.describe()
     # left running and enabled: the uninstall step must stop it first (its orders cancelled)
     dep.systemctl("start", f"{TRADER}@{SERIES}.service")
 
