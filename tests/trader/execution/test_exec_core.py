@@ -351,3 +351,20 @@ def test_risk_heartbeat_false_never_arms_the_dead_man_switch_and_says_so():
         assert not any("dead-man switch" in w for w in core.state().warnings)
     finally:
         core.stop()
+
+
+def test_user_channel_events_of_another_series_market_are_dropped():
+    """Several series trade one wallet (one API key): should the user channel send events of a market this trader
+    does not trade, they are another series' trader's business: neither its fills nor its orders touch ours."""
+    clock, market, core = core_holding_10_up("mine")
+    try:
+        other = market_at("theirs", market.window_start)
+        before = core.positions()
+        core._on_ws_events([trade_on(other, "t-theirs", "0xtheir-order", "7"),
+                            WireOrder(id="0xtheir-order", market=other.condition_id, asset_id=other.up_token,
+                                      side="BUY", original_size="7", size_matched="7", price="0.40", type="UPDATE",
+                                      status="MATCHED")])
+        assert core.positions() == before and core._foreign_events == 2
+        assert all(f.trade_id != "t-theirs" for f in core.fills())
+    finally:
+        core.stop(cancel_orders=False)
