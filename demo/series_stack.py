@@ -21,10 +21,11 @@ from pathlib import Path
 
 from polymm import env
 from polymm import series as series_mod
-from polymm.demo import _child_setup, _free_port, _python_main, _stop, demo_config, remove_wallet_records
+from polymm.demo import (Launched, _child_setup, _free_port, _python_main, _stop, demo_config, remove_wallet_records,
+                         wait_feed_published)
 
 
-class SeriesStack:
+class SeriesStack(Launched):
     def __init__(self, workdir: Path, series: tuple[str, ...], *, window_s: int = 30, seed: int = 1,
                  fund: float = 1000.0, config_text: str | None = None, sim_args: tuple = (),
                  log_level: str = "INFO", metrics: bool = False) -> None:
@@ -54,17 +55,6 @@ class SeriesStack:
         self.metrics_ports = ({s: {"feed": _free_port(), "trader": _free_port()} for s in self.series}
                               if metrics else {})
 
-    def __enter__(self) -> "SeriesStack":
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        self.close()
-
     def start(self, traders: bool = True) -> None:
         from polymm.sim import testing
 
@@ -84,24 +74,11 @@ class SeriesStack:
                 self.wait_trader(s)
 
     def env(self, series: str, **extra: str) -> dict[str, str]:
-        out = {k: v for k, v in os.environ.items() if not k.startswith(env.PREFIX) and k not in env.SECRET_NAMES
-               and k not in (*env.SYSTEMD_NAMES, env.BROWSER_ADDRESS, env.SIGNATURE_TYPE)}
-        out.update(self.sim.env())
-        ports = self.metrics_ports.get(series)
-        out.update({
+        return self.child_env({
             env.SERIES: series, env.SHM: self.shm[series], env.SOCKET: str(self.sockets[series]),
             env.STATE_DIR: str(self.state_dir), env.CONFIG: str(self.config_path), env.WINDOW_S: str(self.window_s),
-            env.LOG_LEVEL: self.log_level, env.PK: self.pk, env.SIGNATURE_TYPE: "0",
-            env.FEED_METRICS: f"127.0.0.1:{ports['feed']}" if ports else "off",
-            env.TRADER_METRICS: f"127.0.0.1:{ports['trader']}" if ports else "off",
-        })
-        out.update(extra)
-        return out
-
-    def _log(self, name: str):
-        f = open(self.workdir / f"{name}.log", "ab")
-        self._logs.append(f)
-        return f
+            env.LOG_LEVEL: self.log_level,
+        }, self.metrics_ports.get(series), extra)
 
     def start_feed(self, series: str, wait_s: float = 60.0) -> subprocess.Popen:
         self.feeds[series] = subprocess.Popen(
@@ -112,22 +89,8 @@ class SeriesStack:
         return self.feeds[series]
 
     def wait_feed(self, series: str, wait_s: float = 60.0) -> None:
-        from polymm.feed import shm
-
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if self.feeds[series].poll() is not None:
-                raise RuntimeError(f"polymm-feed of {series} exited with {self.feeds[series].returncode}; see "
-                                   f"{self.workdir / f'feed-{series}.log'}")
-            try:
-                with shm.Reader(self.shm[series]) as reader:
-                    snap = reader.snapshot()
-                    if snap.status == "connected" and snap.condition_id:
-                        return
-            except shm.ShmMissing:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"polymm-feed of {series} did not publish a market within {wait_s:.0f} s")
+        wait_feed_published(self.feeds[series], self.shm[series], wait_s, f"polymm-feed of {series}",
+                            self.workdir / f"feed-{series}.log")
 
     def start_trader(self, series: str, wait_s: float = 60.0, extra_env: dict | None = None) -> subprocess.Popen:
         self.traders[series] = subprocess.Popen(

@@ -106,14 +106,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-level", default=level, type=str.upper,
                    help=f"{', '.join(env.LOG_LEVELS)} (env {env.FEED_LOG_LEVEL}, else {env.LOG_LEVEL}; default INFO)")
     args = p.parse_args(argv)
-    if args.window_s is not None and args.window_s <= 0:
-        p.error(f"--window-s must be positive, got {args.window_s}")
-    try:
-        args.series = series_mod.parse(args.series, window_s=args.window_s)
-    except series_mod.SeriesError as e:
-        p.error(str(e))  # exit code 2: an operator must fix it (the units do not restart on 2)
-    args.window_s = args.series.window_s
-    args.shm = args.shm or series_mod.shm_name(args.series, env.DEFAULT_SHM)
+    args.window_s = series_mod.resolve_args(p, args, env.DEFAULT_SHM).window_s
     if args.metrics is None:
         args.metrics = series_mod.metrics_listen(args.series, "feed", env.get(env.FEED_METRICS, prom.DEFAULT_FEED_LISTEN),
                                                  int(prom.DEFAULT_FEED_LISTEN.rsplit(":", 1)[1]))

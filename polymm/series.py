@@ -221,6 +221,19 @@ def default(window_s: int | None = None) -> Series:
     return parse(DEFAULT_SERIES, window_s)
 
 
+def resolve_args(parser, args, shm_base: str) -> Series:
+    """A service's `--series`, `--window-s` and `--shm` (argparse): `args.series` becomes the Series, `args.shm` its
+    segment's name unless given. A bad value is `parser.error` (exit code 2: the units do not restart on it)."""
+    if args.window_s is not None and args.window_s <= 0:
+        parser.error(f"--window-s must be positive, got {args.window_s}")
+    try:
+        args.series = parse(args.series, window_s=args.window_s)
+    except SeriesError as exc:
+        parser.error(str(exc))
+    args.shm = args.shm or shm_name(args.series, shm_base)
+    return args.series
+
+
 # ---- what each series' processes are called on a host: the default keeps the names it always had, so nothing
 # changes for an installation that trades BTC 15-minute only.
 _FIRST_PORT = 9900  # series i > 0 of the catalogue: feed 9900 + 2i, trader 9901 + 2i (9902 .. 9923)

@@ -100,13 +100,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="how long to wait at start for the feed to publish a live market (default 90)")
     ap.add_argument("--log-level", default=env.get(env.LOG_LEVEL, "INFO"), help="DEBUG, INFO, WARNING (default INFO)")
     args = ap.parse_args(argv)
-    if args.window_s is not None and args.window_s <= 0:
-        ap.error(f"--window-s must be positive, got {args.window_s}")
-    try:
-        args.series = series_mod.parse(args.series, window_s=args.window_s)
-    except series_mod.SeriesError as exc:
-        ap.error(str(exc))  # exit code 2: an operator must fix it (the units do not restart on 2)
-    args.shm = args.shm or series_mod.shm_name(args.series, env.DEFAULT_SHM)
+    series_mod.resolve_args(ap, args, env.DEFAULT_SHM)
     args.socket = args.socket or series_mod.socket_path(args.series, env.DEFAULT_SOCKET)
     if args.metrics is None and env.get(env.TRADER_METRICS) is not None:
         from polymm.listen import DEFAULT_TRADER_LISTEN

@@ -59,6 +59,24 @@ def serve_probes(sock: socket.socket) -> None:
     threading.Thread(target=run, name="polymm-lock-probes", daemon=True).start()
 
 
+def bind_name(name: bytes) -> socket.socket | None:
+    """Bind and listen on abstract socket `name`, serving probes (serve_probes); None when another process holds
+    it. Python sockets are close-on-exec: a child process never inherits (and so never holds) the name."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(name)
+    except OSError as exc:
+        sock.close()
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        return None
+    # Listening lets others connect and read our pid with SO_PEERCRED (the probe only needs the connection
+    # queued); probes are accepted and dropped at once so they never fill the backlog.
+    sock.listen(64)
+    serve_probes(sock)
+    return sock
+
+
 def holder_pid(name: bytes, timeout_s: float = 1.0) -> int | None:
     """The pid of the process listening on abstract socket `name` (SO_PEERCRED), or None when nobody does. A full
     listen queue (the holder's probe thread has not drained it yet: EAGAIN) is waited out up to `timeout_s`; a
@@ -111,24 +129,14 @@ class WalletLock:
             raise
 
     def _bind_machine_wide(self) -> None:
-        # Python sockets are created close-on-exec: a child process never inherits (and so never holds) the name.
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(self.name)
-        except OSError as exc:
-            sock.close()
-            if exc.errno != errno.EADDRINUSE:
-                raise
+        sock = bind_name(self.name)
+        if sock is None:
             pid = holder_pid(self.name)
             who = f"pid {pid}" if pid else "a process whose pid could not be read"
             raise WalletLocked(
                 f"another trader ({who}) already trades {self._what()} on this machine "
                 f"(abstract socket @{self.name[1:].decode()}); refusing to start a second one"
             ) from None
-        # Listening lets a second instance connect and read our pid with SO_PEERCRED (the probe only needs the
-        # connection queued); probes are accepted and dropped at once so they never fill the backlog.
-        sock.listen(64)
-        serve_probes(sock)
         self._sock = sock
 
     def _refuse_older_trader(self) -> None:

@@ -9,10 +9,9 @@ series lock (SO_PEERCRED on a probe connection: no file, no signal, nothing the 
 """
 from __future__ import annotations
 
-import errno
 import socket
 
-from polymm.trader.execution.wallet_lock import abstract_name, holder_pid, serve_probes
+from polymm.trader.execution.wallet_lock import abstract_name, bind_name, holder_pid
 
 
 class LeaderLease:
@@ -26,20 +25,9 @@ class LeaderLease:
 
     def try_acquire(self) -> bool:
         """Bind the lease if nobody holds it. True when this process is (now or already) the leader."""
-        if self._sock is not None:
-            return True
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(self.name)
-        except OSError as exc:
-            sock.close()
-            if exc.errno != errno.EADDRINUSE:
-                raise
-            return False
-        sock.listen(64)  # probes read our pid with SO_PEERCRED
-        serve_probes(sock)  # and are dropped at once, so they never fill the backlog
-        self._sock = sock
-        return True
+        if self._sock is None:
+            self._sock = bind_name(self.name)
+        return self._sock is not None
 
     def holder(self) -> int | None:
         """The leader's pid (ours when we hold it), or None when nobody does."""

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from tests.support.ledger import OrderLike, fill, market
+from tests.support.ledger import OrderLike, fill, market, older_ledger
 from polymm.trader.ledger import LedgerWriter, load_entries, load_history, schema
 from polymm.trader.ledger.read import LedgerReadError
 from polymm.trader.model import Leg, Side
@@ -51,16 +51,7 @@ def test_two_series_write_one_file_at_once_and_history_keeps_them_apart(tmp_path
 
 def test_an_older_ledger_migrates_and_its_rows_are_the_default_series(tmp_path):
     path = tmp_path / "ledger.sqlite"
-    conn = sqlite3.connect(path, isolation_level=None)
-    schema.migrate(conn, upto=2)
-    m = market(T)
-    conn.execute("INSERT INTO windows (condition_id, window_start, window_end, resolved_leg) VALUES (?, ?, ?, 'up')",
-                 (m.condition_id, m.window_start, m.window_end))
-    conn.execute("INSERT INTO fills (trade_id, order_id, condition_id, strategy, leg, side, price, size, fee, role,"
-                 " status, status_rank, match_ts, recorded_at, updated_at) VALUES"
-                 " ('t1', 'o1', ?, 's1', 'up', 'BUY', 0.6, 10, 0, 'maker', 'CONFIRMED', 3, ?, ?, ?)",
-                 (m.condition_id, m.window_start + 5, m.window_start + 5, m.window_start + 9))
-    conn.close()
+    older_ledger(path, 2, market(T))
     # read as it is (reading never migrates): the default series
     assert [r.label for r in load_history(path, by="series").rows] == ["btc-15m"]
     w = LedgerWriter(path, "live", series="eth-5m")  # a series' trader opens it: migrated to schema 3
