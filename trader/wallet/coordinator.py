@@ -29,7 +29,7 @@ from polymm.trader.wallet.store import SHM_DIR, WalletStore
 
 log = logging.getLogger("polymm.trader.wallet")
 
-LIMITS_EVERY_S = 0.1
+LIMITS_EVERY_S = 0.1  # the limits the decision reads are at most this old (a background thread refreshes them)
 PUBLISH_EVERY_S = 1.0
 ALIVE_EVERY_S = 1.0
 # A dead series' orders are cancelled after the exchange's own dead-man delay (~10 s without a heartbeat; docs
@@ -66,6 +66,7 @@ class WalletCoordinator:
         self._started = False  # our slot is ours only once the series lock is (start())
         self._stop = threading.Event()
         self._reader: threading.Thread | None = None
+        self._refresher: threading.Thread | None = None
         self.warning = ""  # a problem with the shared record, in words (status)
 
     # ---- this series' slot ------------------------------------------------------------------------
@@ -126,8 +127,9 @@ class WalletCoordinator:
         """A clean stop: our orders are cancelled; what we hold still counts (state stopped). A trader that never
         got its series lock leaves the slot alone (it is another trader's)."""
         self._stop.set()
-        if self._reader is not None:
-            self._reader.join(timeout=5)
+        for thread in (self._reader, self._refresher):
+            if thread is not None:
+                thread.join(timeout=5)
         if self._started:
             with self._lock:
                 rec = replace(self._record, state=STOPPED, updated=self.clock(), open_buys_usd=0.0,
@@ -199,11 +201,17 @@ class WalletCoordinator:
         return accounting.wallet_state(own, self._others(now), now)
 
     def limits(self, now: float | None = None) -> WalletLimits:
-        """For the decision: the other series' exposure, the cap in force, a halt (cached LIMITS_EVERY_S)."""
+        """For the decision: the other series' exposure, the cap in force, a halt (at most LIMITS_EVERY_S old). With
+        the refresher running (start_refresher) this is a read of what it computed: no I/O on the decision thread
+        (the other traders' liveness is a connect() each); without it, computed here when due."""
         now = self.clock() if now is None else now
         at, cached = self._limits
-        if now - at < LIMITS_EVERY_S:
+        if now - at < LIMITS_EVERY_S or (self._refresher is not None and now - at < 5 * LIMITS_EVERY_S):
             return cached
+        return self._refresh_limits(now)
+
+    def _refresh_limits(self, now: float) -> WalletLimits:
+        at, cached = self._limits
         try:
             limits = self.state(now).limits()
             self.warning = ""
@@ -215,10 +223,25 @@ class WalletCoordinator:
         self._limits = (now, limits)
         return limits
 
+    def start_refresher(self) -> None:
+        """Compute the limits every LIMITS_EVERY_S in a thread of their own (the decision then only reads them)."""
+        def run() -> None:
+            while not self._stop.wait(LIMITS_EVERY_S):
+                try:
+                    self._refresh_limits(self.clock())
+                except Exception:  # noqa: BLE001 - the decision then computes them itself when due
+                    log.exception("refreshing the wallet's limits failed")
+        self._refresher = threading.Thread(target=run, name="polymm-wallet-limits", daemon=True)
+        self._refresher.start()
+
     def admit(self, committed_usd: float, new_buys_usd: float, now: float | None = None) -> str | None:
         """Claim room for buys about to be sent: under the file lock, this series' exposure with them plus every
-        other series' must stay within the wallet cap. None = claimed (published); else why not, in words."""
+        other series' must stay within the wallet cap. None = claimed (published); else why not, in words. With no
+        cap in force (wallet.max_exposure_usd 0 everywhere) there is nothing to claim: no lock is taken."""
         now = self.clock() if now is None else now
+        at, cached = self._limits
+        if cached.cap_usd <= 0 and now - at < 1.0:
+            return None
         with self.store.locked():
             state = self.state(now)
             after = committed_usd + new_buys_usd
