@@ -202,3 +202,18 @@ def test_a_lock_holder_stays_visible_however_often_it_is_probed(tmp_path, funder
     finally:
         lock.release()
     assert not series_alive(funder, "sol-5m", os.getpid())
+
+
+def test_the_refresher_keeps_the_decision_s_limits_current_without_io_on_its_thread(wallet):
+    import time
+
+    eth, btc = wallet("eth-5m", "[wallet]\nmax_exposure_usd = 50\n"), wallet("btc-15m", "[wallet]\nmax_exposure_usd = 50\n")
+    btc.start_refresher()
+    try:
+        eth.publish(exposure_usd=12.0, open_buys_usd=0.0, unrealised_usd=0.0, market=market("dd"))
+        deadline = time.monotonic() + 5
+        while btc.limits().others_usd != 12.0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert btc.limits().others_usd == 12.0 and btc.limits().cap_usd == 50.0
+    finally:
+        btc._stop.set()
