@@ -47,8 +47,8 @@ def abstract_name(funder_address: str, series: str | None = None) -> bytes:
 def serve_probes(sock: socket.socket) -> None:
     """Accept and drop every probe connection on a held name, in a daemon thread: a queued connection holds a slot
     of the listen backlog until it is accepted (even after its client closed), so a holder that never accepts is
-    unreachable - and looks dead - after a handful of probes (trader/wallet/ probes every second). Ends when `sock`
-    is closed."""
+    unreachable - and looks taken by nobody - after a handful of probes (mmctl and refused start-ups read the holder's
+    pid this way). Ends when `sock` is closed."""
     def run() -> None:
         while True:
             try:

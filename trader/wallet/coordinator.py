@@ -23,13 +23,14 @@ from typing import Callable
 from polymm import series as series_mod
 from polymm.trader.decision.wallet import WalletLimits
 from polymm.trader.wallet import accounting
-from polymm.trader.wallet.locks import LeaderLease, series_alive
+from polymm.trader.wallet.locks import LeaderLease, Liveness, series_alive
 from polymm.trader.wallet.records import RUNNING, STOPPED, Heartbeat, SeriesRecord
 from polymm.trader.wallet.store import SHM_DIR, WalletStore
 
 log = logging.getLogger("polymm.trader.wallet")
 
-LIMITS_EVERY_S = 0.1  # the limits the decision reads are at most this old (a background thread refreshes them)
+LIMITS_EVERY_S = 0.25  # the limits the decision reads are at most this old (a background thread refreshes them);
+# a claim for buys (admit) reads every series afresh under the lock, so this only sizes what is asked for
 PUBLISH_EVERY_S = 1.0
 ALIVE_EVERY_S = 1.0
 # A dead series' orders are cancelled after the exchange's own dead-man delay (~10 s without a heartbeat; docs
@@ -48,6 +49,12 @@ class WalletCoordinator:
         self.clock = clock
         self.store = WalletStore(key, directory)
         self.lease = LeaderLease(self.funder)
+        # Alive for the others from now on: the service builds this right after taking the series lock, so a
+        # restarted trader is never taken for its dead predecessor (whose markets the leader would reap) while it
+        # starts; its start-up reconciles those markets' orders itself.
+        self.liveness = Liveness(self.store.path, series.name)
+        if not self.liveness.acquire():
+            log.warning("series %s: another process holds its liveness lock %s", series.name, self.liveness.path)
         self.lead = lead  # False (paper): nothing on the exchange to heartbeat, redeem or reap
         self._cancel_market = cancel_market
         self.heartbeat_interval_s = heartbeat_interval_s
@@ -140,6 +147,7 @@ class WalletCoordinator:
                 except Exception:  # noqa: BLE001 - stopping must not fail on the shared record
                     log.exception("wallet record: could not mark series %s stopped", self.series.name)
             self._started = False
+        self.liveness.release()
         self.lease.release()
         self.store.close()
 
@@ -187,7 +195,7 @@ class WalletCoordinator:
         cached = self._alive.get(key)
         if cached is not None and now - cached[0] < ALIVE_EVERY_S:
             return cached[1]
-        alive = series_alive(self.funder, rec.series, rec.pid)
+        alive = series_alive(self.store.path, rec.series)
         self._alive[key] = (now, alive)
         if len(self._alive) > 64:
             self._alive = {k: v for k, v in self._alive.items() if now - v[0] < 60}
@@ -203,7 +211,7 @@ class WalletCoordinator:
     def limits(self, now: float | None = None) -> WalletLimits:
         """For the decision: the other series' exposure, the cap in force, a halt (at most LIMITS_EVERY_S old). With
         the refresher running (start_refresher) this is a read of what it computed: no I/O on the decision thread
-        (the other traders' liveness is a connect() each); without it, computed here when due."""
+        (it reads the shared record and the other traders' liveness locks); without it, computed here when due."""
         now = self.clock() if now is None else now
         at, cached = self._limits
         if now - at < LIMITS_EVERY_S or (self._refresher is not None and now - at < 5 * LIMITS_EVERY_S):

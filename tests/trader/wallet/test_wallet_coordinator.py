@@ -51,6 +51,7 @@ def wallet(tmp_path, funder):
     yield make
     for c in made:
         c.lease.release()
+        c.liveness.release()
     for lock in locks:
         lock.release()
 
@@ -107,6 +108,27 @@ def test_a_dead_series_is_counted_and_its_orders_reaped_by_the_leader(wallet, tm
     store.close()
 
 
+def test_a_restarting_trader_is_alive_before_it_starts_so_its_markets_are_not_reaped(wallet, tmp_path, funder):
+    cancelled = []
+    clock = Clock()
+    leader = wallet("btc-15m", clock=clock, cancel_market=lambda cond: cancelled.append(cond) or 1)
+    assert leader.try_lead()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    store = WalletStore(funder, tmp_path)
+    store.write(series_mod.parse("eth-5m").index, SeriesRecord(
+        "eth-5m", int(gone.stdout), RUNNING, clock(), 9.0, 4.0, int(clock()) + 200, 0, 0.0, 0.0, 0.0, 0.0,
+        ("0x" + "ee" * 32,)))
+    assert leader.reap(clock()) == []  # seen dead
+    # its successor has taken the series lock and built its coordinator; it has not started (no decision yet)
+    successor = coord.WalletCoordinator(funder, series_mod.parse("eth-5m"), funder, directory=tmp_path)
+    try:
+        clock.t += coord.REAP_AFTER_S + 1.0
+        assert leader.reap(clock()) == [] and cancelled == []  # its start-up reconciles those orders itself
+    finally:
+        successor.stop()
+        store.close()
+
+
 def test_one_leader_heartbeats_the_others_follow_it_and_one_takes_over(wallet):
     clock = Clock()
     sent = []
@@ -161,6 +183,7 @@ def test_a_restarted_series_replaces_its_record_never_doubles_it(wallet, tmp_pat
     eth = wallet("eth-5m")
     eth.publish(exposure_usd=10.0, open_buys_usd=0.0, unrealised_usd=0.0, market=market("cc"))
     eth.lease.release()
+    eth.liveness.release()  # its process is gone
     again = coord.WalletCoordinator(funder, series_mod.parse("eth-5m"), funder, directory=tmp_path)
     again.start(load_config(None, series=series_mod.parse("eth-5m")))
     assert len([r for r in again.store.records().values() if r.series == "eth-5m"]) == 1
@@ -188,20 +211,41 @@ def test_a_second_trader_of_a_series_is_refused_and_an_older_polymm_too(tmp_path
 
 
 def test_a_lock_holder_stays_visible_however_often_it_is_probed(tmp_path, funder):
-    # Every trader probes the others' series locks every second: queued probes must never fill the backlog.
+    # Queued probe connections must never fill a lock holder's backlog (a holder that looked dead).
     import os
 
     from polymm.trader.execution.wallet_lock import abstract_name, holder_pid
-    from polymm.trader.wallet.locks import series_alive
 
     lock = WalletLock(tmp_path, funder, series="sol-5m")
     lock.acquire()
     try:
         assert all(holder_pid(abstract_name(funder, "sol-5m")) == os.getpid() for _ in range(200))
-        assert series_alive(funder, "sol-5m", os.getpid())
     finally:
         lock.release()
-    assert not series_alive(funder, "sol-5m", os.getpid())
+
+
+def test_liveness_is_asked_without_waking_the_trader_and_ends_with_it(tmp_path):
+    from polymm.trader.wallet.locks import Liveness, series_alive
+
+    record = tmp_path / "polymm-wallet-x"
+    assert not series_alive(record, "sol-5m")  # never started
+    live = Liveness(record, "sol-5m")
+    assert live.acquire()
+    assert all(series_alive(record, "sol-5m") for _ in range(200))  # asked from the same process too
+    assert not Liveness(record, "sol-5m").acquire()  # a second holder is refused
+    live.release()
+    assert not series_alive(record, "sol-5m")
+    # a process that dies holding it: the kernel drops it
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from polymm.trader.wallet.locks import Liveness; "
+        f"Liveness(Path({str(record)!r}), 'eth-5m').acquire(); print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held" and series_alive(record, "eth-5m")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not series_alive(record, "eth-5m")
 
 
 def test_the_refresher_keeps_the_decision_s_limits_current_without_io_on_its_thread(wallet):
