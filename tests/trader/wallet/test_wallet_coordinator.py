@@ -85,18 +85,22 @@ def test_the_wallet_cap_binds_across_series_through_claims(wallet):
     assert "wallet.max_exposure_usd 30: this series $19.00 with the new buys, the other series $12.00" == words
 
 
+def gone_trader(tmp_path, funder, clock, name: str, condition_ids: tuple[str, ...]) -> WalletStore:
+    """The record of a trader of `name` that is gone without stopping ($9 exposure, $4 of it open buys): its pid is
+    a process that already exited, and nobody holds its liveness lock. Returns the store (close it)."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    store = WalletStore(funder, tmp_path)
+    store.write(series_mod.parse(name).index, SeriesRecord(
+        name, int(gone.stdout), RUNNING, clock(), 9.0, 4.0, int(clock()) + 200, 0, 0.0, 0.0, 0.0, 0.0, condition_ids))
+    return store
+
+
 def test_a_dead_series_is_counted_and_its_orders_reaped_by_the_leader(wallet, tmp_path, funder):
     cancelled = []
     clock = Clock()
     leader = wallet("btc-15m", clock=clock, cancel_market=lambda cond: cancelled.append(cond) or 2)
     assert leader.try_lead()
-    # A trader of eth-5m that is gone (its pid holds no lock): a process that already exited.
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(gone.stdout)
-    store = WalletStore(funder, tmp_path)
-    dead = SeriesRecord("eth-5m", dead_pid, RUNNING, clock(), 9.0, 4.0, int(clock()) + 200, 0, 0.0, 0.0, 0.0, 0.0,
-                        ("0x" + "ee" * 32, "0x" + "ef" * 32))
-    store.write(series_mod.parse("eth-5m").index, dead)
+    store = gone_trader(tmp_path, funder, clock, "eth-5m", ("0x" + "ee" * 32, "0x" + "ef" * 32))
     assert leader.state().others_usd == 9.0  # its buys may still rest: all of it counts
     assert leader.reap(clock()) == [] and cancelled == []  # first seen dead: not yet
     clock.t += coord.REAP_AFTER_S + 0.1
@@ -113,11 +117,7 @@ def test_a_restarting_trader_is_alive_before_it_starts_so_its_markets_are_not_re
     clock = Clock()
     leader = wallet("btc-15m", clock=clock, cancel_market=lambda cond: cancelled.append(cond) or 1)
     assert leader.try_lead()
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    store = WalletStore(funder, tmp_path)
-    store.write(series_mod.parse("eth-5m").index, SeriesRecord(
-        "eth-5m", int(gone.stdout), RUNNING, clock(), 9.0, 4.0, int(clock()) + 200, 0, 0.0, 0.0, 0.0, 0.0,
-        ("0x" + "ee" * 32,)))
+    store = gone_trader(tmp_path, funder, clock, "eth-5m", ("0x" + "ee" * 32,))
     assert leader.reap(clock()) == []  # seen dead
     # its successor has taken the series lock and built its coordinator; it has not started (no decision yet)
     successor = coord.WalletCoordinator(funder, series_mod.parse("eth-5m"), funder, directory=tmp_path)
