@@ -110,6 +110,7 @@ class Launched:
 
     workdir: Path
     _logs: list
+    funders: frozenset = frozenset()  # wallets of the key other than its own that a trader was given
 
     def __enter__(self):
         try:
@@ -140,6 +141,8 @@ class Launched:
             env.TRADER_METRICS: f"127.0.0.1:{metrics_ports['trader']}" if metrics_ports else "off",
         })
         out.update(extra)
+        if extra.get(env.BROWSER_ADDRESS):  # a trader trading another wallet of the key (its record, below)
+            self.funders = self.funders | {extra[env.BROWSER_ADDRESS]}
         return out
 
 
@@ -273,7 +276,7 @@ class Stack(Launched):
             from polymm.feed import shm
 
             shm.unlink(self.shm)
-        remove_wallet_records(self.address, self.state_dir)
+        remove_wallet_records(self.address, self.state_dir, self.funders)
 
 
     # -- looking at it -------------------------------------------------------------------------------------
@@ -315,17 +318,21 @@ def wait_feed_published(feed: subprocess.Popen, shm_name: str, wait_s: float, wh
     raise TimeoutError(f"{what} did not publish a market within {wait_s:.0f} s; see {log}")
 
 
-def remove_wallet_records(address: str | None, state_dir: Path) -> None:
-    """The shared wallet record(s) a stack's throw-away wallet left in /dev/shm (trader/wallet/store.py): a real
-    wallet's outlives its traders on purpose; a test's must not pile up."""
+def remove_wallet_records(address: str | None, state_dir: Path, funders=()) -> None:
+    """The shared wallet record(s) and the series' liveness files a stack's throw-away wallet left in /dev/shm
+    (trader/wallet/): a real wallet's outlive its traders on purpose; a test's must not pile up. `funders`: the
+    other wallets of the key its traders were given (POLYMM_BROWSER_ADDRESS)."""
     from polymm.trader.wallet.coordinator import wallet_key
     from polymm.trader.wallet.store import path_for
 
     if not address:
         return
-    for mode in ("live", "paper"):
-        with contextlib.suppress(Exception):
-            path_for(wallet_key(address, mode, state_dir)).unlink()
+    for funder in {address, *funders}:
+        for mode in ("live", "paper"):
+            record = path_for(wallet_key(funder, mode, state_dir))
+            for path in (record, *record.parent.glob(f"{record.name}.*.alive")):
+                with contextlib.suppress(Exception):
+                    path.unlink()
 
 
 def mmctl_exe() -> str:

@@ -171,4 +171,4 @@ class SeriesStack(Launched):
         for name in self.shm.values():
             with contextlib.suppress(Exception):
                 shm.unlink(name)
-        remove_wallet_records(self.address, self.state_dir)
+        remove_wallet_records(self.address, self.state_dir, self.funders)
