@@ -380,7 +380,10 @@ class TraderService:
         from polymm.trader.execution.balance import BalanceWatcher
 
         # Cash moves with our fills at once (the core's cash book); every poll puts it right (the exchange wins).
-        self.balance = BalanceWatcher(self.core.gateway, book=self.core)
+        # Several series on one wallet: the others' fills and redemptions move the same pUSD; each publishes how
+        # many cash moves it counted, and a comparison across one of theirs is in doubt (cash.py).
+        self.wallet.cash_moves = self.core.cash_moves
+        self.balance = BalanceWatcher(self.core.gateway, book=self.core, others=self.wallet.others_cash_moves)
         self.balance.start()
         if self.mode != "paper":  # the paper exchange pays resolutions itself: there is nothing on-chain to redeem
             from polymm.trader.redeem.service import build_redeemer

@@ -9,13 +9,15 @@ Cash (issue 27: one money truth): with a `book` (the execution core), each answe
 which our own fills move at once between polls; `balance_usd` is then that cash: the exchange's figure, plus the
 fills learnt since it was asked, put right (the exchange wins) at every poll. The book asks for an early poll when
 a fill is in doubt (learnt while a poll was in flight, or over REST after a gap); `poll_soon()` asks for one from
-outside (a redemption or merge confirmed: pUSD moved without a fill).
+outside (a redemption or merge confirmed: pUSD moved without a fill). `others` (several series on one wallet): the
+other series' cash-move counters, read when a poll is asked and when it is answered (cash.py says why).
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from typing import Callable
 
 log = logging.getLogger("polymm.trader.balance")
 
@@ -50,10 +52,12 @@ def balance_warnings(balance_usd: float | None, allowance_ok: bool | None, max_e
 
 
 class BalanceWatcher:
-    def __init__(self, gateway, *, every_s: float = POLL_EVERY_S, book=None, clock=time.time) -> None:
+    def __init__(self, gateway, *, every_s: float = POLL_EVERY_S, book=None, clock=time.time,
+                 others: Callable[[], object] | None = None) -> None:
         self.gateway = gateway
         self.every_s = every_s
         self.book = book  # the execution core (cash_poll_asked / cash_poll_answered / cash_usd), or None
+        self.others = others  # the wallet's other series' cash-move counters (WalletCoordinator.others_cash_moves)
         self.clock = clock
         self._polled_usd: float | None = None
         self.allowance_ok: bool | None = None
@@ -101,8 +105,16 @@ class BalanceWatcher:
                 if self.clock() >= wake:
                     break
 
+    def _others_now(self) -> object:
+        if self.others is None:
+            return None
+        try:
+            return self.others()
+        except Exception as exc:  # noqa: BLE001 - an unreadable shared record: this comparison is in doubt
+            return ("unreadable", str(exc), time.monotonic())
+
     def check_once(self) -> None:
-        token = self.book.cash_poll_asked() if self.book is not None else None
+        token = self.book.cash_poll_asked(self._others_now()) if self.book is not None else None
         try:
             answer = self.gateway.balance_allowance("COLLATERAL")
         except Exception as exc:  # the gateway's typed errors, or anything else: status shows the last known value
@@ -119,4 +131,4 @@ class BalanceWatcher:
             if balance is None:
                 self.book.cash_poll_failed()
             else:
-                self.book.cash_poll_answered(token, balance)
+                self.book.cash_poll_answered(token, balance, self._others_now())

@@ -17,6 +17,15 @@ Disagreement: at each poll the book compares what it expected (the previous poll
 answer. One mismatch beyond a cent is put right silently (a deposit, a withdrawal, a settlement we did not see:
 the exchange wins). A mismatch at two polls in a row, with no fill in doubt at either, is a warning with both
 figures until a poll agrees again: our own accounting of fills is then wrong somewhere, and someone should look.
+
+Several series on one wallet (trader/wallet/): the other series' fills, and the redemptions their leader makes, move
+the same pUSD balance. Each series' trader publishes how many cash moves it has counted (`moves`) in its slot of the
+wallet's shared record; a poll carries the other series' counters (`others`, as read when asked and when answered).
+A comparison across which another series counted a move is in doubt like one of our own fills in doubt: the
+exchange's figure is taken and no disagreement is counted. Between polls the cash shown moves with this series' own
+fills only (the others' reach it at the next poll). So the wallet is judged as a whole (the exchange wins at every
+poll), and a disagreement is still caught whenever it shows over a poll interval in which the other series were
+quiet; with every series trading all the time it can only show there.
 """
 from __future__ import annotations
 
@@ -40,6 +49,7 @@ class PollToken:
 
     asked_at: float
     seq: int  # fills counted so far (their order of arrival)
+    others: object = None  # the other series' cash-move counters on this wallet when asked (None: no other series)
 
 
 class CashBook:
@@ -55,6 +65,8 @@ class CashBook:
         self.mismatches = 0  # polls in a row whose answer disagreed with what we expected, none in doubt
         self.warning: str | None = None  # in words, with both figures, while the disagreement lasts
         self.last_gap: float = 0.0  # exchange - expected at the last poll
+        self._others_base: object = None  # `others` when the poll behind exchange_usd was asked
+        self.others_moved = 0  # comparisons in doubt because another series on the wallet moved its cash
 
     # -- fills --------------------------------------------------------------------------------------------
 
@@ -98,21 +110,32 @@ class CashBook:
 
     # -- polls --------------------------------------------------------------------------------------------
 
-    def poll_asked(self, now: float) -> PollToken:
-        token = PollToken(now, self._seq)
+    @property
+    def moves(self) -> int:
+        """Cash moves counted so far (fills, their reversals, redemptions): published for the wallet's other series."""
+        return self._seq
+
+    def poll_asked(self, now: float, others: object = None) -> PollToken:
+        token = PollToken(now, self._seq, others)
         self._asked = token
         return token
 
     def poll_failed(self) -> None:
         self._asked = None
 
-    def poll_answered(self, token: PollToken, balance_usd: float, now: float) -> None:
+    def poll_answered(self, token: PollToken, balance_usd: float, now: float, others: object = None) -> None:
         """The exchange's answer to the poll asked with `token`: it wins. Fills counted before the poll was asked
-        are in it; the ones counted since are added on top."""
+        are in it; the ones counted since are added on top. `others`: the other series' counters now."""
         self._asked = None
         expected = self.cash_usd_at(token.seq)
         # Any fill in doubt makes this comparison unreliable (it may be counted twice, or not at all, by `expected`).
         in_doubt = bool(self._doubt_seq)
+        # Another series on the wallet counted a move between the previous poll's asking and this answer: the
+        # balance moved by money `expected` knows nothing of.
+        if self.exchange_usd is not None and others != self._others_base:
+            in_doubt = True
+            self.others_moved += 1
+        self._others_base = token.others
         # Those counted while this poll was in flight stay in doubt until the next answer (on_fill marked them).
         self._doubt_seq = {seq for seq in self._doubt_seq if seq > token.seq}
         self._deltas = [(seq, d) for seq, d in self._deltas if seq > token.seq]

@@ -179,14 +179,19 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
         with self._lock:
             return self._cash.warning
 
-    def cash_poll_asked(self) -> PollToken:
+    def cash_moves(self) -> int:
+        """Cash moves counted so far: what the wallet's other series compare their polls against (cash.py)."""
         with self._lock:
-            return self._cash.poll_asked(self.clock())
+            return self._cash.moves
 
-    def cash_poll_answered(self, token: PollToken, balance_usd: float) -> None:
+    def cash_poll_asked(self, others: object = None) -> PollToken:
+        with self._lock:
+            return self._cash.poll_asked(self.clock(), others)
+
+    def cash_poll_answered(self, token: PollToken, balance_usd: float, others: object = None) -> None:
         with self._lock:
             before = self._cash.warning
-            self._cash.poll_answered(token, balance_usd, self.clock())
+            self._cash.poll_answered(token, balance_usd, self.clock(), others)
             after = self._cash.warning
         if after and after != before:
             log.warning("%s", after)

@@ -126,3 +126,70 @@ def test_a_redemption_counts_at_once_in_doubt_and_is_never_a_disagreement():
     assert book.cash_usd == pytest.approx(1005.0) and book.warning is None
     polled(book, 1005.0, now=3.0)
     assert book.mismatches == 0 and book.warning is None
+
+
+def test_another_series_moving_the_shared_wallet_is_never_a_disagreement():
+    # Several series on one wallet: the others' fills move the same pUSD. A comparison across which another series
+    # counted a move is in doubt (the exchange's figure is taken, no mismatch counted); once they are quiet again, a
+    # disagreement of our own shows as before.
+    book = CashBook()
+    others = (("eth-5m", 7, 0),)
+    book.poll_answered(book.poll_asked(0.0, others), 1000.0, 0.01, others)
+    for i in range(1, 4):  # eth's fills: the balance moves by money our fills know nothing of, poll after poll
+        before = others
+        others = (("eth-5m", 7, i),)
+        book.poll_answered(book.poll_asked(float(i), before), 1000.0 - 5 * i, i + 0.01, others)
+        assert book.mismatches == 0 and book.warning is None
+        assert book.cash_usd == pytest.approx(1000.0 - 5 * i)  # the exchange wins
+    assert book.others_moved == 3
+    polled_with = lambda balance, now: book.poll_answered(book.poll_asked(now, others), balance, now + 0.01, others)  # noqa: E731
+    polled_with(985.0, 10.0)  # eth's last move was counted before this poll's base was asked: still in doubt once
+    book.on_fill(fill("t1"), 11.0)  # ours: -6, the exchange says -5, eth quiet: a real disagreement, twice
+    polled_with(980.0, 12.0)
+    book.on_fill(fill("t2"), 13.0)
+    polled_with(975.0, 14.0)
+    assert book.mismatches == 2 and "our fills say $974.00, the exchange says $975.00" in book.warning
+
+
+def test_a_series_alone_on_its_wallet_is_judged_as_before():
+    book = CashBook()
+    book.poll_answered(book.poll_asked(0.0, ()), 1000.0, 0.01, ())
+    book.on_fill(fill("t1"), 1.0)
+    book.poll_answered(book.poll_asked(2.0, ()), 995.0, 2.01, ())
+    assert book.mismatches == 1 and book.others_moved == 0 and book.moves == 1
+
+
+def test_the_balance_watcher_reads_the_other_series_counters_when_asking_and_when_answered():
+    from polymm.trader.execution.balance import BalanceWatcher
+
+    class Book:  # the execution core's cash methods over one CashBook
+        def __init__(self) -> None:
+            self.cash = CashBook()
+
+        def cash_poll_asked(self, others=None):
+            return self.cash.poll_asked(0.0, others)
+
+        def cash_poll_answered(self, token, balance, others=None):
+            self.cash.poll_answered(token, balance, 0.0, others)
+
+        def cash_poll_failed(self):
+            self.cash.poll_failed()
+
+    class Gateway:
+        def __init__(self) -> None:
+            self.balances = [1000.0, 990.0, 980.0]
+
+        def balance_allowance(self, asset_type):
+            counter["n"] += 1  # another series fills while our poll is in flight
+            return {"balance": str(int(self.balances.pop(0) * 1_000_000))}
+
+    counter = {"n": 0}
+    book = Book()
+    watcher = BalanceWatcher(Gateway(), book=book, others=lambda: (("eth-5m", 1, counter["n"]),))
+    for _ in range(3):
+        watcher.check_once()
+    assert book.cash.others_moved == 2 and book.cash.mismatches == 0 and book.cash.cash_usd == pytest.approx(980.0)
+    broken = BalanceWatcher(Gateway(), book=Book(), others=lambda: 1 / 0)  # an unreadable record: in doubt
+    for _ in range(3):
+        broken.check_once()
+    assert broken.book.cash.mismatches == 0 and broken.book.cash.others_moved == 2
