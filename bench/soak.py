@@ -489,10 +489,7 @@ class Soak:
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
         print(f"\nsoak: {summary['windows']} windows of {self.window_s} s; slopes after {warm} warm-up windows; load "
               f"average mean {summary['load_avg']['mean'] or 0:.2f} (max {summary['load_avg']['max'] or 0:.2f})")
-        for role, t in trends.items():
-            if t is not None:
-                print(f"  {role:6s} RSS {t.rss_first_kb / 1024:6.1f} -> {t.rss_last_kb / 1024:6.1f} MB over {t.windows:.0f} "
-                      f"windows ({t.lives} process{'es' if t.lives > 1 else ''})")
+        print("\n".join(rep.rss_lines(trends)))
         print(f"  health polls {self.polls} ({self.boundary_polls} at a boundary): "
               + ", ".join(f"{k} {v}" for k, v in sorted(self.health_counts.items()))
               + f"; not healthy and not explained by a fault: {len(self.unexcused)}")
@@ -503,9 +500,7 @@ class Soak:
         print(f"  faults fired {len(self.faults)}; errors {len(self.errors)}")
         for e in self.errors[:5]:
             print(f"    {e}")
-        print("VERDICT " + ("PASS" if all(ok for ok, _ in lines) else "FAIL"))
-        for ok, words in lines:
-            print(f"  {'ok  ' if ok else 'FAIL'} {words}")
+        print("\n".join(rep.verdict_text(lines)))
 
 
 def analyze(out: Path, warmup: int) -> int:
@@ -540,13 +535,8 @@ def analyze(out: Path, warmup: int) -> int:
     loads = [r["load"] for r in rows]
     print(f"soak {out}: {len(rows)} windows of {window_s} s, slopes after {warmup} warm-up windows (over whole "
           f"{cycle}-window trim cycles); load average mean {sum(loads) / len(loads):.2f} (max {max(loads):.2f})")
-    for role, t in trends.items():
-        if t is not None:
-            print(f"  {role:6s} RSS {t.rss_first_kb / 1024:6.1f} -> {t.rss_last_kb / 1024:6.1f} MB over {t.windows:.0f} "
-                  f"windows ({t.lives} process{'es' if t.lives > 1 else ''})")
-    print("VERDICT " + ("PASS" if all(ok for ok, _ in lines) else "FAIL"))
-    for ok, words in lines:
-        print(f"  {'ok  ' if ok else 'FAIL'} {words}")
+    print("\n".join(rep.rss_lines(trends)))
+    print("\n".join(rep.verdict_text(lines)))
     return 0 if all(ok for ok, _ in lines) else 1
 
 

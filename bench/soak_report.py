@@ -264,3 +264,15 @@ def verdict_lines(trends: dict[str, Trend | None], *, shm_leaked: list[str], fal
     if orphans is not None:
         out.append((orphans == 0, f"orders of ours left on the exchange after the trader stopped: {orphans}"))
     return out
+
+
+def rss_lines(trends: dict[str, Trend | None]) -> list[str]:
+    """Each process's RSS from the end of warm-up to the end, for the printed report."""
+    return [f"  {role:6s} RSS {t.rss_first_kb / 1024:6.1f} -> {t.rss_last_kb / 1024:6.1f} MB over {t.windows:.0f} "
+            f"windows ({t.lives} process{'es' if t.lives > 1 else ''})" for role, t in trends.items() if t is not None]
+
+
+def verdict_text(lines: list[tuple[bool, str]]) -> list[str]:
+    """The verdict and each goal's line, as printed."""
+    return (["VERDICT " + ("PASS" if all(ok for ok, _ in lines) else "FAIL")]
+            + [f"  {'ok  ' if ok else 'FAIL'} {words}" for ok, words in lines])

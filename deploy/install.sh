@@ -93,7 +93,7 @@ uninstall() {
     if systemd_running; then
         # Traders first: their SIGTERM path cancels our open orders while the feeds still run.
         for unit in $(series_instances); do
-            systemctl disable --now "$unit" >/dev/null 2>&1 || true
+            act systemctl disable --now "$unit" >/dev/null 2>&1 || true
             say "stopped and disabled $unit"
         done
         for unit in "$WEB_UNIT" polymm-trader.service polymm-feed.service; do

@@ -682,6 +682,10 @@ def test_a_series_runs_as_template_instances_beside_the_default_one(dep):
 def test_uninstall_stops_everything_keeps_config_and_a_reinstall_runs_again(dep):
     dep.ensure_running()
     assert dep.mmctl("set", "s1.entry_threshold=0.42").returncode == 0
+    # A dry run of the uninstall stops nothing (the series instance left running above included) and removes nothing.
+    dry = dep.sh("/src/deploy/install.sh --uninstall --dry-run", timeout=120).stdout
+    assert f"would run: systemctl disable --now {TRADER}@{SERIES}.service" in dry and "nothing was removed" in dry, dry
+    dep.sh(f"systemctl is-active --quiet {TRADER}@{SERIES} && systemctl is-active --quiet {TRADER} && test -d /opt/polymm")
     r = dep.sh("/src/deploy/install.sh --uninstall", timeout=120)
     assert "uninstalled" in r.stdout
     # The trader was stopped first (its SIGTERM path cancels), before its user disappeared.
