@@ -71,6 +71,10 @@ done
 
 # act CMD...: run a command that changes the host, or in a dry run only say it would.
 act() { if [ "$DRY" = 1 ]; then say "  would run: $*"; else "$@"; fi; }
+# act_quiet CMD...: the same, the command's own output and failure swallowed (a dry run still says it).
+act_quiet() { if [ "$DRY" = 1 ]; then say "  would run: $*"; else "$@" >/dev/null 2>&1 || true; fi; }
+# did WORDS: what a real run just did (a dry run's "would run" line already said it).
+did() { [ "$DRY" = 1 ] || say "$@"; }
 
 # Temporary files and directories, removed however the script ends.
 cleanup=()
@@ -93,43 +97,43 @@ uninstall() {
     if systemd_running; then
         # Traders first: their SIGTERM path cancels our open orders while the feeds still run.
         for unit in $(series_instances); do
-            act systemctl disable --now "$unit" >/dev/null 2>&1 || true
-            say "stopped and disabled $unit"
+            act_quiet systemctl disable --now "$unit"
+            did "stopped and disabled $unit"
         done
         for unit in "$WEB_UNIT" polymm-trader.service polymm-feed.service; do
             if [ -e "$UNIT_DIR/$unit" ]; then
-                act systemctl disable --now "$unit" >/dev/null 2>&1 || true
-                say "stopped and disabled $unit"
+                act_quiet systemctl disable --now "$unit"
+                did "stopped and disabled $unit"
             fi
         done
     fi
     for unit in "${UNITS[@]}" "${SERIES_UNITS[@]}" "$NOTIFY_UNIT" "$WEB_UNIT"; do
-        [ -e "$UNIT_DIR/$unit" ] && { act rm -f "$UNIT_DIR/$unit"; say "removed $UNIT_DIR/$unit"; }
+        [ -e "$UNIT_DIR/$unit" ] && { act rm -f "$UNIT_DIR/$unit"; did "removed $UNIT_DIR/$unit"; }
         if [ "$PURGE" = 1 ] && [ -d "$UNIT_DIR/$unit.d" ]; then
-            act rm -rf "$UNIT_DIR/$unit.d"; say "removed drop-ins $UNIT_DIR/$unit.d"
+            act rm -rf "$UNIT_DIR/$unit.d"; did "removed drop-ins $UNIT_DIR/$unit.d"
         fi
     done
     if systemd_running; then
         act systemctl daemon-reload
-        act systemctl reset-failed "${UNITS[@]}" >/dev/null 2>&1 || true
+        act_quiet systemctl reset-failed "${UNITS[@]}"
     fi
     if [ -L /usr/local/bin/mmctl ] && [ "$(readlink /usr/local/bin/mmctl)" = "$PREFIX/bin/mmctl" ]; then
-        act rm -f /usr/local/bin/mmctl; say "removed /usr/local/bin/mmctl"
+        act rm -f /usr/local/bin/mmctl; did "removed /usr/local/bin/mmctl"
     fi
-    [ -d "$PREFIX" ] && { act rm -rf "$PREFIX"; say "removed $PREFIX"; }
+    [ -d "$PREFIX" ] && { act rm -rf "$PREFIX"; did "removed $PREFIX"; }
     # The feeds' segments and the wallets' shared records are runtime state of a user about to disappear; a
     # reinstall creates them afresh.
     for f in /dev/shm/poly_tob_shm /dev/shm/poly_tob_shm_* /dev/shm/polymm-wallet-*; do
-        [ -e "$f" ] && { act rm -f "$f"; say "removed $f"; }
+        [ -e "$f" ] && { act rm -f "$f"; did "removed $f"; }
     done
-    [ -e "$POLKIT_RULES/$WEB_RULE" ] && { act rm -f "$POLKIT_RULES/$WEB_RULE"; say "removed $POLKIT_RULES/$WEB_RULE"; }
-    if getent passwd "$WEB_USER" >/dev/null; then act userdel "$WEB_USER"; say "removed user $WEB_USER"; fi
+    [ -e "$POLKIT_RULES/$WEB_RULE" ] && { act rm -f "$POLKIT_RULES/$WEB_RULE"; did "removed $POLKIT_RULES/$WEB_RULE"; }
+    if getent passwd "$WEB_USER" >/dev/null; then act userdel "$WEB_USER"; did "removed user $WEB_USER"; fi
     if getent group "$WEB_USER" >/dev/null; then act groupdel "$WEB_USER"; fi
-    if getent passwd "$USER_NAME" >/dev/null; then act userdel "$USER_NAME"; say "removed user $USER_NAME"; fi
-    if getent group "$USER_NAME" >/dev/null; then act groupdel "$USER_NAME"; say "removed group $USER_NAME"; fi
+    if getent passwd "$USER_NAME" >/dev/null; then act userdel "$USER_NAME"; did "removed user $USER_NAME"; fi
+    if getent group "$USER_NAME" >/dev/null; then act groupdel "$USER_NAME"; did "removed group $USER_NAME"; fi
     if [ "$PURGE" = 1 ]; then
         act rm -rf "$ETC" "$STATE" /run/polymm
-        say "purged $ETC and $STATE"
+        did "purged $ETC and $STATE"
     else
         [ -d "$ETC" ] && say "kept $ETC (config, secrets) and $STATE (overrides, state): --purge removes them"
     fi
