@@ -136,23 +136,27 @@ def _num(x: float) -> float:
 
 
 def market_view(snap, *, now: float, stale_feed_ms: float, accepting_orders: bool = True,
-                fair: FairValue | None = None, stale_ref_ms: float = 5000.0, fee=None) -> MarketView:
+                fair: FairValue | None = None, stale_ref_ms: float = 5000.0, fee=None,
+                reference: str = "chainlink") -> MarketView:
     """The strategies' view of one shm snapshot. `fee`: the market's FeeSchedule as the execution core read it
     from the exchange (rate and exponent); without one, the rate the feed published with exponent 1.
 
     `fresh` = the feed is alive (status connected, heartbeat recent) AND its data is recent: the socket can
     freeze silently while the feed process still beats, so data age matters as much as the heartbeat.
-    `fair`: the trader's fair value (trader/decision/fair_value.py) from the snapshot's BTC reference price (REF block).
+    `fair`: the trader's fair value (trader/decision/fair_value.py) from the snapshot's reference price (REF block)
+    of the series' resolution source (`reference`: "chainlink" for the 5- and 15-minute series, "binance" for the
+    hourly ones, which resolve on Binance's 1-hour candle; the feed takes the window's opening from the same source).
     """
     ref = getattr(snap, "ref", None)
     btc = btc_open = fair_up = math.nan
     btc_age_ms = math.inf
-    if ref is not None and ref.chainlink == ref.chainlink:
-        btc, btc_open = ref.chainlink, ref.opening_for(int(snap.market.window_start))
-        btc_age_ms = ref.chainlink_age_s(now) * 1000.0
+    price, price_ts = ((ref.binance, ref.binance_ts) if reference == "binance" else (ref.chainlink, ref.chainlink_ts)
+                       ) if ref is not None else (math.nan, math.nan)
+    if price == price:
+        btc, btc_open = price, ref.opening_for(int(snap.market.window_start))
+        btc_age_ms = (now - price_ts) * 1000.0 if price_ts == price_ts else math.inf
         if fair is not None:
-            fair_up = fair.fair_up(btc, ref.chainlink_ts, btc_open, now, float(snap.market.window_end),
-                                   stale_ref_ms / 1000.0)
+            fair_up = fair.fair_up(btc, price_ts, btc_open, now, float(snap.market.window_end), stale_ref_ms / 1000.0)
     age_ms = snap.data_age_s(now) * 1000.0
     heartbeat_ms = snap.heartbeat_age_s(now) * 1000.0
     fresh = (
@@ -302,6 +306,10 @@ class Engine:
         self._unresolved_usd = 0.0
         # The wallet's pUSD as last polled (service: the balance watcher); None: unknown, risk does not use it.
         self.cash: Callable[[], float | None] | None = None
+        # The other series on this wallet (trader/wallet/decisions.py DecisionHook, set by the service): the wallet's
+        # limits into the pipeline, a claim for the buys it sends, this series' exposure published after.
+        self.wallet = None
+        self.reference_source = "chainlink"  # the series' resolution source (polymm/series.py); the service sets it
         self._unresolved_at = -1e9
         self._hang = threading.Event()  # test hook (POLYMM_TEST_HOOKS): block the loop so the watchdog fires
         # trader/latency.py Probe, or None (always, but in bench/bench_tick_to_decision.py): where each decision's
@@ -498,7 +506,8 @@ class Engine:
             if probe is not None:
                 probe.mark("fee")
             view = market_view(snap, now=now, stale_feed_ms=stale_ms, fair=self.fair,
-                               stale_ref_ms=float(self.config.risk.stale_ref_ms), fee=fee)
+                               stale_ref_ms=float(self.config.risk.stale_ref_ms), fee=fee,
+                               reference=self.reference_source)
             if probe is not None:
                 probe.mark("view")
             actions, view = self._decide_and_execute(view, now, snap, reads)
@@ -611,24 +620,31 @@ class Engine:
         """Decide on `view` net of our own orders and execute. Returns (actions, the view decided on). `reads`: what
         `_reads()` returned, when it is of the market traded; otherwise the core is asked."""
         probe = self.probe
-        decision, view = self._think(view, now, snap, reads, probe)
+        decision, view, orders, positions = self._think(view, now, snap, reads, probe)
         self._decided_at = self.clock()
         if probe is not None:
             probe.decided()
         self._pipeline_state = decision.state
         self._notes = tuple(decision.notes)
-        for action in decision.actions:
+        actions = decision.actions
+        if self.wallet is not None:
+            actions = self.wallet.admit(actions, decision.exposure_usd, now)
+        for action in actions:
             self._execute(action)
         if probe is not None:
             probe.mark("execute")
+        if self.wallet is not None:
+            self.wallet.after(decision.exposure_usd, orders, positions, view, self.market, now)
+            if probe is not None:
+                probe.mark("wallet publish")
         if self.flattening and getattr(decision, "flat", False):
             log.info("flatten done: no sellable position left; trader stays paused (mmctl resume to trade again)")
             self.flattening = False
-        return len(decision.actions), view
+        return len(actions), view
 
     def _think(self, view: MarketView, now: float, snap, reads, probe):
         """The pipeline on `view` net of our own orders, acting on nothing and changing nothing of the loop's:
-        (the Decision, the view decided on)."""
+        (the Decision, the view decided on, the working orders and the positions it saw)."""
         if self._pipeline is None:
             from polymm.trader.decision import decide  # S1, S2, risk gate, planner
 
@@ -664,18 +680,23 @@ class Engine:
         cash = self._cash_arg()
         if probe is not None:
             probe.mark("exchange")
+        # the other series on this wallet: the limits its own thread computed (trader/wallet/), read here
+        wallet = self.wallet.decide_args(now) if self.wallet is not None else {}
+        if probe is not None:
+            probe.mark("wallet")
         decision = self._pipeline(
             view, orders, positions, self.config, self._pipeline_state, now,
             paused=self.paused and not self.flattening, flatten=self.flattening,
             blocked_legs=blocked_legs, halt_reason=halted, post_only_only=post_only_only,
-            unresolved_usd=self._unresolved_usd, **cash,
+            unresolved_usd=self._unresolved_usd, **cash, **wallet,
         )
-        return decision, view
+        return decision, view, orders, positions
 
     def _rehearse(self) -> None:
         """The tick path on the current book, its decision dropped: keeps the code and data a decision touches in
         the CPU's caches while the book is quiet (WARM_EVERY_S). Changes nothing: the pipeline is pure, its state is
-        not kept, nothing is executed or published (the fair value's estimator ignores a reference point it has)."""
+        not kept, nothing is executed, claimed or published (the fair value's estimator ignores a reference point it
+        has; the wallet's limits are only read)."""
         if self.market is None or self._pipeline_state is None:
             return
         snap = self.reader.snapshot()
@@ -687,7 +708,8 @@ class Engine:
         reads = self._reads()
         fee = reads[0].fee if reads is not None and reads[0].condition_id == snap.market.condition_id else None
         view = market_view(snap, now=now, stale_feed_ms=stale_ms, fair=self.fair,
-                           stale_ref_ms=float(self.config.risk.stale_ref_ms), fee=fee)
+                           stale_ref_ms=float(self.config.risk.stale_ref_ms), fee=fee,
+                           reference=self.reference_source)
         self._think(view, now, snap, reads, None)
 
     def _cash_arg(self) -> dict:

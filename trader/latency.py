@@ -22,8 +22,8 @@ Two windows of one decision, each cut into parts that add up to it:
   - `unexplained`: blocked time no other thread's CPU covers (I/O, a GIL holder that itself waited for a CPU).
   The named causes add up to the wall time but for `unexplained`: that residue is the measure of the breakdown.
 
-After the decision, `AFTER_STAGES` time the rest of the iteration (orders out, the bench's hook, core events,
-unresolved exposure, status) and `spans` inside a stage that the bench wraps (`Probe.wrap`: the order log line,
+After the decision, `AFTER_STAGES` time the rest of the iteration (orders out, this series' exposure published to
+the wallet's other series, the bench's hook, core events, unresolved exposure, status) and `spans` inside a stage that the bench wraps (`Probe.wrap`: the order log line,
 the ledger queue, metrics counters) are subtracted from it and named.
 
 Every clock is injectable (`Clocks`), so tests check the arithmetic with a fake clock
@@ -39,12 +39,12 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 # The stages of Engine.step between the book read and the decision, in order.
-STAGES = ("prep", "fee", "view", "orders", "net", "positions", "exchange", "decide")
+STAGES = ("prep", "fee", "view", "orders", "net", "positions", "exchange", "wallet", "decide")
 # From the return of the wait to the book read: the loop's own checks (and the probe's reads of the other threads'
 # clocks), then Engine.step's operator commands and config, then the shm snapshot.
 READ_STAGES = ("loop", "commands", "snapshot")
 # After the decision, to the end of the iteration.
-AFTER_STAGES = ("execute", "hook", "events", "unresolved", "status")
+AFTER_STAGES = ("execute", "wallet publish", "hook", "events", "unresolved", "status")
 CAUSES = ("cpu", "gc", "cpu queue", "lock", "gil", "unexplained")
 
 

@@ -62,7 +62,7 @@ def one_decision(clock: FakeClock, probe: latency.Probe, *, lock_us: float = 0.0
     probe.mark("commands")
     clock.run(9)
     probe.book_read()
-    for stage, us in zip(latency.STAGES[:-1], (5, 2, 8, 1, 3, 1, 4)):
+    for stage, us in zip(latency.STAGES[:-1], (5, 2, 8, 1, 3, 1, 4, 0)):
         clock.run(us)
         probe.mark(stage)
     clock.run(20)  # decide, with whatever the test adds

@@ -17,7 +17,8 @@ from typing import Any
 from polymm.trader.config import ConfigError, load_config
 from polymm.trader.backtest.report import render_text
 from polymm.trader.backtest.runner import Backtest
-from polymm.trader.backtest.ticks_file import BadTicks, read_ticks
+from polymm import series as series_mod
+from polymm.trader.backtest.ticks_file import BadTicks, first_series, read_ticks, select_series
 
 def _parse_sets(items: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
@@ -44,9 +45,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="orders and cancels reach the exchange this long after the decision (default: "
                         "fill_model.latency_ms of the config, 2.5 ms: the place round trip measured on the sim)")
     parser.add_argument("--ledger", metavar="FILE", help="also write the run into this ledger file (SQLite, mode backtest)")
+    parser.add_argument("--series", default=None,
+                        help="the market series to replay (btc-15m, eth-5m, ...): its config (the base stretched to its "
+                             "window and its [series.<name>.*] table); lines of other series are skipped. Default: "
+                             "the recording's (its first line's; a recording of several series needs --series)")
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config, _parse_sets(args.set))
+        name = args.series or first_series(args.ticks)
+        series = series_mod.parse(name)
+    except (series_mod.SeriesError, BadTicks) as e:
+        print(f"polymm-backtest: {e}", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config, _parse_sets(args.set), series=series)
     except ConfigError as e:
         print(f"polymm-backtest: config error: {e}", file=sys.stderr)
         return 2
@@ -56,11 +67,15 @@ def main(argv: list[str] | None = None) -> int:
         print("polymm-backtest: --step-ms must be > 0 and --latency-ms >= 0", file=sys.stderr)
         return 2
     bt = Backtest(config, step_s=args.step_ms / 1000.0, latency_s=args.latency_ms / 1000.0)
+    skipped: list[int] = []
     try:
-        result = bt.run(read_ticks(args.ticks))
+        result = bt.run(select_series(read_ticks(args.ticks), series.name, args.series is not None, skipped))
     except BadTicks as e:
         print(f"polymm-backtest: {e}", file=sys.stderr)
         return 2
+    result.series = series.name
+    if skipped:
+        result.warnings.append(f"{len(skipped)} line(s) of other series skipped (--series {series.name})")
     if result.lines == 0:
         print(f"polymm-backtest: {args.ticks}: no ticks", file=sys.stderr)
         return 2

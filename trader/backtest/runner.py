@@ -31,6 +31,7 @@ class Result:
     decisions: int = 0
     lines: int = 0
     warnings: list[str] = field(default_factory=list)
+    series: str = "btc-15m"  # the market series replayed (polymm/series.py)
 
     def pnl(self) -> dict[str, float]:
         total: dict[str, float] = {}
@@ -41,7 +42,7 @@ class Result:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "lines": self.lines, "decisions": self.decisions, "config_warnings": self.warnings,
+            "series": self.series, "lines": self.lines, "decisions": self.decisions, "config_warnings": self.warnings,
             "windows": self.windows, "orders": self.events, "pnl": self.pnl(),
             "total_pnl": round(sum(self.pnl().values()), 6),
         }
