@@ -689,6 +689,9 @@ def test_a_series_runs_as_template_instances_beside_the_default_one(dep):
     assert both["wallet"]["leader_series"] in ("btc-15m", SERIES)
     out = dep.sh("systemd-analyze security --no-pager polymm-trader@eth-5m.service").stdout
     assert float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", out).group(1)) <= 1.5, out
+    # its decision loop is set up as the default trader's (README "Latency")
+    assert dep.prop(f"{TRADER}@{SERIES}", "LimitRTPRIO") == "10"
+    assert "decision loop rehearses every 1 ms while the book is quiet" in dep.journal(f"{TRADER}@{SERIES}")
     # A misspelled series: exit 2 with the words, and no restart loop (feed and trader alike).
     dep.systemctl("start", f"{TRADER}@etc-5m.service", check=False)
     for unit in (f"{FEED}@etc-5m", f"{TRADER}@etc-5m"):
