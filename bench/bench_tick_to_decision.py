@@ -20,10 +20,11 @@ How it is measured
 - Where the time goes (issue 26): trader/latency.py's probe, switched on in half of the phases (so the headline
   figures are those of the other half, without its marks), splits every decision woken by a tick: publish -> book
   read into busy / wake-up (of it waiting for a CPU) / the loop / commands / snapshot, and book read -> decision
-  by stage (prep, fee, view, orders, net, positions, exchange, decide) and by cause (this thread's CPU, GC on it,
-  waiting for a CPU, blocked on the execution state's lock, blocked while our other threads ran: the GIL), with
-  the share the named causes account for, other threads' CPU meanwhile, and what runs after the decision (orders
-  out, with the log line, ledger queue and metrics counts it does, events, status). Printed for the typical
+  by stage (prep, fee, view, orders, net, positions, exchange, wallet, decide) and by cause (this thread's CPU,
+  GC on it, waiting for a CPU, blocked on the execution state's lock, blocked while our other threads ran: the
+  GIL), with the share the named causes account for, other threads' CPU meanwhile, and what runs after the
+  decision (orders out, with the log line, ledger queue and metrics counts it does, the wallet publish, events,
+  status). Printed for the typical
   decision (the middle fifth), the slow ones (top 5 %) and on average; `--dump FILE` writes every one as JSON.
 - Warming (Engine._rehearse, `--warm ab`): phases with and without the loop's rehearsals, reported side by side
   with this process's CPU in each; `--warm on|off` runs one way only. `--rtprio 0` runs the decision thread
