@@ -125,11 +125,12 @@ class PaperStack(Stack):
     """The sim with a scripted market, the feed recording every update it publishes, and (start_trader) a
     trader with no key in its environment at all."""
 
-    def __init__(self, workdir: Path, **kw) -> None:
+    def __init__(self, workdir: Path, script: dict | None = None, config_text: str | None = None, **kw) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        script = workdir / "script.json"
-        script.write_text(__import__("json").dumps(PAPER_SCRIPT))
-        super().__init__(workdir, window_s=PAPER_WINDOW_S, config_text=paper_config(), sim_args=("--script", str(script)), **kw)
+        script_path = workdir / "script.json"
+        script_path.write_text(__import__("json").dumps(script or PAPER_SCRIPT))
+        super().__init__(workdir, window_s=PAPER_WINDOW_S, config_text=config_text or paper_config(),
+                         sim_args=("--script", str(script_path)), **kw)
         self.ticks = workdir / "ticks.jsonl"
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -149,3 +150,26 @@ class PaperStack(Stack):
                                      stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      start_new_session=True, preexec_fn=_child_setup())
         self.wait_feed(wait_s)
+
+
+# A live run whose recording misleads unless our own orders are taken out (tests/e2e/test_backtest_own_orders_live.py):
+# as PAPER_SCRIPT to 8 s (S1 enters Up at 0.61, filled at 8 s; take-profit at 0.62 joins the sim's 0.62 ask), then at
+# 11 s 0.61/0.63: the sim withdraws its asks below 0.63 and our take-profit is alone at 0.62 - the displayed best ask,
+# while the market's is 0.63. With s1.exit_drift 0.01 the trader (net of its own orders) sees the ask a tick above and
+# moves the take-profit to 0.63 once that held s1.tp_reprice_hold_s (5 s); 20 s 0.63/0.65: filled at 0.63, S1 enters
+# again at 0.63; 25 s 0.44/0.46: that entry is filled, then stopped at 0.44; S2 on Down from 41 s as PAPER_SCRIPT.
+LIVE_REPLAY_SCRIPT = {"fair": [[0, 0.50], [3, 0.62], [8, 0.60], [11, 0.62], [20, 0.64], [25, 0.45], [30, 0.30],
+                               [41, 0.08], [45, 0.10]]}
+
+
+def live_replay_config() -> str:
+    return paper_config().replace("exit_retry_s = 1\n", "exit_retry_s = 1\nexit_drift = 0.01\n")
+
+
+class LiveScriptedStack(PaperStack):
+    """A scripted sim and recording feed (PaperStack's) with a *live* trader (the sim's throw-away wallet): its
+    orders rest on the sim's book, so the feed's recording shows them (what `polymm-backtest --own-orders` takes
+    out)."""
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return Stack.env(self, **extra)

@@ -1,10 +1,12 @@
-"""`polymm-backtest TICKS.jsonl [--config FILE] [--set KEY=VALUE ...] [--json] [--ledger FILE]`: replay recorded top-of-book
-updates through the trader's own decision pipeline (trader/decision/decide.py: S1, S2, risk, planner) against the
-fill model (trader/fill_model/), and print orders, fills, final positions, resolution and P&L.
+"""`polymm-backtest TICKS.jsonl [--config FILE] [--set KEY=VALUE ...] [--json] [--ledger FILE] [--own-orders LEDGER]`:
+replay recorded top-of-book updates through the trader's own decision pipeline (trader/decision/decide.py: S1, S2,
+risk, planner) against the fill model (trader/fill_model/), and print orders, fills, final positions, resolution
+and P&L.
 
 The tick format is in ticks_file.py, the timing of the replay in runner.py, the fill model and resolution in
 trader/fill_model/. `--ledger FILE` also writes the run into a ledger file (mode `backtest`, the trader's ledger
 schema), so `mmctl history --ledger FILE` and `polymm-report --compare` set it beside a live or paper week.
+`--own-orders LEDGER` takes our own orders out of a recording made while the trader was live (own_orders.py).
 """
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ import sys
 from typing import Any
 
 from polymm.trader.config import ConfigError, load_config
+from polymm.trader.backtest.own_orders import OwnOrderFilter
 from polymm.trader.backtest.report import render_text
 from polymm.trader.backtest.runner import Backtest
 from polymm.trader.backtest.ticks_file import BadTicks, read_ticks
+from polymm.trader.ledger.own_orders import LedgerReadError, OwnOrdersLedger
 
 def _parse_sets(items: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
@@ -44,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="orders and cancels reach the exchange this long after the decision (default: "
                         "fill_model.latency_ms of the config, 2.5 ms: the place round trip measured on the sim)")
     parser.add_argument("--ledger", metavar="FILE", help="also write the run into this ledger file (SQLite, mode backtest)")
+    parser.add_argument("--own-orders", metavar="LEDGER",
+                        help="the recording was made while the trader was live: take our own resting orders out of "
+                        "its book, from this ledger of the same period (the trader's ledger.sqlite)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config, _parse_sets(args.set))
@@ -55,11 +62,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.step_ms <= 0 or args.latency_ms < 0:
         print("polymm-backtest: --step-ms must be > 0 and --latency-ms >= 0", file=sys.stderr)
         return 2
-    bt = Backtest(config, step_s=args.step_ms / 1000.0, latency_s=args.latency_ms / 1000.0)
+    own = None
+    if args.own_orders:
+        own = OwnOrderFilter(OwnOrdersLedger(args.own_orders))
+        try:
+            own.ledger.check()
+        except LedgerReadError as e:
+            print(f"polymm-backtest: --own-orders: {e}", file=sys.stderr)
+            return 2
+    bt = Backtest(config, step_s=args.step_ms / 1000.0, latency_s=args.latency_ms / 1000.0, own_orders=own)
     try:
         result = bt.run(read_ticks(args.ticks))
     except BadTicks as e:
         print(f"polymm-backtest: {e}", file=sys.stderr)
+        return 2
+    except LedgerReadError as e:
+        print(f"polymm-backtest: --own-orders: {e}", file=sys.stderr)
         return 2
     if result.lines == 0:
         print(f"polymm-backtest: {args.ticks}: no ticks", file=sys.stderr)
