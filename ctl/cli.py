@@ -32,9 +32,9 @@ EXIT_UNHEALTHY = 1  # status/watch: something needs attention; other commands: t
 EXIT_USAGE = 2  # click's own
 PAUSED_AFTER_FLATTEN = "trader paused after flatten; `mmctl resume` to trade again"
 
-EPILOG = """\b
-Environment: POLYMM_SOCKET (control socket, default /run/polymm/trader.sock), POLYMM_SHM (feed shared
-memory, default poly_tob_shm).
+EPILOG = f"""\b
+Environment: {env.SOCKET} (control socket, default {env.DEFAULT_SOCKET}), {env.SHM} (feed shared
+memory, default {env.DEFAULT_SHM}).
 
 \b
 Exit codes: 0 ok / healthy; 1 unhealthy (status) or refused by the trader; 2 usage; 3 trader not running;
@@ -99,9 +99,9 @@ json_option = click.option("--json", "as_json_flag", is_flag=True, help="Machine
 
 @click.group(cls=MmctlGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--socket", "socket_path", envvar=env.SOCKET, default=env.DEFAULT_SOCKET, show_default=True,
-              help="The trader's control socket [env POLYMM_SOCKET].")
+              help=f"The trader's control socket [env {env.SOCKET}].")
 @click.option("--shm", "shm_name", envvar=env.SHM, default=env.DEFAULT_SHM, show_default=True,
-              help="The feed's shared-memory segment [env POLYMM_SHM].")
+              help=f"The feed's shared-memory segment [env {env.SHM}].")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT_S, show_default=True,
               help="Seconds to wait for the trader's reply; at least 35 for restart, 15 for flatten, "
                    "cancel-all and pause, 10 for set, unset, reload and resume.")
@@ -609,8 +609,8 @@ def fills(settings: Settings, since: float | None, limit: int | None, as_json_fl
 @click.option("--mode", type=click.Choice(["live", "paper", "backtest"]), default=None,
               help="Only fills of this mode (a ledger may hold live and paper runs).")
 @click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False), default=None,
-              help="Ledger file [default: ledger.sqlite in the trader's state directory: POLYMM_STATE_DIR, else "
-                   "/var/lib/polymm].")
+              help="Ledger file [default: ledger.sqlite in the trader's state directory: "
+                   f"{env.STATE_DIR}, else {env.SYSTEMD_STATE_DIR}].")
 @json_option
 @click.option("--csv", "as_csv", is_flag=True, help="CSV rows instead of a table.")
 def history(since: float | None, by: str, mode: str | None, ledger_path: str | None, as_json_flag: bool,

@@ -179,16 +179,15 @@ class Stack:
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of the feed and trader: sim endpoints, our names, the throw-away wallet."""
-        out = {k: v for k, v in os.environ.items() if not k.startswith("POLYMM_") and k not in env.SECRET_NAMES
-               and k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM", env.BROWSER_ADDRESS,
-                             env.SIGNATURE_TYPE)}
+        out = {k: v for k, v in os.environ.items() if not k.startswith(env.PREFIX) and k not in env.SECRET_NAMES
+               and k not in (*env.SYSTEMD_NAMES, env.BROWSER_ADDRESS, env.SIGNATURE_TYPE)}
         out.update(self.sim.env())
         out.update({
             env.SHM: self.shm, env.SOCKET: str(self.socket), env.STATE_DIR: str(self.state_dir),
-            env.CONFIG: str(self.config_path), env.WINDOW_S: str(self.window_s), "POLYMM_LOG_LEVEL": self.log_level,
+            env.CONFIG: str(self.config_path), env.WINDOW_S: str(self.window_s), env.LOG_LEVEL: self.log_level,
             env.PK: self.pk, env.SIGNATURE_TYPE: "0",
-            "POLYMM_FEED_METRICS": f"127.0.0.1:{self.metrics_ports['feed']}" if self.metrics_ports else "off",
-            "POLYMM_TRADER_METRICS": f"127.0.0.1:{self.metrics_ports['trader']}" if self.metrics_ports else "off",
+            env.FEED_METRICS: f"127.0.0.1:{self.metrics_ports['feed']}" if self.metrics_ports else "off",
+            env.TRADER_METRICS: f"127.0.0.1:{self.metrics_ports['trader']}" if self.metrics_ports else "off",
         })
         out.update(extra)
         return out

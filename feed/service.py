@@ -32,8 +32,7 @@ from polymm.signals import Signals
 log = logging.getLogger("polymm.feed")
 
 LOOP_S = 0.2  # heartbeat / watchdog / rotation check period
-METRICS_ENV = "POLYMM_FEED_METRICS"
-METRICS_SOURCE = f"--metrics ({METRICS_ENV})"
+METRICS_SOURCE = f"--metrics ({env.FEED_METRICS})"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -51,23 +50,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="polymm-feed",
         description="Polymarket BTC Up/Down market data -> shared memory (top of book of both legs).",
     )
-    p.add_argument("--gamma-url", default=env.get(env.GAMMA_URL, env.PROD_GAMMA_URL), help="Gamma API (POLYMM_GAMMA_URL)")
+    p.add_argument("--gamma-url", default=env.get(env.GAMMA_URL, env.PROD_GAMMA_URL), help=f"Gamma API ({env.GAMMA_URL})")
     p.add_argument(
         "--ws-market-url",
         default=env.get(env.WS_MARKET_URL, env.PROD_WS_MARKET_URL),
-        help="market-channel WebSocket (POLYMM_WS_MARKET_URL)",
+        help=f"market-channel WebSocket ({env.WS_MARKET_URL})",
     )
     p.add_argument(
         "--rtds-url",
         default=env.get(env.RTDS_URL, env.PROD_RTDS_URL),
-        help="Real-Time Data Socket for the Chainlink/Binance BTC prices (POLYMM_RTDS_URL); 'off' to run without",
+        help=f"Real-Time Data Socket for the Chainlink/Binance BTC prices ({env.RTDS_URL}); 'off' to run without",
     )
-    p.add_argument("--shm", default=env.get(env.SHM, env.DEFAULT_SHM), help="shared-memory segment name (POLYMM_SHM)")
+    p.add_argument("--shm", default=env.get(env.SHM, env.DEFAULT_SHM), help=f"shared-memory segment name ({env.SHM})")
     p.add_argument(
         "--window-s",
         type=int,
         default=_env_int(env.WINDOW_S, env.DEFAULT_WINDOW_S),
-        help="market window length in seconds (POLYMM_WINDOW_S; 900 in production)",
+        help=f"market window length in seconds ({env.WINDOW_S}; 900 in production)",
     )
     p.add_argument(
         "--stale-after-s",
@@ -89,8 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--metrics",
         metavar="HOST:PORT|off",
-        default=env.get(METRICS_ENV, prom.DEFAULT_FEED_LISTEN),
-        help=f"Prometheus endpoint ({METRICS_ENV}; default {prom.DEFAULT_FEED_LISTEN}, loopback only; off to disable)",
+        default=env.get(env.FEED_METRICS, prom.DEFAULT_FEED_LISTEN),
+        help=f"Prometheus endpoint ({env.FEED_METRICS}; default {prom.DEFAULT_FEED_LISTEN}, loopback only; off to disable)",
     )
     level, level_var = env.log_level_from_env(env.FEED_LOG_LEVEL, env.LOG_LEVEL)
     p.add_argument("--log-level", default=level, type=str.upper,

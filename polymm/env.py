@@ -44,6 +44,21 @@ RELAYER_URL = "POLYMM_RELAYER_URL"
 LOG_LEVEL = "POLYMM_LOG_LEVEL"
 FEED_LOG_LEVEL = "POLYMM_FEED_LOG_LEVEL"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Prometheus endpoints (HOST:PORT or off; polymm/listen.py): the feed's, and the trader's (wins over metrics.listen).
+FEED_METRICS = "POLYMM_FEED_METRICS"
+TRADER_METRICS = "POLYMM_TRADER_METRICS"
+# Test-only: "1" lets SIGUSR2 block the trader's decision loop (the systemd watchdog test; trader/service.py).
+TEST_HOOKS = "POLYMM_TEST_HOOKS"
+# Every name above starts with this: a child process started with a clean slate drops the caller's (demo/).
+PREFIX = "POLYMM_"
+
+# Set by systemd for the services (read, never set, by us): the state directory (StateDirectory=), the notify
+# socket and watchdog period (Type=notify, WatchdogSec=), and the journal stream (StandardOutput=journal).
+SYSTEMD_STATE_DIRECTORY = "STATE_DIRECTORY"
+NOTIFY_SOCKET = "NOTIFY_SOCKET"
+WATCHDOG_USEC = "WATCHDOG_USEC"
+JOURNAL_STREAM = "JOURNAL_STREAM"
+SYSTEMD_NAMES = (NOTIFY_SOCKET, WATCHDOG_USEC, JOURNAL_STREAM)
 
 # Secrets: read from the environment only, never logged, never written by us.
 PK = "PK"
@@ -82,7 +97,7 @@ def state_dir() -> Path:
     explicit = get(STATE_DIR)
     if explicit:
         return Path(explicit)
-    systemd = get("STATE_DIRECTORY")
+    systemd = get(SYSTEMD_STATE_DIRECTORY)
     if systemd:
         return Path(systemd.split(":")[0])
     return Path.home() / ".local" / "state" / "polymm"

@@ -10,6 +10,8 @@ import logging
 import os
 import sys
 
+from polymm import env
+
 # syslog priorities (sd-daemon.h): <3> err, <4> warning, <6> info, <7> debug.
 _PRIORITY = {
     logging.CRITICAL: 2,
@@ -38,7 +40,7 @@ class JournalFormatter(logging.Formatter):
 
 
 def under_journald() -> bool:
-    return bool(os.environ.get("JOURNAL_STREAM"))
+    return bool(os.environ.get(env.JOURNAL_STREAM))
 
 
 def setup(service: str, level: str | int = "INFO") -> logging.Logger:

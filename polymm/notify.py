@@ -11,6 +11,8 @@ import time
 
 import sdnotify
 
+from polymm import env
+
 log = logging.getLogger("polymm.notify")
 
 
@@ -18,9 +20,9 @@ class Notifier:
     """Thin wrapper over sdnotify that rate-limits WATCHDOG=1 and STATUS= updates."""
 
     def __init__(self) -> None:
-        self.enabled = bool(os.environ.get("NOTIFY_SOCKET"))
+        self.enabled = bool(os.environ.get(env.NOTIFY_SOCKET))
         self._n = sdnotify.SystemdNotifier() if self.enabled else None
-        usec = os.environ.get("WATCHDOG_USEC")
+        usec = os.environ.get(env.WATCHDOG_USEC)
         # Pet at a quarter of the timeout: a GC pause or a slow loop iteration must not trip it.
         self.watchdog_interval_s = int(usec) / 4e6 if usec and usec.isdigit() and int(usec) > 0 else None
         self._last_watchdog = 0.0

@@ -13,6 +13,7 @@ inside functions), so a module's folder tells what it may import:
 from __future__ import annotations
 
 import ast
+import re
 import tomllib
 from pathlib import Path
 
@@ -130,3 +131,62 @@ def test_every_package_folder_is_installed():
     listed = {package_folder(pkg, tool["package-dir"]).resolve() for pkg in tool["packages"]}
     folders = {init.parent.resolve() for rel in tool["package-dir"].values() for init in (ROOT / rel).rglob("__init__.py")}
     assert not sorted(str(f.relative_to(ROOT)) for f in folders - listed)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Environment names live in polymm/env.py (ARCHITECTURE.md, "Contracts, names and exchange facts"), so the
+# services, mmctl, the demo and the unit files cannot drift apart. Docstrings and comments may name them.
+ENV_MODULE = "polymm.env"
+POLYMM_NAME = re.compile(r"POLYMM_[A-Z_]+")
+
+
+def _strings_outside_docstrings(tree: ast.AST) -> list[ast.Constant]:
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                docstrings.add(id(first.value))
+    return [n for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings]
+
+
+def _is_environ(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Attribute) and node.attr == "environ") or (isinstance(node, ast.Name)
+                                                                           and node.id == "environ")
+
+
+def _environment_reads_by_literal(tree: ast.AST) -> list[ast.AST]:
+    """os.environ.get("X"), os.environ["X"], os.getenv("X"), env.get("X"): a name spelt here, not in env.py."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
+            target, method = node.func.value, node.func.attr
+            reads = ((_is_environ(target) and method in ("get", "pop", "setdefault"))
+                     or (isinstance(target, ast.Name) and target.id in ("os", "env") and method in ("getenv", "get")))
+            if reads and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+                found.append(node)
+        elif isinstance(node, ast.Subscript) and _is_environ(node.value) and isinstance(node.slice, ast.Constant):
+            found.append(node)
+    return found
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if m != ENV_MODULE])
+def test_environment_names_are_defined_only_in_polymm_env(module):
+    path = MODULES[module]
+    tree = ast.parse(path.read_text(), str(path))
+    spelt = [f"line {n.lineno}: {POLYMM_NAME.search(n.value).group()}" for n in _strings_outside_docstrings(tree)
+             if POLYMM_NAME.search(n.value)]
+    assert not spelt, f"{module} spells environment names polymm/env.py defines (use env.NAME): {spelt}"
+    read = [f"line {n.lineno}: {ast.unparse(n)}" for n in _environment_reads_by_literal(tree)]
+    assert not read, f"{module} reads the environment by a literal name (define it in polymm/env.py): {read}"
+
+
+def test_the_environment_check_sees_what_it_forbids():
+    """The check above, on code that breaks the rule: it must not pass vacuously."""
+    bad = ast.parse('"""Mentions POLYMM_SHM in a docstring: allowed."""\nimport os\n'
+                    'NAME = "POLYMM_FEED_METRICS"\nhelp_text = f"x (POLYMM_SHM) {y}"\n'
+                    'a = os.environ.get("NOTIFY_SOCKET")\nb = os.environ["PK"]\nc = env.get("X")\n')
+    spelt = [n.value for n in _strings_outside_docstrings(bad) if POLYMM_NAME.search(n.value)]
+    assert spelt == ["POLYMM_FEED_METRICS", "x (POLYMM_SHM) "]
+    assert len(_environment_reads_by_literal(bad)) == 3

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from polymm import env
 from polymm.trader.decision.fair_value import FairValue
 from polymm.trader.model import MarketView
 from polymm.trader.decision.net_book import net_view
@@ -346,7 +347,7 @@ class Engine:
         self.tune_runtime()
         while not stop.is_set():
             if self._hang.is_set():
-                log.warning("test hook: decision loop blocked on purpose (POLYMM_TEST_HOOKS=1, SIGUSR2)")
+                log.warning("test hook: decision loop blocked on purpose (%s=1, SIGUSR2)", env.TEST_HOOKS)
                 threading.Event().wait()  # forever: the systemd watchdog must notice
             if reload is not None and reload.is_set():
                 reload.clear()

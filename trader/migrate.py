@@ -5,7 +5,7 @@ schema's `legacy` names: ENTRY_BID_THRESHOLD, CAP_SCHEDULE, ... listed in the RE
 strategy, and the wallet's secrets beside them. Here:
 
 - every recognised value goes into config.toml under its polymm key, each validated by the one schema
-  (trader/config.py) on its own, then the file as a whole (cross-field rules) exactly as the trader will load it;
+  (trader/config/) on its own, then the file as a whole (cross-field rules) exactly as the trader will load it;
 - every key that could not be mapped becomes a comment in config.toml saying which and why (unknown name, a name
   both strategies use outside a strategy section, a value the schema refuses);
 - secrets (private key, API credentials, the proxy/funder address, signature type) go into an environment file

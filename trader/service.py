@@ -38,8 +38,6 @@ from polymm.signals import Signals
 log = logging.getLogger("polymm.trader")
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
-METRICS_ENV = "POLYMM_TRADER_METRICS"
-TEST_HOOKS = "POLYMM_TEST_HOOKS"
 STATUS_EVERY_S = 2.0
 
 # Endpoint options/env -> config keys. Set ones override the config file (architecture.md: options and
@@ -85,14 +83,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--paper", action="store_true",
                     help="paper trading: fill orders locally against the live book (mode = \"paper\" whatever the "
                     "config says); no keys needed, nothing is sent to the exchange")
-    ap.add_argument("--metrics", metavar="HOST:PORT|off", default=env.get(METRICS_ENV),
-                    help=f"Prometheus endpoint (env {METRICS_ENV}; default: metrics.listen of the config, 127.0.0.1:9892)")
+    ap.add_argument("--metrics", metavar="HOST:PORT|off", default=env.get(env.TRADER_METRICS),
+                    help=f"Prometheus endpoint (env {env.TRADER_METRICS}; default: metrics.listen of the config, 127.0.0.1:9892)")
     ap.add_argument("--window-s", type=int, default=_int_env(env.WINDOW_S),
                     help=f"market window length in seconds (env {env.WINDOW_S}; overrides market.window_s of the config)")
     # Below the unit's TimeoutStartSec=120, so the trader says why it gives up before systemd kills it.
     ap.add_argument("--feed-wait-s", type=float, default=90.0,
                     help="how long to wait at start for the feed to publish a live market (default 90)")
-    ap.add_argument("--log-level", default=env.get("POLYMM_LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING (default INFO)")
+    ap.add_argument("--log-level", default=env.get(env.LOG_LEVEL, "INFO"), help="DEBUG, INFO, WARNING (default INFO)")
     return ap.parse_args(argv)
 
 
@@ -309,8 +307,8 @@ class TraderService:
             return
         if market.window_end - market.window_start != cfg.market.window_s:
             log.warning("the feed's window is %d s but market.window_s is %d s: the cap schedule and late window "
-                        "assume the wrong length (set POLYMM_WINDOW_S or market.window_s)",
-                        market.window_end - market.window_start, cfg.market.window_s)
+                        "assume the wrong length (set %s or market.window_s)",
+                        market.window_end - market.window_start, cfg.market.window_s, env.WINDOW_S)
 
         self.notifier.status(self._tag("connecting to the exchange and reconciling"), min_interval_s=0.0)
         self.engine.core = self.core
@@ -354,8 +352,8 @@ class TraderService:
         except ControlServerError as exc:
             raise StartupError(str(exc)) from None
 
-        if os.environ.get(TEST_HOOKS) == "1":
-            log.warning("%s=1: SIGUSR2 blocks the decision loop (systemd watchdog test only)", TEST_HOOKS)
+        if os.environ.get(env.TEST_HOOKS) == "1":
+            log.warning("%s=1: SIGUSR2 blocks the decision loop (systemd watchdog test only)", env.TEST_HOOKS)
             signal.signal(signal.SIGUSR2, lambda *_: self.engine.hang_for_test())
 
         summary = self._summary()

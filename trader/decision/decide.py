@@ -6,7 +6,7 @@
     market        MarketView of the window being traded (built from the feed's shared memory)
     orders        our working orders in this market (OrderView, all strategies; terminal ones are ignored)
     positions     {(strategy, leg): PositionView} in this market
-    config        Config (trader/config.py); read at every decision, so `mmctl set` acts at the next one
+    config        Config (trader/config/); read at every decision, so `mmctl set` acts at the next one
     state         DecisionState from the previous decision, or None (new_state(market) is used)
     now           unix seconds (the caller's clock; nothing here reads a clock)
     paused        kill switch: every order cancelled, nothing placed, positions kept

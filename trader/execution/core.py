@@ -4,7 +4,7 @@ what is open, what filled and what we hold.
 The pipeline, one module each: this module is the core itself (life cycle, threads, the non-blocking intents
 place/cancel/cancel_all); workers.py does the I/O to the exchange (sign + POST, DELETE, balance); sync.py keeps
 the state in step with the exchange (user channel, heartbeat trips, reconciliation, lookups, maintenance);
-ledger.py is the read side and bookkeeping (views, markets, journal, events). The state they share lives in
+views.py is the read side and bookkeeping (views, markets, journal, events). The state they share lives in
 orders.OrderBook (orders by id), fills.FillStore (fills by trade id, idempotent) and reconcile.py (the diff of
 the exchange's view against ours); limits.py holds the timings.
 
@@ -67,7 +67,7 @@ from typing import Callable
 from polymm.trader.execution.exchange_state import ExchangeError, ExchangeState
 from polymm.trader.execution.fills import FillStore, TokenInfo
 from polymm.trader.decision.fees import FeeSchedule
-from polymm.trader.execution.ledger import OrderLedger, _fmt
+from polymm.trader.execution.views import StateViews, _fmt
 from polymm.trader.execution.limits import DEAD_MAN_SWITCH_OFF, RESTART_RETRY_S
 from polymm.trader.execution.order_journal import JournalOrder, OrderJournal
 from polymm.trader.execution.orders import Order, OrderBook, Transition
@@ -87,7 +87,7 @@ log = logging.getLogger("polymm.trader.execution")
 
 
 
-class ExecutionCore(OrderLedger, SubmitWorkers, ExchangeSync):
+class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
     def __init__(self, gateway: Gateway, *, clock: Callable[[], float] = time.time, ws_user_url: str | None = None,
                  state_dir: str | Path | None = None, workers: int = 3, reconcile_every_s: float = 30.0,
                  heartbeat_interval_s: float = 5.0, heartbeat_max_failures: int = 2,

@@ -12,7 +12,7 @@ from polymm.trader.execution import limits
 from polymm.trader.execution import reconcile as reconcile_mod
 from polymm.trader.execution.exchange_state import ExchangeError
 from polymm.trader.execution.fills import TokenInfo
-from polymm.trader.execution.ledger import _fmt
+from polymm.trader.execution.views import _fmt
 from polymm.trader.execution.limits import (CANCEL_RESEND_EVERY_S, COMPACT_JOURNAL_EVERY_S, FORGET_MARKET_AFTER_S,
                                             KEEP_DONE_ORDERS_S, PRUNE_EVERY_S)
 from polymm.trader.decision.fees import DEFAULT_SCHEDULE, FeeSchedule

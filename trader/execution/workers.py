@@ -8,7 +8,7 @@ import time
 
 from polymm.trader.decision.ticks import on_tick, round_price
 from polymm.trader.execution.exchange_state import ExchangeError, reject_cause
-from polymm.trader.execution.ledger import _fmt
+from polymm.trader.execution.views import _fmt
 from polymm.trader.execution.limits import GTD_CLOCK_MARGIN_S, GTD_EARLY_EXPIRY_S, GTD_MIN_LIFETIME_S, _TICK_RULE
 from polymm.trader.execution.orders import Order
 from polymm.trader.model import OrderState, OrderType, Side

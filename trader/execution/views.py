@@ -24,7 +24,7 @@ def _fmt(x: float) -> str:
     return f"{x:.6f}".rstrip("0").rstrip(".")
 
 
-class OrderLedger:
+class StateViews:
     """Methods of ExecutionCore; see the module docstring."""
 
     # trader/metrics.py TraderCounters, or None: every order action logged below is also counted there
