@@ -92,11 +92,9 @@ def test_net_line_takes_our_orders_out_of_depth_and_top_of_book():
     assert taken == pytest.approx(6.45)
 
 
-def test_our_own_bid_alone_on_top_misleads_the_backtest_unless_taken_out(tmp_path, capsys):
-    # While live, our entry rested alone at 0.62 (the market's own best bid was 0.55) until a seller took it at
-    # 330 s; then the market fell. Replayed as recorded, the backtest reads 0.62 as the market's bid, enters there,
-    # is filled by that seller and stopped out at 0.40 (a loss); netted, the bid is 0.55 < s1.entry_threshold 0.60:
-    # no entry, nothing lost.
+def lone_bid_run(tmp_path):
+    """While live, our entry rested alone at 0.62 (the market's own best bid was 0.55) until a seller took it at
+    330 s; then the market fell. Returns (tick file, ledger)."""
     def build(w):
         o = entry()
         w.order_action("submit", o, "entry", ts=WS + 299.5)
@@ -116,7 +114,13 @@ def test_our_own_bid_alone_on_top_misleads_the_backtest_unless_taken_out(tmp_pat
     rows.append(row(330.005, [[0.55, 50]], [[0.62, 43.55], [0.64, 50]]))  # the seller took our 6.45 at 0.62
     rows += [row(t, [[0.40, 50]], [[0.42, 50]]) for t in range(331, 340)]
     rows.append(row(340, [[0.40, 50]], [[0.42, 50]], winner="down"))
-    ticks = write_ticks(tmp_path / "ticks.jsonl", rows)
+    return write_ticks(tmp_path / "ticks.jsonl", rows), led
+
+
+def test_our_own_bid_alone_on_top_misleads_the_backtest_unless_taken_out(tmp_path, capsys):
+    # Replayed as recorded, the backtest reads our 0.62 as the market's bid, enters there, is filled by that seller
+    # and stopped out at 0.40 (a loss); netted, the bid is 0.55 < s1.entry_threshold 0.60: no entry, nothing lost.
+    ticks, led = lone_bid_run(tmp_path)
 
     def run(*extra):
         assert main([str(ticks), "--json", *extra]) == 0
@@ -129,6 +133,13 @@ def test_our_own_bid_alone_on_top_misleads_the_backtest_unless_taken_out(tmp_pat
     assert netted["windows"][0]["fills"] == [] and netted["total_pnl"] == 0
     assert not [e for e in netted["orders"] if e["action"] == "place"]
     assert netted["own_orders"]["orders"] == 1 and netted["own_orders"]["lines_netted"] == 30
+    # A sweep nets every point the same way (each worker reads the ledger itself): at 0.50 the market's own bid
+    # of 0.55 is eligible, the entry goes there and is filled when the market falls through it; at 0.60 nothing.
+    assert main([str(ticks), "--own-orders", str(led), "--sweep", "s1.entry_threshold=0.5:0.6:0.1", "--workers", "2",
+                 "--json"]) == 0
+    swept = {p["point"]["s1.entry_threshold"]: p for p in json.loads(capsys.readouterr().out)["points"]}
+    assert (swept[0.6]["orders"], swept[0.6]["fills"], swept[0.6]["total_pnl"]) == (0, 0, 0)
+    assert swept[0.5]["orders"] >= 1 and swept[0.5]["fills"] >= 1
 
 
 def test_a_bad_ledger_is_a_clear_error(tmp_path, capsys):

@@ -1,0 +1,98 @@
+"""Backtest figures: replay speed (ticks/s) and how `polymm-backtest --sweep` scales over the cores.
+
+    .venv/bin/python bench/bench_backtest.py [--windows 2] [--points 8] [--runs 3] [--workers N]
+
+Input: a synthetic recording (tests/support/recordings.py: `--windows` 15-minute windows, ~5 lines/s, 10 levels of
+depth a side, a random-walk market S1 trades in), the shape `polymm-feed --record` writes.
+
+- Replay speed: one backtest of the file with the default config, the file read and parsed as it goes
+  (`polymm-backtest` end to end, less the process start), and the same with the lines already in memory. Ticks/s
+  counts recorded lines; between lines the pipeline also decides every 100 ms (`--step-ms`), as live.
+- Sweep: the same grid of `--points` values of s1.entry_threshold through the sweep's own runner
+  (trader/backtest/sweep.py `run`), in one process (the baseline) and with `--workers` processes (default: every
+  core), alternating, `--runs` times; prints each run's times and the ratio. The two must give identical results
+  (checked). Other work on the machine shares the cores: the load average is printed before and after each run.
+
+Prints figures; asserts nothing about time.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests.support.recordings: the one synthetic recording (tests use it too)
+
+from tests.support.recordings import synthetic_recording  # noqa: E402
+
+from polymm.trader.backtest import sweep  # noqa: E402
+from polymm.trader.backtest.runner import Backtest  # noqa: E402
+from polymm.trader.backtest.ticks_file import read_ticks  # noqa: E402
+from polymm.trader.config import load_config  # noqa: E402
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def replay_speed(path: Path) -> None:
+    cfg = load_config(None, {})
+    t0 = time.perf_counter()
+    result = Backtest(cfg).run(read_ticks(path))
+    streamed = time.perf_counter() - t0
+    lines = [line for _, line in read_ticks(path)]
+    t0 = time.perf_counter()
+    Backtest(cfg).run(lines)
+    in_memory = time.perf_counter() - t0
+    fills = sum(len(w["fills"]) for w in result.windows)
+    print(f"replay: {result.lines} lines, {result.decisions} decisions, {fills} fills, P&L {result.pnl()}")
+    print(f"  parsed as it goes: {streamed:.2f} s = {result.lines / streamed:,.0f} ticks/s "
+          f"({result.decisions / streamed:,.0f} decisions/s)")
+    print(f"  lines in memory:   {in_memory:.2f} s = {result.lines / in_memory:,.0f} ticks/s (parsing is "
+          f"{(streamed - in_memory) / streamed:.0%} of the end-to-end time)")
+
+
+def sweep_speedup(path: Path, points: int, runs: int, workers: int) -> None:
+    (axis,) = sweep.parse_axes([f"s1.entry_threshold=0.55:{0.55 + (points - 1) * 0.01:.2f}:0.01"], {})
+    grid = sweep.points([axis])
+    job = sweep.Job(str(path), tuple(sweep.configs(None, {}, grid)), 0.1, None)
+    lines = sum(1 for _ in read_ticks(path))
+    print(f"sweep: {len(grid)} points (s1.entry_threshold {axis.values[0]:g}..{axis.values[-1]:g}) x {lines} lines; "
+          f"{workers} workers vs 1 process; {os.cpu_count()} cores")
+    ratios = []
+    for run in range(1, runs + 1):
+        before = load()
+        t0 = time.perf_counter()
+        one = sweep.run(job, 1)
+        t_one = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        many = sweep.run(job, workers)
+        t_many = time.perf_counter() - t0
+        assert many == one, "the sweep's results depend on the number of workers"
+        ratios.append(t_one / t_many)
+        print(f"  run {run}: 1 process {t_one:.1f} s ({lines * len(grid) / t_one:,.0f} ticks/s), {workers} workers "
+              f"{t_many:.1f} s ({lines * len(grid) / t_many:,.0f} ticks/s): {t_one / t_many:.2f}x "
+              f"[load average {before} -> {load()}]")
+    print(f"  speedup over {runs} runs: {', '.join(f'{r:.2f}x' for r in ratios)} (results identical)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--windows", type=int, default=2, help="15-minute windows in the synthetic recording")
+    parser.add_argument("--points", type=int, default=8, help="sweep points")
+    parser.add_argument("--runs", type=int, default=3, help="sweep runs (each: one process, then all workers)")
+    parser.add_argument("--workers", type=int, default=sweep.default_workers())
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "ticks.jsonl"
+        synthetic_recording(path, windows=args.windows)
+        replay_speed(path)
+        sweep_speedup(path, args.points, args.runs, args.workers)
+
+
+if __name__ == "__main__":
+    main()
