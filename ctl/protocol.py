@@ -326,6 +326,15 @@ class FillsReply(Reply, tag="fills"):
     now: float = 0.0
 
 
+class KeyProblem(msgspec.Struct, kw_only=True):
+    """One refused key of a `set`: which key, why (an E_* code), and the sentence for a human."""
+
+    key: str
+    code: str  # E_UNKNOWN_KEY | E_NOT_LIVE | E_INVALID
+    message: str
+    suggestion: str | None = None  # nearest valid key for E_UNKNOWN_KEY
+
+
 class ErrorReply(Reply, tag="error"):
     """The one reply shape every version keeps: any mmctl can print any trader's refusal."""
 
@@ -336,6 +345,9 @@ class ErrorReply(Reply, tag="error"):
     # E_FORBIDDEN: the group to join. mmctl words the refusal with its own user name: a trader running
     # with PrivateUsers=yes sees every other user as uid 65534 and cannot name the operator.
     group: str | None = None
+    # A refused `set`: every key that was refused and why, one each (`message` says all of them in one line;
+    # `key` is the first). Empty for every other refusal and from older traders.
+    problems: list[KeyProblem] = []
 
 
 AnyReply = Union[
@@ -362,21 +374,24 @@ class ControlError(Exception):
     """
 
     def __init__(self, code: str, message: str, *, key: str | None = None, suggestion: str | None = None,
-                 group: str | None = None) -> None:
+                 group: str | None = None, problems: list[KeyProblem] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.key = key
         self.suggestion = suggestion
         self.group = group
+        self.problems = list(problems or [])
 
     def to_reply(self) -> ErrorReply:
         return ErrorReply(code=self.code, message=one_line(self.message), key=self.key, suggestion=self.suggestion,
-                          group=self.group)
+                          group=self.group,
+                          problems=[msgspec.structs.replace(q, message=one_line(q.message)) for q in self.problems])
 
     @classmethod
     def from_reply(cls, reply: ErrorReply) -> "ControlError":
-        return cls(reply.code, reply.message, key=reply.key, suggestion=reply.suggestion, group=reply.group)
+        return cls(reply.code, reply.message, key=reply.key, suggestion=reply.suggestion, group=reply.group,
+                   problems=reply.problems)
 
 
 class FrameTooLarge(Exception):

@@ -72,41 +72,104 @@ def _times(history: History) -> list:
     return [datetime.fromtimestamp(r.start, timezone.utc) for r in history.windows]
 
 
+DEFAULT_WINDOW_S = 900  # the padding around a single window when the ledger cannot tell the window's length
+
+
+def _marker_size(n: int) -> float:
+    """Every point gets a marker (one window must show as a dot, not an invisible zero-length line); a long
+    ledger gets small ones so the curve stays readable."""
+    return 6.0 if n <= 30 else 4.0 if n <= 300 else 1.5
+
+
+def _window_s(runs: list[Run]) -> float:
+    gaps = sorted(b.start - a.start for run in runs for a, b in zip(run.history.windows, run.history.windows[1:])
+                  if b.start > a.start)
+    return gaps[len(gaps) // 2] if gaps else DEFAULT_WINDOW_S
+
+
+def _fit_time_axis(ax, runs: list[Run]) -> None:
+    """x from the first window to the last, padded by half a window (so one window sits in the middle of a span
+    about a window wide, not of matplotlib's default four years), with dates or times as the span asks."""
+    import matplotlib.dates as mdates
+    from datetime import datetime, timedelta, timezone
+    starts = [r.start for run in runs for r in run.history.windows]
+    if not starts:
+        return
+    pad = max((max(starts) - min(starts)) * 0.03, _window_s(runs) / 2)
+    ax.set_xlim(datetime.fromtimestamp(min(starts), timezone.utc) - timedelta(seconds=pad),
+                datetime.fromtimestamp(max(starts), timezone.utc) + timedelta(seconds=pad))
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=8, tz=timezone.utc)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=timezone.utc))
+    ax.set_xlabel("window start (UTC)")
+
+
+def _fit_values(ax, values: list[float]) -> None:
+    """y around the data with zero in view, padded 10% (a flat curve gets a unit-wide band, not a degenerate one)."""
+    low, high = min([0.0, *values]), max([0.0, *values])
+    span = high - low or 1.0
+    ax.set_ylim(low - span * 0.1, high + span * 0.1)
+
+
+def _cumulative(ax, runs: list[Run], field: str) -> None:
+    values = []
+    for run in runs:
+        cumulative, total = [], 0.0
+        for r in run.history.windows:
+            total += getattr(r, field)
+            cumulative.append(total)
+        values += cumulative
+        ax.plot(_times(run.history), cumulative, drawstyle="steps-post", marker="o",
+                markersize=_marker_size(len(cumulative)), label=run.name)
+    _fit_time_axis(ax, runs)
+    _fit_values(ax, values)
+    ax.grid(True, linewidth=0.3)
+    ax.legend(loc="best")
+
+
+def _net_bars(ax, run: Run) -> None:
+    from matplotlib.ticker import MaxNLocator
+    main = run.history.windows
+    nets = [r.net for r in main]
+    colours = ["tab:green" if x >= 0 else "tab:red" for x in nets]
+    if len(main) <= 100:
+        # Few windows: one bar each, as wide as a bar chart's, labelled with its window when they fit.
+        ax.bar(range(len(main)), nets, width=0.6, color=colours)
+        if len(main) <= 12:
+            one_day = len({r.label[:10] for r in main}) == 1  # "2026-11-23 21:00:00": the time says it all
+            ax.set_xticks(range(len(main)), [r.label[11:16] if one_day else r.label[5:16] for r in main],
+                          rotation=30 if len(main) > 6 else 0, fontsize=8)
+    else:
+        # One line collection, not a bar patch per window: a week of 60-second windows is 10,080 bars.
+        ax.vlines(range(len(main)), 0, nets, colors=colours, linewidth=max(0.3, min(3.0, 600 / len(main))))
+    # At least five bars' room: one window is a bar, not a wall.
+    extra = max(0.0, (5 - len(main)) / 2) + len(main) * 0.01
+    ax.set_xlim(-0.5 - extra, len(main) - 0.5 + extra)
+    if len(main) > 12:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _fit_values(ax, nets)
+    ax.axhline(0, color="grey", linewidth=0.5)
+    ax.set_xlabel(f"window ({run.name}, in start order)")
+    ax.set_ylabel("net pUSD")
+
+
 def plots(runs: list[Run]) -> list[tuple[str, str]]:
     """(title, base64 PNG) for each plot."""
     plt = _pyplot()
     out = []
     fig, ax = plt.subplots(figsize=(9, 3.5))
-    for run in runs:
-        cumulative, total = [], 0.0
-        for r in run.history.windows:
-            total += r.net
-            cumulative.append(total)
-        ax.step(_times(run.history), cumulative, where="post", label=run.name)
+    _cumulative(ax, runs, "net")
     ax.axhline(0, color="grey", linewidth=0.5)
     ax.set_ylabel("pUSD")
-    ax.legend(loc="best")
     out.append(("Cumulative net P&L", _png(fig)))
 
     fig, ax = plt.subplots(figsize=(9, 3))
-    main = runs[0].history.windows
-    # One line collection, not a bar patch per window: a week of 60-second windows is 10,080 bars.
-    ax.vlines(range(len(main)), 0, [r.net for r in main], colors=["tab:green" if r.net >= 0 else "tab:red" for r in main],
-              linewidth=max(0.3, min(6.0, 600 / max(1, len(main)))))
-    ax.axhline(0, color="grey", linewidth=0.5)
-    ax.set_xlabel(f"window ({runs[0].name}, in start order)")
-    ax.set_ylabel("net pUSD")
+    _net_bars(ax, runs[0])
     out.append(("Net per window", _png(fig)))
 
     fig, ax = plt.subplots(figsize=(9, 3))
-    for run in runs:
-        cumulative, total = [], 0.0
-        for r in run.history.windows:
-            total += r.fees
-            cumulative.append(total)
-        ax.step(_times(run.history), cumulative, where="post", label=run.name)
+    _cumulative(ax, runs, "fees")
     ax.set_ylabel("cumulative fees, pUSD")
-    ax.legend(loc="best")
     out.append(("Fees over time", _png(fig)))
 
     fig, ax = plt.subplots(figsize=(6, 4.5))

@@ -15,9 +15,12 @@
 #   /etc/polymm/config.toml   root:polymm 0640 (example)   /usr/local/bin/mmctl   -> /opt/polymm/bin/mmctl
 #   /etc/polymm/polymm.env    root:root   0600 (secrets)   /etc/systemd/system/polymm-{feed,trader}.service
 #   /etc/polymm/notify.env    root:root   0600 (failure notice command)  /etc/systemd/system/polymm-notify@.service
+#   /etc/polymm/web.token     root:root   0600 (polymm-web's bearer token)  /etc/systemd/system/polymm-web.service
+#   user polymm-web (the page's service, in group polymm)  /etc/polkit-1/rules.d/50-polymm-web.rules (if polkitd)
 # Existing /etc/polymm files are never overwritten. The services are not started. They are enabled (started at
 # boot) only once polymm.env holds the signing key: until then a reboot would start a trader that exits at once;
-# the script prints the one command to enable them after filling it in.
+# the script prints the one command to enable them after filling it in. polymm-web (the page and HTTP API) is
+# installed but never enabled by this script: `systemctl enable --now polymm-web` when you want it.
 set -euo pipefail
 
 PREFIX=/opt/polymm
@@ -26,6 +29,11 @@ STATE=/var/lib/polymm
 UNIT_DIR=/etc/systemd/system
 UNITS=(polymm-feed.service polymm-trader.service)
 NOTIFY_UNIT=polymm-notify@.service
+WEB_UNIT=polymm-web.service  # off by default: installed, never enabled here
+WEB_USER=polymm-web
+WEB_TOKEN="$ETC/web.token"
+POLKIT_RULES=/etc/polkit-1/rules.d
+WEB_RULE=50-polymm-web.rules
 NOTIFY_BIN="$PREFIX/libexec/polymm-notify"
 STAMP="$PREFIX/.polymm-install-stamp"  # what the venv was last installed from (a hash): re-runs skip pip
 USER_NAME=polymm
@@ -66,14 +74,14 @@ systemd_running() { [ -d /run/systemd/system ]; }
 uninstall() {
     if systemd_running; then
         # The trader first: its SIGTERM path cancels our open orders while the feed still runs.
-        for unit in polymm-trader.service polymm-feed.service; do
+        for unit in "$WEB_UNIT" polymm-trader.service polymm-feed.service; do
             if [ -e "$UNIT_DIR/$unit" ]; then
                 systemctl disable --now "$unit" >/dev/null 2>&1 || true
                 say "stopped and disabled $unit"
             fi
         done
     fi
-    for unit in "${UNITS[@]}" "$NOTIFY_UNIT"; do
+    for unit in "${UNITS[@]}" "$NOTIFY_UNIT" "$WEB_UNIT"; do
         [ -e "$UNIT_DIR/$unit" ] && { rm -f "$UNIT_DIR/$unit"; say "removed $UNIT_DIR/$unit"; }
         if [ "$PURGE" = 1 ] && [ -d "$UNIT_DIR/$unit.d" ]; then
             rm -rf "$UNIT_DIR/$unit.d"; say "removed drop-ins $UNIT_DIR/$unit.d"
@@ -89,6 +97,9 @@ uninstall() {
     [ -d "$PREFIX" ] && { rm -rf "$PREFIX"; say "removed $PREFIX"; }
     # The feed's segment is runtime state of a user about to disappear; a reinstall creates it afresh.
     [ -e /dev/shm/poly_tob_shm ] && { rm -f /dev/shm/poly_tob_shm; say "removed /dev/shm/poly_tob_shm"; }
+    [ -e "$POLKIT_RULES/$WEB_RULE" ] && { rm -f "$POLKIT_RULES/$WEB_RULE"; say "removed $POLKIT_RULES/$WEB_RULE"; }
+    if getent passwd "$WEB_USER" >/dev/null; then userdel "$WEB_USER"; say "removed user $WEB_USER"; fi
+    if getent group "$WEB_USER" >/dev/null; then groupdel "$WEB_USER"; fi
     if getent passwd "$USER_NAME" >/dev/null; then userdel "$USER_NAME"; say "removed user $USER_NAME"; fi
     if getent group "$USER_NAME" >/dev/null; then groupdel "$USER_NAME"; say "removed group $USER_NAME"; fi
     if [ "$PURGE" = 1 ]; then
@@ -107,7 +118,7 @@ fi
 
 # ------------------------------------------------------------------------------------------------ install
 
-for unit in "${UNITS[@]}" "$NOTIFY_UNIT"; do
+for unit in "${UNITS[@]}" "$NOTIFY_UNIT" "$WEB_UNIT"; do
     [ -f "$HERE/systemd/$unit" ] || die "missing $HERE/systemd/$unit (run the script from the polymm source tree)"
 done
 [ -f "$HERE/polymm-notify" ] || die "missing $HERE/polymm-notify (run the script from the polymm source tree)"
@@ -134,6 +145,12 @@ if ! getent passwd "$USER_NAME" >/dev/null; then
     useradd --system --gid "$USER_NAME" --home-dir "$STATE" --no-create-home --shell /usr/sbin/nologin \
         --comment "polymm market maker" "$USER_NAME"
     changed "created system user $USER_NAME"
+fi
+# polymm-web's own user: in group polymm (the control socket, the ledger), nothing else of polymm's.
+if ! getent passwd "$WEB_USER" >/dev/null; then
+    useradd --system --user-group --groups "$USER_NAME" --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin --comment "polymm web page" "$WEB_USER"
+    changed "created system user $WEB_USER (in group $USER_NAME)"
 fi
 
 # 2. the venv, owned by root: the services can run it but not modify it.
@@ -176,6 +193,10 @@ else
         if ls "$WHEELS"/py_builder_relayer_client-*.whl >/dev/null 2>&1; then
             run_pip --no-index --find-links "$WHEELS" 'polymm[redeem]'
         fi
+        # polymm-web's extra when DIR carries it (pip wheel -w DIR '.[web]').
+        if ls "$WHEELS"/aiohttp-*.whl >/dev/null 2>&1; then
+            run_pip --no-index --find-links "$WHEELS" 'polymm[web]'
+        fi
         changed "installed polymm from wheels in $WHEELS"; code_changed=1
     else
         # Build from a copy: pip builds in the source directory, which may be read-only or someone's checkout.
@@ -183,7 +204,7 @@ else
         cleanup+=("$build")
         tar -C "$SOURCE" --exclude=./.venv --exclude=./.git --exclude=./build --exclude='*.egg-info' -cf - . \
             | tar -C "$build" -xf -
-        run_pip "$build[redeem]"  # with the relayer client for automatic redemption
+        run_pip "$build[redeem,web]"  # with the relayer client (automatic redemption) and polymm-web
         changed "installed polymm from source $SOURCE"; code_changed=1
     fi
     printf '%s\n' "$wanted" >"$STAMP"
@@ -294,9 +315,30 @@ EOF
     changed "wrote $ETC/notify.env (set POLYMM_NOTIFY_COMMAND to hear about a failed service)"
 fi
 
+# 4b. polymm-web: its bearer token (root-only: the unit passes it to the service as a credential) and the polkit
+#     rule that lets its user start/stop/restart polymm-feed and polymm-trader, nothing else.
+if [ ! -e "$WEB_TOKEN" ]; then
+    "$PREFIX/bin/polymm-web" --generate-token "$WEB_TOKEN" >/dev/null || die "could not write $WEB_TOKEN"
+    chown root:root "$WEB_TOKEN"
+    changed "wrote $WEB_TOKEN (polymm-web's bearer token; read it with: sudo cat $WEB_TOKEN)"
+else
+    mode="$(stat -c %a "$WEB_TOKEN")"
+    [ "$mode" = 600 ] || [ "$mode" = 400 ] \
+        || say "WARNING: $WEB_TOKEN is mode $mode; whoever reads it can stop the trader: chmod 0600 $WEB_TOKEN"
+fi
+if [ -d "$POLKIT_RULES" ]; then
+    if ! cmp -s "$HERE/polkit/$WEB_RULE" "$POLKIT_RULES/$WEB_RULE"; then
+        install -m 0644 "$HERE/polkit/$WEB_RULE" "$POLKIT_RULES/$WEB_RULE"
+        changed "installed $POLKIT_RULES/$WEB_RULE (polymm-web may start/stop/restart polymm-feed and polymm-trader)"
+    fi
+else
+    say "note: no $POLKIT_RULES (polkitd is not installed): polymm-web shows status and steers the trader, but its"
+    say "      Start/Stop/Restart need polkit: apt-get install polkitd, then re-run this script"
+fi
+
 # 5. units.
 units_changed=0
-for unit in "${UNITS[@]}" "$NOTIFY_UNIT"; do
+for unit in "${UNITS[@]}" "$NOTIFY_UNIT" "$WEB_UNIT"; do
     if ! cmp -s "$HERE/systemd/$unit" "$UNIT_DIR/$unit"; then
         install -m 0644 "$HERE/systemd/$unit" "$UNIT_DIR/$unit"
         units_changed=1
@@ -339,6 +381,9 @@ elif has_secrets; then
     say "next: systemctl start polymm-feed polymm-trader; mmctl status"
 else
     say "next: fill in $ETC/polymm.env, then: $enable_cmd; mmctl status"
+fi
+if ! systemctl is-enabled --quiet "$WEB_UNIT" 2>/dev/null; then
+    say "the web page and HTTP API (off): systemctl enable --now $WEB_UNIT; then open http://127.0.0.1:8780/mm-bot"
 fi
 if [ "$changes" = 0 ]; then
     say "nothing changed: the same polymm, units and files were already installed"

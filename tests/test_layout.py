@@ -6,8 +6,10 @@ inside functions), so a module's folder tells what it may import:
   engine, service).
 - `trader/venue` (the exchange's protocol) imports nothing from `trader/decision`.
 - Nothing outside `trader/` imports `polymm.trader` (tests, bench, tools and the demo application may), except
-  `ctl/` reading the trader's ledger through its read API (`polymm.trader.ledger`: the trader owns the schema and
-  the query; `mmctl history` and `polymm-report` present them).
+  `ctl/` and `web/` reading the trader's ledger through its read API (`polymm.trader.ledger`: the trader owns the
+  schema and the query; `mmctl history`, `polymm-report` and the page present them).
+- `web/` talks to the trader only through the control protocol `ctl/` owns (and the ledger's read API): it imports
+  nothing else of the trader and nothing of the feed.
 - `sim/` imports none of the product (feed, trader, ctl, demo); `polymm/` plumbing imports no product at all.
 """
 from __future__ import annotations
@@ -23,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 IO_MODULES = {"socket", "threading", "subprocess", "requests", "websocket", "py_clob_client_v2", "sqlite3", "http",
               "urllib", "aiohttp", "multiprocessing", "asyncio", "selectors", "mmap"}
 TRADER_IO = {"polymm.trader." + p for p in ("venue", "execution", "control", "engine", "service")}
-PRODUCT = {"polymm.feed", "polymm.trader", "polymm.ctl", "polymm.sim", "polymm.demo"}
+PRODUCT = {"polymm.feed", "polymm.trader", "polymm.ctl", "polymm.sim", "polymm.demo", "polymm.web"}
 
 
 def _setuptools() -> dict:
@@ -110,9 +112,18 @@ def test_venue_knows_nothing_of_decisions(module):
 
 @pytest.mark.parametrize("module", [m for m in MODULES if not _within(m, ["polymm.trader", "polymm.demo"])])
 def test_nothing_outside_trader_imports_it(module):
-    allowed = ["polymm.trader.ledger"] if _within(module, ["polymm.ctl"]) else []
+    allowed = ["polymm.trader.ledger"] if _within(module, ["polymm.ctl", "polymm.web"]) else []
     assert not [i for i in imports_of(module) if _within(i, ["polymm.trader"]) and not _within(i, allowed)]
 
+
+
+@pytest.mark.parametrize("module", _in("polymm.web"))
+def test_web_reaches_the_trader_only_through_the_control_protocol(module):
+    assert not [i for i in imports_of(module) if _within(i, ["polymm.feed"])]
+    # the control client and protocol (ctl owns the framing); not mmctl's CLI or its text
+    # (`from polymm.ctl import protocol` names the package itself too)
+    assert not [i for i in imports_of(module) if _within(i, ["polymm.ctl"]) and i != "polymm.ctl"
+                and not _within(i, ["polymm.ctl.client", "polymm.ctl.protocol"])]
 
 
 @pytest.mark.parametrize("module", _in("polymm.sim"))

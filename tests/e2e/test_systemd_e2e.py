@@ -27,6 +27,7 @@ from tests.support.metrics import free_port, scrape
 REPO = Path(__file__).resolve().parents[2]
 UNITS = ("polymm-feed.service", "polymm-trader.service")
 FEED, TRADER = "polymm-feed", "polymm-trader"
+WEB = "polymm-web"
 SHM_PATH = "/dev/shm/poly_tob_shm"
 SIM_WINDOW_S = 60
 # Test-only drop-in (never in the shipped units): a short watchdog so the hung-loop test costs seconds, and the
@@ -68,6 +69,7 @@ class Deployment:
         self.pk = pk
         self.address = address
         self.metrics_ports = {"feed": free_port(), "trader": free_port()}  # Prometheus endpoints (host network)
+        self.web_port = free_port()  # polymm-web (a test drop-in moves it off the default 8780: host network)
         self.first_install = ""        # install.sh's output on the fresh container
         self.installed_manifest = ""   # MANIFEST right after that first install
 
@@ -175,6 +177,9 @@ def configure_for_the_sim(dep: Deployment) -> None:
     dropin = dep.box.path(f"/etc/systemd/system/{TRADER}.service.d")
     dropin.mkdir(parents=True, exist_ok=True)
     (dropin / "test.conf").write_text(TEST_DROPIN)
+    web_dropin = dep.box.path(f"/etc/systemd/system/{WEB}.service.d")
+    web_dropin.mkdir(parents=True, exist_ok=True)
+    (web_dropin / "test.conf").write_text(f"[Service]\nEnvironment=POLYMM_WEB_LISTEN=127.0.0.1:{dep.web_port}\n")
     dep.systemctl("daemon-reload")
     assert "test.conf" in dep.prop(TRADER, "DropInPaths")
 
@@ -207,7 +212,7 @@ def dep(tmp_path_factory):
         finally:
             # Stop the trader inside first (it cancels its orders), then power off; report leftovers loudly.
             if box.init_pid is not None:
-                box.run(["systemctl", "stop", *UNITS], timeout=60)
+                box.run(["systemctl", "stop", f"{WEB}.service", *UNITS], timeout=60)
             problems = box.stop()
             assert not problems, problems
 
@@ -248,7 +253,7 @@ def test_install_is_idempotent_and_keeps_the_operators_files(dep):
 
 
 def test_systemd_analyze_verify_prints_nothing(dep):
-    r = dep.sh("systemd-analyze verify /etc/systemd/system/polymm-feed.service "
+    r = dep.sh("systemd-analyze verify /etc/systemd/system/polymm-feed.service /etc/systemd/system/polymm-web.service "
                "/etc/systemd/system/polymm-trader.service /etc/systemd/system/polymm-notify@.service", check=False)
     # verify exits 0 on unknown keys and bad values and only prints them: any output is a failure.
     assert r.returncode == 0 and r.output == "", r.describe()
@@ -256,7 +261,7 @@ def test_systemd_analyze_verify_prints_nothing(dep):
 
 def test_hardening_exposure_is_low(dep):
     scores = {}
-    for unit in UNITS:
+    for unit in (*UNITS, f"{WEB}.service"):
         out = dep.sh(f"systemd-analyze security --no-pager {unit}").stdout
         m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", out)
         assert m, out
@@ -555,6 +560,72 @@ def test_upgrade_in_place_keeps_config_and_takes_effect_on_restart(dep):
 def installed_version(dep: Deployment) -> str:
     return dep.sh("/opt/polymm/bin/python -c 'from importlib.metadata import version; print(version(\"polymm\"))'"
                   ).stdout.strip()
+
+
+def web_call(dep, method: str, path: str, token: str | None, body: dict | None = None, timeout: float = 240.0):
+    """polymm-web in the container, from the host (shared network namespace), as curl or a script would."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", dep.web_port, timeout=timeout)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    try:
+        conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+        res = conn.getresponse()
+        return res.status, json.loads(res.read() or b"null")
+    finally:
+        conn.close()
+
+
+def test_web_is_installed_off_with_a_root_only_token_and_the_polkit_rule(dep):
+    first = dep.first_install
+    assert "wrote /etc/polymm/web.token" in first and "created system user polymm-web" in first, first
+    assert "systemctl enable --now polymm-web.service" in first
+    assert dep.sh("stat -c '%U:%G %a' /etc/polymm/web.token").stdout.split() == ["root:root", "600"]
+    assert dep.prop(f"{WEB}.service", "UnitFileState") == "disabled"  # off by default
+    assert "subject.user !== \"polymm-web\"" in dep.sh("cat /etc/polkit-1/rules.d/50-polymm-web.rules").stdout
+    assert "polymm" in dep.sh("id -nG polymm-web").stdout.split()
+    assert dep.sh("cat /etc/polymm/web.token", user="polymm-web", check=False).returncode != 0
+
+
+def test_web_answers_with_the_token_and_steers_the_services_through_polkit(dep):
+    dep.ensure_running()
+    r = dep.systemctl("start", f"{WEB}.service", check=False)
+    assert r.returncode == 0, f"{r.describe()}\n{dep.journal(WEB)}"
+    token = dep.box.path("/etc/polymm/web.token").read_text().strip()
+    assert f"serving http://127.0.0.1:{dep.web_port}/mm-bot" in dep.journal(WEB)
+    assert web_call(dep, "GET", "/mm-bot/status", None)[0] == 401
+    status = dep.wait_for("the page's status: trader running",
+                          lambda: (s := web_call(dep, "GET", "/mm-bot/status", token)[1])["is_running"]
+                          and s["trader"].get("state") == "running" and s, 60)
+    assert status["main_process"]["pid"] == dep.main_pid(TRADER)
+    assert status["trade_process"]["pid"] == dep.main_pid(FEED)
+    assert status["services"]["polymm-trader"]["running"] and status["mode"] == "live"
+    code, config = web_call(dep, "GET", "/mm-bot/config", token)
+    assert code == 200 and dep.pk.removeprefix("0x") not in json.dumps(config) + json.dumps(status)
+    # The web service's process: its own user, no secret in its environment (it never reads polymm.env).
+    pid = dep.main_pid(WEB)
+    assert dep.sh(f"stat -c %U /proc/{pid}").stdout.strip() == "polymm-web"
+    assert not [k for k in environ(dep, WEB) if k in ("PK=", "POLY_API_SECRET=", "BROWSER_ADDRESS=")]
+    # Stop and start through systemd's D-Bus API as user polymm-web, allowed by the polkit rule.
+    code, body = web_call(dep, "POST", "/mm-bot/stop", token)
+    assert code == 200 and body["status"] == "stopped", (body, dep.journal(WEB))
+    assert dep.prop(TRADER, "ActiveState") == "inactive" and dep.prop(FEED, "ActiveState") == "inactive"
+    assert dep.sim.admin.open_orders(dep.address) == []  # the trader's stop path cancelled its orders
+    code, body = web_call(dep, "GET", "/mm-bot/status", token)
+    assert body["is_running"] is False and body["main_process"]["alive"] is False
+    code, body = web_call(dep, "POST", "/mm-bot/start", token)
+    assert code == 200 and body["status"] == "started", body
+    assert dep.prop(TRADER, "ActiveState") == "active" and dep.prop(FEED, "ActiveState") == "active"
+    before = dep.main_pid(TRADER)
+    code, body = web_call(dep, "POST", "/mm-bot/restart?service=trader", token)
+    assert code == 200 and body["units"] == ["polymm-trader.service"], body
+    assert dep.main_pid(TRADER) not in (0, before)
+    # polkit allows these three verbs on these two units only: the same user cannot stop anything else.
+    denied = dep.box.run(["systemctl", "--no-ask-password", "stop", "dbus.service"], user="polymm-web")
+    assert denied.returncode != 0 and "Interactive authentication required" in denied.output, denied.describe()
+    dep.systemctl("stop", f"{WEB}.service")
 
 
 def test_uninstall_stops_everything_keeps_config_and_a_reinstall_runs_again(dep):

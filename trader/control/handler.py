@@ -113,29 +113,52 @@ class ConfigStore:
                 pass
             raise
 
+    def key_problem(self, key: str) -> p.KeyProblem | None:
+        """Why `key` cannot be set live (unknown, with the nearest valid one; or restart-only), or None."""
+        cfg = _cfgmod()
+        if key not in cfg.flatten(self.current):
+            suggestion = cfg.suggest_key(key)
+            hint = f"; did you mean {suggestion}?" if suggestion else ""
+            return p.KeyProblem(key=key, code=p.E_UNKNOWN_KEY, message=f"unknown config key {key!r}{hint}",
+                                suggestion=suggestion)
+        if key not in cfg.live_keys():
+            why = next((k.why_not_live for k in cfg.schema() if k.key == key), "") or "restart the trader"
+            return p.KeyProblem(key=key, code=p.E_NOT_LIVE, message=f"{key} cannot change while the trader runs: {why}")
+        return None
+
     def check_keys(self, keys) -> None:
         """Unknown keys (with the nearest valid one) and keys that cannot change live: ControlError."""
-        cfg = _cfgmod()
-        known = cfg.flatten(self.current)
-        live = cfg.live_keys()
         for key in keys:
-            if key not in known:
-                suggestion = cfg.suggest_key(key)
-                hint = f"; did you mean {suggestion}?" if suggestion else ""
-                raise p.ControlError(p.E_UNKNOWN_KEY, f"unknown config key {key!r}{hint}", key=key, suggestion=suggestion)
-            if key not in live:
-                why = next((k.why_not_live for k in cfg.schema() if k.key == key), "") or "restart the trader"
-                raise p.ControlError(p.E_NOT_LIVE, f"{key} cannot change while the trader runs: {why}", key=key)
+            problem = self.key_problem(key)
+            if problem is not None:
+                raise _refusal([problem])
+
+    def _problems(self, settings: dict[str, str], combined) -> list[p.KeyProblem]:
+        """Every refused key of a `set` whose settings together do not validate (`combined`, the ConfigError):
+        each key judged alone against the running config. When every key is fine alone, the combination is
+        what breaks a rule: that one error."""
+        cfg = _cfgmod()
+        problems = []
+        for key, value in settings.items():
+            problem = self.key_problem(key)
+            if problem is None:
+                try:
+                    cfg.apply_settings(self.current, {key: value})
+                except cfg.ConfigError as exc:
+                    problem = p.KeyProblem(key=exc.key or key, code=p.E_INVALID, message=str(exc))
+            if problem is not None:
+                problems.append(problem)
+        return problems or [p.KeyProblem(key=combined.key, code=p.E_INVALID, message=str(combined))]
 
     def set(self, settings: dict[str, str]):
-        """Validate all settings together, persist, return (old, new, warnings). Nothing changes on error."""
+        """Validate all settings together, persist, return (old, new, warnings). Nothing changes on error: the
+        refusal lists every refused key (ControlError.problems), so an operator fixes them all at once."""
         with self._lock:
-            self.check_keys(settings)
             cfg = _cfgmod()
             try:
                 new, warnings = cfg.apply_settings(self.current, dict(settings))
             except cfg.ConfigError as exc:
-                raise p.ControlError(p.E_INVALID, f"nothing changed: {exc}", key=exc.key or None) from None
+                raise _refusal(self._problems(settings, exc)) from None
             overrides = {**self.overrides, **{k: str(v) for k, v in settings.items()}}
             self._persist(overrides)
             old = self.current
@@ -178,6 +201,20 @@ class ConfigStore:
         if key in self.base:
             return "env"
         return "file" if key in self.file_keys else "default"
+
+
+def _refusal(problems: list[p.KeyProblem]) -> p.ControlError:
+    """One refusal for a `set`'s refused keys: one problem keeps the words it always had; several are said in
+    one line ("nothing changed: A; B") and listed one by one in `problems`."""
+    first = problems[0]
+    if len(problems) == 1:
+        message = first.message if first.code != p.E_INVALID else f"nothing changed: {first.message}"
+        return p.ControlError(first.code, message, key=first.key or None, suggestion=first.suggestion,
+                              problems=problems)
+    codes = {q.code for q in problems}
+    return p.ControlError(codes.pop() if len(codes) == 1 else p.E_INVALID,
+                          f"nothing changed, {len(problems)} settings refused: " + "; ".join(q.message for q in problems),
+                          key=first.key or None, suggestion=first.suggestion, problems=problems)
 
 
 def _replace_key(cfg, key: str, value):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import hashlib
 import os
 import shlex
 import shutil
@@ -31,6 +32,10 @@ DEFAULT_CACHE = Path("/var/cache/polymm-e2e")
 MIRROR = "http://deb.debian.org/debian"
 SUITE = "bookworm"
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-venv")
+# Installed with apt in the debootstrapped tree afterwards: debootstrap's own configuration stage fails on polkitd.
+# polkitd: polymm-web's user starts/stops the services through systemd's D-Bus API, which asks polkit
+# (deploy/polkit/50-polymm-web.rules).
+EXTRA_PACKAGES = ("polkitd",)
 # The stamp holds the recipe: a changed recipe rebuilds the cached rootfs instead of reusing a stale one.
 STAMP = ".polymm-e2e-rootfs"
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -72,7 +77,25 @@ def why_unusable() -> str | None:
 
 def _recipe() -> str:
     mirror = os.environ.get("POLYMM_E2E_MIRROR") or MIRROR
-    return f"debootstrap --variant=minbase --include={','.join(PACKAGES)} {SUITE} {mirror}\n"
+    return (f"debootstrap --variant=minbase --include={','.join(PACKAGES)} {SUITE} {mirror}\n"
+            f"apt-get install --no-install-recommends {' '.join(EXTRA_PACKAGES)}\n")
+
+
+def _install_extra(root: Path) -> None:
+    """apt-get install EXTRA_PACKAGES inside the fresh tree (chroot, /proc mounted for the packages' scripts)."""
+    proc_dir = root / "proc"
+    subprocess.run(["mount", "-t", "proc", "proc", str(proc_dir)], check=True, capture_output=True)
+    try:
+        proc = subprocess.run(
+            ["chroot", str(root), "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND=noninteractive",
+             "sh", "-c", f"apt-get update -qq && apt-get install -y -qq --no-install-recommends {' '.join(EXTRA_PACKAGES)}"
+             " && apt-get clean"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, env={**os.environ, "PATH": _host_path()})
+    finally:
+        subprocess.run(["umount", str(proc_dir)], capture_output=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
+        raise BoxError(f"apt-get install {' '.join(EXTRA_PACKAGES)} in the rootfs failed (exit {proc.returncode}):\n{tail}")
 
 
 def ensure_rootfs(cache: Path | None = None, log=print) -> Path:
@@ -83,8 +106,10 @@ def ensure_rootfs(cache: Path | None = None, log=print) -> Path:
     """
     cache = cache or cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    rootfs = cache / "rootfs"
     recipe = _recipe()
+    # One directory per recipe: checkouts with different recipes (branches, CI next to a developer) share the cache
+    # without rebuilding each other's rootfs, nor deleting one a running container boots from.
+    rootfs = cache / f"rootfs-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
     with open(cache / "rootfs.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         stamp = rootfs / STAMP
@@ -92,7 +117,7 @@ def ensure_rootfs(cache: Path | None = None, log=print) -> Path:
             return rootfs
         tmp = cache / f"rootfs.build-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        mirror = recipe.split()[-1]
+        mirror = recipe.splitlines()[0].split()[-1]
         cmd = [tool("debootstrap") or "debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
                SUITE, str(tmp), mirror]
         log(f"building the rootfs (cached afterwards in {rootfs}): {shlex.join(cmd)}")
@@ -103,6 +128,11 @@ def ensure_rootfs(cache: Path | None = None, log=print) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
             raise BoxError(f"debootstrap failed (exit {proc.returncode}):\n{tail}")
+        try:
+            _install_extra(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         (tmp / STAMP).write_text(recipe)
         if rootfs.exists():
             shutil.rmtree(rootfs)

@@ -21,7 +21,8 @@ _IGNORE = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info",
 def build_wheels(dest: Path, repo: Path = REPO, python: str = sys.executable) -> Path:
     """`pip wheel -w dest` of a clean copy of the repository (pip builds in the source tree; the shared checkout
     must stay untouched). Returns dest; raises RuntimeError with pip's output on failure."""
-    _pip_wheel(_clean_copy(repo, dest.parent / "polymm-src"), dest, python)
+    # With the web extra: polymm-web.service runs on the deployed host too (its aiohttp wheels go along).
+    _pip_wheel(_clean_copy(repo, dest.parent / "polymm-src"), dest, python, extras="[web]")
     if not list(dest.glob("polymm-*.whl")):
         raise RuntimeError(f"pip wheel produced no polymm wheel in {dest}")
     return dest
@@ -55,9 +56,9 @@ def _clean_copy(repo: Path, src: Path) -> Path:
     return src
 
 
-def _pip_wheel(src: Path, dest: Path, python: str, *extra: str) -> None:
+def _pip_wheel(src: Path, dest: Path, python: str, *extra: str, extras: str = "") -> None:
     dest.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run([python, "-m", "pip", "wheel", "--disable-pip-version-check", "--no-input", "-q", *extra,
-                           "-w", str(dest), str(src)], stdin=subprocess.DEVNULL, capture_output=True, text=True)
+                           "-w", str(dest), f"{src}{extras}"], stdin=subprocess.DEVNULL, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"pip wheel failed (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}")
