@@ -144,7 +144,7 @@ def test_a_stop_during_a_reprice_wins_and_the_replacement_is_never_placed():
 def test_three_line_tick_file_places_a_handful_of_take_profits_not_hundreds(tmp_path):
     # Entry at 0.62, filled at 301 s, then the ask jumps to 0.70 and the file ends: the book stays there to the
     # end of the window. Before: 270 take-profit placements (cancel, wait exit_retry_s, place at plain tp, drift,
-    # cancel, ...). Now: tp at 0.63, one reprice to 0.70, done.
+    # cancel, ...). Now: tp at 0.63, one reprice to 0.70 (once the jump has held s1.tp_reprice_hold_s), done.
     rows = [
         {"ts": WS + 300, "window_start": WS, "up_bid": 0.62, "up_ask": 0.63, "down_bid": 0.37, "down_ask": 0.38},
         {"ts": WS + 301, "window_start": WS, "up_bid": 0.61, "up_ask": 0.62, "down_bid": 0.38, "down_ask": 0.39},
