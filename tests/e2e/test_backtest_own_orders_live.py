@@ -9,9 +9,17 @@ than the live one did - the backtest without --own-orders does not reproduce the
 Tolerance: per window, the same fills (leg, side, price, size, maker/taker) in the same order, each within 1 s of
 the live fill's time, and the same net P&L to 0.01 pUSD. Why not exact times: live, an order reaches the book
 after the trader's decision, signing and the POST (about 2-5 ms on the sim) and the sim moves on its own 0.25 s
-grid; the backtest decides on the recorded lines and every 100 ms between them, with fill_model.latency_ms. Queue
-position: the scripted sim cancels its stale level before re-quoting (sim/market.py), so our order is alone at
-its price when the market trades through it, live and in the fill model alike."""
+grid; the backtest decides on the recorded lines and every 100 ms between them. Queue position: the scripted sim
+cancels its stale level before re-quoting (sim/market.py), so our order is alone at its price when the market
+trades through it, live and in the fill model alike.
+
+Latency: the replay runs with --latency-ms 100, not the default 2.5 ms. A line is stamped when the feed published
+it, not when the exchange changed: the sim re-quotes in one step, but its messages reach the feed spread over a few
+milliseconds (3-16 ms measured here, more on a loaded box). A cancel the trader decided on the first of them
+reaches the sim after that whole step, so live it never beats a fill of the same step; replayed at 2.5 ms it can
+beat a fill the recording shows a few ms later (seen: an entry the backtest cancelled on a line where the bid had
+fallen, 3 ms before the line with the ask that filled it live). 100 ms is above that spread and far below the
+script's steps (seconds apart)."""
 from __future__ import annotations
 
 import json
@@ -82,7 +90,8 @@ def test_backtest_of_a_live_recording_with_its_ledger_reproduces_the_run(tmp_pat
 
     def backtest(*extra: str) -> dict:
         r = subprocess.run([sys.executable, "-m", "polymm.trader.backtest", str(recording), "--config",
-                            str(stack.config_path), "--json", *extra], capture_output=True, text=True, timeout=300)
+                            str(stack.config_path), "--latency-ms", "100", "--json", *extra], capture_output=True,
+                           text=True, timeout=300)
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)
 
@@ -96,7 +105,7 @@ def test_backtest_of_a_live_recording_with_its_ledger_reproduces_the_run(tmp_pat
         # is stopped; S2 on Down held to resolution.
         assert [key(f) for f in live] == [
             ("up", "BUY", 0.61, 6.55, "maker"), ("up", "SELL", 0.63, 6.55, "maker"),
-            ("up", "BUY", 0.63, 7.93, "maker"), ("up", "SELL", 0.44, 7.93, "taker"),
+            ("up", "BUY", 0.63, 9.52, "maker"), ("up", "SELL", 0.44, 9.52, "taker"),
             ("down", "BUY", 0.91, 10.0, "maker")], live
         assert [key(f) for f in bt["fills"]] == [key(f) for f in live]
         assert all(abs(b["ts"] - f["ts"]) <= 1.0 for b, f in zip(bt["fills"], live)), (bt["fills"], live)
