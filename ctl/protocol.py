@@ -533,7 +533,8 @@ def to_builtins(message: msgspec.Struct) -> Any:
 REDACTED = "<redacted>"
 _SECRET_PARTS = frozenset(
     {"pk", "private_key", "privkey", "secret", "api_secret", "passphrase", "api_passphrase", "api_key", "password",
-     "poly_api_key", "poly_api_secret", "poly_passphrase", "mnemonic", "seed"}
+     "poly_api_key", "poly_api_secret", "poly_passphrase", "mnemonic", "seed",
+     "rpc_url"}  # a Polygon RPC provider's URL carries its API key in the path
 )
 _SECRET_SUFFIXES = ("_secret", "_passphrase", "_password", "_private_key", "_api_key")
 

@@ -17,6 +17,8 @@ PROD_WS_USER_URL = "wss://ws-subscriptions-clob.polymarket.com/ws/user"
 PROD_RTDS_URL = "wss://ws-live-data.polymarket.com"
 PROD_DATA_URL = "https://data-api.polymarket.com"
 PROD_RELAYER_URL = "https://relayer-v2.polymarket.com"
+# Is this host's IP allowed to place orders (docs.polymarket.com/api-reference/geoblock; on polymarket.com).
+PROD_GEOBLOCK_URL = "https://polymarket.com/api/geoblock"
 
 DEFAULT_CONFIG = "/etc/polymm/config.toml"
 DEFAULT_SHM = "poly_tob_shm"
@@ -39,6 +41,10 @@ WS_USER_URL = "POLYMM_WS_USER_URL"
 RTDS_URL = "POLYMM_RTDS_URL"
 DATA_URL = "POLYMM_DATA_URL"
 RELAYER_URL = "POLYMM_RELAYER_URL"
+GEOBLOCK_URL = "POLYMM_GEOBLOCK_URL"
+# A Polygon JSON-RPC endpoint (no production default: the operator's own, or a provider's with a key in its URL).
+# Overrides redeem.rpc_url of the config: approvals the exchange does not report, type-0 redemption.
+RPC_URL = "POLYMM_RPC_URL"
 # Log levels: POLYMM_LOG_LEVEL for both services; POLYMM_FEED_LOG_LEVEL for the feed alone (wins over the shared
 # one), so the environment file can turn the feed's debug on without a drop-in overriding ExecStart.
 LOG_LEVEL = "POLYMM_LOG_LEVEL"
@@ -85,6 +91,7 @@ ENDPOINT_DEFAULTS = {
     RTDS_URL: PROD_RTDS_URL,
     DATA_URL: PROD_DATA_URL,
     RELAYER_URL: PROD_RELAYER_URL,
+    GEOBLOCK_URL: PROD_GEOBLOCK_URL,
 }
 
 

@@ -101,6 +101,9 @@ class AdminApi:
             "tick_size": self._tick_size,
             "order_version": self._order_version,
             "fee_schedule": self._fee_schedule,
+            "clock_skew": self._clock_skew,
+            "order_rules": self._order_rules,
+            "geoblock": self._geoblock,
             "clear": self._clear,
         }
 
@@ -162,6 +165,9 @@ class AdminApi:
             "connections": {"market": len(sim.market_ch.conns), "user": len(sim.user_ch.conns),
                             "rtds": len(sim.rtds_ch.conns)},
             "fees_collected": num(sim.engine.fees_collected), "order_version": sim.order_version,
+            "order_rules": {"min_order_age_s": sim.order_rules.min_order_age_s,
+                            "taker_delay": sim.order_rules.taker_delay,
+                            "early_cancels": sim.order_rules.early_cancels},
         })
 
     # ---- faults ----------------------------------------------------------------------------------
@@ -287,6 +293,31 @@ class AdminApi:
             changed += 1
         return {"rate": rate, "exponent": exponent, "markets": changed}
 
+    def _clock_skew(self, params: dict) -> dict:
+        """GET /time answers the exchange's clock `seconds` ahead of ours (negative: behind)."""
+        seconds = params.get("seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+            raise AdminError("seconds must be a number")
+        self.sim.faults.clock_skew_s = float(seconds)
+        return {}
+
+    def _order_rules(self, params: dict) -> dict:
+        """The market info's `oas` (min_order_age_s) and `itode` (taker_delay) for every market (sim/order_rules.py)."""
+        rules = self.sim.order_rules
+        rules.min_order_age_s = _number(params, "min_order_age_s", rules.min_order_age_s)
+        rules.taker_delay = _bool(params, "taker_delay", rules.taker_delay)
+        rules.delay_s = _number(params, "delay_s", rules.delay_s)
+        return {"min_order_age_s": rules.min_order_age_s, "taker_delay": rules.taker_delay, "delay_s": rules.delay_s,
+                "early_cancels": rules.early_cancels}
+
+    def _geoblock(self, params: dict) -> dict:
+        """GET /api/geoblock answers blocked (true by default) for `country` (default US) and `region`."""
+        country, region = params.get("country", "US"), params.get("region", "")
+        if not isinstance(country, str) or not isinstance(region, str):
+            raise AdminError("country and region must be strings")
+        self.sim.faults.geoblock = (_bool(params, "blocked"), country, region)
+        return {}
+
     def _market(self, params: dict, now: float) -> tuple[str, "MarketSpec"]:
         """The market a request names by `condition_id`, or the live window's when it names none."""
         condition_id = params.get("condition_id")
@@ -299,6 +330,7 @@ class AdminApi:
 
     def _clear(self, params: dict) -> dict:
         self.sim.faults.clear()
+        self.sim.order_rules.clear()
         # The exchange-side settings tests switch are faults too: back to what the command line said.
         args = self.sim.args
         self.sim.order_version = args.order_version

@@ -22,7 +22,7 @@ from aiohttp import web
 from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 
-from polymm.sim import auth, faults as faults_mod, gamma, orders
+from polymm.sim import auth, chain as chain_mod, faults as faults_mod, gamma, orders
 from polymm.sim.engine import BACKGROUND, MSG_NOT_READY, SimOrder, Trade
 
 if TYPE_CHECKING:
@@ -34,8 +34,13 @@ INITIAL_CURSOR = "MA=="  # base64("0")
 END_CURSOR = "LTE="  # base64("-1")
 MAX_BATCH = 15
 MAX_CANCEL_IDS = 3000
-UINT256_MAX = str(2**256 - 1)
-ALLOWANCE_SPENDERS = (orders.EXCHANGE_V2, orders.NEG_RISK_EXCHANGE_V2, "0xd91E80cF2E7be2e162c6513ceD06f1dD0dA35296")
+# The spenders GET /balance-allowance reports (sim/chain.py holds the approvals). COLLATERAL: the pUSD allowance
+# of each exchange (V2, neg-risk V2 and its adapter, V3); CONDITIONAL: the CTF's approval of the V2 ones. The
+# position manager's approval of Exchange V3 is only readable on chain (eth_call): whether production's
+# CONDITIONAL answer carries it is not documented (docs/venue.md), so the sim does not.
+COLLATERAL_SPENDERS = (orders.EXCHANGE_V2, orders.NEG_RISK_EXCHANGE_V2, "0xd91E80cF2E7be2e162c6513ceD06f1dD0dA35296",
+                       orders.EXCHANGE_V3)
+CONDITIONAL_OPERATORS = (orders.EXCHANGE_V2, orders.NEG_RISK_EXCHANGE_V2, "0xd91E80cF2E7be2e162c6513ceD06f1dD0dA35296")
 INVALID_HEARTBEAT = "Invalid Heartbeat ID"
 NO_ORDERBOOK = "No orderbook exists for the requested token id"
 
@@ -324,7 +329,7 @@ class ClobApi:
         return ok("OK")
 
     async def get_time(self, request: web.Request) -> web.Response:
-        return ok(int(time.time()))
+        return ok(int(time.time() + self.sim.faults.clock_skew_s))
 
     async def get_version(self, request: web.Request) -> web.Response:
         return ok({"version": self.sim.order_version})
@@ -433,7 +438,8 @@ class ClobApi:
             "ao": bool(spec.accepting_orders and not spec.closed),
             "mos": float(spec.min_size),
             "sd": 0,
-            "itode": False,
+            "itode": self.sim.order_rules.taker_delay,
+            "oas": int(self.sim.order_rules.min_order_age_s),
         })
 
     async def get_market(self, request: web.Request) -> web.Response:
@@ -494,8 +500,15 @@ class ClobApi:
             raise orders.OrderRejected(orders.OWNER_MISMATCH)
         spec = sim.engine.market_of_token(order.tokenId)
         # BTC Up/Down markets are never neg-risk; the signature must be for the order version served
-        order_id = orders.verify_order(order, key.address, version=sim.order_version)
+        order_id = orders.verify_order(order, key.address, version=sim.order_version,
+                                       check_funder=sim.strict_funder)
         maker = checksum(order.maker)
+        # The exchange settles on chain: without the wallet's approval for the served version's exchange the
+        # order cannot settle, and production refuses it as a balance/allowance problem.
+        missing = sim.chain.trading_refusal(maker, order.side, sim.order_version)
+        if missing is not None:
+            log.info("order refused for a missing approval (%s)", missing)
+            raise orders.OrderRejected(orders.NOT_ENOUGH_BALANCE, order_id=order_id)
         for address in {key.address, maker}:
             if address.lower() in sim.faults.closed_only:
                 raise orders.OrderRejected(f"'{address}' address in closed only mode", order_id=order_id)
@@ -516,6 +529,14 @@ class ClobApi:
                              market=spec.condition_id if spec else "", token_id=order.tokenId, side=order.side,
                              price=terms.price, original_size=terms.size, order_type=payload.orderType,
                              post_only=payload.postOnly, expiration=int(order.expiration), created_at=now)
+        rules = sim.order_rules
+        if rules.taker_delay and not payload.postOnly and rules.marketable(order.side, terms.price,
+                                                                           self._top(order.tokenId)):
+            # itode: held, answered `delayed`, matched TAKER_DELAY_S later (sim/order_rules.py; Sim.tick submits it).
+            rules.hold(sim_order, now)
+            sim.stats["orders_accepted"] += 1
+            return {"errorMsg": "", "orderID": order_id, "takingAmount": "", "makingAmount": "",
+                    "status": "delayed", "success": True}
         result = sim.engine.submit(sim_order, now)
         sim.after_engine_call()
         if not result.ok:
@@ -539,6 +560,11 @@ class ClobApi:
         canceled: list[str] = []
         not_canceled: dict[str, str] = {}
         for order_id in order_ids:
+            known = self.sim.engine.get_order(order_id)
+            held = self.sim.order_rules.cancel_refusal(order_id, known.created_at if known is not None else None, now)
+            if held is not None:
+                not_canceled[order_id] = held
+                continue
             reason = self.sim.engine.cancel(order_id, key.key, now)
             if reason is None:
                 canceled.append(order_id)
@@ -646,10 +672,15 @@ class ClobApi:
             amount = self.sim.engine.position(address, token_id)
         else:
             return error(400, "invalid asset_type")
-        # Production answers base units (6 decimals) and the allowance per exchange contract; the sim
-        # treats every account as fully approved.
+        # Production answers base units (6 decimals) and the allowance per exchange contract.
         units = int((amount * 1_000_000).to_integral_value())
-        return ok({"balance": str(units), "allowances": {s: UINT256_MAX for s in ALLOWANCE_SPENDERS}})
+        chain = self.sim.chain
+        if asset_type == "COLLATERAL":
+            allowances = {s: str(chain.allowance(address, s)) for s in COLLATERAL_SPENDERS}
+        else:
+            allowances = {s: str(2**256 - 1 if chain.approved_for_all(chain_mod.CTF, address, s) else 0)
+                          for s in CONDITIONAL_OPERATORS}
+        return ok({"balance": str(units), "allowances": allowances})
 
     async def update_balance_allowance(self, request: web.Request) -> web.Response:
         return await self.get_balance_allowance(request)

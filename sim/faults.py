@@ -62,6 +62,8 @@ class Faults:
     stop_accepting: bool = False  # no new orders anywhere (Gamma shows acceptingOrders false)
     post_only_until: float = 0.0  # production's post-only mode after an engine restart
     closed_only: set[str] = field(default_factory=set)  # lower-case addresses in closed-only mode
+    clock_skew_s: float = 0.0  # GET /time answers the exchange's clock this far from ours
+    geoblock: tuple[bool, str, str] = (False, "IE", "L")  # GET /api/geoblock: (blocked, country, region)
 
     def take_post_fault(self) -> PostFault | None:
         return self.post_faults.pop(0) if self.post_faults else None
@@ -99,4 +101,6 @@ class Faults:
             "stop_accepting": self.stop_accepting,
             "post_only_until": self.post_only_until,
             "closed_only": sorted(self.closed_only),
+            "clock_skew_s": self.clock_skew_s,
+            "geoblock": list(self.geoblock),
         }

@@ -159,19 +159,28 @@ def order_id(order: SignedOrder, neg_risk: bool = False, version: int = 2) -> st
     return "0x" + order_digest(order, neg_risk, version).hex()
 
 
-def verify_order(order: SignedOrder, api_address: str, neg_risk: bool = False, version: int = 2) -> str:
+def verify_order(order: SignedOrder, api_address: str, neg_risk: bool = False, version: int = 2,
+                 check_funder: bool = False) -> str:
     """Check who signed the order, for the order `version` served; returns the orderID. Raises
     OrderRejected with production's text: `order_version_mismatch` when the signature is valid for another
     version's domain, `invalid signature` when it is valid for none.
 
     Types 0/1/2: `signer` must be the API key's address and must have produced `signature`. Type 0 also
     needs maker == signer. Types 1/2 (proxy, Safe): production also checks the maker is the signer's
-    proxy/Safe (a CREATE2 address); the sim cannot derive those, so any funder is accepted.
+    proxy/Safe (a CREATE2 address); the sim does with `check_funder` (polymm-sim --strict-funder), and for
+    type 3 that the wallet is the EOA's deposit wallet; otherwise any funder is accepted (tests trade from
+    made-up funders).
     Type 3 (POLY_1271 deposit wallet): maker == signer == the wallet, and the signature is the SDK's
     ERC-7739 wrapper whose inner signature must come from the API key's EOA. Whether production accepts a
     plain EOA signature for type 3 is not settled (polymarket-protocol.md section 7.1); the sim accepts both.
     """
     order_struct = struct_hash(order)
+    if check_funder and order.signatureType in (1, 2, 3):
+        from polymm.sim.relayer_requests import deposit_wallets_of, proxy_of, safe_of
+
+        wallets = {1: lambda a: {proxy_of(a)}, 2: lambda a: {safe_of(a)}, 3: deposit_wallets_of}[order.signatureType]
+        if order.maker.lower() not in wallets(api_address):
+            raise OrderRejected(INVALID_SIGNATURE)
     if order.signatureType == 3:
         if not same_address(order.maker, order.signer):
             raise OrderRejected(INVALID_SIGNATURE)

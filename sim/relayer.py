@@ -14,12 +14,11 @@ body, py-builder-signing-sdk); the signed request inside is checked by sim/relay
 signer, tampered field -> 400). The client signs the path without our `/relayer` prefix, as production
 serves the relayer at its own host's root.
 
-What the calls do, as the chain would (all calls of one transaction or none, like a reverting tx):
-  CTF.setApprovalForAll(operator, approved)        records the approval
-  CtfCollateralAdapter.redeemPositions(pUSD, 0, conditionId, [1, 2])       Engine.redeem_positions
-  CtfCollateralAdapter.mergePositions(pUSD, 0, conditionId, [1, 2], amount) Engine.merge_positions
-The adapter needs the wallet's CTF approval first (docs.polymarket.com/trading/ctf/redeem: "approve the
-adapter once"). Anything else reverts (STATE_FAILED) with the reason in the transaction's `error`.
+What the calls do is the chain's business (sim/chain.py: approvals, redeem and merge through the collateral
+adapter; all calls of one transaction or none, like a reverting tx). Gas: a PROXY transaction may use the gas
+limit its owner signed, at most the relay hub's ~650k budget; SAFE and WALLET batches --relayer-gas-cap; a batch
+needing more reverts (STATE_FAILED, "out of gas"), as a too-large batch does on chain. Anything that reverts
+leaves the reason in the transaction's `error`.
 
 States: STATE_NEW at submit, executed after --relayer-execute-after-s (STATE_MINED or STATE_FAILED), then
 STATE_CONFIRMED --relayer-confirm-after-s later. Faults (admin): answer the next n submits with an HTTP
@@ -33,16 +32,15 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from eth_abi import decode as abi_decode
 from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 
 from polymm.sim import relayer_requests as rr
 from polymm.sim.auth import hmac_signature, same_secret
+from polymm.sim.chain import PROXY_OVERHEAD_GAS, Reverted
 from polymm.sim.engine import CtfError
 
 if TYPE_CHECKING:
@@ -51,21 +49,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("polymm.sim.relayer")
 
 PREFIX = "/relayer"
-# Polygon mainnet (Polymarket/py-sdk src/polymarket/environments.py; docs.polymarket.com/concepts/pusd).
-PUSD = "0xc011a7e12a19f7b1f670d46f03b03f3342e82dfb"
-CTF = "0x4d97dcd97ec945f40cf65f87097ace5ea0476045"
-CTF_COLLATERAL_ADAPTER = "0xada100db00ca00073811820692005400218fce1f"
+RELAY_HUB_GAS_BUDGET = 650_000  # "the relay hub's gas budget (~650k total)" (py-builder-relayer-client gas.py)
 RELAY_ADDRESS = "0x" + keccak(b"polymm-sim relay")[12:].hex()  # the relay node the sim pretends to be
 
-_SET_APPROVAL = keccak(b"setApprovalForAll(address,bool)")[:4]
-_REDEEM = keccak(b"redeemPositions(address,bytes32,bytes32,uint256[])")[:4]
-_MERGE = keccak(b"mergePositions(address,bytes32,bytes32,uint256[],uint256)")[:4]
-_UNITS = Decimal(10) ** 6  # pUSD and outcome tokens have 6 decimals
 UNAUTHORIZED = "invalid builder api key or signature"
-
-
-class Reverted(Exception):
-    pass
 
 
 @dataclass
@@ -102,7 +89,8 @@ class Tx:
 class Relayer:
     """Transactions, nonces, approvals and faults. Owned by the sim's event loop, like the engine."""
 
-    def __init__(self, sim: "Sim", secret: bytes, execute_after_s: float = 0.0, confirm_after_s: float = 1.0) -> None:
+    def __init__(self, sim: "Sim", secret: bytes, execute_after_s: float = 0.0, confirm_after_s: float = 1.0,
+                 gas_cap: int = 10_000_000) -> None:
         self.sim = sim
         digest = hashlib.sha256(secret + b"builder").digest()
         # One builder API key per sim (a seed gives the same one), shown by GET /_sim/relayer.
@@ -112,7 +100,7 @@ class Relayer:
         self.execute_after_s = execute_after_s
         self.confirm_after_s = confirm_after_s
         self.nonces: dict[tuple[str, str], int] = {}  # (signer, type) -> next nonce
-        self.approvals: set[tuple[str, str]] = set()  # (wallet, operator) approved on the CTF
+        self.gas_cap = gas_cap  # what a SAFE / WALLET transaction may use (--relayer-gas-cap)
         self.txs: dict[str, Tx] = {}
         self.faults: list[dict] = []  # {"status": int, "count": n} or {"fail": n}
         self.stats = {"submitted": 0, "refused": 0, "redemptions": 0, "merges": 0}
@@ -125,88 +113,35 @@ class Relayer:
 
     def _execute(self, tx: Tx, now: float) -> None:
         tx.executed_at = now
+        chain = self.sim.chain
         try:
             if tx.fail:
                 raise Reverted("transaction reverted (injected fault)")
-            plan = [self._check(tx.verified.wallet, call) for call in tx.verified.calls]
-            self._preflight(tx.verified.wallet, plan)
-            for step in plan:
-                tx.effects.append(self._apply(tx.verified.wallet, step))
+            plan = [chain.decode(call.to, call.data) for call in tx.verified.calls]
+            self._check_gas(tx, plan)
+            tx.effects = chain.run(tx.verified.wallet, plan)
         except (Reverted, CtfError) as exc:
             tx.state, tx.error = "STATE_FAILED", str(exc)
             log.info("relayer tx %s from %s failed: %s", tx.id, tx.verified.wallet, exc)
             return
+        self.stats["redemptions"] += sum(1 for e in tx.effects if "redeem" in e)
+        self.stats["merges"] += sum(1 for e in tx.effects if "merge" in e)
         tx.state = "STATE_MINED"
         log.info("relayer tx %s from %s mined: %s", tx.id, tx.verified.wallet, tx.effects)
 
-    # ---- what a call does ------------------------------------------------------------------------
-    def _check(self, wallet: str, call: rr.Call) -> tuple:
-        selector, args = call.data[:4], call.data[4:]
-        try:
-            if call.to == CTF and selector == _SET_APPROVAL:
-                operator, approved = abi_decode(["address", "bool"], args)
-                return ("approve", operator.lower(), approved)
-            if call.to == CTF_COLLATERAL_ADAPTER and selector == _REDEEM:
-                collateral, parent, condition, index_sets = abi_decode(["address", "bytes32", "bytes32", "uint256[]"],
-                                                                       args)
-                self._check_partition(collateral, parent, index_sets)
-                return ("redeem", "0x" + condition.hex())
-            if call.to == CTF_COLLATERAL_ADAPTER and selector == _MERGE:
-                collateral, parent, condition, partition, amount = abi_decode(
-                    ["address", "bytes32", "bytes32", "uint256[]", "uint256"], args)
-                self._check_partition(collateral, parent, partition)
-                if amount <= 0:
-                    raise Reverted("merge amount must be positive")
-                return ("merge", "0x" + condition.hex(), Decimal(amount) / _UNITS)
-        except Reverted:
-            raise
-        except Exception:
-            raise Reverted(f"call to {call.to} does not decode") from None
-        raise Reverted(f"call to {call.to} (selector 0x{selector.hex()}) is not supported by the sim")
-
-    @staticmethod
-    def _check_partition(collateral: str, parent: bytes, index_sets) -> None:
-        if collateral.lower() != PUSD:
-            raise Reverted(f"collateral {collateral} is not pUSD (the adapter settles in pUSD)")
-        if any(parent):
-            raise Reverted("parentCollectionId must be zero on Polymarket")
-        if list(index_sets) != [1, 2]:
-            raise Reverted("index sets must be [1, 2] (both outcomes of a binary market)")
-
-    def _preflight(self, wallet: str, plan: list[tuple]) -> None:
-        """Revert the whole transaction before touching balances if any step would revert."""
-        approved = {op for (w, op) in self.approvals if w == wallet}
-        owner = to_checksum_address(wallet)
-        merging: dict[str, Decimal] = {}
-        for step in plan:
-            if step[0] == "approve":
-                (approved.add if step[2] else approved.discard)(step[1])
-                continue
-            if CTF_COLLATERAL_ADAPTER not in approved:
-                raise Reverted("ERC1155: caller is not owner nor approved (approve the collateral adapter first)")
-            spec = self.sim.engine.condition(step[1])
-            if spec is None:
-                raise Reverted(f"condition {step[1]} is not prepared")
-            if step[0] == "redeem" and spec.winning_token is None:
-                raise Reverted("result for condition not received yet")
-            if step[0] == "merge":
-                merging[step[1]] = merging.get(step[1], Decimal(0)) + step[2]
-                for token in (spec.up_token, spec.down_token):
-                    if self.sim.engine.free_position(owner, token) < merging[step[1]]:
-                        raise Reverted("ERC1155: burn amount exceeds balance")
-
-    def _apply(self, wallet: str, step: tuple) -> dict:
-        owner = to_checksum_address(wallet)
-        if step[0] == "approve":
-            (self.approvals.add if step[2] else self.approvals.discard)((wallet, step[1]))
-            return {"approve": step[1], "approved": step[2]}
-        if step[0] == "redeem":
-            payout = self.sim.engine.redeem_positions(owner, step[1])
-            self.stats["redemptions"] += 1
-            return {"redeem": step[1], "payout": str(payout)}
-        self.sim.engine.merge_positions(owner, step[1], step[2])
-        self.stats["merges"] += 1
-        return {"merge": step[1], "amount": str(step[2])}
+    def _check_gas(self, tx: Tx, plan: list[tuple]) -> None:
+        """A transaction whose calls need more gas than it may use reverts (out of gas), as on chain: a PROXY
+        transaction is bounded by the gas limit its owner signed and by the relay hub's budget (~650k,
+        py-builder-relayer-client gas.py); SAFE and WALLET batches by --relayer-gas-cap (what the relayer's
+        own estimate would allow; the official clients leave the gas to it)."""
+        gas = self.sim.chain.gas(plan)
+        if tx.verified.kind == "PROXY":
+            gas += PROXY_OVERHEAD_GAS
+            budget = min(tx.verified.gas_limit or 0, RELAY_HUB_GAS_BUDGET)
+        else:
+            budget = self.gas_cap
+        if gas > budget:
+            raise Reverted(f"out of gas: the calls need {gas} gas, the transaction may use {budget}")
 
     # ---- HTTP ------------------------------------------------------------------------------------
     def routes(self) -> list[web.RouteDef]:
@@ -323,7 +258,8 @@ class Relayer:
 
     async def admin_fault(self, request: web.Request) -> web.Response:
         """{"status": 429|500|503, "count": n}: answer the next n submits with that status (congestion);
-        {"fail": true, "count": n}: accept the next n and let them revert; {"clear": true}."""
+        {"fail": true, "count": n}: accept the next n and let them revert; {"gas_cap": n}: the gas a SAFE or
+        WALLET transaction may use from now on; {"clear": true}."""
         try:
             params = await request.json()
         except Exception:
@@ -333,6 +269,12 @@ class Relayer:
         if params.get("clear"):
             self.faults.clear()
             return web.json_response({"faults": []})
+        if "gas_cap" in params:
+            cap = params["gas_cap"]
+            if isinstance(cap, bool) or not isinstance(cap, int) or cap < 21_000:
+                return _error(400, "gas_cap must be an integer >= 21000")
+            self.gas_cap = cap
+            return web.json_response({"faults": list(self.faults), "gas_cap": cap})
         count = params.get("count", 1)
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             return _error(400, "count must be a positive integer")

@@ -74,6 +74,7 @@ class Verified:
     wallet: str  # the Safe / proxy the calls run from, lower-case
     nonce: int
     calls: tuple[Call, ...]
+    gas_limit: int | None = None  # PROXY: the gas limit the owner signed (the relayer may not spend more)
 
 
 class SignatureParams(msgspec.Struct, rename="camel"):
@@ -148,6 +149,13 @@ _UUPS_CODE = bytes.fromhex("6009" "5155f3363d3d373d3d363d7f360894a13ba1a3210667c
 _BEACON_CODE = bytes.fromhex("60195155f3363d3d373d3d363d602036600436635c60da"
                              "1b60e01b36527fa3f0ad74e5423aebfd80d3ef4346578335a9a72aeaee59ff6c"
                              "b3582b35133d50545afa5036515af43d6000803e604d573d6000fd5b3d6000f3")
+
+
+def beacon_deposit_wallet_of(owner: str) -> str:
+    """The current (beacon proxy) deposit wallet of an owner key (lower-case)."""
+    args = _address_word(DEPOSIT_WALLET_FACTORY) + _address_word(owner)
+    init = (_BEACON_HEAD + (len(args) << 56)).to_bytes(10, "big") + _hex(DEPOSIT_WALLET_BEACON) + _BEACON_CODE + args
+    return _create2(DEPOSIT_WALLET_FACTORY, keccak(args), keccak(init))
 
 
 def deposit_wallets_of(owner: str) -> set[str]:
@@ -226,7 +234,8 @@ def _verify_proxy(req: SubmitRequest) -> Verified:
     signer = recover_address(_eth_sign_hash(keccak(message)), req.signature)
     if signer is None or not same_address(signer, owner):
         raise RelayerRejected("invalid signature: not signed by the proxy wallet's owner")
-    return Verified("PROXY", signer, wallet, nonce, _proxy_calls(data))
+    return Verified("PROXY", signer, wallet, nonce, _proxy_calls(data),
+                    gas_limit=_uint(params.gas_limit, "signatureParams.gasLimit"))
 
 
 def _verify_wallet(req: SubmitRequest, now: float) -> Verified:

@@ -31,6 +31,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from polymm import logs
 from polymm.sim import auth, rtds, ws
 from polymm.sim.admin import AdminApi
+from polymm.sim.chain import Chain
 from polymm.sim.clob import ClobApi, Heartbeats, error
 from polymm.sim.data_api import DataApi
 from polymm.sim.engine import (BACKGROUND, Engine, LastTrade, LevelChange, MarketResolved, MarketSpec, OrderEvent,
@@ -38,6 +39,7 @@ from polymm.sim.engine import (BACKGROUND, Engine, LastTrade, LevelChange, Marke
 from polymm.sim.faults import Faults
 from polymm.sim.gamma import GammaApi
 from polymm.sim.market import MarketCalendar, SyntheticMarket
+from polymm.sim.order_rules import OrderRules
 from polymm.sim.relayer import PREFIX as RELAYER_PREFIX, Relayer
 
 log = logging.getLogger("polymm.sim")
@@ -69,7 +71,10 @@ class Sim:
         self.keys = auth.ApiKeys(hashlib.sha256(f"polymm-sim:{args.seed}".encode()).digest())
         self.relayer = Relayer(self, hashlib.sha256(f"polymm-sim-relayer:{args.seed}".encode()).digest(),
                                execute_after_s=args.relayer_execute_after_s,
-                               confirm_after_s=args.relayer_confirm_after_s)
+                               confirm_after_s=args.relayer_confirm_after_s, gas_cap=args.relayer_gas_cap)
+        self.chain = Chain(self, approvals=args.approvals, pol_wei=int(Decimal(str(args.pol)) * 10**18))
+        self.strict_funder = args.strict_funder  # orders whose maker is not the signer's wallet are refused
+        self.order_rules = OrderRules()  # the market info's oas / itode (admin fault `order_rules`)
         self.faults = Faults()
         self.heartbeats = Heartbeats(args.heartbeat_timeout_s)
         self.page_size = args.page_size
@@ -95,14 +100,24 @@ class Sim:
         self._funders.setdefault(key.key, {})[signature_type] = maker
 
     def funder_of(self, key: auth.ApiKey, signature_type: int) -> str:
-        """Whose balance /balance-allowance reports. Production derives the proxy/Safe/deposit wallet from
-        the EOA; the sim cannot, so it uses the maker of the key's last order of that signature type."""
+        """Whose balance /balance-allowance reports: the maker of the key's last order of that signature type,
+        else the wallet production derives from the EOA for it (proxy, Safe, current deposit wallet)."""
         if signature_type == 0:
             return key.address
-        return self._funders.get(key.key, {}).get(signature_type, key.address)
+        remembered = self._funders.get(key.key, {}).get(signature_type)
+        if remembered is not None:
+            return remembered
+        from eth_utils import to_checksum_address
+
+        from polymm.sim import relayer_requests as rr
+
+        derived = {1: rr.proxy_of, 2: rr.safe_of, 3: rr.beacon_deposit_wallet_of}.get(signature_type)
+        return to_checksum_address(derived(key.address)) if derived is not None else key.address
 
     def addresses_of(self, key: auth.ApiKey) -> list[str]:
-        return list(dict.fromkeys([key.address, *self._funders.get(key.key, {}).values()]))
+        """The key's EOA, the makers of its orders and the wallets its EOA controls (proxy, Safe, deposit wallet)."""
+        return list(dict.fromkeys([key.address, *self._funders.get(key.key, {}).values(),
+                                   *(self.funder_of(key, t) for t in (1, 2, 3))]))
 
     def winner_of(self, spec: MarketSpec) -> str:
         won = self._winners.get(spec.condition_id)
@@ -134,7 +149,8 @@ class Sim:
     def tick(self, now: float) -> None:
         # Each step is guarded on its own: a failing market step must not stop the dead-man switch or
         # the event fan-out.
-        for step in (self.market.step, self._announce_new_markets, self._dead_man_switch, self._run_trade_failures,
+        for step in (self.market.step, self._release_delayed, self._announce_new_markets, self._dead_man_switch,
+                     self._run_trade_failures,
                      self.relayer.tick, self.drain, self._flush_held, self._forget_old_markets,
                      self.rtds_ch.publish_new):
             try:
@@ -142,6 +158,28 @@ class Sim:
             except Exception:
                 self.stats["tick_errors"] += 1
                 log.exception("sim tick step %s failed (the sim keeps serving)", getattr(step, "__name__", step))
+
+    def _release_delayed(self, now: float) -> None:
+        """Takers held by the taker delay (sim/order_rules.py) reach the matching engine when it ends. The client
+        had only `delayed` for an answer, so an order that does not rest afterwards (refused, or a FAK/FOK whose
+        remainder is killed) ends with a CANCELLATION on the user channel saying what matched; fills come as
+        trades, as for any order."""
+        import dataclasses
+
+        from polymm.sim.records import OrderEvent
+
+        for order in self.order_rules.due(now):
+            result = self.engine.submit(order, now)
+            if not result.ok:
+                log.info("delayed order %s refused when it matched: %s", order.order_id[:12], result.error)
+            if result.ok and order.order_type not in ("FAK", "FOK"):
+                continue
+            matched = (result.taking_amount if order.side == "BUY" else result.making_amount) if result.ok else 0
+            done = dataclasses.replace(order, status="CANCELED", size_matched=min(order.original_size,
+                                                                                   type(order.original_size)(matched)))
+            if done.remaining > 0:
+                self.user_ch.publish(order.owner, order.market, ws.order_msg(
+                    OrderEvent("CANCELLATION", done, now), self.associate_trades.get(order.order_id)))
 
     def _dead_man_switch(self, now: float) -> None:
         for owner in self.heartbeats.expired(now):
@@ -337,16 +375,29 @@ class QuietUnparseableRequests(logging.Filter):
 
 def build_app(sim: Sim, admin: bool = True) -> web.Application:
     app = web.Application(middlewares=[request_log(sim), errors_as_json], client_max_size=MAX_BODY)
+    app["sim"] = sim
     app.add_routes(GammaApi(sim).routes())
     app.add_routes(ClobApi(sim).routes())
     app.add_routes([web.get("/ws/market", sim.market_ch.handle), web.get("/ws/user", sim.user_ch.handle),
                     web.get("/rtds", sim.rtds_ch.handle)])
     app.add_routes(DataApi(sim).routes())
     app.add_routes(sim.relayer.routes())
+    app.add_routes(sim.chain.routes())
+    app.add_routes([web.get("/api/geoblock", geoblock)])
     if admin:
         app.add_routes(AdminApi(sim).routes())
         app.add_routes(sim.relayer.admin_routes())
+        app.add_routes(sim.chain.admin_routes())
     return app
+
+
+async def geoblock(request: web.Request) -> web.Response:
+    """polymarket.com/api/geoblock (docs.polymarket.com/api-reference/geoblock): is the caller's IP allowed to
+    place orders. The admin fault `geoblock` decides the answer."""
+    sim = request.app["sim"]
+    blocked, country, region = sim.faults.geoblock
+    return web.json_response({"blocked": blocked, "ip": request.remote or "127.0.0.1", "country": country,
+                              "region": region})
 
 
 def urls(host: str, port: int) -> dict[str, str]:
@@ -354,7 +405,8 @@ def urls(host: str, port: int) -> dict[str, str]:
     base = f"http://{shown}:{port}"
     return {"gamma_url": base, "clob_url": base, "ws_market_url": f"ws://{shown}:{port}/ws/market",
             "ws_user_url": f"ws://{shown}:{port}/ws/user", "ws_rtds_url": f"ws://{shown}:{port}/rtds",
-            "admin_url": f"{base}/_sim", "data_url": base, "relayer_url": f"{base}{RELAYER_PREFIX}"}
+            "admin_url": f"{base}/_sim", "data_url": base, "relayer_url": f"{base}{RELAYER_PREFIX}",
+            "rpc_url": f"{base}/rpc", "geoblock_url": f"{base}/api/geoblock"}
 
 
 def write_ready_file(path: Path, content: dict) -> None:
@@ -434,6 +486,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="a relayed transaction executes this long after /submit")
     p.add_argument("--relayer-confirm-after-s", type=float, default=1.0,
                    help="an executed relayed transaction turns STATE_CONFIRMED this long after it was mined")
+    p.add_argument("--relayer-gas-cap", type=int, default=10_000_000,
+                   help="gas a SAFE or WALLET relayed transaction may use; a batch needing more reverts (PROXY "
+                        "transactions: the signed gas limit, at most the relay hub's 650k)")
+    p.add_argument("--approvals", choices=("all", "v2", "v3", "none"), default="all",
+                   help="token approvals every wallet starts with: all (a polymarket.com account's), the order "
+                        "version 2 or 3 ones only, or none (POST /_sim/chain changes one wallet's)")
+    p.add_argument("--pol", type=float, default=5.0, help="POL (for gas) every address starts with on the sim's chain")
+    p.add_argument("--strict-funder", action="store_true",
+                   help="refuse orders whose maker is not the signer's proxy / Safe / deposit wallet, as production "
+                        "does (off by default: many tests trade from made-up funders)")
     p.add_argument("--script", default=None, metavar="FILE",
                    help='a scripted market (tests): JSON {"fair": [[seconds since window start, P(Up)], ...]}; '
                    "every window follows it, no background takers, the last step's favourite wins")
@@ -469,6 +531,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         problems.append("--fee-exponent must be in [0, 10]")
     if args.resolve_delay_s < 0:
         problems.append("--resolve-delay-s must not be negative")
+    if args.relayer_gas_cap < 21_000:
+        problems.append("--relayer-gas-cap must be at least 21000")
+    if args.pol < 0:
+        problems.append("--pol must not be negative")
     if args.relayer_execute_after_s < 0 or args.relayer_confirm_after_s < 0:
         problems.append("--relayer-execute-after-s and --relayer-confirm-after-s must not be negative")
     if problems:

@@ -128,6 +128,15 @@ class AdminClient:
         """status=429|500|503 (answer the next `count` submits with it), fail=True (let them revert), clear=True."""
         return self._call("POST", "/relayer_fault", params)
 
+    def chain(self, address: str | None = None) -> dict:
+        """The sim's chain: stats, receipts, failing conditions; with `address`, its approvals and POL."""
+        return self._call("GET", "/chain", query={"address": address} if address else None)
+
+    def set_chain(self, **params: Any) -> dict:
+        """address=, only="none"|"v2"|"v3"|"all"; address=, token="pusd"|"ctf"|"position_manager", spender=,
+        approved=; address=, pol=; fail_condition=; clear_failures=True (sim/chain.py admin_set)."""
+        return self._call("POST", "/chain", params)
+
     def live_market(self) -> dict:
         """The listed market whose window is live now (state()["markets"] entry)."""
         state = self.state()
@@ -141,7 +150,7 @@ class RunningSim:
     def __init__(self, process: subprocess.Popen, urls: dict[str, str], log_path: Path) -> None:
         self.process = process
         self.urls = {k: urls[k] for k in ("gamma_url", "clob_url", "ws_market_url", "ws_user_url", "ws_rtds_url",
-                                          "data_url", "relayer_url")}
+                                          "data_url", "relayer_url", "rpc_url", "geoblock_url")}
         self.admin_url = urls["admin_url"]
         self.admin = AdminClient(urls["admin_url"])
         self.log_path = log_path
@@ -155,6 +164,7 @@ class RunningSim:
             polymm_env.RTDS_URL: self.urls["ws_rtds_url"],
             polymm_env.DATA_URL: self.urls["data_url"],
             polymm_env.RELAYER_URL: self.urls["relayer_url"],
+            polymm_env.GEOBLOCK_URL: self.urls["geoblock_url"],
         }
 
     def builder_env(self) -> dict[str, str]:

@@ -60,6 +60,9 @@ NAMES = (
     "polymm_trader_redeemed_today_usd",
     "polymm_trader_merged_today_usd",
     "polymm_trader_redeemer_warning",
+    # redemption that cannot wedge (issue 21)
+    "polymm_trader_redeem_failing_positions",
+    "polymm_trader_redeem_failing_usd",
     # paper or live (issue 13)
     "polymm_trader_mode",
 )
@@ -256,9 +259,14 @@ def families(snap: TraderSnapshot) -> list:
         if value is not None:
             out.append(_gauge(name, doc, value))
     if snap.redeemer is not None:
-        warning = snap.redeemer.snapshot().get("warning")
+        redeemer = snap.redeemer.snapshot()
         out.append(_gauge("polymm_trader_redeemer_warning", "1 while the redeemer reports a problem (mmctl status "
-                          "shows its words)", 1 if warning else 0))
+                          "shows its words)", 1 if redeemer.get("warning") else 0))
+        out.append(_gauge("polymm_trader_redeem_failing_positions", "Won positions whose redemption failed even when "
+                          "sent alone (backed off, or given up: mmctl status names them)",
+                          redeemer.get("failing_count") or 0))
+        out.append(_gauge("polymm_trader_redeem_failing_usd", "Their winnings in pUSD (shares x 1)",
+                          redeemer.get("failing_usd") or 0.0))
     if snap.ledger is not None:
         out.append(_gauge("polymm_trader_ledger_ok", "1 while the SQLite ledger can be written",
                           1 if snap.ledger.error is None else 0))

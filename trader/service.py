@@ -11,9 +11,14 @@ Background threads besides the execution core's: resolution of ended windows (tr
 wallet balance (trader/execution/balance.py), both only for accounting and status. SIGHUP (systemctl reload) re-reads file + overrides (RELOADING=1 ... READY=1; on error
 the old config stays). SIGTERM/SIGINT: STOPPING=1, cancel our open orders, stop.
 
-Exit codes: 0 clean stop; 2 a problem the operator must fix (bad config, missing secrets, a second trader on
-the same wallet, socket in use, a shared-memory layout this version does not read) — systemd should not retry
-(RestartPreventExitStatus=2); 1 anything that may pass (no feed yet, exchange unreachable, a crash).
+Live start also runs the cheap critical subset of polymm-preflight (trader/preflight/start.py): the funder must be
+the key's wallet for its signature type (before anything is waited for), and the wallet must hold the approvals the
+served order version needs (once the exchange answers). Either failing refuses the start in one line.
+
+Exit codes: 0 clean stop; 2 a problem the operator must fix (bad config, missing secrets, a wrong funder, missing
+approvals, a second trader on the same wallet, socket in use, a shared-memory layout this version does not read) —
+systemd does not retry (RestartPreventExitStatus=2); 1 anything that may pass (no feed yet, exchange unreachable,
+a crash).
 
 Test-only hook: with POLYMM_TEST_HOOKS=1 in the environment, SIGUSR2 makes the decision loop block forever
 so the systemd watchdog test can see the service killed and restarted. Never set it in production.
@@ -286,6 +291,14 @@ class TraderService:
         self.ledger = self.ledger or open_ledger(self.state_dir, mode=self.mode)  # paper runs are tagged "paper"
         self.core = build_core(cfg, self.state_dir, args.shm, ledger=self.ledger)
         self.core.metrics = self.metrics_counters  # order actions and rejects counted where they are logged
+        if self.mode == "live":
+            from polymm.trader.preflight.start import funder_refusal
+
+            problem = funder_refusal(self.core.gateway)
+            if problem is not None:  # every order would be refused and redemption would run from another wallet
+                self.core.gateway.close()
+                self.core = None  # it holds nothing yet (the wallet is locked at core.start)
+                raise StartupError(f"refusing to start live: {problem}")
 
         self.notifier.status(self._tag("waiting for the feed's shared memory"), min_interval_s=0.0)
         feed_deadline = time.monotonic() + args.feed_wait_s  # one budget for the segment and a live market
@@ -311,6 +324,8 @@ class TraderService:
                         market.window_end - market.window_start, cfg.market.window_s, env.WINDOW_S)
 
         self.notifier.status(self._tag("connecting to the exchange and reconciling"), min_interval_s=0.0)
+        if self.mode == "live":
+            self._check_approvals(cfg, market)
         self.engine.core = self.core
         try:
             self.engine.start(market)  # reconciles before any new order
@@ -359,6 +374,31 @@ class TraderService:
         summary = self._summary()
         log.info("ready: %s; control socket %s", summary, args.socket)
         self.notifier.ready(summary)
+
+    def _check_approvals(self, cfg, market) -> None:
+        """Refuse to start live without the approvals the served order version needs (exit 2: only the wallet's
+        owner can set them); then watch for order version switches (Gateway.approvals_check)."""
+        from polymm.trader.execution.exchange_state import ExchangeError
+        from polymm.trader.preflight.start import approvals_check, approvals_problem
+
+        gateway = self.core.gateway
+        try:
+            gateway.connect()  # the order version and the API credentials (core.start re-uses them)
+        except ExchangeError as exc:
+            raise StartupFailure(f"the exchange at {cfg.endpoints.clob_url} did not answer: {exc}") from None
+        rpc = None
+        url = env.get(env.RPC_URL) or cfg.redeem.rpc_url
+        if url:
+            from polymm.trader.venue.chain import ChainRpc
+
+            rpc = ChainRpc(url)
+        missing = approvals_problem(gateway, gateway.order_version, market.up_token, rpc, market.neg_risk)
+        if missing:
+            raise StartupError(f"refusing to start live: wallet {gateway.funder} lacks the approvals order version "
+                               f"{gateway.order_version} needs ({missing}); run polymm-preflight --fix-approvals")
+        gateway.approvals_check = approvals_check(
+            gateway, lambda: self.engine.market.up_token if self.engine and self.engine.market else market.up_token,
+            rpc)
 
     def _start_metrics(self, cfg) -> None:
         """The Prometheus endpoint, bound before anything else starts: an address in use is refused in one line

@@ -151,7 +151,9 @@ def test_calls_outside_the_adapter_revert_and_change_nothing(sim):
     tx = requests.get(sim.urls["relayer_url"] + "/transaction", params={"id": answer.json()["transactionID"]}).json()
     assert tx[0]["state"] == "STATE_FAILED" and "not supported" in tx[0]["error"]
     assert wallet.cash() == before and wallet.shares()
-    # Without the adapter's approval the adapter cannot burn the shares.
+    # Without the adapter's approval the adapter cannot burn the shares (a polymarket.com account has it; this
+    # wallet is made to lack it).
+    sim.admin.set_chain(address=wallet.address, token="ctf", spender=ctf.CTF_COLLATERAL_ADAPTER, approved=False)
     answer = submit(sim, signed_request(sim, wallet, [ctf.redeem(m["condition_id"])]))
     tx = requests.get(sim.urls["relayer_url"] + "/transaction", params={"id": answer.json()["transactionID"]}).json()
     assert tx[0]["state"] == "STATE_FAILED" and "approve" in tx[0]["error"]

@@ -883,7 +883,7 @@ def test_ready_file_names_every_base_url_and_each_one_serves(tmp_path):
         (ready,) = tmp_path.glob("*.ready.json")
         urls = json.loads(ready.read_text())
         assert set(urls) == {"gamma_url", "clob_url", "ws_market_url", "ws_user_url", "ws_rtds_url", "admin_url",
-                             "data_url", "relayer_url"}
+                             "data_url", "relayer_url", "rpc_url", "geoblock_url"}
         live = running.admin.live_market()
         assert HTTP.get(f"{urls['gamma_url']}/events/slug/{live['slug']}").status_code == 200
         assert HTTP.get(f"{urls['clob_url']}/time").json() > 0
@@ -891,6 +891,9 @@ def test_ready_file_names_every_base_url_and_each_one_serves(tmp_path):
         assert HTTP.get(f"{urls['data_url']}/positions", params={"user": "0x" + "11" * 20}).json() == []
         assert HTTP.get(f"{urls['relayer_url']}/deployed", params={"address": "0x" + "11" * 20}).json() == {
             "deployed": True}
+        assert HTTP.post(urls["rpc_url"], json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}).json()[
+            "result"] == "0x89"
+        assert HTTP.get(urls["geoblock_url"]).json()["blocked"] is False
         for key in ("ws_market_url", "ws_user_url"):
             listener = Listener(urls[key], None)
             try:

@@ -10,7 +10,7 @@ from polymm.trader.redeem.journal import Journal
 from polymm.trader.redeem.relayer import Credentials, Relayer
 from polymm.trader.redeem.worker import Redeemer, RedeemSettings
 
-KIND_SIGNATURE_TYPE = {"SAFE": 2, "PROXY": 1, "WALLET": 3}
+KIND_SIGNATURE_TYPE = {"SAFE": 2, "PROXY": 1, "WALLET": 3, "EOA": 0}
 
 
 class Wallet:
@@ -21,7 +21,7 @@ class Wallet:
         from py_builder_relayer_client.builder.derive import derive, derive_beacon_deposit_wallet, derive_proxy_wallet
         from py_builder_relayer_client.config import get_contract_config
 
-        from polymm.trader.redeem.relayer import DEPOSIT_WALLET_BEACON
+        from polymm.trader.venue.contracts import DEPOSIT_WALLET_BEACON
 
         self.sim = sim
         self.kind = kind
@@ -29,12 +29,14 @@ class Wallet:
         self.pk, self.owner = new_wallet()
         config = get_contract_config(137)
         self.address = {
+            "EOA": lambda: self.owner,
             "SAFE": lambda: derive(self.owner, config.safe_factory),
             "PROXY": lambda: derive_proxy_wallet(self.owner, config.proxy_factory),
             "WALLET": lambda: derive_beacon_deposit_wallet(self.owner, config.deposit_wallet_factory,
                                                            DEPOSIT_WALLET_BEACON),
         }[kind]()
-        self.clob = sim.clob_client(self.pk, signature_type=self.signature_type, funder=self.address)
+        self.clob = sim.clob_client(self.pk, signature_type=self.signature_type,
+                                    funder=None if kind == "EOA" else self.address)
 
     def buy(self, token: str, shares: float) -> None:
         """Exactly `shares` shares, taken from the book (FOK at any price up to 0.99)."""
@@ -50,7 +52,12 @@ class Wallet:
     def shares(self) -> dict[str, Decimal]:
         return {t: Decimal(v) for t, v in self.sim.admin.balance(self.address)["positions"].items() if Decimal(v)}
 
-    def relayer(self) -> Relayer:
+    def relayer(self):
+        """The gasless relayer for types 1-3; a type-0 wallet's own transactions over the sim's RPC."""
+        if self.kind == "EOA":
+            from polymm.trader.redeem.eoa import EoaSender
+
+            return EoaSender(self.sim.urls["rpc_url"], self.pk)
         return Relayer(self.sim.urls["relayer_url"], self.pk, self.signature_type, self.address,
                        Credentials(**self.sim.admin.relayer()["builder_creds"]))
 

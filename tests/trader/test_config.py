@@ -86,7 +86,7 @@ def test_live_keys_are_derived_from_the_schema():
     assert set(flatten(Config())) - live == {
         "market.window_s", "endpoints.gamma_url", "endpoints.clob_url", "endpoints.ws_market_url",
         "endpoints.ws_user_url", "risk.heartbeat", "metrics.listen",
-        "redeem.enabled", "redeem.delay_s", "redeem.batch", "redeem.merge", "redeem.poll_s",
+        "redeem.enabled", "redeem.delay_s", "redeem.batch", "redeem.merge", "redeem.poll_s", "redeem.rpc_url",
         "mode", "fill_model.latency_ms", "paper.balance_usd",
     }
     # Every strategy key of strategies.md may change live (it says so), except the dead-man switch.

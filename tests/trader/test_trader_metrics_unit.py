@@ -54,7 +54,8 @@ def test_status_numbers_are_exported_as_they_are():
                fill("s1", "down", "taker", 2, 0.5, 0.035), fill("s1", "down", "taker", 9, 0.5, status="FAILED")],
         heartbeats_ok=10, heartbeats_failed=2, drawdown_alert_usd=25.0, counters=counters,
         ledger=NS(error="ledger /var/lib/polymm/ledger.sqlite: disk full", waiting=17),
-        redeemer=NS(snapshot=lambda: {"warning": "3 positions worth $12.00 are redeemable: no builder credentials"}))
+        redeemer=NS(snapshot=lambda: {"warning": "3 positions worth $12.00 are redeemable: no builder credentials",
+                                      "failing_count": 1, "failing_usd": 5.0}))
     m = scrape_of(snap)
     assert set(tm.NAMES) <= m.names()
     assert m.value("polymm_trader_healthy") == 1 and m.value("polymm_trader_state", state="running") == 1
@@ -82,6 +83,7 @@ def test_status_numbers_are_exported_as_they_are():
     assert m.value("polymm_trader_tick_to_decision_seconds_bucket", le="0.0005") == 1
     assert m.value("polymm_trader_awaiting_redemption_usd") == 12 and m.value("polymm_trader_redeemer_warning") == 1
     assert m.value("polymm_trader_redeemed_today_usd") == 40 and m.value("polymm_trader_open_value_usd") == 3.5
+    assert m.value("polymm_trader_redeem_failing_positions") == 1 and m.value("polymm_trader_redeem_failing_usd") == 5
     assert m.value("polymm_trader_ledger_ok") == 0 and m.value("polymm_trader_ledger_backlog_records") == 17
     assert "0xsecretorder" not in m.text and "c1" not in m.text  # no order ids in labels
 

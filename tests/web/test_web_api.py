@@ -13,7 +13,7 @@ from polymm.web.limits import AuthFailures, RateLimiter
 from polymm.web.trader_link import TraderLink
 from polymm.web.units import Systemd
 from tests.support.ctl import SECRET_API, SECRET_PK, FakeHandler, serve
-from tests.support.fake_systemctl import read_state, write_fake_systemctl
+from tests.support.fake_systemctl import change_state, read_state, write_fake_systemctl
 from tests.support.web import TOKEN, InProcessWeb
 
 ROUTES = [("GET", "/mm-bot"), ("GET", "/mm-bot/status"), ("GET", "/mm-bot/config"), ("PUT", "/mm-bot/config"),
@@ -105,13 +105,10 @@ def test_stop_start_restart_go_through_systemctl(setup):
 
 def test_systemd_refusals_are_said_in_words(setup):
     web, _, state = setup
-    data = read_state(state)
-    data["deny"] = True
-    state.write_text(json.dumps(data))
+    change_state(state, deny=True)
     r = web.request("POST", "/mm-bot/stop")
     assert r.status == 403 and "polkit" in r.json["detail"] and "50-polymm-web.rules" in r.json["detail"]
-    data["deny"], data["no_systemd"] = False, True
-    state.write_text(json.dumps(data))
+    change_state(state, deny=False, no_systemd=True)
     r = web.request("POST", "/mm-bot/start")
     assert r.status == 503 and "systemd is not running" in r.json["detail"]
     s = web.get("/mm-bot/status").json  # the trader still answers: status says what it can
@@ -123,9 +120,7 @@ def test_a_second_action_while_one_runs_is_refused_not_queued(setup):
     import threading
 
     web, _, state = setup
-    data = read_state(state)
-    data["delay_s"] = 3
-    state.write_text(json.dumps(data))
+    change_state(state, delay_s=3)
     first: list = []
     worker = threading.Thread(target=lambda: first.append(web.request("POST", "/mm-bot/restart")))
     worker.start()

@@ -4,7 +4,8 @@ Input: one JSON object per line (contract 2, written by `polymm-feed --record FI
 `ts` (unix s), `window_start`, `up_bid`, `up_ask`, `down_bid`, `down_ask` (number or null) and optionally
 `*_size`, `window_end` (default window_start + market.window_s), `tick_size` (0.01), `min_order_size` (5),
 `fee_rate` and `fee_exponent` (the market's taker fee schedule; default trader/decision/fees.py's
-DEFAULT_SCHEDULE, 0.07 / 1), `winner` ("up" | "down", see Resolution) and the BTC reference price as the
+DEFAULT_SCHEDULE, 0.07 / 1), `min_order_age_s` and `taker_delay_s` (the market info's `oas` and, for `itode`,
+the taker delay; default 0: recordings without them replay as if the market had none), `winner` ("up" | "down", see Resolution) and the BTC reference price as the
 recorder writes it:
 `btc` (Chainlink BTC/USD), `btc_ts` (its source timestamp) and `btc_open` (the window's opening price, null when
 unknown). With them the strategies see the same fair value as live (trader/decision/fair_value.py, one estimator across the
@@ -49,6 +50,8 @@ class TickLine(msgspec.Struct):
     min_order_size: float | None = None
     fee_rate: float | None = None
     fee_exponent: float | None = None
+    min_order_age_s: float | None = None
+    taker_delay_s: float | None = None
     winner: Literal["up", "down"] | None = None
     btc: float | None = None
     btc_ts: float | None = None

@@ -221,6 +221,12 @@ class RedeemParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
                               "pair at once)", live=False, why=_REDEEM_WHY)] = False
     poll_s: Annotated[float, _m("how often the Data API is asked for the wallet's positions", live=False,
                                 why=_REDEEM_WHY, ge=1, le=3600)] = 15.0
+    rpc_url: Annotated[str, _m(
+        "a Polygon JSON-RPC endpoint, empty for none: approvals the exchange does not report are read through it "
+        "(trader start, polymm-preflight), and a signature type 0 wallet redeems through it, paying gas in POL "
+        f"(docs/redemption.md). A provider's URL holds its key: prefer {env.RPC_URL} in the secrets file, which "
+        "overrides this; shown redacted", live=False, why=_REDEEM_WHY, pattern=r"^(https?://\S+)?$",
+        type_text="URL or empty")] = ""
 
 
 # The place round trip measured on the sim (bench/bench_roundtrip.py, core place() -> LIVE median, 2.3 ms on the

@@ -163,6 +163,8 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
         # whose schedule could not be read is charged DEFAULT_SCHEDULE (and status says so) until a retry works.
         self._fee_schedules: dict[str, FeeSchedule] = {}
         self._fee_attempt: dict[str, float] = {}  # condition id -> monotonic time of the last failed read
+        # Each market's minimum order age and taker delay (venue/gateway.py MarketRules), read with its fee schedule.
+        self._market_rules: dict = {}
         self._side_lookup: dict[str, float] = {}  # pending sideless maker orders -> last lookup (monotonic)
         self._last_version_probe = 0.0
         self._last_reconcile_error: ExchangeError | None = None
@@ -403,6 +405,10 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
             if action == "deferred":
                 self._log_order("cancel-deferred", order, f"{reason} (submit unanswered)")
                 return
+            if action == "held":
+                self._log_order("cancel-held", order, f"{reason} (the exchange's minimum order age or taker delay: "
+                                f"sent in {order.hold_until - now:.2f} s)")
+                return
             self._log_order("cancel", order, reason)
             pool = self._pool
             if pool is None:
@@ -423,6 +429,9 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
                 if action == "send":
                     self._log_order("cancel", order, reason)
                     to_send.append(order.client_id)
+                elif action == "held":
+                    self._log_order("cancel-held", order, f"{reason} (the exchange's minimum order age or taker "
+                                    f"delay: sent in {order.hold_until - now:.2f} s)")
                 else:
                     self._log_order("cancel-deferred", order, f"{reason} (submit unanswered)")
             pool = self._pool

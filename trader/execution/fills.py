@@ -16,9 +16,12 @@ Exchange quirks handled here:
   (resolve_side) and, if the exchange no longer has it, falls back to the matching rule (infer_side): a
   maker on the taker's own token took the other side; a maker on the other token (a mint or merge) the
   same side.
-- Taker fees: trader/decision/fees.py's taker_fee with the market's schedule (makers pay none). The rate is the
-  trade's `fee_rate_bps` when non-zero (the rate that really applied: taker rebate tiers lower it), else the
-  schedule's; the exponent is always the market's.
+- Taker fees: trader/decision/fees.py's taker_fee with the market's schedule (makers pay none): its rate and
+  exponent (`fd.r`, `fd.e` of the market info). A trade's `fee_rate_bps` is NOT the rate: under order versions 2
+  and 3 no fee is signed in the order, py-clob-client-v2 computes every fee from the market info
+  (`adjust_buy_amount_for_fees`) and reads `fee_rate_bps` only as the V1 order field GET /fee-rate gives (a base
+  fee the order had to sign, e.g. 1000), never from a trade; takers have no rebate tier (the rebates go to makers,
+  docs "Maker Rebates Program"). docs/venue.md, "Fees", has the sources.
 """
 from __future__ import annotations
 
@@ -139,10 +142,7 @@ class FillStore:
             if current is None:
                 fee = 0.0
                 if role == "taker":
-                    schedule = token.fee
-                    if 0 < trade.fee_rate_bps < 10_000:
-                        schedule = FeeSchedule(trade.fee_rate_bps / 10_000, schedule.exponent, "trade fee_rate_bps")
-                    fee = taker_fee(size, price, schedule)
+                    fee = taker_fee(size, price, token.fee)  # the market's schedule, whatever fee_rate_bps says
                 view = FillView(
                     trade_id=trade.trade_id, order_id=order_id, client_id=info.client_id if info else None,
                     strategy=info.strategy if info else EXTERNAL, leg=token.leg, side=side, price=price,

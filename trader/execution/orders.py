@@ -76,6 +76,10 @@ class Order:
     rejected_by_inference: bool = False
     error: str = ""  # last exchange message about this order, in words
     lookups: int = 0  # GET /data/order attempts while UNKNOWN
+    # No cancel is sent before this (unix s): the market's minimum order age since the exchange accepted it, and
+    # the taker delay of an order the exchange answered `delayed` (a delayed order cannot be cancelled). A cancel
+    # asked for earlier is held, not dropped: it goes out when this passes.
+    hold_until: float = 0.0
 
     def view(self) -> OrderView:
         state = self.state
@@ -291,8 +295,14 @@ class OrderBook:
         return self._done(order, before, now)
 
     # ---- cancels ----------------------------------------------------------------------------------
+    def hold_cancels(self, client_id: str, until: float) -> None:
+        """No cancel of this order before `until` (the market's minimum order age, a taker delay)."""
+        order = self.by_client[client_id]
+        order.hold_until = max(order.hold_until, until)
+
     def request_cancel(self, client_id: str, reason: str, now: float) -> tuple[str, Transition | None]:
-        """-> ("send" | "deferred" | "noop", transition). "send": the caller sends the cancel now."""
+        """-> ("send" | "deferred" | "held" | "noop", transition). "send": the caller sends the cancel now;
+        "held": the order is too young to cancel (hold_until): the maintenance pass sends it once it may."""
         order = self.get(client_id)
         if order is None or order.state.terminal:
             return "noop", None
@@ -302,22 +312,27 @@ class OrderBook:
         order.cancel_reason = reason
         if order.submit_unanswered:
             return "deferred", self._done(order, before, now)
+        if now < order.hold_until:
+            return "held", self._done(order, before, now)
         order.cancel_sent = True
         return "send", self._done(order, before, now)
 
-    def cancels_to_resend(self) -> list[Order]:
-        """Working orders whose cancel was requested but is not (or no longer) in flight."""
+    def cancels_to_resend(self, now: float | None = None) -> list[Order]:
+        """Working orders whose cancel was requested but is not (or no longer) in flight, and may go out now."""
         return [o for o in self.by_client.values()
                 if o.cancel_reason is not None and not o.cancel_sent and not o.state.terminal
-                and not o.submit_unanswered]
+                and not o.submit_unanswered and (now is None or now >= o.hold_until)]
 
     def mark_cancel_sent(self, client_id: str) -> None:
         self.by_client[client_id].cancel_sent = True
 
-    def cancel_due(self, client_id: str) -> bool:
-        """After a submit outcome: a deferred cancel must now be sent (marks it sent)."""
+    def cancel_due(self, client_id: str, now: float | None = None) -> bool:
+        """After a submit outcome: a deferred cancel must now be sent (marks it sent). Not while the order is held
+        (hold_until): the maintenance pass sends it then."""
         order = self.by_client[client_id]
         if order.cancel_reason is None or order.cancel_sent or order.state.terminal or order.submit_unanswered:
+            return False
+        if now is not None and now < order.hold_until:
             return False
         order.cancel_sent = True
         return True

@@ -70,7 +70,7 @@ class ExchangeSync:
                         order = self._book.by_exchange[report.order_id]
                         if t.before is not None and t.before.state != t.after.state:
                             self._log_order(t.after.state.value, order, f"user channel {report.kind}")
-                        if self._book.cancel_due(order.client_id):
+                        if self._book.cancel_due(order.client_id, now):
                             due.append(order.client_id)
         for bad in unreadable:
             # A fill may hide in it: never lost. /data/trades has the same trade; read it now.
@@ -175,7 +175,8 @@ class ExchangeSync:
             for order_id in res.need_lookup:
                 self._lookup(order_id)
             with self._lock:
-                due = [o.client_id for o in self._book.working() if self._book.cancel_due(o.client_id)]
+                now = self.clock()
+                due = [o.client_id for o in self._book.working() if self._book.cancel_due(o.client_id, now)]
             if due:
                 self._send_cancels(due)
             if not res.differences:
@@ -235,7 +236,7 @@ class ExchangeSync:
                     self._log_order(order.state.value, order, f"exchange says {report.status} "
                                     f"matched={_fmt(report.size_matched)}",
                                     logging.WARNING if before_state is OrderState.UNKNOWN else logging.INFO)
-            due = self._book.cancel_due(order.client_id)
+            due = self._book.cancel_due(order.client_id, now)
         if due:
             self._log_order("cancel", order, f"{order.cancel_reason} (deferred until the order was known)")
             self._send_cancels([order.client_id])
@@ -255,8 +256,10 @@ class ExchangeSync:
             lookups = [o.order_id for o in self._book.unknown() if o.order_id
                        and mono - self._last_lookup.get(o.order_id, 0) >= self.unknown_lookup_every_s]
             lookups += [oid for oid in self._needs_lookup if mono - self._last_lookup.get(oid, 0) >= 1.0]
-            resend = [o for o in self._book.cancels_to_resend()
+            resend = [o for o in self._book.cancels_to_resend(self.clock())
                       if mono - self._last_cancel_sent.get(o.client_id, 0) >= CANCEL_RESEND_EVERY_S]
+            # A cancel held for the order's minimum age (or taker delay) goes out here the first time.
+            held = {o.client_id for o in resend if o.hold_until and o.client_id not in self._last_cancel_sent}
             for order in resend:
                 self._book.mark_cancel_sent(order.client_id)
                 self._last_cancel_sent[order.client_id] = mono
@@ -265,7 +268,9 @@ class ExchangeSync:
             self._lookup(order_id)
         if resend:
             for order in resend:
-                self._log_order("cancel", order, f"{order.cancel_reason} (re-sent)")
+                why = "held until the order's minimum age / taker delay had passed" if order.client_id in held \
+                    else "re-sent"
+                self._log_order("cancel", order, f"{order.cancel_reason} ({why})")
             self._send_cancels([o.client_id for o in resend])
         if mono - self._last_prune_mono >= PRUNE_EVERY_S:
             self._last_prune_mono = mono
@@ -301,7 +306,10 @@ class ExchangeSync:
         """GET /clob-markets/{condition_id} once per market (its `fd`), like the SDK's market-info cache. A failure
         is a status warning for the market being traded (`warn`), a log line for an older one."""
         try:
-            details = self.gateway.fee_details(condition_id)
+            # One read gives the fee schedule and the order timing rules (minimum order age, taker delay).
+            reader = getattr(self.gateway, "market_rules", None)
+            rules = reader(condition_id) if reader is not None else None
+            details = rules.fee if rules is not None else self.gateway.fee_details(condition_id)
             schedule = FeeSchedule(details.r, details.e, source="exchange market info")  # ValueError if absurd
         except (ExchangeError, ValueError) as err:
             self._fee_attempt[condition_id] = time.monotonic()
@@ -318,13 +326,17 @@ class ExchangeSync:
             return
         with self._lock:
             self._fee_schedules[condition_id] = schedule
+            if rules is not None:
+                self._market_rules[condition_id] = rules
             self._fee_attempt.pop(condition_id, None)
             for token, info in list(self._tokens.items()):
                 if info.condition_id == condition_id:
                     self._tokens[token] = TokenInfo(info.condition_id, info.leg, schedule)
             if self._current is not None and self._current.condition_id == condition_id:
                 self._xstate.extra_warnings.pop("fees", None)
-        log.info("market %s taker fee schedule: rate %g, exponent %g", condition_id, schedule.rate, schedule.exponent)
+        log.info("market %s taker fee schedule: rate %g, exponent %g; minimum order age %g s; taker delay %g ms",
+                 condition_id, schedule.rate, schedule.exponent, rules.min_order_age_s if rules else 0.0,
+                 (rules.taker_delay_s if rules else 0.0) * 1000)
 
     def _resolve_pending_side(self, order_id: str) -> None:
         """A maker fill of ours arrived without a side for an order we do not know: look the order up; when the
@@ -390,6 +402,7 @@ class ExchangeSync:
                 del self._markets[cond]
                 self._backfill.discard(cond)
                 self._fee_schedules.pop(cond, None)
+                self._market_rules.pop(cond, None)
                 self._fee_attempt.pop(cond, None)
                 forgotten.append(cond)
             known = set(self._book.by_client)

@@ -12,7 +12,7 @@ from polymm.trader.execution.views import _fmt
 from polymm.trader.execution.limits import GTD_CLOCK_MARGIN_S, GTD_EARLY_EXPIRY_S, GTD_MIN_LIFETIME_S, _TICK_RULE
 from polymm.trader.execution.orders import Order
 from polymm.trader.model import OrderState, OrderType, Side
-from polymm.trader.venue.gateway import OrderVersionMismatch
+from polymm.trader.venue.gateway import TAKER_DELAY_S, OrderVersionMismatch
 from polymm.trader.venue.signing import UnsupportedOrderVersion, exchange_safe_size
 
 log = logging.getLogger("polymm.trader.execution")
@@ -128,6 +128,7 @@ class SubmitWorkers:
             if filled > size * 1.0001:
                 filled = filled / 1e6
             t = self._book.on_submit_accepted(client_id, result.status, filled, now)
+            self._hold_cancels(order, result.status, now)
             self._xstate.on_order_accepted(now)
             t2 = self._book.on_fill(order.order_id, self._fills.matched_shares(order.order_id), now)
             self._order_event(t)
@@ -135,10 +136,21 @@ class SubmitWorkers:
                 self._order_event(t2)
             self._log_order(t.after.state.value if t2 is None else t2.after.state.value, order,
                             f"accepted status={result.status}")
-            due = self._book.cancel_due(client_id)
+            due = self._book.cancel_due(client_id, now)
         if due:
             self._log_order("cancel", order, f"{order.cancel_reason} (deferred until the submit was answered)")
             self._send_cancels([client_id])
+
+    def _hold_cancels(self, order, status: str, now: float) -> None:
+        """The market's minimum order age (its info's `oas`) holds any cancel until the order is that old; an order
+        answered `delayed` (taker delay, `itode`) cannot be cancelled until the delay has passed. Under the lock."""
+        rules = self._market_rules.get(order.condition_id)
+        until = now + (rules.min_order_age_s if rules is not None else 0.0)
+        if str(status).lower() == "delayed":
+            delay = rules.taker_delay_s if rules is not None and rules.taker_delay_s else TAKER_DELAY_S
+            until = max(until, now + delay)
+        if until > now:
+            self._book.hold_cancels(order.client_id, until)
 
     def _after_submit_error(self, client_id: str, err: ExchangeError) -> None:
         now = self.clock()
@@ -234,7 +246,7 @@ class SubmitWorkers:
         while time.monotonic() < deadline:
             with self._lock:
                 left = self._book.working()
-                resend = self._book.cancels_to_resend() if time.monotonic() - last_resend >= 0.5 else []
+                resend = self._book.cancels_to_resend(self.clock()) if time.monotonic() - last_resend >= 0.5 else []
                 last_resend = time.monotonic() if resend else last_resend
                 for order in resend:
                     self._book.mark_cancel_sent(order.client_id)

@@ -16,6 +16,9 @@
   (optimistic for entries), a take-profit at the touch fills later (pessimistic).
 - Consumption: what our fills take from a displayed level stays taken while the data shows that level (the data
   never contains our orders, so it keeps showing the shares we took); it is forgotten once the level is gone.
+- Order timing (the market info's `oas` and `itode`): a cancel takes effect no earlier than the order's minimum
+  age after it reached the exchange (held, never dropped); a marketable order of a market with a taker delay is
+  held that long at the exchange and then matches the book of that moment (cancels wait it out).
 - The exchange's checks: price on the tick and in [tick, 1 - tick], size >= the market minimum, sells within
   the free position (not locked by resting sells), buys within the free balance when a balance applies
   (paper), a post-only order that would cross is rejected. Orders open at the window end are cancelled.

@@ -38,6 +38,7 @@ class ModelOrder:
     cancel_reason: str = ""
     updated_at: float = 0.0
     rested: bool = False  # reached the exchange and rests on the book (its taker part, if any, is done)
+    delayed_until: float = 0.0  # a marketable order the exchange holds (taker delay): it matches then
 
     def view(self) -> OrderView:
         w = self.want
@@ -84,6 +85,11 @@ class WindowFillModel:
         fee_exponent = getattr(first, "fee_exponent", None)  # paper trading's snapshots may not carry it
         self.fee_exponent = fee_exponent if fee_exponent is not None else DEFAULT_FEE.exponent
         self.latency_s = latency_s
+        # The exchange's order timing rules (its market info: `oas`, `itode`): no cancel takes effect before an
+        # order is min_order_age_s old, and a marketable order is held taker_delay_s before it matches (and cannot be
+        # cancelled meanwhile). Lines may carry them (min_order_age_s, taker_delay_s); paper sets them from the info.
+        self.min_order_age_s = getattr(first, "min_order_age_s", None) or 0.0
+        self.taker_delay_s = getattr(first, "taker_delay_s", None) or 0.0
         self.book = Book()
         # (leg, side, price) -> shares of that displayed level our fills took; stays taken until the data shows
         # the level gone (the data never contains our orders, so it keeps showing what we took).
@@ -110,11 +116,14 @@ class WindowFillModel:
             self.btc, self.btc_ts = btc, line.btc_ts
             self.btc_open = line.btc_open if line.btc_open is not None else math.nan
         self.apply_book(book_of(line), line.ts, tick=line.tick_size, min_size=line.min_order_size,
-                        fee_rate=line.fee_rate, fee_exponent=getattr(line, "fee_exponent", None), winner=line.winner)
+                        fee_rate=line.fee_rate, fee_exponent=getattr(line, "fee_exponent", None), winner=line.winner,
+                        min_order_age_s=getattr(line, "min_order_age_s", None),
+                        taker_delay_s=getattr(line, "taker_delay_s", None))
 
     def apply_book(self, book: Book, ts: float, *, tick: float | None = None, min_size: float | None = None,
                    fee_rate: float | None = None, fee_exponent: float | None = None,
-                   winner: str | None = None) -> None:
+                   winner: str | None = None, min_order_age_s: float | None = None,
+                   taker_delay_s: float | None = None) -> None:
         """A new snapshot of the market at `ts`: forget what we took from levels the data shows gone, then match
         our resting orders against it."""
         self.book = book
@@ -130,6 +139,10 @@ class WindowFillModel:
             self.fee_exponent = fee_exponent
         if winner is not None:
             self.winner = winner
+        if min_order_age_s is not None:
+            self.min_order_age_s = min_order_age_s
+        if taker_delay_s is not None:
+            self.taker_delay_s = taker_delay_s
         self.last_line_ts = ts
         self._match_resting(ts)
 
@@ -194,7 +207,9 @@ class WindowFillModel:
         if o is None or not o.state.working or o.state is OrderState.PENDING_CANCEL:
             return False
         o.state = OrderState.PENDING_CANCEL
-        o.cancel_at = now + self.latency_s
+        # Held, not dropped: the cancel takes effect once the order is min_order_age_s old at the exchange and no
+        # longer held by the taker delay (live holds it in the execution core the same way).
+        o.cancel_at = max(now + self.latency_s, o.effective_at + self.min_order_age_s, o.delayed_until)
         o.cancel_reason = reason
         o.updated_at = now
         self._event(now, "cancel", o, reason)
@@ -224,6 +239,11 @@ class WindowFillModel:
         """The exchange receives an order: checks, then the marketable part takes, the rest rests (GTC/GTD) or
         is killed (FAK/FOK)."""
         w = o.want
+        if self.taker_delay_s > 0 and not w.post_only and not o.delayed_until and self._marketable(o):
+            # The exchange holds a marketable order (itode) and matches it against the book of `delayed_until`.
+            o.delayed_until = o.effective_at = at + self.taker_delay_s
+            self._event(at, "delayed", o, f"taker delay {self.taker_delay_s * 1000:g} ms")
+            return
         reason = self._reject_reason(o, at)
         if reason:
             o.state = OrderState.REJECTED
@@ -246,6 +266,10 @@ class WindowFillModel:
         elif o.state is not OrderState.PENDING_CANCEL:  # a cancel sent meanwhile arrives after it (at cancel_at)
             o.state = OrderState.PARTIALLY_FILLED if o.filled > EPS else OrderState.LIVE
         o.updated_at = at
+
+    def _marketable(self, o: ModelOrder) -> bool:
+        w = o.want
+        return bool(self.book.reachable(w.leg, ASK if w.side is Side.BUY else BID, w.price))
 
     def _reject_reason(self, o: ModelOrder, at: float) -> str:
         w = o.want

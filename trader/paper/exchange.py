@@ -79,8 +79,9 @@ class PaperExchange:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.lines = 0  # market updates applied
-        # condition id -> (rate, exponent) from the exchange's market info (PaperGateway.fee_details): the
-        # market's own schedule, which the published Gamma rate alone does not give (it has no exponent).
+        # condition id -> (rate, exponent, minimum order age, taker delay) from the exchange's market info
+        # (PaperGateway.market_rules): the market's own schedule, which the published Gamma rate alone does not give
+        # (it has no exponent), and its order timing rules.
         self._fee_schedules: dict[str, tuple[float, float]] = {}
 
     # ---- life cycle -------------------------------------------------------------------------------
@@ -191,16 +192,18 @@ class PaperExchange:
         self._apply_fee_schedule(m)
         self.lines += 1
 
-    def set_fee_schedule(self, condition_id: str, rate: float, exponent: float) -> None:
+    def set_fee_schedule(self, condition_id: str, rate: float, exponent: float, min_order_age_s: float = 0.0,
+                         taker_delay_s: float = 0.0) -> None:
+        """The market's rules from its market info (the fee schedule, the minimum order age, the taker delay)."""
         with self._lock:
-            self._fee_schedules[condition_id] = (rate, exponent)
+            self._fee_schedules[condition_id] = (rate, exponent, min_order_age_s, taker_delay_s)
             for m in self._markets.values():
                 self._apply_fee_schedule(m)
 
     def _apply_fee_schedule(self, m: _Market) -> None:
-        schedule = self._fee_schedules.get(m.identity.condition_id) if m.identity is not None else None
-        if schedule is not None:
-            m.model.fee_rate, m.model.fee_exponent = schedule
+        rules = self._fee_schedules.get(m.identity.condition_id) if m.identity is not None else None
+        if rules is not None:
+            m.model.fee_rate, m.model.fee_exponent, m.model.min_order_age_s, m.model.taker_delay_s = rules
 
     def _prune(self, now: float) -> None:
         """Bounded memory over weeks: a market an hour past its end with nothing left to pay is dropped (its

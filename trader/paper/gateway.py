@@ -21,9 +21,9 @@ from typing import Callable
 import httpx
 
 from polymm.trader.execution.exchange_state import classify
-from polymm.trader.model import OrderType, Side
+from polymm.trader.model import OrderState, OrderType, Side
 from polymm.trader.paper.exchange import PAPER_ADDRESS, PAPER_OWNER, PaperExchange, PaperRejected
-from polymm.trader.venue.gateway import CancelResult, PostResult, fetch_fee_details
+from polymm.trader.venue.gateway import CancelResult, PostResult, fetch_market_rules
 from polymm.trader.venue.user_wire import WireError, decode_user_frame
 
 log = logging.getLogger("polymm.trader.paper")
@@ -112,6 +112,10 @@ class PaperGateway:
                                     post_only)
         except PaperRejected as exc:
             raise classify(400, str(exc)) from None
+        if o.state is OrderState.PENDING_SUBMIT and o.delayed_until:
+            # Held by the market's taker delay, as the exchange answers it: matched when the delay ends (the fills
+            # come on the user channel).
+            return PostResult(order_id=order.order_hash, status="delayed", making_amount=0.0, taking_amount=0.0)
         if kind in (OrderType.FAK, OrderType.FOK) and o.filled <= 0:
             raise classify(400, NO_MATCH_FAK)
         cost = sum(f["size"] * f["price"] for f in self._fills_of(o.client_id))
@@ -176,14 +180,19 @@ class PaperGateway:
     def server_time(self) -> float:
         return time.time()
 
-    def fee_details(self, condition_id: str):
-        """The market's taker fee schedule from the exchange's public market info; the paper exchange charges it
-        from then on. Without an endpoint (unit tests) the core's conservative default applies, said in status."""
+    def market_rules(self, condition_id: str):
+        """The market's rules from the exchange's public market info (fee schedule, minimum order age, taker
+        delay); the paper exchange applies them from then on. Without an endpoint (unit tests) the core's
+        conservative default fee applies, said in status, and no timing rule."""
         if self._http is None:
             raise ValueError("paper exchange without a CLOB endpoint to read the fee schedule from")
-        details = fetch_fee_details(self._http, self.market_clob_url, condition_id)
-        self.exchange.set_fee_schedule(condition_id, float(details.r), float(details.e))
-        return details
+        rules = fetch_market_rules(self._http, self.market_clob_url, condition_id)
+        self.exchange.set_fee_schedule(condition_id, float(rules.fee.r), float(rules.fee.e), rules.min_order_age_s,
+                                       rules.taker_delay_s)
+        return rules
+
+    def fee_details(self, condition_id: str):
+        return self.market_rules(condition_id).fee
 
     def close(self) -> None:
         if self._http is not None:

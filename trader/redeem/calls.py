@@ -12,9 +12,8 @@ from typing import NamedTuple
 from eth_abi import encode
 from eth_hash.auto import keccak
 
-PUSD = "0xC011a7E12a19f7B1f670d46F03B03f3342E82DFB"
-CTF = "0x4D97DCd97eC945f40cF65F87097ACe5EA0476045"
-CTF_COLLATERAL_ADAPTER = "0xAdA100Db00Ca00073811820692005400218FcE1f"
+from polymm.trader.venue.contracts import CTF, CTF_COLLATERAL_ADAPTER, PUSD
+
 UNITS = 1_000_000  # pUSD and outcome tokens have 6 decimals
 _ZERO32 = b"\x00" * 32
 _BINARY = [1, 2]

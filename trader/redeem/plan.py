@@ -72,9 +72,11 @@ def redeemable_conditions(rows: list[PositionRow]) -> set[str]:
 
 
 def plan(rows: list[PositionRow], busy: set[str], now: float, *, first_seen: dict[str, float], delay_s: float,
-         merge: bool, batch: int) -> list[list[Action]]:
-    """Batches (at most `batch` actions each) of what to send now; `busy` holds keys already in flight,
-    `first_seen` when each redeemable condition was first reported so (missing: now)."""
+         merge: bool, batch: int, limits: dict[str, int] | None = None) -> list[list[Action]]:
+    """Batches of what to send now: at most `batch` actions each, and no action in a batch larger than its own
+    limit (`limits`: key -> the most it may be sent with, learnt from failed batches: a failing batch is split
+    down to single positions). `busy` holds keys not to send now, `first_seen` when each redeemable condition was
+    first reported so (missing: now)."""
     by_condition: dict[str, list[PositionRow]] = {}
     for row in rows:
         if not row.negative_risk and Decimal(str(row.size)) >= DUST:
@@ -99,5 +101,13 @@ def plan(rows: list[PositionRow], busy: set[str], now: float, *, first_seen: dic
             continue
         if action.key not in busy:
             actions.append(action)
+    limits = limits or {}
     size = max(1, batch)
-    return [actions[i:i + size] for i in range(0, len(actions), size)]
+    cap = {a.key: max(1, min(size, limits.get(a.key, size))) for a in actions}
+    out: list[list[Action]] = []
+    # Grouped by limit, most limited first: what a failure singled out goes alone (or with others split the same
+    # way), and the healthy positions stay together in full batches.
+    for limit in sorted(set(cap.values())):
+        group = sorted((a for a in actions if cap[a.key] == limit), key=lambda a: a.key)
+        out += [group[i:i + limit] for i in range(0, len(group), limit)]
+    return out

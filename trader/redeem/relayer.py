@@ -15,14 +15,12 @@ import time
 from dataclasses import dataclass, field
 
 from polymm import env
+from polymm.trader.venue.wallets import expected_funders
 
 log = logging.getLogger("polymm.trader.redeem")
 
 HTTP_TIMEOUT_S = 15.0
 KINDS = {1: "PROXY", 2: "SAFE", 3: "WALLET"}
-# The deposit-wallet factory's beacon (Polymarket/py-sdk src/polymarket/environments.py): current deposit
-# wallets are beacon proxies; py-builder-relayer-client only finds it over an RPC call, so it is given here.
-DEPOSIT_WALLET_BEACON = "0x7A18EDfe055488A3128f01F563e5B479D92ffc3a"
 BATCH_DEADLINE_S = 600  # a deposit-wallet batch signature is valid this long
 
 
@@ -35,7 +33,13 @@ class RelayerBusy(Exception):
 
 
 class RelayerRefused(Exception):
-    """The relayer refused the request (4xx): retrying the same request will not help."""
+    """The relayer refused the request (4xx): retrying the same request will not help. `credentials`: it refused
+    who we are (401/403), not what we asked, so splitting the request would not help either."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.credentials = status in (401, 403)
 
 
 @dataclass(frozen=True)
@@ -56,9 +60,11 @@ class Credentials:
 
 
 def unsupported_reason(signature_type: int) -> str | None:
+    """Why the relayer cannot serve this wallet type (None: it can). Type 0 redeems with its own transactions
+    instead (trader/redeem/eoa.py), which needs a Polygon RPC."""
     if signature_type == 0:
-        return ("a signature type 0 wallet (plain EOA) redeems with its own on-chain transaction paid in POL, "
-                "which polymm does not send")
+        return ("a signature type 0 wallet (plain EOA) redeems with its own on-chain transactions paid in POL: set "
+                f"redeem.rpc_url (or {env.RPC_URL}) and hold POL")
     if signature_type not in KINDS:
         return f"unknown signature type {signature_type}"
     return None
@@ -85,7 +91,6 @@ class Relayer:
         try:
             import requests
             from py_builder_relayer_client import client as relayer_client
-            from py_builder_relayer_client.builder import derive
             from py_builder_relayer_client.http_helpers import helpers
             from py_builder_relayer_client.models import DepositWalletCall, RelayerTxType, Transaction
             from py_builder_signing_sdk.config import BuilderConfig
@@ -102,16 +107,9 @@ class Relayer:
             relayer_url, chain_id, private_key,
             BuilderConfig(local_builder_creds=BuilderApiKeyCreds(creds.key, creds.secret, creds.passphrase)),
             relay_tx_type=RelayerTxType.PROXY if self.kind == "PROXY" else RelayerTxType.SAFE)
-        owner, config = self._client.signer.address(), self._client.contract_config
-        if self.kind == "SAFE":
-            what, wallets = "Safe", [self._client.get_expected_safe()]
-        elif self.kind == "PROXY":
-            what, wallets = "proxy wallet", [self._client.get_expected_proxy_wallet()]
-        else:
-            what = "deposit wallet"
-            wallets = [derive.derive_beacon_deposit_wallet(owner, config.deposit_wallet_factory, DEPOSIT_WALLET_BEACON),
-                       derive.derive_uups_deposit_wallet(owner, config.deposit_wallet_factory,
-                                                         config.deposit_wallet_implementation)]
+        # The wallet the relayer runs calls from, derived as the official clients do (trader/venue/wallets.py).
+        what = {"SAFE": "Safe", "PROXY": "proxy wallet", "WALLET": "deposit wallet"}[self.kind]
+        wallets = expected_funders(self._client.signer.address(), signature_type)
         if funder.lower() not in {w.lower() for w in wallets}:
             raise RedeemSetupError(f"{env.BROWSER_ADDRESS} {funder} is not the {what} of {env.PK} ({wallets[0]}); the "
                                    f"relayer runs calls from that {what}, so redemption is off")
@@ -136,7 +134,7 @@ class Relayer:
             status = getattr(exc, "status_code", None)
             if status is None or status == 429 or status >= 500:
                 raise RelayerBusy(f"relayer busy or unreachable ({status or 'no answer'}): {exc.error_msg}") from None
-            raise RelayerRefused(f"relayer refused the request (HTTP {status}): {exc.error_msg}") from None
+            raise RelayerRefused(f"relayer refused the request (HTTP {status}): {exc.error_msg}", status) from None
         except RelayerClientException as exc:
             raise RelayerBusy(f"relayer client: {exc.msg}") from None
         except (KeyError, TypeError):
@@ -156,3 +154,27 @@ class Relayer:
         if not isinstance(found, list) or not found or not isinstance(found[0], dict):
             return None, ""
         return found[0].get("state"), str(found[0].get("error", "") or "")
+
+
+def check_credentials(relayer_url: str, creds: Credentials, timeout_s: float = HTTP_TIMEOUT_S) -> None:
+    """Do the builder credentials authenticate? An authenticated read (GET /transactions, which the official
+    TypeScript client sends with the builder headers) that sends nothing. Raises RelayerRefused (401/403: wrong
+    credentials), RelayerBusy (no answer, 5xx) or RedeemSetupError (client not installed)."""
+    try:
+        import httpx
+        from py_builder_signing_sdk.config import BuilderConfig
+        from py_builder_signing_sdk.sdk_types import BuilderApiKeyCreds
+    except ImportError:
+        raise RedeemSetupError("the relayer client is not installed: pip install 'polymm[redeem]'") from None
+    config = BuilderConfig(local_builder_creds=BuilderApiKeyCreds(creds.key, creds.secret, creds.passphrase))
+    headers = config.generate_builder_headers("GET", "/transactions")
+    try:
+        answer = httpx.get(relayer_url.rstrip("/") + "/transactions", headers=headers.to_dict() if headers else {},
+                           timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        raise RelayerBusy(f"the relayer at {relayer_url} did not answer ({type(exc).__name__})") from None
+    if answer.status_code in (401, 403):
+        raise RelayerRefused(f"the relayer refused the builder credentials (HTTP {answer.status_code})",
+                             answer.status_code)
+    if answer.status_code != 200:
+        raise RelayerBusy(f"the relayer answered HTTP {answer.status_code}")

@@ -1,9 +1,15 @@
-"""The redeemer's thread: read the wallet's positions, redeem / merge what is due through the relayer,
-follow each request to its outcome, and publish the accounting figures for `mmctl status`.
+"""The redeemer's thread: read the wallet's positions, redeem / merge what is due through the relayer (or, for a
+type-0 wallet, its own transactions: eoa.py), follow each request to its outcome, and publish the accounting
+figures for `mmctl status`.
 
 Every network call happens here, never on the decision thread; `snapshot()` is a cheap, lock-protected
-read. A busy or failing relayer backs off (5 s doubling to 5 min) with a warning; nothing is lost,
+read. A busy or unreachable relayer backs off (5 s doubling to 5 min) with a warning; nothing is lost,
 because the journal only marks a request done when the relayer reports it mined.
+
+Nothing can wedge it: batches are sized from the wallet type's gas figures (gas.py); a batch that reverts or is
+refused is split, each half going out on the next cycle, down to single positions (journal.py keeps what was
+learnt, across restarts); a position that fails alone is reported (status warning, the metric
+polymm_trader_redeem_failing_positions and its alert) and backed off, then given up, while the others go on.
 """
 from __future__ import annotations
 
@@ -12,9 +18,11 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Callable
 
 from polymm.trader.redeem import calls as ctf
+from polymm.trader.redeem.gas import batch_limit
 from polymm.trader.redeem.journal import Journal
 from polymm.trader.redeem.plan import Action, plan, redeemable_conditions, worth
 from polymm.trader.redeem.positions import PositionRow, PositionsError
@@ -52,6 +60,8 @@ class Redeemer:
         self.journal = journal
         self.relayer = relayer
         self.off_reason = off_reason if relayer is None else None
+        # Calls per transaction: the wallet type's gas figures bound the configured redeem.batch (gas.py).
+        self.batch = batch_limit(relayer.kind, settings.batch) if relayer is not None else settings.batch
         self.clock = clock
         self._lock = threading.Lock()
         self._snapshot: dict = {"enabled": relayer is not None, "off_reason": self.off_reason}
@@ -104,20 +114,27 @@ class Redeemer:
         value = worth(rows)
         redeemable = redeemable_conditions(rows)
         self._first_seen = {c: self._first_seen.get(c, now) for c in redeemable}
-        warning = None
+        warnings = []
         if value.awaiting_count and self.relayer is None:
             what = f"{value.awaiting_count} positions worth ${value.awaiting_usd:.2f} are redeemable"
-            warning = f"{what}: {NO_CREDENTIALS}" if self.off_reason is None else f"{what}: {self.off_reason}"
+            warnings.append(f"{what}: {NO_CREDENTIALS}" if self.off_reason is None else f"{what}: {self.off_reason}")
             if self._warned != (value.awaiting_count, value.awaiting_usd):
                 self._warned = (value.awaiting_count, value.awaiting_usd)
-                log.warning("%s", warning)
+                log.warning("%s", warnings[-1])
         if self.relayer is not None:
             self._follow_up(now)
             if now >= self._next_try:
                 self._send(rows, now)
-        self.journal.prune(now)
+        listed = {r.condition_id.lower() for r in rows}
+        self.journal.prune(now, listed)
+        failing = [e for e in self.journal.failing() if e.kind == "redeem" and e.condition_id.lower() in listed]
+        warnings += [_failing_words(e, now) for e in failing]
         self._publish(open_value_usd=value.open_value_usd, awaiting_redemption_usd=value.awaiting_usd,
-                      awaiting_redemption_count=value.awaiting_count, warning=warning,
+                      awaiting_redemption_count=value.awaiting_count, warning="; ".join(warnings) or None,
+                      failing_count=len(failing), failing_usd=float(sum(Decimal(e.shares) for e in failing)),
+                      failing=[{"condition_id": e.condition_id, "slug": e.slug, "shares": e.shares,
+                                "failures": e.alone_failures, "given_up": e.given_up, "retry_at": e.retry_at,
+                                "error": e.error} for e in failing],
                       in_flight=len(self.journal.pending_tx_ids()), updated_at=now, **self.journal.today(now))
 
     def _follow_up(self, now: float) -> None:
@@ -134,11 +151,11 @@ class Redeemer:
                     log.info("%s %s: +$%s pUSD (relayer tx %s)", verb, entry.slug or entry.condition_id,
                              entry.shares, tx_id)
             elif state in FAILURE:
-                self._back_off(now)  # a request that keeps reverting must not be resent every cycle
-                for entry in self.journal.finish(tx_id, "failed", now, error or state):
+                # Reverted: the batch is split (or a single position backed off) by what the journal learns.
+                for entry in self.journal.finish(tx_id, "failed", now, error or state, reverted=True):
                     self._record("redeem_outcome", entry, tx_id, state=state, error=error)
-                    log.warning("%s of %s failed on chain (%s, relayer tx %s); it will be requested again in %.0f s",
-                                entry.kind, entry.slug or entry.condition_id, error or state, tx_id, self._backoff_s)
+                    log.warning("%s of %s failed on chain (%s, relayer tx %s); %s", entry.kind,
+                                entry.slug or entry.condition_id, error or state, tx_id, _next_step(entry, now))
             else:
                 sent = [e for e in self.journal.entries.values() if e.tx_id == tx_id]
                 if sent and now > sent[0].updated_at + self.settings.stuck_after_s:
@@ -149,12 +166,21 @@ class Redeemer:
     def _send(self, rows: list[PositionRow], now: float) -> None:
         s = self.settings
         for batch in plan(rows, self.journal.busy(now, s.resend_after_s), now, first_seen=self._first_seen,
-                          delay_s=s.delay_s, merge=s.merge, batch=s.batch):
+                          delay_s=s.delay_s, merge=s.merge, batch=self.batch, limits=self.journal.limits()):
             calls = [ctf.approve_adapter()] + [_call(a) for a in batch]
             self.journal.begin(batch, now)
             try:
                 tx_id = self.relayer.submit(calls, _metadata(batch))
-            except (RelayerBusy, RelayerRefused) as exc:
+            except RelayerRefused as exc:
+                if exc.credentials:  # not these positions' fault: nothing to split, say it and wait
+                    self.journal.abandon(batch, str(exc), now)
+                    self._trouble(str(exc), now)
+                    return
+                for entry in self.journal.refused(batch, str(exc), now):
+                    log.warning("%s of %s refused (%s); %s", entry.kind, entry.slug or entry.condition_id, exc,
+                                _next_step(entry, now))
+                continue
+            except RelayerBusy as exc:
                 self.journal.abandon(batch, str(exc), now)
                 self._trouble(str(exc), now)
                 return
@@ -188,6 +214,23 @@ class Redeemer:
     def _publish(self, **fields) -> None:
         with self._lock:
             self._snapshot.update(fields)
+
+
+def _next_step(entry, now: float) -> str:
+    if entry.alone_failures == 0:
+        return f"split: its positions go in batches of at most {entry.max_batch} next"
+    if entry.given_up:
+        return f"given up after failing alone {entry.alone_failures} times: redeem it in Polymarket's UI"
+    return f"failed alone {entry.alone_failures} time(s): next try in {max(0.0, entry.retry_at - now) / 60:.0f} min"
+
+
+def _failing_words(entry, now: float) -> str:
+    what = f"redemption of {entry.slug or entry.condition_id} (${Decimal(entry.shares):.2f})"
+    if entry.given_up:
+        return (f"{what} failed alone {entry.alone_failures} times ({entry.error}); given up: redeem it in "
+                f"Polymarket's UI")
+    return (f"{what} failed alone {entry.alone_failures} time(s) ({entry.error}); next try in "
+            f"{max(0.0, entry.retry_at - now) / 60:.0f} min")
 
 
 def _call(action: Action) -> ctf.Call:

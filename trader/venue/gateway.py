@@ -30,7 +30,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import httpx
 import msgspec
@@ -77,10 +77,33 @@ class FeeDetails(msgspec.Struct, frozen=True):
 
 
 class _ClobMarketInfo(msgspec.Struct):
-    fd: FeeDetails | None = None  # everything else of the compact market info is read elsewhere or not at all
+    """GET /clob-markets/{condition_id} (docs "Get CLOB market info"); what polymm reads of it."""
+
+    fd: FeeDetails | None = None
+    oas: float | None = None  # "Minimum order age in seconds": an order younger than this is not cancelled (held)
+    itode: bool | None = None  # "Whether taker order delay is enabled": a marketable order is held before it matches
+    nr: bool | None = None  # neg-risk (the SDK's get_clob_market_info caches it per token)
 
 
 _market_info = msgspec.json.Decoder(_ClobMarketInfo)
+
+# How long the exchange holds a marketable order when the market's `itode` is set. The market info gives only the
+# flag; the 250 ms figure is Polymarket's announcement for the crypto Up/Down markets traded through the API
+# (effective 2026-06-05, reported by Jinse Finance / Bitget News): "taker orders within a 250-millisecond delay
+# window ... cannot be cancelled before the delay ends" (docs/venue.md, "Order timing"). The POST answer for such
+# an order says `delayed`.
+TAKER_DELAY_S = 0.25
+
+
+@dataclass(frozen=True)
+class MarketRules:
+    """One market's trading rules from its CLOB market info, read once per market (one fetch, one cache):
+    the taker fee schedule, the minimum order age and whether takers are delayed."""
+
+    fee: FeeDetails
+    min_order_age_s: float = 0.0
+    taker_delay_s: float = 0.0  # TAKER_DELAY_S when `itode`, else 0
+    neg_risk: bool = False
 
 
 class OrderVersionMismatch(Rejected):
@@ -164,6 +187,11 @@ class Gateway:
                                   headers={"User-Agent": "polymm", "Accept": "*/*", "Content-Type": "application/json"})
         self.order_version: object = DEFAULT_ORDER_VERSION  # what /version said last (any JSON value)
         self.version_problem: str | None = None  # set while the exchange wants a version we cannot sign
+        # Set by the live trader (trader/preflight/start.py): version -> words naming the approvals that version's
+        # exchange lacks, or None. Run when the exchange moves to another order version, before any order is
+        # signed for it, and again at every probe while it blocks (the wallet's owner may fix them meanwhile).
+        self.approvals_check: Callable[[int], str | None] | None = None
+        self._blocked_on_approvals = False
 
     @classmethod
     def from_env(cls, clob_url: str | None = None, environ: Mapping[str, str] | None = None, **kw) -> "Gateway":
@@ -292,17 +320,32 @@ class Gateway:
             return self.order_version
         if isinstance(version, str) and version.strip().isdigit():
             version = int(version)  # "3" means 3: a quoting change must not stop the trading
-        if version != self.order_version:
+        changed = version != self.order_version
+        if changed:
             log.warning("exchange order version is now %r (was %r)", version, self.order_version)
         self.order_version = version
         if version in SIGNABLE_VERSIONS and not isinstance(version, bool):
-            self.version_problem = None
+            problem = None
+            if self.approvals_check is not None and self._creds is not None and (changed or self._blocked_on_approvals):
+                # A new version's exchange is another spender: without its approvals every order would be refused
+                # as "not enough balance / allowance". Checked before the first order is signed for it.
+                missing = self.approvals_check(version)
+                if missing:
+                    problem = (f"the exchange moved to order version {version} but the wallet lacks its approvals "
+                               f"({missing}): no new orders until they are set (polymm-preflight --fix-approvals)")
+            if problem is not None and problem != self.version_problem:
+                log.error("%s", problem)
+            elif problem is None and self._blocked_on_approvals:
+                log.warning("order version %s approvals are set now: trading resumes", version)
+            self._blocked_on_approvals = problem is not None
+            self.version_problem = problem
         else:
             problem = (f"exchange order version {version!r} is not one polymm can sign "
                        f"({', '.join(map(str, SIGNABLE_VERSIONS))}): no new orders until it is; upgrade polymm")
             if problem != self.version_problem:  # once, not at every probe while it lasts
                 log.error("%s", problem)
             self.version_problem = problem
+            self._blocked_on_approvals = False
         return version
 
     def sign(self, token_id: str, side, price: float, size: float, tick: float | str, *, neg_risk: bool = False,
@@ -326,7 +369,8 @@ class Gateway:
                 served.append(now)
         else:
             now = served[0]
-        resign = now if (now in SIGNABLE_VERSIONS and not isinstance(now, bool) and now != order.version) else None
+        resign = now if (now in SIGNABLE_VERSIONS and not isinstance(now, bool) and now != order.version
+                         and self.version_problem is None) else None
         log.warning("order %s signed for version %s refused (%s); exchange version now %r: %s", order.order_hash,
                     order.version, err.message, now, f"re-sign for {resign}" if resign else "not re-signing")
         return OrderVersionMismatch(err.status, err.message, order.version, resign)
@@ -460,9 +504,12 @@ class Gateway:
         answer = self._request("GET", "/auth/ban-status/closed-only")
         return bool(answer.get("closed_only")) if isinstance(answer, dict) else False
 
+    def market_rules(self, condition_id: str) -> MarketRules:
+        """The market's fee schedule, minimum order age and taker delay (GET /clob-markets/{condition_id}, public)."""
+        return fetch_market_rules(self._http, self.clob_url, condition_id)
+
     def fee_details(self, condition_id: str) -> FeeDetails:
-        """The market's taker fee parameters from GET /clob-markets/{condition_id} (public; fetch_fee_details)."""
-        return fetch_fee_details(self._http, self.clob_url, condition_id)
+        return self.market_rules(condition_id).fee
 
     def server_time(self) -> float:
         try:
@@ -475,10 +522,28 @@ class Gateway:
         self._http.close()
 
 
+def fetch_server_time(clob_url: str, timeout_s: float = 5.0) -> float:
+    """GET /time (public): the exchange's clock, unix seconds (whole seconds in production's answer)."""
+    try:
+        r = httpx.get(clob_url.rstrip("/") + "/time", timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        raise NetworkError(None, f"GET /time failed: {type(exc).__name__}") from None
+    if r.status_code != 200:
+        raise classify(r.status_code, _error_message(None, r.text), None)
+    try:
+        return float(r.text.strip())
+    except ValueError:
+        raise ValueError(f"GET /time answered {r.text[:60]!r}, not a time") from None
+
+
 def fetch_fee_details(http: httpx.Client, clob_url: str, condition_id: str) -> FeeDetails:
-    """The market's taker fee parameters from GET /clob-markets/{condition_id} (public, no keys: paper trading
-    reads them too). Raises ExchangeError when the exchange does not answer and ValueError (saying what) when `fd`
-    is missing or malformed."""
+    return fetch_market_rules(http, clob_url, condition_id).fee
+
+
+def fetch_market_rules(http: httpx.Client, clob_url: str, condition_id: str) -> MarketRules:
+    """The market's rules from GET /clob-markets/{condition_id} (public, no keys: paper trading and
+    polymm-preflight read them too). Raises ExchangeError when the exchange does not answer and ValueError (saying
+    what) when `fd` is missing or the answer is malformed. A negative `oas` is read as 0."""
     try:
         r = http.get(f"{clob_url}/clob-markets/{condition_id}")
     except httpx.HTTPError as exc:
@@ -497,4 +562,4 @@ def fetch_fee_details(http: httpx.Client, clob_url: str, condition_id: str) -> F
         raise ValueError(f"GET /clob-markets answered {r.text[:120]!r}, not market info") from None
     if info.fd is None:
         raise ValueError("market info has no fee details (fd)")
-    return info.fd
+    return MarketRules(info.fd, max(0.0, float(info.oas or 0)), TAKER_DELAY_S if info.itode else 0.0, bool(info.nr))

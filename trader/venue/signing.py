@@ -32,13 +32,10 @@ import coincurve
 from Crypto.Hash import keccak as _keccak_mod
 
 from polymm.trader.model import Side
+from polymm.trader.venue.contracts import EXCHANGE_V2, EXCHANGE_V3, NEG_RISK_EXCHANGE_V2
 
 CHAIN_ID_POLYGON = 137
-# CLOB V2 exchange contracts on Polygon (polymarket-protocol.md section 1.4).
-EXCHANGE_V2 = "0xE111180000d2663C0091e4f400237545B87B996B"
-NEG_RISK_EXCHANGE_V2 = "0xe2222d279d744050d28e00520010520000310F59"
-# Exchange V3 (py_clob_client_v2.config.get_contract_config(137).exchange_v3); no neg-risk twin.
-EXCHANGE_V3 = "0xe3333700cA9d93003F00f0F71f8515005F6c00Aa"
+# The exchange contracts per order version: trader/venue/contracts.py (Exchange V3 has no neg-risk twin).
 DOMAIN_NAME = "Polymarket CTF Exchange"
 DOMAIN_VERSION = "2"
 # order version -> (EIP-712 domain version, exchange, neg-risk exchange), as the SDK's build_order picks them

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import pytest
+
 from tests.support.recorded import load_fixture
 from polymm.trader.execution.fills import EXTERNAL, FillStore, OrderInfo, TokenInfo, normalise_trade_status
 from polymm.trader.decision.fees import FeeSchedule
@@ -103,17 +105,17 @@ def test_taker_fill_pays_fee_from_market_rate_when_trade_says_zero():
     assert abs(fill.fee - round(n * 0.07 * p * (1 - p), 5)) < 1e-12
 
 
-def test_taker_fill_fee_uses_the_markets_exponent_and_the_trades_own_rate_when_given():
+@pytest.mark.parametrize("fee_rate_bps", ["0", "1000", "1250", "700"])
+def test_taker_fee_is_the_markets_schedule_whatever_the_trades_fee_rate_bps_says(fee_rate_bps):
+    """Issue 21's decision (docs/venue.md, Fees): the official client computes every fee from the market info's
+    fd.r / fd.e and never reads a trade's fee_rate_bps (a V1 order field: 1000 was the base fee orders signed).
+    Pinned here so a change of mind has to change this test."""
     raw = load_fixture("nautilus-python/ws_messages/user_trade2.json")
     p, n = float(raw["price"]), float(raw["size"])
-    report = ws_trade("user_trade2.json", asset_id=UP)
+    report = ws_trade("user_trade2.json", asset_id=UP, fee_rate_bps=fee_rate_bps)
     fills = store({report.taker_order_id: s1(Leg.UP, Side(raw["side"]))}, fee_rate=0.25, fee_exponent=2)
     (fill, _), = fills.apply(report)
     assert fill.fee == round(n * 0.25 * (p * (1 - p)) ** 2, 5)
-    discounted = ws_trade("user_trade2.json", asset_id=UP, fee_rate_bps="1250")  # a taker rebate tier: half rate
-    fills = store({report.taker_order_id: s1(Leg.UP, Side(raw["side"]))}, fee_rate=0.25, fee_exponent=2)
-    (fill, _), = fills.apply(discounted)
-    assert fill.fee == round(n * 0.125 * (p * (1 - p)) ** 2, 5)
 
 
 def test_rest_trade_status_prefix_is_normalised():

@@ -160,24 +160,30 @@ def test_the_paper_flag_sets_the_mode_for_this_start_only():
     assert "mode" not in service.endpoint_settings(service.parse_args([]))
 
 
-def test_paper_fees_follow_the_markets_schedule_from_the_exchanges_public_market_info(segment, tmp_path):
-    """The feed publishes Gamma's rate only; the core asks the exchange's public GET /clob-markets for rate and
-    exponent as live does, and the paper exchange charges exactly that (here rate 0.25, exponent 2)."""
+def paper_core_reading(name, tmp_path, market_info: dict):
+    """A paper core whose exchange's public market info (GET /clob-markets) answers `market_info`; `seen` lists the
+    paths asked (no network in unit tests)."""
     import httpx
 
-    name, market, _publish = segment
     seen = []
 
     def clob(request: httpx.Request) -> httpx.Response:
         seen.append(request.url.path)
-        return httpx.Response(200, json={"fd": {"r": 0.25, "e": 2, "to": True}})
+        return httpx.Response(200, json=market_info)
 
-    cfg = load_config(None)
-    exchange = PaperExchange(name, cfg, balance_usd=1000.0, latency_s=0.0025)
+    exchange = PaperExchange(name, load_config(None), balance_usd=1000.0, latency_s=0.0025)
     gateway = PaperGateway(exchange, "http://clob.invalid")
-    gateway._http = httpx.Client(transport=httpx.MockTransport(clob))  # noqa: SLF001 - no network in unit tests
+    gateway._http = httpx.Client(transport=httpx.MockTransport(clob))  # noqa: SLF001
     core = ExecutionCore(gateway, ws_user_url="paper://user-channel", state_dir=tmp_path,
                          user_stream=paper_user_stream(exchange))
+    return exchange, core, seen
+
+
+def test_paper_fees_follow_the_markets_schedule_from_the_exchanges_public_market_info(segment, tmp_path):
+    """The feed publishes Gamma's rate only; the core asks the exchange's public GET /clob-markets for rate and
+    exponent as live does, and the paper exchange charges exactly that (here rate 0.25, exponent 2)."""
+    name, market, _publish = segment
+    exchange, core, seen = paper_core_reading(name, tmp_path, {"fd": {"r": 0.25, "e": 2, "to": True}})
     core.start(market)
     try:
         assert seen == [f"/clob-markets/{market.condition_id}"]
@@ -201,6 +207,34 @@ def test_without_an_exchange_to_ask_paper_fees_use_the_documented_default_and_st
     try:
         assert core.fee_schedule(market.condition_id).rate == 0.07
         assert any("fee schedule" in w for w in core.state().warnings)
+    finally:
+        core.stop()
+        exchange.stop()
+
+
+def test_paper_applies_the_markets_minimum_order_age_and_taker_delay_from_the_same_read(segment, tmp_path):
+    """Issue 21: `oas` and `itode` come with the fee schedule (one GET /clob-markets). A paper taker is answered
+    `delayed` and fills when the delay ends; a resting order's cancel is held until it is `oas` old."""
+    name, market, _publish = segment
+    exchange, core, seen = paper_core_reading(name, tmp_path, {"fd": {"r": 0.07, "e": 1, "to": True}, "oas": 1,
+                                                               "itode": True})
+    core.start(market)
+    try:
+        assert seen == [f"/clob-markets/{market.condition_id}"]  # one read for the fee and the timing rules
+        taker = core.place(want(Side.BUY, 0.62, 10, OrderType.FAK, False))
+        wait_for(lambda: state_of(core, taker) is OrderState.FILLED, 5)
+        delayed = [e for e in exchange._current.model.events if e["action"] == "delayed"]  # noqa: SLF001
+        assert [e["id"] for e in delayed] == [core.orders(working_only=False)[0].order_id]
+        resting = core.place(want(Side.BUY, 0.50, 10))
+        wait_for(lambda: state_of(core, resting) is OrderState.LIVE, 5)
+        asked = time.time()
+        core.cancel(resting, "test")
+        wait_for(lambda: state_of(core, resting) is OrderState.CANCELED, 5)
+        order = next(o for o in exchange._current.model.events  # noqa: SLF001
+                     if o["action"] == "cancelled" and o["id"] == core.orders(working_only=False)[-1].order_id)
+        placed = next(o for o in exchange._current.model.events if o["action"] == "place"  # noqa: SLF001
+                      and o["id"] == order["id"])
+        assert order["ts"] - placed["ts"] >= 1.0 and order["ts"] > asked  # held until 1 s old
     finally:
         core.stop()
         exchange.stop()

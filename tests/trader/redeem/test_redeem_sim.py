@@ -147,8 +147,8 @@ def test_congestion_and_reverts_are_retried_with_a_warning_and_nothing_is_lost(s
     warnings = [r.getMessage() for r in caplog.records]
     assert sum("relayer busy" in w and "trying again in" in w for w in warnings) == 2
     assert any("failed on chain" in w and "injected fault" in w for w in warnings)
-    assert wallet.shares()  # the revert changed nothing, and the retry waits out the back-off (20 s)
-    now[0] += 21
+    assert wallet.shares()  # the revert changed nothing, and the retry (failed alone) waits a minute
+    now[0] += 61
     step_until(redeemer, lambda: redeemer.snapshot().get("redeemed_today_usd") == 5.0, "the redemption after all")
     assert wallet.cash() - cash == Decimal(5)
 
@@ -193,3 +193,83 @@ def test_kill_9_between_request_and_confirmation_then_restart_redeems_once(tmp_p
         stats = sim.admin.relayer()["stats"]
         assert stats["submitted"] == 1 and stats["redemptions"] == 1
         assert wallet.cash() - cash == Decimal(9)
+
+
+def four_winners(sim, wallet) -> list[str]:
+    """Four resolved markets (the live window and three listed ahead), 5 winning shares of each in `wallet`."""
+    markets = sim.admin.state()["markets"][:4]
+    for m in markets:
+        wallet.buy(m["up_token"], 5)
+        sim.admin.resolve_now(m["condition_id"], "Up")
+    return [m["condition_id"] for m in markets]
+
+
+def test_a_failing_batch_is_split_to_singles_the_healthy_redeemed_and_the_failing_one_reported(sim, tmp_path):
+    wallet = Wallet(sim, "SAFE")
+    conditions = four_winners(sim, wallet)
+    failing = sorted(conditions)[-1]
+    sim.admin.set_chain(fail_condition=failing)
+    cash = wallet.cash()
+    redeemer = wallet.redeemer(tmp_path / "state", batch=4)
+    step_until(redeemer, lambda: redeemer.snapshot().get("failing_count") == 1, "the failing one singled out")
+    assert wallet.cash() - cash == Decimal(15)  # the three healthy winners, to the unit
+    assert list(wallet.shares().values()) == [Decimal(5)]  # the failing one is still held
+    txs = sim.admin.relayer()["transactions"]
+    sizes = [sum(1 for e in tx["effects"] if "redeem" in e) if tx["state"] != "STATE_FAILED" else "failed"
+             for tx in txs]
+    # 4 (reverts) -> 2 + 2 (one pair redeemed, the other reverts) -> 1 + 1 (one redeemed, the other reverts)
+    assert sizes[0] == "failed" and sorted(map(str, sizes[1:3])) == ["2", "failed"]
+    assert sorted(map(str, sizes[3:])) == ["1", "failed"]
+    warning = redeemer.snapshot()["warning"]
+    assert "failed alone 1 time(s)" in warning and "injected fault" in warning and "next try in 1 min" in warning
+    before = len(txs)
+    redeemer.step()
+    assert len(sim.admin.relayer()["transactions"]) == before  # backed off, not resent every cycle
+
+
+def test_a_batch_over_the_gas_budget_reverts_out_of_gas_and_is_halved(sim, tmp_path):
+    wallet = Wallet(sim, "SAFE")
+    four_winners(sim, wallet)
+    sim.admin.relayer_fault(gas_cap=450_000)  # approval + 2 redemptions fit, 4 do not
+    cash = wallet.cash()
+    redeemer = wallet.redeemer(tmp_path / "state", batch=4)
+    step_until(redeemer, lambda: redeemer.snapshot().get("redeemed_today_usd") == 20.0, "every winner redeemed")
+    assert wallet.cash() - cash == Decimal(20)
+    (first, *rest) = sim.admin.relayer()["transactions"]
+    assert first["state"] == "STATE_FAILED" and "out of gas" in first["error"]
+    assert [sum(1 for e in tx["effects"] if "redeem" in e) for tx in rest] == [2, 2]
+    assert redeemer.snapshot()["failing_count"] == 0
+
+
+def test_a_proxy_wallet_batches_what_fits_its_signed_gas_limit(sim, tmp_path):
+    wallet = Wallet(sim, "PROXY")
+    four_winners(sim, wallet)
+    redeemer = wallet.redeemer(tmp_path / "state", batch=10)
+    assert redeemer.batch == 2
+    step_until(redeemer, lambda: redeemer.snapshot().get("redeemed_today_usd") == 20.0, "every winner redeemed")
+    txs = sim.admin.relayer()["transactions"]
+    assert [tx["state"] != "STATE_FAILED" for tx in txs] == [True, True]
+    assert [sum(1 for e in tx["effects"] if "redeem" in e) for tx in txs] == [2, 2]
+
+
+def test_a_type_0_winner_is_paid_through_its_own_transaction_after_the_pol_check(sim, tmp_path):
+    wallet = Wallet(sim, "EOA")
+    m = sim.admin.live_market()
+    wallet.buy(m["up_token"], 6)
+    sim.admin.resolve_now(m["condition_id"], "Up")
+    sim.admin.set_chain(address=wallet.owner, pol=0)
+    cash = wallet.cash()
+    now = [time.time()]
+    redeemer = wallet.redeemer(tmp_path / "state", clock=lambda: now[0])
+    assert redeemer.batch == 1
+    redeemer.step()
+    assert "send POL to it" in redeemer.snapshot()["last_error"]
+    assert sim.admin.chain()["stats"]["transactions"] == 0 and wallet.cash() == cash  # nothing sent without gas
+    sim.admin.set_chain(address=wallet.owner, pol=1)
+    now[0] += 6
+    step_until(redeemer, lambda: redeemer.snapshot().get("redeemed_today_usd") == 6.0, "the type-0 redemption")
+    assert wallet.cash() - cash == Decimal(6) and wallet.shares() == {}
+    state = sim.admin.chain(wallet.owner)
+    assert int(state["pol_wei"]) < 10**18  # it paid its own gas
+    (receipt,) = state["receipts"]
+    assert receipt["status"] == 1 and receipt["from"] == wallet.owner.lower()

@@ -130,6 +130,24 @@ def test_without_a_usable_setup_the_redeemer_only_reports_and_says_why(tmp_path,
     assert (redeemer.off_reason is None) if words is None else (words in redeemer.off_reason)
 
 
+def test_a_type_0_wallet_redeems_with_its_own_transactions_only_with_an_rpc(tmp_path):
+    from polymm.trader.redeem.service import build_redeemer
+
+    pk = "0x" + "5a" * 32
+    without = build_redeemer(_Section(), funder="0x" + "11" * 20, signature_type=0, state_dir=tmp_path,
+                             get={"PK": pk}.get)
+    assert without.relayer is None and "set redeem.rpc_url (or POLYMM_RPC_URL) and hold POL" in without.off_reason
+    section = _Section()
+    section.rpc_url = "https://polygon.example/v2/the-providers-key"
+    with_rpc = build_redeemer(section, funder="0x" + "11" * 20, signature_type=0, state_dir=tmp_path,
+                              get={"PK": pk}.get)
+    assert with_rpc.relayer.kind == "EOA" and with_rpc.batch == 1 and with_rpc.off_reason is None
+    assert "the-providers-key" not in with_rpc.relayer.rpc.where  # a provider's key never reaches a message
+    env_wins = build_redeemer(_Section(), funder="0x" + "11" * 20, signature_type=0, state_dir=tmp_path,
+                              get={"PK": pk, "POLYMM_RPC_URL": "http://127.0.0.1:9/rpc"}.get)
+    assert env_wins.relayer.rpc.url == "http://127.0.0.1:9/rpc"
+
+
 @pytest.mark.parametrize("sig, what", [(1, "proxy wallet"), (2, "Safe"), (3, "deposit wallet")])
 def test_a_funder_that_is_not_the_keys_wallet_turns_redemption_off(tmp_path, sig, what):
     from polymm.trader.redeem.service import build_redeemer
@@ -159,14 +177,22 @@ def test_an_unreachable_data_api_is_said_once_not_every_cycle(tmp_path, caplog):
     assert caplog.text.count("unreachable") == 2
 
 
-def test_a_merge_that_keeps_failing_is_given_up_but_a_redemption_never_is(tmp_path):
-    from polymm.trader.redeem.journal import MAX_MERGE_ATTEMPTS
+def test_failing_alone_backs_off_and_is_given_up_a_merge_after_3_a_redemption_after_8(tmp_path):
+    from polymm.trader.redeem.journal import MAX_ALONE_FAILURES, MAX_MERGE_ATTEMPTS
 
     j = Journal.open(tmp_path)
     merge, redeem = Action("merge", C1, Decimal(5)), Action("redeem", C2, Decimal(5))
-    for attempt in range(MAX_MERGE_ATTEMPTS):
-        assert merge.key not in j.busy(1000.0 + attempt, 120)
-        j.begin([merge, redeem], 1000.0 + attempt)
-        j.sent([merge, redeem], f"tx-{attempt}", 1000.0 + attempt)
-        j.finish(f"tx-{attempt}", "failed", 1000.0 + attempt, "STATE_FAILED")
-    assert merge.key in j.busy(5000.0, 120) and redeem.key not in j.busy(5000.0, 120)
+    now = 1000.0
+    for attempt in range(MAX_ALONE_FAILURES):
+        for action in (merge, redeem):
+            if action.key in j.busy(now, 120):
+                continue
+            j.begin([action], now)
+            j.sent([action], f"tx-{attempt}-{action.kind}", now)
+            j.finish(f"tx-{attempt}-{action.kind}", "failed", now, "STATE_FAILED", reverted=True)
+        now += 6 * 3600 + 1  # past any back-off
+    entries = Journal.open(tmp_path).entries  # what was learnt survives a restart
+    assert entries[merge.key].given_up and entries[merge.key].alone_failures == MAX_MERGE_ATTEMPTS
+    assert entries[redeem.key].given_up and entries[redeem.key].alone_failures == MAX_ALONE_FAILURES
+    assert {merge.key, redeem.key} <= j.busy(now + 10**6, 120)
+

@@ -5,7 +5,7 @@ import httpx
 import pytest
 
 from polymm.trader.execution.exchange_state import ExchangeError
-from polymm.trader.venue.gateway import FeeDetails, Gateway
+from polymm.trader.venue.gateway import TAKER_DELAY_S, MarketRules, FeeDetails, Gateway
 from polymm.trader.model import Side
 from polymm.trader.venue.signing import UnsupportedOrderVersion
 
@@ -65,6 +65,24 @@ def test_fee_details_of_the_documented_market_info():
     gw = gateway_with_market_info(200, {"t": [{"t": "1", "o": "Yes"}], "mts": 0.01, "fd": {"r": 0.02, "e": 2, "to": True}})
     try:
         assert gw.fee_details("0xc") == FeeDetails(0.02, 2.0, True)
+    finally:
+        gw.close()
+
+
+def test_the_minimum_order_age_and_taker_delay_come_with_the_fee_schedule_in_one_read():
+    # docs "Get CLOB market info" example: "itode": true ("whether taker order delay is enabled"), "oas": 123
+    # ("minimum order age in seconds"); the delay's length is not in the info: 250 ms (docs/venue.md, Order timing).
+    doc = {"t": [{"t": "1", "o": "Yes"}], "mts": 0.01, "rfqe": True, "itode": True, "ibce": True,
+           "fd": {"r": 0.02, "e": 2, "to": True}, "oas": 123}
+    gw = gateway_with_market_info(200, doc)
+    try:
+        assert gw.market_rules("0xc") == MarketRules(FeeDetails(0.02, 2.0, True), 123.0, TAKER_DELAY_S, False)
+        assert TAKER_DELAY_S == 0.25
+    finally:
+        gw.close()
+    gw = gateway_with_market_info(200, {"fd": {"r": 0.07, "e": 1}, "oas": None, "itode": None})
+    try:  # absent or null: no minimum age, no delay
+        assert gw.market_rules("0xc") == MarketRules(FeeDetails(0.07, 1.0), 0.0, 0.0, False)
     finally:
         gw.close()
 

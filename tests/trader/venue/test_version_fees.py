@@ -189,3 +189,43 @@ def test_the_execution_core_rides_a_version_switch_and_charges_the_sims_fee_sche
         assert core.gateway.order_version == 3 and core.state().warnings == []
         assert len(sim.admin.open_orders(core.gateway.funder)) == 2
         assert core.fee_schedule(m.condition_id).rate == 0.07 and core.fee_schedule(m.condition_id).exponent == 1
+
+
+def test_a_switch_to_a_version_whose_approvals_are_missing_blocks_orders_with_words_until_they_are_set(
+        sim, tmp_path, monkeypatch):
+    """Issue 21: the exchange moves to order version 3 and the wallet has only the V2 approvals. The trader
+    re-checks the approvals before re-signing: no order is sent only to be refused as balance/allowance, status
+    says why, and trading resumes by itself once the approvals are set."""
+    from polymm.trader.execution import limits
+    from polymm.trader.model import OrderState
+    from polymm.trader.preflight.start import approvals_check
+    from polymm.trader.venue.chain import ChainRpc
+    from tests.support.execution import running_core, wait_for, want
+
+    monkeypatch.setattr(limits, "VERSION_PROBE_EVERY_S", 0.2)
+    with running_core(sim, tmp_path) as core:
+        m = live_market(sim)
+        gw = core.gateway
+        rpc = ChainRpc(sim.urls["rpc_url"])
+        gw.approvals_check = approvals_check(gw, lambda: m.up_token, rpc)
+        sim.admin.set_chain(address=gw.funder, only="v2")
+        bid, _ = book_top(sim, m.down_token)
+        price = round(max(0.01, bid - 0.05), 2)
+        sim.admin.set_order_version(3)
+        first = core.place(want(Leg.DOWN, Side.BUY, price, 5))
+        wait_for(lambda: any(o.client_id == first and o.state is OrderState.REJECTED
+                             for o in core.orders(working_only=False)), what="the V2 order refused, not re-signed")
+        words = ("the exchange moved to order version 3 but the wallet lacks its approvals (pUSD → Exchange V3 (buys),"
+                 " the position manager → Exchange V3 (sells)): no new orders until they are set "
+                 "(polymm-preflight --fix-approvals)")
+        assert words in core.state().warnings
+        requests = sim.admin.state()["requests"].get("POST /order", 0)
+        second = core.place(want(Leg.DOWN, Side.BUY, round(price - 0.01, 2), 5))
+        assert next(o for o in core.orders(working_only=False) if o.client_id == second).state is OrderState.REJECTED
+        assert sim.admin.state()["requests"].get("POST /order", 0) == requests  # refused here: nothing sent
+        sim.admin.set_chain(address=gw.funder, only="all")
+        wait_for(lambda: words not in core.state().warnings, what="the probe sees the approvals set")
+        third = core.place(want(Leg.DOWN, Side.BUY, round(price - 0.02, 2), 5))
+        wait_for(lambda: any(o.client_id == third and o.state is OrderState.LIVE for o in core.orders()),
+                 what="a V3 order rests")
+        rpc.close()
