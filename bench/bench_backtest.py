@@ -9,9 +9,10 @@ depth a side, a random-walk market S1 trades in), the shape `polymm-feed --recor
   (`polymm-backtest` end to end, less the process start), and the same with the lines already in memory. Ticks/s
   counts recorded lines; between lines the pipeline also decides every 100 ms (`--step-ms`), as live.
 - Sweep: the same grid of `--points` values of s1.entry_threshold through the sweep's own runner
-  (trader/backtest/sweep.py `run`), in one process (the baseline) and with `--workers` processes (default: every
-  core), alternating, `--runs` times; prints each run's times and the ratio. The two must give identical results
-  (checked). Other work on the machine shares the cores: the load average is printed before and after each run.
+  (trader/backtest/sweep.py `run`), in one process (the baseline), with `--workers` processes (default: every
+  core), then in one process again, `--runs` times; the ratio is the mean of the two one-process times over the
+  workers' time. All must give identical results (checked). Other work on the machine shares the cores: the load
+  average is printed before and after each run.
 
 Prints figures; asserts nothing about time.
 """
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -35,25 +38,34 @@ from polymm.trader.backtest.ticks_file import read_ticks  # noqa: E402
 from polymm.trader.config import load_config  # noqa: E402
 
 
+def children_cpu() -> float:
+    """CPU seconds of this process's finished children (the sweep's workers, once their pool is closed)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def replay_speed(path: Path) -> None:
+def replay_speed(path: Path, repeats: int = 3) -> None:
     cfg = load_config(None, {})
-    t0 = time.perf_counter()
-    result = Backtest(cfg).run(read_ticks(path))
-    streamed = time.perf_counter() - t0
     lines = [line for _, line in read_ticks(path)]
-    t0 = time.perf_counter()
-    Backtest(cfg).run(lines)
-    in_memory = time.perf_counter() - t0
+    streamed, in_memory = [], []
+    for _ in range(repeats):  # alternating, so a change in the machine's load hits both alike
+        t0 = time.perf_counter()
+        result = Backtest(cfg).run(read_ticks(path))
+        streamed.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        Backtest(cfg).run(lines)
+        in_memory.append(time.perf_counter() - t0)
     fills = sum(len(w["fills"]) for w in result.windows)
-    print(f"replay: {result.lines} lines, {result.decisions} decisions, {fills} fills, P&L {result.pnl()}")
-    print(f"  parsed as it goes: {streamed:.2f} s = {result.lines / streamed:,.0f} ticks/s "
-          f"({result.decisions / streamed:,.0f} decisions/s)")
-    print(f"  lines in memory:   {in_memory:.2f} s = {result.lines / in_memory:,.0f} ticks/s (parsing is "
-          f"{(streamed - in_memory) / streamed:.0%} of the end-to-end time)")
+    print(f"replay: {result.lines} lines, {result.decisions} decisions, {fills} fills, P&L {result.pnl()}; "
+          f"{repeats} runs each, median [range]")
+    for name, times in (("parsed as it goes", streamed), ("lines in memory", in_memory)):
+        rates = sorted(result.lines / t for t in times)
+        print(f"  {name:<18} {statistics.median(times):.2f} s = {statistics.median(rates):,.0f} ticks/s "
+              f"[{rates[0]:,.0f}-{rates[-1]:,.0f}] ({result.decisions / statistics.median(times):,.0f} decisions/s)")
 
 
 def sweep_speedup(path: Path, points: int, runs: int, workers: int) -> None:
@@ -61,22 +73,30 @@ def sweep_speedup(path: Path, points: int, runs: int, workers: int) -> None:
     grid = sweep.points([axis])
     job = sweep.Job(str(path), tuple(sweep.configs(None, {}, grid)), 0.1, None)
     lines = sum(1 for _ in read_ticks(path))
+    ticks = lines * len(grid)
     print(f"sweep: {len(grid)} points (s1.entry_threshold {axis.values[0]:g}..{axis.values[-1]:g}) x {lines} lines; "
-          f"{workers} workers vs 1 process; {os.cpu_count()} cores")
+          f"{workers} workers vs 1 process; {os.cpu_count()} cores. Each run: 1 process, {workers} workers, 1 process "
+          "again; the baseline is the mean of the two (a load that changes during the run hits both sides alike)")
     ratios = []
     for run in range(1, runs + 1):
         before = load()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         one = sweep.run(job, 1)
-        t_one = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        t_one_a, c_one_a = time.perf_counter() - t0, time.process_time() - c0
+        t0, c0 = time.perf_counter(), children_cpu()
         many = sweep.run(job, workers)
-        t_many = time.perf_counter() - t0
-        assert many == one, "the sweep's results depend on the number of workers"
+        t_many, c_many = time.perf_counter() - t0, children_cpu() - c0
+        t0, c0 = time.perf_counter(), time.process_time()
+        again = sweep.run(job, 1)
+        t_one_b, c_one_b = time.perf_counter() - t0, time.process_time() - c0
+        assert many == one == again, "the sweep's results depend on the number of workers"
+        t_one, c_one = (t_one_a + t_one_b) / 2, (c_one_a + c_one_b) / 2
         ratios.append(t_one / t_many)
-        print(f"  run {run}: 1 process {t_one:.1f} s ({lines * len(grid) / t_one:,.0f} ticks/s), {workers} workers "
-              f"{t_many:.1f} s ({lines * len(grid) / t_many:,.0f} ticks/s): {t_one / t_many:.2f}x "
-              f"[load average {before} -> {load()}]")
+        # CPU seconds: the workers' total against one process's shows what the processes themselves cost; wall
+        # time against CPU shows how much of the cores the machine gave us.
+        print(f"  run {run}: 1 process {t_one_a:.1f} s / {t_one_b:.1f} s ({ticks / t_one:,.0f} ticks/s, CPU "
+              f"{c_one:.1f} s), {workers} workers {t_many:.1f} s ({ticks / t_many:,.0f} ticks/s, CPU {c_many:.1f} s "
+              f"= {c_many / t_many:.2f} cores): {t_one / t_many:.2f}x [load average {before} -> {load()}]")
     print(f"  speedup over {runs} runs: {', '.join(f'{r:.2f}x' for r in ratios)} (results identical)")
 
 
