@@ -105,7 +105,7 @@ def feed_health(snapshot: Any | None, now: float, *, problem: str | None = None,
             warnings.append("feed has no book for this window yet")
         else:
             warnings.append(f"feed book is {render.duration(book_age)} old (stale after {render.duration(book_stale_s)})")
-    time_left = snapshot.window_end - now if snapshot.window_end else None
+    time_left = snapshot.market.window_end - now if snapshot.market.window_end else None
     if time_left is not None and time_left < -WINDOW_OVERDUE_S and snapshot.status != "stopped":
         warnings.append(f"window ended {render.duration(-time_left)} ago and the feed has not moved to the next one")
     if snapshot.crossed:
@@ -114,9 +114,9 @@ def feed_health(snapshot: Any | None, now: float, *, problem: str | None = None,
         available=True,
         status=snapshot.status,
         writer_pid=snapshot.writer_pid,
-        condition_id=snapshot.condition_id,
-        window_start=snapshot.window_start,
-        window_end=snapshot.window_end,
+        condition_id=snapshot.market.condition_id,
+        window_start=snapshot.market.window_start,
+        window_end=snapshot.market.window_end,
         time_left_s=time_left,
         book_age_s=book_age if math.isfinite(book_age) else None,
         heartbeat_age_s=heartbeat_age if math.isfinite(heartbeat_age) else None,
@@ -136,10 +136,10 @@ def _reference(snapshot: Any, now: float) -> dict[str, Any]:
     ref = getattr(snapshot, "ref", None)
     if ref is None:
         return {}
-    opening = _finite(ref.opening_for(snapshot.window_start))
+    opening = _finite(ref.opening_for(snapshot.market.window_start))
     if opening is not None:
         note = ""
-    elif ref.open_window_start == snapshot.window_start and ref.open_status == "unknown":
+    elif ref.open_window_start == snapshot.market.window_start and ref.open_status == "unknown":
         note = "unknown (missed: the feed was not watching at the window start)"
     elif not ref.rtds_connected and ref.chainlink != ref.chainlink:
         note = "unknown (no reference prices: RTDS not connected)"

@@ -214,7 +214,7 @@ class Stack:
             try:
                 with shm.Reader(self.shm) as reader:
                     snap = reader.snapshot()
-                    if snap.status == "connected" and snap.condition_id:
+                    if snap.status == "connected" and snap.market.condition_id:
                         return
             except shm.ShmMissing:
                 pass
@@ -320,10 +320,10 @@ def status_line(stack: Stack) -> str:
     try:
         with shm.Reader(stack.shm) as reader:
             snap = reader.snapshot()
-        left = snap.window_end - time.time()
+        left = snap.market.window_end - time.time()
         book = (f"up {snap.up.bid:.2f}/{snap.up.ask:.2f} down {snap.down.bid:.2f}/{snap.down.ask:.2f}"
                 .replace("nan", " -- "))
-        feed = f"window {time.strftime('%H:%M:%S', time.gmtime(snap.window_start))} ({left:4.0f}s left) {book}"
+        feed = f"window {time.strftime('%H:%M:%S', time.gmtime(snap.market.window_start))} ({left:4.0f}s left) {book}"
     except Exception as exc:  # the demo keeps printing even if the feed is restarting
         feed = f"feed: {exc}"
     try:

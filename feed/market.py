@@ -3,7 +3,8 @@ formula is the trader's: trader/decision/fees.py, with the schedule the exchange
 
 The feed discovers it (discovery.MarketInfo adds what only discovery needs), publishes it in the shared-memory
 segment (shm.Snapshot.market reads it back) and the trader trades and journals it (trader/model.py re-exports
-it). It is part of the feed's contract, so the trader imports it from here and never the other way round.
+it; MarketView.market carries it into every decision). It is part of the feed's contract, so the trader imports
+it from here and never the other way round. Nothing else repeats its fields: readers go through `.market`.
 """
 from __future__ import annotations
 

@@ -151,12 +151,13 @@ def families(counters: FeedCounters, segment: Any, latency: RingLatency, *,
                                    value=snap.reconnects))
     out.append(CounterMetricFamily("polymm_feed_book_updates", "Book updates applied since the feed started",
                                    value=snap.updates_total))
-    if snap.window_start:
+    market = snap.market
+    if market.window_start:
         out.append(GaugeMetricFamily("polymm_feed_window_start_timestamp_seconds",
-                                     "Start of the window the feed publishes (unix seconds)", value=snap.window_start))
+                                     "Start of the window the feed publishes (unix seconds)", value=market.window_start))
         out.append(GaugeMetricFamily("polymm_feed_window_end_timestamp_seconds",
-                                     "End of the window the feed publishes (unix seconds)", value=snap.window_end))
-    out += _reference_families(getattr(snap, "ref", None), snap.window_start, now)
+                                     "End of the window the feed publishes (unix seconds)", value=market.window_end))
+    out += _reference_families(getattr(snap, "ref", None), market.window_start, now)
     return out
 
 

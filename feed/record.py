@@ -54,10 +54,10 @@ def tick_line(update: shm.Update, snap: shm.Snapshot | None, ref: shm.Reference 
         if leg.bids or leg.asks:
             line[f"{name}_bids"] = [[p, q] for p, q in leg.bids]
             line[f"{name}_asks"] = [[p, q] for p, q in leg.asks]
-    if snap is not None and snap.window_start == update.window_start:
-        line["window_end"] = snap.window_end
-        line["min_order_size"] = snap.min_order_size
-        line["fee_rate"] = snap.fee_rate
+    if snap is not None and snap.market.window_start == update.window_start:
+        line["window_end"] = snap.market.window_end
+        line["min_order_size"] = snap.market.min_order_size
+        line["fee_rate"] = snap.market.fee_rate
     if ref is not None and ref.chainlink == ref.chainlink:
         line["btc"] = ref.chainlink
         line["btc_ts"] = ref.chainlink_ts

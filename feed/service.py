@@ -25,7 +25,8 @@ from polymm.feed.metrics import families as metric_families
 from polymm.feed.record import Recorder
 from polymm.feed.rtds.reference import CAPTURED, RECOVERED, ReferenceBook, cross_check
 from polymm.feed.rtds.stream import RtdsStream
-from polymm.feed.stream import Backoff, MarketStream
+from polymm.feed.stream import MarketStream
+from polymm.ws import Backoff
 from polymm.notify import Notifier
 from polymm.signals import Signals
 

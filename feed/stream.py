@@ -14,28 +14,27 @@ stream's window, and shm.Writer refuses a window that is not current, so an old 
 over the new market.
 
 The thread that applies an update publishes it (no hand-off): decode, book update and publish happen in
-`on_frame`, the hot path measured by bench/bench_feed.py.
+`on_frame`, the hot path measured by bench/bench_feed.py. The connection itself (connect, subscribe, PING,
+reconnect with jittered backoff) is polymm/ws.py's, shared with the RTDS and the user channel; this channel's
+idle rule is `idle_problem` (data age per asset, once live).
 """
 from __future__ import annotations
 
 import json
 import logging
 import math
-import random
 import threading
 import time
-
-import websocket
 
 from polymm.feed import book as bk
 from polymm.feed.discovery import MarketInfo
 from polymm.feed.shm import Writer
 from polymm.feed.wire import FrameDecoder
+from polymm.ws import Backoff, ReconnectingSocket, last_heard
 
 log = logging.getLogger("polymm.feed.stream")
 
 PING_INTERVAL_S = 10.0
-RECV_TIMEOUT_S = 0.25
 _PUBLISH_BITS = bk.UP | bk.DOWN | bk.TICK
 
 
@@ -45,26 +44,10 @@ def subscription(up_token: str, down_token: str) -> str:
     )
 
 
-class Backoff:
-    """Jittered exponential backoff: initial, x2 per failure, capped; reset after a healthy connection."""
-
-    def __init__(self, initial_s: float = 0.25, max_s: float = 30.0, rng: random.Random | None = None) -> None:
-        self.initial_s = initial_s
-        self.max_s = max_s
-        self.failures = 0
-        self._rng = rng or random.Random()
-
-    def next_delay(self) -> float:
-        base = min(self.max_s, self.initial_s * 2**self.failures)
-        self.failures += 1
-        return base * self._rng.uniform(0.5, 1.0)  # jitter: many clients do not reconnect in lockstep
-
-    def reset(self) -> None:
-        self.failures = 0
-
-
-class MarketStream:
+class MarketStream(ReconnectingSocket):
     """Market channel for one market. Start with `start()`; `activate()` makes it publish; `stop()`."""
+
+    attention_bits = bk.RESYNC | bk.RESOLVED | bk.SNAPSHOT
 
     def __init__(
         self,
@@ -82,16 +65,14 @@ class MarketStream:
         clock=time.time,
         counters=None,
     ) -> None:
-        self.url = url
+        super().__init__(url, ping_interval_s=ping_interval_s, connect_timeout_s=connect_timeout_s,
+                         backoff=backoff or Backoff(), clock=clock, thread_name=f"market-ws-{market.window_start}")
+        self.name = f"market ws {market.slug}"
         self.market = market
         self.window_start = market.window_start
         self.writer = writer
         self.stale_after_s = stale_after_s
-        self.ping_interval_s = ping_interval_s
-        self.connect_timeout_s = connect_timeout_s
-        self.backoff = backoff or Backoff()
         self.resync_after_unverified_s = resync_after_unverified_s
-        self.clock = clock
         self.book = bk.MarketBook(market.up_token, market.down_token, market.condition_id, market.tick_size,
                                   depth=writer.depth)
         self.decoder = FrameDecoder()
@@ -101,29 +82,16 @@ class MarketStream:
         self.updates_base = updates_base
         self.disagreements_base = disagreements_base
         self.live = False
-        self.connected = False
-        self.connected_at = math.nan
         self._age_baseline = math.nan  # data age is counted from here when a leg has had no data since
-        self.reconnects = 0  # connections after the first
-        self.connections = 0
-        self.pongs = 0
-        self.last_error = ""
         self.first_publish = threading.Event()  # set when this stream first published a complete book
         self._published = False
         # Book + publish vs activate() from the service thread: the writer's own lock, so a frame costs
         # one lock, not two (publish_locked).
         self._lock = writer.lock
-        self._stop = threading.Event()
-        self._ws: websocket.WebSocket | None = None
-        self._thread = threading.Thread(target=self._run, name=f"market-ws-{market.window_start}", daemon=True)
         self._last_disagree_log = 0.0
         self._logged_disagreements = 0
 
     # -- control (service thread) ----------------------------------------------------------------------
-
-    def start(self) -> "MarketStream":
-        self._thread.start()
-        return self
 
     def activate(self) -> None:
         """Start publishing (at the window boundary): the current book goes out at once if complete."""
@@ -135,16 +103,8 @@ class MarketStream:
                 self._publish(bk.UP | bk.DOWN, "connected")
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop.set()
         self.live = False
-        ws = self._ws
-        if ws is not None:
-            try:
-                ws.abort()  # wakes the receive call at once
-            except Exception:  # noqa: BLE001 - already closed
-                pass
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout_s)
+        super().stop(timeout_s)
 
     @property
     def updates_total(self) -> int:
@@ -163,11 +123,7 @@ class MarketStream:
     def _leg_last(self, leg: bk.LegBook) -> float:
         """When this leg last had data, counting the connection (or going live) as a start: silence is
         measured from the later of the leg's last data and that baseline."""
-        baseline = self._age_baseline
-        recv = leg.recv_ts
-        if recv == recv and (baseline != baseline or recv >= baseline):
-            return recv
-        return baseline
+        return last_heard(leg.recv_ts, self._age_baseline)
 
     # -- the hot path (stream thread) ------------------------------------------------------------------
 
@@ -175,10 +131,7 @@ class MarketStream:
         """Decode one frame, apply it to the book and publish what changed. Returns the book's bits.
 
         This is the hot path (bench/bench_feed.py): the publish is written out here rather than calling
-        `_publish`, to save a call layer per message."""
-        if data == b"PONG":
-            self.pongs += 1
-            return 0
+        `_publish`, to save a call layer per message. (PONGs never get here: polymm/ws.py counts them.)"""
         try:
             decoded = self._decode_fast(data)
         except FrameDecoder.FAST_ERRORS:
@@ -243,111 +196,40 @@ class MarketStream:
             self._published = True
             self.first_publish.set()
 
-    # -- connection loop (stream thread) ---------------------------------------------------------------
+    # -- the connection's hooks (stream thread; the loop is polymm/ws.py's) -----------------------------
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            reason = self._connection()
-            self.connected = False
-            if self._stop.is_set():
-                break
-            if self.live:
-                self.writer.set_status("stale", self.window_start)
-            delay = self.backoff.next_delay()
-            self.reconnects += 1
-            log.warning(
-                "market ws %s: %s; reconnecting in %.2fs (reconnect %d)",
-                self.market.slug, reason, delay, self.reconnects,
-            )
-            self._stop.wait(delay)
+    def subscription(self) -> str:
+        return subscription(self.market.up_token, self.market.down_token)
 
-    def _connection(self) -> str:
-        """One connection's life. Returns why it ended."""
-        try:
-            ws = websocket.create_connection(
-                self.url, timeout=self.connect_timeout_s, skip_utf8_validation=True, enable_multithread=False
-            )
-        except Exception as e:  # noqa: BLE001 - any failure to connect is retried
-            self.last_error = f"connect failed: {e}"
-            return self.last_error
-        self._ws = ws
-        try:
-            if self._stop.is_set():
-                return "stopped"
-            ws.send(subscription(self.market.up_token, self.market.down_token))
-            self.connections += 1
-            with self._lock:
-                self.book.reset()  # no replay: the snapshot of this connection rebuilds the book
-                self.connected = True
-                self.connected_at = self._age_baseline = self.clock()
-            log.info(
-                "market ws %s connected to %s; subscribed up=%s.. down=%s..",
-                self.market.slug, self.url, self.market.up_token[:12], self.market.down_token[:12],
-            )
-            return self._receive(ws)
-        except Exception as e:  # noqa: BLE001 - a broken socket, a bug in a handler: reconnect, never die
-            self.last_error = f"{type(e).__name__}: {e}"
-            if not isinstance(e, (websocket.WebSocketException, OSError)):
-                log.exception("market ws %s: unexpected error", self.market.slug)
-            return self.last_error
-        finally:
-            self._ws = None
-            try:
-                ws.close(timeout=0.5)
-            except Exception:  # noqa: BLE001
-                pass
+    def on_open(self) -> None:
+        with self._lock:
+            self.book.reset()  # no replay: the snapshot of this connection rebuilds the book
+            self.connected = True
+            self.connected_at = self._age_baseline = self.clock()
+        log.info(
+            "market ws %s connected to %s; subscribed up=%s.. down=%s..",
+            self.market.slug, self.url, self.market.up_token[:12], self.market.down_token[:12],
+        )
 
-    def _receive(self, ws: websocket.WebSocket) -> str:
-        monotonic = time.monotonic
-        next_ping = monotonic() + self.ping_interval_s
-        next_check = 0.0
-        clock = self.clock
-        on_frame = self.on_frame
-        healthy = False
-        # One receive timeout for the connection's life (setting it per frame costs ~2.5 us a frame): it
-        # bounds how late a PING, a staleness check or a stop request can be.
-        ws.settimeout(RECV_TIMEOUT_S)
-        while not self._stop.is_set():
-            try:
-                opcode, data = ws.recv_data()
-            except websocket.WebSocketTimeoutException:
-                opcode, data = None, None
-            except websocket.WebSocketConnectionClosedException:
-                self.last_error = "connection closed by the server"
-                return self.last_error
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                self.last_error = "server sent close"
-                return self.last_error
-            if data:
-                bits = on_frame(data, clock())
-                if bits & (bk.RESYNC | bk.RESOLVED | bk.SNAPSHOT):
-                    if bits & bk.RESYNC:
-                        self.last_error = (
-                            f"book disagrees with the exchange's best bid/ask {bk.DISAGREE_RESYNC_AFTER} times in a row"
-                        )
-                        return self.last_error + "; resyncing from a fresh snapshot"
-                    if bits & bk.RESOLVED:
-                        log.info("market %s resolved: winning token %s", self.market.slug,
-                                 self.book.resolved_winner or "?")
-                    if not healthy and self.book.ready():
-                        healthy = True
-                        self.backoff.reset()
-            # The clock-driven chores run at most every 100 ms, not per frame.
-            now_m = monotonic()
-            if now_m < next_check:
-                continue
-            next_check = now_m + 0.1
-            if now_m >= next_ping:
-                ws.send("PING")
-                next_ping = now_m + self.ping_interval_s
-            self._log_disagreements()
-            problem = self._health_problem(clock())
-            if problem:
-                self.last_error = problem
-                if self.live:
-                    self.writer.set_status("stale", self.window_start)
-                return problem
-        return "stopped"
+    def after_frame(self, bits: int) -> str:
+        if bits & bk.RESYNC:
+            return (f"book disagrees with the exchange's best bid/ask {bk.DISAGREE_RESYNC_AFTER} times in a row; "
+                    "resyncing from a fresh snapshot")
+        if bits & bk.RESOLVED:
+            log.info("market %s resolved: winning token %s", self.market.slug, self.book.resolved_winner or "?")
+        if self.book.ready():
+            self.healthy()
+        return ""
+
+    def idle_problem(self, now: float) -> str:
+        """This channel's idle rule: a live market silent on a leg for `stale_after_s` (the socket can freeze while
+        PONGs still come), or a book unconfirmed too long after a tick size change."""
+        self._log_disagreements()
+        return self._health_problem(now)
+
+    def on_closed(self, reason: str) -> None:
+        if self.live:
+            self.writer.set_status("stale", self.window_start)
 
     def _health_problem(self, now: float) -> str:
         if not self.live:
@@ -374,6 +256,3 @@ class MarketStream:
                 )
                 self._last_disagree_log = now
                 self._logged_disagreements = d
-
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()

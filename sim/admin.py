@@ -11,8 +11,9 @@ request gets 400 with the reason in words.
     GET  /_sim/trades?address=            trades that address took part in
     POST /_sim/resolve_now {"condition_id"?, "winner"?: "Up"|"Down"}   end a window early
     POST /_sim/book  {"condition_id"?, "bids": [[price, size], ...], "asks": [...]}
-                     script a window's book (Up prices): the synthetic ladder and random takers leave it alone
-                     from then on and exactly these background levels rest (again: replaced); for tests
+                     a book step for a window, now (sim/script.py, as --script gives every window): exactly these
+                     background levels (Up prices) rest, the synthetic ladder and random takers leave the window
+                     alone from then on (again: the levels are replaced); for tests
     POST /_sim/take  {"condition_id"?, "side": "BUY"|"SELL", "price", "size"}   a background fill-and-kill on Up
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ import msgspec
 from aiohttp import web
 from eth_utils import is_address, to_checksum_address
 
+from polymm.sim import script
 from polymm.sim.clob import num, order_json, trade_json
 from polymm.sim.orders import JSON_ERRORS
 
@@ -64,16 +66,7 @@ def _count(params: dict, name: str = "count", default: int = 1) -> int:
     return value
 
 
-def _decimal(value: Any, name: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise AdminError(f"{name} must be a number")
-    try:
-        out = Decimal(str(value))
-    except InvalidOperation:
-        raise AdminError(f"{name} must be a number") from None
-    if not out.is_finite():
-        raise AdminError(f"{name} must be finite")
-    return out
+_decimal = script.number  # a JSON number as a Decimal, as written (ScriptError, a 400 in words, when not)
 
 
 def _address(value: Any) -> str:
@@ -135,7 +128,7 @@ class AdminApi:
     async def _answer(self, work) -> web.Response:
         try:
             return web.json_response(await work)
-        except AdminError as exc:
+        except (AdminError, script.ScriptError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
 
     # ---- state -----------------------------------------------------------------------------------
@@ -395,33 +388,27 @@ class AdminApi:
     # ---- market shortcuts ------------------------------------------------------------------------
     @staticmethod
     def _levels(params: dict, name: str, tick: Decimal) -> list[tuple[Decimal, Decimal]]:
-        raw = params.get(name, [])
-        if not isinstance(raw, list):
-            raise AdminError(f"{name} must be a list of [price, size]")
-        levels = []
-        for item in raw:
-            if not (isinstance(item, list) and len(item) == 2):
-                raise AdminError(f"{name}: each level is [price, size], got {item!r}")
-            price, size = (_decimal(v, name) for v in item)
-            if not (0 < price < 1) or price % tick:
+        try:
+            levels = script.levels(params.get(name, []), name)
+        except script.ScriptError as exc:
+            raise AdminError(str(exc)) from None
+        for price, _size in levels:
+            if 0 < price < 1 and price % tick:
                 raise AdminError(f"{name}: price {price} is not a price on the tick {tick} in (0, 1)")
-            if size <= 0:
-                raise AdminError(f"{name}: size {size} must be > 0")
-            levels.append((price, size))
         return levels
 
     async def book(self, request: web.Request) -> web.Response:
+        """A book step for one window, now: the one way to script a market (sim/script.py), as --script does for
+        every window from a file."""
         async def work():
             params = await self._params(request)
             now = time.time()
             condition_id, spec = self._market(params, now)
             bids = self._levels(params, "bids", spec.tick_size)
             asks = self._levels(params, "asks", spec.tick_size)
-            if bids and asks and max(p for p, _ in bids) >= min(p for p, _ in asks):
-                raise AdminError("the scripted bids must be below the scripted asks")
             try:
                 self.sim.market.script_book(condition_id, bids, asks, now)
-            except ValueError as exc:
+            except ValueError as exc:  # ScriptError too: a price out of (0, 1), crossed levels, a refused level
                 raise AdminError(str(exc)) from None
             self.sim.drain(now)
             up_bids, up_asks = self.sim.engine.book(spec.up_token)

@@ -10,6 +10,7 @@ time of the step they belong to.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import random
 from collections import deque
@@ -17,6 +18,9 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from .engine import BACKGROUND, Engine, MarketSpec, SimOrder
+from .script import Level, Script, Step, book_step
+
+log = logging.getLogger("polymm.sim.market")
 
 ONE = Decimal(1)
 COARSE_TICK = Decimal("0.01")
@@ -95,7 +99,7 @@ class SyntheticMarket:
                  levels: int = 5, level_size: float = 60.0, requote_move: float = 0.01,
                  min_requote_s: float = 1.0, refill_below: float = 0.4, taker_rate_per_s: float = 0.5,
                  taker_size: tuple[float, float] = (5.0, 60.0), resolve_delay_s: float = 0.0,
-                 retain_s: float = 3600.0, script: list[tuple[float, float]] | None = None) -> None:
+                 retain_s: float = 3600.0, script: Script | None = None) -> None:
         self.engine = engine
         self.calendar = calendar
         self.seed = seed
@@ -111,10 +115,10 @@ class SyntheticMarket:
         self.taker_size = taker_size
         self.resolve_delay_s = resolve_delay_s
         self.retain_s = retain_s  # finished orders/trades older than this are forgotten at each resolution
-        # A scripted market (tests): every window's P(Up) follows these (seconds since the window start, P(Up))
-        # steps instead of BTC, with no background takers, and the leg the last step favours wins. Seeded and
-        # deterministic like the rest: the same script gives the same book at the same offsets.
-        self.script = sorted(script) if script else None
+        # A scripted market (sim/script.py; --script): every window follows this script unless it has its own
+        # (POST /_sim/book adds a step to one window's). Seeded and deterministic like the rest: the same script
+        # gives the same book at the same offsets.
+        self.script = script
         # Separate generators: the BTC path must not depend on how much trading happened.
         self._btc_rng = random.Random(f"{seed}:btc")
         self._taker_rng = random.Random(f"{seed}:takers")
@@ -128,7 +132,9 @@ class SyntheticMarket:
         # The BTC price at each whole grid second, newest last: what the sim's RTDS publishes (sim/rtds.py).
         # A window's open is the point stamped exactly at its start.
         self.price_points: deque[tuple[float, float]] = deque(maxlen=600)
-        self._scripted: dict[str, list[str]] = {}  # cid -> background order ids of a scripted book (admin)
+        self._scripts: dict[str, Script] = {}  # cid -> the window's own script (the admin's book steps added)
+        self._book_applied: dict[str, int] = {}  # cid -> index of the script's book step resting now
+        self._book_orders: dict[str, list[str]] = {}  # cid -> background order ids of that book step
 
     # ---- read side (tests, demo, admin) ----------------------------------------------------------
     def btc_price(self) -> float:
@@ -184,20 +190,21 @@ class SyntheticMarket:
                     # The first grid price at/after T is the window's open (when the sim starts
                     # mid-window, the price at start stands in for it).
                     w.open_price = self._btc
-                w.fair = (self._scripted_fair(t - start) if self.script else
+                script = self.script_of(w)
+                fair = script.fair_at(t - start) if script is not None else None
+                w.fair = (fair if fair is not None else
                           fair_up_probability(self._btc, w.open_price, w.spec.window_end - t, self.vol_per_sqrt_s))
+                if script is not None:
+                    self._follow_book(w, script, t)
                 self._maybe_switch_tick(w, t)
                 self._quote(w, t)
             else:
                 self._quote(w, t)  # listed ahead: quoted around 0.5, no takers yet
         self._background_taker(live_start, t)
 
-    def _scripted_fair(self, offset_s: float) -> float:
-        fair = self.script[0][1]
-        for at, p in self.script:
-            if at <= offset_s + 1e-9:
-                fair = p
-        return fair
+    def script_of(self, w: _Window) -> Script | None:
+        """The script a window follows: its own, else every window's (--script), else none."""
+        return self._scripts.get(w.spec.condition_id, self.script)
 
     def _list_windows(self, live_start: int) -> None:
         for i in range(self.listed_ahead + 1):
@@ -226,7 +233,9 @@ class SyntheticMarket:
             self.engine.stop_accepting(cid, t)
             self._ladders[cid] = {}
         if t >= w.spec.window_end + self.resolve_delay_s:
-            up_wins = w.close_price >= w.open_price if not self.script else self._scripted_fair(w.spec.window_end - w.spec.window_start) >= 0.5
+            script = self.script_of(w)
+            fair = script.fair_at(w.spec.window_end - w.spec.window_start) if script is not None else None
+            up_wins = fair >= 0.5 if fair is not None else w.close_price >= w.open_price
             self.engine.resolve(cid, w.spec.up_token if up_wins else w.spec.down_token, t)
             w.fair = 1.0 if up_wins else 0.0
             w.resolved = True
@@ -236,8 +245,9 @@ class SyntheticMarket:
     def _forget_windows_before(self, horizon: float) -> None:
         for start in [s for s, w in self._windows.items() if w.resolved and w.spec.window_end < horizon]:
             w = self._windows.pop(start)
-            self._by_condition.pop(w.spec.condition_id, None)
-            self._ladders.pop(w.spec.condition_id, None)
+            cid = w.spec.condition_id
+            for kept in (self._by_condition, self._ladders, self._scripts, self._book_applied, self._book_orders):
+                kept.pop(cid, None)
 
     def _maybe_switch_tick(self, w: _Window, t: float) -> None:
         tick = w.spec.tick_size
@@ -271,8 +281,8 @@ class SyntheticMarket:
         return Decimal(int(size))
 
     def _quote(self, w: _Window, t: float) -> None:
-        if not w.spec.accepting_orders or w.spec.condition_id in self._scripted:
-            return
+        if not w.spec.accepting_orders or w.spec.condition_id in self._book_applied:
+            return  # a scripted book rests there: the ladder leaves the window alone
         cid = w.spec.condition_id
         tick = w.spec.tick_size
         fair = Decimal(repr(w.fair))
@@ -342,30 +352,48 @@ class SyntheticMarket:
         result = self.engine.submit(order, t)
         return order_id if result.ok else None
 
-    # ---- a scripted book (the admin's /_sim/book and /_sim/take, for tests) ------------------------
-    def script_book(self, condition_id: str, bids: list[tuple[Decimal, Decimal]],
-                    asks: list[tuple[Decimal, Decimal]], t: float) -> None:
-        """From now on this window's background book is exactly `bids`/`asks` ((Up price, size) levels): its
-        ladder is cancelled, the levels rest as background orders, and neither the ladder nor the random takers
-        touch it again (the BTC walk and resolution go on). Calling it again replaces the levels: the orders of
-        the previous script are cancelled first, then the new ones rest (whatever other traders rest stays)."""
+    # ---- scripts (sim/script.py): --script for every window, the admin's /_sim/book for one, now -----
+    def script_book(self, condition_id: str, bids: list[Level], asks: list[Level], t: float) -> None:
+        """From now on this window's background book is exactly `bids`/`asks` ((Up price, size) levels): a book
+        step at the current offset is added to the script the window follows, and rests at once (the ladder's
+        levels, or the previous book step's, are cancelled first; whatever other traders rest stays). The BTC
+        walk (or the script's fair steps) and resolution go on. ValueError (ScriptError) says what is wrong."""
         w = self._by_condition.get(condition_id)
         if w is None:
             raise ValueError(f"no such window: {condition_id}")
-        for ids in self._ladders.get(condition_id, {}).values():
+        step = book_step(max(0.0, t - w.spec.window_start), bids, asks)
+        script = (self.script_of(w) or Script()).plus(step)
+        self._scripts[condition_id] = script
+        self._apply_book(w, next(i for i, s in enumerate(script.steps) if s is step), step, t)
+
+    def _follow_book(self, w: _Window, script: Script, t: float) -> None:
+        """A book step of the window's script that took effect since the last grid step: rest its levels."""
+        current = script.book_at(t - w.spec.window_start)
+        if current is None or self._book_applied.get(w.spec.condition_id) == current[0]:
+            return
+        try:
+            self._apply_book(w, *current, t)
+        except ValueError as exc:  # a file's level the exchange refuses (off the window's tick): said, not fatal
+            log.error("script: the book step at %gs of window %s cannot rest: %s", current[1].at_s,
+                      w.spec.condition_id, exc)
+
+    def _apply_book(self, w: _Window, index: int, step: Step, t: float) -> None:
+        cid = w.spec.condition_id
+        self._book_applied[cid] = index
+        for ids in self._ladders.get(cid, {}).values():
             for order_id in ids:
                 self.engine.cancel(order_id, BACKGROUND, t)
-        self._ladders[condition_id] = {}
-        for order_id in self._scripted.get(condition_id, []):
+        self._ladders[cid] = {}
+        for order_id in self._book_orders.get(cid, []):
             self.engine.cancel(order_id, BACKGROUND, t)
-        placed = []
-        for side, levels in (("BUY", bids), ("SELL", asks)):
+        placed: list[str] = []
+        self._book_orders[cid] = placed
+        for side, levels in (("BUY", step.bids or ()), ("SELL", step.asks or ())):
             for price, size in levels:
                 order_id = self._submit_background(w, w.spec.up_token, side, price, size, "GTC", t)
                 if order_id is None:
                     raise ValueError(f"the exchange refused a {side} of {size} at {price} (tick {w.spec.tick_size})")
                 placed.append(order_id)
-        self._scripted[condition_id] = placed
 
     def take(self, condition_id: str, side: str, price: Decimal, size: Decimal, t: float) -> bool:
         """A background taker: a fill-and-kill `side` of `size` Up shares with limit `price`, now."""
@@ -379,7 +407,7 @@ class SyntheticMarket:
         # Always draw the same numbers per step, traded or not, so the generator's position depends
         # on the grid only.
         rng = self._taker_rng
-        arrives = rng.random() < self.taker_rate_per_s * self.step_s and not self.script
+        arrives = rng.random() < self.taker_rate_per_s * self.step_s and self.script is None
         buys_up_space = rng.random() < 0.5
         via_down = rng.random() < 0.5
         lo, hi = self.taker_size
@@ -388,8 +416,8 @@ class SyntheticMarket:
         w = self._windows.get(live_start)
         if not arrives or w is None or not w.spec.accepting_orders or w.open_price is None:
             return
-        if w.spec.condition_id in self._scripted:
-            return  # a scripted book trades only when the script says so
+        if self.script_of(w) is not None:
+            return  # a scripted market trades only when the script (or the test) says so
         tick = w.spec.tick_size
         bids, asks = self.engine.book(w.spec.up_token)
         if buys_up_space:

@@ -29,7 +29,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from polymm import logs
-from polymm.sim import auth, rtds, ws
+from polymm.sim import auth, rtds, script, ws
 from polymm.sim.admin import AdminApi
 from polymm.sim.chain import Chain
 from polymm.sim.clob import ClobApi, Heartbeats, error
@@ -497,8 +497,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="refuse orders whose maker is not the signer's proxy / Safe / deposit wallet, as production "
                         "does (off by default: many tests trade from made-up funders)")
     p.add_argument("--script", default=None, metavar="FILE",
-                   help='a scripted market (tests): JSON {"fair": [[seconds since window start, P(Up)], ...]}; '
-                   "every window follows it, no background takers, the last step's favourite wins")
+                   help="a scripted market (tests; sim/script.py), every window follows it: JSON "
+                   '{"steps": [{"at": seconds since the window start, "fair": P(Up)} or {"at": ..., "bids": '
+                   '[[price, size], ...], "asks": [...]}, ...]} or the short {"fair": [[seconds, P(Up)], ...]}; '
+                   "fair steps move the synthetic ladder, book steps rest exactly their levels, no random takers, "
+                   "the last fair step's favourite wins. POST /_sim/book adds a book step to one window, now")
     p.add_argument("--no-admin", action="store_true", help="do not serve the /_sim admin endpoints")
     p.add_argument("--exit-after-s", type=float, default=0.0,
                    help="stop by itself after this long (0 = never): a guard for unattended soaks")
@@ -542,16 +545,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def load_script(path: str) -> list[tuple[float, float]]:
-    """--script FILE -> [(offset_s, P(Up))]; SystemExit with the reason for a bad file."""
+def load_script(path: str) -> script.Script:
+    """--script FILE -> the script every window follows; SystemExit with the reason for a bad file."""
     try:
-        data = json.loads(Path(path).read_text())
-        steps = [(float(t), float(p)) for t, p in data["fair"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SystemExit(f"polymm-sim: --script {path}: expected {{\"fair\": [[seconds, P(Up)], ...]}} ({exc})") from None
-    if not steps or any(not 0 < p < 1 or t < 0 for t, p in steps):
-        raise SystemExit(f"polymm-sim: --script {path}: needs at least one step, seconds >= 0 and 0 < P(Up) < 1")
-    return steps
+        return script.load(path)
+    except script.ScriptError as exc:
+        raise SystemExit(f"polymm-sim: --script {path}: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,9 @@ from typing import Any, Iterator
 from polymm import env as polymm_env
 
 START_TIMEOUT_S = 30.0
+# A market that holds still (run_sim(script=STEADY)): P(Up) 0.5 all window, the book 0.49/0.51, no random takers. For
+# tests whose orders must rest until the test itself trades (a random taker filling them would be a flake).
+STEADY = {"fair": [[0, 0.5]]}
 
 
 class SimError(RuntimeError):
@@ -191,13 +194,18 @@ class RunningSim:
 
 @contextmanager
 def run_sim(tmp_path: Path | str, seed: int = 1, window_s: int = 60, fund: float = 1000,
-            extra_args: tuple[str, ...] | list[str] = ()) -> Iterator[RunningSim]:
-    """Start polymm-sim on a free port, yield it once it serves, stop it (SIGTERM, then kill) on exit."""
+            extra_args: tuple[str, ...] | list[str] = (), script: dict | None = None) -> Iterator[RunningSim]:
+    """Start polymm-sim on a free port, yield it once it serves, stop it (SIGTERM, then kill) on exit.
+    `script`: every window follows it (sim/script.py's JSON form; e.g. STEADY), written to a file for --script."""
     tmp_path = Path(tmp_path)
     tmp_path.mkdir(parents=True, exist_ok=True)
     tag = f"{os.getpid()}-{secrets.token_hex(3)}"
     ready_file = tmp_path / f"polymm-sim-{tag}.ready.json"
     log_path = tmp_path / f"polymm-sim-{tag}.log"
+    if script is not None:
+        script_file = tmp_path / f"polymm-sim-{tag}.script.json"
+        script_file.write_text(json.dumps(script))
+        extra_args = (*extra_args, "--script", str(script_file))
     command = [sys.executable, "-m", "polymm.sim.server", "--host", "127.0.0.1", "--port", "0",
                "--seed", str(seed), "--window-s", str(window_s), "--fund", str(fund),
                "--ready-file", str(ready_file), *extra_args]

@@ -126,10 +126,11 @@ def market_view(snap, *, now: float, stale_feed_ms: float, accepting_orders: boo
     btc = btc_open = fair_up = math.nan
     btc_age_ms = math.inf
     if ref is not None and ref.chainlink == ref.chainlink:
-        btc, btc_open = ref.chainlink, ref.opening_for(int(snap.window_start))
+        btc, btc_open = ref.chainlink, ref.opening_for(int(snap.market.window_start))
         btc_age_ms = ref.chainlink_age_s(now) * 1000.0
         if fair is not None:
-            fair_up = fair.fair_up(btc, ref.chainlink_ts, btc_open, now, float(snap.window_end), stale_ref_ms / 1000.0)
+            fair_up = fair.fair_up(btc, ref.chainlink_ts, btc_open, now, float(snap.market.window_end),
+                                   stale_ref_ms / 1000.0)
     age_ms = snap.data_age_s(now) * 1000.0
     heartbeat_ms = snap.heartbeat_age_s(now) * 1000.0
     fresh = (
@@ -137,15 +138,10 @@ def market_view(snap, *, now: float, stale_feed_ms: float, accepting_orders: boo
         and heartbeat_ms <= stale_feed_ms
         and age_ms <= stale_feed_ms
     )
+    market = snap.market
     return MarketView(
-        window_start=int(snap.window_start),
-        window_end=int(snap.window_end),
-        condition_id=snap.condition_id,
-        up_token=snap.up_token,
-        down_token=snap.down_token,
-        tick_size=float(snap.tick_size),
-        min_order_size=float(snap.min_order_size),
-        fee_rate=float(snap.fee_rate) if fee is None else fee.rate,
+        market=market,
+        fee_rate=market.fee_rate if fee is None else fee.rate,
         fee_exponent=1.0 if fee is None else fee.exponent,
         up_bid=_num(snap.up.bid),
         up_bid_size=_num(snap.up.bid_size),
@@ -158,7 +154,7 @@ def market_view(snap, *, now: float, stale_feed_ms: float, accepting_orders: boo
         age_ms=age_ms,
         fresh=fresh,
         crossed=bool(snap.crossed),
-        accepting_orders=accepting_orders and now < snap.window_end,
+        accepting_orders=accepting_orders and now < market.window_end,
         fair_up=fair_up,
         btc=btc,
         btc_age_ms=btc_age_ms,
@@ -311,9 +307,9 @@ class Engine:
         while True:
             snap = self.reader.snapshot()
             now = self.clock()
-            if snap.status in TRADABLE_FEED_STATUS and snap.condition_id and now < snap.window_end:
+            if snap.status in TRADABLE_FEED_STATUS and snap.market.condition_id and now < snap.market.window_end:
                 return identity_of(snap)
-            last_reason = f"feed status {snap.status!r}, window ends {snap.window_end}"
+            last_reason = f"feed status {snap.status!r}, window ends {snap.market.window_end}"
             if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
                 raise TimeoutError(f"the feed did not publish a live market within {wait_s:.0f} s ({last_reason})")
             self.reader.wait_update(snap.seq, 0.2)
@@ -421,7 +417,7 @@ class Engine:
             fee_of = getattr(self.core, "fee_schedule", None)
             view = market_view(snap, now=now, stale_feed_ms=stale_ms, fair=self.fair,
                                stale_ref_ms=float(self.config.risk.stale_ref_ms),
-                               fee=fee_of(snap.condition_id) if fee_of is not None else None)
+                               fee=fee_of(snap.market.condition_id) if fee_of is not None else None)
             actions, view = self._decide_and_execute(view, now, snap)
         else:
             self._refuse(problem, now)
@@ -447,11 +443,11 @@ class Engine:
 
         Only forward in time, and only once the feed is connected on it: a feed that restarts and briefly
         shows an older window must not drag the trader back."""
-        if self.market is None or snap.condition_id == self.market.condition_id:
+        if self.market is None or snap.market.condition_id == self.market.condition_id:
             return False
-        if snap.status not in TRADABLE_FEED_STATUS or int(snap.window_start) <= int(self.market.window_start):
+        if snap.status not in TRADABLE_FEED_STATUS or int(snap.market.window_start) <= int(self.market.window_start):
             return False
-        if now >= snap.window_end:
+        if now >= snap.market.window_end:
             return False
         new_market = identity_of(snap)
         old = self.market
@@ -469,23 +465,23 @@ class Engine:
     def _follow_tick_size(self, snap) -> None:
         """Exchange quirk: the tick changes mid-window (0.01 -> 0.001 near 0 and 1, `tick_size_change`); the feed
         publishes it in shm and the execution core must round to it (the SDK's own tick cache never expires)."""
-        tick = float(snap.tick_size)
+        tick = float(snap.market.tick_size)
         if tick > 0 and tick != self._tick_size:
             if self._tick_size is not None:
-                log.info("tick size of %s: %g -> %g", snap.condition_id[:12], self._tick_size, tick)
+                log.info("tick size of %s: %g -> %g", snap.market.condition_id[:12], self._tick_size, tick)
             self._tick_size = tick
-            self.core.on_tick_size(snap.up_token, tick)
-            self.core.on_tick_size(snap.down_token, tick)
+            self.core.on_tick_size(snap.market.up_token, tick)
+            self.core.on_tick_size(snap.market.down_token, tick)
 
     def _market_problem(self, snap, now: float, stale_ms: float) -> str | None:
         """Why the shm book cannot be traded on as our market; words starting "feed"/"book" mean the pipeline
         still runs (with fresh=False) so its risk gate can cancel entries."""
         if self.market is None:
             return "not started"
-        if snap.condition_id != self.market.condition_id or int(snap.window_start) != int(self.market.window_start):
+        if snap.market.condition_id != self.market.condition_id or int(snap.market.window_start) != int(self.market.window_start):
             return (
-                f"wrong window: feed shows {window_words(snap.window_start, snap.window_end)} "
-                f"({(snap.condition_id or '?')[:12]}), trading {window_words(self.market.window_start, self.market.window_end)}"
+                f"wrong window: feed shows {window_words(snap.market.window_start, snap.market.window_end)} "
+                f"({(snap.market.condition_id or '?')[:12]}), trading {window_words(self.market.window_start, self.market.window_end)}"
             )
         if now >= self.market.window_end:
             return f"window {window_words(self.market.window_start, self.market.window_end)} has ended; waiting for the feed to rotate"

@@ -103,6 +103,13 @@ class OrderView:
     created_at: float  # unix seconds
     updated_at: float  # unix seconds of the last state change
     reason: str = ""
+    condition_id: str = ""  # the order's market ("" where a view is built without one: tests, the backtest)
+    token_id: str = ""  # the leg's token
+    # Why a cancel was requested (the state shows pending_cancel until the order ends). Words for log lines and the
+    # ledger, not a change of the order: left out of equality, so a re-requested cancel is no new order event.
+    cancel_reason: str | None = field(default=None, compare=False)
+    # No cancel goes out before this (unix s; 0: none): the market's minimum order age, a taker delay (orders.py).
+    hold_until: float = field(default=0.0, compare=False)
 
     @property
     def remaining(self) -> float:
@@ -166,13 +173,11 @@ class MarketView:
     at their defaults.
     """
 
-    window_start: int
-    window_end: int
-    condition_id: str
-    up_token: str
-    down_token: str
-    tick_size: float
-    min_order_size: float
+    # Which market, its window and its trading rules (one definition: feed/market.py; the tick as the feed
+    # publishes it now). Its fee_rate is Gamma's display rate; fees are charged with fee_rate/fee_exponent below.
+    market: MarketIdentity
+    # The market's taker fee schedule as the exchange publishes it (GET /clob-markets, with fee_exponent;
+    # trader/decision/fees.py); without one read yet, Gamma's rate with exponent 1.
     fee_rate: float
     up_bid: float
     up_bid_size: float
@@ -186,7 +191,7 @@ class MarketView:
     fresh: bool  # feed alive and data younger than risk.stale_feed_ms
     crossed: bool = False
     accepting_orders: bool = True
-    fee_exponent: float = 1.0  # with fee_rate: the market's taker fee schedule (trader/decision/fees.py)
+    fee_exponent: float = 1.0  # with fee_rate: the market's taker fee schedule
     # The BTC reference price (issue 16): P(Up wins) from trader/decision/fair_value.py, NaN when the Chainlink price is
     # stale or the window's opening price unknown (a fair-value-guarded strategy then does not enter).
     fair_up: float = float("nan")

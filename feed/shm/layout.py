@@ -218,14 +218,10 @@ class Snapshot:
     writer_start: float
     heartbeat: float
     status: str
-    window_start: int
-    window_end: int
-    condition_id: str
-    up_token: str
-    down_token: str
-    tick_size: float
-    min_order_size: float
-    fee_rate: float
+    # The market the segment publishes (one definition: feed/market.py): condition id, tokens, window, and its
+    # trading rules as published now (the tick follows `tick_size_change`). Empty strings and zeros before the
+    # feed has published one.
+    market: MarketIdentity
     crossed: bool
     seq: int
     updates_total: int
@@ -236,15 +232,6 @@ class Snapshot:
     down: Leg
     ref: Reference | None = None  # the BTC reference prices (issue 16)
     depth_levels: int = 0  # N of the DEPTH block: up.bids etc. hold at most N levels (0: top of book only)
-
-    @property
-    def market(self) -> MarketIdentity:
-        """The market identity this snapshot carries (one definition: feed/market.py)."""
-        return MarketIdentity(
-            condition_id=self.condition_id, up_token=self.up_token, down_token=self.down_token,
-            window_start=int(self.window_start), window_end=int(self.window_end), tick_size=float(self.tick_size),
-            min_order_size=float(self.min_order_size), fee_rate=float(self.fee_rate),
-        )
 
     def heartbeat_age_s(self, now: float | None = None) -> float:
         return (time.time() if now is None else now) - self.heartbeat

@@ -14,6 +14,7 @@ from polymm.feed.shm.layout import (DEFAULT_NAME, FEATURE_FUTEX_WAKE, HEADER, MA
                                    _ENTRY_TOP, _FEATURES_OFF, _HDR_CONST, _LOCK_OFF, _NAN_LEG, _N_LEG, _SEQ_OFF, _STATE,
                                    _REF, _REF_OFF, _reference_of, Reference,
                                    _STATE_END, _STATE_OFF, _STATUS_OFF, _U32, _U64, geometry, _pid_alive, _shm_path)
+from polymm.feed.market import MarketIdentity
 from polymm.feed.shm import futex
 from polymm.feed.shm.futex import _FUTEX_WAIT, _SYS_FUTEX, _Timespec, _address_of
 
@@ -47,6 +48,8 @@ class Reader:
         self.name = name.lstrip("/")
         self._mm: mmap.mmap | None = None
         self._buf: memoryview | None = None
+        self._market_key: tuple | None = None
+        self._market: MarketIdentity | None = None
         deadline = time.monotonic() + max(0.0, wait_s)
         delay = 0.005
         while True:
@@ -153,7 +156,7 @@ class Reader:
         # v follows _STATE_NAMES: writer_pid, writer_start, heartbeat, updates_per_s, reconnects, window_end,
         # min_order_size, fee_rate, condition_id, up_token, down_token, then TOP: seq, window_start, status,
         # crossed, tick_size, updates_total, disagreements, up (9), down (9).
-        # Built without the frozen dataclass __init__ (22 object.__setattr__ calls, ~5 us): this runs on every
+        # Built without the frozen dataclass __init__ (object.__setattr__ per field, ~5 us): this runs on every
         # trader tick. The result is a normal Snapshot (equality, repr, frozen against assignment).
         snap = object.__new__(Snapshot)
         snap.__dict__.update(
@@ -164,14 +167,7 @@ class Reader:
             writer_start=v[1],
             heartbeat=v[2],
             status=_status_name(v[13]),
-            window_start=v[12],
-            window_end=v[5],
-            condition_id=v[8].rstrip(b"\0").decode("ascii"),
-            up_token=v[9].rstrip(b"\0").decode("ascii"),
-            down_token=v[10].rstrip(b"\0").decode("ascii"),
-            tick_size=v[15],
-            min_order_size=v[6],
-            fee_rate=v[7],
+            market=self._market_of(v),
             crossed=bool(v[14]),
             seq=v[11],
             updates_total=v[16],
@@ -183,6 +179,26 @@ class Reader:
             ref=ref,
         )
         return snap
+
+    def _market_of(self, v) -> MarketIdentity:
+        """The market identity of one state read. It changes once a window (or on a tick change), so the last one
+        is kept and handed out again while its raw fields are the same: no decoding, no new object per tick."""
+        key = (v[8], v[9], v[10], v[12], v[5], v[15], v[6], v[7])
+        if key != self._market_key:
+            market = object.__new__(MarketIdentity)  # frozen dataclass: built like Snapshot above
+            market.__dict__.update(
+                condition_id=v[8].rstrip(b"\0").decode("ascii"),
+                up_token=v[9].rstrip(b"\0").decode("ascii"),
+                down_token=v[10].rstrip(b"\0").decode("ascii"),
+                window_start=int(v[12]),
+                window_end=int(v[5]),
+                tick_size=float(v[15]),
+                min_order_size=float(v[6]),
+                fee_rate=float(v[7]),
+                neg_risk=False,  # not in the segment (the Up/Down markets are not negative-risk)
+            )
+            self._market_key, self._market = key, market
+        return self._market
 
     def _dead_writer_snapshot(self) -> Snapshot:
         # The writer died inside its critical section: the legs may be torn. Report the identity but no

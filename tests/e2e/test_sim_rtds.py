@@ -12,7 +12,7 @@ from tests.support import waiting
 from polymm.feed.rtds import reference as ref
 from polymm.feed.rtds import wire
 from polymm.feed.rtds.stream import RtdsStream
-from polymm.feed.stream import Backoff
+from polymm.ws import Backoff
 from polymm.sim.testing import run_sim
 
 pytestmark = pytest.mark.slow

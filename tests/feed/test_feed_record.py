@@ -1,10 +1,12 @@
 """`polymm-feed --record FILE` lines (contract 2), from ring entries."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
 from polymm.feed import record, shm
+from polymm.feed.market import MarketIdentity
 
 
 def update(status="connected", up_bid=0.48, window_start=1_800_000_000) -> shm.Update:
@@ -24,16 +26,17 @@ def test_tick_line_has_contract_fields_with_null_for_empty_sides():
 
 
 def test_tick_line_adds_market_parameters_of_the_same_window_only():
-    snap_fields = dict(window_start=1_800_000_000, window_end=1_800_000_900, min_order_size=5.0, fee_rate=0.07)
+    market = MarketIdentity("0xc", "1", "2", window_start=1_800_000_000, window_end=1_800_000_900, tick_size=0.01,
+                            min_order_size=5.0, fee_rate=0.07)
 
     class Snap:
         pass
 
     snap = Snap()
-    snap.__dict__.update(snap_fields)
+    snap.market = market
     line = record.tick_line(update(), snap)
     assert (line["window_end"], line["min_order_size"], line["fee_rate"]) == (1_800_000_900, 5.0, 0.07)
-    snap.window_start = 1_800_000_900
+    snap.market = dataclasses.replace(market, window_start=1_800_000_900)
     assert "window_end" not in record.tick_line(update(), snap)
 
 

@@ -191,13 +191,13 @@ def test_gamma_not_knowing_the_next_market_is_retried_logged_and_shown(fake, seg
     proc = start_feed(fake, segment, window_s, tmp_path, env_extra={"NOTIFY_SOCKET": notify.path})
     try:
         reader = shm.Reader(segment, wait_s=10)
-        wait_for(lambda: reader.snapshot().window_start == first and reader.snapshot().status == "connected", what="first")
+        wait_for(lambda: reader.snapshot().market.window_start == first and reader.snapshot().status == "connected", what="first")
         wait_for(lambda: time.time() > nxt + 1.0, timeout_s=10, what="the next window to start")
         snap = reader.snapshot()
         assert snap.status == "rotating" and snap.up.bid != snap.up.bid  # no old book shown after its window
         up, down = tokens(nxt)
         fake.list_market(nxt, window_s, up, down)  # Gamma finally lists it
-        snap = wait_for(lambda: (s := reader.snapshot()).window_start == nxt and s.status == "connected" and s,
+        snap = wait_for(lambda: (s := reader.snapshot()).market.window_start == nxt and s.status == "connected" and s,
                         timeout_s=15, what="late market")
         assert snap.up.bid == price_for(nxt, window_s)
     finally:

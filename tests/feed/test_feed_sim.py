@@ -101,15 +101,16 @@ def sim_feed(tmp_path_factory):
 def test_feed_publishes_the_sims_top_of_book_for_both_legs(sim_feed):
     sim, feed = sim_feed
     live = sim.admin.live_market()
-    snap = feed.wait(lambda: (s := feed.snapshot()).window_start == live["window_start"] and s, what="live window")
-    assert (snap.up_token, snap.down_token, snap.condition_id) == (live["up_token"], live["down_token"],
+    snap = feed.wait(lambda: (s := feed.snapshot()).market.window_start == live["window_start"] and s, what="live window")
+    market = snap.market
+    assert (market.up_token, market.down_token, market.condition_id) == (live["up_token"], live["down_token"],
                                                                   live["condition_id"])
-    assert snap.window_end == live["window_end"] and snap.min_order_size == 5 and snap.fee_rate == 0.07
+    assert market.window_end == live["window_end"] and market.min_order_size == 5 and market.fee_rate == 0.07
 
     def same_as_sim():
         # the sim requotes continuously: compare a REST read taken between two identical feed reads
         before = feed.snapshot()
-        sim_up, sim_down = rest_top(sim, before.up_token), rest_top(sim, before.down_token)
+        sim_up, sim_down = rest_top(sim, before.market.up_token), rest_top(sim, before.market.down_token)
         after = feed.snapshot()
         if before.seq != after.seq or after.status != "connected":
             return False
@@ -149,22 +150,22 @@ def test_silent_freeze_is_detected_from_data_age_and_recovered(sim_feed):
 
 def test_tick_size_change_is_published_for_the_current_window(sim_feed):
     sim, feed = sim_feed
-    feed.wait(lambda: feed.snapshot().status == "connected" and feed.snapshot().tick_size == 0.01, what="tick 0.01")
+    feed.wait(lambda: feed.snapshot().status == "connected" and feed.snapshot().market.tick_size == 0.01, what="tick 0.01")
     start = feed.reader.seq()
-    window = feed.snapshot().window_start
+    window = feed.snapshot().market.window_start
     sim.admin.fault("tick_size", tick=0.001)
     # the synthetic market flips the live window back to 0.01 on its next step: both changes must show
     feed.wait(lambda: any(u.tick_size == 0.001 and u.window_start == window for u in feed.reader.updates_since(start)),
               timeout_s=10, what="tick 0.001 in the segment")
-    feed.wait(lambda: (s := feed.snapshot()).tick_size == 0.01 and s.up.bid == s.up.bid and s.status == "connected",
+    feed.wait(lambda: (s := feed.snapshot()).market.tick_size == 0.01 and s.up.bid == s.up.bid and s.status == "connected",
               timeout_s=15, what="tick back to 0.01 with a confirmed book")
 
 
 def test_rotation_across_two_windows_without_a_book_under_the_wrong_window(sim_feed):
     sim, feed = sim_feed
     start = feed.reader.seq()
-    first = feed.snapshot().window_start
-    feed.wait(lambda: feed.snapshot().window_start >= first + 2 * WINDOW_S and feed.snapshot().status == "connected",
+    first = feed.snapshot().market.window_start
+    feed.wait(lambda: feed.snapshot().market.window_start >= first + 2 * WINDOW_S and feed.snapshot().status == "connected",
               timeout_s=2 * WINDOW_S + 15, what="two rotations")
     updates = feed.reader.updates_since(start)
     assert updates and updates[0].seq == start + 1  # the ring still holds all of them
@@ -199,11 +200,11 @@ def test_gamma_not_knowing_the_next_market_is_retried_and_the_feed_catches_up(tm
     with run_sim(tmp_path, seed=3, window_s=window_s, extra_args=("--listed-ahead", "0")) as sim:
         feed = Feed(sim, tmp_path, window_s, "--stale-after-s", "5")
         try:
-            first = feed.wait(lambda: (s := feed.snapshot()).status == "connected" and s.window_start, what="connect")
+            first = feed.wait(lambda: (s := feed.snapshot()).status == "connected" and s.market.window_start, what="connect")
             nxt = first + window_s
-            snap = feed.wait(lambda: (s := feed.snapshot()).window_start == nxt and s.status == "connected" and s,
+            snap = feed.wait(lambda: (s := feed.snapshot()).market.window_start == nxt and s.status == "connected" and s,
                              timeout_s=window_s + 15, what="the next window's market once Gamma lists it")
-            assert snap.up_token == sim.admin.live_market()["up_token"]
+            assert snap.market.up_token == sim.admin.live_market()["up_token"]
         finally:
             code = feed.stop()
         log = feed.log_text()

@@ -10,7 +10,8 @@ from tests.support.feed import FakePolymarket
 
 from polymm.feed import shm
 from polymm.feed.discovery import MarketInfo
-from polymm.feed.stream import Backoff, MarketStream
+from polymm.feed.stream import MarketStream
+from polymm.ws import Backoff
 
 UP, DOWN = "1" * 70, "2" * 70
 WINDOW = 1_800_000_000
@@ -144,12 +145,12 @@ def test_tick_size_change_reaches_the_segment(fake, writer, shm_name):
         assert stream.first_publish.wait(10)
         fake.push([{"event_type": "tick_size_change", "asset_id": UP, "market": "0xm", "old_tick_size": "0.01",
                     "new_tick_size": "0.001", "timestamp": "7000"}])
-        snap = wait_for(lambda: (s := reader.snapshot()).tick_size == 0.001 and s, what="tick")
+        snap = wait_for(lambda: (s := reader.snapshot()).market.tick_size == 0.001 and s, what="tick")
         assert snap.up.bid != snap.up.bid  # withheld (NaN) until consistent
         fake.push({"event_type": "price_change", "market": "0xm", "timestamp": "8000", "price_changes": [
             {"asset_id": UP, "price": "0.485", "size": "3", "side": "BUY", "best_bid": "0.485", "best_ask": "0.52"}]})
         snap = wait_for(lambda: (s := reader.snapshot()).up.bid == 0.485 and s, what="re-verified leg")
-        assert snap.tick_size == 0.001
+        assert snap.market.tick_size == 0.001
 
 
 def test_malformed_and_unknown_frames_are_skipped_and_the_stream_goes_on(fake, writer, shm_name):

@@ -11,7 +11,7 @@ from tests.support.feed import FakePolymarket
 from polymm.feed.rtds import reference as ref
 from polymm.feed.rtds import wire
 from polymm.feed.rtds.stream import RtdsStream
-from polymm.feed.stream import Backoff
+from polymm.ws import Backoff
 
 T = 1_800_000_000
 

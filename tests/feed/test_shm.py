@@ -74,9 +74,9 @@ def test_reader_sees_published_top_of_book_with_market_identity(writer, shm_name
     assert snap.magic == shm.MAGIC and snap.version == shm.VERSION
     assert snap.writer_pid == os.getpid()
     assert (snap.status, snap.seq, snap.updates_total) == ("connected", seq, 3)
-    assert (snap.window_start, snap.window_end) == (1_800_000_000, 1_800_000_900)
-    assert (snap.condition_id, snap.up_token, snap.down_token) == (CONDITION, UP_TOKEN, DOWN_TOKEN)
-    assert (snap.tick_size, snap.min_order_size, snap.fee_rate) == (0.01, 5.0, 0.07)
+    assert (snap.market.window_start, snap.market.window_end) == (1_800_000_000, 1_800_000_900)
+    assert (snap.market.condition_id, snap.market.up_token, snap.market.down_token) == (CONDITION, UP_TOKEN, DOWN_TOKEN)
+    assert (snap.market.tick_size, snap.market.min_order_size, snap.market.fee_rate) == (0.01, 5.0, 0.07)
     assert (snap.up.bid, snap.up.ask, snap.up.bid_size, snap.up.ask_size) == (0.48, 0.52, 10.0, 20.0)
     assert math.isnan(snap.up.last_trade) and snap.down.last_trade == 0.5
     assert snap.up.seq == snap.down.seq == seq
@@ -91,7 +91,7 @@ def test_new_market_clears_both_legs_until_its_first_book(writer, shm_name):
     writer.publish(1_800_000_000, leg(0.48, 0.52), leg(0.47, 0.53))
     market(writer, 1_800_000_900)
     snap = shm.Reader(shm_name).snapshot()
-    assert snap.window_start == 1_800_000_900 and snap.status == "rotating"
+    assert snap.market.window_start == 1_800_000_900 and snap.status == "rotating"
     assert all(math.isnan(x) for x in (snap.up.bid, snap.up.ask, snap.down.bid, snap.down.ask))
     assert snap.data_age_s() == math.inf
 

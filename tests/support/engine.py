@@ -4,14 +4,16 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from polymm.feed.shm import Leg as ShmLeg
 from polymm.feed.shm import Snapshot
-from polymm.trader.model import Leg, OrderState, OrderType, OrderView, PositionView, Role, Side, Want
+from polymm.trader.model import (Leg, MarketIdentity, OrderState, OrderType, OrderView, PositionView, Role, Side,
+                                 Want)
 from polymm.trader.decision.planner import Cancel, Place  # noqa: F401 - the real actions, re-exported for tests
 
 WINDOW_START = 1_800_000_000
+MARKET_FIELDS = {f.name for f in fields(MarketIdentity)}
 CONDITION = "0x" + "ab" * 32
 
 
@@ -26,10 +28,10 @@ def snapshot(*, now: float, window_start: int = WINDOW_START, window_s: int = 60
     data_t = now if data_t is None else data_t
     return Snapshot(
         magic=1, version=1, writer_pid=1, writer_start=now - 100, heartbeat=now if heartbeat is None else heartbeat,
-        status=status, window_start=window_start, window_end=window_start + window_s,
-        condition_id=condition or f"{CONDITION[:-4]}{window_start % 10000:04d}",
-        up_token=f"{window_start}1", down_token=f"{window_start}2", tick_size=0.01, min_order_size=5.0,
-        fee_rate=0.07, crossed=crossed, seq=seq, updates_total=seq, updates_per_s=10.0, reconnects=0,
+        status=status,
+        market=MarketIdentity(condition or f"{CONDITION[:-4]}{window_start % 10000:04d}", f"{window_start}1",
+                              f"{window_start}2", window_start, window_start + window_s, 0.01, 5.0, 0.07),
+        crossed=crossed, seq=seq, updates_total=seq, updates_per_s=10.0, reconnects=0,
         disagreements=0, up=shm_leg(up_bid, up_ask, t=data_t, seq=seq),
         down=shm_leg(round(1 - up_ask, 2), round(1 - up_bid, 2), t=data_t, seq=seq),
     )
@@ -56,7 +58,9 @@ class FakeReader:
         seq, now = self.snap.seq + 1, time.time()
         up = replace(changes.pop("up", self.snap.up), seq=seq, publish_ts=now, recv_ts=now)
         down = replace(changes.pop("down", self.snap.down), seq=seq, publish_ts=now, recv_ts=now)
-        self.snap = replace(self.snap, seq=seq, up=up, down=down, **changes)
+        identity = {k: changes.pop(k) for k in list(changes) if k in MARKET_FIELDS}  # e.g. tick_size
+        market = replace(self.snap.market, **identity)
+        self.snap = replace(self.snap, seq=seq, up=up, down=down, market=market, **changes)
 
     def close(self) -> None:
         self.closed = True
@@ -145,13 +149,13 @@ class RecordingPipeline:
 
     def new_state(self, market) -> dict:
         self.states_created += 1
-        return {"window_start": market.window_start}
+        return {"window_start": market.market.window_start}
 
     def __call__(self, market, orders, positions, cfg, state, now, *, paused=False, flatten=False, **exchange):
         self.calls.append(dict(market=market, orders=orders, positions=positions, cfg=cfg, state=state, now=now,
                                paused=paused, flatten=flatten, **exchange))
         actions, self.next_actions = self.next_actions, []
-        flat = not any(p.shares >= market.min_order_size for p in positions.values())
+        flat = not any(p.shares >= market.market.min_order_size for p in positions.values())
         return Decision(actions=actions, state=state, flat=flat)
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from polymm.trader.config import Config, load_config
-from polymm.trader.model import Leg, MarketView, OrderState, OrderType, OrderView, PositionView, Role, Side, Want
+from polymm.trader.model import (Leg, MarketIdentity, MarketView, OrderState, OrderType, OrderView, PositionView, Role,
+                                 Side, Want)
 
 WS = 1_800_000_000  # a window start (unix seconds, multiple of 900)
 WE = WS + 900
@@ -35,13 +36,7 @@ def book(
     down_bid = round(1 - up_ask, 6) if down_bid is None else down_bid
     down_ask = round(1 - up_bid, 6) if down_ask is None else down_ask
     return MarketView(
-        window_start=window_start,
-        window_end=window_start + window_s,
-        condition_id="0xcond",
-        up_token="111",
-        down_token="222",
-        tick_size=tick,
-        min_order_size=min_size,
+        market=MarketIdentity("0xcond", "111", "222", window_start, window_start + window_s, tick, min_size, fee),
         fee_rate=fee,
         up_bid=up_bid,
         up_bid_size=size,

@@ -40,7 +40,7 @@ def test_fresh_book_reaches_the_pipeline_as_a_market_view():
     assert (market.up_bid, market.up_ask) == (0.62, 0.63)
     assert (market.down_bid, market.down_ask) == (0.37, 0.38)
     assert market.fresh and not market.crossed
-    assert market.condition_id == reader.snap.condition_id
+    assert market.market.condition_id == reader.snap.market.condition_id
     assert engine.status.state == "running" and engine.status.problem is None
 
 
@@ -105,10 +105,10 @@ def test_rotation_follows_the_feed_to_the_next_window_and_starts_a_fresh_strateg
     nxt = snapshot(now=now, window_start=first.window_end, window_s=60, seq=reader.snap.seq + 1)
     reader.snap = nxt
     engine.step()
-    assert core.markets[-1].condition_id == nxt.condition_id
+    assert core.markets[-1].condition_id == nxt.market.condition_id
     assert engine.market.window_start == first.window_end
     assert pipeline.states_created == 2
-    assert pipeline.calls[-1]["market"].window_start == nxt.window_start
+    assert pipeline.calls[-1]["market"].market.window_start == nxt.market.window_start
 
 
 def test_rotation_waits_until_the_feed_is_connected_on_the_new_window():
@@ -230,8 +230,8 @@ def test_a_tick_size_change_in_shm_reaches_the_execution_core_once():
     engine, reader, core, pipeline, _ = started_engine()
     engine.step()
     engine.step()
-    assert core.ticks == [(reader.snap.up_token, 0.01), (reader.snap.down_token, 0.01)]
+    assert core.ticks == [(reader.snap.market.up_token, 0.01), (reader.snap.market.down_token, 0.01)]
     reader.publish(tick_size=0.001)
     engine.step()
-    assert core.ticks[2:] == [(reader.snap.up_token, 0.001), (reader.snap.down_token, 0.001)]
-    assert pipeline.calls[-1]["market"].tick_size == 0.001
+    assert core.ticks[2:] == [(reader.snap.market.up_token, 0.001), (reader.snap.market.down_token, 0.001)]
+    assert pipeline.calls[-1]["market"].market.tick_size == 0.001

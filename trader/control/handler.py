@@ -369,7 +369,7 @@ class TraderControlHandler:
         unresolved = float(getattr(self.engine, "_unresolved_usd", 0.0))
         exposure = risk.exposure(view, orders, positions, unresolved)
         rows = [p.Exposure(scope="total", usd=round(exposure.total_usd, 4), cap_usd=cfg.risk.max_exposure_usd)]
-        s1_cap = config_mod.cap_at(cfg.s1.cap_schedule, now - view.window_start)
+        s1_cap = config_mod.cap_at(cfg.s1.cap_schedule, now - view.market.window_start)
         caps = {"s1": s1_cap if cfg.s1.enabled else None, "s2": cfg.s2.target_usd if cfg.s2.enabled else None}
         for strategy in ("s1", "s2"):
             for leg in (Leg.UP, Leg.DOWN):

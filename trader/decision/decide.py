@@ -77,7 +77,7 @@ class Decision:
 
 
 def new_state(market: MarketView | None = None) -> DecisionState:
-    ws = market.window_start if market is not None else 0
+    ws = market.market.window_start if market is not None else 0
     return DecisionState(window_start=ws, s1=new_s1_state(ws), s2=new_s2_state(ws))
 
 
@@ -97,7 +97,7 @@ def decide(
     unresolved_usd: float = 0.0,
     cash_usd: float | None = None,
 ) -> Decision:
-    if state is None or state.window_start != market.window_start:
+    if state is None or state.window_start != market.market.window_start:
         # Window rotation: nothing carries over but the throttle (it limits orders per minute, not per window);
         # slot back-offs and flatten clocks belong to the old market's orders and positions.
         fresh = new_state(market)
@@ -144,7 +144,7 @@ def decide(
 
     # Stops and flattens in the form the exchange takes now: resting post-only while it refuses takers.
     wants = adapt_exits(wants, market, config, post_only_only)
-    actions = planner.plan(wants, orders, market.tick_size, reasons=reasons, default_reason=default_reason)
+    actions = planner.plan(wants, orders, market.market.tick_size, reasons=reasons, default_reason=default_reason)
     held: list[tuple[Place, str]] = []
     actions, risk_state, action_notes, gate_held = risk.gate_actions(
         actions, market, config, state.risk, now,
@@ -203,4 +203,4 @@ def _strategies(
 
 
 def _sellable(p: PositionView, market: MarketView) -> bool:
-    return p.shares > 1e-9 and p.shares + 1e-9 >= market.min_order_size
+    return p.shares > 1e-9 and p.shares + 1e-9 >= market.market.min_order_size

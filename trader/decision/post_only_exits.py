@@ -32,7 +32,7 @@ RESTING = "exchange post-only: resting one tick above the bid until takers are a
 
 def resting_price(market: MarketView, want: Want) -> float:
     """The lowest price a post-only SELL can rest at without crossing: best bid + one tick."""
-    tick = market.tick_size
+    tick = market.market.tick_size
     bid = market.bid(want.leg)
     if bid is None or not math.isfinite(bid) or bid <= 0:
         return round_price(tick, tick)
@@ -63,7 +63,7 @@ def adapt_exits(wants: Sequence[Want], market: MarketView, config, post_only_onl
         elif w.post_only:
             # A stop still resting from the post-only period (its strategy keeps it as it is): takers are back.
             out.append(replace(w, order_type=OrderType.FAK, post_only=False,
-                               price=_strategy_stop_price(config, w.strategy, market.tick_size),
+                               price=_strategy_stop_price(config, w.strategy, market.market.tick_size),
                                reason=_base_reason(w.reason)))
         else:
             out.append(w)

@@ -111,13 +111,13 @@ def backoff_left(
 
 def window_phase(market: MarketView, config: Config, now: float) -> tuple[str, str]:
     """("before" | "open" | "closing" | "ended", words)."""
-    if now < market.window_start:
-        return "before", f"window starts in {market.window_start - now:.1f} s: no orders yet"
-    if now >= market.window_end:
+    if now < market.market.window_start:
+        return "before", f"window starts in {market.market.window_start - now:.1f} s: no orders yet"
+    if now >= market.market.window_end:
         return "ended", "window ended: no orders; positions held to resolution"
-    if market.window_end - now <= config.risk.cancel_before_end_s + EPS:
+    if market.market.window_end - now <= config.risk.cancel_before_end_s + EPS:
         return "closing", (
-            f"window ends in {market.window_end - now:.1f} s: all orders cancelled, nothing placed "
+            f"window ends in {market.market.window_end - now:.1f} s: all orders cancelled, nothing placed "
             f"(risk.cancel_before_end_s {config.risk.cancel_before_end_s:g})"
         )
     return "open", ""
@@ -175,7 +175,7 @@ def gate(
         if any(w.role is Role.ENTRY for w in wants) or any(o.role is Role.ENTRY and o.state.working for o in orders):
             notes.append(problem)
         wants = [w for w in wants if w.role is not Role.ENTRY]
-    kept = kept_orders(wants, orders, market.tick_size)
+    kept = kept_orders(wants, orders, market.market.tick_size)
     committed = exposure(market, orders, positions, unresolved_usd).total_usd if committed_usd is None else committed_usd
     room = config.risk.max_exposure_usd - committed
     cap_words = f"risk.max_exposure_usd {config.risk.max_exposure_usd:g}"
@@ -203,7 +203,7 @@ def gate(
             out.append(w)
             continue
         size = entry_size(room + released, mark)
-        min_size = market.min_order_size
+        min_size = market.market.min_order_size
         if w.strategy == "s1":
             min_size = max(min_size, config.s1.min_order_size)
         if size + EPS >= min_size:
@@ -241,7 +241,7 @@ def flatten_wants(
         sells = [o for o in orders if o.strategy == strategy and o.leg is leg and o.side is Side.SELL and o.state.working]
         leg_wants, last_at = repeated_sell(
             strategy, leg, Role.FLATTEN, pos.shares, sells, last.get((strategy, leg), float("-inf")), params.exit_retry_s,
-            params.sl_order_price, market.tick_size, now, "flatten by operator",
+            params.sl_order_price, market.market.tick_size, now, "flatten by operator",
         )
         wants += leg_wants
         if last_at != float("-inf"):

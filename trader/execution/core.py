@@ -4,9 +4,11 @@ what is open, what filled and what we hold.
 The pipeline, one module each: this module is the core itself (life cycle, threads, the non-blocking intents
 place/cancel/cancel_all); workers.py does the I/O to the exchange (sign + POST, DELETE, balance); sync.py keeps
 the state in step with the exchange (user channel, heartbeat trips, reconciliation, lookups, maintenance);
-views.py is the read side and bookkeeping (views, markets, journal, events). The state they share lives in
-orders.OrderBook (orders by id), fills.FillStore (fills by trade id, idempotent) and reconcile.py (the diff of
-the exchange's view against ours); limits.py holds the timings.
+views.py is the read side and what each change tells others (events, ledger, journal, log, metrics). The order
+and fill state is an object of its own, state.ExecutionState (`exec_state`): its only writer, with the small
+interface those parts use (orders.OrderBook by order id, fills.FillStore by trade id, reconcile.py's diff of the
+exchange's view against ours live inside it); limits.py holds the timings. What the core itself keeps is the
+machinery: threads, the exchange's state (exchange_state.py), timings of lookups and re-sends, the journal file.
 
 Threads (the decision loop never blocks on the network):
 - callers (decision loop, control thread): place/cancel/cancel_all only record intent under the lock
@@ -26,7 +28,7 @@ Answers to the integrator (H), as promised:
    orders the exchange cancels at resolution end `canceled`. Tick changes: call on_tick_size(token, tick).
    Orders found on our wallet in our markets that this trader did not place (journal lost) are tracked
    with strategy "external": cancel_all()/stop() cancel them too (an unmanaged resting order is risk).
-2. Every public method is thread-safe (one RLock; views are frozen copies).
+2. Every public method is thread-safe (one RLock, the state's; views are frozen copies).
 3. restart(reason): cancel our orders, reconnect user WS + heartbeats, reconcile - keeps fills/positions.
    stop() + start() on the same instance is also supported. When the exchange cannot be reached, restart()
    raises ExchangeError AND keeps retrying start() every RESTART_RETRY_S in the background (status warns),
@@ -65,17 +67,15 @@ from pathlib import Path
 from typing import Callable
 
 from polymm.trader.execution.exchange_state import ExchangeError, ExchangeState
-from polymm.trader.execution.fills import FillStore, TokenInfo
-from polymm.trader.decision.fees import FeeSchedule
-from polymm.trader.execution.views import StateViews, _fmt
 from polymm.trader.execution.limits import DEAD_MAN_SWITCH_OFF, RESTART_RETRY_S
-from polymm.trader.execution.order_journal import JournalOrder, OrderJournal
-from polymm.trader.execution.orders import Order, OrderBook, Transition
+from polymm.trader.execution.order_journal import OrderJournal
+from polymm.trader.execution.orders import Transition
+from polymm.trader.execution.state import ExecutionState, _fmt
 from polymm.trader.execution.sync import ExchangeSync
+from polymm.trader.execution.views import StateViews
 from polymm.trader.execution.wallet_lock import WalletLock
 from polymm.trader.execution.workers import SubmitWorkers
-from polymm.trader.model import (ExchangeStatus, Leg, MarketIdentity, MarketResolvedEvent, OrderType, PositionView,
-                                 Role, Want)
+from polymm.trader.model import ExchangeStatus, Leg, MarketIdentity, MarketResolvedEvent, OrderView, Role, Want
 from polymm.trader.venue.gateway import Gateway
 from polymm.trader.venue.heartbeat import Heartbeater
 from polymm.trader.venue.user_stream import UserStream
@@ -120,20 +120,13 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
         self._heartbeat_max_failures = heartbeat_max_failures
 
         self.wake = threading.Event()
-        self._lock = threading.RLock()
+        # Our orders, fills, markets and positions (state.py): the core and its parts change them only through
+        # its methods. Its lock is the core's: a few compound steps (place: the exchange's refusal, then the
+        # record) hold it across the exchange state too.
+        self.exec_state = ExecutionState()
+        self._lock = self.exec_state.lock
         self._reconcile_lock = threading.Lock()
         self._events: list[object] = []
-        self._book = OrderBook()
-        self._markets: dict[str, MarketIdentity] = {}
-        self._current: MarketIdentity | None = None
-        self._tokens: dict[str, TokenInfo] = {}
-        self._ticks: dict[str, float] = {}
-        self._resolutions: dict[str, Leg] = {}
-        self._journal_orders: dict[str, JournalOrder] = {}
-        # Trade ids of fills recorded in the journal (by an earlier run, or this one): a restarted trader finds
-        # them again on the exchange, and they are not "missed by the user channel".
-        self._recorded_fills: set[str] = set()
-        self._fills = FillStore(self._order_info, self._tokens.get)
         self._xstate = ExchangeState(post_only_after_restart_s=post_only_after_restart_s)
         self._ws_backoff_s = ws_backoff_s
         self._ws_ping_every_s = ws_ping_every_s
@@ -153,18 +146,10 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
         self._last_cancel_sent: dict[str, float] = {}  # client id -> monotonic time of the last re-send
         self._last_prune_mono = time.monotonic()
         self._last_compact_mono = time.monotonic()
-        # P&L of markets forgotten by prune(): (condition_id, strategy, leg) -> final position (flat)
-        self._settled: dict[tuple[str, str, Leg], PositionView] = {}
-        # Unresolved markets with journaled orders, found at load: the first reconciliation reads their trades
-        # even when their window ended long ago, so a restart never loses a position awaiting resolution.
-        self._backfill: set[str] = set()
         self._needs_lookup: set[str] = set()  # orders whose cancel was refused: ask the exchange
-        # Each market's taker fee schedule, read from the exchange (GET /clob-markets) once per market; a market
+        # Each market's taker fee schedule is read from the exchange (GET /clob-markets) once per market; a market
         # whose schedule could not be read is charged DEFAULT_SCHEDULE (and status says so) until a retry works.
-        self._fee_schedules: dict[str, FeeSchedule] = {}
         self._fee_attempt: dict[str, float] = {}  # condition id -> monotonic time of the last failed read
-        # Each market's minimum order age and taker delay (venue/gateway.py MarketRules), read with its fee schedule.
-        self._market_rules: dict = {}
         self._side_lookup: dict[str, float] = {}  # pending sideless maker orders -> last lookup (monotonic)
         self._last_version_probe = 0.0
         self._last_reconcile_error: ExchangeError | None = None
@@ -189,15 +174,14 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
             self.gateway.connect()
             with self._lock:
                 self._xstate.order_version_problem = self.gateway.version_problem
-            self._fills.set_identity(self.gateway.api_key, self.gateway.funder)
+            self.exec_state.set_identity(self.gateway.api_key, self.gateway.funder)
             if self.state_dir is not None and self._journal is None:
                 self._journal = OrderJournal(self.state_dir / f"orders-{self.gateway.funder.lower()}.jsonl")
                 self._load_journal(self._journal, now)
             self._register_market(market, now)
-            with self._lock:
-                self._current = market
+            self.exec_state.set_current(market)
             self._load_fee_schedule(market.condition_id)  # before any order: the strategies' net-of-fee rule
-            for cond in sorted(self._backfill - {market.condition_id}):
+            for cond in [c for c in self.exec_state.backfill_markets() if c != market.condition_id]:
                 # Unresolved markets from the journal: the first reconciliation books their missed taker fills.
                 self._load_fee_schedule(cond, warn=False)
             try:
@@ -247,8 +231,7 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
         now = self.clock()
         self._register_market(market, now)
         with self._lock:
-            previous = self._current
-            self._current = market
+            previous = self.exec_state.set_current(market)
             # A new window is a new chance for a leg blocked on balance (the cache is refreshed first).
             self._xstate.clear_blocks()
         if self._stream is not None and (previous is None or previous.condition_id != market.condition_id):
@@ -265,8 +248,7 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
             retrier.join(timeout=30)
         if cancel_orders and self._pool is not None:
             self._cancel_everything("shutdown", wait_s=5.0)
-            with self._lock:
-                left = [o for o in self._book.working() if o.order_id]
+            left = [o for o in self.exec_state.all_orders() if o.order_id]
             if left:
                 # One trader per wallet (the lock): everything on it is ours. Leave nothing resting unwatched.
                 self._cancel_all_on_exchange(f"shutdown with {len(left)} order(s) unconfirmed")
@@ -285,7 +267,7 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
         log.warning("execution core restart: %s", reason)
         if self.ledger is not None:
             self.ledger.event("core-restart", reason, ts=self.clock())
-        market = self._current
+        market = self.exec_state.current
         if market is None:
             raise RuntimeError("restart before start")
         self._cancel_everything(f"restart: {reason}", wait_s=5.0)
@@ -316,7 +298,7 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
             if self._running:
                 return
             try:
-                self.start(self._current or market)
+                self.start(self.exec_state.current or market)
             except ExchangeError as err:
                 log.warning("restart retry: exchange still not reachable (%s)", err)
                 continue
@@ -351,57 +333,46 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
         with the reason logged."""
         now = self.clock()
         with self._lock:
-            market = self._current
             pool = self._pool
-            if market is None:
-                raise RuntimeError("place() before start()")
-            order = self._book.new(want, market.token(want.leg), market.condition_id, now)
-            refusal = self._local_refusal(order, market, now)
+            order = self.exec_state.new_order(want, now)  # RuntimeError before start()
+            refusal = self._local_refusal(order, now)
             if refusal is None and (pool is None or not self._running):
                 refusal = "execution core not running (starting, restarting or stopped)"
             if refusal is not None:
-                t = self._book.on_submit_rejected(order.client_id, refusal, now)
-                self._log_order("refused", order, refusal, logging.WARNING)
+                t = self.exec_state.reject(order.client_id, refusal, now)
+                self._log_order("refused", t.after, refusal, logging.WARNING)
                 self._order_event(Transition(None, t.after))
                 return order.client_id
-            self._order_event(Transition(None, order.view()))
+            self._order_event(Transition(None, order))
         try:
             pool.submit(self._submit, order.client_id)
         except RuntimeError:  # stop()/restart() shut the pool between our check and now: never sent
             with self._lock:
                 why = "execution core stopping: the order was not sent"
-                self._order_event(self._book.on_submit_rejected(order.client_id, why, self.clock()))
-                self._log_order("refused", order, why, logging.WARNING)
+                t = self.exec_state.reject(order.client_id, why, self.clock())
+                self._order_event(t)
+                self._log_order("refused", t.after, why, logging.WARNING)
         return order.client_id
 
-    def _local_refusal(self, order: Order, market: MarketIdentity, now: float) -> str | None:
+    def _local_refusal(self, order: OrderView, now: float) -> str | None:
+        """What the exchange lets us do now (exchange_state.py), the ledger's health, then the market's rules
+        (ExecutionState.refusal)."""
         refusal = self._xstate.refuse_reason(order.leg, order.side, order.post_only, now)
         if refusal is not None:
             return refusal
         if order.role is Role.ENTRY and self.ledger is not None and self.ledger.error:
             return "ledger cannot be written: no new entries until it can (exits and stops still go out)"
-        if order.order_type in (OrderType.FAK, OrderType.FOK) and order.post_only:
-            return "post-only is only possible for GTC/GTD orders"
-        if not (order.size > 0):
-            return f"size {order.size} is not positive"
-        if order.order_type in (OrderType.GTC, OrderType.GTD) and order.size < market.min_order_size:
-            return f"size {_fmt(order.size)} below the market minimum {_fmt(market.min_order_size)}"
-        tick = self._ticks.get(order.token_id, market.tick_size)
-        if not (tick <= order.price <= 1 - tick):
-            return f"price {_fmt(order.price)} outside [{_fmt(tick)}, {_fmt(1 - tick)}]"
-        if now >= market.window_end:
-            return "market window has ended"
-        return None
+        return self.exec_state.refusal(order.client_id, now)
 
     def cancel(self, client_id: str, reason: str) -> None:
         """Cancel one order (by client id or exchange id). Deferred while its submit is unanswered."""
         now = self.clock()
         with self._lock:
-            action, t = self._book.request_cancel(client_id, reason, now)
-            order = self._book.get(client_id)
-            if action == "noop" or order is None:
+            action, t = self.exec_state.request_cancel(client_id, reason, now)
+            if action == "noop" or t is None:
                 return
             self._order_event(t)
+            order = t.after
             if action == "deferred":
                 self._log_order("cancel-deferred", order, f"{reason} (submit unanswered)")
                 return
@@ -412,7 +383,7 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
             self._log_order("cancel", order, reason)
             pool = self._pool
             if pool is None:
-                order.cancel_sent = False  # not running: the maintenance pass sends it once started
+                self.exec_state.cancel_unsent([order.client_id])  # the maintenance pass sends it once started
                 return
         self._submit_cancels(pool, [order.client_id])
 
@@ -421,23 +392,19 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
         now = self.clock()
         to_send = []
         with self._lock:
-            for order in self._book.working():
-                action, t = self._book.request_cancel(order.client_id, reason, now)
-                if action == "noop":
-                    continue
+            for action, t in self.exec_state.request_cancel_all(reason, now):
                 self._order_event(t)
                 if action == "send":
-                    self._log_order("cancel", order, reason)
-                    to_send.append(order.client_id)
+                    self._log_order("cancel", t.after, reason)
+                    to_send.append(t.after.client_id)
                 elif action == "held":
-                    self._log_order("cancel-held", order, f"{reason} (the exchange's minimum order age or taker "
-                                    f"delay: sent in {order.hold_until - now:.2f} s)")
+                    self._log_order("cancel-held", t.after, f"{reason} (the exchange's minimum order age or taker "
+                                    f"delay: sent in {t.after.hold_until - now:.2f} s)")
                 else:
-                    self._log_order("cancel-deferred", order, f"{reason} (submit unanswered)")
+                    self._log_order("cancel-deferred", t.after, f"{reason} (submit unanswered)")
             pool = self._pool
             if pool is None:
-                for cid in to_send:
-                    self._book.by_client[cid].cancel_sent = False  # sent by the maintenance pass once started
+                self.exec_state.cancel_unsent(to_send)  # sent by the maintenance pass once started
                 return
         if to_send:
             self._submit_cancels(pool, to_send)
@@ -446,41 +413,27 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
         try:
             pool.submit(self._send_cancels, client_ids)
         except RuntimeError:  # the pool is shutting down: leave the cancels to be (re)sent, never drop them
-            with self._lock:
-                for cid in client_ids:
-                    order = self._book.by_client.get(cid)
-                    if order is not None:
-                        order.cancel_sent = False
+            self.exec_state.cancel_unsent(client_ids)
 
     def on_tick_size(self, token_id: str, tick: float) -> None:
         """`tick_size_change` from the market channel: new orders on this token use `tick` (the SDK's
         tick cache never expires, which is why the core tracks it)."""
-        with self._lock:
-            old = self._ticks.get(token_id)
-            self._ticks[token_id] = float(tick)
+        old = self.exec_state.set_tick(token_id, float(tick))
         if old != tick:
             log.info("tick size of token %s…: %s -> %s", token_id[:12], _fmt(old) if old else "?", _fmt(tick))
 
     def _learn_tick(self, token_id: str, tick: float) -> None:
-        with self._lock:
-            old = self._ticks.get(token_id)
-            if old == tick:
-                return
-            self._ticks[token_id] = tick
-        log.warning("tick size of token %s… learnt from a rejection: %s -> %s", token_id[:12],
-                    _fmt(old) if old else "?", _fmt(tick))
-
-    def tick_size(self, token_id: str) -> float | None:
-        with self._lock:
-            return self._ticks.get(token_id)
+        old = self.exec_state.set_tick(token_id, tick)
+        if old != tick:
+            log.warning("tick size of token %s… learnt from a rejection: %s -> %s", token_id[:12],
+                        _fmt(old) if old else "?", _fmt(tick))
 
     def resolve_market(self, condition_id: str, winning_leg: Leg) -> None:
         """The market resolved (feed's `market_resolved`): positions still held are realised at 1/0."""
         now = self.clock()
         with self._lock:
-            if self._resolutions.get(condition_id) is winning_leg:
+            if not self.exec_state.resolve(condition_id, winning_leg):
                 return
-            self._resolutions[condition_id] = winning_leg
             self._push(MarketResolvedEvent(condition_id, winning_leg))
         if self._journal is not None:
             self._journal.resolved(condition_id, winning_leg.value, now)

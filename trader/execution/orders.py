@@ -90,7 +90,8 @@ class Order:
             client_id=self.client_id, order_id=self.order_id, strategy=self.strategy, leg=self.leg, side=self.side,
             price=self.price, size=self.size, filled=round(self.filled, 6), state=state, role=self.role,
             order_type=self.order_type, post_only=self.post_only, created_at=self.created_at,
-            updated_at=self.updated_at, reason=self.reason,
+            updated_at=self.updated_at, reason=self.reason, condition_id=self.condition_id, token_id=self.token_id,
+            cancel_reason=self.cancel_reason, hold_until=self.hold_until,
         )
 
     @property

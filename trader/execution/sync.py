@@ -7,14 +7,10 @@ from __future__ import annotations
 import logging
 import time
 
-from polymm.trader.decision.positions import fold
 from polymm.trader.execution import limits
-from polymm.trader.execution import reconcile as reconcile_mod
 from polymm.trader.execution.exchange_state import ExchangeError
-from polymm.trader.execution.fills import TokenInfo
-from polymm.trader.execution.views import _fmt
-from polymm.trader.execution.limits import (CANCEL_RESEND_EVERY_S, COMPACT_JOURNAL_EVERY_S, FORGET_MARKET_AFTER_S,
-                                            KEEP_DONE_ORDERS_S, PRUNE_EVERY_S)
+from polymm.trader.execution.limits import CANCEL_RESEND_EVERY_S, COMPACT_JOURNAL_EVERY_S, PRUNE_EVERY_S
+from polymm.trader.execution.state import _fmt
 from polymm.trader.decision.fees import DEFAULT_SCHEDULE, FeeSchedule
 from polymm.trader.model import OrderState, Side
 from polymm.trader.venue.user_wire import (UnreadableTrade, WireOrder, WireTrade, decode_rest_order, decode_rest_orders,
@@ -49,6 +45,7 @@ class ExchangeSync:
         now = self.clock()
         due = []
         unreadable: list[UnreadableTrade] = []
+        state = self.exec_state
         with self._lock:
             for ev in events:
                 if isinstance(ev, WireTrade):
@@ -57,21 +54,18 @@ class ExchangeSync:
                     except UnreadableTrade as bad:
                         unreadable.append(bad)
                         continue
-                    self._apply_trade(report, now)
+                    self._fill_changes(state.apply_trade(report, now))
                 elif isinstance(ev, UnreadableTrade):
                     unreadable.append(ev)
                 elif isinstance(ev, WireOrder):
                     report = order_report(ev)
-                    self._adopt_from_journal(report.order_id)
-                    t = self._book.on_exchange_order(report.order_id, report.status, report.size_matched, now,
-                                                     report.original_size)
+                    t, cancel_due = state.apply_order_report(report, now)
                     if t is not None:
                         self._order_event(t)
-                        order = self._book.by_exchange[report.order_id]
                         if t.before is not None and t.before.state != t.after.state:
-                            self._log_order(t.after.state.value, order, f"user channel {report.kind}")
-                        if self._book.cancel_due(order.client_id, now):
-                            due.append(order.client_id)
+                            self._log_order(t.after.state.value, t.after, f"user channel {report.kind}")
+                        if cancel_due:
+                            due.append(t.after.client_id)
         for bad in unreadable:
             # A fill may hide in it: never lost. /data/trades has the same trade; read it now.
             log.warning("user channel: %s; reconciling over REST now", bad)
@@ -79,20 +73,6 @@ class ExchangeSync:
         if due:
             self._send_cancels(due)
         self.wake.set()
-
-    def _apply_trade(self, report, now: float) -> None:
-        for order_id in [report.taker_order_id, *(m.order_id for m in report.maker_orders)]:
-            self._adopt_from_journal(order_id)
-        for fill, previous in self._fills.apply(report):
-            self._fill_event(fill, previous)
-            t = self._book.on_fill(fill.order_id, self._fills.matched_shares(fill.order_id), now)
-            if t is not None:
-                self._order_event(t)
-
-    def _adopt_from_journal(self, order_id: str) -> None:
-        if order_id and order_id not in self._book.by_exchange and order_id in self._journal_orders:
-            order = reconcile_mod.order_from_journal(self._journal_orders[order_id])
-            self._book.adopt(order)
 
     # ================================================================================================
     # heartbeats
@@ -136,10 +116,7 @@ class ExchangeSync:
         are repaired and logged. Orders whose submit outcome is unknown are looked up. False when the
         exchange could not be read (a retry is scheduled)."""
         with self._reconcile_lock:
-            with self._lock:
-                tracked = self._tracked_markets()
-                backfill = [c for c in self._backfill if c in self._markets and c not in tracked]
-                markets = {c: self._markets[c] for c in [*tracked, *backfill]}
+            markets = self.exec_state.reconcile_scope(self.clock())
             open_rows, trade_rows = [], []
             try:
                 for cond, m in markets.items():
@@ -156,8 +133,7 @@ class ExchangeSync:
                 log.warning("reconcile (%s): %s", reason, bad)
             now = self.clock()
             with self._lock:
-                res = reconcile_mod.apply(self._book, self._fills, open_reports, trade_reports, self._journal_orders,
-                                          self._token_leg, set(markets), now, recorded_fills=self._recorded_fills)
+                res = self.exec_state.reconcile(open_reports, trade_reports, set(markets), now)
                 for t in res.order_changes:
                     self._order_event(t)
                 restored = set(res.restored)
@@ -165,7 +141,6 @@ class ExchangeSync:
                     self._fill_event(fill, previous, log_it=False, source="reconcile",
                                      restored=fill.trade_id in restored)
                 self._xstate.last_reconcile_at = now
-                self._backfill.difference_update(markets)
             if res.restored:
                 # Known before a restart (the journal): found again, not missed. Only unrecorded fills warn.
                 log.info("reconcile (%s): %d fill(s) recorded before the restart found again on the exchange",
@@ -174,9 +149,7 @@ class ExchangeSync:
                 log.warning("reconcile (%s): %s", reason, diff)
             for order_id in res.need_lookup:
                 self._lookup(order_id)
-            with self._lock:
-                now = self.clock()
-                due = [o.client_id for o in self._book.working() if self._book.cancel_due(o.client_id, now)]
+            due = self.exec_state.cancels_due(self.clock())
             if due:
                 self._send_cancels(due)
             if not res.differences:
@@ -197,13 +170,14 @@ class ExchangeSync:
             log.warning("lookup of order %s failed: %s; will retry", order_id, err)
             return
         now = self.clock()
+        state = self.exec_state
         with self._lock:
             self._needs_lookup.discard(order_id)
-            order = self._book.by_exchange.get(order_id)
-            if order is None:
+            before = state.order_state(order_id)
+            if before is None:
                 return
             if row is None:
-                if order.state is OrderState.UNKNOWN:
+                if before is OrderState.UNKNOWN:
                     # Production's GET /data/order answers nothing for an order that matched on entry
                     # ("if the order was filled, it will be in get_trades", py-clob-client #217): read the
                     # trades before counting this as a miss, so a filled taker order is never called rejected.
@@ -213,14 +187,15 @@ class ExchangeSync:
                         self._trades_checked_for[order_id] = True
                         self._reconcile_wanted = f"order {order_id[:12]}… unknown to the order lookup"
                         return
-                    t = self._book.on_lookup_missing(order.client_id, self.unknown_max_lookups, now)
+                    t, why = state.lookup_missing(order_id, self.unknown_max_lookups, now)
                     if t is not None:
-                        self._log_order("rejected", order, order.error, logging.WARNING, cause="not_found")
+                        self._log_order("rejected", t.after, why, logging.WARNING, cause="not_found")
                         self._order_event(t)
                 else:
-                    t = self._book.on_missing_from_open_orders(order_id, now)
+                    t = state.missing_from_open_orders(order_id, now)
                     if t is not None:
-                        self._log_order(t.after.state.value, order, "exchange no longer has the order", logging.WARNING)
+                        self._log_order(t.after.state.value, t.after, "exchange no longer has the order",
+                                        logging.WARNING)
                         self._order_event(t)
                 return
             try:
@@ -228,16 +203,16 @@ class ExchangeSync:
             except Exception as exc:  # noqa: BLE001 - malformed answer: keep the order, retry later
                 log.warning("lookup of order %s: unreadable answer (%s)", order_id, exc)
                 return
-            before_state = order.state
-            t = self._book.on_exchange_order(order_id, report.status, report.size_matched, now, report.original_size)
+            t = state.exchange_order(order_id, report, now)
+            after = state.order_state(order_id)
             if t is not None:
                 self._order_event(t)
-                if before_state is not order.state:
-                    self._log_order(order.state.value, order, f"exchange says {report.status} "
+                if before is not after:
+                    self._log_order(after.value, t.after, f"exchange says {report.status} "
                                     f"matched={_fmt(report.size_matched)}",
-                                    logging.WARNING if before_state is OrderState.UNKNOWN else logging.INFO)
-            due = self._book.cancel_due(order.client_id, now)
-        if due:
+                                    logging.WARNING if before is OrderState.UNKNOWN else logging.INFO)
+            order = t.after if t is not None and state.cancel_due(order_id, now) else None
+        if order is not None:
             self._log_order("cancel", order, f"{order.cancel_reason} (deferred until the order was known)")
             self._send_cancels([order.client_id])
 
@@ -253,15 +228,15 @@ class ExchangeSync:
         self._maintain_venue(mono)
         with self._lock:
             self._emit_status_locked()
-            lookups = [o.order_id for o in self._book.unknown() if o.order_id
-                       and mono - self._last_lookup.get(o.order_id, 0) >= self.unknown_lookup_every_s]
+            lookups = [oid for oid in self.exec_state.unknown_orders()
+                       if mono - self._last_lookup.get(oid, 0) >= self.unknown_lookup_every_s]
             lookups += [oid for oid in self._needs_lookup if mono - self._last_lookup.get(oid, 0) >= 1.0]
-            resend = [o for o in self._book.cancels_to_resend(self.clock())
+            resend = [o for o in self.exec_state.cancels_to_resend(self.clock())
                       if mono - self._last_cancel_sent.get(o.client_id, 0) >= CANCEL_RESEND_EVERY_S]
             # A cancel held for the order's minimum age (or taker delay) goes out here the first time.
             held = {o.client_id for o in resend if o.hold_until and o.client_id not in self._last_cancel_sent}
             for order in resend:
-                self._book.mark_cancel_sent(order.client_id)
+                self.exec_state.mark_cancel_sent(order.client_id)
                 self._last_cancel_sent[order.client_id] = mono
             wanted, self._reconcile_wanted = self._reconcile_wanted, None
         for order_id in dict.fromkeys(lookups):
@@ -286,16 +261,16 @@ class ExchangeSync:
     # ---- venue facts that change under us: order version, fee schedules, sideless maker fills ---------
     def _maintain_venue(self, mono: float) -> None:
         with self._lock:
-            current = self._current.condition_id if self._current else None
+            current = self.exec_state.current.condition_id if self.exec_state.current else None
             version_blocked = self._xstate.order_version_problem is not None
-            pending = [oid for oid in self._fills.pending_orders() if mono - self._side_lookup.get(oid, 0) >= 1.0]
+            pending = [oid for oid in self.exec_state.pending_sides() if mono - self._side_lookup.get(oid, 0) >= 1.0]
         if version_blocked and mono - self._last_version_probe >= limits.VERSION_PROBE_EVERY_S:
             # Blocked on an order version we cannot sign: ask again now and then, and resume when it is one we can.
             self._last_version_probe = mono
             self.gateway.refresh_version()
             with self._lock:
                 self._xstate.order_version_problem = self.gateway.version_problem
-        if current is not None and current not in self._fee_schedules \
+        if current is not None and not self.exec_state.has_fee_schedule(current) \
                 and mono - self._fee_attempt.get(current, -limits.FEE_RETRY_EVERY_S) >= limits.FEE_RETRY_EVERY_S:
             self._load_fee_schedule(current)
         for order_id in pending:
@@ -325,14 +300,10 @@ class ExchangeSync:
                 log.warning("%s; retrying every %.0f s", words, limits.FEE_RETRY_EVERY_S)
             return
         with self._lock:
-            self._fee_schedules[condition_id] = schedule
-            if rules is not None:
-                self._market_rules[condition_id] = rules
+            self.exec_state.set_fee_schedule(condition_id, schedule, rules)
             self._fee_attempt.pop(condition_id, None)
-            for token, info in list(self._tokens.items()):
-                if info.condition_id == condition_id:
-                    self._tokens[token] = TokenInfo(info.condition_id, info.leg, schedule)
-            if self._current is not None and self._current.condition_id == condition_id:
+            current = self.exec_state.current
+            if current is not None and current.condition_id == condition_id:
                 self._xstate.extra_warnings.pop("fees", None)
         log.info("market %s taker fee schedule: rate %g, exponent %g; minimum order age %g s; taker delay %g ms",
                  condition_id, schedule.rate, schedule.exponent, rules.min_order_age_s if rules else 0.0,
@@ -356,61 +327,31 @@ class ExchangeSync:
         with self._lock:
             how = "the exchange's order"
             if side is None:
-                side = self._fills.infer_side(order_id)
+                side = self.exec_state.infer_side(order_id)
                 how = "the matching rule (the order lookup gave no side)"
             if side is None:
                 return
-            changes = self._fills.resolve_side(order_id, side)
+            changes = self.exec_state.resolve_side(order_id, side, now)
             self._side_lookup.pop(order_id, None)
-            for fill, previous in changes:
-                self._fill_event(fill, previous)
-                t = self._book.on_fill(fill.order_id, self._fills.matched_shares(fill.order_id), now)
-                if t is not None:
-                    self._order_event(t)
+            self._fill_changes(changes)
         log.warning("maker fill of order %s arrived without a side; side %s from %s: %d fill(s) added", order_id,
                     side.value, how, len(changes))
         self.wake.set()
 
     def prune(self, now: float) -> list[str]:
-        """Bound memory over days of windows (run every minute by the maintenance thread): done orders are
-        kept an hour (mmctl orders --all); a market over for FORGET_MARKET_AFTER_S with no working order and
-        nothing left to settle (resolved, or every position flat) is folded into a P&L summary (pnl() keeps
-        counting it) and its fills, orders, journal attributions and tick/token entries are dropped.
-        Returns the condition ids forgotten."""
-        forgotten = []
+        """Bound memory over days of windows (run every minute by the maintenance thread): the order/fill state
+        forgets done orders and settled markets (ExecutionState.prune: their P&L is kept in the summary), and the
+        core the timings it kept for orders no longer known. Returns the condition ids forgotten."""
+        state = self.exec_state
         with self._lock:
-            self._book.prune(KEEP_DONE_ORDERS_S, now)
-            current = self._current.condition_id if self._current else None
-            working = {o.condition_id for o in self._book.working()}
-            for cond, m in list(self._markets.items()):
-                if cond == current or cond in working or now - m.window_end < FORGET_MARKET_AFTER_S:
-                    continue
-                folded = fold(self._holdings(cond), self._resolutions)
-                if cond not in self._resolutions and any(abs(p.shares) > 1e-9 for p in folded.values()):
-                    continue  # shares still held: pending_resolution() must keep showing them
-                self._settled.update(folded)
-                self._fills.forget_market(cond)
-                for order in [o for o in self._book.by_client.values() if o.condition_id == cond]:
-                    del self._book.by_client[order.client_id]
-                for oid in [oid for oid, o in self._book.by_exchange.items() if o.condition_id == cond]:
-                    del self._book.by_exchange[oid]
-                for oid in [oid for oid, j in self._journal_orders.items() if j.condition_id == cond]:
-                    del self._journal_orders[oid]
-                for token in (m.up_token, m.down_token):
-                    self._tokens.pop(token, None)
-                    self._ticks.pop(token, None)
-                del self._markets[cond]
-                self._backfill.discard(cond)
-                self._fee_schedules.pop(cond, None)
-                self._market_rules.pop(cond, None)
+            forgotten = state.prune(now)
+            for cond in forgotten:
                 self._fee_attempt.pop(cond, None)
-                forgotten.append(cond)
-            known = set(self._book.by_client)
-            for cid in [c for c in self._last_cancel_sent if c not in known]:
+            for cid in [c for c in self._last_cancel_sent if not state.has_order(c)]:
                 del self._last_cancel_sent[cid]
-            for oid in [o for o in self._last_lookup if o not in self._book.by_exchange]:
+            for oid in [o for o in self._last_lookup if not state.has_order(o)]:
                 del self._last_lookup[oid]
-            self._needs_lookup &= set(self._book.by_exchange)
+            self._needs_lookup = {o for o in self._needs_lookup if state.has_order(o)}
         if forgotten:
             log.info("forgot %d settled market(s) (P&L kept in the summary): %s", len(forgotten), ", ".join(forgotten))
         return forgotten

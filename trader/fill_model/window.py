@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from polymm.trader.config import Config
 from polymm.trader.decision.fair_value import FairValue
-from polymm.trader.model import Leg, MarketView, OrderState, OrderType, OrderView, PositionView, Side, Want
+from polymm.trader.model import (Leg, MarketIdentity, MarketView, OrderState, OrderType, OrderView, PositionView, Side,
+                                 Want)
 from polymm.trader.decision.fees import DEFAULT_SCHEDULE, FeeSchedule, taker_fee
 from polymm.trader.decision.planner import Cancel, Place
 from polymm.trader.decision.ticks import on_tick
@@ -84,6 +85,8 @@ class WindowFillModel:
         self.fee_rate = first.fee_rate if first.fee_rate is not None else DEFAULT_FEE.rate
         fee_exponent = getattr(first, "fee_exponent", None)  # paper trading's snapshots may not carry it
         self.fee_exponent = fee_exponent if fee_exponent is not None else DEFAULT_FEE.exponent
+        self._identity_key: tuple | None = None  # _identity(): the MarketIdentity of the current rules
+        self._identity_now: MarketIdentity | None = None
         self.latency_s = latency_s
         # The exchange's order timing rules (its market info: `oas`, `itode`): no cancel takes effect before an
         # order is min_order_age_s old, and a marketable order is held taker_delay_s before it matches (and cannot be
@@ -161,8 +164,7 @@ class WindowFillModel:
             math.isfinite(b.bid(leg)) and math.isfinite(b.ask(leg)) and b.bid(leg) >= b.ask(leg) for leg in Leg
         )
         return MarketView(
-            window_start=self.window_start, window_end=self.window_end, condition_id=f"backtest-{self.window_start}",
-            up_token="up", down_token="down", tick_size=self.tick, min_order_size=self.min_size,
+            market=self._identity(),
             fee_rate=self.fee_rate, up_bid=b.bid(Leg.UP), up_bid_size=b.size(Leg.UP, BID), up_ask=b.ask(Leg.UP),
             up_ask_size=b.size(Leg.UP, ASK), down_bid=b.bid(Leg.DOWN), down_bid_size=b.size(Leg.DOWN, BID),
             down_ask=b.ask(Leg.DOWN), down_ask_size=b.size(Leg.DOWN, ASK), age_ms=age_ms, fresh=age_ms <= config.risk.stale_feed_ms,
@@ -170,6 +172,15 @@ class WindowFillModel:
             btc_age_ms=(now - self.btc_ts) * 1000.0 if self.btc_ts == self.btc_ts else math.inf, btc_open=self.btc_open,
             fee_exponent=self.fee_exponent,
         )
+
+    def _identity(self) -> MarketIdentity:
+        """This window's market identity, built again only when its rules change (a view per tick)."""
+        key = (self.window_end, self.tick, self.min_size, self.fee_rate)
+        if key != self._identity_key:
+            self._identity_key = key
+            self._identity_now = MarketIdentity(f"backtest-{self.window_start}", "up", "down", self.window_start,
+                                                self.window_end, self.tick, self.min_size, self.fee_rate)
+        return self._identity_now
 
     # -- what the pipeline sees ------------------------------------------------------------------------
 

@@ -161,7 +161,7 @@ class PaperExchange:
             self._prune(now)
 
     def _learn_identity(self, snap: shm.Snapshot) -> None:
-        if snap.status == "connected" and snap.condition_id and snap.window_start:
+        if snap.status == "connected" and snap.market.condition_id and snap.market.window_start:
             identity = snap.market
             if self._identities.get(identity.window_start) != identity:
                 self._identities[identity.window_start] = identity

@@ -122,7 +122,7 @@ def test_a_settled_market_is_forgotten_after_a_day_and_its_pnl_is_kept():
         clock.t = old.window_end + 86400 + 1
         assert core.prune(clock.t) == [old.condition_id]
         assert core.fills() == [] and core.orders(working_only=False, condition_id=old.condition_id) == []
-        assert core._markets.keys() == {"0xnew"} and core._book.by_exchange == {}
+        assert core.exec_state.known_markets() == {"0xnew"} and core.exec_state.sizes()["exchange_ids"] == 0
         assert core.pnl()["total"] == before["total"]  # forgotten, not lost
         assert core.pnl()["markets"][old.condition_id]["resolved"] == "up"
     finally:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.support.execution import book_top, live_market, running_core, wait_for, want
-from polymm.sim.testing import run_sim
+from polymm.sim.testing import STEADY, run_sim
 from polymm.trader.execution.exchange_state import NetworkError
 from polymm.trader.model import ExchangeMode, Leg, OrderState, Side, StatusChanged
 
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     with run_sim(tmp_path_factory.mktemp("sim"), seed=7, window_s=900,
-                 extra_args=("--heartbeat-timeout-s", "2")) as running:
+                 extra_args=("--heartbeat-timeout-s", "2"), script=STEADY) as running:
         yield running
 
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.support.execution import book_top, live_market, make_core, marketable, running_core, wait_for, want
-from polymm.sim.testing import new_wallet, run_sim
+from polymm.sim.testing import STEADY, new_wallet, run_sim
 from polymm.trader.model import FillChanged, Leg, OrderState, OrderType, Side, StatusChanged
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     with run_sim(tmp_path_factory.mktemp("sim"), seed=5, window_s=900,
-                 extra_args=("--mined-after-s", "0.3", "--confirmed-after-s", "0.6")) as running:
+                 extra_args=("--mined-after-s", "0.3", "--confirmed-after-s", "0.6"), script=STEADY) as running:
         yield running
 
 

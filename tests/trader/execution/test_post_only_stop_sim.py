@@ -25,9 +25,7 @@ CFG = config(**{"s1.sl_floor": 0.98, "s1.entry_threshold": 0.99, "s1.exit_retry_
 def view(sim, m) -> MarketView:
     up_bid, up_ask = book_top(sim, m.up_token)
     down_bid, down_ask = book_top(sim, m.down_token)
-    return MarketView(window_start=m.window_start, window_end=m.window_end, condition_id=m.condition_id,
-                      up_token=m.up_token, down_token=m.down_token, tick_size=m.tick_size,
-                      min_order_size=m.min_order_size, fee_rate=m.fee_rate, up_bid=up_bid, up_bid_size=100.0,
+    return MarketView(market=m, fee_rate=m.fee_rate, up_bid=up_bid, up_bid_size=100.0,
                       up_ask=up_ask, up_ask_size=100.0, down_bid=down_bid, down_bid_size=100.0, down_ask=down_ask,
                       down_ask_size=100.0, age_ms=0.0, fresh=True)
 

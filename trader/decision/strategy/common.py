@@ -46,7 +46,7 @@ def shares_of(positions: Mapping[Leg, PositionView], leg: Leg) -> float:
 
 def sellable(shares: float, market: MarketView) -> bool:
     """A position below the market's minimum order size is dust: it cannot be sold, only held to resolution."""
-    return shares > EPS and shares + EPS >= market.min_order_size
+    return shares > EPS and shares + EPS >= market.market.min_order_size
 
 
 def working(orders: Iterable[OrderView], strategy: str, leg: Leg, side: Side | None = None) -> list[OrderView]:
@@ -192,7 +192,7 @@ def entry_decision(
     `requote_min_improve` and `requote_wait_s` passed since it was placed; otherwise kept.
     """
     bid = market.bid(leg)
-    tick = market.tick_size
+    tick = market.market.tick_size
     if existing is None:
         if new_size + EPS >= rule.min_size:
             return [entry_want(rule.strategy, leg, bid, new_size, tick, reason)], "entry"

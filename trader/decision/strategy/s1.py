@@ -136,12 +136,12 @@ def decide_s1(
 ) -> tuple[list[Want], S1State]:
     """S1's wants for this decision and its new state. `orders`/`positions` may contain other strategies'
     entries; only S1's are used. `exposure_room_usd`: what the total risk cap still allows for new S1 buys."""
-    if state.window_start != market.window_start:
-        state = new_s1_state(market.window_start)
+    if state.window_start != market.market.window_start:
+        state = new_s1_state(market.market.window_start)
     orders = [o for o in orders if o.strategy == STRATEGY and o.state.working]
-    late = market.window_end - now <= params.late_window_s + EPS
-    cap = cap_at(params.cap_schedule, now - market.window_start)
-    min_size = max(params.min_order_size, market.min_order_size)
+    late = market.market.window_end - now <= params.late_window_s + EPS
+    cap = cap_at(params.cap_schedule, now - market.market.window_start)
+    min_size = max(params.min_order_size, market.market.min_order_size)
     rule = EntryRule(STRATEGY, params.requote_wait_s, params.requote_min_improve, min_size)
 
     legs = dict(state.legs)
@@ -156,7 +156,7 @@ def decide_s1(
         leg_wants, ls = _exits(leg, ls, pos, shares, market, params, orders, now)
         wants += leg_wants
         if shares > EPS and not sellable(shares, market):
-            notes.append(f"s1 {leg.value}: dust {shares:.2f} shares (< market minimum {market.min_order_size:g}) held to resolution")
+            notes.append(f"s1 {leg.value}: dust {shares:.2f} shares (< market minimum {market.market.min_order_size:g}) held to resolution")
         kind = _entry_kind(ls, shares, market, params, late, leg)
         if kind:
             candidates[leg] = kind
@@ -232,10 +232,10 @@ def _exits(
             return [mirror(resting_tp[0])], replace(ls, note=f"dust {shares:g}: the resting take-profit may still sell it")
         return [], ls
     bid = market.bid(leg)
-    tick = market.tick_size
+    tick = market.market.tick_size
     sells = working(orders, STRATEGY, leg, Side.SELL)
     trigger = stop_trigger(params, pos.avg_price, ls.hold)
-    late = market.window_end - now <= params.late_window_s + EPS
+    late = market.market.window_end - now <= params.late_window_s + EPS
     if not ls.stopping and finite(bid) and bid < trigger - EPS:
         ls = replace(ls, stopping=True, stopped=True, stop_late=late, in_reentry=False, last_exit_at=NEVER)
     if ls.stopping:
@@ -269,7 +269,7 @@ def _take_profit(
     reprice: float = 0.0,
     drift: _Drift | None = None,
 ) -> tuple[list[Want], S1LegState]:
-    bid, ask, tick = market.bid(leg), market.ask(leg), market.tick_size
+    bid, ask, tick = market.bid(leg), market.ask(leg), market.market.tick_size
     tp = take_profit_price(params, pos.avg_price, tick)
     size = floor_size(shares)
     can_act = now - ls.last_exit_at + EPS >= params.exit_retry_s

@@ -70,12 +70,12 @@ def decide_s2(
     now: float,
     exposure_room_usd: float = float("inf"),
 ) -> tuple[list[Want], S2State]:
-    if state.window_start != market.window_start:
-        state = new_s2_state(market.window_start)
+    if state.window_start != market.market.window_start:
+        state = new_s2_state(market.market.window_start)
     orders = [o for o in orders if o.strategy == STRATEGY and o.state.working]
-    in_window = market.window_start <= now and market.window_end - now <= params.window_s + EPS
+    in_window = market.market.window_start <= now and market.market.window_end - now <= params.window_s + EPS
     size = floor_size(params.order_size)
-    rule = EntryRule(STRATEGY, params.requote_wait_s, params.requote_min_improve, market.min_order_size)
+    rule = EntryRule(STRATEGY, params.requote_wait_s, params.requote_min_improve, market.market.min_order_size)
     legs = dict(state.legs)
     wants: list[Want] = []
     notes: list[str] = []
@@ -88,7 +88,7 @@ def decide_s2(
         if ls.stopping and not sellable(shares, market):
             ls = replace(ls, stopping=False)
         if shares > EPS and not sellable(shares, market):
-            notes.append(f"s2 {leg.value}: dust {shares:.2f} shares (< market minimum {market.min_order_size:g}) held to resolution")
+            notes.append(f"s2 {leg.value}: dust {shares:.2f} shares (< market minimum {market.market.min_order_size:g}) held to resolution")
         # Stop-loss.
         if sellable(shares, market) and not ls.stopping and finite(bid) and bid <= params.sl_price + EPS:
             ls = replace(ls, stopping=True, stopped=True, last_exit_at=NEVER)
@@ -108,8 +108,8 @@ def decide_s2(
         if not eligible or guard:
             legs[leg] = replace(ls, entry_note=(guard if eligible else _why_not(params, ls, in_window, ask, bid)) if existing else "")
             continue
-        if size + EPS < market.min_order_size:
-            notes.append(f"s2: order_size {size:g} is below the market minimum {market.min_order_size:g}; no entry")
+        if size + EPS < market.market.min_order_size:
+            notes.append(f"s2: order_size {size:g} is below the market minimum {market.market.min_order_size:g}; no entry")
             continue
         exposure_held = shares * bid
         fits = exposure_held + size * bid <= params.target_usd + EPS and size * bid <= room_left + (
@@ -140,7 +140,7 @@ def _stop(
     sells = working(orders, STRATEGY, leg, Side.SELL)
     wants, last_at = repeated_sell(
         STRATEGY, leg, Role.STOP_LOSS, shares, sells, ls.last_exit_at, params.exit_retry_s, params.sl_order_price,
-        market.tick_size, now, note,
+        market.market.tick_size, now, note,
     )
     return wants, replace(ls, last_exit_at=last_at, note=note)
 
