@@ -1,6 +1,6 @@
 """Backtest figures: replay speed (ticks/s) and how `polymm-backtest --sweep` scales over the cores.
 
-    .venv/bin/python bench/bench_backtest.py [--windows 2] [--points 8] [--runs 3] [--workers N]
+    .venv/bin/python bench/bench_backtest.py [--windows 1] [--points 16] [--runs 3] [--workers N]
 
 Input: a synthetic recording (tests/support/recordings.py: `--windows` 15-minute windows, ~5 lines/s, 10 levels of
 depth a side, a random-walk market S1 trades in), the shape `polymm-feed --record` writes.
@@ -102,8 +102,8 @@ def sweep_speedup(path: Path, points: int, runs: int, workers: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--windows", type=int, default=2, help="15-minute windows in the synthetic recording")
-    parser.add_argument("--points", type=int, default=8, help="sweep points")
+    parser.add_argument("--windows", type=int, default=1, help="15-minute windows in the synthetic recording")
+    parser.add_argument("--points", type=int, default=16, help="sweep points (several per worker, so the wait for the last one to finish is a small part of the run)")
     parser.add_argument("--runs", type=int, default=3, help="sweep runs (each: one process, then all workers)")
     parser.add_argument("--workers", type=int, default=sweep.default_workers())
     args = parser.parse_args()
