@@ -21,8 +21,10 @@ import click
 import msgspec
 
 from polymm import env
+from polymm import series as series_mod
 from polymm.ctl import protocol as p
 from polymm.ctl import render
+from polymm.ctl import series_status
 from polymm.ctl import status as status_view
 from polymm.ctl.client import DEFAULT_TIMEOUT_S, ControlClient, CtlError, RemoteError, socket_group, timeout_for
 
@@ -55,10 +57,11 @@ SERVICES = {"feed": ["polymm-feed.service"], "trader": ["polymm-trader.service"]
 class Settings:
     """Global options, passed to every command through click's context object."""
 
-    def __init__(self, socket_path: str, shm_name: str, timeout: float) -> None:
+    def __init__(self, socket_path: str, shm_name: str, timeout: float, series: str | None = None) -> None:
         self.socket_path = socket_path
         self.shm_name = shm_name
         self.timeout = timeout
+        self.series = series  # -m/--market: the series addressed (None: the default series, or all for status)
 
     def ask(self, request: p.Request) -> p.Reply:
         """One request; slow ones (restart, flatten, ...) wait at least their minimum (client.MIN_TIMEOUT_S)."""
@@ -105,10 +108,36 @@ json_option = click.option("--json", "as_json_flag", is_flag=True, help="Machine
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT_S, show_default=True,
               help="Seconds to wait for the trader's reply; at least 35 for restart, 15 for flatten, "
                    "cancel-all and pause, 10 for set, unset, reload and resume.")
+@click.option("-m", "--market", "series_name", envvar=env.SERIES, default=None, metavar="SERIES",
+              help=f"The market series to address (btc-15m, eth-5m, sol-1h, ...) [env {env.SERIES}]: its trader's "
+                   "socket and its feed's segment, named from --socket/--shm as the series' services name them "
+                   "(trader-eth-5m.sock, poly_tob_shm_eth-5m). Default: btc-15m; `mmctl status` without it shows "
+                   "every series running on this host.")
 @click.pass_context
-def cli(ctx: click.Context, socket_path: str, shm_name: str, timeout: float) -> None:
+def cli(ctx: click.Context, socket_path: str, shm_name: str, timeout: float, series_name: str | None) -> None:
     """Inspect and steer polymm: the feed (shared memory) and the trader (control socket)."""
-    ctx.obj = Settings(socket_path, shm_name, timeout)
+    settings = Settings(socket_path, shm_name, timeout)
+    if series_name:
+        try:
+            chosen = series_mod.parse(series_name)
+        except series_mod.SeriesError as exc:
+            fail(str(exc), EXIT_USAGE)
+        # The series' own names, derived from the socket and segment given (or the defaults) exactly as its trader
+        # and feed derive them: `--socket /tmp/x/trader.sock -m eth-5m` is /tmp/x/trader-eth-5m.sock.
+        settings.series = chosen.name
+        settings.socket_path = series_mod.socket_path(chosen, socket_path)
+        settings.shm_name = series_mod.shm_name(chosen, shm_name)
+    ctx.obj = settings
+
+
+def _series_names(series_filter: str | None, settings: Settings) -> list[str] | None:
+    """--series a,b (or -m SERIES) as series names; None = every series."""
+    if series_filter:
+        try:
+            return [s.name for s in series_mod.parse_list(series_filter)]
+        except series_mod.SeriesError as exc:
+            fail(str(exc), EXIT_USAGE)
+    return [settings.series] if settings.series else None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -173,12 +202,37 @@ def status(settings: Settings, as_json_flag: bool) -> None:
       3  trader down: not running (4 permission denied, 5 timeout, 6 protocol mismatch, 7 connection
          lost: the trader could not be asked, for that reason)
     """
+    overview = gather_overview(settings)
+    if overview is not None:  # several series run on this host and none was picked (-m)
+        if as_json_flag:
+            emit_json(series_status.overview_json(overview))
+        else:
+            click.echo(series_status.render_overview(overview, time.time()))
+        raise click.exceptions.Exit(overview.exit_code)
     view = gather_status(settings)
     if as_json_flag:
         emit_json(status_view.status_json(view))
     else:
         click.echo(status_view.render_status(view, time.time()))
     raise click.exceptions.Exit(view.exit_code)
+
+
+def gather_overview(settings: Settings) -> series_status.Overview | None:
+    """Every series of the host when none is addressed (-m) and more than the default one runs; else None. The
+    other series' names are derived from the socket and segment given (--socket/--shm, their variables, or the
+    defaults), as the series' own traders and feeds derive them."""
+    if settings.series is not None:
+        return None
+    names = series_status.present(settings.socket_path, settings.shm_name)
+    if len(names) < 2:
+        return None
+
+    def one(name: str) -> status_view.StatusView:
+        s = series_mod.parse(name)
+        return gather_status(Settings(series_mod.socket_path(s, settings.socket_path),
+                                      series_mod.shm_name(s, settings.shm_name), settings.timeout, series=name))
+
+    return series_status.gather(names, one)
 
 
 @cli.command()
@@ -194,19 +248,21 @@ def watch(settings: Settings, interval: float, count: int | None, as_json_flag: 
     shown = 0
     try:
         while count is None or shown < count:
-            view = gather_status(settings)
+            overview = gather_overview(settings)
+            view = gather_status(settings) if overview is None else None
             now = time.time()
             if as_json_flag:
                 # JSON lines: a consumer reads one complete object per line as it comes (flushed at once).
-                click.echo(msgspec.json.encode({"ts": now, **status_view.status_json(view)}, enc_hook=str,
-                                               order="sorted").decode())
+                body = status_view.status_json(view) if view is not None else series_status.overview_json(overview)
+                click.echo(msgspec.json.encode({"ts": now, **body}, enc_hook=str, order="sorted").decode())
                 sys.stdout.flush()
                 shown += 1
                 if count is None or shown < count:
                     time.sleep(interval)
                 continue
             screen = f"mmctl watch  every {render.number(interval)}s  {render.clock(now, with_date=True)} UTC\n\n"
-            screen += status_view.render_status(view, now)
+            screen += (status_view.render_status(view, now) if view is not None
+                       else series_status.render_overview(overview, now))
             # Home + clear-to-end instead of a full clear: no flicker on a slow ssh link.
             click.echo("\x1b[H\x1b[2J" + screen if sys.stdout.isatty() else screen + "\n")
             shown += 1
@@ -260,8 +316,10 @@ def config(settings: Settings, key: str | None, as_json_flag: bool) -> None:
     """Show the effective config (or one KEY, or a SECTION such as s1).
 
     The source column says where each value comes from: "file" (the config file sets it), "override" (`mmctl
-    set`, kept in the state directory), "env" (an environment variable or option), "default". Secrets are
-    redacted; keys that only change with a restart are flagged "restart-only".
+    set`, kept in the state directory), "env" (an environment variable or option), "series" (the series' own
+    [series.<name>.<section>] table), "stretched" (a time within the window, stretched from the base to this
+    series' window), "default". Secrets are redacted; keys that only change with a restart are flagged
+    "restart-only".
     """
     # A bare section name (`mmctl config s1`) shows that section's keys; the trader only knows full keys.
     section = key if key is not None and "." not in key else None
@@ -604,25 +662,30 @@ def fills(settings: Settings, since: float | None, limit: int | None, as_json_fl
 @cli.command()
 @click.option("--since", type=SinceType(), default=None,
               help="Only windows that started after this: 24h, 7d, a date (2026-11-23) or a time (UTC).")
-@click.option("--by", type=click.Choice(["window", "hour", "day"]), default="window", show_default=True,
-              help="One row per window, hour or day (hours and days group windows by their start).")
+@click.option("--by", type=click.Choice(["window", "hour", "day", "series"]), default="window", show_default=True,
+              help="One row per window, hour, day or market series (hours and days group windows by their start).")
 @click.option("--mode", type=click.Choice(["live", "paper", "backtest"]), default=None,
               help="Only fills of this mode (a ledger may hold live and paper runs).")
+@click.option("--series", "series_filter", default=None, metavar="SERIES[,SERIES...]",
+              help="Only these series (btc-15m, eth-5m, ...; one ledger holds every series of the host); the global "
+                   "-m/--market picks one too.")
 @click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False), default=None,
               help="Ledger file [default: ledger.sqlite in the trader's state directory: "
                    f"{env.STATE_DIR}, else {env.SYSTEMD_STATE_DIR}].")
 @json_option
 @click.option("--csv", "as_csv", is_flag=True, help="CSV rows instead of a table.")
-def history(since: float | None, by: str, mode: str | None, ledger_path: str | None, as_json_flag: bool,
-            as_csv: bool) -> None:
-    """What each window (hour, day) traded and earned, with totals: from the ledger, read-only."""
+@click.pass_obj
+def history(settings: Settings, since: float | None, by: str, mode: str | None, series_filter: str | None,
+            ledger_path: str | None, as_json_flag: bool, as_csv: bool) -> None:
+    """What each window (hour, day, series) traded and earned, with totals: from the ledger, read-only."""
     from polymm.ctl import history_view
     from polymm.trader.ledger import LedgerReadError, find_path, load_history
     if as_json_flag and as_csv:
         fail("--json and --csv: choose one", EXIT_USAGE)
+    wanted = _series_names(series_filter, settings)
     path = Path(ledger_path) if ledger_path else find_path(env.state_dir(), (env.SYSTEMD_STATE_DIR,))
     try:
-        result = load_history(path, by=by, since=since, mode=mode)
+        result = load_history(path, by=by, since=since, mode=mode, series=wanted)
     except LedgerReadError as err:
         fail(str(err))
     if as_json_flag:

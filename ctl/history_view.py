@@ -11,8 +11,8 @@ import io
 from polymm.ctl import render
 from polymm.trader.ledger import History
 
-CSV_FIELDS = ("label", "condition_id", "start", "windows", "trades", "volume", "maker_share", "fees", "realised",
-              "payout", "payout_pusd", "net", "open_shares", "unresolved")
+CSV_FIELDS = ("label", "series", "condition_id", "start", "windows", "trades", "volume", "maker_share", "fees",
+              "realised", "payout", "payout_pusd", "net", "open_shares", "unresolved")
 
 
 def _percent(share: float | None) -> str:
@@ -20,16 +20,18 @@ def _percent(share: float | None) -> str:
 
 
 def table(history: History) -> str:
-    first = {"window": "window (UTC)", "hour": "hour (UTC)", "day": "day (UTC)"}[history.by]
-    headers = [first, *(["market"] if history.by == "window" else ["windows"]), "trades", "volume", "maker",
-               "fees", "realised", "payout", "net"]
+    first = {"window": "window (UTC)", "hour": "hour (UTC)", "day": "day (UTC)", "series": "series"}[history.by]
+    # A series column where windows of several series are listed one by one (a ledger shared by every series).
+    several = history.by == "window" and len({r.series for r in history.rows}) > 1
+    headers = [first, *(["series"] if several else []), *(["market"] if history.by == "window" else ["windows"]),
+               "trades", "volume", "maker", "fees", "realised", "payout", "net"]
     rows = []
     for r in history.rows:
         label = r.label + (" *" if r.unresolved else "")
         which = render.short_id(r.condition_id) if history.by == "window" else r.windows
-        rows.append([label, which, r.trades, render.money(r.volume), _percent(r.maker_share), render.money(r.fees),
-                     render.money(r.realised, signed=True), render.money(r.payout, signed=True),
-                     render.money(r.net, signed=True)])
+        rows.append([label, *([r.series] if several else []), which, r.trades, render.money(r.volume),
+                     _percent(r.maker_share), render.money(r.fees), render.money(r.realised, signed=True),
+                     render.money(r.payout, signed=True), render.money(r.net, signed=True)])
     t = history.totals
     lines = [render.table(headers, rows, empty="(no trades in this period)")]
     if not history.rows:

@@ -226,7 +226,8 @@ class ConfigEntry(msgspec.Struct, kw_only=True):
     live: bool = True  # may change while trading; False = needs a restart
     pending_restart: bool = False  # changed but not in effect until the trader restarts
     # Where the value comes from: "override" (mmctl set), "env" (an environment variable or option, e.g.
-    # POLYMM_CLOB_URL), "file" (the config file sets the key), "default". "" from a trader that does not say.
+    # POLYMM_CLOB_URL), "file" (the config file sets the key), "series" (the series' own [series.<name>.*]
+    # table), "stretched" (a base key stretched to the series' window), "default". "" from a trader that does not say.
     source: str = ""
 
 
@@ -242,6 +243,32 @@ class Change(msgspec.Struct, kw_only=True):
 
 class Reply(msgspec.Struct, tag_field="kind", kw_only=True, forbid_unknown_fields=False):
     v: int = PROTOCOL_VERSION
+
+
+class WalletSeries(msgspec.Struct, kw_only=True):
+    """One series of the wallet as its limits count it (trader/wallet/accounting.py)."""
+
+    series: str
+    pid: int = 0
+    running: bool = True
+    exposure_usd: float = 0.0  # counted against wallet.max_exposure_usd
+    pnl_today_usd: float = 0.0  # counted against wallet.max_daily_loss_usd (UTC day)
+    note: str = ""  # why it counts differently from what it published (a stopped or dead trader)
+
+
+class WalletInfo(msgspec.Struct, kw_only=True):
+    """Every series trading this wallet on the host, from the shared wallet record (trader/wallet/)."""
+
+    leader_series: str = ""  # the trader that sends the wallet's heartbeats, redeems and reaps
+    leader_pid: int = 0
+    leader: bool = False  # this trader is it
+    cap_usd: float = 0.0  # wallet.max_exposure_usd in force (0: none)
+    loss_limit_usd: float = 0.0  # wallet.max_daily_loss_usd in force (0: none)
+    exposure_usd: float = 0.0  # every series together
+    pnl_today_usd: float = 0.0
+    halt: str = ""  # why no series enters now, in words
+    held_back: int = 0  # buys this trader held back for the wallet cap since it started
+    series: list[WalletSeries] = []
 
 
 class StatusReply(Reply, tag="status"):
@@ -279,6 +306,8 @@ class StatusReply(Reply, tag="status"):
     fair_up: float | None = None  # P(Up wins) from the BTC reference price at the last decision (None: unknown/stale)
     mode: str = "live"  # live | paper (config `mode`, read once at start); older traders are live
     book: list[LegBook] = []  # per leg, raw and without our orders (empty from older traders / no book yet)
+    series: str = "btc-15m"  # the market series this trader trades (polymm/series.py); older traders: the default
+    wallet: WalletInfo | None = None  # the wallet's series (None from older traders)
 
 
 class ConfigReply(Reply, tag="config"):

@@ -27,26 +27,29 @@ from polymm.trader.ledger.from_backtest import BacktestFileError, read_result, w
 PRICE_BINS = 10  # entry prices in 0.1-wide buckets for the win-rate-by-price plot
 
 
+class ReportError(RuntimeError):
+    pass
+
+
 @dataclass
 class Run:
     name: str
     history: History
     entries: list[tuple[float, float, bool]]
+    by_series: History | None = None  # one row per series (a ledger shared by several series)
 
 
-class ReportError(RuntimeError):
-    pass
-
-
-def load_run(source: str, since: float | None, mode: str | None, scratch: Path) -> Run:
-    """A ledger file, or a backtest JSON result converted to a ledger in `scratch` first."""
+def load_run(source: str, since: float | None, mode: str | None, scratch: Path,
+             series: list[str] | None = None) -> Run:
+    """A ledger file, or a backtest JSON result converted to a ledger in `scratch` first; `series`: only those."""
     path = Path(source)
     if path.suffix.lower() == ".json":
         ledger = scratch / f"{path.stem}-{len(list(scratch.iterdir()))}.sqlite"
         write_result(read_result(path), ledger)
         path = ledger
-    return Run(Path(source).name, load_history(path, "window", since=since, mode=mode),
-               load_entries(path, since=since, mode=mode))
+    return Run(Path(source).name, load_history(path, "window", since=since, mode=mode, series=series),
+               load_entries(path, since=since, mode=mode, series=series),
+               load_history(path, "series", since=since, mode=mode, series=series))
 
 
 # ---- plots ---------------------------------------------------------------------------------------------------
@@ -216,7 +219,19 @@ def _summary(run: Run) -> str:
              ("max drawdown", f"{t.max_drawdown:.2f}"), ("unresolved windows", t.unresolved),
              ("modes", ", ".join(run.history.modes) or "-")]
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in cells)
-    return f"<h3>{html.escape(run.name)}</h3><table class=summary>{rows}</table>"
+    return f"<h3>{html.escape(run.name)}</h3><table class=summary>{rows}</table>" + _series_table(run)
+
+
+def _series_table(run: Run) -> str:
+    """Per market series, when the run holds more than one (one ledger serves every series of a host)."""
+    rows = run.by_series.rows if run.by_series is not None else []
+    if len(rows) < 2:
+        return ""
+    head = ("series", "windows", "trades", "volume", "fees", "realised", "payout", "net")
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
+        r.label, r.windows, r.trades, f"{r.volume:.2f}", f"{r.fees:.2f}", _money(r.realised), _money(r.payout),
+        _money(r.net))) + "</tr>" for r in rows)
+    return "<p>By series:</p><table><tr>" + "".join(f"<th>{h}</th>" for h in head) + f"</tr>{body}</table>"
 
 
 def _windows_table(run: Run, limit: int = 500) -> str:
@@ -256,11 +271,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare", help="a second ledger or backtest JSON, overlaid on the curves")
     parser.add_argument("--since", help="only windows that started after this: 24h, 7d, a date or a time (UTC)")
     parser.add_argument("--mode", choices=("live", "paper", "backtest"), help="only fills of this mode")
+    parser.add_argument("--series", help="only these market series, comma separated (btc-15m,eth-5m): one ledger "
+                                         "holds every series of a host; the summary shows each series otherwise")
     parser.add_argument("--out", required=True, help="the HTML file to write")
     args = parser.parse_args(argv)
     if bool(args.backtest) == bool(args.ledger):
         print("polymm-report: give either --ledger FILE or a BACKTEST.json", file=sys.stderr)
         return 2
+    wanted = None
+    if args.series:
+        from polymm import series as series_mod
+
+        try:
+            wanted = [s.name for s in series_mod.parse_list(args.series)]
+        except series_mod.SeriesError as exc:
+            print(f"polymm-report: --series {exc}", file=sys.stderr)
+            return 2
     since = None
     if args.since:
         try:
@@ -270,9 +296,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         with tempfile.TemporaryDirectory(prefix="polymm-report-") as scratch:
-            runs = [load_run(args.ledger or args.backtest, since, args.mode, Path(scratch))]
+            runs = [load_run(args.ledger or args.backtest, since, args.mode, Path(scratch), wanted)]
             if args.compare:
-                runs.append(load_run(args.compare, since, args.mode, Path(scratch)))
+                runs.append(load_run(args.compare, since, args.mode, Path(scratch), wanted))
             page = render(runs, since)
         Path(args.out).write_text(page)
     except (LedgerReadError, BacktestFileError, ReportError, OSError) as exc:

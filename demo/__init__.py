@@ -104,7 +104,49 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class Stack:
+class Launched:
+    """What every stack of processes here shares: `with` starts it (and closes it on a failed start), per-process log
+    files in `workdir`, and the environment of a child service."""
+
+    workdir: Path
+    _logs: list
+    funders: frozenset = frozenset()  # wallets of the key other than its own that a trader was given
+
+    def __enter__(self):
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+    def _log(self, name: str):
+        f = open(self.workdir / f"{name}.log", "ab")
+        self._logs.append(f)
+        return f
+
+    def child_env(self, names: dict[str, str], metrics_ports: dict | None, extra: dict[str, str]) -> dict[str, str]:
+        """The sim's endpoints, `names` (segment, socket, state, config, ...), the throw-away wallet, metrics on free
+        ports or off; none of the caller's own POLYMM_* or secrets."""
+        out = {k: v for k, v in os.environ.items() if not k.startswith(env.PREFIX) and k not in env.SECRET_NAMES
+               and k not in (*env.SYSTEMD_NAMES, env.BROWSER_ADDRESS, env.SIGNATURE_TYPE)}
+        out.update(self.sim.env())
+        out.update(names)
+        out.update({
+            env.PK: self.pk, env.SIGNATURE_TYPE: "0",
+            env.FEED_METRICS: f"127.0.0.1:{metrics_ports['feed']}" if metrics_ports else "off",
+            env.TRADER_METRICS: f"127.0.0.1:{metrics_ports['trader']}" if metrics_ports else "off",
+        })
+        out.update(extra)
+        if extra.get(env.BROWSER_ADDRESS):  # a trader trading another wallet of the key (its record, below)
+            self.funders = self.funders | {extra[env.BROWSER_ADDRESS]}
+        return out
+
+
+class Stack(Launched):
     """sim + feed + trader as real processes, with everything in `workdir`.
 
     `with Stack(...) as stack:` starts all three (or call `start(trader=False)` without `with`, then
@@ -140,17 +182,6 @@ class Stack:
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
-    def __enter__(self) -> "Stack":
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        self.close()
-
     def start(self, trader: bool = True) -> None:
         if self.sim is not None:
             raise RuntimeError("this Stack is already started")
@@ -179,23 +210,10 @@ class Stack:
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of the feed and trader: sim endpoints, our names, the throw-away wallet."""
-        out = {k: v for k, v in os.environ.items() if not k.startswith(env.PREFIX) and k not in env.SECRET_NAMES
-               and k not in (*env.SYSTEMD_NAMES, env.BROWSER_ADDRESS, env.SIGNATURE_TYPE)}
-        out.update(self.sim.env())
-        out.update({
+        return self.child_env({
             env.SHM: self.shm, env.SOCKET: str(self.socket), env.STATE_DIR: str(self.state_dir),
             env.CONFIG: str(self.config_path), env.WINDOW_S: str(self.window_s), env.LOG_LEVEL: self.log_level,
-            env.PK: self.pk, env.SIGNATURE_TYPE: "0",
-            env.FEED_METRICS: f"127.0.0.1:{self.metrics_ports['feed']}" if self.metrics_ports else "off",
-            env.TRADER_METRICS: f"127.0.0.1:{self.metrics_ports['trader']}" if self.metrics_ports else "off",
-        })
-        out.update(extra)
-        return out
-
-    def _log(self, name: str):
-        f = open(self.workdir / f"{name}.log", "ab")
-        self._logs.append(f)
-        return f
+        }, self.metrics_ports, extra)
 
     def start_feed(self, wait_s: float = 60.0) -> None:
         log = self._log("feed")
@@ -205,21 +223,7 @@ class Stack:
         self.wait_feed(wait_s)
 
     def wait_feed(self, wait_s: float = 60.0) -> None:
-        from polymm.feed import shm
-
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if self.feed.poll() is not None:
-                raise RuntimeError(f"polymm-feed exited with {self.feed.returncode}; see {self.workdir / 'feed.log'}")
-            try:
-                with shm.Reader(self.shm) as reader:
-                    snap = reader.snapshot()
-                    if snap.status == "connected" and snap.market.condition_id:
-                        return
-            except shm.ShmMissing:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"polymm-feed did not publish a market within {wait_s:.0f} s; see {self.workdir / 'feed.log'}")
+        wait_feed_published(self.feed, self.shm, wait_s, "polymm-feed", self.workdir / "feed.log")
 
     def trader_command(self, *args: str) -> list[str]:
         return _python_main("polymm.trader.service") + list(args)
@@ -272,6 +276,8 @@ class Stack:
             from polymm.feed import shm
 
             shm.unlink(self.shm)
+        remove_wallet_records(self.address, self.state_dir, self.funders)
+
 
     # -- looking at it -------------------------------------------------------------------------------------
 
@@ -290,6 +296,43 @@ class Stack:
 
     def mmctl_hint(self) -> str:
         return f"{mmctl_exe()} --socket {self.socket} --shm {self.shm} status"
+
+
+def wait_feed_published(feed: subprocess.Popen, shm_name: str, wait_s: float, what: str, log: Path) -> None:
+    """Until the feed process publishes a connected market in its segment; RuntimeError if it exits first,
+    TimeoutError after `wait_s`, each naming its log."""
+    from polymm.feed import shm
+
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if feed.poll() is not None:
+            raise RuntimeError(f"{what} exited with {feed.returncode}; see {log}")
+        try:
+            with shm.Reader(shm_name) as reader:
+                snap = reader.snapshot()
+                if snap.status == "connected" and snap.market.condition_id:
+                    return
+        except shm.ShmMissing:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} did not publish a market within {wait_s:.0f} s; see {log}")
+
+
+def remove_wallet_records(address: str | None, state_dir: Path, funders=()) -> None:
+    """The shared wallet record(s) and the series' liveness files a stack's throw-away wallet left in /dev/shm
+    (trader/wallet/): a real wallet's outlive its traders on purpose; a test's must not pile up. `funders`: the
+    other wallets of the key its traders were given (POLYMM_BROWSER_ADDRESS)."""
+    from polymm.trader.wallet.coordinator import wallet_key
+    from polymm.trader.wallet.store import path_for
+
+    if not address:
+        return
+    for funder in {address, *funders}:
+        for mode in ("live", "paper"):
+            record = path_for(wallet_key(funder, mode, state_dir))
+            for path in (record, *record.parent.glob(f"{record.name}.*.alive")):
+                with contextlib.suppress(Exception):
+                    path.unlink()
 
 
 def mmctl_exe() -> str:

@@ -28,6 +28,9 @@ ETC=/etc/polymm
 STATE=/var/lib/polymm
 UNIT_DIR=/etc/systemd/system
 UNITS=(polymm-feed.service polymm-trader.service)
+# One feed and trader per further market series (polymm-feed@eth-5m, polymm-trader@eth-5m; README "Several series
+# on one wallet"): installed, never enabled here; an operator enables the instances it wants.
+SERIES_UNITS=(polymm-feed@.service polymm-trader@.service)
 NOTIFY_UNIT=polymm-notify@.service
 WEB_UNIT=polymm-web.service  # off by default: installed, never enabled here
 WEB_USER=polymm-web
@@ -71,9 +74,21 @@ systemd_running() { [ -d /run/systemd/system ]; }
 
 # ------------------------------------------------------------------------------------------------ uninstall
 
+series_instances() {  # every polymm-{trader,feed}@<series> instance systemd knows or has enabled, traders first
+    local kind
+    for kind in trader feed; do
+        { systemctl list-units --all --plain --no-legend "polymm-$kind@*.service" 2>/dev/null | awk '{print $1}'
+          ls "$UNIT_DIR"/*.wants/ 2>/dev/null | grep -E "^polymm-$kind@.+\.service$"; } | sort -u
+    done
+}
+
 uninstall() {
     if systemd_running; then
-        # The trader first: its SIGTERM path cancels our open orders while the feed still runs.
+        # Traders first: their SIGTERM path cancels our open orders while the feeds still run.
+        for unit in $(series_instances); do
+            systemctl disable --now "$unit" >/dev/null 2>&1 || true
+            say "stopped and disabled $unit"
+        done
         for unit in "$WEB_UNIT" polymm-trader.service polymm-feed.service; do
             if [ -e "$UNIT_DIR/$unit" ]; then
                 systemctl disable --now "$unit" >/dev/null 2>&1 || true
@@ -81,7 +96,7 @@ uninstall() {
             fi
         done
     fi
-    for unit in "${UNITS[@]}" "$NOTIFY_UNIT" "$WEB_UNIT"; do
+    for unit in "${UNITS[@]}" "${SERIES_UNITS[@]}" "$NOTIFY_UNIT" "$WEB_UNIT"; do
         [ -e "$UNIT_DIR/$unit" ] && { rm -f "$UNIT_DIR/$unit"; say "removed $UNIT_DIR/$unit"; }
         if [ "$PURGE" = 1 ] && [ -d "$UNIT_DIR/$unit.d" ]; then
             rm -rf "$UNIT_DIR/$unit.d"; say "removed drop-ins $UNIT_DIR/$unit.d"
@@ -95,8 +110,11 @@ uninstall() {
         rm -f /usr/local/bin/mmctl; say "removed /usr/local/bin/mmctl"
     fi
     [ -d "$PREFIX" ] && { rm -rf "$PREFIX"; say "removed $PREFIX"; }
-    # The feed's segment is runtime state of a user about to disappear; a reinstall creates it afresh.
-    [ -e /dev/shm/poly_tob_shm ] && { rm -f /dev/shm/poly_tob_shm; say "removed /dev/shm/poly_tob_shm"; }
+    # The feeds' segments and the wallets' shared records are runtime state of a user about to disappear; a
+    # reinstall creates them afresh.
+    for f in /dev/shm/poly_tob_shm /dev/shm/poly_tob_shm_* /dev/shm/polymm-wallet-*; do
+        [ -e "$f" ] && { rm -f "$f"; say "removed $f"; }
+    done
     [ -e "$POLKIT_RULES/$WEB_RULE" ] && { rm -f "$POLKIT_RULES/$WEB_RULE"; say "removed $POLKIT_RULES/$WEB_RULE"; }
     if getent passwd "$WEB_USER" >/dev/null; then userdel "$WEB_USER"; say "removed user $WEB_USER"; fi
     if getent group "$WEB_USER" >/dev/null; then groupdel "$WEB_USER"; fi
@@ -118,7 +136,7 @@ fi
 
 # ------------------------------------------------------------------------------------------------ install
 
-for unit in "${UNITS[@]}" "$NOTIFY_UNIT" "$WEB_UNIT"; do
+for unit in "${UNITS[@]}" "${SERIES_UNITS[@]}" "$NOTIFY_UNIT" "$WEB_UNIT"; do
     [ -f "$HERE/systemd/$unit" ] || die "missing $HERE/systemd/$unit (run the script from the polymm source tree)"
 done
 [ -f "$HERE/polymm-notify" ] || die "missing $HERE/polymm-notify (run the script from the polymm source tree)"
@@ -338,7 +356,7 @@ fi
 
 # 5. units.
 units_changed=0
-for unit in "${UNITS[@]}" "$NOTIFY_UNIT" "$WEB_UNIT"; do
+for unit in "${UNITS[@]}" "${SERIES_UNITS[@]}" "$NOTIFY_UNIT" "$WEB_UNIT"; do
     if ! cmp -s "$HERE/systemd/$unit" "$UNIT_DIR/$unit"; then
         install -m 0644 "$HERE/systemd/$unit" "$UNIT_DIR/$unit"
         units_changed=1
@@ -381,6 +399,9 @@ elif has_secrets; then
     say "next: systemctl start polymm-feed polymm-trader; mmctl status"
 else
     say "next: fill in $ETC/polymm.env, then: $enable_cmd; mmctl status"
+fi
+if [ "$changes" != 0 ] && [ "$units_changed" = 1 ]; then
+    say "more market series on this wallet: systemctl enable --now polymm-trader@eth-5m (its feed starts with it; see README)"
 fi
 if ! systemctl is-enabled --quiet "$WEB_UNIT" 2>/dev/null; then
     say "the web page and HTTP API (off): systemctl enable --now $WEB_UNIT; then open http://127.0.0.1:8780/mm-bot"

@@ -1,7 +1,9 @@
 """Finding each window's market through Gamma (polymarket-protocol.md section 3).
 
-One market per window: event slug `btc-updown-15m-{T}`, T = the window start in unix seconds (a multiple
-of the window length; the "15m" stays in the slug whatever `window_s` is, as the sim does too).
+One market per window of the feed's series (polymm/series.py): event slug `btc-updown-15m-{T}` for the default,
+`{asset}-updown-{5m|15m}-{T}` for the minute series, T = the window start in unix seconds (a multiple of the
+window length); the hourly series are named by the US Eastern hour (`ethereum-up-or-down-april-5-2026-4am-et`,
+until March 2026 without the year): each candidate slug is asked in turn, the current form first.
 
 `parse_market` is pure (Gamma JSON -> MarketInfo, or a DiscoveryError saying what is wrong).
 `GammaClient` does one HTTP lookup. `Discoverer` runs lookups in its own thread with backoff, so the
@@ -28,11 +30,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from polymm import series as series_mod
 from polymm.feed.market import MarketIdentity
 
 log = logging.getLogger("polymm.feed.discovery")
 
-SLUG_PREFIX = "btc-updown-15m-"
 DEFAULT_FEE_RATE = 0.07  # the 15m crypto markets' taker rate, used only if Gamma omits feeSchedule
 
 
@@ -65,8 +67,9 @@ def window_start_for(now: float, window_s: int) -> int:
     return int(now // window_s) * window_s
 
 
-def slug_for(window_start: int) -> str:
-    return f"{SLUG_PREFIX}{window_start}"
+def slug_for(window_start: int, series: series_mod.Series | None = None) -> str:
+    """The first slug Gamma is asked for (the default series when none is given, whatever its window length)."""
+    return (series or series_mod.default()).slug(window_start)
 
 
 def _json_list(value, name: str) -> list:
@@ -100,9 +103,10 @@ def _positive(doc: dict, key: str) -> float:
     return number
 
 
-def parse_market(doc: dict, window_start: int, window_s: int) -> MarketInfo:
+def parse_market(doc: dict, window_start: int, window_s: int, slug: str | None = None) -> MarketInfo:
     """A Gamma event (with `markets`) or market object -> MarketInfo for the window starting at
-    `window_start`. Raises DiscoveryError naming the field that is missing or wrong."""
+    `window_start` (`slug`: the one asked for, when the answer does not say). Raises DiscoveryError naming the
+    field that is missing or wrong."""
     if not isinstance(doc, dict):
         raise DiscoveryError(f"expected a JSON object, got {type(doc).__name__}")
     market = doc
@@ -111,7 +115,7 @@ def parse_market(doc: dict, window_start: int, window_s: int) -> MarketInfo:
         if not markets:
             raise NotListedYet(f"event {doc.get('slug', '?')} has no markets yet")
         market = markets[0]
-    slug = market.get("slug") or doc.get("slug") or slug_for(window_start)
+    slug = market.get("slug") or doc.get("slug") or slug or slug_for(window_start)
     warnings: list[str] = []
 
     condition_id = market.get("conditionId")
@@ -182,11 +186,15 @@ def _price_to_beat(doc: dict) -> float | None:
 
 
 class GammaClient:
-    """One lookup per call: `GET /events?slug=...` (the production-recommended form)."""
+    """One lookup per call: `GET /events?slug=...` (the production-recommended form), once per candidate slug of the
+    window (the hourly series have two namings) until one is listed."""
 
-    def __init__(self, base_url: str, window_s: int, timeout_s: float = 5.0) -> None:
+    def __init__(self, base_url: str, window_s: int | series_mod.Series, timeout_s: float = 5.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self.window_s = window_s
+        # A window length alone means the default series (what the feed followed before it knew series).
+        self.series = (window_s if isinstance(window_s, series_mod.Series)
+                       else series_mod.parse(series_mod.DEFAULT_SERIES, window_s=window_s))
+        self.window_s = self.series.window_s
         self.timeout_s = timeout_s
 
     def _get(self, path: str):
@@ -207,7 +215,15 @@ class GammaClient:
             raise DiscoveryError(f"Gamma {path}: response is not JSON") from None
 
     def fetch(self, window_start: int) -> MarketInfo:
-        slug = slug_for(window_start)
+        slugs = self.series.slugs(window_start)
+        for slug in slugs:
+            try:
+                return self._fetch_slug(slug, window_start)
+            except NotListedYet:
+                continue  # the older naming of an hourly window, or not listed yet
+        raise NotListedYet(f"Gamma does not know {' or '.join(slugs)} yet")
+
+    def _fetch_slug(self, slug: str, window_start: int) -> MarketInfo:
         events = self._get("/events?" + urllib.parse.urlencode({"slug": slug}))
         if isinstance(events, dict):  # some deployments answer the object itself
             events = [events]
@@ -216,7 +232,7 @@ class GammaClient:
         matching = [e for e in events if isinstance(e, dict) and e.get("slug") in (slug, None)]
         if not matching:
             raise NotListedYet(f"Gamma does not know {slug} yet")
-        return parse_market(matching[0], window_start, self.window_s)
+        return parse_market(matching[0], window_start, self.window_s, slug=slug)
 
 
 @dataclass
@@ -238,6 +254,7 @@ class Discoverer:
         self,
         fetch,
         *,
+        slug_of=None,
         clock=time.time,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 10.0,
@@ -245,6 +262,7 @@ class Discoverer:
         rng: random.Random | None = None,
     ) -> None:
         self._fetch = fetch
+        self._slug_of = slug_of or slug_for  # for the log lines: the window's (first) slug
         self._clock = clock
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
@@ -303,7 +321,7 @@ class Discoverer:
             self._attempt(lookup)
 
     def _attempt(self, lookup: _Lookup) -> None:
-        slug = slug_for(lookup.window_start)
+        slug = self._slug_of(lookup.window_start)
         try:
             info = self._fetch(lookup.window_start)
         except DiscoveryError as e:

@@ -28,7 +28,8 @@ def _num(x: float):
     return None if x != x or math.isinf(x) else x
 
 
-def tick_line(update: shm.Update, snap: shm.Snapshot | None, ref: shm.Reference | None = None) -> dict | None:
+def tick_line(update: shm.Update, snap: shm.Snapshot | None, ref: shm.Reference | None = None,
+              series: str | None = None) -> dict | None:
     """One contract-2 record for a ring entry, or None when the entry has no book to record (market
     switching, feed starting or stale)."""
     if update.status != "connected" or not update.window_start:
@@ -48,6 +49,8 @@ def tick_line(update: shm.Update, snap: shm.Snapshot | None, ref: shm.Reference 
         "down_ask_size": _num(down.ask_size),
         "tick_size": _num(update.tick_size),
     }
+    if series is not None:
+        line["series"] = series  # the market series (polymm/series.py): a backtest takes its config from it
     # Depth (shm layout 2, `polymm-feed --depth N`): per leg, bids and asks as [[price, size], ...] best
     # first, only when the segment carries depth and the leg has a book; a reader of older files sees none.
     for name, leg in (("up", up), ("down", down)):
@@ -76,9 +79,10 @@ def reference_at(refs, ts: float) -> shm.Reference | None:
 class Recorder:
     """Follows the segment `shm_name` and appends contract-2 lines to `path`."""
 
-    def __init__(self, path: str, shm_name: str) -> None:
+    def __init__(self, path: str, shm_name: str, series: str | None = None) -> None:
         self.path = path
         self.shm_name = shm_name
+        self.series = series
         self.lines = 0
         self.lost = 0
         self.error = ""
@@ -116,7 +120,7 @@ class Recorder:
         out = []
         for update in updates:
             ts = max(x for x in (update.up.publish_ts, update.down.publish_ts, 0.0) if x == x)
-            line = tick_line(update, snap, reference_at(self._refs, ts))
+            line = tick_line(update, snap, reference_at(self._refs, ts), self.series)
             if line is not None:
                 out.append(json.dumps(line, separators=(",", ":")))
         if out:

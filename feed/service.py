@@ -17,12 +17,14 @@ import time
 
 from polymm import env, logs
 from polymm import metrics as prom
+from polymm import series as series_mod
 from polymm.feed import book as bk
 from polymm.feed import discovery as disc
 from polymm.feed import shm
 from polymm.feed.metrics import FeedCounters, RingLatency
 from polymm.feed.metrics import families as metric_families
 from polymm.feed.record import Recorder
+from polymm.feed.rtds import wire as rtds_wire
 from polymm.feed.rtds.reference import CAPTURED, RECOVERED, ReferenceBook, cross_check
 from polymm.feed.rtds.stream import RtdsStream
 from polymm.feed.stream import MarketStream
@@ -36,7 +38,7 @@ LOOP_S = 0.2  # heartbeat / watchdog / rotation check period
 METRICS_SOURCE = f"--metrics ({env.FEED_METRICS})"
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int | None) -> int | None:
     raw = env.get(name)
     if raw is None:
         return default
@@ -49,8 +51,12 @@ def _env_int(name: str, default: int) -> int:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="polymm-feed",
-        description="Polymarket BTC Up/Down market data -> shared memory (top of book of both legs).",
+        description="Polymarket Up/Down market data of one series -> shared memory (top of book of both legs).",
     )
+    p.add_argument("--series", default=env.get(env.SERIES, series_mod.DEFAULT_SERIES),
+                   help=f"market series ASSET-WINDOW: {', '.join(series_mod.ALL_NAMES)} (env {env.SERIES}; default "
+                        f"{series_mod.DEFAULT_SERIES}); sets the window, the segment's default name and the asset's "
+                        "reference prices")
     p.add_argument("--gamma-url", default=env.get(env.GAMMA_URL, env.PROD_GAMMA_URL), help=f"Gamma API ({env.GAMMA_URL})")
     p.add_argument(
         "--ws-market-url",
@@ -60,14 +66,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--rtds-url",
         default=env.get(env.RTDS_URL, env.PROD_RTDS_URL),
-        help=f"Real-Time Data Socket for the Chainlink/Binance BTC prices ({env.RTDS_URL}); 'off' to run without",
+        help=f"Real-Time Data Socket for the asset's Chainlink/Binance prices ({env.RTDS_URL}); 'off' to run without",
     )
-    p.add_argument("--shm", default=env.get(env.SHM, env.DEFAULT_SHM), help=f"shared-memory segment name ({env.SHM})")
+    p.add_argument("--shm", default=env.get(env.SHM),
+                   help=f"shared-memory segment name ({env.SHM}; default {env.DEFAULT_SHM} for "
+                        f"{series_mod.DEFAULT_SERIES}, {env.DEFAULT_SHM}_<series> for the others)")
     p.add_argument(
         "--window-s",
         type=int,
-        default=_env_int(env.WINDOW_S, env.DEFAULT_WINDOW_S),
-        help=f"market window length in seconds ({env.WINDOW_S}; 900 in production)",
+        default=_env_int(env.WINDOW_S, None),
+        help=f"market window length in seconds ({env.WINDOW_S}; default the series' own: 300, 900 or 3600; shorter "
+             "on the sim)",
     )
     p.add_argument(
         "--stale-after-s",
@@ -89,13 +98,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--metrics",
         metavar="HOST:PORT|off",
-        default=env.get(env.FEED_METRICS, prom.DEFAULT_FEED_LISTEN),
-        help=f"Prometheus endpoint ({env.FEED_METRICS}; default {prom.DEFAULT_FEED_LISTEN}, loopback only; off to disable)",
+        default=None,
+        help=f"Prometheus endpoint (default {prom.DEFAULT_FEED_LISTEN}, loopback only; off to disable; env "
+             f"{env.FEED_METRICS}: for a series other than {series_mod.DEFAULT_SERIES} its host with the series' own "
+             "port, see README Monitoring)",
     )
     level, level_var = env.log_level_from_env(env.FEED_LOG_LEVEL, env.LOG_LEVEL)
     p.add_argument("--log-level", default=level, type=str.upper,
                    help=f"{', '.join(env.LOG_LEVELS)} (env {env.FEED_LOG_LEVEL}, else {env.LOG_LEVEL}; default INFO)")
     args = p.parse_args(argv)
+    args.window_s = series_mod.resolve_args(p, args, env.DEFAULT_SHM).window_s
+    if args.metrics is None:
+        args.metrics = series_mod.metrics_listen(args.series, "feed", env.get(env.FEED_METRICS, prom.DEFAULT_FEED_LISTEN),
+                                                 int(prom.DEFAULT_FEED_LISTEN.rsplit(":", 1)[1]))
     if args.log_level not in env.LOG_LEVELS:
         # argparse does not check a default against choices: say where a bad level came from.
         source = f"{level_var}={args.log_level}" if args.log_level == level and level_var else f"--log-level {args.log_level}"
@@ -104,8 +119,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prom.parse_listen(args.metrics, source=METRICS_SOURCE)
     except prom.MetricsError as e:
         p.error(str(e))
-    if args.window_s <= 0:
-        p.error(f"--window-s must be positive, got {args.window_s}")
     if args.stale_after_s <= 0:
         p.error(f"--stale-after-s must be positive, got {args.stale_after_s}")
     if args.ring_capacity < 16:
@@ -142,7 +155,8 @@ class FeedService:
         self._rate_n = 0
         self.updates_per_s = 0.0
         self.rtds: RtdsStream | None = None
-        self.reference = ReferenceBook(self.window_s)
+        self.series = args.series
+        self.reference = ReferenceBook(self.window_s, open_source=self.series.resolution_source)
         # Gamma states the price to beat once the window runs (eventMetadata.priceToBeat): asked once per window,
         # a while after the start, off this thread; a disagreement with our capture is logged.
         self._gamma_fetch = gamma_fetch
@@ -159,10 +173,15 @@ class FeedService:
 
     def start_rtds(self) -> None:
         if self.args.rtds_url == "off":
-            log.warning("RTDS is off (--rtds-url off): no BTC reference price; fair-value guards will not enter")
+            log.warning("RTDS is off (--rtds-url off): no %s reference price; fair-value guards will not enter",
+                        self.series.asset.code.upper())
             return
-        self.rtds = RtdsStream(self.args.rtds_url, self.reference, self._on_reference,
-                               stale_after_s=self.args.stale_after_s).start()
+        self.rtds = self._new_rtds()
+
+    def _new_rtds(self) -> RtdsStream:
+        asset = self.series.asset
+        return RtdsStream(self.args.rtds_url, self.reference, self._on_reference, stale_after_s=self.args.stale_after_s,
+                          symbols=rtds_wire.symbols(asset.chainlink, asset.binance)).start()
 
     def _on_reference(self, bits: int) -> None:
         """RTDS thread: a price or an opening changed."""
@@ -174,8 +193,7 @@ class FeedService:
             return
         if not rtds.is_alive():
             log.error("rtds ws thread died (%s); starting a new one", rtds.last_error or "no error recorded")
-            self.rtds = RtdsStream(self.args.rtds_url, self.reference, self._on_reference,
-                                   stale_after_s=self.args.stale_after_s).start()
+            self.rtds = self._new_rtds()
         # Also from here: the connection flag and the new window's (still pending) opening change without a price.
         w = disc.window_start_for(now, self.window_s)
         publish_reference(self.writer, self.rtds, w)
@@ -350,7 +368,8 @@ class FeedService:
     def status_line(self, now: float) -> str:
         w = disc.window_start_for(now, self.window_s)
         if self.active is None or self.active.window_start != w:
-            return f"waiting for market {disc.slug_for(w)}: {self.discoverer.describe(w)}, {self._reference_status(now, w)}"
+            return (f"waiting for market {self.series.slug(w)}: {self.discoverer.describe(w)}, "
+                    f"{self._reference_status(now, w)}")
         s = self.active
         age = s.data_age_s(now)
         up, down = s.book.up, s.book.down
@@ -371,14 +390,15 @@ class FeedService:
         return ", ".join(parts)
 
     def _reference_status(self, now: float, window_start: int) -> str:
+        code = self.series.asset.code
         if self.rtds is None:
-            return "btc off"
-        cl = self.reference.chainlink
+            return f"{code} off"
+        cl = self.reference.sources[self.reference.open_source]
         if cl.price != cl.price:
-            return f"btc none yet ({self.rtds.last_error})" if self.rtds.last_error else "btc none yet"
+            return f"{code} none yet ({self.rtds.last_error})" if self.rtds.last_error else f"{code} none yet"
         opening = self.reference.opening(window_start)
         shown = f"open {opening.price:,.2f}" if opening.known else f"open {opening.how}"
-        return f"btc {cl.price:,.2f} age {cl.age_s(now):.1f}s {shown}"
+        return f"{code} {cl.price:,.2f} age {cl.age_s(now):.1f}s {shown}"
 
     def sleep_s(self, now: float) -> float:
         """Until the next loop tick, but wake exactly at the window boundary (no gap at rotation)."""
@@ -460,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         # Before the segment is taken over: a refused address leaves a running feed's segment alone.
         exporter = prom.serve(args.metrics, source=METRICS_SOURCE, collectors=[prom.CallbackCollector(
             "feed", lambda: metric_families(holder["service"].counters, own_segment, latency)
-            if "service" in holder else [])])
+            if "service" in holder else [], labels={"series": args.series.name})])
     except prom.MetricsError as e:
         log.error("%s", e)
         return 2
@@ -475,19 +495,20 @@ def main(argv: list[str] | None = None) -> int:
         _stop_metrics(exporter, own_segment)
         return 2
     log.info(
-        "polymm-feed started: shm %s, window %ds, gamma %s, market ws %s, rtds %s, stale after %gs",
-        args.shm, args.window_s, args.gamma_url, args.ws_market_url, args.rtds_url, args.stale_after_s,
+        "polymm-feed started: series %s, shm %s, window %ds, gamma %s, market ws %s, rtds %s, stale after %gs",
+        args.series, args.shm, args.window_s, args.gamma_url, args.ws_market_url, args.rtds_url, args.stale_after_s,
     )
-    client = disc.GammaClient(args.gamma_url, args.window_s)
+    client = disc.GammaClient(args.gamma_url, args.series)
     # The next window is looked up a whole window ahead: patient retries are fine until it starts.
-    discoverer = disc.Discoverer(client.fetch, backoff_max_s=min(10.0, args.window_s / 4)).start()
+    discoverer = disc.Discoverer(client.fetch, slug_of=args.series.slug,
+                                 backoff_max_s=min(10.0, args.window_s / 4)).start()
     recorder = None
     service = holder["service"] = FeedService(args, writer, discoverer, notifier, gamma_fetch=client.fetch)
     code = 0
     try:
         if args.record:
             try:
-                recorder = Recorder(args.record, args.shm).start()
+                recorder = Recorder(args.record, args.shm, series=args.series.name).start()
             except OSError as e:
                 log.error("cannot record to %s: %s", args.record, e)
                 return 2

@@ -33,6 +33,9 @@ CONFIG = "POLYMM_CONFIG"
 SHM = "POLYMM_SHM"
 SOCKET = "POLYMM_SOCKET"
 WINDOW_S = "POLYMM_WINDOW_S"
+# The market series a feed or trader follows (polymm/series.py): `btc-15m` (the default), `eth-5m`, `sol-1h`, ...
+# The template units pass their instance name (polymm-trader@eth-5m); for the sim, a comma-separated list.
+SERIES = "POLYMM_SERIES"
 STATE_DIR = "POLYMM_STATE_DIR"
 GAMMA_URL = "POLYMM_GAMMA_URL"
 CLOB_URL = "POLYMM_CLOB_URL"

@@ -197,9 +197,12 @@ class CallbackCollector(Collector):
     then, never pushed from its hot path). A failing read is logged and yields nothing, never a 500 that
     would hide every other metric."""
 
-    def __init__(self, name: str, collect: Callable[[], Iterable]) -> None:
+    def __init__(self, name: str, collect: Callable[[], Iterable], labels: dict[str, str] | None = None) -> None:
         self.name = name
         self._collect = collect
+        # Labels every sample of this collector carries: `series` (btc-15m, eth-5m, ...) - one value per process,
+        # so it adds no time series to a target, and the dashboard selects series by it.
+        self._labels = dict(labels or {})
 
     def collect(self):
         try:
@@ -207,6 +210,9 @@ class CallbackCollector(Collector):
         except Exception:  # noqa: BLE001 - a scrape must not take the endpoint down
             log.exception("metrics: collecting %s failed", self.name)
             return []
+        if self._labels:
+            for family in families:
+                family.samples = [s._replace(labels={**s.labels, **self._labels}) for s in family.samples]
         return families
 
     def describe(self):

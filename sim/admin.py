@@ -15,6 +15,9 @@ request gets 400 with the reason in words.
                      background levels (Up prices) rest, the synthetic ladder and random takers leave the window
                      alone from then on (again: the levels are replaced); for tests
     POST /_sim/take  {"condition_id"?, "side": "BUY"|"SELL", "price", "size"}   a background fill-and-kill on Up
+
+Where a request may name no `condition_id`, it means the live window of the first series served, or of
+`"series": "eth-5m"` when given (a sim serving several series: `polymm-sim --series btc-15m,eth-5m`).
 """
 from __future__ import annotations
 
@@ -144,15 +147,20 @@ class AdminApi:
                 "accepting_orders": spec.accepting_orders, "closed": spec.closed, "tick_size": num(spec.tick_size),
                 "min_size": num(spec.min_size), "fee_rate": num(spec.fee_rate),
                 "fee_exponent": num(spec.fee_exponent),
-                "winning_token": spec.winning_token, "fair_up": sim.market.fair(spec.condition_id),
+                "winning_token": spec.winning_token, "fair_up": sim.market_of(spec.condition_id).fair(spec.condition_id),
                 "up_best_bid": num(up_bids[0][0]) if up_bids else None,
                 "up_best_ask": num(up_asks[0][0]) if up_asks else None,
-                "open_price": sim.market.window_open_price(spec.window_start),
+                "open_price": sim.market_of(spec.condition_id).window_open_price(spec.window_start),
+                "series": spec.series,
             })
         live = sim.calendar.window_start(now)
+        series = {name: {"window_s": m.calendar.window_s, "live_window_start": m.calendar.window_start(now),
+                         "live_slug": m.series.slug(m.calendar.window_start(now)), "price": m.btc_price()}
+                  for name, m in sim.markets.items()}
         return web.json_response({
             "now": now, "started_at": sim.started_at, "window_s": sim.calendar.window_s, "live_window_start": live,
-            "live_slug": f"btc-updown-15m-{live}", "btc": sim.market.btc_price(), "markets": markets,
+            "live_slug": sim.calendar.series.slug(live), "btc": sim.market.btc_price(), "markets": markets,
+            "series": series,
             "faults": sim.faults.describe(), "stats": dict(sim.stats), "requests": dict(sim.requests),
             "heartbeats_age_s": sim.heartbeats.describe(now),
             "connections": {"market": len(sim.market_ch.conns), "user": len(sim.user_ch.conns),
@@ -279,7 +287,8 @@ class AdminApi:
         if rate >= 1 or exponent > 10:
             raise AdminError("rate must be in [0, 1) and exponent in [0, 10]")
         rate_d, exponent_d = Decimal(str(rate)), Decimal(str(exponent))
-        self.sim.calendar.fee_rate, self.sim.calendar.fee_exponent = rate_d, exponent_d
+        for calendar in self.sim.calendars.values():
+            calendar.fee_rate, calendar.fee_exponent = rate_d, exponent_d
         changed = 0
         for spec in self.sim.engine.markets():
             spec.fee_rate, spec.fee_exponent = rate_d, exponent_d
@@ -312,10 +321,15 @@ class AdminApi:
         return {}
 
     def _market(self, params: dict, now: float) -> tuple[str, "MarketSpec"]:
-        """The market a request names by `condition_id`, or the live window's when it names none."""
+        """The market a request names by `condition_id`, or the live window's (of `series`, else the first series
+        served) when it names none."""
         condition_id = params.get("condition_id")
         if condition_id is None:
-            condition_id = self.sim.calendar.spec_for(self.sim.calendar.window_start(now)).condition_id
+            name = params.get("series")
+            market = self.sim.markets.get(name) if name is not None else self.sim.market
+            if market is None:
+                raise AdminError(f"the sim does not serve series {name!r} (it serves {', '.join(self.sim.markets)})")
+            condition_id = market.calendar.spec_for(market.calendar.window_start(now)).condition_id
         spec = self.sim.engine.market(condition_id) if isinstance(condition_id, str) else None
         if spec is None:
             raise AdminError(f"no such market: {condition_id!r}")
@@ -407,7 +421,7 @@ class AdminApi:
             bids = self._levels(params, "bids", spec.tick_size)
             asks = self._levels(params, "asks", spec.tick_size)
             try:
-                self.sim.market.script_book(condition_id, bids, asks, now)
+                self.sim.market_of(condition_id).script_book(condition_id, bids, asks, now)
             except ValueError as exc:  # ScriptError too: a price out of (0, 1), crossed levels, a refused level
                 raise AdminError(str(exc)) from None
             self.sim.drain(now)
@@ -428,7 +442,7 @@ class AdminApi:
             if not (0 < price < 1) or size <= 0:
                 raise AdminError("price must be in (0, 1) and size > 0")
             try:
-                ok = self.sim.market.take(condition_id, side, price, size, now)
+                ok = self.sim.market_of(condition_id).take(condition_id, side, price, size, now)
             except ValueError as exc:
                 raise AdminError(str(exc)) from None
             self.sim.drain(now)
@@ -445,7 +459,7 @@ class AdminApi:
                 raise AdminError(f"market {condition_id} is already resolved")
             winner = params.get("winner")
             if winner is None:
-                fair = sim.market.fair(condition_id)
+                fair = sim.market_of(condition_id).fair(condition_id)
                 winner = "Up" if fair is None or fair >= 0.5 else "Down"
             if winner not in ("Up", "Down"):
                 raise AdminError("winner must be Up or Down")

@@ -1,4 +1,4 @@
-"""Gamma (market discovery) as Polymarket serves it for the BTC Up/Down windows.
+"""Gamma (market discovery) as Polymarket serves it for the Up/Down windows of the series the sim serves.
 
 Field names, types and the JSON-string quirks follow the recorded real market
 (tests/fixtures/polymarket-recorded/nautilus-rust/test_data/gamma_market.json) plus the V2-era fields of
@@ -16,14 +16,11 @@ from decimal import Decimal
 from aiohttp import web
 from eth_hash.auto import keccak
 
+from polymm import series as series_mod
 from polymm.sim.engine import MarketSpec
 
-try:  # Titles are in US Eastern time, as production writes them.
-    from zoneinfo import ZoneInfo
-
-    _EASTERN = ZoneInfo("America/New_York")
-except Exception:  # no tz database on the host: UTC titles are still unambiguous
-    _EASTERN = timezone.utc
+# Titles are in US Eastern time, as production writes them; without a tz database UTC titles are unambiguous.
+_EASTERN = series_mod.EASTERN or timezone.utc
 
 SLUG_PREFIX = "btc-updown-15m-"
 SERIES_SLUG = "btc-up-or-down-15m"
@@ -36,6 +33,42 @@ DESCRIPTION = (
     "available at https://data.chain.link/streams/btc-usd.\nPlease note that this market is about the price "
     "according to Chainlink data stream BTC/USD, not according to other sources or spot markets."
 )
+# The hourly markets' rule text (docs/venue.md, Series and discovery): Binance's 1-hour candle, open vs close.
+HOURLY_DESCRIPTION = (
+    "This market will resolve to \"Up\" if the close price is greater than or equal to the open price for the "
+    "{pair} 1 hour candle that begins on the time and date specified in the title. Otherwise, this market will "
+    "resolve to \"Down\". The resolution source for this market is information from Binance, specifically the "
+    "{pair} pair (https://www.binance.com/en/trade/{pair_url})."
+)
+
+
+@dataclass(frozen=True)
+class SeriesText:
+    """What Gamma says about a window's series: titles, slugs, rule text and resolution source."""
+
+    series_slug: str
+    series_title: str
+    recurrence: str
+    resolution_source: str
+    description: str
+    image: str
+
+
+def series_text(spec: MarketSpec) -> SeriesText:
+    s = series_mod.parse(spec.series)
+    if s.is_default:
+        return SeriesText(SERIES_SLUG, "BTC Up or Down 15m", "15m", RESOLUTION_SOURCE, DESCRIPTION, IMAGE)
+    code, pair = s.asset.code, s.asset.binance.upper().replace("USDT", "/USDT")
+    if s.window == "1h":
+        return SeriesText(f"{code}-up-or-down-hourly", f"{code.upper()} Up or Down Hourly", "hourly",
+                          f"https://www.binance.com/en/trade/{pair.replace('/', '_')}",
+                          HOURLY_DESCRIPTION.format(pair=pair, pair_url=pair.replace("/", "_")),
+                          IMAGE.replace("BTC", code.upper()))
+    stream = s.asset.chainlink.replace("/", "-")
+    text = DESCRIPTION.replace("Bitcoin", s.asset.title).replace("BTC/USD", s.asset.chainlink.upper()).replace(
+        "btc-usd", stream)
+    return SeriesText(f"{code}-up-or-down-{s.window}", f"{code.upper()} Up or Down {s.window}", s.window,
+                      f"https://data.chain.link/streams/{stream}", text, IMAGE.replace("BTC", code.upper()))
 # Gamma's 404 body. The exact production text is not recorded in our fixtures; the status code is what
 # clients branch on.
 NOT_FOUND = {"type": "not found error", "error": "not found"}
@@ -75,10 +108,16 @@ def _clock(moment: datetime) -> str:
 
 
 def title(spec: MarketSpec) -> str:
+    """As production writes them: 'Bitcoin Up or Down - May 10, 2:30PM-2:45PM ET'; an hourly window names its
+    hour alone: 'Ethereum Up or Down - April 5, 4AM ET'."""
+    s = series_mod.parse(spec.series)
     start = datetime.fromtimestamp(spec.window_start, _EASTERN)
     end = datetime.fromtimestamp(spec.window_end, _EASTERN)
     zone = "ET" if _EASTERN is not timezone.utc else "UTC"
-    return f"Bitcoin Up or Down - {start.strftime('%B')} {start.day}, {_clock(start)}-{_clock(end)} {zone}"
+    if s.window == "1h" and not s.compressed and spec.window_end - spec.window_start == 3600:
+        hour = start.strftime("%I%p").lstrip("0")
+        return f"{s.asset.title} Up or Down - {start.strftime('%B')} {start.day}, {hour} {zone}"
+    return f"{s.asset.title} Up or Down - {start.strftime('%B')} {start.day}, {_clock(start)}-{_clock(end)} {zone}"
 
 
 def number_id(text: str, modulo: int) -> str:
@@ -115,18 +154,19 @@ def market_json(spec: MarketSpec, live: LivePrices, now: float, listed_at: float
     bid = _f(live.best_bid, 0.0)
     ask = _f(live.best_ask, 1.0)
     question = title(spec)
+    text = series_text(spec)
     market = {
         "id": number_id(spec.condition_id, 10_000_000),
         "question": question,
         "conditionId": spec.condition_id,
         "slug": spec.slug,
-        "resolutionSource": RESOLUTION_SOURCE,
+        "resolutionSource": text.resolution_source,
         "endDate": _iso(spec.window_end),
         "liquidity": "20000",
         "startDate": _iso(listed_at, micros=True),
-        "image": IMAGE,
-        "icon": IMAGE,
-        "description": DESCRIPTION,
+        "image": text.image,
+        "icon": text.image,
+        "description": text.description,
         # Quirk: these three are JSON *strings* holding arrays, not arrays.
         "outcomes": json.dumps(["Up", "Down"], separators=(", ", ": ")),
         "outcomePrices": json.dumps(_outcome_prices(spec, live), separators=(", ", ": ")),
@@ -206,19 +246,20 @@ def market_json(spec: MarketSpec, live: LivePrices, now: float, listed_at: float
 
 def event_json(spec: MarketSpec, live: LivePrices, now: float, listed_at: float, with_markets: bool = True) -> dict:
     question = title(spec)
+    text = series_text(spec)
     closed = bool(spec.closed)
     event = {
         "id": number_id("event:" + spec.condition_id, 1_000_000),
         "ticker": spec.slug,
         "slug": spec.slug,
         "title": question,
-        "description": DESCRIPTION,
-        "resolutionSource": RESOLUTION_SOURCE,
+        "description": text.description,
+        "resolutionSource": text.resolution_source,
         "startDate": _iso(listed_at + 36, micros=True),
         "creationDate": _iso(listed_at + 36, micros=True),
         "endDate": _iso(spec.window_end),
-        "image": IMAGE,
-        "icon": IMAGE,
+        "image": text.image,
+        "icon": text.image,
         "active": True,
         "closed": closed,
         "archived": False,
@@ -241,11 +282,11 @@ def event_json(spec: MarketSpec, live: LivePrices, now: float, listed_at: float,
         "commentCount": 0,
         "series": [{
             "id": "10192",
-            "ticker": SERIES_SLUG,
-            "slug": SERIES_SLUG,
-            "title": "BTC Up or Down 15m",
+            "ticker": text.series_slug,
+            "slug": text.series_slug,
+            "title": text.series_title,
             "seriesType": "single",
-            "recurrence": "15m",
+            "recurrence": text.recurrence,
             "image": "",
             "icon": "",
             "active": True,
@@ -267,7 +308,7 @@ def event_json(spec: MarketSpec, live: LivePrices, now: float, listed_at: float,
         "enableNegRisk": False,
         "automaticallyActive": True,
         "startTime": _iso(spec.window_start),
-        "seriesSlug": SERIES_SLUG,
+        "seriesSlug": text.series_slug,
         "negRiskAugmented": False,
         "pendingDeployment": False,
         "deploying": False,
@@ -300,10 +341,11 @@ class GammaApi:
         ]
 
     def lookup(self, slug: str, now: float) -> tuple[MarketSpec, LivePrices, float] | None:
-        start = window_of_slug(slug)
-        calendar = self.sim.calendar
-        if start is None or start % calendar.window_s:
+        found = self.sim.lookup_slug(slug, now)
+        if found is None:
             return None
+        market, start = found
+        calendar = market.calendar
         listed_until = calendar.window_start(now) + self.sim.listed_ahead * calendar.window_s
         if start > listed_until:
             return None
@@ -317,7 +359,7 @@ class GammaApi:
             spec.winning_token = self.sim.winner_of(fresh)
         if self.sim.faults.stop_accepting and spec.accepting_orders:
             spec = replace(spec, accepting_orders=False)  # a copy: the engine's spec is not the fault's to change
-        live = LivePrices(price_to_beat=self.sim.market.window_open_price(start))
+        live = LivePrices(price_to_beat=market.window_open_price(start))
         if not spec.closed:
             bids, asks = self.sim.engine.book(spec.up_token)
             live = LivePrices(best_bid=bids[0][0] if bids else None, best_ask=asks[0][0] if asks else None,

@@ -1,5 +1,7 @@
-"""A synthetic "Bitcoin Up or Down" market for polymm-sim: the window calendar, a seeded BTC random walk,
-each window's fair P(Up), and background liquidity and takers trading around it in the engine.
+"""A synthetic "Up or Down" market of one series for polymm-sim: the window calendar, a seeded random walk of the
+asset's price, each window's fair P(Up), and background liquidity and takers trading around it in the engine.
+The sim runs one per series it serves (`--series btc-15m,eth-5m`); the markets of one asset share the price path
+(the walk depends only on the seed, the asset and the grid), as production's series of one asset share a price.
 
 Determinism: everything runs on a fixed time grid (`step_s`, default 0.25 s) anchored at the first
 `step(now)`. The BTC path depends only on the seed and the number of grid steps elapsed; quotes and
@@ -16,6 +18,8 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
+from polymm import series as series_mod
 
 from .engine import BACKGROUND, Engine, MarketSpec, SimOrder
 from .script import Level, Script, Step, book_step
@@ -36,14 +40,21 @@ def _digest(*parts: object) -> bytes:
     return hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
 
 
-class MarketCalendar:
-    """Which window is live at a time, and the deterministic identity of each window's market."""
+# A starting price per asset, in the range each traded at in 2026 (the walk is what matters, not the level).
+START_PRICE = {"btc": 95_000.0, "eth": 3_500.0, "sol": 150.0, "xrp": 2.5}
 
-    def __init__(self, seed: int, window_s: int) -> None:
+
+class MarketCalendar:
+    """Which window of one series is live at a time, and the deterministic identity of each window's market."""
+
+    def __init__(self, seed: int, window_s: int, series: series_mod.Series | None = None) -> None:
         if window_s <= 0:
             raise ValueError(f"window_s must be positive, got {window_s}")
         self.seed = seed
         self.window_s = int(window_s)
+        self.series = series or series_mod.default(self.window_s)
+        if self.series.window_s != self.window_s:
+            raise ValueError(f"series {self.series} has {self.series.window_s} s windows, not {self.window_s}")
         # The fee schedule new windows get (--fee-rate / --fee-exponent; the admin's fee_schedule changes it).
         self.fee_rate = Decimal("0.07")
         self.fee_exponent = Decimal("1")
@@ -58,12 +69,14 @@ class MarketCalendar:
         t = int(window_start)
         if t % self.window_s:
             raise ValueError(f"{t} is not a window start (multiple of {self.window_s})")
-        condition_id = "0x" + _digest(self.seed, t, "condition").hex()
-        up_token = str(int.from_bytes(_digest(self.seed, t, "up"), "big"))
-        down_token = str(int.from_bytes(_digest(self.seed, t, "down"), "big"))
-        return MarketSpec(condition_id=condition_id, slug=f"btc-updown-15m-{t}", up_token=up_token,
+        # The default series keeps the ids it always had (recorded tests rely on them); the others mix their name in.
+        key = (self.seed,) if self.series.is_default else (self.seed, self.series.name)
+        condition_id = "0x" + _digest(*key, t, "condition").hex()
+        up_token = str(int.from_bytes(_digest(*key, t, "up"), "big"))
+        down_token = str(int.from_bytes(_digest(*key, t, "down"), "big"))
+        return MarketSpec(condition_id=condition_id, slug=self.series.slug(t), up_token=up_token,
                           down_token=down_token, window_start=t, window_end=t + self.window_s,
-                          fee_rate=self.fee_rate, fee_exponent=self.fee_exponent)
+                          fee_rate=self.fee_rate, fee_exponent=self.fee_exponent, series=self.series.name)
 
 
 def fair_up_probability(btc: float, open_price: float, seconds_left: float, vol_per_sqrt_s: float,
@@ -95,11 +108,11 @@ class SyntheticMarket:
     """Drives the engine: lists windows ahead, moves BTC, quotes and trades as background, resolves."""
 
     def __init__(self, engine: Engine, calendar: MarketCalendar, seed: int, *, listed_ahead: int = 4,
-                 step_s: float = 0.25, btc_start: float = 95_000.0, vol_per_sqrt_s: float = 1.2e-4,
+                 step_s: float = 0.25, vol_per_sqrt_s: float = 1.2e-4,
                  levels: int = 5, level_size: float = 60.0, requote_move: float = 0.01,
                  min_requote_s: float = 1.0, refill_below: float = 0.4, taker_rate_per_s: float = 0.5,
                  taker_size: tuple[float, float] = (5.0, 60.0), resolve_delay_s: float = 0.0,
-                 retain_s: float = 3600.0, script: Script | None = None) -> None:
+                 retain_s: float = 3600.0, script: Script | None = None, btc_start: float | None = None) -> None:
         self.engine = engine
         self.calendar = calendar
         self.seed = seed
@@ -119,10 +132,14 @@ class SyntheticMarket:
         # (POST /_sim/book adds a step to one window's). Seeded and deterministic like the rest: the same script
         # gives the same book at the same offsets.
         self.script = script
-        # Separate generators: the BTC path must not depend on how much trading happened.
-        self._btc_rng = random.Random(f"{seed}:btc")
-        self._taker_rng = random.Random(f"{seed}:takers")
-        self._btc = btc_start
+        # Separate generators: the price path must not depend on how much trading happened. The default series keeps
+        # the seeds it always had; the path is the asset's (every series of one asset walks the same path).
+        series = calendar.series
+        self.series = series
+        self.asset = series.asset.code
+        self._btc_rng = random.Random(f"{seed}:{self.asset}")
+        self._taker_rng = random.Random(f"{seed}:takers" if series.is_default else f"{seed}:{series.name}:takers")
+        self._btc = btc_start if btc_start is not None else START_PRICE[self.asset]
         self._origin: float | None = None
         self._steps_done = 0  # grid steps processed (the next one is _steps_done)
         self._windows: dict[int, _Window] = {}

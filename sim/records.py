@@ -41,7 +41,7 @@ class CtfError(Exception):
 @dataclass
 class MarketSpec:
     condition_id: str  # 0x + 64 hex
-    slug: str  # btc-updown-15m-{T} (the 15m is in the slug whatever --window-s is)
+    slug: str  # the series' slug for the window (polymm/series.py): btc-updown-15m-{T}, eth-updown-5m-{T}, ...
     up_token: str  # decimal string (a uint256)
     down_token: str
     window_start: int  # unix seconds
@@ -53,6 +53,7 @@ class MarketSpec:
     accepting_orders: bool = True
     closed: bool = False
     winning_token: str | None = None  # set at resolution
+    series: str = "btc-15m"  # the series the window belongs to (Gamma's titles and texts follow its asset)
 
 
 @dataclass

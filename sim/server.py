@@ -29,6 +29,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from polymm import logs
+from polymm import series as series_mod
 from polymm.sim import auth, rtds, script, ws
 from polymm.sim.admin import AdminApi
 from polymm.sim.chain import Chain
@@ -54,9 +55,15 @@ class Sim:
         self.args = args
         self.engine = Engine(default_fund=Decimal(str(args.fund)), mined_after_s=args.mined_after_s,
                              confirmed_after_s=args.confirmed_after_s, auto_redeem=args.redeem == "auto")
-        self.calendar = MarketCalendar(args.seed, args.window_s)
-        self.calendar.fee_rate = Decimal(str(args.fee_rate))
-        self.calendar.fee_exponent = Decimal(str(args.fee_exponent))
+        # One synthetic market per series served (--series); the first is `calendar`/`market` (what a single-series
+        # caller, the demo and most tests, use). Every window length is the series' own unless --window-s
+        # compresses them all.
+        self.series: tuple[series_mod.Series, ...] = args.series
+        self.calendars = {s.name: MarketCalendar(args.seed, s.window_s, s) for s in self.series}
+        for calendar in self.calendars.values():
+            calendar.fee_rate = Decimal(str(args.fee_rate))
+            calendar.fee_exponent = Decimal(str(args.fee_exponent))
+        self.calendar = self.calendars[self.series[0].name]
         self.order_version = args.order_version  # GET /version; orders must be signed for it
         self.listed_ahead = args.listed_ahead
         market_options = {}
@@ -66,8 +73,9 @@ class Sim:
             market_options["resolve_delay_s"] = args.resolve_delay_s
         if args.script:
             market_options["script"] = load_script(args.script)
-        self.market = SyntheticMarket(self.engine, self.calendar, args.seed, listed_ahead=args.listed_ahead,
-                                      **market_options)
+        self.markets = {name: SyntheticMarket(self.engine, calendar, args.seed, listed_ahead=args.listed_ahead,
+                                              **market_options) for name, calendar in self.calendars.items()}
+        self.market = self.markets[self.series[0].name]
         self.keys = auth.ApiKeys(hashlib.sha256(f"polymm-sim:{args.seed}".encode()).digest())
         self.relayer = Relayer(self, hashlib.sha256(f"polymm-sim-relayer:{args.seed}".encode()).digest(),
                                execute_after_s=args.relayer_execute_after_s,
@@ -119,6 +127,23 @@ class Sim:
         return list(dict.fromkeys([key.address, *self._funders.get(key.key, {}).values(),
                                    *(self.funder_of(key, t) for t in (1, 2, 3))]))
 
+    # ---- the series served -------------------------------------------------------------------------
+    def market_of(self, condition_id: str) -> SyntheticMarket:
+        """The synthetic market (series) a window belongs to; the first series' for an unknown id."""
+        for market in self.markets.values():
+            if market.fair(condition_id) is not None:
+                return market
+        return self.market
+
+    def lookup_slug(self, slug: str, now: float | None = None) -> tuple[SyntheticMarket, int] | None:
+        """(the series' market, window start) a Gamma slug names (an hourly slug without its year: the year closest
+        to `now`), or None."""
+        for market in self.markets.values():
+            start = market.series.window_of_slug(slug, near=now)
+            if start is not None:
+                return market, start
+        return None
+
     def winner_of(self, spec: MarketSpec) -> str:
         won = self._winners.get(spec.condition_id)
         if won is not None:
@@ -141,7 +166,7 @@ class Sim:
         """Wake at most every --tick-s, and just after the synthetic market's next grid step, so what the
         background does reaches the WebSockets without waiting for the next tick."""
         wait = self.args.tick_s
-        grid = self.market.grid_time()
+        grid = self.market.grid_time()  # every series' market steps on the same grid
         if grid is not None:
             wait = min(wait, grid + self.market.step_s - now + 0.001)
         return max(0.0, wait)
@@ -149,8 +174,8 @@ class Sim:
     def tick(self, now: float) -> None:
         # Each step is guarded on its own: a failing market step must not stop the dead-man switch or
         # the event fan-out.
-        for step in (self.market.step, self._release_delayed, self._announce_new_markets, self._dead_man_switch,
-                     self._run_trade_failures,
+        for step in (*(m.step for m in self.markets.values()), self._release_delayed, self._announce_new_markets,
+                     self._dead_man_switch, self._run_trade_failures,
                      self.relayer.tick, self.drain, self._flush_held, self._forget_old_markets,
                      self.rtds_ch.publish_new):
             try:
@@ -204,9 +229,8 @@ class Sim:
     def _forget_old_markets(self, now: float) -> None:
         # Resolved books are dropped a few windows later so hours of 60 s windows stay flat in memory;
         # Gamma still answers for them (closed, with the remembered winner).
-        horizon = now - 3 * self.calendar.window_s
         for spec in self.engine.markets():
-            if spec.closed and spec.window_end < horizon:
+            if spec.closed and spec.window_end < now - 3 * (spec.window_end - spec.window_start):
                 if spec.winning_token:
                     self._winners[spec.condition_id] = spec.winning_token
                 self.engine.forget_market(spec.condition_id)
@@ -436,8 +460,8 @@ async def serve(args: argparse.Namespace) -> None:
     ready = Path(args.ready_file) if args.ready_file else None
     if ready is not None:
         write_ready_file(ready, endpoints)
-    log.info("polymm-sim serving on %s (seed=%s window_s=%s fund=%s)", endpoints["clob_url"], args.seed,
-             args.window_s, args.fund)
+    log.info("polymm-sim serving on %s (seed=%s series=%s fund=%s)", endpoints["clob_url"], args.seed,
+             ",".join(f"{s.name}:{s.window_s}s" for s in sim.series), args.fund)
     try:
         await stop.wait()
     finally:
@@ -461,7 +485,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port (see --ready-file)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--window-s", type=int, default=900, help="market window length (production: 900)")
+    p.add_argument("--series", default=series_mod.DEFAULT_SERIES,
+                   help=f"the series served, comma separated (e.g. btc-15m,eth-5m,sol-1h; default "
+                        f"{series_mod.DEFAULT_SERIES})")
+    p.add_argument("--window-s", type=int, default=None,
+                   help="compress every series' windows to this many seconds (default: each series' own: 300, 900, 3600)")
     p.add_argument("--ready-file", default=None, help="write the endpoint URLs here (JSON) once serving")
     p.add_argument("--fund", type=float, default=1000.0, help="pUSD a new account starts with")
     p.add_argument("--heartbeat-timeout-s", type=float, default=10.0, help="dead-man switch timeout")
@@ -514,8 +542,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     problems = []
-    if args.window_s <= 0:
+    if args.window_s is not None and args.window_s <= 0:
         problems.append("--window-s must be positive")
+    else:
+        try:
+            args.series = series_mod.parse_list(args.series, window_s=args.window_s)
+        except series_mod.SeriesError as exc:
+            problems.append(f"--series: {exc}")
     if args.page_size <= 0:
         problems.append("--page-size must be positive")
     if args.tick_s <= 0:

@@ -94,23 +94,27 @@ class AdminClient:
     def trades(self, address: str) -> list[dict]:
         return self._call("GET", "/trades", query={"address": address})["trades"]
 
-    def book(self, bids: list, asks: list, condition_id: str | None = None) -> dict:
-        """Script the (live) window's book: exactly these Up levels [[price, size], ...] rest, nothing else moves."""
-        body = {"bids": bids, "asks": asks}
+    @staticmethod
+    def _which(body: dict, condition_id: str | None, series: str | None) -> dict:
         if condition_id is not None:
             body["condition_id"] = condition_id
-        return self._call("POST", "/book", body)
+        if series is not None:
+            body["series"] = series
+        return body
 
-    def take(self, side: str, price: float, size: float, condition_id: str | None = None) -> dict:
-        body = {"side": side, "price": price, "size": size}
-        if condition_id is not None:
-            body["condition_id"] = condition_id
-        return self._call("POST", "/take", body)
+    def book(self, bids: list, asks: list, condition_id: str | None = None, series: str | None = None) -> dict:
+        """Script the (live) window's book: exactly these Up levels [[price, size], ...] rest, nothing else moves.
+        `series`: the live window of that series (a sim serving several)."""
+        return self._call("POST", "/book", self._which({"bids": bids, "asks": asks}, condition_id, series))
 
-    def resolve_now(self, condition_id: str | None = None, winner: str | None = None) -> dict:
-        body: dict[str, Any] = {}
-        if condition_id is not None:
-            body["condition_id"] = condition_id
+    def take(self, side: str, price: float, size: float, condition_id: str | None = None,
+             series: str | None = None) -> dict:
+        return self._call("POST", "/take", self._which({"side": side, "price": price, "size": size}, condition_id,
+                                                       series))
+
+    def resolve_now(self, condition_id: str | None = None, winner: str | None = None,
+                    series: str | None = None) -> dict:
+        body: dict[str, Any] = self._which({}, condition_id, series)
         if winner is not None:
             body["winner"] = winner
         return self._call("POST", "/resolve_now", body)
@@ -140,13 +144,16 @@ class AdminClient:
         approved=; address=, pol=; fail_condition=; clear_failures=True (sim/chain.py admin_set)."""
         return self._call("POST", "/chain", params)
 
-    def live_market(self) -> dict:
-        """The listed market whose window is live now (state()["markets"] entry)."""
+    def live_market(self, series: str | None = None) -> dict:
+        """The listed market whose window is live now (state()["markets"] entry), of `series` (else the first
+        series the sim serves)."""
         state = self.state()
+        name = series or next(iter(state["series"]))
+        live = state["series"][name]["live_window_start"]
         for market in state["markets"]:
-            if market["window_start"] == state["live_window_start"]:
+            if market["window_start"] == live and market["series"] == name:
                 return market
-        raise SimError(f"no live market in sim state: {state['markets']}")
+        raise SimError(f"no live market of {name} in sim state: {state['markets']}")
 
 
 class RunningSim:
@@ -194,9 +201,11 @@ class RunningSim:
 
 @contextmanager
 def run_sim(tmp_path: Path | str, seed: int = 1, window_s: int = 60, fund: float = 1000,
-            extra_args: tuple[str, ...] | list[str] = (), script: dict | None = None) -> Iterator[RunningSim]:
+            extra_args: tuple[str, ...] | list[str] = (), script: dict | None = None,
+            series: str | tuple[str, ...] = "btc-15m") -> Iterator[RunningSim]:
     """Start polymm-sim on a free port, yield it once it serves, stop it (SIGTERM, then kill) on exit.
-    `script`: every window follows it (sim/script.py's JSON form; e.g. STEADY), written to a file for --script."""
+    `script`: every window follows it (sim/script.py's JSON form; e.g. STEADY), written to a file for --script.
+    `series`: the series served ("btc-15m,eth-5m" or a tuple); every one on `window_s`-second windows."""
     tmp_path = Path(tmp_path)
     tmp_path.mkdir(parents=True, exist_ok=True)
     tag = f"{os.getpid()}-{secrets.token_hex(3)}"
@@ -208,6 +217,7 @@ def run_sim(tmp_path: Path | str, seed: int = 1, window_s: int = 60, fund: float
         extra_args = (*extra_args, "--script", str(script_file))
     command = [sys.executable, "-m", "polymm.sim.server", "--host", "127.0.0.1", "--port", "0",
                "--seed", str(seed), "--window-s", str(window_s), "--fund", str(fund),
+               "--series", series if isinstance(series, str) else ",".join(series),
                "--ready-file", str(ready_file), *extra_args]
     log_file = open(log_path, "wb")
     # Its own session: a terminal's Ctrl-C (SIGINT to the foreground group) must not kill the sim before the

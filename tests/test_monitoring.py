@@ -121,3 +121,13 @@ def test_rules_and_dashboard_select_the_jobs_of_the_scrape_config():
     used = set(re.findall(r'job=~?"([^"]+)"', RULES.read_text() + DASHBOARD.read_text()))
     for selector in used:
         assert set(selector.split("|")) <= jobs, selector
+
+
+def test_every_polymm_series_on_the_dashboard_follows_its_series_selector():
+    dash = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert variables["series"]["multi"] and variables["series"]["includeAll"]
+    assert "label_values(" in variables["series"]["definition"] and ", series)" in variables["series"]["definition"]
+    for title, expr in dashboard_expressions():
+        for selector in re.findall(r"(polymm_\w+)\{([^}]*)\}", expr):
+            assert 'series=~"$series"' in selector[1], f"panel {title!r}: {selector[0]} ignores the series selector"

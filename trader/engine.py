@@ -114,23 +114,27 @@ def _num(x: float) -> float:
 
 
 def market_view(snap, *, now: float, stale_feed_ms: float, accepting_orders: bool = True,
-                fair: FairValue | None = None, stale_ref_ms: float = 5000.0, fee=None) -> MarketView:
+                fair: FairValue | None = None, stale_ref_ms: float = 5000.0, fee=None,
+                reference: str = "chainlink") -> MarketView:
     """The strategies' view of one shm snapshot. `fee`: the market's FeeSchedule as the execution core read it
     from the exchange (rate and exponent); without one, the rate the feed published with exponent 1.
 
     `fresh` = the feed is alive (status connected, heartbeat recent) AND its data is recent: the socket can
     freeze silently while the feed process still beats, so data age matters as much as the heartbeat.
-    `fair`: the trader's fair value (trader/decision/fair_value.py) from the snapshot's BTC reference price (REF block).
+    `fair`: the trader's fair value (trader/decision/fair_value.py) from the snapshot's reference price (REF block)
+    of the series' resolution source (`reference`: "chainlink" for the 5- and 15-minute series, "binance" for the
+    hourly ones, which resolve on Binance's 1-hour candle; the feed takes the window's opening from the same source).
     """
     ref = getattr(snap, "ref", None)
     btc = btc_open = fair_up = math.nan
     btc_age_ms = math.inf
-    if ref is not None and ref.chainlink == ref.chainlink:
-        btc, btc_open = ref.chainlink, ref.opening_for(int(snap.market.window_start))
-        btc_age_ms = ref.chainlink_age_s(now) * 1000.0
+    price, price_ts = ((ref.binance, ref.binance_ts) if reference == "binance" else (ref.chainlink, ref.chainlink_ts)
+                       ) if ref is not None else (math.nan, math.nan)
+    if price == price:
+        btc, btc_open = price, ref.opening_for(int(snap.market.window_start))
+        btc_age_ms = (now - price_ts) * 1000.0 if price_ts == price_ts else math.inf
         if fair is not None:
-            fair_up = fair.fair_up(btc, ref.chainlink_ts, btc_open, now, float(snap.market.window_end),
-                                   stale_ref_ms / 1000.0)
+            fair_up = fair.fair_up(btc, price_ts, btc_open, now, float(snap.market.window_end), stale_ref_ms / 1000.0)
     age_ms = snap.data_age_s(now) * 1000.0
     heartbeat_ms = snap.heartbeat_age_s(now) * 1000.0
     fresh = (
@@ -275,6 +279,10 @@ class Engine:
         self._unresolved_usd = 0.0
         # The wallet's pUSD as last polled (service: the balance watcher); None: unknown, risk does not use it.
         self.cash: Callable[[], float | None] | None = None
+        # The other series on this wallet (trader/wallet/decisions.py DecisionHook, set by the service): the wallet's
+        # limits into the pipeline, a claim for the buys it sends, this series' exposure published after.
+        self.wallet = None
+        self.reference_source = "chainlink"  # the series' resolution source (polymm/series.py); the service sets it
         self._unresolved_at = -1e9
         self._hang = threading.Event()  # test hook (POLYMM_TEST_HOOKS): block the loop so the watchdog fires
         self.status = EngineStatus(
@@ -417,7 +425,8 @@ class Engine:
             fee_of = getattr(self.core, "fee_schedule", None)
             view = market_view(snap, now=now, stale_feed_ms=stale_ms, fair=self.fair,
                                stale_ref_ms=float(self.config.risk.stale_ref_ms),
-                               fee=fee_of(snap.market.condition_id) if fee_of is not None else None)
+                               fee=fee_of(snap.market.condition_id) if fee_of is not None else None,
+                               reference=self.reference_source)
             actions, view = self._decide_and_execute(view, now, snap)
         else:
             self._refuse(problem, now)
@@ -535,16 +544,22 @@ class Engine:
             post_only_only=bool(getattr(exchange, "post_only_required", False)),
             unresolved_usd=self._unresolved_usd,
             **self._cash_arg(),
+            **(self.wallet.decide_args(now) if self.wallet is not None else {}),
         )
         self._pipeline_state = decision.state
         self._notes = tuple(decision.notes)
         self._decided_at = self.clock()
-        for action in decision.actions:
+        actions = decision.actions
+        if self.wallet is not None:
+            actions = self.wallet.admit(actions, decision.exposure_usd, now)
+        for action in actions:
             self._execute(action)
+        if self.wallet is not None:
+            self.wallet.after(decision.exposure_usd, orders, positions, view, self.market, now)
         if self.flattening and getattr(decision, "flat", False):
             log.info("flatten done: no sellable position left; trader stays paused (mmctl resume to trade again)")
             self.flattening = False
-        return len(decision.actions), view
+        return len(actions), view
 
     def _cash_arg(self) -> dict:
         cash = None

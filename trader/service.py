@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 from polymm import env, logs
+from polymm import series as series_mod
 from polymm.notify import Notifier
 from polymm.signals import Signals
 
@@ -69,16 +70,21 @@ class StartupFailure(Exception):
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         prog="polymm-trader",
-        description="Trade Polymarket's BTC Up/Down markets from the feed's shared memory (S1, S2, risk). "
+        description="Trade one series of Polymarket's Up/Down markets from the feed's shared memory (S1, S2, risk). "
         "Secrets (PK, BROWSER_ADDRESS, SIGNATURE_TYPE, optional POLY_API_KEY/SECRET/PASSPHRASE) come from the "
         "environment only.",
     )
+    ap.add_argument("--series", default=env.get(env.SERIES, series_mod.DEFAULT_SERIES),
+                    help=f"market series ASSET-WINDOW: {', '.join(series_mod.ALL_NAMES)} (env {env.SERIES}; default "
+                         f"{series_mod.DEFAULT_SERIES}); its feed's segment, its socket and its config section")
     ap.add_argument("--config", default=env.get(env.CONFIG),
                     help=f"TOML config file (env {env.CONFIG}; default {env.DEFAULT_CONFIG} when it exists)")
-    ap.add_argument("--shm", default=env.get(env.SHM, env.DEFAULT_SHM),
-                    help=f"feed shared-memory name (env {env.SHM}; default {env.DEFAULT_SHM})")
-    ap.add_argument("--socket", default=env.get(env.SOCKET, env.DEFAULT_SOCKET),
-                    help=f"control socket path (env {env.SOCKET}; default {env.DEFAULT_SOCKET})")
+    ap.add_argument("--shm", default=env.get(env.SHM),
+                    help=f"feed shared-memory name (env {env.SHM}; default {env.DEFAULT_SHM} for "
+                         f"{series_mod.DEFAULT_SERIES}, {env.DEFAULT_SHM}_<series> for the others)")
+    ap.add_argument("--socket", default=env.get(env.SOCKET),
+                    help=f"control socket path (env {env.SOCKET}; default {env.DEFAULT_SOCKET} for "
+                         f"{series_mod.DEFAULT_SERIES}, trader-<series>.sock beside it for the others)")
     ap.add_argument("--state-dir", default=None,
                     help=f"where overrides.json lives (env {env.STATE_DIR}, else $STATE_DIRECTORY, else ~/.local/state/polymm)")
     ap.add_argument("--socket-group", default=None,
@@ -88,15 +94,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--paper", action="store_true",
                     help="paper trading: fill orders locally against the live book (mode = \"paper\" whatever the "
                     "config says); no keys needed, nothing is sent to the exchange")
-    ap.add_argument("--metrics", metavar="HOST:PORT|off", default=env.get(env.TRADER_METRICS),
-                    help=f"Prometheus endpoint (env {env.TRADER_METRICS}; default: metrics.listen of the config, 127.0.0.1:9892)")
+    ap.add_argument("--metrics", metavar="HOST:PORT|off", default=None,
+                    help=f"Prometheus endpoint (default: metrics.listen of the config, 127.0.0.1:9892 for "
+                         f"{series_mod.DEFAULT_SERIES}; env {env.TRADER_METRICS}: for another series its host with the "
+                         "series' own port)")
     ap.add_argument("--window-s", type=int, default=_int_env(env.WINDOW_S),
                     help=f"market window length in seconds (env {env.WINDOW_S}; overrides market.window_s of the config)")
     # Below the unit's TimeoutStartSec=120, so the trader says why it gives up before systemd kills it.
     ap.add_argument("--feed-wait-s", type=float, default=90.0,
                     help="how long to wait at start for the feed to publish a live market (default 90)")
     ap.add_argument("--log-level", default=env.get(env.LOG_LEVEL, "INFO"), help="DEBUG, INFO, WARNING (default INFO)")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    series_mod.resolve_args(ap, args, env.DEFAULT_SHM)
+    args.socket = args.socket or series_mod.socket_path(args.series, env.DEFAULT_SOCKET)
+    if args.metrics is None and env.get(env.TRADER_METRICS) is not None:
+        from polymm.listen import DEFAULT_TRADER_LISTEN
+
+        args.metrics = series_mod.metrics_listen(args.series, "trader", env.get(env.TRADER_METRICS),
+                                                 int(DEFAULT_TRADER_LISTEN.rsplit(":", 1)[1]))
+    return args
 
 
 def config_path(arg: str | None) -> Path | None:
@@ -148,7 +164,11 @@ def load_store(args: argparse.Namespace):
         raise StartupError(f"{env.WINDOW_S}={raw_window!r} is not a whole number of seconds")
     state_dir = Path(args.state_dir) if args.state_dir else env.state_dir()
     path = config_path(args.config)
-    store = ConfigStore(path, state_dir / "overrides.json", base=endpoint_settings(args))
+    series = getattr(args, "series", None)
+    # One state directory serves every series of the host (its ledger is shared); each series keeps its own
+    # overrides (`mmctl -m eth-5m set ...` changes eth-5m only). The default series keeps its old file name.
+    name = "overrides.json" if series is None or series.is_default else f"overrides-{series.name}.json"
+    store = ConfigStore(path, state_dir / name, base=endpoint_settings(args), series=series)
     try:
         store.load()
     except ConfigError as exc:
@@ -173,9 +193,10 @@ def attach_feed(name: str, wait_s: float, stop: threading.Event):
                 raise StartupFailure(f"{exc} (waited {wait_s:.0f} s)") from None
 
 
-def open_ledger(state_dir: Path, mode: str = "live"):
+def open_ledger(state_dir: Path, mode: str = "live", series: str = series_mod.DEFAULT_SERIES):
     """The ledger under the state directory, its writer thread started (never raises for file problems: an
-    unwritable ledger is a status warning and refuses new entries)."""
+    unwritable ledger is a status warning and refuses new entries). Every series of the host writes the same file,
+    each its own rows (tagged with its series)."""
     from importlib.metadata import PackageNotFoundError, version
 
     from polymm.trader.ledger import LedgerWriter, default_path
@@ -184,7 +205,7 @@ def open_ledger(state_dir: Path, mode: str = "live"):
         polymm_version = version("polymm")
     except PackageNotFoundError:
         polymm_version = "unknown"
-    ledger = LedgerWriter(default_path(state_dir), mode)
+    ledger = LedgerWriter(default_path(state_dir), mode, series=series)
     ledger.start({"version": polymm_version})
     return ledger
 
@@ -236,6 +257,7 @@ class TraderService:
         self.mode = "live"
         self.exporter = None  # the Prometheus endpoint (trader/metrics.py); None when off
         self.metrics_counters = None
+        self.wallet = None  # trader/wallet/ WalletCoordinator: the other series of this wallet
 
     def run(self) -> int:
         try:
@@ -288,8 +310,10 @@ class TraderService:
                         "%g ms); nothing is sent to the exchange, no key is used", cfg.paper.balance_usd,
                         cfg.fill_model.latency_ms)
         # Secrets are checked before waiting for anything, so a missing key fails at once (no network yet).
-        self.ledger = self.ledger or open_ledger(self.state_dir, mode=self.mode)  # paper runs are tagged "paper"
-        self.core = build_core(cfg, self.state_dir, args.shm, ledger=self.ledger)
+        series = args.series
+        self.ledger = self.ledger or open_ledger(self.state_dir, mode=self.mode,  # paper runs are tagged "paper"
+                                                 series=series.name)
+        self.core = build_core(cfg, self.state_dir, args.shm, ledger=self.ledger, series=series.name)
         self.core.metrics = self.metrics_counters  # order actions and rejects counted where they are logged
         if self.mode == "live":
             from polymm.trader.preflight.start import funder_refusal
@@ -299,6 +323,7 @@ class TraderService:
                 self.core.gateway.close()
                 self.core = None  # it holds nothing yet (the wallet is locked at core.start)
                 raise StartupError(f"refusing to start live: {problem}")
+        self.wallet = self.core.wallet = self._wallet(series)
 
         self.notifier.status(self._tag("waiting for the feed's shared memory"), min_interval_s=0.0)
         feed_deadline = time.monotonic() + args.feed_wait_s  # one budget for the segment and a live market
@@ -311,6 +336,7 @@ class TraderService:
             on_decision=self.metrics_counters.on_decision if self.metrics_counters is not None else None,
         )
         self.engine.book_shows_our_orders = self.mode != "paper"
+        self.engine.reference_source = series.resolution_source
         self.notifier.status(self._tag("waiting for the feed to publish a live market"), min_interval_s=0.0)
         try:
             market = self.engine.attach_market(max(1.0, feed_deadline - time.monotonic()), self.signals.stop)
@@ -320,8 +346,8 @@ class TraderService:
             return
         if market.window_end - market.window_start != cfg.market.window_s:
             log.warning("the feed's window is %d s but market.window_s is %d s: the cap schedule and late window "
-                        "assume the wrong length (set %s or market.window_s)",
-                        market.window_end - market.window_start, cfg.market.window_s, env.WINDOW_S)
+                        "assume the wrong length (set %s or market.window_s; is the feed of series %s?)",
+                        market.window_end - market.window_start, cfg.market.window_s, env.WINDOW_S, series.name)
 
         self.notifier.status(self._tag("connecting to the exchange and reconciling"), min_interval_s=0.0)
         if self.mode == "live":
@@ -338,12 +364,18 @@ class TraderService:
             raise
 
         from polymm.trader.execution.resolution import ResolutionWatcher
+        from polymm.trader.wallet.decisions import DecisionHook
 
-        self.resolutions = ResolutionWatcher(self.core, cfg.endpoints.gamma_url)
+        self.wallet.start(cfg, market)
+        self.wallet.read_ledger(self.ledger.path)
+        self.wallet.start_refresher()
+        self.engine.wallet = DecisionHook(self.wallet, lambda: self.store.current)
+        self.resolutions = ResolutionWatcher(self.core, cfg.endpoints.gamma_url, slugs_of=series.slugs)
         self.resolutions.start()
         if self.mode == "paper":
             # The paper wallet is paid from the market's outcome on Gamma, as the exchange pays a live one.
-            self.paper_resolutions = ResolutionWatcher(self.core.gateway.exchange, cfg.endpoints.gamma_url)
+            self.paper_resolutions = ResolutionWatcher(self.core.gateway.exchange, cfg.endpoints.gamma_url,
+                                                       slugs_of=series.slugs)
             self.paper_resolutions.start()
         from polymm.trader.execution.balance import BalanceWatcher
 
@@ -355,12 +387,14 @@ class TraderService:
             self.redeemer = build_redeemer(cfg.redeem, funder=self.core.gateway.funder,
                                            signature_type=self.core.gateway.signature_type, state_dir=self.state_dir,
                                            ledger=self.ledger)
+            self.redeemer.active = lambda: self.wallet.leader  # one redeemer per wallet: the leader's
             self.redeemer.start()
         self.engine.cash = lambda: self.balance.balance_usd  # risk spends no more than the wallet's pUSD
 
         self.engine.step()  # one decision before the socket and READY: status has a book from the first answer
         self.handler = TraderControlHandler(self.engine, self.core, self.store, balance=self.balance,
-                                            ledger=self.ledger, redeemer=self.redeemer, mode=self.mode)
+                                            ledger=self.ledger, redeemer=self.redeemer, mode=self.mode,
+                                            wallet=self.wallet, series=series.name)
         try:
             self.server = ControlServer(args.socket, self.handler, allowed_gid=gid)
             self.server.start()
@@ -374,6 +408,23 @@ class TraderService:
         summary = self._summary()
         log.info("ready: %s; control socket %s", summary, args.socket)
         self.notifier.ready(summary)
+
+    def _wallet(self, series):
+        """The coordinator of this wallet's series (trader/wallet/): opened before the execution core starts, so its
+        first heartbeat goes through it; its slot is claimed only once the series lock is ours (engine.start)."""
+        from polymm.trader.wallet.coordinator import WalletCoordinator, wallet_key
+        from polymm.trader.wallet.store import StoreError
+
+        gateway = self.core.gateway
+
+        def cancel_market(condition_id: str) -> int:
+            return len(gateway.cancel_market(market=condition_id).canceled)
+
+        try:
+            return WalletCoordinator(wallet_key(gateway.funder, self.mode, self.state_dir), series, gateway.funder,
+                                     cancel_market=cancel_market, lead=self.mode != "paper")
+        except StoreError as exc:
+            raise StartupError(str(exc)) from None
 
     def _check_approvals(self, cfg, market) -> None:
         """Refuse to start live without the approvals the served order version needs (exit 2: only the wallet's
@@ -412,7 +463,8 @@ class TraderService:
         self.metrics_counters = TraderCounters()
         try:
             self.exporter = prom.serve(cfg.metrics.listen, source="metrics.listen",
-                                       collectors=[prom.CallbackCollector("trader", self._metric_families)])
+                                       collectors=[prom.CallbackCollector("trader", self._metric_families,
+                                                                          labels={"series": self.args.series.name})])
         except prom.MetricsError as exc:
             raise StartupError(str(exc)) from None
 
@@ -500,6 +552,9 @@ class TraderService:
                 log.exception("stopping the execution core failed; check the exchange for open orders")
             if self.mode == "paper":
                 self.core.gateway.close()  # the paper exchange's threads
+        if self.wallet is not None:
+            # Our orders are cancelled: what we hold still counts for the other series (a clean stop).
+            self.wallet.stop()
         for watcher in (self.resolutions, self.paper_resolutions, self.balance, self.redeemer):
             if watcher is not None:
                 watcher.stop()

@@ -1,11 +1,13 @@
-"""The feed's view of the BTC reference prices: latest price per source and each window's opening price.
+"""The feed's view of its asset's reference prices: latest price per source and each window's opening price.
 
 Pure state, no I/O: `stream.py` feeds it decoded prices with their receive time, the service publishes what
 it holds and persists openings (so a restart mid-window can recover the window's price to beat).
 
 The opening price ("price to beat"). The BTC 15-minute markets resolve Up when Chainlink's BTC/USD price at
-the window's end is at or above its price at the window's start (polymarket-protocol.md 3). We take as the
-opening price the first Chainlink point whose *source* timestamp is at or after the window start T, and only
+the window's end is at or above its price at the window's start (polymarket-protocol.md 3); the other assets'
+5- and 15-minute markets the same on their own Chainlink stream, the hourly ones on Binance's 1-hour candle
+(open vs close; docs/venue.md), so the source is the series' (`open_source`). We take as the opening price the
+first point of that source whose *source* timestamp is at or after the window start T, and only
 when we can tell it is the first: the previous point we saw is before T (the boundary was crossed while we
 watched; after a reconnect the server's history dump fills the gap) and the point is at most
 `open_tolerance_s` after T (Chainlink publishes about once a second; a later first point means we missed
@@ -64,10 +66,17 @@ class ReferenceBook:
 
     KEEP_OPENINGS = 8
 
-    def __init__(self, window_s: int, open_tolerance_s: float = DEFAULT_OPEN_TOLERANCE_S) -> None:
+    def __init__(self, window_s: int, open_tolerance_s: float = DEFAULT_OPEN_TOLERANCE_S,
+                 open_source: str = CHAINLINK) -> None:
         if window_s <= 0:
             raise ValueError(f"window_s must be positive, got {window_s}")
+        if open_source not in (CHAINLINK, BINANCE):
+            raise ValueError(f"open_source must be {CHAINLINK} or {BINANCE}, got {open_source!r}")
         self.window_s = int(window_s)
+        # The source the series resolves on (polymm/series.py `resolution_source`): Chainlink for the 5- and
+        # 15-minute windows, Binance (the 1-hour candle's open) for the hourly ones. Its first point of a window
+        # is the window's opening price.
+        self.open_source = open_source
         self.open_tolerance_s = open_tolerance_s
         self.sources = {CHAINLINK: SourcePrice(), BINANCE: SourcePrice()}
         self.openings: dict[int, Opening] = {}
@@ -93,9 +102,10 @@ class ReferenceBook:
             return 0
         state.price, state.source_ts, state.recv_ts = price.price, price.source_ts, recv_ts
         state.updates += 1
-        if price.source != CHAINLINK:
-            return BINANCE_BIT
-        return CHAINLINK_BIT | self._maybe_open(price, last)
+        bit = CHAINLINK_BIT if price.source == CHAINLINK else BINANCE_BIT
+        if price.source != self.open_source:
+            return bit
+        return bit | self._maybe_open(price, last)
 
     def _maybe_open(self, price: Price, previous_ts: float) -> int:
         start = self.window_of(price.source_ts)
@@ -127,7 +137,7 @@ class ReferenceBook:
         return True
 
     def opening(self, window_start: int) -> Opening:
-        return self.openings.get(window_start) or Opening(window_start, NAN, NAN, UNKNOWN, "no Chainlink point yet")
+        return self.openings.get(window_start) or Opening(window_start, NAN, NAN, UNKNOWN, f"no {self.open_source} point yet")
 
     def _remember(self, opening: Opening) -> None:
         self.openings[opening.window_start] = opening

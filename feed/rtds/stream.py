@@ -2,7 +2,7 @@
 
 Protocol (docs.polymarket.com, Real-Time Data Socket; polymarket-protocol.md 4.1):
 - URL `wss://ws-live-data.polymarket.com` (env POLYMM_RTDS_URL); no authentication for the price topics.
-- One subscribe frame for both BTC topics right after connecting (wire.subscription()).
+- One subscribe frame for both topics of the series' asset right after connecting (wire.subscription(symbols)).
 - Keepalive: the documentation asks for a text `PING` every 5 seconds; the answer is not JSON and is skipped.
 - After each (re)subscription the server first sends the recent history per topic (type `subscribe`), so a
   short disconnect loses no point: the ReferenceBook ignores points it already has.
@@ -49,13 +49,15 @@ class RtdsStream(ReconnectingSocket):
         connect_timeout_s: float = 10.0,
         backoff: Backoff | None = None,
         clock=time.time,
+        symbols: dict[str, str] | None = None,
     ) -> None:
         super().__init__(url, ping_interval_s=ping_interval_s, connect_timeout_s=connect_timeout_s,
                          backoff=backoff or Backoff(), clock=clock, thread_name="rtds-ws")
         self.book = book
         self.on_update = on_update or (lambda bits: None)
         self.stale_after_s = stale_after_s
-        self.decoder = wire.Decoder()
+        self.symbols = symbols or wire.SYMBOL_OF_SOURCE  # the series' asset (wire.symbols())
+        self.decoder = wire.Decoder(self.symbols)
         self.lock = threading.Lock()  # the book vs readers on the service thread
         self.frames = 0
 
@@ -86,11 +88,12 @@ class RtdsStream(ReconnectingSocket):
     # -- the connection's hooks (its thread; the loop is polymm/ws.py's) --------------------------------
 
     def subscription(self) -> str:
-        return wire.subscription()
+        return wire.subscription(self.symbols)
 
     def on_open(self) -> None:
         super().on_open()
-        log.info("rtds ws connected to %s; subscribed to %s and %s", self.url, wire.CHAINLINK_TOPIC, wire.BINANCE_TOPIC)
+        log.info("rtds ws connected to %s; subscribed to %s and %s (%s)", self.url, wire.CHAINLINK_TOPIC,
+                 wire.BINANCE_TOPIC, ", ".join(self.symbols.values()))
 
     def after_frame(self, bits: int) -> str:
         self.healthy()

@@ -22,6 +22,7 @@ import msgspec
 
 CHAINLINK_TOPIC = "crypto_prices_chainlink"
 BINANCE_TOPIC = "crypto_prices"
+# The default series' asset; every asset's symbols are in polymm/series.py (`Asset.chainlink`, `Asset.binance`).
 CHAINLINK_SYMBOL = "btc/usd"
 BINANCE_SYMBOL = "btcusdt"
 
@@ -29,6 +30,11 @@ CHAINLINK = "chainlink"
 BINANCE = "binance"
 SOURCE_OF_TOPIC = {CHAINLINK_TOPIC: CHAINLINK, BINANCE_TOPIC: BINANCE}
 SYMBOL_OF_SOURCE = {CHAINLINK: CHAINLINK_SYMBOL, BINANCE: BINANCE_SYMBOL}
+
+
+def symbols(chainlink: str = CHAINLINK_SYMBOL, binance: str = BINANCE_SYMBOL) -> dict[str, str]:
+    """source -> the RTDS symbol of one asset (lower case, as the server writes them)."""
+    return {CHAINLINK: chainlink.lower(), BINANCE: binance.lower()}
 
 
 class Point(msgspec.Struct, gc=False):
@@ -58,15 +64,17 @@ class Price(msgspec.Struct, frozen=True, gc=False):
     source_ts: float  # unix seconds, the source's timestamp of this price
 
 
-def subscription() -> str:
-    """The one subscribe frame for both BTC topics, as documented: the Binance filter is a plain symbol list,
-    the Chainlink filter a JSON object *encoded as a string*. Messages are also filtered by symbol on our side
-    (a third-party report says the live server has at times ignored or refused filters)."""
+def subscription(syms: dict[str, str] | None = None) -> str:
+    """The one subscribe frame for both topics of one asset (`symbols()`; BTC by default), as documented: the
+    Binance filter is a plain symbol list, the Chainlink filter a JSON object *encoded as a string*. Messages are
+    also filtered by symbol on our side (a third-party report says the live server has at times ignored or
+    refused filters)."""
+    syms = syms or SYMBOL_OF_SOURCE
     return msgspec.json.encode({
         "action": "subscribe",
         "subscriptions": [
-            {"topic": BINANCE_TOPIC, "type": "update", "filters": BINANCE_SYMBOL},
-            {"topic": CHAINLINK_TOPIC, "type": "*", "filters": msgspec.json.encode({"symbol": CHAINLINK_SYMBOL}).decode()},
+            {"topic": BINANCE_TOPIC, "type": "update", "filters": syms[BINANCE]},
+            {"topic": CHAINLINK_TOPIC, "type": "*", "filters": msgspec.json.encode({"symbol": syms[CHAINLINK]}).decode()},
         ],
     }).decode()
 
@@ -74,10 +82,11 @@ def subscription() -> str:
 class Decoder:
     """bytes/str frame -> list of `Price` (oldest first). Never raises; counts what it skipped."""
 
-    __slots__ = ("_decode", "skipped", "malformed", "last_error")
+    __slots__ = ("_decode", "_symbols", "skipped", "malformed", "last_error")
 
-    def __init__(self) -> None:
+    def __init__(self, syms: dict[str, str] | None = None) -> None:
         self._decode = msgspec.json.Decoder(Message, strict=False).decode
+        self._symbols = syms or SYMBOL_OF_SOURCE  # the asset's symbols: other coins' prices are skipped
         self.skipped = 0  # well-formed messages of other topics/symbols/types (comments, other coins)
         self.malformed = 0  # frames that are not RTDS messages
         self.last_error = ""
@@ -91,7 +100,7 @@ class Decoder:
             return []
         source = SOURCE_OF_TOPIC.get(msg.topic)
         payload = msg.payload
-        if source is None or payload is None or payload.symbol.lower() != SYMBOL_OF_SOURCE[source]:
+        if source is None or payload is None or payload.symbol.lower() != self._symbols[source]:
             self.skipped += 1
             return []
         if payload.value is not None and payload.timestamp > 0:

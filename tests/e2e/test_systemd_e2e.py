@@ -198,7 +198,7 @@ def dep(tmp_path_factory):
     wheels = wheelhouse.build_wheels(work / "wheels")
     rootfs = nspawn_box.ensure_rootfs(log=lambda m: print(f"systemd-e2e: {m}", file=sys.stderr))
     pk, address = new_wallet()
-    with run_sim(work / "sim", seed=1, window_s=SIM_WINDOW_S, fund=1000) as sim:
+    with run_sim(work / "sim", seed=1, window_s=SIM_WINDOW_S, fund=1000, series=("btc-15m", SERIES)) as sim:
         # Only deploy/ goes in: install.sh + units + wheels is all an operator's host gets.
         box = nspawn_box.Container(rootfs, {str(wheels): "/wheels", str(REPO / "deploy"): "/src/deploy"},
                                    log_path=work / "console.log")
@@ -254,7 +254,8 @@ def test_install_is_idempotent_and_keeps_the_operators_files(dep):
 
 def test_systemd_analyze_verify_prints_nothing(dep):
     r = dep.sh("systemd-analyze verify /etc/systemd/system/polymm-feed.service /etc/systemd/system/polymm-web.service "
-               "/etc/systemd/system/polymm-trader.service /etc/systemd/system/polymm-notify@.service", check=False)
+               "/etc/systemd/system/polymm-trader.service /etc/systemd/system/polymm-notify@.service "
+               "polymm-feed@eth-5m.service polymm-trader@eth-5m.service", check=False)
     # verify exits 0 on unknown keys and bad values and only prints them: any output is a failure.
     assert r.returncode == 0 and r.output == "", r.describe()
 
@@ -628,6 +629,54 @@ def test_web_answers_with_the_token_and_steers_the_services_through_polkit(dep):
     dep.systemctl("stop", f"{WEB}.service")
 
 
+SERIES = "eth-5m"  # a second series of the wallet, run by the template units (polymm-{feed,trader}@.service)
+# Test-only: the instance's Prometheus endpoints off (the series' own ports are fixed numbers; the container shares
+# the host's network, where another run may hold them).
+SERIES_DROPIN = "[Service]\nExecStart=\nExecStart=/opt/polymm/bin/{program} --metrics off\n"
+
+
+def test_a_series_runs_as_template_instances_beside_the_default_one(dep):
+    """polymm-trader@eth-5m beside polymm-trader: one wallet, its own feed, socket and segment; mmctl shows both and
+    addresses one; a misspelled instance fails for good at once (exit 2, no restart loop); stopping the series
+    leaves the default trader's socket alone."""
+    dep.ensure_running()
+    for program in ("polymm-feed", "polymm-trader"):
+        dropin = dep.box.path(f"/etc/systemd/system/{program}@{SERIES}.service.d")
+        dropin.mkdir(parents=True, exist_ok=True)
+        (dropin / "test.conf").write_text(SERIES_DROPIN.format(program=program))
+    dep.systemctl("daemon-reload")
+    r = dep.systemctl("enable", "--now", f"{TRADER}@{SERIES}.service", check=False)
+    assert r.returncode == 0, f"{r.describe()}\n{dep.journal(f'{TRADER}@{SERIES}')}\n{dep.journal(f'{FEED}@{SERIES}')}"
+    for unit in (f"{FEED}@{SERIES}", f"{TRADER}@{SERIES}", FEED, TRADER):
+        assert dep.prop(unit, "ActiveState") == "active", dep.journal(unit)
+    assert dep.sh(f"stat -c '%U:%G' /dev/shm/poly_tob_shm_{SERIES} /run/polymm/trader-{SERIES}.sock").stdout.split() == [
+        "polymm:polymm", "polymm:polymm"]
+    r = dep.wait_for(f"mmctl -m {SERIES} status exit 0", lambda: (r := dep.mmctl("-m", SERIES, "status")).returncode == 0
+                     and r, 60)
+    assert "TRADER" in r.stdout and "HEALTHY" in r.stdout
+    both = json.loads(dep.mmctl("status", "--json").stdout)
+    assert set(both["series"]) == {"btc-15m", SERIES}, both
+    assert {r["series"] for r in both["wallet"]["series"]} == {"btc-15m", SERIES}
+    assert both["wallet"]["leader_series"] in ("btc-15m", SERIES)
+    out = dep.sh("systemd-analyze security --no-pager polymm-trader@eth-5m.service").stdout
+    assert float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", out).group(1)) <= 1.5, out
+    # A misspelled series: exit 2 with the words, and no restart loop (feed and trader alike).
+    dep.systemctl("start", f"{TRADER}@etc-5m.service", check=False)
+    for unit in (f"{FEED}@etc-5m", f"{TRADER}@etc-5m"):
+        dep.wait_for(f"{unit} failed for good", lambda: dep.prop(unit, "ActiveState") == "failed", 30)
+        assert dep.prop(unit, "ExecMainStatus") == "2" and dep.prop(unit, "NRestarts") == "0", dep.journal(unit)
+        assert "did you mean eth-5m?" in dep.journal(unit)
+    dep.systemctl("reset-failed", f"{TRADER}@etc-5m.service", f"{FEED}@etc-5m.service", check=False)
+    # Stopping a series leaves the shared /run/polymm (and the default trader's socket) alone, and mmctl status is
+    # the default series' own screen again.
+    dep.systemctl("stop", f"{TRADER}@{SERIES}.service", f"{FEED}@{SERIES}.service")
+    assert dep.sh("test -S /run/polymm/trader.sock && test ! -e /run/polymm/trader-eth-5m.sock && echo ok").stdout.strip() == "ok"
+    alone = dep.mmctl("status")
+    assert alone.returncode in (0, 1) and "SERIES" not in alone.stdout and "TRADER" in alone.stdout, alone.describe()
+    # left running and enabled: the uninstall step must stop it first (its orders cancelled)
+    dep.systemctl("start", f"{TRADER}@{SERIES}.service")
+
+
 def test_uninstall_stops_everything_keeps_config_and_a_reinstall_runs_again(dep):
     dep.ensure_running()
     assert dep.mmctl("set", "s1.entry_threshold=0.42").returncode == 0
@@ -636,7 +685,9 @@ def test_uninstall_stops_everything_keeps_config_and_a_reinstall_runs_again(dep)
     # The trader was stopped first (its SIGTERM path cancels), before its user disappeared.
     assert dep.sim.admin.open_orders(dep.address) == []
     left = dep.sh("ls /etc/polymm; test ! -e /opt/polymm; ! id polymm 2>/dev/null; test ! -e /dev/shm/poly_tob_shm; "
-                  "test ! -e /etc/systemd/system/polymm-trader.service; test ! -e /usr/local/bin/mmctl; echo clean")
+                  "test ! -e /etc/systemd/system/polymm-trader.service; test ! -e /usr/local/bin/mmctl; "
+                  f"test ! -e /etc/systemd/system/polymm-trader@.service; test ! -e /dev/shm/poly_tob_shm_{SERIES}; "
+                  f"! systemctl is-active --quiet polymm-trader@{SERIES}; echo clean")
     assert "config.toml" in left.stdout and "polymm.env" in left.stdout and "clean" in left.stdout
     # Reinstall over the kept files (a new polymm user): the services start with the operator's config as it was.
     assert "kept existing /etc/polymm/polymm.env" in install(dep.box)

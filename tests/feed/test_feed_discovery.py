@@ -160,3 +160,40 @@ def test_the_events_stated_price_to_beat_is_read_when_present():
     assert parse_market(event, t, 900).price_to_beat == 97050.5
     event["eventMetadata"] = {"priceToBeat": "n/a"}
     assert parse_market(event, t, 900).price_to_beat is None
+
+
+class _Gamma(disc.GammaClient):
+    """GammaClient with the HTTP part replaced: answers from a dict slug -> event list."""
+
+    def __init__(self, series, listed: dict) -> None:
+        super().__init__("http://gamma.invalid", series)
+        self.listed, self.asked = listed, []
+
+    def _get(self, path: str):
+        slug = path.split("slug=", 1)[1]
+        self.asked.append(slug)
+        return self.listed.get(slug, [])
+
+
+def test_an_hourly_window_is_found_under_its_older_name_when_the_current_one_is_not_listed():
+    from polymm import series
+
+    eth = series.parse("eth-1h")
+    start = 1_773_388_800  # 2026-03-13 08:00 UTC = 4AM EDT
+    current, older = eth.slugs(start)
+    doc = copy.deepcopy(real_market())
+    doc.update(eventStartTime="2026-03-13T08:00:00Z", endDate="2026-03-13T09:00:00Z", slug=older)
+    gamma = _Gamma(eth, {older: [{"slug": older, "markets": [doc]}]})
+    info = gamma.fetch(start)
+    assert gamma.asked == [current, older] and info.slug == older and info.window_end - info.window_start == 3600
+    with pytest.raises(disc.NotListedYet, match="ethereum-up-or-down-march-13-2026-5am-et or ethereum-up-or-down-march-13-5am-et"):
+        gamma.fetch(start + 3600)
+
+
+def test_a_minute_series_asks_for_its_own_updown_slug():
+    from polymm import series
+
+    gamma = _Gamma(series.parse("sol-5m"), {})
+    with pytest.raises(disc.NotListedYet):
+        gamma.fetch(1_800_000_000)
+    assert gamma.asked == ["sol-updown-5m-1800000000"]

@@ -256,3 +256,25 @@ def test_under_journald_lines_carry_syslog_priorities_and_no_timestamp(segment, 
     assert any(line.startswith("<4>polymm.feed.discovery: market btc-updown-15m-") and "Gamma unreachable" in line
                for line in lines)
     assert any(line.startswith("<6>polymm.feed: SIGTERM received") for line in lines)
+
+
+def test_a_misspelled_or_unknown_series_stops_the_feed_at_start_with_words():
+    for name, words in (("etc-5m", "did you mean eth-5m?"), ("doge-15m", "unknown asset 'doge'")):
+        out = subprocess.run([sys.executable, "-m", "polymm.feed.service", "--series", name],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_a_series_names_its_own_segment_and_metrics_port(monkeypatch):
+    from polymm.feed.service import parse_args
+
+    monkeypatch.delenv("POLYMM_FEED_METRICS")  # the tests' default is off
+    args = parse_args(["--series", "eth-5m"])
+    assert (args.series.name, args.window_s, args.shm, args.metrics) == ("eth-5m", 300, "poly_tob_shm_eth-5m",
+                                                                         "127.0.0.1:9906")
+    default = parse_args([])
+    assert (default.series.name, default.window_s, default.shm, default.metrics) == ("btc-15m", 900, "poly_tob_shm",
+                                                                                     "127.0.0.1:9891")
+    monkeypatch.setenv("POLYMM_FEED_METRICS", "0.0.0.0:9891")  # one environment file for every series
+    assert parse_args(["--series", "sol-1h"]).metrics == "0.0.0.0:9916"
+    assert parse_args(["--series", "sol-1h", "--metrics", "127.0.0.1:7000"]).metrics == "127.0.0.1:7000"

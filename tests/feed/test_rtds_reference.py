@@ -114,3 +114,13 @@ def test_cross_check_against_gammas_price_to_beat_in_words():
     assert level == "warning" and "differs" in text
     assert ref.cross_check(book.opening(T), None)[0] == "info"
     assert "nothing to cross-check" in ref.cross_check(book.opening(T + W), 97_000.0)[1]
+
+
+def test_an_hourly_series_takes_its_opening_from_binance_not_chainlink():
+    # The hourly markets resolve on Binance's 1-hour candle (docs/venue.md): its first point of the hour opens it.
+    book = ref.ReferenceBook(3600, open_source="binance")
+    H = 1_800_000_000  # a whole hour
+    book.apply(Price("binance", 97_000.0, H - 1), H - 0.9)
+    assert book.apply(cl(H, 97_111.0), H + 0.1) == ref.CHAINLINK_BIT  # Chainlink's point opens nothing here
+    assert book.apply(Price("binance", 97_020.0, H + 0.5), H + 0.6) == ref.BINANCE_BIT | ref.OPEN_BIT
+    assert book.opening(H).price == 97_020.0 and book.opening(H).how == ref.CAPTURED

@@ -55,3 +55,16 @@ def test_subscription_names_both_topics_with_their_documented_filters():
     assert chainlink["topic"] == "crypto_prices_chainlink" and chainlink["type"] == "*"
     # the Chainlink filter is a JSON object encoded as a string
     assert isinstance(chainlink["filters"], str) and json.loads(chainlink["filters"]) == {"symbol": "btc/usd"}
+
+
+def test_another_assets_symbols_select_its_prices_and_skip_bitcoin():
+    syms = wire.symbols("eth/usd", "ethusdt")
+    d = wire.Decoder(syms)
+    eth = {"topic": "crypto_prices_chainlink", "type": "update", "timestamp": 1,
+           "payload": {"symbol": "eth/usd", "timestamp": 1753314064213, "value": 1860.74}}
+    btc = {"topic": "crypto_prices", "type": "update", "timestamp": 1,
+           "payload": {"symbol": "btcusdt", "timestamp": 1753314064213, "value": 64321.0}}
+    assert d.decode(json.dumps(eth)) == [wire.Price("chainlink", 1860.74, 1753314064.213)]
+    assert d.decode(json.dumps(btc)) == [] and d.skipped == 1
+    binance, chainlink = json.loads(wire.subscription(syms))["subscriptions"]
+    assert binance["filters"] == "ethusdt" and json.loads(chainlink["filters"]) == {"symbol": "eth/usd"}

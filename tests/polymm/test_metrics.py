@@ -132,3 +132,16 @@ def test_process_metrics_match_prometheus_clients_without_needing_proc_stat():
     assert ours.value("process_start_time_seconds") == pytest.approx(theirs.value("process_start_time_seconds"), abs=1.0)
     assert ours.value("process_resident_memory_bytes") == pytest.approx(theirs.value("process_resident_memory_bytes"), rel=0.2)
     assert ours.value("process_max_fds") == theirs.value("process_max_fds")
+
+
+def test_a_collector_s_labels_are_on_every_sample():
+    def families():
+        family = GaugeMetricFamily("polymm_x", "x", labels=["scope"])
+        family.add_metric(["total"], 1.0)
+        family.add_metric(["s1"], 2.0)
+        return [family]
+
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(prom.CallbackCollector("t", families, labels={"series": "eth-5m"}))
+    text = generate_latest(registry).decode()
+    assert 'polymm_x{scope="total",series="eth-5m"} 1.0' in text and 'polymm_x{scope="s1",series="eth-5m"} 2.0' in text

@@ -118,3 +118,6 @@ class ScriptedExchange:
 
     def cancel_all(self):
         return CancelResult((), {})
+
+    def cancel_market(self, market=None, asset_id=None):
+        return CancelResult((), {})

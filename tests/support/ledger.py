@@ -17,6 +17,24 @@ def market(start: int, window_s: int = 60, n: int = 0) -> MarketIdentity:
                           fee_rate=0.07)
 
 
+def older_ledger(path, upto: int, m: MarketIdentity) -> None:
+    """A ledger file of schema `upto` (an older polymm's) with one resolved window (Up won) and one 10-share BUY at
+    0.60 in it."""
+    import sqlite3
+
+    from polymm.trader.ledger import schema
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    schema.migrate(conn, upto=upto)
+    conn.execute("INSERT INTO windows (condition_id, window_start, window_end, resolved_leg) VALUES (?, ?, ?, 'up')",
+                 (m.condition_id, m.window_start, m.window_end))
+    conn.execute("INSERT INTO fills (trade_id, order_id, condition_id, strategy, leg, side, price, size, fee, role,"
+                 " status, status_rank, match_ts, recorded_at, updated_at) VALUES"
+                 " ('t1', 'o1', ?, 's1', 'up', 'BUY', 0.6, 10, 0, 'maker', 'CONFIRMED', 3, ?, ?, ?)",
+                 (m.condition_id, m.window_start + 5, m.window_start + 5, m.window_start + 9))
+    conn.close()
+
+
 def fill(trade: str, leg: Leg, side: Side, price: float, size: float, ts: float, *, role: str = "maker",
          fee: float = 0.0, status: str = "MATCHED", order: str | None = None, strategy: str = "s1") -> FillView:
     return FillView(trade_id=trade, order_id=order or f"order-{trade}", client_id=None, strategy=strategy, leg=leg,

@@ -57,6 +57,8 @@ def test_scrape_agrees_with_mmctl_status(stack):
     # every name (rejects only once something was rejected)
     assert set(NAMES) - {"polymm_trader_order_rejects_total"} <= m.names()
     assert m.value("polymm_trader_healthy") == (1 if status.healthy else 0)
+    # every polymm_ sample carries the trader's series (one value per process: no extra time series)
+    assert all(s.labels.get("series") == "btc-15m" for s in m.samples if s.name.startswith("polymm_"))
     assert m.value("polymm_trader_state", state=status.state) == 1
     assert m.value("polymm_trader_paused") == (1 if status.paused else 0)
     assert m.value("polymm_trader_realised_pnl_usd") == pytest.approx(status.realised_pnl)

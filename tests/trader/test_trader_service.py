@@ -159,7 +159,7 @@ def test_a_second_trader_with_another_state_dir_on_the_same_wallet_still_refuses
     try:
         code, text = _second_trader(stack, tmp_path, POLYMM_STATE_DIR=str(tmp_path / "other-state"))
         assert code == 2, text
-        assert f"another trader (pid {first.pid}) already trades wallet {stack.address.lower()}" in text
+        assert f"another trader (pid {first.pid}) already trades series btc-15m of wallet {stack.address.lower()}" in text
         assert "Traceback" not in text
         assert stack.status().state in ("running", "stale_feed")
         assert stack.status().pid == first.pid

@@ -25,7 +25,8 @@ from polymm.trader.backtest import sweep
 from polymm.trader.backtest.own_orders import OwnOrderFilter
 from polymm.trader.backtest.report import render_text
 from polymm.trader.backtest.runner import Backtest
-from polymm.trader.backtest.ticks_file import BadTicks, read_ticks
+from polymm import series as series_mod
+from polymm.trader.backtest.ticks_file import BadTicks, first_series, read_ticks, select_series
 from polymm.trader.ledger.own_orders import LedgerReadError, OwnOrdersLedger
 
 
@@ -54,9 +55,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="orders and cancels reach the exchange this long after the decision (default: "
                         "fill_model.latency_ms of the config, 2.5 ms: the place round trip measured on the sim)")
     parser.add_argument("--ledger", metavar="FILE", help="also write the run into this ledger file (SQLite, mode backtest)")
+    parser.add_argument("--series", default=None,
+                        help="the market series to replay (btc-15m, eth-5m, ...): its config (the base stretched to its "
+                             "window and its [series.<name>.*] table); lines of other series are skipped. Default: "
+                             "the recording's (its first line's; a recording of several series needs --series)")
     parser.add_argument("--own-orders", metavar="LEDGER",
                         help="the recording was made while the trader was live: take our own resting orders out of "
-                        "its book, from this ledger of the same period (the trader's ledger.sqlite)")
+                        "its book, from this ledger of the same period (the trader's ledger.sqlite; its orders of "
+                        "the replayed series)")
     parser.add_argument("--sweep", action="append", default=[], metavar="KEY=START:STOP:STEP",
                         help="replay once per value of KEY from START to STOP in steps of STEP (repeatable: every "
                         "combination); prints the points ranked by P&L")
@@ -65,8 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heatmap", metavar="FILE.png", help="--sweep over two keys: draw total P&L as a heatmap")
     args = parser.parse_args(argv)
     try:
+        name = args.series or first_series(args.ticks)
+        series = series_mod.parse(name)
+    except (series_mod.SeriesError, BadTicks) as e:
+        print(f"polymm-backtest: {e}", file=sys.stderr)
+        return 2
+    try:
         sets = _parse_sets(args.set)
-        config = load_config(args.config, sets)
+        config = load_config(args.config, sets, series=series)
     except ConfigError as e:
         print(f"polymm-backtest: config error: {e}", file=sys.stderr)
         return 2
@@ -78,22 +90,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.own_orders:
         try:
-            OwnOrdersLedger(args.own_orders).check()
+            OwnOrdersLedger(args.own_orders, series.name).check()
         except LedgerReadError as e:
             print(f"polymm-backtest: --own-orders: {e}", file=sys.stderr)
             return 2
     if args.sweep or args.heatmap or args.workers is not None:
-        return _sweep(args, sets, latency_given)
-    own = OwnOrderFilter(OwnOrdersLedger(args.own_orders)) if args.own_orders else None
+        return _sweep(args, sets, latency_given, series)
+    own = OwnOrderFilter(OwnOrdersLedger(args.own_orders, series.name)) if args.own_orders else None
     bt = Backtest(config, step_s=args.step_ms / 1000.0, latency_s=args.latency_ms / 1000.0, own_orders=own)
+    skipped: list[int] = []
     try:
-        result = bt.run(read_ticks(args.ticks))
+        result = bt.run(select_series(read_ticks(args.ticks), series.name, args.series is not None, skipped))
     except BadTicks as e:
         print(f"polymm-backtest: {e}", file=sys.stderr)
         return 2
     except LedgerReadError as e:
         print(f"polymm-backtest: --own-orders: {e}", file=sys.stderr)
         return 2
+    result.series = series.name
+    if skipped:
+        result.warnings.append(f"{len(skipped)} line(s) of other series skipped (--series {series.name})")
     if result.lines == 0:
         print(f"polymm-backtest: {args.ticks}: no ticks", file=sys.stderr)
         return 2
@@ -114,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _sweep(args: argparse.Namespace, sets: dict[str, str], latency_given: bool) -> int:
+def _sweep(args: argparse.Namespace, sets: dict[str, str], latency_given: bool, series: series_mod.Series) -> int:
     def fail(message: str) -> int:
         print(f"polymm-backtest: {message}", file=sys.stderr)
         return 2
@@ -130,12 +146,13 @@ def _sweep(args: argparse.Namespace, sets: dict[str, str], latency_given: bool) 
         if args.heatmap and len(axes) != 2:
             raise sweep.SweepError(f"--heatmap draws two swept keys; got {len(axes)} --sweep")
         grid = sweep.points(axes)
-        configs = sweep.configs(args.config, sets, grid)
+        configs = sweep.configs(args.config, sets, grid, series)
     except (sweep.SweepError, ConfigError) as e:
         return fail(f"--sweep: {e}")
     workers = args.workers or sweep.default_workers()
     job = sweep.Job(args.ticks, tuple(configs), args.step_ms / 1000.0,
-                    args.latency_ms / 1000.0 if latency_given else None, args.own_orders)
+                    args.latency_ms / 1000.0 if latency_given else None, args.own_orders, series.name,
+                    args.series is not None)
     tty = sys.stderr.isatty()
 
     def progress(done: int, total: int) -> None:
@@ -172,7 +189,7 @@ def _sweep(args: argparse.Namespace, sets: dict[str, str], latency_given: bool) 
             return fail(str(e))
     try:
         if args.json:
-            out = {"sweep": {"ticks": args.ticks, "keys": {a.key: list(a.values) for a in axes},
+            out = {"sweep": {"ticks": args.ticks, "series": series.name, "keys": {a.key: list(a.values) for a in axes},
                              "points": len(grid), "lines": lines, "workers": min(workers, len(grid)),
                              "seconds": seconds, "heatmap": args.heatmap},
                    "points": rows}

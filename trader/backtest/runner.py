@@ -36,6 +36,7 @@ class Result:
     lines: int = 0
     warnings: list[str] = field(default_factory=list)
     own_orders: dict | None = None  # what --own-orders took out of the recording (OwnOrderFilter.summary)
+    series: str = "btc-15m"  # the market series replayed (polymm/series.py)
 
     def pnl(self) -> dict[str, float]:
         total: dict[str, float] = {}
@@ -46,7 +47,7 @@ class Result:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "lines": self.lines, "decisions": self.decisions, "config_warnings": self.warnings,
+            "series": self.series, "lines": self.lines, "decisions": self.decisions, "config_warnings": self.warnings,
             "windows": self.windows, "orders": self.events, "pnl": self.pnl(),
             "total_pnl": round(sum(self.pnl().values()), 6),
             **({"own_orders": self.own_orders} if self.own_orders is not None else {}),

@@ -27,7 +27,8 @@ from typing import Any, Callable
 
 from polymm.trader.backtest.own_orders import OwnOrderFilter
 from polymm.trader.backtest.runner import Backtest, Result
-from polymm.trader.backtest.ticks_file import read_ticks
+from polymm.series import DEFAULT_SERIES, Series
+from polymm.trader.backtest.ticks_file import read_ticks, select_series
 from polymm.trader.config import Config, ConfigError, load_config
 from polymm.trader.config.keys import get_key, rule_of
 from polymm.trader.ledger.own_orders import OwnOrdersLedger
@@ -110,12 +111,14 @@ def points(axes: list[Axis]) -> list[dict[str, float | int]]:
     return out
 
 
-def configs(config_path: str | None, fixed: dict[str, Any], grid: list[dict[str, Any]]) -> list[Config]:
-    """The config of every point, validated whole by the schema; ConfigError names the failing point."""
+def configs(config_path: str | None, fixed: dict[str, Any], grid: list[dict[str, Any]],
+            series: Series | None = None) -> list[Config]:
+    """The config of every point (of `series`: stretched to its window, its own table), validated whole by the
+    schema; ConfigError names the failing point."""
     out = []
     for point in grid:
         try:
-            out.append(load_config(config_path, {**fixed, **point}))
+            out.append(load_config(config_path, {**fixed, **point}, series=series))
         except ConfigError as e:
             where = ", ".join(f"{k}={v:g}" for k, v in point.items())
             raise SweepError(f"point {where}: {e}") from None
@@ -133,6 +136,8 @@ class Job:
     step_s: float
     latency_s: float | None
     own_orders: str | None = None
+    series: str = DEFAULT_SERIES  # the series replayed: its lines only, its orders in the ledger
+    series_explicit: bool = False  # --series given: other series' lines are skipped (else they are an error)
 
 
 _JOB: Job | None = None
@@ -146,10 +151,10 @@ def _init_worker(job: Job) -> None:
 def _run_point(i: int) -> tuple[int, dict]:
     job = _JOB
     assert job is not None
-    own = OwnOrderFilter(OwnOrdersLedger(job.own_orders)) if job.own_orders else None
+    own = OwnOrderFilter(OwnOrdersLedger(job.own_orders, job.series)) if job.own_orders else None
     try:
         bt = Backtest(job.configs[i], step_s=job.step_s, latency_s=job.latency_s, own_orders=own)
-        result = bt.run(read_ticks(job.ticks))
+        result = bt.run(select_series(read_ticks(job.ticks), job.series, job.series_explicit))
     finally:
         if own is not None:
             own.ledger.close()

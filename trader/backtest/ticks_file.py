@@ -12,6 +12,10 @@ unknown). With them the strategies see the same fair value as live (trader/decis
 replay), so `s1.fair_guard` and `s2.min_fair` act as they would; without them the fair value is unknown and a
 guarded strategy does not enter. Blank lines and lines starting with `#` are skipped; any other bad line stops the run with its line number. Unknown fields are ignored.
 
+`series` (polymm/series.py: btc-15m, eth-5m, ...; recorded by every feed since series existed; absent in older
+recordings, which are the default series'): the market series the line's window belongs to. One recording is one
+series; `select_series` picks one out of a file that holds several.
+
 Depth (recorded since shm layout 2 by a feed with `--depth N`, N > 0): `up_bids`, `up_asks`, `down_bids`,
 `down_asks`, each a list of [price, size] pairs, best first (bids descending, asks ascending), at most N
 of them; when present the first pair is the top of book (`up_bid`, `up_bid_size`, ...). Older recordings have
@@ -60,6 +64,7 @@ class TickLine(msgspec.Struct):
     up_asks: list[tuple[float, float]] | None = None
     down_bids: list[tuple[float, float]] | None = None
     down_asks: list[tuple[float, float]] | None = None
+    series: str | None = None
 
     def depth(self, leg: Literal["up", "down"]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]] | None:
         """The recorded depth of `leg`: (bids, asks), each a list of (price, size) best first; None when this
@@ -96,6 +101,32 @@ def read_ticks(path: str | Path) -> Iterator[tuple[int, TickLine]]:
                 raise BadTicks(f"{path} line {n}: ts {line.ts} goes back in time (previous {last_ts})")
             last_ts = max(last_ts, line.ts)
             yield n, line
+
+
+DEFAULT_SERIES = "btc-15m"  # polymm/series.py's default: the series of a recording that names none
+
+
+def first_series(path: str | Path) -> str:
+    """The series of a recording's first data line (the default series when it names none or has no line)."""
+    for _n, line in read_ticks(path):
+        return line.series or DEFAULT_SERIES
+    return DEFAULT_SERIES
+
+
+def select_series(lines: Iterator[tuple[int, TickLine]], series: str, explicit: bool,
+                  skipped: list[int] | None = None) -> Iterator[tuple[int, TickLine]]:
+    """Only the lines of `series`. Another series' line is skipped when the series was chosen (`explicit`: the
+    operator's --series), and a BadTicks naming both otherwise: a replay never mixes two markets' books."""
+    for n, line in lines:
+        mine = line.series or DEFAULT_SERIES
+        if mine == series:
+            yield n, line
+        elif explicit:
+            if skipped is not None:
+                skipped.append(n)
+        else:
+            raise BadTicks(f"line {n} is of series {mine}, the recording began with {series}: it holds several "
+                           "series; pick one with --series")
 
 
 def _check_line(line: TickLine, path: str | Path, n: int) -> None:

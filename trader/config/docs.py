@@ -47,5 +47,19 @@ def example_toml() -> str:
         out.append(f"# {tags} {k.meaning}; {k.type_text}{legacy}")
         if k.key == "s1.cap_schedule":
             out.append("# Also writable as a list of tables: cap_schedule = [{start_s = 0, end_s = 300, cap_usd = 3}, ...]")
+        if k.scales:
+            out.append("# A time within the window: another series gets it stretched to its window (see [series] below)")
         out.append(f"{k.key.split('.', 1)[-1]} = {_toml_value(k.default)}")
+    out += [
+        "",
+        "# ---- Several series (README \"Several series on one wallet\"). Every series trades with the sections above;",
+        "# its own [series.<name>.<section>] table (sections s1, s2, risk, fill_model, paper, metrics) wins, in the",
+        "# series' own seconds. Keys marked as a time within the window are stretched from market.window_s to the",
+        "# series' window (5 minutes: a third) unless its table sets them. For example:",
+        "# [series.eth-5m.s1]",
+        "# entry_threshold = 0.65",
+        "# cap_schedule = \"0-100:2,100-200:3,200-300:4\"",
+        "# [series.eth-5m.risk]",
+        "# max_exposure_usd = 20",
+    ]
     return "\n".join(out) + "\n"

@@ -19,6 +19,7 @@ class KeyInfo(msgspec.Struct, frozen=True):
     legacy: str
     meaning: str
     rule: str = ""  # what a value must be, in words: "a number between 0 and 1" (error messages)
+    scales: bool = False  # a time within the window, scaled for a series of another window length (series.py)
 
 
 def _describe_type(t: Any) -> str:
@@ -110,6 +111,7 @@ def _schema() -> list[KeyInfo]:
                     legacy=extra.get("legacy", ""),
                     meaning=desc,
                     rule=_rule(meta_t),
+                    scales=bool(extra.get("scales", False)),
                 )
             )
     return infos

@@ -19,10 +19,14 @@ CONFIG_TICK = 0.01
 _SOURCE_NOTE = "changes only with a restart"
 
 
-def _m(meaning: str, *, live: bool = True, why: str = "", legacy: str = "", type_text: str = "", **bounds: Any) -> Meta:
+def _m(meaning: str, *, live: bool = True, why: str = "", legacy: str = "", type_text: str = "", scales: bool = False,
+       **bounds: Any) -> Meta:
     """Meta for one key: bounds for msgspec, meaning/liveness/legacy name (and, where the type alone does not
-    say it, how the value is written) for the reference."""
+    say it, how the value is written) for the reference. `scales`: a time within the window (a phase of it), which
+    a series of another window length gets scaled from the base section (trader/config/series.py)."""
     extra: dict[str, Any] = {"live": live}
+    if scales:
+        extra["scales"] = True
     if why:
         extra["why"] = why
     if legacy:
@@ -104,6 +108,7 @@ class S1Params(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             "USD exposure cap per leg by seconds since window start, `start-end:usd,...`; windows must start at 0, "
             "touch without overlap and cover the market window",
             legacy="CAP_SCHEDULE",
+            scales=True,
             min_length=1,
             max_length=100,
         ),
@@ -141,7 +146,8 @@ class S1Params(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         float, _m("requote an unfilled entry only when the bid moved at least this far", legacy="ENTRY_REQUOTE_MIN_IMPROVE", **_P)
     ] = 0.03
     late_window_s: Annotated[
-        float, _m("the last seconds of the window are late: no normal entries, hold/late stop rules", legacy="LATE_WINDOW_SEC", **_SECONDS)
+        float, _m("the last seconds of the window are late: no normal entries, hold/late stop rules", legacy="LATE_WINDOW_SEC",
+                  scales=True, **_SECONDS)
     ] = 120.0
     late_hold_threshold: Annotated[
         Price,
@@ -161,7 +167,8 @@ class S1Params(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 class S2Params(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     enabled: Annotated[bool, _m("run strategy S2", legacy="ENABLED")] = False
-    window_s: Annotated[float, _m("S2 may enter only in the last window_s seconds of the window", legacy="TIME_TO_EXPIRY_SEC", **_SECONDS)] = 420.0
+    window_s: Annotated[float, _m("S2 may enter only in the last window_s seconds of the window", legacy="TIME_TO_EXPIRY_SEC",
+                                  scales=True, **_SECONDS)] = 420.0
     entry_ask_threshold: Annotated[Price, _m("enter a leg while its best ask >= this", legacy="ASK_ENTRY_THRESHOLD", **_P)] = 0.90
     target_usd: Annotated[float, _m("exposure target per leg (held + open buys, at the best bid)", legacy="TARGET_POSITION_USD", gt=0, le=1_000_000)] = 100.0
     order_size: Annotated[float, _m("shares per entry order (at least the market minimum)", legacy="MIN_TRADE_SIZE", gt=0, le=1_000_000)] = 10.0
@@ -202,6 +209,26 @@ class RiskParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         float, _m("BTC reference price (Chainlink, by its own timestamp) older than this is stale: fair-value-guarded "
                   "entries stop (s1.fair_guard, s2.min_fair)", gt=0, le=600_000)
     ] = 5000.0
+    max_daily_loss_usd: Annotated[
+        float, _m("this series' loss today (UTC day: realised, resolution payouts and open positions at the bid, from "
+                  "the ledger and the live book) at which it places no new entries until the next day; exits go on; "
+                  "0 = no limit", ge=0, le=10_000_000)
+    ] = 0.0
+
+
+class WalletParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Limits over every series trading one wallet on this host (trader/wallet/; README "Several series on one
+    wallet"). Every series' trader enforces them against the others' published exposure and P&L."""
+
+    max_exposure_usd: Annotated[
+        float, _m("total exposure of every series on the wallet together (each series' as risk.max_exposure_usd "
+                  "counts it); no series enters beyond it; 0 = no wallet-wide cap (each series' own cap only)",
+                  ge=0, le=10_000_000)
+    ] = 0.0
+    max_daily_loss_usd: Annotated[
+        float, _m("loss today (UTC) of every series on the wallet together at which no series places new entries "
+                  "until the next day; exits go on; 0 = no limit", ge=0, le=10_000_000)
+    ] = 0.0
 
 
 _REDEEM_WHY = "the redeemer's thread reads it when the trader starts; it " + _SOURCE_NOTE
@@ -289,13 +316,17 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     s1: S1Params = msgspec.field(default_factory=S1Params)
     s2: S2Params = msgspec.field(default_factory=S2Params)
     risk: RiskParams = msgspec.field(default_factory=RiskParams)
+    wallet: WalletParams = msgspec.field(default_factory=WalletParams)
     redeem: RedeemParams = msgspec.field(default_factory=RedeemParams)
     fill_model: FillModelParams = msgspec.field(default_factory=FillModelParams)
     paper: PaperParams = msgspec.field(default_factory=PaperParams)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
 
 
-SECTIONS = ("market", "endpoints", "s1", "s2", "risk", "redeem", "fill_model", "paper", "metrics")
+SECTIONS = ("market", "endpoints", "s1", "s2", "risk", "wallet", "redeem", "fill_model", "paper", "metrics")
+# Sections a `[series.<name>.<section>]` table may set for one series (trader/config/series.py); the others are
+# the same for every series: the exchange (endpoints), the wallet's (wallet, redeem) and the window (market).
+SERIES_SECTIONS = ("s1", "s2", "risk", "fill_model", "paper", "metrics")
 TOP_KEYS = ("mode",)  # keys outside any section
 
 

@@ -55,8 +55,14 @@ class ConfigStore:
     come from the loop thread).
     """
 
-    def __init__(self, path: str | Path | None, overrides_path: str | Path, base: dict[str, str] | None = None) -> None:
+    def __init__(self, path: str | Path | None, overrides_path: str | Path, base: dict[str, str] | None = None,
+                 series=None) -> None:
         self.path = Path(path) if path else None
+        # The series this trader trades (polymm/series.py; None: as before series existed): its effective config is
+        # the base sections stretched to its window plus its own [series.<name>.*] table (trader/config/series.py).
+        self.series = series
+        self.series_keys: frozenset[str] = frozenset()  # keys its own table sets (mmctl config: "series")
+        self.stretched_keys: frozenset[str] = frozenset()  # base keys stretched to its window ("stretched")
         self.overrides_path = Path(overrides_path)
         self.base = dict(base or {})  # endpoints from env/options: not persisted, not shown as overrides
         self.overrides: dict[str, str] = {}
@@ -83,7 +89,13 @@ class ConfigStore:
         return {k: str(v) for k, v in data.items()}
 
     def _build(self, overrides: dict[str, str]):
-        return _cfgmod().load_config(self.path, {**self.base, **overrides})
+        return _cfgmod().load_config(self.path, {**self.base, **overrides}, series=self.series)
+
+    def _learn_sources(self) -> None:
+        from polymm.trader.config.load import series_sources
+
+        self.file_keys = _cfgmod().keys_in_file(self.path)
+        self.series_keys, self.stretched_keys = series_sources(self.path, self.series, dict(self.base))
 
     def load(self):
         """At start: file + overrides. ConfigError (key and reason) when either is bad."""
@@ -91,7 +103,7 @@ class ConfigStore:
             overrides = self._read_overrides()
             cfg = self._build(overrides)
             self.overrides, self.current, self.pending_restart = overrides, cfg, {}
-            self.file_keys = _cfgmod().keys_in_file(self.path)
+            self._learn_sources()
             return cfg
 
     # -- writing -------------------------------------------------------------------------------------
@@ -191,7 +203,7 @@ class ConfigStore:
             self._persist(overrides)
         old = self.current
         self.overrides, self.current, self.pending_restart = overrides, new, pending
-        self.file_keys = cfg.keys_in_file(self.path)
+        self._learn_sources()
         return old, new, cfg.warnings(new)
 
     def source_of(self, key: str) -> str:
@@ -200,6 +212,10 @@ class ConfigStore:
             return "override"
         if key in self.base:
             return "env"
+        if key in self.series_keys:
+            return "series"
+        if key in self.stretched_keys:
+            return "stretched"
         return "file" if key in self.file_keys else "default"
 
 
@@ -266,8 +282,11 @@ class TraderControlHandler:
     """ControlHandler (trader/control/server.py) for one running trader."""
 
     def __init__(self, engine, core, store: ConfigStore, *, started_at: float | None = None,
-                 clock=time.time, balance=None, ledger=None, redeemer=None, mode: str = "live") -> None:
+                 clock=time.time, balance=None, ledger=None, redeemer=None, mode: str = "live", wallet=None,
+                 series: str = "btc-15m") -> None:
         self.engine = engine
+        self.wallet = wallet  # trader/wallet/ WalletCoordinator, or None
+        self.series = series
         self.ledger = ledger  # trader/ledger.LedgerWriter: config changes are recorded there
         self.mode = mode  # live | paper: fixed for the life of the process
         self.balance = balance  # trader/balance.BalanceWatcher, or None
@@ -423,7 +442,24 @@ class TraderControlHandler:
             fair_up=None if view is None or view.fair_up != view.fair_up else round(view.fair_up, 4),
             mode=self.mode,
             book=_safe(lambda: self._leg_books(view), []),
+            series=self.series,
+            wallet=_safe(lambda: self._wallet_info(now), None),
         )
+
+    def _wallet_info(self, now: float):
+        """The wallet's series from the shared record (trader/wallet/), for status and metrics."""
+        if self.wallet is None:
+            return None
+        state = self.wallet.state(now)
+        hb = self.wallet.leader_info()
+        hook = getattr(self.engine, "wallet", None)
+        return p.WalletInfo(
+            leader_series=hb.leader_series, leader_pid=hb.leader_pid, leader=self.wallet.leader,
+            cap_usd=state.cap_usd, loss_limit_usd=state.loss_limit_usd,
+            exposure_usd=round(sum(r.exposure_usd for r in state.rows), 6), pnl_today_usd=round(state.pnl_today_usd, 6),
+            halt=state.halt, held_back=getattr(hook, "held_back", 0),
+            series=[p.WalletSeries(series=r.series, pid=r.pid, running=r.running, exposure_usd=round(r.exposure_usd, 6),
+                                   pnl_today_usd=round(r.pnl_today_usd, 6), note=r.note) for r in state.rows])
 
     def _wallet_figures(self) -> dict:
         snap = self.redeemer.snapshot() if self.redeemer is not None else {}
@@ -476,6 +512,12 @@ class TraderControlHandler:
                            "time rules (cap schedule, late window) assume the wrong length")
         if es.flattening:
             out.append("flattening: selling every position; trader paused")
+        if self.wallet is not None:
+            state = _safe(lambda: self.wallet.state(now), None)
+            if state is not None and state.halt:
+                out.append(state.halt)
+            if self.wallet.warning:
+                out.append(self.wallet.warning)
         return out
 
     def config(self, request: p.ConfigRequest) -> p.ConfigReply:

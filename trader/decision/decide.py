@@ -55,6 +55,7 @@ from polymm.trader.decision.planner import Cancel, Place
 from polymm.trader.decision.post_only_exits import adapt_exits
 from polymm.trader.decision.strategy.s1 import S1State, decide_s1, new_s1_state
 from polymm.trader.decision.strategy.s2 import S2State, decide_s2, new_s2_state
+from polymm.trader.decision.wallet import WalletLimits
 
 
 class DecisionState(msgspec.Struct, frozen=True):
@@ -96,6 +97,7 @@ def decide(
     post_only_only: bool = False,
     unresolved_usd: float = 0.0,
     cash_usd: float | None = None,
+    wallet: WalletLimits | None = None,
 ) -> Decision:
     if state is None or state.window_start != market.market.window_start:
         # Window rotation: nothing carries over but the throttle (it limits orders per minute, not per window);
@@ -124,7 +126,10 @@ def decide(
         notes.append("paused: no orders, positions kept")
         default_reason = "paused by operator"
     else:
-        wants, state = _strategies(market, orders, positions, config, state, now, config.risk.max_exposure_usd - expo)
+        room = config.risk.max_exposure_usd - expo
+        wallet_room = wallet.room(expo) if wallet is not None else None
+        wants, state = _strategies(market, orders, positions, config, state, now,
+                                   room if wallet_room is None else min(room, wallet_room))
         for name, st in (("s1", state.s1), ("s2", state.s2)):
             notes += list(st.notes)
             for leg, ls in st.legs.items():
@@ -133,9 +138,9 @@ def decide(
                 if ls.entry_note:
                     reasons[(name, leg, Role.ENTRY)] = ls.entry_note
         wants, gate_notes = risk.gate(wants, market, orders, positions, config, unresolved_usd, committed_usd=expo,
-                                      cash_usd=cash_usd)
+                                      cash_usd=cash_usd, wallet=wallet)
         notes += gate_notes
-        problem = risk.feed_problem(market, config)
+        problem = risk.feed_problem(market, config) or (wallet.halt if wallet is not None and wallet.halt else None)
         if problem is not None:
             default_reason = problem
             for name in ("s1", "s2"):

@@ -47,6 +47,7 @@ from typing import Mapping, Sequence
 from polymm.trader.config import Config
 from polymm.trader.model import Leg, MarketView, OrderType, OrderView, PositionView, Role, Side, Want
 from polymm.trader.decision.planner import Cancel, Place, kept_orders
+from polymm.trader.decision.wallet import WalletLimits
 from polymm.trader.decision.strategy.common import EPS, entry_size, finite, mark_price, repeated_sell, sellable
 
 THROTTLE_WINDOW_S = 60.0
@@ -164,13 +165,18 @@ def gate(
     unresolved_usd: float = 0.0,
     committed_usd: float | None = None,
     cash_usd: float | None = None,
+    wallet: WalletLimits | None = None,
 ) -> tuple[list[Want], list[str]]:
     """The wants that may stand (see the module docstring), and notes in words. `committed_usd`: the exposure
     of `orders` and `positions` when the caller has it already (else computed here). `cash_usd`: the wallet's
     pUSD when known; new buys then also stay within what it can pay after the working buys (winnings awaiting
-    redemption are not cash: the exchange would refuse the order)."""
+    redemption are not cash: the exchange would refuse the order). `wallet`: the limits over every series on the
+    wallet (trader/wallet/): new buys stay within the room the other series leave under the wallet cap, and no
+    entry at all while a daily loss limit is reached."""
     notes: list[str] = []
     problem = feed_problem(market, config)
+    if problem is None and wallet is not None and wallet.halt:
+        problem = wallet.halt
     if problem is not None:
         if any(w.role is Role.ENTRY for w in wants) or any(o.role is Role.ENTRY and o.state.working for o in orders):
             notes.append(problem)
@@ -179,6 +185,9 @@ def gate(
     committed = exposure(market, orders, positions, unresolved_usd).total_usd if committed_usd is None else committed_usd
     room = config.risk.max_exposure_usd - committed
     cap_words = f"risk.max_exposure_usd {config.risk.max_exposure_usd:g}"
+    wallet_room = wallet.room(committed) if wallet is not None else None
+    if wallet_room is not None and wallet_room < room:
+        room, cap_words = wallet_room, wallet.words()
     if cash_usd is not None:
         spendable = cash_usd - sum(o.remaining * o.price for o in orders if o.state.working and o.side is Side.BUY)
         if spendable < room:
@@ -212,6 +221,9 @@ def gate(
             notes.append(f"{w.strategy} {w.leg.value}: entry trimmed {w.size:g} -> {size:g} shares by {cap_words.split(' ')[0]}")
         elif cap_words.startswith("cash"):
             notes.append(f"{w.strategy} {w.leg.value}: no entry, the wallet's {cap_words} pUSD is spent or committed")
+        elif cap_words.startswith("wallet"):
+            notes.append(f"{w.strategy} {w.leg.value}: no entry, this series' ${committed:.2f} and the other series' "
+                         f"${wallet.others_usd:.2f} are at {cap_words.split(' (')[0]}")
         else:
             notes.append(
                 f"{w.strategy} {w.leg.value}: no entry, total exposure ${committed:.2f} is at risk.max_exposure_usd "

@@ -79,6 +79,7 @@ from polymm.trader.model import ExchangeStatus, Leg, MarketIdentity, MarketResol
 from polymm.trader.venue.gateway import Gateway
 from polymm.trader.venue.heartbeat import Heartbeater
 from polymm.trader.venue.user_stream import UserStream
+from polymm.series import ALL_NAMES as SERIES_NAMES
 
 __all__ = ["ExecutionCore", "MarketIdentity"]  # MarketIdentity lives in model; re-exported for callers
 
@@ -95,8 +96,13 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
                  on_submit_sent: Callable[[str, float], None] | None = None,
                  ws_connect_wait_s: float = 5.0, ws_backoff_s: float = 0.5, ws_ping_every_s: float = 10.0,
                  post_only_after_restart_s: float = 120.0, heartbeat: bool = True, ledger=None,
-                 user_stream: type = UserStream) -> None:
+                 user_stream: type = UserStream, series: str | None = None, wallet=None) -> None:
         self.gateway = gateway
+        # The series this trader trades (polymm/series.py name; None: the whole wallet, as before series existed):
+        # its lock is per (wallet, series) and its order journal is its own. `wallet` (trader/wallet/
+        # WalletCoordinator): the traders of the other series on this wallet; heartbeats go through it.
+        self.series = series
+        self.wallet = wallet
         # trader/ledger.LedgerWriter (or None): every order action, fill, window and resolution is queued to it
         # (never blocking). While it cannot write, new entries are refused (we never open a position without a
         # record); exits and stops still go out.
@@ -156,6 +162,7 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
         self._running = False
         self._retrier: threading.Thread | None = None  # retries start() after a failed restart()
         self._retry_stop = threading.Event()
+        self._foreign_events = 0  # user-channel events of markets we do not trade (another series'): dropped
 
     # ================================================================================================
     # life cycle
@@ -167,7 +174,7 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
             raise RuntimeError("ExecutionCore already started")
         now = self.clock()
         if self.state_dir is not None and self._wallet_lock is None:
-            lock = WalletLock(self.state_dir, self.gateway.funder)
+            lock = WalletLock(self.state_dir, self.gateway.funder, series=self.series, series_names=SERIES_NAMES)
             lock.acquire()
             self._wallet_lock = lock
         try:
@@ -176,7 +183,8 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
                 self._xstate.order_version_problem = self.gateway.version_problem
             self.exec_state.set_identity(self.gateway.api_key, self.gateway.funder)
             if self.state_dir is not None and self._journal is None:
-                self._journal = OrderJournal(self.state_dir / f"orders-{self.gateway.funder.lower()}.jsonl")
+                tail = "" if self.series in (None, SERIES_NAMES[0]) else f"-{self.series}"
+                self._journal = OrderJournal(self.state_dir / f"orders-{self.gateway.funder.lower()}{tail}.jsonl")
                 self._load_journal(self._journal, now)
             self._register_market(market, now)
             self.exec_state.set_current(market)
@@ -201,9 +209,15 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
                                 self.ws_connect_wait_s)
             # Arm the dead-man switch before anything can rest on the book (unless risk.heartbeat = false).
             if self.heartbeat_enabled:
-                self._heart = Heartbeater(lambda heartbeat_id: self.gateway.heartbeat(heartbeat_id),
-                                          self._on_heartbeat_tripped, self._on_heartbeat_recovered, clock=self.clock,
-                                          interval_s=self._heartbeat_interval_s,
+                send, interval = (lambda heartbeat_id: self.gateway.heartbeat(heartbeat_id)), self._heartbeat_interval_s
+                if self.wallet is not None and self.wallet.lead:
+                    # One heartbeat chain per API key, shared by every series of the wallet: the leader sends it
+                    # every interval, the others confirm it each second (trader/wallet/). (Paper: each paper
+                    # exchange is its own, with nothing to share.)
+                    send = self.wallet.heartbeat_send(send)
+                    interval = min(1.0, interval)
+                self._heart = Heartbeater(send, self._on_heartbeat_tripped, self._on_heartbeat_recovered,
+                                          clock=self.clock, interval_s=interval,
                                           max_failures=self._heartbeat_max_failures)
                 self._heart.beat_once()
             else:
@@ -250,8 +264,8 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
             self._cancel_everything("shutdown", wait_s=5.0)
             left = [o for o in self.exec_state.all_orders() if o.order_id]
             if left:
-                # One trader per wallet (the lock): everything on it is ours. Leave nothing resting unwatched.
-                self._cancel_all_on_exchange(f"shutdown with {len(left)} order(s) unconfirmed")
+                # Leave nothing of ours resting unwatched: every order in our markets (never another series').
+                self._cancel_markets_on_exchange(f"shutdown with {len(left)} order(s) unconfirmed")
         self._shutdown_threads()
         if self._journal is not None:
             self._journal.close()

@@ -27,7 +27,7 @@ HTTP_TIMEOUT_S = 5.0
 
 
 def slug_of(window_start: int) -> str:
-    """Gamma's slug of the BTC Up/Down market of a window (the "15m" stays whatever the window length)."""
+    """Gamma's slug of the default series' market of a window (the "15m" stays whatever the window length)."""
     return f"btc-updown-15m-{int(window_start)}"
 
 
@@ -52,8 +52,12 @@ def winner_from_gamma(market: dict, condition_id: str) -> Leg | None:
 class ResolutionWatcher:
     """Polls Gamma for the markets awaiting resolution; one background thread."""
 
-    def __init__(self, core, gamma_url: str, *, every_s: float = POLL_EVERY_S, clock=time.time) -> None:
+    def __init__(self, core, gamma_url: str, *, every_s: float = POLL_EVERY_S, clock=time.time,
+                 slugs_of=None) -> None:
         self.core = core
+        # The series' slugs of a window (polymm/series.py Series.slugs: an hourly window has two namings, asked in
+        # one request); the default series' when not given.
+        self.slugs_of = slugs_of or (lambda window_start: (slug_of(window_start),))
         self.gamma_url = gamma_url.rstrip("/")
         self.every_s = every_s
         self.clock = clock
@@ -92,8 +96,9 @@ class ResolutionWatcher:
         return resolved
 
     def _ask(self, market) -> Leg | None:
-        slug = slug_of(market.window_start)
-        url = f"{self.gamma_url}/markets?{urllib.parse.urlencode({'slug': slug})}"
+        slugs = tuple(self.slugs_of(market.window_start))
+        slug = slugs[0]
+        url = f"{self.gamma_url}/markets?{urllib.parse.urlencode([('slug', s) for s in slugs])}"
         try:
             with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as response:
                 body = json.loads(response.read())

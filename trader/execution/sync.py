@@ -47,7 +47,13 @@ class ExchangeSync:
         unreadable: list[UnreadableTrade] = []
         state = self.exec_state
         with self._lock:
+            known = state.known_markets()
             for ev in events:
+                if isinstance(ev, (WireTrade, WireOrder)) and ev.market and ev.market not in known:
+                    # Another series' market on the same wallet (the subscription names our markets; should the
+                    # exchange send more, its orders and fills are that series' trader's business, not ours).
+                    self._foreign_events += 1
+                    continue
                 if isinstance(ev, WireTrade):
                     try:
                         report = trade_report(ev)
@@ -86,21 +92,24 @@ class ExchangeSync:
         pool = self._pool
         if pool is not None:
             try:
-                pool.submit(self._cancel_all_on_exchange, "heartbeats failing")
+                pool.submit(self._cancel_markets_on_exchange, "heartbeats failing")
             except RuntimeError:  # shutting down: stop() cancels, and the exchange's switch fires anyway
                 pass
 
-    def _cancel_all_on_exchange(self, reason: str) -> None:
-        try:
-            result = self.gateway.cancel_all()
-            log.warning("cancel-all sent (%s): %d cancelled", reason, len(result.canceled))
-            with self._lock:
-                ids = list(result.canceled)
-            self._apply_cancel_result(ids, ids, {})
-        except ExchangeError as err:
-            log.warning("cancel-all (%s) failed: %s", reason, err)
-        except Exception:  # noqa: BLE001 - runs in a pool worker: an exception there would vanish unseen
-            log.exception("cancel-all (%s) crashed", reason)
+    def _cancel_markets_on_exchange(self, reason: str) -> None:
+        """Every order of ours in the markets we trade, by market (DELETE /cancel-market-orders), also the ones we
+        lost track of. Never DELETE /cancel-all: other series' traders may trade other markets of this wallet."""
+        for market in self._tracked_markets():
+            try:
+                result = self.gateway.cancel_market(market=market)
+                log.warning("cancel of market %s sent (%s): %d cancelled", market[:12], reason, len(result.canceled))
+                with self._lock:
+                    ids = list(result.canceled)
+                self._apply_cancel_result(ids, ids, {})
+            except ExchangeError as err:
+                log.warning("cancel of market %s (%s) failed: %s", market[:12], reason, err)
+            except Exception:  # noqa: BLE001 - runs in a pool worker: an exception there would vanish unseen
+                log.exception("cancel of market %s (%s) crashed", market[:12], reason)
 
     def _on_heartbeat_recovered(self) -> None:
         with self._lock:

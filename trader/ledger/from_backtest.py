@@ -30,20 +30,23 @@ def read_result(path: str | Path) -> dict:
     return result
 
 
-def window_id(window_start: Any) -> str:
-    return f"backtest-{int(window_start)}"
+def window_id(window_start: Any, series: str = "btc-15m") -> str:
+    """A backtest window's id in the ledger (no condition id in a recording); a series other than the default has
+    its name in it, so two series' backtests of one hour share a ledger without colliding."""
+    return f"backtest-{int(window_start)}" if series == "btc-15m" else f"backtest-{series}-{int(window_start)}"
 
 
 def write_result(result: dict, path: str | Path) -> None:
     """Write one backtest result into the ledger at `path` (mode `backtest`). Raises BacktestFileError on a
     result that is not shaped like polymm-backtest's."""
-    writer = LedgerWriter(path, "backtest")
+    series = str(result.get("series") or "btc-15m")
+    writer = LedgerWriter(path, "backtest", series=series)
     writer.start({"source": "polymm-backtest"})
     try:
         for window in result["windows"]:
-            _window(writer, window)
+            _window(writer, window, series)
         for event in result.get("orders", []):
-            _order(writer, event)
+            _order(writer, event, series)
     except (KeyError, TypeError, ValueError) as exc:
         raise BacktestFileError(f"backtest result has an unexpected shape: {type(exc).__name__}: {exc}") from None
     finally:
@@ -52,9 +55,9 @@ def write_result(result: dict, path: str | Path) -> None:
         raise BacktestFileError(writer.error)
 
 
-def _window(writer: LedgerWriter, window: dict) -> None:
+def _window(writer: LedgerWriter, window: dict, series: str = "btc-15m") -> None:
     start, end = int(window["window_start"]), int(window["window_end"])
-    cond = window_id(start)
+    cond = window_id(start, series)
     writer.window(SimpleNamespace(condition_id=cond, up_token="", down_token="", window_start=start, window_end=end,
                                   tick_size=0.0, min_order_size=0.0, fee_rate=0.0, neg_risk=False), ts=start)
     for n, f in enumerate(window.get("fills", [])):
@@ -67,9 +70,9 @@ def _window(writer: LedgerWriter, window: dict) -> None:
         writer.resolution(cond, window["winner"], ts=end)
 
 
-def _order(writer: LedgerWriter, e: dict) -> None:
+def _order(writer: LedgerWriter, e: dict, series: str = "btc-15m") -> None:
     order = SimpleNamespace(client_id=str(e["id"]), order_id=str(e["id"]), strategy=e["strategy"], leg=e["leg"],
                             side=e["side"], price=e["price"], size=e["size"], order_type=e["type"],
                             post_only=e["post_only"], role=e["role"])
-    writer.order_action(e["action"], order, e.get("reason", ""), condition_id=window_id(e["window_start"]),
+    writer.order_action(e["action"], order, e.get("reason", ""), condition_id=window_id(e["window_start"], series),
                         ts=float(e["ts"]))

@@ -9,7 +9,8 @@ the history of a run equals the P&L the trader reported, to the cent. Per window
   `payout_pusd` (JSON/CSV) is the gross pUSD paid
 - net: realised + payout - the whole P&L of the window once it resolved; while unresolved, held shares count
   nothing yet (`open_shares` says how many)
-Hours and days group windows by their start, so a window's P&L (resolution included) lands in one row.
+Hours and days group windows by their start, so a window's P&L (resolution included) lands in one row; `series`
+groups them by market series (btc-15m, eth-5m, ...), and `series=` keeps only some.
 Totals: the same sums, the win rate (windows with net > 0 among windows that traded), the best and worst window
 and the maximum drawdown of cumulative net over windows in start order.
 """
@@ -22,7 +23,8 @@ from typing import Iterable
 from ..model import FillView, Leg, Side
 from ..decision.positions import fold
 
-BY = ("window", "hour", "day")
+BY = ("window", "hour", "day", "series")
+DEFAULT_SERIES = "btc-15m"  # the series of a window a ledger of before series recorded
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class WindowInfo:
     window_start: float
     window_end: float | None
     resolved_leg: str | None  # "up" | "down" | None
+    series: str = DEFAULT_SERIES
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Row:
     open_shares: float = 0.0
     unresolved: int = 0  # windows in the row with shares held and no resolution yet
     condition_id: str | None = None  # --by window only
+    series: str | None = None  # the window's series (--by window), the group's (--by series)
 
     @property
     def maker_share(self) -> float | None:
@@ -109,7 +113,7 @@ def window_row(info: WindowInfo, fills: list[FillView]) -> Row:
     """One window's numbers from its fills (any order; folded in match order)."""
     live = sorted((f for f in fills if f.status != "FAILED"), key=lambda f: (f.ts, f.trade_id, f.order_id))
     row = Row(label=_label(info.window_start, "window"), start=info.window_start, windows=1,
-              condition_id=info.condition_id)
+              condition_id=info.condition_id, series=info.series)
     row.trades = len(live)
     row.volume = sum(f.price * f.size for f in live)
     row.maker_volume = sum(f.price * f.size for f in live if f.role == "maker")
@@ -132,10 +136,13 @@ def window_row(info: WindowInfo, fills: list[FillView]) -> Row:
 
 
 def build(windows: Iterable[WindowInfo], fills: Iterable[tuple[str, FillView]], by: str = "window",
-          since: float | None = None, until: float | None = None, modes: Iterable[str] = ()) -> History:
-    """History of the windows that started in [since, until) and traded at least once."""
+          since: float | None = None, until: float | None = None, modes: Iterable[str] = (),
+          series: Iterable[str] | None = None) -> History:
+    """History of the windows that started in [since, until) and traded at least once (of `series` only, when
+    given)."""
     if by not in BY:
         raise ValueError(f"--by {by!r}: expected one of {', '.join(BY)}")
+    wanted = set(series) if series is not None else None
     info = {w.condition_id: w for w in windows}
     per_window: dict[str, list[FillView]] = {}
     for cond, fill in fills:
@@ -144,6 +151,8 @@ def build(windows: Iterable[WindowInfo], fills: Iterable[tuple[str, FillView]], 
     for cond, window_fills in per_window.items():
         w = info.get(cond) or WindowInfo(cond, min(f.ts for f in window_fills), None, None)
         if (since is not None and w.window_start < since) or (until is not None and w.window_start >= until):
+            continue
+        if wanted is not None and w.series not in wanted:
             continue
         rows.append(window_row(w, window_fills))
     rows.sort(key=lambda r: (r.start, r.condition_id or ""))
@@ -156,12 +165,14 @@ def build(windows: Iterable[WindowInfo], fills: Iterable[tuple[str, FillView]], 
 def _group(rows: list[Row], by: str) -> list[Row]:
     groups: dict[str, Row] = {}
     for r in rows:
-        label = _label(r.start, by)
+        label = (r.series or DEFAULT_SERIES) if by == "series" else _label(r.start, by)
         group = groups.get(label)
         if group is None:
-            group = groups[label] = Row(label=label, start=_floor(r.start, by))
+            group = groups[label] = Row(label=label, start=r.start if by == "series" else _floor(r.start, by),
+                                        series=label if by == "series" else None)
         group.add(r)
-    return [g.rounded() for g in groups.values()]
+    out = [g.rounded() for g in groups.values()]
+    return sorted(out, key=lambda g: g.label) if by == "series" else out
 
 
 def totals(windows: list[Row]) -> Totals:

@@ -6,6 +6,9 @@ that reduced it, each at the time the trader learnt it - the same moments the li
 (trader/decision/own_book.py) changed at, so the backtest nets the recording exactly as the live engine netted
 the book it saw (trader/backtest/own_orders.py replays them).
 
+Only the windows of one series (ledger schema 3's `windows.series`; a file older than that holds the default
+series' only): several series' traders share one ledger, and two series of one duration share window starts.
+
 What is read, from the order actions (writer.py's `order_actions`) and fills of mode `live` only (a paper or
 backtest order was never on the exchange's book):
 - the order rests from its `submit` (or `resubmit`) row, at the price and size that row carries (a `reprice` or
@@ -22,9 +25,10 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from polymm.series import DEFAULT_SERIES
 from polymm.trader.model import Leg, OrderState, OrderType, Role, Side
 
-from .read import LedgerReadError, open_readonly
+from .read import LedgerReadError, open_readonly, series_column
 
 # Order actions that are a state of the order (execution/ledger.py `_log_order` writes state values as actions),
 # plus the action words that imply one.
@@ -64,8 +68,9 @@ class OwnOrdersLedger:
     """A ledger file read for our live orders, one window at a time (a months-long ledger is never read whole).
     Opens the file read-only on first use, so it may be handed to worker processes before."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, series: str = DEFAULT_SERIES) -> None:
         self.path = Path(path)
+        self.series = series
         self._conn: sqlite3.Connection | None = None
 
     def check(self) -> None:
@@ -83,7 +88,7 @@ class OwnOrdersLedger:
         return self._conn
 
     def orders_of_window(self, window_start: int) -> list[RecordedOrder]:
-        """Our live orders in the market of the window starting at `window_start` (unix s) that were sent."""
+        """Our live orders in the market of this series' window starting at `window_start` (unix s) that were sent."""
         try:
             return self._orders(window_start)
         except sqlite3.DatabaseError as exc:
@@ -91,8 +96,8 @@ class OwnOrdersLedger:
 
     def _orders(self, window_start: int) -> list[RecordedOrder]:
         db = self._db()
-        markets = db.execute("SELECT condition_id, window_end FROM windows WHERE window_start = ?",
-                             (int(window_start),)).fetchall()
+        markets = db.execute(f"SELECT w.condition_id, w.window_end FROM windows w WHERE w.window_start = ?"
+                             f" AND {series_column(db)} = ?", (int(window_start), self.series)).fetchall()
         out: list[RecordedOrder] = []
         for condition_id, window_end in markets:
             end = float(window_end) if window_end is not None else float(window_start)

@@ -59,19 +59,26 @@ def _connect(path: Path, options: str) -> sqlite3.Connection:
 
 
 def load_history(path: str | Path, by: str = "window", since: float | None = None, until: float | None = None,
-                 mode: str | None = None) -> History:
-    """The history of one ledger file (see history.py for what each number means)."""
+                 mode: str | None = None, series: list[str] | tuple[str, ...] | None = None) -> History:
+    """The history of one ledger file (see history.py for what each number means); `series`: only those."""
     conn = open_readonly(path)
     try:
-        return _history(conn, by, since, until, mode)
+        return _history(conn, by, since, until, mode, series)
     except sqlite3.DatabaseError as exc:
         raise LedgerReadError(f"{path}: cannot read the ledger: {exc}") from None
     finally:
         conn.close()
 
 
+def series_column(conn: sqlite3.Connection) -> str:
+    """How to read a window's series: the column (schema 3), or the default series for an older file (read as is:
+    reading never migrates)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(windows)")}
+    return "COALESCE(w.series, 'btc-15m')" if "series" in columns else "'btc-15m'"
+
+
 def _history(conn: sqlite3.Connection, by: str, since: float | None, until: float | None,
-             mode: str | None) -> History:
+             mode: str | None, series: list[str] | tuple[str, ...] | None = None) -> History:
     lo = since if since is not None else float("-inf")
     hi = until if until is not None else float("inf")
     mode_clause, mode_args = ("AND f.mode = ?", (mode,)) if mode else ("", ())
@@ -80,21 +87,21 @@ def _history(conn: sqlite3.Connection, by: str, since: float | None, until: floa
     rows = conn.execute(
         "SELECT f.condition_id, COALESCE(w.window_start, f.match_ts), w.window_end, w.resolved_leg, f.trade_id,"
         " f.order_id, f.client_id, f.strategy, f.leg, f.side, f.price, f.size, f.fee, f.role, f.status, f.match_ts,"
-        " f.mode FROM fills f LEFT JOIN windows w ON w.condition_id = f.condition_id"
+        f" f.mode, {series_column(conn)} FROM fills f LEFT JOIN windows w ON w.condition_id = f.condition_id"
         f" WHERE COALESCE(w.window_start, f.match_ts) >= ? AND COALESCE(w.window_start, f.match_ts) < ? {mode_clause}",
         (lo, hi, *mode_args)).fetchall()
     windows: dict[str, WindowInfo] = {}
     fills = []
     modes = set()
     for (cond, start, end, resolved, trade_id, order_id, client_id, strategy, leg, side, price, size, fee, role,
-         status, match_ts, fill_mode) in rows:
+         status, match_ts, fill_mode, window_series) in rows:
         if cond not in windows:
-            windows[cond] = WindowInfo(cond, float(start), end, resolved)
+            windows[cond] = WindowInfo(cond, float(start), end, resolved, window_series)
         fills.append((cond, fill_view(trade_id, order_id, client_id, strategy, leg, side, price, size, fee, role,
                                       status, match_ts)))
         if fill_mode:
             modes.add(fill_mode)
-    return build(windows.values(), fills, by=by, since=since, until=until, modes=modes)
+    return build(windows.values(), fills, by=by, since=since, until=until, modes=modes, series=series)
 
 
 def summary_counts(path: str | Path) -> dict:
@@ -108,18 +115,21 @@ def summary_counts(path: str | Path) -> dict:
 
 
 def load_entries(path: str | Path, since: float | None = None, until: float | None = None,
-                 mode: str | None = None) -> list[tuple[float, float, bool]]:
+                 mode: str | None = None, series: list[str] | tuple[str, ...] | None = None
+                 ) -> list[tuple[float, float, bool]]:
     """(price, shares, won) of every BUY fill in a resolved window: did entries at a price win as often as the
     price says they should (a fair 0.70 wins 70% of the time)? Strategies buy only to enter, so BUY = entry."""
     conn = open_readonly(path)
     mode_clause, mode_args = ("AND f.mode = ?", (mode,)) if mode else ("", ())
     try:
+        column = series_column(conn)
+        series_clause = f"AND {column} IN ({', '.join('?' * len(series))})" if series else ""
         rows = conn.execute(
             "SELECT f.price, f.size, f.leg = w.resolved_leg FROM fills f JOIN windows w ON w.condition_id = f.condition_id"
             " WHERE f.side = 'BUY' AND f.status != 'FAILED' AND w.resolved_leg IS NOT NULL"
-            f" AND w.window_start >= ? AND w.window_start < ? {mode_clause} ORDER BY f.match_ts",
+            f" AND w.window_start >= ? AND w.window_start < ? {mode_clause} {series_clause} ORDER BY f.match_ts",
             (since if since is not None else float("-inf"), until if until is not None else float("inf"),
-             *mode_args)).fetchall()
+             *mode_args, *(series or ()))).fetchall()
     except sqlite3.DatabaseError as exc:
         raise LedgerReadError(f"{path}: cannot read the ledger: {exc}") from None
     finally:

@@ -8,10 +8,19 @@ Versions:
 1. runs (start/stop, mode), events, config changes, windows (identity, resolution), order actions, fills.
 2. where each fill was first learnt (`source`: user channel or a reconciliation after a gap) and one row per fill
    status transition (MATCHED -> MINED -> CONFIRMED, FAILED reversals).
+3. the market series (polymm/series.py: btc-15m, eth-5m, ...) of each window and each run: one ledger serves every
+   series of a host (each series' trader writes its own rows; SQLite serialises the writers). Rows of older files
+   are the default series', the only one polymm traded before.
+
+Several traders open one file: a migration runs under an exclusive lock on a side file (`migrate_locked`), so two
+traders upgraded together never both apply one.
 """
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
+from pathlib import Path
 
 MIGRATIONS: tuple[str, ...] = (
     # ---- 1 ---------------------------------------------------------------------------------------------------
@@ -77,6 +86,12 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO fill_status (trade_id, order_id, ts, status, previous)
         SELECT trade_id, order_id, updated_at, status, NULL FROM fills;
     """,
+    # ---- 3 ---------------------------------------------------------------------------------------------------
+    """
+    ALTER TABLE windows ADD COLUMN series TEXT NOT NULL DEFAULT 'btc-15m';
+    ALTER TABLE runs ADD COLUMN series TEXT NOT NULL DEFAULT 'btc-15m';
+    CREATE INDEX windows_series ON windows(series, window_start);
+    """,
 )
 
 VERSION = len(MIGRATIONS)
@@ -88,6 +103,17 @@ class LedgerVersionError(RuntimeError):
 
 def version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate_locked(conn: sqlite3.Connection, path: str | Path, upto: int = VERSION) -> int:
+    """migrate() under an exclusive flock on `<path>.migrate` (the series' traders of a host share one file)."""
+    lock_path = Path(str(path) + ".migrate")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return migrate(conn, upto)
+    finally:
+        os.close(fd)
 
 
 def migrate(conn: sqlite3.Connection, upto: int = VERSION) -> int:

@@ -31,23 +31,24 @@ from . import schema
 log = logging.getLogger("polymm.trader.ledger")
 
 LEDGER_FILE = "ledger.sqlite"
+DEFAULT_SERIES = "btc-15m"  # polymm/series.py's default: what every ledger row was before series
 MODES = ("live", "paper", "backtest")
 BATCH = 500
 
 _SQL = {
-    "run_start": "INSERT OR IGNORE INTO runs (run_id, mode, started_at, pid, detail) VALUES (?, ?, ?, ?, ?)",
+    "run_start": "INSERT OR IGNORE INTO runs (run_id, mode, started_at, pid, detail, series) VALUES (?, ?, ?, ?, ?, ?)",
     "run_stop": "UPDATE runs SET stopped_at = ?, stop_reason = ? WHERE run_id = ?",
     "event": "INSERT INTO events (run_id, ts, kind, detail) VALUES (?, ?, ?, ?)",
     "config": "INSERT INTO config_changes (run_id, ts, key, old, new, who) VALUES (?, ?, ?, ?, ?, ?)",
     "window": (
         "INSERT INTO windows (condition_id, up_token, down_token, window_start, window_end, tick_size, min_order_size,"
-        " fee_rate, neg_risk, mode, first_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " fee_rate, neg_risk, mode, first_seen, series) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (condition_id) DO UPDATE SET up_token = excluded.up_token, down_token = excluded.down_token,"
         " window_start = excluded.window_start, window_end = excluded.window_end, tick_size = excluded.tick_size,"
         " min_order_size = excluded.min_order_size, fee_rate = excluded.fee_rate, neg_risk = excluded.neg_risk,"
-        " mode = COALESCE(windows.mode, excluded.mode) WHERE windows.window_start IS NULL"),
+        " mode = COALESCE(windows.mode, excluded.mode), series = excluded.series WHERE windows.window_start IS NULL"),
     "resolution": (
-        "INSERT INTO windows (condition_id, resolved_leg, resolved_at) VALUES (?, ?, ?)"
+        "INSERT INTO windows (condition_id, resolved_leg, resolved_at, series) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (condition_id) DO UPDATE SET resolved_leg = excluded.resolved_leg,"
         " resolved_at = excluded.resolved_at WHERE windows.resolved_leg IS NULL"),
     # An order the order journal holds but the ledger lacks (a kill -9 lost its queued `submit`).
@@ -113,13 +114,15 @@ def connect(path: str | Path) -> sqlite3.Connection:
         # Group-readable so an operator in the service's group can run `mmctl history`; no secrets inside.
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o640))
         os.chmod(path, 0o640)  # the unit's UMask=0077 would make it owner-only; SQLite gives -wal/-shm the same
-    conn = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
+    # Several series' traders write one file: a writer waits for another's transaction (a batch, milliseconds)
+    # rather than call the ledger broken; only a lock held this long is an error.
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
     try:
         conn.execute("PRAGMA journal_mode = WAL")
         # WAL + NORMAL: a commit survives a process kill (the WAL is in the page cache), only an OS crash may
         # lose the last transactions - which the next reconciliation gives back from the exchange.
         conn.execute("PRAGMA synchronous = NORMAL")
-        schema.migrate(conn)
+        schema.migrate_locked(conn, path)
     except BaseException:
         conn.close()
         raise
@@ -133,11 +136,12 @@ class LedgerWriter:
 
     def __init__(self, path: str | Path, mode: str = "live", *, clock: Callable[[], float] = time.time,
                  retry_every_s: float = 5.0, max_backlog: int = 100_000,
-                 connect: Callable[[Path], sqlite3.Connection] = connect) -> None:
+                 connect: Callable[[Path], sqlite3.Connection] = connect, series: str = DEFAULT_SERIES) -> None:
         if mode not in MODES:
             raise ValueError(f"ledger mode {mode!r}: expected one of {', '.join(MODES)}")
         self.path = Path(path)
         self.mode = mode
+        self.series = series  # every window and the run are this series' (one writer per series' trader)
         self.clock = clock
         self.retry_every_s = retry_every_s
         self._connect = connect
@@ -149,7 +153,7 @@ class LedgerWriter:
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self._last_attempt = 0.0
-        self.run_id = f"{int(clock())}-{os.getpid()}"
+        self.run_id = f"{int(clock())}-{os.getpid()}" + ("" if series == DEFAULT_SERIES else f"-{series}")
         self.written = 0  # records written since start (tests, benchmarks)
 
     # ---- life cycle -----------------------------------------------------------------------------------------
@@ -158,7 +162,7 @@ class LedgerWriter:
         if self._thread is not None:
             return
         self._put("run_start", (self.run_id, self.mode, self.clock(), os.getpid(),
-                                json.dumps(detail or {}, sort_keys=True)))
+                                json.dumps(detail or {}, sort_keys=True), self.series))
         self._thread = threading.Thread(target=self._run, name="polymm-ledger", daemon=True)
         self._thread.start()
 
@@ -203,10 +207,10 @@ class LedgerWriter:
         """A market (window) we trade: `market` is a MarketIdentity."""
         self._put("window", (market.condition_id, market.up_token, market.down_token, int(market.window_start),
                              int(market.window_end), market.tick_size, market.min_order_size, market.fee_rate,
-                             int(bool(market.neg_risk)), self.mode, self._ts(ts)))
+                             int(bool(market.neg_risk)), self.mode, self._ts(ts), self.series))
 
     def resolution(self, condition_id: str, winning_leg: Any, ts: float | None = None) -> None:
-        self._put("resolution", (condition_id, _text(winning_leg), self._ts(ts)))
+        self._put("resolution", (condition_id, _text(winning_leg), self._ts(ts), self.series))
 
     def order_action(self, action: str, order: Any, reason: str, condition_id: str | None = None,
                      ts: float | None = None) -> None:

@@ -73,6 +73,10 @@ class Redeemer:
         self._positions_said_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Several series on one wallet (trader/wallet/): only the wallet's leader redeems; `active()` says whether
+        # this trader is it. When it becomes so, the journal is read again: the previous leader wrote it.
+        self.active: Callable[[], bool] | None = None
+        self._was_active = True
 
     # ---- thread ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -121,12 +125,19 @@ class Redeemer:
             if self._warned != (value.awaiting_count, value.awaiting_usd):
                 self._warned = (value.awaiting_count, value.awaiting_usd)
                 log.warning("%s", warnings[-1])
-        if self.relayer is not None:
+        active = self.active is None or self.active()
+        if not active or not self._was_active:
+            # Read, never written, while another trader of the wallet redeems: its requests and what they redeemed
+            # today (status); once this one leads, it starts from what the previous leader requested.
+            self.journal = Journal.open(self.journal.path.parent)
+        self._was_active = active
+        if self.relayer is not None and active:
             self._follow_up(now)
             if now >= self._next_try:
                 self._send(rows, now)
         listed = {r.condition_id.lower() for r in rows}
-        self.journal.prune(now, listed)
+        if active:
+            self.journal.prune(now, listed)  # the journal file is the leader's to write
         failing = [e for e in self.journal.failing() if e.kind == "redeem" and e.condition_id.lower() in listed]
         warnings += [_failing_words(e, now) for e in failing]
         self._publish(open_value_usd=value.open_value_usd, awaiting_redemption_usd=value.awaiting_usd,
@@ -134,7 +145,7 @@ class Redeemer:
                       failing_count=len(failing), failing_usd=float(sum(Decimal(e.shares) for e in failing)),
                       failing=[{"condition_id": e.condition_id, "slug": e.slug, "shares": e.shares,
                                 "failures": e.alone_failures, "given_up": e.given_up, "retry_at": e.retry_at,
-                                "error": e.error} for e in failing],
+                                "error": e.error} for e in failing], leader=active,
                       in_flight=len(self.journal.pending_tx_ids()), updated_at=now, **self.journal.today(now))
 
     def _follow_up(self, now: float) -> None:

@@ -61,7 +61,7 @@ class HeartbeatState:
 class Heartbeater:
     """Runs HeartbeatState against the gateway in its own thread (so nothing else can delay it)."""
 
-    def __init__(self, send: Callable[[str], str], on_tripped: Callable[[str], None],
+    def __init__(self, send: Callable[[str], str | None], on_tripped: Callable[[str], None],
                  on_recovered: Callable[[], None], *, clock: Callable[[], float], interval_s: float = INTERVAL_S,
                  max_failures: int = 2) -> None:
         self._send = send
@@ -81,6 +81,12 @@ class Heartbeater:
         for _ in range(2):
             try:
                 next_id = self._send(self.state.heartbeat_id)
+                if next_id is None:
+                    # Nothing was due (trader/wallet/: the wallet's leader sends every interval, the others confirm
+                    # the leader's): the link is fine; after a failure streak that is a recovery.
+                    if self.state.failures == 0 and self.state.ok:
+                        return True
+                    next_id = self.state.heartbeat_id
             except HeartbeatRejected as err:
                 if err.expected_id is not None and err.expected_id != self.state.heartbeat_id:
                     log.info("heartbeat id rejected; adopting the id the exchange expects")

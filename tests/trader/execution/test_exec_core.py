@@ -236,18 +236,21 @@ def test_place_racing_a_shutdown_ends_rejected_instead_of_pending_forever():
         core.stop()
 
 
-def test_stop_cancels_everything_on_the_wallet_when_an_order_stays_unconfirmed(monkeypatch):
+def test_stop_cancels_every_order_in_our_markets_when_an_order_stays_unconfirmed(monkeypatch):
+    # By market, never the whole wallet: other series' traders may trade other markets of it (trader/wallet/).
     exchange = ScriptedExchange()
-    wallet_cancels = []
+    wallet_cancels, market_cancels = [], []
     exchange.cancel_order = lambda order_id: CancelResult((), {order_id: "exchange busy"})
-    exchange.cancel_all = lambda: wallet_cancels.append(1) or CancelResult(tuple(o.order_hash for o in exchange.posted), {})
+    exchange.cancel_all = lambda: wallet_cancels.append(1) or CancelResult((), {})
+    exchange.cancel_market = lambda market=None, asset_id=None: market_cancels.append(market) or CancelResult(
+        tuple(o.order_hash for o in exchange.posted), {})
     core = ExecutionCore(exchange, reconcile_every_s=3600)
     core.start(MARKET)
     filled_order(core)
     monkeypatch.setattr("polymm.trader.execution.core.ExecutionCore._cancel_everything",
                         lambda self, reason, wait_s: self.cancel_all(reason))  # no 5 s wait in a unit test
     core.stop()
-    assert wallet_cancels == [1]
+    assert wallet_cancels == [] and market_cancels == [MARKET.condition_id]
     assert core.orders(working_only=False)[0].state is OrderState.CANCELED
 
 
@@ -348,3 +351,20 @@ def test_risk_heartbeat_false_never_arms_the_dead_man_switch_and_says_so():
         assert not any("dead-man switch" in w for w in core.state().warnings)
     finally:
         core.stop()
+
+
+def test_user_channel_events_of_another_series_market_are_dropped():
+    """Several series trade one wallet (one API key): should the user channel send events of a market this trader
+    does not trade, they are another series' trader's business: neither its fills nor its orders touch ours."""
+    clock, market, core = core_holding_10_up("mine")
+    try:
+        other = market_at("theirs", market.window_start)
+        before = core.positions()
+        core._on_ws_events([trade_on(other, "t-theirs", "0xtheir-order", "7"),
+                            WireOrder(id="0xtheir-order", market=other.condition_id, asset_id=other.up_token,
+                                      side="BUY", original_size="7", size_matched="7", price="0.40", type="UPDATE",
+                                      status="MATCHED")])
+        assert core.positions() == before and core._foreign_events == 2
+        assert all(f.trade_id != "t-theirs" for f in core.fills())
+    finally:
+        core.stop(cancel_orders=False)

@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from tests.support.ledger import OrderLike, fill, market
+from tests.support.ledger import OrderLike, fill, market, older_ledger
 from polymm.trader.ledger import LedgerWriter, load_history, schema
 from polymm.trader.ledger.read import LedgerReadError, open_readonly, summary_counts
 from polymm.trader.model import Leg, Side
@@ -30,16 +30,7 @@ def rows(path, sql):
 
 def test_a_first_version_file_migrates_with_its_rows_kept(tmp_path):
     path = tmp_path / "ledger.sqlite"
-    conn = sqlite3.connect(path, isolation_level=None)
-    schema.migrate(conn, upto=1)
-    m = market(1_800_000_000)
-    conn.execute("INSERT INTO windows (condition_id, window_start, window_end, resolved_leg) VALUES (?, ?, ?, 'up')",
-                 (m.condition_id, m.window_start, m.window_end))
-    conn.execute("INSERT INTO fills (trade_id, order_id, condition_id, strategy, leg, side, price, size, fee, role,"
-                 " status, status_rank, match_ts, recorded_at, updated_at) VALUES"
-                 " ('t1', 'o1', ?, 's1', 'up', 'BUY', 0.6, 10, 0, 'maker', 'CONFIRMED', 3, ?, ?, ?)",
-                 (m.condition_id, m.window_start + 5, m.window_start + 5, m.window_start + 9))
-    conn.close()
+    older_ledger(path, 1, market(1_800_000_000))
     write(path, lambda w: w.event("note", "after the upgrade"))
     assert rows(path, "PRAGMA user_version") == [(schema.VERSION,)]
     assert rows(path, "SELECT trade_id, source FROM fills") == [("t1", "stream")]
