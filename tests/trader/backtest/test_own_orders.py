@@ -74,6 +74,24 @@ def test_a_paper_ledger_has_nothing_to_take_out(tmp_path):
     assert OwnOrdersLedger(path).orders_of_window(WS) == []
 
 
+def test_only_the_replayed_series_orders_are_read_from_a_ledger_several_series_share(tmp_path):
+    # Two 15-minute series' traders write one ledger (schema 3) and their windows start together: a replay of
+    # eth-15m must not take btc-15m's orders out of its book.
+    path = tmp_path / "ledger.sqlite"
+    eth = market(WS, window_s=900, n=1)
+    for series, m, cid in (("btc-15m", M, "btc1"), ("eth-15m", eth, "eth1")):
+        w = LedgerWriter(path, "live", series=series)
+        w.start({"source": "test"})
+        w.window(m, ts=WS)
+        w.order_action("submit", OrderLike(cid, f"0x{cid}", m.condition_id, price=0.62, size=6.45), "entry",
+                       ts=WS + 300.0)
+        w.close()
+        assert w.error is None
+    assert [o.client_id for o in OwnOrdersLedger(path).orders_of_window(WS)] == ["btc1"]  # the default series
+    assert [o.client_id for o in OwnOrdersLedger(path, "eth-15m").orders_of_window(WS)] == ["eth1"]
+    assert OwnOrdersLedger(path, "sol-15m").orders_of_window(WS) == []
+
+
 def test_net_line_takes_our_orders_out_of_depth_and_top_of_book():
     own = {(Leg.UP, Side.BUY): {0.62: (6.45,)}, (Leg.DOWN, Side.SELL): {0.38: (6.45,)}}
     line = TickLine(ts=WS + 301, window_start=WS, up_bid=0.62, up_ask=0.64, down_bid=0.36, down_ask=0.38,
