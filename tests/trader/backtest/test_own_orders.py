@@ -20,10 +20,10 @@ from polymm.trader.model import Leg, OrderState, OrderType, Role, Side
 M = market(WS, window_s=900)
 
 
-def ledger(path, build, mode: str = "live"):
-    w = LedgerWriter(path, mode)
+def ledger(path, build, mode: str = "live", series: str = "btc-15m", m=M):
+    w = LedgerWriter(path, mode, series=series)
     w.start({"source": "test"})
-    w.window(M, ts=WS)
+    w.window(m, ts=WS)
     build(w)
     w.close()
     assert w.error is None
@@ -80,13 +80,8 @@ def test_only_the_replayed_series_orders_are_read_from_a_ledger_several_series_s
     path = tmp_path / "ledger.sqlite"
     eth = market(WS, window_s=900, n=1)
     for series, m, cid in (("btc-15m", M, "btc1"), ("eth-15m", eth, "eth1")):
-        w = LedgerWriter(path, "live", series=series)
-        w.start({"source": "test"})
-        w.window(m, ts=WS)
-        w.order_action("submit", OrderLike(cid, f"0x{cid}", m.condition_id, price=0.62, size=6.45), "entry",
-                       ts=WS + 300.0)
-        w.close()
-        assert w.error is None
+        order = OrderLike(cid, f"0x{cid}", m.condition_id, price=0.62, size=6.45)
+        ledger(path, lambda w, o=order: w.order_action("submit", o, "entry", ts=WS + 300.0), series=series, m=m)
     assert [o.client_id for o in OwnOrdersLedger(path).orders_of_window(WS)] == ["btc1"]  # the default series
     assert [o.client_id for o in OwnOrdersLedger(path, "eth-15m").orders_of_window(WS)] == ["eth1"]
     assert OwnOrdersLedger(path, "sol-15m").orders_of_window(WS) == []
