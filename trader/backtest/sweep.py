@@ -176,11 +176,19 @@ def run(job: Job, workers: int, progress: Callable[[int, int], None] | None = No
     # fork is missing (not Linux) the job is pickled to each worker once.
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
-    with ctx.Pool(min(workers, n), initializer=_init_worker, initargs=(job,)) as pool:
+    pool = ctx.Pool(min(workers, n), initializer=_init_worker, initargs=(job,))
+    try:
         for count, (i, s) in enumerate(pool.imap_unordered(_run_point, range(n), chunksize=1), 1):
             done[i] = s
             if progress:
                 progress(count, n)
+    except BaseException:
+        pool.terminate()  # an error (a bad line, an unreadable ledger) or ^C: the other points are not wanted
+        raise
+    # Every point is in: let the workers finish on their own (close + join) rather than `with`'s terminate(),
+    # whose teardown races the workers' queue locks (its _help_stuff_finish) for nothing here.
+    pool.close()
+    pool.join()
     return done  # type: ignore[return-value]
 
 

@@ -138,3 +138,25 @@ def test_a_bad_tick_file_stops_the_sweep_with_its_line(capsys, tmp_path):
                    ' "down_ask": 0.5}\nnot json\n')
     code, out, err = run(capsys, str(bad), "--sweep", "s1.entry_threshold=0.55:0.6:0.05", "--workers", "2")
     assert code == 2 and "line 2: not JSON" in err and "Traceback" not in err
+
+
+def test_a_sweep_replays_one_series_of_a_recording_of_several(capsys, recording, tmp_path):
+    # The recorder writes every series of a host into one file: the sweep replays the chosen series' lines with
+    # its config, as a plain run does; without --series such a file is an error in words.
+    btc = [json.loads(line) for line in recording.read_text().splitlines()]
+    eth = [{**row, "series": "eth-15m", "up_bid": round(row["up_bid"], 2)} for row in btc]
+    both, eth_only = tmp_path / "both.jsonl", tmp_path / "eth.jsonl"
+    merged = sorted([(r["ts"], 0, r) for r in btc] + [(r["ts"], 1, r) for r in eth])
+    both.write_text("".join(json.dumps(r) + "\n" for _, _, r in merged))
+    eth_only.write_text("".join(json.dumps(r) + "\n" for r in eth))
+    grid = ("--sweep", "s1.entry_threshold=0.55:0.6:0.05", *FAST, "--json", "--workers", "2")
+    code, out, err = run(capsys, str(both), "--series", "eth-15m", *grid)
+    assert code == 0, err
+    chosen = json.loads(out)
+    code, out, err = run(capsys, str(eth_only), *grid)  # the series is the recording's own
+    assert code == 0, err
+    alone = json.loads(out)
+    assert chosen["sweep"]["series"] == alone["sweep"]["series"] == "eth-15m"
+    assert chosen["points"] == alone["points"] and any(p["fills"] for p in alone["points"])
+    code, out, err = run(capsys, str(both), *grid)
+    assert code == 2 and "holds several series; pick one with --series" in err and "Traceback" not in err
