@@ -114,11 +114,12 @@ def write_ticks(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-def oscillating_ask_ticks(pattern: str, base: float, seed: int = 24, start_s: int = 300, end_s: int = 900) -> list[dict[str, Any]]:
-    """A window where S1 enters Up at 0.62 (6.45 shares at the $4 cap; filled one second later), then, every second
-    to the end, the Up ask moves by 1-3 ticks within [base, base + 0.03] while the bid stays at 0.61 (the take-profit
-    at 0.63 or above never fills). `pattern` "swing": base, base+1, base, base+2, base, base+3 ticks, ...;
-    "random": each second a different offset of 0-3 ticks than the one before (seeded)."""
+def oscillating_ask_ticks(pattern: str, base: float, seed: int = 24, start_s: int = 300, end_s: int = 900,
+                          every_s: int = 1) -> list[dict[str, Any]]:
+    """A window where S1 enters Up at 0.62 (6.45 shares at the $4 cap; filled one second later), then, every
+    `every_s` seconds to the end, the Up ask moves by 1-3 ticks within [base, base + 0.03] while the bid stays at
+    0.61 (the take-profit at 0.63 or above never fills). `pattern` "swing": base, base+1, base, base+2, base, base+3
+    ticks, ...; "random": each move a different offset of 0-3 ticks than the one before (seeded)."""
     import random
 
     rows: list[dict[str, Any]] = [
@@ -127,7 +128,7 @@ def oscillating_ask_ticks(pattern: str, base: float, seed: int = 24, start_s: in
     ]
     rng = random.Random(seed)
     offset = 0
-    for i, t in enumerate(range(start_s + 2, end_s)):
+    for i, t in enumerate(range(start_s + 2, end_s, every_s)):
         if pattern == "swing":
             offset = 0 if i % 2 == 0 else 1 + (i // 2) % 3
         elif pattern == "random":

@@ -135,8 +135,9 @@ class S1Params(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         _m(
             "an ask drift (s1.exit_drift) reprices the take-profit only after it has held this long in one "
             "direction, and then to the least-moved ask of that time (0: at once). Default 5 s: these books' asks "
-            "swing 1-3 ticks back and forth about every second, and each reprice loses the order's queue place and "
-            "spends rate limit; a real move costs at most 5 s at the old price. A size change reprices at once",
+            "swing 1-3 ticks back and forth every second or few, and each reprice loses the order's queue place and "
+            "spends rate limit; the hold must outlast the time the ask stays on one side (3 s still churns against "
+            "an ask moving every 4 s), and a real move costs 5 s at the old price. A size change reprices at once",
             ge=0,
             le=3600,
         ),
