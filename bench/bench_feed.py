@@ -15,6 +15,12 @@ decode->publish histogram is read from the ring at scrape time, off this path: f
 alternating rounds in the same run.
 Prints figures; asserts nothing about time.
 
+websocket-client's own receive of a frame, before on_frame (issue 26): the library alone against polymm/ws.py's
+ReadAhead (one socket read per chunk instead of three per frame), with the options every channel uses
+(skip_utf8_validation; no multithread lock where the socket has one reader), alternating rounds in the same run,
+frames arriving one at a time and as a burst. (wsaccel is not used: it only speeds up masking, which server frames
+do not have, and UTF-8 validation, which we skip; websocket-client itself calls it unmaintained.)
+
 RTDS (issue 16): the per-message cost of a Chainlink update through `RtdsStream.on_frame` (decode, reference
 book, publish into the segment's reference block), and the two-leg book figure again while a thread feeds RTDS
 updates at `--rtds-rate` per second alongside (production sends ~2/s), next to the same run's figure without.
@@ -164,32 +170,64 @@ class NaiveFeed:
 # ----------------------------------------------------------------------------------------------------
 
 
-def websocket_receive_us(payload: bytes, n: int) -> float:
-    """What websocket-client itself costs per text frame before our code runs (socketpair, frames already
-    buffered, so no network wait is counted): context for the end-to-end figure."""
+def websocket_receive_us(payload: bytes, n: int, read_ahead: bool = False, spaced: bool = False) -> list[float]:
+    """What websocket-client costs per text frame before our code runs, through polymm/ws.py's receive
+    (`read_ahead`: ReadAhead on the frame reader, as every channel connects now) or the library alone, with the
+    options our channels use (skip_utf8_validation, no multithread lock). `spaced`: each frame is sent only once the
+    previous one was received, one per read, like a market channel's frames arriving apart; otherwise all are
+    buffered at once (a burst). Over a socketpair, so no network wait is counted. Per-frame samples, us."""
     import socket
     import struct
     import threading
 
     import websocket
 
+    from polymm.ws import ReadAhead
+
     size = len(payload)
     header = bytes([0x81]) + (bytes([size]) if size < 126 else bytes([126]) + struct.pack(">H", size))
-    data = (header + payload) * n
+    frame = header + payload
     server, client = socket.socketpair()
-    ws = websocket.WebSocket(skip_utf8_validation=True)
+    ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=False)
     ws.sock = client
     ws.connected = True
-    sender = threading.Thread(target=server.sendall, args=(data,), daemon=True)
-    sender.start()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        ws.recv_data()
-    elapsed = time.perf_counter() - t0
-    sender.join()
+    if read_ahead:
+        assert ReadAhead.attach(ws)
+    samples = [0.0] * n
+    clock = time.perf_counter_ns
+    if spaced:
+        for i in range(n):
+            server.sendall(frame)
+            t0 = clock()
+            ws.recv_data()
+            samples[i] = (clock() - t0) / 1e3
+    else:
+        sender = threading.Thread(target=server.sendall, args=(frame * n,), daemon=True)
+        sender.start()
+        for i in range(n):
+            t0 = clock()
+            ws.recv_data()
+            samples[i] = (clock() - t0) / 1e3
+        sender.join()
     server.close()
     client.close()
-    return elapsed / n * 1e6
+    return samples
+
+
+def receive_figures(frames: dict[str, bytes], n: int) -> None:
+    """websocket-client's receive of a two-leg frame (and of a book), the library alone vs with polymm/ws.py's
+    read-ahead, alternating rounds in the same run; frames one at a time (as they arrive) and as a burst."""
+    print("websocket-client's own receive per frame, before on_frame (median / p99 us; alternating rounds):")
+    print(f"{'':34}{'library alone':>18}{'with read-ahead':>18}{'ratio':>8}")
+    for name in ("price_change 2-leg", "book (162 levels)"):
+        for spaced in (True, False):
+            plain, ahead = [], []
+            for _ in range(4):
+                plain += websocket_receive_us(frames[name], n // 4, False, spaced)
+                ahead += websocket_receive_us(frames[name], n // 4, True, spaced)
+            p, a = stats(plain), stats(ahead)
+            label = f"{name}, {'one at a time' if spaced else 'a burst'}"
+            print(f"  {label:32}{p[0]:>9.2f} /{p[1]:>6.2f}{a[0]:>9.2f} /{a[1]:>6.2f}{a[0] / p[0]:>7.2f}x")
 
 
 def measure(fn, frame: bytes, n: int) -> list[float]:
@@ -370,8 +408,7 @@ def main() -> int:
               f"decode {dec[0]:.2f}/{dec[1]:.2f}, book apply {app[0]:.2f}/{app[1]:.2f}, "
               f"tops+crossed {tops[0]:.2f}/{tops[1]:.2f}, depth pack of all 4 sides {packs[0]:.2f}/{packs[1]:.2f}, "
               f"shm publish {pub[0]:.2f}/{pub[1]:.2f}")
-        print(f"for context, websocket-client's own receive of that frame (before on_frame): "
-              f"{websocket_receive_us(frame, args.n):.2f} us mean")
+        receive_figures(frames, args.n)
         rtds_figures(stream, writer, frames, args.n, args.rtds_rate)
     finally:
         naive.close()

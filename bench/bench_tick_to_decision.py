@@ -1,35 +1,54 @@
 """Tick-to-decision latency: from the feed's publish time in shared memory to the trader's decision, and to the
-order leaving the gateway. Median and p99, feed and trader in separate processes, on the local sim.
+order leaving the gateway. Median and p99, feed and trader in separate processes, on the local sim; and where
+each decision's time goes.
 
 How it is measured
-- polymm-sim and polymm-feed run as subprocesses (demo.Stack); the trader's decision loop (the production
-  Engine, Reader, ExecutionCore, gateway and decide pipeline — the code `polymm-trader` runs) runs in this
-  process, so each decision can be timestamped without adding I/O to the loop.
+- polymm-sim and polymm-feed run as subprocesses (demo.Stack); this process IS polymm-trader: the production
+  TraderService with the environment and arguments the unit gives it (ledger and its writer thread, balance and
+  resolution watchers, redeemer, control server, status thread, Prometheus endpoint, its log at INFO written line
+  by line in the journald format (to a file), POLYMM_WARM_EVERY_MS and the unit's LimitRTPRIO=10), so each decision
+  can be timestamped without adding I/O to the loop.
 - tick -> decision: for every decision woken by a new shm sequence, `decided_at - publish_ts`, where
   publish_ts is the feed's own time.time() when it published the newer leg, decided_at this process's
   time.time() right after the pipeline returned its actions (same host clock).
 - tick -> order sent: for decisions that placed an order, the time the execution core handed the HTTP request
   to the socket (its `on_submit_sent` hook) minus publish_ts.
-- The original bot polled with a 1 ms sleep, so its tick-to-decision was up to ~1 ms plus its work; the
-  report says how far below 1 ms our p99 is. Figures only; nothing here asserts a timing.
+- The baseline, in the same run: the original bot's wait, a 1 ms-sleep poller in its own process, only *seeing*
+  each tick. Our figures are printed as ratios to it (the issue's goals: median <= 0.3x, p99 <= 0.5x). Figures
+  only; nothing here asserts a timing.
 
+- Where the time goes (issue 26): trader/latency.py's probe, switched on in half of the phases (so the headline
+  figures are those of the other half, without its marks), splits every decision woken by a tick: publish -> book
+  read into busy / wake-up (of it waiting for a CPU) / the loop / commands / snapshot, and book read -> decision
+  by stage (prep, fee, view, orders, net, positions, exchange, wallet, decide) and by cause (this thread's CPU,
+  GC on it, waiting for a CPU, blocked on the execution state's lock, blocked while our other threads ran: the
+  GIL), with the share the named causes account for, other threads' CPU meanwhile, and what runs after the
+  decision (orders out, with the log line, ledger queue and metrics counts it does, the wallet publish, events,
+  status). Printed for the typical
+  decision (the middle fifth), the slow ones (top 5 %) and on average; `--dump FILE` writes every one as JSON.
+- Warming (Engine._rehearse, `--warm ab`): phases with and without the loop's rehearsals, reported side by side
+  with this process's CPU in each; `--warm on|off` runs one way only. `--rtprio 0` runs the decision thread
+  ordinary (no SCHED_FIFO), `--switch-us` sets the interpreter's switch interval.
 - The book without us (issue 11): every decision subtracts our resting orders from the published depth
   (trader/decision/net_book.py). `--net-book off` decides on the published book instead, as before, for the
   A/B; and after the run the net-book step alone is timed in this process on the last snapshot (N = 10 levels)
   with the orders working then, next to the rest of "book read -> decision" (snapshot incl. depth decode,
   market view, decide) on the same snapshot.
-- Metrics on vs off, in the same run: the measurement alternates phases of METRICS_PHASE_S; in "on" phases the
-  trader's Prometheus side is live as polymm-trader runs it (the tick->decision histogram observed on every
-  decision, order events counted, the real endpoint scraped every METRICS_SCRAPE_S: 15x more often than the
-  15 s of deploy/monitoring/scrape.yml); in "off" phases none of it. Both are reported side by side.
+- Metrics on vs off, in the same run: the phases also alternate metrics; in "on" phases the trader's Prometheus
+  side is live as polymm-trader runs it (the tick->decision histogram observed on every decision, order events
+  counted, the real endpoint scraped every METRICS_SCRAPE_S: 15x more often than the 15 s of
+  deploy/monitoring/scrape.yml); in "off" phases none of it. Both are reported side by side.
 - A/B switches, to measure what each latency measure buys in the same conditions: `--wait poll` puts back
   the loop's earlier wait (polling the sequence word between 50-150 us sleeps) instead of the futex wake-up;
-  `--runtime default` leaves the interpreter's GC and thread switch interval as Python ships them instead of
-  what Engine.run sets (engine.tune_runtime). Also reported: this process's CPU use while measuring (the
-  trader's loop, execution core and the bench's own bookkeeping), in % of one core.
+  `--runtime default` leaves the interpreter's GC, thread switch interval and scheduling as Python ships them
+  instead of what Engine.run sets (engine.tune_runtime). Also reported: this process's CPU use while measuring
+  (the trader's threads and the bench's own bookkeeping), in % of one core, and the load average.
+- Older trees (without trader/latency.py, the rehearsals or polymm/realtime.py) run too, without what they lack:
+  alternate `cd OLD && OLD/.venv/bin/python NEW/bench/bench_tick_to_decision.py` with the new tree's runs.
 
 Usage: .venv/bin/python bench/bench_tick_to_decision.py [--seconds 60] [--window-s 60] [--sim-tick-s 0.05]
-       [--btc-vol 0.001] [--wait futex|poll] [--runtime tuned|default] [--net-book on|off]
+       [--btc-vol 0.001] [--wait futex|poll] [--runtime tuned|default] [--net-book on|off] [--warm ab|on|off]
+       [--warm-every-ms N] [--rtprio N] [--switch-us N] [--dump FILE]
 """
 from __future__ import annotations
 
@@ -46,7 +65,7 @@ from pathlib import Path
 
 
 WARM_UP_S = 3.0
-METRICS_PHASE_S = 5.0
+PHASE_S = 5.0
 METRICS_SCRAPE_S = 1.0
 # The first seconds of a window are a burst on every process (the feed re-subscribes, the sim sends the new
 # books, the core subscribes the new market, the strategies place their entries): reported apart, because with
@@ -115,21 +134,25 @@ def _legacy_polling_wait(engine) -> bool:
             return False
 
 
-def _metrics_phases(stop: threading.Event, metrics_on: list, url: str, scrapes: list) -> None:
-    """Alternate metrics off / on every METRICS_PHASE_S; while on, scrape the endpoint every METRICS_SCRAPE_S."""
+def _phases(stop: threading.Event, phase: list, url: str, scrapes: list, warm_ab: bool) -> None:
+    """A cycle of PHASE_S phases: metrics off/on x probe off/on (x warming on/off with `warm_ab`); phase[0] =
+    (metrics_on, probe_on, warm_on), so each comparison is balanced over the others. While metrics are on, scrape
+    the endpoint every METRICS_SCRAPE_S."""
     import urllib.request
 
+    k = 0
     while not stop.is_set():
-        metrics_on[0] = not metrics_on[0]
-        phase_end = time.monotonic() + METRICS_PHASE_S
+        phase[0] = (k % 2 == 1, (k // 2) % 2 == 1, not warm_ab or (k // 4) % 2 == 0)
+        k += 1
+        phase_end = time.monotonic() + PHASE_S
         while not stop.is_set() and time.monotonic() < phase_end:
-            if metrics_on[0]:
+            if phase[0][0]:
                 t0 = time.perf_counter()
                 with urllib.request.urlopen(url, timeout=5) as r:
                     size = len(r.read())
                 scrapes[0] += 1
                 scrapes.append((time.perf_counter() - t0, size))
-            stop.wait(METRICS_SCRAPE_S)
+            stop.wait(min(METRICS_SCRAPE_S, max(0.0, phase_end - time.monotonic())))
 
 
 class _TimedPlaces:
@@ -151,34 +174,31 @@ class _TimedPlaces:
 
 
 def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None = None, wait: str = "futex",
-        runtime: str = "tuned", nice: int = 0, sim_nice: int = 0, net_book: str = "on") -> int:
+        runtime: str = "tuned", nice: int = 0, sim_nice: int = 0, net_book: str = "on", dump: str = "",
+        warm: str = "ab", rtprio: int = 10, warm_every_ms: float = 0.0, switch_us: float = 0.0) -> int:
+    import gc
     import logging
 
-    logging.basicConfig(level=logging.ERROR)  # the trader's order lines would drown the figures
-    from polymm import demo, env
-    from polymm import metrics as prom
-    from polymm.trader.control.handler import TraderControlHandler
-    from polymm.trader.metrics import TraderCounters, families, read_snapshot
-    from polymm.feed import shm
-    from polymm.trader import service
-    from polymm.trader.control.handler import ConfigStore
+    from polymm import demo, env, logs
     from polymm.trader import engine as engine_module
-    from polymm.trader.engine import Engine
+    from polymm.trader import service
 
+    try:
+        from polymm.trader import latency
+    except ImportError:  # the code before issue 26 (A/B runs of older trees): no breakdown
+        latency = None
+
+    if switch_us:
+        engine_module.SWITCH_INTERVAL_S = switch_us / 1e6
     if net_book == "off":
         engine_module.net_view = lambda view, *_args: view  # decide on the published book, ours included
 
-    decisions: list[float] = []
-    by_metrics: dict[bool, list[float]] = {False: [], True: []}  # publish -> decision, metrics off / on
-    metrics_on = [False]
+    samples: list[dict] = []  # one per decision woken by a tick, after the warm-up
     scrapes: list = [0]  # count, then (seconds, bytes) per scrape
-    wakes: list[float] = []  # publish -> the loop has read the new book
-    thinking: list[float] = []  # read -> decided (pipeline, core state reads)
-    worst: list[tuple[float, str]] = []
-    steady: list[float] = []  # decisions more than ROTATION_S after their window started
     sends: list[float] = []
     handoffs: list[float] = []  # ExecutionCore.place() called -> its POST written by a worker
     measure_from = [float("inf")]  # start-up (threads starting, first reconcile) is not steady state
+    phase = [(False, False, True)]  # (metrics on, probe on, warming on)
     lock = threading.Lock()
 
     with tempfile.TemporaryDirectory(prefix="polymm-bench-") as tmp:
@@ -186,6 +206,7 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
         sim_args = ("--tick-s", str(sim_tick_s)) + (("--btc-vol", str(btc_vol)) if btc_vol else ())
         stack = demo.Stack(Path(tmp), window_s=window_s, sim_args=sim_args,
                            config_text=demo.demo_config(window_s, entry_threshold=0.05))
+        svc = None
         try:
             stack.start(trader=False)  # sim + feed; this process is the trader
             if sim_nice:
@@ -197,34 +218,42 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
                 # Linux: per thread, inherited by threads created later (the engine's and the core's) and by
                 # the 1 ms poller below, not by the sim and the feed already started. Like systemd's Nice=.
                 os.setpriority(os.PRIO_PROCESS, 0, nice)
+            # This process is polymm-trader: the same environment, arguments and service (ledger and its writer,
+            # balance and resolution watchers, redeemer, control server, status thread, Prometheus endpoint), and
+            # its log at INFO written line by line as under journald (to a file here: it would drown the figures).
             trader_env = stack.env()
-            # This process is the trader: the same environment polymm-trader would get (secrets included).
-            for name in (env.PK, env.SIGNATURE_TYPE):
-                os.environ[name] = trader_env[name]
-            store = ConfigStore(stack.config_path, stack.state_dir / "overrides.json",
-                                base={"endpoints.clob_url": trader_env[env.CLOB_URL],
-                                      "endpoints.ws_user_url": trader_env[env.WS_USER_URL],
-                                      "endpoints.gamma_url": trader_env[env.GAMMA_URL]})
-            store.load()
-            reader = shm.Reader(stack.shm, wait_s=10)
-            tick_of_order: dict[str, float] = {}
-            engine_box: list[Engine] = []
+            for name, value in trader_env.items():
+                if name.startswith(env.PREFIX) or name in env.SECRET_NAMES or name == env.SIGNATURE_TYPE:
+                    os.environ[name] = value
+            os.environ[env.JOURNAL_STREAM] = "0:0"  # the journald line format
+            if hasattr(env, "WARM_EVERY_MS"):  # as polymm-trader.service sets it
+                from polymm.trader.engine import WARM_EVERY_S
 
-            def on_decision(snap, decided_at: float, _sent_at: float) -> None:
-                engine = engine_box[0]
+                os.environ[env.WARM_EVERY_MS] = f"{warm_every_ms or WARM_EVERY_S * 1000:g}"
+            logs.setup("polymm.trader", "INFO")
+            log_file = open(Path(tmp) / "trader.log", "a", buffering=1)
+            logging.getLogger().handlers[0].setStream(log_file)
+            svc = service.TraderService(service.parse_args(["--metrics", f"127.0.0.1:{demo._free_port()}"]))
+            svc._start()
+            engine, core = svc.engine, svc.core
+            counters = svc.metrics_counters
+            tick_of_order: dict[str, float] = {}
+            engine_box = [engine]
+
+            def on_decision(snap, decided_at: float, sent_at: float) -> None:
+                if phase[0][0]:
+                    counters.on_decision(snap, decided_at, sent_at)  # what polymm-trader's hook does
                 if decided_at < measure_from[0]:
                     return
-                on = metrics_on[0]
-                if on:
-                    counters.on_decision(snap, decided_at, _sent_at)  # what polymm-trader's hook does
+                publish = engine.tick_publish_ts
                 with lock:
-                    decisions.append(decided_at - engine.tick_publish_ts)
-                    by_metrics[on].append(decided_at - engine.tick_publish_ts)
-                    wakes.append(engine.snapshot_at - engine.tick_publish_ts)
-                    thinking.append(decided_at - engine.snapshot_at)
-                    worst.append((decided_at - engine.tick_publish_ts, time.strftime("%H:%M:%S", time.gmtime(decided_at))))
-                    if engine.market is not None and decided_at - engine.market.window_start > ROTATION_S:
-                        steady.append(decided_at - engine.tick_publish_ts)
+                    samples.append({
+                        "decision": decided_at - publish, "read": engine.snapshot_at - publish,
+                        "think": decided_at - engine.snapshot_at, "at": decided_at, "metrics": phase[0][0],
+                        "probe": getattr(engine, "probe", None) is not None,
+                        "warm": bool(getattr(engine, "warm_every_s", None)),
+                        "steady": engine.market is not None and decided_at - engine.market.window_start > ROTATION_S,
+                    })
 
             def on_submit_sent(client_id: str, t: float) -> None:
                 # Orders leave from the core's worker threads; publish -> sent only for those a new tick caused.
@@ -235,76 +264,160 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
                     if tick is not None and t >= measure_from[0]:
                         sends.append(t - tick)
 
-            core = service.build_core(store.current, stack.state_dir, on_submit_sent=on_submit_sent)
-            engine = Engine(reader, _TimedPlaces(core, engine_box, tick_of_order, lock), store.current,
-                            on_decision=on_decision, config_source=lambda: store.current)
-            engine_box.append(engine)
-            counters = TraderCounters()
-            handler = TraderControlHandler(engine, core, store)
-            exporter = prom.serve("127.0.0.1:0", source="bench", collectors=[prom.CallbackCollector(
-                "trader", lambda: families(read_snapshot(handler, core, store.current, counters)))])
+            engine._on_decision = on_decision
+            core.on_submit_sent = on_submit_sent
+            engine.core = _TimedPlaces(core, engine_box, tick_of_order, lock)
             if wait == "poll":
                 engine._wait_for_work = lambda: _legacy_polling_wait(engine)
             if runtime == "default":
                 engine.tune_runtime = lambda: None
-            engine.start(engine.attach_market(30))
             measure_from[0] = time.time() + WARM_UP_S
             gc_pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
-            gc_started = [0.0]
+            gc_started = [0.0, 0]
+            idle_gc = getattr(engine, "_idle_gc", None)
+            if idle_gc is not None:  # the loop's own collections between ticks, told apart from the others
+                def counted_idle_gc():
+                    gc_started[1] += 1
+                    try:
+                        idle_gc()
+                    finally:
+                        gc_started[1] -= 1
 
-            def on_gc(phase: str, info: dict) -> None:
-                if phase == "start":
+                engine._idle_gc = counted_idle_gc
+            idle_pauses: list[float] = []
+
+            def on_gc(phase_name: str, info: dict) -> None:
+                if phase_name == "start":
                     gc_started[0] = time.perf_counter()
                 elif time.time() >= measure_from[0]:
-                    gc_pauses[info["generation"]].append(time.perf_counter() - gc_started[0])
-
-            import gc
+                    pause = time.perf_counter() - gc_started[0]
+                    (idle_pauses if gc_started[1] else gc_pauses[info["generation"]]).append(pause)
 
             gc.callbacks.append(on_gc)
-            stop = threading.Event()
-            thread = threading.Thread(target=engine.run, args=(stop,), daemon=True)
+            stop = svc.signals.stop
+            # The unit's LimitRTPRIO= (deploy/systemd/polymm-trader.service), which the decision loop reads when it
+            # starts (polymm/realtime.py); --rtprio 0 measures the trader without it.
+            import resource
+
+            try:
+                resource.setrlimit(resource.RLIMIT_RTPRIO, (rtprio, max(rtprio, resource.getrlimit(
+                    resource.RLIMIT_RTPRIO)[1])))
+            except (ValueError, OSError):
+                # A sandbox without CAP_SYS_RESOURCE cannot raise the limit; with CAP_SYS_NICE the thread may still
+                # be made real-time: stand in for the limit the unit would give.
+                try:
+                    from polymm import realtime
+
+                    realtime.allowed_priority = lambda wanted: max(0, min(wanted, rtprio))
+                except ImportError:
+                    pass
+            thread = threading.Thread(target=engine.run, args=(stop,), name="polymm-decision", daemon=True)
             thread.start()
+            status_thread = threading.Thread(target=svc._status_loop, name="polymm-status", daemon=True)
+            status_thread.start()
+            probe = None
+            if latency is not None:
+                while thread.native_id is None:
+                    time.sleep(0.001)
+                probe = latency.Probe(latency.Clocks.real(thread.ident, thread.native_id), thread=thread.ident)
+                probe.by_warm = {True: probe.decisions, False: []}
+                _instrument(probe, core, latency)
             print(f"measuring for {seconds:.0f} s (sim window {window_s} s) ...", flush=True)
             time.sleep(WARM_UP_S)
-            phases = threading.Thread(target=_metrics_phases, args=(stop, metrics_on, exporter.url, scrapes),
-                                      daemon=True)
+            rehearsals: list[tuple[float, float]] = []  # (wall, CPU) seconds of each rehearsal
+            if hasattr(engine, "_rehearse"):
+                rehearse = engine._rehearse
+
+                def timed_rehearsal():
+                    w0, c0 = time.perf_counter(), time.thread_time()
+                    rehearse()
+                    rehearsals.append((time.perf_counter() - w0, time.thread_time() - c0))
+
+                engine._rehearse = timed_rehearsal
+            warm_every = getattr(engine, "warm_every_s", None)
+            if warm == "off":
+                engine.warm_every_s = warm_every = None
+            phases = threading.Thread(target=_phases, args=(stop, phase, svc.exporter.url, scrapes,
+                                                            warm == "ab" and bool(warm_every)), daemon=True)
             phases.start()
+            if probe is not None:
+                probe.watch_gc()
+            cpu_by_warm: dict[bool, list[float]] = {}
+            toggler = threading.Thread(target=_toggle_phase, args=(stop, phase, engine, probe, warm_every, cpu_by_warm),
+                                       daemon=True)
+            toggler.start()
+
             cpu0, wall0 = time.process_time(), time.monotonic()
             baseline = subprocess.run([sys.executable, "-c", BASELINE, stack.shm, str(seconds - WARM_UP_S)],
                                       capture_output=True, text=True, timeout=seconds + 30)
             cpu_pct = 100 * (time.process_time() - cpu0) / (time.monotonic() - wall0)
+            load = _loadavg()
             gc.callbacks.remove(on_gc)
             stop.set()
             thread.join(10)
             phases.join(10)
-            exporter.stop()
-            net_costs = _net_book_costs(reader, core, store.current)
-            core.stop(cancel_orders=True)
-            reader.close()
+            engine.probe = None
+            if probe is not None:
+                probe.unwatch_gc()
+            net_costs = _net_book_costs(engine.reader, core, svc.store.current)
         finally:
+            if svc is not None:
+                svc._shutdown()
             stack.close()
 
     print()
     print("tick-to-decision, feed -> shm -> trader decision loop (separate processes, local sim)")
-    print(f"settings: wait={wait} runtime={runtime} nice={nice} sim tick {sim_tick_s} s btc-vol {btc_vol or 'sim default'}; "
-          f"trader process CPU while measuring {cpu_pct:.1f} % of a core")
+    print(f"settings: wait={wait} runtime={runtime} (switch interval {sys.getswitchinterval() * 1e6:.0f} us) "
+          f"nice={nice} decision loop "
+          f"{'SCHED_FIFO ' + str(engine.realtime_priority) if getattr(engine, 'realtime_priority', 0) else 'ordinary'} "
+          f"sim tick {sim_tick_s} s btc-vol {btc_vol or 'sim default'}; "
+          f"trader process CPU while measuring {cpu_pct:.1f} % of a core; load average {load}")
     try:
         polled = json.loads(baseline.stdout)
     except ValueError:
         polled = []
+    warm_ab = warm == "ab" and any(x["warm"] for x in samples) and not all(x["warm"] for x in samples)
+    # the headline: decisions without the probe's marks, as the trader runs (warming on unless told off)
+    plain = [x for x in samples if not x["probe"] and (x["warm"] or not warm_ab)]
+    decisions = [x["decision"] for x in plain]
+    print(f"decisions without the probe{' with warming' if warm_ab else ''} ({len(plain)} of {len(samples)}):")
     print(describe("publish -> decision", decisions))
-    print(describe("  publish -> book read", wakes))
-    print(describe("  book read -> decision", thinking))
-    print(describe(f"  without window starts", steady) + f"   (decisions > {ROTATION_S:.0f} s into their window)")
+    print(describe("  publish -> book read", [x["read"] for x in plain]))
+    print(describe("  book read -> decision", [x["think"] for x in plain]))
+    print(describe(f"  without window starts", [x["decision"] for x in plain if x["steady"]])
+          + f"   (decisions > {ROTATION_S:.0f} s into their window)")
+    print(describe("1 ms-sleep poller: publish -> seen", polled))
+    if decisions and polled:
+        print(f"ours / the poller's, same run: median {statistics.median(decisions) / statistics.median(polled):.2f}x "
+              f"(goal <= 0.3x), p99 {percentile(decisions, 99) / percentile(polled, 99):.2f}x (goal <= 0.5x); "
+              f"our p99 {percentile(decisions, 99) * 1e6:.0f} us (goal <= 500 us)")
     print(f"net book: {net_book}; on the last snapshot, in this process (median of 2000, us): "
           f"snapshot {net_costs['snapshot']:.1f} (depth levels {net_costs['depth']}), market view "
           f"{net_costs['view']:.1f}, own book + net view {net_costs['net']:.1f} ({net_costs['orders']} working orders), "
           f"decide {net_costs['decide']:.1f}")
     print(describe("publish -> order sent", sends))
     print(describe("  place() -> order sent", handoffs))
-    print(describe("1 ms-sleep poller: publish -> seen", polled))
-    off, on = by_metrics[False], by_metrics[True]
-    print(f"metrics off / on, alternating {METRICS_PHASE_S:.0f} s phases in this run ({scrapes[0]} scrapes while on, "
+    if warm_ab:
+        cold = [x for x in samples if not x["probe"] and not x["warm"]]
+        print(f"warming (Engine._rehearse every {1e3 * warm_every:g} ms while the book is quiet) on / off, alternating "
+              f"{PHASE_S:.0f} s phases in this run:")
+        for label, group in (("on", plain), ("off", cold)):
+            print(describe(f"  publish -> decision, {label}", [x["decision"] for x in group]))
+            print(describe(f"    book read -> decision", [x["think"] for x in group]))
+        if rehearsals:
+            print(f"  one rehearsal: median {statistics.median(w for w, _ in rehearsals) * 1e6:.1f} us wall, "
+                  f"{statistics.median(c for _, c in rehearsals) * 1e6:.1f} us CPU ({len(rehearsals)} in the run)")
+        if cpu_by_warm.get(True) and cpu_by_warm.get(False):
+            on_cpu, off_cpu = (100 * c / w for c, w in (cpu_by_warm[True], cpu_by_warm[False]))
+            print(f"  trader process CPU (the bench's own threads included): {on_cpu:.1f} % of a core with warming, "
+                  f"{off_cpu:.1f} % without")
+        if cold and plain:
+            print(f"  without warming, ours / the poller's: median "
+                  f"{statistics.median([x['decision'] for x in cold]) / statistics.median(polled):.2f}x, p99 "
+                  f"{percentile([x['decision'] for x in cold], 99) / percentile(polled, 99):.2f}x")
+    off = [x["decision"] for x in plain if not x["metrics"]]
+    on = [x["decision"] for x in plain if x["metrics"]]
+    print(f"metrics off / on, alternating {PHASE_S:.0f} s phases in this run ({scrapes[0]} scrapes while on, "
           f"every {METRICS_SCRAPE_S:g} s):")
     print(describe("  publish -> decision, off", off))
     print(describe("  publish -> decision, on", on))
@@ -316,25 +429,143 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
         print(f"  on/off: median {100 * (statistics.median(on) / statistics.median(off) - 1):+.1f} %, "
               f"p99 {100 * (percentile(on, 99) / percentile(off, 99) - 1):+.1f} %")
     print("GC pauses in the trader process: " + ", ".join(
-        f"gen{g} {len(p)}x max {max(p) * 1e6:.0f} us" if p else f"gen{g} none" for g, p in gc_pauses.items()))
+        f"gen{g} {len(p)}x max {max(p) * 1e6:.0f} us" if p else f"gen{g} none" for g, p in gc_pauses.items())
+        + (f"; and {len(idle_pauses)} young collections by the waiting loop between ticks (max "
+           f"{max(idle_pauses) * 1e6:.0f} us)" if idle_pauses else ""))
+    worst = sorted(((x["decision"], x["at"]) for x in plain), reverse=True)[:5]
     if worst:
-        print("slowest:", ", ".join(f"{t * 1e3:.1f} ms at {at}" for t, at in sorted(worst, reverse=True)[:5]))
-    try:
-        print(f"load average during the run: {open('/proc/loadavg').read().split()[0]} on {os.cpu_count()} cores")
-    except OSError:
-        pass
-    if decisions:
-        p99_us = percentile(decisions, 99) * 1e6
-        med_us = statistics.median(decisions) * 1e6
-        if p99_us < 1000:
-            print(f"original bot: 1 ms polling sleep. Our p99 tick-to-decision {p99_us:.0f} us is "
-                  f"{1000 - p99_us:.0f} us ({1000 / p99_us:.1f}x) below 1 ms; median {med_us:.0f} us")
-        else:
-            print(f"original bot: 1 ms polling sleep. Our median tick-to-decision {med_us:.0f} us is below 1 ms; our "
-                  f"p99 {p99_us:.0f} us is not: the tail is rare stalls (scheduling on a shared box, GIL hand-offs "
-                  "with the execution core's threads, the window rotation) that the 1 ms-sleep poller above, "
-                  "measured in the same run, shows as well")
+        print("slowest:", ", ".join(f"{t * 1e3:.1f} ms at {time.strftime('%H:%M:%S', time.gmtime(at))}"
+                                    for t, at in worst))
+    if probe is not None and dump:
+        import dataclasses
+
+        Path(dump).write_text(json.dumps({str(k): [dataclasses.asdict(d) for d in v] for k, v in probe.by_warm.items()}))
+    if probe is not None:
+        for on in (True, False) if warm_ab else (bool(warm_every),):
+            probed = [x for x in samples if x["probe"] and x["warm"] == on]
+            same = [x for x in samples if not x["probe"] and x["warm"] == on]
+            print_breakdown(probe.by_warm[on], [x["think"] for x in probed], [x["think"] for x in same], latency,
+                            "" if not warm_every else f"warming {'on' if on else 'off'}")
+    else:
+        print("(no trader/latency.py in this tree: no breakdown)")
     return 0
+
+
+def _loadavg() -> str:
+    try:
+        return f"{open('/proc/loadavg').read().split()[0]} on {os.cpu_count()} cores"
+    except OSError:
+        return "unknown"
+
+
+def _toggle_phase(stop: threading.Event, phase: list, engine, probe, warm_every, cpu_by_warm: dict) -> None:
+    """The probe and the warming follow the phases; the probe's decisions are kept apart by warming on / off
+    (probe.by_warm), and so is this process's CPU time (cpu_by_warm: warming on -> [cpu s, wall s])."""
+    last_cpu, last_wall = time.process_time(), time.monotonic()
+    while not stop.wait(0.05):
+        cpu, wall = time.process_time(), time.monotonic()
+        acc = cpu_by_warm.setdefault(bool(getattr(engine, "warm_every_s", None)), [0.0, 0.0])
+        acc[0] += cpu - last_cpu
+        acc[1] += wall - last_wall
+        last_cpu, last_wall = cpu, wall
+        want = probe if phase[0][1] else None
+        if probe is not None and engine.probe is not want:
+            engine.probe = want
+        if warm_every is not None:
+            engine.warm_every_s = warm_every if phase[0][2] else None
+        if probe is not None:
+            probe.decisions = probe.by_warm[bool(getattr(engine, "warm_every_s", None))]
+
+
+def _instrument(probe, core, latency) -> None:
+    """What the probe times inside the loop's calls into the core: blocked on the execution state's lock, and the
+    three things each order action does on the calling thread besides recording it (views.py _log_order)."""
+    timed = latency.TimedLock(core.exec_state.lock, probe)
+    core.exec_state.lock = timed
+    core._lock = timed
+    from polymm.trader.execution import views
+
+    class _TimedLog:
+        def __init__(self, logger):
+            self._logger = logger
+            self.log = probe.wrap("order log line", logger.log)
+
+        def __getattr__(self, name):
+            return getattr(self._logger, name)
+
+    views.log = _TimedLog(views.log)
+    if core.ledger is not None:
+        for name in ("order_action", "fill"):
+            setattr(core.ledger, name, probe.wrap("ledger queue", getattr(core.ledger, name)))
+    if core.metrics is not None:
+        core.metrics.order_event = probe.wrap("metrics count", core.metrics.order_event)
+
+
+def _groups(rows, key) -> dict[str, list]:
+    """The typical decisions (the middle fifth by `key`: their mean sits at the median), the slow ones (top 5 %),
+    and all of them."""
+    rows = sorted(rows, key=key)
+    n = len(rows)
+    return {"typical": rows[int(n * 0.4): max(int(n * 0.6), int(n * 0.4) + 1)],
+            "slow (top 5 %)": rows[min(n - 1, int(n * 0.95)):], "mean (all)": rows}
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else 0.0
+
+
+def print_breakdown(rows, probed_think: list[float], plain_think: list[float], latency, label: str = "") -> None:
+    """Where the time goes, by part, for the typical decision, the slow ones and on average; the think window
+    also by cause, with the share of it the named causes account for."""
+    if not rows:
+        print("breakdown: no probed decisions")
+        return
+    n = len(rows)
+
+    def line(label: str, groups, get, extra: str = "") -> None:
+        print(f"{label:36}" + "".join(f"{_mean(get(d) for d in g):>16.1f}" for g in groups.values()) + extra)
+
+    cost = ""
+    if probed_think and plain_think:
+        cost = (f"; the probe's own cost: book read -> decision median {statistics.median(probed_think) * 1e6:.1f} us "
+                f"with it, {statistics.median(plain_think) * 1e6:.1f} us without")
+    print()
+    print(f"where the time goes{' (' + label + ')' if label else ''} (probe-on phases, n={n}, us{cost})")
+    wake = _groups(rows, lambda d: d.publish_to_read)
+    print(f"{'':36}" + "".join(f"{k:>16}" for k in wake))
+    line("publish -> book read", wake, lambda d: d.publish_to_read)
+    line("  busy (loop on an earlier decision)", wake, lambda d: d.wake.get("busy", 0.0))
+    line("  wake-up (futex, CPU, GIL)", wake, lambda d: d.wake.get("wake-up", 0.0))
+    line("    of it waiting for a CPU", wake, lambda d: d.wake_queue)
+    line("  to book read", wake, lambda d: d.wake.get("to book read", 0.0))
+    for stage in latency.READ_STAGES:
+        line("    " + stage, wake, lambda d, s=stage: d.read_stages.get(s, 0.0))
+    think = _groups(rows, lambda d: d.think)
+    line("book read -> decision", think, lambda d: d.think)
+    print("  by stage (wall; CPU in brackets for the typical decision)")
+    for stage in latency.STAGES:
+        cpu = _mean(d.stage_cpu.get(stage, 0.0) for d in think["typical"])
+        line("    " + stage, think, lambda d, s=stage: d.stages.get(s, 0.0), f"   ({cpu:.1f})")
+    print("  by cause")
+    for cause in latency.CAUSES:
+        line("    " + cause, think, lambda d, c=cause: d.causes.get(c, 0.0))
+    print(f"{'    named causes / whole':36}" + "".join(
+        f"{100 * _mean(d.named for d in g) / max(1e-9, _mean(d.think for d in g)):>15.1f}%" for g in think.values()))
+    line("    switched out (times)", think, lambda d: d.switches)
+    line("    GC on other threads meanwhile", think, lambda d: d.gc_elsewhere)
+    names: dict[str, float] = {}
+    for d in rows:
+        for k, v in d.others.items():
+            names[k] = names.get(k, 0.0) + v
+    top = sorted(names.items(), key=lambda kv: -kv[1])[:6]
+    if top:
+        print("  other threads' CPU from the decision's start to its end (mean us per decision): "
+              + ", ".join(f"{k} {v / n:.1f}" for k, v in top))
+    after = sorted({k for d in rows for k in d.after})
+    if after:
+        print("after the decision (mean us per decision): "
+              + ", ".join(f"{k} {_mean(d.after.get(k, 0.0) for d in rows):.1f}" for k in after))
 
 
 def _net_book_costs(reader, core, config) -> dict:
@@ -387,9 +618,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="nice value for the sim (e.g. 19): production has no exchange on the trading box")
     ap.add_argument("--net-book", choices=("on", "off"), default="on",
                     help="off: decide on the published book with our orders in it (before issue 11), for comparison")
+    ap.add_argument("--dump", default="", help="write every probed decision's breakdown to this JSON file")
+    ap.add_argument("--warm", choices=("on", "off", "ab"), default="ab",
+                    help="the loop's rehearsals while the book is quiet (Engine.warm_every_s): ab alternates phases")
+    ap.add_argument("--warm-every-ms", type=float, default=0.0,
+                    help="the rehearsals' cadence (default: the engine's WARM_EVERY_S)")
+    ap.add_argument("--switch-us", type=float, default=0.0,
+                    help="the interpreter's thread switch interval in us (default: the engine's SWITCH_INTERVAL_S)")
+    ap.add_argument("--rtprio", type=int, default=10, metavar="N",
+                    help="RLIMIT_RTPRIO, as the unit's LimitRTPRIO=10 gives polymm-trader (0: the decision loop stays "
+                         "ordinary); raising it needs root")
     args = ap.parse_args(argv)
     return run(args.seconds, args.window_s, args.sim_tick_s, args.btc_vol, args.wait, args.runtime, args.nice,
-               args.sim_nice, args.net_book)
+               args.sim_nice, args.net_book, args.dump, args.warm, args.rtprio, args.warm_every_ms, args.switch_us)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,9 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Prometheus endpoints (HOST:PORT or off; polymm/listen.py): the feed's, and the trader's (wins over metrics.listen).
 FEED_METRICS = "POLYMM_FEED_METRICS"
 TRADER_METRICS = "POLYMM_TRADER_METRICS"
+# The trader's decision loop re-runs its tick path on the quiet book every N milliseconds (0 or unset: never), keeping
+# the CPU's caches warm for the next tick at some CPU cost (trader/engine.py WARM_EVERY_S; polymm-trader.service sets it).
+WARM_EVERY_MS = "POLYMM_WARM_EVERY_MS"
 # Test-only: "1" lets SIGUSR2 block the trader's decision loop (the systemd watchdog test; trader/service.py).
 TEST_HOOKS = "POLYMM_TEST_HOOKS"
 # Every name above starts with this: a child process started with a clean slate drops the caller's (demo/).

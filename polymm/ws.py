@@ -37,6 +37,46 @@ log = logging.getLogger("polymm.ws")
 
 RECV_TIMEOUT_S = 0.25  # bounds how late a PING, an idle check or a stop request can be
 CHECK_EVERY_S = 0.1  # the clock-driven chores (PING, idle rule) run at most this often, not per frame
+READ_AHEAD_BYTES = 65536  # one socket read serves every frame it holds (ReadAhead)
+
+
+class ReadAhead:
+    """The receive websocket-client's frame reader calls (`WebSocket.frame_buffer.recv`), reading ahead.
+
+    websocket-client reads a frame in three socket reads: the 2-byte header, the extended length, the payload, each
+    through its socket wrapper (timeout handling, a select() on TLS). A market-channel frame is one TCP segment, so
+    this reads up to READ_AHEAD_BYTES once and hands out the bytes asked for from memory: one system call per frame
+    (fewer when frames come in bursts) and the library's own frame parsing, masking, UTF-8 and control-frame rules
+    unchanged. Reads go through the library's `WebSocket._recv` (its timeouts, its "connection closed" on EOF), and
+    only when the buffer is empty, so a timeout or a close loses nothing held here. Not thread-safe, like the
+    frame reader it serves (one receiving thread). bench/bench_feed.py measures it against the library alone."""
+
+    __slots__ = ("_read", "_size", "_buf", "_pos")
+
+    def __init__(self, read, size: int = READ_AHEAD_BYTES) -> None:
+        self._read = read
+        self._size = size
+        self._buf = b""
+        self._pos = 0
+
+    def __call__(self, n: int) -> bytes:
+        buf, pos = self._buf, self._pos
+        if pos >= len(buf):
+            buf, pos = self._read(self._size), 0
+            self._buf = buf
+        out = buf[pos:pos + n]
+        self._pos = pos + len(out)
+        return out
+
+    @classmethod
+    def attach(cls, ws, size: int = READ_AHEAD_BYTES) -> bool:
+        """Give `ws` (a connected websocket.WebSocket) a read-ahead receive; False (and nothing changed) when this
+        websocket-client version's frame reader is not shaped as expected."""
+        frames, read = getattr(ws, "frame_buffer", None), getattr(ws, "_recv", None)
+        if frames is None or read is None or not callable(getattr(frames, "recv", None)):
+            return False
+        frames.recv = cls(read, size)
+        return True
 
 
 class Backoff:
@@ -194,6 +234,8 @@ class ReconnectingSocket:
         except Exception as e:  # noqa: BLE001 - any failure to connect is retried
             self.last_error = f"connect failed: {e}"
             return self.last_error
+        if not ReadAhead.attach(ws):
+            log.debug("%s: websocket-client's frame reader is not as expected: receiving without read-ahead", self.name)
         self._ws = ws
         self._healthy = False
         try:

@@ -14,6 +14,13 @@ Each decision:
 4. pets the systemd watchdog and publishes an immutable `EngineStatus` that the control thread reads.
 
 Everything the loop decides from is passed in explicitly, so tests drive `Engine.step()` with fakes.
+
+While the book is quiet the loop may rehearse its tick path (WARM_EVERY_S) and collects young garbage
+(IDLE_GC_YOUNG); its thread runs SCHED_FIFO where the unit allows it (REALTIME_PRIORITY); `probe`
+(trader/latency.py) times each stage when the tick-to-decision benchmark switches it on.
+
+Over 600 lines on purpose: one class owned by one thread (the loop, its commands, its status and the waits
+between decisions), whose steps share that thread's state; the pure helpers above it are the only parts others call.
 """
 from __future__ import annotations
 
@@ -29,7 +36,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from polymm import env
+from polymm import env, realtime
 from polymm.trader.decision.fair_value import FairValue
 from polymm.trader.model import MarketView
 from polymm.trader.decision.net_book import net_view
@@ -51,8 +58,23 @@ WAKE_SPIN_S = 0.0
 # tick, while an order worker signs and sends a request) asks the holder to drop it after this long; with
 # Python's 5 ms default that wait alone can be 5 ms.
 SWITCH_INTERVAL_S = 0.0005
+# Young garbage collections between ticks: the cyclic GC runs when 700 more tracked objects exist than it last saw,
+# wherever that happens - inside a decision, 0.1-0.6 ms. The waiting loop collects the young generation itself once
+# this many are pending (the middle one too when it is due), so collections fall between ticks.
+IDLE_GC_YOUNG = 350
+# The decision thread's SCHED_FIFO priority when the service may have one (polymm/realtime.py: the unit's
+# LimitRTPRIO=; 0 elsewhere, then it stays ordinary). Woken by the feed it then runs at once instead of waiting for a
+# busy CPU; only this thread, and threads it starts are ordinary.
+REALTIME_PRIORITY = 10
 # How often the waiting loop also looks at order/fill events, operator commands and signals.
 EVENT_CHECK_S = 0.002
+# Keeping the decision path warm (Engine._rehearse): after a few milliseconds of sleep the CPU's caches have lost what a
+# decision touches (the interpreter's code, our objects) to the other processes on the cores, and the same decision
+# runs 2-3x slower than back to back (bench/bench_tick_to_decision.py's breakdown: the time is this thread's own CPU).
+# While the book is quiet the loop can re-run the tick path on the current book every `warm_every_s` and drop the
+# result: about half the tick-to-decision time, for ~0.1 ms of CPU per rehearsal (~12 % of a core at 1 ms). Off
+# unless asked (env POLYMM_WARM_EVERY_MS; the systemd unit asks for WARM_EVERY_S), so tests and the demo do not pay it.
+WARM_EVERY_S = 0.001
 # Consecutive failed decisions after which the loop gives up (the service exits non-zero, systemd restarts it).
 MAX_FAILED_DECISIONS = 100
 # Feed statuses under which the book in shm describes a live market we may trade.
@@ -263,6 +285,11 @@ class Engine:
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._last_seq = -1
         self._last_decision_mono = 0.0
+        self._last_rehearsal_mono = 0.0
+        self._rehearsal_failed = False
+        self.warm_every_s: float | None = None  # seconds between rehearsals while the book is quiet; None: none
+        self.realtime_priority = 0  # SCHED_FIFO priority of the loop's thread (0: ordinary), set by run()
+        self.idle_collections = 0  # young collections the loop ran between ticks (IDLE_GC_YOUNG)
         self._decisions = 0
         self._pipeline_state = None  # decide.py's per-window state, reset at rotation
         self._problem: str | None = None
@@ -285,6 +312,9 @@ class Engine:
         self.reference_source = "chainlink"  # the series' resolution source (polymm/series.py); the service sets it
         self._unresolved_at = -1e9
         self._hang = threading.Event()  # test hook (POLYMM_TEST_HOOKS): block the loop so the watchdog fires
+        # trader/latency.py Probe, or None (always, but in bench/bench_tick_to_decision.py): where each decision's
+        # time goes. Off, each stage costs the loop one `is None` test.
+        self.probe = None
         self.status = EngineStatus(
             state="starting", paused=False, flattening=False, market=None, market_view=None, problem=None,
             decisions=0, last_decision_at=0.0, last_actions=0, config=config,
@@ -337,12 +367,16 @@ class Engine:
         - The start-up heap (modules, the SDK, config, reconciled state: ~60 000 objects) is frozen out of
           the cyclic GC: a full collection walked it in ~15-30 ms on this 2-core VM, a stall that would land
           on a decision from time to time; afterwards it walks only what the running trader allocated.
-          (Young collections are left at Python's thresholds: measured at 0.1-0.5 ms, a few per minute.)
+          (Young collections: the waiting loop runs them between ticks, IDLE_GC_YOUNG.)
         - The GIL is handed over within SWITCH_INTERVAL_S instead of 5 ms.
+        - This thread (the loop's) is scheduled real-time when the service may (REALTIME_PRIORITY).
         Behaviour is unchanged: nothing here changes what is decided, only when the interpreter pauses."""
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         gc.collect()
         gc.freeze()
+        self.realtime_priority, words = realtime.make_current_thread_realtime(REALTIME_PRIORITY)
+        refused = not self.realtime_priority and realtime.allowed_priority(REALTIME_PRIORITY) > 0
+        log.log(logging.WARNING if refused else logging.INFO, "decision loop: %s", words)
 
     def run(self, stop: threading.Event, reload: threading.Event | None = None,
             on_reload: Callable[[], None] | None = None, on_decision: Callable[[], None] | None = None) -> None:
@@ -389,12 +423,47 @@ class Engine:
         now = time.monotonic()
         if now - self._last_decision_mono >= DECIDE_EVERY_S:
             return True
-        # The hot part: blocked in the kernel until the feed publishes (or the event check is due).
         until = min(now + EVENT_CHECK_S, self._last_decision_mono + DECIDE_EVERY_S)
-        return self.reader.wait_update(last_seq, until - now, spin_s=WAKE_SPIN_S) != last_seq
+        warm = self.warm_every_s
+        if warm:
+            due = max(self._last_decision_mono, self._last_rehearsal_mono) + warm
+            if now >= due:
+                self._warm()
+                if seq() != last_seq:
+                    return True
+                now = time.monotonic()
+                due = now + warm
+            until = min(until, due)
+        self._idle_gc()
+        # The hot part: blocked in the kernel until the feed publishes (or the event check is due).
+        probe = self.probe
+        if probe is None:
+            return self.reader.wait_update(last_seq, until - now, spin_s=WAKE_SPIN_S) != last_seq
+        probe.waiting()
+        seq = self.reader.wait_update(last_seq, until - now, spin_s=WAKE_SPIN_S)
+        probe.woke()
+        return seq != last_seq
+
+    def _idle_gc(self) -> None:
+        young, middle, _old = gc.get_count()
+        if young >= IDLE_GC_YOUNG:
+            self.idle_collections += 1
+            gc.collect(1 if middle + 1 >= gc.get_threshold()[1] else 0)
+
+    def _warm(self) -> None:
+        self._last_rehearsal_mono = time.monotonic()
+        try:
+            self._rehearse()
+        except Exception:  # a rehearsal must never stop the loop; the real decision reports its own failures
+            if not self._rehearsal_failed:
+                self._rehearsal_failed = True
+                log.exception("rehearsal of the decision failed (reported once)")
 
     def step(self) -> int:
         """One decision. Returns the number of Place/Cancel actions executed."""
+        probe = self.probe
+        if probe is not None:
+            probe.begin()
         self._last_decision_mono = time.monotonic()
         wake = getattr(self.core, "wake", None)
         if wake is not None:
@@ -402,7 +471,11 @@ class Engine:
         self._apply_commands()
         if self._config_source is not None:
             self.config = self._config_source()
+        if probe is not None:
+            probe.mark("commands")
         snap = self.reader.snapshot()
+        if probe is not None:
+            probe.book_read()
         self.snapshot_at = self.clock()  # for the tick-to-decision benchmark: when the loop read this book
         new_tick = snap.seq != self._last_seq
         # The feed's publish time when this decision was woken by a new top of book (not by a status-only
@@ -420,29 +493,48 @@ class Engine:
         actions = 0
         if problem is None or problem.startswith(("feed", "book")):
             self._follow_tick_size(snap)
+            if probe is not None:
+                probe.mark("prep")
             # stale/crossed books still go through the pipeline: its risk gate cancels entries and refuses new
             # ones on a book that is not fresh (MarketView.fresh / crossed carry the verdict).
-            fee_of = getattr(self.core, "fee_schedule", None)
+            reads = self._reads()
+            if reads is not None and reads[0].condition_id == snap.market.condition_id:
+                fee = reads[0].fee
+            else:
+                fee_of = getattr(self.core, "fee_schedule", None)
+                fee = fee_of(snap.market.condition_id) if fee_of is not None else None
+            if probe is not None:
+                probe.mark("fee")
             view = market_view(snap, now=now, stale_feed_ms=stale_ms, fair=self.fair,
-                               stale_ref_ms=float(self.config.risk.stale_ref_ms),
-                               fee=fee_of(snap.market.condition_id) if fee_of is not None else None,
+                               stale_ref_ms=float(self.config.risk.stale_ref_ms), fee=fee,
                                reference=self.reference_source)
-            actions, view = self._decide_and_execute(view, now, snap)
+            if probe is not None:
+                probe.mark("view")
+            actions, view = self._decide_and_execute(view, now, snap, reads)
         else:
             self._refuse(problem, now)
         if self.tick_publish_ts is not None and view is not None and self._on_decision is not None:
             self._on_decision(snap, self._decided_at, self.clock())
+        if probe is not None:
+            probe.mark("hook")
         # Bookkeeping after the orders are out (the hot path is snapshot -> decide -> execute). The core's events
         # only say that something changed — orders()/positions() are the state the decision used — but one
         # that arrived during this decision may not have been seen by it: decide again at once.
         events = self.core.poll_events()
         self._decide_again = bool(events)
+        if probe is not None:
+            probe.mark("events")
         self._refresh_unresolved(self._last_decision_mono, bool(events))
+        if probe is not None:
+            probe.mark("unresolved")
         self._set_problem(problem, now)
         self._decisions += 1
         if self.notifier is not None:
             self.notifier.watchdog()
         self._publish(view, now, actions)
+        if probe is not None:
+            probe.mark("status")
+            probe.end(self.tick_publish_ts if view is not None else None)
         return actions
 
     # -- market checks and rotation -------------------------------------------------------------------
@@ -518,8 +610,41 @@ class Engine:
 
     # -- the pipeline -------------------------------------------------------------------------------
 
-    def _decide_and_execute(self, view: MarketView, now: float, snap=None) -> tuple[int, MarketView]:
-        """Decide on `view` net of our own orders and execute. Returns (actions, the view decided on)."""
+    def _reads(self):
+        """(DecisionReads, ExchangeStatus) from the execution core without its lock (ExecutionCore.decision_reads),
+        or None from a core that has none (tests' fakes): then orders(), positions() and state() are asked."""
+        reads_of = getattr(self.core, "decision_reads", None)
+        return reads_of() if reads_of is not None else None
+
+    def _decide_and_execute(self, view: MarketView, now: float, snap=None, reads=None) -> tuple[int, MarketView]:
+        """Decide on `view` net of our own orders and execute. Returns (actions, the view decided on). `reads`: what
+        `_reads()` returned, when it is of the market traded; otherwise the core is asked."""
+        probe = self.probe
+        decision, view, orders, positions = self._think(view, now, snap, reads, probe)
+        self._decided_at = self.clock()
+        if probe is not None:
+            probe.decided()
+        self._pipeline_state = decision.state
+        self._notes = tuple(decision.notes)
+        actions = decision.actions
+        if self.wallet is not None:
+            actions = self.wallet.admit(actions, decision.exposure_usd, now)
+        for action in actions:
+            self._execute(action)
+        if probe is not None:
+            probe.mark("execute")
+        if self.wallet is not None:
+            self.wallet.after(decision.exposure_usd, orders, positions, view, self.market, now)
+            if probe is not None:
+                probe.mark("wallet publish")
+        if self.flattening and getattr(decision, "flat", False):
+            log.info("flatten done: no sellable position left; trader stays paused (mmctl resume to trade again)")
+            self.flattening = False
+        return len(actions), view
+
+    def _think(self, view: MarketView, now: float, snap, reads, probe):
+        """The pipeline on `view` net of our own orders, acting on nothing and changing nothing of the loop's:
+        (the Decision, the view decided on, the working orders and the positions it saw)."""
         if self._pipeline is None:
             from polymm.trader.decision import decide  # S1, S2, risk gate, planner
 
@@ -527,39 +652,65 @@ class Engine:
             self._new_state = decide.new_state
         if self._pipeline_state is None:
             self._pipeline_state = self._new_state(view)
-        orders = self.core.orders(working_only=True)
+        market = self.market.condition_id if self.market is not None else view.market.condition_id
+        if reads is not None and reads[0].condition_id == market:
+            mine, exchange = reads  # published by the core's writers: nothing to build or lock here
+            orders = mine.orders
+        else:
+            mine = None
+            orders = self.core.orders(working_only=True)
+        if probe is not None:
+            probe.mark("orders")
         if snap is not None and self.book_shows_our_orders:
             # The strategies read the market without us (strategies.md): subtract our resting orders, the same
             # ones the decision sees, from the published depth.
             up, down = snap.up, snap.down
             view = net_view(view, (up.bids, up.asks), (down.bids, down.asks), own_book(orders),
-                                  getattr(snap, "depth_levels", 0))
-        positions = self.core.positions()
-        exchange = self._exchange_status()
+                            getattr(snap, "depth_levels", 0))
+        if probe is not None:
+            probe.mark("net")
+        positions = mine.positions if mine is not None else self.core.positions()
+        if probe is not None:
+            probe.mark("positions")
+        if mine is None:
+            exchange = self._exchange_status()
+        blocked_legs = dict(getattr(exchange, "blocked_legs", None) or {})
+        halted = halt_reason(exchange)
+        post_only_only = bool(getattr(exchange, "post_only_required", False))
+        cash = self._cash_arg()
+        if probe is not None:
+            probe.mark("exchange")
+        # the other series on this wallet: the limits its own thread computed (trader/wallet/), read here
+        wallet = self.wallet.decide_args(now) if self.wallet is not None else {}
+        if probe is not None:
+            probe.mark("wallet")
         decision = self._pipeline(
             view, orders, positions, self.config, self._pipeline_state, now,
             paused=self.paused and not self.flattening, flatten=self.flattening,
-            blocked_legs=dict(getattr(exchange, "blocked_legs", None) or {}),
-            halt_reason=halt_reason(exchange),
-            post_only_only=bool(getattr(exchange, "post_only_required", False)),
-            unresolved_usd=self._unresolved_usd,
-            **self._cash_arg(),
-            **(self.wallet.decide_args(now) if self.wallet is not None else {}),
+            blocked_legs=blocked_legs, halt_reason=halted, post_only_only=post_only_only,
+            unresolved_usd=self._unresolved_usd, **cash, **wallet,
         )
-        self._pipeline_state = decision.state
-        self._notes = tuple(decision.notes)
-        self._decided_at = self.clock()
-        actions = decision.actions
-        if self.wallet is not None:
-            actions = self.wallet.admit(actions, decision.exposure_usd, now)
-        for action in actions:
-            self._execute(action)
-        if self.wallet is not None:
-            self.wallet.after(decision.exposure_usd, orders, positions, view, self.market, now)
-        if self.flattening and getattr(decision, "flat", False):
-            log.info("flatten done: no sellable position left; trader stays paused (mmctl resume to trade again)")
-            self.flattening = False
-        return len(actions), view
+        return decision, view, orders, positions
+
+    def _rehearse(self) -> None:
+        """The tick path on the current book, its decision dropped: keeps the code and data a decision touches in
+        the CPU's caches while the book is quiet (WARM_EVERY_S). Changes nothing: the pipeline is pure, its state is
+        not kept, nothing is executed, claimed or published (the fair value's estimator ignores a reference point it
+        has; the wallet's limits are only read)."""
+        if self.market is None or self._pipeline_state is None:
+            return
+        snap = self.reader.snapshot()
+        now = self.clock()
+        stale_ms = float(self.config.risk.stale_feed_ms)
+        problem = self._market_problem(snap, now, stale_ms)
+        if problem is not None and not problem.startswith(("feed", "book")):
+            return
+        reads = self._reads()
+        fee = reads[0].fee if reads is not None and reads[0].condition_id == snap.market.condition_id else None
+        view = market_view(snap, now=now, stale_feed_ms=stale_ms, fair=self.fair,
+                           stale_ref_ms=float(self.config.risk.stale_ref_ms), fee=fee,
+                           reference=self.reference_source)
+        self._think(view, now, snap, reads, None)
 
     def _cash_arg(self) -> dict:
         cash = None
@@ -608,6 +759,8 @@ class Engine:
     # -- commands -------------------------------------------------------------------------------------
 
     def _apply_commands(self) -> None:
+        if self._commands.empty():  # the usual case: no exception raised and caught below
+            return
         while True:
             try:
                 cmd = self._commands.get_nowait()

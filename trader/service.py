@@ -178,6 +178,23 @@ def load_store(args: argparse.Namespace):
     return store
 
 
+def warm_every_s() -> float | None:
+    """POLYMM_WARM_EVERY_MS as the decision loop's rehearsal period in seconds (None: no rehearsals); a value that is
+    not a number of milliseconds from 0 to 1000 is refused in words (exit 2)."""
+    raw = env.get(env.WARM_EVERY_MS)
+    if raw is None:
+        return None
+    try:
+        ms = float(raw)
+    except ValueError:
+        ms = float("nan")
+    if not 0 <= ms <= 1000:
+        raise StartupError(f"{env.WARM_EVERY_MS}={raw!r} is not a number of milliseconds from 0 to 1000 (0: off)")
+    if ms:
+        log.info("decision loop rehearses every %g ms while the book is quiet (%s)", ms, env.WARM_EVERY_MS)
+    return ms / 1000.0 or None
+
+
 def attach_feed(name: str, wait_s: float, stop: threading.Event):
     from polymm.feed import shm
 
@@ -299,6 +316,7 @@ class TraderService:
         for warning in __import__("polymm.trader.config", fromlist=["warnings"]).warnings(cfg):
             log.warning("config: %s", warning)
         gid = _socket_gid(args.socket_group)
+        warm = warm_every_s()  # refused in words before anything is started
         self._start_metrics(cfg)
         # The mode is read here, once: a running trader never switches between paper and live.
         self.mode = cfg.mode
@@ -336,6 +354,7 @@ class TraderService:
             on_decision=self.metrics_counters.on_decision if self.metrics_counters is not None else None,
         )
         self.engine.book_shows_our_orders = self.mode != "paper"
+        self.engine.warm_every_s = warm
         self.engine.reference_source = series.resolution_source
         self.notifier.status(self._tag("waiting for the feed to publish a live market"), min_interval_s=0.0)
         try:

@@ -269,7 +269,8 @@ def test_hardening_exposure_is_low(dep):
         scores[unit] = float(m.group(1))
     print(f"systemd-analyze security exposure: {scores}")
     # Measured 1.1 for both (what remains: network access, which they need, RemoveIPC=no, which the shared
-    # memory needs). A jump means someone dropped hardening.
+    # memory needs); the trader 1.3 since its decision thread may run real-time (RestrictRealtime=no,
+    # sched_setscheduler allowed, LimitRTPRIO=10). A jump means someone dropped hardening.
     assert all(s <= 1.5 for s in scores.values()), scores
 
 
@@ -288,6 +289,34 @@ def test_systemctl_start_returns_when_both_are_ready(dep):
     assert "PK=" in environ(dep, TRADER) and "BROWSER_ADDRESS=" in environ(dep, TRADER)
     assert "PK=" not in environ(dep, FEED) and "POLYMM_GAMMA_URL=" in environ(dep, FEED)
     assert dep.sh("cat /etc/polymm/polymm.env", user="polymm", check=False).returncode != 0
+
+
+def test_the_decision_loop_runs_real_time_and_warm_under_the_unit(dep):
+    """LimitRTPRIO=10 and POLYMM_WARM_EVERY_MS=1 (the unit, README "Latency"): where the limit is in force the loop's
+    thread (the main thread) is SCHED_FIFO 10 despite the unit's hardening and every other thread of the trader is
+    ordinary; where the host cannot give it (a container whose systemd may not raise a hard limit: systemd then
+    sets the closest value, 0) the loop says so and stays ordinary. The journal says which, and the rehearsals."""
+    dep.ensure_running()
+    assert dep.prop(TRADER, "LimitRTPRIO") == "10" and dep.prop(TRADER, "RestrictRealtime") == "no"
+    assert "sched_setscheduler" in dep.prop(TRADER, "SystemCallFilter").split()
+    journal = dep.journal(TRADER)
+    assert "decision loop rehearses every 1 ms while the book is quiet" in journal
+    pid = dep.main_pid(TRADER)
+    limits = dep.box.path(f"/proc/{pid}/limits").read_text()
+    in_force = int(re.search(r"Max realtime priority\s+(\d+)", limits).group(1))
+    policies = {}
+    for task in dep.box.path(f"/proc/{pid}/task").iterdir():
+        out = dep.sh(f"chrt -p {task.name}", check=False).stdout
+        policies[task.name] = "SCHED_FIFO" in out
+    print(f"RLIMIT_RTPRIO in force: {in_force}; SCHED_FIFO threads: {sum(policies.values())} of {len(policies)}")
+    assert len(policies) > 5  # workers, user channel, ledger, watchers...
+    if in_force >= 10:
+        assert "decision loop: real-time scheduling SCHED_FIFO priority 10" in journal, journal[-3000:]
+        assert policies[str(pid)] and sum(policies.values()) == 1, policies  # the loop alone
+        assert "priority: 10" in dep.sh(f"chrt -p {pid}").stdout
+    else:
+        assert "decision loop: ordinary scheduling (RLIMIT_RTPRIO is 0" in journal, journal[-3000:]
+        assert not any(policies.values()), policies
 
 
 def environ(dep: Deployment, unit: str) -> list[str]:
@@ -660,6 +689,9 @@ def test_a_series_runs_as_template_instances_beside_the_default_one(dep):
     assert both["wallet"]["leader_series"] in ("btc-15m", SERIES)
     out = dep.sh("systemd-analyze security --no-pager polymm-trader@eth-5m.service").stdout
     assert float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", out).group(1)) <= 1.5, out
+    # its decision loop is set up as the default trader's (README "Latency")
+    assert dep.prop(f"{TRADER}@{SERIES}", "LimitRTPRIO") == "10"
+    assert "decision loop rehearses every 1 ms while the book is quiet" in dep.journal(f"{TRADER}@{SERIES}")
     # A misspelled series: exit 2 with the words, and no restart loop (feed and trader alike).
     dep.systemctl("start", f"{TRADER}@etc-5m.service", check=False)
     for unit in (f"{FEED}@etc-5m", f"{TRADER}@etc-5m"):

@@ -235,3 +235,115 @@ def test_a_tick_size_change_in_shm_reaches_the_execution_core_once():
     engine.step()
     assert core.ticks[2:] == [(reader.snap.market.up_token, 0.001), (reader.snap.market.down_token, 0.001)]
     assert pipeline.calls[-1]["market"].market.tick_size == 0.001
+
+
+def test_a_decision_reads_the_cores_published_state_without_asking_it():
+    """ExecutionCore.decision_reads (issue 26): orders, positions, fee schedule and exchange status come as the
+    core's writers published them; the core's locked reads are not called on the hot path."""
+    from types import MappingProxyType
+
+    from polymm.trader.decision.fees import FeeSchedule
+    from polymm.trader.execution.state import DecisionReads
+    from polymm.trader.model import ExchangeMode, ExchangeStatus
+
+    engine, reader, core, pipeline, _ = started_engine()
+    working, held = order("c7"), position(6.0)
+    fee = FeeSchedule(0.05, 1.5, source="test")
+    status = ExchangeStatus(mode=ExchangeMode.POST_ONLY)
+    core.decision_reads = lambda: (DecisionReads(reader.snap.market.condition_id, (working,),
+                                                 MappingProxyType(held), fee), status)
+
+    def not_on_the_hot_path(*_args, **_kw):
+        raise AssertionError("a locked read of the core on the hot path")
+
+    core.orders = core.positions = core.state = core.fee_schedule = not_on_the_hot_path
+    engine.step()
+    call = pipeline.calls[-1]
+    assert list(call["orders"]) == [working] and dict(call["positions"]) == held
+    assert call["post_only_only"] is True and call["market"].fee_rate == 0.05 and call["market"].fee_exponent == 1.5
+
+
+def test_reads_of_another_market_than_the_one_traded_are_not_used():
+    from types import MappingProxyType
+
+    from polymm.trader.decision.fees import DEFAULT_SCHEDULE
+    from polymm.trader.execution.state import DecisionReads
+
+    engine, _, core, pipeline, _ = started_engine()
+    core.working = [order("c1")]
+    core.decision_reads = lambda: (DecisionReads("0xelsewhere", (order("c9"),), MappingProxyType({}),
+                                                 DEFAULT_SCHEDULE), None)
+    engine.step()
+    assert [o.client_id for o in pipeline.calls[-1]["orders"]] == ["c1"]
+
+
+def test_a_rehearsal_runs_the_tick_path_and_changes_nothing():
+    engine, reader, core, pipeline, notifier = started_engine()
+    pipeline.next_actions = []
+    engine.step()
+    decisions, state, status = engine._decisions, engine._pipeline_state, engine.status
+    pipeline.next_actions = [Place(want())]  # whatever the rehearsal decides is dropped
+    engine._rehearse()
+    assert len(pipeline.calls) == 2 and pipeline.calls[-1]["market"].market == reader.snap.market
+    assert core.placed == [] and core.cancelled == []
+    assert (engine._decisions, engine._pipeline_state, engine.status, notifier.pets) == (decisions, state, status, 1)
+
+
+def test_the_loop_rehearses_while_the_book_is_quiet_and_not_without_warming():
+    engine, reader, core, pipeline, _ = started_engine()
+    engine.step()
+    calls = len(pipeline.calls)
+    engine.warm_every_s = 0.001
+    engine._last_rehearsal_mono = engine._last_decision_mono = time.monotonic() - 0.002
+    assert engine._wait_for_work() is False  # nothing due: it rehearsed, then waited
+    assert len(pipeline.calls) == calls + 1 and core.placed == []
+    engine.warm_every_s = None
+    engine._last_decision_mono = time.monotonic()
+    engine._wait_for_work()
+    assert len(pipeline.calls) == calls + 1
+
+
+def test_a_failing_rehearsal_is_reported_once_and_never_stops_the_loop(caplog):
+    engine, _, _, pipeline, _ = started_engine()
+    engine.step()
+
+    def broken(*_args, **_kw):
+        raise RuntimeError("bug")
+
+    engine._pipeline = broken
+    for _ in range(3):
+        engine._warm()
+    assert sum("rehearsal of the decision failed" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_the_services_warming_comes_from_the_environment_and_a_bad_value_is_refused_in_words(monkeypatch):
+    import pytest
+
+    from polymm import env
+    from polymm.trader import service
+
+    monkeypatch.delenv(env.WARM_EVERY_MS, raising=False)
+    assert service.warm_every_s() is None  # tests, the demo, a shell: no rehearsals
+    for raw, expected in (("1", 0.001), ("2.5", 0.0025), ("0", None), ("", None)):
+        monkeypatch.setenv(env.WARM_EVERY_MS, raw)
+        assert service.warm_every_s() == expected
+    for raw in ("fast", "-1", "5000", "nan"):
+        monkeypatch.setenv(env.WARM_EVERY_MS, raw)
+        with pytest.raises(service.StartupError, match=f"{env.WARM_EVERY_MS}={raw!r} is not a number of milli"):
+            service.warm_every_s()
+
+
+def test_the_waiting_loop_collects_young_garbage_between_ticks(monkeypatch):
+    """Young collections happen in the wait (IDLE_GC_YOUNG pending), the middle generation with them when due, so
+    the collector rarely interrupts a decision; nothing is collected below the mark."""
+    from polymm.trader import engine as engine_mod
+
+    engine, _, _, _, _ = started_engine()
+    collected: list[int] = []
+    monkeypatch.setattr(engine_mod.gc, "collect", lambda generation=2: collected.append(generation) or 0)
+    counts = iter([(engine_mod.IDLE_GC_YOUNG - 1, 0, 0), (engine_mod.IDLE_GC_YOUNG, 3, 0), (500, 9, 0)])
+    monkeypatch.setattr(engine_mod.gc, "get_count", lambda: next(counts))
+    monkeypatch.setattr(engine_mod.gc, "get_threshold", lambda: (700, 10, 10))
+    for _ in range(3):
+        engine._idle_gc()
+    assert collected == [0, 1] and engine.idle_collections == 2

@@ -28,10 +28,13 @@ The interface, by who uses it:
 
 Threads: every method takes `lock` (an RLock), so the object is safe on its own; the core holds the same lock
 across a few compound steps that also read its exchange state (place: the exchange's refusal, then the record).
-Reads compute their views under the lock today. Because every write goes through this class, the next step for
-the decision thread's latency (issue 26) is local to it: publish an immutable snapshot at the end of each write
-(copy-on-write: the current market's order views and folded positions) and answer the hot reads from it without
-the lock; callers already treat what they get as immutable.
+The decision loop's reads take no lock (issue 26): every write that can change what a decision reads ends by
+publishing `published`, an immutable `DecisionReads` of the market being traded (its working orders' views, its
+folded positions, its fee schedule), built once by the writing thread (a worker, the user channel) instead of at
+every decision; `orders()`, `positions()` and `fee_schedule()` of that market answer from it without the lock, and
+the engine reads it whole (ExecutionCore.decision_reads). A reader sees the state before or after a write, never
+half of one: the object is swapped in by one assignment. Writes that cannot change it (a cancel marked sent, a fill
+noted in the journal, a tick, our identity) take the plain lock.
 
 Over 600 lines on purpose: one class whose whole point is to be the single writer of this state, so its interface
 (each method a short, documented step) is kept in one place rather than spread over files that share its fields.
@@ -39,8 +42,10 @@ Over 600 lines on purpose: one class whose whole point is to be the single write
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from types import MappingProxyType
+from typing import Mapping, Protocol, runtime_checkable
 
 from polymm.trader.decision.fees import DEFAULT_SCHEDULE, FeeSchedule, taker_fee
 from polymm.trader.decision.positions import fold, pnl_summary
@@ -76,6 +81,21 @@ class StateReads(Protocol):
     def pnl(self) -> dict: ...
     def fee_schedule(self, condition_id: str) -> FeeSchedule: ...
     def tick_size(self, token_id: str) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class DecisionReads:
+    """What a decision reads of our state, for the market being traded (`condition_id`; None before any), as of
+    the last write: its working orders, its positions (provisional shares included, see _holdings; read-only) and
+    its fee schedule. Immutable and shared: published whole after each write, read without the lock."""
+
+    condition_id: str | None
+    orders: tuple[OrderView, ...]
+    positions: Mapping[tuple[str, Leg], PositionView]
+    fee: FeeSchedule
+
+
+NOTHING_YET = DecisionReads(None, (), MappingProxyType({}), DEFAULT_SCHEDULE)
 
 
 @dataclass(frozen=True)
@@ -138,6 +158,33 @@ class ExecutionState:
         # even when their window ended long ago, so a restart never loses a position awaiting resolution.
         self._backfill: set[str] = set()
         self._fills = FillStore(self._order_info, self._tokens.get)
+        self._writes = 0  # nesting depth of _writing() (under the lock)
+        self.published: DecisionReads = NOTHING_YET
+
+    @contextmanager
+    def _writing(self):
+        """The lock, for a write that can change what `published` shows: re-published when the outermost one ends."""
+        with self.lock:
+            self._writes += 1
+            try:
+                yield
+            finally:
+                self._writes -= 1
+                if not self._writes:
+                    self._publish()
+
+    def _publish(self) -> None:
+        """Build and swap in the current market's DecisionReads (under the lock, on the writing thread)."""
+        current = self._current
+        if current is None:
+            self.published = NOTHING_YET
+            return
+        cond = current.condition_id
+        orders = tuple(o.view() for o in self._book.by_client.values()
+                       if o.condition_id == cond and not o.state.terminal)
+        folded = fold(self._holdings(cond), self._resolutions)
+        positions = MappingProxyType({(s, leg): p for (c, s, leg), p in folded.items() if c == cond})
+        self.published = DecisionReads(cond, orders, positions, self._fee_schedules.get(cond, DEFAULT_SCHEDULE))
 
     # ================================================================================================
     # reads (StateReads): immutable answers
@@ -149,6 +196,9 @@ class ExecutionState:
 
     def orders(self, working_only: bool = True, condition_id: str | None = None) -> list[OrderView]:
         """Our orders in the current market (or `condition_id`); working ones only unless asked."""
+        reads = self.published
+        if working_only and (condition_id is None or condition_id == reads.condition_id):
+            return list(reads.orders)  # the current market's working orders: no lock
         with self.lock:
             cond = condition_id or (self._current.condition_id if self._current else None)
             return [o.view() for o in self._book.by_client.values()
@@ -161,6 +211,9 @@ class ExecutionState:
     def positions(self, condition_id: str | None = None) -> dict[tuple[str, Leg], PositionView]:
         """Positions of the current market (or `condition_id`), including *provisional* shares: matched
         according to the exchange's order report, with the trade report not in yet (see _holdings)."""
+        reads = self.published
+        if condition_id is None or condition_id == reads.condition_id:
+            return dict(reads.positions)  # the current market's: no lock
         with self.lock:
             cond = condition_id or (self._current.condition_id if self._current else None)
             if cond is None:
@@ -196,6 +249,9 @@ class ExecutionState:
     def fee_schedule(self, condition_id: str) -> FeeSchedule:
         """The market's taker fee schedule as the exchange publishes it (DEFAULT_SCHEDULE until read, or when
         it cannot be read: the status says so)."""
+        reads = self.published
+        if condition_id == reads.condition_id:
+            return reads.fee
         with self.lock:
             return self._fee_schedules.get(condition_id, DEFAULT_SCHEDULE)
 
@@ -260,7 +316,7 @@ class ExecutionState:
 
     def register_market(self, market: MarketIdentity) -> bool:
         """Track a market (its tokens, fee schedule, tick). Returns True when it was not known."""
-        with self.lock:
+        with self._writing():
             known = market.condition_id in self._markets
             self._markets[market.condition_id] = market
             fee = self._fee_schedules.get(market.condition_id, DEFAULT_SCHEDULE)
@@ -272,7 +328,7 @@ class ExecutionState:
 
     def set_current(self, market: MarketIdentity) -> MarketIdentity | None:
         """Trade `market` from now on (registered first); older markets stay tracked. Returns the previous one."""
-        with self.lock:
+        with self._writing():
             self.register_market(market)
             previous, self._current = self._current, market
             return previous
@@ -281,7 +337,7 @@ class ExecutionState:
         """What the order journal of earlier runs knew (attributions, recorded fills, markets, resolutions).
         Returns the markets it registered (the caller gives them to the ledger)."""
         registered = []
-        with self.lock:
+        with self._writing():
             self._journal_orders = dict(contents.orders)
             self._recorded_fills = set(contents.fills)
             for m in contents.markets.values():
@@ -318,7 +374,7 @@ class ExecutionState:
     def set_fee_schedule(self, condition_id: str, schedule: FeeSchedule, rules=None) -> None:
         """The market's fee schedule as read from the exchange: fills and provisional fills are charged by it.
         `rules`: the same read's order timing rules (MarketRules: minimum order age, taker delay), when given."""
-        with self.lock:
+        with self._writing():
             self._fee_schedules[condition_id] = schedule
             if rules is not None:
                 self._market_rules[condition_id] = rules
@@ -328,7 +384,7 @@ class ExecutionState:
 
     def resolve(self, condition_id: str, winning_leg: Leg) -> bool:
         """The market resolved: positions still held are realised at 1/0. False when already known."""
-        with self.lock:
+        with self._writing():
             if self._resolutions.get(condition_id) is winning_leg:
                 return False
             self._resolutions[condition_id] = winning_leg
@@ -355,7 +411,7 @@ class ExecutionState:
     # ================================================================================================
     def new_order(self, want: Want, now: float) -> OrderView:
         """Record an order for the current market (pending submit). RuntimeError before any market is set."""
-        with self.lock:
+        with self._writing():
             market = self._current
             if market is None:
                 raise RuntimeError("place() before start()")
@@ -382,19 +438,19 @@ class ExecutionState:
 
     def reject(self, client_id: str, reason: str, now: float) -> Transition:
         """The order will not be (or was not) accepted: refused locally, or rejected by the exchange."""
-        with self.lock:
+        with self._writing():
             return self._book.on_submit_rejected(client_id, reason, now)
 
     def request_cancel(self, key: str, reason: str, now: float) -> tuple[str, Transition | None]:
         """Cancel one order (client or exchange id): ("send" | "deferred" | "noop", transition). "send": the caller
         sends the cancel now; "deferred": the submit is unanswered, the cancel goes once it is known."""
-        with self.lock:
+        with self._writing():
             return self._book.request_cancel(key, reason, now)
 
     def request_cancel_all(self, reason: str, now: float) -> list[tuple[str, Transition]]:
         """request_cancel for every working order (all markets); noops left out."""
         out = []
-        with self.lock:
+        with self._writing():
             for order in self._book.working():
                 action, t = self._book.request_cancel(order.client_id, reason, now)
                 if action != "noop":
@@ -416,7 +472,7 @@ class ExecutionState:
         """The order as it goes out now: its price rounded to the token's current tick towards the safe side (the
         tick may have changed since the decision), its size to what the exchange's amount precision accepts, a
         GTD too close to the window's end sent as a GTC. Or why it ends here unsent (`ended`)."""
-        with self.lock:
+        with self._writing():
             order = self._book.by_client[client_id]
             if order.cancel_reason is not None:
                 t = self._book.on_cancelled_before_send(client_id, now)
@@ -452,7 +508,7 @@ class ExecutionState:
     def cancelled_before_send(self, client_id: str, now: float) -> Transition | None:
         """Signed but not sent yet: when a cancel came meanwhile, the order ends here, never sent (the transition);
         None when it is still to go."""
-        with self.lock:
+        with self._writing():
             if self._book.by_client[client_id].cancel_reason is None:
                 return None
             return self._book.on_cancelled_before_send(client_id, now)
@@ -460,14 +516,14 @@ class ExecutionState:
     def signed(self, client_id: str, order_hash: str) -> JournalOrder:
         """The order is signed: known by its exchange id (the EIP-712 hash) from now on. Returns its journal entry
         (the caller writes it before sending: a restart then knows whose order it was)."""
-        with self.lock:
+        with self._writing():
             self._book.signed(client_id, order_hash)
             return self._attribute(self._book.by_client[client_id])
 
     def submit_accepted(self, client_id: str, order_hash: str, answer_id: str, status: str, filled: float,
                         now: float) -> Accepted:
         """POST /order answered success (`answer_id`: the order id in the answer; `filled`: shares matched on entry)."""
-        with self.lock:
+        with self._writing():
             order = self._book.by_client[client_id]
             entry = None
             if answer_id and answer_id.lower() != order_hash.lower():
@@ -495,12 +551,12 @@ class ExecutionState:
 
     def submit_unknown(self, client_id: str, why: str, now: float) -> Transition:
         """Timeout, 5xx or network error: the order may or may not rest on the exchange (looked up later)."""
-        with self.lock:
+        with self._writing():
             return self._book.on_submit_unknown(client_id, why, now)
 
     def submit_crashed(self, client_id: str, now: float) -> Transition | None:
         """A bug in the submit path: an order never sent is rejected, one maybe sent is unknown (looked up)."""
-        with self.lock:
+        with self._writing():
             order = self._book.by_client.get(client_id)
             if order is None or order.state is not OrderState.PENDING_SUBMIT:
                 return None
@@ -516,7 +572,7 @@ class ExecutionState:
 
     def cancel_result(self, order_id: str, canceled: bool, reason: str, now: float) -> Transition | None:
         """DELETE /order answered (or failed: canceled False with the reason); None for an order we do not keep."""
-        with self.lock:
+        with self._writing():
             return self._book.on_cancel_result(order_id, canceled, reason, now)
 
     def cancel_due(self, key: str, now: float | None = None) -> bool:
@@ -550,7 +606,7 @@ class ExecutionState:
     # ================================================================================================
     def apply_trade(self, report: TradeReport, now: float) -> list[FillChange]:
         """A trade report (user channel): our fills in it, and the fill amounts of their orders."""
-        with self.lock:
+        with self._writing():
             for order_id in [report.taker_order_id, *(m.order_id for m in report.maker_orders)]:
                 self._adopt_from_journal(order_id)
             return [FillChange(fill, previous, self._book.on_fill(fill.order_id,
@@ -559,7 +615,7 @@ class ExecutionState:
 
     def apply_order_report(self, report: OrderReport, now: float) -> tuple[Transition | None, bool]:
         """An order report (user channel): (transition, a deferred cancel is now due)."""
-        with self.lock:
+        with self._writing():
             self._adopt_from_journal(report.order_id)
             t = self._book.on_exchange_order(report.order_id, report.status, report.size_matched, now,
                                              report.original_size)
@@ -570,7 +626,7 @@ class ExecutionState:
     def reconcile(self, open_orders: list[OrderReport], trades: list[TradeReport], markets: set[str],
                   now: float) -> reconcile_mod.ReconcileResult:
         """The exchange's REST view of `markets` against ours (reconcile.py); the journal's backfill is done."""
-        with self.lock:
+        with self._writing():
             res = reconcile_mod.apply(self._book, self._fills, open_orders, trades, self._journal_orders,
                                       self._token_leg, markets, now, recorded_fills=self._recorded_fills)
             self._backfill.difference_update(markets)
@@ -584,21 +640,21 @@ class ExecutionState:
 
     def exchange_order(self, order_id: str, report: OrderReport, now: float) -> Transition | None:
         """GET /data/order answered with the order."""
-        with self.lock:
+        with self._writing():
             return self._book.on_exchange_order(order_id, report.status, report.size_matched, now,
                                                 report.original_size)
 
     def lookup_missing(self, order_id: str, max_lookups: int, now: float) -> tuple[Transition | None, str]:
         """GET /data/order found nothing for an order whose submit outcome is unknown: after `max_lookups` misses it
         is taken as never accepted. Returns (transition, the order's error in words)."""
-        with self.lock:
+        with self._writing():
             order = self._book.by_exchange[order_id]
             t = self._book.on_lookup_missing(order.client_id, max_lookups, now)
             return t, order.error
 
     def missing_from_open_orders(self, order_id: str, now: float) -> Transition | None:
         """The exchange no longer has a live order of ours: filled or cancelled, as its fill amount says."""
-        with self.lock:
+        with self._writing():
             return self._book.on_missing_from_open_orders(order_id, now)
 
     def pending_sides(self) -> list[str]:
@@ -612,7 +668,7 @@ class ExecutionState:
 
     def resolve_side(self, order_id: str, side: Side, now: float) -> list[FillChange]:
         """The side of a pending maker order is known: its fills are added."""
-        with self.lock:
+        with self._writing():
             return [FillChange(fill, previous, self._book.on_fill(fill.order_id,
                                                                    self._fills.matched_shares(fill.order_id), now))
                     for fill, previous in self._fills.resolve_side(order_id, side)]
@@ -636,7 +692,7 @@ class ExecutionState:
         position flat) is folded into the P&L summary (pnl() keeps counting it) and its fills, orders, journal
         attributions and tick/token entries are dropped. Returns the condition ids forgotten."""
         forgotten = []
-        with self.lock:
+        with self._writing():
             self._book.prune(KEEP_DONE_ORDERS_S, now)
             current = self._current.condition_id if self._current else None
             working = {o.condition_id for o in self._book.working()}

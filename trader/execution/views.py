@@ -13,7 +13,7 @@ from polymm.trader.decision.fees import FeeSchedule
 from polymm.trader.execution.limits import MAX_QUEUED_EVENTS
 from polymm.trader.execution.order_journal import JournalOrder, OrderJournal
 from polymm.trader.execution.orders import Transition
-from polymm.trader.execution.state import FillChange, _fmt
+from polymm.trader.execution.state import DecisionReads, FillChange, _fmt
 from polymm.trader.model import (ExchangeStatus, FillChanged, FillView, Leg, MarketIdentity, OrderChanged, OrderView,
                                  PositionView, StatusChanged)
 
@@ -59,6 +59,15 @@ class StateViews:
 
     def tick_size(self, token_id: str) -> float | None:
         return self.exec_state.tick_size(token_id)
+
+    def decision_reads(self) -> tuple[DecisionReads, ExchangeStatus | None]:
+        """What a decision reads, without the lock (issue 26): the order/fill state's `published` reads of the market
+        being traded, and the exchange's status as last emitted. Both are immutable objects swapped in whole by the
+        threads that change them. The status is emitted by every change of the exchange's state (errors, heartbeats,
+        the user channel, accepted orders) and ticked at every poll_events() and maintenance pass, so its modes'
+        timed ends are seen at most one decision late; a mode that outlives its end only restricts more, and
+        place() judges every order against the live state anyway."""
+        return self.exec_state.published, self._last_status
 
     # ================================================================================================
     # the core's own reads

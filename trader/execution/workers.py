@@ -55,6 +55,7 @@ class SubmitWorkers:
                     t = self.exec_state.reject(client_id, str(err), self.clock())
                     self._order_event(t)
                     self._log_order("refused", t.after, str(err), logging.WARNING)
+                    self._emit_status_locked()
                 return
             with self._lock:
                 t = self.exec_state.cancelled_before_send(client_id, self.clock())
@@ -97,6 +98,7 @@ class SubmitWorkers:
                                                        filled, now)
             self._journal_write(accepted.journal)
             self._xstate.on_order_accepted(now)
+            self._emit_status_locked()  # cancel-only or rate limiting may have ended: decisions read the emitted status
             for t in accepted.transitions:
                 self._order_event(t)
             last = accepted.transitions[-1].after

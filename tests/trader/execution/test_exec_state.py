@@ -347,3 +347,70 @@ def test_readers_on_other_threads_see_consistent_answers_while_fills_arrive():
     reader.join()
     assert not errors, errors[0]
     assert state.positions()[("s1", Leg.UP)].shares == 200 and state.orders() == []
+
+
+def _locked_reads(state: ExecutionState):
+    """What the decision reads, computed the slow way under the lock (as every read did before issue 26)."""
+    from polymm.trader.decision.positions import fold
+
+    with state.lock:
+        cond = state.current.condition_id
+        orders = [o.view() for o in state._book.by_client.values() if o.condition_id == cond and not o.state.terminal]
+        folded = fold(state._holdings(cond), state._resolutions)
+        return orders, {(s, leg): p for (c, s, leg), p in folded.items() if c == cond}
+
+
+def test_the_decision_reads_are_published_whole_by_every_write_and_read_without_building_anything():
+    state = state_on()
+    assert state.published.condition_id == MARKET.condition_id and state.published.orders == ()
+    order_id = live(state, want(size=10))
+    second = live(state, want(leg=Leg.DOWN, size=6, price=0.3))
+    state.apply_trade(maker_trade(order_id, 4, "MATCHED"), T0 + 1)
+    state.apply_order_report(order_report(second, 6, 6), T0 + 2)  # matched before its trade: held provisionally
+    state.set_fee_schedule(MARKET.condition_id, FeeSchedule(0.05, 1.5, source="test"))
+    reads = state.published
+    orders, positions = _locked_reads(state)
+    assert list(reads.orders) == orders and dict(reads.positions) == positions
+    assert reads.fee == FeeSchedule(0.05, 1.5, source="test") == state.fee_schedule(MARKET.condition_id)
+    assert state.orders() == orders and state.positions() == positions  # the readers' answers come from it
+    assert state.published is reads  # reads build nothing: the same object until the next write
+    with pytest.raises(TypeError):
+        reads.positions[("s1", Leg.UP)] = None  # type: ignore[index]  # shared: read-only
+    state.request_cancel(order_id, "test", T0 + 3)
+    assert state.published is not reads and state.published.orders[0].state is OrderState.PENDING_CANCEL
+    assert reads.orders[0].state is OrderState.PARTIALLY_FILLED  # what a decision already holds never moves
+
+
+def test_the_decision_reads_follow_the_market_being_traded():
+    state = state_on()
+    live(state, want())
+    other = market_at("next", int(T0) + 840)
+    state.set_current(other)
+    assert state.published.condition_id == other.condition_id and state.published.orders == ()
+    assert len(state.orders(condition_id=MARKET.condition_id)) == 1  # another market: read under the lock
+    assert state.fee_schedule(other.condition_id) is state.published.fee
+
+
+def test_the_decision_reads_take_no_lock_while_a_writer_holds_it():
+    state = state_on()
+    live(state, want())
+    holding, release = threading.Event(), threading.Event()
+
+    def writer():
+        with state.lock:
+            holding.set()
+            release.wait(10)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        assert holding.wait(10)
+        answers: list = []
+        reader = threading.Thread(target=lambda: answers.append(
+            (state.orders(), state.positions(), state.fee_schedule(MARKET.condition_id), state.published)))
+        reader.start()
+        reader.join(5)
+        assert answers and len(answers[0][0]) == 1  # answered while the lock is held elsewhere
+    finally:
+        release.set()
+        t.join()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -158,6 +159,12 @@ def test_one_leader_heartbeats_the_others_follow_it_and_one_takes_over(wallet):
     # the leader dies: the next beat of another trader takes the lease and adopts the chain's id
     first.lease.release()
     clock.t += 1.0
+    # The name is free once the old holder's probe thread has left accept() (release() wakes it; under load that can
+    # take a moment): in a trader the next beat, a second later, tries again. Here: until it binds.
+    deadline = time.monotonic() + 10.0
+    while not second.try_lead():
+        assert time.monotonic() < deadline, "the released lease never became free"
+        time.sleep(0.005)
 
     def expects(heartbeat_id: str) -> str:
         if heartbeat_id != "id2":
