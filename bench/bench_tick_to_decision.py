@@ -573,7 +573,7 @@ def _net_book_costs(reader, core, config) -> dict:
     from polymm.trader.decision import decide
     from polymm.trader.decision.net_book import net_view
     from polymm.trader.engine import market_view
-    from polymm.trader.execution.own_book import own_book
+    from polymm.trader.decision.own_book import own_book
 
     snap = reader.snapshot()
     now = time.time()

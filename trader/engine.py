@@ -40,7 +40,7 @@ from polymm import env, realtime
 from polymm.trader.decision.fair_value import FairValue
 from polymm.trader.model import MarketView
 from polymm.trader.decision.net_book import net_view
-from polymm.trader.execution.own_book import own_book
+from polymm.trader.decision.own_book import own_book
 
 log = logging.getLogger("polymm.trader.engine")
 

@@ -125,11 +125,12 @@ class PaperStack(Stack):
     """The sim with a scripted market, the feed recording every update it publishes, and (start_trader) a
     trader with no key in its environment at all."""
 
-    def __init__(self, workdir: Path, **kw) -> None:
+    def __init__(self, workdir: Path, script: dict | None = None, config_text: str | None = None, **kw) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        script = workdir / "script.json"
-        script.write_text(__import__("json").dumps(PAPER_SCRIPT))
-        super().__init__(workdir, window_s=PAPER_WINDOW_S, config_text=paper_config(), sim_args=("--script", str(script)), **kw)
+        script_path = workdir / "script.json"
+        script_path.write_text(__import__("json").dumps(script or PAPER_SCRIPT))
+        super().__init__(workdir, window_s=PAPER_WINDOW_S, config_text=config_text or paper_config(),
+                         sim_args=("--script", str(script_path)), **kw)
         self.ticks = workdir / "ticks.jsonl"
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -162,3 +163,34 @@ def fresh_window(stack, need_s: float = 40.0) -> int:
     start = market["window_start"]
     wait_for(lambda: stack.status().window_start == start, timeout_s=15, what="the trader on the new window")
     return start
+
+
+# A live run whose recording misleads unless our own orders are taken out (tests/e2e/test_backtest_own_orders_live.py).
+# Up book: 3 s 0.61/0.63, S1 enters at 0.61 (6.55 shares at the $4 cap); 8 s 0.59/0.61, filled; its take-profit at 0.62
+# joins the sim's 0.62 ask; 11 s 0.61/0.63: the sim withdraws its asks below 0.63 and our take-profit is alone at
+# 0.62 - the displayed best ask, while the market's is 0.63. With s1.exit_drift 0.01 the trader (net of its own
+# orders) sees the ask a tick above and moves the take-profit to 0.63 once that held s1.tp_reprice_hold_s (5 s);
+# 20 s 0.63/0.65: filled at 0.63; 40 s: S1 enters at 0.63 (9.52 shares at the $6 cap); 42 s 0.61/0.63: filled;
+# 45 s 0.44/0.46: stopped at 0.44 (taker); 47 s 0.07/0.09: S2 bids 0.91 for Down; 50 s 0.09/0.11: filled, held to
+# resolution; Down wins.
+# Every step is one where no rule fires on the books in between (the sim re-quotes in one step, but the feed gets
+# its messages one by one): 20-40 s has a $3 cap, so no entry follows the take-profit's fill at once (it would be
+# priced on whichever book the trader saw first, the user channel's fill racing the market channel's update), and
+# the 42 s fill moves the bid two ticks, less than s1.requote_min_improve (a bid falling below the threshold would
+# cancel the entry on the way, racing the fill).
+LIVE_REPLAY_SCRIPT = {"fair": [[0, 0.50], [3, 0.62], [8, 0.60], [11, 0.62], [20, 0.64], [42, 0.62], [45, 0.45],
+                               [47, 0.08], [50, 0.10]]}
+
+
+def live_replay_config() -> str:
+    text = paper_config().replace("exit_retry_s = 1\n", "exit_retry_s = 1\nexit_drift = 0.01\n")
+    return text.replace('cap_schedule = "0-20:4,20-40:5,40-60:6"', 'cap_schedule = "0-20:4,20-40:3,40-60:6"')
+
+
+class LiveScriptedStack(PaperStack):
+    """A scripted sim and recording feed (PaperStack's) with a *live* trader (the sim's throw-away wallet): its
+    orders rest on the sim's book, so the feed's recording shows them (what `polymm-backtest --own-orders` takes
+    out)."""
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return Stack.env(self, **extra)

@@ -112,3 +112,30 @@ def config(**settings: Any) -> Config:
 def write_ticks(path: Path, rows: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def oscillating_ask_ticks(pattern: str, base: float, seed: int = 24, start_s: int = 300, end_s: int = 900,
+                          every_s: int = 1) -> list[dict[str, Any]]:
+    """A window where S1 enters Up at 0.62 (6.45 shares at the $4 cap; filled one second later), then, every
+    `every_s` seconds to the end, the Up ask moves by 1-3 ticks within [base, base + 0.03] while the bid stays at
+    0.61 (the take-profit at 0.63 or above never fills). `pattern` "swing": base, base+1, base, base+2, base, base+3
+    ticks, ...; "random": each move a different offset of 0-3 ticks than the one before (seeded)."""
+    import random
+
+    rows: list[dict[str, Any]] = [
+        {"ts": WS + start_s, "window_start": WS, "up_bid": 0.62, "up_ask": 0.63, "down_bid": 0.37, "down_ask": 0.38},
+        {"ts": WS + start_s + 1, "window_start": WS, "up_bid": 0.61, "up_ask": 0.62, "down_bid": 0.38, "down_ask": 0.39},
+    ]
+    rng = random.Random(seed)
+    offset = 0
+    for i, t in enumerate(range(start_s + 2, end_s, every_s)):
+        if pattern == "swing":
+            offset = 0 if i % 2 == 0 else 1 + (i // 2) % 3
+        elif pattern == "random":
+            offset = rng.choice([o for o in range(4) if o != offset])
+        else:
+            raise ValueError(f"pattern {pattern!r}: swing or random")
+        ask = round(base + offset * 0.01, 2)
+        rows.append({"ts": WS + t, "window_start": WS, "up_bid": 0.61, "up_ask": ask, "down_bid": round(1 - ask, 2),
+                     "down_ask": 0.39})
+    return rows

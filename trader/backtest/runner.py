@@ -9,6 +9,9 @@ order events. The feed counts as stale when no line arrived for `risk.quiet_feed
 book change, so a shorter gap is a quiet book, which the live trader keeps trading on while the feed's socket is
 alive; a longer one cancels entries as a frozen socket would live.
 
+Own orders: a recording made while the trader was live shows our resting orders; with `own_orders` (an
+OwnOrderFilter over the ledger of that period, own_orders.py) each line is netted of them before anything sees it.
+
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from typing import Any, Iterator
 
 from polymm.trader.config import Config, warnings
 from polymm.trader.decision.decide import Decision, DecisionState, decide, new_state
+from polymm.trader.backtest.own_orders import OwnOrderFilter
 from polymm.trader.backtest.ticks_file import BadTicks, TickLine
 from polymm.trader.decision.fair_value import FairValue
 from polymm.trader.fill_model import EPS, WindowFillModel
@@ -32,6 +36,7 @@ class Result:
     decisions: int = 0
     lines: int = 0
     warnings: list[str] = field(default_factory=list)
+    own_orders: dict | None = None  # what --own-orders took out of the recording (OwnOrderFilter.summary)
     series: str = "btc-15m"  # the market series replayed (polymm/series.py)
 
     def pnl(self) -> dict[str, float]:
@@ -46,13 +51,15 @@ class Result:
             "series": self.series, "lines": self.lines, "decisions": self.decisions, "config_warnings": self.warnings,
             "windows": self.windows, "orders": self.events, "pnl": self.pnl(),
             "total_pnl": round(sum(self.pnl().values()), 6),
+            **({"own_orders": self.own_orders} if self.own_orders is not None else {}),
         }
 
 
 class Backtest:
     """Runs the production pipeline (trader/decision/decide.py) over ticks. Also used directly by tests."""
 
-    def __init__(self, config: Config, *, step_s: float = 0.1, latency_s: float | None = None):
+    def __init__(self, config: Config, *, step_s: float = 0.1, latency_s: float | None = None,
+                 own_orders: OwnOrderFilter | None = None):
         if latency_s is None:
             latency_s = config.fill_model.latency_ms / 1000.0
         if step_s <= 0:
@@ -68,6 +75,7 @@ class Backtest:
         self.now = -math.inf
         self._next_step = math.inf
         self.fair = FairValue()  # as the live engine: one volatility estimate across windows
+        self.own_orders = own_orders
 
     def run(self, lines: Iterator[tuple[int, TickLine]] | list[TickLine]) -> Result:
         """Replay (line number, TickLine) pairs (read_ticks) or plain TickLines; BadTicks names the line."""
@@ -82,6 +90,8 @@ class Backtest:
 
     def feed(self, line: TickLine) -> None:
         self.result.lines += 1
+        if self.own_orders is not None:
+            line = self.own_orders.without_ours(line)
         if self.sim is not None and line.window_start != self.sim.window_start:
             if line.window_start < self.sim.window_start:
                 raise BadTicks(f"window_start {line.window_start} goes back to an earlier window")
@@ -98,6 +108,8 @@ class Backtest:
     def finish(self) -> None:
         if self.sim is not None:
             self._close_window()
+        if self.own_orders is not None:
+            self.result.own_orders = self.own_orders.summary()
 
     def _rule_times(self) -> list[float]:
         """Instants a time rule starts to apply, decided on exactly (not at the next step of the step grid, which

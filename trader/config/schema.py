@@ -130,6 +130,18 @@ class S1Params(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     exit_drift: Annotated[
         float, _m("reprice the take-profit when the best ask is this far from it", legacy="EXIT_PRICE_DRIFT_THRESHOLD", **_P)
     ] = 0.02
+    tp_reprice_hold_s: Annotated[
+        float,
+        _m(
+            "an ask drift (s1.exit_drift) reprices the take-profit only after it has held this long in one "
+            "direction, and then to the least-moved ask of that time (0: at once). Default 5 s: these books' asks "
+            "swing 1-3 ticks back and forth every second or few, and each reprice loses the order's queue place and "
+            "spends rate limit; the hold must outlast the time the ask stays on one side (3 s still churns against "
+            "an ask moving every 4 s), and a real move costs 5 s at the old price. A size change reprices at once",
+            ge=0,
+            le=3600,
+        ),
+    ] = 5.0
     requote_wait_s: Annotated[float, _m("minimum time between entry requotes", legacy="ENTRY_REQUOTE_WAIT_SEC", **_SECONDS)] = 2.0
     requote_min_improve: Annotated[
         float, _m("requote an unfilled entry only when the bid moved at least this far", legacy="ENTRY_REQUOTE_MIN_IMPROVE", **_P)

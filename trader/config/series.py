@@ -17,7 +17,7 @@ The effective config of series X (`effective_raw`), later steps winning:
    default): the 15-minute schedule 0-300:$3, 300-600:$4, 600-900:$5 becomes 0-100, 100-200, 200-300 on a
    5-minute window and 0-1200, 1200-2400, 2400-3600 on an hourly one; the last 120 s of 15 minutes are the last
    40 s of 5. The default series is never stretched (its window is the base window). Reaction times
-   (requote_wait_s, exit_delay_s, exit_retry_s, risk.cancel_before_end_s, staleness limits) are about the
+   (requote_wait_s, exit_delay_s, exit_retry_s, tp_reprice_hold_s, risk.cancel_before_end_s, staleness limits) are about the
    exchange and the book, not the window, and stay as written;
 4. X's own section, literally (in X's seconds);
 5. overrides (`mmctl set` on X's trader, options), literally.

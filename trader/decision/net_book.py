@@ -5,7 +5,11 @@ the exchange displays, ours included; an entry resting alone at the top would ot
 bid" and keep itself alive while the market falls away from it (adverse selection).
 
     net_side(levels, ours, complete) -> (price, size, known)
+    net_levels(levels, ours) -> [(price, size), ...]
     net_view(view, up_depth, down_depth, own, depth_levels) -> MarketView
+
+`net_levels` is the whole side without us, level by level, by the same rule: what `polymm-backtest --own-orders`
+replays a recording made while we were live against (our orders then come from the ledger of that period).
 
 `levels` is one side of one leg as published, best first: the shm depth (`Leg.bids`/`Leg.asks`), or just the
 top of book when the feed publishes no depth. At each level our orders there are subtracted; the first level
@@ -43,15 +47,36 @@ def net_side(levels: Sequence[tuple[float, float]], ours: Mapping[float, Sequenc
         return NAN, NAN, True
     mine = ours.items()
     for price, size in levels:
-        left = size
-        for p, sizes in mine:  # one or two prices of ours per side
-            if -_EPS < price - p < _EPS:
-                for s in sizes:
-                    if left + _EPS >= s:  # the level holds it: displayed (see the module docstring)
-                        left -= s
+        left = _left(price, size, mine)
         if left > _EPS:
             return price, (size if left == size else round(left, 6)), True
     return NAN, NAN, complete
+
+
+def net_levels(levels: Sequence[tuple[float, float]],
+               ours: Mapping[float, Sequence[float]] | None) -> list[tuple[float, float]]:
+    """Every published level of one side without our orders, best first (net_side's rule at each level); a level
+    that held only ours is gone."""
+    if not ours:
+        return list(levels)
+    mine = ours.items()
+    out = []
+    for price, size in levels:
+        left = _left(price, size, mine)
+        if left > _EPS:
+            out.append((price, size if left == size else round(left, 6)))
+    return out
+
+
+def _left(price: float, size: float, mine) -> float:
+    """What is left of one published level once each of our orders at its price that it still holds is taken out."""
+    left = size
+    for p, sizes in mine:  # one or two prices of ours per side
+        if -_EPS < price - p < _EPS:
+            for s in sizes:
+                if left + _EPS >= s:  # the level holds it: displayed (see the module docstring)
+                    left -= s
+    return left
 
 
 def _side_levels(depth: Sequence[tuple[float, float]], top_price: float, top_size: float,

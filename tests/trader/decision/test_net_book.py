@@ -1,4 +1,4 @@
-"""The book without us (decision/net_book.py) and our own book (execution/own_book.py), and the rules that read
+"""The book without us (decision/net_book.py) and our own book (decision/own_book.py), and the rules that read
 it: an entry alone at the top no longer keeps itself alive, and S2's bid never hides S1's stop."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from tests.support.strategy import WS, book, config, order, pos
 from polymm.trader.decision.decide import decide, new_state
 from polymm.trader.decision.net_book import net_side, net_view
 from polymm.trader.decision.planner import Cancel, Place
-from polymm.trader.execution.own_book import own_book
+from polymm.trader.decision.own_book import own_book
 from polymm.trader.model import Leg, LegTop, OrderState, OrderType, Role, Side
 
 CFG = config()

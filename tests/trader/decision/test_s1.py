@@ -204,9 +204,17 @@ def test_take_profit_is_repriced_at_most_every_exit_retry_s():
 def test_take_profit_follows_the_ask_when_it_drifts_but_never_below_tp():
     tp = order(Leg.UP, Side.SELL, 0.70, 6.55, Role.TAKE_PROFIT, created_at=WS + 401)
     position = {Leg.UP: pos(Leg.UP, 6.55, 0.62, first_fill_at=WS + 400)}
-    wants, _ = s1(book(0.60, 0.66), [tp], position, now=WS + 410)
+    at_once = config(**{"s1.tp_reprice_hold_s": 0})
+    wants, _ = s1(book(0.60, 0.66), [tp], position, now=WS + 410, cfg=at_once)
     assert [w.price for w in wants if w.side is Side.SELL] == [0.66]
-    wants, _ = s1(book(0.58, 0.60), [tp], position, now=WS + 410)
+    wants, _ = s1(book(0.58, 0.60), [tp], position, now=WS + 410, cfg=at_once)
+    assert [w.price for w in wants if w.side is Side.SELL] == [0.63]
+    # With the default hold the same drift first has to hold for s1.tp_reprice_hold_s (tests/trader/decision/
+    # test_tp_hold.py has the rule in full).
+    hold = CFG.s1.tp_reprice_hold_s
+    wants, state = s1(book(0.58, 0.60), [tp], position, now=WS + 410)
+    assert [w.price for w in wants if w.side is Side.SELL] == [0.70]
+    wants, _ = s1(book(0.58, 0.60), [tp], position, now=WS + 410 + hold, state=state)
     assert [w.price for w in wants if w.side is Side.SELL] == [0.63]
 
 

@@ -17,6 +17,11 @@ Rules, per leg, within one window (numbers are the strategies.md rules):
    A reprice is one cancel/replace: the old take-profit is cancelled and the replacement, at the price the rule
    chose and the size of the position then, is placed at the first decision after the cancel is confirmed (the
    exchange locks the shares of a resting sell until then), with no exit_retry_s wait in between.
+   Drift hold (issue 24, `s1.tp_reprice_hold_s`): an ask drift reprices only once it has held, in the same
+   direction, for tp_reprice_hold_s, and then to the held target: the least-moved target seen over that time
+   (drift up: the lowest ask seen; drift down: the highest), a price the ask stayed at or beyond throughout. An ask
+   that merely oscillates around the take-profit breaks the drift before it has held, so the order keeps its queue
+   place; a sustained move reprices once. A size change or a tp that moved above the order reprices at once.
 4. Stop-loss: bid < max(avg - sl_offset, sl_floor) -> every order of the leg cancelled, fill-and-kill SELL of the
    whole position at sl_order_price, repeated every exit_retry_s while a sellable position remains. No new
    entry on the leg for the rest of the window except a late re-entry.
@@ -85,6 +90,11 @@ class S1LegState(msgspec.Struct, frozen=True):
     # A take-profit reprice in flight: the price its replacement goes at, placed at the first decision after the
     # old one's cancel is confirmed (0: none). Kept until the replacement is seen working.
     tp_reprice: float = 0.0
+    # The resting take-profit's ask drift (s1.tp_reprice_hold_s): its direction (+1 the ask is above the order, -1
+    # below, 0 none), since when it has held, and the held target (the least-moved target seen since then).
+    drift_dir: int = 0
+    drift_since: float = NEVER
+    drift_held: float = 0.0
     note: str = ""  # what S1 does with the leg's position now, in words (status, cancel reasons of exits)
     entry_note: str = ""  # why the leg's entry is (not) working now, in words (cancel reasons of entries)
 
@@ -210,8 +220,10 @@ def _exits(
     now: float,
 ) -> tuple[list[Want], S1LegState]:
     """Stop-loss, take-profit and hold for one leg."""
-    # A reprice in flight survives only on the take-profit path; a stop, hold or a gone position ends it.
-    reprice, ls = ls.tp_reprice, replace(ls, tp_reprice=0.0)
+    # A reprice in flight survives only on the take-profit path; a stop, hold or a gone position ends it. So does
+    # an ask drift being timed: it is about the one resting take-profit and only that path keeps it.
+    reprice, drift = ls.tp_reprice, _Drift(ls.drift_dir, ls.drift_since, ls.drift_held)
+    ls = replace(ls, tp_reprice=0.0, drift_dir=0, drift_since=NEVER, drift_held=0.0)
     if pos is None or not sellable(shares, market):
         # Dust gets no new exit order, but a take-profit that partly filled down to it is still a valid order on
         # the exchange (the minimum size applies when placing) and may sell the rest at tp: keep it, not cancel it.
@@ -242,7 +254,7 @@ def _exits(
     # No first-fill time (a position rebuilt at a restart): the exit delay has long passed.
     if first_fill is not None and now - first_fill + EPS < params.exit_delay_s:
         return [], replace(ls, note="waiting exit_delay_s before the take-profit")
-    return _take_profit(leg, ls, pos, shares, market, params, sells, now, reprice)
+    return _take_profit(leg, ls, pos, shares, market, params, sells, now, reprice, drift)
 
 
 def _take_profit(
@@ -255,6 +267,7 @@ def _take_profit(
     sells: list[OrderView],
     now: float,
     reprice: float = 0.0,
+    drift: _Drift | None = None,
 ) -> tuple[list[Want], S1LegState]:
     bid, ask, tick = market.bid(leg), market.ask(leg), market.market.tick_size
     tp = take_profit_price(params, pos.avg_price, tick)
@@ -292,16 +305,52 @@ def _take_profit(
         return [want], replace(ls, last_exit_at=now, note=f"take-profit at {floor_price:g}")
     target = existing.price
     size_changed = abs(existing.remaining - size) > 0.005
+    held = ""
     if existing.price < floor_price - EPS:
-        target = floor_price  # tp moved up (new average) or the bid came up to it
+        target = floor_price  # tp moved up (new average) or the bid came up to it: at once, never below tp
     elif finite(ask) and abs(ask - existing.price) + EPS >= params.exit_drift:
-        target = max(floor_price, round_price(round(ask, 9), tick, "up"))  # follow the ask, never below tp
+        follow = max(floor_price, round_price(round(ask, 9), tick, "up"))  # follow the ask, never below tp
+        # A hold of 0 follows the ask at once, as before the hold existed (nothing carried between decisions).
+        drift = _timed_drift(drift if drift is not None and params.tp_reprice_hold_s > 0 else _Drift(),
+                             existing.price, follow, now)
+        if drift.direction and now - drift.since + EPS >= params.tp_reprice_hold_s:
+            target = drift.held
+            held = f" (ask drift held {now - drift.since:.1f}s)"
+        elif drift.direction:
+            ls = replace(ls, drift_dir=drift.direction, drift_since=drift.since, drift_held=drift.held)
     if (size_changed or abs(target - existing.price) > EPS) and can_act and existing.state is not OrderState.PENDING_CANCEL:
         # The planner cancels `existing` now and places this once the cancel is confirmed (one sell per slot);
-        # `tp_reprice` carries the chosen price until then (_replace_tp).
-        want = _tp_want(leg, target, size, f"tp reprice {existing.price:g}->{target:g} size {size:g}")
+        # `tp_reprice` carries the chosen price until then (_replace_tp). A drift being timed ends with it.
+        want = _tp_want(leg, target, size, f"tp reprice {existing.price:g}->{target:g} size {size:g}{held}")
+        ls = replace(ls, drift_dir=0, drift_since=NEVER, drift_held=0.0)
         return [want], replace(ls, last_exit_at=now, tp_reprice=target, note=f"take-profit repriced to {target:g}")
+    if held:  # held, but exit_retry_s has not passed since the last exit action: keep timing, reprice then
+        ls = replace(ls, drift_dir=drift.direction, drift_since=drift.since, drift_held=drift.held)
+    if ls.drift_dir:
+        return [mirror(existing)], replace(ls, note=f"take-profit resting at {existing.price:g} (ask drift to "
+                                                    f"{ls.drift_held:g} for {now - ls.drift_since:.1f}s, not held yet)")
     return [mirror(existing)], replace(ls, note=f"take-profit resting at {existing.price:g}")
+
+
+class _Drift(msgspec.Struct, frozen=True):
+    """An ask drift away from the resting take-profit being timed (see S1LegState.drift_*)."""
+
+    direction: int = 0
+    since: float = NEVER
+    held: float = 0.0
+
+
+def _timed_drift(drift: _Drift, resting: float, follow: float, now: float) -> _Drift:
+    """The drift after this decision: `follow` is where the ask rule would put the take-profit now. The same
+    direction as before continues the drift (its held target is the least-moved one seen); a new direction starts
+    one now; a target equal to the resting price (the ask is below tp, which is the floor) is no drift."""
+    if abs(follow - resting) <= EPS:
+        return _Drift()
+    direction = 1 if follow > resting else -1
+    if direction != drift.direction:
+        return _Drift(direction, now, follow)
+    held = min(drift.held, follow) if direction > 0 else max(drift.held, follow)
+    return _Drift(direction, drift.since, held)
 
 
 def _replace_tp(
