@@ -39,9 +39,10 @@ Environment: {env.SOCKET} (control socket, default {env.DEFAULT_SOCKET}), {env.S
 memory, default {env.DEFAULT_SHM}).
 
 \b
-Exit codes: 0 ok / healthy; 1 unhealthy (status) or refused by the trader; 2 usage; 3 trader not running;
-4 permission denied (join the service's group); 5 timeout; 6 protocol version mismatch; 7 connection lost;
-status only: 8 feed down (trader up), 9 paused by an operator and nothing else wrong.
+Exit codes: 0 ok / healthy; 1 unhealthy (status), refused by the trader, or done only in part (a restart
+that did not re-read the config); 2 usage; 3 trader not running; 4 permission denied (join the service's
+group); 5 timeout; 6 protocol version mismatch; 7 connection lost; status only: 8 feed down (trader up),
+9 paused by an operator and nothing else wrong, 10 trader busy (running, every control slot taken: try again).
 
 \b
 Shell completion (add to your shell's rc file):
@@ -180,7 +181,8 @@ def gather_status(settings: Settings) -> status_view.StatusView:
         assert isinstance(reply, p.StatusReply)
         return status_view.build_status(feed, reply, None)
     except RemoteError as err:
-        return status_view.build_status(feed, None, err.reply.message)
+        # Every control slot taken: the trader runs and serves others (issue 27: busy is not down).
+        return status_view.build_status(feed, None, err.reply.message, busy=err.code == p.E_BUSY)
     except CtlError as err:
         return status_view.build_status(feed, None, str(err), err.exit_code)
 
@@ -198,9 +200,14 @@ def status(settings: Settings, as_json_flag: bool) -> None:
       0  healthy
       1  unhealthy: both services up, something needs attention (stale book, heartbeats failing, ...)
       9  paused: `mmctl pause` / `flatten` in force and nothing else wrong (`mmctl resume`)
+     10  busy: the trader runs but every control slot is taken (it serves others); try again shortly
       8  feed down: no shared memory, feed stopped or its heartbeat too old (the trader answers)
       3  trader down: not running (4 permission denied, 5 timeout, 6 protocol mismatch, 7 connection
          lost: the trader could not be asked, for that reason)
+
+    \b
+    Unhealthy (1) includes a config file that no longer loads (the trader runs on the config it last
+    loaded; a restart would fail). A window rollover in progress is a note, not a warning.
     """
     overview = gather_overview(settings)
     if overview is not None:  # several series run on this host and none was picked (-m)
@@ -352,12 +359,16 @@ def config(settings: Settings, key: str | None, as_json_flag: bool) -> None:
 
 
 def parse_assignments(pairs: tuple[str, ...]) -> dict[str, str]:
+    """`KEY=VALUE ...`, or one `KEY VALUE` pair (the way people type it: `mmctl set s1.fair_guard true`)."""
+    if len(pairs) == 2 and "=" not in pairs[0] and pairs[0].strip():
+        return {pairs[0].strip(): pairs[1].strip()}
     settings: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="KEY=VALUE")
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE (several KEY=VALUE, or one KEY VALUE pair)",
+                                     param_hint="KEY=VALUE")
         if key in settings:
             raise click.BadParameter(f"{key} given twice", param_hint="KEY=VALUE")
         settings[key] = value.strip()
@@ -383,7 +394,7 @@ def show_change(reply: p.ChangeReply, as_json_flag: bool) -> None:
 
 
 @cli.command("set")
-@click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE...")
+@click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE... | KEY VALUE")
 @json_option
 @click.pass_obj
 def set_(settings: Settings, assignments: tuple[str, ...], as_json_flag: bool) -> None:
@@ -506,6 +517,14 @@ def flatten(settings: Settings, yes: bool, as_json_flag: bool) -> None:
     show_done(reply, as_json_flag, after=PAUSED_AFTER_FLATTEN if paused_after(reply) else None)
 
 
+def restart_complete(reply: p.Reply) -> bool:
+    """Whether the in-process restart did all it says (re-read the config too). An older trader that does not
+    fill `complete` says it in its message."""
+    if not isinstance(reply, p.DoneReply):
+        return True
+    return reply.complete and "NOT re-read" not in reply.message
+
+
 def under_systemd() -> bool:
     """True when systemd is the init system here (the same test sd_booted() makes)."""
     return os.path.isdir("/run/systemd/system") and shutil.which("systemctl") is not None
@@ -543,7 +562,10 @@ def restart(settings: Settings, service: str | None, as_json_flag: bool) -> None
     keeping its state. With --service feed|trader|all: `systemctl restart` of the unit(s).
     """
     if service is None:
-        show_done(settings.ask(p.RestartRequest()), as_json_flag)
+        reply = settings.ask(p.RestartRequest())
+        show_done(reply, as_json_flag)
+        if not restart_complete(reply):
+            raise click.exceptions.Exit(EXIT_UNHEALTHY)  # restarted, but not all of it: a script must notice
         return
     units = restart_services(service)
     if as_json_flag:

@@ -287,9 +287,12 @@ class StatusReply(Reply, tag="status"):
     feed_age_ms: float | None = None  # age of the book at the trader's last decision
     last_decision_at: float | None = None
     heartbeat_ok: bool = True  # the exchange dead-man-switch heartbeats are succeeding
-    balance_usd: float | None = None  # cash: the wallet's pUSD (what the trader can spend), when known
+    # cash: the wallet's pUSD (what the trader can spend), when known: the exchange's last balance plus our own fills
+    # since it was asked (the exchange wins at every poll)
+    balance_usd: float | None = None
+    # our positions: the current window's at the best bid, earlier windows' awaiting resolution at cost (our fills)
+    open_value_usd: float | None = None
     # The rest of the wallet, from Polymarket's Data API (the redeemer; None while unknown):
-    open_value_usd: float | None = None  # positions of unresolved markets at their current price
     awaiting_redemption_usd: float | None = None  # won, not yet redeemed: shares x 1 pUSD
     redeemed_today_usd: float | None = None  # pUSD back today (UTC) through redemptions
     merged_today_usd: float | None = None  # pUSD back today (UTC) through merged Up+Down pairs
@@ -306,6 +309,11 @@ class StatusReply(Reply, tag="status"):
     fair_up: float | None = None  # P(Up wins) from the BTC reference price at the last decision (None: unknown/stale)
     mode: str = "live"  # live | paper (config `mode`, read once at start); older traders are live
     book: list[LegBook] = []  # per leg, raw and without our orders (empty from older traders / no book yet)
+    # Worth saying, not wrong (a window rollover in progress: "new window: first book pending"); never unhealthy.
+    notes: list[str] = []
+    # Why the config file (+ overrides) does not load now, in words: the running config is the last one that did,
+    # and a restart would fail until it is fixed. None while it loads. A warning too (exit 1 in mmctl status).
+    config_error: str | None = None
     series: str = "btc-15m"  # the market series this trader trades (polymm/series.py); older traders: the default
     wallet: WalletInfo | None = None  # the wallet's series (None from older traders)
 
@@ -335,6 +343,9 @@ class DoneReply(Reply, tag="done"):
     # The trader's pause state after the command, when the handler says (None: not reported). flatten
     # leaves the trader paused; mmctl then says how to trade again.
     paused: bool | None = None
+    # False when the command was carried out only in part (a restart that could not re-read the config: the
+    # `warnings` say what was not done); mmctl then exits 1.
+    complete: bool = True
 
 
 class OrdersReply(Reply, tag="orders"):

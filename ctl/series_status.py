@@ -46,16 +46,18 @@ def _feed_not_stopped(shm_name: str) -> bool:
         return True
 
 
-# The health classes from least to most severe: the worst series decides the exit code.
-_SEVERITY = {status_view.EXIT_HEALTHY: 0, status_view.EXIT_PAUSED: 1, status_view.EXIT_UNHEALTHY: 2,
-             status_view.EXIT_FEED_DOWN: 4}
+# The health classes from least to most severe: the worst series decides the exit code. Busy (every control slot
+# of a running trader taken) says nothing wrong, only that its health could not be asked now: worse than paused, not
+# as bad as a warning.
+_SEVERITY = {status_view.EXIT_HEALTHY: 0, status_view.EXIT_PAUSED: 1, status_view.EXIT_BUSY: 2,
+             status_view.EXIT_UNHEALTHY: 3, status_view.EXIT_FEED_DOWN: 5}
 
 
 def severity(code: int) -> int:
     """Trader down (3-7) is the worst; a code this mmctl does not know counts as unhealthy."""
     if code in _SEVERITY:
         return _SEVERITY[code]
-    return 5 if 3 <= code <= 7 else 3
+    return 6 if 3 <= code <= 7 else 4
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,15 @@ from polymm.ctl import render
 from polymm.ctl.reference_line import reference_line
 
 # The feed refreshes its heartbeat even when the market is quiet, so a few seconds of silence means it is
-# hung or gone. Book data can legitimately pause a little longer; the trader judges staleness with its own
-# configured threshold and says so in its warnings.
+# hung or gone. A book that does not change is not a warning (a quiet market): the feed's market socket is
+# judged from its own liveness in shared memory (layout.Link: connected, a frame or PONG within its ping interval +
+# PONG timeout, market data within the feed's stale-after), and the trader judges with its configured limits.
 HEARTBEAT_LATE_S = 3.0
-BOOK_STALE_S = 5.0
 WINDOW_OVERDUE_S = 10.0  # the feed should have rotated to the next window by now
+# At a window boundary the new market's first book may take a moment (the next market connected ahead of its
+# start publishes at once; one found late needs its snapshot): within this much of the start, "first book
+# pending" is a note, not a warning (a health check polling at the boundary must not page anyone for it).
+ROTATION_GRACE_S = WINDOW_OVERDUE_S
 # The trader's own words for failing dead-man-switch heartbeats (trader/execution/exchange_state.py says exactly this);
 # used only for a trader that reports heartbeat_ok=False without any heartbeat warning, so one condition
 # always reads the same.
@@ -29,8 +33,11 @@ PAUSED_WARNING = "trader is paused (mmctl resume to trade again)"
 # Health classes, so a health check can tell "deliberately paused" from "broken" from "down". The exit
 # code of each (mmctl's cli documents them); a trader that cannot be asked exits with the reason's own code
 # (3 not running, 4 permission denied, 5 timeout, 6 protocol mismatch, 7 connection lost), as every command does.
-HEALTHY, UNHEALTHY, FEED_DOWN, PAUSED, TRADER_DOWN = "healthy", "unhealthy", "feed_down", "paused", "trader_down"
-EXIT_HEALTHY, EXIT_UNHEALTHY, EXIT_FEED_DOWN, EXIT_PAUSED, EXIT_TRADER_DOWN = 0, 1, 8, 9, 3
+# Busy: the trader runs and serves other clients, but every control slot is taken, so it could not answer this
+# one: it is not down (issue 27), and its health is unknown for this poll (try again shortly).
+HEALTHY, UNHEALTHY, FEED_DOWN, PAUSED, TRADER_DOWN, BUSY = (
+    "healthy", "unhealthy", "feed_down", "paused", "trader_down", "busy")
+EXIT_HEALTHY, EXIT_UNHEALTHY, EXIT_FEED_DOWN, EXIT_PAUSED, EXIT_TRADER_DOWN, EXIT_BUSY = 0, 1, 8, 9, 3, 10
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,8 @@ class FeedHealth:
     up: LegQuote | None = None
     down: LegQuote | None = None
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # worth saying, not wrong (a rollover in progress)
+    socket_age_s: float | None = None  # since the market socket's last frame of any kind (data or PONG)
     # The BTC reference price (issue 16; None from a feed without it)
     btc: float | None = None
     btc_age_s: float | None = None
@@ -81,14 +90,16 @@ def _quote(leg: Any) -> LegQuote:
 
 
 def feed_health(snapshot: Any | None, now: float, *, problem: str | None = None,
-                book_stale_s: float = BOOK_STALE_S, heartbeat_late_s: float = HEARTBEAT_LATE_S) -> FeedHealth:
+                heartbeat_late_s: float = HEARTBEAT_LATE_S) -> FeedHealth:
     """Feed health from a `polymm.feed.shm.Snapshot` (contract 1), or from why there is none."""
     if snapshot is None:
         why = problem or "feed shared memory not readable"
         return FeedHealth(available=False, problem=why, warnings=[f"feed: {why}"])
     warnings: list[str] = []
+    notes: list[str] = []
     heartbeat_age = snapshot.heartbeat_age_s(now)
     book_age = snapshot.data_age_s(now)
+    link = getattr(snapshot, "link", None)
     publishing = False
     if snapshot.status == "stopped":
         warnings.append(f"feed stopped (polymm-feed pid {snapshot.writer_pid} exited cleanly); no market data")
@@ -100,11 +111,18 @@ def feed_health(snapshot: Any | None, now: float, *, problem: str | None = None,
         publishing = True
     if snapshot.status not in ("connected", "rotating", "stopped"):
         warnings.append(f"feed status is {snapshot.status}")  # stale, starting, or a status this mmctl does not know
-    if snapshot.status not in ("stopped", "starting") and not math.isnan(book_age) and book_age > book_stale_s:
-        if math.isinf(book_age):
-            warnings.append("feed has no book for this window yet")
-        else:
-            warnings.append(f"feed book is {render.duration(book_age)} old (stale after {render.duration(book_stale_s)})")
+    into_window = now - snapshot.market.window_start if snapshot.market.window_start else math.inf
+    if snapshot.status == "rotating" or (snapshot.status == "connected" and math.isinf(book_age)):
+        # The new window's first book is on its way: a note during the rollover, a warning once it is late.
+        if 0 <= into_window <= ROTATION_GRACE_S:
+            notes.append(f"new window: first book pending ({render.duration(into_window)} into it)")
+        elif not snapshot.market.window_end or now < snapshot.market.window_end:
+            warnings.append(f"feed has no book for this window yet ({render.duration(into_window)} into it)")
+    elif snapshot.status == "connected" and link is not None:
+        # Liveness from the socket, not from book changes: a quiet market keeps a live socket.
+        for why in (link.dead_reason(now), link.frozen_reason(now)):
+            if why:
+                warnings.append(f"feed: {why}")
     time_left = snapshot.market.window_end - now if snapshot.market.window_end else None
     if time_left is not None and time_left < -WINDOW_OVERDUE_S and snapshot.status != "stopped":
         warnings.append(f"window ended {render.duration(-time_left)} ago and the feed has not moved to the next one")
@@ -127,9 +145,15 @@ def feed_health(snapshot: Any | None, now: float, *, problem: str | None = None,
         up=_quote(snapshot.up),
         down=_quote(snapshot.down),
         warnings=warnings,
+        notes=notes,
+        socket_age_s=_finite_age(link.frame_age_s(now)) if link is not None else None,
         **_reference(snapshot, now),
         publishing=publishing,
     )
+
+
+def _finite_age(age: float) -> float | None:
+    return age if math.isfinite(age) else None
 
 
 def _reference(snapshot: Any, now: float) -> dict[str, Any]:
@@ -159,6 +183,7 @@ class StatusView:
     healthy: bool
     verdict: str = UNHEALTHY  # one of the health classes above
     exit_code: int = EXIT_UNHEALTHY
+    notes: list[str] = field(default_factory=list)  # worth saying, not wrong (a rollover in progress)
 
 
 def trader_warnings(trader: p.StatusReply) -> list[str]:
@@ -188,21 +213,27 @@ def _only_paused(trader: p.StatusReply, warnings: list[str]) -> bool:
 
 
 def build_status(feed: FeedHealth, trader: p.StatusReply | None, trader_problem: str | None,
-                 trader_exit_code: int = EXIT_TRADER_DOWN) -> StatusView:
-    """`trader_exit_code`: when there is no trader status, the code of the reason (client.CtlError's)."""
+                 trader_exit_code: int = EXIT_TRADER_DOWN, *, busy: bool = False) -> StatusView:
+    """`trader_exit_code`: when there is no trader status, the code of the reason (client.CtlError's). `busy`: the
+    trader answered "too many clients": it runs, so it is not down."""
     warnings = list(feed.warnings)
+    notes = list(feed.notes)
     if trader is None:
-        warnings.append(f"trader not running or unreachable: {trader_problem or 'no reply'}")
+        warnings.append(f"trader busy: {trader_problem or 'too many clients'}" if busy else
+                        f"trader not running or unreachable: {trader_problem or 'no reply'}")
         healthy = False
     else:
         warnings.extend(trader_warnings(trader))
+        notes.extend(trader.notes)
         healthy = trader.healthy
     unique = list(dict.fromkeys(warnings))
     healthy = healthy and not unique
-    # The worst class wins: a trader that cannot be asked, then a dead feed, then anything else wrong; "paused"
-    # only when the pause is all there is.
-    if trader is None:
+    # The worst class wins: a trader that cannot be asked, then a dead feed, then a busy trader (it runs; its
+    # health is unknown this time), then anything else wrong; "paused" only when the pause is all there is.
+    if trader is None and not busy:
         verdict, code = TRADER_DOWN, trader_exit_code
+    elif trader is None:
+        verdict, code = (BUSY, EXIT_BUSY) if feed.publishing else (FEED_DOWN, EXIT_FEED_DOWN)
     elif not feed.publishing:
         verdict, code = FEED_DOWN, EXIT_FEED_DOWN
     elif healthy:
@@ -211,8 +242,12 @@ def build_status(feed: FeedHealth, trader: p.StatusReply | None, trader_problem:
         verdict, code = PAUSED, EXIT_PAUSED
     else:
         verdict, code = UNHEALTHY, EXIT_UNHEALTHY
+    # One note per subject: the feed and the trader both say "first book pending" during a rollover.
+    by_subject: dict[str, str] = {}
+    for n in notes:
+        by_subject.setdefault(n.split(" (", 1)[0], n)
     return StatusView(feed=feed, trader=trader, trader_problem=trader_problem, warnings=unique,
-                      healthy=healthy, verdict=verdict, exit_code=code)
+                      healthy=healthy, verdict=verdict, exit_code=code, notes=list(by_subject.values()))
 
 
 def status_json(view: StatusView) -> dict[str, Any]:
@@ -222,6 +257,7 @@ def status_json(view: StatusView) -> dict[str, Any]:
         "verdict": view.verdict,
         "exit_code": view.exit_code,
         "warnings": view.warnings,
+        "notes": view.notes,
         "feed": asdict(view.feed),
         "trader": p.to_builtins(view.trader) if view.trader is not None else None,
         "trader_problem": view.trader_problem,
@@ -232,7 +268,7 @@ def status_json(view: StatusView) -> dict[str, Any]:
 # Text
 
 VERDICT_WORDS = {HEALTHY: "HEALTHY", UNHEALTHY: "UNHEALTHY", PAUSED: "PAUSED", FEED_DOWN: "UNHEALTHY: FEED DOWN",
-                 TRADER_DOWN: "UNHEALTHY: TRADER DOWN"}
+                 TRADER_DOWN: "UNHEALTHY: TRADER DOWN", BUSY: "BUSY: TRADER RUNNING, NO CONTROL SLOT FREE"}
 
 
 def render_status(view: StatusView, now: float) -> str:
@@ -253,6 +289,8 @@ def render_status(view: StatusView, now: float) -> str:
     if not view.healthy:
         verdict += f" ({len(view.warnings)} warning{'s' * (len(view.warnings) != 1)})"
     tail = verdict if not view.warnings else verdict + "\n" + render.bullets(view.warnings)
+    if view.notes:
+        tail += "\n" + render.bullets(["note: " + n for n in view.notes])
     blocks.append(tail)
     if trader is not None and trader.mode == "paper":
         # First, before anything else: an operator must never take a paper trader for a live one.
@@ -266,8 +304,9 @@ def _feed_block(feed: FeedHealth, trader_book: list[p.LegBook] | None = None) ->
         return "FEED    not available: " + (feed.problem or "unknown")
     rows = [
         ("FEED", feed.status, f"pid {feed.writer_pid}", f"heartbeat {render.duration(feed.heartbeat_age_s)} ago",
-         f"book age {render.duration(feed.book_age_s)}", f"{render.number(feed.updates_per_s, 1)} updates/s",
-         f"{feed.reconnects} reconnects"),
+         # the market socket's last frame (data or PONG): liveness; the book's age is only how long it has not changed
+         f"socket {render.duration(feed.socket_age_s)} ago", f"book age {render.duration(feed.book_age_s)}",
+         f"{render.number(feed.updates_per_s, 1)} updates/s", f"{feed.reconnects} reconnects"),
         ("market", render.short_id(feed.condition_id, 10),
          f"window {render.clock(feed.window_start)}-{render.clock(feed.window_end)} UTC",
          "ends in " + render.duration(feed.time_left_s) if (feed.time_left_s or 0) >= 0 else

@@ -157,13 +157,14 @@ class Stack(Launched):
 
     def __init__(self, workdir: Path, *, window_s: int = 60, seed: int = 1, fund: float = 1000.0,
                  config_text: str | None = None, shm_name: str | None = None, sim_args: tuple = (),
-                 log_level: str = "INFO", metrics: bool = False) -> None:
+                 log_level: str = "INFO", metrics: bool = False, feed_args: tuple = ()) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.window_s = window_s
         self.seed = seed
         self.fund = fund
         self.sim_args = tuple(sim_args)
+        self.feed_args = tuple(feed_args)  # extra polymm-feed options (the soak records: --record FILE)
         self.log_level = log_level
         self.shm = shm_name or f"polymm_demo_{os.getpid()}_{uuid.uuid4().hex[:6]}"
         self.socket = self.workdir / "trader.sock"
@@ -217,7 +218,7 @@ class Stack(Launched):
 
     def start_feed(self, wait_s: float = 60.0) -> None:
         log = self._log("feed")
-        self.feed = subprocess.Popen(_python_main("polymm.feed.service"), env=self.env(), stdout=log,
+        self.feed = subprocess.Popen(_python_main("polymm.feed.service") + list(self.feed_args), env=self.env(), stdout=log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                                      preexec_fn=_child_setup())
         self.wait_feed(wait_s)

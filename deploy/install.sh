@@ -8,7 +8,8 @@
 #   deploy/install.sh --uninstall          stop and remove units, venv, mmctl link and the polymm user;
 #                                          keeps /etc/polymm and /var/lib/polymm
 #   deploy/install.sh --uninstall --purge  ... and removes /etc/polymm and /var/lib/polymm too
-# Options: --source DIR (another source tree), --no-enable (do not enable the units for boot).
+# Options: --source DIR (another source tree), --no-enable (do not enable the units for boot),
+#          --dry-run (say what would change, change nothing; needs no root).
 #
 # What it sets up:
 #   user/group polymm (system user, no login, no home)    /opt/polymm            venv with polymm
@@ -18,8 +19,9 @@
 #   /etc/polymm/web.token     root:root   0600 (polymm-web's bearer token)  /etc/systemd/system/polymm-web.service
 #   user polymm-web (the page's service, in group polymm)  /etc/polkit-1/rules.d/50-polymm-web.rules (if polkitd)
 # Existing /etc/polymm files are never overwritten. The services are not started. They are enabled (started at
-# boot) only once polymm.env holds the signing key: until then a reboot would start a trader that exits at once;
-# the script prints the one command to enable them after filling it in. polymm-web (the page and HTTP API) is
+# boot) once the trader can start: polymm.env holds the signing key, or config.toml says mode = "paper" (paper
+# trading needs no key). Until then a reboot would start a trader that exits at once; the script prints the one
+# command to enable them after filling it in. polymm-web (the page and HTTP API) is
 # installed but never enabled by this script: `systemctl enable --now polymm-web` when you want it.
 set -euo pipefail
 
@@ -48,7 +50,7 @@ die() { printf 'install: error: %s\n' "$*" >&2; exit 1; }
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | grep '^#' | sed 's/^# \{0,1\}//'; }
 
-WHEELS="" UNINSTALL=0 PURGE=0 ENABLE=1
+WHEELS="" UNINSTALL=0 PURGE=0 ENABLE=1 DRY=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --wheels) [ $# -ge 2 ] || die "--wheels needs a directory"; WHEELS="$2"; shift 2 ;;
@@ -58,12 +60,21 @@ while [ $# -gt 0 ]; do
         --no-enable) ENABLE=0; shift ;;
         --uninstall) UNINSTALL=1; shift ;;
         --purge) PURGE=1; shift ;;
+        --dry-run) DRY=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
 done
 [ "$PURGE" = 0 ] || [ "$UNINSTALL" = 1 ] || die "--purge only goes with --uninstall"
-[ "$(id -u)" = 0 ] || die "run as root (it creates a system user and installs systemd units)"
+[ "$DRY" = 1 ] || [ "$(id -u)" = 0 ] || die "run as root (it creates a system user and installs systemd units)"
+[ "$DRY" = 0 ] || say "dry run: nothing is changed; each line says what a real run would do"
+
+# act CMD...: run a command that changes the host, or in a dry run only say it would.
+act() { if [ "$DRY" = 1 ]; then say "  would run: $*"; else "$@"; fi; }
+# act_quiet CMD...: the same, the command's own output and failure swallowed (a dry run still says it).
+act_quiet() { if [ "$DRY" = 1 ]; then say "  would run: $*"; else "$@" >/dev/null 2>&1 || true; fi; }
+# did WORDS: what a real run just did (a dry run's "would run" line already said it).
+did() { [ "$DRY" = 1 ] || say "$@"; }
 
 # Temporary files and directories, removed however the script ends.
 cleanup=()
@@ -86,47 +97,47 @@ uninstall() {
     if systemd_running; then
         # Traders first: their SIGTERM path cancels our open orders while the feeds still run.
         for unit in $(series_instances); do
-            systemctl disable --now "$unit" >/dev/null 2>&1 || true
-            say "stopped and disabled $unit"
+            act_quiet systemctl disable --now "$unit"
+            did "stopped and disabled $unit"
         done
         for unit in "$WEB_UNIT" polymm-trader.service polymm-feed.service; do
             if [ -e "$UNIT_DIR/$unit" ]; then
-                systemctl disable --now "$unit" >/dev/null 2>&1 || true
-                say "stopped and disabled $unit"
+                act_quiet systemctl disable --now "$unit"
+                did "stopped and disabled $unit"
             fi
         done
     fi
     for unit in "${UNITS[@]}" "${SERIES_UNITS[@]}" "$NOTIFY_UNIT" "$WEB_UNIT"; do
-        [ -e "$UNIT_DIR/$unit" ] && { rm -f "$UNIT_DIR/$unit"; say "removed $UNIT_DIR/$unit"; }
+        [ -e "$UNIT_DIR/$unit" ] && { act rm -f "$UNIT_DIR/$unit"; did "removed $UNIT_DIR/$unit"; }
         if [ "$PURGE" = 1 ] && [ -d "$UNIT_DIR/$unit.d" ]; then
-            rm -rf "$UNIT_DIR/$unit.d"; say "removed drop-ins $UNIT_DIR/$unit.d"
+            act rm -rf "$UNIT_DIR/$unit.d"; did "removed drop-ins $UNIT_DIR/$unit.d"
         fi
     done
     if systemd_running; then
-        systemctl daemon-reload
-        systemctl reset-failed "${UNITS[@]}" >/dev/null 2>&1 || true
+        act systemctl daemon-reload
+        act_quiet systemctl reset-failed "${UNITS[@]}"
     fi
     if [ -L /usr/local/bin/mmctl ] && [ "$(readlink /usr/local/bin/mmctl)" = "$PREFIX/bin/mmctl" ]; then
-        rm -f /usr/local/bin/mmctl; say "removed /usr/local/bin/mmctl"
+        act rm -f /usr/local/bin/mmctl; did "removed /usr/local/bin/mmctl"
     fi
-    [ -d "$PREFIX" ] && { rm -rf "$PREFIX"; say "removed $PREFIX"; }
+    [ -d "$PREFIX" ] && { act rm -rf "$PREFIX"; did "removed $PREFIX"; }
     # The feeds' segments and the wallets' shared records are runtime state of a user about to disappear; a
     # reinstall creates them afresh.
     for f in /dev/shm/poly_tob_shm /dev/shm/poly_tob_shm_* /dev/shm/polymm-wallet-*; do
-        [ -e "$f" ] && { rm -f "$f"; say "removed $f"; }
+        [ -e "$f" ] && { act rm -f "$f"; did "removed $f"; }
     done
-    [ -e "$POLKIT_RULES/$WEB_RULE" ] && { rm -f "$POLKIT_RULES/$WEB_RULE"; say "removed $POLKIT_RULES/$WEB_RULE"; }
-    if getent passwd "$WEB_USER" >/dev/null; then userdel "$WEB_USER"; say "removed user $WEB_USER"; fi
-    if getent group "$WEB_USER" >/dev/null; then groupdel "$WEB_USER"; fi
-    if getent passwd "$USER_NAME" >/dev/null; then userdel "$USER_NAME"; say "removed user $USER_NAME"; fi
-    if getent group "$USER_NAME" >/dev/null; then groupdel "$USER_NAME"; say "removed group $USER_NAME"; fi
+    [ -e "$POLKIT_RULES/$WEB_RULE" ] && { act rm -f "$POLKIT_RULES/$WEB_RULE"; did "removed $POLKIT_RULES/$WEB_RULE"; }
+    if getent passwd "$WEB_USER" >/dev/null; then act userdel "$WEB_USER"; did "removed user $WEB_USER"; fi
+    if getent group "$WEB_USER" >/dev/null; then act groupdel "$WEB_USER"; fi
+    if getent passwd "$USER_NAME" >/dev/null; then act userdel "$USER_NAME"; did "removed user $USER_NAME"; fi
+    if getent group "$USER_NAME" >/dev/null; then act groupdel "$USER_NAME"; did "removed group $USER_NAME"; fi
     if [ "$PURGE" = 1 ]; then
-        rm -rf "$ETC" "$STATE" /run/polymm
-        say "purged $ETC and $STATE"
+        act rm -rf "$ETC" "$STATE" /run/polymm
+        did "purged $ETC and $STATE"
     else
         [ -d "$ETC" ] && say "kept $ETC (config, secrets) and $STATE (overrides, state): --purge removes them"
     fi
-    say "uninstalled"
+    if [ "$DRY" = 1 ]; then say "dry run: nothing was removed"; else say "uninstalled"; fi
 }
 
 if [ "$UNINSTALL" = 1 ]; then
@@ -152,29 +163,29 @@ fi
 
 changes=0  # what this run changed; 0 at the end = the re-run was a no-op, and it says so
 code_changed=0
-changed() { changes=$((changes + 1)); say "$@"; }
+changed() { changes=$((changes + 1)); if [ "$DRY" = 1 ]; then say "would have $*"; else say "$@"; fi; }
 
 # 1. user and group: a system user (uid below 1000) — logind's RemoveIPC= never touches those, so the feed's
 #    shared-memory segment is not deleted behind our back.
 if ! getent group "$USER_NAME" >/dev/null; then
-    groupadd --system "$USER_NAME"; changed "created group $USER_NAME"
+    act groupadd --system "$USER_NAME"; changed "created group $USER_NAME"
 fi
 if ! getent passwd "$USER_NAME" >/dev/null; then
-    useradd --system --gid "$USER_NAME" --home-dir "$STATE" --no-create-home --shell /usr/sbin/nologin \
+    act useradd --system --gid "$USER_NAME" --home-dir "$STATE" --no-create-home --shell /usr/sbin/nologin \
         --comment "polymm market maker" "$USER_NAME"
     changed "created system user $USER_NAME"
 fi
 # polymm-web's own user: in group polymm (the control socket, the ledger), nothing else of polymm's.
 if ! getent passwd "$WEB_USER" >/dev/null; then
-    useradd --system --user-group --groups "$USER_NAME" --no-create-home --home-dir /nonexistent \
+    act useradd --system --user-group --groups "$USER_NAME" --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin --comment "polymm web page" "$WEB_USER"
     changed "created system user $WEB_USER (in group $USER_NAME)"
 fi
 
 # 2. the venv, owned by root: the services can run it but not modify it.
 if [ ! -x "$PREFIX/bin/python" ] || ! "$PREFIX/bin/python" -c 'import sys' 2>/dev/null; then
-    python3 -m venv --clear "$PREFIX" || die "python3 -m venv failed (apt-get install python3-venv)"
-    rm -f "$STAMP"
+    act python3 -m venv --clear "$PREFIX" || die "python3 -m venv failed (apt-get install python3-venv)"
+    act rm -f "$STAMP"
     changed "created venv $PREFIX"
 fi
 # What would be installed, as one hash: the wheels' bytes, or the source tree's files (names and contents, not
@@ -189,6 +200,8 @@ fi
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$wanted" ] \
         && "$PREFIX/bin/python" -c 'import polymm.trader, polymm.feed' 2>/dev/null; then
     say "polymm in $PREFIX is already what ${WHEELS:-$SOURCE} holds: pip skipped"
+elif [ "$DRY" = 1 ]; then
+    changed "installed polymm from ${WHEELS:-source $SOURCE} into $PREFIX with pip"; code_changed=1
 else
     # pip prints each package as it collects and installs it: a fresh host spends a network-bound minute here.
     say "installing polymm and its dependencies with pip into $PREFIX (a minute or so on a fresh host) ..."
@@ -227,23 +240,26 @@ else
     fi
     printf '%s\n' "$wanted" >"$STAMP"
 fi
-version="$("$PREFIX/bin/python" -c 'from importlib.metadata import version; print(version("polymm"))')"
-say "polymm $version in $PREFIX"
+if [ -x "$PREFIX/bin/python" ] && version="$("$PREFIX/bin/python" -c 'from importlib.metadata import version; print(version("polymm"))' 2>/dev/null)"; then
+    say "polymm $version in $PREFIX"
+fi
 
 # 3. mmctl on the PATH; the failure-notice helper polymm-notify@.service runs.
 if [ "$(readlink /usr/local/bin/mmctl 2>/dev/null)" != "$PREFIX/bin/mmctl" ]; then
-    ln -sfn "$PREFIX/bin/mmctl" /usr/local/bin/mmctl
+    act ln -sfn "$PREFIX/bin/mmctl" /usr/local/bin/mmctl
     changed "linked /usr/local/bin/mmctl"
 fi
 if ! cmp -s "$HERE/polymm-notify" "$NOTIFY_BIN"; then
-    install -D -m 0755 "$HERE/polymm-notify" "$NOTIFY_BIN"
+    act install -D -m 0755 "$HERE/polymm-notify" "$NOTIFY_BIN"
     changed "installed $NOTIFY_BIN"
 fi
 
 # 4. /etc/polymm: config readable by the service group, secrets by root only. Never overwrite an operator's file.
 [ -d "$ETC" ] || changes=$((changes + 1))
-install -d -m 0750 -o root -g "$USER_NAME" "$ETC"
-if [ ! -e "$ETC/config.toml" ]; then
+act install -d -m 0750 -o root -g "$USER_NAME" "$ETC"
+if [ ! -e "$ETC/config.toml" ] && [ "$DRY" = 1 ]; then
+    changed "wrote $ETC/config.toml (every key with its default)"
+elif [ ! -e "$ETC/config.toml" ]; then
     tmp="$(mktemp "$ETC/.config.toml.XXXXXX")"; cleanup+=("$tmp")
     if "$PREFIX/bin/python" -m polymm.trader.config --example-toml >"$tmp" 2>/dev/null && [ -s "$tmp" ]; then
         changed "wrote $ETC/config.toml (every key with its default; edit, then: systemctl reload polymm-trader)"
@@ -261,10 +277,12 @@ else
     say "kept existing $ETC/config.toml"
     # After an uninstall + reinstall the group may be a new gid: the trader must still be able to read the file.
     if [ "$(stat -c %G "$ETC/config.toml")" != "$USER_NAME" ]; then
-        chgrp "$USER_NAME" "$ETC/config.toml"; changed "gave $ETC/config.toml to group $USER_NAME (the trader reads it)"
+        act chgrp "$USER_NAME" "$ETC/config.toml"; changed "gave $ETC/config.toml to group $USER_NAME (the trader reads it)"
     fi
 fi
-if [ ! -e "$ETC/polymm.env" ]; then
+if [ ! -e "$ETC/polymm.env" ] && [ "$DRY" = 1 ]; then
+    changed "wrote $ETC/polymm.env (0600; fill in PK, BROWSER_ADDRESS, SIGNATURE_TYPE before starting a live trader)"
+elif [ ! -e "$ETC/polymm.env" ]; then
     tmp="$(mktemp "$ETC/.polymm.env.XXXXXX")"; cleanup+=("$tmp")  # 0600 from the start: never readable
     cat >"$tmp" <<'EOF'
 # polymm environment: the wallet secrets and endpoint overrides, read by systemd (as root) for both services.
@@ -318,7 +336,9 @@ else
         || say "WARNING: $ETC/polymm.env is mode $mode; it holds secrets: chmod 0600 $ETC/polymm.env"
 fi
 
-if [ ! -e "$ETC/notify.env" ]; then
+if [ ! -e "$ETC/notify.env" ] && [ "$DRY" = 1 ]; then
+    changed "wrote $ETC/notify.env (0600)"
+elif [ ! -e "$ETC/notify.env" ]; then
     tmp="$(mktemp "$ETC/.notify.env.XXXXXX")"; cleanup+=("$tmp")
     cat >"$tmp" <<'EOF'
 # polymm failure notice: the command polymm-notify@.service runs (as user polymm, under /bin/sh) when
@@ -336,8 +356,8 @@ fi
 # 4b. polymm-web: its bearer token (root-only: the unit passes it to the service as a credential) and the polkit
 #     rule that lets its user start/stop/restart polymm-feed and polymm-trader, nothing else.
 if [ ! -e "$WEB_TOKEN" ]; then
-    "$PREFIX/bin/polymm-web" --generate-token "$WEB_TOKEN" >/dev/null || die "could not write $WEB_TOKEN"
-    chown root:root "$WEB_TOKEN"
+    act "$PREFIX/bin/polymm-web" --generate-token "$WEB_TOKEN" >/dev/null || die "could not write $WEB_TOKEN"
+    act chown root:root "$WEB_TOKEN"
     changed "wrote $WEB_TOKEN (polymm-web's bearer token; read it with: sudo cat $WEB_TOKEN)"
 else
     mode="$(stat -c %a "$WEB_TOKEN")"
@@ -346,7 +366,7 @@ else
 fi
 if [ -d "$POLKIT_RULES" ]; then
     if ! cmp -s "$HERE/polkit/$WEB_RULE" "$POLKIT_RULES/$WEB_RULE"; then
-        install -m 0644 "$HERE/polkit/$WEB_RULE" "$POLKIT_RULES/$WEB_RULE"
+        act install -m 0644 "$HERE/polkit/$WEB_RULE" "$POLKIT_RULES/$WEB_RULE"
         changed "installed $POLKIT_RULES/$WEB_RULE (polymm-web may start/stop/restart polymm-feed and polymm-trader)"
     fi
 else
@@ -358,18 +378,27 @@ fi
 units_changed=0
 for unit in "${UNITS[@]}" "${SERIES_UNITS[@]}" "$NOTIFY_UNIT" "$WEB_UNIT"; do
     if ! cmp -s "$HERE/systemd/$unit" "$UNIT_DIR/$unit"; then
-        install -m 0644 "$HERE/systemd/$unit" "$UNIT_DIR/$unit"
+        act install -m 0644 "$HERE/systemd/$unit" "$UNIT_DIR/$unit"
         units_changed=1
         changed "installed $UNIT_DIR/$unit"
     fi
 done
 if systemd_running && [ "$units_changed" = 1 ]; then
-    systemctl daemon-reload
+    act systemctl daemon-reload
 fi
-# Enabled = started at boot. Only once the trader has its key: a trader without PK exits 2 and stays failed, so
-# enabling before would make every reboot a failure. Units an operator (or an earlier run) enabled stay enabled.
+# Enabled = started at boot. Only once the trader can start: with its key, or in paper mode (no key needed). A live
+# trader without PK exits 2 and stays failed, so enabling before would make every reboot a failure. Units an
+# operator (or an earlier run) enabled stay enabled.
 enable_cmd="systemctl enable --now ${UNITS[*]}"
 has_secrets() { grep -Eq '^[[:space:]]*PK=[^[:space:]]' "$ETC/polymm.env" 2>/dev/null; }
+# The trader's own reading of config.toml (`mode`, top level): a paper-only host has no PK and needs none.
+paper_mode() {
+    [ -r "$ETC/config.toml" ] && [ -x "$PREFIX/bin/python" ] && "$PREFIX/bin/python" -c '
+import sys
+from polymm.trader.config import load_config
+sys.exit(0 if load_config(sys.argv[1]).mode == "paper" else 1)' "$ETC/config.toml" 2>/dev/null
+}
+can_start() { has_secrets || paper_mode; }
 all_enabled() {  # `systemctl is-enabled A B` succeeds when either is: ask for each
     local unit
     for unit in "${UNITS[@]}"; do systemctl is-enabled --quiet "$unit" 2>/dev/null || return 1; done
@@ -378,12 +407,13 @@ if all_enabled; then
     : # already enabled: nothing to do
 elif [ "$ENABLE" = 0 ]; then
     say "not enabled (--no-enable); to start them now and at every boot: $enable_cmd"
-elif has_secrets; then
-    systemctl enable "${UNITS[@]}" >/dev/null 2>&1 || systemctl enable "${UNITS[@]}"
-    changed "enabled ${UNITS[*]} (they start at boot)"
+elif can_start; then
+    act systemctl enable "${UNITS[@]}" >/dev/null 2>&1 || act systemctl enable "${UNITS[@]}"
+    changed "enabled ${UNITS[*]} (they start at boot)$(has_secrets || echo ': paper trading, no key needed')"
 else
-    say "not enabled yet: $ETC/polymm.env has no PK, and a trader without its key exits at once"
-    say "after filling it in, start them now and at every boot with: $enable_cmd"
+    say "not enabled yet: $ETC/polymm.env has no PK, and a live trader without its key exits at once"
+    say "after filling it in (or with mode = \"paper\" at the top of $ETC/config.toml: paper trading needs no key),"
+    say "start them now and at every boot with: $enable_cmd"
 fi
 
 # 6. what next.
@@ -395,7 +425,7 @@ if [ "${#running[@]}" -gt 0 ]; then
     if [ "$units_changed" = 1 ] || [ "$code_changed" = 1 ]; then
         say "running services keep the code and units they started with until: systemctl restart ${running[*]}"
     fi
-elif has_secrets; then
+elif can_start; then
     say "next: systemctl start polymm-feed polymm-trader; mmctl status"
 else
     say "next: fill in $ETC/polymm.env, then: $enable_cmd; mmctl status"
@@ -408,4 +438,6 @@ if ! systemctl is-enabled --quiet "$WEB_UNIT" 2>/dev/null; then
 fi
 if [ "$changes" = 0 ]; then
     say "nothing changed: the same polymm, units and files were already installed"
+elif [ "$DRY" = 1 ]; then
+    say "dry run: the $changes change(s) above would be made; nothing was changed"
 fi

@@ -32,6 +32,7 @@ NAMES = (
     "polymm_feed_status",
     "polymm_feed_book_age_seconds",
     "polymm_feed_heartbeat_age_seconds",
+    "polymm_feed_socket_age_seconds",  # the market socket's liveness (issue 27)
     "polymm_feed_crossed",
     "polymm_feed_reconnects_total",
     "polymm_feed_book_updates_total",
@@ -80,8 +81,15 @@ class RingLatency:
         self._seq = 0
         self._window = None
 
-    def update(self, updates_since: Callable[[int], list]) -> None:
+    # At most this many ring entries per scrape, the newest: reading the whole ring (4096 entries of depth) at once
+    # builds ~10 MB of objects, and the heap does not give that back (a restarted feed's first scrape found a full
+    # ring and kept 13 MB more for good; issue 27). The histogram then samples what a late scrape missed.
+    MAX_PER_SCRAPE = 512
+
+    def update(self, updates_since: Callable[[int], list], newest: Callable[[], int] | None = None) -> None:
         with self._lock:
+            if newest is not None:
+                self._seq = max(self._seq, newest() - self.MAX_PER_SCRAPE)
             updates = updates_since(self._seq)
             observe = self.histogram.observe
             for u in updates:
@@ -104,7 +112,7 @@ def families(counters: FeedCounters, segment: Any, latency: RingLatency, *,
     `snapshot()` (None when it cannot: then only the counters are exported, and polymm_feed_up says 0) and
     `updates_since(seq)`."""
     # the one definition of a healthy feed and of its thresholds: mmctl status's
-    from polymm.ctl.status import BOOK_STALE_S, HEARTBEAT_LATE_S, feed_health
+    from polymm.ctl.status import HEARTBEAT_LATE_S, feed_health
 
     out = []
     messages = CounterMetricFamily("polymm_feed_messages", "Market-channel events decoded, by event type",
@@ -120,7 +128,7 @@ def families(counters: FeedCounters, segment: Any, latency: RingLatency, *,
                                  value=0 if snap is None else 1))
     if snap is None:
         return out
-    latency.update(segment.updates_since)
+    latency.update(segment.updates_since, getattr(segment, "seq", None))
     out.append(latency.histogram.family(
         "polymm_feed_decode_to_publish_seconds",
         "From a market-channel frame received to its top of book published in shared memory"))
@@ -128,13 +136,17 @@ def families(counters: FeedCounters, segment: Any, latency: RingLatency, *,
     health = feed_health(snap, now)
     book_age = snap.data_age_s(now)
     heartbeat_age = snap.heartbeat_age_s(now)
+    link = getattr(snap, "link", None)
+    # Stale is the feed's liveness, never a quiet book: status stale, the loop's heartbeat late, or the market socket
+    # dead or frozen (shm LINK), as mmctl status words it.
     stale = (snap.status == "stale" or heartbeat_age > HEARTBEAT_LATE_S
-             or (snap.status not in ("stopped", "starting") and book_age > BOOK_STALE_S))
+             or (snap.status == "connected" and link is not None
+                 and bool(link.dead_reason(now) or link.frozen_reason(now))))
     out.append(GaugeMetricFamily("polymm_feed_healthy", "1 when mmctl status would call the feed healthy",
                                  value=0 if health.warnings else 1))
     out.append(GaugeMetricFamily(
-        "polymm_feed_stale", "1 when the book is stale: status stale, book data or heartbeat too old (mmctl status)",
-        value=1 if stale else 0))
+        "polymm_feed_stale", "1 when the feed is stale: status stale, heartbeat too old, or its market socket dead or "
+        "frozen (a quiet book is not stale; mmctl status)", value=1 if stale else 0))
     status = GaugeMetricFamily("polymm_feed_status", "The segment's status (1 for the current one)", labels=["status"])
     for name in STATUSES + (() if snap.status in STATUSES else (snap.status,)):
         status.add_metric([name], 1 if name == snap.status else 0)
@@ -142,6 +154,11 @@ def families(counters: FeedCounters, segment: Any, latency: RingLatency, *,
     if math.isfinite(book_age):
         out.append(GaugeMetricFamily("polymm_feed_book_age_seconds",
                                      "Age of the staler leg's book data in shared memory", value=book_age))
+    socket_age = link.frame_age_s(now) if link is not None and link.connected else math.inf
+    if math.isfinite(socket_age):
+        out.append(GaugeMetricFamily("polymm_feed_socket_age_seconds",
+                                     "Since the market socket's last frame of any kind (market data or PONG)",
+                                     value=socket_age))
     if math.isfinite(heartbeat_age):
         out.append(GaugeMetricFamily("polymm_feed_heartbeat_age_seconds",
                                      "Age of the feed loop's heartbeat in shared memory", value=heartbeat_age))

@@ -88,7 +88,7 @@ class Recorder:
         self.error = ""
         self._stop = threading.Event()
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in stop()
-        self._reader = shm.Reader(shm_name)
+        self._reader = shm.Reader(shm_name, populate=True)  # it follows the whole ring
         self._last = self._reader.seq()
         self._refs: deque[shm.Reference] = deque(maxlen=16)  # REF samples, oldest first
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
@@ -107,11 +107,20 @@ class Recorder:
             self.error = f"recording to {self.path} stopped: {e}"
             log.error("%s", self.error)
 
+    # Ring entries read at once: a recorder far behind (a slow disk) reads the ring in slices, so the objects of a
+    # whole ring (4096 entries with depth, ~10 MB) are never built at once (the heap would keep that for good).
+    SLICE = 256
+
     def drain(self) -> None:
         self._sample_reference()
-        updates = self._reader.updates_since(self._last)
+        while self._drain_slice():
+            pass
+
+    def _drain_slice(self) -> bool:
+        """One slice of what is new; False when nothing was."""
+        updates = self._reader.updates_since(self._last, self.SLICE)
         if not updates:
-            return
+            return False
         if updates[0].seq > self._last + 1:
             missed = updates[0].seq - self._last - 1
             self.lost += missed
@@ -128,6 +137,7 @@ class Recorder:
             self._file.flush()
             self.lines += len(out)
         self._last = updates[-1].seq
+        return len(updates) >= self.SLICE
 
     def _sample_reference(self) -> None:
         ref = self._reader.snapshot().ref

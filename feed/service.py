@@ -15,12 +15,13 @@ import sys
 import threading
 import time
 
-from polymm import env, logs
+from polymm import env, logs, memory
 from polymm import metrics as prom
 from polymm import series as series_mod
 from polymm.feed import book as bk
 from polymm.feed import discovery as disc
 from polymm.feed import shm
+from polymm.feed.liveness import NOT_CONNECTED
 from polymm.feed.metrics import FeedCounters, RingLatency
 from polymm.feed.metrics import families as metric_families
 from polymm.feed.record import Recorder
@@ -327,7 +328,9 @@ class FeedService:
 
         self._check_rtds(now)
         self._update_rate()
-        self.writer.heartbeat(now, updates_per_s=self.updates_per_s, reconnects=self.reconnects)
+        # The current window's socket liveness with the heartbeat: readers tell a dead feed from a quiet market.
+        link = self.active.link.facts() if self.active is not None and self.active.window_start == w else NOT_CONNECTED
+        self.writer.heartbeat(now, updates_per_s=self.updates_per_s, reconnects=self.reconnects, link=link)
         self.notifier.watchdog()
         self.notifier.status(self.status_line(now))
 
@@ -446,7 +449,7 @@ class _OwnSegment:
         with self._lock:
             try:
                 if self.reader is None:
-                    self.reader = shm.Reader(self.name)
+                    self.reader = shm.Reader(self.name, populate=True)  # follows the ring (latency)
                 return self.reader.snapshot()
             except (shm.ShmMissing, shm.LayoutError, OSError, ValueError):
                 return None
@@ -454,6 +457,10 @@ class _OwnSegment:
     def updates_since(self, seq: int) -> list:
         with self._lock:
             return self.reader.updates_since(seq) if self.reader is not None else []
+
+    def seq(self) -> int:
+        with self._lock:
+            return self.reader.seq() if self.reader is not None else 0
 
     def close(self) -> None:
         with self._lock:
@@ -470,6 +477,7 @@ def _stop_metrics(exporter: prom.Exporter | None, segment: _OwnSegment) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    memory.limit_arenas()  # before any thread: a flat native heap over weeks (polymm/memory.py)
     logs.setup("polymm.feed", args.log_level)
     signals = Signals()
     notifier = Notifier()
@@ -514,9 +522,13 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             log.info("recording top of book to %s", args.record)
         service.start_rtds()
+        trimmed = time.monotonic()
         while not signals.stop.is_set():
             now = time.time()
             service.step(now)
+            if time.monotonic() - trimmed >= memory.TRIM_EVERY_S:
+                trimmed = time.monotonic()
+                memory.trim()  # free heap pages back to the kernel, from this loop (never the stream's thread)
             signals.stop.wait(service.sleep_s(time.time()))
         log.info("%s received: stopping", signals.received or "stop")
     except Exception:  # noqa: BLE001 - log it in one line and exit non-zero; systemd restarts us

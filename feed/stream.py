@@ -5,8 +5,11 @@ Protocol (polymarket-protocol.md 2.1, 2.3):
   connection closed): both token ids, `initial_dump` for the snapshot, custom features on.
 - A text "PING" every 10 s; the server answers "PONG" (not JSON: skipped before decoding).
 - No replay after a reconnect: the book is rebuilt from the new connection's `book` snapshots.
-- The socket can freeze silently while PING/PONG still works, so liveness is judged from DATA, per asset:
-  when an asset has had no data for `stale_after_s`, the segment is flagged stale and we reconnect.
+- The socket can freeze silently while PING/PONG still works, so a frozen socket is judged from DATA, per
+  asset: when an asset has had no data for `stale_after_s`, the segment is flagged stale and we reconnect.
+- A PING unanswered for PONG_TIMEOUT_S with no other frame meanwhile is a dead (half-open) socket: reconnect.
+  The socket's liveness (feed/liveness.py: frames, PONGs, PINGs, from the connection's hooks) is published in
+  shared memory by the service, so readers tell a dead feed from a quiet market.
 
 Rotation: a stream for the next window runs in "shadow" (book kept, nothing published) until the service
 `activate()`s it at the boundary; it then publishes its book at once. Publishing always names the
@@ -28,6 +31,7 @@ import time
 
 from polymm.feed import book as bk
 from polymm.feed.discovery import MarketInfo
+from polymm.feed.liveness import PONG_TIMEOUT_S, LinkLiveness
 from polymm.feed.shm import Writer
 from polymm.feed.wire import FrameDecoder
 from polymm.ws import Backoff, ReconnectingSocket, last_heard
@@ -57,6 +61,7 @@ class MarketStream(ReconnectingSocket):
         *,
         stale_after_s: float = 15.0,
         ping_interval_s: float = PING_INTERVAL_S,
+        pong_timeout_s: float = PONG_TIMEOUT_S,
         connect_timeout_s: float = 10.0,
         backoff: Backoff | None = None,
         updates_base: int = 0,
@@ -83,6 +88,8 @@ class MarketStream(ReconnectingSocket):
         self.disagreements_base = disagreements_base
         self.live = False
         self._age_baseline = math.nan  # data age is counted from here when a leg has had no data since
+        # frames / PONGs / PINGs of this stream's socket (published by the service as the segment's LINK block)
+        self.link = LinkLiveness(ping_interval_s, pong_timeout_s, stale_after_s)
         self.first_publish = threading.Event()  # set when this stream first published a complete book
         self._published = False
         # Book + publish vs activate() from the service thread: the writer's own lock, so a frame costs
@@ -99,6 +106,7 @@ class MarketStream(ReconnectingSocket):
             self.live = True
             # The market was not live until now and may have been quiet: measure silence from here.
             self._age_baseline = self.clock()
+            self.link.on_activated(self._age_baseline)
             if self.book.ready() and self.connected:
                 self._publish(bk.UP | bk.DOWN, "connected")
 
@@ -132,6 +140,10 @@ class MarketStream(ReconnectingSocket):
 
         This is the hot path (bench/bench_feed.py): the publish is written out here rather than calling
         `_publish`, to save a call layer per message. (PONGs never get here: polymm/ws.py counts them.)"""
+        # self.link.on_data(recv_ts), written out (one call less per message)
+        link = self.link
+        link.last_frame = link.last_data = recv_ts
+        link.frames += 1
         try:
             decoded = self._decode_fast(data)
         except FrameDecoder.FAST_ERRORS:
@@ -206,6 +218,7 @@ class MarketStream(ReconnectingSocket):
             self.book.reset()  # no replay: the snapshot of this connection rebuilds the book
             self.connected = True
             self.connected_at = self._age_baseline = self.clock()
+            self.link.on_connected(self.connected_at)
         log.info(
             "market ws %s connected to %s; subscribed up=%s.. down=%s..",
             self.market.slug, self.url, self.market.up_token[:12], self.market.down_token[:12],
@@ -228,10 +241,20 @@ class MarketStream(ReconnectingSocket):
         return self._health_problem(now)
 
     def on_closed(self, reason: str) -> None:
+        self.link.on_closed()
         if self.live:
             self.writer.set_status("stale", self.window_start)
 
+    def on_pong(self, recv_ts: float) -> None:
+        self.link.on_pong(recv_ts)
+
+    def on_ping(self, now: float) -> None:
+        self.link.on_ping(now)
+
     def _health_problem(self, now: float) -> str:
+        dead = self.link.dead_reason(now)
+        if dead:
+            return dead  # a shadow's too: it must be alive when its window starts
         if not self.live:
             # A shadow stream's market has not started: it may legitimately be silent for long. Its data
             # age is judged from the moment it goes live (a frozen socket is then caught as usual).

@@ -129,6 +129,11 @@ class Relayer:
         tx.state = "STATE_MINED"
         log.info("relayer tx %s from %s mined: %s", tx.id, tx.verified.wallet, tx.effects)
 
+    def prune(self, before: float) -> None:
+        """Forget transactions that reached their outcome before `before` (bounded memory over days)."""
+        for tx_id in [i for i, tx in self.txs.items() if tx.executed_at is not None and tx.executed_at < before]:
+            del self.txs[tx_id]
+
     def _check_gas(self, tx: Tx, plan: list[tuple]) -> None:
         """A transaction whose calls need more gas than it may use reverts (out of gas), as on chain: a PROXY
         transaction is bounded by the gas limit its owner signed and by the relay hub's budget (~650k,

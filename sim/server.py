@@ -73,8 +73,10 @@ class Sim:
             market_options["resolve_delay_s"] = args.resolve_delay_s
         if args.script:
             market_options["script"] = load_script(args.script)
+        self.retain_s = args.retain_s
         self.markets = {name: SyntheticMarket(self.engine, calendar, args.seed, listed_ahead=args.listed_ahead,
-                                              **market_options) for name, calendar in self.calendars.items()}
+                                              retain_s=args.retain_s, **market_options)
+                        for name, calendar in self.calendars.items()}
         self.market = self.markets[self.series[0].name]
         self.keys = auth.ApiKeys(hashlib.sha256(f"polymm-sim:{args.seed}".encode()).digest())
         self.relayer = Relayer(self, hashlib.sha256(f"polymm-sim-relayer:{args.seed}".encode()).digest(),
@@ -97,7 +99,8 @@ class Sim:
         self.last_trade_side: dict[str, str] = {}
         self.associate_trades: dict[str, list[str]] = {}  # order id -> trade ids (real accounts only)
         self._funders: dict[str, dict[int, str]] = {}  # api key -> signature type -> maker address
-        self._winners: dict[str, str] = {}  # condition id -> winning token, kept after the engine forgets
+        self._winners: dict[str, str] = {}  # condition id -> winning token, kept after the engine forgets...
+        self._won_at: dict[str, float] = {}  # ...for retain_s after the resolution
         self._known_markets: set[str] = set()
         self._pending_failures: list[tuple[float, str]] = []
         self._level_seq = 0
@@ -233,12 +236,21 @@ class Sim:
             if spec.closed and spec.window_end < now - 3 * (spec.window_end - spec.window_start):
                 if spec.winning_token:
                     self._winners[spec.condition_id] = spec.winning_token
+                    self._won_at.setdefault(spec.condition_id, now)
                 self.engine.forget_market(spec.condition_id)
                 self._known_markets.discard(spec.condition_id)
                 for token in (spec.up_token, spec.down_token):
                     self.last_trade.pop(token, None)
                     self.last_trade_side.pop(token, None)
                     self._best_seen.pop(token, None)
+        # Everything kept per order, trade or market goes once it is older than retain_s (bounded per window).
+        old = now - self.retain_s
+        for cond in [c for c, at in self._won_at.items() if at < old]:
+            self._winners.pop(cond, None)
+            del self._won_at[cond]
+        for order_id in [o for o in self.associate_trades if self.engine.get_order(o) is None]:
+            del self.associate_trades[order_id]
+        self.relayer.prune(old)
 
     def _run_trade_failures(self, now: float) -> None:
         due = [tid for at, tid in self._pending_failures if at <= now]
@@ -294,6 +306,7 @@ class Sim:
                 self.market_ch.publish_to_asset(event.token_id, ws.tick_size_msg(event))
             elif isinstance(event, MarketResolved):
                 self._winners[event.market] = event.winning_token
+                self._won_at[event.market] = event.ts
                 spec = self.engine.market(event.market)
                 if spec is not None:
                     self.market_ch.publish_custom(ws.market_resolved_msg(spec, event.winning_token, event.ts))
@@ -353,7 +366,10 @@ class Sim:
 def request_log(sim: Sim):
     @web.middleware
     async def count(request: web.Request, handler):
-        key = f"{request.method} {request.path}"
+        # By route ("GET /data/order/{order_id}"), not by path: one counter per endpoint, not one per order id or
+        # market slug (a sim running for days must stay flat in memory).
+        route = request.match_info.route.resource
+        key = f"{request.method} {route.canonical if route is not None else request.path}"
         sim.requests[key] = sim.requests.get(key, 0) + 1
         return await handler(request)
     return count
@@ -539,6 +555,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="taker fee rate of new markets (GET /clob-markets fd.r, Gamma feeSchedule.rate; default 0.07)")
     p.add_argument("--fee-exponent", type=float, default=1.0,
                    help="taker fee exponent of new markets (fd.e, feeSchedule.exponent; default 1)")
+    p.add_argument("--retain-s", type=float, default=3600.0,
+                   help="finished orders, trades, resolved markets and relayer transactions are forgotten this long "
+                        "after they end (default 3600; a soak of short windows uses less)")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     problems = []

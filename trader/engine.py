@@ -77,6 +77,9 @@ EVENT_CHECK_S = 0.002
 WARM_EVERY_S = 0.001
 # Consecutive failed decisions after which the loop gives up (the service exits non-zero, systemd restarts it).
 MAX_FAILED_DECISIONS = 100
+# A rollover (the old window over, the next one's book not published yet) is logged at info level, and shown as a
+# note by mmctl status, for this long; longer, it is a warning (the feed's window overdue check says the same).
+ROTATION_GRACE_S = 10.0
 # Feed statuses under which the book in shm describes a live market we may trade.
 TRADABLE_FEED_STATUS = ("connected",)
 
@@ -99,6 +102,7 @@ class Command:
     error: str | None = None
     count: int | None = None  # orders cancelled by pause / cancel-all / flatten
     paused: bool | None = None  # the loop's pause state right after the command was applied
+    warnings: list[str] = field(default_factory=list)  # what the command could not do (it is then incomplete)
 
     def wait(self, timeout_s: float) -> bool:
         return self.done.wait(timeout_s)
@@ -125,6 +129,9 @@ class EngineStatus:
     decision_notes: tuple[str, ...] = ()  # warnings/notes from the pipeline, in words
     restarting: bool = False
     problem_since: float | None = None  # unix seconds the current problem started
+    # The window the trader trades has ended and the feed has not published the next one's book yet: a rollover
+    # in progress, not a fault (for the first ROTATION_GRACE_S); the unix second the old window ended, else None.
+    rotating_since: float | None = None
 
 
 # ---- pure helpers ----------------------------------------------------------------------------------
@@ -135,14 +142,37 @@ def _num(x: float) -> float:
     return float(x) if x is not None else math.nan
 
 
+def feed_dead(snap, *, now: float, stale_feed_ms: float, quiet_feed_ms: float) -> str | None:
+    """Why the feed must not be traded on, in words, or None while it is alive. Judged from liveness, never from
+    the age of the last book change (a quiet market is not a dead feed, issue 27): the feed's status, its
+    heartbeat (the process, within `stale_feed_ms`), its market socket (shm LINK: connected, and some frame, a PONG
+    at least, within its ping interval + PONG timeout) and whether that live socket still carries market data
+    (within `quiet_feed_ms`, else it is taken for frozen)."""
+    if snap.status not in TRADABLE_FEED_STATUS:
+        return f"feed status is {snap.status}"
+    hb = snap.heartbeat_age_s(now) * 1000.0
+    if hb > stale_feed_ms:
+        return f"feed heartbeat {hb / 1000:.1f} s old (stale after {stale_feed_ms / 1000:.1f} s)"
+    link = getattr(snap, "link", None)
+    if link is None:  # a snapshot without the LINK block (a test's stand-in): the heartbeat is all there is
+        return None
+    dead = link.dead_reason(now)
+    if dead:
+        return f"feed dead: {dead}"
+    frozen = link.frozen_reason(now, quiet_feed_ms / 1000.0)
+    if frozen:
+        return f"feed frozen: {frozen} (risk.quiet_feed_ms)"
+    return None
+
+
 def market_view(snap, *, now: float, stale_feed_ms: float, accepting_orders: bool = True,
                 fair: FairValue | None = None, stale_ref_ms: float = 5000.0, fee=None,
-                reference: str = "chainlink") -> MarketView:
+                quiet_feed_ms: float = 15000.0, reference: str = "chainlink") -> MarketView:
     """The strategies' view of one shm snapshot. `fee`: the market's FeeSchedule as the execution core read it
     from the exchange (rate and exponent); without one, the rate the feed published with exponent 1.
 
-    `fresh` = the feed is alive (status connected, heartbeat recent) AND its data is recent: the socket can
-    freeze silently while the feed process still beats, so data age matters as much as the heartbeat.
+    `fresh` = the feed is alive (`feed_dead`): status connected, heartbeat recent, its market socket answering and
+    not frozen. The book's own age is shown (`age_ms`) but a quiet book keeps the resting orders.
     `fair`: the trader's fair value (trader/decision/fair_value.py) from the snapshot's reference price (REF block)
     of the series' resolution source (`reference`: "chainlink" for the 5- and 15-minute series, "binance" for the
     hourly ones, which resolve on Binance's 1-hour candle; the feed takes the window's opening from the same source).
@@ -158,12 +188,7 @@ def market_view(snap, *, now: float, stale_feed_ms: float, accepting_orders: boo
         if fair is not None:
             fair_up = fair.fair_up(btc, price_ts, btc_open, now, float(snap.market.window_end), stale_ref_ms / 1000.0)
     age_ms = snap.data_age_s(now) * 1000.0
-    heartbeat_ms = snap.heartbeat_age_s(now) * 1000.0
-    fresh = (
-        snap.status in TRADABLE_FEED_STATUS
-        and heartbeat_ms <= stale_feed_ms
-        and age_ms <= stale_feed_ms
-    )
+    dead = feed_dead(snap, now=now, stale_feed_ms=stale_feed_ms, quiet_feed_ms=quiet_feed_ms)
     market = snap.market
     return MarketView(
         market=market,
@@ -178,7 +203,8 @@ def market_view(snap, *, now: float, stale_feed_ms: float, accepting_orders: boo
         down_ask=_num(snap.down.ask),
         down_ask_size=_num(snap.down.ask_size),
         age_ms=age_ms,
-        fresh=fresh,
+        fresh=dead is None,
+        stale_reason=dead or "",
         crossed=bool(snap.crossed),
         accepting_orders=accepting_orders and now < market.window_end,
         fair_up=fair_up,
@@ -188,16 +214,11 @@ def market_view(snap, *, now: float, stale_feed_ms: float, accepting_orders: boo
     )
 
 
-def feed_problem(snap, *, now: float, stale_feed_ms: float) -> str | None:
-    """Why this snapshot must not be traded on, in words; None when it is fine."""
-    if snap.status not in TRADABLE_FEED_STATUS:
-        return f"feed status is {snap.status}"
-    hb = snap.heartbeat_age_s(now) * 1000.0
-    if hb > stale_feed_ms:
-        return f"feed heartbeat {hb / 1000:.1f} s old (stale after {stale_feed_ms / 1000:.1f} s)"
-    age = snap.data_age_s(now) * 1000.0
-    if age > stale_feed_ms:
-        return f"book data {age / 1000:.1f} s old (stale after {stale_feed_ms / 1000:.1f} s)"
+def feed_problem(snap, *, now: float, stale_feed_ms: float, quiet_feed_ms: float = 15000.0) -> str | None:
+    """Why this snapshot must not be traded on, in words; None when it is fine (a quiet book is fine)."""
+    dead = feed_dead(snap, now=now, stale_feed_ms=stale_feed_ms, quiet_feed_ms=quiet_feed_ms)
+    if dead is not None:
+        return dead
     if snap.crossed:
         return "book crossed"
     return None
@@ -295,6 +316,7 @@ class Engine:
         self._problem: str | None = None
         self._problem_since: float | None = None
         self._cancelled_for_problem = False
+        self._rollover_warned = False
         self._notes: tuple[str, ...] = ()
         self._decided_at = 0.0
         self.tick_publish_ts: float | None = None
@@ -506,6 +528,7 @@ class Engine:
             if probe is not None:
                 probe.mark("fee")
             view = market_view(snap, now=now, stale_feed_ms=stale_ms, fair=self.fair,
+                               quiet_feed_ms=float(self.config.risk.quiet_feed_ms),
                                stale_ref_ms=float(self.config.risk.stale_ref_ms), fee=fee,
                                reference=self.reference_source)
             if probe is not None:
@@ -586,7 +609,7 @@ class Engine:
             )
         if now >= self.market.window_end:
             return f"window {window_words(self.market.window_start, self.market.window_end)} has ended; waiting for the feed to rotate"
-        return feed_problem(snap, now=now, stale_feed_ms=stale_ms)
+        return feed_problem(snap, now=now, stale_feed_ms=stale_ms, quiet_feed_ms=float(self.config.risk.quiet_feed_ms))
 
     def _refuse(self, problem: str, now: float) -> None:
         """No book for our market: cancel what we have working once, then wait."""
@@ -598,12 +621,22 @@ class Engine:
                 self.core.cancel_all(reason=problem)
 
     def _set_problem(self, problem: str | None, now: float) -> None:
+        # The old window over and the next one's book not out yet is a rollover, said at info level; it becomes a
+        # warning only once it outlasts the grace (a slow rotation is worth a look, one per window is not).
+        rollover = problem is not None and self.market is not None and now >= self.market.window_end
         if _problem_kind(problem) != _problem_kind(self._problem):
             if problem is None:
                 log.info("trading again (was: %s)", self._problem)
+            elif rollover:
+                log.info("rollover: %s", problem)
             else:
                 log.warning("not trading normally: %s", problem)
             self._problem_since = now if problem else None
+            self._rollover_warned = False
+        elif rollover and not self._rollover_warned and now - self.market.window_end > ROTATION_GRACE_S:
+            self._rollover_warned = True
+            log.warning("not trading normally: %s (for %.1f s since the window ended)", problem,
+                        now - self.market.window_end)
         self._problem = problem
         if problem is None or problem.startswith(("feed", "book")):
             self._cancelled_for_problem = False
@@ -708,6 +741,7 @@ class Engine:
         reads = self._reads()
         fee = reads[0].fee if reads is not None and reads[0].condition_id == snap.market.condition_id else None
         view = market_view(snap, now=now, stale_feed_ms=stale_ms, fair=self.fair,
+                           quiet_feed_ms=float(self.config.risk.quiet_feed_ms),
                            stale_ref_ms=float(self.config.risk.stale_ref_ms), fee=fee,
                            reference=self.reference_source)
         self._think(view, now, snap, reads, None)
@@ -810,10 +844,10 @@ class Engine:
             self.config = self._config_source() if self._config_source is not None else cmd.payload
             return "applied"
         if kind == "restart":
-            return self._restart()
+            return self._restart(cmd)
         raise ValueError(f"unknown command {kind!r}")
 
-    def _restart(self) -> str:
+    def _restart(self, cmd: Command | None = None) -> str:
         """In-process restart: cancel, reconnect, reconcile, re-read config. Paused/flatten, the strategies'
         window state and the core's fill store survive (a restart never doubles a position)."""
         log.warning("in-process restart: cancelling orders, reconnecting, reconciling, re-reading config")
@@ -825,7 +859,10 @@ class Engine:
                 self.config = self._config_source() if self._config_source is not None else new
                 notes.append("config re-read")
             except Exception as exc:  # keep the old config: a broken file must not stop trading
-                notes.append(f"config NOT re-read, old config kept: {exc}")
+                words = f"config NOT re-read, old config kept: {getattr(exc, 'message', None) or exc}"
+                notes.append(words)
+                if cmd is not None:
+                    cmd.warnings.append(words)
                 log.error("restart: config re-read failed, old config kept: %s", exc)
         if self._reconnect_reader is not None:
             self.reader = self._reconnect_reader()
@@ -848,12 +885,14 @@ class Engine:
         elif self.paused:
             state = "paused"
         elif self._problem is not None:
-            state = "stale_feed" if self._problem.startswith(("feed", "book data")) else (
+            state = "stale_feed" if self._problem.startswith("feed") else (
                 "crossed_book" if self._problem.startswith("book crossed") else "waiting_for_feed")
         else:
             state = "running"
+        rotating = self._problem is not None and self.market is not None and now >= self.market.window_end
         self.status = EngineStatus(
             state=state, paused=self.paused, flattening=self.flattening, market=self.market, market_view=view,
             problem=self._problem, decisions=self._decisions, last_decision_at=now, last_actions=actions,
             config=self.config, decision_notes=self._notes, problem_since=self._problem_since,
+            rotating_since=float(self.market.window_end) if rotating else None,
         )

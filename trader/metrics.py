@@ -65,11 +65,13 @@ NAMES = (
     "polymm_trader_redeem_failing_usd",
     # paper or live (issue 13)
     "polymm_trader_mode",
+    # the config file still loads (issue 27)
+    "polymm_trader_config_loads",
 )
 
 # mmctl status's state words (ctl/protocol.py StatusReply.state); one series each.
-STATES = ("starting", "running", "paused", "stale_feed", "exchange_restarting", "cancel_only", "post_only",
-          "rate_limited", "closed_only", "restarting", "stopping")
+STATES = ("starting", "running", "rotating", "paused", "stale_feed", "exchange_restarting", "cancel_only",
+          "post_only", "rate_limited", "closed_only", "restarting", "stopping")
 # What the exchange lets us do (trader/model.py ExchangeMode): 425 -> exchange_restarting, then post_only;
 # 503 -> cancel_only; 429 -> rate_limited; an account limited to closing -> closed_only.
 EXCHANGE_STATES = ("normal", "exchange_restarting", "post_only", "cancel_only", "rate_limited", "closed_only")
@@ -222,6 +224,9 @@ def families(snap: TraderSnapshot) -> list:
     ]
     if st.balance_usd is not None:
         out.append(_gauge("polymm_trader_balance_usd", "Collateral available on the exchange", st.balance_usd))
+    out.append(_gauge("polymm_trader_config_loads", "0 while the config file (with the overrides) does not load: the "
+                      "trader runs on the config it last loaded and a restart would fail (mmctl status says why)",
+                      0 if getattr(st, "config_error", None) else 1))
     if snap.drawdown_alert_usd is not None:
         out.append(_gauge("polymm_trader_pnl_drawdown_alert_usd",
                           "Alert when net P&L falls this far below its high of the last hour (config)",
@@ -247,7 +252,7 @@ def families(snap: TraderSnapshot) -> list:
                           1 if getattr(snap.exchange, "user_stream_connected", False) else 0))
 
     for name, doc, value in (
-        ("polymm_trader_open_value_usd", "Positions of unresolved markets at their current price (Data API)",
+        ("polymm_trader_open_value_usd", "Our positions: the current window's at the best bid, those awaiting resolution at cost",
          getattr(st, "open_value_usd", None)),
         ("polymm_trader_awaiting_redemption_usd", "Won, not yet redeemed: shares x 1 pUSD",
          getattr(st, "awaiting_redemption_usd", None)),

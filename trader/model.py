@@ -187,8 +187,10 @@ class MarketView:
     down_bid_size: float
     down_ask: float
     down_ask_size: float
-    age_ms: float  # since the feed's last data for this market
-    fresh: bool  # feed alive and data younger than risk.stale_feed_ms
+    age_ms: float  # since the feed's last book change for this market (a quiet book grows old: not stale by itself)
+    # The feed may be traded on: alive (status connected, heartbeat within risk.stale_feed_ms, its market socket
+    # answering) and not frozen (market data within risk.quiet_feed_ms). A quiet book is fresh.
+    fresh: bool
     crossed: bool = False
     accepting_orders: bool = True
     fee_exponent: float = 1.0  # with fee_rate: the market's taker fee schedule
@@ -198,6 +200,7 @@ class MarketView:
     btc: float = float("nan")  # Chainlink BTC/USD
     btc_age_ms: float = float("inf")  # by the price's own timestamp
     btc_open: float = float("nan")  # the window's opening price (NaN: unknown)
+    stale_reason: str = ""  # why not fresh, in words ("" when fresh)
 
     def fair(self, leg: Leg) -> float:
         """The leg's fair value (NaN when unknown): Down wins exactly when Up does not."""

@@ -36,7 +36,7 @@ import threading
 import time
 from pathlib import Path
 
-from polymm import env, logs
+from polymm import env, logs, memory
 from polymm import series as series_mod
 from polymm.notify import Notifier
 from polymm.signals import Signals
@@ -235,11 +235,11 @@ def build_core(cfg, state_dir: Path, shm_name: str | None = None, **kw):
     from polymm.trader.venue import gateway
 
     if cfg.mode == "paper":
-        from polymm.trader.paper.exchange import PaperExchange
+        from polymm.trader.paper.exchange import PaperExchange, paper_address
         from polymm.trader.paper.gateway import PaperGateway, paper_user_stream
 
         exchange = PaperExchange(shm_name or env.DEFAULT_SHM, cfg, balance_usd=cfg.paper.balance_usd,
-                                 latency_s=cfg.fill_model.latency_ms / 1000.0)
+                                 latency_s=cfg.fill_model.latency_ms / 1000.0, address=paper_address(state_dir))
         return execution.ExecutionCore(PaperGateway(exchange, cfg.endpoints.clob_url), ws_user_url=PAPER_USER_URL, state_dir=state_dir,
                                        heartbeat=cfg.risk.heartbeat, user_stream=paper_user_stream(exchange), **kw)
 
@@ -398,7 +398,11 @@ class TraderService:
             self.paper_resolutions.start()
         from polymm.trader.execution.balance import BalanceWatcher
 
-        self.balance = BalanceWatcher(self.core.gateway)
+        # Cash moves with our fills at once (the core's cash book); every poll puts it right (the exchange wins).
+        # Several series on one wallet: the others' fills and redemptions move the same pUSD; each publishes how
+        # many cash moves it counted, and a comparison across one of theirs is in doubt (cash.py).
+        self.wallet.cash_moves = self.core.cash_moves
+        self.balance = BalanceWatcher(self.core.gateway, book=self.core, others=self.wallet.others_cash_moves)
         self.balance.start()
         if self.mode != "paper":  # the paper exchange pays resolutions itself: there is nothing on-chain to redeem
             from polymm.trader.redeem.service import build_redeemer
@@ -406,6 +410,7 @@ class TraderService:
             self.redeemer = build_redeemer(cfg.redeem, funder=self.core.gateway.funder,
                                            signature_type=self.core.gateway.signature_type, state_dir=self.state_dir,
                                            ledger=self.ledger)
+            self.redeemer.on_cash_moved = self._redeemed  # a redemption paid pUSD: count it, ask the exchange
             self.redeemer.active = lambda: self.wallet.leader  # one redeemer per wallet: the leader's
             self.redeemer.start()
         self.engine.cash = lambda: self.balance.balance_usd  # risk spends no more than the wallet's pUSD
@@ -427,6 +432,10 @@ class TraderService:
         summary = self._summary()
         log.info("ready: %s; control socket %s", summary, args.socket)
         self.notifier.ready(summary)
+
+    def _redeemed(self, usd: float) -> None:
+        self.core.cash_external(usd)
+        self.balance.poll_soon()
 
     def _wallet(self, series):
         """The coordinator of this wallet's series (trader/wallet/): opened before the execution core starts, so its
@@ -603,6 +612,7 @@ def _is_exchange_error(exc: Exception) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    memory.limit_arenas()  # before any thread: a flat native heap over weeks (polymm/memory.py)
     logs.setup("polymm.trader", args.log_level)
     # systemd's watchdog kills a hung trader with SIGABRT: the journal then gets every thread's traceback.
     faulthandler.enable()

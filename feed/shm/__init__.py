@@ -5,7 +5,8 @@ One POSIX shared-memory object (``/dev/shm/<name>``, default ``poly_tob_shm``) h
 
     HEADER   constants (magic, layout version, sizes, ``depth_levels`` N), then a seqlock word, then the
              seqlocked state: writer pid/start, heartbeat, status, market identity, counters and the latest
-             top of book of both legs (``LEG`` twice); then ``REF``, the BTC reference prices (see layout.REF).
+             top of book of both legs (``LEG`` twice); then ``REF``, the BTC reference prices (see layout.REF);
+             then (since version 4) ``LINK``, the current window's market socket's liveness (see below).
     DEPTH    (since version 2; still inside the seqlock; version 3 added REF to the header) the top N levels
              of each side of both legs, N prices then
              N sizes per side, best first, NaN past the book's last level (``depth_dtype(N)``; N is
@@ -45,6 +46,18 @@ layout is unchanged: ``features`` was padding, zero in older segments). ``Reader
 when the owning writer sets the bit and falls back to spin-then-sleep polling otherwise (older writer,
 futex unavailable or filtered by seccomp). A writer that cannot issue the wake clears the bit.
 
+Liveness (version 4). Two signs of life, from two places: ``heartbeat`` is the feed process's loop (refreshed
+5 times a second even when nothing happens: a stale heartbeat is a hung or dead feed), and ``LINK`` is the
+current window's market WebSocket as the feed sees it: connected or not, when the last frame of any kind came
+(market data or the PONG to the PING the feed sends every ``ping_interval_s``), the last market data, the last
+PONG and PING, and the feed's own limits (``pong_timeout_s``: a PING unanswered this long and the feed gives the
+socket up; ``stale_after_s``: no market data this long on a live socket and the feed takes it for frozen and
+reconnects). A book that does not change is therefore not a dead feed: readers judge with ``layout.Link``
+(``dead_reason``: not connected, or no frame at all for ``ping_interval_s + pong_timeout_s``; ``frozen_reason``:
+PONGs but no data beyond a limit) and with the heartbeat, never with the age of the last book change. The feed
+writes LINK with each heartbeat (no sequence number, no wake-up), for the stream publishing the current window;
+while it has none (starting, between windows without a successor) LINK says not connected.
+
 Readers attach read-only (``O_RDONLY`` + ``PROT_READ``), never unlink, and never touch Python's
 ``resource_tracker``. ``multiprocessing.shared_memory.SharedMemory`` on Python 3.11 would (a) open the
 object read-write, which a member of the service group with read-only access cannot do, and (b) register
@@ -54,15 +67,15 @@ tracker immediately for the same reason.
 """
 from polymm.feed.shm import futex, layout, reader, writer  # noqa: F401 - the parts, by name for tests and tooling
 from polymm.feed.shm.layout import (DEFAULT_DEPTH, DEFAULT_NAME, DEFAULT_RING_CAPACITY, DEPTH, FEATURE_FUTEX_WAKE,
-                                    HEADER, LEG, MAGIC, MAX_DEPTH, OPEN_STATUSES, REF, RING_ENTRY, STATUS_CODE,
+                                    HEADER, LEG, LINK, MAGIC, MAX_DEPTH, OPEN_STATUSES, REF, RING_ENTRY, STATUS_CODE,
                                     STATUSES, SUPPORTED_VERSIONS, TOP, VERSION, Geometry, LayoutError, Leg, Reference,
-                                    ShmMissing, Snapshot, Update, WriterConflict, depth_dtype, geometry,
+                                    ShmMissing, Snapshot, Update, WriterConflict, depth_dtype, geometry, Link,
                                     ring_entry_dtype, segment_size)
 from polymm.feed.shm.reader import Reader
 from polymm.feed.shm.writer import Writer, unlink
 
 __all__ = ["DEFAULT_DEPTH", "DEFAULT_NAME", "DEFAULT_RING_CAPACITY", "DEPTH", "FEATURE_FUTEX_WAKE", "Geometry",
-           "HEADER", "LEG", "MAGIC", "MAX_DEPTH", "OPEN_STATUSES", "REF", "RING_ENTRY", "Reference", "depth_dtype",
+           "HEADER", "LEG", "LINK", "Link", "MAGIC", "MAX_DEPTH", "OPEN_STATUSES", "REF", "RING_ENTRY", "Reference", "depth_dtype",
            "geometry", "ring_entry_dtype",
            "STATUS_CODE", "STATUSES", "SUPPORTED_VERSIONS", "TOP", "VERSION", "LayoutError", "Leg", "Reader",
            "ShmMissing", "Snapshot", "Update", "Writer", "WriterConflict", "segment_size", "unlink"]

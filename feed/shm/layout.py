@@ -14,7 +14,10 @@ from polymm import env
 from polymm.feed.market import MarketIdentity
 
 MAGIC = int.from_bytes(b"POLYMMTB", "little")  # "POLYMM top of book"
-VERSION = 3  # 2: the DEPTH block and `depth_levels`; 3: the reference-price block (REF) after TOP. 1: top of book only
+# 2: the DEPTH block and `depth_levels`; 3: the reference-price block (REF) after TOP; 4: the market socket's
+# liveness (LINK) after REF. 1: top of book only
+VERSION = 4
+VERSION_ADDED = {2: "depth", 3: "the BTC reference prices", 4: "the market socket's liveness"}
 SUPPORTED_VERSIONS = (VERSION,)
 DEFAULT_NAME = env.DEFAULT_SHM
 DEFAULT_RING_CAPACITY = 4096  # ~ 7 minutes at 10 updates/s; 4096 * 840 B = 3.4 MiB with 10 levels
@@ -82,6 +85,28 @@ REF = np.dtype(
     ]
 )
 
+# ---- issue 27: the market WebSocket's liveness (feed/liveness.py), so readers tell a dead feed from a quiet market.
+# Written by the feed's loop with every heartbeat (5 times a second), for the stream that publishes the current
+# window; seqlocked with the header, no sequence number, no wake-up. Times are the feed's local time.time().
+# Readers judge with `Link` below: dead = not connected, or no frame at all (not even a PONG) for longer than
+# ping_interval_s + pong_timeout_s; frozen = connected and PONGs coming, but no market data for stale_after_s.
+LINK = np.dtype(
+    [
+        ("connected", "<u4"),  # 1 while the current window's market socket is connected and subscribed
+        ("_pad1", "<u4"),
+        ("serving_since", "<f8"),  # since when it serves this window: its connection, or the window's start for a
+        #                            socket opened ahead of the window (ages below count from here); NaN: none
+        ("last_frame", "<f8"),  # the last frame of any kind received on it (market data or PONG); NaN: none yet
+        ("last_data", "<f8"),  # the last market-data frame, whether or not it moved the book; NaN: none yet
+        ("last_pong", "<f8"),  # the last PONG; NaN: none yet
+        ("last_ping", "<f8"),  # the last PING the feed sent
+        ("ping_interval_s", "<f8"),  # the feed PINGs this often: a quiet but live socket shows a frame this often
+        ("pong_timeout_s", "<f8"),  # a PING unanswered this long and the feed gives the socket up (reconnects)
+        ("stale_after_s", "<f8"),  # no market data this long on a live socket: frozen (the feed reconnects)
+        ("frames", "<u8"),  # frames received on that socket since the stream started
+    ]
+)
+
 HEADER = np.dtype(
     [
         # ---- constants, written before `magic` on creation and never changed afterwards
@@ -114,6 +139,8 @@ HEADER = np.dtype(
         ("top", TOP),
         # ---- the BTC reference prices (issue 16)
         ("ref", REF),
+        # ---- the market socket's liveness (issue 27)
+        ("link", LINK),
     ]
 )
 
@@ -205,6 +232,67 @@ class Reference:
         return self.open_price
 
 
+def _age(now: float, *times: float) -> float:
+    """Seconds since the latest of `times` (NaN ones ignored); inf when none is known."""
+    known = [t for t in times if t == t]
+    return now - max(known) if known else math.inf
+
+
+@dataclass(frozen=True)
+class Link:
+    """The LINK block: the current window's market socket as the feed last saw it (see LINK)."""
+
+    connected: bool
+    serving_since: float
+    last_frame: float
+    last_data: float
+    last_pong: float
+    last_ping: float
+    ping_interval_s: float
+    pong_timeout_s: float
+    stale_after_s: float
+    frames: int
+
+    def frame_age_s(self, now: float) -> float:
+        """Since the last frame of any kind, counting the start of service (connection, window start) as one."""
+        return _age(now, self.last_frame, self.serving_since)
+
+    def data_age_s(self, now: float) -> float:
+        """Since the last market data, counting the start of service as one (a socket opened ahead of a window that
+        was quiet before it opened, or a new connection whose snapshot is due, is not frozen at once)."""
+        return _age(now, self.last_data, self.serving_since)
+
+    @property
+    def silent_limit_s(self) -> float:
+        """A live socket shows a frame at least this often (PING interval + PONG timeout)."""
+        return self.ping_interval_s + self.pong_timeout_s
+
+    def dead_reason(self, now: float) -> str:
+        """Why the socket is dead, in words; "" while it is alive (a quiet market is alive)."""
+        if not self.connected:
+            return "the feed's market socket is not connected"
+        age = self.frame_age_s(now)
+        if age > self.silent_limit_s:
+            return (f"the feed's market socket is silent: no frame for {age:.1f} s, not even a PONG (a live one "
+                    f"answers the feed's PING every {self.ping_interval_s:g} s)")
+        return ""
+
+    def frozen_reason(self, now: float, limit_s: float | None = None) -> str:
+        """Why the live socket looks frozen (PONGs, but no market data for `limit_s`, default the feed's own
+        stale_after_s); "" otherwise."""
+        limit = self.stale_after_s if limit_s is None else limit_s
+        if not self.connected:
+            return ""
+        age = self.data_age_s(now)
+        if age > limit:
+            return f"no market data for {age:.1f} s on a live socket (frozen? limit {limit:g} s)"
+        return ""
+
+
+def _link_of(v) -> Link:
+    return Link(bool(v[0]), v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9])
+
+
 def _reference_of(v) -> Reference:
     return Reference(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8],
                      OPEN_STATUSES[v[9]] if 0 <= v[9] < len(OPEN_STATUSES) else "", bool(v[10]), v[11], v[12])
@@ -231,6 +319,7 @@ class Snapshot:
     up: Leg
     down: Leg
     ref: Reference | None = None  # the BTC reference prices (issue 16)
+    link: Link | None = None  # the market socket's liveness (issue 27)
     depth_levels: int = 0  # N of the DEPTH block: up.bids etc. hold at most N levels (0: top of book only)
 
     def heartbeat_age_s(self, now: float | None = None) -> float:
@@ -311,7 +400,8 @@ _STATE, _STATE_OFF, _STATE_NAMES = _packer(HEADER, "writer_pid", "top.down.seq")
 _STATE_END = _STATE_OFF + _STATE.size
 _TOP_OFF = HEADER.fields["top"][1]
 _REF, _REF_OFF, _ = _packer(HEADER, "ref.chainlink", "ref.ref_updates")
-_SEQLOCKED_END = _REF_OFF + _REF.size  # what a reader copies under the seqlock: _STATE then _REF
+_LINK, _LINK_OFF, _ = _packer(HEADER, "link.connected", "link.frames")
+_SEQLOCKED_END = _LINK_OFF + _LINK.size  # what a reader copies under the seqlock: _STATE, _REF, _LINK
 _SEQ_OFF = _TOP_OFF + TOP.fields["seq"][1]
 _STATUS_OFF = _TOP_OFF + TOP.fields["status"][1]
 _TOP, _, _ = _packer(TOP, "seq", "down.seq")  # TOP in one pack (25 values)
@@ -323,12 +413,14 @@ _OWNER, _OWNER_OFF, _ = _packer(HEADER, "writer_pid", "writer_start")
 _ENTRY_TOP = _TOP  # a ring entry starts with TOP, byte for byte as in the header
 _DEPTH_OFF = HEADER.itemsize  # the DEPTH block follows HEADER
 
-assert _TOP_OFF + TOP.itemsize == _STATE_END == _REF_OFF and _SEQLOCKED_END == HEADER.itemsize  # TOP, then REF
+assert _TOP_OFF + TOP.itemsize == _STATE_END == _REF_OFF  # TOP, then REF
+assert _REF_OFF + _REF.size == _LINK_OFF and _SEQLOCKED_END == HEADER.itemsize  # then LINK, the header's end
 assert HEADER.itemsize % 8 == 0  # DEPTH follows HEADER, 8-byte aligned
 assert _TOP.size == TOP.itemsize and _DOWN_OFF == _UP_OFF + LEG.itemsize
 
 _NAN_LEG = (math.nan,) * 8 + (0,)
 _NAN_PRICES = (math.nan,) * 6  # the REF block's six price fields, before any price
+_LINK_NONE = (0,) + (math.nan,) * 8 + (0,)  # the LINK block with no stream (starting, no market)
 
 FEATURE_FUTEX_WAKE = 1  # `features` bit: the writer FUTEX_WAKEs the seq word after every new sequence number
 

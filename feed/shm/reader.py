@@ -12,7 +12,8 @@ import time
 from polymm.feed.shm.layout import (DEFAULT_NAME, FEATURE_FUTEX_WAKE, HEADER, MAX_DEPTH, TOP, LayoutError, Leg, MAGIC,
                                    STATUSES, STATUS_CODE, SUPPORTED_VERSIONS, ShmMissing, Snapshot, Update, _DEPTH_OFF,
                                    _ENTRY_TOP, _FEATURES_OFF, _HDR_CONST, _LOCK_OFF, _NAN_LEG, _N_LEG, _SEQ_OFF, _STATE,
-                                   _REF, _REF_OFF, _reference_of, Reference,
+                                   _REF, _REF_OFF, _reference_of, Reference, _LINK, _LINK_OFF, _link_of,
+                                   VERSION_ADDED,
                                    _STATE_END, _STATE_OFF, _STATUS_OFF, _U32, _U64, geometry, _pid_alive, _shm_path)
 from polymm.feed.market import MarketIdentity
 from polymm.feed.shm import futex
@@ -41,11 +42,27 @@ def _status_name(code: int) -> str:
     return STATUSES[code] if 0 < code < len(STATUSES) else f"unknown({code})"
 
 
+def layout_refusal(name: str, version: int, header_size: int) -> str:
+    """Why a reader refuses a segment's layout version, in words: which side is older and what to upgrade."""
+    known = ", ".join(map(str, SUPPORTED_VERSIONS))
+    text = (f"shared memory {name!r} has layout version {version} (header {header_size} B); this program reads "
+            f"version {known} (header {HEADER.itemsize} B)")
+    if version > max(SUPPORTED_VERSIONS):
+        return text + ": the feed is newer than this program; upgrade polymm here (both services of a host upgrade together)"
+    added = [f"{v}: {VERSION_ADDED[v]}" for v in sorted(VERSION_ADDED) if version < v <= max(SUPPORTED_VERSIONS)]
+    return (text + ": the running polymm-feed is older than this program; restart it from the upgraded install (it "
+            f"replaces the segment){' - versions since added ' + '; '.join(added) if added else ''}")
+
+
 class Reader:
     """Read-only view of the segment (trader, mmctl, recorder). Not thread-safe; one per thread."""
 
-    def __init__(self, name: str = DEFAULT_NAME, wait_s: float = 0.0) -> None:
+    def __init__(self, name: str = DEFAULT_NAME, wait_s: float = 0.0, *, populate: bool = False) -> None:
+        """`populate`: map every page of the segment at once (MAP_POPULATE), for a reader that follows the ring (the
+        recorder, the feed's metrics): its RSS is then flat from the start instead of creeping by one page per ring
+        entry during the first lap. Readers of the header alone (trader, mmctl) leave it off."""
         self.name = name.lstrip("/")
+        self._populate = mmap.MAP_POPULATE if populate and hasattr(mmap, "MAP_POPULATE") else 0
         self._mm: mmap.mmap | None = None
         self._buf: memoryview | None = None
         self._market_key: tuple | None = None
@@ -72,7 +89,7 @@ class Reader:
             st = os.fstat(fd)
             if st.st_size < HEADER.itemsize:
                 raise ShmMissing(f"shared memory {self.name!r} exists but is not initialised yet")
-            mm = mmap.mmap(fd, st.st_size, mmap.MAP_SHARED, mmap.PROT_READ)
+            mm = mmap.mmap(fd, st.st_size, mmap.MAP_SHARED | self._populate, mmap.PROT_READ)
         finally:
             os.close(fd)
         magic, version, hsize, roff, cap, esize, _features, levels = _HDR_CONST.unpack_from(mm, 0)
@@ -87,11 +104,7 @@ class Reader:
             )
         if version not in SUPPORTED_VERSIONS or hsize != HEADER.itemsize:
             mm.close()
-            raise LayoutError(
-                f"shared memory {self.name!r} has layout version {version} (header {hsize} B); this code supports "
-                f"version(s) {', '.join(map(str, SUPPORTED_VERSIONS))} (header {HEADER.itemsize} B): "
-                f"upgrade the reader or the feed"
-            )
+            raise LayoutError(layout_refusal(self.name, version, hsize))
         g = geometry(levels) if levels <= MAX_DEPTH else None
         if g is None or esize != g.entry_size or roff < g.state_end:
             mm.close()
@@ -150,9 +163,10 @@ class Reader:
             return self._dead_writer_snapshot()
         v = _STATE.unpack_from(raw)
         return self._snapshot_from(v, self._geometry.unpack(raw, _DEPTH_OFF - _STATE_OFF),
-                                   _reference_of(_REF.unpack_from(raw, _REF_OFF - _STATE_OFF)))
+                                   _reference_of(_REF.unpack_from(raw, _REF_OFF - _STATE_OFF)),
+                                   _link_of(_LINK.unpack_from(raw, _LINK_OFF - _STATE_OFF)))
 
-    def _snapshot_from(self, v, depth=((), (), (), ()), ref: Reference | None = None) -> Snapshot:
+    def _snapshot_from(self, v, depth=((), (), (), ()), ref: Reference | None = None, link=None) -> Snapshot:
         # v follows _STATE_NAMES: writer_pid, writer_start, heartbeat, updates_per_s, reconnects, window_end,
         # min_order_size, fee_rate, condition_id, up_token, down_token, then TOP: seq, window_start, status,
         # crossed, tick_size, updates_total, disagreements, up (9), down (9).
@@ -177,6 +191,7 @@ class Reader:
             up=_leg_of(v[18 : 18 + _N_LEG], depth[0], depth[1]),
             down=_leg_of(v[18 + _N_LEG : 18 + 2 * _N_LEG], depth[2], depth[3]),
             ref=ref,
+            link=link,
         )
         return snap
 
@@ -269,18 +284,20 @@ class Reader:
             if seq != last_seq:
                 return seq
 
-    def updates_since(self, seq: int) -> list[Update]:
+    def updates_since(self, seq: int, limit: int | None = None) -> list[Update]:
         """Every ring entry with a sequence number > `seq`, oldest first (what is still in the ring).
 
         The range is copied three times: guard 2 (`seq_end`) is taken from the first copy, the body from
         the second, guard 1 (`top.seq`) from the third. The writer stores guard 1, body, guard 2 in that
         order, so an entry whose two guards both equal its expected sequence was complete before the body
         was copied and not yet overwritten after it. Entries overwritten by a newer lap are dropped; the
-        result is contiguous and ends at the newest complete entry."""
+        result is contiguous and ends at the newest complete entry (or after `limit` entries)."""
         self._reattach_if_replaced()
         newest = self.seq()
         cap = self._cap
         first = max(seq + 1, newest - cap + 1, 1)
+        if limit is not None:  # the oldest `limit` of them: a caller far behind reads the ring in slices
+            newest = min(newest, first + max(1, limit) - 1)
         if first > newest:
             return []
         copy1 = self._ring_range(first, newest)

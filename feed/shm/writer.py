@@ -15,6 +15,7 @@ from multiprocessing import shared_memory
 from polymm.feed.shm.layout import (DEFAULT_DEPTH, DEFAULT_NAME, DEFAULT_RING_CAPACITY, FEATURE_FUTEX_WAKE, HEADER,
                                    MAGIC, OPEN_STATUS_CODE, STATUSES, STATUS_CODE, VERSION, Reference, WriterConflict,
                                    geometry, segment_size, _NAN_PRICES, _REF, _REF_OFF, _reference_of,
+                                   _LINK, _LINK_NONE, _LINK_OFF,
                                    _DEPTH_OFF, _FEATURES_OFF, _HDR_CONST, _LIVE, _LIVE_OFF, _LOCK_OFF, _MARKET,
                                    _MARKET_OFF, _NAN_TOP, _OWNER, _OWNER_OFF, _SEQ_OFF, _TOP, _TOP_OFF, _U32, _U64,
                                    _ascii, _pid_alive, _shm_path)
@@ -65,6 +66,10 @@ class Writer:
         self._closed = False
         self._shm, self._lock_fd, resumed = self._open(ring_capacity, mode)
         self._buf = self._shm.buf
+        # Touch every page of the segment now: its pages are then the process's from the start, and RSS does not
+        # creep up by one page per ring entry during the ring's first lap (minutes), which reads like a leak on a
+        # memory graph (issue 27). A read is enough: the kernel maps each page.
+        bytes(self._buf)
         self._seq_addr = _address_of(self._buf, _SEQ_OFF)
         # One wake at start-up tells whether the kernel (and a seccomp filter) lets us: if not, the segment
         # says so (features = 0) and readers poll.
@@ -105,6 +110,7 @@ class Writer:
             _REF.pack_into(self._buf, _REF_OFF, *_NAN_PRICES,
                            prev.open_window_start if keep else 0, prev.open_price if keep else math.nan,
                            prev.open_ts if keep else math.nan, OPEN_STATUS_CODE[prev.open_status] if keep else 0, 0, 0, 0)
+            _LINK.pack_into(self._buf, _LINK_OFF, *_LINK_NONE)
             self._clear_depth_locked()
             self._commit_locked()
         if not resumed:
@@ -293,9 +299,12 @@ class Writer:
         return STATUSES[self._status]
 
     def heartbeat(
-        self, now: float | None = None, *, updates_per_s: float | None = None, reconnects: int | None = None
+        self, now: float | None = None, *, updates_per_s: float | None = None, reconnects: int | None = None,
+        link: tuple | None = None,
     ) -> None:
-        """Refresh the liveness fields. No new sequence number: readers waiting for data are not woken."""
+        """Refresh the liveness fields, and the market socket's (`link`: the LINK block's values in field order,
+        `feed/liveness.py` LinkLiveness.facts(); None keeps them). No new sequence number: readers waiting for data
+        are not woken."""
         with self.lock:
             if self._closed:
                 return
@@ -311,6 +320,8 @@ class Writer:
                 self._updates_per_s,
                 self._reconnects,
             )
+            if link is not None:
+                _LINK.pack_into(self._buf, _LINK_OFF, *link)
             self._lockword += 1
             _U64.pack_into(self._buf, _LOCK_OFF, self._lockword)
 

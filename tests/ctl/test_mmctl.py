@@ -111,7 +111,11 @@ def test_status_with_feed_down_says_so_and_is_unhealthy(trader, sock_path, shm_n
     "segment, warning, code",
     [
         (dict(heartbeat_age_s=30.0), "feed heartbeat 30.0s old", 8),  # hung or dead: feed down
-        (dict(book_age_s=20.0), "feed book is 20.0s old", 1),  # alive, market quiet or stale: unhealthy
+        # alive, but no market data at all on a socket that still answers PINGs: frozen
+        (dict(book_age_s=20.0, socket_age_s=0.5), "no market data for 20.0 s on a live socket (frozen?", 1),
+        # not even a PONG for longer than ping interval + PONG timeout: dead socket
+        (dict(book_age_s=16.0, socket_age_s=16.0), "the feed's market socket is silent: no frame for 16.0 s", 1),
+        (dict(socket_age_s=None), "the feed's market socket is not connected", 1),
         (dict(status="stale"), "feed status is stale", 1),
         (dict(crossed=True), "crossed book", 1),
     ],
@@ -124,12 +128,21 @@ def test_status_warns_in_words_and_fails_on_feed_trouble(trader, sock_path, shm_
     assert "UNHEALTHY" in run.stdout
 
 
+def test_a_quiet_book_on_a_live_socket_is_healthy(trader, sock_path, shm_name):
+    # Issue 27: the book has not changed for 12 s, the socket answered its last PING 3 s ago and some market data
+    # (not changing the top) came 4 s ago: a quiet market, not a stale feed.
+    with feed_segment(shm_name, book_age_s=12.0, socket_age_s=3.0, data_age_s=4.0):
+        run = mmctl(sock_path, "status", shm=shm_name)
+    assert run.exit_code == 0, run.stdout
+    assert "book age 12.0s" in run.stdout and "HEALTHY" in run.stdout
+
+
 def test_status_says_when_the_feed_has_no_book_for_the_window_yet(trader, sock_path, shm_name):
     from polymm.feed import shm
 
     writer = shm.Writer(shm_name)
     try:
-        start = int(time.time() // 900 * 900)
+        start = int(time.time()) - 60  # a minute into the window: past the rollover's grace
         writer.set_market(window_start=start, window_end=start + 900, condition_id=CONDITION_ID, up_token="1",
                           down_token="2", tick_size=0.01, min_order_size=5.0, fee_rate=0.07)
         writer.heartbeat()
@@ -138,8 +151,29 @@ def test_status_says_when_the_feed_has_no_book_for_the_window_yet(trader, sock_p
         writer.close()
         writer.unlink()
     assert run.exit_code == 1
-    assert "feed has no book for this window yet" in run.stdout
+    assert "feed has no book for this window yet (1m" in run.stdout
     assert "bid - x -" in run.stdout
+
+
+def test_a_rollover_in_progress_is_a_note_not_a_warning(trader, sock_path, shm_name):
+    # Issue 27: a health check polling right at the boundary must not page anyone: the new window started 1 s
+    # ago and its first book is on its way.
+    from polymm.feed import shm
+
+    writer = shm.Writer(shm_name)
+    try:
+        start = int(time.time()) - 1
+        writer.set_market(window_start=start, window_end=start + 900, condition_id=CONDITION_ID, up_token="1",
+                          down_token="2", tick_size=0.01, min_order_size=5.0, fee_rate=0.07)  # status "rotating"
+        writer.heartbeat()
+        run = mmctl(sock_path, "status", shm=shm_name)
+        as_json = json.loads(mmctl(sock_path, "status", "--json", shm=shm_name).stdout)
+    finally:
+        writer.close()
+        writer.unlink()
+    assert run.exit_code == 0, run.stdout
+    assert "HEALTHY" in run.stdout and "note: new window: first book pending" in run.stdout
+    assert as_json["verdict"] == "healthy" and as_json["notes"][0].startswith("new window: first book pending")
 
 
 def test_status_says_when_the_feed_stopped(trader, sock_path, shm_name):
@@ -346,6 +380,15 @@ def test_set_without_equals_is_a_usage_error_sent_nowhere(trader, sock_path, han
     assert "set" not in handler.calls
 
 
+def test_set_accepts_one_key_value_pair_as_two_words(trader, sock_path, handler):
+    # Issue 27: `mmctl set s1.fair_guard true`, the way README said it, is the same as s1.fair_guard=true.
+    run = mmctl(sock_path, "set", "s1.entry_threshold", "0.62")
+    assert run.exit_code == 0, run.stderr
+    assert handler.calls[-1] == "set" and handler.cfg.values["s1.entry_threshold"] == 0.62
+    run = mmctl(sock_path, "set", "s1.entry_threshold", "0.62", "s1.sl_floor=0.3")  # three words: KEY=VALUE only
+    assert run.exit_code == 2 and "'s1.entry_threshold' is not KEY=VALUE" in run.stderr
+
+
 def test_unset_and_reload(trader, sock_path, handler):
     mmctl(sock_path, "set", "s1.size_usd=6")
     run = mmctl(sock_path, "unset", "s1.size_usd")
@@ -404,6 +447,22 @@ def test_restart_in_process_prints_what_the_trader_did(sock_path):
         assert run.exit_code == 0 and "engine restarted" in run.stdout
         doc = json.loads(mmctl(sock_path, "restart", "--json").stdout)
     assert doc["kind"] == "done" and handler.calls == ["restart", "restart"]
+
+
+def test_a_restart_that_did_not_reread_the_config_exits_1(sock_path):
+    # Issue 27: "config NOT re-read" used to exit 0: a script restarting after a config edit must notice.
+    class Partly(FakeHandler):
+        def restart(self, request):
+            self._record("restart")
+            return p.DoneReply(message="restarted: config NOT re-read, old config kept: s1.sl_floor must be ...",
+                               warnings=["config NOT re-read, old config kept: s1.sl_floor must be ..."],
+                               complete=False)
+
+    with serve(sock_path, Partly()):
+        run = mmctl(sock_path, "restart")
+        as_json = mmctl(sock_path, "restart", "--json")
+    assert run.exit_code == 1 and "config NOT re-read" in run.stdout and "WARNINGS" in run.stdout
+    assert as_json.exit_code == 1 and json.loads(as_json.stdout)["complete"] is False
 
 
 class FlattenSays(FakeHandler):

@@ -34,3 +34,22 @@ def test_json_carries_the_same_figures():
     assert trader["awaiting_redemption_usd"] == 41.2 and trader["redeemed_today_usd"] == 0.0
     assert trader["balance_usd"] == 812.4 and trader["open_value_usd"] is None
     assert WARNING in data["warnings"]
+
+
+def test_with_several_series_the_worst_decides_the_exit_code_and_busy_is_not_down():
+    from polymm.ctl import series_status
+
+    feed = status_view.feed_health(None, NOW, problem="no segment")
+    views = {
+        "healthy": status_view.StatusView(verdict=status_view.HEALTHY, exit_code=status_view.EXIT_HEALTHY,
+                                          feed=feed, trader=None, trader_problem=None, warnings=[], healthy=True),
+        "busy": status_view.StatusView(verdict=status_view.BUSY, exit_code=status_view.EXIT_BUSY, feed=feed,
+                                       trader=None, trader_problem="busy", warnings=[], healthy=False),
+    }
+    assert series_status.Overview(views).exit_code == status_view.EXIT_BUSY  # busy, never reported as down
+    views["warned"] = status_view.StatusView(verdict=status_view.UNHEALTHY, exit_code=status_view.EXIT_UNHEALTHY,
+                                             feed=feed, trader=None, trader_problem=None, warnings=[], healthy=False)
+    assert series_status.Overview(views).exit_code == status_view.EXIT_UNHEALTHY
+    views["down"] = status_view.StatusView(verdict=status_view.TRADER_DOWN, exit_code=status_view.EXIT_TRADER_DOWN,
+                                           feed=feed, trader=None, trader_problem=None, warnings=[], healthy=False)
+    assert series_status.Overview(views).exit_code == status_view.EXIT_TRADER_DOWN

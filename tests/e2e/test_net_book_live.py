@@ -11,6 +11,7 @@ import pytest
 from polymm.ctl import protocol as p
 from polymm.demo import Stack
 
+from tests.support.live_trader import fresh_window as live_window
 from tests.support.live_trader import order_lines, wait_for
 
 pytestmark = pytest.mark.slow
@@ -62,14 +63,7 @@ def stack(tmp_path_factory):
 def fresh_window(stack, need_s: float = 40.0) -> int:
     """Wait for a window with `need_s` left that the trader trades; script it empty of everything but a far
     book so nothing happens until the test says. Returns its start."""
-    while True:
-        market = stack.sim.admin.live_market()
-        left = market["window_end"] - time.time()
-        if left >= need_s:
-            break
-        time.sleep(max(0.2, left + 0.5))
-    start = market["window_start"]
-    wait_for(lambda: stack.status().window_start == start, timeout_s=15, what="the trader on the new window")
+    start = live_window(stack, need_s)
     stack.sim.admin.book(bids=[[0.30, 50]], asks=[[0.70, 50]])
     wait_for(lambda: not stack.open_orders_on_sim(), timeout_s=10, what="no order of ours resting")
     return start

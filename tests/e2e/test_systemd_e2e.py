@@ -504,11 +504,13 @@ def test_paper_mode_is_a_one_line_config_change_and_trades_on_paper(dep):
     trade_readily(dep)
     cfg = dep.box.path("/etc/polymm/config.toml")
     original = cfg.read_text()
-    sim_trades = len(dep.sim.admin.trades(dep.address))
     cfg.write_text('mode = "paper"\n' + original)
     try:
         r = dep.systemctl("restart", TRADER, check=False)
         assert r.returncode == 0, f"{r.describe()}\n{dep.diagnostics()}"
+        # Counted once the live trader is gone: a resting order of its could still fill while it stopped (a race
+        # that failed this test under load); from here on nothing may reach the sim for our wallet.
+        sim_trades = len(dep.sim.admin.trades(dep.address))
         paper_pid = f"_PID={dep.main_pid(TRADER)}"  # the paper trader's own lines (not the live one's shutdown)
         dep.wait_for("STATUS= saying PAPER", lambda: dep.prop(TRADER, "StatusText").startswith("PAPER"), 30)
         status = dep.mmctl("status")
@@ -712,6 +714,10 @@ def test_a_series_runs_as_template_instances_beside_the_default_one(dep):
 def test_uninstall_stops_everything_keeps_config_and_a_reinstall_runs_again(dep):
     dep.ensure_running()
     assert dep.mmctl("set", "s1.entry_threshold=0.42").returncode == 0
+    # A dry run of the uninstall stops nothing (the series instance left running above included) and removes nothing.
+    dry = dep.sh("/src/deploy/install.sh --uninstall --dry-run", timeout=120).stdout
+    assert f"would run: systemctl disable --now {TRADER}@{SERIES}.service" in dry and "nothing was removed" in dry, dry
+    dep.sh(f"systemctl is-active --quiet {TRADER}@{SERIES} && systemctl is-active --quiet {TRADER} && test -d /opt/polymm")
     r = dep.sh("/src/deploy/install.sh --uninstall", timeout=120)
     assert "uninstalled" in r.stdout
     # The trader was stopped first (its SIGTERM path cancels), before its user disappeared.
@@ -732,3 +738,25 @@ def test_uninstall_purge_removes_everything(dep):
     dep.sh("/src/deploy/install.sh --uninstall --purge", timeout=120)
     dep.sh("test ! -e /etc/polymm && test ! -e /var/lib/polymm && test ! -e /opt/polymm && ! id polymm 2>/dev/null")
     assert dep.sim.admin.open_orders(dep.address) == []
+
+
+def test_dry_run_changes_nothing_and_a_paper_only_host_is_enabled_without_a_key(dep):
+    # Issue 27. After the purge above the host has no polymm at all: a dry run says what an install would do and
+    # changes nothing.
+    dry = dep.sh("/src/deploy/install.sh --wheels /wheels --dry-run", timeout=120).stdout
+    assert "dry run: nothing is changed" in dry and "would have created system user polymm" in dry, dry
+    assert "would have installed /etc/systemd/system/polymm-trader.service" in dry, dry
+    dep.sh("test ! -e /etc/polymm && test ! -e /opt/polymm && ! id polymm 2>/dev/null "
+           "&& test ! -e /etc/systemd/system/polymm-trader.service")
+    # A paper-only host has no key and needs none: once config.toml says mode = "paper", install.sh enables the
+    # units (before, a reboot never started them).
+    first = install(dep.box)
+    assert "not enabled yet" in first, first
+    dep.sh("sed -i 's/^mode = \"live\"/mode = \"paper\"/' /etc/polymm/config.toml && grep -q '^mode = \"paper\"' "
+           "/etc/polymm/config.toml && ! grep -Eq '^[[:space:]]*PK=' /etc/polymm/polymm.env")
+    second = install(dep.box)
+    assert "enabled polymm-feed.service polymm-trader.service (they start at boot): paper trading, no key needed" \
+        in second, second
+    assert dep.sh("systemctl is-enabled polymm-feed.service polymm-trader.service").stdout.split() == \
+        ["enabled", "enabled"]
+    dep.sh("/src/deploy/install.sh --uninstall --purge", timeout=120)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 import json
 
 import pytest
@@ -138,6 +139,37 @@ def test_silent_freeze_with_pongs_still_flowing_is_detected_from_data_age(fake, 
         wait_for(lambda: reader.snapshot().status == "connected", what="recovery")
         assert [u.status for u in reader.updates_since(start)][-1] == "connected"
         assert stream.reconnects >= 1 and fake.connections() >= 2
+
+
+def test_a_dead_socket_is_given_up_within_the_ping_interval_plus_the_pong_timeout(fake, writer, shm_name):
+    # Issue 27: a half-open connection (nothing at all comes back, not even a PONG) is dead: flagged and reconnected
+    # within ping interval + PONG timeout, long before the data-age rule (stale_after_s 30 s here) would.
+    with live_stream(fake, writer, shm_name, stale_after_s=30.0, ping_interval_s=0.2, pong_timeout_s=0.5) as (
+            stream, reader):
+        assert stream.first_publish.wait(10)
+        fake.muted = True
+        t0 = time.monotonic()
+        wait_for(lambda: reader.snapshot().status == "stale", timeout_s=10, what="stale flag")
+        assert time.monotonic() - t0 < 0.2 + 0.5 + 0.5  # ping, PONG timeout, the 0.1 s check cadence and slack
+        assert "no PONG" in stream.last_error and "socket is dead" in stream.last_error
+        fake.muted = False
+        wait_for(lambda: reader.snapshot().status == "connected", what="recovery")
+
+
+def test_a_quiet_market_keeps_a_live_socket_and_its_liveness_says_so(fake, writer, shm_name):
+    # No market data for well over a second, PONGs answering: not stale, no reconnect; the liveness the service
+    # publishes (layout.Link) calls it alive, with the data age growing and the last frame recent.
+    with live_stream(fake, writer, shm_name, stale_after_s=30.0, ping_interval_s=0.2, pong_timeout_s=0.5) as (
+            stream, reader):
+        assert stream.first_publish.wait(10)
+        time.sleep(1.5)
+        writer.heartbeat(link=stream.link.facts())
+        snap = reader.snapshot()
+        now = time.time()
+        assert snap.status == "connected" and stream.reconnects == 0
+        assert snap.link.connected and snap.link.dead_reason(now) == "" and snap.link.frozen_reason(now, 5.0) == ""
+        assert snap.link.data_age_s(now) >= 1.4 and snap.link.frame_age_s(now) < 0.5
+        assert snap.link.last_pong > snap.link.last_data
 
 
 def test_tick_size_change_reaches_the_segment(fake, writer, shm_name):

@@ -53,9 +53,11 @@ def test_layout_offsets_of_struct_packers_match_the_numpy_dtypes():
 
     w_fields = shm.layout._flat_fields(shm.HEADER)
     names = [n for n, _, _ in w_fields]
-    n_ref = len(shm.REF.names)
-    assert names[-9 - n_ref:-n_ref] == [f"top.down.{n}" for n in shm.LEG.names]
-    assert names[-n_ref:] == [f"ref.{n}" for n in shm.REF.names]  # the reference block ends the header
+    n_ref, n_link = len(shm.REF.names), len(shm.LINK.names)
+    tail = -n_ref - n_link
+    assert names[tail - 9:tail] == [f"top.down.{n}" for n in shm.LEG.names]
+    assert names[tail:-n_link] == [f"ref.{n}" for n in shm.REF.names]  # then the reference block
+    assert names[-n_link:] == [f"link.{n}" for n in shm.LINK.names]  # the link block ends the header
     arr = np.zeros(1, dtype=shm.HEADER)
     arr["top"]["up"]["ask"] = 0.42
     arr["top"]["seq"] = 7
@@ -229,11 +231,15 @@ def test_reader_refuses_unknown_magic_and_unknown_version_with_clear_errors(shm_
             shm.Reader(shm_name)
         with open(path, "r+b") as f:
             f.write(struct.pack("<QI", shm.MAGIC, 99))
-        with pytest.raises(shm.LayoutError, match=r"layout version 99.*supports version\(s\) 3"):
+        with pytest.raises(shm.LayoutError, match=r"layout version 99.*reads version 4.*feed is newer.*upgrade polymm here"):
             shm.Reader(shm_name)
         with open(path, "r+b") as f:  # a top-of-book-only segment of an older feed (version 1)
             f.write(struct.pack("<QII", shm.MAGIC, 1, 536))
-        with pytest.raises(shm.LayoutError, match=r"layout version 1 .*supports version\(s\) 3.*upgrade"):
+        with pytest.raises(shm.LayoutError, match=r"layout version 1 .*reads version 4.*polymm-feed is older.*restart it"):
+            shm.Reader(shm_name)
+        with open(path, "r+b") as f:  # the previous layout (no LINK block): says what version 4 added
+            f.write(struct.pack("<QII", shm.MAGIC, 3, 648))
+        with pytest.raises(shm.LayoutError, match=r"layout version 3 .*4: the market socket's liveness"):
             shm.Reader(shm_name)
     finally:
         os.unlink(path)

@@ -337,10 +337,23 @@ DOWN_TOKEN = "2" * 70
 CONDITION_ID = "0x" + "c0" * 32
 
 
+def link_facts(now: float, *, frame_age_s: float | None = 0.5, data_age_s: float = 0.05) -> tuple:
+    """The LINK block's values (feed/liveness.py LinkLiveness.facts order): connected, serving since, last frame,
+    last data, last PONG, last PING, ping interval 10 s, PONG timeout 5 s, stale after 15 s, frames.
+    `frame_age_s` None: not connected."""
+    if frame_age_s is None:
+        return (0,) + (float("nan"),) * 5 + (10.0, 5.0, 15.0, 0)
+    frame = now - min(frame_age_s, data_age_s)
+    return (1, now - 600, frame, now - data_age_s, now - frame_age_s, now - frame_age_s - 0.01, 10.0, 5.0, 15.0, 500)
+
+
 @contextlib.contextmanager
 def feed_segment(name: str, *, window_s: int = 900, book_age_s: float = 0.05, heartbeat_age_s: float = 0.1,
-                 status: str = "connected", crossed: bool = False, updates_per_s: float = 12.5) -> Iterator[object]:
-    """A live-looking feed segment: current window, a book `book_age_s` old, heartbeat `heartbeat_age_s` old.
+                 status: str = "connected", crossed: bool = False, updates_per_s: float = 12.5,
+                 socket_age_s: float | None = 0.5, data_age_s: float | None = None) -> Iterator[object]:
+    """A live-looking feed segment: current window, a book `book_age_s` old, heartbeat `heartbeat_age_s` old, its
+    market socket's last frame `socket_age_s` old (None: not connected) and last market data `data_age_s` old
+    (default: the book's age).
 
     Yields the Writer; the segment is closed and unlinked afterwards.
     """
@@ -356,7 +369,9 @@ def feed_segment(name: str, *, window_s: int = 900, book_age_s: float = 0.05, he
         writer.publish(window_start, up=(0.52, 120.0, 0.54, 80.0, 0.53, recv, recv),
                        down=(0.46, 90.0, 0.48, 50.0, 0.47, recv, recv), crossed=crossed, updates_total=1234,
                        status=status)
-        writer.heartbeat(now - heartbeat_age_s, updates_per_s=updates_per_s, reconnects=1)
+        writer.heartbeat(now - heartbeat_age_s, updates_per_s=updates_per_s, reconnects=1,
+                         link=link_facts(now, frame_age_s=socket_age_s,
+                                         data_age_s=book_age_s if data_age_s is None else data_age_s))
         yield writer
     finally:
         writer.close()

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field, fields, replace
 
 from polymm.feed.shm import Leg as ShmLeg
-from polymm.feed.shm import Snapshot
+from polymm.feed.shm import Link, Snapshot
 from polymm.trader.model import (Leg, MarketIdentity, OrderState, OrderType, OrderView, PositionView, Role, Side,
                                  Want)
 from polymm.trader.decision.planner import Cancel, Place  # noqa: F401 - the real actions, re-exported for tests
@@ -22,9 +22,23 @@ def shm_leg(bid=0.6, ask=0.61, *, t: float, seq: int = 1) -> ShmLeg:
                   recv_ts=t, publish_ts=t, seq=seq)
 
 
+def link(*, now: float, data_t: float | None = None, frame_t: float | None = None, connected: bool = True,
+         since: float | None = None) -> Link:
+    """The market socket's liveness as the feed publishes it: connected, a frame (a PONG at least) at `frame_t`
+    (default now), market data last at `data_t` (default `frame_t`)."""
+    frame_t = now if frame_t is None else frame_t
+    data_t = frame_t if data_t is None else data_t
+    return Link(connected=connected, serving_since=now - 100 if since is None else since, last_frame=max(frame_t, data_t),
+                last_data=data_t, last_pong=frame_t, last_ping=frame_t, ping_interval_s=10.0, pong_timeout_s=5.0,
+                stale_after_s=15.0, frames=100)
+
+
 def snapshot(*, now: float, window_start: int = WINDOW_START, window_s: int = 60, seq: int = 1,
              status: str = "connected", up_bid: float = 0.6, up_ask: float = 0.61, crossed: bool = False,
-             data_t: float | None = None, heartbeat: float | None = None, condition: str | None = None) -> Snapshot:
+             data_t: float | None = None, heartbeat: float | None = None, condition: str | None = None,
+             socket: Link | None = None) -> Snapshot:
+    """`data_t`: when the book last changed (a quiet book is old but alive); `socket`: its liveness (default: a live
+    socket whose last market data is `data_t`)."""
     data_t = now if data_t is None else data_t
     return Snapshot(
         magic=1, version=1, writer_pid=1, writer_start=now - 100, heartbeat=now if heartbeat is None else heartbeat,
@@ -34,6 +48,7 @@ def snapshot(*, now: float, window_start: int = WINDOW_START, window_s: int = 60
         crossed=crossed, seq=seq, updates_total=seq, updates_per_s=10.0, reconnects=0,
         disagreements=0, up=shm_leg(up_bid, up_ask, t=data_t, seq=seq),
         down=shm_leg(round(1 - up_ask, 2), round(1 - up_bid, 2), t=data_t, seq=seq),
+        link=socket if socket is not None else link(now=now, data_t=data_t),
     )
 
 

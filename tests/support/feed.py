@@ -40,6 +40,7 @@ class FakePolymarket:
         self.books: dict[str, tuple[list, list]] = {}  # token -> (bids, asks) as (price, size) tuples
         self.received: list[list[str]] = []  # per connection: text frames the client sent
         self.frozen = False
+        self.muted = False  # nothing at all, not even a PONG: a half-open (black-holed) connection
         self.gamma_requests = 0
         # RTDS (/rtds): what clients sent per connection, and the history dump answered to a subscription.
         self.rtds_received: list[list[str]] = []
@@ -150,6 +151,8 @@ class FakePolymarket:
                 if msg.type != WSMsgType.TEXT:
                     continue
                 frames.append(msg.data)
+                if self.muted:
+                    continue
                 if msg.data == "PING":
                     await ws.send_str("PONG")  # PONGs go on even when data is frozen
                     continue

@@ -152,6 +152,19 @@ class PaperStack(Stack):
         self.wait_feed(wait_s)
 
 
+def fresh_window(stack, need_s: float = 40.0) -> int:
+    """Wait for a window with `need_s` left on the sim, and for the trader to trade it. Returns its start."""
+    while True:
+        market = stack.sim.admin.live_market()
+        left = market["window_end"] - time.time()
+        if left >= need_s:
+            break
+        time.sleep(max(0.2, left + 0.5))
+    start = market["window_start"]
+    wait_for(lambda: stack.status().window_start == start, timeout_s=15, what="the trader on the new window")
+    return start
+
+
 # A live run whose recording misleads unless our own orders are taken out (tests/e2e/test_backtest_own_orders_live.py).
 # Up book: 3 s 0.61/0.63, S1 enters at 0.61 (6.55 shares at the $4 cap); 8 s 0.59/0.61, filled; its take-profit at 0.62
 # joins the sim's 0.62 ask; 11 s 0.61/0.63: the sim withdraws its asks below 0.63 and our take-profit is alone at

@@ -7,7 +7,8 @@ import time
 
 import msgspec
 
-from tests.support.engine import (
+from tests.support.engine import (  # noqa: I001
+    link,
     Cancel, FakeCore, FakeReader, Place, RecordingPipeline, order, position, snapshot, want,
 )
 from polymm.trader.config import Config
@@ -60,13 +61,41 @@ def test_every_decision_pets_the_watchdog():
     assert notifier.pets == 3
 
 
-def test_stale_feed_is_passed_as_not_fresh_and_reported():
+def test_a_quiet_book_on_a_live_socket_is_fresh_and_keeps_trading():
+    # Issue 27: no book change for 5 s (well past risk.stale_feed_ms, 2 s) while the socket answers its PINGs is a
+    # quiet market, not a dead feed: resting orders stay.
     now = time.time()
-    engine, reader, _, pipeline, _ = started_engine(now=now, data_t=now - 5.0)
+    engine, _, _, pipeline, _ = started_engine(now=now, data_t=now - 5.0, socket=link(now=now, data_t=now - 5.0,
+                                                                                        frame_t=now - 1.0))
+    engine.step()
+    market = pipeline.calls[-1]["market"]
+    assert market.fresh is True and market.age_ms >= 5000
+    assert engine.status.state == "running" and engine.status.problem is None
+
+
+def test_a_frozen_socket_is_not_fresh_after_the_quiet_limit():
+    # PONGs go on but no market data at all for longer than risk.quiet_feed_ms (15 s): frozen, entries cancelled.
+    now = time.time()
+    engine, _, _, pipeline, _ = started_engine(now=now, data_t=now - 16.0,
+                                               socket=link(now=now, data_t=now - 16.0, frame_t=now - 0.5))
+    engine.step()
+    market = pipeline.calls[-1]["market"]
+    assert market.fresh is False and "frozen" in market.stale_reason
+    assert engine.status.state == "stale_feed" and engine.status.problem.startswith("feed frozen")
+
+
+def test_a_dead_socket_is_not_fresh_within_its_ping_interval_plus_pong_timeout():
+    # Not even a PONG for longer than ping interval (10 s) + PONG timeout (5 s): dead, however recent the heartbeat.
+    now = time.time()
+    engine, _, _, pipeline, _ = started_engine(now=now, data_t=now - 15.5,
+                                               socket=link(now=now, data_t=now - 15.5, frame_t=now - 15.5))
     engine.step()
     assert pipeline.calls[-1]["market"].fresh is False
-    assert engine.status.state == "stale_feed"
-    assert "old" in engine.status.problem
+    assert engine.status.problem.startswith("feed dead") and "not even a PONG" in engine.status.problem
+    # ... and a closed socket is dead at once
+    engine2, _, _, pipeline2, _ = started_engine(now=now, socket=link(now=now, connected=False))
+    engine2.step()
+    assert pipeline2.calls[-1]["market"].fresh is False and "not connected" in engine2.status.problem
 
 
 def test_dead_feed_heartbeat_is_not_fresh_even_with_recent_data():

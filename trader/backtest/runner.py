@@ -5,8 +5,9 @@ the live loop decides on every tick and at least every 50-100 ms. Orders and can
 after the decision (default
 `fill_model.latency_ms`, the place round trip measured on the sim); until then they are pending (the strategies see them as working, as live). With
 zero latency the pipeline is called again at once after its actions took effect, as the live loop wakes on
-order events. The feed counts as stale when no line arrived for `risk.stale_feed_ms` (the live trader judges
-data age the same way), so gaps in a recording cancel entries as they would live.
+order events. The feed counts as stale when no line arrived for `risk.quiet_feed_ms`: a recording has a line per
+book change, so a shorter gap is a quiet book, which the live trader keeps trading on while the feed's socket is
+alive; a longer one cancels entries as a frozen socket would live.
 
 Own orders: a recording made while the trader was live shows our resting orders; with `own_orders` (an
 OwnOrderFilter over the ledger of that period, own_orders.py) each line is netted of them before anything sees it.
@@ -110,13 +111,23 @@ class Backtest:
         if self.own_orders is not None:
             self.result.own_orders = self.own_orders.summary()
 
+    def _rule_times(self) -> list[float]:
+        """Instants a time rule starts to apply, decided on exactly (not at the next step of the step grid, which
+        starts at the window's first line): every order cancelled `risk.cancel_before_end_s` before the end, S1's
+        late window."""
+        end = self.sim.window_end
+        times = [end - self.config.risk.cancel_before_end_s]
+        if self.config.s1.enabled:
+            times.append(end - self.config.s1.late_window_s)
+        return [t for t in times if t > self.now]
+
     def _advance_to(self, ts: float) -> None:
         """Periodic decisions (and pending actions taking effect) between the last instant and `ts`."""
         sim = self.sim
         end = min(ts, sim.window_end)
         while True:
             pending = [t for t in sim.pending_times() if t > self.now]
-            nxt = min([self._next_step] + pending)
+            nxt = min([self._next_step] + pending + self._rule_times())
             if nxt >= end:
                 break
             self._decide(nxt)

@@ -191,7 +191,9 @@ class RiskParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         float, _m("total exposure across legs and strategies (incl. positions awaiting resolution); no entry beyond it", ge=0, le=10_000_000)
     ] = 50.0
     stale_feed_ms: Annotated[
-        float, _m("feed older than this: cancel resting entries, place no new entries until fresh", gt=0, le=600_000)
+        float, _m("feed dead for this long (its heartbeat this old, or status not connected): cancel resting entries, "
+                  "place no new entries until it is back; a quiet book on a live market socket is not dead "
+                  "(risk.quiet_feed_ms)", gt=0, le=600_000)
     ] = 2000.0
     cancel_before_end_s: Annotated[
         float, _m("cancel every open order of the window this long before it ends; place nothing after", **_SECONDS)
@@ -215,6 +217,12 @@ class RiskParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
                   "the ledger and the live book) at which it places no new entries until the next day; exits go on; "
                   "0 = no limit", ge=0, le=10_000_000)
     ] = 0.0
+    quiet_feed_ms: Annotated[
+        float, _m("no market data at all for this long while the feed's market socket still answers its PINGs: "
+                  "taken for a frozen socket, treated as a dead feed (resting entries cancelled, no new entries); "
+                  "below it a book that does not change keeps its resting orders (the feed itself reconnects a "
+                  "frozen socket after its --stale-after-s, 15 s)", gt=0, le=600_000)
+    ] = 15000.0
 
 
 class WalletParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

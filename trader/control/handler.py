@@ -70,6 +70,9 @@ class ConfigStore:
         self.pending_restart: dict[str, Any] = {}  # key -> value waiting for a restart
         self.file_keys: frozenset[str] = frozenset()  # keys the config file sets (mmctl config's source column)
         self._lock = threading.RLock()
+        # Does the file (+ overrides) still load? Checked again only when either file changes (`load_problem`).
+        self._checked: tuple | None = None
+        self._problem: str | None = None
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -105,6 +108,33 @@ class ConfigStore:
             self.overrides, self.current, self.pending_restart = overrides, cfg, {}
             self._learn_sources()
             return cfg
+
+    def _stamp(self) -> tuple:
+        """What tells that the file or the overrides changed: (inode, size, mtime) of each, None when absent."""
+        out = []
+        for path in (self.path, self.overrides_path):
+            try:
+                st = path.stat() if path is not None else None
+            except OSError:
+                st = None
+            out.append(None if st is None else (st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(out)
+
+    def load_problem(self) -> str | None:
+        """Why the config file with the overrides would not load now, in words (the running config is the last one
+        that did, and a service restart would fail), or None when it loads. Parsed again only after either file
+        changed on disk, so status and metrics may ask every time."""
+        stamp = self._stamp()
+        with self._lock:
+            if stamp != self._checked:
+                cfg = _cfgmod()
+                try:
+                    self._build(self._read_overrides())
+                    problem = None
+                except cfg.ConfigError as exc:
+                    problem = str(exc)
+                self._checked, self._problem = stamp, problem
+            return self._problem
 
     # -- writing -------------------------------------------------------------------------------------
 
@@ -409,14 +439,15 @@ class TraderControlHandler:
         orders = _safe(lambda: self.core.orders(working_only=True), [])
         positions = _safe(self.core.positions, {})
         infos = self._position_infos(view)
-        state = self._state_word(es, exchange)
+        state = self._state_word(es, exchange, now)
         warnings = self._warnings(es, exchange, now)
         cfg = _cfgmod()
         blocked = {_s(k): str(v) for k, v in (getattr(exchange, "blocked_legs", None) or {}).items()}
         market = es.market
         return p.StatusReply(
             state=state,
-            healthy=state == "running" and not warnings,
+            healthy=state in ("running", "rotating") and not warnings,
+            notes=[rotation_note(es, now)] if state == "rotating" else [],
             paused=es.paused,
             pid=os.getpid(),
             started_at=self.started_at,
@@ -428,7 +459,7 @@ class TraderControlHandler:
             last_decision_at=es.last_decision_at or None,
             heartbeat_ok=bool(getattr(exchange, "heartbeat_ok", True)),
             balance_usd=getattr(self.balance, "balance_usd", None),
-            **self._wallet_figures(),
+            **self._wallet_figures(infos),
             positions=infos,
             orders=[self._order_info(o, view, now) for o in orders],
             exposure=_safe(lambda: self._exposure(view, orders, positions, es.config, now), []),
@@ -438,6 +469,7 @@ class TraderControlHandler:
             warnings=warnings,
             config_warnings=list(cfg.warnings(self.store.current)),
             pending_restart=sorted(self.store.pending_restart),
+            config_error=_safe(self.store.load_problem, None),
             decisions=es.decisions,
             fair_up=None if view is None or view.fair_up != view.fair_up else round(view.fair_up, 4),
             mode=self.mode,
@@ -461,12 +493,15 @@ class TraderControlHandler:
             series=[p.WalletSeries(series=r.series, pid=r.pid, running=r.running, exposure_usd=round(r.exposure_usd, 6),
                                    pnl_today_usd=round(r.pnl_today_usd, 6), note=r.note) for r in state.rows])
 
-    def _wallet_figures(self) -> dict:
+    def _wallet_figures(self, infos: list[p.PositionInfo]) -> dict:
+        """Open value from our own positions, at once with our fills (the current window's at the best bid, earlier
+        windows' awaiting resolution at cost: what risk counts them); the redeemer's Data API figures for what is
+        won and not yet redeemed, and what came back today."""
         snap = self.redeemer.snapshot() if self.redeemer is not None else {}
-        keys = ("open_value_usd", "awaiting_redemption_usd", "redeemed_today_usd", "merged_today_usd")
-        return {k: snap.get(k) for k in keys}
+        keys = ("awaiting_redemption_usd", "redeemed_today_usd", "merged_today_usd")
+        return {"open_value_usd": open_value(infos), **{k: snap.get(k) for k in keys}}
 
-    def _state_word(self, es, exchange) -> str:
+    def _state_word(self, es, exchange, now: float | None = None) -> str:
         if self.stopping:
             return "stopping"
         if es.restarting:
@@ -478,13 +513,15 @@ class TraderControlHandler:
             return "paused"
         if word in ("exchange_restarting", "cancel_only", "post_only", "rate_limited", "closed_only"):
             return word
+        if in_rollover(es, self.clock() if now is None else now):
+            return "rotating"
         if es.state in ("stale_feed", "crossed_book", "waiting_for_feed"):
             return "stale_feed"
         return "running"
 
     def _warnings(self, es, exchange, now: float) -> list[str]:
         out: list[str] = []
-        if es.problem:
+        if es.problem and not in_rollover(es, now):
             since = f" for {now - es.problem_since:.1f} s" if es.problem_since else ""
             out.append(f"not trading{since}: {es.problem}")
         if es.last_decision_at and now - es.last_decision_at > LOOP_SILENT_WARN_S:
@@ -494,6 +531,9 @@ class TraderControlHandler:
         for w in getattr(exchange, "warnings", None) or []:
             if w not in out:
                 out.append(str(w))
+        cash_warning = getattr(self.balance, "warning", None) if self.balance is not None else None
+        if cash_warning:
+            out.append(cash_warning)
         if self.balance is not None and es.config is not None:
             from polymm.trader.execution.balance import balance_warnings
 
@@ -504,6 +544,9 @@ class TraderControlHandler:
                 out.append(snap["warning"])
         if self.store.pending_restart:
             out.append("config change pending restart: " + ", ".join(sorted(self.store.pending_restart)))
+        broken = _safe(self.store.load_problem, None)
+        if broken:
+            out.append(config_error_warning(broken))
         market, cfg = es.market, es.config
         if market is not None and cfg is not None:
             length = int(market.window_end) - int(market.window_start)
@@ -566,7 +609,7 @@ class TraderControlHandler:
             raise p.ControlError(p.E_BAD_REQUEST, "since must be a unix time in seconds")
         if request.limit is not None and request.limit < 0:
             raise p.ControlError(p.E_BAD_REQUEST, "limit must be >= 0")
-        fills = sorted(self.core.fills(since=request.since), key=lambda f: f.ts)
+        fills = self.core.fills(since=request.since)  # in causal order (execution/fills.py), never re-sorted by id
         if request.limit is not None:
             fills = fills[-request.limit:] if request.limit else []
         return p.FillsReply(fills=[
@@ -621,7 +664,9 @@ class TraderControlHandler:
     def _done(cmd) -> p.DoneReply:
         """What the loop did: its words, the number of orders cancelled (pause, cancel-all, flatten) and the
         pause state after the command (flatten leaves the trader paused)."""
-        return p.DoneReply(message=cmd.result, count=getattr(cmd, "count", None), paused=getattr(cmd, "paused", None))
+        warnings = list(getattr(cmd, "warnings", None) or [])
+        return p.DoneReply(message=cmd.result, count=getattr(cmd, "count", None), paused=getattr(cmd, "paused", None),
+                           warnings=warnings, complete=not warnings)
 
     def pause(self, request: p.PauseRequest) -> p.DoneReply:
         return self._done(self._command("pause"))
@@ -656,6 +701,38 @@ class TraderControlHandler:
 
 
 # ---- small helpers ---------------------------------------------------------------------------------
+
+
+def in_rollover(es, now: float) -> bool:
+    """A rollover in progress (the old window over, the next one's first book not published yet) for at most the
+    engine's grace: a note in status, not a warning."""
+    from polymm.trader.engine import ROTATION_GRACE_S
+
+    since = getattr(es, "rotating_since", None)
+    return since is not None and 0 <= now - since <= ROTATION_GRACE_S
+
+
+def rotation_note(es, now: float) -> str:
+    from polymm.ctl import render
+
+    return f"new window: first book pending ({render.duration(max(0.0, now - es.rotating_since))} into it)"
+
+
+def open_value(infos: list[p.PositionInfo]) -> float:
+    """What our positions are worth: the current window's shares at their mark (the best bid; at cost while there
+    is none), earlier windows' shares awaiting resolution at cost (no book any more)."""
+    total = 0.0
+    for info in infos:
+        price = info.mark if info.mark is not None and not info.awaiting_resolution else info.avg_price
+        if info.shares and price == price:
+            total += info.shares * price
+    return round(total, 6)
+
+
+def config_error_warning(problem: str) -> str:
+    """The status warning for a config file that does not load (one wording: status, log, metric's help)."""
+    return (f"config does not load: {problem}; the trader runs on the config it last loaded, and a restart would "
+            "fail until the file is fixed")
 
 
 def _sorted_positions(positions: dict) -> list:

@@ -5,7 +5,8 @@
 - `exposure`: the one computation of exposure: (shares held + shares on open buys) x best bid per leg and
   strategy, plus what positions of earlier windows awaiting resolution tie up (`unresolved_usd`, valued by the
   caller at cost: those markets have no book any more).
-- `feed_problem`: stale feed (MarketView.fresh false or older than `risk.stale_feed_ms`) or crossed book.
+- `feed_problem`: a dead or frozen feed (MarketView.fresh false: the engine judges it from the feed's heartbeat and
+  its market socket's liveness, `risk.stale_feed_ms` / `risk.quiet_feed_ms`) or a crossed book. A quiet book is fine.
 - `gate`: what of the strategies' wants may stand: on a bad feed no entry (the planner then cancels resting
   entries); new buys trimmed or dropped so the total stays within `risk.max_exposure_usd` and, when the
   wallet's pUSD is known, within that cash after what working buys commit (winnings awaiting redemption are
@@ -125,8 +126,10 @@ def window_phase(market: MarketView, config: Config, now: float) -> tuple[str, s
 
 
 def feed_problem(market: MarketView, config: Config) -> str | None:
-    if not market.fresh or market.age_ms > config.risk.stale_feed_ms:
-        return f"feed stale ({market.age_ms / 1000:.1f} s old): resting entries cancelled, no new entries"
+    """Dead or frozen feed (MarketView.fresh, judged from the feed's liveness, never from a quiet book) or crossed."""
+    if not market.fresh:
+        why = market.stale_reason or f"{market.age_ms / 1000:.1f} s old"
+        return f"feed stale ({why}): resting entries cancelled, no new entries"
     if market.crossed:
         return "book crossed: resting entries cancelled, no new entries"
     return None

@@ -66,6 +66,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
+from polymm.trader.execution.cash import CashBook, PollToken
 from polymm.trader.execution.exchange_state import ExchangeError, ExchangeState
 from polymm.trader.execution.limits import DEAD_MAN_SWITCH_OFF, RESTART_RETRY_S
 from polymm.trader.execution.order_journal import OrderJournal
@@ -133,6 +134,8 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
         self._lock = self.exec_state.lock
         self._reconcile_lock = threading.Lock()
         self._events: list[object] = []
+        # The wallet's cash: the exchange's last balance + our fills since (cash.py); the balance watcher polls
+        self._cash = CashBook()
         self._xstate = ExchangeState(post_only_after_restart_s=post_only_after_restart_s)
         self._ws_backoff_s = ws_backoff_s
         self._ws_ping_every_s = ws_ping_every_s
@@ -163,6 +166,51 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
         self._retrier: threading.Thread | None = None  # retries start() after a failed restart()
         self._retry_stop = threading.Event()
         self._foreign_events = 0  # user-channel events of markets we do not trade (another series'): dropped
+
+    # ================================================================================================
+    # cash (cash.py): our fills move it at once, the balance watcher's polls put it right
+    # ================================================================================================
+    def cash_usd(self) -> float | None:
+        """The wallet's pUSD: the exchange's last balance plus our fills since it was asked (None before a poll)."""
+        with self._lock:
+            return self._cash.cash_usd
+
+    def cash_warning(self) -> str | None:
+        with self._lock:
+            return self._cash.warning
+
+    def cash_moves(self) -> int:
+        """Cash moves counted so far: what the wallet's other series compare their polls against (cash.py)."""
+        with self._lock:
+            return self._cash.moves
+
+    def cash_poll_asked(self, others: object = None) -> PollToken:
+        with self._lock:
+            return self._cash.poll_asked(self.clock(), others)
+
+    def cash_poll_answered(self, token: PollToken, balance_usd: float, others: object = None) -> None:
+        with self._lock:
+            before = self._cash.warning
+            self._cash.poll_answered(token, balance_usd, self.clock(), others)
+            after = self._cash.warning
+        if after and after != before:
+            log.warning("%s", after)
+        elif before and not after:
+            log.info("cash agrees with the exchange again")
+
+    def cash_external(self, usd: float) -> None:
+        """pUSD moved outside our fills (a confirmed redemption or merge): cash counts it at once."""
+        with self._lock:
+            self._cash.on_external(usd, self.clock())
+
+    def cash_poll_failed(self) -> None:
+        with self._lock:
+            self._cash.poll_failed()
+
+    def cash_repoll_due(self) -> float | None:
+        """When the balance should be asked again sooner than usual (a fill in doubt), or None."""
+        with self._lock:
+            return self._cash.repoll_due
 
     # ================================================================================================
     # life cycle

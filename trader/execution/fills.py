@@ -101,6 +101,13 @@ class _Fill:
     view: FillView
     condition_id: str
     rank: int
+    seq: int = 0  # the order we learnt our fills in: within one match second, the causal order
+
+
+def _causal(fill: _Fill) -> tuple:
+    """Fills in the order they happened: by match time, and within one (the exchange stamps whole seconds: a BUY
+    and the SELL closing it often share one) by the order we learnt them, never by trade id."""
+    return (fill.view.ts, fill.seq)
 
 
 class FillStore:
@@ -122,6 +129,7 @@ class FillStore:
         # maker legs of ours whose side nobody has told us yet: order id -> trade id -> latest report
         self._pending: dict[str, dict[str, TradeReport]] = {}
         self._sides: dict[str, Side] = {}  # sides learnt for such orders (lookup or matching rule)
+        self._seq = 0  # fills learnt so far (their causal order within one match second)
 
     def set_identity(self, our_owner: str, our_address: str) -> None:
         self._owner = our_owner
@@ -148,7 +156,8 @@ class FillStore:
                     strategy=info.strategy if info else EXTERNAL, leg=token.leg, side=side, price=price,
                     size=size, fee=fee, role=role, status=trade.status, ts=trade.match_time,
                 )
-                fill = _Fill(view, token.condition_id, rank)
+                self._seq += 1
+                fill = _Fill(view, token.condition_id, rank, self._seq)
                 self._fills[key] = fill
                 self._by_order.setdefault(order_id, []).append(fill)
                 changes.append((view, None))
@@ -248,16 +257,16 @@ class FillStore:
 
     # ---- output -----------------------------------------------------------------------------------
     def fills(self, since: float | None = None, condition_id: str | None = None) -> list[FillView]:
-        out = [f.view for f in self._fills.values()
-               if (since is None or f.view.ts >= since) and (condition_id is None or f.condition_id == condition_id)]
-        out.sort(key=lambda v: (v.ts, v.trade_id, v.order_id))
-        return out
+        """Our fills in causal order (`_causal`)."""
+        kept = [f for f in self._fills.values()
+                if (since is None or f.view.ts >= since) and (condition_id is None or f.condition_id == condition_id)]
+        kept.sort(key=_causal)
+        return [f.view for f in kept]
 
     def fills_with_market(self, condition_id: str | None = None) -> list[tuple[str, FillView]]:
-        out = [(f.condition_id, f.view) for f in self._fills.values()
-               if condition_id is None or f.condition_id == condition_id]
-        out.sort(key=lambda cv: (cv[1].ts, cv[1].trade_id, cv[1].order_id))
-        return out
+        kept = [f for f in self._fills.values() if condition_id is None or f.condition_id == condition_id]
+        kept.sort(key=_causal)
+        return [(f.condition_id, f.view) for f in kept]
 
     def matched_shares(self, order_id: str) -> float:
         """Shares of one of our orders matched in trades that have not failed."""

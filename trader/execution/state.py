@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Mapping, Protocol, runtime_checkable
 
@@ -52,8 +52,9 @@ from polymm.trader.decision.positions import fold, pnl_summary
 from polymm.trader.decision.ticks import on_tick, round_price
 from polymm.trader.execution import reconcile as reconcile_mod
 from polymm.trader.execution.fills import FillStore, OrderInfo, TokenInfo, TradeReport
-from polymm.trader.execution.limits import (FORGET_MARKET_AFTER_S, GTD_CLOCK_MARGIN_S, GTD_EARLY_EXPIRY_S,
-                                            GTD_MIN_LIFETIME_S, KEEP_DONE_ORDERS_S, TRACK_AFTER_END_S)
+from polymm.trader.execution.limits import (FORGET_MARKET_AFTER_WINDOWS, GTD_CLOCK_MARGIN_S, GTD_EARLY_EXPIRY_S,
+                                            GTD_MIN_LIFETIME_S, KEEP_DONE_ORDERS_WINDOWS, SETTLED,
+                                            TRACK_AFTER_END_WINDOWS)
 from polymm.trader.execution.order_journal import JournalContents, JournalOrder
 from polymm.trader.execution.orders import Order, OrderBook, Transition
 from polymm.trader.model import (FillView, Leg, MarketIdentity, OrderState, OrderType, OrderView, PositionView, Side,
@@ -152,7 +153,7 @@ class ExecutionState:
         # Trade ids of fills recorded in the journal (by an earlier run, or this one): a restarted trader finds
         # them again on the exchange, and they are not "missed by the user channel".
         self._recorded_fills: set[str] = set()
-        # P&L of markets forgotten by prune(): (condition_id, strategy, leg) -> final position (flat)
+        # P&L of markets forgotten by prune(), one bucket per strategy and leg: (SETTLED, strategy, leg) -> position
         self._settled: dict[tuple[str, str, Leg], PositionView] = {}
         # Unresolved markets with journaled orders, found at load: the first reconciliation reads their trades
         # even when their window ended long ago, so a restart never loses a position awaiting resolution.
@@ -392,12 +393,13 @@ class ExecutionState:
 
     def tracked_markets(self, now: float) -> list[str]:
         """Markets to reconcile and follow on the user channel: the current one, any with working orders,
-        and any whose window ended less than TRACK_AFTER_END_S ago (settlement statuses still move)."""
+        and any whose window ended less than TRACK_AFTER_END_WINDOWS windows ago (settlement statuses still move)."""
         with self.lock:
             working = {o.condition_id for o in self._book.working()}
             current = self._current.condition_id if self._current else None
             return [c for c, m in self._markets.items()
-                    if c == current or c in working or now - m.window_end < TRACK_AFTER_END_S]
+                    if c == current or c in working
+                    or now - m.window_end < TRACK_AFTER_END_WINDOWS * max(1, m.window_end - m.window_start)]
 
     def reconcile_scope(self, now: float) -> dict[str, MarketIdentity]:
         """The markets a reconciliation reads: the tracked ones and the journal's backfill."""
@@ -686,23 +688,33 @@ class ExecutionState:
         with self.lock:
             return self._fills.condition_of(fill.trade_id, fill.order_id) or ""
 
-    def prune(self, now: float) -> list[str]:
-        """Bound memory over days of windows: done orders are kept KEEP_DONE_ORDERS_S (mmctl orders --all); a
-        market over for FORGET_MARKET_AFTER_S with no working order and nothing left to settle (resolved, or every
-        position flat) is folded into the P&L summary (pnl() keeps counting it) and its fills, orders, journal
-        attributions and tick/token entries are dropped. Returns the condition ids forgotten."""
+    def prune(self, now: float, on_forget=None) -> list[str]:
+        """Bound memory per window over weeks (issue 27; retention counted in windows, so the same for any window
+        length): done orders are kept KEEP_DONE_ORDERS_WINDOWS windows (mmctl orders --all); a market over for
+        FORGET_MARKET_AFTER_WINDOWS windows with no working order and nothing left to settle (resolved, or every
+        position flat) is folded into the one settled P&L bucket per strategy and leg (pnl() keeps counting it) and
+        its fills, orders, journal attributions, recorded trade ids, resolution and tick/token entries are dropped.
+        `on_forget(condition_id, fill keys)` is told each (the core's cash book forgets them too). Returns the
+        condition ids forgotten."""
         forgotten = []
         with self._writing():
-            self._book.prune(KEEP_DONE_ORDERS_S, now)
             current = self._current.condition_id if self._current else None
+            window_s = (self._current.window_end - self._current.window_start) if self._current else 900
+            self._book.prune(KEEP_DONE_ORDERS_WINDOWS * max(1, window_s), now)
             working = {o.condition_id for o in self._book.working()}
             for cond, m in list(self._markets.items()):
-                if cond == current or cond in working or now - m.window_end < FORGET_MARKET_AFTER_S:
+                length = max(1, m.window_end - m.window_start)
+                if cond == current or cond in working or now - m.window_end < FORGET_MARKET_AFTER_WINDOWS * length:
                     continue
                 folded = fold(self._holdings(cond), self._resolutions)
                 if cond not in self._resolutions and any(abs(p.shares) > 1e-9 for p in folded.values()):
                     continue  # shares still held: pending_resolution() must keep showing them
-                self._settled.update(folded)
+                self._fold_settled(folded)
+                keys = [(f.trade_id, f.order_id) for _, f in self._fills.fills_with_market(cond)]
+                if on_forget is not None:
+                    on_forget(cond, keys)
+                self._recorded_fills.difference_update(trade for trade, _ in keys)
+                self._resolutions.pop(cond, None)
                 self._fills.forget_market(cond)
                 for order in [o for o in self._book.by_client.values() if o.condition_id == cond]:
                     del self._book.by_client[order.client_id]
@@ -721,6 +733,15 @@ class ExecutionState:
         return forgotten
 
     # ---- internals ----------------------------------------------------------------------------------
+    def _fold_settled(self, folded: dict) -> None:
+        """A forgotten market's P&L into the one settled bucket per (strategy, leg): pnl() keeps counting it, and
+        memory does not grow with every market ever traded."""
+        for (_cond, strategy, leg), pos in folded.items():
+            key = (SETTLED, strategy, leg)
+            had = self._settled.get(key)
+            self._settled[key] = pos if had is None else replace(
+                had, realised_pnl=had.realised_pnl + pos.realised_pnl, fees=had.fees + pos.fees)
+
     def _attribute(self, order: Order) -> JournalOrder:
         entry = JournalOrder(order.order_id or "", order.client_id, order.strategy, order.leg.value,
                              order.side.value, order.price, order.size, order.role.value, order.order_type.value,

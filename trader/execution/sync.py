@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import time
 
+from polymm import memory
+
 from polymm.trader.execution import limits
 from polymm.trader.execution.exchange_state import ExchangeError
 from polymm.trader.execution.limits import CANCEL_RESEND_EVERY_S, COMPACT_JOURNAL_EVERY_S, PRUNE_EVERY_S
@@ -259,6 +261,7 @@ class ExchangeSync:
         if mono - self._last_prune_mono >= PRUNE_EVERY_S:
             self._last_prune_mono = mono
             self.prune(self.clock())
+            memory.trim()  # what prune freed goes back to the kernel (polymm/memory.py), off the decision loop
         if self._journal is not None and mono - self._last_compact_mono >= COMPACT_JOURNAL_EVERY_S:
             self._last_compact_mono = mono
             self._journal.compact(self.clock())
@@ -353,7 +356,8 @@ class ExchangeSync:
         core the timings it kept for orders no longer known. Returns the condition ids forgotten."""
         state = self.exec_state
         with self._lock:
-            forgotten = state.prune(now)
+            # a forgotten market's fills leave the cash book too (their effect is in every later balance)
+            forgotten = state.prune(now, on_forget=lambda _cond, fill_keys: self._cash.forget(fill_keys))
             for cond in forgotten:
                 self._fee_attempt.pop(cond, None)
             for cid in [c for c in self._last_cancel_sent if not state.has_order(c)]:
@@ -361,6 +365,11 @@ class ExchangeSync:
             for oid in [o for o in self._last_lookup if not state.has_order(o)]:
                 del self._last_lookup[oid]
             self._needs_lookup = {o for o in self._needs_lookup if state.has_order(o)}
+            for oid in [o for o in self._trades_checked_for if not state.has_order(o)]:
+                del self._trades_checked_for[oid]
+            pending = set(state.pending_sides())
+            for oid in [o for o in self._side_lookup if o not in pending]:
+                del self._side_lookup[oid]
         if forgotten:
             log.info("forgot %d settled market(s) (P&L kept in the summary): %s", len(forgotten), ", ".join(forgotten))
         return forgotten

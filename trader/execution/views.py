@@ -161,6 +161,8 @@ class StateViews:
         """`source`: where the fill was learnt (the ledger records it). `restored`: a fill an earlier run recorded,
         found again at start (summarised by the caller)."""
         self._push(FillChanged(fill, previous))
+        # Cash moves with the fill at once; a fill learnt over REST after a gap may already be in the last balance.
+        self._cash.on_fill(fill, self.clock(), in_doubt=source != "stream")
         if self.ledger is not None:
             self.ledger.fill(fill, self.exec_state.condition_of(fill), previous, source, ts=self.clock())
         if previous is None and self.exec_state.note_recorded(fill.trade_id) and self._journal is not None:

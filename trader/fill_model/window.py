@@ -167,7 +167,12 @@ class WindowFillModel:
             market=self._identity(),
             fee_rate=self.fee_rate, up_bid=b.bid(Leg.UP), up_bid_size=b.size(Leg.UP, BID), up_ask=b.ask(Leg.UP),
             up_ask_size=b.size(Leg.UP, ASK), down_bid=b.bid(Leg.DOWN), down_bid_size=b.size(Leg.DOWN, BID),
-            down_ask=b.ask(Leg.DOWN), down_ask_size=b.size(Leg.DOWN, ASK), age_ms=age_ms, fresh=age_ms <= config.risk.stale_feed_ms,
+            down_ask=b.ask(Leg.DOWN), down_ask_size=b.size(Leg.DOWN, ASK), age_ms=age_ms,
+            # A recording has a line per book change only: a gap is a quiet book unless it outlasts the quiet limit
+            # (the live trader's rule for a live socket without market data; the recording has no socket to judge).
+            fresh=age_ms <= config.risk.quiet_feed_ms,
+            stale_reason="" if age_ms <= config.risk.quiet_feed_ms else
+            f"no recorded line for {age_ms / 1000:.1f} s (risk.quiet_feed_ms {config.risk.quiet_feed_ms:g})",
             crossed=crossed, accepting_orders=now < self.window_end, fair_up=fair_up, btc=self.btc,
             btc_age_ms=(now - self.btc_ts) * 1000.0 if self.btc_ts == self.btc_ts else math.inf, btc_open=self.btc_open,
             fee_exponent=self.fee_exponent,

@@ -13,14 +13,18 @@ user-channel listeners outside the exchange's lock (a listener takes the executi
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
 import math
+import os
 import queue
+import secrets
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import msgspec
@@ -37,7 +41,18 @@ log = logging.getLogger("polymm.trader.paper")
 
 ACCOUNT = "paper"  # the fill model's account for the wallet (the exchange knows no strategies)
 PAPER_OWNER = "paper-api-key"  # our `owner` on paper orders and trades (the API key's place)
-PAPER_ADDRESS = "0x" + "00" * 19 + "0a"  # the paper wallet's address (never a real one)
+PAPER_ADDRESS = "0x" + "00" * 19 + "0a"  # the paper wallet's address of older paper runs (never a real one)
+
+
+def paper_address(state_dir: str | os.PathLike | None = None) -> str:
+    """The paper wallet's address: one per state directory (never a real one: a hash, no key behind it).
+
+    The execution core locks its wallet machine-wide by this address (one trader per wallet). A fixed paper address
+    made every paper trader on a host one wallet: two test runs, or two paper traders with their own state
+    directories, locked each other out (issue 27). A paper trader's wallet is its state directory (its journal
+    and ledger live there), so that is what names it; without one, each paper exchange is a wallet of its own."""
+    seed = str(Path(state_dir).resolve()) if state_dir is not None else secrets.token_hex(16)
+    return "0x" + hashlib.sha256(f"polymm-paper-wallet:{seed}".encode()).hexdigest()[:40]
 FOLLOW_EVERY_S = 0.05  # the book follower wakes at least this often (arrivals, window ends)
 
 
@@ -57,8 +72,9 @@ class _Market:
 
 class PaperExchange:
     def __init__(self, shm_name: str, config: Config, *, balance_usd: float, latency_s: float,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, address: str | None = None) -> None:
         self.shm_name = shm_name
+        self.address = address or paper_address()  # the service passes paper_address(state directory)
         self.config = config
         self.latency_s = latency_s
         self.clock = clock
@@ -333,7 +349,7 @@ class PaperExchange:
             "id": o.client_id, "status": status, "market": self._condition(window_start),
             "asset_id": self._token(window_start, w.leg), "side": w.side.value, "price": str(w.price),
             "original_size": str(w.size), "size_matched": str(round(o.filled, 6)), "owner": PAPER_OWNER,
-            "maker_address": PAPER_ADDRESS, "order_type": w.order_type.value, "outcome": w.leg.value.capitalize(),
+            "maker_address": self.address, "order_type": w.order_type.value, "outcome": w.leg.value.capitalize(),
             "created_at": int(o.created_at), "expiration": "0", "associate_trades": [],
         }
 
@@ -374,7 +390,7 @@ class PaperExchange:
             "id": trade_id, "status": "CONFIRMED", "market": market, "asset_id": token,
             "fee_rate_bps": str(round(self._markets[window_start].model.fee_rate * 10_000, 6)),
             "match_time": str(fill["ts"]), "last_update": str(fill["ts"]), "owner": PAPER_OWNER,
-            "maker_address": PAPER_ADDRESS, "type": "TRADE", "outcome": leg.value.capitalize(),
+            "maker_address": self.address, "type": "TRADE", "outcome": leg.value.capitalize(),
         }
         if fill["role"] == "taker":
             row = {**base, "side": fill["side"], "size": str(fill["size"]), "price": str(fill["price"]),
@@ -386,7 +402,7 @@ class PaperExchange:
                    "owner": "paper-market", "maker_address": "0x" + "00" * 20,
                    "maker_orders": [{"order_id": fill["id"], "matched_amount": str(fill["size"]),
                                      "price": str(fill["price"]), "asset_id": token, "owner": PAPER_OWNER,
-                                     "maker_address": PAPER_ADDRESS, "side": fill["side"],
+                                     "maker_address": self.address, "side": fill["side"],
                                      "outcome": leg.value.capitalize()}]}
         self._trades.append(row)
         return {**row, "event_type": "trade", "timestamp": str(int(fill["ts"] * 1000))}

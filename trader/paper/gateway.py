@@ -48,10 +48,8 @@ class PaperOrder:
 
 
 class PaperSigner:
-    address = PAPER_ADDRESS
-    funder = PAPER_ADDRESS
-
-    def __init__(self) -> None:
+    def __init__(self, address: str = PAPER_ADDRESS) -> None:
+        self.address = self.funder = address  # the paper wallet (trader/paper/exchange.py paper_address)
         self._seq = itertools.count(1)
         self._prefix = secrets.token_hex(8)  # ids unique across restarts (the journal keeps them)
 
@@ -75,7 +73,7 @@ class PaperGateway:
         # own. Nothing else goes there, and no key is involved (GET /clob-markets is public).
         self.market_clob_url = market_clob_url
         self._http = httpx.Client(timeout=5.0) if market_clob_url else None
-        self.signer = PaperSigner()
+        self.signer = PaperSigner(exchange.address)
         self.address = self.signer.address
         self.funder = self.signer.funder
         self._heartbeat = 0

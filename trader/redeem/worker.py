@@ -73,6 +73,9 @@ class Redeemer:
         self._positions_said_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Called with the pUSD a confirmed redemption or merge paid: it moved outside our fills, so the trader counts
+        # it at once and asks the exchange for its balance (trader/execution/cash.py, balance.py).
+        self.on_cash_moved: Callable[[float], None] | None = None
         # Several series on one wallet (trader/wallet/): only the wallet's leader redeems; `active()` says whether
         # this trader is it. When it becomes so, the journal is read again: the previous leader wrote it.
         self.active: Callable[[], bool] | None = None
@@ -156,11 +159,15 @@ class Redeemer:
                 self._trouble(str(exc), now)
                 return
             if state in SUCCESS:
+                paid = 0.0
                 for entry in self.journal.finish(tx_id, "confirmed", now):
                     self._record("redeem_outcome", entry, tx_id, state=state, pusd=entry.shares)
                     verb = "redeemed" if entry.kind == "redeem" else "merged"
                     log.info("%s %s: +$%s pUSD (relayer tx %s)", verb, entry.slug or entry.condition_id,
                              entry.shares, tx_id)
+                    paid += float(entry.shares)
+                if paid and self.on_cash_moved is not None:
+                    self.on_cash_moved(paid)
             elif state in FAILURE:
                 # Reverted: the batch is split (or a single position backed off) by what the journal learns.
                 for entry in self.journal.finish(tx_id, "failed", now, error or state, reverted=True):

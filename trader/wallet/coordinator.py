@@ -75,6 +75,9 @@ class WalletCoordinator:
         self._reader: threading.Thread | None = None
         self._refresher: threading.Thread | None = None
         self.warning = ""  # a problem with the shared record, in words (status)
+        # This series' cash moves so far (the execution core's cash book, set by the service): published with each
+        # decision so the other series' cash checks know the wallet's pUSD moved (trader/execution/cash.py).
+        self.cash_moves: Callable[[], int] | None = None
 
     # ---- this series' slot ------------------------------------------------------------------------
     def start(self, config, market=None) -> None:
@@ -118,12 +121,27 @@ class WalletCoordinator:
             window_end = int(market.window_end) if market is not None else rec.window_end
             new = replace(rec, updated=now, exposure_usd=exposure_usd, open_buys_usd=open_buys_usd,
                           pnl_today_usd=realised + unrealised_usd, day=day, window_end=window_end,
-                          condition_ids=conds, state=RUNNING)
+                          condition_ids=conds, state=RUNNING, cash_moves=self._cash_moves(rec.cash_moves))
             moved = (abs(new.exposure_usd - rec.exposure_usd) > 0.005 or abs(new.pnl_today_usd - rec.pnl_today_usd) > 0.005
-                     or new.condition_ids != rec.condition_ids or new.day != rec.day)
+                     or new.condition_ids != rec.condition_ids or new.day != rec.day
+                     or new.cash_moves != rec.cash_moves)
             if not moved and now - self._published_at < PUBLISH_EVERY_S:
                 return
             self._write(new)
+
+    def _cash_moves(self, last: int) -> int:
+        if self.cash_moves is None:
+            return last
+        try:
+            return int(self.cash_moves())
+        except Exception:  # noqa: BLE001 - the decision's publish never fails on it: the last count stays
+            return last
+
+    def others_cash_moves(self) -> tuple:
+        """The other series' published cash-move counters (who, which process, how many), for this series' cash
+        check (trader/execution/balance.py reads it when a poll is asked and answered; a memory read)."""
+        return tuple(sorted((rec.series, rec.pid, rec.cash_moves) for index, rec in self.store.records().items()
+                            if index != self.index))
 
     def _write(self, rec: SeriesRecord) -> None:
         self.store.write(self.index, rec)

@@ -20,8 +20,11 @@ HEADER_SIZE = 128
 # magic, version, slots, leader pid, heartbeat accepted at, failing since (0 = not failing), leader series, error
 _HEADER = struct.Struct("<8sIIqdd16s64s")
 # seq, pid, state, utc day (yyyymmdd), updated, exposure, open buys, window end, pnl today, cap, loss limit,
-# own loss limit, dead since, reaped at, series, current condition id, previous condition id (raw 32 bytes each)
-_SLOT = struct.Struct("<QqIIdddqdddddd16s32s32s")
+# own loss limit, dead since, reaped at, series, current condition id, previous condition id (raw 32 bytes each),
+# cash moves. The last was added within the slot's spare bytes without a new VERSION: a record an older polymm
+# created has zeros there, and an older trader's slot only keeps a counter that never changes (its series' moves are
+# then not seen by the others' cash checks, trader/execution/cash.py: upgrade every trader together).
+_SLOT = struct.Struct("<QqIIdddqdddddd16s32s32sQ")
 assert _HEADER.size <= HEADER_SIZE and _SLOT.size <= SLOT_SIZE
 SIZE = HEADER_SIZE + SLOTS * SLOT_SIZE
 
@@ -48,6 +51,7 @@ class SeriesRecord:
     condition_ids: tuple[str, ...] = ()  # its current and previous markets (the reaper cancels there)
     dead_since: float = 0.0  # the leader saw its trader gone (0: never)
     reaped_at: float = 0.0  # the leader cancelled its markets' orders
+    cash_moves: int = 0  # cash moves its trader counted (its fills, their reversals, redemptions): cash.py
 
 
 @dataclass(frozen=True)
@@ -88,15 +92,16 @@ def pack_slot(buf, index: int, seq: int, rec: SeriesRecord) -> None:
     conds = [_cond_bytes(c) for c in rec.condition_ids[:2]] + [b""] * (2 - len(rec.condition_ids[:2]))
     _SLOT.pack_into(buf, slot_offset(index), seq, rec.pid, rec.state, rec.day, rec.updated, rec.exposure_usd,
                     rec.open_buys_usd, rec.window_end, rec.pnl_today_usd, rec.cap_usd, rec.loss_limit_usd,
-                    rec.own_loss_limit_usd, rec.dead_since, rec.reaped_at, rec.series.encode()[:16], *conds)
+                    rec.own_loss_limit_usd, rec.dead_since, rec.reaped_at, rec.series.encode()[:16], *conds,
+                    rec.cash_moves)
 
 
 def unpack_slot(buf, index: int) -> tuple[int, SeriesRecord]:
     (seq, pid, state, day, updated, exposure, open_buys, window_end, pnl, cap, loss, own_loss, dead_since, reaped_at,
-     series, cond_a, cond_b) = _SLOT.unpack_from(buf, slot_offset(index))
+     series, cond_a, cond_b, cash_moves) = _SLOT.unpack_from(buf, slot_offset(index))
     conds = tuple(c for c in (_cond_text(cond_a), _cond_text(cond_b)) if c)
     return seq, SeriesRecord(_text(series), pid, state, updated, exposure, open_buys, window_end, day, pnl, cap, loss,
-                             own_loss, conds, dead_since, reaped_at)
+                             own_loss, conds, dead_since, reaped_at, cash_moves)
 
 
 def seq_of(buf, index: int) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[3]
 # Not part of a build: checkouts of other people's work in progress, caches, the dev venv.
 _IGNORE = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
-                                 ".hypothesis", ".cache", "demo-run", "*.pyc")
+                                 ".hypothesis", ".cache", "demo-run", "soak-out", "*.pyc")  # soak-out: bench/soak.py runs (sockets)
 
 
 def build_wheels(dest: Path, repo: Path = REPO, python: str = sys.executable) -> Path:

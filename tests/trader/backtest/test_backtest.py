@@ -133,13 +133,15 @@ def test_backtest_late_hold_stop_one_reentry_and_no_more(tmp_path):
     assert [(f["t"], f["price"]) for f in sells] == [(pytest.approx(810.0, abs=0.01), 0.69), (pytest.approx(830.0, abs=0.01), 0.65)]
 
 
-def test_backtest_stale_feed_cancels_resting_entry_within_stale_ms_plus_one_decision(tmp_path):
+def test_backtest_stale_feed_cancels_resting_entry_within_quiet_ms_plus_one_decision(tmp_path):
+    # A recording has a line per book change: a gap shorter than risk.quiet_feed_ms (15 s) is a quiet book, which
+    # the live trader keeps trading on; a longer one is a frozen or dead feed, and the entry is cancelled.
     rows = segment(300, 310, 0.61, 0.62) + segment(330, 340, 0.58, 0.59)  # no line from 309 to 330
     result = backtest(tmp_path, rows)
     entry = placed(result, role="entry")[0]
     cancel = [e for e in events(result, "cancel") if e["id"] == entry["id"]][0]
-    assert 309 + 2.0 <= cancel["t"] <= 309 + 2.0 + 0.1 + 1e-6
-    assert "stale" in cancel["reason"]
+    assert 309 + 15.0 <= cancel["t"] <= 309 + 15.0 + 0.1 + 1e-6
+    assert "stale" in cancel["reason"] and "no recorded line" in cancel["reason"]
 
 
 def test_backtest_cancels_every_open_order_5s_before_the_end_and_places_nothing_after(tmp_path):
@@ -472,3 +474,12 @@ def test_taker_fee_follows_the_tick_files_fee_schedule_with_exponent_2():
     sim.submit([Place(Want("s1", Leg.UP, Side.BUY, 0.5, 10, Role.ENTRY, OrderType.FAK, False, "take"))], WS + 300)
     (fill,) = sim.fills
     assert fill["fee"] == pytest.approx(10 * 0.25 * (0.5 * 0.5) ** 2)  # 0.15625, not 0.25 x p(1-p)
+
+
+def test_cancel_before_end_is_exact_when_no_line_falls_near_the_end(tmp_path):
+    # Issue 27: the step grid starts at the window's first line (here .099 past a second) and no line comes near the
+    # end: the cancel used to fire at the first grid step after 895 (895.099); it is decided at 895.000 exactly.
+    rows = segment(700.099, 705.099, 0.62, 0.63) + segment(705.099, 706.099, 0.61, 0.62) + segment(706.099, 800.099, 0.61, 0.63)
+    result = backtest(tmp_path, rows, "--set", "s2.enabled=true")
+    tp = placed(result, role="take_profit")[0]
+    assert [e["t"] for e in events(result, "cancel") if e["id"] == tp["id"]] == [895.0]

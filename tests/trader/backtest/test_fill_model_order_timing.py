@@ -77,7 +77,8 @@ def test_the_backtest_applies_the_minimum_order_age_its_ticks_carry():
         return TickLine(ts=WS + t, window_start=WS, up_bid=0.65, up_ask=0.68, down_bid=0.32, down_ask=0.35,
                         min_order_age_s=age)
 
-    config = load_config(None, {"s1.cap_schedule": "0-900:20"})
+    # a recording's gap is a quiet book until risk.quiet_feed_ms (issue 27): 2 s here, so the gap is a stale feed
+    config = load_config(None, {"s1.cap_schedule": "0-900:20", "risk.quiet_feed_ms": "2000"})
     cancelled = {}
     for age in (0, 30):
         rows = [at(100 + i, age) for i in range(10)]  # then the feed goes quiet: S1 cancels its resting entry

@@ -3,6 +3,8 @@
 those three only), and the chatty clients over the limit are told so in words."""
 from __future__ import annotations
 
+import json
+
 import socket
 import threading
 import time
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.ctl import FakeHandler, mmctl, serve
+from tests.support.ctl import FakeHandler, feed_segment, mmctl, serve
 from polymm.ctl import protocol as p
 from polymm.ctl.client import ControlClient, CtlError, RemoteError
 
@@ -113,7 +115,7 @@ def _read_orders(path: Path) -> None:
         client.request(p.OrdersRequest())
 
 
-def test_a_client_over_the_limit_is_refused_anything_but_the_kill_switch(sock_path):
+def test_a_client_over_the_limit_is_refused_anything_but_the_kill_switch(sock_path, shm_name):
     handler = SlowReads()
     with serve(sock_path, handler, max_clients=2) as server:
         holders = [threading.Thread(target=_read_orders, args=(sock_path,), daemon=True) for _ in range(2)]
@@ -130,6 +132,13 @@ def test_a_client_over_the_limit_is_refused_anything_but_the_kill_switch(sock_pa
             assert err.value.code == p.E_BUSY
             assert "too many mmctl clients (2)" in err.value.reply.message
             assert "pause, flatten and cancel-all are always served" in err.value.reply.message
+            # mmctl status: the trader runs and serves others, so it is busy (exit 10), never "down" (issue 27)
+            with feed_segment(shm_name):
+                run = mmctl(sock_path, "status", "--json", shm=shm_name)
+                text = mmctl(sock_path, "status", shm=shm_name)
+            assert run.exit_code == 10 and json.loads(run.stdout)["verdict"] == "busy", run.stdout
+            assert text.exit_code == 10 and "BUSY: TRADER RUNNING, NO CONTROL SLOT FREE" in text.stdout, text.stdout
+            assert "TRADER DOWN" not in text.stdout and "trader busy: too many mmctl clients" in text.stdout
             run = mmctl(sock_path, "pause")
             assert run.exit_code == 0, run.stderr
             assert handler.calls[-1] == "pause"

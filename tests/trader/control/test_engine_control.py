@@ -119,6 +119,33 @@ def test_reload_with_a_broken_file_keeps_the_old_config(trader):
     assert store.current == before and engine.config == before
 
 
+def test_a_config_file_that_no_longer_loads_is_a_warning_until_it_loads_again(trader):
+    # Issue 27: after a reload of a broken file (old config kept) status stayed healthy, so nobody knew the next
+    # restart would fail. It is a warning (and status.config_error, the metric's source) until the file loads.
+    handler, _, _, _, store, cfg_file = trader
+    assert handler.status(p.StatusRequest()).config_error is None
+    cfg_file.write_text("[s1]\nentry_threshold = 7\n")
+    refused(p.E_INVALID, handler.reload, p.ReloadRequest())
+    reply = handler.status(p.StatusRequest())
+    assert "s1.entry_threshold" in reply.config_error and not reply.healthy
+    [warning] = [w for w in reply.warnings if w.startswith("config does not load")]
+    assert "a restart would fail until the file is fixed" in warning and str(cfg_file) in warning
+    # the file is fixed (no reload yet): the warning goes, because the file loads again
+    cfg_file.write_text(BASE_TOML)
+    reply = handler.status(p.StatusRequest())
+    assert reply.config_error is None and not [w for w in reply.warnings if w.startswith("config does not load")]
+
+
+def test_a_restart_that_could_not_reread_the_config_is_incomplete(trader):
+    handler, _, _, _, _, cfg_file = trader
+    cfg_file.write_text("[s1]\nentry_threshold = 7\n")
+    engine = handler.engine
+    engine._reconfigure = lambda: handler.store.reload()
+    reply = handler.restart(p.RestartRequest())
+    assert reply.complete is False and "config NOT re-read" in reply.message
+    assert reply.warnings and "s1.entry_threshold" in reply.warnings[0]
+
+
 def test_reload_applies_live_keys_and_holds_non_live_ones_for_a_restart(trader):
     handler, engine, _, pipeline, store, cfg_file = trader
     cfg_file.write_text(BASE_TOML + "min_order_size = 7\n[endpoints]\nclob_url = \"http://127.0.0.1:1\"\n")

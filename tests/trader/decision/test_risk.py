@@ -1,6 +1,8 @@
 """Risk and the window lifecycle through decide(): exposure cap, stale feed, throttle, pause, flatten, end of window."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from tests.support.strategy import WE, WS, book, config, order, pos
 
@@ -90,11 +92,19 @@ def test_stale_feed_cancels_resting_entries_and_places_none():
     assert d.actions == []
 
 
-def test_stale_by_age_is_judged_with_the_live_config_value():
+def test_a_quiet_book_is_not_stale_by_its_age_alone():
+    # Issue 27: the engine judges the feed from its liveness (MarketView.fresh); a book that has not changed for
+    # longer than risk.stale_feed_ms on a live socket is a quiet market: entries stand.
     cfg = config(**{"risk.stale_feed_ms": 500})
-    d = decide(book(0.61, age_ms=600), [], {}, cfg, None, WS + 301)
+    assert places(decide(book(0.61, age_ms=6000), [], {}, cfg, None, WS + 301))
+
+
+def test_a_stale_feed_says_why_in_the_notes():
+    view = dataclasses.replace(book(0.61, fresh=False, age_ms=100), stale_reason="feed dead: no PONG")
+    d = decide(view, [], {}, CFG, None, WS + 301)
     assert places(d) == []
-    assert places(decide(book(0.61, age_ms=400), [], {}, cfg, None, WS + 301))
+    d = decide(view, [order(Leg.UP, Side.BUY, 0.61, 6.55, Role.ENTRY)], {}, CFG, None, WS + 301)
+    assert any("feed stale (feed dead: no PONG)" in n for n in d.notes)
 
 
 def test_crossed_book_places_no_entry():

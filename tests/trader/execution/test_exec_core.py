@@ -6,8 +6,10 @@ import json
 import time
 
 import msgspec
+import pytest
 
 from tests.support.execution import ScriptedExchange, wait_for, want
+from polymm.trader.execution.limits import SETTLED
 from polymm.trader.execution.core import ExecutionCore, MarketIdentity
 from polymm.trader.venue.gateway import CancelResult
 from polymm.trader.model import Leg, OrderState, OrderType, Side
@@ -124,7 +126,9 @@ def test_a_settled_market_is_forgotten_after_a_day_and_its_pnl_is_kept():
         assert core.fills() == [] and core.orders(working_only=False, condition_id=old.condition_id) == []
         assert core.exec_state.known_markets() == {"0xnew"} and core.exec_state.sizes()["exchange_ids"] == 0
         assert core.pnl()["total"] == before["total"]  # forgotten, not lost
-        assert core.pnl()["markets"][old.condition_id]["resolved"] == "up"
+        # folded into one settled bucket, not kept per market: memory does not grow with every market traded
+        assert old.condition_id not in core.pnl()["markets"] and core.pnl()["markets"][SETTLED]["realised"] == 6.0
+        assert old.condition_id not in core.exec_state._resolutions
     finally:
         core.stop()
 
@@ -351,6 +355,17 @@ def test_risk_heartbeat_false_never_arms_the_dead_man_switch_and_says_so():
         assert not any("dead-man switch" in w for w in core.state().warnings)
     finally:
         core.stop()
+
+
+def test_forgotten_markets_fold_into_one_bucket_per_strategy_and_leg():
+    # Issue 27: memory bounded per window: a month of forgotten markets is one P&L entry per (strategy, leg).
+    from polymm.trader.model import PositionView
+
+    core = ExecutionCore(ScriptedExchange())
+    for i in range(50):
+        core.exec_state._fold_settled({(f"0xm{i}", "s1", Leg.UP): PositionView("s1", Leg.UP, realised_pnl=1.0, fees=0.01)})
+    assert list(core.exec_state._settled) == [(SETTLED, "s1", Leg.UP)]
+    assert core.pnl()["total"]["realised"] == pytest.approx(50.0) and core.pnl()["total"]["fees"] == pytest.approx(0.5)
 
 
 def test_user_channel_events_of_another_series_market_are_dropped():

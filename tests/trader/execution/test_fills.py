@@ -231,3 +231,16 @@ def test_matching_rule_gives_the_side_when_the_exchange_no_longer_has_the_order(
     (fill, _), = cross.resolve_side(OUR_DOWN_ORDER, cross.infer_side(OUR_DOWN_ORDER))
     assert (fill.leg, fill.side, fill.size, fill.price) == (Leg.DOWN, Side.BUY, 10.0, 0.482)
     assert fills.infer_side("0xnothing") is None
+
+
+def test_fills_within_one_match_second_come_in_the_order_they_happened_not_by_trade_id():
+    # Issue 27: the exchange stamps match times in whole seconds; a BUY and the SELL that closed it a few hundred
+    # ms later share one, and sorting by trade id listed the SELL first.
+    buy_order, sell_order = "0x" + "b1" * 32, "0x" + "5e" * 32
+    fills = store({buy_order: s1(Leg.UP, Side.BUY, "buy"), sell_order: s1(Leg.UP, Side.SELL, "sell")}, owner="me")
+    base = ws_trade("user_trade1.json")
+    taker = dict(maker_orders=(), trader_side="TAKER", owner="me", asset_id=UP, match_time=1_800_000_000.0)
+    fills.apply(replace(base, trade_id="zz-buy-later-in-the-alphabet", taker_order_id=buy_order, side="BUY", **taker))
+    fills.apply(replace(base, trade_id="aa-sell", taker_order_id=sell_order, side="SELL", **taker))
+    assert [f.side for f in fills.fills()] == [Side.BUY, Side.SELL]
+    assert [f.side for _, f in fills.fills_with_market()] == [Side.BUY, Side.SELL]

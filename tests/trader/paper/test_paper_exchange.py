@@ -212,6 +212,29 @@ def test_without_an_exchange_to_ask_paper_fees_use_the_documented_default_and_st
         exchange.stop()
 
 
+def test_each_state_directory_is_its_own_paper_wallet(tmp_path):
+    # Issue 27: a fixed paper address made every paper trader on a host one wallet, so two test runs (or two paper
+    # traders) locked each other out machine-wide (WalletLocked). The paper wallet is now named by the state
+    # directory: two directories trade side by side, one directory is still one trader.
+    from polymm.trader.execution.wallet_lock import WalletLock, WalletLocked
+    from polymm.trader.paper.exchange import paper_address
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    assert paper_address(a) == paper_address(a) != paper_address(b)
+    assert paper_address() != paper_address()  # no state directory: a wallet of its own
+    first, second = WalletLock(a, paper_address(a)), WalletLock(b, paper_address(b))
+    first.acquire()
+    second.acquire()
+    try:
+        with pytest.raises(WalletLocked):
+            WalletLock(a, paper_address(a)).acquire()
+    finally:
+        first.release()
+        second.release()
+
+
 def test_paper_applies_the_markets_minimum_order_age_and_taker_delay_from_the_same_read(segment, tmp_path):
     """Issue 21: `oas` and `itode` come with the fee schedule (one GET /clob-markets). A paper taker is answered
     `delayed` and fills when the delay ends; a resting order's cancel is held until it is `oas` old."""

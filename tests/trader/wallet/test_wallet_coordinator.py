@@ -63,7 +63,8 @@ def market(cond_byte: str = "aa", end: int = 1_800_000_300) -> MarketIdentity:
 
 def test_a_record_is_shared_by_every_opener_and_outlives_its_writer(tmp_path):
     a = WalletStore("w1", tmp_path)
-    rec = SeriesRecord("eth-5m", 123, RUNNING, 1.0, 12.5, 2.5, 300, 20270101, -3.0, 100.0, 0.0, 0.0, ("0x" + "cd" * 32,))
+    rec = SeriesRecord("eth-5m", 123, RUNNING, 1.0, 12.5, 2.5, 300, 20270101, -3.0, 100.0, 0.0, 0.0, ("0x" + "cd" * 32,),
+                       cash_moves=41)
     a.write(3, rec)
     a.close()
     b = WalletStore("w1", tmp_path)
@@ -268,3 +269,20 @@ def test_the_refresher_keeps_the_decision_s_limits_current_without_io_on_its_thr
         assert btc.limits().others_usd == 12.0 and btc.limits().cap_usd == 50.0
     finally:
         btc._stop.set()
+
+
+def test_each_series_publishes_its_cash_moves_for_the_others_cash_checks(wallet):
+    # trader/execution/cash.py: another series' fills move the shared pUSD; its published count of cash moves is
+    # what tells this series' balance check that a disagreement is not its own.
+    eth, btc = wallet("eth-5m"), wallet("btc-15m")
+    moves = {"n": 0}
+    eth.cash_moves = lambda: moves["n"]
+    seen = btc.others_cash_moves()
+    assert seen == (("eth-5m", eth._record.pid, 0),)
+    moves["n"] = 3  # eth's fills: published with its next decision even when nothing else moved
+    eth.publish(exposure_usd=0.0, open_buys_usd=0.0, unrealised_usd=0.0)
+    assert btc.others_cash_moves() == (("eth-5m", eth._record.pid, 3),) != seen
+    assert eth.others_cash_moves() == (("btc-15m", btc._record.pid, 0),)
+    eth.cash_moves = lambda: 1 / 0  # a failing counter never fails the decision's publish: the last count stays
+    eth.publish(exposure_usd=1.0, open_buys_usd=0.0, unrealised_usd=0.0)
+    assert btc.others_cash_moves()[0][2] == 3
