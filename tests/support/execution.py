@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,14 @@ from polymm.trader.venue.gateway import CancelResult, FeeDetails, Gateway, PostR
 from polymm.trader.model import Leg, OrderType, Role, Side, Want
 from polymm.trader.venue.signing import OrderSigner
 from tests.support.waiting import wait_for  # noqa: F401 - re-exported for the exec suites
+
+
+def open_market() -> MarketIdentity:
+    """A market whose window opened a minute ago and has 14 minutes left, built when a test runs. An identity
+    built at import expires while a long suite (CI runs the slow tests too: 20+ minutes) is still running, and the
+    core then refuses every order with "market window has ended"."""
+    now = int(time.time())
+    return MarketIdentity("0xcond", "111", "222", now - 60, now + 840, 0.01, 5, 0.07)
 
 
 def live_market(sim: RunningSim) -> MarketIdentity:

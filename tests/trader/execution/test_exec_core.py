@@ -8,14 +8,21 @@ import time
 import msgspec
 import pytest
 
-from tests.support.execution import ScriptedExchange, wait_for, want
+from tests.support.execution import ScriptedExchange, wait_for, want, open_market
 from polymm.trader.execution.limits import SETTLED
 from polymm.trader.execution.core import ExecutionCore, MarketIdentity
 from polymm.trader.venue.gateway import CancelResult
 from polymm.trader.model import Leg, OrderState, OrderType, Side
 from polymm.trader.venue.user_wire import WireMakerOrder, WireOrder, WireTrade
 
-MARKET = MarketIdentity("0xcond", "111", "222", int(time.time()) - 60, int(time.time()) + 840, 0.01, 5, 0.07)
+MARKET = open_market()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_market():
+    """Each test gets a window open now (open_market: one built at import ends mid-suite)."""
+    global MARKET
+    MARKET = open_market()
 
 
 def started_core() -> tuple[ExecutionCore, ScriptedExchange]:

@@ -6,12 +6,21 @@ from __future__ import annotations
 
 import time
 
-from tests.support.execution import ScriptedExchange, wait_for, want
+import pytest
+
+from tests.support.execution import ScriptedExchange, wait_for, want, open_market
 from polymm.trader.execution.exchange_state import ServerError
 from polymm.trader.execution.core import ExecutionCore, MarketIdentity
 from polymm.trader.model import Leg, OrderState, OrderType, Side
 
-MARKET = MarketIdentity("0xcond", "111", "222", int(time.time()) - 60, int(time.time()) + 840, 0.01, 5, 0.07)
+MARKET = open_market()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_market():
+    """Each test gets a window open now (open_market: one built at import ends mid-suite)."""
+    global MARKET
+    MARKET = open_market()
 
 
 class TakerFilledButLookupEmpty(ScriptedExchange):

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.support.recorded import load_fixture
-from tests.support.execution import ScriptedExchange, wait_for, want
+from tests.support.execution import ScriptedExchange, wait_for, want, open_market
 from polymm.trader.execution import limits
 from polymm.trader.execution.exchange_state import NetworkError, Rejected
 from polymm.trader.execution.core import ExecutionCore, MarketIdentity
@@ -19,7 +19,14 @@ from polymm.trader.venue.gateway import FeeDetails, OrderVersionMismatch, PostRe
 from polymm.trader.model import Leg, OrderState, OrderType, Side
 from polymm.trader.venue.user_wire import UnreadableTrade, decode_user_frame
 
-MARKET = MarketIdentity("0xcond", "111", "222", int(time.time()) - 60, int(time.time()) + 840, 0.01, 5, 0.07)
+MARKET = open_market()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_market():
+    """Each test gets a window open now (open_market: one built at import ends mid-suite)."""
+    global MARKET
+    MARKET = open_market()
 UNSIGNABLE = "exchange order version 4 is not one polymm can sign (2, 3): no new orders until it is; upgrade polymm"
 
 
