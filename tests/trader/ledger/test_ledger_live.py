@@ -58,6 +58,11 @@ def resting_buy_with_time_left(stack):
 
 def test_kill_9_mid_window_then_restart_leaves_no_duplicate_and_no_gap(stack):
     stack.ask(p.SetRequest(settings=HOLD))
+    # The settings persist as overrides, so the restarted trader keeps them and a later set of the same values
+    # changes nothing: let the writer commit their ledger rows before the SIGKILL (which loses what is queued,
+    # on purpose), or the resolution test below finds none when an entry was already resting at the set.
+    wait_for(lambda: rows(stack, "SELECT COUNT(*) FROM config_changes")[0][0] >= len(HOLD), timeout_s=10,
+             what="the settings' changes in the ledger before the kill")
     order = wait_for(lambda: resting_buy_with_time_left(stack), timeout_s=6 * WINDOW_S, every_s=0.2,
                      what="an entry resting on the sim with time left in the window")
     stack.trader.kill()  # SIGKILL: no cancel, no flush of anything queued
