@@ -520,17 +520,7 @@ class Engine:
             # stale/crossed books still go through the pipeline: its risk gate cancels entries and refuses new
             # ones on a book that is not fresh (MarketView.fresh / crossed carry the verdict).
             reads = self._reads()
-            if reads is not None and reads[0].condition_id == snap.market.condition_id:
-                fee = reads[0].fee
-            else:
-                fee_of = getattr(self.core, "fee_schedule", None)
-                fee = fee_of(snap.market.condition_id) if fee_of is not None else None
-            if probe is not None:
-                probe.mark("fee")
-            view = market_view(snap, now=now, stale_feed_ms=stale_ms, fair=self.fair,
-                               quiet_feed_ms=float(self.config.risk.quiet_feed_ms),
-                               stale_ref_ms=float(self.config.risk.stale_ref_ms), fee=fee,
-                               reference=self.reference_source)
+            view = self._view(snap, now, stale_ms, reads, probe)
             if probe is not None:
                 probe.mark("view")
             actions, view = self._decide_and_execute(view, now, snap, reads)
@@ -643,6 +633,21 @@ class Engine:
 
     # -- the pipeline -------------------------------------------------------------------------------
 
+    def _view(self, snap, now: float, stale_ms: float, reads, probe=None) -> MarketView:
+        """market_view() of `snap` with this loop's settings (a decision and a rehearsal see the same view), and the
+        market's fee schedule from the core's published reads when they are of this market, else asked of the core."""
+        if reads is not None and reads[0].condition_id == snap.market.condition_id:
+            fee = reads[0].fee
+        else:
+            fee_of = getattr(self.core, "fee_schedule", None)
+            fee = fee_of(snap.market.condition_id) if fee_of is not None else None
+        if probe is not None:
+            probe.mark("fee")
+        return market_view(snap, now=now, stale_feed_ms=stale_ms, fair=self.fair,
+                           quiet_feed_ms=float(self.config.risk.quiet_feed_ms),
+                           stale_ref_ms=float(self.config.risk.stale_ref_ms), fee=fee,
+                           reference=self.reference_source)
+
     def _reads(self):
         """(DecisionReads, ExchangeStatus) from the execution core without its lock (ExecutionCore.decision_reads),
         or None from a core that has none (tests' fakes): then orders(), positions() and state() are asked."""
@@ -739,12 +744,7 @@ class Engine:
         if problem is not None and not problem.startswith(("feed", "book")):
             return
         reads = self._reads()
-        fee = reads[0].fee if reads is not None and reads[0].condition_id == snap.market.condition_id else None
-        view = market_view(snap, now=now, stale_feed_ms=stale_ms, fair=self.fair,
-                           quiet_feed_ms=float(self.config.risk.quiet_feed_ms),
-                           stale_ref_ms=float(self.config.risk.stale_ref_ms), fee=fee,
-                           reference=self.reference_source)
-        self._think(view, now, snap, reads, None)
+        self._think(self._view(snap, now, stale_ms, reads), now, snap, reads, None)
 
     def _cash_arg(self) -> dict:
         cash = None
