@@ -54,10 +54,17 @@ DECIDE_EVERY_S = 0.05
 # execution core's threads and the feed need, and the futex wake-up is already fast.
 # bench/bench_tick_to_decision.py measures it.
 WAKE_SPIN_S = 0.0
-# The thread switch interval (Engine.tune_runtime): a thread waiting for the GIL (the loop, just woken by a
-# tick, while an order worker signs and sends a request) asks the holder to drop it after this long; with
-# Python's 5 ms default that wait alone can be 5 ms.
-SWITCH_INTERVAL_S = 0.0005
+# The thread switch interval (Engine.tune_runtime): a thread waiting for the GIL asks the holder to drop it after
+# this long (Python's default: 5 ms). The loop sets it around each wait: while it waits for a tick (and rehearses)
+# it is SWITCH_INTERVAL_S, so the loop, woken while an order worker signs a request or the user channel applies a
+# burst, has the GIL back within ~0.1 ms (at 0.5 ms, bench/bench_tick_to_decision.py showed 0.5-1.4 ms wake-ups);
+# from the wake-up to the next wait (the decision, its orders, the bookkeeping: ~0.2-0.4 ms) it is
+# SWITCH_INTERVAL_DECIDING_S, so those threads take the GIL from a decision half-way no sooner than that (at 0.1 ms
+# the slowest decisions were switched out up to 23 times: 1.6 ms of GIL waits). Not longer: the interval is also how
+# long the loop waits for the GIL back whenever it blocks (a lock, a seqlock retry's sleep); at 5 ms the same bench
+# saw 1-1.4 ms snapshot reads behind an order worker.
+SWITCH_INTERVAL_S = 0.0001
+SWITCH_INTERVAL_DECIDING_S = 0.0005
 # Young garbage collections between ticks: the cyclic GC runs when 700 more tracked objects exist than it last saw,
 # wherever that happens - inside a decision, 0.1-0.6 ms. The waiting loop collects the young generation itself once
 # this many are pending (the middle one too when it is due), so collections fall between ticks.
@@ -75,6 +82,9 @@ EVENT_CHECK_S = 0.002
 # result: about half the tick-to-decision time, for ~0.1 ms of CPU per rehearsal (~12 % of a core at 1 ms). Off
 # unless asked (env POLYMM_WARM_EVERY_MS; the systemd unit asks for WARM_EVERY_S), so tests and the demo do not pay it.
 WARM_EVERY_S = 0.001
+# A decision's bookkeeping (the wallet's publish, core events, unresolved exposure, status: ~0.1-0.2 ms) waits
+# for the next decision while the feed has already published a newer book, but never longer than this.
+BOOKKEEPING_DEFER_S = 0.005
 # Consecutive failed decisions after which the loop gives up (the service exits non-zero, systemd restarts it).
 MAX_FAILED_DECISIONS = 100
 # A rollover (the old window over, the next one's book not published yet) is logged at info level, and shown as a
@@ -323,6 +333,10 @@ class Engine:
         self.snapshot_at = 0.0
         self.fair = FairValue()  # the BTC reference path's volatility estimate lives across windows
         self._decide_again = False
+        self._switch_intervals: tuple[float, float] | None = None  # tune_runtime: (waiting, deciding) seconds
+        self._wallet_after: tuple | None = None  # WalletDecisions.after's arguments from the last decision, unpublished
+        self._bookkeeping_due: tuple | None = None  # (view, now, actions) of a decision whose bookkeeping waits
+        self._bookkept_mono = 0.0  # monotonic start of the last decision whose bookkeeping ran
         self._tick_size: float | None = None  # last tick handed to the core for the current market
         self._failures = 0
         self._unresolved_usd = 0.0
@@ -390,10 +404,12 @@ class Engine:
           the cyclic GC: a full collection walked it in ~15-30 ms on this 2-core VM, a stall that would land
           on a decision from time to time; afterwards it walks only what the running trader allocated.
           (Young collections: the waiting loop runs them between ticks, IDLE_GC_YOUNG.)
-        - The GIL is handed over within SWITCH_INTERVAL_S instead of 5 ms.
+        - The GIL is handed over within SWITCH_INTERVAL_S instead of 5 ms while the loop waits, and kept by the
+          loop while it decides (SWITCH_INTERVAL_DECIDING_S; set around each wait by _wait_for_work).
         - This thread (the loop's) is scheduled real-time when the service may (REALTIME_PRIORITY).
         Behaviour is unchanged: nothing here changes what is decided, only when the interpreter pauses."""
         sys.setswitchinterval(SWITCH_INTERVAL_S)
+        self._switch_intervals = (SWITCH_INTERVAL_S, SWITCH_INTERVAL_DECIDING_S)
         gc.collect()
         gc.freeze()
         self.realtime_priority, words = realtime.make_current_thread_realtime(REALTIME_PRIORITY)
@@ -439,6 +455,10 @@ class Engine:
         seq = self.reader.seq
         if seq() != last_seq or self._decide_again:
             return True
+        due = self._bookkeeping_due
+        if due is not None:  # deferred for a newer tick that never came to a decision (a failed one): do it now
+            self._bookkeeping(*due, time.monotonic())
+            return False
         wake = getattr(self.core, "wake", None)
         if (wake is not None and wake.is_set()) or not self._commands.empty():
             return True
@@ -446,25 +466,33 @@ class Engine:
         if now - self._last_decision_mono >= DECIDE_EVERY_S:
             return True
         until = min(now + EVENT_CHECK_S, self._last_decision_mono + DECIDE_EVERY_S)
+        switch = self._switch_intervals  # (waiting, deciding) once tune_runtime ran; None: Python's own
+        if switch is not None:
+            sys.setswitchinterval(switch[0])  # waiting, or rehearsing: our other threads may have the GIL soon
         warm = self.warm_every_s
         if warm:
             due = max(self._last_decision_mono, self._last_rehearsal_mono) + warm
             if now >= due:
                 self._warm()
                 if seq() != last_seq:
+                    if switch is not None:
+                        sys.setswitchinterval(switch[1])
                     return True
                 now = time.monotonic()
                 due = now + warm
             until = min(until, due)
         self._idle_gc()
-        # The hot part: blocked in the kernel until the feed publishes (or the event check is due).
+        # The hot part: blocked in the kernel until the feed publishes (or the event check is due). The GIL is
+        # taken back on return under the waiting interval; then the decision keeps it (SWITCH_INTERVAL_DECIDING_S).
         probe = self.probe
-        if probe is None:
-            return self.reader.wait_update(last_seq, until - now, spin_s=WAKE_SPIN_S) != last_seq
-        probe.waiting()
-        seq = self.reader.wait_update(last_seq, until - now, spin_s=WAKE_SPIN_S)
-        probe.woke()
-        return seq != last_seq
+        if probe is not None:
+            probe.waiting()
+        new_seq = self.reader.wait_update(last_seq, until - now, spin_s=WAKE_SPIN_S)
+        if switch is not None:
+            sys.setswitchinterval(switch[1])
+        if probe is not None:
+            probe.woke()
+        return new_seq != last_seq
 
     def _idle_gc(self) -> None:
         young, middle, _old = gc.get_count()
@@ -474,12 +502,16 @@ class Engine:
 
     def _warm(self) -> None:
         self._last_rehearsal_mono = time.monotonic()
+        probe = self.probe
+        start = time.time() if probe is not None else 0.0
         try:
             self._rehearse()
         except Exception:  # a rehearsal must never stop the loop; the real decision reports its own failures
             if not self._rehearsal_failed:
                 self._rehearsal_failed = True
                 log.exception("rehearsal of the decision failed (reported once)")
+        if probe is not None:
+            probe.activity("rehearsal", start, time.time())
 
     def step(self) -> int:
         """One decision. Returns the number of Place/Cancel actions executed."""
@@ -488,6 +520,10 @@ class Engine:
             probe.begin()
         self._last_decision_mono = time.monotonic()
         wake = getattr(self.core, "wake", None)
+        if probe is not None:  # why this decision runs (the probe names what a tick waited for)
+            kind = ("tick decision" if self.reader.seq() != self._last_seq else
+                    "event decision" if self._decide_again or (wake is not None and wake.is_set()) else
+                    "command decision" if not self._commands.empty() else "timer decision")
         if wake is not None:
             wake.clear()  # before reading state: an event arriving during this decision wakes the next one
         self._apply_commands()
@@ -530,25 +566,44 @@ class Engine:
             self._on_decision(snap, self._decided_at, self.clock())
         if probe is not None:
             probe.mark("hook")
-        # Bookkeeping after the orders are out (the hot path is snapshot -> decide -> execute). The core's events
-        # only say that something changed — orders()/positions() are the state the decision used — but one
-        # that arrived during this decision may not have been seen by it: decide again at once.
-        events = self.core.poll_events()
-        self._decide_again = bool(events)
-        if probe is not None:
-            probe.mark("events")
-        self._refresh_unresolved(self._last_decision_mono, bool(events))
-        if probe is not None:
-            probe.mark("unresolved")
         self._set_problem(problem, now)
         self._decisions += 1
         if self.notifier is not None:
             self.notifier.watchdog()
+        # Bookkeeping after the orders are out (the hot path is snapshot -> decide -> execute): this series'
+        # exposure for the wallet's other series, the core's events, unresolved exposure, the status. When the feed
+        # has already published a newer book (a trade's `book` right after its `price_change`, the other leg's
+        # frame: often within a decision's time), that tick is decided first and this waits (BOOKKEEPING_DEFER_S at
+        # most): each of these only has to be current before a decision with no tick behind it.
+        mono = self._last_decision_mono
+        if self.reader.seq() == snap.seq or mono - self._bookkept_mono >= BOOKKEEPING_DEFER_S:
+            self._bookkeeping(view, now, actions, mono, probe)
+        else:
+            self._bookkeeping_due = (view, now, actions)
+        if probe is not None:
+            probe.end(self.tick_publish_ts if view is not None else None, kind)
+        return actions
+
+    def _bookkeeping(self, view, now: float, actions: int, mono: float, probe=None) -> None:
+        self._bookkept_mono = mono
+        self._bookkeeping_due = None
+        pending, self._wallet_after = self._wallet_after, None
+        if pending is not None:
+            self.wallet.after(*pending)
+            if probe is not None:
+                probe.mark("wallet publish")
+        # The core's events only say that something changed (orders()/positions() are the state the decision used),
+        # but one that arrived during this decision may not have been seen by it: decide again at once.
+        events = self.core.poll_events(wait=False)
+        self._decide_again = bool(events)
+        if probe is not None:
+            probe.mark("events")
+        self._refresh_unresolved(mono, bool(events))
+        if probe is not None:
+            probe.mark("unresolved")
         self._publish(view, now, actions)
         if probe is not None:
             probe.mark("status")
-            probe.end(self.tick_publish_ts if view is not None else None)
-        return actions
 
     # -- market checks and rotation -------------------------------------------------------------------
 
@@ -671,10 +726,8 @@ class Engine:
             self._execute(action)
         if probe is not None:
             probe.mark("execute")
-        if self.wallet is not None:
-            self.wallet.after(decision.exposure_usd, orders, positions, view, self.market, now)
-            if probe is not None:
-                probe.mark("wallet publish")
+        if self.wallet is not None:  # published with the bookkeeping (step): after a newer tick's decision if one waits
+            self._wallet_after = (decision.exposure_usd, orders, positions, view, self.market, now)
         if self.flattening and getattr(decision, "flat", False):
             log.info("flatten done: no sellable position left; trader stays paused (mmctl resume to trade again)")
             self.flattening = False

@@ -22,9 +22,10 @@ Two windows of one decision, each cut into parts that add up to it:
   - `unexplained`: blocked time no other thread's CPU covers (I/O, a GIL holder that itself waited for a CPU).
   The named causes add up to the wall time but for `unexplained`: that residue is the measure of the breakdown.
 
-After the decision, `AFTER_STAGES` time the rest of the iteration (orders out, this series' exposure published to
-the wallet's other series, the bench's hook, core events, unresolved exposure, status) and `spans` inside a stage that the bench wraps (`Probe.wrap`: the order log line,
-the ledger queue, metrics counters) are subtracted from it and named.
+After the decision, `AFTER_STAGES` time the rest of the iteration (orders out, the bench's hook, then the
+bookkeeping: this series' exposure published to the wallet's other series, core events, unresolved exposure, status;
+absent when it waits for a newer tick's decision) and `spans` inside a stage that the bench wraps (`Probe.wrap`: the
+order log line, the ledger queue, metrics counters) are subtracted from it and named.
 
 Every clock is injectable (`Clocks`), so tests check the arithmetic with a fake clock
 (tests/trader/test_latency.py); nothing here asserts a timing.
@@ -35,6 +36,7 @@ import gc
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -44,8 +46,11 @@ STAGES = ("prep", "fee", "view", "orders", "net", "positions", "exchange", "wall
 # clocks), then Engine.step's operator commands and config, then the shm snapshot.
 READ_STAGES = ("loop", "commands", "snapshot")
 # After the decision, to the end of the iteration.
-AFTER_STAGES = ("execute", "wallet publish", "hook", "events", "unresolved", "status")
+AFTER_STAGES = ("execute", "hook", "wallet publish", "events", "unresolved", "status")
 CAUSES = ("cpu", "gc", "cpu queue", "lock", "gil", "unexplained")
+# What the loop was doing while a tick waited (`busy`), by the loop's activity overlapping it: a decision, by why it
+# ran (Engine.step's wake reason), or a rehearsal (Engine._rehearse); the rest ("loop") is the loop between them.
+ACTIVITIES = ("tick decision", "event decision", "command decision", "timer decision", "rehearsal", "loop")
 
 
 def _schedstat_reader(native_id: int) -> Callable[[], tuple[int, int, int]]:
@@ -129,6 +134,7 @@ class Decision:
     spans: dict[str, float] = field(default_factory=dict)  # wrapped calls inside stages, wall
     gc_elsewhere: float = 0.0  # collections on other threads overlapping the think window
     read_stages: dict[str, float] = field(default_factory=dict)  # READ_STAGES: the wake window's "to book read"
+    busy_on: dict[str, float] = field(default_factory=dict)  # ACTIVITIES: what the loop did during `busy`
 
     @property
     def named(self) -> float:
@@ -149,6 +155,7 @@ class Probe:
         self._gc_start: dict[int, int] = {}
         self._lock_blocked = 0
         self._spans: dict[str, int] = {}
+        self._activity: deque[tuple[str, float, float]] = deque(maxlen=32)  # (kind, start, end unix s), newest last
         self._reset()
 
     # -- the loop's marks ------------------------------------------------------------------------------
@@ -210,18 +217,39 @@ class Probe:
         self._decided = (wall, cpu, sched, others)
         self._decided_lock = self._lock_blocked
 
-    def end(self, publish_ts: float | None) -> Decision | None:
+    def end(self, publish_ts: float | None, kind: str = "tick decision") -> Decision | None:
         """The iteration is over: the breakdown of this decision (kept in `decisions`), when it was woken by a tick
-        published at `publish_ts` (unix s) and both windows were seen; None otherwise."""
+        published at `publish_ts` (unix s) and both windows were seen; None otherwise. `kind`: why the loop ran it
+        (ACTIVITIES), remembered for the later ticks that wait for it."""
+        begin = self._begin
         try:
-            if publish_ts is None or self._read is None or self._decided is None or self._begin is None:
+            if publish_ts is None or self._read is None or self._decided is None or begin is None:
                 return None
             d = self._breakdown(publish_ts)
             if len(self.decisions) < self.keep:
                 self.decisions.append(d)
             return d
         finally:
+            if begin is not None:
+                self._activity.append((kind, begin[1], self.clocks.unix()))
             self._reset()
+
+    def activity(self, kind: str, start_unix: float, end_unix: float) -> None:
+        """The loop did `kind` (a rehearsal) from `start_unix` to `end_unix`: a tick published meanwhile waited."""
+        self._activity.append((kind, start_unix, end_unix))
+
+    def _busy_on(self, start: float, busy_us: float) -> dict[str, float]:
+        """`busy` (us from unix `start`) split by the loop's activities overlapping it; the rest is "loop"."""
+        end = start + busy_us * 1e-6
+        out: dict[str, float] = {}
+        for kind, a, b in self._activity:
+            overlap = (min(b, end) - max(a, start)) * 1e6
+            if overlap > 0:
+                out[kind] = out.get(kind, 0.0) + overlap
+        rest = busy_us - sum(out.values())
+        if rest > 0:
+            out["loop"] = rest
+        return out
 
     # -- reports from any thread ---------------------------------------------------------------------
 
@@ -312,6 +340,7 @@ class Probe:
         else:
             # the loop did not wait for this tick: it came while the loop was busy (or between two waits)
             wake = {"busy": max(0.0, publish_to_read - to_read), "wake-up": 0.0, "to book read": to_read}
+        busy_on = self._busy_on(publish_ts, wake["busy"]) if wake["busy"] > 0 else {}
         # -- think window by stage
         stages: dict[str, float] = {}
         stage_cpu: dict[str, float] = {}
@@ -352,7 +381,7 @@ class Probe:
                   "unexplained": think - (cpu_all + queue + lock + gil)}
         switches = max(0, dec_sched[2] - read_sched[2])
         return Decision(publish_to_read, wake, wake_queue, think, stages, stage_cpu, causes, others, switches,
-                        after, spans, other_gc * us, read_stages)
+                        after, spans, other_gc * us, read_stages, busy_on)
 
 
 class TimedLock:

@@ -133,7 +133,7 @@ class FakeCore:
     def pending_resolution(self) -> list:
         return list(self.awaiting)
 
-    def poll_events(self) -> list:
+    def poll_events(self, wait: bool = True) -> list:
         return []
 
     def on_tick_size(self, token_id: str, tick: float) -> None:
@@ -152,6 +152,7 @@ class Decision:
     state: object
     notes: list = field(default_factory=list)
     flat: bool = True
+    exposure_usd: float = 0.0  # what a wallet shared by several series is told (trader/wallet/)
 
 
 class RecordingPipeline:

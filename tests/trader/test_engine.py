@@ -6,6 +6,7 @@ import threading
 import time
 
 import msgspec
+import pytest
 
 from tests.support.engine import (  # noqa: I001
     link,
@@ -238,7 +239,7 @@ def test_positions_awaiting_resolution_count_as_exposure_in_the_next_decisions()
     engine, _, core, pipeline, _ = started_engine()
     held = position(10.0, avg=0.6)
     core.awaiting = [(engine.market, held)]
-    core.poll_events = lambda: ["fill"]  # something changed: the loop refreshes what awaits resolution
+    core.poll_events = lambda wait=True: ["fill"]  # something changed: the loop refreshes what awaits resolution
     engine.step()
     engine.step()
     assert pipeline.calls[-1]["unresolved_usd"] == 6.0
@@ -376,3 +377,112 @@ def test_the_waiting_loop_collects_young_garbage_between_ticks(monkeypatch):
     for _ in range(3):
         engine._idle_gc()
     assert collected == [0, 1] and engine.idle_collections == 2
+
+
+# ---- issue 26: a newer tick first, the bookkeeping after; the GIL around the wait ------------------------------
+
+
+def _publishing_pipeline(engine, reader, pipeline):
+    """The feed publishes a newer book while the decision runs (a trade's `book` right after its price_change)."""
+    engine._pipeline = lambda *a, **kw: (reader.publish(), pipeline(*a, **kw))[1]
+
+
+def _counting_polls(core):
+    polls = []
+    core.poll_events = lambda wait=True: polls.append(wait) or []
+    return polls
+
+
+def test_the_bookkeeping_waits_for_the_decision_of_a_newer_tick():
+    engine, reader, core, pipeline, notifier = started_engine()
+    polls = _counting_polls(core)
+    engine.step()
+    assert engine.status.decisions == 1 and polls == [False]  # the loop's poll never waits for the core's lock
+    engine._bookkept_mono = time.monotonic()  # bookkeeping ran a moment ago
+    _publishing_pipeline(engine, reader, pipeline)
+    engine.step()
+    # the decision and its orders are done, the watchdog petted; the status, events, unresolved exposure wait
+    assert (engine._decisions, notifier.pets, engine.status.decisions, polls) == (2, 2, 1, [False])
+    assert engine._bookkeeping_due is not None
+    engine._pipeline = pipeline
+    engine.step()  # the newer tick's decision, nothing newer behind it: bookkeeping for both
+    assert (engine.status.decisions, polls, engine._bookkeeping_due) == (3, [False, False], None)
+
+
+def test_the_bookkeeping_waits_no_longer_than_its_bound():
+    engine, reader, core, pipeline, _ = started_engine()
+    polls = _counting_polls(core)
+    engine.step()
+    _publishing_pipeline(engine, reader, pipeline)
+    engine._bookkept_mono = time.monotonic() - 1.0  # a busy feed kept it waiting long enough
+    engine.step()
+    assert engine.status.decisions == 2 and len(polls) == 2 and engine._bookkeeping_due is None
+
+
+def test_bookkeeping_left_waiting_is_done_before_the_loop_sleeps():
+    """A newer tick whose decision failed (or never came): the loop does the bookkeeping before it waits."""
+    engine, reader, core, pipeline, _ = started_engine()
+    polls = _counting_polls(core)
+    engine.step()
+    engine._bookkept_mono = time.monotonic()
+    _publishing_pipeline(engine, reader, pipeline)
+    engine.step()
+    assert engine.status.decisions == 1
+    engine._last_seq = reader.seq()  # as if that decision had read it and failed
+    assert engine._wait_for_work() is False
+    assert engine.status.decisions == 2 and len(polls) == 2 and engine._bookkeeping_due is None
+
+
+def test_the_wallet_publish_is_part_of_the_bookkeeping():
+    engine, reader, core, pipeline, _ = started_engine()
+
+    class Wallet:
+        def __init__(self):
+            self.published = []
+
+        def admit(self, actions, exposure, now):
+            return actions
+
+        def decide_args(self, now):
+            return {}
+
+        def after(self, exposure, orders, positions, view, market, now):
+            self.published.append(view.up_bid)
+
+    engine.wallet = wallet = Wallet()
+    engine.step()
+    assert wallet.published == [0.6]
+    engine._bookkept_mono = time.monotonic()
+    _publishing_pipeline(engine, reader, pipeline)
+    engine.step()
+    assert wallet.published == [0.6]  # waits with the rest
+    engine._pipeline = pipeline
+    engine.step()
+    assert len(wallet.published) == 2  # the newest decision's exposure (the waiting one is superseded)
+
+
+def test_the_loop_waits_under_the_short_switch_interval_and_decides_under_the_longer_one():
+    import sys
+
+    engine, reader, _core, _pipeline, _ = started_engine()
+    engine.step()
+    seen = []
+    wait_update = reader.wait_update
+
+    def recording_wait(last_seq, timeout_s, *, spin_s=0.0):
+        seen.append(sys.getswitchinterval())
+        return wait_update(last_seq, timeout_s, spin_s=spin_s)
+
+    reader.wait_update = recording_wait
+    before = sys.getswitchinterval()
+    try:
+        engine._switch_intervals = (0.0001, 0.0005)
+        engine._last_decision_mono = time.monotonic()
+        engine._wait_for_work()
+        assert seen == [pytest.approx(0.0001)] and sys.getswitchinterval() == pytest.approx(0.0005)
+        engine._switch_intervals = None  # runtime left as Python ships it: the loop never touches the interval
+        sys.setswitchinterval(0.005)
+        engine._wait_for_work()
+        assert seen[-1] == pytest.approx(0.005) and sys.getswitchinterval() == pytest.approx(0.005)
+    finally:
+        sys.setswitchinterval(before)

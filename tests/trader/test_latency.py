@@ -168,6 +168,41 @@ def test_a_tick_that_came_while_the_loop_was_busy_is_busy_time():
     assert sum(d.wake.values()) == pytest.approx(d.publish_to_read, abs=1e-6)
 
 
+def test_busy_time_is_named_by_what_the_loop_was_doing():
+    """A tick published during an event decision that was followed by a rehearsal: its wait is split between them,
+    the gaps between the loop's activities are "loop", and the parts add up to `busy`."""
+    clock = FakeClock()
+    probe = latency.Probe(clock.clocks(), thread=threading.get_ident())
+    probe.begin()  # an event decision (no tick behind it)
+    clock.run(20)
+    publish = clock.unix  # the tick lands 20 us into it
+    clock.run(40)
+    assert probe.end(None, "event decision") is None
+    clock.run(5)  # the loop between them
+    start = clock.unix
+    clock.run(30)
+    probe.activity("rehearsal", start, clock.unix)
+    clock.run(2)
+    probe.begin()  # the tick's decision: it did not wait, it found the tick there
+    clock.run(4)
+    probe.mark("commands")
+    probe.book_read()
+    clock.run(3)
+    probe.decided()
+    d = probe.end(publish, "tick decision")
+    assert d.wake["busy"] == pytest.approx(40 + 5 + 30 + 2, abs=1e-3)
+    assert d.busy_on == pytest.approx({"event decision": 40.0, "rehearsal": 30.0, "loop": 7.0}, abs=1e-3)
+    assert sum(d.busy_on.values()) == pytest.approx(d.wake["busy"], abs=1e-3)
+    assert set(d.busy_on) <= set(latency.ACTIVITIES)
+
+
+def test_a_tick_the_loop_waited_for_has_no_busy_time_to_name():
+    clock = FakeClock()
+    probe = latency.Probe(clock.clocks(), thread=threading.get_ident())
+    _publish, d = one_decision(clock, probe)
+    assert d.busy_on == {}
+
+
 def test_only_complete_decisions_woken_by_a_tick_are_kept():
     clock = FakeClock()
     probe = latency.Probe(clock.clocks(), thread=threading.get_ident())

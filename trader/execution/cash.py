@@ -67,6 +67,9 @@ class CashBook:
         self.last_gap: float = 0.0  # exchange - expected at the last poll
         self._others_base: object = None  # `others` when the poll behind exchange_usd was asked
         self.others_moved = 0  # comparisons in doubt because another series on the wallet moved its cash
+        # cash_usd, recomputed by every change (_changed): one float read whole, so the decision loop reads it
+        # without the core's lock (a writer holding that lock must never delay a decision: issue 26)
+        self.now_usd: float | None = None
 
     # -- fills --------------------------------------------------------------------------------------------
 
@@ -85,6 +88,7 @@ class CashBook:
             return
         self._seq += 1
         self._deltas.append((self._seq, delta))
+        self._changed()
         if in_doubt or self._asked is not None:
             self._doubt_seq.add(self._seq)
             self._want_repoll(now)
@@ -96,6 +100,7 @@ class CashBook:
             return
         self._seq += 1
         self._deltas.append((self._seq, usd))
+        self._changed()
         self._doubt_seq.add(self._seq)
         self._want_repoll(now)
 
@@ -141,6 +146,7 @@ class CashBook:
         self._deltas = [(seq, d) for seq, d in self._deltas if seq > token.seq]
         first = self.exchange_usd is None
         self.exchange_usd, self.polled_at = balance_usd, token.asked_at
+        self._changed()
         if self._doubt_seq:
             self._want_repoll(now)
         elif self.repoll_due is not None and self.repoll_due <= now:
@@ -167,6 +173,8 @@ class CashBook:
     @property
     def cash_usd(self) -> float | None:
         """The cash to show and spend: the exchange's last figure + our fills since it was asked."""
-        if self.exchange_usd is None:
-            return None
-        return round(self.exchange_usd + sum(d for _, d in self._deltas), 6)
+        return self.now_usd
+
+    def _changed(self) -> None:
+        self.now_usd = (None if self.exchange_usd is None
+                        else round(self.exchange_usd + sum(d for _, d in self._deltas), 6))

@@ -171,18 +171,19 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
     # cash (cash.py): our fills move it at once, the balance watcher's polls put it right
     # ================================================================================================
     def cash_usd(self) -> float | None:
-        """The wallet's pUSD: the exchange's last balance plus our fills since it was asked (None before a poll)."""
-        with self._lock:
-            return self._cash.cash_usd
+        """The wallet's pUSD: the exchange's last balance plus our fills since it was asked (None before a poll).
+        Without the lock: every decision reads it (risk spends no more), and the cash book keeps it as one float
+        replaced whole by each change under the lock; waiting for a writer here cost decisions 0.2-0.7 ms (issue 26)."""
+        return self._cash.now_usd
 
     def cash_warning(self) -> str | None:
         with self._lock:
             return self._cash.warning
 
     def cash_moves(self) -> int:
-        """Cash moves counted so far: what the wallet's other series compare their polls against (cash.py)."""
-        with self._lock:
-            return self._cash.moves
+        """Cash moves counted so far: what the wallet's other series compare their polls against (cash.py). One int
+        read whole, without the lock: every decision's wallet publish reads it (issue 26)."""
+        return self._cash.moves
 
     def cash_poll_asked(self, others: object = None) -> PollToken:
         with self._lock:

@@ -118,16 +118,17 @@ class WalletCoordinator:
         with self._lock:
             rec = self._record
             conds = _conds(market.condition_id, rec.condition_ids) if market is not None else rec.condition_ids
-            window_end = int(market.window_end) if market is not None else rec.window_end
-            new = replace(rec, updated=now, exposure_usd=exposure_usd, open_buys_usd=open_buys_usd,
-                          pnl_today_usd=realised + unrealised_usd, day=day, window_end=window_end,
-                          condition_ids=conds, state=RUNNING, cash_moves=self._cash_moves(rec.cash_moves))
-            moved = (abs(new.exposure_usd - rec.exposure_usd) > 0.005 or abs(new.pnl_today_usd - rec.pnl_today_usd) > 0.005
-                     or new.condition_ids != rec.condition_ids or new.day != rec.day
-                     or new.cash_moves != rec.cash_moves)
+            pnl = realised + unrealised_usd
+            moves = self._cash_moves(rec.cash_moves)
+            moved = (abs(exposure_usd - rec.exposure_usd) > 0.005 or abs(pnl - rec.pnl_today_usd) > 0.005
+                     or conds != rec.condition_ids or day != rec.day or moves != rec.cash_moves)
+            # judged before the new record is built: most decisions move nothing, and this runs after every one
             if not moved and now - self._published_at < PUBLISH_EVERY_S:
                 return
-            self._write(new)
+            window_end = int(market.window_end) if market is not None else rec.window_end
+            self._write(replace(rec, updated=now, exposure_usd=exposure_usd, open_buys_usd=open_buys_usd,
+                                pnl_today_usd=pnl, day=day, window_end=window_end, condition_ids=conds,
+                                state=RUNNING, cash_moves=moves))
 
     def _cash_moves(self, last: int) -> int:
         if self.cash_moves is None:

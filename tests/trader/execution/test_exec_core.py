@@ -390,3 +390,44 @@ def test_user_channel_events_of_another_series_market_are_dropped():
         assert all(f.trade_id != "t-theirs" for f in core.fills())
     finally:
         core.stop(cancel_orders=False)
+
+
+def _held_elsewhere(lock):
+    """`lock` taken by another thread (a writer applying a burst) until the returned event is set."""
+    import threading
+
+    taken, release = threading.Event(), threading.Event()
+
+    def hold():
+        with lock:
+            taken.set()
+            release.wait(10)
+
+    threading.Thread(target=hold, daemon=True).start()
+    assert taken.wait(5)
+    return release
+
+
+def test_the_decision_loops_reads_never_wait_for_a_writer_holding_the_lock():
+    """Issue 26: cash, cash moves and the loop's event poll answer at once while another thread holds the core's
+    lock; the events wait for the next poll (wake stays set), and a caller that asks to wait gets them."""
+    core, _exchange = started_core()
+    try:
+        token = core.cash_poll_asked()
+        core.cash_poll_answered(token, 125.5)
+        core.poll_events()  # what start() queued
+        core.wake.set()
+        core._events.append("an event")
+        release = _held_elsewhere(core._lock)
+        try:
+            t0 = time.monotonic()
+            assert core.cash_usd() == 125.5
+            assert core.cash_moves() == 0
+            assert core.poll_events(wait=False) == []
+            assert time.monotonic() - t0 < 1.0  # nothing waited for the holder (it holds for up to 10 s)
+            assert core.wake.is_set()  # the loop comes back for the event
+        finally:
+            release.set()
+        assert core.poll_events() == ["an event"] and not core.wake.is_set()
+    finally:
+        core.stop()
