@@ -135,6 +135,7 @@ class Decision:
     gc_elsewhere: float = 0.0  # collections on other threads overlapping the think window
     read_stages: dict[str, float] = field(default_factory=dict)  # READ_STAGES: the wake window's "to book read"
     busy_on: dict[str, float] = field(default_factory=dict)  # ACTIVITIES: what the loop did during `busy`
+    read_at: float = 0.0  # unix s of the book read (--dump: decisions in a row can be told apart)
 
     @property
     def named(self) -> float:
@@ -381,7 +382,7 @@ class Probe:
                   "unexplained": think - (cpu_all + queue + lock + gil)}
         switches = max(0, dec_sched[2] - read_sched[2])
         return Decision(publish_to_read, wake, wake_queue, think, stages, stage_cpu, causes, others, switches,
-                        after, spans, other_gc * us, read_stages, busy_on)
+                        after, spans, other_gc * us, read_stages, busy_on, read_unix)
 
 
 class TimedLock:

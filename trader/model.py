@@ -294,6 +294,7 @@ class FillChanged:
 
     fill: FillView
     previous_status: str | None  # None = new fill
+    condition_id: str = ""  # the fill's market ("" when unknown)
 
 
 @dataclass(frozen=True)

@@ -486,3 +486,45 @@ def test_the_loop_waits_under_the_short_switch_interval_and_decides_under_the_lo
         assert seen[-1] == pytest.approx(0.005) and sys.getswitchinterval() == pytest.approx(0.005)
     finally:
         sys.setswitchinterval(before)
+
+
+def test_a_tick_published_during_a_rehearsal_ends_it_before_the_pipeline():
+    engine, reader, _core, pipeline, _ = started_engine()
+    engine.step()
+    calls = len(pipeline.calls)
+    view = engine._view
+
+    def view_then_tick(*args, **kw):
+        out = view(*args, **kw)
+        reader.publish()  # the feed publishes while the rehearsal builds its view
+        return out
+
+    engine._view = view_then_tick
+    engine._rehearse()
+    assert len(pipeline.calls) == calls  # dropped before the pipeline: the tick's decision comes first
+    engine._view = view
+    engine._rehearse()  # a tick not yet decided on: nothing to rehearse
+    assert len(pipeline.calls) == calls
+    engine.step()
+    engine._rehearse()
+    assert len(pipeline.calls) == calls + 2
+
+
+def test_only_events_that_can_move_earlier_windows_refold_what_awaits_resolution():
+    from dataclasses import replace
+
+    from polymm.trader.model import (ExchangeStatus, FillChanged, Leg, MarketResolvedEvent, OrderChanged,
+                                     StatusChanged)
+
+    engine, _, _core, _pipeline, _ = started_engine()
+    engine.step()
+    current = engine.market.condition_id
+    here = replace(order("c1"), condition_id=current, filled=5.0)
+    elsewhere = replace(order("c2"), condition_id="0xolder", filled=5.0)
+    fill = object()  # only its market is read
+    quiet = [StatusChanged(ExchangeStatus()), OrderChanged(here, None), OrderChanged(replace(elsewhere, filled=0.0), None),
+             FillChanged(fill, None, current)]
+    assert engine._older_markets_moved(quiet) is False
+    for moved in (OrderChanged(elsewhere, None), FillChanged(fill, None, "0xolder"), FillChanged(fill, None, ""),
+                  MarketResolvedEvent("0xolder", Leg.UP), "an event the loop does not know"):
+        assert engine._older_markets_moved([*quiet, moved]) is True, moved

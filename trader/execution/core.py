@@ -390,6 +390,12 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
     # ================================================================================================
     # intents (non-blocking)
     # ================================================================================================
+    def batch(self):
+        """Several place()/cancel() calls in a row (one decision's actions) under the lock, the decision's reads
+        published once at the end instead of after each (each publish folds the market's holdings: ~0.05-0.1 ms).
+        The workers they hand submits to start when the batch ends."""
+        return self.exec_state.writing()
+
     def place(self, want: Want) -> str:
         """Record the order and hand the submit to a worker; returns its client id at once. An order the
         core refuses locally (exchange state, blocked leg, off-tick price, below min size) ends `rejected`

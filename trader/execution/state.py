@@ -174,6 +174,11 @@ class ExecutionState:
                 if not self._writes:
                     self._publish()
 
+    def writing(self):
+        """The lock, for several writes that publish once, when the outermost ends (a user-channel frame of many
+        events: one DecisionReads instead of one per event, each folding the market's holdings)."""
+        return self._writing()
+
     def _publish(self) -> None:
         """Build and swap in the current market's DecisionReads (under the lock, on the writing thread)."""
         current = self._current

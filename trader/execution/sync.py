@@ -48,7 +48,7 @@ class ExchangeSync:
         due = []
         unreadable: list[UnreadableTrade] = []
         state = self.exec_state
-        with self._lock:
+        with state.writing():  # the frame's events publish the decision's reads once, when all are applied
             known = state.known_markets()
             for ev in events:
                 if isinstance(ev, (WireTrade, WireOrder)) and ev.market and ev.market not in known:

@@ -168,11 +168,12 @@ class StateViews:
                     restored: bool = False) -> None:
         """`source`: where the fill was learnt (the ledger records it). `restored`: a fill an earlier run recorded,
         found again at start (summarised by the caller)."""
-        self._push(FillChanged(fill, previous))
+        condition_id = self.exec_state.condition_of(fill)
+        self._push(FillChanged(fill, previous, condition_id))
         # Cash moves with the fill at once; a fill learnt over REST after a gap may already be in the last balance.
         self._cash.on_fill(fill, self.clock(), in_doubt=source != "stream")
         if self.ledger is not None:
-            self.ledger.fill(fill, self.exec_state.condition_of(fill), previous, source, ts=self.clock())
+            self.ledger.fill(fill, condition_id, previous, source, ts=self.clock())
         if previous is None and self.exec_state.note_recorded(fill.trade_id) and self._journal is not None:
             self._journal.fill(fill.trade_id, self.clock())
         level = logging.WARNING if fill.status == "FAILED" else logging.INFO

@@ -431,3 +431,22 @@ def test_the_decision_loops_reads_never_wait_for_a_writer_holding_the_lock():
         assert core.poll_events() == ["an event"] and not core.wake.is_set()
     finally:
         core.stop()
+
+
+def test_a_decisions_orders_placed_in_one_batch_publish_the_decision_reads_once():
+    core, _exchange = started_core()
+    try:
+        publish, published = core.exec_state._publish, []
+        core.exec_state._publish = lambda: (published.append(1), publish())[1]
+        with core.batch():
+            a = core.place(want(Leg.UP, Side.BUY, 0.40, 10))
+            b = core.place(want(Leg.DOWN, Side.BUY, 0.30, 10))
+            assert published == []  # nothing half-way: the next decision sees both or neither
+        assert len(published) == 1
+        assert {o.client_id for o in core.exec_state.published.orders} >= {a, b}
+        core.place(want(Leg.UP, Side.BUY, 0.41, 10))
+        assert len(published) >= 2  # alone, a place publishes as before
+        sent = lambda: {o.client_id: o.order_id for o in core.orders(working_only=False)}  # noqa: E731
+        wait_for(lambda: sent().get(a) and sent().get(b), what="both orders sent once the batch ended")
+    finally:
+        core.stop()
