@@ -260,12 +260,9 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
                 from polymm.trader.engine import WARM_EVERY_S
 
                 os.environ[env.WARM_EVERY_MS] = f"{warm_every_ms or WARM_EVERY_S * 1000:g}"
+            logs.setup("polymm.trader", "INFO")
             log_file = open(Path(tmp) / "trader.log", "a", buffering=1)
-            try:  # as polymm-trader's main() sets it up: lines written by a thread of their own
-                logs.setup("polymm.trader", "INFO", background=True, stream=log_file)
-            except TypeError:  # older trees: written by the thread that logs
-                logs.setup("polymm.trader", "INFO")
-                logging.getLogger().handlers[0].setStream(log_file)
+            logging.getLogger().handlers[0].setStream(log_file)
             svc = service.TraderService(service.parse_args(["--metrics", f"127.0.0.1:{demo._free_port()}"]))
             svc._start()
             engine, core = svc.engine, svc.core
@@ -400,8 +397,6 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
         finally:
             if svc is not None:
                 svc._shutdown()
-            if hasattr(logs, "stop_background"):
-                logs.stop_background()
             stack.close()
 
     print()

@@ -6,11 +6,8 @@ a syslog priority prefix like "<4>" and carries no timestamp of its own (journal
 """
 from __future__ import annotations
 
-import atexit
 import logging
-import logging.handlers
 import os
-import queue
 import sys
 
 from polymm import env
@@ -46,32 +43,9 @@ def under_journald() -> bool:
     return bool(os.environ.get(env.JOURNAL_STREAM))
 
 
-# The writing thread of a service that logs in the background (setup(background=True)), or None.
-_listener: logging.handlers.QueueListener | None = None
-
-
-def stop_background() -> None:
-    """Write what is still queued and stop the writing thread (at exit; a later setup() replaces it too)."""
-    global _listener
-    listener, _listener = _listener, None
-    if listener is not None:
-        listener.stop()
-
-
-atexit.register(stop_background)  # after `import logging`'s own: runs before logging.shutdown() flushes the handlers
-
-
-def setup(service: str, level: str | int = "INFO", *, background: bool = False, stream=None) -> logging.Logger:
-    """Configure the root logger for a service and return the service's logger.
-
-    `background`: the calling thread only queues each record (QueueHandler: the message formatted, nothing
-    written); a thread of its own writes the lines, in order, and writes what is queued at exit. polymm-trader
-    logs so: a line written from its decision loop was a write() to journald's socket in the middle of a decision,
-    and while the loop was in that system call another of its threads could take the GIL and keep it for up to a
-    switch interval (bench/bench_tick_to_decision.py measured order log lines of 0.2-0.3 ms; issue 26). Only a
-    hard kill loses the lines of its last moments. `stream`: where the lines go (default stderr)."""
-    stop_background()
-    handler = logging.StreamHandler(sys.stderr if stream is None else stream)
+def setup(service: str, level: str | int = "INFO") -> logging.Logger:
+    """Configure the root logger for a service and return the service's logger."""
+    handler = logging.StreamHandler(sys.stderr)
     if under_journald():
         handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
     else:
@@ -81,12 +55,6 @@ def setup(service: str, level: str | int = "INFO", *, background: bool = False, 
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    if background:
-        global _listener
-        records: queue.SimpleQueue = queue.SimpleQueue()
-        _listener = logging.handlers.QueueListener(records, handler)
-        _listener.start()
-        handler = logging.handlers.QueueHandler(records)
     root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else getattr(logging, str(level).upper(), logging.INFO))
     # Third-party chatter (httpx logs every request at INFO) would drown the order lines.

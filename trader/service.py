@@ -613,7 +613,7 @@ def _is_exchange_error(exc: Exception) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     memory.limit_arenas()  # before any thread: a flat native heap over weeks (polymm/memory.py)
-    logs.setup("polymm.trader", args.log_level, background=True)  # nothing written from the decision loop
+    logs.setup("polymm.trader", args.log_level)
     # systemd's watchdog kills a hung trader with SIGABRT: the journal then gets every thread's traceback.
     faulthandler.enable()
     try:
