@@ -169,6 +169,18 @@ def _same(ours: float, theirs: float) -> bool:
     return theirs == theirs and abs(ours - theirs) < _EPS
 
 
+def _same_levels(side: Side, levels) -> bool:
+    """Whether a snapshot's levels of one side are exactly the side we hold (sizes of 0 are no level)."""
+    held = side.levels
+    n = 0
+    for lv in levels:
+        if lv.size > 0:
+            n += 1
+            if held.get(lv.price) != lv.size:
+                return False
+    return n == len(held)
+
+
 class LegBook:
     """One outcome token's book plus what we publish about it."""
 
@@ -399,6 +411,13 @@ class MarketBook:
             self.foreign += 1
             return 0
         self.applied += 1
+        if leg.has_snapshot and leg.verified and _same_levels(leg.bids, msg.bids) and _same_levels(leg.asks, msg.asks):
+            # The exchange sends each leg's `book` right after a trade, behind the `price_change` that already moved
+            # it: most are the book we hold. Published, each woke the trader for a decision on the same book while
+            # the trade's next frame waited behind it (issue 26). Nothing the segment shows changes: no publish.
+            leg.exchange_ts = msg.timestamp / 1000.0
+            leg.recv_ts = recv_ts
+            return SNAPSHOT
         leg.bids.replace(msg.bids)
         leg.asks.replace(msg.asks)
         leg.has_snapshot = True

@@ -163,6 +163,29 @@ def test_tick_size_change_leg_is_confirmed_by_a_fresh_snapshot_too():
     assert m.down.top()[:4] == (0.041, 10.0, 0.043, 10.0)
 
 
+def test_a_snapshot_of_the_book_we_hold_publishes_nothing_but_keeps_its_time():
+    """After a trade the exchange sends each leg's `book` behind the price_change that already moved it (issue 26):
+    the same book is no publish (no decision woken for nothing); any difference, even one size, is."""
+    m = two_leg_book()
+    held = book_msg(UP, [(0.47, 50), (0.48, 100)], [(0.53, 40), (0.52, 80), (0.54, 0)], ts=5_000)  # any order, a 0
+    bits = apply(m, held, recv_ts=200.0)
+    assert bits == bk.SNAPSHOT and not bits & (bk.UP | bk.DOWN)
+    assert m.up.top()[:4] == (0.48, 100.0, 0.52, 80.0) and m.up.top()[5:] == (5.0, 200.0)
+    for bids, asks in (([(0.48, 101), (0.47, 50)], [(0.52, 80), (0.53, 40)]),  # one size
+                       ([(0.48, 100)], [(0.52, 80), (0.53, 40)]),  # a level gone
+                       ([(0.48, 100), (0.47, 50)], [(0.52, 80), (0.53, 40), (0.55, 1)])):  # a level more
+        assert apply(m, book_msg(UP, bids, asks)) & bk.UP, (bids, asks)
+
+
+def test_a_snapshot_of_the_same_book_still_confirms_a_leg_after_a_tick_change():
+    m = two_leg_book()
+    apply(m, {"event_type": "tick_size_change", "asset_id": UP, "market": "0xm", "old_tick_size": "0.01",
+              "new_tick_size": "0.001", "timestamp": "3000"})
+    assert not m.up.verified
+    bits = apply(m, book_msg(UP, [(0.48, 100), (0.47, 50)], [(0.52, 80), (0.53, 40)], ts=4_000))
+    assert bits & bk.UP and m.up.verified
+
+
 def test_last_trade_price_is_kept_per_leg():
     m = two_leg_book()
     bits = apply(m, {"event_type": "last_trade_price", "asset_id": DOWN, "price": "0.47", "side": "BUY",
