@@ -24,6 +24,7 @@ between decisions), whose steps share that thread's state; the pure helpers abov
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import logging
@@ -61,8 +62,8 @@ WAKE_SPIN_S = 0.0
 # from the wake-up to the next wait (the decision, its orders, the bookkeeping: ~0.2-0.4 ms) it is
 # SWITCH_INTERVAL_DECIDING_S, so those threads take the GIL from a decision half-way no sooner than that (at 0.1 ms
 # the slowest decisions were switched out up to 23 times: 1.6 ms of GIL waits). Not longer: the interval is also how
-# long the loop waits for the GIL back whenever it blocks (a lock, a seqlock retry's sleep); at 5 ms the same bench
-# saw 1-1.4 ms snapshot reads behind an order worker.
+# long the loop waits for the GIL back whenever it blocks (a lock, a write, a seqlock retry's sleep); at 5 ms the
+# same bench's p99 was 1.6-1.8 ms.
 SWITCH_INTERVAL_S = 0.0001
 SWITCH_INTERVAL_DECIDING_S = 0.0005
 # Young garbage collections between ticks: the cyclic GC runs when 700 more tracked objects exist than it last saw,
@@ -722,11 +723,8 @@ class Engine:
         actions = decision.actions
         if self.wallet is not None:
             actions = self.wallet.admit(actions, decision.exposure_usd, now)
-        if len(actions) > 1 and hasattr(self.core, "batch"):
-            with self.core.batch():  # the core publishes what the next decision reads once, not per action
-                for action in actions:
-                    self._execute(action)
-        else:
+        batch = getattr(self.core, "batch", None)  # the core publishes what the next decision reads once, not per action
+        with batch() if batch is not None and len(actions) > 1 else contextlib.nullcontext():
             for action in actions:
                 self._execute(action)
         if probe is not None:
