@@ -14,8 +14,11 @@ request headers. What we do ourselves, on purpose:
   /data/trades whenever an order matches (unless defer_exec), its exceptions drop the response headers
   (so 429 Retry-After is lost), and its module-global httpx client has no per-call timeout. We send the
   exact body the SDK would (same JSON, same `deferExec: false`, same HMAC over the same bytes) through
-  our own httpx client, so no call path can block on a matched order and every answer keeps its status,
+  our own client, so no call path can block on a matched order and every answer keeps its status,
   body and headers. Nothing here retries: the caller decides, from typed errors (exchange_state.py).
+  That client is http_keepalive.py's (HTTP/1.1, a connection per worker thread, a third of httpx's CPU per
+  order: CPU the decision loop would wait for under the GIL); httpx where the environment names a proxy
+  (http.client would ignore it) and for the cold public reads.
 
 Credentials come from the environment (PK, BROWSER_ADDRESS, SIGNATURE_TYPE, optional POLY_API_KEY /
 POLY_API_SECRET / POLY_PASSPHRASE, else derived at start). Secrets never appear in logs, reprs or errors.
@@ -42,6 +45,7 @@ from py_clob_client_v2.headers.headers import create_level_2_headers
 from polymm import env
 
 from polymm.trader.execution.exchange_state import ExchangeError, NetworkError, Rejected, classify
+from polymm.trader.venue.http_keepalive import KeepAliveClient, TransportError, TransportTimeout, proxy_for
 from polymm.trader.venue.signing import SIGNABLE_VERSIONS, OrderSigner, SignedOrder, UnsupportedOrderVersion
 
 log = logging.getLogger("polymm.trader.gateway")
@@ -183,8 +187,17 @@ class Gateway:
         self._creds: ApiCredentials | None = creds
         if creds is not None:
             self._sdk.set_api_creds(ApiCreds(creds.api_key, creds.api_secret, creds.api_passphrase))
+        headers = {"User-Agent": "polymm", "Accept": "*/*", "Content-Type": "application/json"}
         self._http = httpx.Client(http2=True, timeout=httpx.Timeout(timeout_s, connect=min(3.0, timeout_s)),
-                                  headers={"User-Agent": "polymm", "Accept": "*/*", "Content-Type": "application/json"})
+                                  headers=headers)
+        # The L2 calls (orders, cancels, heartbeats, reads with keys): the lean client, unless a proxy applies.
+        proxy = proxy_for(self.clob_url)
+        if proxy is None:
+            self._l2: KeepAliveClient | httpx.Client = KeepAliveClient(
+                self.clob_url, timeout_s=timeout_s, connect_timeout_s=min(3.0, timeout_s), headers=headers)
+        else:
+            log.info("a proxy is set for %s: the exchange's L2 calls go through httpx", self.clob_url)
+            self._l2 = self._http
         self.order_version: object = DEFAULT_ORDER_VERSION  # what /version said last (any JSON value)
         self.version_problem: str | None = None  # set while the exchange wants a version we cannot sign
         # Set by the live trader (trader/preflight/start.py): version -> words naming the approvals that version's
@@ -283,10 +296,14 @@ class Gateway:
             self._sdk.signer, ApiCreds(creds.api_key, creds.api_secret, creds.api_passphrase),
             RequestArgs(method=method, request_path=path, body=body, serialized_body=serialized),
         )
+        timeout = {} if timeout_s is None else {"timeout": timeout_s}  # else the client's own
         try:
-            resp = self._http.request(method, self.clob_url + path, headers=headers, params=params,
-                                      content=serialized.encode() if serialized is not None else None,
-                                      timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT)
+            resp = self._l2.request(method, self.clob_url + path, headers=headers, params=params,
+                                    content=serialized.encode() if serialized is not None else None, **timeout)
+        except TransportTimeout:
+            raise NetworkError(None, f"{method} {path} timed out") from None
+        except TransportError as exc:  # its words name the cause (connect, TLS, reset...)
+            raise NetworkError(None, f"{method} {path} failed: {exc.cause}") from None
         except httpx.TimeoutException as exc:
             raise NetworkError(None, f"{method} {path} timed out ({type(exc).__name__})") from None
         except httpx.HTTPError as exc:
@@ -519,6 +536,8 @@ class Gateway:
         return float(r.text.strip())
 
     def close(self) -> None:
+        if self._l2 is not self._http:
+            self._l2.close()
         self._http.close()
 
 

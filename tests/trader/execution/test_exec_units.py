@@ -310,7 +310,7 @@ def gateway_over(handler) -> Gateway:
     from polymm.trader.venue.gateway import ApiCredentials
 
     gw = Gateway("http://clob.invalid", "0x" + "5a" * 32, creds=ApiCredentials("key-1", "c2VjcmV0", "pass"))
-    gw._http = httpx.Client(transport=httpx.MockTransport(handler))
+    gw._http = gw._l2 = httpx.Client(transport=httpx.MockTransport(handler))  # the L2 calls' client too
     return gw
 
 
