@@ -124,6 +124,9 @@ class FillStore:
         # order id -> its fills: positions() runs on every decision and asks this per order, so it must
         # not scan every fill of the day
         self._by_order: dict[str, list[_Fill]] = {}
+        # market -> its fills: every write publishes the current market's positions (and pending_resolution folds
+        # the older ones), which must not scan or sort every fill kept for a day (issue 26)
+        self._by_market: dict[str, list[_Fill]] = {}
         # trades we could not attribute, in words (for logs/tests); the last few only, never growing
         self.ignored: deque[str] = deque(maxlen=100)
         # maker legs of ours whose side nobody has told us yet: order id -> trade id -> latest report
@@ -160,6 +163,7 @@ class FillStore:
                 fill = _Fill(view, token.condition_id, rank, self._seq)
                 self._fills[key] = fill
                 self._by_order.setdefault(order_id, []).append(fill)
+                self._by_market.setdefault(token.condition_id, []).append(fill)
                 changes.append((view, None))
             elif rank > current.rank:
                 previous = current.view.status
@@ -258,15 +262,18 @@ class FillStore:
     # ---- output -----------------------------------------------------------------------------------
     def fills(self, since: float | None = None, condition_id: str | None = None) -> list[FillView]:
         """Our fills in causal order (`_causal`)."""
-        kept = [f for f in self._fills.values()
-                if (since is None or f.view.ts >= since) and (condition_id is None or f.condition_id == condition_id)]
+        kept = [f for f in self._of(condition_id) if since is None or f.view.ts >= since]
         kept.sort(key=_causal)
         return [f.view for f in kept]
 
     def fills_with_market(self, condition_id: str | None = None) -> list[tuple[str, FillView]]:
-        kept = [f for f in self._fills.values() if condition_id is None or f.condition_id == condition_id]
-        kept.sort(key=_causal)
+        kept = sorted(self._of(condition_id), key=_causal)
         return [(f.condition_id, f.view) for f in kept]
+
+    def _of(self, condition_id: str | None):
+        if condition_id is None:
+            return self._fills.values()
+        return self._by_market.get(condition_id, ())
 
     def matched_shares(self, order_id: str) -> float:
         """Shares of one of our orders matched in trades that have not failed."""
@@ -278,7 +285,7 @@ class FillStore:
         return round(sum(f.view.size for f in self._by_order.get(order_id, ())), 6)
 
     def markets(self) -> set[str]:
-        return {f.condition_id for f in self._fills.values()}
+        return set(self._by_market)
 
     def forget_market(self, condition_id: str) -> int:
         """Drop every fill of one settled market (its P&L was folded by the caller). Returns how many.
@@ -292,6 +299,7 @@ class FillStore:
                 self._by_order[order_id] = left
             else:
                 self._by_order.pop(order_id, None)
+        self._by_market.pop(condition_id, None)
         return len(keys)
 
     def condition_of(self, trade_id: str, order_id: str) -> str | None:

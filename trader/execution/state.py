@@ -186,8 +186,7 @@ class ExecutionState:
             self.published = NOTHING_YET
             return
         cond = current.condition_id
-        orders = tuple(o.view() for o in self._book.by_client.values()
-                       if o.condition_id == cond and not o.state.terminal)
+        orders = tuple(o.view() for o in self._book.in_market(cond) if not o.state.terminal)
         folded = fold(self._holdings(cond), self._resolutions)
         positions = MappingProxyType({(s, leg): p for (c, s, leg), p in folded.items() if c == cond})
         self.published = DecisionReads(cond, orders, positions, self._fee_schedules.get(cond, DEFAULT_SCHEDULE))
@@ -207,8 +206,7 @@ class ExecutionState:
             return list(reads.orders)  # the current market's working orders: no lock
         with self.lock:
             cond = condition_id or (self._current.condition_id if self._current else None)
-            return [o.view() for o in self._book.by_client.values()
-                    if o.condition_id == cond and (not working_only or not o.state.terminal)]
+            return [o.view() for o in self._book.in_market(cond) if not working_only or not o.state.terminal]
 
     def all_orders(self, working_only: bool = True) -> list[OrderView]:
         with self.lock:
@@ -235,13 +233,21 @@ class ExecutionState:
     def pending_resolution(self) -> list[tuple[MarketIdentity, dict[tuple[str, Leg], PositionView]]]:
         """Older markets (not the current one) with shares still held and no resolution yet."""
         with self.lock:
-            folded = fold(self._holdings(), self._resolutions)
             current = self._current.condition_id if self._current else None
-            out: dict[str, dict] = {}
-            for (c, s, leg), p in folded.items():
-                if c != current and c not in self._resolutions and abs(p.shares) > 1e-9 and c in self._markets:
-                    out.setdefault(c, {})[(s, leg)] = p
-            return [(self._markets[c], pos) for c, pos in out.items()]
+            out = []
+            # Market by market (a position is one market's fills in order): only the unresolved older markets' fills
+            # are folded, not every fill kept for a day (the decision loop asks after a rotation and once a second).
+            for c, market in self._markets.items():
+                if c == current or c in self._resolutions:
+                    continue
+                holdings = self._holdings(c)
+                if not holdings:
+                    continue
+                held = {(s, leg): p for (_, s, leg), p in fold(holdings, self._resolutions).items()
+                        if abs(p.shares) > 1e-9}
+                if held:
+                    out.append((market, held))
+            return out
 
     def fills(self, since: float | None = None, condition_id: str | None = None) -> list[FillView]:
         with self.lock:
@@ -296,10 +302,9 @@ class ExecutionState:
         charged the taker fee unless the order was post-only; the real trade replaces it, and a FAILED
         trade still reverses (it covers the shares too)."""
         out = self._fills.fills_with_market(condition_id)
-        for order in self._book.by_client.values():
+        orders = self._book.by_client.values() if condition_id is None else self._book.in_market(condition_id)
+        for order in orders:
             if not order.order_id or order.filled <= 0:
-                continue
-            if condition_id is not None and order.condition_id != condition_id:
                 continue
             gap = round(order.filled - self._fills.covered_shares(order.order_id), 6)
             if gap <= 1e-9:
@@ -721,10 +726,7 @@ class ExecutionState:
                 self._recorded_fills.difference_update(trade for trade, _ in keys)
                 self._resolutions.pop(cond, None)
                 self._fills.forget_market(cond)
-                for order in [o for o in self._book.by_client.values() if o.condition_id == cond]:
-                    del self._book.by_client[order.client_id]
-                for oid in [oid for oid, o in self._book.by_exchange.items() if o.condition_id == cond]:
-                    del self._book.by_exchange[oid]
+                self._book.forget_market(cond)
                 for oid in [oid for oid, j in self._journal_orders.items() if j.condition_id == cond]:
                     del self._journal_orders[oid]
                 for token in (m.up_token, m.down_token):

@@ -192,6 +192,31 @@ def test_forgetting_a_settled_market_drops_only_its_fills_and_their_order_index(
     assert [c for c, _ in fills.fills_with_market(other_cond)] == [other_cond] and fills.fills_with_market(COND) == []
 
 
+def test_one_markets_fills_and_positions_are_those_of_all_fills_filtered_to_it():
+    # The store indexes fills by market (a publish reads the current market's, pending_resolution folds each older
+    # one apart): the answer must be the same as filtering every fill, in the same causal order.
+    other_cond, other_up = "0xother", "777"
+    tokens = {UP: TokenInfo(COND, Leg.UP, FeeSchedule(0.07)), DOWN: TokenInfo(COND, Leg.DOWN, FeeSchedule(0.07)),
+              other_up: TokenInfo(other_cond, Leg.UP, FeeSchedule(0.07))}
+    fills = FillStore({OUR_UP_ORDER: s1(Leg.UP), "0xo": s1(Leg.UP, cid="o")}.get, tokens.get)
+    base = ws_trade("user_trade1.json")
+    for n in range(6):  # interleaved in time between the two markets
+        if n % 2:
+            fills.apply(replace(base, trade_id=f"t{n}", market=other_cond, asset_id=other_up, taker_order_id="0xo",
+                                maker_orders=(), match_time=base.match_time + n, side="SELL" if n == 5 else "BUY"))
+        else:
+            fills.apply(replace(base, trade_id=f"t{n}", match_time=base.match_time + n))
+    everything = fills.fills_with_market()
+    for cond in (COND, other_cond):
+        mine = [(c, f) for c, f in everything if c == cond]
+        assert fills.fills_with_market(cond) == mine and mine
+        assert fills.fills(condition_id=cond) == [f for _, f in mine]
+        assert fills.fills(since=base.match_time + 3, condition_id=cond) == [
+            f for _, f in mine if f.ts >= base.match_time + 3]
+        assert fold(mine, {}) == {k: p for k, p in fold(everything, {}).items() if k[0] == cond}
+    assert fills.fills_with_market("0xnone") == [] and fills.fills(condition_id="0xnone") == []
+
+
 def test_unattributable_trades_keep_only_the_latest_reasons():
     fills = store({})
     for n in range(250):

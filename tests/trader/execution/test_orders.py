@@ -141,3 +141,45 @@ def test_prune_forgets_old_done_orders_under_every_key_and_keeps_working_and_rec
     assert set(book.by_client) == {recent_done.client_id, working.client_id}
     assert all(o is not old_done for o in book.by_exchange.values())
     assert book.get(working.order_id) is working and book.get(recent_done.order_id) is recent_done
+
+
+def test_a_view_built_without_the_dataclass_init_is_a_whole_equal_frozen_order_view():
+    import dataclasses
+
+    import pytest
+
+    from polymm.trader.model import OrderView
+
+    book = OrderBook()
+    o = placed(book)
+    book.request_cancel(o.client_id, "requote", 2.0)
+    view = o.view()
+    expected = OrderView(
+        client_id=o.client_id, order_id=o.order_id, strategy="s1", leg=Leg.UP, side=Side.BUY, price=0.5, size=10,
+        filled=0.0, state=OrderState.PENDING_CANCEL, role=Role.ENTRY, order_type=OrderType.GTC, post_only=True,
+        created_at=1.0, updated_at=o.updated_at, reason="test", condition_id="cond", token_id="tok",
+        cancel_reason="requote", hold_until=0.0)
+    assert view == expected and hash(view) == hash(expected) and repr(view) == repr(expected)
+    assert set(vars(view)) == {f.name for f in dataclasses.fields(OrderView)}  # no field left out
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        view.price = 0.6
+
+
+def test_orders_are_indexed_by_market_through_new_adopt_prune_and_forget():
+    from polymm.trader.execution.orders import Order
+
+    book = OrderBook()
+    a = book.new(want(), "tok", "m1", now=1.0)
+    b = book.new(want(), "tok", "m2", now=1.0)
+    adopted = Order(client_id="x-1", strategy="s1", leg=Leg.UP, side=Side.BUY, price=0.5, size=5, role=Role.ENTRY,
+                    order_type=OrderType.GTC, post_only=True, reason="", token_id="tok", condition_id="m1",
+                    created_at=1.0, updated_at=1.0, order_id="0xadopted")
+    book.adopt(adopted)
+    assert list(book.in_market("m1")) == [a, adopted] and list(book.in_market("m2")) == [b]
+    assert list(book.in_market("nowhere")) == []
+    book.signed(b.client_id, "0xb")
+    book.on_submit_rejected(b.client_id, "refused", 2.0)  # terminal, then old enough to prune
+    book.prune(keep_terminal_s=10, now=100.0)
+    assert "m2" not in book.by_market and book.get("0xb") is None and book.get(b.client_id) is None
+    book.forget_market("m1")
+    assert book.by_market == {} and book.by_client == {} and book.by_exchange == {}
