@@ -269,6 +269,7 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
             counters = svc.metrics_counters
             tick_of_order: dict[str, float] = {}
             engine_box = [engine]
+            unchanged_seen = [getattr(engine, "unchanged_ticks", 0)]
 
             def on_decision(snap, decided_at: float, sent_at: float) -> None:
                 if phase[0][0]:
@@ -277,6 +278,9 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
                     return
                 publish = engine.tick_publish_ts
                 prev, last_tick_seq[0] = last_tick_seq[0], snap.seq
+                # answered without deciding again (Engine._unchanged_tick): the book the last decision read
+                unchanged, unchanged_seen[0] = (getattr(engine, "unchanged_ticks", 0) != unchanged_seen[0],
+                                                getattr(engine, "unchanged_ticks", 0))
                 with lock:
                     samples.append({
                         "prev": prev, "seq": snap.seq,
@@ -285,6 +289,7 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
                         "probe": getattr(engine, "probe", None) is not None,
                         "warm": bool(getattr(engine, "warm_every_s", None)),
                         "steady": engine.market is not None and decided_at - engine.market.window_start > ROTATION_S,
+                        "unchanged": unchanged,
                     })
 
             def on_submit_sent(client_id: str, t: float) -> None:
@@ -435,6 +440,9 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
     print(describe("  book read -> decision", [x["think"] for x in plain]))
     print(describe(f"  without window starts", [x["oldest"] for x in plain if x["steady"]])
           + f"   (decisions > {ROTATION_S:.0f} s into their window)")
+    print(describe("  ticks whose book changed", [x["oldest"] for x in plain if not x.get("unchanged")]))
+    print(describe("  ticks of the book decided on", [x["oldest"] for x in plain if x.get("unchanged")])
+          + "   (a last trade, nothing the decision reads: answered without deciding again)")
     print(describe("1 ms-sleep poller: publish -> seen", polled_oldest))
     print(describe("  from the newest tick only", polled))
     if decisions and polled:

@@ -341,6 +341,13 @@ class Engine:
         self._tick_size: float | None = None  # last tick handed to the core for the current market
         self._failures = 0
         self._unresolved_usd = 0.0
+        self._unresolved_due = False  # a rotation's estimate stands in for it until the bookkeeping refolds
+        # What the last decision read (Engine._inputs), when it decided on a fresh, uncrossed book of its market; a
+        # tick that changes none of it is answered without deciding again (_unchanged_tick). None: decide.
+        self._decided_on: tuple | None = None
+        self.unchanged_ticks = 0
+        # A window rotation whose log line and core records wait for the first decision's bookkeeping: (old, new)
+        self._rotation_unsettled: tuple | None = None
         # The wallet's pUSD as last polled (service: the balance watcher); None: unknown, risk does not use it.
         self.cash: Callable[[], float | None] | None = None
         # The other series on this wallet (trader/wallet/decisions.py DecisionHook, set by the service): the wallet's
@@ -460,6 +467,8 @@ class Engine:
         if due is not None:  # deferred for a newer tick that never came to a decision (a failed one): do it now
             self._bookkeeping(*due, time.monotonic())
             return False
+        if self._rotation_unsettled is not None:  # a rotation whose decision failed: its paperwork all the same
+            self._settle_rotation()
         wake = getattr(self.core, "wake", None)
         if (wake is not None and wake.is_set()) or not self._commands.empty():
             return True
@@ -519,8 +528,10 @@ class Engine:
         probe = self.probe
         if probe is not None:
             probe.begin()
-        self._last_decision_mono = time.monotonic()
+        previous_mono, self._last_decision_mono = self._last_decision_mono, time.monotonic()
         wake = getattr(self.core, "wake", None)
+        # Woken by the book alone: no event of ours, no command, no event seen by the last bookkeeping.
+        book_only = not self._decide_again and not (wake is not None and wake.is_set()) and self._commands.empty()
         if probe is not None:  # why this decision runs (the probe names what a tick waited for)
             kind = ("tick decision" if self.reader.seq() != self._last_seq else
                     "event decision" if self._decide_again or (wake is not None and wake.is_set()) else
@@ -543,25 +554,31 @@ class Engine:
                                 if new_tick and max(snap.up.seq, snap.down.seq) == snap.seq else None)
         self._last_seq = snap.seq
         now = self.clock()
-        rotated = self._follow_rotation(snap, now)
-        if rotated:
-            self._refresh_unresolved(self._last_decision_mono, True)
+        self._follow_rotation(snap, now)
         stale_ms = float(self.config.risk.stale_feed_ms)
         problem = self._market_problem(snap, now, stale_ms)
         view = None
         actions = 0
         if problem is None or problem.startswith(("feed", "book")):
             self._follow_tick_size(snap)
-            if probe is not None:
-                probe.mark("prep")
             # stale/crossed books still go through the pipeline: its risk gate cancels entries and refuses new
             # ones on a book that is not fresh (MarketView.fresh / crossed carry the verdict).
             reads = self._reads()
+            inputs = self._inputs(snap, reads, now) if problem is None else None
+            if probe is not None:
+                probe.mark("prep")
+            if (book_only and self.tick_publish_ts is not None and inputs is not None and inputs == self._decided_on
+                    and self._last_decision_mono - previous_mono < DECIDE_EVERY_S):
+                return self._unchanged_tick(snap, now, previous_mono, probe)
             view = self._view(snap, now, stale_ms, reads, probe)
             if probe is not None:
                 probe.mark("view")
+            self._decided_on = None  # until this decision is done (one that raises is not skipped next time)
             actions, view = self._decide_and_execute(view, now, snap, reads)
+            if inputs is not None and view.fresh and not view.crossed:
+                self._decided_on = inputs
         else:
+            self._decided_on = None
             self._refuse(problem, now)
         if self.tick_publish_ts is not None and view is not None and self._on_decision is not None:
             self._on_decision(snap, self._decided_at, self.clock())
@@ -577,32 +594,102 @@ class Engine:
         # frame: often within a decision's time), that tick is decided first and this waits (BOOKKEEPING_DEFER_S at
         # most): each of these only has to be current before a decision with no tick behind it.
         mono = self._last_decision_mono
-        if self.reader.seq() == snap.seq or mono - self._bookkept_mono >= BOOKKEEPING_DEFER_S:
-            self._bookkeeping(view, now, actions, mono, probe)
+        overdue = mono - self._bookkept_mono >= BOOKKEEPING_DEFER_S
+        if self.reader.seq() == snap.seq or overdue:
+            self._bookkeeping(view, now, actions, mono, probe, None if overdue else snap.seq)
         else:
             self._bookkeeping_due = (view, now, actions)
         if probe is not None:
             probe.end(self.tick_publish_ts if view is not None else None, kind)
         return actions
 
-    def _bookkeeping(self, view, now: float, actions: int, mono: float, probe=None) -> None:
-        self._bookkept_mono = mono
+    # -- a tick that changes nothing the decision reads ----------------------------------------------
+
+    def _inputs(self, snap, reads, now: float) -> tuple | None:
+        """Everything a decision reads but the clock: the book as published (both legs, top and depth, which the
+        market without us is computed from), the market, feed status and reference price, our orders, positions
+        and the exchange's status (the core's published reads: the same objects until a writer changes them), the
+        config, the operator's pause/flatten, cash, what earlier windows tie up and the wallet's limits. None (always
+        decide) from a core that publishes no reads, and for a book with an empty side (NaN: equal to nothing, not
+        even itself, so it is not compared at all)."""
+        up, down = snap.up, snap.down
+        if reads is None or not (up.bid == up.bid and up.ask == up.ask and down.bid == down.bid
+                                 and down.ask == down.ask):
+            return None
+        wallet = self.wallet.decide_args(now) if self.wallet is not None else None
+        return (snap.market, snap.status, snap.crossed, snap.ref,
+                up.bid, up.bid_size, up.ask, up.ask_size, up.bids, up.asks,
+                down.bid, down.bid_size, down.ask, down.ask_size, down.bids, down.asks,
+                reads, self.config, self.paused, self.flattening, self._unresolved_usd, self._cash_arg(), wallet)
+
+    def _unchanged_tick(self, snap, now: float, previous_mono: float, probe) -> int:
+        """A tick whose book is the one last decided on, with nothing else changed (a trade's `last_trade_price`
+        frame right after its `price_change`: the feed publishes it, the strategies do not read it). The decision
+        would be the last one again; answered at once instead, it is no decision: the periodic one still comes
+        DECIDE_EVERY_S after the last real one (time-driven rules), and the bookkeeping waits as it would."""
+        self._last_decision_mono = previous_mono
+        self._decided_at = self.clock()
+        if probe is not None:
+            probe.decided()
+        self.unchanged_ticks += 1
+        if self._on_decision is not None:
+            self._on_decision(snap, self._decided_at, self.clock())
+        if probe is not None:
+            probe.mark("hook")
+        if self.notifier is not None:
+            self.notifier.watchdog()
+        due = self._bookkeeping_due
+        if due is not None and self.reader.seq() == snap.seq:
+            self._bookkeeping(*due, self._last_decision_mono, probe, snap.seq)
+        if probe is not None:
+            probe.end(self.tick_publish_ts, "unchanged tick")
+        return 0
+
+    def _bookkeeping(self, view, now: float, actions: int, mono: float, probe=None, seq: int | None = None) -> None:
+        """The iteration's work after the decision's orders are out. `seq`: the tick decided on; a newer one published
+        meanwhile stops this between two stages, and the rest waits for that tick's decision (each stage reads the
+        state of when it runs, so the later bookkeeping does it for both). Without `seq` (overdue: deferred for
+        BOOKKEEPING_DEFER_S already), it runs to the end."""
         self._bookkeeping_due = None
+        if seq is None:
+            newer = None
+        else:
+            seq_now = self.reader.seq
+
+            def newer() -> bool:
+                if seq_now() == seq:
+                    return False
+                self._bookkeeping_due = (view, now, actions)
+                return True
+        if self._rotation_unsettled is not None:
+            self._settle_rotation()
+            if probe is not None:
+                probe.mark("rotation")
         pending, self._wallet_after = self._wallet_after, None
         if pending is not None:
             self.wallet.after(*pending)
             if probe is not None:
                 probe.mark("wallet publish")
+            if newer is not None and newer():
+                return
         # The core's events only say that something changed (orders()/positions() are the state the decision used),
         # but one that arrived during this decision may not have been seen by it: decide again at once.
         events = self.core.poll_events(wait=False)
         self._decide_again = bool(events)
+        if self._older_markets_moved(events):
+            self._unresolved_due = True  # kept for the later bookkeeping if this one stops here
         if probe is not None:
             probe.mark("events")
-        self._refresh_unresolved(mono, self._older_markets_moved(events))
+        if newer is not None and newer():
+            return
+        due, self._unresolved_due = self._unresolved_due, False
+        self._refresh_unresolved(mono, due)
         if probe is not None:
             probe.mark("unresolved")
+        if newer is not None and newer():
+            return
         self._publish(view, now, actions)
+        self._bookkept_mono = mono
         if probe is not None:
             probe.mark("status")
 
@@ -621,16 +708,47 @@ class Engine:
             return False
         new_market = identity_of(snap)
         old = self.market
-        log.info(
-            "window rotation: %s (%s) -> %s (%s); positions of the old window are kept until it resolves",
-            window_words(old.window_start, old.window_end), old.condition_id[:12],
-            window_words(new_market.window_start, new_market.window_end), new_market.condition_id[:12],
-        )
-        self.core.set_market(new_market)
+        # The window's first decision waits for none of the rotation's paperwork (issue 26: its log lines, the
+        # core's journal and ledger lines and user-channel subscription were ~0.5 ms of the decision thread at every
+        # window start): the core switches markets in memory now and settles the rest in this decision's
+        # bookkeeping, after its orders are out (place() settles first if an order comes before).
+        reads = self._reads()
+        settles = getattr(self.core, "settle_market", None) is not None
+        if settles:
+            self.core.set_market(new_market, settle_later=True)
+            self._rotation_unsettled = (old, new_market)
+        else:
+            self._log_rotation(old, new_market)
+            self.core.set_market(new_market)
         self.market = new_market
         self._pipeline_state = None
         self._tick_size = None
+        # What earlier windows' positions tie up now includes the old window's: it is the old `unresolved` plus the
+        # old window's positions as the last reads showed them (risk.unresolved_value is a sum). The exact refold
+        # (every fill of every market, ~0.1-0.3 ms) follows in the bookkeeping.
+        if reads is not None and reads[0].condition_id == old.condition_id:
+            from polymm.trader.decision import risk
+
+            self._unresolved_usd += risk.unresolved_value(list(reads[0].positions.values()))
+            self._unresolved_due = True
+        else:
+            self._refresh_unresolved(self._last_decision_mono, True)
         return True
+
+    @staticmethod
+    def _log_rotation(old, new) -> None:
+        log.info(
+            "window rotation: %s (%s) -> %s (%s); positions of the old window are kept until it resolves",
+            window_words(old.window_start, old.window_end), old.condition_id[:12],
+            window_words(new.window_start, new.window_end), new.condition_id[:12],
+        )
+
+    def _settle_rotation(self) -> None:
+        """A rotation's log line and the core's records for it (set_market(settle_later=True)), once."""
+        rotation, self._rotation_unsettled = self._rotation_unsettled, None
+        if rotation is not None:
+            self._log_rotation(*rotation)
+            self.core.settle_market()
 
     def _follow_tick_size(self, snap) -> None:
         """Exchange quirk: the tick changes mid-window (0.01 -> 0.001 near 0 and 1, `tick_size_change`); the feed

@@ -23,9 +23,9 @@ Two windows of one decision, each cut into parts that add up to it:
   The named causes add up to the wall time but for `unexplained`: that residue is the measure of the breakdown.
 
 After the decision, `AFTER_STAGES` time the rest of the iteration (orders out, the bench's hook, then the
-bookkeeping: this series' exposure published to the wallet's other series, core events, unresolved exposure, status;
-absent when it waits for a newer tick's decision) and `spans` inside a stage that the bench wraps (`Probe.wrap`: the
-order log line, the ledger queue, metrics counters) are subtracted from it and named.
+bookkeeping: a window rotation's records, this series' exposure published to the wallet's other series, core events,
+unresolved exposure, status; absent when it waits for a newer tick's decision) and `spans` inside a stage that the
+bench wraps (`Probe.wrap`: the order log line, the ledger queue, metrics counters) are subtracted from it and named.
 
 Every clock is injectable (`Clocks`), so tests check the arithmetic with a fake clock
 (tests/trader/test_latency.py); nothing here asserts a timing.
@@ -46,11 +46,12 @@ STAGES = ("prep", "fee", "view", "orders", "net", "positions", "exchange", "wall
 # clocks), then Engine.step's operator commands and config, then the shm snapshot.
 READ_STAGES = ("loop", "commands", "snapshot")
 # After the decision, to the end of the iteration.
-AFTER_STAGES = ("execute", "hook", "wallet publish", "events", "unresolved", "status")
+AFTER_STAGES = ("execute", "hook", "rotation", "wallet publish", "events", "unresolved", "status")
 CAUSES = ("cpu", "gc", "cpu queue", "lock", "gil", "unexplained")
 # What the loop was doing while a tick waited (`busy`), by the loop's activity overlapping it: a decision, by why it
 # ran (Engine.step's wake reason), or a rehearsal (Engine._rehearse); the rest ("loop") is the loop between them.
-ACTIVITIES = ("tick decision", "event decision", "command decision", "timer decision", "rehearsal", "loop")
+ACTIVITIES = ("tick decision", "unchanged tick", "event decision", "command decision", "timer decision", "rehearsal",
+              "loop")
 
 
 def _schedstat_reader(native_id: int) -> Callable[[], tuple[int, int, int]]:

@@ -68,10 +68,15 @@ class FakeReader:
             time.sleep(min(timeout_s, 0.001))
         return self.snap.seq
 
-    def publish(self, **changes) -> None:
-        """A new top of book: the next sequence number, both legs stamped with it and the publish time now."""
+    def publish(self, same_book: bool = False, **changes) -> None:
+        """A new top of book: the next sequence number, both legs stamped with it and the publish time now; the Up
+        bid's size moves by one share unless `same_book` (a publish of the book already held, as a trade's
+        `last_trade_price` frame makes the feed do) or the test gives the Up leg."""
         seq, now = self.snap.seq + 1, time.time()
-        up = replace(changes.pop("up", self.snap.up), seq=seq, publish_ts=now, recv_ts=now)
+        up = changes.pop("up", None)
+        if up is None:
+            up = self.snap.up if same_book else replace(self.snap.up, bid_size=self.snap.up.bid_size + 1)
+        up = replace(up, seq=seq, publish_ts=now, recv_ts=now)
         down = replace(changes.pop("down", self.snap.down), seq=seq, publish_ts=now, recv_ts=now)
         identity = {k: changes.pop(k) for k in list(changes) if k in MARKET_FIELDS}  # e.g. tick_size
         market = replace(self.snap.market, **identity)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import msgspec
 import pytest
@@ -139,6 +140,96 @@ def test_rotation_follows_the_feed_to_the_next_window_and_starts_a_fresh_strateg
     assert engine.market.window_start == first.window_end
     assert pipeline.states_created == 2
     assert pipeline.calls[-1]["market"].market.window_start == nxt.market.window_start
+
+
+class SettlingCore(FakeCore):
+    """A core that switches markets in memory and settles later (ExecutionCore.set_market(settle_later=True)), with
+    the decision reads of its current market; `calls` records what happened, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list = []
+        self.current = None
+        self.held_in: dict = {}  # condition id -> positions: the reads show the current market's
+
+    def positions(self) -> dict:
+        return dict(self.held_in.get(self.current.condition_id, {}))
+
+    def start(self, market) -> None:
+        super().start(market)
+        self.current = market
+
+    def set_market(self, market, settle_later: bool = False) -> None:
+        super().set_market(market)
+        self.current = market
+        self.calls.append(("set_market", market.condition_id, settle_later))
+
+    def settle_market(self) -> None:
+        self.calls.append(("settle",))
+
+    def place(self, want):
+        self.calls.append(("place",))
+        return super().place(want)
+
+    def decision_reads(self):
+        from types import MappingProxyType
+
+        from polymm.trader.execution.state import DecisionReads
+        from polymm.trader.decision.fees import DEFAULT_SCHEDULE
+
+        return DecisionReads(self.current.condition_id, tuple(self.working), MappingProxyType(self.positions()),
+                             DEFAULT_SCHEDULE), None
+
+
+def test_the_windows_first_decision_comes_before_the_rotations_paperwork(caplog):
+    # Issue 26: the rotation's log line and the core's records and subscription (~0.5 ms at every window start) wait
+    # for the first decision's bookkeeping; the decision and its orders go first.
+    now = time.time()
+    reader = FakeReader(snapshot(now=now, window_start=int(now) - 10))
+    core = SettlingCore()
+    pipeline = RecordingPipeline()
+    engine = Engine(reader, core, Config(), pipeline=pipeline, new_state=pipeline.new_state)
+    engine.start(identity_of(reader.snap))
+    engine.step()
+    first = engine.market
+    reader.snap = snapshot(now=now, window_start=first.window_end, window_s=60, seq=reader.snap.seq + 1)
+    pipeline.next_actions = [Place(want())]
+    caplog.set_level("INFO", logger="polymm.trader.engine")
+    engine.step()
+    new = reader.snap.market.condition_id
+    assert core.calls == [("set_market", new, True), ("place",), ("settle",)]
+    assert any("window rotation" in r.getMessage() for r in caplog.records)
+    engine.step()  # settled once
+    assert core.calls.count(("settle",)) == 1
+
+
+def test_a_rotation_counts_the_old_windows_positions_as_unresolved_before_the_exact_refold():
+    # The old window's positions (its last decision reads: 10 shares at 0.40) join what earlier windows tie up at
+    # once, for the new window's first decision; the exact refold (every fill) follows in the bookkeeping.
+    now = time.time()
+    reader = FakeReader(snapshot(now=now, window_start=int(now) - 10))
+    core = SettlingCore()
+    pipeline = RecordingPipeline()
+    engine = Engine(reader, core, Config(), pipeline=pipeline, new_state=pipeline.new_state)
+    engine.start(identity_of(reader.snap))
+    engine._unresolved_usd = 2.5  # an even older window, awaiting resolution
+    engine._unresolved_at = time.monotonic()  # folded just now: no refold due by the clock
+    old = engine.market
+    core.held_in[old.condition_id] = position(10, avg=0.40)
+    engine.step()
+    reader.snap = snapshot(now=now, window_start=old.window_end, window_s=60, seq=reader.snap.seq + 1)
+    core.awaiting = [(old, position(10, avg=0.40))]  # what the exact fold says (the older one has resolved meanwhile)
+    seen = []
+    real_bookkeeping = engine._bookkeeping
+
+    def bookkeeping(*args, **kw):
+        seen.append(pipeline.calls[-1]["unresolved_usd"])
+        return real_bookkeeping(*args, **kw)
+
+    engine._bookkeeping = bookkeeping
+    engine.step()
+    assert seen == [pytest.approx(6.5)]  # the first decision: 2.5 + 10 x 0.40
+    assert engine._unresolved_usd == pytest.approx(4.0)  # then the exact fold
 
 
 def test_rotation_waits_until_the_feed_is_connected_on_the_new_window():
@@ -431,6 +522,112 @@ def test_bookkeeping_left_waiting_is_done_before_the_loop_sleeps():
     engine._last_seq = reader.seq()  # as if that decision had read it and failed
     assert engine._wait_for_work() is False
     assert engine.status.decisions == 2 and len(polls) == 2 and engine._bookkeeping_due is None
+
+
+def test_a_tick_published_during_the_bookkeeping_stops_it_after_the_stage_it_is_in():
+    # The tick came after the check that defers the whole bookkeeping: it waits one stage, not all of them; what the
+    # stage learnt (an older market's fill: refold what awaits resolution) is kept for the bookkeeping that follows.
+    from polymm.trader.model import FillChanged
+
+    engine, reader, core, pipeline, _ = started_engine()
+    engine.step()
+    refolds = []
+    engine._refresh_unresolved = lambda mono, changed: refolds.append(changed)
+    polls = []
+
+    def poll_events(wait=True):
+        polls.append(wait)
+        if len(polls) == 1:
+            reader.publish()  # the feed publishes while the loop polls the core's events
+            return [FillChanged(None, None, "0xolder")]
+        return []
+
+    core.poll_events = poll_events
+    decided = engine.status.decisions
+    engine.step()
+    assert polls == [False] and refolds == [] and engine.status.decisions == decided  # stopped after "events"
+    assert engine._bookkeeping_due is not None and engine._unresolved_due is True
+    engine.step()  # the newer tick's decision: its bookkeeping does the rest, the refold included
+    assert refolds == [True] and engine._bookkeeping_due is None and engine.status.decisions == engine._decisions
+
+
+def _reading_engine():
+    """An engine on a core that publishes its decision reads (as ExecutionCore does), one decision made."""
+    now = time.time()
+    reader = FakeReader(snapshot(now=now, window_start=int(now) - 10))
+    core = SettlingCore()
+    pipeline = RecordingPipeline()
+    notifier = Notifier()
+    engine = Engine(reader, core, Config(), notifier=notifier, pipeline=pipeline, new_state=pipeline.new_state)
+    hooked = []
+    engine._on_decision = lambda snap, decided_at, done_at: hooked.append(snap.seq)
+    engine.start(identity_of(reader.snap))
+    engine.step()
+    return engine, reader, core, pipeline, notifier, hooked
+
+
+def test_a_tick_that_changes_nothing_the_decision_reads_is_answered_without_deciding_again():
+    # Issue 26: a trade's `last_trade_price` frame comes right after its `price_change`; the feed publishes the book
+    # it already holds with the new last trade, which no strategy reads. The decision would be the last one again.
+    engine, reader, core, pipeline, notifier, hooked = _reading_engine()
+    decided_mono = engine._last_decision_mono
+    reader.publish(same_book=True)
+    assert engine.step() == 0
+    assert len(pipeline.calls) == 1 and engine.unchanged_ticks == 1
+    assert hooked == [1, 2] and notifier.pets == 2  # answered (the metrics hook) and the loop is alive
+    assert engine._last_decision_mono == decided_mono  # the periodic decision still comes on time
+    reader.publish()  # the book moves: decided
+    engine.step()
+    assert len(pipeline.calls) == 2 and engine.unchanged_ticks == 1
+
+
+@pytest.mark.parametrize("what", ["event", "command", "timer", "paused", "orders", "wallet", "reference",
+                                  "stale book", "empty side"])
+def test_anything_else_that_changed_means_a_decision(what, monkeypatch):
+    engine, reader, core, pipeline, _, _ = _reading_engine()
+    if what == "event":
+        core.wake.set()
+    elif what == "command":
+        engine.submit("resume", wait_s=0)
+    elif what == "timer":
+        engine._last_decision_mono -= 1.0  # the last decision is older than DECIDE_EVERY_S
+    elif what == "paused":
+        engine.paused = True
+    elif what == "orders":
+        core.working = [order("c1")]
+    elif what == "wallet":
+        class Wallet:
+            def __init__(self):
+                self.limit = 1.0
+
+            def admit(self, actions, exposure, now):
+                return actions
+
+            def decide_args(self, now):
+                return {"wallet": self.limit}
+
+            def after(self, *args):
+                pass
+
+        engine.wallet = wallet = Wallet()
+        engine.step()
+        wallet.limit = 2.0  # another series on the wallet took some of the budget
+    elif what == "reference":  # the BTC price moved (the fair value reads it): a decision, whatever the book
+        from polymm.feed.shm.layout import Reference
+
+        t = time.time()
+        reader.snap = replace(reader.snap, ref=Reference(97_000.0, t, t, 97_001.0, t, t, engine.market.window_start,
+                                                         96_900.0, t, "captured", True, 0, 1))
+    elif what == "stale book":  # the last decision was on a dead feed's book: a fresh one is decided on again
+        reader.snap = replace(reader.snap, heartbeat=time.time() - 10, seq=reader.snap.seq + 1)
+        engine.step()
+    elif what == "empty side":
+        reader.publish(up=replace(reader.snap.up, bid=float("nan"), bid_size=float("nan")))
+        engine.step()
+    calls = len(pipeline.calls)
+    reader.publish(same_book=True, **({"heartbeat": time.time()} if what == "stale book" else {}))
+    engine.step()
+    assert len(pipeline.calls) == calls + 1 and engine.unchanged_ticks == 0
 
 
 def test_the_wallet_publish_is_part_of_the_bookkeeping():

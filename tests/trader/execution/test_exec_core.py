@@ -450,3 +450,95 @@ def test_a_decisions_orders_placed_in_one_batch_publish_the_decision_reads_once(
         wait_for(lambda: sent().get(a) and sent().get(b), what="both orders sent once the batch ended")
     finally:
         core.stop()
+
+
+class _RecordingStream:
+    """A user channel (UserStream's constructor) that records its subscriptions into the test's `seen`."""
+
+    seen: list = []
+
+    def __init__(self, url, auth, markets, on_events, on_connected, on_disconnected, **_options) -> None:
+        self._on_connected = on_connected
+        self.connected = False
+
+    def start(self) -> None:
+        self.connected = True
+        self._on_connected(False)
+
+    def stop(self) -> None:
+        self.connected = False
+
+    def subscribe(self, markets: list[str]) -> None:
+        self.seen.append(("subscribe", tuple(markets)))
+
+
+class _RecordingExchange(ScriptedExchange):
+    def __init__(self, seen: list) -> None:
+        super().__init__()
+        self.seen = seen
+
+    def ws_auth(self) -> dict:
+        return {}
+
+    def post_order(self, order, order_type="GTC", post_only=False):
+        self.seen.append(("post", order.tokenId))
+        return super().post_order(order, order_type, post_only)
+
+
+def _rotating_core(tmp_path, clock: Clock):
+    seen: list = []
+    stream = type("Stream", (_RecordingStream,), {"seen": seen})
+    core = ExecutionCore(_RecordingExchange(seen), clock=clock, state_dir=tmp_path, reconcile_every_s=3600,
+                         ws_user_url="ws://recorded.invalid", user_stream=stream)
+    return core, seen
+
+
+def _journal_lines(tmp_path) -> list[dict]:
+    (path,) = tmp_path.glob("orders-*.jsonl")
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_rotation_settled_later_journals_and_subscribes_before_the_windows_first_order(tmp_path):
+    # Issue 26: at a window start the decision loop only switches markets in memory (set_market(settle_later=True))
+    # and settles the paperwork after the decision. An order placed before that settles first: the journal names
+    # the market before the order, and the user channel is subscribed before the order is posted.
+    clock = Clock()
+    old = market_at("old", int(clock.t) - 60)
+    core, seen = _rotating_core(tmp_path, clock)
+    core.start(old)
+    try:
+        new = market_at("new", old.window_end)
+        clock.t = old.window_end + 1
+        core.set_market(new, settle_later=True)
+        assert core.exec_state.current == new and core.decision_reads()[0].condition_id == new.condition_id
+        assert ("subscribe", (new.condition_id,)) not in seen
+        assert new.condition_id not in {line.get("condition_id") for line in _journal_lines(tmp_path)}
+        core.place(want(Leg.UP, Side.BUY, 0.40, 5))
+        wait_for(lambda: ("post", new.up_token) in seen, what="the order posted")
+        assert seen.index(("subscribe", (new.condition_id,))) < seen.index(("post", new.up_token))
+        kinds = [(line["kind"], line.get("condition_id")) for line in _journal_lines(tmp_path)]
+        assert kinds.index(("market", new.condition_id)) < kinds.index(("order", new.condition_id))
+        core.settle_market()  # the loop's bookkeeping, later: nothing twice
+        assert seen.count(("subscribe", (new.condition_id,))) == 1
+        assert kinds.count(("market", new.condition_id)) == 1 == [
+            (line["kind"], line.get("condition_id")) for line in _journal_lines(tmp_path)].count(
+            ("market", new.condition_id))
+    finally:
+        core.stop()
+
+
+def test_a_rotation_is_settled_by_the_loop_or_at_stop_whichever_comes_first(tmp_path):
+    clock = Clock()
+    old = market_at("old", int(clock.t) - 60)
+    core, seen = _rotating_core(tmp_path, clock)
+    core.start(old)
+    nxt = market_at("next", old.window_end)
+    core.set_market(nxt, settle_later=True)
+    core.settle_market()
+    assert seen == [("subscribe", (nxt.condition_id,))]
+    assert ("market", nxt.condition_id) in [(r["kind"], r.get("condition_id")) for r in _journal_lines(tmp_path)]
+    last = market_at("last", nxt.window_end)
+    core.set_market(last, settle_later=True)
+    core.stop()  # a SIGTERM right after the rotation: its records are written all the same
+    assert ("market", last.condition_id) in [(r["kind"], r.get("condition_id")) for r in _journal_lines(tmp_path)]
+    assert seen[-1] == ("subscribe", (last.condition_id,))
