@@ -141,7 +141,7 @@ class FakeCore:
     def poll_events(self, wait: bool = True) -> list:
         return []
 
-    def on_tick_size(self, token_id: str, tick: float) -> None:
+    def on_tick_size(self, token_id: str, tick: float, *, log_change: bool = True) -> None:
         self.ticks.append((token_id, tick))
 
     def reconcile(self, reason: str) -> None:

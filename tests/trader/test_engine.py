@@ -347,15 +347,23 @@ def test_a_status_only_sequence_step_is_not_a_tick():
     assert engine.tick_publish_ts == reader.snap.up.publish_ts
 
 
-def test_a_tick_size_change_in_shm_reaches_the_execution_core_once():
+def test_a_tick_size_change_in_shm_reaches_the_execution_core_once(caplog):
     engine, reader, core, pipeline, _ = started_engine()
     engine.step()
     engine.step()
     assert core.ticks == [(reader.snap.market.up_token, 0.01), (reader.snap.market.down_token, 0.01)]
     reader.publish(tick_size=0.001)
+    caplog.set_level("INFO", logger="polymm.trader.engine")
+    seen_in_decision = []
+    real_pipeline = engine._pipeline
+    engine._pipeline = lambda *a, **kw: (seen_in_decision.append(len(caplog.records)), real_pipeline(*a, **kw))[1]
     engine.step()
     assert core.ticks[2:] == [(reader.snap.market.up_token, 0.001), (reader.snap.market.down_token, 0.001)]
     assert pipeline.calls[-1]["market"].market.tick_size == 0.001
+    # one line, written after the decision (by its bookkeeping), not before it
+    lines = [r.getMessage() for r in caplog.records if "tick size" in r.getMessage()]
+    assert seen_in_decision == [0] and lines == [f"tick size of {reader.snap.market.condition_id[:12]}: 0.01 -> 0.001 "
+                                                 "(both tokens)"]
 
 
 def test_a_decision_reads_the_cores_published_state_without_asking_it():

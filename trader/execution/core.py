@@ -518,12 +518,14 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
         except RuntimeError:  # the pool is shutting down: leave the cancels to be (re)sent, never drop them
             self.exec_state.cancel_unsent(client_ids)
 
-    def on_tick_size(self, token_id: str, tick: float) -> None:
+    def on_tick_size(self, token_id: str, tick: float, *, log_change: bool = True) -> float | None:
         """`tick_size_change` from the market channel: new orders on this token use `tick` (the SDK's
-        tick cache never expires, which is why the core tracks it)."""
+        tick cache never expires, which is why the core tracks it). Returns the tick it replaces; the change is
+        logged unless `log_change` is False (the decision loop logs it itself, after its decision)."""
         old = self.exec_state.set_tick(token_id, float(tick))
-        if old != tick:
+        if old != tick and log_change:
             log.info("tick size of token %s…: %s -> %s", token_id[:12], _fmt(old) if old else "?", _fmt(tick))
+        return old
 
     def _learn_tick(self, token_id: str, tick: float) -> None:
         old = self.exec_state.set_tick(token_id, tick)

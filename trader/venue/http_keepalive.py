@@ -9,8 +9,10 @@ across a request.
 
 What it keeps from httpx, on purpose:
 - A connection the server closed while idle is never reused (httpcore checks the same way before reuse): the
-  socket is readable while nothing was asked, so it is closed and a fresh one opened. Nothing is retried: a POST
-  whose answer never came is an unknown outcome, for the caller to resolve (exchange_state.py).
+  socket is readable while nothing was asked, so it is closed and a fresh one opened. Nor is one idle longer than
+  `KEEPALIVE_EXPIRY_S`: a NAT or firewall may have dropped it without a word, and an order sent into it would wait
+  for the whole timeout (httpx's own expiry is 5 s). Nothing is retried: a POST whose answer never came is an
+  unknown outcome, for the caller to resolve (exchange_state.py).
 - TLS verification with the system's trust store (ssl.create_default_context), a connect timeout and a per-call
   read timeout.
 - The response's status, headers (case-insensitive) and body, as `Response` (the part of httpx.Response the
@@ -29,7 +31,12 @@ import threading
 import urllib.parse
 import urllib.request
 from email.message import Message
+import time
 from typing import Any, Mapping
+
+# A connection idle this long is closed rather than reused. Cloud NATs forget idle flows after ~5 minutes, proxies
+# sooner; an order worker idles between orders, and a reconnect costs one TLS handshake.
+KEEPALIVE_EXPIRY_S = 30.0
 
 
 class TransportError(Exception):
@@ -87,7 +94,8 @@ class KeepAliveClient:
     """`request()` from any thread; each thread has its own connection to `base_url`'s origin."""
 
     def __init__(self, base_url: str, *, timeout_s: float, connect_timeout_s: float,
-                 headers: Mapping[str, str] | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
+                 headers: Mapping[str, str] | None = None, ssl_context: ssl.SSLContext | None = None,
+                 keepalive_expiry_s: float = KEEPALIVE_EXPIRY_S) -> None:
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -98,6 +106,7 @@ class KeepAliveClient:
         self._ssl = (ssl_context or ssl.create_default_context()) if self._https else None
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
+        self.keepalive_expiry_s = keepalive_expiry_s
         self._headers = dict(headers or {})
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -118,7 +127,8 @@ class KeepAliveClient:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self._new_connection()
-        elif conn.sock is not None and _closed_by_peer(conn.sock):
+        elif conn.sock is not None and (time.monotonic() - self._local.used > self.keepalive_expiry_s
+                                        or _closed_by_peer(conn.sock)):
             conn.close()
         if conn.sock is None:
             conn.connect()  # under the connect timeout (TCP and, for https, the TLS handshake); TCP_NODELAY set
@@ -153,6 +163,7 @@ class KeepAliveClient:
             raise TransportError(f"{method} {target.split('?')[0]}", f"{type(exc).__name__}: {exc}") from None
         if answer.will_close:
             conn.close()
+        self._local.used = time.monotonic()
         return Response(answer.status, answer.headers, body)
 
     def close(self) -> None:

@@ -64,6 +64,7 @@ class Server:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
+        self.httpd.handle_error = lambda request, address: None  # a client that gave up (the timeout test): quiet
         if tls is not None:
             self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
@@ -136,6 +137,19 @@ def test_a_connection_the_server_closed_is_never_reused(server):
     finally:
         c.close()
     assert c.connections_made == 3 and server.connections == 3
+
+
+def test_a_connection_idle_longer_than_the_expiry_is_not_reused(server):
+    # A NAT may drop an idle flow without a FIN: nothing to read, yet a request sent into it would wait its timeout.
+    c = client_of(f"http://127.0.0.1:{server.port}", keepalive_expiry_s=0.05)
+    try:
+        c.request("GET", f"{c.origin}/ok")
+        c.request("GET", f"{c.origin}/ok")  # at once: the same connection
+        time.sleep(0.1)
+        c.request("GET", f"{c.origin}/ok")
+    finally:
+        c.close()
+    assert c.connections_made == 2 and server.connections == 2
 
 
 def test_the_answer_keeps_status_and_headers(server):
