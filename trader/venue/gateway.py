@@ -16,7 +16,7 @@ request headers. What we do ourselves, on purpose:
   exact body the SDK would (same JSON, same `deferExec: false`, same HMAC over the same bytes) through
   our own client, so no call path can block on a matched order and every answer keeps its status,
   body and headers. Nothing here retries: the caller decides, from typed errors (exchange_state.py).
-  That client is http_keepalive.py's (HTTP/1.1, a connection per worker thread, a third of httpx's CPU per
+  That client is http_keepalive.py's (HTTP/1.1, a connection per worker thread, under half httpx's CPU per
   order: CPU the decision loop would wait for under the GIL); httpx where the environment names a proxy
   (http.client would ignore it) and for the cold public reads.
 

@@ -1,7 +1,8 @@
 """The L2 calls' HTTP client: HTTP/1.1 keep-alive, one connection per calling thread, on the standard library.
 
-Why not httpx (which the rest of the gateway uses for cold calls): an order's POST costs ~350 us of Python CPU in
-httpx against ~100 us in http.client (bench/bench_roundtrip.py prints both). The order workers run beside the decision loop under
+Why not httpx (which the rest of the gateway uses for cold calls): a bare POST costs ~350 us of Python CPU in httpx
+against ~100 us in http.client, and a whole place + cancel (signing included) less than half the CPU through this
+client (bench/bench_roundtrip.py prints both: 0.32-0.47x). The order workers run beside the decision loop under
 one GIL, so every one of those microseconds is a microsecond a tick can wait (issue 26: the slow decisions' waits
 were the workers' and the user channel's CPU right after a trade). The exchange is happy with HTTP/1.1
 keep-alive; each worker thread keeps its own connection, so nothing is shared between threads and no lock is held
