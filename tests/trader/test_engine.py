@@ -181,18 +181,27 @@ class SettlingCore(FakeCore):
                              DEFAULT_SCHEDULE), None
 
 
-def test_the_windows_first_decision_comes_before_the_rotations_paperwork(caplog):
-    # Issue 26: the rotation's log line and the core's records and subscription (~0.5 ms at every window start) wait
-    # for the first decision's bookkeeping; the decision and its orders go first.
+def _reading_engine():
+    """An engine on a core that publishes its decision reads (as ExecutionCore does), one decision made."""
     now = time.time()
     reader = FakeReader(snapshot(now=now, window_start=int(now) - 10))
     core = SettlingCore()
     pipeline = RecordingPipeline()
-    engine = Engine(reader, core, Config(), pipeline=pipeline, new_state=pipeline.new_state)
+    notifier = Notifier()
+    engine = Engine(reader, core, Config(), notifier=notifier, pipeline=pipeline, new_state=pipeline.new_state)
+    hooked = []
+    engine._on_decision = lambda snap, decided_at, done_at: hooked.append(snap.seq)
     engine.start(identity_of(reader.snap))
     engine.step()
+    return engine, reader, core, pipeline, notifier, hooked
+
+
+def test_the_windows_first_decision_comes_before_the_rotations_paperwork(caplog):
+    # Issue 26: the rotation's log line and the core's records and subscription (~0.5 ms at every window start) wait
+    # for the first decision's bookkeeping; the decision and its orders go first.
+    engine, reader, core, pipeline, _, _ = _reading_engine()
     first = engine.market
-    reader.snap = snapshot(now=now, window_start=first.window_end, window_s=60, seq=reader.snap.seq + 1)
+    reader.snap = snapshot(now=time.time(), window_start=first.window_end, window_s=60, seq=reader.snap.seq + 1)
     pipeline.next_actions = [Place(want())]
     caplog.set_level("INFO", logger="polymm.trader.engine")
     engine.step()
@@ -206,18 +215,14 @@ def test_the_windows_first_decision_comes_before_the_rotations_paperwork(caplog)
 def test_a_rotation_counts_the_old_windows_positions_as_unresolved_before_the_exact_refold():
     # The old window's positions (its last decision reads: 10 shares at 0.40) join what earlier windows tie up at
     # once, for the new window's first decision; the exact refold (every fill) follows in the bookkeeping.
-    now = time.time()
-    reader = FakeReader(snapshot(now=now, window_start=int(now) - 10))
-    core = SettlingCore()
-    pipeline = RecordingPipeline()
-    engine = Engine(reader, core, Config(), pipeline=pipeline, new_state=pipeline.new_state)
-    engine.start(identity_of(reader.snap))
+    engine, reader, core, pipeline, _, _ = _reading_engine()
     engine._unresolved_usd = 2.5  # an even older window, awaiting resolution
     engine._unresolved_at = time.monotonic()  # folded just now: no refold due by the clock
     old = engine.market
     core.held_in[old.condition_id] = position(10, avg=0.40)
+    reader.publish()
     engine.step()
-    reader.snap = snapshot(now=now, window_start=old.window_end, window_s=60, seq=reader.snap.seq + 1)
+    reader.snap = snapshot(now=time.time(), window_start=old.window_end, window_s=60, seq=reader.snap.seq + 1)
     core.awaiting = [(old, position(10, avg=0.40))]  # what the exact fold says (the older one has resolved meanwhile)
     seen = []
     real_bookkeeping = engine._bookkeeping
@@ -557,21 +562,6 @@ def test_a_tick_published_during_the_bookkeeping_stops_it_after_the_stage_it_is_
     assert engine._bookkeeping_due is not None and engine._unresolved_due is True
     engine.step()  # the newer tick's decision: its bookkeeping does the rest, the refold included
     assert refolds == [True] and engine._bookkeeping_due is None and engine.status.decisions == engine._decisions
-
-
-def _reading_engine():
-    """An engine on a core that publishes its decision reads (as ExecutionCore does), one decision made."""
-    now = time.time()
-    reader = FakeReader(snapshot(now=now, window_start=int(now) - 10))
-    core = SettlingCore()
-    pipeline = RecordingPipeline()
-    notifier = Notifier()
-    engine = Engine(reader, core, Config(), notifier=notifier, pipeline=pipeline, new_state=pipeline.new_state)
-    hooked = []
-    engine._on_decision = lambda snap, decided_at, done_at: hooked.append(snap.seq)
-    engine.start(identity_of(reader.snap))
-    engine.step()
-    return engine, reader, core, pipeline, notifier, hooked
 
 
 def test_a_tick_that_changes_nothing_the_decision_reads_is_answered_without_deciding_again():
