@@ -261,6 +261,16 @@ def halt_reason(exchange) -> str:
     return f"exchange is {str(getattr(mode, 'value', mode)).replace('_', '-')}: no new orders"
 
 
+def _reference_key(ref) -> tuple | None:
+    """What the fair value reads of the feed's REF block (the prices, their times, the window's opening), with an
+    unknown (NaN) value as None: a price the feed has not got yet is the same unknown at the next tick, and NaN would
+    equal nothing (the reader builds new floats at every snapshot)."""
+    if ref is None:
+        return None
+    return tuple(None if x != x else x for x in (ref.chainlink, ref.chainlink_ts, ref.binance, ref.binance_ts,
+                                                 ref.open_window_start, ref.open_price, ref.open_status))
+
+
 def window_words(window_start: int, window_end: int) -> str:
     fmt = lambda t: time.strftime("%H:%M:%S", time.gmtime(t))  # noqa: E731
     return f"{fmt(window_start)}–{fmt(window_end)} UTC"
@@ -618,7 +628,7 @@ class Engine:
                                  and down.ask == down.ask):
             return None
         wallet = self.wallet.decide_args(now) if self.wallet is not None else None
-        return (snap.market, snap.status, snap.crossed, snap.ref,
+        return (snap.market, snap.status, snap.crossed, _reference_key(snap.ref),
                 up.bid, up.bid_size, up.ask, up.ask_size, up.bids, up.asks,
                 down.bid, down.bid_size, down.ask, down.ask_size, down.bids, down.asks,
                 reads, self.config, self.paused, self.flattening, self._unresolved_usd, self._cash_arg(), wallet)

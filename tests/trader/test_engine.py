@@ -579,6 +579,27 @@ def test_a_tick_that_changes_nothing_the_decision_reads_is_answered_without_deci
     assert len(pipeline.calls) == 2 and engine.unchanged_ticks == 1
 
 
+def test_a_reference_price_not_known_yet_is_the_same_unknown_at_the_next_tick():
+    # The REF block holds NaN for what the feed has not got (Binance's price on a Chainlink series, the opening before
+    # the window's first price): equal values, not a change, even though NaN equals nothing and each snapshot reads
+    # new floats.
+    from polymm.feed.shm.layout import Reference
+
+    engine, reader, core, pipeline, _, _ = _reading_engine()
+    t = time.time()
+
+    def ref() -> Reference:
+        return Reference(97_000.0, t, t, float("nan"), float("nan"), float("nan"), engine.market.window_start,
+                         float("nan"), 0.0, "pending", True, 0, 1)
+
+    reader.publish(ref=ref())
+    engine.step()
+    calls = len(pipeline.calls)
+    reader.publish(same_book=True, ref=ref())  # new NaN objects, the same values
+    engine.step()
+    assert len(pipeline.calls) == calls and engine.unchanged_ticks == 1
+
+
 @pytest.mark.parametrize("what", ["event", "command", "timer", "paused", "orders", "wallet", "reference",
                                   "stale book", "empty side"])
 def test_anything_else_that_changed_means_a_decision(what, monkeypatch):
