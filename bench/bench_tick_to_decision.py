@@ -443,6 +443,9 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
     print(describe("  ticks whose book changed", [x["oldest"] for x in plain if not x.get("unchanged")]))
     print(describe("  ticks of the book decided on", [x["oldest"] for x in plain if x.get("unchanged")])
           + "   (a last trade, nothing the decision reads: answered without deciding again)")
+    if hasattr(engine, "merged_ticks"):
+        print(f"  decisions given up for a newer tick published before their pipeline ran (the newer one's "
+              f"answers both): {engine.merged_ticks} in the whole run")
     print(describe("1 ms-sleep poller: publish -> seen", polled_oldest))
     print(describe("  from the newest tick only", polled))
     if decisions and polled:

@@ -357,6 +357,9 @@ class Engine:
         # tick that changes none of it is answered without deciding again (_unchanged_tick). None: decide.
         self._decided_on: tuple | None = None
         self.unchanged_ticks = 0
+        # A decision given up for a newer tick published before its pipeline ran (_newer_tick); the next one is not.
+        self._merged = False
+        self.merged_ticks = 0
         # A window rotation whose log line and core records wait for the first decision's bookkeeping: (old, new)
         self._rotation_unsettled: tuple | None = None
         # The wallet's pUSD as last polled (service: the balance watcher); None: unknown, risk does not use it.
@@ -585,7 +588,15 @@ class Engine:
             if probe is not None:
                 probe.mark("view")
             self._decided_on = None  # until this decision is done (one that raises is not skipped next time)
-            actions, view = self._decide_and_execute(view, now, snap, reads)
+            abort = None
+            if not self._merged:  # once: the decision after a merge runs whatever comes meanwhile
+                seq_now, read_seq = self.reader.seq, snap.seq
+                abort = lambda: seq_now() != read_seq  # noqa: E731
+            decided = self._decide_and_execute(view, now, snap, reads, abort)
+            if decided is None:
+                return self._newer_tick(previous_mono, probe, kind if probe is not None else "")
+            self._merged = False
+            actions, view = decided
             if inputs is not None and view.fresh and not view.crossed:
                 self._decided_on = inputs
         else:
@@ -632,6 +643,18 @@ class Engine:
                 up.bid, up.bid_size, up.ask, up.ask_size, up.bids, up.asks,
                 down.bid, down.bid_size, down.ask, down.ask_size, down.bids, down.asks,
                 reads, self.config, self.paused, self.flattening, self._unresolved_usd, self._cash_arg(), wallet)
+
+    def _newer_tick(self, previous_mono: float, probe, kind: str) -> int:
+        """The feed published a newer book between this decision's book read and its pipeline (a trade's frames
+        come 35-400 us apart): no decision on the older book. The loop comes straight back for the newer one, whose
+        decision answers both ticks; deciding on the older first would have made the newer wait for it whole. Once
+        in a row (`_merged`): a stream of ticks never starves the loop of decisions."""
+        self._merged = True
+        self._last_decision_mono = previous_mono  # not a decision: the periodic one's clock is left alone
+        self.merged_ticks += 1
+        if probe is not None:
+            probe.end(None, kind)
+        return 0
 
     def _unchanged_tick(self, snap, now: float, previous_mono: float, probe) -> int:
         """A tick whose book is the one last decided on, with nothing else changed (a trade's `last_trade_price`
@@ -844,11 +867,16 @@ class Engine:
         reads_of = getattr(self.core, "decision_reads", None)
         return reads_of() if reads_of is not None else None
 
-    def _decide_and_execute(self, view: MarketView, now: float, snap=None, reads=None) -> tuple[int, MarketView]:
-        """Decide on `view` net of our own orders and execute. Returns (actions, the view decided on). `reads`: what
-        `_reads()` returned, when it is of the market traded; otherwise the core is asked."""
+    def _decide_and_execute(self, view: MarketView, now: float, snap=None, reads=None,
+                            abort: Callable[[], bool] | None = None) -> tuple[int, MarketView] | None:
+        """Decide on `view` net of our own orders and execute. Returns (actions, the view decided on); None when
+        `abort()` said so before the pipeline ran (nothing decided, nothing done). `reads`: what `_reads()` returned,
+        when it is of the market traded; otherwise the core is asked."""
         probe = self.probe
-        decision, view, orders, positions = self._think(view, now, snap, reads, probe)
+        thought = self._think(view, now, snap, reads, probe, abort)
+        if thought is None:
+            return None
+        decision, view, orders, positions = thought
         self._decided_at = self.clock()
         if probe is not None:
             probe.decided()

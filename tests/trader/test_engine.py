@@ -649,6 +649,38 @@ def test_anything_else_that_changed_means_a_decision(what, monkeypatch):
     assert len(pipeline.calls) == calls + 1 and engine.unchanged_ticks == 0
 
 
+def test_a_tick_published_before_the_pipeline_runs_is_decided_on_instead_of_the_older_one():
+    # Issue 26: a trade's frames come 35-400 us apart. Deciding on the older book first made the newer wait for that
+    # whole decision; one decision on the newer answers both.
+    engine, reader, core, pipeline, notifier = started_engine()
+    hooked = []
+    engine._on_decision = lambda snap, decided_at, done_at: hooked.append(snap.seq)
+    engine.step()
+    decided_mono = engine._last_decision_mono
+    orders = core.orders
+    publishes = []
+
+    def orders_then_a_newer_tick(working_only=True):  # read after the book, before the pipeline
+        if len(publishes) < 2:
+            reader.publish()
+            publishes.append(reader.snap.seq)
+        return orders(working_only)
+
+    core.orders = orders_then_a_newer_tick
+    reader.publish()
+    older = reader.snap.seq
+    engine.step()
+    assert len(pipeline.calls) == 1 and hooked == [1] and core.placed == []  # nothing decided on the older book
+    assert engine.merged_ticks == 1 and engine._last_decision_mono == decided_mono
+    assert engine._wait_for_work() is True  # straight back for the newer one
+    engine.step()  # another tick comes before its pipeline too: decided all the same (once in a row)
+    assert len(pipeline.calls) == 2 and engine.merged_ticks == 1
+    assert hooked == [1, publishes[-1] - 1] and publishes[0] == older + 1
+    assert pipeline.calls[-1]["market"].up_bid_size == reader.snap.up.bid_size - 1  # the book it read: the newer one
+    engine.step()  # the tick that came during it, as usual
+    assert len(pipeline.calls) == 3 and hooked[-1] == reader.snap.seq
+
+
 def test_the_wallet_publish_is_part_of_the_bookkeeping():
     engine, reader, core, pipeline, _ = started_engine()
 
