@@ -32,8 +32,9 @@ How it is measured
   decision (the middle fifth), the slow ones (top 5 %) and on average; `--dump FILE` writes every one as JSON.
 - Warming (Engine._rehearse): on by default, as the unit runs the trader; `--warm ab` alternates phases with and
   without the loop's rehearsals, reported side by side with this process's CPU in each; `--warm off` runs without.
-  `--rtprio 0` runs the decision thread ordinary (no SCHED_FIFO), `--switch-us N` one switch interval throughout
-  (the engine's default: SWITCH_INTERVAL_S while the loop waits, SWITCH_INTERVAL_DECIDING_S while it decides).
+  `--rtprio 0` runs the decision thread ordinary (no SCHED_FIFO), `--switch-us N` one switch interval throughout,
+  `--switch-us W,D` W while the loop waits and D while it decides (the engine's default: SWITCH_INTERVAL_S and
+  SWITCH_INTERVAL_DECIDING_S).
 - The book without us (issue 11): every decision subtracts our resting orders from the published depth
   (trader/decision/net_book.py). `--net-book off` decides on the published book instead, as before, for the
   A/B; and after the run the net-book step alone is timed in this process on the last snapshot (N = 10 levels)
@@ -41,8 +42,9 @@ How it is measured
   market view, decide) on the same snapshot.
 - Metrics on vs off, in the same run: the phases also alternate metrics; in "on" phases the trader's Prometheus
   side is live as polymm-trader runs it (the tick->decision histogram observed on every decision, order events
-  counted, the real endpoint scraped every METRICS_SCRAPE_S: 15x more often than the 15 s of
-  deploy/monitoring/scrape.yml); in "off" phases none of it. Both are reported side by side.
+  counted, the real endpoint scraped every METRICS_SCRAPE_S by a process of its own, as Prometheus is: 15x more
+  often than the 15 s of deploy/monitoring/scrape.yml); in "off" phases none of it. Both are reported side by
+  side, with the exporter's own work per scrape (the registry's exposition, timed in the trader's process).
 - A/B switches, to measure what each latency measure buys in the same conditions: `--wait poll` puts back
   the loop's earlier wait (polling the sequence word between 50-150 us sleeps) instead of the futex wake-up;
   `--runtime default` leaves the interpreter's GC, thread switch interval and scheduling as Python ships them
@@ -53,7 +55,7 @@ How it is measured
 
 Usage: .venv/bin/python bench/bench_tick_to_decision.py [--seconds 60] [--window-s 60] [--sim-tick-s 0.05]
        [--btc-vol 0.001] [--wait futex|poll] [--runtime tuned|default] [--net-book on|off] [--warm ab|on|off]
-       [--warm-every-ms N] [--rtprio N] [--switch-us N] [--dump FILE]
+       [--warm-every-ms N] [--rtprio N] [--switch-us W[,D]] [--dump FILE]
 """
 from __future__ import annotations
 
@@ -161,25 +163,66 @@ def _legacy_polling_wait(engine) -> bool:
             return False
 
 
+# The scraper, a process of its own as Prometheus is: one line in ("scrape"), one line out ("seconds bytes").
+# In the trader's process its HTTP client and the 14 KiB it reads would take the GIL from the decision loop,
+# which production's scraper never does.
+SCRAPER = r"""
+import sys, time, urllib.request
+url = sys.argv[1]
+for line in sys.stdin:
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=5) as r:
+        size = len(r.read())
+    print(time.perf_counter() - t0, size, flush=True)
+"""
+
+
 def _phases(stop: threading.Event, phase: list, url: str, scrapes: list, warm_ab: bool) -> None:
     """A cycle of PHASE_S phases: metrics off/on x probe off/on (x warming on/off with `warm_ab`); phase[0] =
-    (metrics_on, probe_on, warm_on), so each comparison is balanced over the others. While metrics are on, scrape
-    the endpoint every METRICS_SCRAPE_S."""
-    import urllib.request
+    (metrics_on, probe_on, warm_on), so each comparison is balanced over the others. While metrics are on, the
+    scraper process (SCRAPER) scrapes the endpoint every METRICS_SCRAPE_S."""
+    scraper = subprocess.Popen([sys.executable, "-c", SCRAPER, url], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               text=True, bufsize=1)
+    try:
+        k = 0
+        while not stop.is_set():
+            phase[0] = (k % 2 == 1, (k // 2) % 2 == 1, not warm_ab or (k // 4) % 2 == 0)
+            k += 1
+            phase_end = time.monotonic() + PHASE_S
+            while not stop.is_set() and time.monotonic() < phase_end:
+                if phase[0][0]:
+                    scraper.stdin.write("scrape\n")
+                    seconds, size = scraper.stdout.readline().split()
+                    scrapes[0] += 1
+                    scrapes.append((float(seconds), int(size)))
+                stop.wait(min(METRICS_SCRAPE_S, max(0.0, phase_end - time.monotonic())))
+    finally:
+        scraper.stdin.close()
+        scraper.wait(timeout=5)
 
-    k = 0
-    while not stop.is_set():
-        phase[0] = (k % 2 == 1, (k // 2) % 2 == 1, not warm_ab or (k // 4) % 2 == 0)
-        k += 1
-        phase_end = time.monotonic() + PHASE_S
-        while not stop.is_set() and time.monotonic() < phase_end:
-            if phase[0][0]:
-                t0 = time.perf_counter()
-                with urllib.request.urlopen(url, timeout=5) as r:
-                    size = len(r.read())
-                scrapes[0] += 1
-                scrapes.append((time.perf_counter() - t0, size))
-            stop.wait(min(METRICS_SCRAPE_S, max(0.0, phase_end - time.monotonic())))
+
+def _switch_us(text: str) -> float | tuple[float, float]:
+    """`--switch-us`: W or W,D (microseconds, positive)."""
+    try:
+        values = [float(x) for x in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: want W or W,D, microseconds above 0 (e.g. 100 or 50,500)")
+    return values[0] if len(values) == 1 else (values[0], values[1])
+
+
+def _exposition_costs(registry, n: int = 20) -> list[tuple[float, float]]:
+    """(wall, thread CPU) seconds of what one scrape makes the trader's exporter thread do: collect every
+    collector and write the text exposition."""
+    from prometheus_client import generate_latest
+
+    out = []
+    for _ in range(n):
+        t0, c0 = time.perf_counter(), time.thread_time()
+        generate_latest(registry)
+        out.append((time.perf_counter() - t0, time.thread_time() - c0))
+    return out
 
 
 class _TimedPlaces:
@@ -202,7 +245,7 @@ class _TimedPlaces:
 
 def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None = None, wait: str = "futex",
         runtime: str = "tuned", nice: int = 0, sim_nice: int = 0, net_book: str = "on", dump: str = "",
-        warm: str = "on", rtprio: int = 10, warm_every_ms: float = 0.0, switch_us: float = 0.0) -> int:
+        warm: str = "on", rtprio: int = 10, warm_every_ms: float = 0.0, switch_us: float | tuple[float, float] = 0.0) -> int:
     import gc
     import logging
 
@@ -215,10 +258,11 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
     except ImportError:  # the code before issue 26 (A/B runs of older trees): no breakdown
         latency = None
 
-    if switch_us:  # one interval throughout, waiting and deciding alike (as before the loop's GIL priority)
-        engine_module.SWITCH_INTERVAL_S = switch_us / 1e6
+    if switch_us:  # W: one interval throughout, waiting and deciding alike (as before the loop's GIL priority); W,D
+        waiting, deciding = switch_us if isinstance(switch_us, tuple) else (switch_us, switch_us)
+        engine_module.SWITCH_INTERVAL_S = waiting / 1e6
         if hasattr(engine_module, "SWITCH_INTERVAL_DECIDING_S"):
-            engine_module.SWITCH_INTERVAL_DECIDING_S = switch_us / 1e6
+            engine_module.SWITCH_INTERVAL_DECIDING_S = deciding / 1e6
     if net_book == "off":
         engine_module.net_view = lambda view, *_args: view  # decide on the published book, ours included
 
@@ -397,6 +441,7 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
             if probe is not None:
                 probe.unwatch_gc()
             net_costs = _net_book_costs(engine.reader, core, svc.store.current)
+            exposition = _exposition_costs(svc.exporter.registry)
             prevs = [x["prev"] for x in samples if x["prev"] is not None]
             ring = ring_publish_times(engine.reader, min(prevs) if prevs else engine.reader.seq())
         finally:
@@ -489,6 +534,9 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
     if timed:
         print(f"  one scrape of the trader's endpoint: median {statistics.median(t for t, _ in timed) * 1e3:.1f} ms, "
               f"{statistics.median(n for _, n in timed) / 1024:.1f} KiB")
+    print(f"  the exporter's work per scrape, in the trader's process (median of {len(exposition)}): "
+          f"{statistics.median(t for t, _ in exposition) * 1e3:.2f} ms wall, "
+          f"{statistics.median(c for _, c in exposition) * 1e3:.2f} ms of its thread's CPU")
     if off and on:
         print(f"  on/off: median {100 * (statistics.median(on) / statistics.median(off) - 1):+.1f} %, "
               f"p99 {100 * (percentile(on, 99) / percentile(off, 99) - 1):+.1f} %")
@@ -691,9 +739,9 @@ def main(argv: list[str] | None = None) -> int:
                          "the trader; ab alternates phases with and without them (half the headline's samples)")
     ap.add_argument("--warm-every-ms", type=float, default=0.0,
                     help="the rehearsals' cadence (default: the engine's WARM_EVERY_S)")
-    ap.add_argument("--switch-us", type=float, default=0.0,
-                    help="one thread switch interval in us, waiting and deciding alike (default: the engine's "
-                         "SWITCH_INTERVAL_S while the loop waits, SWITCH_INTERVAL_DECIDING_S while it decides)")
+    ap.add_argument("--switch-us", type=_switch_us, default=0.0, metavar="W[,D]",
+                    help="thread switch intervals in us: W while the loop waits and D while it decides (one number: "
+                         "both; default: the engine's SWITCH_INTERVAL_S and SWITCH_INTERVAL_DECIDING_S)")
     ap.add_argument("--rtprio", type=int, default=10, metavar="N",
                     help="RLIMIT_RTPRIO, as the unit's LimitRTPRIO=10 gives polymm-trader (0: the decision loop stays "
                          "ordinary); raising it needs root")

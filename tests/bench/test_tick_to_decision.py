@@ -2,8 +2,11 @@
 oldest tick it is the first to answer, read back from the feed's ring."""
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import bench_tick_to_decision as bench  # noqa: E402
@@ -43,3 +46,11 @@ def test_without_the_ring_covering_the_range_there_is_no_oldest():
     assert bench.oldest_unanswered(times, 3, 7) is None  # entries 4-5 left the ring: unknown, not guessed
     assert bench.oldest_unanswered(times, None, 7) is None  # the first decision measured
     assert bench.oldest_unanswered({}, 5, 7) is None
+
+
+def test_switch_intervals_are_one_for_both_or_waiting_then_deciding():
+    assert bench._switch_us("100") == 100.0
+    assert bench._switch_us("30,500") == (30.0, 500.0)
+    for bad in ("", "0", "30,", "a,b", "1,2,3", "-5,500"):
+        with pytest.raises(argparse.ArgumentTypeError, match="want W or W,D"):
+            bench._switch_us(bad)
