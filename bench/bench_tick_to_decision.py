@@ -23,13 +23,13 @@ How it is measured
 - Where the time goes (issue 26): trader/latency.py's probe, switched on in half of the phases (so the headline
   figures are those of the other half, without its marks), splits every decision woken by a tick: publish -> book
   read into busy (named by what the loop was doing: an earlier decision, by why it ran, or a rehearsal) / wake-up
-  (of it waiting for a CPU) / the loop / commands / snapshot, and book read -> decision
-  by stage (prep, fee, view, orders, net, positions, exchange, wallet, decide) and by cause (this thread's CPU,
-  GC on it, waiting for a CPU, blocked on the execution state's lock, blocked while our other threads ran: the
-  GIL), with the share the named causes account for, other threads' CPU meanwhile, and what runs after the
-  decision (orders out, with the log line, ledger queue and metrics counts it does, the wallet publish, events,
-  status). Printed for the typical
-  decision (the middle fifth), the slow ones (top 5 %) and on average; `--dump FILE` writes every one as JSON.
+  (of it waiting for a CPU, and at most what our other threads ran meanwhile: the GIL's share) / the loop /
+  commands / snapshot, and book read -> decision by stage (prep, fee, view, orders, net, positions, exchange,
+  wallet, decide) and by cause (this thread's CPU, GC on it, waiting for a CPU, blocked on the execution state's
+  lock, blocked while our other threads ran: the GIL), with the share the named causes account for, other threads'
+  CPU meanwhile, and what runs after the decision (orders out, with the log line, ledger queue and metrics counts
+  it does, the wallet publish, events, status). Printed for the typical decision (the middle fifth), the slow ones
+  (top 5 %) and on average; `--dump FILE` writes every one as JSON.
 - Warming (Engine._rehearse): on by default, as the unit runs the trader; `--warm ab` alternates phases with and
   without the loop's rehearsals, reported side by side with this process's CPU in each; `--warm off` runs without.
   `--rtprio 0` runs the decision thread ordinary (no SCHED_FIFO), `--switch-us N` one switch interval throughout,
@@ -653,6 +653,7 @@ def print_breakdown(rows, probed_think: list[float], plain_think: list[float], l
              lambda d, k=kind: d.busy_on.get(k, 0.0))
     line("  wake-up (futex, CPU, GIL)", wake, lambda d: d.wake.get("wake-up", 0.0))
     line("    of it waiting for a CPU", wake, lambda d: d.wake_queue)
+    line("    of it other threads ran (GIL, <=)", wake, lambda d: getattr(d, "wake_gil", 0.0))
     line("  to book read", wake, lambda d: d.wake.get("to book read", 0.0))
     for stage in latency.READ_STAGES:
         line("    " + stage, wake, lambda d, s=stage: d.read_stages.get(s, 0.0))
@@ -677,6 +678,14 @@ def print_breakdown(rows, probed_think: list[float], plain_think: list[float], l
     if top:
         print("  other threads' CPU from the decision's start to its end (mean us per decision): "
               + ", ".join(f"{k} {v / n:.1f}" for k, v in top))
+    slow = wake["slow (top 5 %)"]
+    woke = {}
+    for d in slow:
+        for k, v in getattr(d, "wake_others", {}).items():
+            woke[k] = woke.get(k, 0.0) + v
+    if woke:
+        print("  other threads' CPU from the wait's start to the decision's start, the slow 5 % (mean us per decision): "
+              + ", ".join(f"{k} {v / len(slow):.1f}" for k, v in sorted(woke.items(), key=lambda kv: -kv[1])[:6]))
     after = sorted({k for d in rows for k in d.after})
     if after:
         print("after the decision (mean us per decision): "

@@ -8,7 +8,10 @@ Two windows of one decision, each cut into parts that add up to it:
 - **wake** (the feed's publish -> the book read): `busy` (the loop was still on an earlier decision when the tick
   was published), `wake-up` (from the publish, or the start of the wait if later, until this thread runs Python
   again: the kernel's futex wake-up, waiting for a CPU, taking the GIL back), `to book read` (`READ_STAGES`: the
-  loop's own checks, operator commands and the config, the shm snapshot).
+  loop's own checks, operator commands and the config, the shm snapshot). Of the wake-up, `wake_queue` is the wait
+  for a CPU (schedstat) and `wake_gil` at most what other threads of ours ran meanwhile (their CPU from the wait's
+  start to the decision's start, `wake_others`: an upper bound, they may have run before the publish too); a slow
+  wake-up neither covers happened outside this process (the feed's wake call, the kernel).
 - **think** (the book read -> the decision), by stage of `Engine.step` (`STAGES`), and the same interval by
   cause, each from its own clock:
   - `cpu`: this thread's CPU time (CLOCK_THREAD_CPUTIME_ID), without the garbage collector's;
@@ -137,6 +140,8 @@ class Decision:
     read_stages: dict[str, float] = field(default_factory=dict)  # READ_STAGES: the wake window's "to book read"
     busy_on: dict[str, float] = field(default_factory=dict)  # ACTIVITIES: what the loop did during `busy`
     read_at: float = 0.0  # unix s of the book read (--dump: decisions in a row can be told apart)
+    wake_others: dict[str, float] = field(default_factory=dict)  # other threads' CPU, wait start -> decision start
+    wake_gil: float = 0.0  # of the wake-up (less its CPU queue): at most what those threads ran (the GIL's share)
 
     @property
     def named(self) -> float:
@@ -164,7 +169,7 @@ class Probe:
 
     def _reset(self) -> None:
         self._marks: list[tuple[str, int, int]] = []  # (stage, wall ns, cpu ns) at the END of each stage
-        self._wait: tuple[int, float, tuple] | None = None
+        self._wait: tuple[int, float, tuple, dict] | None = None
         self._woke: tuple[int, float, tuple] | None = None
         self._begin: tuple[int, float] | None = None
         self._others0: dict[str, int] = {}
@@ -176,9 +181,11 @@ class Probe:
         self._spans = {}
 
     def waiting(self) -> None:
-        """The loop is about to block for the next tick."""
+        """The loop is about to block for the next tick. Other threads' clocks are read first: their cost falls
+        before the wait, outside every part (a tick published meanwhile is `busy` in "the loop between them")."""
         c = self.clocks
-        self._wait = (c.wall_ns(), c.unix(), c.sched() if c.sched else (0, 0, 0))
+        others = c.others() if c.others else {}
+        self._wait = (c.wall_ns(), c.unix(), c.sched() if c.sched else (0, 0, 0), others)
 
     def woke(self) -> None:
         c = self.clocks
@@ -326,7 +333,8 @@ class Probe:
             read_stages[stage] = read_stages.get(stage, 0.0) + (wall - prev) * us
             prev = wall
         read_stages["snapshot"] = read_stages.get("snapshot", 0.0) + (read_wall - prev) * us
-        wake_queue = 0.0
+        wake_queue = wake_gil = 0.0
+        wake_others: dict[str, float] = {}
         if self._wait is not None and self._woke is not None and self._woke[1] >= publish_ts:
             wait_unix, woke_unix = self._wait[1], self._woke[1]
             # waited for this tick: the wake-up runs from the publish (or the wait's start, if later) to the return
@@ -334,6 +342,9 @@ class Probe:
             wake_up = max(0.0, (woke_unix - start) * 1e6)
             # run-queue time over the whole wait; some may precede the publish, so no more than the wake-up
             wake_queue = min(wake_up, (self._woke[2][1] - self._wait[2][1]) * us)
+            wake_others = {name: (ns - self._wait[3].get(name, 0)) * us for name, ns in others0.items()}
+            wake_others = {k: v for k, v in wake_others.items() if v > 0.5}
+            wake_gil = min(wake_up - wake_queue, sum(wake_others.values()))
             busy = max(0.0, (wait_unix - publish_ts) * 1e6)  # published before the loop went back to waiting
             # what is left between the return from the wait and the decision's start (the loop's checks)
             gap = max(0.0, publish_to_read - busy - wake_up - to_read)
@@ -383,7 +394,7 @@ class Probe:
                   "unexplained": think - (cpu_all + queue + lock + gil)}
         switches = max(0, dec_sched[2] - read_sched[2])
         return Decision(publish_to_read, wake, wake_queue, think, stages, stage_cpu, causes, others, switches,
-                        after, spans, other_gc * us, read_stages, busy_on, read_unix)
+                        after, spans, other_gc * us, read_stages, busy_on, read_unix, wake_others, wake_gil)
 
 
 class TimedLock:

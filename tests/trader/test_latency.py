@@ -203,6 +203,59 @@ def test_a_tick_the_loop_waited_for_has_no_busy_time_to_name():
     assert d.busy_on == {}
 
 
+def woken_after(clock: FakeClock, probe: latency.Probe, *, before_us: dict, after_us: dict, queue_us: float = 0.0,
+                held_us: float = 0.0) -> latency.Decision:
+    """A tick published 30 us into the wait (other threads running `before_us` then); woken, the loop waits `queue_us`
+    for a CPU and `held_us` for the GIL while other threads run `after_us`."""
+    probe.waiting()
+    clock.blocked(30, **before_us)
+    publish = clock.unix
+    if queue_us:
+        clock.queued(queue_us)
+    clock.blocked(held_us, **after_us)
+    clock.run(3)
+    probe.woke()
+    clock.run(2)
+    probe.begin()
+    clock.run(9)
+    probe.book_read()
+    clock.run(20)
+    probe.decided()
+    decision = probe.end(publish)
+    assert decision is not None
+    return decision
+
+
+def test_a_wake_up_other_threads_ran_through_is_the_gils_at_most():
+    clock = FakeClock()
+    probe = latency.Probe(clock.clocks(), thread=threading.get_ident())
+    d = woken_after(clock, probe, before_us={}, after_us={"polymm-user-ws": 200}, queue_us=10, held_us=200)
+    assert d.wake["wake-up"] == pytest.approx(10 + 200 + 3, abs=1e-6)
+    assert d.wake_queue == pytest.approx(10, abs=1e-6)
+    assert d.wake_others == pytest.approx({"polymm-user-ws": 200.0}, abs=1e-6)
+    assert d.wake_gil == pytest.approx(200, abs=1e-6)
+    # Other threads' CPU is an upper bound (they may have run before the publish): never more than the wake-up.
+    d = woken_after(clock, probe, before_us={"polymm-exec_0": 500}, after_us={}, held_us=40)
+    assert d.wake_others == pytest.approx({"polymm-exec_0": 500.0}, abs=1e-6)
+    assert d.wake_gil == pytest.approx(40 + 3, abs=1e-6)
+
+
+def test_a_slow_wake_up_no_thread_of_ours_covers_has_no_gil_share():
+    clock = FakeClock()
+    probe = latency.Probe(clock.clocks(), thread=threading.get_ident())
+    d = woken_after(clock, probe, before_us={}, after_us={}, held_us=600)  # the feed's wake call, the kernel
+    assert d.wake["wake-up"] == pytest.approx(603, abs=1e-6)
+    assert d.wake_others == {} and d.wake_gil == 0.0
+    # A tick that came while the loop was busy has no wake-up to split.
+    probe.begin()
+    publish = clock.unix
+    clock.blocked(50, **{"polymm-user-ws": 50})
+    probe.book_read()
+    probe.decided()
+    d = probe.end(publish)
+    assert d.wake["wake-up"] == 0.0 and d.wake_gil == 0.0 and d.wake_others == {}
+
+
 def test_only_complete_decisions_woken_by_a_tick_are_kept():
     clock = FakeClock()
     probe = latency.Probe(clock.clocks(), thread=threading.get_ident())
