@@ -342,7 +342,8 @@ class Probe:
             wake_up = max(0.0, (woke_unix - start) * 1e6)
             # run-queue time over the whole wait; some may precede the publish, so no more than the wake-up
             wake_queue = min(wake_up, (self._woke[2][1] - self._wait[2][1]) * us)
-            wake_others = {name: (ns - self._wait[3].get(name, 0)) * us for name, ns in others0.items()}
+            before = self._wait[3]  # a thread first seen after the wait began has no start to count from
+            wake_others = {name: (ns - before[name]) * us for name, ns in others0.items() if name in before}
             wake_others = {k: v for k, v in wake_others.items() if v > 0.5}
             wake_gil = min(wake_up - wake_queue, sum(wake_others.values()))
             busy = max(0.0, (wait_unix - publish_ts) * 1e6)  # published before the loop went back to waiting

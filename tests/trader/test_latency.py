@@ -238,6 +238,18 @@ def test_a_wake_up_other_threads_ran_through_is_the_gils_at_most():
     d = woken_after(clock, probe, before_us={"polymm-exec_0": 500}, after_us={}, held_us=40)
     assert d.wake_others == pytest.approx({"polymm-exec_0": 500.0}, abs=1e-6)
     assert d.wake_gil == pytest.approx(40 + 3, abs=1e-6)
+    # A thread that appears during the wait (a worker started) has no clock reading to count from: left out.
+    probe.waiting()
+    clock.others["polymm-exec_2"] = 900_000
+    clock.blocked(30)
+    publish = clock.unix
+    clock.blocked(20, **{"polymm-user-ws": 20})
+    probe.woke()
+    probe.begin()
+    probe.book_read()
+    probe.decided()
+    d = probe.end(publish)
+    assert d.wake_others == pytest.approx({"polymm-user-ws": 20.0}, abs=1e-6) and d.wake_gil == pytest.approx(20)
 
 
 def test_a_slow_wake_up_no_thread_of_ours_covers_has_no_gil_share():
