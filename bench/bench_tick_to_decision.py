@@ -544,10 +544,11 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
         f"gen{g} {len(p)}x max {max(p) * 1e6:.0f} us" if p else f"gen{g} none" for g, p in gc_pauses.items())
         + (f"; and {len(idle_pauses)} young collections by the waiting loop between ticks (max "
            f"{max(idle_pauses) * 1e6:.0f} us)" if idle_pauses else ""))
-    worst = sorted(((x["oldest"], x["at"]) for x in plain), reverse=True)[:5]
-    if worst:
-        print("slowest:", ", ".join(f"{t * 1e3:.1f} ms at {time.strftime('%H:%M:%S', time.gmtime(at))}"
-                                    for t, at in worst))
+    worst = sorted(((x["oldest"], x["at"], x["read"], x["think"]) for x in plain), reverse=True)[:5]
+    if worst:  # split as the probe-less decisions can be: the newest tick's publish -> book read, then -> decision
+        print("slowest:", ", ".join(f"{t * 1e3:.1f} ms at {time.strftime('%H:%M:%S', time.gmtime(at))} (to book "
+                                    f"read {read * 1e3:.2f} + decision {think * 1e3:.2f})"
+                                    for t, at, read, think in worst))
     if probe is not None and dump:
         import dataclasses
 
