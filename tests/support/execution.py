@@ -22,8 +22,25 @@ def open_market() -> MarketIdentity:
     return MarketIdentity("0xcond", "111", "222", now - 60, now + 840, 0.01, 5, 0.07)
 
 
-def live_market(sim: RunningSim) -> MarketIdentity:
-    m = sim.admin.live_market()
+# A test on the live market needs this much of its window left (a quarter of shorter windows): the sim closes a
+# market at its window's end and cancels what rests on it, so a test that started in a window's last seconds (a long
+# suite reaches a 15-minute boundary sooner or later) lost its orders half-way.
+MIN_WINDOW_LEFT_S = 60.0
+
+
+def live_market(sim: RunningSim, min_left_s: float = MIN_WINDOW_LEFT_S) -> MarketIdentity:
+    """The sim's live market, with at least `min_left_s` (at most a quarter of the window) left: waits for the next
+    window otherwise."""
+
+    def with_time_left():
+        m = sim.admin.live_market()
+        end = float(m["window_end"])
+        need = min(min_left_s, (end - float(m["window_start"])) / 4)
+        return m if end - time.time() >= need else None
+
+    m = with_time_left()
+    if m is None:
+        m = wait_for(with_time_left, timeout_s=min_left_s + 10, every_s=0.2, what="the sim's next window")
     return MarketIdentity(
         condition_id=m["condition_id"], up_token=m["up_token"], down_token=m["down_token"],
         window_start=int(m["window_start"]), window_end=int(m["window_end"]), tick_size=float(m["tick_size"]),

@@ -75,6 +75,11 @@ def test_kill_9_mid_window_then_restart_leaves_no_duplicate_and_no_gap(stack):
     ours = wait_for(lambda: [t for t in stack.sim.admin.trades(stack.address)
                              if any(mo["order_id"] == order["id"] for mo in t["maker_orders"])],
                     timeout_s=10, what="our resting order filled while the trader is dead")
+    # The trade's later statuses (MINED, CONFIRMED: seconds after the match) go out on the user channel; a trader
+    # subscribed before the last of them would learn the fill from the stream before its start-up reconciliation.
+    # Restart once the exchange has nothing more to say about it: only the reconciliation can find it then.
+    wait_for(lambda: all(t["status"] == "CONFIRMED" for t in stack.sim.admin.trades(stack.address)
+                         if t["id"] == ours[0]["id"]), timeout_s=20, what="the dead trader's fill confirmed")
     stack.start_trader()
     wait_for(lambda: rows(stack, "SELECT source FROM fills WHERE trade_id = ?", ours[0]["id"]), timeout_s=30,
              what="the fill made while the trader was dead, in the ledger")
