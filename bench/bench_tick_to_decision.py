@@ -34,7 +34,8 @@ How it is measured
   without the loop's rehearsals, reported side by side with this process's CPU in each; `--warm off` runs without.
   `--rtprio 0` runs the decision thread ordinary (no SCHED_FIFO), `--switch-us N` one switch interval throughout,
   `--switch-us W,D` W while the loop waits and D while it decides (the engine's default: SWITCH_INTERVAL_S and
-  SWITCH_INTERVAL_DECIDING_S).
+  SWITCH_INTERVAL_DECIDING_S). `--step-aside off` runs without the other threads giving way to the loop
+  (trader/priority.py); on (the default), what giving way cost them is printed.
 - The book without us (issue 11): every decision subtracts our resting orders from the published depth
   (trader/decision/net_book.py). `--net-book off` decides on the published book instead, as before, for the
   A/B; and after the run the net-book step alone is timed in this process on the last snapshot (N = 10 levels)
@@ -55,7 +56,7 @@ How it is measured
 
 Usage: .venv/bin/python bench/bench_tick_to_decision.py [--seconds 60] [--window-s 60] [--sim-tick-s 0.05]
        [--btc-vol 0.001] [--wait futex|poll] [--runtime tuned|default] [--net-book on|off] [--warm ab|on|off]
-       [--warm-every-ms N] [--rtprio N] [--switch-us W[,D]] [--dump FILE]
+       [--warm-every-ms N] [--rtprio N] [--switch-us W[,D]] [--step-aside on|off] [--dump FILE]
 """
 from __future__ import annotations
 
@@ -245,7 +246,8 @@ class _TimedPlaces:
 
 def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None = None, wait: str = "futex",
         runtime: str = "tuned", nice: int = 0, sim_nice: int = 0, net_book: str = "on", dump: str = "",
-        warm: str = "on", rtprio: int = 10, warm_every_ms: float = 0.0, switch_us: float | tuple[float, float] = 0.0) -> int:
+        warm: str = "on", rtprio: int = 10, warm_every_ms: float = 0.0, switch_us: float | tuple[float, float] = 0.0,
+        step_aside: str = "on") -> int:
     import gc
     import logging
 
@@ -263,6 +265,8 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
         engine_module.SWITCH_INTERVAL_S = waiting / 1e6
         if hasattr(engine_module, "SWITCH_INTERVAL_DECIDING_S"):
             engine_module.SWITCH_INTERVAL_DECIDING_S = deciding / 1e6
+    if hasattr(engine_module, "STEP_ASIDE"):
+        engine_module.STEP_ASIDE = step_aside == "on"
     if net_book == "off":
         engine_module.net_view = lambda view, *_args: view  # decide on the published book, ours included
 
@@ -491,6 +495,14 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
     if hasattr(engine, "merged_ticks"):
         print(f"  decisions given up for a newer tick published before their pipeline ran (the newer one's "
               f"answers both): {engine.merged_ticks} in the whole run")
+    gate = getattr(engine, "gate", None)
+    if gate is not None:
+        if gate.enabled:
+            print(f"  our other threads giving way to the loop (trader/priority.py), whole run: {gate.waits} times, "
+                  f"{gate.waited_s * 1e3:.1f} ms in all, longest {gate.longest_s * 1e6:.0f} us, "
+                  f"{gate.timeouts} at the {gate.max_wait_s * 1e3:.0f} ms bound")
+        else:
+            print("  our other threads giving way to the loop: off (--step-aside off)")
     print(describe("1 ms-sleep poller: publish -> seen", polled_oldest))
     print(describe("  from the newest tick only", polled))
     if decisions and polled:
@@ -752,12 +764,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--switch-us", type=_switch_us, default=0.0, metavar="W[,D]",
                     help="thread switch intervals in us: W while the loop waits and D while it decides (one number: "
                          "both; default: the engine's SWITCH_INTERVAL_S and SWITCH_INTERVAL_DECIDING_S)")
+    ap.add_argument("--step-aside", choices=("on", "off"), default="on",
+                    help="the execution core's threads give way to a decision in progress or due (trader/priority.py); "
+                         "off: they do not, for the A/B")
     ap.add_argument("--rtprio", type=int, default=10, metavar="N",
                     help="RLIMIT_RTPRIO, as the unit's LimitRTPRIO=10 gives polymm-trader (0: the decision loop stays "
                          "ordinary); raising it needs root")
     args = ap.parse_args(argv)
     return run(args.seconds, args.window_s, args.sim_tick_s, args.btc_vol, args.wait, args.runtime, args.nice,
-               args.sim_nice, args.net_book, args.dump, args.warm, args.rtprio, args.warm_every_ms, args.switch_us)
+               args.sim_nice, args.net_book, args.dump, args.warm, args.rtprio, args.warm_every_ms, args.switch_us,
+               args.step_aside)
 
 
 if __name__ == "__main__":

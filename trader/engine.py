@@ -42,6 +42,7 @@ from polymm.trader.decision.fair_value import FairValue
 from polymm.trader.model import FillChanged, MarketView, OrderChanged, StatusChanged
 from polymm.trader.decision.net_book import net_view
 from polymm.trader.decision.own_book import own_book
+from polymm.trader.priority import DecisionGate
 
 log = logging.getLogger("polymm.trader.engine")
 
@@ -86,6 +87,9 @@ WARM_EVERY_S = 0.001
 # A decision's bookkeeping (the wallet's publish, core events, unresolved exposure, status: ~0.1-0.2 ms) waits
 # for the next decision while the feed has already published a newer book, but never longer than this.
 BOOKKEEPING_DEFER_S = 0.005
+# The execution core's threads give way to a decision in progress or due (trader/priority.py): at their safe
+# points they wait, releasing the GIL, while the loop decides or the kernel wakes it for a published tick.
+STEP_ASIDE = True
 # Consecutive failed decisions after which the loop gives up (the service exits non-zero, systemd restarts it).
 MAX_FAILED_DECISIONS = 100
 # A rollover (the old window over, the next one's book not published yet) is logged at info level, and shown as a
@@ -146,6 +150,10 @@ class EngineStatus:
 
 
 # ---- pure helpers ----------------------------------------------------------------------------------
+
+
+def _no_tick() -> bool:
+    return False
 
 
 def _num(x: float) -> float:
@@ -373,6 +381,10 @@ class Engine:
         # trader/latency.py Probe, or None (always, but in bench/bench_tick_to_decision.py): where each decision's
         # time goes. Off, each stage costs the loop one `is None` test.
         self.probe = None
+        # The other threads give way to a decision at their safe points (trader/priority.py); the service hands it to
+        # the execution core. It knows a tick is pending only while run() loops (a loop that is not running has
+        # nothing to give way to).
+        self.gate = DecisionGate(enabled=STEP_ASIDE)
         self.status = EngineStatus(
             state="starting", paused=False, flattening=False, market=None, market_view=None, problem=None,
             decisions=0, last_decision_at=0.0, last_actions=0, config=config,
@@ -443,6 +455,15 @@ class Engine:
         """Decide until `stop` is set. `reload` (SIGHUP) is handed to `on_reload` from this thread;
         `on_decision` runs after every decision (the service's STATUS= line; must be cheap)."""
         self.tune_runtime()
+        seq = self.reader.seq
+        self.gate.tick_pending = lambda: seq() != self._last_seq
+        try:
+            self._loop(stop, reload, on_reload, on_decision)
+        finally:
+            self.gate.tick_pending = _no_tick
+            self.gate.leave()
+
+    def _loop(self, stop, reload, on_reload, on_decision) -> None:
         while not stop.is_set():
             if self._hang.is_set():
                 log.warning("test hook: decision loop blocked on purpose (%s=1, SIGUSR2)", env.TEST_HOOKS)
@@ -452,6 +473,8 @@ class Engine:
                 if on_reload is not None:
                     on_reload()
             if self._wait_for_work():
+                gate = self.gate
+                gate.enter()
                 try:
                     self.step()
                     self._failures = 0
@@ -464,8 +487,10 @@ class Engine:
                         log.exception("decision failed (%d in a row)", self._failures)
                     if self._failures >= MAX_FAILED_DECISIONS:
                         raise
+                    gate.leave()
                     time.sleep(0.01)
                     continue
+                gate.leave()
                 if on_decision is not None:
                     on_decision()
 

@@ -372,6 +372,7 @@ class TraderService:
         if self.mode == "live":
             self._check_approvals(cfg, market)
         self.engine.core = self.core
+        self.core.gate = self.engine.gate  # the core's threads give way to a decision (trader/priority.py)
         try:
             self.engine.start(market)  # reconciles before any new order
         except Exception as exc:

@@ -80,6 +80,7 @@ def test_reader_in_another_process_never_sees_a_torn_snapshot_or_ring_entry(shm_
         assert proc.stdout.readline().strip() == "READY"
         reader = shm.Reader(shm_name, wait_s=10)
         checked = ring_checked = torn_seen = 0
+        seen: list[str] = []  # what the first torn reads looked like, for the failure message
         distinct = set()
         last_ring = reader.seq()
         deadline = time.monotonic() + 2.0
@@ -89,11 +90,16 @@ def test_reader_in_another_process_never_sees_a_torn_snapshot_or_ring_entry(shm_
             distinct.add(snap.seq)
             if torn(snap.up, snap.down) or snap.updates_total != int(snap.up.bid if snap.up.bid == snap.up.bid else 0):
                 torn_seen += 1
+                if len(seen) < 3:
+                    seen.append(f"snapshot seq={snap.seq} status={snap.status} updates_total={snap.updates_total} "
+                                f"up={snap.up!r} down={snap.down!r}")
             if checked % 16 == 0:
                 for u in reader.updates_since(last_ring):
                     ring_checked += 1
                     if torn(u.up, u.down):
                         torn_seen += 1
+                        if len(seen) < 3:
+                            seen.append(f"ring entry seq={u.seq} status={u.status} up={u.up!r} down={u.down!r}")
                     last_ring = u.seq
         reader.close()
         out, _ = proc.communicate(timeout=30)
@@ -101,6 +107,6 @@ def test_reader_in_another_process_never_sees_a_torn_snapshot_or_ring_entry(shm_
         if proc.poll() is None:
             proc.kill()
         shm.unlink(shm_name)
-    assert torn_seen == 0
+    assert torn_seen == 0, seen
     # The hammering was real: many snapshots of many different publishes, and ring entries too.
     assert checked > 1000 and len(distinct) > 100 and ring_checked > 100, (checked, len(distinct), ring_checked, out)

@@ -305,6 +305,36 @@ def test_run_wakes_on_a_new_shm_sequence_and_stops_on_request():
     assert not thread.is_alive()
 
 
+def test_the_core_s_threads_see_the_loop_busy_while_it_decides_and_while_a_tick_waits_for_it():
+    """trader/priority.py: the gate says busy during a decision and for a published tick the loop has not read; a
+    loop that is not running holds nobody up."""
+    engine, reader, _, pipeline, _ = started_engine()
+    gate = engine.gate
+    seen: list[tuple[bool, bool, bool]] = []  # (deciding, a tick pending before the publish, after it)
+    inner = pipeline.__call__
+
+    def recording(*args, **kw):
+        if not seen:
+            before = gate.tick_pending()
+            reader.publish(up=reader.snap.up)  # the feed publishes during this decision
+            seen.append((gate.deciding, before, gate.tick_pending()))
+        return inner(*args, **kw)
+
+    engine._pipeline = recording
+    stop = threading.Event()
+    thread = threading.Thread(target=engine.run, args=(stop,), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.005)
+    stop.set()
+    thread.join(5)
+    assert seen == [(True, False, True)]
+    assert not gate.deciding
+    reader.publish(up=reader.snap.up)  # a tick nobody will read: the loop has stopped
+    assert not gate.busy() and gate.step_aside() == 0.0
+
+
 def _command_from_thread(engine: Engine, kind: str, payload=None):
     """Submit like the control thread does, while this thread runs the decisions."""
     result = {}

@@ -76,6 +76,7 @@ from polymm.trader.execution.sync import ExchangeSync
 from polymm.trader.execution.views import StateViews
 from polymm.trader.execution.wallet_lock import WalletLock
 from polymm.trader.execution.workers import SubmitWorkers
+from polymm.trader.priority import DecisionGate
 from polymm.trader.model import ExchangeStatus, Leg, MarketIdentity, MarketResolvedEvent, OrderView, Role, Want
 from polymm.trader.venue.gateway import Gateway
 from polymm.trader.venue.heartbeat import Heartbeater
@@ -127,6 +128,9 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
         self._heartbeat_max_failures = heartbeat_max_failures
 
         self.wake = threading.Event()
+        # The decision loop's gate (trader/priority.py; the service gives the engine's): the user channel and the
+        # workers give way to a decision at their safe points, where they hold no lock.
+        self.gate = DecisionGate.NONE
         # Our orders, fills, markets and positions (state.py): the core and its parts change them only through
         # its methods. Its lock is the core's: a few compound steps (place: the exchange's refusal, then the
         # record) hold it across the exchange state too.

@@ -44,13 +44,38 @@ class ExchangeSync:
         self._emit_status()
 
     def _on_ws_events(self, events: list) -> None:
-        now = self.clock()
-        due = []
+        # A frame of our orders' events comes right after we trade, often while the loop decides the trade's next
+        # tick: applying it (100-500 us of Python) waits for that decision (trader/priority.py), and a frame of many
+        # events that finds the loop busy half-way is applied in parts, each published whole, with the loop's
+        # decision between them. The gate is only ever waited for here, outside the lock.
+        gate = self.gate
+        gate.step_aside()
+        due: list[str] = []
         unreadable: list[UnreadableTrade] = []
+        done = self._apply_ws_events(events, 0, due, unreadable)
+        while done < len(events):
+            gate.step_aside()
+            done = self._apply_ws_events(events, done, due, unreadable)
+        for bad in unreadable:
+            # A fill may hide in it: never lost. /data/trades has the same trade; read it now.
+            log.warning("user channel: %s; reconciling over REST now", bad)
+            self.request_reconcile(f"unreadable trade message id={bad.trade_id}")
+        if due:
+            self._send_cancels(due)
+        self.wake.set()
+
+    def _apply_ws_events(self, events: list, start: int, due: list, unreadable: list) -> int:
+        """Apply events[start:] under one write (the decision's reads published once, when it ends), stopping
+        before an event that finds the decision loop busy (trader/priority.py); the index it stopped at."""
+        now = self.clock()
         state = self.exec_state
-        with state.writing():  # the frame's events publish the decision's reads once, when all are applied
+        busy = self.gate.busy
+        with state.writing():
             known = state.known_markets()
-            for ev in events:
+            for i in range(start, len(events)):
+                if i > start and busy():
+                    return i
+                ev = events[i]
                 if isinstance(ev, (WireTrade, WireOrder)) and ev.market and ev.market not in known:
                     # Another series' market on the same wallet (the subscription names our markets; should the
                     # exchange send more, its orders and fills are that series' trader's business, not ours).
@@ -74,13 +99,7 @@ class ExchangeSync:
                             self._log_order(t.after.state.value, t.after, f"user channel {report.kind}")
                         if cancel_due:
                             due.append(t.after.client_id)
-        for bad in unreadable:
-            # A fill may hide in it: never lost. /data/trades has the same trade; read it now.
-            log.warning("user channel: %s; reconciling over REST now", bad)
-            self.request_reconcile(f"unreadable trade message id={bad.trade_id}")
-        if due:
-            self._send_cancels(due)
-        self.wake.set()
+        return len(events)
 
     # ================================================================================================
     # heartbeats

@@ -74,6 +74,7 @@ class SubmitWorkers:
                 self.on_submit_sent(client_id, time.time())
             try:
                 result = self.gateway.post_order(signed, sub.order_type.value, order.post_only)
+                self.gate.step_aside()  # the answer is applied after a decision in progress (trader/priority.py)
                 break
             except OrderVersionMismatch as err:
                 # The exchange moved to another order version (the gateway has re-read GET /version): one
@@ -156,6 +157,7 @@ class SubmitWorkers:
                 log.exception("cancel of %s crashed; will retry", ", ".join(ids))
                 self._cancels_failed(ids, None, f"internal error: {type(exc).__name__}: {exc}")
             return
+        self.gate.step_aside()  # the answer is applied after a decision in progress (trader/priority.py)
         self._apply_cancel_result(ids, result.canceled, result.not_canceled)
 
     def _cancels_failed(self, ids: list[str], err: ExchangeError | None, message: str = "") -> None:

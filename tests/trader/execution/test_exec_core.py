@@ -542,3 +542,73 @@ def test_a_rotation_is_settled_by_the_loop_or_at_stop_whichever_comes_first(tmp_
     core.stop()  # a SIGTERM right after the rotation: its records are written all the same
     assert ("market", last.condition_id) in [(r["kind"], r.get("condition_id")) for r in _journal_lines(tmp_path)]
     assert seen[-1] == ("subscribe", (last.condition_id,))
+
+
+def test_a_user_channel_frame_is_applied_after_the_decision_in_progress():
+    """trader/priority.py: the user channel gives way to a decision; the frame is applied once it is done, whole."""
+    from polymm.trader.priority import DecisionGate
+    import threading
+
+    core, _ = started_core()
+    gate = core.gate = DecisionGate(max_wait_s=30.0)
+    try:
+        core.place(want(Leg.UP, Side.BUY, 0.62, 6.45))
+        wait_for(lambda: core.orders() and core.orders()[0].state is OrderState.LIVE, what="live")
+        order_id = core.orders()[0].order_id
+        gate.enter()  # the loop decides (this thread stands in for it)
+        t = threading.Thread(target=core._on_ws_events, args=([order_update(order_id, "6.45", "6.45")],))
+        t.start()
+        t.join(0.05)
+        assert core.orders() and core.orders()[0].state is OrderState.LIVE  # not applied during the decision
+        gate.leave()
+        t.join(5)
+        assert core.orders() == [] and core.positions()[("s1", Leg.UP)].shares == 6.45
+        assert gate.waits == 1
+    finally:
+        core.stop()
+
+
+def test_a_frame_that_finds_the_loop_busy_half_way_is_applied_in_parts_each_published_whole():
+    """A tick published while a frame of several events is applied: the rest waits for the loop's decision
+    (trader/priority.py), the part already applied is published first; nothing is lost or applied twice."""
+    from polymm.trader.priority import DecisionGate
+
+    core, _ = started_core()
+    pending = [False]
+    sleeps: list[float] = []
+
+    def loop_takes_the_tick(s: float) -> None:
+        sleeps.append(s)
+        pending[0] = False
+
+    gate = core.gate = DecisionGate(max_wait_s=30.0, sleep=loop_takes_the_tick)
+    gate.tick_pending = lambda: pending[0]
+    state = core.exec_state
+    publishes = [0]
+    publish, apply_report = state._publish, state.apply_order_report
+
+    def counting_publish():
+        publishes[0] += 1
+        publish()
+
+    def the_feed_publishes_meanwhile(*args):
+        result = apply_report(*args)
+        pending[0] = True
+        return result
+
+    try:
+        core.place(want(Leg.UP, Side.BUY, 0.62, 10, post_only=False, order_type=OrderType.GTC))
+        wait_for(lambda: core.orders() and core.orders()[0].state is OrderState.LIVE, what="live")
+        order_id = core.orders()[0].order_id
+        state._publish, state.apply_order_report = counting_publish, the_feed_publishes_meanwhile
+        core._on_ws_events([order_update(order_id, "7", "10", status="LIVE"), maker_trade(order_id, "4", "MATCHED")])
+        assert publishes[0] == 2 and len(sleeps) == 1  # two parts, the loop's turn between them
+        assert core.orders()[0].remaining == 3 and core.positions()[("s1", Leg.UP)].shares == 7
+        assert len(core.fills()) == 1
+        # The loop idle throughout: one part, one publish, as before.
+        state.apply_order_report = apply_report
+        publishes[0] = 0
+        core._on_ws_events([order_update(order_id, "8", "10", status="LIVE"), maker_trade(order_id, "1", "MATCHED")])
+        assert publishes[0] == 1
+    finally:
+        core.stop()
