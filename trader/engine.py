@@ -455,8 +455,8 @@ class Engine:
         """Decide until `stop` is set. `reload` (SIGHUP) is handed to `on_reload` from this thread;
         `on_decision` runs after every decision (the service's STATUS= line; must be cheap)."""
         self.tune_runtime()
-        seq = self.reader.seq
-        self.gate.tick_pending = lambda: seq() != self._last_seq
+        # (self.reader, not a bound method kept: a restart re-attaches the shared memory with a new reader)
+        self.gate.tick_pending = lambda: self.reader.seq() != self._last_seq
         try:
             self._loop(stop, reload, on_reload, on_decision)
         finally:
