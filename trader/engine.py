@@ -152,10 +152,6 @@ class EngineStatus:
 # ---- pure helpers ----------------------------------------------------------------------------------
 
 
-def _no_tick() -> bool:
-    return False
-
-
 def _num(x: float) -> float:
     """shm uses NaN for an empty side; the strategies want NaN too (comparisons with NaN are False)."""
     return float(x) if x is not None else math.nan
@@ -460,8 +456,7 @@ class Engine:
         try:
             self._loop(stop, reload, on_reload, on_decision)
         finally:
-            self.gate.tick_pending = _no_tick
-            self.gate.leave()
+            self.gate.detach()
 
     def _loop(self, stop, reload, on_reload, on_decision) -> None:
         while not stop.is_set():
@@ -473,8 +468,8 @@ class Engine:
                 if on_reload is not None:
                     on_reload()
             if self._wait_for_work():
-                gate = self.gate
-                gate.enter()
+                self.gate.enter()
+                failed = False
                 try:
                     self.step()
                     self._failures = 0
@@ -487,10 +482,12 @@ class Engine:
                         log.exception("decision failed (%d in a row)", self._failures)
                     if self._failures >= MAX_FAILED_DECISIONS:
                         raise
-                    gate.leave()
+                    failed = True
+                finally:
+                    self.gate.leave()
+                if failed:
                     time.sleep(0.01)
                     continue
-                gate.leave()
                 if on_decision is not None:
                     on_decision()
 

@@ -60,6 +60,11 @@ class DecisionGate:
         self.deciding = False
         self._done.set()
 
+    def detach(self) -> None:
+        """The loop has stopped: nothing is pending or decided any more, nobody waits for it."""
+        self.tick_pending = _never
+        self.leave()
+
     def busy(self) -> bool:
         """Whether the loop decides or a tick waits for it (False when giving way is off, and on the loop's thread)."""
         return (self.enabled and (self.deciding or self.tick_pending())
@@ -67,9 +72,7 @@ class DecisionGate:
 
     def step_aside(self) -> float:
         """Wait while the loop is busy (at most max_wait_s); the seconds waited. Call it holding no lock."""
-        if not self.enabled or not (self.deciding or self.tick_pending()):
-            return 0.0
-        if threading.get_ident() == self._loop_thread:  # called from the decision itself (paper's synchronous fills)
+        if not self.busy():  # (busy is False on the loop's own thread: paper's fills come synchronously there)
             return 0.0
         clock = self._clock
         start = clock()

@@ -74,7 +74,6 @@ class SubmitWorkers:
                 self.on_submit_sent(client_id, time.time())
             try:
                 result = self.gateway.post_order(signed, sub.order_type.value, order.post_only)
-                self.gate.step_aside()  # the answer is applied after a decision in progress (trader/priority.py)
                 break
             except OrderVersionMismatch as err:
                 # The exchange moved to another order version (the gateway has re-read GET /version): one
@@ -89,6 +88,7 @@ class SubmitWorkers:
             except ExchangeError as err:
                 self._after_submit_error(client_id, err)
                 return
+        self.gate.step_aside()  # the answer is applied after a decision in progress (trader/priority.py)
         now = self.clock()
         filled = result.taking_amount if order.side is Side.BUY else result.making_amount
         # Amounts in the answer are decimal shares; guard against a base-unit (x1e6) answer.
