@@ -61,6 +61,7 @@ Usage: .venv/bin/python bench/bench_tick_to_decision.py [--seconds 60] [--window
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import subprocess
@@ -308,9 +309,12 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
                 from polymm.trader.engine import WARM_EVERY_S
 
                 os.environ[env.WARM_EVERY_MS] = f"{warm_every_ms or WARM_EVERY_S * 1000:g}"
-            logs.setup("polymm.trader", "INFO")
             log_file = open(Path(tmp) / "trader.log", "a", buffering=1)
-            logging.getLogger().handlers[0].setStream(log_file)
+            if "background" in inspect.signature(logs.setup).parameters:  # as polymm-trader's main (polymm/logs.py)
+                logs.setup("polymm.trader", "INFO", background=True, stream=log_file)
+            else:  # an older tree: its lines written in place
+                logs.setup("polymm.trader", "INFO")
+                logging.getLogger().handlers[0].setStream(log_file)
             svc = service.TraderService(service.parse_args(["--metrics", f"127.0.0.1:{demo._free_port()}"]))
             svc._start()
             engine, core = svc.engine, svc.core
@@ -451,6 +455,7 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
         finally:
             if svc is not None:
                 svc._shutdown()
+            getattr(logs, "stop_background", lambda: None)()  # its last lines, before the directory goes
             stack.close()
 
     print()

@@ -10,13 +10,21 @@ between two pieces of work (`DecisionGate.step_aside`), each asks whether the lo
 about to decide a tick the feed has published, and if so waits (releasing the GIL) until it is done, never longer
 than `max_wait_s`: a fill is applied at most that much later; it is never lost or reordered.
 
+The loop's own actions wake those threads too: an order handed to a worker during a decision used to start its
+signing (~0.5-1 ms of CPU) while the loop still had its other actions and its bookkeeping to do, and the GIL went
+to it at the loop's first log line's write, for a whole switch interval. `defer` keeps such hand-offs until the
+decision is done (`leave`), when the loop goes back to waiting and the GIL is free.
+
 `DecisionGate.NONE` gives way to nothing (tests, tools, a core without a loop).
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Callable
+
+log = logging.getLogger("polymm.trader.priority")
 
 # How long a thread gives way at most per call. A decision takes 0.1-0.4 ms; more than this means the loop is stuck
 # or deciding back to back, and the others' work must go on (a fill applied late is a stale position in the next
@@ -44,6 +52,7 @@ class DecisionGate:
         self._done.set()
         self._clock = clock
         self._sleep = sleep
+        self._deferred: list[Callable[[], None]] = []  # hand-offs kept until leave() (only the loop's thread)
         # What giving way cost the other threads (the tick-to-decision benchmark prints it): calls that waited,
         # their total time, the longest, and waits that hit max_wait_s.
         self.waits = 0
@@ -59,6 +68,21 @@ class DecisionGate:
     def leave(self) -> None:
         self.deciding = False
         self._done.set()
+        deferred, self._deferred = self._deferred, []
+        for start in deferred:  # in the order the decision asked for them
+            try:
+                start()
+            except Exception:  # noqa: BLE001 - one failed hand-off must not keep the others from starting
+                log.exception("a hand-off deferred until the end of the decision failed")
+
+    def defer(self, start: Callable[[], None]) -> None:
+        """Run `start` (waking another thread: handing a worker an order or a cancel) once the decision in progress
+        is done, in `leave`; at once when called off the loop's thread, outside a decision, or with giving way off.
+        A decision that raises still runs them: what it recorded is always handed on."""
+        if self.enabled and self.deciding and threading.get_ident() == self._loop_thread:
+            self._deferred.append(start)
+        else:
+            start()
 
     def detach(self) -> None:
         """The loop has stopped: nothing is pending or decided any more, nobody waits for it."""

@@ -373,6 +373,9 @@ class TraderService:
             self._check_approvals(cfg, market)
         self.engine.core = self.core
         self.core.gate = self.engine.gate  # the core's threads give way to a decision (trader/priority.py)
+        if self.ledger is not None:
+            self.ledger.gate = self.engine.gate  # and so do the ledger's writer
+        logs.give_way(self.engine.gate.step_aside)  # and the log's (polymm/logs.py)
         try:
             self.engine.start(market)  # reconciles before any new order
         except Exception as exc:
@@ -614,7 +617,8 @@ def _is_exchange_error(exc: Exception) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     memory.limit_arenas()  # before any thread: a flat native heap over weeks (polymm/memory.py)
-    logs.setup("polymm.trader", args.log_level)
+    # Lines written by a thread of their own: an order line costs the decision loop no write (polymm/logs.py).
+    logs.setup("polymm.trader", args.log_level, background=True)
     # systemd's watchdog kills a hung trader with SIGABRT: the journal then gets every thread's traceback.
     faulthandler.enable()
     try:
@@ -624,6 +628,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         log.exception("polymm-trader failed")
         return EXIT_FAILURE
+    finally:
+        logs.stop_background()  # every line written before the process exits
 
 
 if __name__ == "__main__":

@@ -96,7 +96,9 @@ class ScriptedExchange:
     """Just enough of Gateway for the core: every order rests; reads return nothing."""
 
     def __init__(self) -> None:
-        self.signer = OrderSigner("0x" + "5a" * 32)
+        # A wallet of its own: the core locks its wallet machine-wide (an abstract socket), and a fixed one collided
+        # with the previous test's core on the way out, or with another test run on the same host.
+        self.signer = OrderSigner(new_wallet()[0])
         self.address = self.funder = self.signer.address
         self.api_key = "key-1"
         self.posted = []

@@ -82,3 +82,54 @@ def test_disabled_and_the_default_gate_give_way_to_nothing():
     t.join(5)
     assert done == [0.0]
     assert DecisionGate.NONE.step_aside() == 0.0 and not DecisionGate.NONE.enabled
+
+
+def test_a_hand_off_asked_for_during_a_decision_starts_when_it_is_done_in_order():
+    """defer: an order or a cancel handed to a worker during a decision starts once the decision is done, so the
+    worker's signing does not take the GIL from the rest of the decision."""
+    gate = DecisionGate(max_wait_s=30.0)
+    started: list[str] = []
+    gate.enter()
+    gate.defer(lambda: started.append("submit a"))
+    gate.defer(lambda: started.append("cancel b"))
+    assert started == []  # nothing handed on while the decision runs
+    gate.leave()
+    assert started == ["submit a", "cancel b"]
+    gate.enter()
+    gate.leave()
+    assert started == ["submit a", "cancel b"]  # each runs once
+
+
+def test_a_hand_off_outside_a_decision_off_the_loop_or_with_giving_way_off_starts_at_once():
+    gate = DecisionGate(max_wait_s=30.0)
+    started: list[str] = []
+    gate.defer(lambda: started.append("idle loop"))
+    assert started == ["idle loop"]
+    gate.enter()  # this thread is the loop, deciding
+    t = threading.Thread(target=lambda: gate.defer(lambda: started.append("another thread")))
+    t.start()
+    t.join(5)
+    assert started == ["idle loop", "another thread"]  # (a worker's resend is never held for the loop)
+    gate.leave()
+    off = DecisionGate(enabled=False)
+    off.enter()
+    off.defer(lambda: started.append("off"))
+    assert started[-1] == "off"
+    off.leave()
+    DecisionGate.NONE.defer(lambda: started.append("none"))
+    assert started[-1] == "none"
+
+
+def test_a_failing_hand_off_is_logged_and_the_others_still_start(caplog):
+    gate = DecisionGate(max_wait_s=30.0)
+    started: list[str] = []
+
+    def broken() -> None:
+        raise RuntimeError("pool bug")
+
+    gate.enter()
+    gate.defer(broken)
+    gate.defer(lambda: started.append("next"))
+    gate.leave()
+    assert started == ["next"]
+    assert "deferred until the end of the decision failed" in caplog.text and "pool bug" in caplog.text

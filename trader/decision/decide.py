@@ -43,6 +43,7 @@ exit delay, retries, requote waits and cancel-before-end are time rules).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import msgspec
 from msgspec.structs import replace
@@ -162,10 +163,16 @@ def decide(
     for p, why in held:
         w = p.want
         reasons[(w.strategy, w.leg, w.role)] = f"not placed: {why}"
-    leg_notes = {" ".join(str(getattr(k, "value", k)) for k in key): why for key, why in reasons.items()}
+    leg_notes = {_words(key): why for key, why in reasons.items()}
     return Decision(
         actions=actions, state=state, notes=notes, wants=wants, exposure_usd=expo, phase=phase, flat=flat, leg_notes=leg_notes
     )
+
+
+@lru_cache(maxsize=256)
+def _words(key: tuple) -> str:
+    """("s1", Leg.UP, Role.ENTRY) -> "s1 up entry" (a few dozen keys, asked on every decision: remembered)."""
+    return " ".join(str(getattr(k, "value", k)) for k in key)
 
 
 def _unsend_held_exits(state: DecisionState, held: Sequence[Place], now: float) -> DecisionState:

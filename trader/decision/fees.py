@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 @dataclass(frozen=True)
@@ -62,4 +63,10 @@ def net_sell_price(price: float, schedule: FeeSchedule) -> float:
 
 def market_fee(market) -> FeeSchedule:
     """The schedule of a MarketView (trader/model.py), which carries it as fee_rate and fee_exponent."""
-    return FeeSchedule(market.fee_rate, market.fee_exponent)
+    return _schedule(market.fee_rate, market.fee_exponent)
+
+
+@lru_cache(maxsize=64)
+def _schedule(rate: float, exponent: float) -> FeeSchedule:
+    # One schedule per market, asked for several times per decision: built and checked once (issue 26).
+    return FeeSchedule(rate, exponent)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from functools import lru_cache
 
 _ROUNDING = {"down": ROUND_FLOOR, "up": ROUND_CEILING, "nearest": ROUND_HALF_EVEN}
 
@@ -17,6 +18,9 @@ def tick_decimals(tick: float) -> int:
     return max(0, -Decimal(str(tick)).normalize().as_tuple().exponent)
 
 
+# round_price and floor_size are exact decimal arithmetic (~3-4 us each) asked several times per decision, mostly
+# for the same few prices and sizes: remembered (bounded; pure functions of their arguments). Issue 26.
+@lru_cache(maxsize=4096)
 def round_price(price: float, tick: float, direction: str = "nearest") -> float:
     """Round to a multiple of tick ("down", "up" or "nearest") and clamp into [tick, 1 - tick]."""
     d_tick = Decimal(str(tick))
@@ -32,6 +36,7 @@ def on_tick(price: float, tick: float) -> bool:
     return q == q.to_integral_value() and d_tick <= Decimal(repr(price)) <= 1 - d_tick
 
 
+@lru_cache(maxsize=4096)
 def floor_size(size: float, decimals: int = 2) -> float:
     """Sizes go to the exchange with 2 decimals; always round down (never buy more than afforded)."""
     if not math.isfinite(size) or size <= 0:

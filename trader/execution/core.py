@@ -172,6 +172,7 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
         self._foreign_events = 0  # user-channel events of markets we do not trade (another series'): dropped
         # A window rotation's records still to write (set_market(settle_later=True)): (market, previous, new, ts)
         self._unsettled: tuple[MarketIdentity, MarketIdentity | None, bool, float] | None = None
+        self._settle_lock = threading.Lock()  # held while a market is settled: settle_market() returns once it is
 
     # ================================================================================================
     # cash (cash.py): our fills move it at once, the balance watcher's polls put it right
@@ -301,9 +302,10 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
         `settle_later` (the decision loop, at the window's first tick): only what the next decision reads happens
         now: the market is tracked and current, in one publish. Its records (the order journal's and the ledger's
         lines), the user channel's subscription, the log line and the status wait for settle_market(), which the
-        loop calls once that decision's orders are out. Together they were ~0.4 ms of the decision thread at every
-        window start (issue 26). place() settles first when an order comes before that, so the journal names a
-        market before any order in it, and the subscription goes out before the order does (as without it)."""
+        loop hands to a worker once that decision is done (settle_market_soon). Together they were ~0.4-0.6 ms of
+        the decision thread at every window start (issue 26). An order's worker settles first when the order comes
+        before that, so the journal names a market before any order in it, and the subscription goes out before
+        the order does (as without it)."""
         now = self.clock()
         with self._lock:
             with self.exec_state.writing():  # register and switch: the decision reads are published once
@@ -314,17 +316,47 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
             unsettled, self._unsettled = self._unsettled, (market, previous, new, now)
         if unsettled is not None:
             # Two rotations with no settle between (a loop whose decisions all fail): the skipped market's records.
-            self._settle(*unsettled)
+            with self._settle_lock:
+                self._settle(*unsettled)
         if not settle_later:
             self.settle_market()
 
     def settle_market(self) -> None:
-        """The rest of a set_market(settle_later=True): records, subscription, log line, status. Idempotent; from
-        the decision thread (or stop())."""
-        with self._lock:
-            unsettled, self._unsettled = self._unsettled, None
-        if unsettled is not None:
-            self._settle(*unsettled)
+        """The rest of a set_market(settle_later=True): records, subscription, log line, status. Idempotent, from
+        any thread: it returns once the market is settled, by this caller or by another one already at it (so a
+        window's first order, whose worker settles first, is journaled after its market and posted after the
+        subscription)."""
+        with self._settle_lock:
+            with self._lock:
+                unsettled, self._unsettled = self._unsettled, None
+            if unsettled is not None:
+                self._settle(*unsettled)
+
+    def settle_market_soon(self) -> None:
+        """settle_market() on a worker once the decision in progress is done (trader/priority.py): the decision
+        loop's bookkeeping after a window's first decision hands it over instead of doing it (~0.5 ms of journal
+        and ledger lines, the user channel's subscribe and the status, which no decision waits for). At once, here,
+        without a running pool."""
+        if self._unsettled is None:
+            return
+        pool = self._pool
+        if pool is None or not self._running:
+            self.settle_market()
+            return
+
+        def start() -> None:
+            try:
+                pool.submit(self._settle_on_worker)
+            except RuntimeError:  # the pool shut down meanwhile (stop() settles too): settle here
+                self.settle_market()
+
+        self.gate.defer(start)
+
+    def _settle_on_worker(self) -> None:
+        try:
+            self.settle_market()
+        except Exception:  # noqa: BLE001 - a pool would swallow it: say it (stop() and the next order retry it)
+            log.exception("settling the new market (journal, ledger, user channel subscription) failed")
 
     def _settle(self, market: MarketIdentity, previous: MarketIdentity | None, new: bool, now: float) -> None:
         if new:
@@ -436,8 +468,6 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
         """Record the order and hand the submit to a worker; returns its client id at once. An order the
         core refuses locally (exchange state, blocked leg, off-tick price, below min size) ends `rejected`
         with the reason logged."""
-        if self._unsettled is not None:  # the journal names the market before its first order (set_market)
-            self.settle_market()
         now = self.clock()
         with self._lock:
             pool = self._pool
@@ -451,15 +481,20 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
                 self._order_event(Transition(None, t.after))
                 return order.client_id
             self._order_event(Transition(None, order))
+        # Handed to a worker once the decision is done (trader/priority.py): its signing must not take the GIL from
+        # the rest of the decision's actions and bookkeeping.
+        self.gate.defer(lambda: self._start_submit(pool, order.client_id))
+        return order.client_id
+
+    def _start_submit(self, pool: ThreadPoolExecutor, client_id: str) -> None:
         try:
-            pool.submit(self._submit, order.client_id)
+            pool.submit(self._submit, client_id)
         except RuntimeError:  # stop()/restart() shut the pool between our check and now: never sent
             with self._lock:
                 why = "execution core stopping: the order was not sent"
-                t = self.exec_state.reject(order.client_id, why, self.clock())
+                t = self.exec_state.reject(client_id, why, self.clock())
                 self._order_event(t)
                 self._log_order("refused", t.after, why, logging.WARNING)
-        return order.client_id
 
     def _local_refusal(self, order: OrderView, now: float) -> str | None:
         """What the exchange lets us do now (exchange_state.py), the ledger's health, then the market's rules
@@ -517,10 +552,14 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
             self._submit_cancels(pool, to_send)
 
     def _submit_cancels(self, pool: ThreadPoolExecutor, client_ids: list[str]) -> None:
-        try:
-            pool.submit(self._send_cancels, client_ids)
-        except RuntimeError:  # the pool is shutting down: leave the cancels to be (re)sent, never drop them
-            self.exec_state.cancel_unsent(client_ids)
+        """Hand cancels to a worker, once the decision in progress (if any) is done (trader/priority.py)."""
+        def start() -> None:
+            try:
+                pool.submit(self._send_cancels, client_ids)
+            except RuntimeError:  # the pool is shutting down: leave the cancels to be (re)sent, never drop them
+                self.exec_state.cancel_unsent(client_ids)
+
+        self.gate.defer(start)
 
     def on_tick_size(self, token_id: str, tick: float, *, log_change: bool = True) -> float | None:
         """`tick_size_change` from the market channel: new orders on this token use `tick` (the SDK's

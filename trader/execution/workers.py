@@ -24,6 +24,10 @@ class SubmitWorkers:
     # workers
     # ================================================================================================
     def _submit(self, client_id: str) -> None:
+        if self._unsettled is not None:
+            # A window's first order: its market is settled first, here (the loop hands settling to a worker), so
+            # the journal names the market before the order and the user channel is subscribed before it is sent.
+            self._settle_on_worker()
         try:
             self._submit_inner(client_id)
         except Exception:  # noqa: BLE001 - a bug here must not lose the order: treat as unknown outcome

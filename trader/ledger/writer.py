@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..execution.fills import STATUS_RANK  # the one order of fill statuses
+from ..priority import DecisionGate
 from . import schema
 
 log = logging.getLogger("polymm.trader.ledger")
@@ -155,6 +156,9 @@ class LedgerWriter:
         self._last_attempt = 0.0
         self.run_id = f"{int(clock())}-{os.getpid()}" + ("" if series == DEFAULT_SERIES else f"-{series}")
         self.written = 0  # records written since start (tests, benchmarks)
+        # The trader's decision loop (trader/priority.py): a batch is written after a decision in progress, not
+        # during it (most records come from the decision's own orders). NONE: write at once (backtest, tools).
+        self.gate = DecisionGate.NONE
 
     # ---- life cycle -----------------------------------------------------------------------------------------
     def start(self, detail: dict | None = None) -> None:
@@ -256,6 +260,8 @@ class LedgerWriter:
             except queue.Empty:
                 first = None
             items = [] if first is None else [first]
+            if first is not None:
+                self.gate.step_aside()  # (what is queued meanwhile joins this batch)
             while len(items) < BATCH:
                 try:
                     items.append(self._queue.get_nowait())

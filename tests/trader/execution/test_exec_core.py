@@ -612,3 +612,90 @@ def test_a_frame_that_finds_the_loop_busy_half_way_is_applied_in_parts_each_publ
         assert publishes[0] == 1
     finally:
         core.stop()
+
+
+def test_orders_and_cancels_of_a_decision_go_to_the_workers_once_it_is_done():
+    """trader/priority.py defer: place() and cancel() during a decision record at once (the next decision sees
+    them) and hand the submit or the cancel to a worker when the decision leaves the gate."""
+    from polymm.trader.priority import DecisionGate
+
+    core, exchange = started_core()
+    gate = core.gate = DecisionGate(max_wait_s=30.0)
+    try:
+        gate.enter()  # the loop decides (this thread stands in for it)
+        cid = core.place(want(Leg.UP, Side.BUY, 0.62, 6.45))
+        assert [o.client_id for o in core.orders()] == [cid]  # recorded: pending submit
+        assert core.orders()[0].state is OrderState.PENDING_SUBMIT
+        time.sleep(0.05)
+        assert exchange.posted == []  # not handed to a worker yet
+        gate.leave()
+        wait_for(lambda: core.orders() and core.orders()[0].state is OrderState.LIVE, what="live")
+        assert len(exchange.posted) == 1
+        cancelled: list[str] = []
+        cancel_order = exchange.cancel_order
+        exchange.cancel_order = lambda oid: cancelled.append(oid) or cancel_order(oid)
+        gate.enter()
+        core.cancel(cid, "test")
+        assert core.orders()[0].state is OrderState.PENDING_CANCEL
+        time.sleep(0.05)
+        assert cancelled == []
+        gate.leave()
+        wait_for(lambda: core.orders() == [], what="cancelled")
+        assert len(cancelled) == 1
+    finally:
+        core.stop()
+
+
+def test_an_order_deferred_past_a_stopping_core_is_refused_not_lost():
+    """The pool shut down between the decision's place() and the end of the decision: the order ends refused,
+    with the reason, never pending forever."""
+    from polymm.trader.priority import DecisionGate
+
+    core, exchange = started_core()
+    gate = core.gate = DecisionGate(max_wait_s=30.0)
+    try:
+        gate.enter()
+        cid = core.place(want(Leg.UP, Side.BUY, 0.62, 6.45))
+        core._pool.shutdown(wait=True)
+        gate.leave()
+        states = {o.client_id: o for o in core.exec_state.all_orders(working_only=False)}
+        assert states[cid].state is OrderState.REJECTED
+        assert exchange.posted == []
+    finally:
+        core._pool = None
+        core.stop(cancel_orders=False)
+
+
+def test_the_loop_hands_a_rotations_paperwork_to_a_worker_after_its_decision(tmp_path):
+    """settle_market_soon (the engine's bookkeeping after a window's first decision): the journal line, the ledger
+    row and the user channel's subscription are done on a worker once the decision is done, not by the loop."""
+    import threading
+
+    from polymm.trader.priority import DecisionGate
+
+    clock = Clock()
+    old = market_at("old", int(clock.t) - 60)
+    core, seen = _rotating_core(tmp_path, clock)
+    core.start(old)
+    gate = core.gate = DecisionGate(max_wait_s=30.0)
+    settled_on: list[str] = []
+    settle = core._settle
+    core._settle = lambda *a: (settled_on.append(threading.current_thread().name), settle(*a))
+    try:
+        new = market_at("new", old.window_end)
+        clock.t = old.window_end + 1
+        gate.enter()  # the loop decides (this thread stands in for it)
+        core.set_market(new, settle_later=True)
+        core.settle_market_soon()
+        time.sleep(0.05)
+        assert settled_on == [] and ("subscribe", (new.condition_id,)) not in seen
+        gate.leave()
+        wait_for(lambda: ("subscribe", (new.condition_id,)) in seen, what="the subscription")
+        wait_for(lambda: ("market", new.condition_id) in [(r["kind"], r.get("condition_id"))
+                                                          for r in _journal_lines(tmp_path)], what="the journal line")
+        assert settled_on and settled_on[0] != threading.current_thread().name
+        core.settle_market_soon()  # settled: nothing again
+        core.settle_market()
+        assert seen.count(("subscribe", (new.condition_id,))) == 1 and len(settled_on) == 1
+    finally:
+        core.stop()

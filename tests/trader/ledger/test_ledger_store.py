@@ -174,3 +174,28 @@ def test_orders_the_journal_holds_but_the_ledger_lost_are_recovered_once(tmp_pat
     assert rows(path, "SELECT order_id, action, reason FROM order_actions ORDER BY id") == [
         ("o1", "submit", "entry bid>=0.60"),
         ("o2", "submit", "entry bid>=0.60 (recovered from the order journal after a restart)")]
+
+
+def test_the_writer_writes_a_batch_after_the_decision_in_progress(tmp_path):
+    """trader/priority.py: the ledger's writer gives way to the trader's decision loop; what the decision queued is
+    written once it is done, nothing lost."""
+    import threading
+
+    from polymm.trader.priority import DecisionGate
+
+    path = tmp_path / "ledger.sqlite"
+    w = LedgerWriter(path)
+    w.start()
+    assert w.flush()
+    gate = w.gate = DecisionGate(max_wait_s=30.0)
+    gate.enter()  # the loop decides (this thread stands in for it)
+    w.event("note", "queued by the decision")
+    done = threading.Event()
+    threading.Thread(target=lambda: (w.flush(), done.set()), daemon=True).start()
+    assert not done.wait(0.1)  # not written while the decision runs
+    assert rows(path, "SELECT COUNT(*) FROM events WHERE detail = 'queued by the decision'") == [(0,)]
+    gate.leave()
+    assert done.wait(5)
+    assert rows(path, "SELECT COUNT(*) FROM events WHERE detail = 'queued by the decision'") == [(1,)]
+    assert gate.waits == 1
+    w.close()
