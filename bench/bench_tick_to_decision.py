@@ -56,7 +56,7 @@ How it is measured
 
 Usage: .venv/bin/python bench/bench_tick_to_decision.py [--seconds 60] [--window-s 60] [--sim-tick-s 0.05]
        [--btc-vol 0.001] [--wait futex|poll] [--runtime tuned|default] [--net-book on|off] [--warm ab|on|off]
-       [--warm-every-ms N] [--rtprio N] [--switch-us W[,D]] [--step-aside on|off] [--dump FILE]
+       [--warm-every-ms N] [--rtprio N] [--switch-us W[,D]] [--step-aside on|off] [--start-at S] [--dump FILE]
 """
 from __future__ import annotations
 
@@ -248,7 +248,7 @@ class _TimedPlaces:
 def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None = None, wait: str = "futex",
         runtime: str = "tuned", nice: int = 0, sim_nice: int = 0, net_book: str = "on", dump: str = "",
         warm: str = "on", rtprio: int = 10, warm_every_ms: float = 0.0, switch_us: float | tuple[float, float] = 0.0,
-        step_aside: str = "on") -> int:
+        step_aside: str = "on", start_at: float | None = None) -> int:
     import gc
     import logging
 
@@ -280,6 +280,10 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
     lock = threading.Lock()
     last_tick_seq: list[int | None] = [None]  # the sequence the last measured decision read
 
+    if start_at is not None:
+        # The sim's market is a seeded walk on a grid anchored at its start, and its windows follow the wall clock:
+        # started at the same second of a window, two runs see the same market (A/B runs of two trees trade alike).
+        time.sleep((start_at - time.time()) % window_s)
     with tempfile.TemporaryDirectory(prefix="polymm-bench-") as tmp:
         # entry_threshold 0.05: S1 always wants an entry, so requotes keep orders flowing for the send figure.
         sim_args = ("--tick-s", str(sim_tick_s)) + (("--btc-vol", str(btc_vol)) if btc_vol else ())
@@ -775,10 +779,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rtprio", type=int, default=10, metavar="N",
                     help="RLIMIT_RTPRIO, as the unit's LimitRTPRIO=10 gives polymm-trader (0: the decision loop stays "
                          "ordinary); raising it needs root")
+    ap.add_argument("--start-at", type=float, default=None, metavar="S",
+                    help="start the sim S seconds into a window (wall clock), so runs started alike see the same "
+                         "seeded market and trade alike: for A/B runs of two trees (waits up to a window)")
     args = ap.parse_args(argv)
     return run(args.seconds, args.window_s, args.sim_tick_s, args.btc_vol, args.wait, args.runtime, args.nice,
                args.sim_nice, args.net_book, args.dump, args.warm, args.rtprio, args.warm_every_ms, args.switch_us,
-               args.step_aside)
+               args.step_aside, args.start_at)
 
 
 if __name__ == "__main__":

@@ -391,6 +391,7 @@ class TraderService:
 
         self.wallet.start(cfg, market)
         self.wallet.read_ledger(self.ledger.path)
+        self.wallet.gate = self.engine.gate  # its refresher gives way to a decision too (trader/priority.py)
         self.wallet.start_refresher()
         self.engine.wallet = DecisionHook(self.wallet, lambda: self.store.current)
         self.resolutions = ResolutionWatcher(self.core, cfg.endpoints.gamma_url, slugs_of=series.slugs)

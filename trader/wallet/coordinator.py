@@ -22,6 +22,7 @@ from typing import Callable
 
 from polymm import series as series_mod
 from polymm.trader.decision.wallet import WalletLimits
+from polymm.trader.priority import DecisionGate
 from polymm.trader.wallet import accounting
 from polymm.trader.wallet.locks import LeaderLease, Liveness, series_alive
 from polymm.trader.wallet.records import RUNNING, STOPPED, Heartbeat, SeriesRecord
@@ -74,6 +75,9 @@ class WalletCoordinator:
         self._stop = threading.Event()
         self._reader: threading.Thread | None = None
         self._refresher: threading.Thread | None = None
+        # The decision loop (trader/priority.py): the refresher reads the shared record after a decision in progress
+        # (its ~0.2 ms of Python would otherwise take the GIL from it). NONE: at once (tests, tools).
+        self.gate = DecisionGate.NONE
         self.warning = ""  # a problem with the shared record, in words (status)
         # This series' cash moves so far (the execution core's cash book, set by the service): published with each
         # decision so the other series' cash checks know the wallet's pUSD moved (trader/execution/cash.py).
@@ -254,6 +258,7 @@ class WalletCoordinator:
         """Compute the limits every LIMITS_EVERY_S in a thread of their own (the decision then only reads them)."""
         def run() -> None:
             while not self._stop.wait(LIMITS_EVERY_S):
+                self.gate.step_aside()
                 try:
                     self._refresh_limits(self.clock())
                 except Exception:  # noqa: BLE001 - the decision then computes them itself when due

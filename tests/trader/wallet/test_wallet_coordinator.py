@@ -271,6 +271,34 @@ def test_the_refresher_keeps_the_decision_s_limits_current_without_io_on_its_thr
         btc._stop.set()
 
 
+def test_the_refresher_reads_the_record_after_the_decision_in_progress(wallet):
+    """trader/priority.py: the limits' refresher gives way to the decision loop; it refreshes once it is done."""
+    import threading
+    import time
+
+    from polymm.trader.priority import DecisionGate
+
+    eth, btc = wallet("eth-5m", "[wallet]\nmax_exposure_usd = 50\n"), wallet("btc-15m", "[wallet]\nmax_exposure_usd = 50\n")
+    gate = btc.gate = DecisionGate(max_wait_s=30.0)
+    refreshed = threading.Event()  # by the refresher's thread (a decision may refresh overdue limits itself)
+    refresh = btc._refresh_limits
+    btc._refresh_limits = lambda now: (threading.current_thread().name == "polymm-wallet-limits" and refreshed.set(),
+                                       refresh(now))[1]
+    gate.enter()  # the loop decides (this thread stands in for it)
+    btc.start_refresher()
+    try:
+        eth.publish(exposure_usd=12.0, open_buys_usd=0.0, unrealised_usd=0.0, market=market("dd"))
+        assert not refreshed.wait(0.6)  # two refresh periods: held back while the decision runs
+        gate.leave()
+        assert refreshed.wait(5) and gate.waits >= 1
+        deadline = time.monotonic() + 5
+        while btc.limits().others_usd != 12.0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert btc.limits().others_usd == 12.0
+    finally:
+        btc._stop.set()
+
+
 def test_each_series_publishes_its_cash_moves_for_the_others_cash_checks(wallet):
     # trader/execution/cash.py: another series' fills move the shared pUSD; its published count of cash moves is
     # what tells this series' balance check that a disagreement is not its own.
