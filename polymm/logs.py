@@ -62,7 +62,6 @@ class _Writer(QueueListener):
 
     def __init__(self, q: queue.SimpleQueue, handler: logging.Handler) -> None:
         super().__init__(q, handler)
-        self.handler = handler
         self.queue_handler = QueueHandler(q)
         self.give_way: Callable[[], object] = _nothing
 
@@ -136,7 +135,7 @@ def stop_background() -> None:
     root = logging.getLogger()
     if writer.queue_handler in root.handlers:
         root.removeHandler(writer.queue_handler)
-        root.addHandler(writer.handler)
+        root.addHandler(writer.handlers[0])  # the real one: lines from now on are written in place
     writer.give_way = _nothing  # nobody to wait for any more
     writer.stop()
 

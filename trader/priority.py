@@ -1,7 +1,8 @@
 """The decision loop's priority over the trader's other threads.
 
-The loop shares one GIL with the execution core's threads: the user channel applying our orders' events (100-500 us
-of CPU in a burst right after we trade), the order workers reading the exchange's answers, the ledger writer. A
+The loop shares one GIL with the trader's other threads: the user channel applying our orders' events (100-500 us
+of CPU in a burst right after we trade), the order workers reading the exchange's answers, the ledger's and the log's
+writers, the wallet's limits refresher (the service hands them all the engine's gate). A
 tick that wakes the loop while one of them runs Python waits for the GIL until the switch interval makes that thread
 drop it, and then may lose the hand-over to another of them (the GIL goes to whichever waiter the OS wakes first);
 a decision that blocks for a moment (a log line's write) lets them in, and waits the switch interval to get it back.

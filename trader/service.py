@@ -372,10 +372,7 @@ class TraderService:
         if self.mode == "live":
             self._check_approvals(cfg, market)
         self.engine.core = self.core
-        self.core.gate = self.engine.gate  # the core's threads give way to a decision (trader/priority.py)
-        if self.ledger is not None:
-            self.ledger.gate = self.engine.gate  # and so do the ledger's writer
-        logs.give_way(self.engine.gate.step_aside)  # and the log's (polymm/logs.py)
+        self._give_way_to_the_loop()
         try:
             self.engine.start(market)  # reconciles before any new order
         except Exception as exc:
@@ -391,7 +388,6 @@ class TraderService:
 
         self.wallet.start(cfg, market)
         self.wallet.read_ledger(self.ledger.path)
-        self.wallet.gate = self.engine.gate  # its refresher gives way to a decision too (trader/priority.py)
         self.wallet.start_refresher()
         self.engine.wallet = DecisionHook(self.wallet, lambda: self.store.current)
         self.resolutions = ResolutionWatcher(self.core, cfg.endpoints.gamma_url, slugs_of=series.slugs)
@@ -500,6 +496,14 @@ class TraderService:
                                                                           labels={"series": self.args.series.name})])
         except prom.MetricsError as exc:
             raise StartupError(str(exc)) from None
+
+    def _give_way_to_the_loop(self) -> None:
+        """Every thread of ours that gives way to a decision (trader/priority.py) waits on the engine's gate: the
+        execution core's (user channel, order workers), the ledger's writer, the wallet's limits refresher and the
+        log's writer (polymm/logs.py)."""
+        gate = self.engine.gate
+        self.core.gate = self.ledger.gate = self.wallet.gate = gate
+        logs.give_way(gate.step_aside)
 
     def _metric_families(self) -> list:
         """One scrape (trader/metrics.py): read when Prometheus asks, never pushed from the loop."""
