@@ -20,6 +20,10 @@ How it is measured
   each tick, measured the same two ways. Our figures are printed as ratios to it (the issue's goals: median <=
   0.3x, p99 <= 0.5x). Figures only; nothing here asserts a timing.
 
+- Phases: PHASE_S long, aligned with the sim's windows, each window starting its cycle at another phase type, so
+  window starts (the rotation, the entries and their fills: the slowest decisions) are shared out over the phase
+  types like everything else: a 90-s run has one window start with the probe and one without. The headline prints
+  the decisions of a window's first ROTATION_S apart ("window starts") and without them.
 - Where the time goes (issue 26): trader/latency.py's probe, switched on in half of the phases (so the headline
   figures are those of the other half, without its marks), splits every decision woken by a tick: publish -> book
   read into busy (named by what the loop was doing: an earlier decision, by why it ran, or a rehearsal) / wake-up
@@ -32,7 +36,8 @@ How it is measured
   (top 5 %) and on average; `--dump FILE` writes every one as JSON.
 - Warming (Engine._rehearse): on by default, as the unit runs the trader; `--warm ab` alternates phases with and
   without the loop's rehearsals, reported side by side with this process's CPU in each; `--warm off` runs without.
-  `--rtprio 0` runs the decision thread ordinary (no SCHED_FIFO), `--switch-us N` one switch interval throughout,
+  `--rtprio 0` runs the decision thread ordinary (no SCHED_FIFO), `--loop-cpu off` leaves it unpinned (the unit's
+  POLYMM_LOOP_CPU=auto pins it to the last CPU), `--switch-us N` one switch interval throughout,
   `--switch-us W,D` W while the loop waits and D while it decides (the engine's default: SWITCH_INTERVAL_S and
   SWITCH_INTERVAL_DECIDING_S). `--step-aside off` runs without the other threads giving way to the loop
   (trader/priority.py); on (the default), what giving way cost them is printed.
@@ -56,7 +61,8 @@ How it is measured
 
 Usage: .venv/bin/python bench/bench_tick_to_decision.py [--seconds 60] [--window-s 60] [--sim-tick-s 0.05]
        [--btc-vol 0.001] [--wait futex|poll] [--runtime tuned|default] [--net-book on|off] [--warm ab|on|off]
-       [--warm-every-ms N] [--rtprio N] [--switch-us W[,D]] [--step-aside on|off] [--start-at S] [--dump FILE]
+       [--warm-every-ms N] [--rtprio N] [--loop-cpu auto|off|N] [--switch-us W[,D]] [--step-aside on|off]
+       [--start-at S] [--dump FILE]
 """
 from __future__ import annotations
 
@@ -75,6 +81,7 @@ from pathlib import Path
 
 WARM_UP_S = 3.0
 PHASE_S = 5.0
+PHASE_LEAD_S = 0.5  # phases turn this much before their time (_phases), so a window's start is all in its own
 METRICS_SCRAPE_S = 1.0
 # The first seconds of a window are a burst on every process (the feed re-subscribes, the sim sends the new
 # books, the core subscribes the new market, the strategies place their entries): reported apart, because with
@@ -179,25 +186,49 @@ for line in sys.stdin:
 """
 
 
-def _phases(stop: threading.Event, phase: list, url: str, scrapes: list, warm_ab: bool) -> None:
-    """A cycle of PHASE_S phases: metrics off/on x probe off/on (x warming on/off with `warm_ab`); phase[0] =
-    (metrics_on, probe_on, warm_on), so each comparison is balanced over the others. While metrics are on, the
-    scraper process (SCRAPER) scrapes the endpoint every METRICS_SCRAPE_S."""
+def _phase_at(now: float, window_s: float, warm_ab: bool) -> tuple[tuple[bool, bool, bool], float]:
+    """(metrics_on, probe_on, warm_on) of the phase at unix time `now`, and when that phase ends.
+
+    Phases are PHASE_S long and aligned with the sim's windows: a window's first ROTATION_S (its start: the
+    rotation, the entries, their fills) fall in its first phase. Each window starts its cycle at another phase
+    (`_window_first_phase`), so the window starts are shared out over the phase types as evenly as everything
+    else: with one cycle per window, every window start of a run used to land in the same phase type, and a run's
+    headline held either all of its window starts or none."""
+    types = 8 if warm_ab else 4
+    window = int(now // window_s)
+    into = now - window * window_s
+    j = int(into // PHASE_S)
+    k = (_window_first_phase(window, warm_ab) + j) % types
+    return (k % 2 == 1, (k // 2) % 2 == 1, not warm_ab or (k // 4) % 2 == 0), window * window_s + (j + 1) * PHASE_S
+
+
+def _window_first_phase(window: int, warm_ab: bool) -> int:
+    """The phase type a window starts in: the probe alternates window by window, metrics every other window
+    (and warming every fourth with `warm_ab`), so any two windows in a row have one start with the probe and one
+    without, and four in a row cover metrics off/on under both."""
+    k = 2 * (window % 2) + (window // 2) % 2
+    return k + 4 * ((window // 4) % 2) if warm_ab else k
+
+
+def _phases(stop: threading.Event, phase: list, url: str, scrapes: list, warm_ab: bool, window_s: float) -> None:
+    """Phases of PHASE_S (`_phase_at`): metrics off/on x probe off/on (x warming on/off with `warm_ab`); phase[0] =
+    (metrics_on, probe_on, warm_on), so each comparison is balanced over the others and over window starts. While
+    metrics are on, the scraper process (SCRAPER) scrapes the endpoint every METRICS_SCRAPE_S."""
     scraper = subprocess.Popen([sys.executable, "-c", SCRAPER, url], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                text=True, bufsize=1)
     try:
-        k = 0
         while not stop.is_set():
-            phase[0] = (k % 2 == 1, (k // 2) % 2 == 1, not warm_ab or (k // 4) % 2 == 0)
-            k += 1
-            phase_end = time.monotonic() + PHASE_S
-            while not stop.is_set() and time.monotonic() < phase_end:
+            # Turned PHASE_LEAD_S early: the probe follows a phase within 50 ms (_toggle_phase), and a window's
+            # first decision comes within a millisecond of its start.
+            phase[0], phase_end = _phase_at(time.time() + PHASE_LEAD_S, window_s, warm_ab)
+            phase_end -= PHASE_LEAD_S
+            while not stop.is_set() and time.time() < phase_end:
                 if phase[0][0]:
                     scraper.stdin.write("scrape\n")
                     seconds, size = scraper.stdout.readline().split()
                     scrapes[0] += 1
                     scrapes.append((float(seconds), int(size)))
-                stop.wait(min(METRICS_SCRAPE_S, max(0.0, phase_end - time.monotonic())))
+                stop.wait(min(METRICS_SCRAPE_S, max(0.0, phase_end - time.time())))
     finally:
         scraper.stdin.close()
         scraper.wait(timeout=5)
@@ -248,7 +279,7 @@ class _TimedPlaces:
 def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None = None, wait: str = "futex",
         runtime: str = "tuned", nice: int = 0, sim_nice: int = 0, net_book: str = "on", dump: str = "",
         warm: str = "on", rtprio: int = 10, warm_every_ms: float = 0.0, switch_us: float | tuple[float, float] = 0.0,
-        step_aside: str = "on", start_at: float | None = None) -> int:
+        step_aside: str = "on", start_at: float | None = None, loop_cpu: str = "auto") -> int:
     import gc
     import logging
 
@@ -313,6 +344,8 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
                 from polymm.trader.engine import WARM_EVERY_S
 
                 os.environ[env.WARM_EVERY_MS] = f"{warm_every_ms or WARM_EVERY_S * 1000:g}"
+            if hasattr(env, "LOOP_CPU"):  # as polymm-trader.service sets it ("auto"); --loop-cpu off for the A/B
+                os.environ[env.LOOP_CPU] = loop_cpu
             log_file = open(Path(tmp) / "trader.log", "a", buffering=1)
             if "background" in inspect.signature(logs.setup).parameters:  # as polymm-trader's main (polymm/logs.py)
                 logs.setup("polymm.trader", "INFO", background=True, stream=log_file)
@@ -431,7 +464,7 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
             if warm == "off":
                 engine.warm_every_s = warm_every = None
             phases = threading.Thread(target=_phases, args=(stop, phase, svc.exporter.url, scrapes,
-                                                            warm == "ab" and bool(warm_every)), daemon=True)
+                                                            warm == "ab" and bool(warm_every), window_s), daemon=True)
             phases.start()
             if probe is not None:
                 probe.watch_gc()
@@ -469,6 +502,7 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
           f"{intervals[1] * 1e6:.0f} us deciding) "
           f"nice={nice} decision loop "
           f"{'SCHED_FIFO ' + str(engine.realtime_priority) if getattr(engine, 'realtime_priority', 0) else 'ordinary'} "
+          f"{'pinned to CPU ' + str(engine.loop_cpu) if getattr(engine, 'pinned', False) else 'unpinned'} "
           f"sim tick {sim_tick_s} s btc-vol {btc_vol or 'sim default'}; "
           f"trader process CPU while measuring {cpu_pct:.1f} % of a core; load average {load}")
     try:
@@ -498,6 +532,9 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
     print(describe("  book read -> decision", [x["think"] for x in plain]))
     print(describe(f"  without window starts", [x["oldest"] for x in plain if x["steady"]])
           + f"   (decisions > {ROTATION_S:.0f} s into their window)")
+    starts = [x for x in plain if not x["steady"]]
+    print(describe(f"  window starts", [x["oldest"] for x in starts])
+          + f"   (the first {ROTATION_S:.0f} s of {len({int(x['at'] // window_s) for x in starts})} window(s))")
     print(describe("  ticks whose book changed", [x["oldest"] for x in plain if not x.get("unchanged")]))
     print(describe("  ticks of the book decided on", [x["oldest"] for x in plain if x.get("unchanged")])
           + "   (a last trade, nothing the decision reads: answered without deciding again)")
@@ -776,6 +813,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step-aside", choices=("on", "off"), default="on",
                     help="the execution core's threads give way to a decision in progress or due (trader/priority.py); "
                          "off: they do not, for the A/B")
+    ap.add_argument("--loop-cpu", default="auto", metavar="auto|off|N",
+                    help="POLYMM_LOOP_CPU, as polymm-trader.service sets it (auto: the decision loop's thread pinned to "
+                         "the last CPU); off: the kernel places it, for the A/B")
     ap.add_argument("--rtprio", type=int, default=10, metavar="N",
                     help="RLIMIT_RTPRIO, as the unit's LimitRTPRIO=10 gives polymm-trader (0: the decision loop stays "
                          "ordinary); raising it needs root")
@@ -785,7 +825,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     return run(args.seconds, args.window_s, args.sim_tick_s, args.btc_vol, args.wait, args.runtime, args.nice,
                args.sim_nice, args.net_book, args.dump, args.warm, args.rtprio, args.warm_every_ms, args.switch_us,
-               args.step_aside, args.start_at)
+               args.step_aside, args.start_at, args.loop_cpu)
 
 
 if __name__ == "__main__":

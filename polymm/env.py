@@ -59,6 +59,9 @@ TRADER_METRICS = "POLYMM_TRADER_METRICS"
 # The trader's decision loop re-runs its tick path on the quiet book every N milliseconds (0 or unset: never), keeping
 # the CPU's caches warm for the next tick at some CPU cost (trader/engine.py WARM_EVERY_S; polymm-trader.service sets it).
 WARM_EVERY_MS = "POLYMM_WARM_EVERY_MS"
+# The trader's decision loop runs on this CPU only: a number, "auto" (the last CPU the process may use, when it may
+# use two or more) or "off"/unset (the kernel places it). polymm-trader.service sets "auto" (polymm/realtime.py).
+LOOP_CPU = "POLYMM_LOOP_CPU"
 # Test-only: "1" lets SIGUSR2 block the trader's decision loop (the systemd watchdog test; trader/service.py).
 TEST_HOOKS = "POLYMM_TEST_HOOKS"
 # Every name above starts with this: a child process started with a clean slate drops the caller's (demo/).

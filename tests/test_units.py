@@ -27,6 +27,7 @@ def directives(path: Path) -> set[str]:
         "Wants=polymm-feed@%i.service", "After=polymm-feed@%i.service",
         "EnvironmentFile=-/etc/polymm/series/%i.env",
         "Environment=POLYMM_CONFIG=/etc/polymm/config.toml POLYMM_SERIES=%i", "UnsetEnvironment=POLYMM_SHM POLYMM_SOCKET",
+        "Environment=POLYMM_LOOP_CPU=off",
     }, {
         "Description=polymm trader (market making on Polymarket BTC 15-minute markets)",
         "Wants=polymm-feed.service", "After=polymm-feed.service",

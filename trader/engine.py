@@ -335,6 +335,8 @@ class Engine:
         self._rehearsal_failed = False
         self.warm_every_s: float | None = None  # seconds between rehearsals while the book is quiet; None: none
         self.realtime_priority = 0  # SCHED_FIFO priority of the loop's thread (0: ordinary), set by run()
+        self.loop_cpu: int | None = None  # the CPU run() pins the loop's thread to (POLYMM_LOOP_CPU); None: none
+        self.pinned = False  # whether it is
         self.idle_collections = 0  # young collections the loop ran between ticks (IDLE_GC_YOUNG)
         self._decisions = 0
         self._pipeline_state = None  # decide.py's per-window state, reset at rotation
@@ -436,7 +438,8 @@ class Engine:
           (Young collections: the waiting loop runs them between ticks, IDLE_GC_YOUNG.)
         - The GIL is handed over within SWITCH_INTERVAL_S instead of 5 ms while the loop waits, and kept by the
           loop while it decides (SWITCH_INTERVAL_DECIDING_S; set around each wait by _wait_for_work).
-        - This thread (the loop's) is scheduled real-time when the service may (REALTIME_PRIORITY).
+        - This thread (the loop's) is scheduled real-time when the service may (REALTIME_PRIORITY), and pinned to
+          `loop_cpu` when the service names one (POLYMM_LOOP_CPU): its wake-ups find their caches warm.
         Behaviour is unchanged: nothing here changes what is decided, only when the interpreter pauses."""
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._switch_intervals = (SWITCH_INTERVAL_S, SWITCH_INTERVAL_DECIDING_S)
@@ -444,6 +447,10 @@ class Engine:
         gc.freeze()
         self.realtime_priority, words = realtime.make_current_thread_realtime(REALTIME_PRIORITY)
         refused = not self.realtime_priority and realtime.allowed_priority(REALTIME_PRIORITY) > 0
+        if self.loop_cpu is not None:
+            self.pinned, pin_words = realtime.pin_current_thread(self.loop_cpu)
+            refused = refused or not self.pinned
+            words = f"{words}; {pin_words}"
         log.log(logging.WARNING if refused else logging.INFO, "decision loop: %s", words)
 
     def run(self, stop: threading.Event, reload: threading.Event | None = None,
@@ -466,7 +473,8 @@ class Engine:
             if reload is not None and reload.is_set():
                 reload.clear()
                 if on_reload is not None:
-                    on_reload()
+                    with realtime.unpinned():
+                        on_reload()
             if self._wait_for_work():
                 self.gate.enter()
                 failed = False
@@ -1065,6 +1073,10 @@ class Engine:
     def _apply_commands(self) -> None:
         if self._commands.empty():  # the usual case: no exception raised and caught below
             return
+        with realtime.unpinned():  # a restart starts threads: not on the loop's CPU
+            self._apply_queued_commands()
+
+    def _apply_queued_commands(self) -> None:
         while True:
             try:
                 cmd = self._commands.get_nowait()

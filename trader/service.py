@@ -36,7 +36,7 @@ import threading
 import time
 from pathlib import Path
 
-from polymm import env, logs, memory
+from polymm import env, logs, memory, realtime
 from polymm import series as series_mod
 from polymm.notify import Notifier
 from polymm.signals import Signals
@@ -195,6 +195,16 @@ def warm_every_s() -> float | None:
     return ms / 1000.0 or None
 
 
+def loop_cpu() -> int | None:
+    """POLYMM_LOOP_CPU as the CPU the decision loop is pinned to (None: not pinned); a value that names no CPU this
+    process may use is refused in words (exit 2)."""
+    raw = env.get(env.LOOP_CPU)
+    try:
+        return realtime.choose_cpu(raw, realtime.allowed_cpus())
+    except ValueError as exc:
+        raise StartupError(f"{env.LOOP_CPU}={raw!r}: {exc}") from None
+
+
 def attach_feed(name: str, wait_s: float, stop: threading.Event):
     from polymm.feed import shm
 
@@ -317,6 +327,7 @@ class TraderService:
             log.warning("config: %s", warning)
         gid = _socket_gid(args.socket_group)
         warm = warm_every_s()  # refused in words before anything is started
+        cpu = loop_cpu()
         self._start_metrics(cfg)
         # The mode is read here, once: a running trader never switches between paper and live.
         self.mode = cfg.mode
@@ -355,6 +366,7 @@ class TraderService:
         )
         self.engine.book_shows_our_orders = self.mode != "paper"
         self.engine.warm_every_s = warm
+        self.engine.loop_cpu = cpu
         self.engine.reference_source = series.resolution_source
         self.notifier.status(self._tag("waiting for the feed to publish a live market"), min_interval_s=0.0)
         try:

@@ -54,3 +54,23 @@ def test_switch_intervals_are_one_for_both_or_waiting_then_deciding():
     for bad in ("", "0", "30,", "a,b", "1,2,3", "-5,500"):
         with pytest.raises(argparse.ArgumentTypeError, match="want W or W,D"):
             bench._switch_us(bad)
+
+
+def test_phases_are_aligned_with_windows_and_window_starts_alternate_the_probe():
+    window_s = 60
+    for warm_ab, types in ((False, 4), (True, 8)):
+        firsts = []
+        for w in range(100, 100 + types):
+            start = w * window_s
+            (metrics, probe, warm), end = bench._phase_at(start + 0.001, window_s, warm_ab)
+            assert end == start + bench.PHASE_S  # a window's start (its first ROTATION_S) is all in its first phase
+            assert bench._phase_at(start + bench.PHASE_S - 0.001, window_s, warm_ab)[0] == (metrics, probe, warm)
+            firsts.append((metrics, probe, warm))
+        # two windows in a row: one start measured by the headline (no probe), one broken down by the probe
+        assert all(a[1] != b[1] for a, b in zip(firsts, firsts[1:]))
+        # every phase type holds a window start once per `types` windows
+        assert len(set(firsts)) == types
+        # inside a window the phases still cycle through every type
+        inside = {bench._phase_at(100 * window_s + j * bench.PHASE_S + 0.5, window_s, warm_ab)[0]
+                  for j in range(types)}
+        assert len(inside) == types

@@ -292,7 +292,7 @@ def test_systemctl_start_returns_when_both_are_ready(dep):
 
 
 def test_the_decision_loop_runs_real_time_and_warm_under_the_unit(dep):
-    """LimitRTPRIO=10 and POLYMM_WARM_EVERY_MS=1 (the unit, README "Latency"): where the limit is in force the loop's
+    """LimitRTPRIO=10, POLYMM_WARM_EVERY_MS=1 and POLYMM_LOOP_CPU=auto (the unit, README "Latency"): where the limit is in force the loop's
     thread (the main thread) is SCHED_FIFO 10 despite the unit's hardening and every other thread of the trader is
     ordinary; where the host cannot give it (a container whose systemd may not raise a hard limit: systemd then
     sets the closest value, 0) the loop says so and stays ordinary. The journal says which, and the rehearsals."""
@@ -317,6 +317,31 @@ def test_the_decision_loop_runs_real_time_and_warm_under_the_unit(dep):
     else:
         assert "decision loop: ordinary scheduling (RLIMIT_RTPRIO is 0" in journal, journal[-3000:]
         assert not any(policies.values()), policies
+    # POLYMM_LOOP_CPU=auto: the loop's thread alone on the last CPU the unit may use (sched_setaffinity allowed
+    # through the unit's system call filter); every other thread keeps them all.
+    assert "sched_setaffinity" in dep.prop(TRADER, "SystemCallFilter").split()
+    cpus = {task.name: dep.box.path(f"/proc/{pid}/task/{task.name}/status").read_text()
+            for task in dep.box.path(f"/proc/{pid}/task").iterdir()}
+    cpus = {tid: re.search(r"Cpus_allowed_list:\s*(\S+)", status).group(1) for tid, status in cpus.items()}
+    others = {tid: allowed for tid, allowed in cpus.items() if tid != str(pid)}
+    everything = set(others.values())
+    print(f"loop thread's CPUs: {cpus[str(pid)]}; the other threads': {everything}")
+    assert len(everything) == 1, others  # none of them pinned
+    allowed = _cpu_list(everything.pop())
+    if len(allowed) >= 2:
+        assert cpus[str(pid)] == str(max(allowed)), cpus
+        assert f"pinned to CPU {max(allowed)} of CPUs {','.join(map(str, sorted(allowed)))}" in journal, journal[-3000:]
+    else:  # one CPU: nothing to choose
+        assert "pinned to CPU" not in journal and "not pinned" not in journal
+
+
+def _cpu_list(words: str) -> set[int]:
+    """/proc's Cpus_allowed_list ("0-3,6") as a set."""
+    out: set[int] = set()
+    for part in words.split(","):
+        first, _, last = part.partition("-")
+        out.update(range(int(first), int(last or first) + 1))
+    return out
 
 
 def environ(dep: Deployment, unit: str) -> list[str]:

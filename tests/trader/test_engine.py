@@ -497,6 +497,67 @@ def test_the_services_warming_comes_from_the_environment_and_a_bad_value_is_refu
             service.warm_every_s()
 
 
+def test_the_services_loop_cpu_comes_from_the_environment_and_a_bad_value_is_refused_in_words(monkeypatch):
+    from polymm import env, realtime
+    from polymm.trader import service
+
+    monkeypatch.setattr(realtime, "allowed_cpus", lambda: {0, 1, 2})
+    monkeypatch.delenv(env.LOOP_CPU, raising=False)
+    assert service.loop_cpu() is None  # tests, the demo, a shell: not pinned
+    for raw, expected in (("auto", 2), ("1", 1), ("off", None), ("", None)):
+        monkeypatch.setenv(env.LOOP_CPU, raw)
+        assert service.loop_cpu() == expected
+    for raw, words in (("fast", "is not a CPU number"), ("7", "CPU 7 is not one this process may use")):
+        monkeypatch.setenv(env.LOOP_CPU, raw)
+        with pytest.raises(service.StartupError, match=f"{env.LOOP_CPU}={raw!r}: .*{words}"):
+            service.loop_cpu()
+
+
+def test_the_loop_pins_its_thread_when_given_a_cpu_and_runs_commands_unpinned(monkeypatch, caplog):
+    """tune_runtime pins the loop's thread to `loop_cpu` (said in the log with the scheduling); a refusal is a
+    warning; commands (a restart starts threads) run under realtime.unpinned(). The scheduler itself is faked."""
+    from polymm import realtime
+    from polymm.trader import engine as engine_mod
+
+    monkeypatch.setattr(engine_mod.sys, "setswitchinterval", lambda s: None)
+    monkeypatch.setattr(engine_mod.gc, "freeze", lambda: None)
+    monkeypatch.setattr(realtime, "make_current_thread_realtime", lambda wanted: (0, "ordinary scheduling"))
+    monkeypatch.setattr(realtime, "allowed_priority", lambda wanted: 0)
+    pins: list = []
+    answers = iter([(True, "pinned to CPU 1 of CPUs 0,1"), (False, "not pinned (CPU 1 refused: nope)")])
+    monkeypatch.setattr(realtime, "pin_current_thread", lambda cpu: (pins.append(cpu), next(answers))[1])
+    engine, _, _, _, _ = started_engine()
+    caplog.set_level("INFO", logger="polymm.trader.engine")
+    engine.tune_runtime()
+    assert pins == [] and not engine.pinned  # no CPU named: not asked
+    engine.loop_cpu = 1
+    engine.tune_runtime()
+    assert pins == [1] and engine.pinned
+    assert caplog.records[-1].levelname == "INFO"
+    assert caplog.records[-1].getMessage() == "decision loop: ordinary scheduling; pinned to CPU 1 of CPUs 0,1"
+    engine.tune_runtime()
+    assert not engine.pinned and caplog.records[-1].levelname == "WARNING"
+    assert "not pinned (CPU 1 refused: nope)" in caplog.records[-1].getMessage()
+
+    entered: list = []
+
+    class Unpinned:
+        def __enter__(self):
+            entered.append("in")
+
+        def __exit__(self, *exc):
+            entered.append("out")
+
+    monkeypatch.setattr(realtime, "unpinned", Unpinned)
+    engine._apply_commands()  # none queued: not even unpinned
+    assert entered == []
+    applied = []
+    monkeypatch.setattr(engine, "_apply", lambda cmd: applied.append(list(entered)) or "ok")
+    engine._commands.put(engine_mod.Command("pause", None))
+    engine._apply_commands()
+    assert applied == [["in"]] and entered == ["in", "out"]
+
+
 def test_the_waiting_loop_collects_young_garbage_between_ticks(monkeypatch):
     """Young collections happen in the wait (IDLE_GC_YOUNG pending), the middle generation with them when due, so
     the collector rarely interrupts a decision; nothing is collected below the mark."""

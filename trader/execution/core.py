@@ -66,6 +66,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
+from polymm import realtime
 from polymm.trader.execution.cash import CashBook, PollToken
 from polymm.trader.execution.exchange_state import ExchangeError, ExchangeState
 from polymm.trader.execution.limits import DEAD_MAN_SWITCH_OFF, RESTART_RETRY_S
@@ -253,7 +254,9 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
             except ExchangeError as err:
                 log.warning("could not read closed-only status: %s", err)
             self._stop.clear()
-            self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="polymm-exec")
+            # Workers are started as orders come, often by the decision loop (its hand-offs): not on its CPU.
+            self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="polymm-exec",
+                                            initializer=realtime.ordinary_thread)
             if self.ws_user_url:
                 self._ws_connected.clear()
                 self._stream = self._user_stream_cls(self.ws_user_url, self.gateway.ws_auth, self._tracked_markets,
