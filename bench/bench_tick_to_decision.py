@@ -81,7 +81,7 @@ from pathlib import Path
 
 WARM_UP_S = 3.0
 PHASE_S = 5.0
-PHASE_LEAD_S = 0.5  # phases turn this much before their time (_phases), so a window's start is all in its own
+PHASE_LEAD_S = 0.5  # phases turn this much early (_phases), so a window's first decisions fall in its first phase
 METRICS_SCRAPE_S = 1.0
 # The first seconds of a window are a burst on every process (the feed re-subscribes, the sim sends the new
 # books, the core subscribes the new market, the strategies place their entries): reported apart, because with

@@ -110,13 +110,8 @@ def ordinary_thread() -> None:
     """Give the calling thread every CPU the process had before a thread was pinned, when it inherited that pin
     (started by the pinned thread); nothing otherwise. Cheap: one system call, at a thread's start."""
     cpus = _pinned.get("cpus")
-    if not cpus or threading.get_ident() == _pinned.get("thread"):
-        return
-    try:
-        if os.sched_getaffinity(0) == {_pinned["cpu"]}:
-            os.sched_setaffinity(0, cpus)
-    except OSError:  # as pin_current_thread: left as it is
-        pass
+    if cpus and threading.get_ident() != _pinned["thread"] and os.sched_getaffinity(0) == {_pinned["cpu"]}:
+        _set_affinity(cpus)
 
 
 @contextlib.contextmanager
@@ -124,22 +119,22 @@ def unpinned():
     """On the pinned thread: every CPU of the process meanwhile, so threads started in here are not pinned (a core
     restart run by the decision loop starts the user channel, the order workers...); pinned again at the end.
     Elsewhere, or with no pin: nothing."""
-    cpu = _pinned.get("cpu")
-    if cpu is None or threading.get_ident() != _pinned.get("thread"):
-        yield
-        return
-    try:
-        os.sched_setaffinity(0, _pinned["cpus"])
-    except OSError:
-        yield
-        return
+    mine = bool(_pinned) and threading.get_ident() == _pinned["thread"]
+    if mine:
+        _set_affinity(_pinned["cpus"])
     try:
         yield
     finally:
-        try:
-            os.sched_setaffinity(0, {cpu})
-        except OSError:
-            pass
+        if mine:
+            _set_affinity({_pinned["cpu"]})
+
+
+def _set_affinity(cpus: set[int]) -> None:
+    """The calling thread's CPUs; a refusal leaves them as they were (as pin_current_thread's)."""
+    try:
+        os.sched_setaffinity(0, cpus)
+    except OSError:
+        pass
 
 
 def _cpus_words(cpus: set[int]) -> str:

@@ -1074,22 +1074,19 @@ class Engine:
         if self._commands.empty():  # the usual case: no exception raised and caught below
             return
         with realtime.unpinned():  # a restart starts threads: not on the loop's CPU
-            self._apply_queued_commands()
-
-    def _apply_queued_commands(self) -> None:
-        while True:
-            try:
-                cmd = self._commands.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                cmd.result = self._apply(cmd)
-            except Exception as exc:  # a failed command is reported to the operator, the loop carries on
-                log.exception("command %s failed", cmd.kind)
-                cmd.error = f"{type(exc).__name__}: {exc}"
-            finally:
-                cmd.paused = self.paused
-                cmd.done.set()
+            while True:
+                try:
+                    cmd = self._commands.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    cmd.result = self._apply(cmd)
+                except Exception as exc:  # a failed command is reported to the operator, the loop carries on
+                    log.exception("command %s failed", cmd.kind)
+                    cmd.error = f"{type(exc).__name__}: {exc}"
+                finally:
+                    cmd.paused = self.paused
+                    cmd.done.set()
 
     def _apply(self, cmd: Command) -> str:
         kind = cmd.kind

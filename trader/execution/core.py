@@ -346,14 +346,7 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
         if pool is None or not self._running:
             self.settle_market()
             return
-
-        def start() -> None:
-            try:
-                pool.submit(self._settle_on_worker)
-            except RuntimeError:  # the pool shut down meanwhile (stop() settles too): settle here
-                self.settle_market()
-
-        self.gate.defer(start)
+        self._hand_to_worker(pool, self._settle_on_worker, closed=self.settle_market)  # (stop() settles too)
 
     def _settle_on_worker(self) -> None:
         try:
@@ -484,20 +477,29 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
                 self._order_event(Transition(None, t.after))
                 return order.client_id
             self._order_event(Transition(None, order))
-        # Handed to a worker once the decision is done (trader/priority.py): its signing must not take the GIL from
-        # the rest of the decision's actions and bookkeeping.
-        self.gate.defer(lambda: self._start_submit(pool, order.client_id))
+        # Handed to a worker once the decision is done: its signing must not take the GIL from the rest of the
+        # decision's actions and bookkeeping.
+        self._hand_to_worker(pool, self._submit, order.client_id, closed=lambda: self._never_sent(order.client_id))
         return order.client_id
 
-    def _start_submit(self, pool: ThreadPoolExecutor, client_id: str) -> None:
-        try:
-            pool.submit(self._submit, client_id)
-        except RuntimeError:  # stop()/restart() shut the pool between our check and now: never sent
-            with self._lock:
-                why = "execution core stopping: the order was not sent"
-                t = self.exec_state.reject(client_id, why, self.clock())
-                self._order_event(t)
-                self._log_order("refused", t.after, why, logging.WARNING)
+    def _never_sent(self, client_id: str) -> None:
+        """stop()/restart() shut the pool between place() and its hand-off: the order ends rejected, never pending."""
+        with self._lock:
+            why = "execution core stopping: the order was not sent"
+            t = self.exec_state.reject(client_id, why, self.clock())
+            self._order_event(t)
+            self._log_order("refused", t.after, why, logging.WARNING)
+
+    def _hand_to_worker(self, pool: ThreadPoolExecutor, work: Callable, *args, closed: Callable[[], None]) -> None:
+        """`work(*args)` on a worker once the decision in progress, if any, is done (trader/priority.py); `closed()`
+        instead when the pool has shut down meanwhile."""
+        def start() -> None:
+            try:
+                pool.submit(work, *args)
+            except RuntimeError:
+                closed()
+
+        self.gate.defer(start)
 
     def _local_refusal(self, order: OrderView, now: float) -> str | None:
         """What the exchange lets us do now (exchange_state.py), the ledger's health, then the market's rules
@@ -555,14 +557,9 @@ class ExecutionCore(StateViews, SubmitWorkers, ExchangeSync):
             self._submit_cancels(pool, to_send)
 
     def _submit_cancels(self, pool: ThreadPoolExecutor, client_ids: list[str]) -> None:
-        """Hand cancels to a worker, once the decision in progress (if any) is done (trader/priority.py)."""
-        def start() -> None:
-            try:
-                pool.submit(self._send_cancels, client_ids)
-            except RuntimeError:  # the pool is shutting down: leave the cancels to be (re)sent, never drop them
-                self.exec_state.cancel_unsent(client_ids)
-
-        self.gate.defer(start)
+        """Hand cancels to a worker; a pool shutting down leaves them to be (re)sent, never dropped."""
+        self._hand_to_worker(pool, self._send_cancels, client_ids,
+                             closed=lambda: self.exec_state.cancel_unsent(client_ids))
 
     def on_tick_size(self, token_id: str, tick: float, *, log_change: bool = True) -> float | None:
         """`tick_size_change` from the market channel: new orders on this token use `tick` (the SDK's
