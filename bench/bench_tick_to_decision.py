@@ -37,10 +37,11 @@ How it is measured
 - Warming (Engine._rehearse): on by default, as the unit runs the trader; `--warm ab` alternates phases with and
   without the loop's rehearsals, reported side by side with this process's CPU in each; `--warm off` runs without.
   `--rtprio 0` runs the decision thread ordinary (no SCHED_FIFO), `--loop-cpu off` leaves it unpinned (the unit's
-  POLYMM_LOOP_CPU=auto pins it to the last CPU), `--switch-us N` one switch interval throughout,
-  `--switch-us W,D` W while the loop waits and D while it decides (the engine's default: SWITCH_INTERVAL_S and
-  SWITCH_INTERVAL_DECIDING_S). `--step-aside off` runs without the other threads giving way to the loop
-  (trader/priority.py); on (the default), what giving way cost them is printed.
+  POLYMM_LOOP_CPU=auto pins it to the last CPU), `--loop-cpu-idle off` lets that CPU sleep while idle (the unit's
+  POLYMM_LOOP_CPU_IDLE=poll holds it polling: polymm/cpu_idle.py, as root), `--switch-us N` one switch interval
+  throughout, `--switch-us W,D` W while the loop waits and D while it decides (the engine's default:
+  SWITCH_INTERVAL_S and SWITCH_INTERVAL_DECIDING_S). `--step-aside off` runs without the other threads giving way to
+  the loop (trader/priority.py); on (the default), what giving way cost them is printed.
 - The book without us (issue 11): every decision subtracts our resting orders from the published depth
   (trader/decision/net_book.py). `--net-book off` decides on the published book instead, as before, for the
   A/B; and after the run the net-book step alone is timed in this process on the last snapshot (N = 10 levels)
@@ -61,8 +62,9 @@ How it is measured
 
 Usage: .venv/bin/python bench/bench_tick_to_decision.py [--seconds 60] [--window-s 60] [--sim-tick-s 0.05]
        [--btc-vol 0.001] [--wait futex|poll] [--runtime tuned|default] [--net-book on|off] [--warm ab|on|off]
-       [--warm-every-ms N] [--rtprio N] [--loop-cpu auto|off|N] [--switch-us W[,D]] [--step-aside on|off]
-       [--start-at S] [--dump FILE]
+       [--warm-every-ms N] [--rtprio N] [--loop-cpu auto|off|N] [--loop-cpu-idle poll|off] [--switch-us W[,D]]
+       [--step-aside on|off]
+       [--start-at S] [--dump FILE] [--samples FILE]
 """
 from __future__ import annotations
 
@@ -279,7 +281,8 @@ class _TimedPlaces:
 def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None = None, wait: str = "futex",
         runtime: str = "tuned", nice: int = 0, sim_nice: int = 0, net_book: str = "on", dump: str = "",
         warm: str = "on", rtprio: int = 10, warm_every_ms: float = 0.0, switch_us: float | tuple[float, float] = 0.0,
-        step_aside: str = "on", start_at: float | None = None, loop_cpu: str = "auto") -> int:
+        step_aside: str = "on", start_at: float | None = None, loop_cpu: str = "auto",
+        loop_cpu_idle: str = "poll", samples_file: str = "") -> int:
     import gc
     import logging
 
@@ -291,6 +294,12 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
         from polymm.trader import latency
     except ImportError:  # the code before issue 26 (A/B runs of older trees): no breakdown
         latency = None
+    try:
+        from polymm import cpu_idle
+    except ImportError:  # a tree before the loop's CPU was kept awake
+        cpu_idle = None
+    idle = ["idles as the kernel decides"]  # the loop's CPU while idle, for the settings line
+    held: list[int] = []  # the CPU held awake for this run (released at the end)
 
     if switch_us:  # W: one interval throughout, waiting and deciding alike (as before the loop's GIL priority); W,D
         waiting, deciding = switch_us if isinstance(switch_us, tuple) else (switch_us, switch_us)
@@ -346,6 +355,19 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
                 os.environ[env.WARM_EVERY_MS] = f"{warm_every_ms or WARM_EVERY_S * 1000:g}"
             if hasattr(env, "LOOP_CPU"):  # as polymm-trader.service sets it ("auto"); --loop-cpu off for the A/B
                 os.environ[env.LOOP_CPU] = loop_cpu
+            if cpu_idle is not None and loop_cpu_idle == "poll":
+                # What the unit's ExecStartPre=+polymm-cpu-idle hold does (as root: this bench needs it too)
+                os.environ[env.LOOP_CPU_IDLE] = "poll"
+                cpu = cpu_idle.loop_cpu()
+                if cpu is None:
+                    idle[0] = "not pinned: no CPU held awake"
+                else:
+                    try:
+                        cpu_idle.hold(cpu)
+                        held.append(cpu)
+                        idle[0] = "polling while idle"
+                    except OSError as exc:
+                        idle[0] = f"not held awake ({exc})"
             log_file = open(Path(tmp) / "trader.log", "a", buffering=1)
             if "background" in inspect.signature(logs.setup).parameters:  # as polymm-trader's main (polymm/logs.py)
                 logs.setup("polymm.trader", "INFO", background=True, stream=log_file)
@@ -490,6 +512,8 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
             prevs = [x["prev"] for x in samples if x["prev"] is not None]
             ring = ring_publish_times(engine.reader, min(prevs) if prevs else engine.reader.seq())
         finally:
+            for cpu in held:  # what the unit's ExecStopPost=+polymm-cpu-idle release does
+                cpu_idle.release(cpu)
             if svc is not None:
                 svc._shutdown()
             getattr(logs, "stop_background", lambda: None)()  # its last lines, before the directory goes
@@ -503,6 +527,7 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
           f"nice={nice} decision loop "
           f"{'SCHED_FIFO ' + str(engine.realtime_priority) if getattr(engine, 'realtime_priority', 0) else 'ordinary'} "
           f"{'pinned to CPU ' + str(engine.loop_cpu) if getattr(engine, 'pinned', False) else 'unpinned'} "
+          f"({idle[0]}) "
           f"sim tick {sim_tick_s} s btc-vol {btc_vol or 'sim default'}; "
           f"trader process CPU while measuring {cpu_pct:.1f} % of a core; load average {load}")
     try:
@@ -523,6 +548,10 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
     # the headline: decisions without the probe's marks, as the trader runs (warming on unless told off)
     plain = [x for x in samples if not x["probe"] and (x["warm"] or not warm_ab)]
     decisions = [x["oldest"] for x in plain]
+    if samples_file:  # the headline's decisions, to pool several runs (a run's p99 is its second-slowest of ~100)
+        Path(samples_file).write_text(json.dumps([
+            {"us": x["oldest"] * 1e6, "at": x["at"], "window_start": not x["steady"], "ticks": x["ticks"]}
+            for x in plain]))
     newest = [x["decision"] for x in plain]
     print(f"decisions without the probe{' with warming' if warm_ab else ''} ({len(plain)} of {len(samples)}), "
           f"each from the oldest tick it answers ({sum(x['ticks'] > 1 for x in plain)} answered more than one):")
@@ -610,7 +639,9 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
     if probe is not None and dump:
         import dataclasses
 
-        Path(dump).write_text(json.dumps({str(k): [dataclasses.asdict(d) for d in v] for k, v in probe.by_warm.items()}))
+        dumped = {str(k): [dataclasses.asdict(d) for d in v] for k, v in probe.by_warm.items()}
+        dumped["steps"] = [dict(zip(("kind", "start", "us", "stages"), step)) for step in getattr(probe, "steps", ())]
+        Path(dump).write_text(json.dumps(dumped))
     if probe is not None:
         for on in (True, False) if warm_ab else (bool(warm_every),):
             probed = [x for x in samples if x["probe"] and x["warm"] == on]
@@ -802,6 +833,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--net-book", choices=("on", "off"), default="on",
                     help="off: decide on the published book with our orders in it (before issue 11), for comparison")
     ap.add_argument("--dump", default="", help="write every probed decision's breakdown to this JSON file")
+    ap.add_argument("--samples", default="", metavar="FILE",
+                    help="write the headline's decisions to this JSON file (us from the oldest tick, time, whether "
+                         "in a window's first seconds), to pool runs")
     ap.add_argument("--warm", choices=("on", "off", "ab"), default="on",
                     help="the loop's rehearsals while the book is quiet (Engine.warm_every_s), on as the unit runs "
                          "the trader; ab alternates phases with and without them (half the headline's samples)")
@@ -816,6 +850,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loop-cpu", default="auto", metavar="auto|off|N",
                     help="POLYMM_LOOP_CPU, as polymm-trader.service sets it (auto: the decision loop's thread pinned to "
                          "the last CPU); off: the kernel places it, for the A/B")
+    ap.add_argument("--loop-cpu-idle", choices=("poll", "off"), default="poll",
+                    help="POLYMM_LOOP_CPU_IDLE, as polymm-trader.service sets it (poll: the loop's CPU polls while "
+                         "idle, held by polymm/cpu_idle.py as the unit's polymm-cpu-idle does; needs root); off: it "
+                         "sleeps, for the A/B")
     ap.add_argument("--rtprio", type=int, default=10, metavar="N",
                     help="RLIMIT_RTPRIO, as the unit's LimitRTPRIO=10 gives polymm-trader (0: the decision loop stays "
                          "ordinary); raising it needs root")
@@ -825,7 +863,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     return run(args.seconds, args.window_s, args.sim_tick_s, args.btc_vol, args.wait, args.runtime, args.nice,
                args.sim_nice, args.net_book, args.dump, args.warm, args.rtprio, args.warm_every_ms, args.switch_us,
-               args.step_aside, args.start_at, args.loop_cpu)
+               args.step_aside, args.start_at, args.loop_cpu, args.loop_cpu_idle, args.samples)
 
 
 if __name__ == "__main__":

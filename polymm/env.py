@@ -62,6 +62,9 @@ WARM_EVERY_MS = "POLYMM_WARM_EVERY_MS"
 # The trader's decision loop runs on this CPU only: a number, "auto" (the last CPU the process may use, when it may
 # use two or more) or "off"/unset (the kernel places it). polymm-trader.service sets "auto" (polymm/realtime.py).
 LOOP_CPU = "POLYMM_LOOP_CPU"
+# "poll": that CPU polls instead of sleeping while idle (its PM QoS resume latency, set as root by polymm-cpu-idle, which
+# polymm-trader.service runs around the trader); "off"/unset: it idles as the kernel decides (polymm/cpu_idle.py).
+LOOP_CPU_IDLE = "POLYMM_LOOP_CPU_IDLE"
 # Test-only: "1" lets SIGUSR2 block the trader's decision loop (the systemd watchdog test; trader/service.py).
 TEST_HOOKS = "POLYMM_TEST_HOOKS"
 # Every name above starts with this: a child process started with a clean slate drops the caller's (demo/).

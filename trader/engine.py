@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from polymm import env, realtime
+from polymm import cpu_idle, env, realtime
 from polymm.trader.decision.fair_value import FairValue
 from polymm.trader.model import FillChanged, MarketView, OrderChanged, StatusChanged
 from polymm.trader.decision.net_book import net_view
@@ -58,14 +58,16 @@ DECIDE_EVERY_S = 0.05
 WAKE_SPIN_S = 0.0
 # The thread switch interval (Engine.tune_runtime): a thread waiting for the GIL asks the holder to drop it after
 # this long (Python's default: 5 ms). The loop sets it around each wait: while it waits for a tick (and rehearses)
-# it is SWITCH_INTERVAL_S, so the loop, woken while an order worker signs a request or the user channel applies a
-# burst, has the GIL back within ~0.1 ms (at 0.5 ms, bench/bench_tick_to_decision.py showed 0.5-1.4 ms wake-ups);
+# it is SWITCH_INTERVAL_S, so the loop, woken while an order worker reads the exchange's answer or the user channel
+# applies a burst, has the GIL back within ~20 us plus the hand-over (at 0.5 ms, bench/bench_tick_to_decision.py
+# showed 0.5-1.4 ms wake-ups; at 0.1 ms, pooled over runs, wake-ups p90 144 us / p99 343 us, at 20 us 82 / 264, the
+# trader's CPU the same: those threads only ever contend with each other for a moment);
 # from the wake-up to the next wait (the decision, its orders, the bookkeeping: ~0.2-0.4 ms) it is
 # SWITCH_INTERVAL_DECIDING_S, so those threads take the GIL from a decision half-way no sooner than that (at 0.1 ms
 # the slowest decisions were switched out up to 23 times: 1.6 ms of GIL waits). Not longer: the interval is also how
 # long the loop waits for the GIL back whenever it blocks (a lock, a write, a seqlock retry's sleep); at 5 ms the
 # same bench's p99 was 1.6-1.8 ms.
-SWITCH_INTERVAL_S = 0.0001
+SWITCH_INTERVAL_S = 0.00002
 SWITCH_INTERVAL_DECIDING_S = 0.0005
 # Young garbage collections between ticks: the cyclic GC runs when 700 more tracked objects exist than it last saw,
 # wherever that happens - inside a decision, 0.1-0.6 ms. The waiting loop collects the young generation itself once
@@ -439,7 +441,8 @@ class Engine:
         - The GIL is handed over within SWITCH_INTERVAL_S instead of 5 ms while the loop waits, and kept by the
           loop while it decides (SWITCH_INTERVAL_DECIDING_S; set around each wait by _wait_for_work).
         - This thread (the loop's) is scheduled real-time when the service may (REALTIME_PRIORITY), and pinned to
-          `loop_cpu` when the service names one (POLYMM_LOOP_CPU): its wake-ups find their caches warm.
+          `loop_cpu` when the service names one (POLYMM_LOOP_CPU): its wake-ups find their caches warm. Whether that
+          CPU polls while idle (polymm/cpu_idle.py, set before the start as root) is only read back and told.
         Behaviour is unchanged: nothing here changes what is decided, only when the interpreter pauses."""
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._switch_intervals = (SWITCH_INTERVAL_S, SWITCH_INTERVAL_DECIDING_S)
@@ -451,6 +454,8 @@ class Engine:
             self.pinned, pin_words = realtime.pin_current_thread(self.loop_cpu)
             refused = refused or not self.pinned
             words = f"{words}; {pin_words}"
+            if self.pinned:  # held awake or not by polymm-cpu-idle, as root, before we started: read back here
+                words = f"{words}; {cpu_idle.describe(self.loop_cpu)}"
         log.log(logging.WARNING if refused else logging.INFO, "decision loop: %s", words)
 
     def run(self, stop: threading.Event, reload: threading.Event | None = None,

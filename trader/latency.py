@@ -157,6 +157,10 @@ class Probe:
         self.clocks = clocks or Clocks.real()
         self.thread = threading.get_ident() if thread is None else thread  # the loop's thread (its marks)
         self.decisions: list[Decision] = []
+        # The loop's other iterations (no tick's breakdown: event, timer or command decisions, one given up for a
+        # newer tick, one woken by a sequence step that published no book): what kept a tick waiting ("busy")
+        # when it was one of them. (kind, start unix s, us, {stage: us}).
+        self.steps: list[tuple[str, float, float, dict[str, float]]] = []
         self.keep = keep
         self._gc: list[tuple[int, int, int]] = []  # (thread ident, start ns, end ns) of recent collections
         self._gc_start: dict[int, int] = {}
@@ -233,6 +237,8 @@ class Probe:
         begin = self._begin
         try:
             if publish_ts is None or self._read is None or self._decided is None or begin is None:
+                if begin is not None and len(self.steps) < self.keep:
+                    self.steps.append(self._step(kind, begin))
                 return None
             d = self._breakdown(publish_ts)
             if len(self.decisions) < self.keep:
@@ -242,6 +248,15 @@ class Probe:
             if begin is not None:
                 self._activity.append((kind, begin[1], self.clocks.unix()))
             self._reset()
+
+    def _step(self, kind: str, begin: tuple[int, float]) -> tuple[str, float, float, dict[str, float]]:
+        wall = self.clocks.wall_ns()
+        stages: dict[str, float] = {}
+        last = begin[0]
+        for stage, t, _cpu in self._read_marks + self._marks if self._read is not None else self._marks:
+            stages[stage] = stages.get(stage, 0.0) + (t - last) / 1e3
+            last = t
+        return kind, begin[1], (wall - begin[0]) / 1e3, stages
 
     def activity(self, kind: str, start_unix: float, end_unix: float) -> None:
         """The loop did `kind` (a rehearsal) from `start_unix` to `end_unix`: a tick published meanwhile waited."""

@@ -333,6 +333,24 @@ def test_the_decision_loop_runs_real_time_and_warm_under_the_unit(dep):
         assert f"pinned to CPU {max(allowed)} of CPUs {','.join(map(str, sorted(allowed)))}" in journal, journal[-3000:]
     else:  # one CPU: nothing to choose
         assert "pinned to CPU" not in journal and "not pinned" not in journal
+    # POLYMM_LOOP_CPU_IDLE=poll: polymm-cpu-idle, run as root around the trader (a failure ignored), holds that CPU
+    # polling while idle, and the trader reads it back into its line. nspawn's /sys is read-only: there the refusal
+    # is said in words and the trader runs all the same; on a host, the CPU polls.
+    start_pre, stop_post = dep.prop(TRADER, "ExecStartPre"), dep.prop(TRADER, "ExecStopPost")
+    assert "polymm-cpu-idle hold" in start_pre and "ignore_errors=yes" in start_pre, start_pre
+    assert "polymm-cpu-idle release" in stop_post and "ignore_errors=yes" in stop_post, stop_post
+    if len(allowed) >= 2:
+        cpu = max(allowed)
+        qos = f"/sys/devices/system/cpu/cpu{cpu}/power/pm_qos_resume_latency_us"
+        held = f"polymm-cpu-idle: CPU {cpu} polls while idle from now on" in journal
+        print(f"CPU {cpu} held polling: {held}; {dep.sh(f'cat {qos}', check=False).stdout.strip()!r}")
+        if held:
+            assert f"; CPU {cpu} polls while idle" in journal and dep.sh(f"cat {qos}").stdout.strip() == "n/a"
+        else:
+            assert f"polymm-cpu-idle: cannot write 'n/a' to {qos}: " in journal, journal[-3000:]
+            assert f"; CPU {cpu} may sleep while idle" in journal, journal[-3000:]
+    else:
+        assert "polymm-cpu-idle: the decision loop is not pinned" in journal, journal[-3000:]
 
 
 def _cpu_list(words: str) -> set[int]:

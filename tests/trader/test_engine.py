@@ -526,6 +526,7 @@ def test_the_loop_pins_its_thread_when_given_a_cpu_and_runs_commands_unpinned(mo
     pins: list = []
     answers = iter([(True, "pinned to CPU 1 of CPUs 0,1"), (False, "not pinned (CPU 1 refused: nope)")])
     monkeypatch.setattr(realtime, "pin_current_thread", lambda cpu: (pins.append(cpu), next(answers))[1])
+    monkeypatch.setattr(engine_mod.cpu_idle, "describe", lambda cpu: f"CPU {cpu} polls while idle")
     engine, _, _, _, _ = started_engine()
     caplog.set_level("INFO", logger="polymm.trader.engine")
     engine.tune_runtime()
@@ -534,7 +535,8 @@ def test_the_loop_pins_its_thread_when_given_a_cpu_and_runs_commands_unpinned(mo
     engine.tune_runtime()
     assert pins == [1] and engine.pinned
     assert caplog.records[-1].levelname == "INFO"
-    assert caplog.records[-1].getMessage() == "decision loop: ordinary scheduling; pinned to CPU 1 of CPUs 0,1"
+    assert caplog.records[-1].getMessage() == ("decision loop: ordinary scheduling; pinned to CPU 1 of CPUs 0,1; "
+                                               "CPU 1 polls while idle")  # (read back: polymm-cpu-idle set it)
     engine.tune_runtime()
     assert not engine.pinned and caplog.records[-1].levelname == "WARNING"
     assert "not pinned (CPU 1 refused: nope)" in caplog.records[-1].getMessage()

@@ -194,6 +194,32 @@ def test_busy_time_is_named_by_what_the_loop_was_doing():
     assert d.busy_on == pytest.approx({"event decision": 40.0, "rehearsal": 30.0, "loop": 7.0}, abs=1e-3)
     assert sum(d.busy_on.values()) == pytest.approx(d.wake["busy"], abs=1e-3)
     assert set(d.busy_on) <= set(latency.ACTIVITIES)
+    # ...and the event decision is kept among the loop's other steps, with its length, for the busy time it made
+    assert probe.steps == [("event decision", pytest.approx(publish - 20e-6), pytest.approx(60.0), {})]
+
+
+def test_a_step_that_answers_no_tick_keeps_its_stages():
+    """A decision woken by a sequence step that published no book (publish_ts None) goes through every stage: they are
+    kept, from its start, so the tick that waited for it can be told what it waited for."""
+    clock = FakeClock()
+    probe = latency.Probe(clock.clocks(), thread=threading.get_ident())
+    probe.begin()
+    start = clock.unix
+    clock.run(4)
+    probe.mark("commands")
+    clock.run(6)
+    probe.book_read()
+    for stage, us in (("prep", 30), ("view", 10)):
+        clock.run(us)
+        probe.mark(stage)
+    clock.run(50)
+    probe.decided()
+    clock.run(400)
+    probe.mark("execute")
+    assert probe.end(None, "tick decision") is None and probe.decisions == []
+    (kind, at, us, stages), = probe.steps
+    assert (kind, at, us) == ("tick decision", pytest.approx(start), pytest.approx(500.0))
+    assert stages == pytest.approx({"commands": 4, "snapshot": 6, "prep": 30, "view": 10, "decide": 50, "execute": 400})
 
 
 def test_a_tick_the_loop_waited_for_has_no_busy_time_to_name():
