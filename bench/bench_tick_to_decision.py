@@ -63,8 +63,7 @@ How it is measured
 Usage: .venv/bin/python bench/bench_tick_to_decision.py [--seconds 60] [--window-s 60] [--sim-tick-s 0.05]
        [--btc-vol 0.001] [--wait futex|poll] [--runtime tuned|default] [--net-book on|off] [--warm ab|on|off]
        [--warm-every-ms N] [--rtprio N] [--loop-cpu auto|off|N] [--loop-cpu-idle poll|off] [--switch-us W[,D]]
-       [--step-aside on|off]
-       [--start-at S] [--dump FILE] [--samples FILE]
+       [--step-aside on|off] [--start-at S] [--dump FILE] [--samples FILE]
 """
 from __future__ import annotations
 
@@ -295,7 +294,7 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
     except ImportError:  # the code before issue 26 (A/B runs of older trees): no breakdown
         latency = None
     try:
-        from polymm import cpu_idle
+        from polymm import cpu_idle, realtime as loop_realtime
     except ImportError:  # a tree before the loop's CPU was kept awake
         cpu_idle = None
     idle = ["idles as the kernel decides"]  # the loop's CPU while idle, for the settings line
@@ -357,8 +356,7 @@ def run(seconds: float, window_s: int, sim_tick_s: float, btc_vol: float | None 
                 os.environ[env.LOOP_CPU] = loop_cpu
             if cpu_idle is not None and loop_cpu_idle == "poll":
                 # What the unit's ExecStartPre=+polymm-cpu-idle hold does (as root: this bench needs it too)
-                os.environ[env.LOOP_CPU_IDLE] = "poll"
-                cpu = cpu_idle.loop_cpu()
+                cpu = loop_realtime.loop_cpu_setting()
                 if cpu is None:
                     idle[0] = "not pinned: no CPU held awake"
                 else:

@@ -19,9 +19,9 @@ the CPU idles with HLT whatever the QoS says; `hold` then says so and changes no
 
 Who: only root writes the file, and the trader runs unprivileged behind ProtectKernelTunables=, so
 polymm-trader.service runs `polymm-cpu-idle hold` as root before the trader starts (ExecStartPre=+) and `release`
-after it stops (ExecStopPost=+). The CPU is the one the trader pins its loop to: the same POLYMM_LOOP_CPU, chosen
-the same way (polymm/realtime.py `choose_cpu`) among the CPUs the unit may use. The trader reads the file back and
-says in its journal line whether its CPU polls. A failure here never stops the trader: the unit ignores the
+after it stops (ExecStopPost=+). The CPU is the one the trader pins its loop to: the same POLYMM_LOOP_CPU among the
+CPUs the unit may use, read by the same function (polymm/realtime.py `loop_cpu_setting`). The trader reads the file
+back and says in its journal line whether its CPU polls. A failure here never stops the trader: the unit ignores the
 command's exit status, and the command says what went wrong in words.
 """
 from __future__ import annotations
@@ -105,16 +105,6 @@ def wanted(setting: str | None) -> bool:
     raise ValueError(f"{env.LOOP_CPU_IDLE}={setting!r} is not {POLL!r} or 'off'")
 
 
-def loop_cpu(root: Path = SYSFS_CPU) -> int | None:
-    """The CPU the trader will pin its loop to, from POLYMM_LOOP_CPU among this process's CPUs (the unit's, when run
-    from it); None: not pinned. ValueError, in words, as the trader refuses the value."""
-    raw = env.get(env.LOOP_CPU)
-    try:
-        return realtime.choose_cpu(raw, realtime.allowed_cpus())
-    except ValueError as exc:
-        raise ValueError(f"{env.LOOP_CPU}={raw!r}: {exc}") from None
-
-
 def main(argv: list[str] | None = None, root: Path = SYSFS_CPU) -> int:
     ap = argparse.ArgumentParser(
         prog="polymm-cpu-idle",
@@ -124,7 +114,7 @@ def main(argv: list[str] | None = None, root: Path = SYSFS_CPU) -> int:
     ap.add_argument("action", choices=("hold", "release", "show"))
     args = ap.parse_args(argv)
     try:
-        cpu = loop_cpu(root)
+        cpu = realtime.loop_cpu_setting()  # the CPU the trader pins its loop to (the unit's CPUs, the same variable)
         poll = wanted(env.get(env.LOOP_CPU_IDLE))
     except ValueError as exc:
         _say(3, str(exc))

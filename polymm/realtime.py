@@ -29,6 +29,8 @@ import contextlib
 import os
 import threading
 
+from polymm import env
+
 try:
     import resource
 except ImportError:  # not Unix
@@ -83,6 +85,16 @@ def choose_cpu(setting: str | None, allowed: set[int]) -> int | None:
     if cpu not in allowed:
         raise ValueError(f"CPU {cpu} is not one this process may use ({_cpus_words(allowed)})")
     return cpu
+
+
+def loop_cpu_setting() -> int | None:
+    """POLYMM_LOOP_CPU among the CPUs this process may use (`choose_cpu`): the trader's loop and polymm-cpu-idle, run
+    by the same unit, read it alike. ValueError naming the variable, in words, for a value that names no such CPU."""
+    raw = env.get(env.LOOP_CPU)
+    try:
+        return choose_cpu(raw, allowed_cpus())
+    except ValueError as exc:
+        raise ValueError(f"{env.LOOP_CPU}={raw!r}: {exc}") from None
 
 
 def allowed_cpus() -> set[int]:

@@ -253,7 +253,7 @@ class Probe:
         wall = self.clocks.wall_ns()
         stages: dict[str, float] = {}
         last = begin[0]
-        for stage, t, _cpu in self._read_marks + self._marks if self._read is not None else self._marks:
+        for stage, t, _cpu in self._read_marks + self._marks:  # (no book read: _read_marks is empty)
             stages[stage] = stages.get(stage, 0.0) + (t - last) / 1e3
             last = t
         return kind, begin[1], (wall - begin[0]) / 1e3, stages

@@ -198,11 +198,10 @@ def warm_every_s() -> float | None:
 def loop_cpu() -> int | None:
     """POLYMM_LOOP_CPU as the CPU the decision loop is pinned to (None: not pinned); a value that names no CPU this
     process may use is refused in words (exit 2)."""
-    raw = env.get(env.LOOP_CPU)
     try:
-        return realtime.choose_cpu(raw, realtime.allowed_cpus())
+        return realtime.loop_cpu_setting()
     except ValueError as exc:
-        raise StartupError(f"{env.LOOP_CPU}={raw!r}: {exc}") from None
+        raise StartupError(str(exc)) from None
 
 
 def attach_feed(name: str, wait_s: float, stop: threading.Event):
